@@ -1,0 +1,1 @@
+"""Certificates: PEM bundles, sidecar files, issuer choice, OCSP readiness."""

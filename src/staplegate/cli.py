@@ -1,0 +1,62 @@
+"""The `staplegate` command: HAProxy-style flags for the proxy, subcommands for the rest.
+
+`staplegate -f haproxy.cfg [-c] [-V]` behaves like `haproxy`; words such as `ca` or
+`responder` in first position select a subcommand whose module owns its own arguments.
+Subcommands are imported lazily so `staplegate -c` never pays for the test PKI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from staplegate import __version__
+
+# subcommand -> module exposing `main(argv: list[str]) -> int`
+SUBCOMMANDS: dict[str, str] = {
+    "ca": "staplegate.testpki.ca_cli",
+    "responder": "staplegate.testpki.responder_cli",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="staplegate",
+        description="OCSP-stapling TLS front end configured in HAProxy's syntax.",
+        epilog="subcommands: " + ", ".join(sorted(SUBCOMMANDS)) + " (staplegate SUBCOMMAND -h)",
+    )
+    parser.add_argument(
+        "-f",
+        dest="config_paths",
+        action="append",
+        metavar="FILE",
+        default=[],
+        help="configuration file or directory (repeatable; a directory loads its *.cfg in order)",
+    )
+    parser.add_argument(
+        "-c", dest="check_only", action="store_true", help="check the configuration and exit"
+    )
+    parser.add_argument(
+        "-V", dest="verbose", action="store_true", help="verbose: with -c, list certificates"
+    )
+    parser.add_argument(
+        "-v", "--version", action="version", version=f"staplegate version {__version__}"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in SUBCOMMANDS:
+        module = importlib.import_module(SUBCOMMANDS[args_list[0]])
+        result: int = module.main(args_list[1:])
+        return result
+    args = build_parser().parse_args(args_list)
+    if not args.config_paths:
+        print("[ALERT] No configuration file specified (use -f FILE).", file=sys.stderr)
+        return 1
+    from staplegate.check import run_check
+
+    return run_check(args.config_paths, verbose=args.verbose, check_only=args.check_only)

@@ -1,0 +1,1 @@
+"""HAProxy-syntax configuration: lexer, parser, semantic checks, immutable model."""

@@ -1,0 +1,1 @@
+"""The sans-IO OCSP core: CertId, requests, response verification, scheduling."""
