@@ -153,8 +153,17 @@ def write_index(path: Path, entries: Iterable[IndexEntry]) -> None:
     if path.exists():
         old = path.with_name(path.name + ".old")
         old.write_bytes(path.read_bytes())
+    # mkstemp creates 0600; keep the mode openssl would leave (existing mode, else 0644-umask)
+    # so other users that may read the CA (an OCSP responder) still can.
+    if path.exists():
+        mode = path.stat().st_mode & 0o777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o644 & ~umask
     fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".index.")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(temp_name, path)
