@@ -44,6 +44,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from staplegate.clock import Clock, SystemClock
 from staplegate.testpki import openssl_cnf
 from staplegate.testpki.index import (
+    REVOCATION_REASONS,
     EntryStatus,
     IndexEntry,
     format_serial,
@@ -734,3 +735,222 @@ class CertificateAuthority:
             bundle_path=bundle_path,
             issuer_path=issuer_path,
         )
+
+    def ocsp_signer(
+        self,
+        *,
+        cn: str = DEFAULT_SIGNER_CN,
+        nocheck: bool = False,
+        key: KeyKind = KeyKind.EC256,
+        days: int = 365,
+        not_before: dt.datetime | None = None,
+        not_after: dt.datetime | None = None,
+        ocsp_signing_eku: bool = True,
+        file_stem: str | None = None,
+    ) -> SignerFiles:
+        """Issue a delegated OCSP responder certificate (EKU OCSPSigning) and record it.
+
+        Files go to certs/STEM.pem and private/STEM.key; STEM is `ocsp-signer` for the default
+        CN, else the CN made file-safe. `ocsp_signing_eku=False` makes the broken signer that
+        fault-injection tests need (clients must reject its responses).
+        """
+        stem = file_stem or (
+            "ocsp-signer" if cn == DEFAULT_SIGNER_CN else re.sub(r"[^a-z0-9]+", "-", cn.lower())
+        ).strip("-")
+        if not cn.strip() or not stem or "/" in stem:
+            raise CAError(CAErrorReason.BAD_NAME, self.directory, f"bad signer name {cn!r}")
+        start, end = self._validity(days, not_before, not_after)
+        signer_key = key.generate()
+        subject = _cn(cn)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+        )
+        builder = self._sign_leaf(builder, signer_key.public_key())
+        if ocsp_signing_eku:
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=True
+            )
+        else:
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+            )
+        if nocheck:
+            builder = builder.add_extension(x509.OCSPNoCheck(), critical=False)
+        with self._locked():
+            self._check_unique(subject_oneline(subject), self.entries())
+            serial = self._next_serial()
+            certificate = builder.serial_number(serial).sign(
+                self.private_key, _digest_for(self.private_key)
+            )
+            self._record(certificate)
+        cert_path = self.directory / "certs" / f"{stem}.pem"
+        key_path = self.directory / "private" / f"{stem}.key"
+        _write_private(key_path, _key_pem(signer_key))
+        cert_path.write_bytes(_cert_pem(certificate))
+        return SignerFiles(
+            serial=serial,
+            certificate=certificate,
+            private_key=signer_key,
+            cert_path=cert_path,
+            key_path=key_path,
+        )
+
+    # -- revocation --------------------------------------------------------------------------
+
+    def resolve(self, name_or_serial: str | int) -> IndexEntry:
+        """The index entry meant by a certificate name (CN) or a serial (int, or hex text).
+
+        A name wins over hex: `cafe` is the certificate named cafe when there is one. Among
+        several entries with that name the valid one is chosen, as only one can be valid.
+        """
+        entries = self.entries()
+        if isinstance(name_or_serial, str):
+            subject = f"/CN={name_or_serial}"
+            named = [e for e in entries if e.subject == subject]
+            if named:
+                valid = [e for e in named if e.status is EntryStatus.VALID]
+                return (valid or named)[-1]
+            text = name_or_serial.strip()
+            text = text[2:] if text.lower().startswith("0x") else text
+            try:
+                serial = int(text, 16)
+            except ValueError:
+                raise CAError(
+                    CAErrorReason.UNKNOWN_NAME,
+                    self.index_path,
+                    f"no certificate named {name_or_serial!r} and not a hex serial; "
+                    "see the subjects and serials listed in this file",
+                ) from None
+        else:
+            serial = name_or_serial
+        for candidate in entries:
+            if candidate.serial == serial:
+                return candidate
+        raise CAError(
+            CAErrorReason.UNKNOWN_SERIAL,
+            self.index_path,
+            f"serial {format_serial(serial)} was not issued by this CA",
+        )
+
+    def revoke(
+        self,
+        name_or_serial: str | int,
+        *,
+        reason: str | None = None,
+        when: dt.datetime | None = None,
+    ) -> IndexEntry:
+        """Mark a certificate revoked in index.txt exactly as `openssl ca -revoke` does.
+
+        `reason` is one of openssl's `-crl_reason` names (case-insensitive); None writes the
+        revocation time alone, as openssl does without `-crl_reason`.
+        """
+        canonical = None
+        if reason is not None:
+            matches = [r for r in REVOCATION_REASONS if r.lower() == reason.lower()]
+            if not matches:
+                raise CAError(
+                    CAErrorReason.UNKNOWN_REASON,
+                    self.index_path,
+                    f"unknown revocation reason {reason!r}; use one of "
+                    + ", ".join(REVOCATION_REASONS),
+                )
+            canonical = matches[0]
+        revoked_at = when or self.clock.now()
+        if revoked_at.tzinfo is None:
+            raise ValueError("`when` must be timezone-aware")
+        with self._locked():
+            target = self.resolve(name_or_serial)
+            if target.status is EntryStatus.REVOKED:
+                raise CAError(
+                    CAErrorReason.ALREADY_REVOKED,
+                    self.index_path,
+                    f"serial {format_serial(target.serial)} ({target.subject}) is already revoked",
+                )
+            updated = target.revoked(revoked_at, canonical)
+            entries = [updated if e == target else e for e in self.entries()]
+            write_index(self.index_path, entries)
+        return updated
+
+    def crl(self, *, days: int = 7, now: dt.datetime | None = None) -> Path:
+        """Write crl/crl.pem listing every revoked certificate; bumps crlnumber like openssl."""
+        issued_at = now or self.clock.now()
+        with self._locked():
+            text = self.crlnumber_path.read_text(encoding="ascii").strip()
+            try:
+                number = int(text, 16)
+            except ValueError:
+                raise CAError(
+                    CAErrorReason.NOT_A_CA, self.crlnumber_path, f"not a hex number: {text!r}"
+                ) from None
+            builder = (
+                x509.CertificateRevocationListBuilder()
+                .issuer_name(self.certificate.subject)
+                .last_update(issued_at)
+                .next_update(issued_at + dt.timedelta(days=days))
+                .add_extension(x509.CRLNumber(number), critical=False)
+                .add_extension(
+                    x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                        self.private_key.public_key()
+                    ),
+                    critical=False,
+                )
+            )
+            for entry in self.entries():
+                if entry.status is not EntryStatus.REVOKED or entry.revoked_at is None:
+                    continue
+                revoked = (
+                    x509.RevokedCertificateBuilder()
+                    .serial_number(entry.serial)
+                    .revocation_date(entry.revoked_at)
+                )
+                flag = _crl_reason(entry.revocation_reason)
+                if flag is not None:
+                    revoked = revoked.add_extension(x509.CRLReason(flag), critical=False)
+                builder = builder.add_revoked_certificate(revoked.build())
+            crl = builder.sign(self.private_key, _digest_for(self.private_key))
+            self.crl_path.parent.mkdir(exist_ok=True)
+            self.crl_path.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+            _replace_text(self.crlnumber_path, format_serial(number + 1) + "\n")
+        return self.crl_path
+
+    def set_default_ocsp_url(self, url: str | None) -> None:
+        """Change the OCSP URL later `issue` calls (and `openssl ca`) put in certificates."""
+        with self._locked():
+            self.settings = CASettings(
+                name=self.settings.name, ocsp_url=url, intermediate=self.settings.intermediate
+            )
+            self.config_path.write_text(
+                openssl_cnf.render_openssl_cnf(
+                    self.directory,
+                    ocsp_url=url,
+                    digest=_digest_for(self.private_key).name,
+                ),
+                encoding="utf-8",
+            )
+            (self.directory / SETTINGS_FILE).write_text(self.settings.to_json(), encoding="utf-8")
+
+
+def _crl_reason(index_reason: str | None) -> x509.ReasonFlags | None:
+    """The CRLReason for an index.txt reason field (which may carry `,time` extras)."""
+    if not index_reason:
+        return None
+    head = index_reason.split(",", 1)[0]
+    return _CRL_REASON_FLAGS.get(_PSEUDO_REASONS.get(head, head))
