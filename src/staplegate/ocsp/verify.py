@@ -1,0 +1,451 @@
+"""Decide whether DER bytes are an OCSP response we may staple for one certificate.
+
+Theory of operation. Every staple candidate, whatever its source (sidecar `.ocsp`, state
+directory, runtime API, fetch), goes through `verify_response` before it can reach a staple
+table. The checks run in HAProxy 3.2's order for a fetched response (spec §6 then §3.5):
+
+1. parse the DER                         -> UNPARSABLE
+2. responseStatus is successful          -> NOT_SUCCESSFUL (which status in `.detail`)
+3. the body is a BasicOCSPResponse       -> NOT_BASIC
+4. signature and responder authorization -> SIGNER_NOT_AUTHORIZED / SIGNATURE_INVALID
+5. exactly one SingleResponse            -> MULTIPLE_RESPONSES / NO_SINGLE_RESPONSE
+6. certStatus good or revoked            -> STATUS_UNKNOWN
+7. nextUpdate present                    -> NEXT_UPDATE_MISSING
+8. time window with `skew` tolerance     -> NOT_VALID_NOW
+9. CertId names our certificate          -> CERT_ID_MISMATCH
+10. nextUpdate - 300 s is not past       -> EXPIRES_TOO_SOON (HAProxy 3.2's rule)
+
+HAProxy checks the signature (step 4) only for fetched responses; we check it for every
+source, because a staple read from disk or pushed over the runtime API is served to clients
+just the same. The first failure raises `VerificationError` with one specific reason; its
+`.message` is HAProxy's text for that check, so logs and warnings read like HAProxy's.
+
+A revoked answer verifies: it is the truth, and stapling it is what clients expect. An
+`unknown` answer does not: it tells a client nothing and HAProxy rejects it too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+
+from cryptography import exceptions, x509
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from staplegate.ocsp.certid import CertId
+
+#: HAProxy subtracts this from nextUpdate to get the time a staple stops being served.
+EXPIRE_MARGIN = dt.timedelta(seconds=300)
+
+#: CertId hash algorithms we accept in a response (HAProxy asks in SHA-1; some CAs answer in
+#: SHA-256, which RFC 6960 allows).
+ACCEPTED_CERTID_HASHES = ("sha1", "sha256")
+
+
+class CertStatus(enum.Enum):
+    """The certStatus of a staple we accept; `unknown` never verifies."""
+
+    GOOD = "good"
+    REVOKED = "revoked"
+
+
+class FailureReason(enum.Enum):
+    """One member per check of `verify_response`, in the order they run."""
+
+    UNPARSABLE = "unparsable"
+    NOT_SUCCESSFUL = "not-successful"
+    NOT_BASIC = "not-basic"
+    SIGNER_NOT_AUTHORIZED = "signer-not-authorized"
+    SIGNATURE_INVALID = "signature-invalid"
+    MULTIPLE_RESPONSES = "multiple-responses"
+    NO_SINGLE_RESPONSE = "no-single-response"
+    STATUS_UNKNOWN = "status-unknown"
+    NEXT_UPDATE_MISSING = "next-update-missing"
+    NOT_VALID_NOW = "not-valid-now"
+    CERT_ID_MISMATCH = "cert-id-mismatch"
+    EXPIRES_TOO_SOON = "expires-too-soon"
+
+    @property
+    def is_check_failure(self) -> bool:
+        """True for HAProxy's status 4 ("check failure"), False for status 5 ("insertion")."""
+        return self in _CHECK_FAILURES
+
+
+_CHECK_FAILURES = frozenset(
+    {
+        FailureReason.UNPARSABLE,
+        FailureReason.NOT_SUCCESSFUL,
+        FailureReason.NOT_BASIC,
+        FailureReason.SIGNER_NOT_AUTHORIZED,
+        FailureReason.SIGNATURE_INVALID,
+    }
+)
+
+# HAProxy 3.2's texts: the load-time/insertion form (§3.5) is `.message`.
+_MESSAGES: dict[FailureReason, str] = {
+    FailureReason.UNPARSABLE: "Unable to parse OCSP response",
+    FailureReason.NOT_SUCCESSFUL: "OCSP response status not successful",
+    FailureReason.NOT_BASIC: "Failed to get basic response from OCSP Response",
+    FailureReason.SIGNER_NOT_AUTHORIZED: "OCSP response signer not authorized",
+    FailureReason.SIGNATURE_INVALID: "OCSP response signature invalid",
+    FailureReason.MULTIPLE_RESPONSES: (
+        "OCSP response ignored because contains multiple single responses"
+    ),
+    FailureReason.NO_SINGLE_RESPONSE: "Failed to get OCSP single response",
+    FailureReason.STATUS_UNKNOWN: "OCSP single response: certificate status is unknown",
+    FailureReason.NEXT_UPDATE_MISSING: "OCSP single response: missing nextupdate",
+    FailureReason.NOT_VALID_NOW: "OCSP single response: no longer valid.",
+    FailureReason.CERT_ID_MISMATCH: (
+        "OCSP single response: Certificate ID does not match certificate and issuer"
+    ),
+    FailureReason.EXPIRES_TOO_SOON: (
+        "OCSP single response: no longer valid. Must be valid during at least 300s."
+    ),
+}
+
+_HINTS: dict[FailureReason, str] = {
+    FailureReason.UNPARSABLE: "the bytes are not a DER OCSPResponse; fetch it again",
+    FailureReason.NOT_SUCCESSFUL: "the responder refused to answer; retry later or ask the CA",
+    FailureReason.NOT_BASIC: "only id-pkix-ocsp-basic responses can be stapled",
+    FailureReason.SIGNER_NOT_AUTHORIZED: (
+        "the response must be signed by the issuer or by a responder certificate it issued "
+        "with the OCSPSigning EKU; check the issuer (.issuer file or chain) and the responder"
+    ),
+    FailureReason.SIGNATURE_INVALID: "the response was altered or signed with another key",
+    FailureReason.MULTIPLE_RESPONSES: "ask the responder for this certificate alone",
+    FailureReason.NO_SINGLE_RESPONSE: "the responder answered about no certificate",
+    FailureReason.STATUS_UNKNOWN: "the responder does not know this certificate; check the "
+    "OCSP URI and the issuer",
+    FailureReason.NEXT_UPDATE_MISSING: "responses without nextUpdate cannot be stapled; "
+    "configure the responder to set it",
+    FailureReason.NOT_VALID_NOW: "check this machine's clock and the responder's",
+    FailureReason.CERT_ID_MISMATCH: "the response is for another certificate or issuer",
+    FailureReason.EXPIRES_TOO_SOON: "the responder must issue responses valid for more than "
+    "300 s (plus the refresh margin)",
+}
+
+# OpenSSL's lowercase names, as HAProxy prints them in "OCSP response not successful (3: x)".
+_STATUS_NAMES: dict[ocsp.OCSPResponseStatus, str] = {
+    ocsp.OCSPResponseStatus.MALFORMED_REQUEST: "malformedrequest",
+    ocsp.OCSPResponseStatus.INTERNAL_ERROR: "internalerror",
+    ocsp.OCSPResponseStatus.TRY_LATER: "trylater",
+    ocsp.OCSPResponseStatus.SIG_REQUIRED: "sigrequired",
+    ocsp.OCSPResponseStatus.UNAUTHORIZED: "unauthorized",
+}
+
+
+class VerificationError(Exception):
+    """A staple candidate failed one check; `.reason` says which, `.detail` says why."""
+
+    def __init__(
+        self,
+        reason: FailureReason,
+        detail: str | None = None,
+        *,
+        status: ocsp.OCSPResponseStatus | None = None,
+    ) -> None:
+        self.reason = reason
+        self.message = _MESSAGES[reason]
+        self.detail = detail
+        #: for NOT_SUCCESSFUL: the responseStatus the responder sent
+        self.status = status
+        super().__init__(self.message if detail is None else f"{self.message} ({detail})")
+
+    @property
+    def hint(self) -> str:
+        """What an operator can do about it."""
+        return _HINTS[self.reason]
+
+    @property
+    def haproxy_status(self) -> int:
+        """HAProxy's update status code for a fetched response failing this way (4 or 5)."""
+        return 4 if self.reason.is_check_failure else 5
+
+    @property
+    def haproxy_detail(self) -> str:
+        """The ` (detail)` text HAProxy 3.2 logs for a fetched response failing this way.
+
+        Check failures (status 4) carry OpenSSL function names in HAProxy; insertion failures
+        (status 5) carry the §3.5 message. We keep those exact strings for the log line.
+        """
+        if self.reason is FailureReason.UNPARSABLE:
+            return "d2i_OCSP_RESPONSE() failed"
+        if self.reason is FailureReason.NOT_SUCCESSFUL:
+            if self.status is None:
+                return "OCSP response not successful"
+            name = _STATUS_NAMES.get(self.status, self.status.name.lower())
+            return f"OCSP response not successful ({self.status.value}: {name})"
+        if self.reason is FailureReason.NOT_BASIC:
+            return "OCSP_response_get1_basic() failed"
+        if self.reason in (FailureReason.SIGNER_NOT_AUTHORIZED, FailureReason.SIGNATURE_INVALID):
+            return "OCSP_basic_verify() failed"
+        if self.reason is FailureReason.MULTIPLE_RESPONSES and self.detail is not None:
+            return f"{self.message} ({self.detail})"
+        return self.message
+
+
+@dataclass(frozen=True)
+class VerifiedStaple:
+    """An OCSP response that passed every check for one certificate at one moment.
+
+    `cert_id` is the certificate's SHA-1 CertId (the staple table key, as HAProxy's entry
+    key), even when the responder answered with a SHA-256 CertId.
+    """
+
+    der: bytes
+    cert_id: CertId
+    status: CertStatus
+    this_update: dt.datetime
+    next_update: dt.datetime
+    produced_at: dt.datetime
+    revocation_time: dt.datetime | None
+    revocation_reason: str | None
+    responder: str
+
+    def expire(self) -> dt.datetime:
+        """When we stop serving it: nextUpdate - 300 s, HAProxy's `expire`."""
+        return self.next_update - EXPIRE_MARGIN
+
+    def servable(self, now: dt.datetime) -> bool:
+        """True while HAProxy's stapler would send it (`expire >= now`)."""
+        return self.expire() >= now
+
+
+def verify_response(
+    der: bytes,
+    *,
+    certificate: x509.Certificate,
+    issuer: x509.Certificate,
+    now: dt.datetime,
+    skew: dt.timedelta = dt.timedelta(seconds=300),
+    check_signature: bool = True,
+) -> VerifiedStaple:
+    """Return the staple if `der` answers for `certificate` at `now`, else raise.
+
+    Raises VerificationError with the first failing check's reason (see the module docstring).
+    `check_signature=False` exists only for diagnostics (showing what a response says); never
+    install a staple verified without it.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    response = _parse(der)
+    if check_signature:
+        responder = _check_signature(response, issuer=issuer, now=now, skew=skew)
+    else:
+        responder = "unchecked"
+    single = _single(response)
+    status = _status(single)
+    next_update = single.next_update_utc
+    if next_update is None:
+        raise VerificationError(FailureReason.NEXT_UPDATE_MISSING)
+    this_update = single.this_update_utc
+    _check_window(this_update, next_update, now=now, skew=skew)
+    _check_cert_id(single, certificate=certificate, issuer=issuer)
+    expire = next_update - EXPIRE_MARGIN
+    if expire < now:
+        raise VerificationError(
+            FailureReason.EXPIRES_TOO_SOON,
+            f"nextUpdate {_iso(next_update)} is less than 300 s after now {_iso(now)}",
+        )
+    revocation_time = single.revocation_time_utc if status is CertStatus.REVOKED else None
+    reason = single.revocation_reason if status is CertStatus.REVOKED else None
+    return VerifiedStaple(
+        der=der,
+        cert_id=CertId.for_certificate(certificate, issuer),
+        status=status,
+        this_update=this_update,
+        next_update=next_update,
+        produced_at=response.produced_at_utc,
+        revocation_time=revocation_time,
+        revocation_reason=reason.value if reason is not None else None,
+        responder=responder,
+    )
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(der: bytes) -> ocsp.OCSPResponse:
+    try:
+        response = ocsp.load_der_ocsp_response(der)
+    except ValueError as exc:
+        text = str(exc)
+        # cryptography parses only id-pkix-ocsp-basic bodies; another responseType fails
+        # while decoding ResponseBytes.response, which is HAProxy's "get1_basic" step.
+        if "ResponseBytes::response" in text and "UnknownDefinedBy" in text:
+            raise VerificationError(FailureReason.NOT_BASIC, "responseType is not basic") from exc
+        raise VerificationError(FailureReason.UNPARSABLE, _short(text)) from exc
+    if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
+        status = response.response_status
+        raise VerificationError(
+            FailureReason.NOT_SUCCESSFUL,
+            f"{status.value}: {_STATUS_NAMES.get(status, status.name.lower())}",
+            status=status,
+        )
+    return response
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _key_hash(certificate: x509.Certificate) -> bytes:
+    """SHA-1 of the subjectPublicKey BIT STRING: what ResponderID byKey carries."""
+    return x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest
+
+
+def _names_responder(response: ocsp.OCSPResponse, candidate: x509.Certificate) -> bool:
+    if response.responder_name is not None:
+        return candidate.subject == response.responder_name
+    return response.responder_key_hash == _key_hash(candidate)
+
+
+def _responder_id_text(response: ocsp.OCSPResponse) -> str:
+    if response.responder_name is not None:
+        return f"responder name {response.responder_name.rfc4514_string()!r}"
+    key_hash = response.responder_key_hash or b""
+    return f"responder key hash {key_hash.hex()}"
+
+
+def _check_signature(
+    response: ocsp.OCSPResponse,
+    *,
+    issuer: x509.Certificate,
+    now: dt.datetime,
+    skew: dt.timedelta,
+) -> str:
+    """Find the responder certificate, authorize it, check the signature; return who signed."""
+    if _names_responder(response, issuer):
+        _check_signed_by(response, issuer)
+        return "issuer"
+    candidates = [c for c in response.certificates if _names_responder(response, c)]
+    if not candidates:
+        raise VerificationError(
+            FailureReason.SIGNER_NOT_AUTHORIZED,
+            f"{_responder_id_text(response)} is neither the issuer "
+            f"{issuer.subject.rfc4514_string()!r} nor a certificate included in the response",
+        )
+    delegate = candidates[0]
+    subject = delegate.subject.rfc4514_string()
+    try:
+        delegate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, exceptions.InvalidSignature) as exc:
+        raise VerificationError(
+            FailureReason.SIGNER_NOT_AUTHORIZED,
+            f"responder certificate {subject!r} was not issued by "
+            f"{issuer.subject.rfc4514_string()!r}",
+        ) from exc
+    try:
+        eku = delegate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        eku = None
+    if eku is None or ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
+        raise VerificationError(
+            FailureReason.SIGNER_NOT_AUTHORIZED,
+            f"responder certificate {subject!r} lacks the OCSPSigning extended key usage",
+        )
+    if not (delegate.not_valid_before_utc - skew <= now <= delegate.not_valid_after_utc + skew):
+        raise VerificationError(
+            FailureReason.SIGNER_NOT_AUTHORIZED,
+            f"responder certificate {subject!r} is valid from "
+            f"{_iso(delegate.not_valid_before_utc)} to {_iso(delegate.not_valid_after_utc)}, "
+            f"not at {_iso(now)}",
+        )
+    _check_signed_by(response, delegate)
+    return subject
+
+
+def _check_signed_by(response: ocsp.OCSPResponse, signer: x509.Certificate) -> None:
+    key = signer.public_key()
+    try:
+        algorithm = response.signature_hash_algorithm
+    except exceptions.UnsupportedAlgorithm as exc:
+        raise VerificationError(
+            FailureReason.SIGNATURE_INVALID,
+            f"unsupported signature algorithm {response.signature_algorithm_oid.dotted_string}",
+        ) from exc
+    signature, data = response.signature, response.tbs_response_bytes
+    try:
+        if isinstance(key, rsa.RSAPublicKey) and algorithm is not None:
+            key.verify(signature, data, padding.PKCS1v15(), algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey) and algorithm is not None:
+            key.verify(signature, data, ec.ECDSA(algorithm))
+        elif isinstance(key, dsa.DSAPublicKey) and algorithm is not None:
+            key.verify(signature, data, algorithm)
+        elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+            if algorithm is not None:
+                raise exceptions.InvalidSignature
+            key.verify(signature, data)
+        else:
+            raise exceptions.InvalidSignature
+    except exceptions.InvalidSignature as exc:
+        raise VerificationError(
+            FailureReason.SIGNATURE_INVALID,
+            f"signature ({response.signature_algorithm_oid.dotted_string}) does not verify "
+            f"with the key of {signer.subject.rfc4514_string()!r}",
+        ) from exc
+
+
+def _single(response: ocsp.OCSPResponse) -> ocsp.OCSPSingleResponse:
+    singles = list(response.responses)
+    if len(singles) > 1:
+        raise VerificationError(FailureReason.MULTIPLE_RESPONSES, str(len(singles)))
+    if not singles:
+        raise VerificationError(FailureReason.NO_SINGLE_RESPONSE)
+    return singles[0]
+
+
+def _status(single: ocsp.OCSPSingleResponse) -> CertStatus:
+    if single.certificate_status is ocsp.OCSPCertStatus.GOOD:
+        return CertStatus.GOOD
+    if single.certificate_status is ocsp.OCSPCertStatus.REVOKED:
+        return CertStatus.REVOKED
+    raise VerificationError(FailureReason.STATUS_UNKNOWN)
+
+
+def _check_window(
+    this_update: dt.datetime, next_update: dt.datetime, *, now: dt.datetime, skew: dt.timedelta
+) -> None:
+    seconds = int(skew.total_seconds())
+    if this_update > now + skew:
+        detail = f"thisUpdate {_iso(this_update)} is more than {seconds} s after {_iso(now)}"
+    elif next_update < now - skew:
+        detail = f"nextUpdate {_iso(next_update)} is more than {seconds} s before {_iso(now)}"
+    elif next_update < this_update:
+        detail = f"nextUpdate {_iso(next_update)} is before thisUpdate {_iso(this_update)}"
+    else:
+        return
+    raise VerificationError(FailureReason.NOT_VALID_NOW, detail)
+
+
+def _check_cert_id(
+    single: ocsp.OCSPSingleResponse,
+    *,
+    certificate: x509.Certificate,
+    issuer: x509.Certificate,
+) -> None:
+    try:
+        answered = CertId.from_single_response(single)
+    except exceptions.UnsupportedAlgorithm as exc:
+        raise VerificationError(
+            FailureReason.CERT_ID_MISMATCH, "the CertId uses an unsupported hash algorithm"
+        ) from exc
+    if answered.hash_algorithm not in ACCEPTED_CERTID_HASHES:
+        raise VerificationError(
+            FailureReason.CERT_ID_MISMATCH,
+            f"the CertId uses {answered.hash_algorithm}; accepted: "
+            + ", ".join(ACCEPTED_CERTID_HASHES),
+        )
+    expected = CertId.for_certificate(certificate, issuer, answered.hash_algorithm)
+    if answered != expected:
+        raise VerificationError(
+            FailureReason.CERT_ID_MISMATCH,
+            f"response names serial {answered.serial_number:X}, "
+            f"certificate has serial {certificate.serial_number:X}"
+            if answered.serial_number != expected.serial_number
+            else "response names another issuer",
+        )
