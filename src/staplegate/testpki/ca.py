@@ -60,8 +60,10 @@ DEFAULT_OCSP_URL: Final = "http://127.0.0.1:8080"
 DEFAULT_CA_NAME: Final = "staplegate Test CA"
 DEFAULT_SIGNER_CN: Final = "staplegate OCSP Responder"
 CA_DAYS: Final = 3650
-# Certificates start slightly in the past so a peer whose clock lags a little accepts them.
+# Leaves start slightly in the past so a peer whose clock lags a little accepts them; CAs start
+# well in the past so tests may issue leaves valid at earlier times (expired-certificate cases).
 BACKDATE: Final = dt.timedelta(minutes=5)
+CA_BACKDATE: Final = dt.timedelta(days=30)
 
 # openssl's pseudo reasons in index.txt (`-crl_compromise`, `-crl_CA_compromise`) map to these.
 _PSEUDO_REASONS: Final = {"keyTime": "keyCompromise", "CAkeyTime": "CACompromise"}
@@ -421,7 +423,7 @@ class CertificateAuthority:
     ) -> CertificateAuthority:
         """Create a CA in `directory` (created if missing; must not already hold a CA)."""
         clock = clock or SystemClock()
-        created = (now or clock.now()) - BACKDATE
+        created = (now or clock.now()) - CA_BACKDATE
         if created.tzinfo is None:
             raise ValueError("`now` must be timezone-aware")
         directory = directory.absolute()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import stat
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def test_init_writes_openssl_layout(ca: CertificateAuthority) -> None:
     basic = ca.certificate.extensions.get_extension_for_class(x509.BasicConstraints)
     assert basic.value.ca
     assert basic.critical
-    assert ca.certificate.not_valid_before_utc <= NOW
+    assert ca.certificate.not_valid_before_utc == NOW - dt.timedelta(days=30)
 
 
 def test_init_refuses_an_existing_ca(ca: CertificateAuthority) -> None:
@@ -132,6 +133,9 @@ def test_issue_writes_bundle_issuer_and_index(ca: CertificateAuthority) -> None:
     newcert = ca.directory / "newcerts" / f"{first_serial:X}.pem"
     assert x509.load_pem_x509_certificate(newcert.read_bytes()) == issued.certificate
     (entry,) = read_index(ca.index_path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(ca.index_path.stat().st_mode) == 0o644 & ~umask  # as openssl leaves it
     assert entry.status is EntryStatus.VALID
     assert entry.serial == first_serial
     assert entry.subject == "/CN=www.test"
