@@ -144,6 +144,7 @@ class _Default(enum.Enum):
 
 
 DEFAULT: Final = _Default.DEFAULT
+Default = Literal[_Default.DEFAULT]  # the type of DEFAULT, for signatures that pass it on
 
 
 @dataclass(frozen=True, slots=True)
@@ -639,7 +640,7 @@ class CertificateAuthority:
         *,
         sans: Sequence[str] = (),
         key: KeyKind = KeyKind.EC256,
-        ocsp_url: str | Literal[_Default.DEFAULT] | None = DEFAULT,
+        ocsp_url: str | Default | None = DEFAULT,
         must_staple: bool = False,
         days: int = 90,
         out_dir: Path | None = None,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from staplegate.testpki.ca import CertificateAuthority, IssuedCertificate
+from staplegate.testpki.ca import CAError, CAErrorReason, CertificateAuthority, IssuedCertificate
 from staplegate.testpki.index import EntryStatus, read_index, write_index
 
 pytestmark = pytest.mark.openssl
@@ -247,3 +247,25 @@ def test_chain_urls_staple_and_crl_with_openssl(tmp_path: Path) -> None:
     assert "verify OK" in crl_text
     assert f"Serial Number: {leaf.serial:X}" in crl_text
     assert "Key Compromise" in crl_text
+
+
+def test_openssl_ca_honours_our_unique_subject_and_we_honour_its(tmp_path: Path) -> None:
+    ca = CertificateAuthority.init(tmp_path / "ca")
+    ca.issue("ours.test")
+    result = subprocess.run(
+        ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(tmp_path / "k"), "-subj", "/CN=ours.test",
+         "-out", str(tmp_path / "csr")],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    result = subprocess.run(
+        ["openssl", "ca", "-config", str(ca.config_path), "-batch", "-in", str(tmp_path / "csr"),
+         "-out", str(tmp_path / "dup.pem")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "There is already a certificate for /CN=ours.test" in result.stdout + result.stderr
+    _openssl_issue(ca, "theirs.test")
+    with pytest.raises(CAError) as caught:
+        ca.issue("theirs.test")
+    assert caught.value.reason is CAErrorReason.ALREADY_ISSUED
