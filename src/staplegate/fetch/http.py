@@ -130,7 +130,7 @@ class OcspHttpRequestLike(Protocol):
     """What `staplegate.ocsp.request.OcspHttpRequest` provides; see `OcspHttpClient.send`."""
 
     @property
-    def method(self) -> str: ...
+    def method(self) -> str | enum.Enum: ...
     @property
     def url(self) -> str: ...
     @property
@@ -188,7 +188,9 @@ class OcspHttpClient:
 
     async def send(self, request: OcspHttpRequestLike) -> FetchResult:
         """Fetch an `OcspHttpRequest` (from `staplegate.ocsp.request.http_request_for`)."""
-        return await self.fetch(request.method, request.url, request.headers, request.body)
+        method = request.method
+        name = method.value if isinstance(method, enum.Enum) else method
+        return await self.fetch(str(name), request.url, request.headers, request.body)
 
     async def fetch(
         self,
@@ -262,7 +264,7 @@ class OcspHttpClient:
                     method,
                     target,
                     headers=list(headers),
-                    data=body,
+                    data=body or None,  # a GET's b"" must not become "Content-Length: 0"
                     allow_redirects=False,
                     proxy=settings.proxy_url,
                     timeout=per_attempt,

@@ -31,6 +31,8 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
 from staplegate.fetch import FetchFailure, FetchResult, FetchSettings, OcspHttpClient
+from staplegate.ocsp.certid import CertId
+from staplegate.ocsp.request import build_request, http_request_for
 
 # A real (unsuccessful) OCSPResponse: the client treats bodies as opaque bytes.
 OCSP_DER = ocsp.OCSPResponseBuilder.build_unsuccessful(
@@ -252,6 +254,64 @@ def test_one_session_serves_many_fetches() -> None:
                 await client.close()
             assert all(result.ok for result in results)
             assert sorted(seen.raw_path for seen in r.seen) == [f"/ok/{n}" for n in range(5)]
+
+    run(scenario())
+
+
+def _real_cert_id() -> CertId:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Fetch Test CA")])
+    now = dt.datetime.now(dt.UTC)
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "www.test")]))
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(0x0A1B2C3D)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return CertId.for_certificate(leaf, ca)
+
+
+@pytest.mark.parametrize(("suffix", "method"), [("", "GET"), ("/" + "p" * 200, "POST")])
+def test_send_carries_an_ocsp_http_request_as_built(suffix: str, method: str) -> None:
+    """The request module's GET/POST layout reaches the responder unchanged."""
+
+    async def scenario() -> None:
+        async with responder() as r:
+            der = build_request(_real_cert_id())
+            request = http_request_for(f"{r.base}/ok{suffix}", der)
+            assert request.method.value == method
+            client = OcspHttpClient(FAST)
+            try:
+                result = await client.send(request)
+            finally:
+                await client.close()
+            assert result.ok, result.detail
+            [seen] = r.seen
+            assert seen.method == method
+            assert r.base + seen.raw_path == request.url
+            assert seen.headers["Host"] == r.base.removeprefix("http://")
+            assert seen.headers["User-Agent"] == dict(request.headers)["User-Agent"]
+            if method == "GET":
+                assert seen.body == b""
+                assert "Content-Length" not in seen.headers
+                assert "%2B" in request.url or "%2F" in request.url or "%3D" in request.url
+            else:
+                assert seen.body == der
+                assert seen.headers["Content-Type"] == "application/ocsp-request"
 
     run(scenario())
 
