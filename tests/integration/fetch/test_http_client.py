@@ -702,6 +702,25 @@ def test_unreachable_proxy_is_named_in_the_detail() -> None:
     run(scenario())
 
 
+def test_proxy_environment_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only ocsp-update.httpproxy selects a proxy (trust_env=False)."""
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{placeholder.getsockname()[1]}"
+        for variable in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "HTTPS_PROXY"):
+            monkeypatch.setenv(variable, dead)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+
+        async def scenario() -> None:
+            async with responder() as r:
+                result = await fetch(r.base + "/ok")
+                assert result.ok, result.detail
+                assert len(r.seen) == 1
+
+        run(scenario())
+
+
 @pytest.mark.parametrize("bad", ["127.0.0.1", "127.0.0.1:", ":3128", "host:99999", "h:x"])
 def test_proxy_setting_must_be_host_port(bad: str) -> None:
     with pytest.raises(ValueError, match="is not host:port"):
