@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
+from yarl import URL
 
 from staplegate.fetch import FetchFailure, FetchResult, FetchSettings, OcspHttpClient
 from staplegate.ocsp.certid import CertId
@@ -647,12 +648,12 @@ async def forward_proxy(origin: str) -> AsyncIterator[Proxy]:
 
     async def forward(request: web.Request) -> web.Response:
         proxy.targets.append(request.raw_path)
-        path = aiohttp.client.URL(request.raw_path, encoded=True).raw_path_qs
+        path = URL(request.raw_path, encoded=True).raw_path_qs
         async with (
             aiohttp.ClientSession() as session,
             session.request(
                 request.method,
-                aiohttp.client.URL(origin + path, encoded=True),
+                URL(origin + path, encoded=True),
                 data=await request.read(),
             ) as upstream,
         ):
