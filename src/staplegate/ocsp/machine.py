@@ -1,0 +1,519 @@
+"""The per-certificate OCSP state machine: events in, actions out, no I/O.
+
+Theory of operation (h11 style). One `CertificateMachine` per certificate (per CertId). The
+updater in `fetch/` feeds it events and performs the actions it returns, in order; the
+machine never sleeps, fetches, writes or reads a clock — every event carries its `now`.
+
+States and the events each accepts (anything else is a bug in the caller and raises
+`MachineMisuse`)::
+
+    NEW       --Start-->                  WAITING (auto-update, usable URI) | IDLE
+    WAITING   --Tick (due)-->             FETCHING, emits Fetch
+    FETCHING  --FetchSucceeded/Failed-->  WAITING (auto-update) | IDLE (one-shot done)
+    IDLE      --UpdateRequested-->        WAITING (one-shot, due now)
+    any       --CertificateReplaced-->    RETIRED (withdraws the staple; terminal)
+
+`Tick`, `ManualSet` and `UpdateRequested` are accepted in every live state. Staple rules,
+whatever the state: only a verified, unexpired staple is installed; the last good staple
+keeps being served while `servable`; it is withdrawn at its `expire` (nextUpdate - 300 s);
+a fetched response older (earlier thisUpdate) than the held one is not installed. HAProxy's
+counters (successes, failures, consecutive failures, last success time, last status and its
+3.2 detail) are kept here and shown by the runtime API.
+
+Failures of kind INTERNAL (no request could be made) count as failures but keep status 0
+and log nothing, as HAProxy does; HTTP-level failures are status 2 or 3 and, unlike HAProxy,
+carry a detail (`2 "HTTP error (timeout after 10 s)"`) because an opaque "HTTP error" was a
+top user complaint (spec §11 item 5).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import random
+from dataclasses import dataclass, field, replace
+
+from cryptography import x509
+
+from staplegate.ocsp.certid import CertId
+from staplegate.ocsp.logline import UpdateStatus, format_update_line, status_text
+from staplegate.ocsp.request import (
+    OcspHttpRequest,
+    OcspUriError,
+    build_request,
+    http_request_for,
+)
+from staplegate.ocsp.schedule import (
+    UpdateSettings,
+    base_next_update,
+    jitter,
+    next_update_after_failure,
+    next_update_after_success,
+)
+from staplegate.ocsp.verify import (
+    CertStatus,
+    VerificationError,
+    VerifiedStaple,
+    verify_response,
+)
+
+#: HAProxy works in whole seconds: a staple is still served during the second of `expire`.
+WITHDRAW_AFTER_EXPIRE = dt.timedelta(seconds=1)
+
+
+class State(enum.Enum):
+    NEW = "new"
+    WAITING = "waiting"  # an attempt is scheduled
+    FETCHING = "fetching"  # a Fetch action is outstanding
+    IDLE = "idle"  # nothing scheduled (auto-update off, or no usable OCSP URI)
+    RETIRED = "retired"  # certificate replaced; terminal
+
+
+class FetchFailure(enum.Enum):
+    """What went wrong while fetching, as `fetch/` reports it."""
+
+    HTTP_STATUS = "http-status"  # a status line other than 200
+    CONNECT = "connect"  # DNS, refused, unreachable, TLS (HAProxy: internal 503)
+    TIMEOUT = "timeout"  # ours; HAProxy has no response timeout
+    TOO_LARGE = "too-large"  # ours; body above the size cap
+    CONTENT_TYPE = "content-type"  # no Content-Type: application/ocsp-response
+    INTERNAL = "internal"  # the request could not be made at all
+
+    @property
+    def status(self) -> UpdateStatus:
+        if self is FetchFailure.CONTENT_TYPE:
+            return UpdateStatus.MISSING_CONTENT_TYPE
+        if self is FetchFailure.INTERNAL:
+            return UpdateStatus.UNKNOWN
+        return UpdateStatus.HTTP_ERROR
+
+
+class LogLevel(enum.Enum):
+    INFO = "info"
+    NOTICE = "notice"  # HAProxy 3.x logs <OCSP-UPDATE> lines at notice
+    WARNING = "warning"
+    ALERT = "alert"
+
+
+# --- events ---
+
+
+@dataclass(frozen=True)
+class Start:
+    """Begin managing the certificate; `stored` are candidate staples from the store."""
+
+    now: dt.datetime
+    stored: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passed (a WakeAt fired, or the updater polls)."""
+
+    now: dt.datetime
+
+
+@dataclass(frozen=True)
+class FetchSucceeded:
+    """The responder answered 200 with the right Content-Type; `der` is the body."""
+
+    now: dt.datetime
+    der: bytes
+
+
+@dataclass(frozen=True)
+class FetchFailed:
+    now: dt.datetime
+    kind: FetchFailure
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class ManualSet:
+    """`set ssl ocsp-response`: an operator pushes a response."""
+
+    now: dt.datetime
+    der: bytes
+
+
+@dataclass(frozen=True)
+class UpdateRequested:
+    """`update ssl ocsp-response`: fetch as soon as possible (once, if auto-update is off)."""
+
+    now: dt.datetime
+
+
+@dataclass(frozen=True)
+class CertificateReplaced:
+    now: dt.datetime
+
+
+Event = (
+    Start | Tick | FetchSucceeded | FetchFailed | ManualSet | UpdateRequested | CertificateReplaced
+)
+
+
+# --- actions ---
+
+
+@dataclass(frozen=True)
+class Fetch:
+    cert_id: CertId
+    uri: str
+    request: OcspHttpRequest
+
+
+@dataclass(frozen=True)
+class Install:
+    staple: VerifiedStaple
+
+
+@dataclass(frozen=True)
+class Withdraw:
+    cert_id: CertId
+
+
+@dataclass(frozen=True)
+class Persist:
+    staple: VerifiedStaple
+
+
+@dataclass(frozen=True)
+class WakeAt:
+    """Send a Tick at `when` (replaces any earlier WakeAt for this certificate)."""
+
+    when: dt.datetime
+
+
+@dataclass(frozen=True)
+class Log:
+    level: LogLevel
+    message: str
+
+
+@dataclass(frozen=True)
+class RevocationDetected:
+    """A verified answer says the certificate is revoked: alert, metric, hook."""
+
+    staple: VerifiedStaple
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A ManualSet candidate failed verification; the runtime API reports `error`."""
+
+    error: VerificationError
+
+
+Action = Fetch | Install | Withdraw | Persist | WakeAt | Log | RevocationDetected | Rejected
+
+
+class MachineMisuse(RuntimeError):
+    """The caller sent an event the current state cannot accept (a bug in the caller)."""
+
+
+@dataclass(frozen=True)
+class Counters:
+    """HAProxy's per-entry update bookkeeping (`show ssl ocsp-updates`)."""
+
+    successes: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    last_success: dt.datetime | None = None
+    last_status: UpdateStatus = UpdateStatus.UNKNOWN
+    last_detail: str | None = None
+
+    @property
+    def status_text(self) -> str:
+        """Text with the 3.2 detail, kept while the next attempt runs (status 0)."""
+        return status_text(self.last_status, self.last_detail)
+
+
+@dataclass
+class CertificateMachine:
+    """OCSP state of one certificate; drive it with `handle(event)`."""
+
+    certificate: x509.Certificate
+    issuer: x509.Certificate
+    path: str
+    uri: str | None
+    settings: UpdateSettings = field(default_factory=UpdateSettings)
+    rng: random.Random = field(default_factory=random.Random)
+    auto_update: bool = True
+    skew: dt.timedelta = dt.timedelta(seconds=300)
+
+    state: State = field(default=State.NEW, init=False)
+    staple: VerifiedStaple | None = field(default=None, init=False)
+    installed: bool = field(default=False, init=False)
+    next_attempt: dt.datetime | None = field(default=None, init=False)
+    one_shot: bool = field(default=False, init=False)
+    counters: Counters = field(default_factory=Counters, init=False)
+    cert_id: CertId = field(init=False)
+    _request: OcspHttpRequest | None = field(default=None, init=False, repr=False)
+    _uri_problem: str | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.cert_id = CertId.for_certificate(self.certificate, self.issuer)
+        try:
+            self._request = http_request_for(self.uri or "", build_request(self.cert_id))
+        except OcspUriError as error:
+            self._uri_problem = str(error)
+
+    # --- public ---
+
+    def handle(self, event: Event) -> list[Action]:
+        """Apply one event; return the actions to perform, in order."""
+        name = _TABLE.get((self.state, type(event)))
+        if name is None:
+            raise MachineMisuse(
+                f"{type(event).__name__} is not accepted in state {self.state.value} "
+                f"(certificate {self.path})"
+            )
+        actions: list[Action] = []
+        self._withdraw_if_expired(event.now, actions)
+        getattr(self, name)(event, actions)
+        self._wake(event.now, actions)
+        return actions
+
+    @property
+    def can_fetch(self) -> bool:
+        return self._request is not None
+
+    def servable_staple(self, now: dt.datetime) -> VerifiedStaple | None:
+        """The staple to serve at `now`, if any."""
+        if self.staple is not None and self.installed and self.staple.servable(now):
+            return self.staple
+        return None
+
+    # --- handlers (one per accepted (state, event) pair, see _TABLE) ---
+
+    def _on_start(self, event: Start, actions: list[Action]) -> None:
+        now = event.now
+        for der in event.stored:
+            try:
+                staple = self._verify(der, now)
+            except VerificationError as error:
+                actions.append(
+                    Log(
+                        LogLevel.WARNING, f"{self.path}: Loading: {error}. Content will be ignored."
+                    )
+                )
+                continue
+            if self.staple is None or staple.this_update >= self.staple.this_update:
+                self.staple = staple
+        if self.staple is not None:
+            self._install(self.staple, actions, persist=False)
+        if self._request is None:
+            if self.auto_update:
+                actions.append(
+                    Log(
+                        LogLevel.WARNING,
+                        f"{self.path}: OCSP update disabled for this certificate: "
+                        f"{self._uri_problem}",
+                    )
+                )
+            self.state = State.IDLE
+            return
+        if not self.auto_update:
+            self.state = State.IDLE
+            return
+        attempt = base_next_update(now=now, expire=self._expire(), settings=self.settings)
+        self._schedule(attempt, now)
+
+    def _on_tick(self, event: Tick, actions: list[Action]) -> None:
+        if (
+            self.state is State.WAITING
+            and self.next_attempt is not None
+            and event.now >= self.next_attempt
+            and self._request is not None
+        ):
+            self.state = State.FETCHING
+            self.next_attempt = None
+            # status 0 while fetching; the previous detail stays, as 3.2 shows it
+            self.counters = replace(self.counters, last_status=UpdateStatus.UNKNOWN)
+            actions.append(Fetch(self.cert_id, self.uri or "", self._request))
+
+    def _on_fetch_succeeded(self, event: FetchSucceeded, actions: list[Action]) -> None:
+        now = event.now
+        try:
+            staple = self._verify(event.der, now)
+        except VerificationError as error:
+            status = UpdateStatus(error.haproxy_status)
+            self._failed(now, status, error.haproxy_detail, actions)
+            return
+        self.counters = replace(
+            self.counters,
+            successes=self.counters.successes + 1,
+            consecutive_failures=0,
+            last_success=now,
+            last_status=UpdateStatus.SUCCESS,
+            last_detail=None,
+        )
+        self._log_update(actions)
+        held = self.staple
+        if held is not None and staple.this_update < held.this_update:
+            actions.append(
+                Log(
+                    LogLevel.INFO,
+                    f"{self.path}: fetched response (thisUpdate {staple.this_update}) is "
+                    f"older than the one served (thisUpdate {held.this_update}); kept the "
+                    "newer one",
+                )
+            )
+            if not self.installed and held.servable(now):
+                self._install(held, actions, persist=False)
+        else:
+            self._install(staple, actions, persist=True)
+        held_expire = self.staple.expire() if self.staple is not None else staple.expire()
+        attempt = next_update_after_success(now=now, expire=held_expire, settings=self.settings)
+        self._after_attempt(attempt, now)
+
+    def _on_fetch_failed(self, event: FetchFailed, actions: list[Action]) -> None:
+        self._failed(event.now, event.kind.status, event.detail, actions)
+
+    def _on_manual_set(self, event: ManualSet, actions: list[Action]) -> None:
+        try:
+            staple = self._verify(event.der, event.now)
+        except VerificationError as error:
+            actions.append(Rejected(error))
+            return
+        self._install(staple, actions, persist=True)
+
+    def _on_update_requested(self, event: UpdateRequested, actions: list[Action]) -> None:
+        if self._request is None:
+            actions.append(
+                Log(LogLevel.WARNING, f"{self.path}: cannot update: {self._uri_problem}")
+            )
+            return
+        if self.state is State.IDLE:
+            self.one_shot = True
+        self.state = State.WAITING
+        self.next_attempt = event.now
+
+    def _ignore(self, event: Event, actions: list[Action]) -> None:
+        """Accepted and deliberately without effect (see _TABLE)."""
+
+    def _on_replaced(self, event: CertificateReplaced, actions: list[Action]) -> None:
+        if self.installed:
+            actions.append(Withdraw(self.cert_id))
+            self.installed = False
+        self.state = State.RETIRED
+        self.next_attempt = None
+
+    # --- helpers ---
+
+    def _verify(self, der: bytes, now: dt.datetime) -> VerifiedStaple:
+        return verify_response(
+            der, certificate=self.certificate, issuer=self.issuer, now=now, skew=self.skew
+        )
+
+    def _expire(self) -> dt.datetime | None:
+        return self.staple.expire() if self.staple is not None else None
+
+    def _install(self, staple: VerifiedStaple, actions: list[Action], *, persist: bool) -> None:
+        self.staple = staple
+        self.installed = True
+        actions.append(Install(staple))
+        if persist:
+            actions.append(Persist(staple))
+        if staple.status is CertStatus.REVOKED:
+            actions.append(RevocationDetected(staple))
+            actions.append(
+                Log(
+                    LogLevel.ALERT,
+                    f"{self.path}: certificate serial {self.certificate.serial_number:X} is "
+                    f"REVOKED (since {staple.revocation_time}, reason "
+                    f"{staple.revocation_reason or 'unspecified'}); replace it",
+                )
+            )
+
+    def _withdraw_if_expired(self, now: dt.datetime, actions: list[Action]) -> None:
+        if self.installed and self.staple is not None and not self.staple.servable(now):
+            self.installed = False
+            actions.append(Withdraw(self.cert_id))
+            actions.append(
+                Log(
+                    LogLevel.WARNING,
+                    f"{self.path}: OCSP staple withdrawn: its nextUpdate "
+                    f"{self.staple.next_update} is less than 300 s away and no newer "
+                    "response could be fetched",
+                )
+            )
+
+    def _failed(
+        self, now: dt.datetime, status: UpdateStatus, detail: str | None, actions: list[Action]
+    ) -> None:
+        self.counters = replace(
+            self.counters,
+            failures=self.counters.failures + 1,
+            consecutive_failures=self.counters.consecutive_failures + 1,
+            last_status=status,
+            last_detail=detail,
+        )
+        if status is not UpdateStatus.UNKNOWN:
+            self._log_update(actions)
+        attempt = next_update_after_failure(
+            now=now,
+            expire=self._expire(),
+            consecutive_failures=self.counters.consecutive_failures,
+            settings=self.settings,
+        )
+        self._after_attempt(attempt, now)
+
+    def _log_update(self, actions: list[Action]) -> None:
+        line = format_update_line(
+            path=self.path,
+            status=self.counters.last_status,
+            detail=self.counters.last_detail,
+            failures=self.counters.failures,
+            successes=self.counters.successes,
+        )
+        actions.append(Log(LogLevel.NOTICE, line))
+
+    def _after_attempt(self, attempt: dt.datetime, now: dt.datetime) -> None:
+        if self.one_shot or not self.auto_update:
+            self.one_shot = False
+            self.state = State.IDLE
+            self.next_attempt = None
+            return
+        self._schedule(attempt, now)
+
+    def _schedule(self, attempt: dt.datetime, now: dt.datetime) -> None:
+        self.state = State.WAITING
+        self.next_attempt = jitter(
+            attempt, now=now, expire=self._expire(), settings=self.settings, rng=self.rng
+        )
+
+    def _wake(self, now: dt.datetime, actions: list[Action]) -> None:
+        """Ask for the next Tick: the next attempt or the staple's withdrawal, whichever first."""
+        if self.state is State.RETIRED:
+            return
+        times = []
+        if self.state is State.WAITING and self.next_attempt is not None:
+            times.append(max(self.next_attempt, now))
+        if self.installed and self.staple is not None:
+            times.append(self.staple.expire() + WITHDRAW_AFTER_EXPIRE)
+        if times:
+            actions.append(WakeAt(min(times)))
+
+
+# (state, event type) -> handler method name; a missing pair is a misuse of the machine.
+_LIVE = (State.WAITING, State.FETCHING, State.IDLE)
+_TABLE: dict[tuple[State, type[Event]], str] = {
+    (State.NEW, Start): "_on_start",
+    (State.NEW, CertificateReplaced): "_on_replaced",
+    (State.WAITING, UpdateRequested): "_on_update_requested",
+    (State.IDLE, UpdateRequested): "_on_update_requested",
+    (State.FETCHING, UpdateRequested): "_ignore",  # already fetching, as HAProxy
+    (State.FETCHING, FetchSucceeded): "_on_fetch_succeeded",
+    (State.FETCHING, FetchFailed): "_on_fetch_failed",
+    (State.RETIRED, Tick): "_ignore",  # a timer that fired after retirement
+    **{(state, Tick): "_on_tick" for state in _LIVE},
+    **{(state, ManualSet): "_on_manual_set" for state in _LIVE},
+    **{(state, CertificateReplaced): "_on_replaced" for state in _LIVE},
+}
+
+
+def accepted_events(state: State) -> list[type[Event]]:
+    """The event types `state` accepts (for tests and diagnostics)."""
+    return [event for (s, event) in _TABLE if s is state]
