@@ -69,8 +69,16 @@ class State(enum.Enum):
     RETIRED = "retired"  # certificate replaced; terminal
 
 
-class FetchFailure(enum.Enum):
-    """What went wrong while fetching, as `fetch/` reports it."""
+class FetchFailureKind(enum.Enum):
+    """What went wrong while fetching, in the machine's terms (HAProxy status 0, 2 or 3).
+
+    `fetch.http.FetchFailure` is finer; the updater maps it: INVALID_URL -> INTERNAL;
+    DNS_FAILED, CONNECT_FAILED, TLS_FAILED, PROXY_FAILED, CONNECTION_LOST, PROTOCOL_ERROR
+    -> CONNECT; TIMEOUT -> TIMEOUT; HTTP_STATUS -> HTTP_STATUS; WRONG_CONTENT_TYPE ->
+    CONTENT_TYPE; BODY_TOO_LARGE -> TOO_LARGE; EMPTY_BODY -> send `FetchSucceeded(b"")`,
+    which fails verification as unparsable (status 4; HAProxy counts it as a success).
+    Pass fetch's own sentence as `detail`: it becomes the log line's ` (detail)`.
+    """
 
     HTTP_STATUS = "http-status"  # a status line other than 200
     CONNECT = "connect"  # DNS, refused, unreachable, TLS (HAProxy: internal 503)
@@ -81,9 +89,9 @@ class FetchFailure(enum.Enum):
 
     @property
     def status(self) -> UpdateStatus:
-        if self is FetchFailure.CONTENT_TYPE:
+        if self is FetchFailureKind.CONTENT_TYPE:
             return UpdateStatus.MISSING_CONTENT_TYPE
-        if self is FetchFailure.INTERNAL:
+        if self is FetchFailureKind.INTERNAL:
             return UpdateStatus.UNKNOWN
         return UpdateStatus.HTTP_ERROR
 
@@ -124,7 +132,7 @@ class FetchSucceeded:
 @dataclass(frozen=True)
 class FetchFailed:
     now: dt.datetime
-    kind: FetchFailure
+    kind: FetchFailureKind
     detail: str | None = None
 
 

@@ -22,7 +22,7 @@ from staplegate.ocsp.machine import (
     Event,
     Fetch,
     FetchFailed,
-    FetchFailure,
+    FetchFailureKind,
     FetchSucceeded,
     Install,
     Log,
@@ -159,7 +159,9 @@ def test_failures_back_off_120_240_and_keep_status_detail(pki: Pki) -> None:
     machine = make_machine(pki)
     machine.handle(Start(clock.now()))
     fetch_now(machine, clock.now())
-    actions = machine.handle(FetchFailed(clock.now(), FetchFailure.HTTP_STATUS, "HTTP status 404"))
+    actions = machine.handle(
+        FetchFailed(clock.now(), FetchFailureKind.HTTP_STATUS, "HTTP status 404")
+    )
     assert update_lines(actions) == [f'<OCSP-UPDATE> {PATH} 2 "HTTP error (HTTP status 404)" 1 0']
     assert wake(actions) == clock.now() + s(120)
 
@@ -206,12 +208,14 @@ def test_failure_keeps_serving_the_last_good_staple(pki: Pki) -> None:
 @pytest.mark.parametrize(
     ("kind", "line"),
     [
-        (FetchFailure.CONTENT_TYPE, '3 "Missing "ocsp-response" header (text/html)" 1 0'),
-        (FetchFailure.TIMEOUT, '2 "HTTP error (text/html)" 1 0'),
-        (FetchFailure.CONNECT, '2 "HTTP error (text/html)" 1 0'),
+        (FetchFailureKind.CONTENT_TYPE, '3 "Missing "ocsp-response" header (text/html)" 1 0'),
+        (FetchFailureKind.TIMEOUT, '2 "HTTP error (text/html)" 1 0'),
+        (FetchFailureKind.CONNECT, '2 "HTTP error (text/html)" 1 0'),
     ],
 )
-def test_http_level_failures_map_to_haproxy_codes(pki: Pki, kind: FetchFailure, line: str) -> None:
+def test_http_level_failures_map_to_haproxy_codes(
+    pki: Pki, kind: FetchFailureKind, line: str
+) -> None:
     machine = make_machine(pki)
     machine.handle(Start(NOW))
     fetch_now(machine, NOW)
@@ -223,7 +227,7 @@ def test_internal_failure_counts_but_logs_nothing(pki: Pki) -> None:
     machine = make_machine(pki)
     machine.handle(Start(NOW))
     fetch_now(machine, NOW)
-    actions = machine.handle(FetchFailed(NOW, FetchFailure.INTERNAL, "no route"))
+    actions = machine.handle(FetchFailed(NOW, FetchFailureKind.INTERNAL, "no route"))
     assert of(Log, actions) == []
     assert machine.counters.failures == 1
     assert machine.counters.last_status is UpdateStatus.UNKNOWN
@@ -280,7 +284,7 @@ def test_withdrawn_at_expire_when_no_refresh_succeeds(pki: Pki) -> None:
     assert wake(actions) == NOW + s(640)
     clock.set(NOW + s(640))
     fetch_now(machine, clock.now())
-    actions = machine.handle(FetchFailed(clock.now(), FetchFailure.CONNECT, "refused"))
+    actions = machine.handle(FetchFailed(clock.now(), FetchFailureKind.CONNECT, "refused"))
     # next attempt max(now+300, now+120) is after the withdrawal: wake for the withdrawal
     assert machine.next_attempt == clock.now() + s(300)
     assert wake(actions) == NOW + s(701)
@@ -359,7 +363,7 @@ def test_update_requested_moves_a_queued_attempt_to_now(pki: Pki) -> None:
     assert machine.next_attempt == NOW + s(3600)
     assert wake(machine.handle(UpdateRequested(NOW + s(10)))) == NOW + s(10)
     fetch_now(machine, NOW + s(10))
-    machine.handle(FetchFailed(NOW + s(11), FetchFailure.TIMEOUT, "timeout after 10 s"))
+    machine.handle(FetchFailed(NOW + s(11), FetchFailureKind.TIMEOUT, "timeout after 10 s"))
     assert machine.state is State.WAITING  # still auto-updated
 
 
@@ -393,7 +397,7 @@ def test_certificate_replaced_withdraws_and_retires(pki: Pki) -> None:
 
 @pytest.mark.parametrize(
     "event",
-    [FetchSucceeded(NOW, b""), FetchFailed(NOW, FetchFailure.CONNECT), Start(NOW)],
+    [FetchSucceeded(NOW, b""), FetchFailed(NOW, FetchFailureKind.CONNECT), Start(NOW)],
 )
 def test_results_without_a_fetch_are_misuse(pki: Pki, event: Event) -> None:
     machine = make_machine(pki)
@@ -458,7 +462,7 @@ def test_random_walks_keep_the_staple_rules(
         elif kind in ders:
             event = FetchSucceeded(now, ders[kind])
         elif kind == "fail":
-            event = FetchFailed(now, FetchFailure.HTTP_STATUS, "500")
+            event = FetchFailed(now, FetchFailureKind.HTTP_STATUS, "500")
         elif kind == "manual":
             event = ManualSet(now, ders["good"])
         else:
