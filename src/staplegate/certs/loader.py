@@ -27,7 +27,7 @@ Divergences from HAProxy, on purpose (docs/reference/certificates.md):
 - An expired or not-yet-valid certificate loads (as in HAProxy, which says nothing) with a
   warning naming its validity dates: serving it fails every handshake, which an operator
   wants to hear about at `-c` time.
-- A private key readable by other users, unused extra keys or unknown PEM blocks, a `.sctl`
+- A private key readable by every user, unused extra keys or unknown PEM blocks, a `.sctl`
   file, and an `issuer` keyword file that did not issue the leaf give warnings.
 """
 
@@ -289,10 +289,11 @@ class _Loading:
             mode = path.stat().st_mode
         except OSError:
             return
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        # Group access is a legitimate setup (Debian's ssl-cert group: 0640); world is not.
+        if mode & stat.S_IRWXO:
             self.warnings.append(
-                f"'{path}' holds a private key and is accessible to other users "
-                f"(mode {stat.S_IMODE(mode):04o}): chmod 600 it."
+                f"'{path}' holds a private key and is accessible to every user "
+                f"(mode {stat.S_IMODE(mode):04o}): chmod 600 (or 640 for a trusted group) it."
             )
 
     # -- sidecars and keyword files --------------------------------------------------------

@@ -332,13 +332,22 @@ def test_not_yet_valid_certificate_loads_with_a_warning(pki: Pki, tmp_path: Path
     assert cert.warnings[0].startswith(f"'{path}': certificate is not valid before {start}")
 
 
-def test_group_readable_key_file_gets_a_warning(pki: Pki, tmp_path: Path) -> None:
+def test_world_readable_key_file_gets_a_warning(pki: Pki, tmp_path: Path) -> None:
+    leaf = pki.ecdsa_leaf
+    path = write(tmp_path / "ec.pem", bundle(leaf.cert_pem(), leaf.key_pem()), mode=0o644)
+    cert = load_certificate(CertificateSource.from_path(path), extra=ALL, now=NOW)
+    assert cert.warnings == (
+        f"'{path}' holds a private key and is accessible to every user (mode 0644): "
+        "chmod 600 (or 640 for a trusted group) it.",
+    )
+
+
+def test_group_readable_key_file_is_fine(pki: Pki, tmp_path: Path) -> None:
+    """Debian's ssl-cert convention: keys 0640, readable by a trusted group."""
     leaf = pki.ecdsa_leaf
     path = write(tmp_path / "ec.pem", bundle(leaf.cert_pem(), leaf.key_pem()), mode=0o640)
     cert = load_certificate(CertificateSource.from_path(path), extra=ALL, now=NOW)
-    assert cert.warnings == (
-        f"'{path}' holds a private key and is accessible to other users (mode 0640): chmod 600 it.",
-    )
+    assert cert.warnings == ()
 
 
 def test_extra_private_keys_and_unknown_blocks_warn(pki: Pki, tmp_path: Path) -> None:
