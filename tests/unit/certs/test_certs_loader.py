@@ -693,3 +693,22 @@ def test_ocsp_sidecar_unreadable(pki: Pki, tmp_path: Path) -> None:
     assert error.reason is CertificateErrorReason.OCSP_UNREADABLE
     assert error.path == ocsp
     assert error.message == f"Error opening OCSP response file '{ocsp}': Is a directory."
+
+
+# -- what staplegate's own test CA writes -------------------------------------------------
+
+
+def test_testpki_bundle_and_issuer_sidecar_load(tmp_path: Path) -> None:
+    from staplegate.testpki.ca import CertificateAuthority
+
+    ca = CertificateAuthority.init(tmp_path / "ca", intermediate=True, now=NOW)
+    issued = ca.issue("www.example.test", must_staple=True, not_before=NOW, days=30)
+    cert = load_certificate(CertificateSource.from_path(issued.bundle_path), extra=ALL, now=NOW)
+    assert cert.leaf == issued.certificate
+    assert cert.issuer == issued.issuer
+    assert cert.issuer_source is IssuerSource.CHAIN
+    assert issued.issuer_path in cert.read_paths
+    assert cert.must_staple
+    assert cert.ocsp_uri == ca.default_ocsp_url
+    assert cert.cert_id == CertId.for_certificate(issued.certificate, issued.issuer)
+    assert cert.warnings == ()
