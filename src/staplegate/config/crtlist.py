@@ -1,0 +1,169 @@
+"""Parse crt-list files: `<crt> [<options>] [<sni filter> …]` per line.
+
+Blank lines and lines starting with `#` are skipped; words are split with the configuration
+lexer (quotes and escapes work, no environment expansion). Certificate paths are relative to
+the global `crt-base`, `key` paths to `key-base`, other files to `crt-base` (spec §3.2).
+"""
+
+from __future__ import annotations
+
+import re
+
+from staplegate.config import keywords
+from staplegate.config.diagnostics import Diagnostic, DiagnosticSink, Reason, SourceLocation
+from staplegate.config.lexer import lex
+from staplegate.config.model import CrtList, CrtListEntry, TlsVersion, Verify
+
+_SNI_FILTER = re.compile(r"!?(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
+TLS_VERSIONS = {v.value: v for v in TlsVersion}
+
+
+def join_base(base: str | None, path: str) -> str:
+    """HAProxy's `<base>/<path>` for relative paths; absolute paths are kept."""
+    if base is None or path.startswith("/"):
+        return path
+    return f"{base.rstrip('/')}/{path}"
+
+
+def parse_ocsp_update(value: str | None) -> bool | None:
+    """`on` / `off` exactly (3.0+ rule); anything else is None."""
+    if value == "on":
+        return True
+    if value == "off":
+        return False
+    return None
+
+
+def ocsp_update_error(value: str) -> str:
+    return f"cannot parse 'ocsp-update' value '{value}', 'on' or 'off' is expected."
+
+
+def parse_crt_list(
+    text: str, *, path: str, crt_base: str | None, key_base: str | None
+) -> tuple[CrtList, tuple[Diagnostic, ...]]:
+    """Parse one crt-list; every problem is reported, good lines are kept."""
+    sink = DiagnosticSink()
+    result = lex(text, file=path, env={})
+    sink.extend(result.diagnostics)
+    entries: list[CrtListEntry] = []
+    for line in result.lines:
+        where = SourceLocation(path, line.number)
+        entry = _parse_line(list(line.args), where, crt_base, key_base, sink)
+        if entry is not None:
+            entries.append(entry)
+    return CrtList(path, tuple(entries)), sink.snapshot()
+
+
+def _parse_line(
+    args: list[str],
+    where: SourceLocation,
+    crt_base: str | None,
+    key_base: str | None,
+    sink: DiagnosticSink,
+) -> CrtListEntry | None:
+    crt = args[0]
+    rest = args[1:]
+    options: list[str] = []
+    if crt.startswith("["):
+        sink.error(where, "crt-list", "missing certificate path before the option block")
+        return None
+    if rest and rest[0].startswith("["):
+        rest[0] = rest[0][1:]
+        closed = False
+        while rest and not closed:
+            word = rest.pop(0)
+            if word.endswith("]"):
+                word = word[:-1]
+                closed = True
+            if word:
+                options.append(word)
+        if not closed:
+            sink.error(
+                where, "crt-list", "missing ']' at the end of the option block", Reason.SYNTAX
+            )
+            return None
+    filters = tuple(rest)
+    ok = True
+    for sni in filters:
+        if not _SNI_FILTER.fullmatch(sni):
+            sink.error(
+                where,
+                "crt-list",
+                f"invalid SNI filter '{sni}': use a host name, '*.domain' or '!host'",
+            )
+            ok = False
+    values: dict[str, str] = {}
+    index = 0
+    while index < len(options):
+        keyword = options[index]
+        if keyword in keywords.CRTLIST_FLAG_KEYWORDS:
+            sink.error(where, keyword, keywords.refused_message(keyword), Reason.UNSUPPORTED)
+            ok = False
+            index += 1
+            continue
+        if keyword not in keywords.CRTLIST_SUPPORTED and keyword not in keywords.CRTLIST_REFUSED:
+            hint = keywords.suggest(keyword, keywords.CRTLIST_SUPPORTED | keywords.CRTLIST_REFUSED)
+            suffix = f" Did you mean '{hint}' maybe ?" if hint else ""
+            sink.error(
+                where,
+                keyword,
+                f"unknown ssl keyword '{keyword}' in crt-list.{suffix}",
+                Reason.UNKNOWN_KEYWORD,
+            )
+            return None
+        if index + 1 >= len(options):
+            sink.error(where, keyword, f"'{keyword}' : missing value", Reason.MISSING_ARGUMENT)
+            return None
+        value = options[index + 1]
+        index += 2
+        if keyword in keywords.CRTLIST_REFUSED:
+            sink.error(where, keyword, keywords.refused_message(keyword), Reason.UNSUPPORTED)
+            ok = False
+            continue
+        values[keyword] = value
+    ocsp_update: bool | None = None
+    if "ocsp-update" in values:
+        ocsp_update = parse_ocsp_update(values["ocsp-update"])
+        if ocsp_update is None:
+            sink.error(where, "ocsp-update", ocsp_update_error(values["ocsp-update"]))
+            ok = False
+    versions: dict[str, TlsVersion | None] = {}
+    for keyword in ("ssl-min-ver", "ssl-max-ver"):
+        versions[keyword] = None
+        if keyword in values:
+            versions[keyword] = TLS_VERSIONS.get(values[keyword])
+            if versions[keyword] is None:
+                sink.error(
+                    where,
+                    keyword,
+                    f"'{keyword}' : expects 'SSLv3', 'TLSv1.0', 'TLSv1.1', 'TLSv1.2' or 'TLSv1.3'",
+                )
+                ok = False
+    verify: Verify | None = None
+    if "verify" in values:
+        try:
+            verify = Verify(values["verify"])
+        except ValueError:
+            sink.error(where, "verify", "'verify' : expects 'none', 'optional' or 'required'")
+            ok = False
+    alpn = tuple(values["alpn"].split(",")) if "alpn" in values else None
+    if not ok:
+        return None
+    return CrtListEntry(
+        location=where,
+        crt=crt,
+        crt_path=crt if crt.startswith("@") else join_base(crt_base, crt),
+        sni_filters=tuple(f.lower() for f in filters),
+        alpn=alpn,
+        ocsp_update=ocsp_update,
+        key=join_base(key_base, values["key"]) if "key" in values else None,
+        ocsp=join_base(crt_base, values["ocsp"]) if "ocsp" in values else None,
+        issuer=join_base(crt_base, values["issuer"]) if "issuer" in values else None,
+        sctl=join_base(crt_base, values["sctl"]) if "sctl" in values else None,
+        ssl_min_ver=versions["ssl-min-ver"],
+        ssl_max_ver=versions["ssl-max-ver"],
+        ciphers=values.get("ciphers"),
+        ciphersuites=values.get("ciphersuites"),
+        verify=verify,
+        ca_file=values.get("ca-file"),
+    )
