@@ -1,12 +1,133 @@
-"""`staplegate -c`: load the configuration and every certificate, report HAProxy-style."""
+"""`staplegate -c [-V]`: check a configuration and its certificates, report like HAProxy.
+
+Every problem is printed (`[ALERT]`, `[WARNING]`, `[NOTICE]` lines naming file:line), then the
+verdict: `Configuration file is valid` and exit 0, or `Fatal errors found in configuration.`
+and exit 1. With `-V`, a report of every certificate follows: names, key, expiry, OCSP URI,
+issuer and where it was found, CertId, `.ocsp` state and the effective `ocsp-update`.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from staplegate.certs import IssuerSource, OcspDisposition, SidecarOutcome
+from staplegate.clock import SystemClock
+from staplegate.config.loader import load_config
+from staplegate.generation import CertificateEntry, Generation, build_generation
+
+NO_URI = "none — certificates without an OCSP URI are not updated"
+
+
+def load_generation(paths: Sequence[str], *, now: dt.datetime, err: TextIO) -> Generation | None:
+    """Parse and load; print every diagnostic to `err`; None when anything is fatal."""
+    result = load_config([Path(p) for p in paths], env=os.environ)
+    for diagnostic in result.diagnostics:
+        print(diagnostic, file=err)
+    if result.config is None:
+        return None
+    generation = build_generation(result.config, now=now)
+    for diagnostic in generation.diagnostics:
+        print(diagnostic, file=err)
+    return generation
 
 
 def run_check(paths: Sequence[str], *, verbose: bool, check_only: bool) -> int:
     """Check the configuration at `paths`; exit status 0 when valid, 1 when not."""
-    print("[ALERT] configuration loading is not available yet", file=sys.stderr)
-    return 1
+    now = SystemClock().now()
+    generation = load_generation(paths, now=now, err=sys.stderr)
+    valid = generation is not None and generation.ok
+    if not valid:
+        print("[ALERT] config : Fatal errors found in configuration.", file=sys.stderr)
+    else:
+        print("Configuration file is valid")
+    if verbose and generation is not None:
+        print()
+        print(certificate_report(generation, now=now))
+    if not check_only and valid:
+        print("[ALERT] staplegate can only check configurations so far (use -c).", file=sys.stderr)
+        return 1
+    return 0 if valid else 1
+
+
+def _when(moment: dt.datetime, now: dt.datetime) -> str:
+    days = (moment - now).total_seconds() / 86400
+    relation = f"in {days:.0f} days" if days >= 0 else f"EXPIRED {-days:.0f} days ago"
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC ({relation})"
+
+
+def _issuer_line(entry: CertificateEntry) -> str:
+    cert = entry.certificate
+    assert cert is not None
+    if cert.issuer is None or cert.issuer_source is IssuerSource.NONE:
+        return "not found (add the intermediate to the PEM or a <cert>.issuer file)"
+    where = {
+        IssuerSource.CHAIN: "from the PEM chain",
+        IssuerSource.ISSUER_SIDECAR: f"from {cert.issuer_path}",
+        IssuerSource.ISSUER_KEYWORD: f"from the issuer keyword ({cert.issuer_path})",
+    }[cert.issuer_source]
+    return f"{cert.issuer.subject.rfc4514_string()} ({where})"
+
+
+def _ocsp_file_line(entry: CertificateEntry) -> str:
+    sidecar = entry.sidecar
+    cert = entry.certificate
+    if sidecar is None or cert is None or sidecar.outcome is SidecarOutcome.ABSENT:
+        return "none"
+    path = cert.ocsp.path if cert.ocsp else "?"
+    if sidecar.outcome is SidecarOutcome.LOADED and sidecar.staple is not None:
+        staple = sidecar.staple
+        return (
+            f"{path}: {staple.status.name.lower()}, verified, nextUpdate "
+            f"{staple.next_update:%Y-%m-%d %H:%M:%S} UTC"
+        )
+    if sidecar.outcome is SidecarOutcome.NO_ISSUER:
+        return f"{path}: cannot be checked (no issuer)"
+    return f"{path}: ignored ({sidecar.warning})"
+
+
+def _update_line(entry: CertificateEntry) -> str:
+    readiness = entry.readiness
+    places = ", ".join(
+        f"{ref.origin.value} {ref.file}:{ref.line}"
+        + ("" if ref.ocsp_update is None else f" says {'on' if ref.ocsp_update else 'off'}")
+        for ref in entry.references
+    )
+    state = "on" if entry.ocsp_update else "off"
+    if readiness is None:
+        return f"{state} ({places})"
+    if readiness.disposition is OcspDisposition.FATAL:
+        outcome = "cannot work (see the alert above)"
+    elif readiness.auto_update:
+        outcome = "refreshed automatically"
+    elif readiness.disposition is OcspDisposition.ENTRY:
+        outcome = "stapled from the .ocsp file, not refreshed"
+    else:
+        outcome = "no stapling"
+    return f"{state} → {outcome} ({places})"
+
+
+def certificate_report(generation: Generation, *, now: dt.datetime) -> str:
+    """The `-V` report: one block per certificate store entry."""
+    lines = [f"Certificates ({len(generation.certificates)}):"]
+    for entry in generation.certificates:
+        lines.append(f"  {entry.name}")
+        cert = entry.certificate
+        if cert is None:
+            lines.append(f"    error:        {entry.error}")
+            continue
+        lines.append(f"    names:        {', '.join(cert.names) or '(none)'}")
+        lines.append(f"    key:          {cert.key_type.haproxy_name}")
+        lines.append(f"    serial:       {cert.serial_hex}")
+        lines.append(f"    expires:      {_when(cert.not_after, now)}")
+        lines.append(f"    must-staple:  {'yes' if cert.must_staple else 'no'}")
+        lines.append(f"    OCSP URI:     {cert.ocsp_uri or NO_URI}")
+        lines.append(f"    issuer:       {_issuer_line(entry)}")
+        lines.append(f"    CertId:       {cert.cert_id.hex if cert.cert_id else '-'}")
+        lines.append(f"    .ocsp:        {_ocsp_file_line(entry)}")
+        lines.append(f"    ocsp-update:  {_update_line(entry)}")
+    return "\n".join(lines)

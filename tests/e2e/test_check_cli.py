@@ -1,0 +1,179 @@
+"""`staplegate -c [-V] -f FILE` as a user runs it: a subprocess, real files, real verdicts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
+
+from staplegate.testpki.ca import CertificateAuthority, IssuedCertificate
+
+CONFIG = """\
+global
+    ocsp-update.mode {mode}
+    crt-base {certs}
+
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+
+frontend www
+    bind 127.0.0.1:8443 ssl crt-list {crt_list}
+    default_backend webservers
+
+backend webservers
+    server web1 127.0.0.1:8080
+"""
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "staplegate", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def write_setup(
+    tmp_path: Path, crt_list_lines: list[str], *, mode: str = "on"
+) -> tuple[Path, Path]:
+    crt_list = tmp_path / "crt-list.txt"
+    crt_list.write_text("".join(line + "\n" for line in crt_list_lines), encoding="utf-8")
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        CONFIG.format(mode=mode, certs=tmp_path / "certs", crt_list=crt_list), encoding="utf-8"
+    )
+    return config, crt_list
+
+
+def good_response(ca: CertificateAuthority, issued: IssuedCertificate) -> bytes:
+    now = dt.datetime.now(dt.UTC)
+    response = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=issued.certificate,
+            issuer=ca.certificate,
+            algorithm=hashes.SHA1(),
+            cert_status=ocsp.OCSPCertStatus.GOOD,
+            this_update=now - dt.timedelta(minutes=1),
+            next_update=now + dt.timedelta(days=1),
+            revocation_time=None,
+            revocation_reason=None,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.HASH, ca.certificate)
+        .sign(ca.private_key, hashes.SHA256())
+    )
+    return response.public_bytes(serialization.Encoding.DER)
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> CertificateAuthority:
+    (tmp_path / "certs").mkdir()
+    return CertificateAuthority.init(tmp_path / "pki", ocsp_url="http://127.0.0.1:9")
+
+
+def test_valid_configuration_with_verbose_report(tmp_path: Path, ca: CertificateAuthority) -> None:
+    www = ca.issue("www.example.test", out_dir=tmp_path / "certs")
+    config, _ = write_setup(tmp_path, ["www.example.test.pem [ocsp-update on] www.example.test"])
+    result = run("-c", "-V", "-f", config)
+    assert result.returncode == 0, result.stderr
+    assert "Configuration file is valid" in result.stdout
+    assert "www.example.test.pem" in result.stdout
+    assert "OCSP URI:     http://127.0.0.1:9" in result.stdout
+    # no intermediate in the bundle: the issuer comes from the .issuer sidecar
+    assert f"(from {www.issuer_path})" in result.stdout
+    assert "refreshed automatically" in result.stdout
+
+
+def test_directory_of_cfg_files(tmp_path: Path, ca: CertificateAuthority) -> None:
+    ca.issue("www.example.test", out_dir=tmp_path / "certs")
+    config, _ = write_setup(tmp_path, ["www.example.test.pem"])
+    directory = tmp_path / "conf.d"
+    directory.mkdir()
+    config.rename(directory / "10-main.cfg")
+    result = run("-c", "-f", directory)
+    assert result.returncode == 0, result.stderr
+
+
+def test_missing_certificate_file(tmp_path: Path, ca: CertificateAuthority) -> None:
+    config, crt_list = write_setup(tmp_path, ["# comment", "missing.pem [ocsp-update on]"])
+    result = run("-c", "-f", config)
+    assert result.returncode == 1
+    assert f"[ALERT] config : parsing [{crt_list}:2] :" in result.stderr
+    assert "missing.pem" in result.stderr
+    assert "Fatal errors found in configuration." in result.stderr
+
+
+def test_key_that_does_not_match(tmp_path: Path, ca: CertificateAuthority) -> None:
+    www = ca.issue("www.example.test", out_dir=tmp_path / "certs")
+    other = ca.issue("other.example.test", out_dir=tmp_path / "certs")
+    leaf = www.certificate.public_bytes(serialization.Encoding.PEM)
+    wrong_key = other.private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    www.bundle_path.write_bytes(leaf + wrong_key)
+    config, crt_list = write_setup(tmp_path, ["www.example.test.pem"])
+    result = run("-c", "-f", config)
+    assert result.returncode == 1
+    assert f"parsing [{crt_list}:1]" in result.stderr
+    assert "inconsistencies between private key and certificate loaded" in result.stderr
+
+
+def test_no_ocsp_uri_under_ocsp_update_on_is_valid_with_a_notice(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    ca.issue("legacy.example.test", ocsp_url=None, out_dir=tmp_path / "certs")
+    config, crt_list = write_setup(tmp_path, ["legacy.example.test.pem"], mode="on")
+    result = run("-c", "-V", "-f", config)
+    assert result.returncode == 0, result.stderr
+    notices = [line for line in result.stderr.splitlines() if line.startswith("[NOTICE]")]
+    assert len(notices) == 1
+    assert f"parsing [{crt_list}:1]" in notices[0]
+    assert "certificates without an OCSP URI are not updated" in notices[0]
+    assert "none — certificates without an OCSP URI are not updated" in result.stdout
+
+
+def test_ocsp_file_for_another_certificate_is_ignored_with_a_warning(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    www = ca.issue("www.example.test", out_dir=tmp_path / "certs")
+    other = ca.issue("other.example.test", out_dir=tmp_path / "certs")
+    Path(f"{www.bundle_path}.ocsp").write_bytes(good_response(ca, other))
+    config, crt_list = write_setup(tmp_path, ["www.example.test.pem"])
+    result = run("-c", "-V", "-f", config)
+    assert result.returncode == 0, result.stderr
+    assert f"[WARNING] config : parsing [{crt_list}:1] : Loading:" in result.stderr
+    assert "Certificate ID does not match certificate and issuer" in result.stderr
+    assert "Content will be ignored." in result.stderr
+
+
+def test_matching_ocsp_file_is_loaded_and_verified(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    www = ca.issue("www.example.test", out_dir=tmp_path / "certs")
+    Path(f"{www.bundle_path}.ocsp").write_bytes(good_response(ca, www))
+    config, _ = write_setup(tmp_path, ["www.example.test.pem"])
+    result = run("-c", "-V", "-f", config)
+    assert result.returncode == 0, result.stderr
+    assert "[WARNING]" not in result.stderr
+    assert ".ocsp: good, verified" in result.stdout.replace("    ", " ").replace("  ", " ")
+
+
+def test_version_and_missing_config() -> None:
+    version = run("-v")
+    assert version.returncode == 0
+    assert version.stdout.startswith("staplegate version ")
+    missing = run("-c")
+    assert missing.returncode == 1
+    assert "No configuration file specified" in missing.stderr
