@@ -1222,7 +1222,8 @@ class ConfigParser:
                     proxy.rules.append(rule)
         elif head == "http-request":
             action = value or ""
-            if action in _HTTP_REQUEST_ACTIONS or action.startswith(("track-sc", "sc-", "lua.")):
+            base = action.split("(", 1)[0]
+            if base in _HTTP_REQUEST_ACTIONS or action.startswith(("track-sc", "sc-", "lua.")):
                 self._error(where, kw, keywords.refused_message(kw), Reason.UNSUPPORTED)
             else:
                 hint = keywords.suggest(action, _HTTP_REQUEST_ACTIONS)

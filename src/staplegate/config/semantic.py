@@ -339,6 +339,12 @@ class _Builder:
                 else (source.path,)
             )
             for path in paths:
+                if path in loads:
+                    # an unnamed crt-store entry is found by its path, like HAProxy's store
+                    uses.append(
+                        self._store_use(fe, bind, path, source.location, loads[path], None, None)
+                    )
+                    continue
                 uses.append(
                     _Use(
                         path,
@@ -355,14 +361,14 @@ class _Builder:
                 )
         elif source.crt_list is not None:
             for entry in source.crt_list.entries:
-                if entry.crt.startswith("@"):
+                if entry.crt.startswith("@") or entry.crt_path in loads:
                     uses.append(
                         self._store_use(
                             fe,
                             bind,
-                            entry.crt,
+                            entry.crt_path,
                             entry.location,
-                            loads.get(entry.crt),
+                            loads.get(entry.crt_path),
                             entry,
                             source.crt_list.path,
                         )

@@ -1,0 +1,30 @@
+"""Shared helpers for the config tests: parse text in memory, render diagnostics."""
+
+from __future__ import annotations
+
+from staplegate.config.diagnostics import Diagnostic, Severity
+from staplegate.config.model import Config
+from staplegate.config.parser import parse_texts
+from staplegate.config.semantic import build_config
+
+BACKEND = "\nbackend app\n    server a1 127.0.0.1:9000\n"
+
+
+def check(text: str, env: dict[str, str] | None = None) -> tuple[Config | None, list[str]]:
+    """Parse one in-memory file named t.cfg; return the config and str() of each diagnostic."""
+    parsed = parse_texts([("t.cfg", text)], env=env or {})
+    config, diagnostics = build_config(parsed)
+    return config, [str(d) for d in diagnostics]
+
+
+def diagnostics(text: str) -> tuple[Diagnostic, ...]:
+    parsed = parse_texts([("t.cfg", text)], env={})
+    return build_config(parsed)[1]
+
+
+def errors(text: str) -> list[str]:
+    return [str(d) for d in diagnostics(text) if d.severity is Severity.ERROR]
+
+
+def warnings(text: str) -> list[str]:
+    return [str(d) for d in diagnostics(text) if d.severity is Severity.WARNING]
