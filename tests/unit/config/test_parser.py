@@ -107,7 +107,8 @@ def test_delay_atoi_quirks_are_reproduced_with_a_warning() -> None:
     config, diags = check("global\n    ocsp-update.mindelay abc\n")
     assert config is not None
     assert config.global_.ocsp_update_mindelay == 0
-    assert len(diags) == 1 and "is read as 0 seconds" in diags[0]
+    assert len(diags) == 1
+    assert "is read as 0 seconds" in diags[0]
 
 
 def test_httpproxy_errors() -> None:
@@ -140,7 +141,8 @@ def test_bases_and_ssl_defaults() -> None:
     assert g.ssl_default_bind_options.no_tls_tickets
     assert g.ssl_default_bind_options.disabled == {TlsVersion.TLSV11}
     assert g.ssl_load_extra_files == frozenset()
-    assert g.ssl_load_extra_del_ext and g.tune_ssl_default_dh_param == 2048
+    assert g.ssl_load_extra_del_ext
+    assert g.tune_ssl_default_dh_param == 2048
     assert diags == [W.format(11, "'crt-base' already specified. Continuing.")]
 
 
@@ -217,9 +219,11 @@ def test_stats_socket_forms() -> None:
         "/run/sg/admin.sock",
         0o660,
     )
-    assert unix.level is StatsLevel.ADMIN and unix.expose_fd_listeners
+    assert unix.level is StatsLevel.ADMIN
+    assert unix.expose_fd_listeners
     assert (str(tcp.address), tcp.level) == ("127.0.0.1:9999", StatsLevel.USER)
-    assert rel.level is StatsLevel.OPERATOR and rel.address.host == "rel.sock"
+    assert rel.level is StatsLevel.OPERATOR
+    assert rel.address.host == "rel.sock"
 
 
 def test_stats_socket_errors() -> None:
@@ -310,7 +314,8 @@ def test_ignored_and_refused_and_unknown_global_keywords() -> None:
 
 def test_pre_3_0_mode_spelling_is_refused() -> None:
     (d,) = diagnostics("global\n    tune.ssl.ocsp-update.mode on\n")
-    assert d.severity is Severity.ERROR and d.reason is Reason.UNSUPPORTED
+    assert d.severity is Severity.ERROR
+    assert d.reason is Reason.UNSUPPORTED
 
 
 # ------------------------------------------------------------------ sections
@@ -361,15 +366,18 @@ def test_mode_timeouts_options() -> None:
     t = fe.timeouts
     assert (t.connect, t.client, t.server, t.http_request) == (5000, 60000, 50000, 500)
     assert (t.queue, t.check, t.http_keep_alive) == (3_600_000, 86_400_000, 2)
-    assert fe.mode is Mode.HTTP and fe.maxconn == 50
-    assert fe.settings.options.tcplog and not fe.settings.options.httplog
+    assert fe.mode is Mode.HTTP
+    assert fe.maxconn == 50
+    assert fe.settings.options.tcplog
+    assert not fe.settings.options.httplog
     app = config.backend("app")
     assert app.settings.options.forwardfor_header == "X-Real-IP"
     assert (app.settings.options.httpchk_method, app.settings.options.httpchk_uri) == (
         "GET",
         "/health",
     )
-    assert app.settings.options.redispatch and app.settings.retries == 2
+    assert app.settings.options.redispatch
+    assert app.settings.retries == 2
 
 
 def test_proxy_value_errors() -> None:
@@ -410,7 +418,8 @@ def test_proxy_value_errors() -> None:
 def test_balance_algorithms() -> None:
     for algo in Balance:
         config, diags = check(f"backend b\n    balance {algo.value}\n    server s 127.0.0.1:1\n")
-        assert diags == [] and config is not None
+        assert diags == []
+        assert config is not None
         assert config.backend("b").balance is algo
     assert one_error("backend b\n    balance uri\n") == A.format(
         2,
@@ -479,7 +488,9 @@ def test_bind_options() -> None:
     )
     assert config is not None, diags
     (bind,) = config.frontend("fe").binds
-    assert bind.ssl and bind.strict_sni and bind.accept_proxy
+    assert bind.ssl
+    assert bind.strict_sni
+    assert bind.accept_proxy
     assert [(s.keyword, s.path) for s in bind.cert_sources] == [
         ("crt", "certs/a.pem"),
         ("crt", "/abs/b.pem"),
@@ -508,7 +519,8 @@ def test_bind_options() -> None:
 )
 def test_bind_address_forms(text: str, family: AddressFamily, host: str, port: int) -> None:
     config, diags = check(f"frontend fe\n    bind {text}\n    default_backend app\n" + BACKEND)
-    assert diags == [] and config is not None
+    assert diags == []
+    assert config is not None
     (address,) = config.frontend("fe").binds[0].addresses
     assert (address.family, address.host, address.port) == (family, host, port)
 
@@ -571,7 +583,9 @@ def test_server_options_and_default_server() -> None:
     assert config is not None
     s1, s2 = config.backend("app").servers
     assert (s1.check, s1.inter_ms, s1.rise, s1.fall, s1.weight) == (True, 3000, 4, 5, 50)
-    assert s1.backup and s1.maxconn == 10 and s1.send_proxy is ProxyProtocol.V2
+    assert s1.backup
+    assert s1.maxconn == 10
+    assert s1.send_proxy is ProxyProtocol.V2
     assert (s2.check, s2.ssl, s2.verify, s2.disabled) == (False, True, Verify.REQUIRED, True)
     assert (s2.ca_file, s2.sni) == ("/etc/ssl/certs/ca.pem", "str(app.example.test)")
     assert s2.address.family is AddressFamily.HOSTNAME
@@ -609,14 +623,16 @@ def test_use_backend_conditions() -> None:
     assert diags == []
     assert config is not None
     first, second, third = config.frontend("fe").use_backends
-    assert first.condition is not None and not first.condition.unless
+    assert first.condition is not None
+    assert not first.condition.unless
     (term,) = first.condition.terms
     assert (term.fetch, term.values, term.ignore_case) == (
         AclFetch.REQ_SSL_SNI,
         ("shop.example.test",),
         True,
     )
-    assert second.condition is not None and second.condition.unless
+    assert second.condition is not None
+    assert second.condition.unless
     assert second.condition.terms[0].match is AclMatch.END
     assert third.condition is not None
     assert [t.negated for t in third.condition.terms] == [True, False]
@@ -729,12 +745,15 @@ def test_defaults_inheritance_and_listen_folding() -> None:
     assert config is not None
     assert config.listens == ("both",)
     both_fe, both_be = config.frontend("both"), config.backend("both")
-    assert both_fe.kind is ProxyKind.LISTEN and both_fe.default_backend == "both"
+    assert both_fe.kind is ProxyKind.LISTEN
+    assert both_fe.default_backend == "both"
     # the last unnamed/named defaults before a section applies, 'from' picks one by name
-    assert both_fe.mode is Mode.TCP and both_fe.timeouts.client == 7000
+    assert both_fe.mode is Mode.TCP
+    assert both_fe.timeouts.client == 7000
     assert both_be.servers[0].check is False
     named = config.frontend("named")
-    assert named.mode is Mode.TCP and named.timeouts.client == 7000
+    assert named.mode is Mode.TCP
+    assert named.timeouts.client == 7000
 
 
 def test_default_server_from_defaults() -> None:
