@@ -1,0 +1,1 @@
+"""Listeners, TCP forwarding, backend choice and health checks of one worker process."""

@@ -1,0 +1,305 @@
+"""Read a TLS ClientHello from the first bytes of a connection, before OpenSSL sees them.
+
+Theory of operation: the data plane picks the certificate (and so the immutable SSL.Context)
+before it creates the pyOpenSSL connection, the way mitmproxy does, so it never switches
+contexts inside OpenSSL's servername callback (research/python-anchors.md §4.5, option A).
+This module is the pure half of that: bytes in, a `ClientHello` (or "need more bytes") out.
+
+- Records: the hello may be split over several handshake records, and the records over any
+  number of TCP segments. Handshake payloads are concatenated until the 4-byte handshake
+  header and the body it announces are complete.
+- Only what the data plane needs is kept: SNI, ALPN offers, `status_request`, supported
+  versions, signature algorithms (to pick RSA or ECDSA for one name), cipher suites.
+- Anything malformed raises `ClientHelloError` with a reason; nothing else ever escapes
+  (the module is fuzzed). The size is capped so a peer cannot make us buffer without bound.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Final
+
+RECORD_HEADER_LEN: Final = 5
+HANDSHAKE_HEADER_LEN: Final = 4
+MAX_RECORD_PAYLOAD: Final = 16384 + 2048  # TLSPlaintext limit plus the compression allowance
+MAX_CLIENT_HELLO: Final = 65536  # far above real hellos (post-quantum shares are ~1.5 KB)
+
+_CONTENT_HANDSHAKE: Final = 22
+_HANDSHAKE_CLIENT_HELLO: Final = 1
+
+
+class ExtensionType(enum.IntEnum):
+    """The ClientHello extensions this parser reads (IANA TLS ExtensionType values)."""
+
+    SERVER_NAME = 0
+    STATUS_REQUEST = 5
+    SIGNATURE_ALGORITHMS = 13
+    ALPN = 16
+    SUPPORTED_VERSIONS = 43
+
+
+class SignatureScheme(enum.IntEnum):
+    """The TLS SignatureScheme values that decide the certificate's key type."""
+
+    RSA_PKCS1_SHA1 = 0x0201
+    ECDSA_SHA1 = 0x0203
+    RSA_PKCS1_SHA256 = 0x0401
+    ECDSA_SECP256R1_SHA256 = 0x0403
+    RSA_PKCS1_SHA384 = 0x0501
+    ECDSA_SECP384R1_SHA384 = 0x0503
+    RSA_PKCS1_SHA512 = 0x0601
+    ECDSA_SECP521R1_SHA512 = 0x0603
+    RSA_PSS_RSAE_SHA256 = 0x0804
+    RSA_PSS_RSAE_SHA384 = 0x0805
+    RSA_PSS_RSAE_SHA512 = 0x0806
+    ED25519 = 0x0807
+    ED448 = 0x0808
+    RSA_PSS_PSS_SHA256 = 0x0809
+    RSA_PSS_PSS_SHA384 = 0x080A
+    RSA_PSS_PSS_SHA512 = 0x080B
+
+
+class ClientHelloErrorReason(enum.Enum):
+    NOT_HANDSHAKE = "the first record is not a TLS handshake record (not TLS, or SSLv2)"
+    BAD_RECORD = "malformed TLS record header"
+    NOT_CLIENT_HELLO = "the first handshake message is not a ClientHello"
+    TOO_LARGE = "ClientHello larger than the limit"
+    TRUNCATED = "a length field points past the end of the ClientHello"
+    BAD_EXTENSION = "malformed extension"
+    DUPLICATE_EXTENSION = "an extension appears twice"
+    BAD_SERVER_NAME = "malformed server_name (SNI)"
+
+
+class ClientHelloError(Exception):
+    """The peer sent something that is not a usable ClientHello; close the connection."""
+
+    def __init__(self, reason: ClientHelloErrorReason, detail: str = "") -> None:
+        super().__init__(f"{reason.value}{': ' + detail if detail else ''}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class NeedMoreData:
+    """The bytes so far are a valid prefix; read at least `at_least` more before retrying."""
+
+    at_least: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClientHello:
+    """What the data plane needs from a ClientHello (wire values, not interpreted further)."""
+
+    legacy_version: int
+    server_name: str | None
+    alpn_protocols: tuple[bytes, ...]
+    status_request: bool
+    supported_versions: tuple[int, ...]
+    signature_algorithms: tuple[int, ...] | None  # None: the extension was absent
+    cipher_suites: tuple[int, ...]
+
+    @property
+    def offers_tls13(self) -> bool:
+        return 0x0304 in self.supported_versions
+
+    def accepts_ecdsa(self) -> bool:
+        """True when the peer can verify an ECDSA certificate's signature.
+
+        Without the signature_algorithms extension (TLS 1.2 only) RFC 5246 §7.4.1.4.1 says the
+        peer assumes rsa/sha1 for an RSA key exchange: choose RSA then.
+        """
+        if self.signature_algorithms is None:
+            return False
+        return any(alg & 0xFF == 0x03 for alg in self.signature_algorithms)
+
+    def accepts_rsa(self) -> bool:
+        if self.signature_algorithms is None:
+            return True
+        return any(
+            alg & 0xFF == 0x01 or 0x0804 <= alg <= 0x0806 or 0x0809 <= alg <= 0x080B
+            for alg in self.signature_algorithms
+        )
+
+
+ParseResult = ClientHello | NeedMoreData
+
+
+class _Reader:
+    """Bounds-checked cursor over the ClientHello body; every overrun is TRUNCATED."""
+
+    __slots__ = ("_data", "_end", "_pos")
+
+    def __init__(self, data: bytes, start: int = 0, end: int | None = None) -> None:
+        self._data = data
+        self._pos = start
+        self._end = len(data) if end is None else end
+
+    @property
+    def remaining(self) -> int:
+        return self._end - self._pos
+
+    def take(self, count: int, what: str) -> bytes:
+        if count > self.remaining:
+            raise ClientHelloError(ClientHelloErrorReason.TRUNCATED, what)
+        start = self._pos
+        self._pos += count
+        return self._data[start : self._pos]
+
+    def uint(self, size: int, what: str) -> int:
+        return int.from_bytes(self.take(size, what), "big")
+
+    def take_all(self) -> bytes:
+        return self.take(self.remaining, "vector")
+
+    def vector(self, length_size: int, what: str) -> _Reader:
+        """A sub-reader over a length-prefixed vector; the cursor moves past it."""
+        length = self.uint(length_size, what)
+        if length > self.remaining:
+            raise ClientHelloError(ClientHelloErrorReason.TRUNCATED, what)
+        sub = _Reader(self._data, self._pos, self._pos + length)
+        self._pos += length
+        return sub
+
+
+def _handshake_payload(data: bytes, limit: int) -> bytes | NeedMoreData:
+    """Concatenate handshake record payloads until the first handshake message is whole."""
+    payload = bytearray()
+    pos = 0
+    while True:
+        if len(payload) >= HANDSHAKE_HEADER_LEN:
+            if payload[0] != _HANDSHAKE_CLIENT_HELLO:
+                raise ClientHelloError(
+                    ClientHelloErrorReason.NOT_CLIENT_HELLO, f"handshake type {payload[0]}"
+                )
+            body_len = int.from_bytes(payload[1:4], "big")
+            if body_len + HANDSHAKE_HEADER_LEN > limit:
+                raise ClientHelloError(
+                    ClientHelloErrorReason.TOO_LARGE, f"{body_len} bytes, limit {limit}"
+                )
+            if len(payload) >= HANDSHAKE_HEADER_LEN + body_len:
+                return bytes(payload[: HANDSHAKE_HEADER_LEN + body_len])
+        elif payload and payload[0] != _HANDSHAKE_CLIENT_HELLO:
+            raise ClientHelloError(
+                ClientHelloErrorReason.NOT_CLIENT_HELLO, f"handshake type {payload[0]}"
+            )
+        if len(data) - pos < RECORD_HEADER_LEN:
+            if pos < len(data) and data[pos] != _CONTENT_HANDSHAKE:
+                raise ClientHelloError(
+                    ClientHelloErrorReason.NOT_HANDSHAKE, f"content type {data[pos]}"
+                )
+            return NeedMoreData(RECORD_HEADER_LEN - (len(data) - pos))
+        content_type = data[pos]
+        major = data[pos + 1]
+        length = int.from_bytes(data[pos + 3 : pos + 5], "big")
+        if content_type != _CONTENT_HANDSHAKE:
+            raise ClientHelloError(
+                ClientHelloErrorReason.NOT_HANDSHAKE, f"content type {content_type}"
+            )
+        if major != 3:
+            raise ClientHelloError(ClientHelloErrorReason.BAD_RECORD, f"version major {major}")
+        if length == 0 or length > MAX_RECORD_PAYLOAD:
+            raise ClientHelloError(ClientHelloErrorReason.BAD_RECORD, f"record length {length}")
+        available = len(data) - pos - RECORD_HEADER_LEN
+        if available < length:
+            return NeedMoreData(length - available)
+        payload += data[pos + RECORD_HEADER_LEN : pos + RECORD_HEADER_LEN + length]
+        pos += RECORD_HEADER_LEN + length
+
+
+def parse_client_hello(data: bytes, *, limit: int = MAX_CLIENT_HELLO) -> ParseResult:
+    """Parse the ClientHello at the start of `data` (the connection's first bytes).
+
+    Returns `NeedMoreData` while `data` is a valid but incomplete prefix; raises only
+    `ClientHelloError`.
+    """
+    message = _handshake_payload(data, limit)
+    if isinstance(message, NeedMoreData):
+        return message
+    return _parse_body(_Reader(message, HANDSHAKE_HEADER_LEN))
+
+
+def _parse_body(body: _Reader) -> ClientHello:
+    legacy_version = body.uint(2, "legacy_version")
+    body.take(32, "random")
+    session_id = body.vector(1, "session_id")
+    if session_id.remaining > 32:
+        raise ClientHelloError(ClientHelloErrorReason.TRUNCATED, "session_id longer than 32")
+    suites_reader = body.vector(2, "cipher_suites")
+    if suites_reader.remaining % 2:
+        raise ClientHelloError(ClientHelloErrorReason.TRUNCATED, "odd cipher_suites length")
+    suites = tuple(
+        suites_reader.uint(2, "cipher suite") for _ in range(suites_reader.remaining // 2)
+    )
+    body.vector(1, "compression_methods")
+    seen: set[int] = set()
+    server_name: str | None = None
+    alpn: tuple[bytes, ...] = ()
+    status_request = False
+    versions: tuple[int, ...] = ()
+    sigalgs: tuple[int, ...] | None = None
+    if body.remaining:
+        extensions = body.vector(2, "extensions")
+        while extensions.remaining:
+            ext_type = extensions.uint(2, "extension type")
+            ext = extensions.vector(2, "extension data")
+            if ext_type in seen:
+                raise ClientHelloError(
+                    ClientHelloErrorReason.DUPLICATE_EXTENSION, f"extension {ext_type}"
+                )
+            seen.add(ext_type)
+            if ext_type == ExtensionType.SERVER_NAME:
+                server_name = _server_name(ext)
+            elif ext_type == ExtensionType.ALPN:
+                alpn = _alpn(ext)
+            elif ext_type == ExtensionType.STATUS_REQUEST:
+                status_request = ext.remaining > 0 and ext.uint(1, "status_type") == 1
+            elif ext_type == ExtensionType.SUPPORTED_VERSIONS:
+                versions = _uint16_list(ext.vector(1, "supported_versions"), "version")
+            elif ext_type == ExtensionType.SIGNATURE_ALGORITHMS:
+                sigalgs = _uint16_list(ext.vector(2, "signature_algorithms"), "scheme")
+    return ClientHello(
+        legacy_version=legacy_version,
+        server_name=server_name,
+        alpn_protocols=alpn,
+        status_request=status_request,
+        supported_versions=versions or (legacy_version,),
+        signature_algorithms=sigalgs,
+        cipher_suites=suites,
+    )
+
+
+def _uint16_list(reader: _Reader, what: str) -> tuple[int, ...]:
+    if reader.remaining % 2:
+        raise ClientHelloError(ClientHelloErrorReason.BAD_EXTENSION, f"odd {what} list")
+    return tuple(reader.uint(2, what) for _ in range(reader.remaining // 2))
+
+
+def _server_name(ext: _Reader) -> str | None:
+    names = ext.vector(2, "server_name_list")
+    host: str | None = None
+    while names.remaining:
+        name_type = names.uint(1, "name_type")
+        raw = names.vector(2, "host_name").take_all()
+        if name_type != 0 or host is not None:
+            continue
+        if not raw or len(raw) > 255 or b"\x00" in raw:
+            raise ClientHelloError(ClientHelloErrorReason.BAD_SERVER_NAME, "empty or too long")
+        try:
+            host = raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise ClientHelloError(
+                ClientHelloErrorReason.BAD_SERVER_NAME, "not ASCII (use the A-label form)"
+            ) from None
+    return host
+
+
+def _alpn(ext: _Reader) -> tuple[bytes, ...]:
+    names = ext.vector(2, "protocol_name_list")
+    protocols: list[bytes] = []
+    while names.remaining:
+        protocol = names.vector(1, "protocol_name").take_all()
+        if not protocol:
+            raise ClientHelloError(ClientHelloErrorReason.BAD_EXTENSION, "empty ALPN name")
+        protocols.append(protocol)
+    return tuple(protocols)

@@ -1,0 +1,254 @@
+"""Build the immutable pyOpenSSL server contexts of one bind and one generation.
+
+Theory of operation: one `SSL.Context` per certificate of a bind, built up front in the
+master before workers fork, so every worker shares the session-ticket keys OpenSSL generated
+for each context (pyOpenSSL has no ticket-key API) and a ticket issued by one worker resumes
+on another. A context is frozen once a connection used it (pyOpenSSL ≥ 26.2), so everything
+is set here, once: certificate, key, chain, versions, ciphers, ALPN choice, session cache,
+`MODE_RELEASE_BUFFERS` (halves idle memory) and the OCSP status callback with the
+certificate's precomputed `StapleSlot`. A reload builds a new `TlsBind` (new generation);
+the old one must stay referenced until its connections are gone (its contexts own the
+callbacks' data).
+
+The connection's context is picked from the ClientHello before the handshake (`SniIndex`),
+so OpenSSL's servername callback, and its `set_context` pitfalls, are never used.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from OpenSSL import SSL
+
+from staplegate.certs.model import LoadedCertificate
+from staplegate.tls.sni import SniEntry, SniIndex
+from staplegate.tls.staples import StapleSlot, ocsp_status_callback
+
+
+class TlsVersion(enum.Enum):
+    """Protocol versions in HAProxy's spelling (`ssl-min-ver TLSv1.2`), oldest first."""
+
+    SSLV3 = "SSLv3"
+    TLSV10 = "TLSv1.0"
+    TLSV11 = "TLSv1.1"
+    TLSV12 = "TLSv1.2"
+    TLSV13 = "TLSv1.3"
+
+    @property
+    def openssl(self) -> int:
+        return {
+            TlsVersion.SSLV3: SSL.SSL3_VERSION,
+            TlsVersion.TLSV10: SSL.TLS1_VERSION,
+            TlsVersion.TLSV11: SSL.TLS1_1_VERSION,
+            TlsVersion.TLSV12: SSL.TLS1_2_VERSION,
+            TlsVersion.TLSV13: SSL.TLS1_3_VERSION,
+        }[self]
+
+
+@dataclass(frozen=True)
+class TlsBindSettings:
+    """A bind line's TLS options (filled from config `Bind` + global ssl-default-bind-*).
+
+    `alpn` is in preference order (`alpn h2,http/1.1`); None means no ALPN answer at all.
+    HAProxy's default minimum is TLSv1.2. `session_cache=False` is `tune.ssl.cachesize 0`.
+    """
+
+    alpn: tuple[str, ...] | None = None
+    min_version: TlsVersion | None = TlsVersion.TLSV12
+    max_version: TlsVersion | None = None
+    ciphers: str | None = None
+    ciphersuites: str | None = None
+    no_tls_tickets: bool = False
+    prefer_client_ciphers: bool = False
+    strict_sni: bool = False
+    session_cache: bool = True
+    session_timeout_s: int = 300
+
+
+@dataclass(frozen=True)
+class CertificateBinding:
+    """One certificate on a bind: `crt` argument or crt-list line, with the line's overrides."""
+
+    certificate: LoadedCertificate
+    sni_filters: tuple[str, ...] = ()
+    alpn: tuple[str, ...] | None = None
+    min_version: TlsVersion | None = None
+    max_version: TlsVersion | None = None
+    ciphers: str | None = None
+    ciphersuites: str | None = None
+
+
+class TlsSetupErrorReason(enum.Enum):
+    CERTIFICATE_REJECTED = "OpenSSL refused the certificate or its key"
+    KEY_MISMATCH = "the private key does not match the certificate"
+    BAD_CIPHERS = "OpenSSL accepts none of the ciphers"
+    BAD_CIPHERSUITES = "OpenSSL accepts none of the TLS 1.3 ciphersuites"
+    BAD_VERSIONS = "ssl-min-ver is above ssl-max-ver"
+    NO_CERTIFICATE = "a TLS bind needs at least one certificate"
+
+
+class TlsSetupError(Exception):
+    """A bind's TLS settings or a certificate cannot make a working context."""
+
+    def __init__(self, reason: TlsSetupErrorReason, where: str, detail: str = "") -> None:
+        text = f"{where}: {reason.value}"
+        super().__init__(f"{text} ({detail})" if detail else text)
+        self.reason = reason
+        self.where = where
+        self.detail = detail
+
+
+@dataclass(frozen=True, eq=False)
+class ServerContext:
+    """A certificate's ready-made context and its staple slot (identity-compared)."""
+
+    binding: CertificateBinding
+    context: SSL.Context = field(repr=False)
+    slot: StapleSlot
+    alpn: tuple[bytes, ...]
+
+    @property
+    def certificate(self) -> LoadedCertificate:
+        return self.binding.certificate
+
+
+@dataclass(frozen=True, eq=False)
+class TlsBind:
+    """Everything a listener needs to terminate TLS for one bind line and generation."""
+
+    name: str
+    generation: int
+    settings: TlsBindSettings
+    contexts: tuple[ServerContext, ...]
+    sni: SniIndex[ServerContext]
+
+
+def _alpn_selector(server: tuple[bytes, ...]) -> object:
+    """Server-preference choice, as SSL_select_next_proto does for HAProxy; never raises."""
+
+    def select(conn: SSL.Connection, offered: list[bytes]) -> bytes | object:
+        try:
+            for protocol in server:
+                if protocol in offered:
+                    return protocol
+        except Exception:
+            pass
+        return SSL.NO_OVERLAPPING_PROTOCOLS
+
+    return select
+
+
+def _session_id_context(name: str, generation: int) -> bytes:
+    # At most 32 bytes; distinct per certificate and generation so a session never resumes
+    # under another certificate's context.
+    return hashlib.sha256(f"{generation}\0{name}".encode()).digest()[:32]
+
+
+def build_context(
+    binding: CertificateBinding,
+    settings: TlsBindSettings,
+    *,
+    generation: int,
+    where: str = "bind",
+) -> ServerContext:
+    """One immutable server context for `binding` under the bind's `settings`."""
+    cert = binding.certificate
+    here = f"{where} crt {cert.name}"
+    ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+    options = SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION
+    if not settings.prefer_client_ciphers:
+        options |= SSL.OP_CIPHER_SERVER_PREFERENCE
+    if settings.no_tls_tickets:
+        options |= SSL.OP_NO_TICKET
+    ctx.set_options(options)
+    ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
+
+    low = binding.min_version or settings.min_version
+    high = binding.max_version or settings.max_version
+    if low and high and low.openssl > high.openssl:
+        raise TlsSetupError(TlsSetupErrorReason.BAD_VERSIONS, here, f"{low.value} > {high.value}")
+    if low:
+        ctx.set_min_proto_version(low.openssl)
+    if high:
+        ctx.set_max_proto_version(high.openssl)
+    ciphers = binding.ciphers or settings.ciphers
+    if ciphers:
+        try:
+            ctx.set_cipher_list(ciphers.encode("ascii"))
+        except (SSL.Error, UnicodeEncodeError) as error:
+            raise TlsSetupError(TlsSetupErrorReason.BAD_CIPHERS, here, ciphers) from error
+    suites = binding.ciphersuites or settings.ciphersuites
+    if suites:
+        try:
+            ctx.set_tls13_ciphersuites(suites.encode("ascii"))
+        except (SSL.Error, UnicodeEncodeError) as error:
+            raise TlsSetupError(TlsSetupErrorReason.BAD_CIPHERSUITES, here, suites) from error
+
+    try:
+        ctx.use_certificate(cert.leaf)
+        ctx.use_privatekey(cert.private_key)  # type: ignore[arg-type]
+        for extra in cert.chain:
+            ctx.add_extra_chain_cert(extra)
+    except (SSL.Error, TypeError, ValueError) as error:
+        raise TlsSetupError(
+            TlsSetupErrorReason.CERTIFICATE_REJECTED, here, type(error).__name__
+        ) from None  # OpenSSL's text may quote key material paths only; keep it short
+    try:
+        ctx.check_privatekey()
+    except SSL.Error:
+        raise TlsSetupError(TlsSetupErrorReason.KEY_MISMATCH, here) from None
+
+    ctx.set_session_id(_session_id_context(cert.name, generation))
+    if settings.session_cache:
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+        ctx.set_timeout(settings.session_timeout_s)
+    else:
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+
+    slot = StapleSlot(
+        key=cert.cert_id.der if cert.cert_id is not None else None,
+        certificate=cert.name,
+        must_staple=cert.must_staple,
+        generation=generation,
+    )
+    ctx.set_ocsp_server_callback(ocsp_status_callback, slot)
+
+    alpn_names = binding.alpn if binding.alpn is not None else settings.alpn
+    alpn = tuple(name.encode("ascii") for name in alpn_names or ())
+    if alpn:
+        ctx.set_alpn_select_callback(_alpn_selector(alpn))  # type: ignore[arg-type]
+    return ServerContext(binding=binding, context=ctx, slot=slot, alpn=alpn)
+
+
+def build_tls_bind(
+    name: str,
+    bindings: Sequence[CertificateBinding],
+    settings: TlsBindSettings,
+    *,
+    generation: int,
+) -> TlsBind:
+    """All contexts of a bind (first binding = default certificate) plus its SNI index."""
+    if not bindings:
+        raise TlsSetupError(TlsSetupErrorReason.NO_CERTIFICATE, name)
+    contexts = tuple(
+        build_context(b, settings, generation=generation, where=name) for b in bindings
+    )
+    entries = [
+        SniEntry(
+            value=sc,
+            names=sc.certificate.names,
+            key_algorithm=sc.certificate.key_type.algorithm,
+            sni_filters=sc.binding.sni_filters,
+        )
+        for sc in contexts
+    ]
+    return TlsBind(
+        name=name,
+        generation=generation,
+        settings=settings,
+        contexts=contexts,
+        sni=SniIndex(entries, strict_sni=settings.strict_sni),
+    )

@@ -1,0 +1,219 @@
+"""One server-side TLS connection over memory BIOs: ciphertext in, plaintext and ciphertext out.
+
+Theory of operation ("A-fast", research/dataplane.md §3 and §7): the asyncio protocol hands
+every ciphertext chunk to `receive`, which writes it into OpenSSL's incoming memory BIO, drives
+the handshake, decrypts whatever complete records are there and returns the plaintext and the
+bytes OpenSSL wants sent (handshake flights, TLS 1.3 tickets, alerts, KeyUpdate answers).
+Fill levels of the BIOs are read (`_openssl_compat`), so the common path raises no
+`WantReadError`; without them it falls back to draining until the exception.
+
+No I/O happens here, so tests can pump two endpoints in memory. Errors are `TlsEndpointError`
+with a reason and the bytes still to send (an alert), because the peer deserves the alert even
+when we give up. Exceptions that pyOpenSSL defers from callbacks (any type, not only
+`SSL.Error`) are caught too. `release()` marks the session shut down cleanly, so closing a
+connection whose client never sent close_notify does not evict its session from the cache
+(pitfall 2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from dataclasses import dataclass
+from typing import Final
+
+from OpenSSL import SSL
+
+from staplegate.tls import _openssl_compat as compat
+from staplegate.tls.contexts import ServerContext
+from staplegate.tls.staples import StapleLookup, StapleOutcome, StapleStats
+
+CHUNK: Final = 65536  # bigger reads make glibc trim and regrow the heap (dataplane.md §6.8)
+
+
+class AlertDescription(enum.IntEnum):
+    """TLS alert descriptions we send ourselves, before OpenSSL has a connection."""
+
+    HANDSHAKE_FAILURE = 40
+    UNRECOGNIZED_NAME = 112
+
+
+def fatal_alert(description: AlertDescription) -> bytes:
+    """A plaintext fatal alert record (what a server sends before any keys exist)."""
+    return bytes((21, 3, 3, 0, 2, 2, int(description)))
+
+
+class TlsErrorReason(enum.Enum):
+    HANDSHAKE_FAILED = "TLS handshake failed"
+    PROTOCOL_ERROR = "TLS protocol error after the handshake"
+    CALLBACK_FAILED = "a TLS callback raised during the handshake"
+
+
+class TlsEndpointError(Exception):
+    """The TLS session cannot go on; send `to_peer` (an alert, maybe empty) and close."""
+
+    def __init__(self, reason: TlsErrorReason, detail: str, to_peer: bytes = b"") -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.to_peer = to_peer
+
+
+@dataclass(slots=True)
+class Received:
+    """What one `receive` produced."""
+
+    to_peer: bytes
+    plaintext: list[bytes]
+    handshake_completed: bool = False  # just now, in this call
+    peer_closed: bool = False  # close_notify received
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What the handshake negotiated (for the connection log)."""
+
+    version: str
+    cipher: str | None
+    alpn: bytes | None
+    resumed: bool
+    staple: StapleOutcome
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, SSL.Error) and error.args and isinstance(error.args[0], list):
+        parts = [str(item[2]) for item in error.args[0] if isinstance(item, tuple) and item]
+        if parts:
+            return "; ".join(parts)
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+class TlsEndpoint:
+    """The server side of one TLS connection; also the OCSP callback's `StapleRecorder`."""
+
+    __slots__ = (
+        "_conn",
+        "_fast",
+        "_stats",
+        "handshake_complete",
+        "server",
+        "staple_error",
+        "staple_outcome",
+        "staples",
+    )
+
+    def __init__(self, server: ServerContext, staples: StapleLookup, stats: StapleStats) -> None:
+        self.server = server
+        self.staples = staples
+        self.staple_outcome = StapleOutcome.NOT_REQUESTED
+        self.staple_error: BaseException | None = None
+        self.handshake_complete = False
+        self._stats = stats
+        self._conn = SSL.Connection(server.context, None)
+        self._conn.set_accept_state()
+        self._conn.set_app_data(self)
+        self._fast = compat.fast_path_available()
+
+    def receive(self, data: bytes) -> Received:
+        """Feed ciphertext from the peer; raises only `TlsEndpointError`."""
+        conn = self._conn
+        conn.bio_write(data)
+        result = Received(b"", [])
+        if not self.handshake_complete:
+            try:
+                conn.do_handshake()
+            except SSL.WantReadError:
+                result.to_peer = self._drain()
+                return result
+            except SSL.Error as error:
+                self._record_staple()
+                raise TlsEndpointError(
+                    TlsErrorReason.HANDSHAKE_FAILED, _describe(error), self._drain_quietly()
+                ) from None
+            except Exception as error:  # deferred from a callback (python-anchors §4.4)
+                self._record_staple()
+                raise TlsEndpointError(
+                    TlsErrorReason.CALLBACK_FAILED, _describe(error), self._drain_quietly()
+                ) from error
+            self.handshake_complete = True
+            result.handshake_completed = True
+            self._record_staple()
+        self._read_plaintext(result)
+        result.to_peer = self._drain()
+        return result
+
+    def _read_plaintext(self, result: Received) -> None:
+        conn = self._conn
+        fast = self._fast
+        while True:
+            if fast and not conn.pending() and not compat.incoming_pending(conn):
+                return
+            try:
+                result.plaintext.append(conn.recv(CHUNK))
+            except SSL.WantReadError:
+                return
+            except SSL.ZeroReturnError:
+                result.peer_closed = True
+                return
+            except SSL.Error as error:
+                raise TlsEndpointError(
+                    TlsErrorReason.PROTOCOL_ERROR, _describe(error), self._drain_quietly()
+                ) from None
+            except Exception as error:
+                raise TlsEndpointError(
+                    TlsErrorReason.PROTOCOL_ERROR, _describe(error), self._drain_quietly()
+                ) from error
+
+    def send(self, plaintext: bytes) -> bytes:
+        """Encrypt application data for the peer (after the handshake)."""
+        try:
+            self._conn.sendall(plaintext)
+        except SSL.Error as error:
+            raise TlsEndpointError(
+                TlsErrorReason.PROTOCOL_ERROR, _describe(error), self._drain_quietly()
+            ) from None
+        return self._drain()
+
+    def close_notify(self) -> bytes:
+        """Our close_notify alert (we send no more data after it)."""
+        with contextlib.suppress(SSL.Error):
+            self._conn.shutdown()
+        return self._drain_quietly()
+
+    def release(self) -> None:
+        """Mark the session as cleanly shut down so it stays resumable after we drop it."""
+        with contextlib.suppress(Exception):
+            self._conn.set_shutdown(SSL.SENT_SHUTDOWN | SSL.RECEIVED_SHUTDOWN)
+
+    def session_info(self) -> SessionInfo:
+        conn = self._conn
+        return SessionInfo(
+            version=conn.get_protocol_version_name(),
+            cipher=conn.get_cipher_name(),
+            alpn=conn.get_alpn_proto_negotiated() or None,
+            resumed=compat.session_reused(conn),
+            staple=self.staple_outcome,
+        )
+
+    def _record_staple(self) -> None:
+        if self.staple_outcome is not StapleOutcome.NOT_REQUESTED:
+            self._stats.record(self.staple_outcome, self.server.slot, self.staple_error)
+            self.staple_error = None
+
+    def _drain(self) -> bytes:
+        conn = self._conn
+        pending = compat.outgoing_pending(conn) if self._fast else None
+        if pending is not None:
+            return conn.bio_read(pending) if pending else b""
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunks.append(conn.bio_read(CHUNK))
+            except SSL.WantReadError:
+                return b"".join(chunks)
+
+    def _drain_quietly(self) -> bytes:
+        try:
+            return self._drain()
+        except Exception:
+            return b""

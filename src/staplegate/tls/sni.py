@@ -1,0 +1,133 @@
+"""Choose a bind's certificate for a ClientHello: an immutable SNI index (pure, no OpenSSL).
+
+Rules (HAProxy's bind/crt-list behaviour, with the `!` semantics made explicit):
+
+- A certificate is indexed under its crt-list SNI filters when the line has any, else under
+  its DNS SANs and subject CNs. `*.example.com` covers exactly one extra label.
+- `!name` in a line's filters excludes `name` (exact, case-insensitive) from that line's
+  certificate, even when one of its wildcards would cover it; the lookup then goes on to the
+  other certificates and finally the default. (`!*.x` is ignored, as in HAProxy.)
+- Exact names win over wildcards. Within the winning tier, ECDSA is chosen when the client's
+  signature_algorithms accept it, else RSA, else any other key type; among equals, the first
+  certificate in configuration order.
+- No match: the bind's first certificate (the default), unless `strict-sni` is on, which
+  refuses the handshake; without SNI, strict-sni refuses too (HAProxy does the same).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from staplegate.certs.model import KeyAlgorithm
+from staplegate.tls.clienthello import ClientHello
+
+T = TypeVar("T")
+
+
+class SniMatch(enum.Enum):
+    """How a certificate was chosen (for the connection log and tests)."""
+
+    EXACT = "exact"
+    WILDCARD = "wildcard"
+    DEFAULT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class SniEntry(Generic[T]):
+    """One certificate of a bind, as the index sees it: its names and what to return."""
+
+    value: T
+    names: tuple[str, ...]  # certificate names (used when there are no filters)
+    key_algorithm: KeyAlgorithm
+    sni_filters: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SniChoice(Generic[T]):
+    value: T
+    match: SniMatch
+
+
+def _normalise(name: str) -> str:
+    return name.rstrip(".").lower()
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate(Generic[T]):
+    order: int
+    entry: SniEntry[T]
+
+
+class SniIndex(Generic[T]):
+    """Immutable lookup from a server name to one of a bind's certificates."""
+
+    __slots__ = ("_default", "_entries", "_exact", "_excluded", "_wildcard", "strict_sni")
+
+    def __init__(self, entries: Sequence[SniEntry[T]], *, strict_sni: bool = False) -> None:
+        if not entries:
+            raise ValueError("a TLS bind needs at least one certificate")
+        self.strict_sni = strict_sni
+        self._entries = tuple(entries)
+        self._default = self._entries[0]
+        exact: dict[str, list[_Candidate[T]]] = {}
+        wildcard: dict[str, list[_Candidate[T]]] = {}
+        excluded: set[tuple[int, str]] = set()
+        for order, entry in enumerate(self._entries):
+            for raw in entry.sni_filters or entry.names:
+                name = _normalise(raw)
+                negative = name.startswith("!")
+                if negative:
+                    name = name[1:]
+                    if not name.startswith("*"):
+                        excluded.add((order, name))
+                    continue
+                if not name:
+                    continue
+                if name.startswith("*."):
+                    wildcard.setdefault(name[2:], []).append(_Candidate(order, entry))
+                else:
+                    exact.setdefault(name, []).append(_Candidate(order, entry))
+        self._exact = {k: tuple(v) for k, v in exact.items()}
+        self._wildcard = {k: tuple(v) for k, v in wildcard.items()}
+        self._excluded = frozenset(excluded)
+
+    @property
+    def default(self) -> T:
+        return self._default.value
+
+    @property
+    def values(self) -> tuple[T, ...]:
+        return tuple(entry.value for entry in self._entries)
+
+    def choose(self, hello: ClientHello) -> SniChoice[T] | None:
+        """The certificate for this hello, or None when strict-sni refuses the handshake."""
+        name = _normalise(hello.server_name) if hello.server_name else None
+        if name:
+            picked = self._pick(self._exact.get(name, ()), name, hello)
+            if picked is not None:
+                return SniChoice(picked, SniMatch.EXACT)
+            _, dot, parent = name.partition(".")
+            if dot and parent:
+                picked = self._pick(self._wildcard.get(parent, ()), name, hello)
+                if picked is not None:
+                    return SniChoice(picked, SniMatch.WILDCARD)
+        if self.strict_sni:
+            return None
+        return SniChoice(self._default.value, SniMatch.DEFAULT)
+
+    def _pick(self, candidates: Iterable[_Candidate[T]], name: str, hello: ClientHello) -> T | None:
+        allowed = [c for c in candidates if (c.order, name) not in self._excluded]
+        if not allowed:
+            return None
+        if hello.accepts_ecdsa():
+            for candidate in allowed:
+                if candidate.entry.key_algorithm is KeyAlgorithm.ECDSA:
+                    return candidate.entry.value
+        if hello.accepts_rsa():
+            for candidate in allowed:
+                if candidate.entry.key_algorithm is KeyAlgorithm.RSA:
+                    return candidate.entry.value
+        return allowed[0].entry.value
