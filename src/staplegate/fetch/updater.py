@@ -1,0 +1,739 @@
+"""Run the OCSP engine: one asyncio service drives every certificate's state machine.
+
+Theory of operation. The sans-IO `CertificateMachine` (ocsp/machine.py) decides everything;
+this module performs what it asks, mitmproxy-style:
+
+- One machine per CertId. Two configured files holding the same certificate share it (spec
+  §4.6): the first file's path is shown in logs, and auto-update is on if any file asks for it.
+- `run()` loads the stored staples (state directory, off the loop) and every entry's sidecar
+  `.ocsp`, hands them to each machine as `Start.stored` (the machine verifies each candidate),
+  publishes the first staple table, sets `started`, then schedules.
+- Scheduling is a heap of `(when, seq, cert_id)` timers from `WakeAt` actions; a newer
+  WakeAt for a certificate supersedes the older one (the seq no longer matches). The loop
+  sleeps until the earliest `when`, computed from `clock.now()` (so an offset clock works),
+  never longer than `MAX_SLEEP` so a wall-clock jump is noticed, or until `wake()` /
+  a runtime request / a new timer wakes it. Due machines get a `Tick`.
+- A `Fetch` runs as its own task under a `FetchGate` (global concurrency cap + a token bucket
+  per responder host), bounded by the HTTP client's total timeout, so one hung responder costs
+  one task and never delays another certificate (HAProxy issue #3498). Its result comes back
+  as `FetchSucceeded`/`FetchFailed` on the loop; everything runs on one loop, so no locks.
+- `Install`/`Withdraw` edit the table `{CertId: DER}`, and `on_staples` receives a fresh,
+  read-only copy of the WHOLE table after each change (workers replace theirs whole).
+- `Persist` saves off the loop (`asyncio.to_thread`: the store fsyncs). At most one writer per
+  certificate runs at a time and it always writes the newest pending staple, so an older
+  response can never overwrite a newer one on disk.
+- `Log` goes to the `staplegate.ocsp` logger; `<OCSP-UPDATE>` lines at `NOTICE` (25), as
+  HAProxy 3.x logs them at notice; revocations at `ALERT` (55).
+
+Every task is owned (a tracked set); `stop()` or cancelling `run()` cancels the fetches,
+lets pending store writes finish, answers pending `update_now` callers and closes the client.
+The runtime-API hooks (`snapshot`, `find`, `update_now`, `set_response`) must be called on
+the loop running `run()`, after `started` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import enum
+import heapq
+import itertools
+import logging
+import random
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from cryptography import x509
+from cryptography.x509 import ocsp
+
+from staplegate.clock import Clock, SystemClock
+from staplegate.fetch.http import FetchFailure, FetchResult, FetchSettings, OcspHttpClient
+from staplegate.fetch.ratelimit import FetchGate, HostRateLimiter
+from staplegate.ocsp.certid import CertId
+from staplegate.ocsp.logline import UpdateStatus, status_text
+from staplegate.ocsp.machine import (
+    Action,
+    CertificateMachine,
+    Event,
+    Fetch,
+    FetchFailed,
+    FetchFailureKind,
+    FetchSucceeded,
+    Install,
+    Log,
+    LogLevel,
+    ManualSet,
+    Persist,
+    Rejected,
+    RevocationDetected,
+    Start,
+    State,
+    Tick,
+    UpdateRequested,
+    WakeAt,
+    Withdraw,
+)
+from staplegate.ocsp.schedule import UpdateSettings
+from staplegate.ocsp.verify import CertStatus, FailureReason, VerificationError, VerifiedStaple
+from staplegate.store.base import StapleStore, StoreError
+
+#: syslog "notice": HAProxy 3.x logs `<OCSP-UPDATE>` lines at this level.
+NOTICE = 25
+#: syslog "alert", above CRITICAL: a certificate we serve is revoked.
+ALERT = 55
+logging.addLevelName(NOTICE, "NOTICE")
+logging.addLevelName(ALERT, "ALERT")
+
+logger = logging.getLogger("staplegate.ocsp")
+
+#: Longest sleep between looks at the wall clock (timers are wall-clock times).
+MAX_SLEEP = 30.0
+
+_LEVELS: dict[LogLevel, int] = {
+    LogLevel.INFO: logging.INFO,
+    LogLevel.NOTICE: NOTICE,
+    LogLevel.WARNING: logging.WARNING,
+    LogLevel.ALERT: ALERT,
+}
+
+# fetch's fine-grained reasons -> the machine's kinds (see FetchFailureKind's docstring).
+_FAILURE_KINDS: dict[FetchFailure, FetchFailureKind] = {
+    FetchFailure.INVALID_URL: FetchFailureKind.INTERNAL,
+    FetchFailure.DNS_FAILED: FetchFailureKind.CONNECT,
+    FetchFailure.CONNECT_FAILED: FetchFailureKind.CONNECT,
+    FetchFailure.TLS_FAILED: FetchFailureKind.CONNECT,
+    FetchFailure.PROXY_FAILED: FetchFailureKind.CONNECT,
+    FetchFailure.CONNECTION_LOST: FetchFailureKind.CONNECT,
+    FetchFailure.PROTOCOL_ERROR: FetchFailureKind.CONNECT,
+    FetchFailure.TIMEOUT: FetchFailureKind.TIMEOUT,
+    FetchFailure.HTTP_STATUS: FetchFailureKind.HTTP_STATUS,
+    FetchFailure.WRONG_CONTENT_TYPE: FetchFailureKind.CONTENT_TYPE,
+    FetchFailure.BODY_TOO_LARGE: FetchFailureKind.TOO_LARGE,
+}
+
+#: HAProxy's `set ssl ocsp-response` success answer (spec §8.4).
+RESPONSE_UPDATED = "OCSP Response updated!"
+#: HAProxy's refusal when no entry has the response's CertId (spec §8.4).
+NO_MATCHING_CERTIFICATE = (
+    "OCSP single response: Certificate ID does not match any certificate or issuer"
+)
+
+
+@dataclass(frozen=True)
+class UpdaterEntry:
+    """One configured certificate the updater manages (one per certificate file)."""
+
+    certificate: x509.Certificate
+    issuer: x509.Certificate
+    path: str
+    """The name shown in logs and the runtime API (HAProxy: the store's file name)."""
+    uri: str | None
+    """The OCSP responder URI (AIA), or None when the certificate has none."""
+    auto_update: bool = True
+    sidecar_ocsp: bytes | None = field(default=None, repr=False)
+    """The raw bytes of the certificate's `.ocsp` sidecar, if any (verified before use)."""
+
+
+class UpdateResult(enum.Enum):
+    """How an `update_now` request ended."""
+
+    COMPLETED = "completed"
+    """An attempt ran; `status` says how it went (1 = success)."""
+    TIMED_OUT = "timed-out"
+    """No result within the timeout; the attempt goes on and will be logged."""
+    CANNOT_FETCH = "cannot-fetch"
+    """The certificate has no usable OCSP URI; nothing was sent."""
+    UNKNOWN_CERTIFICATE = "unknown-certificate"
+    """No managed certificate has this CertId."""
+    STOPPED = "stopped"
+    """The updater stopped before the attempt finished."""
+
+
+@dataclass(frozen=True)
+class UpdateOutcome:
+    """The answer to `update ssl ocsp-response`: unlike HAProxy we wait and report."""
+
+    result: UpdateResult
+    cert_id: CertId
+    path: str | None
+    status: UpdateStatus
+    detail: str | None
+    successes: int = 0
+    failures: int = 0
+
+    @property
+    def text(self) -> str:
+        """`<text>[ (<detail>)]`, as in the log line and `show ssl ocsp-updates`."""
+        if self.result is UpdateResult.COMPLETED:
+            return status_text(self.status, self.detail)
+        return self.detail or self.result.value
+
+    @property
+    def ok(self) -> bool:
+        return self.result is UpdateResult.COMPLETED and self.status is UpdateStatus.SUCCESS
+
+
+class SetRefusal(enum.Enum):
+    """Why `set_response` did not install a response."""
+
+    UNREADABLE = "unreadable"
+    """Not a successful DER OCSPResponse; `failure` says which (UNPARSABLE, NOT_SUCCESSFUL...)."""
+    NO_MATCHING_CERTIFICATE = "no-matching-certificate"
+    """Its CertId names no certificate this updater manages."""
+    VERIFICATION_FAILED = "verification-failed"
+    """The certificate's checks refused it; `failure` says which."""
+
+
+@dataclass(frozen=True)
+class SetOutcome:
+    """The answer to `set ssl ocsp-response`; `message` is HAProxy's text (no final period)."""
+
+    accepted: bool
+    message: str
+    cert_id: CertId | None = None
+    path: str | None = None
+    refusal: SetRefusal | None = None
+    failure: FailureReason | None = None
+    hint: str | None = None
+    """What the operator can do about a refusal."""
+
+
+@dataclass(frozen=True)
+class StapleSummary:
+    """What the held staple says (`show ssl ocsp-response` fields)."""
+
+    status: CertStatus
+    this_update: dt.datetime
+    next_update: dt.datetime
+    produced_at: dt.datetime
+    revocation_time: dt.datetime | None
+    served: bool
+    """True while it is in the staple table (verified and not withdrawn)."""
+
+
+@dataclass(frozen=True)
+class EntrySnapshot:
+    """One OCSP entry (one CertId) for the runtime API and metrics."""
+
+    path: str
+    paths: tuple[str, ...]
+    """Every configured file holding this certificate, the first being `path`."""
+    cert_id: CertId
+    cert_id_hex: str
+    uri: str | None
+    auto_update: bool
+    state: State
+    next_attempt: dt.datetime | None
+    successes: int
+    failures: int
+    last_status: UpdateStatus
+    last_status_text: str
+    """With the 3.2 detail, e.g. `HTTP error (HTTP 500 from http://...)`."""
+    last_success: dt.datetime | None
+    revocations: int
+    staple: StapleSummary | None
+
+
+class UpdaterNotRunning(RuntimeError):
+    """A runtime hook was called before `run()` set `started` or after it ended."""
+
+
+def fetch_event(result: FetchResult, now: dt.datetime) -> FetchSucceeded | FetchFailed:
+    """Translate the HTTP client's result into the machine's event (FetchFailureKind docs)."""
+    if result.ok and result.body is not None:
+        return FetchSucceeded(now, result.body)
+    if result.failure is FetchFailure.EMPTY_BODY:
+        return FetchSucceeded(now, b"")  # fails verification as unparsable: status 4
+    if result.failure is None:
+        return FetchFailed(now, FetchFailureKind.INTERNAL, result.detail)
+    return FetchFailed(now, _FAILURE_KINDS[result.failure], result.detail)
+
+
+@dataclass
+class _Managed:
+    """A machine and the configured entries that share it."""
+
+    machine: CertificateMachine
+    entries: list[UpdaterEntry]
+    revocations: int = 0
+
+
+StaplesCallback = Callable[[Mapping[CertId, bytes]], None]
+RevocationCallback = Callable[[str, VerifiedStaple], None]
+
+
+class OcspUpdater:
+    """Keeps a verified staple for every managed certificate; see the module docstring."""
+
+    def __init__(
+        self,
+        entries: Sequence[UpdaterEntry],
+        *,
+        update_settings: UpdateSettings,
+        fetch_settings: FetchSettings,
+        on_staples: StaplesCallback,
+        store: StapleStore | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        max_concurrent: int = 4,
+        host_rate: float = 10.0,
+        host_burst: int = 20,
+        on_revocation: RevocationCallback | None = None,
+    ) -> None:
+        self._clock: Clock = clock or SystemClock()
+        self._rng = rng or random.Random()
+        self._store = store
+        self._on_staples = on_staples
+        self._on_revocation = on_revocation
+        self._client = OcspHttpClient(fetch_settings)
+        self._gate = FetchGate(
+            HostRateLimiter(rate=host_rate, burst=host_burst), max_concurrent=max_concurrent
+        )
+        self._managed: dict[CertId, _Managed] = {}
+        self._aliases: dict[CertId, CertId] = {}  # SHA-1 and SHA-256 CertIds -> table key
+        for entry in entries:
+            self._add(entry, update_settings)
+
+        self._table: dict[CertId, bytes] = {}
+        self._timers: list[tuple[dt.datetime, int, CertId]] = []
+        self._timer_seq: dict[CertId, int] = {}
+        self._seq = itertools.count()
+        self._waiters: dict[CertId, list[asyncio.Future[UpdateOutcome]]] = {}
+        self._fetches: set[asyncio.Task[None]] = set()
+        self._writers: dict[CertId, asyncio.Task[None]] = {}
+        self._pending_writes: dict[CertId, bytes] = {}
+        self._wakeup: asyncio.Event | None = None
+        self._running = False
+        self._stopping = False
+
+    def _add(self, entry: UpdaterEntry, settings: UpdateSettings) -> None:
+        cert_id = CertId.for_certificate(entry.certificate, entry.issuer)
+        managed = self._managed.get(cert_id)
+        if managed is None:
+            machine = CertificateMachine(
+                certificate=entry.certificate,
+                issuer=entry.issuer,
+                path=entry.path,
+                uri=entry.uri,
+                settings=settings,
+                rng=self._rng,
+                auto_update=entry.auto_update,
+            )
+            self._managed[cert_id] = _Managed(machine, [entry])
+            self._aliases[cert_id] = cert_id
+            sha256 = CertId.for_certificate(entry.certificate, entry.issuer, "sha256")
+            self._aliases[sha256] = cert_id
+            return
+        managed.entries.append(entry)
+        machine = managed.machine
+        # Not started yet, so the shared machine can still take the union of the settings.
+        machine.auto_update = machine.auto_update or entry.auto_update
+        if machine.uri is None and entry.uri is not None:
+            managed.machine = CertificateMachine(
+                certificate=machine.certificate,
+                issuer=machine.issuer,
+                path=machine.path,
+                uri=entry.uri,
+                settings=settings,
+                rng=self._rng,
+                auto_update=machine.auto_update,
+            )
+
+    # --- service ---
+
+    async def run(self, *, started: asyncio.Event | None = None) -> None:
+        """Load stored staples, publish them, set `started`, then keep staples fresh."""
+        if self._running:
+            raise RuntimeError("OcspUpdater.run() is already running")
+        self._running = True
+        self._stopping = False
+        self._wakeup = asyncio.Event()
+        try:
+            stored = await self._load_store()
+            now = self._clock.now()
+            for cert_id, managed in self._managed.items():
+                candidates = [e.sidecar_ocsp for e in managed.entries if e.sidecar_ocsp]
+                if cert_id in stored:
+                    candidates.append(stored[cert_id])
+                self._handle(managed, Start(now, tuple(candidates)), publish=False)
+            self._publish()
+            if started is not None:
+                started.set()
+            while not self._stopping:
+                self._wakeup.clear()
+                self._tick_due()
+                await asyncio.sleep(0)  # let fetch results in even when timers keep coming
+                if self._stopping or self._wakeup.is_set():
+                    continue
+                try:
+                    async with asyncio.timeout(self._sleep_seconds()):
+                        await self._wakeup.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            await self._shutdown()
+
+    def stop(self) -> None:
+        """Ask `run()` to return (it cleans up); safe to call more than once."""
+        self._stopping = True
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def wake(self) -> None:
+        """Re-read the clock now (after a clock change; tests with an offset clock)."""
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    async def flush(self) -> None:
+        """Wait until every staple handed to the store so far is written."""
+        while self._writers:
+            await asyncio.gather(*self._writers.values(), return_exceptions=True)
+
+    @property
+    def table(self) -> Mapping[CertId, bytes]:
+        """The staples being served now (read-only copy)."""
+        return MappingProxyType(dict(self._table))
+
+    @property
+    def revocations_detected(self) -> int:
+        """How many verified revoked answers were installed since construction."""
+        return sum(managed.revocations for managed in self._managed.values())
+
+    @property
+    def fetches_in_flight(self) -> int:
+        """Requests on the wire now (holding a `FetchGate` slot)."""
+        return self._gate.in_flight
+
+    async def _load_store(self) -> dict[CertId, bytes]:
+        if self._store is None:
+            return {}
+        try:
+            return await asyncio.to_thread(self._store.load_all)
+        except StoreError as exc:
+            logger.warning("state directory not loaded, every staple will be fetched: %s", exc)
+            return {}
+
+    async def _shutdown(self) -> None:
+        self._running = False
+        self._stopping = True
+        fetches = list(self._fetches)
+        for task in fetches:
+            task.cancel()
+        await asyncio.gather(*fetches, return_exceptions=True)
+        await self.flush()  # writes are short; losing one would refetch after restart
+        for cert_id, waiters in self._waiters.items():
+            for future in waiters:
+                if not future.done():
+                    future.set_result(self._outcome(cert_id, UpdateResult.STOPPED))
+        self._waiters.clear()
+        await self._client.close()
+
+    # --- timers ---
+
+    def _tick_due(self) -> None:
+        now = self._clock.now()
+        due: list[CertId] = []
+        while self._timers and self._timers[0][0] <= now:
+            _, seq, cert_id = heapq.heappop(self._timers)
+            if self._timer_seq.get(cert_id) == seq:
+                del self._timer_seq[cert_id]
+                due.append(cert_id)
+        for cert_id in due:
+            self._handle(self._managed[cert_id], Tick(now))
+
+    def _sleep_seconds(self) -> float:
+        while self._timers and self._timer_seq.get(self._timers[0][2]) != self._timers[0][1]:
+            heapq.heappop(self._timers)  # superseded
+        if not self._timers:
+            return MAX_SLEEP
+        delay = (self._timers[0][0] - self._clock.now()).total_seconds()
+        return min(max(delay, 0.0), MAX_SLEEP)
+
+    def _set_timer(self, cert_id: CertId, when: dt.datetime) -> None:
+        seq = next(self._seq)
+        self._timer_seq[cert_id] = seq
+        heapq.heappush(self._timers, (when, seq, cert_id))
+        if self._wakeup is not None and self._timers[0][1] == seq:
+            self._wakeup.set()  # earlier than what the loop sleeps for
+
+    # --- performing actions ---
+
+    def _handle(self, managed: _Managed, event: Event, *, publish: bool = True) -> list[Action]:
+        actions = managed.machine.handle(event)
+        changed = False
+        for action in actions:
+            if isinstance(action, Fetch):
+                self._start_fetch(managed, action)
+            elif isinstance(action, Install):
+                self._table[managed.machine.cert_id] = action.staple.der
+                changed = True
+            elif isinstance(action, Withdraw):
+                changed = self._table.pop(managed.machine.cert_id, None) is not None or changed
+            elif isinstance(action, Persist):
+                self._persist(managed.machine.cert_id, action.staple.der)
+            elif isinstance(action, WakeAt):
+                self._set_timer(managed.machine.cert_id, action.when)
+            elif isinstance(action, Log):
+                logger.log(
+                    _LEVELS[action.level],
+                    "%s",
+                    action.message,
+                    extra={
+                        "ocsp_path": managed.machine.path,
+                        "ocsp_cert_id": managed.machine.cert_id.hex,
+                    },
+                )
+            elif isinstance(action, RevocationDetected):
+                # The machine's own Log(ALERT) action names the certificate; count and hook.
+                managed.revocations += 1
+                if self._on_revocation is not None:
+                    self._call_safely(self._on_revocation, managed.machine.path, action.staple)
+            # Rejected is returned to the caller (set_response).
+        if changed and publish:
+            self._publish()
+        if isinstance(event, FetchSucceeded | FetchFailed):
+            self._answer_waiters(managed.machine.cert_id)
+        return actions
+
+    def _publish(self) -> None:
+        self._call_safely(self._on_staples, MappingProxyType(dict(self._table)))
+
+    def _call_safely(self, callback: Callable[..., None], *args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            logger.exception("OCSP updater callback %r failed", callback)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        task.add_done_callback(_report_crash)
+        return task
+
+    def _start_fetch(self, managed: _Managed, action: Fetch) -> None:
+        task = self._spawn(self._fetch(managed, action), name=f"ocsp-fetch {managed.machine.path}")
+        self._fetches.add(task)
+        task.add_done_callback(self._fetches.discard)
+
+    async def _fetch(self, managed: _Managed, action: Fetch) -> None:
+        event: FetchSucceeded | FetchFailed
+        try:
+            async with self._gate.slot(action.uri):
+                result = await self._client.send(action.request)
+            event = fetch_event(result, self._clock.now())
+        except Exception as exc:  # a bug, not the network: the machine must leave FETCHING
+            logger.exception("OCSP fetch for %s failed internally", managed.machine.path)
+            event = FetchFailed(
+                self._clock.now(), FetchFailureKind.INTERNAL, f"internal error: {exc!r}"
+            )
+        if managed.machine.state is State.FETCHING:
+            self._handle(managed, event)
+
+    def _persist(self, cert_id: CertId, der: bytes) -> None:
+        if self._store is None:
+            return
+        self._pending_writes[cert_id] = der
+        if cert_id not in self._writers:
+            self._writers[cert_id] = self._spawn(
+                self._write(cert_id), name=f"ocsp-persist {cert_id.hex[-16:]}"
+            )
+
+    async def _write(self, cert_id: CertId) -> None:
+        store = self._store
+        assert store is not None
+        try:
+            while (der := self._pending_writes.pop(cert_id, None)) is not None:
+                try:
+                    await asyncio.to_thread(store.save, cert_id, der)
+                except (StoreError, OSError) as exc:
+                    path = self._managed[cert_id].machine.path
+                    logger.warning("%s: staple not persisted: %s", path, exc)
+        finally:
+            del self._writers[cert_id]
+
+    # --- runtime API hooks ---
+
+    def snapshot(self) -> list[EntrySnapshot]:
+        """Every OCSP entry in configuration order (one per CertId)."""
+        now = self._clock.now()
+        rows = []
+        for cert_id, managed in self._managed.items():
+            machine = managed.machine
+            counters = machine.counters
+            staple = machine.staple
+            summary = None
+            if staple is not None:
+                summary = StapleSummary(
+                    status=staple.status,
+                    this_update=staple.this_update,
+                    next_update=staple.next_update,
+                    produced_at=staple.produced_at,
+                    revocation_time=staple.revocation_time,
+                    served=machine.servable_staple(now) is not None and cert_id in self._table,
+                )
+            rows.append(
+                EntrySnapshot(
+                    path=machine.path,
+                    paths=tuple(e.path for e in managed.entries),
+                    cert_id=cert_id,
+                    cert_id_hex=cert_id.hex,
+                    uri=machine.uri,
+                    auto_update=machine.auto_update,
+                    state=machine.state,
+                    next_attempt=machine.next_attempt,
+                    successes=counters.successes,
+                    failures=counters.failures,
+                    last_status=counters.last_status,
+                    last_status_text=counters.status_text,
+                    last_success=counters.last_success,
+                    revocations=managed.revocations,
+                    staple=summary,
+                )
+            )
+        return rows
+
+    def find(self, name: str) -> CertId | None:
+        """The CertId configured under file `name` (any of its paths) or CertId hex `name`."""
+        for cert_id, managed in self._managed.items():
+            if name == cert_id.hex or any(e.path == name for e in managed.entries):
+                return cert_id
+        lowered = name.strip().lower()
+        for alias, cert_id in self._aliases.items():
+            if alias.hex == lowered:
+                return cert_id
+        return None
+
+    async def update_now(self, cert_id: CertId, *, timeout: float) -> UpdateOutcome:
+        """Fetch at once (even with auto-update off) and wait up to `timeout` s for the result."""
+        self._require_running()
+        key = self._aliases.get(cert_id)
+        if key is None:
+            return UpdateOutcome(
+                UpdateResult.UNKNOWN_CERTIFICATE,
+                cert_id,
+                None,
+                UpdateStatus.UNKNOWN,
+                f"no managed certificate has CertId {cert_id.hex}",
+            )
+        managed = self._managed[key]
+        if not managed.machine.can_fetch:
+            actions = self._handle(managed, UpdateRequested(self._clock.now()))
+            why = next((a.message for a in actions if isinstance(a, Log)), None)
+            return self._outcome(key, UpdateResult.CANNOT_FETCH, why)
+        future: asyncio.Future[UpdateOutcome] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, []).append(future)
+        self._handle(managed, UpdateRequested(self._clock.now()))
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            return self._outcome(
+                key,
+                UpdateResult.TIMED_OUT,
+                f"no answer within {timeout:g} s; the attempt continues and will be logged",
+            )
+        finally:
+            waiters = self._waiters.get(key, [])
+            if future in waiters:
+                waiters.remove(future)
+
+    def set_response(self, der: bytes) -> SetOutcome:
+        """Install an operator's response for the certificate it names, if it verifies."""
+        self._require_running()
+        try:
+            response = ocsp.load_der_ocsp_response(der)
+        except ValueError as exc:
+            return _refused(
+                SetRefusal.UNREADABLE, VerificationError(FailureReason.UNPARSABLE, str(exc))
+            )
+        if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
+            status = response.response_status
+            error = VerificationError(
+                FailureReason.NOT_SUCCESSFUL,
+                f"{status.value}: {status.name.lower()}",
+                status=status,
+            )
+            return _refused(SetRefusal.UNREADABLE, error)
+        key = None
+        try:
+            for single in response.responses:
+                key = self._aliases.get(CertId.from_single_response(single))
+                if key is not None:
+                    break
+        except (ValueError, KeyError) as exc:
+            error = VerificationError(FailureReason.NO_SINGLE_RESPONSE, str(exc))
+            return _refused(SetRefusal.UNREADABLE, error)
+        if key is None:
+            return SetOutcome(
+                accepted=False,
+                message=NO_MATCHING_CERTIFICATE,
+                refusal=SetRefusal.NO_MATCHING_CERTIFICATE,
+                hint="the response is for a certificate or issuer this process does not serve",
+            )
+        managed = self._managed[key]
+        path = managed.machine.path
+        if managed.machine.state is State.RETIRED:
+            return SetOutcome(
+                accepted=False,
+                message=NO_MATCHING_CERTIFICATE,
+                cert_id=key,
+                path=path,
+                refusal=SetRefusal.NO_MATCHING_CERTIFICATE,
+                hint="the certificate was replaced",
+            )
+        actions = self._handle(managed, ManualSet(self._clock.now(), der))
+        for action in actions:
+            if isinstance(action, Rejected):
+                return SetOutcome(
+                    accepted=False,
+                    message=str(action.error),
+                    cert_id=key,
+                    path=path,
+                    refusal=SetRefusal.VERIFICATION_FAILED,
+                    failure=action.error.reason,
+                    hint=action.error.hint,
+                )
+        return SetOutcome(accepted=True, message=RESPONSE_UPDATED, cert_id=key, path=path)
+
+    def _require_running(self) -> None:
+        if not self._running or self._stopping:
+            raise UpdaterNotRunning(
+                "the OCSP updater is not running; call this from the loop running "
+                "OcspUpdater.run(), after its `started` event is set"
+            )
+
+    def _outcome(
+        self, cert_id: CertId, result: UpdateResult, detail: str | None = None
+    ) -> UpdateOutcome:
+        machine = self._managed[cert_id].machine
+        counters = machine.counters
+        return UpdateOutcome(
+            result=result,
+            cert_id=cert_id,
+            path=machine.path,
+            status=counters.last_status,
+            detail=counters.last_detail if result is UpdateResult.COMPLETED else detail,
+            successes=counters.successes,
+            failures=counters.failures,
+        )
+
+    def _answer_waiters(self, cert_id: CertId) -> None:
+        waiters = self._waiters.pop(cert_id, [])
+        if not waiters:
+            return
+        outcome = self._outcome(cert_id, UpdateResult.COMPLETED)
+        for future in waiters:
+            if not future.done():
+                future.set_result(outcome)
+
+
+def _refused(refusal: SetRefusal, error: VerificationError) -> SetOutcome:
+    return SetOutcome(
+        accepted=False, message=str(error), refusal=refusal, failure=error.reason, hint=error.hint
+    )
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("OCSP updater task %s crashed", task.get_name(), exc_info=task.exception())
