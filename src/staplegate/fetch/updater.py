@@ -56,6 +56,7 @@ from staplegate.ocsp.logline import UpdateStatus, status_text
 from staplegate.ocsp.machine import (
     Action,
     CertificateMachine,
+    CertificateReplaced,
     Event,
     Fetch,
     FetchFailed,
@@ -291,10 +292,11 @@ class OcspUpdater:
         self._gate = FetchGate(
             HostRateLimiter(rate=host_rate, burst=host_burst), max_concurrent=max_concurrent
         )
+        self._settings = update_settings
         self._managed: dict[CertId, _Managed] = {}
         self._aliases: dict[CertId, CertId] = {}  # SHA-1 and SHA-256 CertIds -> table key
-        for entry in entries:
-            self._add(entry, update_settings)
+        for cert_id, group in _group(entries).items():
+            self._add(cert_id, group)
 
         self._table: dict[CertId, bytes] = {}
         self._timers: list[tuple[dt.datetime, int, CertId]] = []
@@ -308,38 +310,30 @@ class OcspUpdater:
         self._running = False
         self._stopping = False
 
-    def _add(self, entry: UpdaterEntry, settings: UpdateSettings) -> None:
-        cert_id = CertId.for_certificate(entry.certificate, entry.issuer)
-        managed = self._managed.get(cert_id)
-        if managed is None:
-            machine = CertificateMachine(
-                certificate=entry.certificate,
-                issuer=entry.issuer,
-                path=entry.path,
-                uri=entry.uri,
-                settings=settings,
-                rng=self._rng,
-                auto_update=entry.auto_update,
-            )
-            self._managed[cert_id] = _Managed(machine, [entry])
-            self._aliases[cert_id] = cert_id
-            sha256 = CertId.for_certificate(entry.certificate, entry.issuer, "sha256")
-            self._aliases[sha256] = cert_id
-            return
-        managed.entries.append(entry)
-        machine = managed.machine
-        # Not started yet, so the shared machine can still take the union of the settings.
-        machine.auto_update = machine.auto_update or entry.auto_update
-        if machine.uri is None and entry.uri is not None:
-            managed.machine = CertificateMachine(
-                certificate=machine.certificate,
-                issuer=machine.issuer,
-                path=machine.path,
-                uri=entry.uri,
-                settings=settings,
-                rng=self._rng,
-                auto_update=machine.auto_update,
-            )
+    def _new_machine(self, group: Sequence[UpdaterEntry]) -> CertificateMachine:
+        """One machine for every entry holding the same certificate (spec §4.6).
+
+        The first file names it; the URI is the first one given; auto-update is on when any
+        file asks for it.
+        """
+        first = group[0]
+        return CertificateMachine(
+            certificate=first.certificate,
+            issuer=first.issuer,
+            path=first.path,
+            uri=next((e.uri for e in group if e.uri is not None), None),
+            settings=self._settings,
+            rng=self._rng,
+            auto_update=any(e.auto_update for e in group),
+        )
+
+    def _add(self, cert_id: CertId, group: list[UpdaterEntry]) -> _Managed:
+        managed = _Managed(self._new_machine(group), group)
+        self._managed[cert_id] = managed
+        self._aliases[cert_id] = cert_id
+        first = group[0]
+        self._aliases[CertId.for_certificate(first.certificate, first.issuer, "sha256")] = cert_id
+        return managed
 
     # --- service ---
 
@@ -374,6 +368,63 @@ class OcspUpdater:
                     pass
         finally:
             await self._shutdown()
+
+    async def reconfigure(self, entries: Sequence[UpdaterEntry]) -> None:
+        """Manage `entries` from now on (a reload): keep what is unchanged, staples included.
+
+        A certificate still configured with the same URI and auto-update keeps its machine
+        (staple, schedule, counters; only its paths follow the new files). One whose URI or
+        auto-update changed gets a new machine that starts from the staple held so far. One no
+        longer configured is retired: its staple is withdrawn and its pending `update_now`
+        callers are answered STOPPED. New ones start like at `run()`. The whole new table is
+        published once.
+        """
+        self._require_running()
+        groups = _group(entries)
+        added = [cert_id for cert_id in groups if cert_id not in self._managed]
+        stored = await self._load_store() if added else {}
+        now = self._clock.now()
+        for cert_id in [c for c in self._managed if c not in groups]:
+            self._retire(cert_id, now)
+        for cert_id, group in groups.items():
+            managed = self._managed.get(cert_id)
+            if managed is None:
+                candidates = [e.sidecar_ocsp for e in group if e.sidecar_ocsp]
+                if cert_id in stored:
+                    candidates.append(stored[cert_id])
+            else:
+                machine = managed.machine
+                wanted = self._new_machine(group)
+                if (wanted.uri, wanted.auto_update) == (machine.uri, machine.auto_update):
+                    managed.entries = group
+                    machine.path = group[0].path
+                    continue
+                held = machine.staple
+                candidates = [e.sidecar_ocsp for e in group if e.sidecar_ocsp]
+                if held is not None:
+                    candidates.append(held.der)
+                self._retire(cert_id, now)
+            self._handle(self._add(cert_id, group), Start(now, tuple(candidates)), publish=False)
+        self._publish()
+
+    def _retire(self, cert_id: CertId, now: dt.datetime) -> None:
+        managed = self._managed.pop(cert_id)
+        self._handle(managed, CertificateReplaced(now), publish=False)
+        self._table.pop(cert_id, None)
+        self._timer_seq.pop(cert_id, None)
+        for alias in [a for a, key in self._aliases.items() if key == cert_id]:
+            del self._aliases[alias]
+        for future in self._waiters.pop(cert_id, []):
+            if not future.done():
+                future.set_result(
+                    UpdateOutcome(
+                        UpdateResult.STOPPED,
+                        cert_id,
+                        managed.machine.path,
+                        managed.machine.counters.last_status,
+                        "the certificate is no longer configured",
+                    )
+                )
 
     def stop(self) -> None:
         """Ask `run()` to return (it cleans up); safe to call more than once."""
@@ -726,6 +777,15 @@ class OcspUpdater:
         for future in waiters:
             if not future.done():
                 future.set_result(outcome)
+
+
+def _group(entries: Sequence[UpdaterEntry]) -> dict[CertId, list[UpdaterEntry]]:
+    """Entries by SHA-1 CertId, in configuration order."""
+    groups: dict[CertId, list[UpdaterEntry]] = {}
+    for entry in entries:
+        cert_id = CertId.for_certificate(entry.certificate, entry.issuer)
+        groups.setdefault(cert_id, []).append(entry)
+    return groups
 
 
 def _refused(refusal: SetRefusal, error: VerificationError) -> SetOutcome:

@@ -42,6 +42,7 @@ from staplegate.fetch.updater import (
     SetRefusal,
     UpdaterEntry,
     UpdateResult,
+    UpdaterNotRunning,
 )
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.logline import UpdateStatus
@@ -648,5 +649,78 @@ def test_expired_staple_is_withdrawn(pki: Pki, caplog: pytest.LogCaptureFixture)
             assert any(
                 "OCSP staple withdrawn" in m and str(leaf.bundle_path) in m for m in messages
             )
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("how", ["stop", "cancel"])
+def test_stopping_cancels_hung_fetches_and_answers_waiting_callers(pki: Pki, how: str) -> None:
+    async def scenario() -> None:
+        async with responder(pki) as stuck:
+            stuck.mode = Mode.HANG
+            leaf = pki.ca.issue("stop.test", ocsp_url=stuck.url)
+            patient = FetchSettings(connect_timeout=1.0, total_timeout=60.0, connect_retries=0)
+            updater = make_updater([entry(leaf)], Tables(), fetch=patient)
+            started = asyncio.Event()
+            task = asyncio.create_task(updater.run(started=started))
+            await started.wait()
+            waiting = asyncio.create_task(updater.update_now(cert_id(leaf), timeout=60))
+            async with asyncio.timeout(WAIT):
+                await stuck.hanging.wait()
+            assert updater.fetches_in_flight == 1
+            began = asyncio.get_running_loop().time()
+            if how == "stop":
+                updater.stop()
+                await task
+            else:
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            outcome = await waiting
+            assert asyncio.get_running_loop().time() - began < 2.0
+            assert outcome.result is UpdateResult.STOPPED
+            assert updater.fetches_in_flight == 0
+            with pytest.raises(UpdaterNotRunning):
+                updater.set_response(b"")
+
+    run(scenario())
+
+
+def test_reconfigure_keeps_unchanged_certificates_and_their_staples(
+    pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        async with responder(pki) as ocsp_server:
+            kept, dropped, added = (
+                pki.ca.issue(f"{name}.test", ocsp_url=ocsp_server.url)
+                for name in ("kept", "dropped", "added")
+            )
+            tables = Tables()
+            updater = make_updater([entry(kept), entry(dropped)], tables)
+            async with running(updater):
+                await tables.wait_for(lambda t: set(t) == {cert_id(kept), cert_id(dropped)})
+                staple = tables.latest[cert_id(kept)]
+                published = len(tables.history)
+
+                await updater.reconfigure([entry(kept, path="/new/kept.pem"), entry(added)])
+                assert len(tables.history) == published + 1  # one new table, whole
+                assert tables.latest == {cert_id(kept): staple}  # dropped is withdrawn at once
+                await tables.wait_for(lambda t: set(t) == {cert_id(kept), cert_id(added)})
+                rows = {row.cert_id: row for row in updater.snapshot()}
+                assert set(rows) == {cert_id(kept), cert_id(added)}
+                assert rows[cert_id(kept)].path == "/new/kept.pem"
+                assert rows[cert_id(kept)].successes == 1  # same machine, nothing refetched
+                assert ocsp_server.requests == 3
+
+                # auto-update switched off: a new machine, started from the staple held so far
+                await updater.reconfigure([entry(kept, auto_update=False), entry(added)])
+                assert tables.latest[cert_id(kept)] == staple
+                rows = {row.cert_id: row for row in updater.snapshot()}
+                assert rows[cert_id(kept)].state is State.IDLE
+                assert rows[cert_id(kept)].successes == 0
+                assert updater.find(str(dropped.bundle_path)) is None
+                gone = await updater.update_now(cert_id(dropped), timeout=1)
+                assert gone.result is UpdateResult.UNKNOWN_CERTIFICATE
+            assert ocsp_server.requests == 3
 
     run(scenario())
