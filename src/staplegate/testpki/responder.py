@@ -175,6 +175,28 @@ def decode_get_path(raw_path: str) -> bytes | None:
     return None
 
 
+class _HalfCloseHandler(web.RequestHandler):
+    """aiohttp's connection handler, except that a client's half-close is not a disconnect.
+
+    asyncio closes a transport whose `eof_received` returns a false value, which cancels the
+    request in flight; a client that sends its request then shuts down its writing side
+    (`curl`/`nc -N` style) must still get the answer, then the connection closes.
+    """
+
+    def eof_received(self) -> bool:  # type: ignore[override]
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            self.force_close()  # idle between requests: nothing more will come
+        else:
+            self.close()  # answer what was asked, then close
+        return True
+
+
+class _Server(web.Server):
+    def __call__(self) -> web.RequestHandler:
+        return _HalfCloseHandler(self, loop=self._loop, **self._kwargs)
+
+
 class OcspResponder:
     """The HTTP responder; `start()`/`stop()` it on an event loop (see BackgroundResponder)."""
 
@@ -214,7 +236,7 @@ class OcspResponder:
     async def start(self, sock: socket.socket | None = None) -> None:
         """Listen (on `sock` when given, else on config host:port; port 0 picks one)."""
         self._stopping = asyncio.Event()
-        server = web.Server(
+        server = _Server(
             self._handle,
             handler_cancellation=True,
             access_log=None,
@@ -395,7 +417,9 @@ class OcspResponder:
         base = replace(base, serial=serial, fault=fault.kind.value if fault else None)
 
         if fault is not None and fault.kind.is_http_level:
-            http_fault = await self._http_fault(request, fault, base, started)
+            if request_der is None and is_get:
+                request_der = decode_get_path(raw_path)
+            http_fault = await self._http_fault(request, fault, base, started, request_der)
             if http_fault is not None:
                 return http_fault
             # DELAY: carry on and answer normally
@@ -476,7 +500,12 @@ class OcspResponder:
         return b"".join(chunks)
 
     async def _http_fault(
-        self, request: BaseRequest, fault: Fault, base: RequestRecord, started: float
+        self,
+        request: BaseRequest,
+        fault: Fault,
+        base: RequestRecord,
+        started: float,
+        request_der: bytes | None,
     ) -> web.StreamResponse | None:
         kind = fault.kind
         if kind is FaultKind.DELAY:
@@ -511,11 +540,7 @@ class OcspResponder:
         if kind is FaultKind.HUGE_BODY:
             body = b"\x30\x82" + bytes(max(fault.size - 2, 0))
         if kind is FaultKind.WRONG_CONTENT_TYPE:
-            der = decode_get_path(request.raw_path) if request.method != "POST" else None
-            if request.method == "POST":
-                read = await self._read_body(request)
-                der = read if isinstance(read, bytes) else None
-            body = self.core.answer(der or b"", now=self.clock.now()).der
+            body = self.core.answer(request_der or b"", now=self.clock.now()).der
         self._record(replace(base, http_status=status, body_bytes=len(body)), started)
         return web.Response(status=status, body=body, headers={"Content-Type": content_type})
 
