@@ -23,7 +23,8 @@ this module performs what it asks, mitmproxy-style:
   certificate runs at a time and it always writes the newest pending staple, so an older
   response can never overwrite a newer one on disk.
 - `Log` goes to the `staplegate.ocsp` logger; `<OCSP-UPDATE>` lines at `NOTICE` (25), as
-  HAProxy 3.x logs them at notice; revocations at `ALERT` (55).
+  HAProxy 3.x logs them at notice; revocations at `ALERT` (55). Records carry `ocsp_path`
+  and `ocsp_cert_id` (hex) attributes for handlers that want them.
 
 Every task is owned (a tracked set); `stop()` or cancelling `run()` cancels the fetches,
 lets pending store writes finish, answers pending `update_now` callers and closes the client.
@@ -339,10 +340,11 @@ class OcspUpdater:
 
     async def run(self, *, started: asyncio.Event | None = None) -> None:
         """Load stored staples, publish them, set `started`, then keep staples fresh."""
-        if self._running:
-            raise RuntimeError("OcspUpdater.run() is already running")
+        if self._wakeup is not None:
+            raise RuntimeError("OcspUpdater.run() runs once; build a new updater to run again")
+        # stop() before this point (the task had not started yet) is honoured: the stored
+        # staples are still published, then run() returns.
         self._running = True
-        self._stopping = False
         self._wakeup = asyncio.Event()
         try:
             stored = await self._load_store()
@@ -383,6 +385,7 @@ class OcspUpdater:
         groups = _group(entries)
         added = [cert_id for cert_id in groups if cert_id not in self._managed]
         stored = await self._load_store() if added else {}
+        self._require_running()  # stop() may have come while the store was read
         now = self._clock.now()
         for cert_id in [c for c in self._managed if c not in groups]:
             self._retire(cert_id, now)
@@ -427,7 +430,8 @@ class OcspUpdater:
                 )
 
     def stop(self) -> None:
-        """Ask `run()` to return (it cleans up); safe to call more than once."""
+        """Ask `run()` to return (it cleans up); safe to call more than once, even before
+        `run()` starts. An updater runs once."""
         self._stopping = True
         if self._wakeup is not None:
             self._wakeup.set()

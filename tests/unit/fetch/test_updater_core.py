@@ -156,3 +156,26 @@ def test_certificate_without_uri_is_idle_and_update_now_says_why(
 
     asyncio.run(scenario())
     assert tables == [{}]
+
+
+def test_stop_before_run_starts_still_publishes_then_returns(
+    leaves: tuple[IssuedCertificate, ...],
+) -> None:
+    a, _, _ = leaves
+    tables: list[Mapping[CertId, bytes]] = []
+    updater = _updater([_entry(a, "/c/a.pem", uri="http://127.0.0.1:9", auto=True)], tables)
+
+    async def scenario() -> None:
+        started = asyncio.Event()
+        task = asyncio.create_task(updater.run(started=started))
+        updater.stop()  # the task has not run a single step yet
+        async with asyncio.timeout(5):
+            await task
+        assert started.is_set()
+        with pytest.raises(RuntimeError, match="runs once"):
+            await updater.run()
+
+    asyncio.run(scenario())
+    assert tables == [{}]
+    (row,) = updater.snapshot()
+    assert row.successes + row.failures == 0  # nothing was fetched
