@@ -1,0 +1,752 @@
+"""Terminate TLS and forward plain TCP to a backend server: the data plane of one worker.
+
+Theory of operation, per client connection (`ClientConnection`):
+
+1. HELLO: buffer the first bytes until `parse_client_hello` has the whole ClientHello (capped);
+   pick the certificate's context with the bind's `SniIndex` (strict-sni: send
+   `unrecognized_name` and close), then create a `TlsEndpoint` and feed it the buffer.
+2. HANDSHAKE: every ciphertext chunk goes through the endpoint; its output goes back to the
+   client. `timeout client` bounds the whole handshake.
+3. CONNECTING: the backend connection opens after the handshake, as HAProxy does in
+   `mode tcp`: round-robin among UP servers, `timeout connect` per attempt, `retries` more
+   attempts (each on the next server). Client reading is paused meanwhile.
+4. FORWARDING: both ways, with backpressure: when the client's transport buffer passes the
+   high-water mark, reading from the server pauses, and the other way round, so a slow peer
+   never makes us buffer more than about one buffer limit plus one read per direction.
+   Half-close: the client's close_notify (or FIN) becomes a FIN to the server; the server's
+   FIN becomes close_notify plus FIN to the client; the connection ends when both directions
+   have ended, or on an error or timeout (`timeout client|server`, or `timeout tunnel` for
+   both once forwarding).
+
+Accepting: each listening socket (inherited from the master, never closed here) is watched
+with `add_reader`; a `Frontend` above `maxconn` stops watching its sockets and the kernel's
+backlog holds new clients until a connection ends. `serve` runs listeners until `stop` is
+set, then stops accepting and waits for the connections to finish (optionally bounded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from staplegate.proxy.backends import BackendPool, BackendServer
+from staplegate.tls.clienthello import (
+    ClientHello,
+    ClientHelloError,
+    NeedMoreData,
+    parse_client_hello,
+)
+from staplegate.tls.contexts import TlsBind
+from staplegate.tls.endpoint import (
+    AlertDescription,
+    SessionInfo,
+    TlsEndpoint,
+    TlsEndpointError,
+    fatal_alert,
+)
+from staplegate.tls.staples import StapleLookup, StapleStats
+
+log = logging.getLogger("staplegate.proxy")
+
+DEFAULT_BUFFER_LIMIT: Final = 256 * 1024
+ACCEPT_BATCH: Final = 32
+
+
+class Termination(enum.Enum):
+    """HAProxy's two-character session termination state (tcplog `%ts`)."""
+
+    NORMAL = "--"
+    CLIENT_ABORT = "CD"  # the client closed or reset during data
+    SERVER_ABORT = "SD"  # the server reset during data
+    CLIENT_TIMEOUT = "cD"
+    SERVER_TIMEOUT = "sD"
+    CLIENT_TIMEOUT_HANDSHAKE = "cR"  # timeout client before the handshake completed
+    CLIENT_ABORT_HANDSHAKE = "CR"  # client closed, sent garbage, or the handshake failed
+    PROXY_REFUSED = "PR"  # strict-sni refusal, or no backend for the connection
+    SERVER_CONNECT_FAILED = "SC"
+    SERVER_CONNECT_TIMEOUT = "sC"
+    STOPPED = "KD"  # killed by a hard stop
+
+
+@dataclass(frozen=True)
+class ProxyTimeouts:
+    """`timeout connect|client|server|tunnel` in seconds; None means no timeout."""
+
+    connect_s: float | None = None
+    client_s: float | None = None
+    server_s: float | None = None
+    tunnel_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """What a backend router may look at (use_backend rules on SNI, ALPN, source)."""
+
+    frontend: str
+    client_address: tuple[str, int]
+    server_name: str | None
+    alpn: bytes | None
+
+
+BackendRouter = Callable[[ConnectionInfo], BackendPool | None]
+
+
+@dataclass(frozen=True)
+class ConnectionRecord:
+    """Everything the connection log needs, handed to the frontend's `log` callable once."""
+
+    frontend: str
+    bind: str
+    client_address: tuple[str, int]
+    server_name: str | None
+    certificate: str | None
+    tls: SessionInfo | None
+    tls_error: str | None
+    backend: str | None
+    server: str | None
+    bytes_from_client: int
+    bytes_to_client: int
+    termination: Termination
+    duration_s: float
+    connect_s: float | None
+
+
+class FrontendStats:
+    """Counters for one frontend in one worker (metrics and `show stat` read them)."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.active = 0
+        self.max_active = 0
+        self.handshakes = 0
+        self.resumed = 0
+        self.handshake_failures = 0
+        self.hello_errors = 0
+        self.strict_sni_refusals = 0
+        self.backend_connect_failures = 0
+        self.no_backend = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.accept_pauses = 0
+        self.staples = StapleStats()
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A listening socket (inherited, non-blocking) with its frontend and bind's TLS set-up."""
+
+    sock: socket.socket
+    frontend: Frontend
+    tls: TlsBind
+
+
+class Frontend:
+    """One frontend of a worker: its staple table, backend choice, timeouts and maxconn."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        staples: StapleLookup,
+        backend_router: BackendRouter,
+        timeouts: ProxyTimeouts,
+        maxconn: int,
+        log: Callable[[ConnectionRecord], None] | None = None,
+        retries: int = 3,
+        buffer_limit: int = DEFAULT_BUFFER_LIMIT,
+    ) -> None:
+        if maxconn < 1:
+            raise ValueError(f"frontend {name}: maxconn must be at least 1")
+        self.name = name
+        self.staples = staples
+        self.backend_router = backend_router
+        self.timeouts = timeouts
+        self.maxconn = maxconn
+        self.log = log
+        self.retries = retries
+        self.buffer_limit = buffer_limit
+        self.stats = FrontendStats()
+        self.connections: set[ClientConnection] = set()
+        self._acceptors: list[_Acceptor] = []
+        self._accepting_paused = False
+        self._idle: asyncio.Event | None = None
+
+    @property
+    def full(self) -> bool:
+        return len(self.connections) >= self.maxconn
+
+    @property
+    def accepting(self) -> bool:
+        return any(a.watching for a in self._acceptors)
+
+    def _opened(self, connection: ClientConnection) -> None:
+        self.connections.add(connection)
+        self.stats.accepted += 1
+        self.stats.active = len(self.connections)
+        self.stats.max_active = max(self.stats.max_active, self.stats.active)
+        if self._idle is not None:
+            self._idle.clear()
+        if self.full and not self._accepting_paused:
+            self._accepting_paused = True
+            self.stats.accept_pauses += 1
+            for acceptor in self._acceptors:
+                acceptor.pause()
+
+    def _closed(self, connection: ClientConnection, record: ConnectionRecord) -> None:
+        self.connections.discard(connection)
+        self.stats.active = len(self.connections)
+        if self._accepting_paused and not self.full:
+            self._accepting_paused = False
+            for acceptor in self._acceptors:
+                acceptor.resume()
+        if not self.connections and self._idle is not None:
+            self._idle.set()
+        if self.log is not None:
+            try:
+                self.log(record)
+            except Exception:
+                log.exception("frontend %s: the connection log callable failed", self.name)
+
+    async def wait_idle(self) -> None:
+        """Return once no connection is left."""
+        if self._idle is None:
+            self._idle = asyncio.Event()
+        if not self.connections:
+            self._idle.set()
+        await self._idle.wait()
+
+    def abort_all(self) -> None:
+        for connection in list(self.connections):
+            connection.abort(Termination.STOPPED)
+
+
+class _Acceptor:
+    """Accepts on one listening socket while watching is on (paused above maxconn)."""
+
+    def __init__(self, listener: Listener, loop: asyncio.AbstractEventLoop) -> None:
+        self.listener = listener
+        self.loop = loop
+        self.watching = False
+        self.stopped = False
+        self._fd = listener.sock.fileno()
+        listener.sock.setblocking(False)
+
+    def start(self) -> None:
+        self.listener.frontend._acceptors.append(self)
+        if not self.listener.frontend.full:
+            self.resume()
+
+    def pause(self) -> None:
+        if self.watching:
+            self.loop.remove_reader(self._fd)
+            self.watching = False
+
+    def resume(self) -> None:
+        if not self.watching and not self.stopped:
+            self.loop.add_reader(self._fd, self._on_readable)
+            self.watching = True
+
+    def stop(self) -> None:
+        self.pause()
+        self.stopped = True
+        with contextlib.suppress(ValueError):
+            self.listener.frontend._acceptors.remove(self)
+
+    def _on_readable(self) -> None:
+        frontend = self.listener.frontend
+        for _ in range(ACCEPT_BATCH):
+            if frontend.full or not self.watching:
+                return
+            try:
+                sock, address = self.listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:  # EMFILE and friends: the backlog keeps the client
+                log.warning("frontend %s: accept failed: %s", frontend.name, error)
+                return
+            sock.setblocking(False)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection = ClientConnection(self.listener, _address(address))
+            frontend._opened(connection)
+            self.loop.create_task(self._attach(sock, connection))
+
+    async def _attach(self, sock: socket.socket, connection: ClientConnection) -> None:
+        try:
+            await self.loop.connect_accepted_socket(lambda: connection, sock)
+        except Exception as error:
+            sock.close()
+            connection.attach_failed(error)
+
+
+def _address(address: object) -> tuple[str, int]:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return (str(address[0]), int(address[1]))
+    return (str(address), 0)
+
+
+class _Phase(enum.Enum):
+    HELLO = "hello"
+    HANDSHAKE = "handshake"
+    CONNECTING = "connecting"
+    FORWARDING = "forwarding"
+    CLOSED = "closed"
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client: TLS termination and forwarding to one backend server (see module doc)."""
+
+    def __init__(self, listener: Listener, client_address: tuple[str, int]) -> None:
+        self.listener = listener
+        self.frontend = listener.frontend
+        self.client_address = client_address
+        self.loop = asyncio.get_running_loop()
+        self.phase = _Phase.HELLO
+        self.transport: asyncio.Transport | None = None
+        self.endpoint: TlsEndpoint | None = None
+        self.hello: ClientHello | None = None
+        self.backend: BackendConnection | None = None
+        self.pool: BackendPool | None = None
+        self.server: BackendServer | None = None
+        self.session: SessionInfo | None = None
+        self.tls_error: str | None = None
+        self.termination = Termination.NORMAL
+        self.client_done = False  # no more data will come from the client
+        self.server_done = False  # no more data will come from the server
+        self.client_write_paused = False
+        self.bytes_from_client = 0
+        self.bytes_to_client = 0
+        self._hello_buffer = bytearray()
+        self._to_server: list[bytes] = []
+        self._started = self.loop.time()
+        self._connect_s: float | None = None
+        self._client_activity = self._started
+        self._server_activity = self._started
+        self._timer: asyncio.TimerHandle | None = None
+        self._connect_task: asyncio.Task[None] | None = None
+
+    # -- introspection (tests, runtime API) ------------------------------------------------
+
+    @property
+    def client_write_buffer_size(self) -> int:
+        return self.transport.get_write_buffer_size() if self.transport else 0
+
+    @property
+    def backend_reading(self) -> bool:
+        transport = self.backend.transport if self.backend else None
+        return bool(transport and transport.is_reading())
+
+    # -- client transport callbacks ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=self.frontend.buffer_limit)
+        if self.phase is _Phase.CLOSED:  # aborted (hard stop) before the transport existed
+            transport.abort()
+            return
+        self._arm_timer()
+
+    def attach_failed(self, error: BaseException) -> None:
+        self.tls_error = f"could not set up the connection: {error}"
+        self._finish(Termination.CLIENT_ABORT_HANDSHAKE)
+
+    def data_received(self, data: bytes) -> None:
+        self._client_activity = self.loop.time()
+        if self.endpoint is None:
+            self._hello_received(data)
+        else:
+            self._tls_received(data)
+
+    def eof_received(self) -> bool:
+        if self.phase in (_Phase.HELLO, _Phase.HANDSHAKE):
+            self._finish(Termination.CLIENT_ABORT_HANDSHAKE)
+            return False
+        self._client_finished()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self.phase is _Phase.CLOSED:
+            return
+        if self.phase in (_Phase.HELLO, _Phase.HANDSHAKE):
+            self._finish(Termination.CLIENT_ABORT_HANDSHAKE)
+        elif self.client_done and self.server_done:
+            self._finish(Termination.NORMAL)
+        else:
+            self._finish(Termination.CLIENT_ABORT)
+
+    def pause_writing(self) -> None:
+        self.client_write_paused = True
+        if self.backend is not None and self.backend.transport is not None:
+            self.backend.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.client_write_paused = False
+        backend = self.backend
+        if backend is not None and backend.transport is not None and not self.server_done:
+            backend.transport.resume_reading()
+
+    # -- TLS --------------------------------------------------------------------------------
+
+    def _hello_received(self, data: bytes) -> None:
+        self._hello_buffer += data
+        stats = self.frontend.stats
+        try:
+            parsed = parse_client_hello(bytes(self._hello_buffer))
+        except ClientHelloError as error:
+            stats.hello_errors += 1
+            self.tls_error = str(error)
+            self._write_client(fatal_alert(AlertDescription.HANDSHAKE_FAILURE))
+            self._finish(Termination.CLIENT_ABORT_HANDSHAKE)
+            return
+        if isinstance(parsed, NeedMoreData):
+            return
+        self.hello = parsed
+        choice = self.listener.tls.sni.choose(parsed)
+        if choice is None:
+            stats.strict_sni_refusals += 1
+            self.tls_error = f"strict-sni: no certificate for {parsed.server_name!r}"
+            self._write_client(fatal_alert(AlertDescription.UNRECOGNIZED_NAME))
+            self._finish(Termination.PROXY_REFUSED)
+            return
+        self.endpoint = TlsEndpoint(choice.value, self.frontend.staples, stats.staples)
+        self.phase = _Phase.HANDSHAKE
+        buffered = bytes(self._hello_buffer)
+        self._hello_buffer = bytearray()
+        self._tls_received(buffered)
+
+    def _tls_received(self, data: bytes) -> None:
+        endpoint = self.endpoint
+        assert endpoint is not None
+        try:
+            result = endpoint.receive(data)
+        except TlsEndpointError as error:
+            self.tls_error = str(error)
+            if error.to_peer:
+                self._write_client(error.to_peer)
+            if endpoint.handshake_complete:
+                self._finish(Termination.CLIENT_ABORT)
+            else:
+                self.frontend.stats.handshake_failures += 1
+                self._finish(Termination.CLIENT_ABORT_HANDSHAKE)
+            return
+        if result.to_peer:
+            self._write_client(result.to_peer)
+        if result.handshake_completed:
+            self._handshake_completed(endpoint)
+        if result.plaintext:
+            self._forward_to_server(result.plaintext)
+        if result.peer_closed and self.phase is not _Phase.CLOSED:
+            self._client_finished()
+
+    def _handshake_completed(self, endpoint: TlsEndpoint) -> None:
+        stats = self.frontend.stats
+        stats.handshakes += 1
+        self.session = endpoint.session_info()
+        if self.session.resumed:
+            stats.resumed += 1
+        info = ConnectionInfo(
+            frontend=self.frontend.name,
+            client_address=self.client_address,
+            server_name=self.hello.server_name if self.hello else None,
+            alpn=self.session.alpn,
+        )
+        try:
+            pool = self.frontend.backend_router(info)
+        except Exception:
+            log.exception("frontend %s: the backend router failed", self.frontend.name)
+            pool = None
+        if pool is None:
+            stats.no_backend += 1
+            self._write_client(endpoint.close_notify())
+            self._finish(Termination.PROXY_REFUSED)
+            return
+        self.pool = pool
+        self.phase = _Phase.CONNECTING
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self._connect_task = self.loop.create_task(self._connect(pool))
+
+    # -- backend ----------------------------------------------------------------------------
+
+    async def _connect(self, pool: BackendPool) -> None:
+        timeouts = self.frontend.timeouts
+        failure = Termination.SERVER_CONNECT_FAILED
+        started = self.loop.time()
+        for _ in range(self.frontend.retries + 1):
+            server = pool.pick()
+            if server is None:
+                break
+            try:
+                transport, protocol = await asyncio.wait_for(
+                    self.loop.create_connection(
+                        lambda: BackendConnection(self), server.host, server.port
+                    ),
+                    timeouts.connect_s,
+                )
+            except TimeoutError:
+                failure = Termination.SERVER_CONNECT_TIMEOUT
+                continue
+            except OSError:
+                failure = Termination.SERVER_CONNECT_FAILED
+                continue
+            self._connect_s = self.loop.time() - started
+            self.server = server
+            if self.phase is _Phase.CLOSED:
+                transport.close()
+                return
+            self._backend_connected(protocol)
+            return
+        self.frontend.stats.backend_connect_failures += 1
+        if self.endpoint is not None:
+            self._write_client(self.endpoint.close_notify())
+        self._finish(failure)
+
+    def _backend_connected(self, backend: BackendConnection) -> None:
+        transport = backend.transport
+        assert transport is not None
+        self.backend = backend
+        self.phase = _Phase.FORWARDING
+        self._server_activity = self.loop.time()
+        transport.set_write_buffer_limits(high=self.frontend.buffer_limit)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pending, self._to_server = self._to_server, []
+        for chunk in pending:
+            transport.write(chunk)
+        if self.client_done:
+            if transport.can_write_eof():
+                transport.write_eof()
+        elif self.transport is not None and not backend.write_paused:
+            self.transport.resume_reading()
+        if self.client_write_paused:
+            transport.pause_reading()
+        if self._timer is None:
+            self._arm_timer()
+
+    def _forward_to_server(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self.bytes_from_client += len(chunk)
+        self.frontend.stats.bytes_in += sum(len(c) for c in chunks)
+        backend = self.backend
+        if backend is None or backend.transport is None:
+            self._to_server.extend(chunks)
+            return
+        for chunk in chunks:
+            backend.transport.write(chunk)
+        self._server_activity = self.loop.time()
+
+    def server_data(self, data: bytes) -> None:
+        self._server_activity = self.loop.time()
+        endpoint = self.endpoint
+        if endpoint is None or self.phase is _Phase.CLOSED:
+            return
+        self.bytes_to_client += len(data)
+        self.frontend.stats.bytes_out += len(data)
+        try:
+            ciphertext = endpoint.send(data)
+        except TlsEndpointError as error:
+            self.tls_error = str(error)
+            self._finish(Termination.CLIENT_ABORT)
+            return
+        self._write_client(ciphertext)
+
+    # -- half-close and close ----------------------------------------------------------------
+
+    def _client_finished(self) -> None:
+        if self.client_done:
+            return
+        self.client_done = True
+        transport = self.backend.transport if self.backend is not None else None
+        if transport is not None and transport.can_write_eof():
+            transport.write_eof()
+        if self.server_done:
+            self._finish(Termination.NORMAL)
+
+    def server_finished(self) -> None:
+        if self.server_done or self.phase is _Phase.CLOSED:
+            return
+        self.server_done = True
+        if self.endpoint is not None:
+            self._write_client(self.endpoint.close_notify())
+        if self.transport is not None and self.transport.can_write_eof():
+            self.transport.write_eof()
+        if self.client_done:
+            self._finish(Termination.NORMAL)
+
+    def server_lost(self, exc: Exception | None) -> None:
+        if self.phase is _Phase.CLOSED:
+            return
+        if exc is None and self.server_done and self.client_done:
+            self._finish(Termination.NORMAL)
+            return
+        if not self.server_done and self.endpoint is not None:
+            self._write_client(self.endpoint.close_notify())
+        self._finish(Termination.SERVER_ABORT if exc is not None else Termination.NORMAL)
+
+    def _write_client(self, data: bytes) -> None:
+        transport = self.transport
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
+            self._client_activity = self.loop.time()
+
+    def abort(self, termination: Termination) -> None:
+        """Close at once, without flushing (hard stop, timeouts)."""
+        self._finish(termination, abort=True)
+
+    def _finish(self, termination: Termination, *, abort: bool = False) -> None:
+        if self.phase is _Phase.CLOSED:
+            return
+        self.phase = _Phase.CLOSED
+        self.termination = termination
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        task = self._connect_task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+        if self.endpoint is not None:
+            self.endpoint.release()
+        for transport in (self.transport, self.backend.transport if self.backend else None):
+            if transport is not None:
+                if abort:
+                    transport.abort()
+                else:
+                    transport.close()
+        self.frontend._closed(self, self._record())
+
+    def _record(self) -> ConnectionRecord:
+        return ConnectionRecord(
+            frontend=self.frontend.name,
+            bind=self.listener.tls.name,
+            client_address=self.client_address,
+            server_name=self.hello.server_name if self.hello else None,
+            certificate=self.endpoint.server.certificate.name if self.endpoint else None,
+            tls=self.session,
+            tls_error=self.tls_error,
+            backend=self.pool.name if self.pool else None,
+            server=self.server.name if self.server else None,
+            bytes_from_client=self.bytes_from_client,
+            bytes_to_client=self.bytes_to_client,
+            termination=self.termination,
+            duration_s=self.loop.time() - self._started,
+            connect_s=self._connect_s,
+        )
+
+    # -- timeouts ----------------------------------------------------------------------------
+
+    def _deadlines(self) -> tuple[float | None, float | None]:
+        timeouts = self.frontend.timeouts
+        if self.phase is _Phase.CONNECTING:  # `timeout connect` bounds each attempt
+            return None, None
+        if self.phase in (_Phase.HELLO, _Phase.HANDSHAKE):
+            client = timeouts.client_s
+            return (self._client_activity + client if client else None), None
+        client = timeouts.tunnel_s or timeouts.client_s
+        server = timeouts.tunnel_s or timeouts.server_s
+        return (
+            self._client_activity + client if client else None,
+            self._server_activity + server if server else None,
+        )
+
+    def _arm_timer(self) -> None:
+        due = [d for d in self._deadlines() if d is not None]
+        if due:
+            self._timer = self.loop.call_at(min(due), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.phase is _Phase.CLOSED:
+            return
+        now = self.loop.time()
+        client_due, server_due = self._deadlines()
+        if client_due is not None and now >= client_due:
+            if self.phase in (_Phase.HELLO, _Phase.HANDSHAKE):
+                self.abort(Termination.CLIENT_TIMEOUT_HANDSHAKE)
+            else:
+                self.abort(Termination.CLIENT_TIMEOUT)
+            return
+        if server_due is not None and now >= server_due:
+            self.abort(Termination.SERVER_TIMEOUT)
+            return
+        self._arm_timer()
+
+
+class BackendConnection(asyncio.Protocol):
+    """The server side of one forwarded connection; everything goes to its `ClientConnection`."""
+
+    def __init__(self, client: ClientConnection) -> None:
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+        self.write_paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.client.server_data(data)
+
+    def eof_received(self) -> bool:
+        self.client.server_finished()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.client.server_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        client = self.client.transport
+        if client is not None:
+            client.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        client = self.client.transport
+        if client is not None and not self.client.client_done:
+            client.resume_reading()
+
+
+async def serve(
+    listeners: Sequence[Listener],
+    *,
+    started: asyncio.Event,
+    stop: asyncio.Event,
+    grace_s: float | None = None,
+) -> None:
+    """Accept on `listeners` until `stop` is set, then let connections finish.
+
+    The sockets stay open (the master owns them). With `grace_s`, connections still open that
+    long after the stop are aborted (`KD`).
+    """
+    loop = asyncio.get_running_loop()
+    acceptors = [_Acceptor(listener, loop) for listener in listeners]
+    frontends: list[Frontend] = []
+    for listener in listeners:
+        if listener.frontend not in frontends:
+            frontends.append(listener.frontend)
+    try:
+        for acceptor in acceptors:
+            acceptor.start()
+        started.set()
+        await stop.wait()
+    finally:
+        for acceptor in acceptors:
+            acceptor.stop()
+    drained = asyncio.gather(*(frontend.wait_idle() for frontend in frontends))
+    try:
+        await asyncio.wait_for(asyncio.shield(drained), grace_s)
+    except TimeoutError:
+        for frontend in frontends:
+            frontend.abort_all()
+        await drained
