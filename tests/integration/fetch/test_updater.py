@@ -1,10 +1,11 @@
 """OcspUpdater end to end on 127.0.0.1: real certificates, real `openssl ocsp`, real sockets.
 
 The responder is a small aiohttp app on port 0 that answers each request by running the
-one-shot `openssl ocsp -index ... -reqin REQ -respout RESP -ndays 1` against the test CA (never
+real one-shot `openssl ocsp -index ... -reqin REQ -respout RESP -ndays 1` against the test CA (never
 `-port`). It can be told to fail with a 500, hang, send garbage or sign with a rogue key.
 Time moves with `OffsetClock` (wall time plus an offset the test sets), so expiry needs no
 sleeping; every wait is on a readiness signal (`started`, a table change, `update_now`).
+`openssl ocsp` (not our own responder, see test_updater_faults.py) keeps this an interop test.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def make_rogue(directory: Path) -> Rogue:
 
 
 @dataclass
-class Pki:
+class OpensslPki:
     ca: CertificateAuthority
     signer_cert: Path
     signer_key: Path
@@ -155,19 +156,19 @@ class Pki:
 
 
 @pytest.fixture
-def pki(tmp_path: Path) -> Pki:
+def openssl_pki(tmp_path: Path) -> OpensslPki:
     ca = CertificateAuthority.init(tmp_path / "ca", ocsp_url=None)
     signer = ca.ocsp_signer()
     work = tmp_path / "work"
     work.mkdir()
-    return Pki(ca, signer.cert_path, signer.key_path, make_rogue(tmp_path / "rogue"), work)
+    return OpensslPki(ca, signer.cert_path, signer.key_path, make_rogue(tmp_path / "rogue"), work)
 
 
 @dataclass
 class Responder:
     """State of one test responder; `mode` may change while it runs."""
 
-    pki: Pki
+    openssl_pki: OpensslPki
     url: str = ""
     mode: Mode = Mode.OK
     requests: int = 0
@@ -189,14 +190,14 @@ class Responder:
         else:
             request_der = base64.b64decode(unquote(request.raw_path.rsplit("/", 1)[1]))
         answer = await asyncio.to_thread(
-            self.pki.answer, request_der, rogue=self.mode is Mode.ROGUE
+            self.openssl_pki.answer, request_der, rogue=self.mode is Mode.ROGUE
         )
         return web.Response(body=answer, headers=CT)
 
 
 @asynccontextmanager
-async def responder(pki: Pki) -> AsyncIterator[Responder]:
-    state = Responder(pki)
+async def responder(openssl_pki: OpensslPki) -> AsyncIterator[Responder]:
+    state = Responder(openssl_pki)
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", state.handle)
     runner = web.AppRunner(app, shutdown_timeout=1.0)
@@ -308,13 +309,15 @@ def _capture(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_startup_fetches_every_certificate_persists_and_restarts_from_the_store(
-    pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    openssl_pki: OpensslPki, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = FileStapleStore(tmp_path / "state")
 
     async def scenario() -> None:
-        async with responder(pki) as ocsp_server:
-            leaves = [pki.ca.issue(f"www{i}.test", ocsp_url=ocsp_server.url) for i in range(3)]
+        async with responder(openssl_pki) as ocsp_server:
+            leaves = [
+                openssl_pki.ca.issue(f"www{i}.test", ocsp_url=ocsp_server.url) for i in range(3)
+            ]
             ids = {cert_id(leaf) for leaf in leaves}
             tables = Tables()
             updater = make_updater([entry(leaf) for leaf in leaves], tables, store=store)
@@ -364,11 +367,11 @@ def test_startup_fetches_every_certificate_persists_and_restarts_from_the_store(
 
 
 def test_same_certificate_in_two_files_shares_one_entry_and_one_fetch(
-    pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    openssl_pki: OpensslPki, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario() -> None:
-        async with responder(pki) as ocsp_server:
-            leaf = pki.ca.issue("shared.test", ocsp_url=ocsp_server.url)
+        async with responder(openssl_pki) as ocsp_server:
+            leaf = openssl_pki.ca.issue("shared.test", ocsp_url=ocsp_server.url)
             tables = Tables()
             first = entry(leaf, path="/etc/certs/a.pem", auto_update=False)
             second = entry(leaf, path="/etc/certs/b.pem", auto_update=True)
@@ -390,12 +393,12 @@ def test_same_certificate_in_two_files_shares_one_entry_and_one_fetch(
 
 
 def test_revoked_certificate_is_stapled_and_raises_an_alert(
-    pki: Pki, caplog: pytest.LogCaptureFixture
+    openssl_pki: OpensslPki, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario() -> None:
-        async with responder(pki) as ocsp_server:
-            leaf = pki.ca.issue("revoked.test", ocsp_url=ocsp_server.url)
-            pki.ca.revoke("revoked.test", reason="keyCompromise")
+        async with responder(openssl_pki) as ocsp_server:
+            leaf = openssl_pki.ca.issue("revoked.test", ocsp_url=ocsp_server.url)
+            openssl_pki.ca.revoke("revoked.test", reason="keyCompromise")
             tables = Tables()
             revoked: list[tuple[str, CertStatus]] = []
             updater = make_updater([entry(leaf)], tables)
@@ -419,13 +422,13 @@ def test_revoked_certificate_is_stapled_and_raises_an_alert(
 
 
 def test_hung_responder_does_not_delay_a_certificate_on_another_responder(
-    pki: Pki, caplog: pytest.LogCaptureFixture
+    openssl_pki: OpensslPki, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario() -> None:
-        async with responder(pki) as stuck, responder(pki) as healthy:
+        async with responder(openssl_pki) as stuck, responder(openssl_pki) as healthy:
             stuck.mode = Mode.HANG
-            slow = pki.ca.issue("slow.test", ocsp_url=stuck.url)
-            fast = pki.ca.issue("fast.test", ocsp_url=healthy.url)
+            slow = openssl_pki.ca.issue("slow.test", ocsp_url=stuck.url)
+            fast = openssl_pki.ca.issue("fast.test", ocsp_url=healthy.url)
             tables = Tables()
             patient = FetchSettings(connect_timeout=1.0, total_timeout=60.0, connect_retries=0)
             # the stuck certificate comes first, as HAProxy would fetch it first
@@ -449,12 +452,12 @@ def test_hung_responder_does_not_delay_a_certificate_on_another_responder(
 
 
 def test_hung_responder_times_out_with_a_specific_reason(
-    pki: Pki, caplog: pytest.LogCaptureFixture
+    openssl_pki: OpensslPki, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario() -> None:
-        async with responder(pki) as stuck:
+        async with responder(openssl_pki) as stuck:
             stuck.mode = Mode.HANG
-            leaf = pki.ca.issue("hang.test", ocsp_url=stuck.url)
+            leaf = openssl_pki.ca.issue("hang.test", ocsp_url=stuck.url)
             tables = Tables()
             quick = FetchSettings(connect_timeout=1.0, total_timeout=0.5, connect_retries=0)
             updater = make_updater([entry(leaf)], tables, fetch=quick)
@@ -471,10 +474,12 @@ def test_hung_responder_times_out_with_a_specific_reason(
     run(scenario())
 
 
-def test_failure_keeps_the_last_good_staple(pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
+def test_failure_keeps_the_last_good_staple(
+    openssl_pki: OpensslPki, caplog: pytest.LogCaptureFixture
+) -> None:
     async def scenario() -> None:
-        async with responder(pki) as ocsp_server:
-            leaf = pki.ca.issue("keep.test", ocsp_url=ocsp_server.url)
+        async with responder(openssl_pki) as ocsp_server:
+            leaf = openssl_pki.ca.issue("keep.test", ocsp_url=ocsp_server.url)
             tables = Tables()
             updater = make_updater([entry(leaf)], tables)
             async with running(updater):
@@ -507,12 +512,12 @@ def test_failure_keeps_the_last_good_staple(pki: Pki, caplog: pytest.LogCaptureF
     ],
 )
 def test_forged_or_garbage_response_is_never_installed(
-    pki: Pki, caplog: pytest.LogCaptureFixture, mode: Mode, detail: str
+    openssl_pki: OpensslPki, caplog: pytest.LogCaptureFixture, mode: Mode, detail: str
 ) -> None:
     async def scenario() -> None:
-        async with responder(pki) as ocsp_server:
+        async with responder(openssl_pki) as ocsp_server:
             ocsp_server.mode = mode
-            leaf = pki.ca.issue("forged.test", ocsp_url=ocsp_server.url)
+            leaf = openssl_pki.ca.issue("forged.test", ocsp_url=ocsp_server.url)
             tables = Tables()
             updater = make_updater([entry(leaf)], tables)
             async with running(updater):
@@ -526,14 +531,14 @@ def test_forged_or_garbage_response_is_never_installed(
 
 
 def test_runtime_update_and_set_response(
-    pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    openssl_pki: OpensslPki, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = FileStapleStore(tmp_path / "state")
 
     async def scenario() -> None:
-        async with responder(pki) as ocsp_server:
-            leaf = pki.ca.issue("manual.test", ocsp_url=ocsp_server.url)
-            stranger = pki.ca.issue("stranger.test", ocsp_url=ocsp_server.url)
+        async with responder(openssl_pki) as ocsp_server:
+            leaf = openssl_pki.ca.issue("manual.test", ocsp_url=ocsp_server.url)
+            stranger = openssl_pki.ca.issue("stranger.test", ocsp_url=ocsp_server.url)
             tables = Tables()
             updater = make_updater([entry(leaf, auto_update=False)], tables, store=store)
             async with running(updater):
@@ -541,12 +546,12 @@ def test_runtime_update_and_set_response(
                     await asyncio.sleep(0)
                 assert ocsp_server.requests == 0  # auto-update off: nothing fetched by itself
 
-                foreign = updater.set_response(pki.answer_for(stranger))
+                foreign = updater.set_response(openssl_pki.answer_for(stranger))
                 assert not foreign.accepted
                 assert foreign.refusal is SetRefusal.NO_MATCHING_CERTIFICATE
                 assert foreign.message == NO_MATCHING_CERTIFICATE
 
-                forged = updater.set_response(pki.answer_for(leaf, rogue=True))
+                forged = updater.set_response(openssl_pki.answer_for(leaf, rogue=True))
                 assert not forged.accepted
                 assert forged.refusal is SetRefusal.VERIFICATION_FAILED
                 assert forged.failure is FailureReason.SIGNER_NOT_AUTHORIZED
@@ -558,7 +563,7 @@ def test_runtime_update_and_set_response(
                 assert garbage.failure is FailureReason.UNPARSABLE
                 assert tables.history == [{}]
 
-                valid = pki.answer_for(leaf)
+                valid = openssl_pki.answer_for(leaf)
                 accepted = updater.set_response(valid)
                 assert accepted.accepted
                 assert accepted.message == RESPONSE_UPDATED
@@ -584,11 +589,11 @@ def test_runtime_update_and_set_response(
     run(scenario())
 
 
-def test_update_now_reports_timeout_and_continues(pki: Pki) -> None:
+def test_update_now_reports_timeout_and_continues(openssl_pki: OpensslPki) -> None:
     async def scenario() -> None:
-        async with responder(pki) as stuck:
+        async with responder(openssl_pki) as stuck:
             stuck.mode = Mode.HANG
-            leaf = pki.ca.issue("wait.test", ocsp_url=stuck.url)
+            leaf = openssl_pki.ca.issue("wait.test", ocsp_url=stuck.url)
             patient = FetchSettings(connect_timeout=1.0, total_timeout=60.0, connect_retries=0)
             updater = make_updater([entry(leaf, auto_update=False)], Tables(), fetch=patient)
             async with running(updater):
@@ -603,16 +608,18 @@ def test_update_now_reports_timeout_and_continues(pki: Pki) -> None:
 
 
 def test_sidecar_ocsp_is_verified_before_serving(
-    pki: Pki, caplog: pytest.LogCaptureFixture
+    openssl_pki: OpensslPki, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario() -> None:
-        good = pki.ca.issue("sidecar.test", ocsp_url="http://127.0.0.1:9/unused")
-        forged = pki.ca.issue("forged-sidecar.test", ocsp_url="http://127.0.0.1:9/unused")
+        good = openssl_pki.ca.issue("sidecar.test", ocsp_url="http://127.0.0.1:9/unused")
+        forged = openssl_pki.ca.issue("forged-sidecar.test", ocsp_url="http://127.0.0.1:9/unused")
         tables = Tables()
         updater = make_updater(
             [
-                entry(good, auto_update=False, sidecar=pki.answer_for(good)),
-                entry(forged, auto_update=False, sidecar=pki.answer_for(forged, rogue=True)),
+                entry(good, auto_update=False, sidecar=openssl_pki.answer_for(good)),
+                entry(
+                    forged, auto_update=False, sidecar=openssl_pki.answer_for(forged, rogue=True)
+                ),
             ],
             tables,
         )
@@ -626,10 +633,12 @@ def test_sidecar_ocsp_is_verified_before_serving(
     run(scenario())
 
 
-def test_expired_staple_is_withdrawn(pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
+def test_expired_staple_is_withdrawn(
+    openssl_pki: OpensslPki, caplog: pytest.LogCaptureFixture
+) -> None:
     async def scenario() -> None:
-        async with responder(pki) as ocsp_server:
-            leaf = pki.ca.issue("expiring.test", ocsp_url=ocsp_server.url)
+        async with responder(openssl_pki) as ocsp_server:
+            leaf = openssl_pki.ca.issue("expiring.test", ocsp_url=ocsp_server.url)
             clock = OffsetClock()
             tables = Tables()
             updater = make_updater([entry(leaf)], tables, clock=clock)
@@ -654,11 +663,13 @@ def test_expired_staple_is_withdrawn(pki: Pki, caplog: pytest.LogCaptureFixture)
 
 
 @pytest.mark.parametrize("how", ["stop", "cancel"])
-def test_stopping_cancels_hung_fetches_and_answers_waiting_callers(pki: Pki, how: str) -> None:
+def test_stopping_cancels_hung_fetches_and_answers_waiting_callers(
+    openssl_pki: OpensslPki, how: str
+) -> None:
     async def scenario() -> None:
-        async with responder(pki) as stuck:
+        async with responder(openssl_pki) as stuck:
             stuck.mode = Mode.HANG
-            leaf = pki.ca.issue("stop.test", ocsp_url=stuck.url)
+            leaf = openssl_pki.ca.issue("stop.test", ocsp_url=stuck.url)
             patient = FetchSettings(connect_timeout=1.0, total_timeout=60.0, connect_retries=0)
             updater = make_updater([entry(leaf)], Tables(), fetch=patient)
             started = asyncio.Event()
@@ -687,12 +698,12 @@ def test_stopping_cancels_hung_fetches_and_answers_waiting_callers(pki: Pki, how
 
 
 def test_reconfigure_keeps_unchanged_certificates_and_their_staples(
-    pki: Pki, caplog: pytest.LogCaptureFixture
+    openssl_pki: OpensslPki, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario() -> None:
-        async with responder(pki) as ocsp_server:
+        async with responder(openssl_pki) as ocsp_server:
             kept, dropped, added = (
-                pki.ca.issue(f"{name}.test", ocsp_url=ocsp_server.url)
+                openssl_pki.ca.issue(f"{name}.test", ocsp_url=ocsp_server.url)
                 for name in ("kept", "dropped", "added")
             )
             tables = Tables()
