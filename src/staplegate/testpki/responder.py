@@ -169,10 +169,24 @@ def decode_get_path(raw_path: str) -> bytes | None:
         if not candidate:
             continue
         try:
-            return base64.b64decode(candidate.replace(" ", "+"), validate=True)
+            decoded = base64.b64decode(candidate.replace(" ", "+"), validate=True)
         except (binascii.Error, ValueError):
             continue
+        if _is_one_der_sequence(decoded):
+            return decoded
     return None
+
+
+def _is_one_der_sequence(data: bytes) -> bool:
+    """True when `data` is exactly one DER SEQUENCE (what every OCSPRequest is)."""
+    if len(data) < 2 or data[0] != 0x30:
+        return False
+    if data[1] < 0x80:
+        return data[1] == len(data) - 2
+    count = data[1] & 0x7F
+    if count == 0 or count > 4 or len(data) < 2 + count:
+        return False
+    return int.from_bytes(data[2 : 2 + count], "big") == len(data) - 2 - count
 
 
 class _HalfCloseHandler(web.RequestHandler):
