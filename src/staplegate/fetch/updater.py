@@ -510,6 +510,10 @@ class OcspUpdater:
         seq = next(self._seq)
         self._timer_seq[cert_id] = seq
         heapq.heappush(self._timers, (when, seq, cert_id))
+        if len(self._timers) > 2 * len(self._timer_seq) + 64:
+            # superseded timers far in the future would pile up: keep the current ones only
+            self._timers = [t for t in self._timers if self._timer_seq.get(t[2]) == t[1]]
+            heapq.heapify(self._timers)
         if self._wakeup is not None and self._timers[0][1] == seq:
             self._wakeup.set()  # earlier than what the loop sleeps for
 

@@ -179,3 +179,27 @@ def test_stop_before_run_starts_still_publishes_then_returns(
     assert tables == [{}]
     (row,) = updater.snapshot()
     assert row.successes + row.failures == 0  # nothing was fetched
+
+
+def test_superseded_timers_do_not_pile_up(leaves: tuple[IssuedCertificate, ...]) -> None:
+    a, b, _ = leaves
+    updater = _updater(
+        [
+            _entry(a, "/c/a.pem", uri="http://127.0.0.1:9", auto=True),
+            _entry(b, "/c/b.pem", uri="http://127.0.0.1:9", auto=True),
+        ],
+        [],
+    )
+    ids = [row.cert_id for row in updater.snapshot()]
+    for step in range(1000):
+        updater._set_timer(ids[step % 2], NOW + dt.timedelta(days=1, seconds=step))
+    assert len(updater._timers) <= 2 * len(ids) + 65
+    # the newest timer of each certificate is the one that counts
+    assert updater._sleep_seconds() > 0
+    live = sorted(
+        (when, cert) for when, seq, cert in updater._timers if updater._timer_seq[cert] == seq
+    )
+    assert [when for when, _ in live] == [
+        NOW + dt.timedelta(days=1, seconds=998),
+        NOW + dt.timedelta(days=1, seconds=999),
+    ]
