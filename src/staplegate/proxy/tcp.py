@@ -44,6 +44,7 @@ from staplegate.tls.clienthello import (
 )
 from staplegate.tls.contexts import TlsBind
 from staplegate.tls.endpoint import (
+    CHUNK,
     AlertDescription,
     SessionInfo,
     TlsEndpoint,
@@ -530,8 +531,9 @@ class ClientConnection(asyncio.Protocol):
             self.transport.resume_reading()
         if self.client_write_paused:
             transport.pause_reading()
-        if self._timer is None:
-            self._arm_timer()
+        if self._timer is not None:  # the handshake's deadline; forwarding has its own
+            self._timer.cancel()
+        self._arm_timer()
 
     def _forward_to_server(self, chunks: list[bytes]) -> None:
         for chunk in chunks:
@@ -545,7 +547,7 @@ class ClientConnection(asyncio.Protocol):
             backend.transport.write(chunk)
         self._server_activity = self.loop.time()
 
-    def server_data(self, data: bytes) -> None:
+    def server_data(self, data: bytes | memoryview) -> None:
         self._server_activity = self.loop.time()
         endpoint = self.endpoint
         if endpoint is None or self.phase is _Phase.CLOSED:
@@ -681,7 +683,19 @@ class ClientConnection(asyncio.Protocol):
         self._arm_timer()
 
 
-class BackendConnection(asyncio.Protocol):
+class _ReadBuffer:
+    """One 64 KiB receive buffer shared by every backend connection of the process.
+
+    asyncio reads up to 256 KiB per `data_received`; reading into this buffer instead caps a
+    server read at 64 KiB (so a paused client never has more than its buffer limit plus one
+    64 KiB read queued) and costs no per-connection memory: the loop is single-threaded and
+    each read is encrypted before `buffer_updated` returns.
+    """
+
+    view = memoryview(bytearray(CHUNK))
+
+
+class BackendConnection(asyncio.BufferedProtocol):
     """The server side of one forwarded connection; everything goes to its `ClientConnection`."""
 
     def __init__(self, client: ClientConnection) -> None:
@@ -693,8 +707,11 @@ class BackendConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
-    def data_received(self, data: bytes) -> None:
-        self.client.server_data(data)
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _ReadBuffer.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.client.server_data(_ReadBuffer.view[:nbytes])
 
     def eof_received(self) -> bool:
         self.client.server_finished()

@@ -164,7 +164,7 @@ class TlsEndpoint:
                     TlsErrorReason.PROTOCOL_ERROR, _describe(error), self._drain_quietly()
                 ) from error
 
-    def send(self, plaintext: bytes) -> bytes:
+    def send(self, plaintext: bytes | memoryview) -> bytes:
         """Encrypt application data for the peer (after the handshake)."""
         try:
             self._conn.sendall(plaintext)

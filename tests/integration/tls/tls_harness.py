@@ -229,6 +229,19 @@ class RunningProxy:
         self._serve = asyncio.run_coroutine_threadsafe(_await(task), self.loop)
         await started.wait()
 
+    def request_stop(self) -> None:
+        """Set the `stop` event `serve` waits on (graceful stop)."""
+        assert self._stop is not None
+        self.loop.call_soon_threadsafe(self._stop.set)
+
+    @property
+    def serving(self) -> bool:
+        return self._serve is not None and not self._serve.done()
+
+    def wait_serving_done(self, timeout: float = 10.0) -> None:
+        assert self._serve is not None
+        self._serve.result(timeout=timeout)
+
     def call(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the proxy's loop (no races with the data plane) and return its result."""
 
