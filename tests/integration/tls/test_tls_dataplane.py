@@ -162,7 +162,7 @@ def test_staple_in_tls12_and_tls13(tls_pki: TlsPki, version: str) -> None:
         result = s_client(proxy.port, "-status", version, servername="default.test")
         assert _stapled(result.output)
         expected = "TLSv1.2" if version == "-tls1_2" else "TLSv1.3"
-        assert f"Protocol  : {expected}" in result.output
+        assert f"New, {expected}, Cipher is" in result.output
 
 
 def test_max_version_is_applied(tls_pki: TlsPki) -> None:
