@@ -44,6 +44,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--version", action="version", version=f"staplegate version {__version__}"
     )
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="where fetched staples persist (default: $STATE_DIRECTORY, /var/lib/staplegate "
+        "as root, else ~/.local/state/staplegate)",
+    )
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes (default: nbthread or CPUs)"
+    )
+    parser.add_argument(
+        "-db", dest="foreground", action="store_true", help="stay in the foreground (default)"
+    )
+    parser.add_argument(
+        "-W", dest="master_worker", action="store_true", help="master-worker mode (always on)"
+    )
     return parser
 
 
@@ -57,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.config_paths:
         print("[ALERT] No configuration file specified (use -f FILE).", file=sys.stderr)
         return 1
-    from staplegate.check import run_check
+    if args.check_only:
+        from staplegate.check import run_check
 
-    return run_check(args.config_paths, verbose=args.verbose, check_only=args.check_only)
+        return run_check(args.config_paths, verbose=args.verbose)
+    from staplegate.app import run
+
+    return run(args.config_paths, state_dir=args.state_dir, workers=args.workers)

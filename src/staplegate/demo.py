@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.flush()
     from staplegate.check import run_check
 
-    return run_check([str(config)], verbose=True, check_only=True)
+    return run_check([str(config)], verbose=True)
 
 
 if __name__ == "__main__":

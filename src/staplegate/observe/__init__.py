@@ -1,0 +1,1 @@
+"""Observability: logging in HAProxy's formats (metrics and the status page come later)."""

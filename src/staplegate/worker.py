@@ -1,0 +1,136 @@
+"""A worker process: terminate TLS on inherited sockets, staple from a table the master feeds.
+
+A worker never fetches, never reads the configuration and never touches the disk: the
+master built its TLS contexts and opened its sockets before forking it, and sends each new
+staple table over a pipe (length-prefixed pickles of `{CertId: DER}`; both ends are our own
+processes). SIGTERM and SIGUSR1 stop accepting and let connections finish (bounded by
+`hard-stop-after`); SIGINT exits at once; the pipe closing (master gone) is a graceful stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pickle
+import signal
+import socket
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from staplegate.observe.log import LogRouter, SyslogTarget
+from staplegate.ocsp.certid import CertId
+from staplegate.proxy.backends import BackendPool
+from staplegate.proxy.health import HealthChecker
+from staplegate.proxy.tcp import Frontend, Listener, serve
+from staplegate.serving import ServePlan, make_router
+from staplegate.tls.staples import StapleTable
+
+log = logging.getLogger("staplegate.worker")
+
+_HEADER = struct.Struct("!I")
+
+
+def encode_table(table: Mapping[CertId, bytes]) -> bytes:
+    """One message on the master→worker pipe: the whole staple table."""
+    body = pickle.dumps(dict(table), protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(body)) + body
+
+
+async def read_tables(reader: asyncio.StreamReader, table: StapleTable) -> None:
+    """Replace `table` with each table the master sends until the pipe closes."""
+    while True:
+        header = await reader.readexactly(_HEADER.size)
+        (length,) = _HEADER.unpack(header)
+        body = await reader.readexactly(length)
+        mapping = pickle.loads(body)
+        table.replace(mapping)
+        log.debug("worker %d: staple table replaced (%d staples)", os.getpid(), len(mapping))
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What a worker inherits from the master at fork time."""
+
+    slot: int
+    plan: ServePlan
+    sockets: Mapping[tuple[str, int], Sequence[socket.socket]]  # (frontend, bind index)
+    table_fd: int
+    initial_table: Mapping[CertId, bytes]
+    hard_stop_after_s: float | None
+    log_targets: Sequence[SyslogTarget] = ()
+
+
+async def _run(setup: WorkerSetup) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    table = StapleTable(setup.initial_table)
+    pools = {b.name: BackendPool(b.name, b.servers) for b in setup.plan.backends}
+    backend_timeouts = {b.name: b for b in setup.plan.backends}
+    listeners: list[Listener] = []
+    for fplan in setup.plan.frontends:
+        retries = 3
+        if fplan.default_backend in backend_timeouts:
+            retries = backend_timeouts[fplan.default_backend].retries
+        frontend = Frontend(
+            name=fplan.name,
+            staples=table,
+            backend_router=make_router(fplan, pools),
+            timeouts=fplan.timeouts,
+            maxconn=fplan.maxconn,
+            retries=retries,
+        )
+        for index, bplan in enumerate(fplan.binds):
+            for sock in setup.sockets.get((fplan.name, index), ()):
+                listeners.append(Listener(sock=sock, frontend=frontend, tls=bplan.tls))
+
+    for signum in (signal.SIGTERM, signal.SIGUSR1):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGINT, lambda: os._exit(0))
+
+    reader = asyncio.StreamReader()
+    pipe = os.fdopen(setup.table_fd, "rb", buffering=0)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+
+    async def follow_master() -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await read_tables(reader, table)
+        stop.set()  # the master is gone: finish what we have and leave
+
+    started = asyncio.Event()
+    async with asyncio.TaskGroup() as group:
+        feeder = group.create_task(follow_master())
+        checkers = [
+            group.create_task(HealthChecker(pool).run())
+            for pool in pools.values()
+            if any(s.check for s in pool.servers)
+        ]
+        await serve(listeners, started=started, stop=stop, grace_s=setup.hard_stop_after_s)
+        feeder.cancel()
+        for checker in checkers:
+            checker.cancel()
+
+
+def worker_main(setup: WorkerSetup) -> int:
+    """Entry point in the forked child; returns the exit status."""
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    # Forked from inside the master's running loop: forget it before starting our own.
+    asyncio.events._set_running_loop(None)
+    # The master's log handler feeds a writer thread that does not exist in this process.
+    logger = logging.getLogger("staplegate")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    router = LogRouter(setup.log_targets)
+    router.install(logger)
+    try:
+        asyncio.run(_run(setup))
+    except Exception:
+        log.exception("worker %d (slot %d) failed", os.getpid(), setup.slot)
+        return 1
+    finally:
+        router.close()
+    return 0
