@@ -1,0 +1,172 @@
+"""Run `staplegate` as a user would (a subprocess) and talk to it with real TLS clients."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class StaplegateProcess:
+    """A running `staplegate -f CONFIG`; collects its output lines as they come."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "staplegate", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def wait_for(self, pattern: str, *, count: int = 1, timeout: float = 20.0) -> list[str]:
+        """Block until `count` output lines match `pattern` (a regex); return them."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = [line for line in self.lines if regex.search(line)]
+                if len(found) >= count:
+                    return found
+                if self.process.poll() is not None and not self._reader.is_alive():
+                    raise AssertionError(
+                        f"staplegate exited ({self.process.returncode}) before printing "
+                        f"{pattern!r}:\n{self.output_unlocked()}"
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"no line matching {pattern!r} within {timeout}s:\n{self.output_unlocked()}"
+                    )
+                self._changed.wait(min(remaining, 0.2))
+
+    def output_unlocked(self) -> str:
+        return "\n".join(self.lines)
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()]
+
+    def close(self) -> None:
+        self._reader.join(5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self._reader.join(5)
+
+
+@contextmanager
+def staplegate(
+    config: Path, state_dir: Path, *, workers: int = 2, env: dict[str, str] | None = None
+) -> Iterator[StaplegateProcess]:
+    proc = StaplegateProcess(
+        ["-f", str(config), "--state-dir", str(state_dir), "--workers", str(workers)], env
+    )
+    try:
+        yield proc
+    finally:
+        if proc.process.poll() is None:
+            proc.process.kill()
+            proc.process.wait(10)
+        proc.close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = f"hello from backend {self.server.server_address[1]}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@contextmanager
+def http_backend() -> Iterator[int]:
+    """A small HTTP server on 127.0.0.1; yields its port."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def s_client_status(port: int, servername: str, *, cafile: Path | None = None) -> str:
+    """`openssl s_client -status` output for one fresh full handshake."""
+    args = [
+        "openssl", "s_client", "-connect", f"127.0.0.1:{port}",
+        "-servername", servername, "-status",
+    ]  # fmt: skip
+    if cafile is not None:
+        args += ["-CAfile", str(cafile)]
+    result = subprocess.run(args, input="", capture_output=True, text=True, timeout=20, check=False)
+    return result.stdout + result.stderr
+
+
+def wait_for_staple(port: int, servername: str, *, timeout: float = 20.0) -> str:
+    """Poll with fresh handshakes until one carries a staple; return that output."""
+    deadline = time.monotonic() + timeout
+    while True:
+        output = s_client_status(port, servername)
+        if "OCSP Response Status: successful" in output:
+            return output
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no staple within {timeout}s:\n{output}")
+        time.sleep(0.1)
+
+
+def curl_cert_status(port: int, host: str, cafile: Path) -> subprocess.CompletedProcess[str]:
+    """`curl --cert-status` through the proxy (fails when the staple is missing or bad)."""
+    return subprocess.run(
+        [
+            "curl", "--silent", "--show-error", "--cert-status", "--cacert", str(cafile),
+            "--resolve", f"{host}:{port}:127.0.0.1", f"https://{host}:{port}/",
+        ],
+        capture_output=True, text=True, timeout=20, check=False,
+    )  # fmt: skip
