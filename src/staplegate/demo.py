@@ -1,19 +1,27 @@
-"""`./dev demo`: build a self-contained staplegate setup on localhost and run it.
+"""`./dev demo`: a whole OCSP-stapling setup on localhost, built from nothing, shown working.
 
-The demo makes its own test CA (root + intermediate, in openssl's layout), issues
-certificates that point at a local OCSP responder, writes a HAProxy-syntax configuration
-using the three ways HAProxy enables OCSP updates (global mode, crt-list, crt-store), and
-checks it with `staplegate -c -V`, which prints every certificate's OCSP readiness.
-Everything lives under one directory (default `./demo`) and binds 127.0.0.1 only.
+The demo makes its own test CA (root + intermediate, in openssl's layout) and a delegated
+OCSP signer, issues certificates that point at a local OCSP responder, writes a HAProxy-syntax
+configuration using the ways HAProxy enables OCSP updates (global mode, crt-list, crt-store),
+checks it with `staplegate -c -V`, then starts the responder (`staplegate responder`), a
+small HTTP backend and staplegate itself, waits for the first OCSP updates, and shows the
+staple with `openssl s_client -status` and `curl --cert-status`. Everything lives under one
+directory (default `./demo`) and binds 127.0.0.1 only. `--serve` keeps it running.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import http.server
 import shutil
 import socket
+import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from staplegate.testpki.ca import CertificateAuthority, KeyKind
@@ -22,7 +30,6 @@ CONFIG_TEMPLATE = """\
 # staplegate demo configuration, in HAProxy's syntax.
 global
     log stdout format raw local0 info
-    stats socket {socket} mode 600 level admin
     ocsp-update.mode on
     ocsp-update.mindelay 300
     ocsp-update.maxdelay 3600
@@ -48,7 +55,7 @@ backend webservers
 
 CRT_LIST_TEMPLATE = """\
 # certificate [options] [SNI filters]
-www.example.test.pem [alpn h2,http/1.1 ocsp-update on] www.example.test
+www.example.test.pem [alpn http/1.1 ocsp-update on] www.example.test
 legacy.example.test.pem legacy.example.test
 """
 
@@ -61,12 +68,25 @@ def free_port() -> int:
         return port
 
 
-def build(directory: Path, *, responder_port: int) -> Path:
-    """Create the CA, certificates and configuration under `directory`; return the config."""
+@dataclass(frozen=True)
+class DemoLayout:
+    directory: Path
+    config: Path
+    ca: CertificateAuthority
+    signer_cert: Path
+    signer_key: Path
+    responder_port: int
+    https_port: int
+    backend_port: int
+
+
+def build(directory: Path) -> DemoLayout:
+    """Create the CA, certificates and configuration under `directory`."""
     if directory.exists():
         shutil.rmtree(directory)
     certs = directory / "certs"
     certs.mkdir(parents=True)
+    responder_port = free_port()
     ca = CertificateAuthority.init(
         directory / "pki",
         name="staplegate Demo CA",
@@ -76,40 +96,166 @@ def build(directory: Path, *, responder_port: int) -> Path:
     ca.issue("www.example.test", out_dir=certs)
     ca.issue("api.example.test", key=KeyKind.RSA2048, out_dir=certs)
     ca.issue("legacy.example.test", ocsp_url=None, out_dir=certs)
-    ca.ocsp_signer(cn="staplegate Demo OCSP Responder")
+    signer = ca.ocsp_signer(cn="staplegate Demo OCSP Responder")
     crt_list = directory / "crt-list.txt"
     crt_list.write_text(CRT_LIST_TEMPLATE, encoding="utf-8")
+    https_port, backend_port = free_port(), free_port()
     config = directory / "haproxy.cfg"
     config.write_text(
         CONFIG_TEMPLATE.format(
-            socket=directory / "staplegate.sock",
             certs=certs,
             crt_list=crt_list,
-            https_port=free_port(),
-            backend_port=free_port(),
+            https_port=https_port,
+            backend_port=backend_port,
         ),
         encoding="utf-8",
     )
-    return config
+    return DemoLayout(
+        directory=directory,
+        config=config,
+        ca=ca,
+        signer_cert=signer.cert_path,
+        signer_key=signer.key_path,
+        responder_port=responder_port,
+        https_port=https_port,
+        backend_port=backend_port,
+    )
+
+
+class _Backend(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"Hello from the demo backend, through staplegate.\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@contextlib.contextmanager
+def backend(port: int) -> Iterator[None]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Backend)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def process(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as output:
+        child = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            yield child
+        finally:
+            child.terminate()
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def wait_for_text(path: Path, text: str, *, timeout: float, count: int = 1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text(errors="replace").count(text) >= count:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {text!r} in {path}:\n{path.read_text()}")
+
+
+def s_client(port: int, servername: str) -> str:
+    result = subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", servername,
+         "-status"],
+        input=b"", capture_output=True, timeout=20, check=False,
+    )  # fmt: skip
+    return result.stdout.decode(errors="replace")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="staplegate-demo", description=__doc__)
     parser.add_argument("--dir", type=Path, default=Path("demo"), help="where to build it")
+    parser.add_argument("--serve", action="store_true", help="keep running until Ctrl-C")
     args = parser.parse_args(argv)
     directory: Path = args.dir.resolve()
-    responder_port = free_port()
+    python = sys.executable
     print(f"== staplegate demo in {directory} ==")
-    config = build(directory, responder_port=responder_port)
-    print(
-        f"[1/2] test CA, certificates and {config.name} written (OCSP URL "
-        f"http://127.0.0.1:{responder_port})"
-    )
-    print(f"[2/2] staplegate -c -V -f {config}")
+    layout = build(directory)
+    print("[1/5] test CA (root + intermediate), OCSP signer, 3 certificates, haproxy.cfg")
+    print(f"[2/5] staplegate -c -V -f {layout.config}")
     sys.stdout.flush()
-    from staplegate.check import run_check
-
-    return run_check([str(config)], verbose=True)
+    check = subprocess.run(
+        [python, "-m", "staplegate", "-c", "-V", "-f", str(layout.config)],
+        stderr=subprocess.STDOUT,
+        check=False,
+    )
+    if check.returncode != 0:
+        return check.returncode
+    responder_log = directory / "responder.log"
+    staplegate_log = directory / "staplegate.log"
+    pki = layout.ca.directory
+    responder_args = [
+        python, "-m", "staplegate", "responder", "-index", str(pki / "index.txt"),
+        "-CA", str(layout.ca.ca_cert_path), "-rsigner", str(layout.signer_cert),
+        "-rkey", str(layout.signer_key), "-port", str(layout.responder_port), "-nmin", "60",
+    ]  # fmt: skip
+    run_args = [
+        python, "-m", "staplegate", "-f", str(layout.config),
+        "--state-dir", str(directory / "state"),
+    ]  # fmt: skip
+    with (
+        process(responder_args, responder_log),
+        backend(layout.backend_port),
+    ):
+        wait_for_text(responder_log, "listening on", timeout=20)
+        print(f"[3/5] OCSP responder on http://127.0.0.1:{layout.responder_port}, "
+              f"backend on 127.0.0.1:{layout.backend_port}")  # fmt: skip
+        with process(run_args, staplegate_log):
+            wait_for_text(staplegate_log, '"Update successful"', timeout=30, count=2)
+            print(f"[4/5] staplegate on https://127.0.0.1:{layout.https_port}; its log:")
+            for line in staplegate_log.read_text().splitlines():
+                print(f"    {line}")
+            print("[5/5] openssl s_client -status -servername www.example.test:")
+            output = s_client(layout.https_port, "www.example.test")
+            for line in output.splitlines():
+                if any(
+                    key in line
+                    for key in (
+                        "OCSP Response Status",
+                        "Cert Status",
+                        "This Update",
+                        "Next Update",
+                        "subject=",
+                    )
+                ):
+                    print(f"    {line.strip()}")  # fmt: skip
+            curl = subprocess.run(
+                ["curl", "--silent", "--show-error", "--cert-status",
+                 "--cacert", str(layout.ca.root_cert_path),
+                 "--resolve", f"www.example.test:{layout.https_port}:127.0.0.1",
+                 f"https://www.example.test:{layout.https_port}/"],
+                capture_output=True, text=True, timeout=20, check=False,
+            )  # fmt: skip
+            print(f"    curl --cert-status: {(curl.stdout or curl.stderr).strip()}")
+            stapled = "Cert Status: good" in output and curl.returncode == 0
+            print("Stapling works." if stapled else "Stapling did NOT work; see the logs above.")
+            if args.serve and stapled:
+                print(
+                    "Serving until Ctrl-C. Try: openssl s_client -connect "
+                    f"127.0.0.1:{layout.https_port} -servername www.example.test -status"
+                )
+                with contextlib.suppress(KeyboardInterrupt):
+                    while True:
+                        time.sleep(3600)
+    return 0 if stapled else 1
 
 
 if __name__ == "__main__":
