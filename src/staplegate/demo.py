@@ -6,7 +6,8 @@ configuration using the ways HAProxy enables OCSP updates (global mode, crt-list
 checks it with `staplegate -c -V`, then starts the responder (`staplegate responder`), a
 small HTTP backend and staplegate itself, waits for the first OCSP updates, and shows the
 staple with `openssl s_client -status` and `curl --cert-status`. Everything lives under one
-directory (default `./demo`) and binds 127.0.0.1 only. `--serve` keeps it running.
+directory (default `./demo`) and binds 127.0.0.1 only. It serves on https://localhost:8443
+until Ctrl-C; `--for SECONDS` bounds it (0 = show the result and stop).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class DemoLayout:
     backend_port: int
 
 
-def build(directory: Path) -> DemoLayout:
+def build(directory: Path, *, https_port: int = 8443) -> DemoLayout:
     """Create the CA, certificates and configuration under `directory`."""
     if directory.exists():
         shutil.rmtree(directory)
@@ -99,7 +100,8 @@ def build(directory: Path) -> DemoLayout:
     signer = ca.ocsp_signer(cn="staplegate Demo OCSP Responder")
     crt_list = directory / "crt-list.txt"
     crt_list.write_text(CRT_LIST_TEMPLATE, encoding="utf-8")
-    https_port, backend_port = free_port(), free_port()
+    https_port = https_port or free_port()
+    backend_port = free_port()
     config = directory / "haproxy.cfg"
     config.write_text(
         CONFIG_TEMPLATE.format(
@@ -180,15 +182,40 @@ def s_client(port: int, servername: str) -> str:
     return result.stdout.decode(errors="replace")
 
 
+def print_try_it(layout: DemoLayout) -> None:
+    port = layout.https_port
+    root = layout.ca.root_cert_path
+    print("Try it yourself:")
+    print(
+        f"    openssl s_client -connect 127.0.0.1:{port} -servername www.example.test "
+        f"-status -CAfile {root} </dev/null"
+    )
+    print(
+        f"    curl --cert-status --cacert {root} "
+        f"--resolve www.example.test:{port}:127.0.0.1 https://www.example.test:{port}/"
+    )
+    print(f"    staplegate -c -V -f {layout.config}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="staplegate-demo", description=__doc__)
     parser.add_argument("--dir", type=Path, default=Path("demo"), help="where to build it")
-    parser.add_argument("--serve", action="store_true", help="keep running until Ctrl-C")
+    parser.add_argument(
+        "--port", type=int, default=8443, help="HTTPS port on 127.0.0.1 (0: any free port)"
+    )
+    parser.add_argument(
+        "--for",
+        dest="duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this long (default: run until Ctrl-C; 0: stop once shown)",
+    )
     args = parser.parse_args(argv)
     directory: Path = args.dir.resolve()
     python = sys.executable
     print(f"== staplegate demo in {directory} ==")
-    layout = build(directory)
+    layout = build(directory, https_port=args.port)
     print("[1/5] test CA (root + intermediate), OCSP signer, 3 certificates, haproxy.cfg")
     print(f"[2/5] staplegate -c -V -f {layout.config}")
     sys.stdout.flush()
@@ -247,14 +274,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"    curl --cert-status: {(curl.stdout or curl.stderr).strip()}")
             stapled = "Cert Status: good" in output and curl.returncode == 0
             print("Stapling works." if stapled else "Stapling did NOT work; see the logs above.")
-            if args.serve and stapled:
-                print(
-                    "Serving until Ctrl-C. Try: openssl s_client -connect "
-                    f"127.0.0.1:{layout.https_port} -servername www.example.test -status"
-                )
+            if stapled and args.duration != 0:
+                print_try_it(layout)
+                until = "Ctrl-C" if args.duration is None else f"{args.duration:g} s"
+                print(f"Serving until {until}.")
+                sys.stdout.flush()
                 with contextlib.suppress(KeyboardInterrupt):
-                    while True:
-                        time.sleep(3600)
+                    deadline = time.monotonic() + (args.duration or float("inf"))
+                    while time.monotonic() < deadline:
+                        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
     return 0 if stapled else 1
 
 

@@ -13,7 +13,17 @@ pytestmark = pytest.mark.slow
 
 def test_demo_builds_everything_and_staples(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "staplegate.demo", "--dir", str(tmp_path / "demo")],
+        [
+            sys.executable,
+            "-m",
+            "staplegate.demo",
+            "--dir",
+            str(tmp_path / "demo"),
+            "--port",
+            "0",
+            "--for",
+            "0",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
