@@ -33,9 +33,17 @@ from staplegate.generation import Generation
 from staplegate.observe.log import NOTICE, LogRouter, SyslogTarget
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.schedule import UpdateSettings
+from staplegate.proxy.backends import BackendPool, StateChange
+from staplegate.proxy.health import HealthChecker
 from staplegate.serving import ServePlan, build_plan, open_listening_socket
 from staplegate.store import FileStapleStore, resolve_state_dir
-from staplegate.worker import WorkerSetup, encode_table, worker_main
+from staplegate.worker import (
+    ServerStates,
+    WorkerSetup,
+    encode_servers,
+    encode_table,
+    worker_main,
+)
 
 log = logging.getLogger("staplegate")
 
@@ -115,7 +123,27 @@ class Master:
     log_targets: Sequence[SyslogTarget] = ()
     table: dict[CertId, bytes] = field(default_factory=dict)
     workers: dict[int, WorkerHandle] = field(default_factory=dict)
+    pools: dict[str, BackendPool] = field(default_factory=dict)
     stopping: bool = False
+
+    def __post_init__(self) -> None:
+        # The master owns server health (one set of checks, not one per worker) and admin state.
+        self.pools = {b.name: BackendPool(b.name, b.servers) for b in self.plan.backends}
+
+    def server_states(self) -> ServerStates:
+        return {
+            (name, server): states
+            for name, pool in self.pools.items()
+            for server, states in pool.states().items()
+        }
+
+    def broadcast_servers(self, _: StateChange | None = None) -> None:
+        self._send(encode_servers(self.server_states()))
+
+    def _send(self, message: bytes) -> None:
+        for handle in self.workers.values():
+            if handle.pipe is not None and not handle.pipe.is_closing():
+                handle.pipe.write(message)
 
     @property
     def hard_stop_after_s(self) -> float | None:
@@ -138,6 +166,7 @@ class Master:
                 sockets=self.sockets,
                 table_fd=read_fd,
                 initial_table=dict(self.table),
+                initial_servers=self.server_states(),
                 hard_stop_after_s=self.hard_stop_after_s,
                 log_targets=tuple(self.log_targets),
             )
@@ -157,13 +186,11 @@ class Master:
         transport, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, pipe)
         handle.pipe = transport
         transport.write(encode_table(self.table))
+        transport.write(encode_servers(self.server_states()))
 
     def broadcast(self, table: Mapping[CertId, bytes]) -> None:
         self.table = dict(table)
-        message = encode_table(self.table)
-        for handle in self.workers.values():
-            if handle.pipe is not None and not handle.pipe.is_closing():
-                handle.pipe.write(message)
+        self._send(encode_table(self.table))
 
     def signal_workers(self, signum: int) -> None:
         for pid in list(self.workers):
@@ -239,6 +266,11 @@ async def _master_main(master: Master, updater: OcspUpdater) -> int:
     loop.add_signal_handler(signal.SIGINT, immediate)
     reap()  # a worker may have died before the handler was installed
 
+    checkers = [
+        loop.create_task(HealthChecker(pool, on_change=master.broadcast_servers).run())
+        for pool in master.pools.values()
+        if any(server.check for server in pool.servers)
+    ]
     started = asyncio.Event()
     updater_task = loop.create_task(updater.run(started=started))
     await started.wait()
@@ -255,6 +287,8 @@ async def _master_main(master: Master, updater: OcspUpdater) -> int:
     _sd_notify("READY=1")
     await done.wait()
     _sd_notify("STOPPING=1")
+    for checker in checkers:
+        checker.cancel()
     updater.stop()
     with contextlib.suppress(asyncio.CancelledError):
         await updater_task

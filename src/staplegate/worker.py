@@ -1,10 +1,11 @@
 """A worker process: terminate TLS on inherited sockets, staple from a table the master feeds.
 
-A worker never fetches, never reads the configuration and never touches the disk: the
-master built its TLS contexts and opened its sockets before forking it, and sends each new
-staple table over a pipe (length-prefixed pickles of `{CertId: DER}`; both ends are our own
-processes). SIGTERM and SIGUSR1 stop accepting and let connections finish (bounded by
-`hard-stop-after`); SIGINT exits at once; the pipe closing (master gone) is a graceful stop.
+A worker never fetches, never checks servers, never reads the configuration and never
+touches the disk: the master built its TLS contexts and opened its sockets before forking it,
+and sends it messages over a pipe (length-prefixed pickles; both ends are our own processes):
+the whole staple table whenever it changes, and the servers' health and admin states.
+SIGTERM and SIGUSR1 stop accepting and let connections finish (bounded by `hard-stop-after`);
+SIGINT exits at once; the pipe closing (master gone) is a graceful stop.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from dataclasses import dataclass
 
 from staplegate.observe.log import LogRouter, SyslogTarget
 from staplegate.ocsp.certid import CertId
-from staplegate.proxy.backends import BackendPool
-from staplegate.proxy.health import HealthChecker
+from staplegate.proxy.backends import AdminState, BackendPool, ServerState
 from staplegate.proxy.tcp import Frontend, Listener, serve
 from staplegate.serving import ServePlan, make_router
 from staplegate.tls.staples import StapleTable
@@ -33,21 +33,43 @@ log = logging.getLogger("staplegate.worker")
 _HEADER = struct.Struct("!I")
 
 
-def encode_table(table: Mapping[CertId, bytes]) -> bytes:
-    """One message on the master→worker pipe: the whole staple table."""
-    body = pickle.dumps(dict(table), protocol=pickle.HIGHEST_PROTOCOL)
+#: server states message: {(backend, server): (health, admin)}
+ServerStates = Mapping[tuple[str, str], tuple[ServerState, AdminState]]
+
+
+def _frame(kind: str, payload: object) -> bytes:
+    body = pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL)
     return _HEADER.pack(len(body)) + body
 
 
-async def read_tables(reader: asyncio.StreamReader, table: StapleTable) -> None:
-    """Replace `table` with each table the master sends until the pipe closes."""
+def encode_table(table: Mapping[CertId, bytes]) -> bytes:
+    """A master→worker message: the whole staple table."""
+    return _frame("staples", dict(table))
+
+
+def encode_servers(states: ServerStates) -> bytes:
+    """A master→worker message: every server's health and admin state."""
+    return _frame("servers", dict(states))
+
+
+async def read_messages(
+    reader: asyncio.StreamReader, table: StapleTable, pools: Mapping[str, BackendPool]
+) -> None:
+    """Apply each message the master sends until the pipe closes."""
     while True:
         header = await reader.readexactly(_HEADER.size)
         (length,) = _HEADER.unpack(header)
-        body = await reader.readexactly(length)
-        mapping = pickle.loads(body)
-        table.replace(mapping)
-        log.debug("worker %d: staple table replaced (%d staples)", os.getpid(), len(mapping))
+        kind, payload = pickle.loads(await reader.readexactly(length))
+        if kind == "staples":
+            table.replace(payload)
+        elif kind == "servers":
+            for (backend, server), (health, admin) in payload.items():
+                pool = pools.get(backend)
+                if pool is not None and server in {s.name for s in pool.servers}:
+                    pool.set_state(server, health)
+                    pool.set_admin(server, admin)
+        else:
+            log.warning("worker %d: unknown message %r from the master", os.getpid(), kind)
 
 
 @dataclass(frozen=True)
@@ -59,6 +81,7 @@ class WorkerSetup:
     sockets: Mapping[tuple[str, int], Sequence[socket.socket]]  # (frontend, bind index)
     table_fd: int
     initial_table: Mapping[CertId, bytes]
+    initial_servers: ServerStates
     hard_stop_after_s: float | None
     log_targets: Sequence[SyslogTarget] = ()
 
@@ -68,6 +91,10 @@ async def _run(setup: WorkerSetup) -> None:
     stop = asyncio.Event()
     table = StapleTable(setup.initial_table)
     pools = {b.name: BackendPool(b.name, b.servers) for b in setup.plan.backends}
+    for (backend, server), (health, admin) in setup.initial_servers.items():
+        if backend in pools:
+            pools[backend].set_state(server, health)
+            pools[backend].set_admin(server, admin)
     backend_timeouts = {b.name: b for b in setup.plan.backends}
     listeners: list[Listener] = []
     for fplan in setup.plan.frontends:
@@ -96,21 +123,14 @@ async def _run(setup: WorkerSetup) -> None:
 
     async def follow_master() -> None:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-            await read_tables(reader, table)
+            await read_messages(reader, table, pools)
         stop.set()  # the master is gone: finish what we have and leave
 
     started = asyncio.Event()
     async with asyncio.TaskGroup() as group:
         feeder = group.create_task(follow_master())
-        checkers = [
-            group.create_task(HealthChecker(pool).run())
-            for pool in pools.values()
-            if any(s.check for s in pool.servers)
-        ]
         await serve(listeners, started=started, stop=stop, grace_s=setup.hard_stop_after_s)
         feeder.cancel()
-        for checker in checkers:
-            checker.cancel()
 
 
 def worker_main(setup: WorkerSetup) -> int:

@@ -18,6 +18,14 @@ class ServerState(enum.Enum):
     DOWN = "DOWN"
 
 
+class AdminState(enum.Enum):
+    """What the operator asked for (`set server B/S state ...`); orthogonal to health."""
+
+    READY = "ready"
+    DRAIN = "drain"  # no new connections; existing ones finish
+    MAINT = "maint"  # out of service
+
+
 @dataclass(frozen=True)
 class BackendServer:
     """One `server` line: address and check settings (`inter` in seconds)."""
@@ -51,12 +59,17 @@ class StateChange:
 
 
 class _Health:
-    __slots__ = ("failures", "state", "successes")
+    __slots__ = ("admin", "failures", "state", "successes")
 
     def __init__(self) -> None:
         self.state = ServerState.UP
+        self.admin = AdminState.READY
         self.successes = 0
         self.failures = 0
+
+    @property
+    def usable(self) -> bool:
+        return self.state is ServerState.UP and self.admin is AdminState.READY
 
 
 class BackendPool:
@@ -74,15 +87,28 @@ class BackendPool:
     def state(self, server: BackendServer) -> ServerState:
         return self._health[server.name].state
 
+    def admin_state(self, server: BackendServer) -> AdminState:
+        return self._health[server.name].admin
+
     def up_servers(self) -> tuple[BackendServer, ...]:
-        return tuple(s for s in self.servers if self._health[s.name].state is ServerState.UP)
+        return tuple(s for s in self.servers if self._health[s.name].usable)
+
+    def set_state(self, name: str, state: ServerState) -> None:
+        """Adopt a health state decided elsewhere (the master runs the checks)."""
+        self._health[name].state = state
+
+    def set_admin(self, name: str, admin: AdminState) -> None:
+        self._health[name].admin = admin
+
+    def states(self) -> dict[str, tuple[ServerState, AdminState]]:
+        return {name: (h.state, h.admin) for name, h in self._health.items()}
 
     def pick(self) -> BackendServer | None:
         """The next UP server in round-robin order, or None when all are down."""
         count = len(self.servers)
         for offset in range(count):
             server = self.servers[(self._next + offset) % count]
-            if self._health[server.name].state is ServerState.UP:
+            if self._health[server.name].usable:
                 self._next = (self._next + offset + 1) % count
                 return server
         return None
