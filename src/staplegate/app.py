@@ -1,13 +1,20 @@
-"""The composition root: the master process, its workers, the OCSP updater.
+"""The composition root: the master process, its workers, the OCSP updater, reloads.
 
 Theory of operation. `run()` loads the configuration and certificates (exactly what
 `staplegate -c` checks), builds the TLS contexts and opens every listening socket, then forks
 the workers: they inherit the sockets and contexts (so they share session-ticket keys) and
 serve TLS. The master keeps the sockets, runs the OCSP updater — which loads persisted
 staples from the state directory, verifies them, fetches what is missing, and refreshes on
-schedule — and sends every new staple table to each worker over its pipe. A worker that dies
-is restarted with the current table, without touching the disk. SIGTERM stops gracefully
-(workers drain, bounded by `hard-stop-after`), SIGINT stops at once.
+schedule — and the servers' health checks, and sends every new staple table and server state
+to each worker over its pipe. A worker that dies is restarted with the current table, without
+touching the disk.
+
+Signals: SIGUSR2 or SIGHUP reload: the new configuration is loaded in the master; if it has
+any error the old one keeps serving and every error is logged; otherwise new workers start on
+the same sockets (an address present in both keeps its socket, so nothing queued is lost),
+the old workers stop accepting and finish their connections (bounded by `hard-stop-after`),
+and the updater keeps every verified staple whose CertId still exists, fetching only for new
+certificates. SIGTERM stops gracefully (drain, bounded by `hard-stop-after`), SIGINT at once.
 """
 
 from __future__ import annotations
@@ -19,14 +26,16 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from staplegate.certs import OcspDisposition
 from staplegate.check import load_generation
-from staplegate.clock import SystemClock
+from staplegate.clock import Clock, SystemClock
 from staplegate.config.model import GlobalSettings, LogTargetKind
+from staplegate.config.values import SocketAddress
 from staplegate.fetch.http import FetchSettings
 from staplegate.fetch.updater import OcspUpdater, UpdaterEntry
 from staplegate.generation import Generation
@@ -46,6 +55,8 @@ from staplegate.worker import (
 )
 
 log = logging.getLogger("staplegate")
+
+SocketKey = tuple[str, str, int]  # (family, host, port)
 
 
 def log_targets(settings: GlobalSettings) -> list[SyslogTarget]:
@@ -103,32 +114,118 @@ def updater_entries(generation: Generation) -> list[UpdaterEntry]:
     return entries
 
 
+def update_settings_of(settings: GlobalSettings) -> UpdateSettings:
+    return UpdateSettings(
+        mindelay=settings.ocsp_update_mindelay_s, maxdelay=settings.ocsp_update_maxdelay_s
+    )
+
+
+def _socket_key(address: SocketAddress) -> SocketKey:
+    return (address.family.value, address.host, address.port)
+
+
+@dataclass
+class Deployment:
+    """One configuration generation in service: its plan and its listening sockets."""
+
+    number: int
+    generation: Generation
+    plan: ServePlan
+    sockets: dict[tuple[str, int], list[socket.socket]]
+
+    @property
+    def hard_stop_after_s(self) -> float | None:
+        ms = self.generation.config.global_.hard_stop_after_ms
+        return None if ms is None else ms / 1000.0
+
+    def addresses(self) -> list[str]:
+        return [str(a) for f in self.plan.frontends for b in f.binds for a in b.addresses]
+
+
+def open_sockets(
+    plan: ServePlan, reusable: Mapping[SocketKey, socket.socket]
+) -> dict[tuple[str, int], list[socket.socket]]:
+    """Sockets for every bind of `plan`, reusing `reusable` ones for the same address."""
+    opened: list[socket.socket] = []
+    sockets: dict[tuple[str, int], list[socket.socket]] = {}
+    try:
+        for fplan in plan.frontends:
+            for index, bplan in enumerate(fplan.binds):
+                for address in bplan.addresses:
+                    sock = reusable.get(_socket_key(address))
+                    if sock is None:
+                        sock = open_listening_socket(address)
+                        opened.append(sock)
+                    sockets.setdefault((fplan.name, index), []).append(sock)
+    except OSError:
+        for sock in opened:
+            sock.close()
+        raise
+    return sockets
+
+
+def sockets_by_address(deployment: Deployment) -> dict[SocketKey, socket.socket]:
+    found: dict[SocketKey, socket.socket] = {}
+    for fplan in deployment.plan.frontends:
+        for index, bplan in enumerate(fplan.binds):
+            for address, sock in zip(
+                bplan.addresses, deployment.sockets.get((fplan.name, index), []), strict=False
+            ):
+                found[_socket_key(address)] = sock
+    return found
+
+
 @dataclass
 class WorkerHandle:
     slot: int
     pid: int
+    deployment: int
     pipe: asyncio.WriteTransport | None = None
     write_fd: int = -1
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    ok: bool
+    message: str
+    when: float
 
 
 @dataclass
 class Master:
     """State of the running master process."""
 
-    generation: Generation
-    plan: ServePlan
-    sockets: dict[tuple[str, int], list[socket.socket]]
+    config_paths: Sequence[str]
+    current: Deployment
     state_dir: Path
     worker_count: int
+    clock: Clock
     log_targets: Sequence[SyslogTarget] = ()
     table: dict[CertId, bytes] = field(default_factory=dict)
     workers: dict[int, WorkerHandle] = field(default_factory=dict)
     pools: dict[str, BackendPool] = field(default_factory=dict)
     stopping: bool = False
+    reloads: list[ReloadResult] = field(default_factory=list)
+    on_deployment: Callable[[Deployment], None] | None = None
 
     def __post_init__(self) -> None:
-        # The master owns server health (one set of checks, not one per worker) and admin state.
-        self.pools = {b.name: BackendPool(b.name, b.servers) for b in self.plan.backends}
+        self.pools = self._pools_for(self.current.plan)
+
+    # --- servers ---
+
+    def _pools_for(self, plan: ServePlan) -> dict[str, BackendPool]:
+        """The master owns server health (one set of checks, not one per worker)."""
+        pools = {b.name: BackendPool(b.name, b.servers) for b in plan.backends}
+        for name, pool in pools.items():  # carry states over a reload
+            old = self.pools.get(name)
+            if old is None:
+                continue
+            names = {s.name for s in pool.servers}
+            for server, (health, admin) in old.states().items():
+                if server in names:
+                    pool.set_state(server, health)
+                    pool.set_admin(server, admin)
+        return pools
 
     def server_states(self) -> ServerStates:
         return {
@@ -140,18 +237,19 @@ class Master:
     def broadcast_servers(self, _: StateChange | None = None) -> None:
         self._send(encode_servers(self.server_states()))
 
+    # --- workers ---
+
+    def current_workers(self) -> list[WorkerHandle]:
+        return [h for h in self.workers.values() if h.deployment == self.current.number]
+
     def _send(self, message: bytes) -> None:
-        for handle in self.workers.values():
+        for handle in self.current_workers():
             if handle.pipe is not None and not handle.pipe.is_closing():
                 handle.pipe.write(message)
 
-    @property
-    def hard_stop_after_s(self) -> float | None:
-        ms = self.generation.config.global_.hard_stop_after_ms
-        return None if ms is None else ms / 1000.0
-
     def spawn(self, slot: int) -> WorkerHandle:
-        """Fork one worker with the current table; the child never returns."""
+        """Fork one worker of the current deployment; the child never returns."""
+        deployment = self.current
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:  # child
@@ -162,12 +260,12 @@ class Master:
                         os.close(other.write_fd)
             setup = WorkerSetup(
                 slot=slot,
-                plan=self.plan,
-                sockets=self.sockets,
+                plan=deployment.plan,
+                sockets=deployment.sockets,
                 table_fd=read_fd,
                 initial_table=dict(self.table),
                 initial_servers=self.server_states(),
-                hard_stop_after_s=self.hard_stop_after_s,
+                hard_stop_after_s=deployment.hard_stop_after_s,
                 log_targets=tuple(self.log_targets),
             )
             status = 1
@@ -176,7 +274,7 @@ class Master:
             finally:
                 os._exit(status)
         os.close(read_fd)
-        handle = WorkerHandle(slot=slot, pid=pid, write_fd=write_fd)
+        handle = WorkerHandle(slot=slot, pid=pid, deployment=deployment.number, write_fd=write_fd)
         self.workers[pid] = handle
         return handle
 
@@ -192,10 +290,10 @@ class Master:
         self.table = dict(table)
         self._send(encode_table(self.table))
 
-    def signal_workers(self, signum: int) -> None:
-        for pid in list(self.workers):
+    def signal_workers(self, signum: int, handles: Sequence[WorkerHandle] | None = None) -> None:
+        for handle in list(self.workers.values()) if handles is None else handles:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
+                os.kill(handle.pid, signum)
 
     def close_pipe(self, handle: WorkerHandle) -> None:
         if handle.pipe is not None:
@@ -206,12 +304,104 @@ class Master:
                 os.close(handle.write_fd)
             handle.write_fd = -1
 
+    # --- reload ---
+
+    async def reload(self, updater: OcspUpdater) -> ReloadResult:
+        """Load the configuration again; switch to it only when it is entirely valid."""
+        errors: list[str] = []
+
+        class _Collect:
+            def write(self, text: str) -> int:
+                errors.extend(line for line in text.splitlines() if line.strip())
+                return len(text)
+
+            def flush(self) -> None:
+                return None
+
+        sink = _Collect()
+        generation = await asyncio.to_thread(
+            load_generation,
+            self.config_paths,
+            now=self.clock.now(),
+            err=sink,  # type: ignore[arg-type]
+        )
+        for line in errors:
+            log.warning("reload: %s", line)
+        if generation is None or not generation.ok:
+            return self._reload_failed("the new configuration has errors (see above)")
+        number = self.current.number + 1
+        plan, problems = await asyncio.to_thread(build_plan, generation, number=number)
+        for problem in problems:
+            log.warning("reload: %s", problem)
+        if plan is None:
+            return self._reload_failed("the new configuration cannot be served (see above)")
+        previous = self.current
+        reusable = sockets_by_address(previous)
+        try:
+            sockets = open_sockets(plan, reusable)
+        except OSError as error:
+            return self._reload_failed(f"cannot listen: {error.strerror}")
+        self.current = Deployment(number, generation, plan, sockets)
+        self.pools = self._pools_for(plan)
+        await updater.reconfigure(updater_entries(generation))
+        old_workers = [h for h in self.workers.values() if h.deployment == previous.number]
+        for slot in range(self.worker_count):
+            await self.attach_pipe(self.spawn(slot))
+        # Old workers stop accepting and drain; the shared sockets keep every queued client.
+        self.signal_workers(signal.SIGUSR1, old_workers)
+        for handle in old_workers:
+            self.close_pipe(handle)
+        kept = {id(s) for socks in sockets.values() for s in socks}
+        for socks in previous.sockets.values():
+            for sock in socks:
+                if id(sock) not in kept:
+                    sock.close()
+        if self.on_deployment is not None:
+            self.on_deployment(self.current)
+        result = ReloadResult(True, f"reloaded: generation {number}", time.time())
+        self.reloads.append(result)
+        log.log(
+            NOTICE,
+            "reload: generation %d serving (%d workers, %s); %d old workers draining",
+            number,
+            self.worker_count,
+            ", ".join(self.current.addresses()),
+            len(old_workers),
+        )
+        return result
+
+    def _reload_failed(self, reason: str) -> ReloadResult:
+        result = ReloadResult(
+            False,
+            f"reload failed, still serving generation {self.current.number}: {reason}",
+            time.time(),
+        )
+        self.reloads.append(result)
+        log.error("%s", result.message)
+        return result
+
 
 async def _master_main(master: Master, updater: OcspUpdater) -> int:
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     exit_status = 0
-    pending: set[asyncio.Task[None]] = set()
+    pending: set[asyncio.Task[object]] = set()
+    reload_lock = asyncio.Lock()
+    checkers: list[asyncio.Task[None]] = []
+
+    def keep(task: asyncio.Task[object]) -> None:
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    def start_checkers() -> None:
+        for checker in checkers:
+            checker.cancel()
+        checkers[:] = [
+            loop.create_task(HealthChecker(pool, on_change=master.broadcast_servers).run())
+            for pool in master.pools.values()
+            if any(server.check for server in pool.servers)
+        ]
+
     for handle in list(master.workers.values()):
         await master.attach_pipe(handle)
 
@@ -228,24 +418,34 @@ async def _master_main(master: Master, updater: OcspUpdater) -> int:
                 continue
             master.close_pipe(handle)
             code = os.waitstatus_to_exitcode(status)
-            if master.stopping:
+            old = handle.deployment != master.current.number
+            if master.stopping or old:
                 log.log(NOTICE, "worker #%d (%d) exited with status %d", handle.slot, pid, code)
             else:
                 log.warning(
                     "worker #%d (%d) exited with status %d; restarting it", handle.slot, pid, code
                 )
-                replacement = master.spawn(handle.slot)
-                task = loop.create_task(master.attach_pipe(replacement))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
+                keep(loop.create_task(master.attach_pipe(master.spawn(handle.slot))))
         if master.stopping and not master.workers:
             done.set()
+
+    async def reload() -> None:
+        async with reload_lock:
+            if master.stopping:
+                return
+            _sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+            log.log(NOTICE, "reload requested: loading %s", ", ".join(master.config_paths))
+            result = await master.reload(updater)
+            if result.ok:
+                start_checkers()
+            _sd_notify("READY=1")
 
     def graceful() -> None:
         if master.stopping:
             return
         master.stopping = True
         log.log(NOTICE, "SIGTERM received: stopping gracefully")
+        _sd_notify("STOPPING=1")
         updater.stop()
         master.signal_workers(signal.SIGTERM)
         if not master.workers:
@@ -255,6 +455,7 @@ async def _master_main(master: Master, updater: OcspUpdater) -> int:
         nonlocal exit_status
         master.stopping = True
         log.log(NOTICE, "SIGINT received: stopping now")
+        _sd_notify("STOPPING=1")
         updater.stop()
         master.signal_workers(signal.SIGINT)
         exit_status = 130
@@ -264,29 +465,23 @@ async def _master_main(master: Master, updater: OcspUpdater) -> int:
     loop.add_signal_handler(signal.SIGCHLD, reap)
     loop.add_signal_handler(signal.SIGTERM, graceful)
     loop.add_signal_handler(signal.SIGINT, immediate)
+    for signum in (signal.SIGUSR2, signal.SIGHUP):
+        loop.add_signal_handler(signum, lambda: keep(loop.create_task(reload())))
     reap()  # a worker may have died before the handler was installed
 
-    checkers = [
-        loop.create_task(HealthChecker(pool, on_change=master.broadcast_servers).run())
-        for pool in master.pools.values()
-        if any(server.check for server in pool.servers)
-    ]
+    start_checkers()
     started = asyncio.Event()
     updater_task = loop.create_task(updater.run(started=started))
     await started.wait()
-    listening = ", ".join(
-        f"{address}" for f in master.plan.frontends for b in f.binds for address in b.addresses
-    )
     log.log(
         NOTICE,
         "staplegate started: %d workers, listening on %s, state directory %s",
         len(master.workers),
-        listening,
+        ", ".join(master.current.addresses()),
         master.state_dir,
     )
     _sd_notify("READY=1")
     await done.wait()
-    _sd_notify("STOPPING=1")
     for checker in checkers:
         checker.cancel()
     updater.stop()
@@ -307,7 +502,27 @@ def _sd_notify(message: str) -> None:
         sock.sendto(message.encode(), address)
 
 
-def run(paths: Sequence[str], *, state_dir: str | None, workers: int | None = None) -> int:
+def _daemonize() -> None:
+    """Detach from the terminal (`-D`): double fork, new session, stdio on /dev/null."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def run(
+    paths: Sequence[str],
+    *,
+    state_dir: str | None,
+    workers: int | None = None,
+    pidfile: str | None = None,
+    daemon: bool = False,
+) -> int:
     """Run staplegate on the configuration at `paths` until stopped; the exit status."""
     clock = SystemClock()
     generation = load_generation(paths, now=clock.now(), err=sys.stderr)
@@ -320,50 +535,47 @@ def run(paths: Sequence[str], *, state_dir: str | None, workers: int | None = No
     if plan is None:
         print("[ALERT] config : Fatal errors found in configuration.", file=sys.stderr)
         return 1
-
-    sockets: dict[tuple[str, int], list[socket.socket]] = {}
     try:
-        for fplan in plan.frontends:
-            for index, bplan in enumerate(fplan.binds):
-                for address in bplan.addresses:
-                    sockets.setdefault((fplan.name, index), []).append(
-                        open_listening_socket(address)
-                    )
+        sockets = open_sockets(plan, {})
     except OSError as error:
         print(
-            f"[ALERT] config : [{sys.argv[0]}.main()] Some protocols failed to start their "
-            f"listeners! Exiting. ({error.strerror})",
+            "[ALERT] config : Some protocols failed to start their listeners! Exiting. "
+            f"({error.strerror})",
             file=sys.stderr,
         )
         return 1
 
     settings = generation.config.global_
-    router = LogRouter(log_targets(settings))
+    if daemon or settings.daemon:
+        _daemonize()
+    pidfile = pidfile or settings.pidfile
+    if pidfile:
+        Path(pidfile).write_text(f"{os.getpid()}\n", encoding="ascii")
+
+    targets = log_targets(settings)
+    router = LogRouter(targets)
     staplegate_logger = logging.getLogger("staplegate")
     staplegate_logger.setLevel(logging.DEBUG)
     staplegate_logger.propagate = False
     router.install(staplegate_logger)
 
     directory = resolve_state_dir(state_dir, os.environ, is_root=os.geteuid() == 0)
-    store = FileStapleStore(directory)
     worker_count = workers or settings.nbthread or os.cpu_count() or 1
     master = Master(
-        generation=generation,
-        plan=plan,
-        sockets=sockets,
+        config_paths=tuple(paths),
+        current=Deployment(1, generation, plan, sockets),
         state_dir=directory,
         worker_count=worker_count,
-        log_targets=log_targets(settings),
+        clock=clock,
+        log_targets=targets,
     )
     proxy = settings.ocsp_update_httpproxy
     updater = OcspUpdater(
         updater_entries(generation),
-        update_settings=UpdateSettings(
-            mindelay=settings.ocsp_update_mindelay_s, maxdelay=settings.ocsp_update_maxdelay_s
-        ),
+        update_settings=update_settings_of(settings),
         fetch_settings=FetchSettings(proxy=f"{proxy.host}:{proxy.port}" if proxy else None),
         on_staples=master.broadcast,
-        store=store,
+        store=FileStapleStore(directory),
         clock=clock,
     )
     # Fork before the master's event loop exists (restarts later fork from inside it).
@@ -373,6 +585,9 @@ def run(paths: Sequence[str], *, state_dir: str | None, workers: int | None = No
         return asyncio.run(_master_main(master, updater))
     finally:
         router.close()
-        for socks in sockets.values():
+        for socks in master.current.sockets.values():
             for sock in socks:
                 sock.close()
+        if pidfile:
+            with contextlib.suppress(OSError):
+                Path(pidfile).unlink()

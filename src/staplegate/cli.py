@@ -18,6 +18,7 @@ from staplegate import __version__
 SUBCOMMANDS: dict[str, str] = {
     "ca": "staplegate.testpki.ca_cli",
     "responder": "staplegate.testpki.responder_cli",
+    "reload": "staplegate.reload_cli",
 }
 
 
@@ -59,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-W", dest="master_worker", action="store_true", help="master-worker mode (always on)"
     )
+    parser.add_argument("-p", dest="pidfile", metavar="PIDFILE", help="write the master's pid")
+    parser.add_argument("-D", dest="daemon", action="store_true", help="run in the background")
+    parser.add_argument("-sf", dest="soft_finish", nargs="+", metavar="PID", help=argparse.SUPPRESS)
+    parser.add_argument("-st", dest="hard_finish", nargs="+", metavar="PID", help=argparse.SUPPRESS)
     return parser
 
 
@@ -72,10 +77,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.config_paths:
         print("[ALERT] No configuration file specified (use -f FILE).", file=sys.stderr)
         return 1
+    if args.soft_finish or args.hard_finish:
+        print(
+            "[ALERT] -sf/-st (a new process replacing an old one) is not supported: staplegate "
+            "reloads in place. Send SIGUSR2 to the master (`staplegate reload -p PIDFILE`, "
+            "`systemctl reload staplegate`).",
+            file=sys.stderr,
+        )
+        return 1
     if args.check_only:
         from staplegate.check import run_check
 
         return run_check(args.config_paths, verbose=args.verbose)
     from staplegate.app import run
 
-    return run(args.config_paths, state_dir=args.state_dir, workers=args.workers)
+    return run(
+        args.config_paths,
+        state_dir=args.state_dir,
+        workers=args.workers,
+        pidfile=args.pidfile,
+        daemon=args.daemon,
+    )

@@ -97,10 +97,17 @@ class StaplegateProcess:
 
 @contextmanager
 def staplegate(
-    config: Path, state_dir: Path, *, workers: int = 2, env: dict[str, str] | None = None
+    config: Path,
+    state_dir: Path,
+    *,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
+    extra_args: list[str] | None = None,
 ) -> Iterator[StaplegateProcess]:
     proc = StaplegateProcess(
-        ["-f", str(config), "--state-dir", str(state_dir), "--workers", str(workers)], env
+        ["-f", str(config), "--state-dir", str(state_dir), "--workers", str(workers)]
+        + (extra_args or []),
+        env,
     )
     try:
         yield proc
