@@ -79,6 +79,7 @@ class AclFetch(enum.Enum):
     SSL_FC_SNI = "ssl_fc_sni"
     REQ_SSL_SNI = "req.ssl_sni"
     SSL_FC = "ssl_fc"
+    HDR_HOST = "hdr(host)"  # mode http only: the request's Host header, as sent
 
 
 class AclMatch(enum.Enum):
@@ -490,6 +491,7 @@ class ProxyOptions:
     httpchk: bool | None = None
     httpchk_method: str | None = None
     httpchk_uri: str | None = None
+    httpchk_expect_status: int | None = None  # `http-check expect status N`
     redispatch: bool | None = None
     dontlognull: bool | None = None
 

@@ -183,10 +183,12 @@ _ACL_FETCHES = {
     "req.ssl_sni": AclFetch.REQ_SSL_SNI,
     "req_ssl_sni": AclFetch.REQ_SSL_SNI,
     "ssl_fc": AclFetch.SSL_FC,
+    "hdr(host)": AclFetch.HDR_HOST,
+    "req.hdr(host)": AclFetch.HDR_HOST,
 }
 CONDITION_HELP = (
     "staplegate understands only 'if|unless { ssl_fc_sni -i HOST... }' conditions "
-    "(also req.ssl_sni, ssl_fc and named ACLs of those forms)"
+    "(also req.ssl_sni, ssl_fc, hdr(host) in mode http, and named ACLs of those forms)"
 )
 
 
@@ -1151,6 +1153,18 @@ class ConfigParser:
                 new_settings = replace(settings, retries=number)
         elif head == "balance":
             new_settings = self._balance(args, where, settings, section)
+        elif head == "http-check" and value == "expect":
+            if len(args) != 4 or args[2] != "status" or not args[3].isdigit():
+                self._error(
+                    where,
+                    kw,
+                    "staplegate understands only 'http-check expect status <code>'.",
+                    Reason.UNSUPPORTED,
+                )
+                return
+            new_settings = replace(
+                settings, options=replace(settings.options, httpchk_expect_status=int(args[3]))
+            )
         elif head == "default_backend":
             if not self._has_cap(section, frontend=True, kw=head, where=where):
                 return

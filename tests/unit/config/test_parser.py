@@ -642,10 +642,10 @@ def test_use_backend_conditions() -> None:
 def test_condition_errors() -> None:
     help_text = (
         "staplegate understands only 'if|unless { ssl_fc_sni -i HOST... }' conditions "
-        "(also req.ssl_sni, ssl_fc and named ACLs of those forms)"
+        "(also req.ssl_sni, ssl_fc, hdr(host) in mode http, and named ACLs of those forms)"
     )
     cases = {
-        "use_backend app if { hdr(host) -i a }": "'use_backend' : fetch 'hdr(host)' is not "
+        "use_backend app if { path -i a }": "'use_backend' : fetch 'path' is not "
         f"supported: {help_text}; ignoring the condition would change traffic",
         "use_backend app if unknown_acl": "'use_backend' : unknown or unsupported ACL "
         f"'unknown_acl' in 'if unknown_acl': {help_text}",
@@ -658,7 +658,7 @@ def test_condition_errors() -> None:
         "host name to match.",
         "use_backend app if { ssl_fc_sni a": "'use_backend' : missing closing '}' in condition.",
         "use_backend": "'use_backend' expects a backend name.",
-        "acl host hdr(host) -i a": "'acl host' : fetch 'hdr(host)' is not supported: "
+        "acl host path -i a": "'acl host' : fetch 'path' is not supported: "
         f"{help_text}; ignoring the condition would change traffic",
     }
     for line, message in cases.items():
