@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, str] = {
     "ca": "staplegate.testpki.ca_cli",
     "responder": "staplegate.testpki.responder_cli",
     "reload": "staplegate.reload_cli",
+    "ocsp": "staplegate.ocsp_cli",
 }
 
 
