@@ -1,0 +1,1 @@
+"""HAProxy's runtime API (stats socket): grammar, handlers, server."""

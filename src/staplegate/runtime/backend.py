@@ -1,0 +1,201 @@
+"""What the runtime API needs from the running process: the `RuntimeBackend` protocol.
+
+The master implements it (app.py wires it); tests assemble one from real parts. The handlers
+only read through it and ask it to change things; they never reach into workers or the data
+plane. Keep it narrow: every method here is used by a command in handlers.py.
+
+Views are plain frozen values so a backend can build them from whatever it holds; helpers
+at the bottom build the config-derived ones (`crt_lists_from_config`) so every backend lists
+crt-lists the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from staplegate.certs import LoadedCertificate
+from staplegate.config.model import CertSourceKind, Config, CrtListEntry
+from staplegate.fetch.updater import OcspUpdater
+from staplegate.generation import CertificateEntry
+
+
+class AdminState(enum.Enum):
+    """`set server B/S state ...` (values as typed on the CLI)."""
+
+    READY = "ready"
+    DRAIN = "drain"
+    MAINT = "maint"
+
+
+@dataclass(frozen=True)
+class ServerView:
+    """One server for `show servers state` and `show stat`."""
+
+    backend: str
+    backend_id: int
+    name: str
+    server_id: int
+    address: str
+    port: int
+    up: bool
+    admin: AdminState
+    weight: int = 1
+    check: bool = False
+    rise: int = 2
+    fall: int = 3
+    last_change: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class StatRow:
+    """One `show stat` line: HAProxy field name -> value (absent or None = empty field).
+
+    `certificates` names the certificate stores a FRONTEND row serves, so the handler can add
+    our OCSP columns for it.
+    """
+
+    fields: Mapping[str, str | int | None]
+    certificates: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CrtListLine:
+    """One entry of a crt-list (or one file of a `crt` directory)."""
+
+    store: str
+    line: int
+    options: tuple[str, ...]
+    sni_filters: tuple[str, ...]
+    uses_store_keywords: bool = False
+
+
+@dataclass(frozen=True)
+class CrtListView:
+    """A crt-list file or certificate directory as `show ssl crt-list` names it."""
+
+    name: str
+    lines: tuple[CrtListLine, ...]
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What `commit ssl cert` reports: TLS instances rebuilt (one `.` each), warnings."""
+
+    instances: int
+    warnings: tuple[str, ...] = ()
+
+
+class CommitError(Exception):
+    """The backend could not put a committed certificate in service; the text says why."""
+
+
+class UnknownServer(LookupError):
+    """No such backend or server; the message is HAProxy's answer."""
+
+
+class RuntimeBackend(Protocol):
+    """The running process as the runtime API sees it (see the module docstring)."""
+
+    def ocsp_updater(self) -> OcspUpdater:
+        """The master's updater (running: its `started` event is set)."""
+        ...
+
+    def certificates(self) -> Sequence[CertificateEntry]:
+        """Every configured certificate store, in configuration order, as served now."""
+        ...
+
+    def crt_lists(self) -> Sequence[CrtListView]:
+        """Every crt-list and certificate directory; `crt_lists_from_config` builds them."""
+        ...
+
+    async def commit_certificate(self, name: str, certificate: LoadedCertificate) -> CommitResult:
+        """Serve `certificate` as store `name` from now on, in every worker, for new
+        handshakes, and re-key OCSP: the old CertId is retired (its staple withdrawn at once),
+        the new one gets an entry that starts from `certificate.ocsp` (verified) or fetches.
+        Raise CommitError when that is impossible; the old certificate then stays in service.
+        """
+        ...
+
+    def servers(self) -> Sequence[ServerView]: ...
+
+    def set_server_state(self, backend: str, server: str, state: AdminState) -> None:
+        """Raise UnknownServer when there is no such backend/server."""
+        ...
+
+    def info(self) -> Mapping[str, str | int]:
+        """`show info` values by HAProxy field name (fields left out are not printed)."""
+        ...
+
+    def stats(self) -> Sequence[StatRow]:
+        """`show stat` rows in HAProxy order (frontends, then each backend's servers and
+        its BACKEND row)."""
+        ...
+
+
+# --- helpers for backends -----------------------------------------------------------------
+
+
+def crt_lists_from_config(config: Config) -> tuple[CrtListView, ...]:
+    """The crt-lists and `crt` directories of `config`'s bind lines, each once, by name."""
+    views: dict[str, CrtListView] = {}
+    for frontend in config.frontends:
+        for bind in frontend.binds:
+            for source in bind.cert_sources:
+                if source.kind is CertSourceKind.CRT_LIST and source.crt_list is not None:
+                    name = source.crt_list.path.rstrip("/") or "/"
+                    views.setdefault(
+                        name,
+                        CrtListView(
+                            name,
+                            tuple(
+                                _crt_list_line(entry, number)
+                                for number, entry in enumerate(source.crt_list.entries, 1)
+                            ),
+                        ),
+                    )
+                elif source.kind is CertSourceKind.DIRECTORY:
+                    name = source.path.rstrip("/") or "/"
+                    views.setdefault(
+                        name,
+                        CrtListView(
+                            name,
+                            tuple(
+                                CrtListLine(path, number, (), ())
+                                for number, path in enumerate(source.directory_files, 1)
+                            ),
+                        ),
+                    )
+    return tuple(sorted(views.values(), key=lambda view: view.name))
+
+
+def _crt_list_line(entry: CrtListEntry, number: int) -> CrtListLine:
+    """HAProxy's option order (ssl_crtlist.c dump_crtlist_conf), then `ocsp-update`."""
+    options: list[str] = []
+    if entry.alpn is not None:
+        options.append("alpn " + ",".join(entry.alpn) if entry.alpn else "no-alpn")
+    if entry.verify is not None:
+        options.append(f"verify {entry.verify.value}")
+    if entry.ca_file is not None:
+        options.append(f"ca-file {entry.ca_file}")
+    if entry.ciphers is not None:
+        options.append(f"ciphers {entry.ciphers}")
+    if entry.ciphersuites is not None:
+        options.append(f"ciphersuites {entry.ciphersuites}")
+    if entry.ssl_min_ver is not None:
+        options.append(f"ssl-min-ver {entry.ssl_min_ver.value}")
+    if entry.ssl_max_ver is not None:
+        options.append(f"ssl-max-ver {entry.ssl_max_ver.value}")
+    if entry.ocsp_update is not None:
+        options.append("ocsp-update on" if entry.ocsp_update else "ocsp-update off")
+    line = entry.location.line if entry.location.line > 0 else number
+    return CrtListLine(
+        entry.crt_path,
+        line,
+        tuple(options),
+        entry.sni_filters,
+        uses_store_keywords=entry.uses_store_keywords,
+    )

@@ -1,0 +1,401 @@
+"""Turn a runtime-API connection's byte stream into commands (pure: no I/O, no clock).
+
+Theory of operation (HAProxy's CLI framing, spec §8.0). The client sends lines. A line holds
+one or more commands separated by `;`; words are separated by spaces or tabs, and a
+backslash makes the next character literal (`\\;`, `\\ `). A line whose last word is `<<`
+starts a payload: the following lines, up to the first empty one, are attached to the last
+command of that line. `Framer.feed()` takes bytes as they arrive, in any chunking, and returns
+one `Request` per complete line (with its payload); what is incomplete waits for more bytes.
+A line, or a payload, longer than the caps is answered with `TooLong` and the framer stops:
+the server answers and closes, because it cannot know where the next command starts.
+
+`parse_words()` maps a command's words to a `Command` (a known command name, its arguments
+and payload) or a `UsageError` for unknown commands; per-command argument checks and the
+HAProxy answers belong to handlers.py. Access levels (`Level`) are declared here with each
+command so the handlers, the help text and the tests read the same table.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+#: Longest command line accepted (HAProxy's default buffer is 16 KiB).
+MAX_LINE = 16 * 1024
+#: Longest payload accepted: a PEM bundle with a long chain fits many times over.
+MAX_PAYLOAD = 1024 * 1024
+PAYLOAD_MARK = "<<"
+
+
+class Level(enum.IntEnum):
+    """A socket's access level (`stats socket ... level`); higher includes lower."""
+
+    USER = 1
+    OPERATOR = 2
+    ADMIN = 3
+
+    @classmethod
+    def parse(cls, text: str) -> Level:
+        return cls[text.upper()]
+
+
+class CommandName(enum.Enum):
+    HELP = "help"
+    PROMPT = "prompt"
+    QUIT = "quit"
+    SHOW_INFO = "show info"
+    SHOW_STAT = "show stat"
+    SHOW_SERVERS_STATE = "show servers state"
+    DISABLE_SERVER = "disable server"
+    ENABLE_SERVER = "enable server"
+    SET_SERVER = "set server"
+    SHOW_SSL_CERT = "show ssl cert"
+    SHOW_SSL_CRT_LIST = "show ssl crt-list"
+    NEW_SSL_CERT = "new ssl cert"
+    SET_SSL_CERT = "set ssl cert"
+    COMMIT_SSL_CERT = "commit ssl cert"
+    ABORT_SSL_CERT = "abort ssl cert"
+    DEL_SSL_CERT = "del ssl cert"
+    SHOW_SSL_OCSP_RESPONSE = "show ssl ocsp-response"
+    SET_SSL_OCSP_RESPONSE = "set ssl ocsp-response"
+    UPDATE_SSL_OCSP_RESPONSE = "update ssl ocsp-response"
+    SHOW_SSL_OCSP_UPDATES = "show ssl ocsp-updates"
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One command: its words, the level it needs, and its help line."""
+
+    name: CommandName
+    level: Level
+    usage: str
+    summary: str
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        return tuple(self.name.value.split())
+
+
+#: Every command, in the order `help` lists them. Levels: `user` reads, `operator` may ask
+#: for an OCSP update, `admin` changes anything (HAProxy 3.2 does not check OCSP commands;
+#: we do, see docs/reference/runtime-api.md).
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec(CommandName.HELP, Level.USER, "help [<command>]", "list matching or all commands"),
+    CommandSpec(CommandName.PROMPT, Level.USER, "prompt", "toggle interactive mode with prompt"),
+    CommandSpec(CommandName.QUIT, Level.USER, "quit", "disconnect"),
+    CommandSpec(
+        CommandName.SHOW_INFO,
+        Level.USER,
+        "show info",
+        "report information about the running process",
+    ),
+    CommandSpec(
+        CommandName.SHOW_STAT,
+        Level.USER,
+        "show stat",
+        "report counters for each proxy and server (CSV)",
+    ),
+    CommandSpec(
+        CommandName.SHOW_SERVERS_STATE,
+        Level.USER,
+        "show servers state [<backend>]",
+        "dump volatile server information (all or for a single backend)",
+    ),
+    CommandSpec(
+        CommandName.DISABLE_SERVER,
+        Level.ADMIN,
+        "disable server (DEPRECATED)",
+        "disable a server for maintenance (use 'set server' instead)",
+    ),
+    CommandSpec(
+        CommandName.ENABLE_SERVER,
+        Level.ADMIN,
+        "enable server (DEPRECATED)",
+        "enable a disabled server (use 'set server' instead)",
+    ),
+    CommandSpec(
+        CommandName.SET_SERVER,
+        Level.ADMIN,
+        "set server <bk>/<srv> state ready|drain|maint",
+        "change a server's administrative state",
+    ),
+    CommandSpec(
+        CommandName.SHOW_SSL_CERT,
+        Level.USER,
+        "show ssl cert [<certfile>]",
+        "display the SSL certificates used in memory, or the details of a file",
+    ),
+    CommandSpec(
+        CommandName.SHOW_SSL_CRT_LIST,
+        Level.USER,
+        "show ssl crt-list [-n] [<list>]",
+        "show the list of crt-lists or the content of a crt-list file <list>",
+    ),
+    CommandSpec(
+        CommandName.NEW_SSL_CERT,
+        Level.ADMIN,
+        "new ssl cert <certfile>",
+        "create a new certificate file to be used in a crt-list or a directory",
+    ),
+    CommandSpec(
+        CommandName.SET_SSL_CERT,
+        Level.ADMIN,
+        "set ssl cert <certfile> <payload>",
+        "replace a certificate file",
+    ),
+    CommandSpec(
+        CommandName.COMMIT_SSL_CERT,
+        Level.ADMIN,
+        "commit ssl cert <certfile>",
+        "commit a certificate file",
+    ),
+    CommandSpec(
+        CommandName.ABORT_SSL_CERT,
+        Level.ADMIN,
+        "abort ssl cert <certfile>",
+        "abort a transaction for a certificate file",
+    ),
+    CommandSpec(
+        CommandName.DEL_SSL_CERT,
+        Level.ADMIN,
+        "del ssl cert <certfile>",
+        "delete an unused certificate file",
+    ),
+    CommandSpec(
+        CommandName.SHOW_SSL_OCSP_RESPONSE,
+        Level.USER,
+        "show ssl ocsp-response [[text|base64] <id|path>]",
+        "display the IDs of the OCSP tree entries, or the details of one",
+    ),
+    CommandSpec(
+        CommandName.SET_SSL_OCSP_RESPONSE,
+        Level.ADMIN,
+        "set ssl ocsp-response <resp|payload>",
+        "update a certificate's OCSP response from a base64-encode DER (verified first)",
+    ),
+    CommandSpec(
+        CommandName.UPDATE_SSL_OCSP_RESPONSE,
+        Level.OPERATOR,
+        "update ssl ocsp-response <certfile>",
+        "fetch a certificate's OCSP response now and report the outcome",
+    ),
+    CommandSpec(
+        CommandName.SHOW_SSL_OCSP_UPDATES,
+        Level.USER,
+        "show ssl ocsp-updates",
+        "display information about the next 'ocsp-update' updates",
+    ),
+)
+
+SPECS: dict[CommandName, CommandSpec] = {spec.name: spec for spec in COMMANDS}
+_BY_LENGTH = sorted(COMMANDS, key=lambda spec: len(spec.words), reverse=True)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A recognised command: its name, the words after the command words, its payload."""
+
+    name: CommandName
+    args: tuple[str, ...] = ()
+    payload: str | None = None
+
+    @property
+    def spec(self) -> CommandSpec:
+        return SPECS[self.name]
+
+
+@dataclass(frozen=True)
+class UsageError:
+    """Words that name no command; `words` is never empty."""
+
+    words: tuple[str, ...]
+
+    @property
+    def message(self) -> str:
+        return f"Unknown command: '{self.words[0]}'"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One line: its commands in order (possibly none: an empty line)."""
+
+    commands: tuple[Command | UsageError, ...]
+
+
+@dataclass(frozen=True)
+class TooLong:
+    """A line or payload exceeded its cap; the connection cannot be resynchronised."""
+
+    what: str
+    limit: int
+
+    @property
+    def message(self) -> str:
+        return (
+            f"Command {self.what} too long: the runtime API accepts at most {self.limit} bytes "
+            f"per {self.what}; use a payload (`<command> <<`) for long data."
+        )
+
+
+Event = Request | TooLong
+
+
+def split_line(line: str) -> list[list[str]]:
+    """Split one line into commands (`;`) and words (spaces, tabs), honouring `\\` escapes."""
+    commands: list[list[str]] = []
+    words: list[str] = []
+    word: list[str] = []
+    in_word = False
+    escaped = False
+    for char in line:
+        if escaped:
+            word.append(char)
+            in_word = True
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in " \t":
+            if in_word:
+                words.append("".join(word))
+                word, in_word = [], False
+        elif char == ";":
+            if in_word:
+                words.append("".join(word))
+                word, in_word = [], False
+            commands.append(words)
+            words = []
+        else:
+            word.append(char)
+            in_word = True
+    if in_word:
+        words.append("".join(word))
+    commands.append(words)
+    return [c for c in commands if c]
+
+
+def parse_words(
+    words: list[str] | tuple[str, ...], payload: str | None = None
+) -> Command | UsageError:
+    """Map one command's words to a `Command` (longest matching command words) or an error."""
+    words = tuple(words)
+    for spec in _BY_LENGTH:
+        count = len(spec.words)
+        if words[:count] == spec.words:
+            return Command(spec.name, words[count:], payload)
+    return UsageError(words or ("",))
+
+
+def parse_line(line: str, payload: str | None = None) -> Request:
+    """The commands of one line; a payload belongs to the line's last command."""
+    groups = split_line(line)
+    commands: list[Command | UsageError] = []
+    for index, words in enumerate(groups):
+        last = index == len(groups) - 1
+        commands.append(parse_words(words, payload if last else None))
+    return Request(tuple(commands))
+
+
+def _payload_head(line: str) -> str | None:
+    """The line without its trailing ` <<` when it starts a payload, else None."""
+    stripped = line.rstrip(" \t")
+    if stripped == PAYLOAD_MARK:
+        return ""
+    if stripped.endswith(PAYLOAD_MARK) and stripped[-3] in " \t" and not _escaped_at(stripped, -3):
+        return stripped[:-2]
+    return None
+
+
+def _escaped_at(text: str, index: int) -> bool:
+    """True when the character at `index` is preceded by an odd run of backslashes."""
+    position = len(text) + index if index < 0 else index
+    count = 0
+    while position - 1 - count >= 0 and text[position - 1 - count] == "\\":
+        count += 1
+    return count % 2 == 1
+
+
+@dataclass
+class Framer:
+    """Incremental splitter of one connection's bytes into `Request`s (see module docstring)."""
+
+    max_line: int = MAX_LINE
+    max_payload: int = MAX_PAYLOAD
+    _buffer: bytearray = field(default_factory=bytearray)
+    _head: str | None = None  # the command line waiting for its payload
+    _payload: list[str] = field(default_factory=list)
+    _payload_size: int = 0
+    broken: bool = False
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Take more bytes; return the events for every line they complete."""
+        if self.broken:
+            return []
+        self._buffer += data
+        events: list[Event] = []
+        while not self.broken:
+            newline = self._buffer.find(b"\n")
+            if newline < 0:
+                if self._head is None and len(self._buffer) > self.max_line:
+                    events.append(self._break("line", self.max_line))
+                elif (
+                    self._head is not None
+                    and self._payload_size + len(self._buffer) > self.max_payload
+                ):
+                    events.append(self._break("payload", self.max_payload))
+                break
+            raw = bytes(self._buffer[:newline])
+            del self._buffer[: newline + 1]
+            event = self._line(_decode(raw), len(raw))
+            if event is not None:
+                events.append(event)
+        return events
+
+    def eof(self) -> list[Event]:
+        """The client closed its side: a final line without newline still counts."""
+        if self.broken:
+            return []
+        events: list[Event] = []
+        if self._buffer:
+            raw = bytes(self._buffer)
+            self._buffer.clear()
+            event = self._line(_decode(raw), len(raw))
+            if event is not None:
+                events.append(event)
+        if self._head is not None:  # payload never terminated: run with what arrived
+            events.append(self._finish_payload())
+        return events
+
+    def _line(self, line: str, size: int) -> Event | None:
+        line = line.removesuffix("\r")
+        if self._head is not None:
+            if line == "":
+                return self._finish_payload()
+            self._payload_size += size + 1
+            if self._payload_size > self.max_payload:
+                return self._break("payload", self.max_payload)
+            self._payload.append(line)
+            return None
+        if size > self.max_line:
+            return self._break("line", self.max_line)
+        head = _payload_head(line)
+        if head is not None:
+            self._head = head
+            self._payload, self._payload_size = [], 0
+            return None
+        return parse_line(line)
+
+    def _finish_payload(self) -> Request:
+        head, payload = self._head or "", "\n".join(self._payload)
+        self._head, self._payload, self._payload_size = None, [], 0
+        return parse_line(head, payload)
+
+    def _break(self, what: str, limit: int) -> TooLong:
+        self.broken = True
+        self._buffer.clear()
+        self._head, self._payload = None, []
+        return TooLong(what, limit)
+
+
+def _decode(raw: bytes) -> str:
+    # Commands are ASCII; anything else is kept visible rather than failing the connection.
+    return raw.decode("utf-8", errors="replace")
