@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "responder": "staplegate.testpki.responder_cli",
     "reload": "staplegate.reload_cli",
     "ocsp": "staplegate.ocsp_cli",
+    "ctl": "staplegate.ctl",
 }
 
 

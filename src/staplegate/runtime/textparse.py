@@ -1,0 +1,143 @@
+"""Read the runtime API's text answers back into data, for `staplegate ctl --json` (pure).
+
+The server speaks only HAProxy's text, so scripts written for HAProxy keep working; the
+client turns the `show` answers into JSON-ready values. Each parser takes the answer body
+(without the end-of-answer newline) and returns lists and dicts of strings; an answer that is
+an error message (no recognisable layout) comes back as `{"answer": text}`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+JsonValue = Any
+
+
+def parse_answer(command: str, text: str) -> JsonValue:
+    """Structured form of the answer to `command` (one command line, without payload)."""
+    words = command.split()
+    key = " ".join(words[:3])
+    if words[:2] == ["show", "info"]:
+        return _colon_pairs(text)
+    if words[:2] == ["show", "stat"]:
+        return _stat(text)
+    if words[:3] == ["show", "servers", "state"]:
+        return _servers_state(text)
+    if key == "show ssl ocsp-updates":
+        return _pipes(text)
+    if key == "show ssl ocsp-response":
+        return _ocsp_entries(text) if len(words) == 3 else {"answer": text}
+    if key == "show ssl cert":
+        return _cert_list(text) if len(words) == 3 else _colon_pairs(text, repeat=True)
+    if key == "show ssl crt-list":
+        return _crt_list(text)
+    return {"answer": text}
+
+
+def _colon_pairs(text: str, *, repeat: bool = False) -> JsonValue:
+    values: dict[str, Any] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(": ")
+        if not sep:
+            name, sep, value = line.partition(":")
+            if not sep:
+                return {"answer": text}
+        value = value.strip()
+        if repeat and name in values:
+            previous = values[name]
+            values[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            values[name] = value
+    return values
+
+
+def _stat(text: str) -> JsonValue:
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("# "):
+        return {"answer": text}
+    header = lines[0][2:].rstrip(",").split(",")
+    rows = []
+    for record in csv.reader(io.StringIO("\n".join(lines[1:]))):
+        if not record:
+            continue
+        rows.append(
+            {name: value for name, value in zip(header, record, strict=False) if name != "-"}
+        )
+    return rows
+
+
+def _servers_state(text: str) -> JsonValue:
+    lines = text.splitlines()
+    if len(lines) < 2 or not lines[1].startswith("# "):
+        return {"answer": text}
+    header = lines[1][2:].split()
+    return [dict(zip(header, line.split(), strict=False)) for line in lines[2:] if line]
+
+
+def _pipes(text: str) -> JsonValue:
+    lines = text.splitlines()
+    if not lines or " | " not in lines[0]:
+        return {"answer": text}
+    header = lines[0].split(" | ")
+    return [
+        dict(zip(header, line.split(" | ", len(header) - 1), strict=False)) for line in lines[1:]
+    ]
+
+
+def _ocsp_entries(text: str) -> JsonValue:
+    lines = text.splitlines()
+    if not lines or lines[0] != "# Certificate IDs":
+        return {"answer": text}
+    entries: list[dict[str, str]] = []
+    for line in lines[1:]:
+        name, _, value = line.strip().partition(": ")
+        name = name.strip().rstrip(" :")
+        if line.startswith("Certificate ID key"):
+            entries.append({"Certificate ID key": line.partition(" : ")[2]})
+        elif line.startswith("Certificate path") and entries:
+            entries[-1]["Certificate path"] = line.partition(" : ")[2]
+        elif entries and value:
+            entries[-1][name] = value
+    return entries
+
+
+def _cert_list(text: str) -> JsonValue:
+    result: dict[str, list[str]] = {"transaction": [], "filename": []}
+    section: list[str] | None = None
+    for line in text.splitlines():
+        if line == "# transaction":
+            section = result["transaction"]
+        elif line == "# filename":
+            section = result["filename"]
+        elif section is not None:
+            section.append(line)
+        else:
+            return {"answer": text}
+    return result
+
+
+def _crt_list(text: str) -> JsonValue:
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("# "):
+        return lines
+    entries = []
+    for line in lines[1:]:
+        head, _, rest = line.partition(" ")
+        options = ""
+        if rest.startswith("["):
+            options, _, rest = rest[1:].partition("]")
+            rest = rest.strip()
+        store, _, number = (
+            head.rpartition(":") if head.rpartition(":")[2].isdigit() else (head, "", "")
+        )
+        entries.append(
+            {
+                "store": store,
+                "line": int(number) if number else None,
+                "options": options,
+                "sni_filters": rest.split(),
+            }
+        )
+    return {"crt-list": lines[0][2:], "entries": entries}
