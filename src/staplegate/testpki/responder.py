@@ -442,6 +442,8 @@ class OcspResponder:
         cache_state = "hit"
         if cached is None or ocsp_fault is not None:
             cache_state = "miss"
+            if request_der is None and is_get:  # a cache hit skipped decoding the path
+                request_der = decode_get_path(raw_path)
             answer = self.core.answer(request_der or b"", now=now, fault=ocsp_fault)
             cached = self._remember(key, answer, now)
         answer = cached.answer

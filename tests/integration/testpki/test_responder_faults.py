@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
+from staplegate.ocsp.request import get_url
 from staplegate.ocsp.verify import CertStatus, FailureReason, VerificationError, verify_response
 from staplegate.testpki.ca import IssuedCertificate
 from staplegate.testpki.faults import Fault, FaultKind
@@ -280,3 +281,20 @@ def test_nonce_survives_no_fault(pki: Pki, leaf: IssuedCertificate) -> None:
     status, _, body = post(pki.responder.url, request.public_bytes(serialization.Encoding.DER))
     assert status == 200
     assert check(pki, leaf, body) is CertStatus.GOOD
+
+
+async def _get(url: str) -> tuple[int, bytes]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.read()
+
+
+def test_fault_on_a_cached_get_answer(pki: Pki, leaf: IssuedCertificate) -> None:
+    """A GET answered from the cache must still get an OCSP-level fault (not malformed)."""
+    url = get_url(pki.responder.url, der_for(leaf))
+    status, body = asyncio.run(_get(url))
+    assert status == 200
+    assert check(pki, leaf, body) is CertStatus.GOOD  # now cached
+    pki.responder.set_fault(FaultKind.TRY_LATER, serial=leaf.serial)
+    status, body = asyncio.run(_get(url))
+    assert status == 200
+    assert ocsp.load_der_ocsp_response(body).response_status is (ocsp.OCSPResponseStatus.TRY_LATER)
