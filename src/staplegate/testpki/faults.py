@@ -26,7 +26,7 @@ class FaultKind(enum.Enum):
     HANG = "hang"  # never answer (until the client gives up or the server stops)
     HTTP_500 = "http-500"
     HTTP_404 = "http-404"
-    WRONG_CONTENT_TYPE = "wrong-content-type"  # a valid response labelled text/plain
+    WRONG_CONTENT_TYPE = "wrong-content-type"  # a valid response labelled application/octet-stream
     EMPTY_BODY = "empty-body"  # 200, right Content-Type, no bytes
     GARBAGE_BODY = "garbage-body"  # 200, right Content-Type, not DER
     HUGE_BODY = "huge-body"  # 200, right Content-Type, `size` bytes
