@@ -1,16 +1,26 @@
-"""A backend's servers, their up/down state, and round-robin choice among the healthy ones.
+"""A backend's servers, their up/down state, the choice of a server and the wait for one.
 
 Health follows HAProxy's rule: a server goes DOWN after `fall` consecutive failed checks and
 back UP after `rise` consecutive successes. Servers start UP (HAProxy's default
 `init-state up`), so traffic flows before the first check completes. The state lives here,
 pure; `proxy.health.HealthChecker` performs the checks and reports results.
+
+Choice (`pick`): the usable primaries, else the first usable `backup` server (HAProxy uses
+one backup unless `option allbackups`), minus those at their `maxconn`; the `balance`
+algorithm (`proxy.balance`) orders what is left. `take` adds HAProxy's queue: when every
+candidate is full the caller waits (FIFO, bounded by `timeout queue`) for a `release`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import enum
-from collections.abc import Sequence
+import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+
+from staplegate.proxy.balance import Algorithm, Balancer
 
 
 class ServerState(enum.Enum):
@@ -26,9 +36,42 @@ class AdminState(enum.Enum):
     MAINT = "maint"  # out of service
 
 
+class SendProxy(enum.Enum):
+    """`send-proxy` / `send-proxy-v2` on a server line."""
+
+    NONE = "none"
+    V1 = "send-proxy"
+    V2 = "send-proxy-v2"
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """`ssl [verify none|required] [ca-file F] [sni str(NAME)]` on a server line."""
+
+    verify: bool = True
+    ca_file: str | None = None
+    sni: str | None = None  # a fixed name; None sends the client's SNI when there was one
+    sni_from_client: bool = False
+
+
+@dataclass(frozen=True)
+class HttpCheck:
+    """`option httpchk [METH URI]` with `http-check expect status N` (else any 2xx/3xx)."""
+
+    method: str = "OPTIONS"
+    uri: str = "/"
+    expect_status: int | None = None
+    host: str | None = None
+
+    def accepts(self, status: int) -> bool:
+        if self.expect_status is not None:
+            return status == self.expect_status
+        return 200 <= status < 400
+
+
 @dataclass(frozen=True)
 class BackendServer:
-    """One `server` line: address and check settings (`inter` in seconds)."""
+    """One `server` line: address, check, balancing and connection settings (seconds)."""
 
     name: str
     host: str
@@ -37,12 +80,23 @@ class BackendServer:
     inter_s: float = 2.0
     rise: int = 2
     fall: int = 3
+    weight: int = 1
+    backup: bool = False
+    maxconn: int | None = None
+    send_proxy: SendProxy = SendProxy.NONE
+    tls: ServerTls | None = None
+    httpchk: HttpCheck | None = None
+    check_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.rise < 1 or self.fall < 1:
             raise ValueError(f"server {self.name}: rise and fall must be at least 1")
         if self.inter_s <= 0:
             raise ValueError(f"server {self.name}: inter must be positive")
+        if self.weight < 0 or self.weight > 256:
+            raise ValueError(f"server {self.name}: weight must be between 0 and 256")
+        if self.maxconn is not None and self.maxconn < 1:
+            raise ValueError(f"server {self.name}: maxconn must be at least 1")
 
     @property
     def address(self) -> str:
@@ -59,30 +113,72 @@ class StateChange:
 
 
 class _Health:
-    __slots__ = ("admin", "failures", "state", "successes")
+    __slots__ = (
+        "active",
+        "admin",
+        "avoid_until",
+        "failures",
+        "observed_failures",
+        "served",
+        "state",
+        "successes",
+    )
 
     def __init__(self) -> None:
         self.state = ServerState.UP
         self.admin = AdminState.READY
         self.successes = 0
         self.failures = 0
+        self.active = 0
+        self.served = 0
+        self.observed_failures = 0
+        self.avoid_until = 0.0
 
     @property
     def usable(self) -> bool:
+        if self.avoid_until and time.monotonic() < self.avoid_until:
+            return False
         return self.state is ServerState.UP and self.admin is AdminState.READY
 
 
-class BackendPool:
-    """A backend's servers; `pick` is O(number of servers), lock-free, one event loop."""
+class QueueTimeout(Exception):
+    """`timeout queue` passed before a server had a free slot (HAProxy's 503, `sQ`)."""
 
-    def __init__(self, name: str, servers: Sequence[BackendServer]) -> None:
+
+@dataclass(eq=False)
+class _Waiter:
+    future: asyncio.Future[BackendServer | None]
+    client_ip: str | None
+    exclude: Collection[str]
+
+
+class BackendPool:
+    """A backend's servers; all methods run on one event loop (no locking)."""
+
+    def __init__(
+        self,
+        name: str,
+        servers: Sequence[BackendServer],
+        *,
+        algorithm: Algorithm = Algorithm.ROUNDROBIN,
+        redispatch: bool = True,
+        queue_timeout_s: float | None = None,
+    ) -> None:
         names = [s.name for s in servers]
         if len(set(names)) != len(names):
             raise ValueError(f"backend {name}: duplicate server names")
         self.name = name
         self.servers = tuple(servers)
+        self.redispatch = redispatch
+        self.queue_timeout_s = queue_timeout_s
         self._health = {s.name: _Health() for s in self.servers}
-        self._next = 0
+        self._balancer = Balancer(algorithm, self.servers, lambda n: self._health[n].active)
+        self._queue: collections.deque[_Waiter] = collections.deque()
+        self.queued_total = 0
+
+    @property
+    def algorithm(self) -> Algorithm:
+        return self._balancer.algorithm
 
     def state(self, server: BackendServer) -> ServerState:
         return self._health[server.name].state
@@ -93,25 +189,144 @@ class BackendPool:
     def up_servers(self) -> tuple[BackendServer, ...]:
         return tuple(s for s in self.servers if self._health[s.name].usable)
 
+    def active(self, server: BackendServer) -> int:
+        """Connections (tcp) or requests (http) this worker has on the server now."""
+        return self._health[server.name].active
+
+    def served(self, server: BackendServer) -> int:
+        return self._health[server.name].served
+
+    @property
+    def queue_length(self) -> int:
+        return len(self._queue)
+
     def set_state(self, name: str, state: ServerState) -> None:
         """Adopt a health state decided elsewhere (the master runs the checks)."""
-        self._health[name].state = state
+        health = self._health[name]
+        health.state = state
+        health.avoid_until = 0.0
+        self._wake()
 
     def set_admin(self, name: str, admin: AdminState) -> None:
         self._health[name].admin = admin
+        self._wake()
 
     def states(self) -> dict[str, tuple[ServerState, AdminState]]:
         return {name: (h.state, h.admin) for name, h in self._health.items()}
 
-    def pick(self) -> BackendServer | None:
-        """The next UP server in round-robin order, or None when all are down."""
-        count = len(self.servers)
-        for offset in range(count):
-            server = self.servers[(self._next + offset) % count]
-            if self._health[server.name].usable:
-                self._next = (self._next + offset + 1) % count
+    def _usable(self, exclude: Collection[str]) -> list[BackendServer]:
+        health = self._health
+        primaries = [
+            s
+            for s in self.servers
+            if not s.backup and s.weight > 0 and health[s.name].usable and s.name not in exclude
+        ]
+        if primaries:
+            return primaries
+        for server in self.servers:
+            if server.backup and health[server.name].usable and server.name not in exclude:
+                return [server]
+        return []
+
+    def _free(self, server: BackendServer) -> bool:
+        return server.maxconn is None or self._health[server.name].active < server.maxconn
+
+    def pick(
+        self, client_ip: str | None = None, exclude: Collection[str] = ()
+    ) -> BackendServer | None:
+        """The balancing algorithm's choice among usable servers with a free slot, or None."""
+        usable = self._usable(exclude)
+        if self._balancer.algorithm is Algorithm.SOURCE and usable:
+            # stickiness: the hash ranges over every usable server, full ones included
+            chosen = self._balancer.choose(usable, client_ip)
+            return chosen if chosen is not None and self._free(chosen) else None
+        return self._balancer.choose([s for s in usable if self._free(s)], client_ip)
+
+    def observe(self, server: BackendServer, *, ok: bool) -> bool:
+        """Passive check on traffic (HAProxy's `observe layer4`, for `check` servers only).
+
+        `fall` connection failures in a row take the server out of this worker's choice for
+        `rise` check intervals, or until the master's checks report again; True when that
+        happens now.
+        """
+        health = self._health[server.name]
+        if ok:
+            health.observed_failures = 0
+            return False
+        if not server.check:
+            return False
+        health.observed_failures += 1
+        if health.observed_failures < server.fall or health.avoid_until > time.monotonic():
+            return False
+        health.observed_failures = 0
+        health.avoid_until = time.monotonic() + server.inter_s * server.rise
+        return True
+
+    def acquire(self, server: BackendServer) -> None:
+        health = self._health[server.name]
+        health.active += 1
+        health.served += 1
+
+    def release(self, server: BackendServer) -> None:
+        health = self._health[server.name]
+        if health.active > 0:
+            health.active -= 1
+        self._wake()
+
+    async def take(
+        self,
+        client_ip: str | None = None,
+        exclude: Collection[str] = (),
+        *,
+        timeout_s: float | None = None,
+    ) -> BackendServer | None:
+        """`pick` and `acquire`; when every candidate is full, wait in the queue.
+
+        None means no usable server at all (503); `QueueTimeout` means the wait passed
+        `timeout_s` (default: the pool's `timeout queue`).
+        """
+        if not self._queue:
+            server = self.pick(client_ip, exclude)
+            if server is not None:
+                self.acquire(server)
                 return server
-        return None
+        if not self._usable(exclude):
+            return None
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), client_ip, exclude)
+        self._queue.append(waiter)
+        self.queued_total += 1
+        wait = self.queue_timeout_s if timeout_s is None else timeout_s
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter.future), wait)
+        except TimeoutError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                granted = waiter.future.result()  # granted just as the timer fired
+                if granted is not None:
+                    self.release(granted)
+            raise QueueTimeout(f"backend {self.name}: no free server slot in time") from None
+        finally:
+            if not waiter.future.done():
+                waiter.future.cancel()
+            if waiter in self._queue:
+                self._queue.remove(waiter)
+
+    def _wake(self) -> None:
+        """Hand freed slots to the oldest waiters; waiters with nothing usable get None."""
+        while self._queue:
+            waiter = self._queue[0]
+            if waiter.future.done():
+                self._queue.popleft()
+                continue
+            if not self._usable(waiter.exclude):
+                self._queue.popleft()
+                waiter.future.set_result(None)
+                continue
+            server = self.pick(waiter.client_ip, waiter.exclude)
+            if server is None:
+                return
+            self._queue.popleft()
+            self.acquire(server)
+            waiter.future.set_result(server)
 
     def report(self, server: BackendServer, ok: bool) -> StateChange | None:
         """Record one check result; returns the change when the server goes up or down."""

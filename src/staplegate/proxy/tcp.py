@@ -18,6 +18,11 @@ Theory of operation, per client connection (`ClientConnection`):
    have ended, or on an error or timeout (`timeout client|server`, or `timeout tunnel` for
    both once forwarding).
 
+`mode http` (the frontend has an `http` runtime): after the handshake the decrypted stream
+goes to a `proxy.http.HttpStream` instead of one backend connection (see that module).
+`accept-proxy` binds read a PROXY protocol header before the ClientHello; its source
+address replaces the socket's for routing, logs and X-Forwarded-For.
+
 Accepting: each listening socket (inherited from the master, never closed here) is watched
 with `add_reader`; a `Frontend` above `maxconn` stops watching its sockets and the kernel's
 backlog holds new clients until a connection ends. `serve` runs listeners until `stop` is
@@ -35,7 +40,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from staplegate.proxy.backends import BackendPool, BackendServer
+from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout
+from staplegate.proxy.http import HttpFrontend, HttpStream
+from staplegate.proxy.proxyproto import NeedMore, ProxyHeaderError, parse_proxy_header
+from staplegate.proxy.upstream import open_server
 from staplegate.tls.clienthello import (
     ClientHello,
     ClientHelloError,
@@ -73,6 +81,7 @@ class Termination(enum.Enum):
     SERVER_CONNECT_FAILED = "SC"
     SERVER_CONNECT_TIMEOUT = "sC"
     STOPPED = "KD"  # killed by a hard stop
+    QUEUE_TIMEOUT = "sQ"  # `timeout queue` passed waiting for a server slot
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,7 @@ class ConnectionInfo:
     client_address: tuple[str, int]
     server_name: str | None
     alpn: bytes | None
+    host: str | None = None  # mode http: the request's Host header
 
 
 BackendRouter = Callable[[ConnectionInfo], BackendPool | None]
@@ -116,6 +126,7 @@ class ConnectionRecord:
     termination: Termination
     duration_s: float
     connect_s: float | None
+    queue_s: float | None = None
 
 
 class FrontendStats:
@@ -145,6 +156,7 @@ class Listener:
     sock: socket.socket
     frontend: Frontend
     tls: TlsBind
+    accept_proxy: bool = False
 
 
 class Frontend:
@@ -161,6 +173,7 @@ class Frontend:
         log: Callable[[ConnectionRecord], None] | None = None,
         retries: int = 3,
         buffer_limit: int = DEFAULT_BUFFER_LIMIT,
+        http: HttpFrontend | None = None,
     ) -> None:
         if maxconn < 1:
             raise ValueError(f"frontend {name}: maxconn must be at least 1")
@@ -172,6 +185,8 @@ class Frontend:
         self.log = log
         self.retries = retries
         self.buffer_limit = buffer_limit
+        self.http = http
+        self.stopping = False
         self.stats = FrontendStats()
         self.connections: set[ClientConnection] = set()
         self._acceptors: list[_Acceptor] = []
@@ -293,10 +308,12 @@ def _address(address: object) -> tuple[str, int]:
 
 
 class _Phase(enum.Enum):
+    PROXY_HEADER = "proxy-header"
     HELLO = "hello"
     HANDSHAKE = "handshake"
     CONNECTING = "connecting"
     FORWARDING = "forwarding"
+    HTTP = "http"
     CLOSED = "closed"
 
 
@@ -308,7 +325,12 @@ class ClientConnection(asyncio.Protocol):
         self.frontend = listener.frontend
         self.client_address = client_address
         self.loop = asyncio.get_running_loop()
-        self.phase = _Phase.HELLO
+        self.phase = _Phase.PROXY_HEADER if listener.accept_proxy else _Phase.HELLO
+        self.frontend_address: tuple[str, int] = ("0.0.0.0", 0)
+        self.http: HttpStream | None = None
+        self.slot_held = False
+        self._slot_server: BackendServer | None = None
+        self._queue_s: float | None = None
         self.transport: asyncio.Transport | None = None
         self.endpoint: TlsEndpoint | None = None
         self.hello: ClientHello | None = None
@@ -352,6 +374,9 @@ class ClientConnection(asyncio.Protocol):
         if self.phase is _Phase.CLOSED:  # aborted (hard stop) before the transport existed
             transport.abort()
             return
+        sockname = transport.get_extra_info("sockname")
+        if sockname is not None:
+            self.frontend_address = _address(sockname)
         self._arm_timer()
 
     def attach_failed(self, error: BaseException) -> None:
@@ -361,14 +386,20 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._client_activity = self.loop.time()
         if self.endpoint is None:
-            self._hello_received(data)
+            if self.phase is _Phase.PROXY_HEADER:
+                self._proxy_header_received(data)
+            else:
+                self._hello_received(data)
         else:
             self._tls_received(data)
 
     def eof_received(self) -> bool:
-        if self.phase in (_Phase.HELLO, _Phase.HANDSHAKE):
+        if self.phase in (_Phase.PROXY_HEADER, _Phase.HELLO, _Phase.HANDSHAKE):
             self._finish(Termination.CLIENT_ABORT_HANDSHAKE)
             return False
+        if self.http is not None:
+            self.http.client_eof()
+            return True
         self._client_finished()
         return True
 
@@ -376,8 +407,10 @@ class ClientConnection(asyncio.Protocol):
         self.transport = None
         if self.phase is _Phase.CLOSED:
             return
-        if self.phase in (_Phase.HELLO, _Phase.HANDSHAKE):
+        if self.phase in (_Phase.PROXY_HEADER, _Phase.HELLO, _Phase.HANDSHAKE):
             self._finish(Termination.CLIENT_ABORT_HANDSHAKE)
+        elif self.phase is _Phase.HTTP:
+            self._finish(Termination.NORMAL if self.client_done else Termination.CLIENT_ABORT)
         elif self.client_done and self.server_done:
             self._finish(Termination.NORMAL)
         else:
@@ -385,14 +418,89 @@ class ClientConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.client_write_paused = True
+        if self.http is not None:
+            self.http.client_blocked()
         if self.backend is not None and self.backend.transport is not None:
             self.backend.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.client_write_paused = False
+        if self.http is not None:
+            self.http.client_writable()
         backend = self.backend
         if backend is not None and backend.transport is not None and not self.server_done:
             backend.transport.resume_reading()
+
+    # -- PROXY protocol (accept-proxy) ------------------------------------------------------
+
+    def _proxy_header_received(self, data: bytes) -> None:
+        self._hello_buffer += data
+        try:
+            parsed = parse_proxy_header(bytes(self._hello_buffer))
+        except ProxyHeaderError as error:
+            self.tls_error = str(error)
+            self._finish(Termination.CLIENT_ABORT_HANDSHAKE)
+            return
+        if isinstance(parsed, NeedMore):
+            return
+        if parsed.source is not None and parsed.destination is not None:
+            self.client_address = parsed.source
+            self.frontend_address = parsed.destination
+        rest = bytes(self._hello_buffer[parsed.length :])
+        self._hello_buffer = bytearray()
+        self.phase = _Phase.HELLO
+        if rest:
+            self._hello_received(rest)
+
+    # -- what the HTTP stream uses -----------------------------------------------------------
+
+    @property
+    def server_name(self) -> str | None:
+        return self.hello.server_name if self.hello else None
+
+    @property
+    def stopping(self) -> bool:
+        return self.frontend.stopping
+
+    def connection_info(self, host: str | None = None) -> ConnectionInfo:
+        return ConnectionInfo(
+            frontend=self.frontend.name,
+            client_address=self.client_address,
+            server_name=self.server_name,
+            alpn=self.session.alpn if self.session else None,
+            host=host,
+        )
+
+    def route(self, info: ConnectionInfo) -> BackendPool | None:
+        try:
+            return self.frontend.backend_router(info)
+        except Exception:
+            log.exception("frontend %s: the backend router failed", self.frontend.name)
+            return None
+
+    def send_plain(self, data: bytes) -> None:
+        """Encrypt and send response bytes to the client."""
+        self.server_data(data)
+
+    def pause_client_reading(self) -> None:
+        if self.transport is not None and self.phase is not _Phase.CLOSED:
+            self.transport.pause_reading()
+
+    def resume_client_reading(self) -> None:
+        if self.transport is not None and self.phase is not _Phase.CLOSED:
+            self.transport.resume_reading()
+
+    def end_http(self, *, aborted: bool) -> None:
+        """The HTTP stream is done: close_notify and close (or abort)."""
+        if self.phase is _Phase.CLOSED:
+            return
+        if aborted:
+            self.abort(Termination.CLIENT_ABORT)
+            return
+        if self.endpoint is not None:
+            self._write_client(self.endpoint.close_notify())
+        self.client_done = self.server_done = True
+        self._finish(Termination.NORMAL)
 
     # -- TLS --------------------------------------------------------------------------------
 
@@ -442,10 +550,18 @@ class ClientConnection(asyncio.Protocol):
             self._write_client(result.to_peer)
         if result.handshake_completed:
             self._handshake_completed(endpoint)
-        if result.plaintext:
-            self._forward_to_server(result.plaintext)
+        if result.plaintext and self.phase is not _Phase.CLOSED:
+            if self.http is not None:
+                self.bytes_from_client += sum(len(c) for c in result.plaintext)
+                self.http.client_data(result.plaintext)
+            else:
+                self._forward_to_server(result.plaintext)
         if result.peer_closed and self.phase is not _Phase.CLOSED:
-            self._client_finished()
+            if self.http is not None:
+                self.client_done = True
+                self.http.client_eof()
+            else:
+                self._client_finished()
 
     def _handshake_completed(self, endpoint: TlsEndpoint) -> None:
         stats = self.frontend.stats
@@ -453,6 +569,13 @@ class ClientConnection(asyncio.Protocol):
         self.session = endpoint.session_info()
         if self.session.resumed:
             stats.resumed += 1
+        if self.frontend.http is not None:
+            self.phase = _Phase.HTTP
+            if self._timer is not None:  # the stream runs its own timers from here
+                self._timer.cancel()
+                self._timer = None
+            self.http = HttpStream(self, self.frontend.http)
+            return
         info = ConnectionInfo(
             frontend=self.frontend.name,
             client_address=self.client_address,
@@ -478,37 +601,73 @@ class ClientConnection(asyncio.Protocol):
     # -- backend ----------------------------------------------------------------------------
 
     async def _connect(self, pool: BackendPool) -> None:
+        """HAProxy's order: take a server (queue if full), retry it, redispatch last."""
         timeouts = self.frontend.timeouts
         failure = Termination.SERVER_CONNECT_FAILED
         started = self.loop.time()
-        for _ in range(self.frontend.retries + 1):
-            server = pool.pick()
-            if server is None:
-                break
+        try:
+            server = await pool.take(self.client_address[0])
+        except QueueTimeout:
+            self._queue_s = self.loop.time() - started
+            self.frontend.stats.backend_connect_failures += 1
+            self._close_after_failure(Termination.QUEUE_TIMEOUT)
+            return
+        self._queue_s = self.loop.time() - started
+        if server is None:
+            self.frontend.stats.backend_connect_failures += 1
+            self._close_after_failure(failure)
+            return
+        self.slot_held = True
+        self._slot_server = server
+        failed: list[str] = []
+        retries = self.frontend.retries
+        for attempt in range(retries + 1):
+            if attempt and attempt == retries and pool.redispatch:
+                other = pool.pick(self.client_address[0], exclude=failed)
+                if other is not None and other is not server:
+                    pool.release(server)
+                    pool.acquire(other)
+                    server = self._slot_server = other
             try:
                 transport, protocol = await asyncio.wait_for(
-                    self.loop.create_connection(
-                        lambda: BackendConnection(self), server.host, server.port
+                    open_server(
+                        server,
+                        lambda: BackendConnection(self),
+                        client_address=self.client_address,
+                        frontend_address=self.frontend_address,
+                        client_sni=self.server_name,
                     ),
                     timeouts.connect_s,
                 )
             except TimeoutError:
                 failure = Termination.SERVER_CONNECT_TIMEOUT
-                continue
-            except OSError:
+            except (OSError, ValueError):
                 failure = Termination.SERVER_CONNECT_FAILED
-                continue
-            self._connect_s = self.loop.time() - started
-            self.server = server
-            if self.phase is _Phase.CLOSED:
-                transport.close()
+            else:
+                pool.observe(server, ok=True)
+                self.server = server
+                self._connect_s = self.loop.time() - started
+                if self.phase is _Phase.CLOSED:
+                    transport.close()
+                    return
+                self._backend_connected(protocol)
                 return
-            self._backend_connected(protocol)
-            return
+            if pool.observe(server, ok=False):
+                log.warning(
+                    "Server %s/%s is DOWN, reason: Layer4 connection problem (observed on "
+                    "traffic). %d active servers left.",
+                    pool.name,
+                    server.name,
+                    len(pool.up_servers()),
+                )
+            failed.append(server.name)
         self.frontend.stats.backend_connect_failures += 1
+        self._close_after_failure(failure)
+
+    def _close_after_failure(self, termination: Termination) -> None:
         if self.endpoint is not None:
             self._write_client(self.endpoint.close_notify())
-        self._finish(failure)
+        self._finish(termination)
 
     def _backend_connected(self, backend: BackendConnection) -> None:
         transport = backend.transport
@@ -616,6 +775,11 @@ class ClientConnection(asyncio.Protocol):
         task = self._connect_task
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
+        if self.http is not None:
+            self.http.close()
+        if self.slot_held and self.pool is not None and self._slot_server is not None:
+            self.slot_held = False
+            self.pool.release(self._slot_server)
         if self.endpoint is not None:
             self.endpoint.release()
         for transport in (self.transport, self.backend.transport if self.backend else None):
@@ -635,22 +799,27 @@ class ClientConnection(asyncio.Protocol):
             certificate=self.endpoint.server.certificate.name if self.endpoint else None,
             tls=self.session,
             tls_error=self.tls_error,
-            backend=self.pool.name if self.pool else None,
-            server=self.server.name if self.server else None,
+            backend=self.pool.name
+            if self.pool
+            else (self.http.last_backend if self.http else None),
+            server=self.server.name
+            if self.server
+            else (self.http.last_server if self.http else None),
             bytes_from_client=self.bytes_from_client,
             bytes_to_client=self.bytes_to_client,
             termination=self.termination,
             duration_s=self.loop.time() - self._started,
             connect_s=self._connect_s,
+            queue_s=self._queue_s,
         )
 
     # -- timeouts ----------------------------------------------------------------------------
 
     def _deadlines(self) -> tuple[float | None, float | None]:
         timeouts = self.frontend.timeouts
-        if self.phase is _Phase.CONNECTING:  # `timeout connect` bounds each attempt
+        if self.phase in (_Phase.CONNECTING, _Phase.HTTP):  # their own timers
             return None, None
-        if self.phase in (_Phase.HELLO, _Phase.HANDSHAKE):
+        if self.phase in (_Phase.PROXY_HEADER, _Phase.HELLO, _Phase.HANDSHAKE):
             client = timeouts.client_s
             return (self._client_activity + client if client else None), None
         client = timeouts.tunnel_s or timeouts.client_s
@@ -672,7 +841,7 @@ class ClientConnection(asyncio.Protocol):
         now = self.loop.time()
         client_due, server_due = self._deadlines()
         if client_due is not None and now >= client_due:
-            if self.phase in (_Phase.HELLO, _Phase.HANDSHAKE):
+            if self.phase in (_Phase.PROXY_HEADER, _Phase.HELLO, _Phase.HANDSHAKE):
                 self.abort(Termination.CLIENT_TIMEOUT_HANDSHAKE)
             else:
                 self.abort(Termination.CLIENT_TIMEOUT)
@@ -760,6 +929,14 @@ async def serve(
     finally:
         for acceptor in acceptors:
             acceptor.stop()
+        for frontend in frontends:
+            frontend.stopping = True
+            if frontend.http is not None:
+                frontend.http.close_idle()
+                for connection in list(frontend.connections):
+                    stream = connection.http
+                    if stream is not None and stream.exchange is None and not stream.events:
+                        connection.end_http(aborted=False)  # idle keep-alive: close now
     drained = asyncio.gather(*(frontend.wait_idle() for frontend in frontends))
     try:
         await asyncio.wait_for(asyncio.shield(drained), grace_s)

@@ -1,0 +1,880 @@
+"""`mode http`: proxy HTTP/1.1 requests from one TLS client to backend servers.
+
+Theory of operation. After the TLS handshake, `tcp.ClientConnection` hands each decrypted
+chunk to an `HttpStream` instead of a TCP backend. The stream parses requests
+(`httpmsg.RequestReader`) into a queue of events and serves them one at a time (pipelined
+requests wait their turn; client reading pauses while a complete request is in flight):
+
+1. rules: the frontend's `http-request` rules, `use_backend` (Host and SNI), the backend's
+   rules, then `option forwardfor`; a `return|deny|redirect` answers here.
+2. server: `BackendPool.take` (balancing, backup, `maxconn`, queue with `timeout queue`),
+   then an idle keep-alive connection to that server or a new one (`timeout connect`,
+   `retries`, `option redispatch` on the last retry; a connection refused by a checked
+   server counts towards marking it down in this worker).
+3. exchange: the request head and body go to the server as they arrive, the response head
+   and body come back (backpressure both ways via transport pause/resume). At the end the
+   server connection returns to the idle cache if both sides allow keep-alive, the pool
+   slot is released, an httplog line is written, and the next request (or `timeout
+   http-keep-alive`) follows. A 101 answer turns the connection into a tunnel.
+
+Errors answer as HAProxy does and close: 400 malformed, 431 head too large, 413 body too
+large, 408 `timeout http-request`, 503 no server or queue timeout, 502 bad or truncated
+response or connection failure, 504 `timeout server` before the response head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+from staplegate.clock import Clock, SystemClock
+from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout, SendProxy
+from staplegate.proxy.httplog import Counters, HttpLogRecord
+from staplegate.proxy.httpmsg import (
+    MAX_HEAD_BYTES,
+    BodyKind,
+    End,
+    HttpError,
+    LocalResponse,
+    RequestEvent,
+    RequestHead,
+    RequestReader,
+    ResponseEvent,
+    ResponseHead,
+    ResponseReader,
+    body_chunk,
+    body_end,
+    error_response,
+)
+from staplegate.proxy.httprules import CompiledRule, RequestFacts, apply_rules
+from staplegate.proxy.upstream import open_server
+
+if TYPE_CHECKING:
+    from staplegate.proxy.tcp import ClientConnection
+
+log = logging.getLogger("staplegate.http")
+
+IDLE_SERVER_TIMEOUT_S: Final = 5.0  # HAProxy's pool-purge-delay default
+
+
+@dataclass(frozen=True)
+class HttpBackendSettings:
+    """What a backend adds in mode http."""
+
+    name: str
+    rules: tuple[CompiledRule, ...] = ()
+    forwardfor_header: bytes | None = None
+    connect_timeout_s: float | None = None
+    server_timeout_s: float | None = None
+    retries: int = 3
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """A mode-http frontend's settings (timeouts in seconds, None = not set)."""
+
+    rules: tuple[CompiledRule, ...] = ()
+    forwardfor_header: bytes | None = None
+    httplog: bool = False
+    request_timeout_s: float | None = None
+    keep_alive_timeout_s: float | None = None
+    client_timeout_s: float | None = None
+    max_head_bytes: int = MAX_HEAD_BYTES
+    max_body_bytes: int | None = None
+    backends: Mapping[str, HttpBackendSettings] = field(default_factory=dict)
+
+
+class HttpStats:
+    def __init__(self) -> None:
+        self.requests = 0
+        self.responses_by_class: collections.Counter[str] = collections.Counter()
+        self.server_connects = 0
+        self.server_reuses = 0
+
+
+class HttpFrontend:
+    """A frontend's mode-http runtime: settings, idle server connections, counters."""
+
+    def __init__(
+        self,
+        settings: HttpSettings,
+        *,
+        clock: Clock | None = None,
+        log_line: Callable[[str], None] | None = None,
+        idle_server_timeout_s: float = IDLE_SERVER_TIMEOUT_S,
+    ) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.log_line = log_line or (lambda line: log.info("%s", line))
+        self.idle_server_timeout_s = idle_server_timeout_s
+        self.stats = HttpStats()
+        self._idle: dict[tuple[str, str, str | None], list[ServerConnection]] = {}
+
+    def idle_count(self) -> int:
+        return sum(len(v) for v in self._idle.values())
+
+    def take_idle(self, key: tuple[str, str, str | None]) -> ServerConnection | None:
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if conn.usable:
+                conn.idle_timer_cancel()
+                return conn
+        return None
+
+    def put_idle(self, conn: ServerConnection) -> None:
+        conn.owner = None
+        self._idle.setdefault(conn.key, []).append(conn)
+        conn.idle_timer = asyncio.get_running_loop().call_later(
+            self.idle_server_timeout_s, conn.close
+        )
+
+    def discard(self, conn: ServerConnection) -> None:
+        idle = self._idle.get(conn.key)
+        if idle and conn in idle:
+            idle.remove(conn)
+
+    def close_idle(self) -> None:
+        for conns in list(self._idle.values()):
+            for conn in list(conns):
+                conn.close()
+        self._idle.clear()
+
+
+class ServerConnection(asyncio.Protocol):
+    """One connection to a backend server, owned by at most one stream at a time."""
+
+    def __init__(self, frontend: HttpFrontend, key: tuple[str, str, str | None]) -> None:
+        self.frontend = frontend
+        self.key = key
+        self.owner: HttpStream | None = None
+        self.transport: asyncio.Transport | None = None
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.write_paused = False
+
+    @property
+    def usable(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def idle_timer_cancel(self) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.owner is not None:
+            self.owner.server_data(self, data)
+        else:  # an idle server must not talk: drop the connection
+            self.close()
+
+    def eof_received(self) -> bool:
+        if self.owner is not None:
+            self.owner.server_eof(self)
+        else:
+            self.close()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.idle_timer_cancel()
+        self.frontend.discard(self)
+        if self.owner is not None:
+            self.owner.server_eof(self)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.owner is not None:
+            self.owner.client_side.pause_client_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.owner is not None:
+            self.owner.server_writable()
+
+    def write(self, data: bytes) -> None:
+        if data and self.transport is not None:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self.idle_timer_cancel()
+        self.frontend.discard(self)
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.idle_timer_cancel()
+        self.frontend.discard(self)
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class _Exchange:
+    """One request and its response."""
+
+    __slots__ = (
+        "backend",
+        "bytes_out",
+        "close_client",
+        "conn",
+        "connect_s",
+        "head",
+        "head_at",
+        "pool",
+        "queue_s",
+        "reader",
+        "received_at",
+        "request_done",
+        "response",
+        "response_at",
+        "retries",
+        "sent_at",
+        "server",
+        "server_activity",
+        "slot_held",
+        "started",
+        "status",
+        "task",
+    )
+
+    def __init__(self, head: RequestHead, started: float, received_at: object) -> None:
+        self.head = head
+        self.started = started
+        self.received_at = received_at
+        self.head_at = started
+        self.backend: HttpBackendSettings | None = None
+        self.pool: BackendPool | None = None
+        self.server: BackendServer | None = None
+        self.conn: ServerConnection | None = None
+        self.reader: ResponseReader | None = None
+        self.response: ResponseHead | None = None
+        self.request_done = False
+        self.slot_held = False
+        self.close_client = not head.keep_alive
+        self.queue_s: float | None = None
+        self.connect_s: float | None = None
+        self.sent_at: float | None = None
+        self.response_at: float | None = None
+        self.server_activity = started
+        self.bytes_out = 0
+        self.status = 0
+        self.retries = 0
+        self.task: asyncio.Task[None] | None = None
+
+
+class HttpStream:
+    """The HTTP side of one client connection (see the module docstring)."""
+
+    def __init__(self, client_side: ClientConnection, http: HttpFrontend) -> None:
+        self.client_side = client_side
+        self.http = http
+        self.settings = http.settings
+        self.loop = asyncio.get_running_loop()
+        self.reader = RequestReader(
+            max_head_bytes=self.settings.max_head_bytes,
+            max_body_bytes=self.settings.max_body_bytes,
+        )
+        self.events: collections.deque[RequestEvent] = collections.deque()
+        self.exchange: _Exchange | None = None
+        self.served = 0
+        self.closed = False
+        self.tunnel: ServerConnection | None = None
+        self.last_backend: str | None = None
+        self.last_server: str | None = None
+        self._private: ServerConnection | None = None  # send-proxy connections stay ours
+        self._idle_since = self.loop.time()
+        self._first_byte: float | None = None
+        self._client_eof = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._arm()
+
+    # -- client side ---------------------------------------------------------------------
+
+    def client_data(self, chunks: list[bytes]) -> None:
+        if self.closed:
+            return
+        if self.tunnel is not None:
+            for chunk in chunks:
+                self.tunnel.write(chunk)
+            return
+        now = self.loop.time()
+        for chunk in chunks:
+            if self._first_byte is None and self.exchange is None and not self.events:
+                self._first_byte = now
+            try:
+                self.events.extend(self.reader.feed(chunk))
+            except HttpError as error:
+                self._bad_request(error)
+                return
+        self._advance()
+
+    def client_eof(self) -> None:
+        """The client will send nothing more (FIN or close_notify)."""
+        self._client_eof = True
+        if self.closed:
+            return
+        exchange = self.exchange
+        if exchange is None:
+            if self.reader.in_head:
+                self._bad_request(None, status=400)
+            else:
+                self._end(aborted=False)
+        elif not exchange.request_done:
+            self._abort_exchange("CD--", status=-1)
+        else:
+            exchange.close_client = True
+
+    def client_writable(self) -> None:
+        conn = self.exchange.conn if self.exchange else self.tunnel
+        if conn is not None and conn.transport is not None:
+            conn.transport.resume_reading()
+
+    def client_blocked(self) -> None:
+        conn = self.exchange.conn if self.exchange else self.tunnel
+        if conn is not None and conn.transport is not None:
+            conn.transport.pause_reading()
+
+    def server_writable(self) -> None:
+        exchange = self.exchange
+        if self.tunnel is not None or (exchange is not None and not exchange.request_done):
+            self.client_side.resume_client_reading()
+
+    # -- request processing ----------------------------------------------------------------
+
+    def _advance(self) -> None:
+        while not self.closed:
+            exchange = self.exchange
+            if exchange is None:
+                if not self.events:
+                    break
+                event = self.events.popleft()
+                if not isinstance(event, RequestHead):  # cannot happen: heads come first
+                    continue
+                self._start(event)
+                continue
+            self._pump(exchange)
+            break
+        self._arm()
+
+    def _facts(self, head: RequestHead) -> RequestFacts:
+        side = self.client_side
+        return RequestFacts(side.client_address, side.server_name, True, head.host)
+
+    def _start(self, head: RequestHead) -> None:
+        now = self.loop.time()
+        started = self._first_byte if self._first_byte is not None else now
+        self._first_byte = None
+        exchange = _Exchange(head, started, self.http.clock.now())
+        exchange.head_at = now
+        self.exchange = exchange
+        self.http.stats.requests += 1
+        facts = self._facts(head)
+        answer, _ = apply_rules(self.settings.rules, head, facts)
+        if answer is not None:
+            self._respond_locally(exchange, answer, "LR--" if answer.status < 400 else "PR--")
+            return
+        info = self.client_side.connection_info(head.host)
+        pool = self.client_side.route(info)
+        if pool is None:
+            self._respond_locally(exchange, error_response(503), "SC--")
+            return
+        exchange.pool = pool
+        backend = self.settings.backends.get(pool.name) or HttpBackendSettings(pool.name)
+        exchange.backend = backend
+        if backend.rules:
+            answer, _ = apply_rules(backend.rules, head, self._facts(head))
+            if answer is not None:
+                self._respond_locally(exchange, answer, "LR--" if answer.status < 400 else "PR--")
+                return
+        forwardfor = backend.forwardfor_header or self.settings.forwardfor_header
+        if forwardfor is not None:
+            head.headers.append((forwardfor, self.client_side.client_address[0].encode()))
+        exchange.task = self.loop.create_task(self._connect(exchange))
+
+    async def _connect(self, exchange: _Exchange) -> None:
+        pool = exchange.pool
+        backend = exchange.backend
+        assert pool is not None
+        assert backend is not None
+        client_ip = self.client_side.client_address[0]
+        queued_at = self.loop.time()
+        try:
+            server = await pool.take(client_ip)
+        except QueueTimeout:
+            exchange.queue_s = self.loop.time() - queued_at
+            self._fail(exchange, 503, "sQ--")
+            return
+        exchange.queue_s = self.loop.time() - queued_at
+        if server is None:
+            self._fail(exchange, 503, "SC--")
+            return
+        exchange.slot_held = True
+        exchange.server = server
+        failed: list[str] = []
+        timeout_code = False
+        started = self.loop.time()
+        for attempt in range(backend.retries + 1):
+            if attempt:
+                exchange.retries = attempt
+                if attempt == backend.retries and pool.redispatch:
+                    other = pool.pick(client_ip, exclude=failed) or server
+                    if other is not server:
+                        pool.release(server)
+                        pool.acquire(other)
+                        server = other
+                        exchange.server = server
+            conn = self._reuse(server)
+            if conn is not None:
+                self.http.stats.server_reuses += 1
+                exchange.connect_s = 0.0
+                self._attach(exchange, conn)
+                return
+            try:
+                conn = await self._open(server, backend, exchange)
+            except TimeoutError:
+                timeout_code = True
+            except (OSError, ValueError) as error:
+                log.debug("backend %s/%s: connect failed: %s", pool.name, server.name, error)
+                timeout_code = False
+            else:
+                pool.observe(server, ok=True)
+                exchange.connect_s = self.loop.time() - started
+                self.http.stats.server_connects += 1
+                if self.closed or self.exchange is not exchange:
+                    conn.close()
+                    return
+                self._attach(exchange, conn)
+                return
+            if pool.observe(server, ok=False):
+                log.warning(
+                    "Server %s/%s is DOWN, reason: Layer4 connection problem (observed on "
+                    "traffic). %d active servers left.",
+                    pool.name,
+                    server.name,
+                    len(pool.up_servers()),
+                )
+            failed.append(server.name)
+        exchange.connect_s = None
+        self._fail(exchange, 503, "sC--" if timeout_code else "SC--")  # HAProxy: 503 here
+
+    def _key(
+        self, server: BackendServer, backend: HttpBackendSettings
+    ) -> tuple[str, str, str | None]:
+        sni = self.client_side.server_name if server.tls and server.tls.sni_from_client else None
+        return (backend.name, server.name, sni)
+
+    def _reuse(self, server: BackendServer) -> ServerConnection | None:
+        exchange = self.exchange
+        if exchange is None or exchange.backend is None:
+            return None
+        key = self._key(server, exchange.backend)
+        private = self._private
+        if private is not None and private.key == key and private.usable:
+            self._private = None
+            return private
+        if server.send_proxy is not SendProxy.NONE:
+            return None
+        return self.http.take_idle(key)
+
+    async def _open(
+        self, server: BackendServer, backend: HttpBackendSettings, exchange: _Exchange
+    ) -> ServerConnection:
+        side = self.client_side
+        key = self._key(server, backend)
+        _, conn = await asyncio.wait_for(
+            open_server(
+                server,
+                lambda: ServerConnection(self.http, key),
+                client_address=side.client_address,
+                frontend_address=side.frontend_address,
+                client_sni=side.server_name,
+            ),
+            backend.connect_timeout_s,
+        )
+        return conn
+
+    def _attach(self, exchange: _Exchange, conn: ServerConnection) -> None:
+        conn.owner = self
+        exchange.conn = conn
+        exchange.reader = ResponseReader(
+            head_request=exchange.head.method == "HEAD",
+        )
+        conn.write(exchange.head.encode())
+        exchange.sent_at = self.loop.time()
+        exchange.server_activity = exchange.sent_at
+        self.last_backend = exchange.pool.name if exchange.pool else None
+        self.last_server = exchange.server.name if exchange.server else None
+        if self.client_side.client_write_paused and conn.transport is not None:
+            conn.transport.pause_reading()
+        self._pump(exchange)
+        self._arm()
+
+    def _pump(self, exchange: _Exchange) -> None:
+        """Send the current request's body events to its server, if it has one yet."""
+        conn = exchange.conn
+        if conn is None:
+            return
+        kind = exchange.head.body
+        while self.events and not exchange.request_done:
+            event = self.events[0]
+            if isinstance(event, RequestHead):
+                break
+            self.events.popleft()
+            if isinstance(event, End):
+                conn.write(body_end(kind))
+                exchange.request_done = True
+                if self.reader.upgraded is not None and exchange.head.upgrade:
+                    pass  # the rest is for the tunnel, sent once the server says 101
+            else:
+                conn.write(body_chunk(kind, event))
+        if exchange.request_done:
+            self.client_side.pause_client_reading()  # pipelined requests wait their turn
+        elif conn.write_paused:
+            self.client_side.pause_client_reading()
+
+    # -- server side ---------------------------------------------------------------------
+
+    def server_data(self, conn: ServerConnection, data: bytes) -> None:
+        if self.tunnel is conn:
+            self.client_side.send_plain(data)
+            return
+        exchange = self.exchange
+        if exchange is None or exchange.conn is not conn or exchange.reader is None:
+            conn.close()
+            return
+        exchange.server_activity = self.loop.time()
+        try:
+            events = exchange.reader.feed(data)
+        except HttpError:
+            self._server_failed(exchange, "SH--")
+            return
+        self._response_events(exchange, events)
+
+    def server_eof(self, conn: ServerConnection) -> None:
+        if self.tunnel is conn:
+            self._end(aborted=False)
+            return
+        exchange = self.exchange
+        if exchange is None or exchange.conn is not conn or exchange.reader is None:
+            return
+        try:
+            events = exchange.reader.eof()
+        except HttpError:
+            self._server_failed(exchange, "SH--" if exchange.response is None else "SD--")
+            return
+        exchange.close_client = True  # the body ended with the connection
+        self._response_events(exchange, events)
+
+    def _response_events(self, exchange: _Exchange, events: list[ResponseEvent]) -> None:
+        reader = exchange.reader
+        assert reader is not None
+        for event in events:
+            if self.closed or self.exchange is not exchange:
+                return
+            if isinstance(event, ResponseHead):
+                if event.informational:
+                    self._send(exchange, event.encode(close=False, client_version="1.1"))
+                    continue
+                exchange.response = event
+                exchange.response_at = self.loop.time()
+                exchange.status = event.status
+                if event.body is BodyKind.UNTIL_CLOSE or self._client_eof:
+                    exchange.close_client = True
+                if event.status == 101:
+                    exchange.close_client = False
+                self._send(
+                    exchange,
+                    event.encode(close=exchange.close_client, client_version=exchange.head.version),
+                )
+                if event.status == 101:
+                    self._start_tunnel(exchange, reader.upgraded or b"")
+                    return
+            elif isinstance(event, bytes):
+                kind = exchange.response.body if exchange.response else BodyKind.NONE
+                self._send(exchange, body_chunk(kind, event))
+            else:
+                kind = exchange.response.body if exchange.response else BodyKind.NONE
+                self._send(exchange, body_end(kind))
+                self._complete(exchange)
+                return
+        self._arm()
+
+    def _send(self, exchange: _Exchange, data: bytes) -> None:
+        if data:
+            exchange.bytes_out += len(data)
+            self.client_side.send_plain(data)
+
+    def _start_tunnel(self, exchange: _Exchange, early: bytes) -> None:
+        conn = exchange.conn
+        assert conn is not None
+        self.tunnel = conn
+        self._log(exchange, "----")
+        self._release(exchange)
+        self.exchange = None
+        if early:
+            self.client_side.send_plain(early)
+        pending = self.reader.upgraded
+        if pending:
+            conn.write(pending)
+        self.client_side.resume_client_reading()
+        self._cancel_timer()
+
+    def _complete(self, exchange: _Exchange) -> None:
+        conn = exchange.conn
+        response = exchange.response
+        reader = exchange.reader
+        reusable = (
+            conn is not None
+            and conn.usable
+            and response is not None
+            and response.keep_alive
+            and exchange.request_done
+            and reader is not None
+            and reader.complete
+            and response.body is not BodyKind.UNTIL_CLOSE
+        )
+        if conn is not None:
+            conn.owner = None
+            if reusable and exchange.server is not None:
+                if exchange.server.send_proxy is SendProxy.NONE:
+                    self.http.put_idle(conn)
+                else:
+                    if self._private is not None:
+                        self._private.close()
+                    self._private = conn
+            else:
+                conn.close()
+        if not exchange.request_done:
+            exchange.close_client = True
+        self._finish_exchange(exchange, "----")
+
+    def _finish_exchange(self, exchange: _Exchange, termination: str) -> None:
+        self._release(exchange)
+        self._log(exchange, termination)
+        self.exchange = None
+        self.served += 1
+        self._idle_since = self.loop.time()
+        if exchange.close_client or self.client_side.stopping:
+            self._end(aborted=False)
+            return
+        self.client_side.resume_client_reading()
+        self._advance()
+
+    def _release(self, exchange: _Exchange) -> None:
+        if exchange.slot_held and exchange.pool is not None and exchange.server is not None:
+            exchange.slot_held = False
+            exchange.pool.release(exchange.server)
+
+    # -- local answers and failures ------------------------------------------------------
+
+    def _respond_locally(self, exchange: _Exchange, answer: LocalResponse, code: str) -> None:
+        self._drop_request_body(exchange)
+        close = answer.close or not exchange.request_done or exchange.close_client
+        if close and not answer.close:
+            answer = LocalResponse(answer.status, answer.reason, answer.headers, answer.body)
+        exchange.close_client = close
+        exchange.status = answer.status
+        exchange.response_at = self.loop.time()
+        self._send(exchange, answer.encode(version="1.1"))
+        self._finish_exchange(exchange, code)
+
+    def _drop_request_body(self, exchange: _Exchange) -> None:
+        while self.events and not exchange.request_done:
+            event = self.events.popleft()
+            if isinstance(event, End):
+                exchange.request_done = True
+            elif isinstance(event, RequestHead):
+                self.events.appendleft(event)
+                break
+
+    def _fail(self, exchange: _Exchange, status: int, code: str) -> None:
+        if self.closed or self.exchange is not exchange:
+            return
+        self._respond_locally(exchange, error_response(status), code)
+
+    def _server_failed(self, exchange: _Exchange, code: str) -> None:
+        """A bad or truncated response, or a server timeout."""
+        if exchange.conn is not None:
+            exchange.conn.owner = None
+            exchange.conn.abort()
+        if exchange.response is None:
+            status = 504 if code.startswith("sH") else 502
+            exchange.close_client = True
+            self._respond_locally(exchange, error_response(status), code)
+        else:
+            self._abort_exchange(code, status=exchange.status)
+
+    def _bad_request(self, error: HttpError | None, *, status: int | None = None) -> None:
+        code = status if status is not None else (error.status if error else 400)
+        head = RequestHead("", b"", "1.1", [], keep_alive=False)
+        exchange = self.exchange
+        if exchange is not None:  # a pipelined request broke while another was served
+            self._abort_exchange("PR--", status=exchange.status)
+            return
+        exchange = _Exchange(head, self._first_byte or self.loop.time(), self.http.clock.now())
+        exchange.close_client = True
+        exchange.request_done = True
+        self.exchange = exchange
+        exchange.status = code
+        self._send(exchange, error_response(code).encode())
+        termination = "cR--" if code == 408 else "PR--"
+        self._log(exchange, termination, bad=True)
+        self.exchange = None
+        self._end(aborted=False)
+
+    def _abort_exchange(self, termination: str, *, status: int) -> None:
+        exchange = self.exchange
+        if exchange is None:
+            self._end(aborted=True)
+            return
+        if exchange.task is not None and exchange.task is not asyncio.current_task():
+            exchange.task.cancel()
+        if exchange.conn is not None:
+            exchange.conn.owner = None
+            exchange.conn.abort()
+        self._release(exchange)
+        if status >= 0:
+            exchange.status = status
+        self._log(exchange, termination)
+        self.exchange = None
+        self._end(aborted=True)
+
+    def _end(self, *, aborted: bool) -> None:
+        if self.closed:
+            return
+        self.client_side.end_http(aborted=aborted)
+
+    def close(self) -> None:
+        """The client connection is gone or being closed: let go of everything."""
+        if self.closed:
+            return
+        self.closed = True
+        self._cancel_timer()
+        exchange = self.exchange
+        if exchange is not None:
+            self.exchange = None
+            if exchange.task is not None and exchange.task is not asyncio.current_task():
+                exchange.task.cancel()
+            if exchange.conn is not None:
+                exchange.conn.owner = None
+                exchange.conn.abort()
+            self._release(exchange)
+            self._log(exchange, "CD--")
+        for conn in (self.tunnel, self._private):
+            if conn is not None:
+                conn.owner = None
+                conn.close()
+        self.tunnel = None
+        self._private = None
+
+    # -- timers --------------------------------------------------------------------------
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _deadline(self) -> tuple[float, str] | None:
+        settings = self.settings
+        exchange = self.exchange
+        if self.tunnel is not None:
+            return None
+        if exchange is None:
+            if self._first_byte is not None or self.reader.in_head:
+                limit = settings.request_timeout_s or settings.client_timeout_s
+                start = self._first_byte or self._idle_since
+                return (start + limit, "request") if limit else None
+            if self.served:
+                limit = (
+                    settings.keep_alive_timeout_s
+                    or settings.request_timeout_s
+                    or settings.client_timeout_s
+                )
+                return (self._idle_since + limit, "keep-alive") if limit else None
+            limit = settings.request_timeout_s or settings.client_timeout_s
+            return (self._idle_since + limit, "request") if limit else None
+        backend = exchange.backend
+        server_limit = backend.server_timeout_s if backend else None
+        if exchange.conn is not None and server_limit:
+            return exchange.server_activity + server_limit, "server"
+        return None
+
+    def _arm(self) -> None:
+        self._cancel_timer()
+        if self.closed:
+            return
+        deadline = self._deadline()
+        if deadline is not None:
+            self._timer = self.loop.call_at(deadline[0], self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        deadline = self._deadline()
+        if deadline is None:
+            return
+        due, kind = deadline
+        if self.loop.time() < due:
+            self._arm()
+            return
+        if kind == "request":
+            self._bad_request(None, status=408)
+        elif kind == "keep-alive":
+            self._end(aborted=False)
+        elif self.exchange is not None:
+            self._server_failed(self.exchange, "sH--" if self.exchange.response is None else "sD--")
+
+    # -- logging -------------------------------------------------------------------------
+
+    def _log(self, exchange: _Exchange, termination: str, *, bad: bool = False) -> None:
+        status_class = f"{exchange.status // 100}xx" if exchange.status > 0 else "other"
+        self.http.stats.responses_by_class[status_class] += 1
+        if not self.settings.httplog:
+            return
+        side = self.client_side
+        now = self.loop.time()
+        pool = exchange.pool
+        server = exchange.server if exchange.conn is not None or exchange.slot_held else None
+        if server is None and exchange.conn is not None:
+            server = exchange.server
+        record = HttpLogRecord(
+            client=side.client_address,
+            received_at=exchange.received_at,  # type: ignore[arg-type]
+            frontend=side.frontend.name,
+            tls=True,
+            backend=pool.name if pool else side.frontend.name,
+            server=exchange.server.name if exchange.server and exchange.sent_at else None,
+            request_s=None if bad else exchange.head_at - exchange.started,
+            queue_s=exchange.queue_s,
+            connect_s=exchange.connect_s,
+            response_s=(
+                exchange.response_at - exchange.sent_at
+                if exchange.response_at is not None and exchange.sent_at is not None
+                else None
+            ),
+            active_s=now - exchange.started,
+            status=exchange.status if exchange.status > 0 else -1,
+            bytes_out=exchange.bytes_out,
+            termination=termination,
+            counters=Counters(
+                process=side.frontend.stats.active,
+                frontend=side.frontend.stats.active,
+                backend=sum(pool.active(s) for s in pool.servers) if pool else 0,
+                server=pool.active(server) if pool and server else 0,
+                retries=exchange.retries,
+                server_queue=0,
+                backend_queue=pool.queue_length if pool else 0,
+            ),
+            request_line=None if bad else exchange.head.request_line(),
+        )
+        with contextlib.suppress(Exception):
+            self.http.log_line(record.render())

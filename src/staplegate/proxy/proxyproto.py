@@ -1,0 +1,142 @@
+"""The PROXY protocol (v1 text and v2 binary), sans-IO: parse what `accept-proxy` binds
+receive before the TLS ClientHello, and build what `send-proxy[-v2]` servers receive.
+
+Format: haproxy.org's proxy-protocol.txt. A v1 line is at most 107 bytes ending in CRLF; a
+v2 header is a 12-byte signature, version/command, family, a 16-bit length and the
+addresses (TLVs after them are skipped). `LOCAL` (v2) and `UNKNOWN` (v1) headers carry no
+address: the connection keeps its socket addresses, as HAProxy does.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+V2_SIGNATURE: Final = b"\r\n\r\n\x00\r\nQUIT\n"
+V1_MAX: Final = 107
+_V2_FIXED = struct.Struct("!12sBBH")
+
+
+class ProxyHeaderErrorReason(enum.Enum):
+    NOT_PROXY = "the connection did not start with a PROXY protocol header"
+    BAD_V1 = "malformed PROXY v1 line"
+    BAD_V2 = "malformed PROXY v2 header"
+
+
+class ProxyHeaderError(Exception):
+    """The peer misbehaved: HAProxy closes such a connection without an answer."""
+
+    def __init__(self, reason: ProxyHeaderErrorReason, detail: str = "") -> None:
+        super().__init__(f"{reason.value}{': ' + detail if detail else ''}")
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyHeader:
+    """Addresses the header announced (None for LOCAL/UNKNOWN) and its length in bytes."""
+
+    source: tuple[str, int] | None
+    destination: tuple[str, int] | None
+    length: int
+    version: int
+
+
+class NeedMore:
+    """Not enough bytes yet to decide."""
+
+
+NEED_MORE: Final = NeedMore()
+
+
+def parse_proxy_header(data: bytes) -> ProxyHeader | NeedMore:
+    """Parse the header at the start of `data` (v1 or v2); raises `ProxyHeaderError`."""
+    if data[:1] == b"\r":
+        if len(data) < 16:
+            if not V2_SIGNATURE.startswith(data[:12]):
+                raise ProxyHeaderError(ProxyHeaderErrorReason.NOT_PROXY)
+            return NEED_MORE
+        return _parse_v2(data)
+    if not data.startswith(b"PROXY"[: len(data)]):
+        raise ProxyHeaderError(ProxyHeaderErrorReason.NOT_PROXY)
+    end = data.find(b"\r\n", 0, V1_MAX + 1)
+    if end < 0:
+        if len(data) >= V1_MAX:
+            raise ProxyHeaderError(ProxyHeaderErrorReason.BAD_V1, "no CRLF in 107 bytes")
+        return NEED_MORE
+    return _parse_v1(data[:end], end + 2)
+
+
+def _parse_v1(line: bytes, length: int) -> ProxyHeader:
+    words = line.split(b" ")
+    if len(words) >= 2 and words[0] == b"PROXY" and words[1] == b"UNKNOWN":
+        return ProxyHeader(None, None, length, 1)
+    if len(words) != 6 or words[0] != b"PROXY" or words[1] not in (b"TCP4", b"TCP6"):
+        raise ProxyHeaderError(ProxyHeaderErrorReason.BAD_V1, repr(line[:64]))
+    try:
+        version = 4 if words[1] == b"TCP4" else 6
+        source = ipaddress.ip_address(words[2].decode("ascii"))
+        destination = ipaddress.ip_address(words[3].decode("ascii"))
+        if source.version != version or destination.version != version:
+            raise ValueError("address family does not match")
+        sport, dport = int(words[4]), int(words[5])
+        if not (0 <= sport <= 65535 and 0 <= dport <= 65535):
+            raise ValueError("port out of range")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ProxyHeaderError(ProxyHeaderErrorReason.BAD_V1, str(error)) from None
+    return ProxyHeader((str(source), sport), (str(destination), dport), length, 1)
+
+
+def _parse_v2(data: bytes) -> ProxyHeader | NeedMore:
+    signature, version_command, family, body_length = _V2_FIXED.unpack_from(data)
+    if signature != V2_SIGNATURE:
+        raise ProxyHeaderError(ProxyHeaderErrorReason.NOT_PROXY)
+    if version_command >> 4 != 2 or version_command & 0x0F not in (0, 1):
+        raise ProxyHeaderError(
+            ProxyHeaderErrorReason.BAD_V2, f"version/command {version_command:#x}"
+        )
+    length = 16 + body_length
+    if len(data) < length:
+        return NEED_MORE
+    body = data[16:length]
+    if version_command & 0x0F == 0:  # LOCAL: health checks and the like
+        return ProxyHeader(None, None, length, 2)
+    if family == 0x11 and len(body) >= 12:
+        src, dst, sport, dport = struct.unpack_from("!4s4sHH", body)
+    elif family == 0x21 and len(body) >= 36:
+        src, dst, sport, dport = struct.unpack_from("!16s16sHH", body)
+    elif family == 0x00:
+        return ProxyHeader(None, None, length, 2)
+    else:
+        raise ProxyHeaderError(ProxyHeaderErrorReason.BAD_V2, f"family {family:#x}")
+    return ProxyHeader(
+        (str(ipaddress.ip_address(src)), sport),
+        (str(ipaddress.ip_address(dst)), dport),
+        length,
+        2,
+    )
+
+
+def build_v1(source: tuple[str, int], destination: tuple[str, int]) -> bytes:
+    """`send-proxy`: a v1 line for a TCP connection from `source` to `destination`."""
+    src, dst = ipaddress.ip_address(source[0]), ipaddress.ip_address(destination[0])
+    if src.version != dst.version:
+        return b"PROXY UNKNOWN\r\n"
+    family = "TCP4" if src.version == 4 else "TCP6"
+    return f"PROXY {family} {src} {dst} {source[1]} {destination[1]}\r\n".encode("ascii")
+
+
+def build_v2(source: tuple[str, int], destination: tuple[str, int]) -> bytes:
+    """`send-proxy-v2`: a binary header (PROXY command, TCP over IPv4 or IPv6)."""
+    src, dst = ipaddress.ip_address(source[0]), ipaddress.ip_address(destination[0])
+    if src.version != dst.version:
+        return _V2_FIXED.pack(V2_SIGNATURE, 0x21, 0x00, 0)
+    if src.version == 4:
+        body = struct.pack("!4s4sHH", src.packed, dst.packed, source[1], destination[1])
+        family = 0x11
+    else:
+        body = struct.pack("!16s16sHH", src.packed, dst.packed, source[1], destination[1])
+        family = 0x21
+    return _V2_FIXED.pack(V2_SIGNATURE, 0x21, family, len(body)) + body
