@@ -307,7 +307,10 @@ class LogRouter:
                 self._writer.emit(item)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Write what is queued (quickly: a stuck stream drops at once), then stop."""
+        """Write what is queued (quickly: a stuck stream drops at once), then stop.
+
+        When lines were dropped, one `[WARNING] ... log line(s) dropped` goes to stderr.
+        """
         with self._lock:
             thread, self._thread = self._thread, None
             self._closed = True
@@ -326,3 +329,21 @@ class LogRouter:
                         pass
             thread.join(timeout)
         self._writer.close()
+        if self.dropped:
+            _report_drops(self.dropped)
+
+
+def _report_drops(count: int) -> None:
+    """Say on stderr, once at exit, that lines were lost; never wait for a stuck stderr."""
+    message = (
+        f"[WARNING] staplegate: {count} log line(s) dropped: a log target was too slow or "
+        "gone (see the `log` lines of the configuration)\n"
+    ).encode()
+    try:
+        fd = sys.stderr.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        if poller.poll(0):
+            os.write(fd, message[:_PIPE_BUF])
+    except (AttributeError, OSError, ValueError):
+        pass

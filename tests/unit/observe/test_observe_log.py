@@ -210,7 +210,7 @@ def test_unix_target_levels_and_len(tmp_path: Path, logger: logging.Logger) -> N
 
 
 def test_a_gone_target_counts_drops_and_does_not_raise(
-    tmp_path: Path, logger: logging.Logger
+    tmp_path: Path, logger: logging.Logger, capfd: pytest.CaptureFixture[str]
 ) -> None:
     router = LogRouter([SyslogTarget(kind="unix", address=str(tmp_path / "nobody.sock"))])
     router.install(logger)
@@ -219,6 +219,7 @@ def test_a_gone_target_counts_drops_and_does_not_raise(
     router.close()
     assert router.dropped == 2
     assert router.sent == 0
+    assert "[WARNING] staplegate: 2 log line(s) dropped" in capfd.readouterr().err
 
 
 def test_a_reader_that_never_reads_never_blocks_the_caller(
