@@ -190,11 +190,13 @@ class Lab:
 
 
 async def ask(path: Path, data: str | bytes) -> str:
-    """Send `data` on a fresh connection and read the answer until the server closes."""
+    """Send `data` on a fresh connection, half-close (as socat does at the end of its input),
+    and read the answer until the server closes."""
     reader, writer = await asyncio.open_unix_connection(str(path))
     try:
         writer.write(data.encode() if isinstance(data, str) else data)
         await writer.drain()
+        writer.write_eof()
         async with asyncio.timeout(WAIT):
             answer = await reader.read()
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -62,7 +63,7 @@ def respond(
         .responder_id(ocsp.OCSPResponderEncoding.HASH, responder or signer.certificate)
         .certificates([responder or signer.certificate])
     )
-    response = builder.sign(key or signer.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    response = builder.sign(key or signer.private_key, hashes.SHA256())
     return response.public_bytes(serialization.Encoding.DER)
 
 
@@ -132,7 +133,8 @@ def test_base64_answer_is_the_served_der_and_openssl_parses_it(pki: Pki, tmp_pat
         return answer, env.updater.table[cert_id], out.decode(), der_file.read_bytes()
 
     answer, served, openssl_text, saved = run(pki, tmp_path, body)
-    assert answer.endswith("\n") and not answer.endswith("\n\n")  # no newline of its own
+    assert answer.endswith("\n")
+    assert not answer.endswith("\n\n")
     assert base64.b64decode(answer) == served
     assert saved == served
     assert "Cert Status: good" in openssl_text
@@ -259,7 +261,7 @@ def test_set_ssl_ocsp_response_verifies_and_keeps_the_staple_on_refusal(
                 revocation_reason=None,
             )
             .responder_id(ocsp.OCSPResponderEncoding.HASH, other.signer.certificate)
-            .sign(other.signer.private_key, hashes.SHA256())  # type: ignore[arg-type]
+            .sign(other.signer.private_key, hashes.SHA256())
             .public_bytes(serialization.Encoding.DER)
         )
         admin = env.sockets[Level.ADMIN]
@@ -313,10 +315,8 @@ def test_show_commands_answer_quickly_while_an_update_waits(pki: Pki, tmp_path: 
             info = await ask(env.sockets[Level.USER], "show ssl ocsp-updates\n")
         env.pki.responder.clear_faults()
         update.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await update
-        except asyncio.CancelledError:
-            pass
         return info, env.cert_id("www").hex
 
     info, hex_id = run(pki, tmp_path, body)
