@@ -9,23 +9,36 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from staplegate.config.diagnostics import Diagnostic, Reason, Severity, SourceLocation
 from staplegate.config.model import (
     AclFetch,
-    AclMatch,
-    AclTerm,
     Backend,
     Bind,
     CertificateReference,
     Condition,
     Frontend,
+    HttpRequestRule,
+    HttpReturn,
     Mode,
+    ProxyProtocol,
+    Server,
 )
 from staplegate.config.values import AddressFamily, SocketAddress
 from staplegate.generation import Generation
-from staplegate.proxy.backends import BackendPool, BackendServer
+from staplegate.proxy.backends import (
+    BackendPool,
+    BackendServer,
+    HttpCheck,
+    SendProxy,
+    ServerTls,
+)
+from staplegate.proxy.balance import Algorithm
+from staplegate.proxy.http import HttpBackendSettings, HttpSettings
+from staplegate.proxy.httprules import CompiledRule, RequestFacts
+from staplegate.proxy.httprules import condition_holds as _facts_hold
 from staplegate.proxy.tcp import ConnectionInfo, ProxyTimeouts
 from staplegate.tls.contexts import (
     CertificateBinding,
@@ -63,6 +76,9 @@ class FrontendPlan:
     rules: tuple[RouteRule, ...]
     timeouts: ProxyTimeouts
     maxconn: int
+    mode: Mode = Mode.TCP
+    http: HttpSettings | None = None  # mode http (backends filled in by the worker)
+    tcplog: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,20 @@ class BackendPlan:
     servers: tuple[BackendServer, ...]
     timeouts: ProxyTimeouts
     retries: int
+    algorithm: Algorithm = Algorithm.ROUNDROBIN
+    redispatch: bool = False
+    queue_timeout_s: float | None = None
+    http: HttpBackendSettings = field(default_factory=lambda: HttpBackendSettings(""))
+
+    def pool(self) -> BackendPool:
+        """A fresh pool for one worker (balancing state is per process, as in HAProxy)."""
+        return BackendPool(
+            self.name,
+            self.servers,
+            algorithm=self.algorithm,
+            redispatch=self.redispatch,
+            queue_timeout_s=self.queue_timeout_s,
+        )
 
 
 @dataclass(frozen=True)
@@ -90,27 +120,9 @@ def _tls_version(value: object) -> TlsVersion | None:
 
 
 def condition_holds(condition: Condition | None, info: ConnectionInfo) -> bool:
-    """Evaluate `if|unless { ssl_fc_sni -i … }` on a connection (all terms must hold)."""
-    if condition is None:
-        return True
-    result = all(_term_holds(term, info) for term in condition.terms)
-    return not result if condition.unless else result
-
-
-def _term_holds(term: AclTerm, info: ConnectionInfo) -> bool:
-    if term.fetch is AclFetch.SSL_FC:
-        value = True
-    else:
-        sni = info.server_name or ""
-        subject = sni.lower() if term.ignore_case else sni
-        wanted = [v.lower() if term.ignore_case else v for v in term.values]
-        if term.match is AclMatch.BEGIN:
-            value = any(subject.startswith(w) for w in wanted)
-        elif term.match is AclMatch.END:
-            value = any(subject.endswith(w) for w in wanted)
-        else:
-            value = subject in wanted
-    return not value if term.negated else value
+    """Evaluate `if|unless { ssl_fc_sni -i … }` (and `hdr(host)` in mode http)."""
+    facts = RequestFacts(info.client_address, info.server_name, True, info.host)
+    return _facts_hold(condition, facts)
 
 
 def make_router(
@@ -167,25 +179,26 @@ def _frontend_plan(
 ) -> FrontendPlan | None:
     config = generation.config
     defaults = config.global_
-    if frontend.mode is Mode.HTTP:
-        if frontend.http_request_rules or frontend.settings.options.forwardfor:
+    http_mode = frontend.mode is Mode.HTTP
+    if not http_mode:
+        for rule in frontend.use_backends:
+            if _uses_host(rule.condition):
+                problems.append(
+                    _refuse(
+                        rule.location,
+                        "use_backend",
+                        f"frontend '{frontend.name}' is 'mode tcp': 'hdr(host)' needs 'mode http'",
+                    )
+                )
+        if frontend.http_request_rules:
             problems.append(
-                _refuse(
+                _warn(
                     frontend.location,
-                    "mode",
-                    f"frontend '{frontend.name}' uses HTTP rules (http-request, option "
-                    "forwardfor) and staplegate does not run 'mode http' yet; use 'mode tcp'",
+                    "http-request",
+                    f"frontend '{frontend.name}' is 'mode tcp': its 'http-request' rules are "
+                    "ignored, as HAProxy ignores them",
                 )
             )
-            return None
-        problems.append(
-            _warn(
-                frontend.location,
-                "mode",
-                f"frontend '{frontend.name}' is 'mode http': staplegate forwards it as a TCP "
-                "stream for now (no HTTP logs or rules)",
-            )
-        )
     binds = []
     refs = config.certificate_references()
     for bind in frontend.binds:
@@ -200,8 +213,14 @@ def _frontend_plan(
             )
             continue
         mine = [r for r in refs if r.frontend == frontend.name and r.bind_location == bind.location]
+        alpn = bind.alpn
+        if http_mode:
+            alpn = _http1_alpn(alpn, bind.location, frontend.name, problems)
+            mine = [
+                r if r.alpn is None else _replace_alpn(r, frontend.name, problems) for r in mine
+            ]
         settings = TlsBindSettings(
-            alpn=bind.alpn,
+            alpn=alpn,
             min_version=_tls_version(bind.ssl_options.min_ver) or TlsVersion.TLSV12,
             max_version=_tls_version(bind.ssl_options.max_ver),
             ciphers=bind.ciphers or defaults.ssl_default_bind_ciphers,
@@ -227,6 +246,17 @@ def _frontend_plan(
                 )
         binds.append(BindPlan(frontend.name, bind, bind.addresses, tls))
     timeouts = frontend.timeouts
+    options = frontend.settings.options
+    http = None
+    if http_mode:
+        http = HttpSettings(
+            rules=_compile_rules(frontend.http_request_rules, problems),
+            forwardfor_header=_forwardfor(options.forwardfor, options.forwardfor_header),
+            httplog=bool(options.httplog),
+            request_timeout_s=_seconds(timeouts.http_request),
+            keep_alive_timeout_s=_seconds(timeouts.http_keep_alive),
+            client_timeout_s=_seconds(timeouts.client),
+        )
     return FrontendPlan(
         name=frontend.name,
         binds=tuple(binds),
@@ -239,23 +269,123 @@ def _frontend_plan(
             tunnel_s=_seconds(timeouts.tunnel),
         ),
         maxconn=frontend.maxconn or defaults.maxconn or DEFAULT_MAXCONN,
+        mode=frontend.mode,
+        http=http,
+        tcplog=bool(options.tcplog) and not http_mode,
+    )
+
+
+def _first(*values: int | None) -> int | None:
+    return next((v for v in values if v is not None), None)
+
+
+def _uses_host(condition: Condition | None) -> bool:
+    return condition is not None and any(t.fetch is AclFetch.HDR_HOST for t in condition.terms)
+
+
+def _http1_alpn(
+    alpn: tuple[str, ...] | None,
+    where: SourceLocation,
+    frontend: str,
+    problems: list[Diagnostic],
+) -> tuple[str, ...] | None:
+    """Mode http speaks HTTP/1.1 only: never let ALPN agree on h2 (no silent breakage)."""
+    if alpn is None:
+        return None
+    kept = tuple(p for p in alpn if p not in ("h2", "h2c"))
+    if kept != alpn:
+        problems.append(
+            _warn(
+                where,
+                "alpn",
+                f"frontend '{frontend}': staplegate serves HTTP/1.1 only in 'mode http'; "
+                f"ALPN offers {','.join(kept) or 'nothing'} instead of {','.join(alpn)}",
+            )
+        )
+    return kept or ("http/1.1",)
+
+
+def _replace_alpn(
+    reference: CertificateReference, frontend: str, problems: list[Diagnostic]
+) -> CertificateReference:
+    alpn = _http1_alpn(reference.alpn, reference.location, frontend, problems)
+    return replace(reference, alpn=alpn)
+
+
+def _forwardfor(enabled: bool | None, name: str | None) -> bytes | None:
+    if not enabled:
+        return None
+    return (name or "X-Forwarded-For").encode("latin-1")
+
+
+def _compile_rules(
+    rules: Sequence[HttpRequestRule], problems: list[Diagnostic]
+) -> tuple[CompiledRule, ...]:
+    compiled = []
+    for rule in rules:
+        body = None
+        action = rule.action
+        if isinstance(action, HttpReturn) and action.file is not None:
+            try:
+                body = Path(action.file).read_bytes()
+            except OSError as error:
+                problems.append(
+                    _refuse(
+                        rule.location,
+                        "http-request",
+                        f"cannot read 'http-request return' file {action.file}: "
+                        f"{error.strerror}; fix the path or use 'string'",
+                    )
+                )
+                continue
+        compiled.append(CompiledRule(action, rule.condition, body))
+    return tuple(compiled)
+
+
+def _server_tls(server: Server) -> ServerTls | None:
+    if not server.ssl:
+        return None
+    sni = server.sni
+    from_client = False
+    if sni is not None:
+        if sni.startswith("str(") and sni.endswith(")"):
+            sni = sni[4:-1]
+        elif sni in ("ssl_fc_sni", "req.ssl_sni"):
+            sni, from_client = None, True
+    return ServerTls(
+        verify=server.verify.value == "required",
+        ca_file=server.ca_file,
+        sni=sni,
+        sni_from_client=from_client,
     )
 
 
 def _backend_plan(backend: Backend, problems: list[Diagnostic]) -> BackendPlan:
     servers = []
+    options = backend.settings.options
+    timeouts = backend.timeouts
+    httpchk = None
+    if options.httpchk:
+        httpchk = HttpCheck(
+            method=options.httpchk_method or "OPTIONS",
+            uri=options.httpchk_uri or "/",
+            expect_status=options.httpchk_expect_status,
+        )
     for server in backend.servers:
-        if server.ssl or server.send_proxy.value != "none":
+        if server.disabled:
+            continue
+        if server.sni is not None and not (
+            (server.sni.startswith("str(") and server.sni.endswith(")"))
+            or server.sni in ("ssl_fc_sni", "req.ssl_sni")
+        ):
             problems.append(
                 _refuse(
                     server.location,
                     "server",
-                    f"server '{backend.name}/{server.name}': 'ssl' and 'send-proxy' to servers "
-                    "are not supported yet",
+                    f"server '{backend.name}/{server.name}': 'sni {server.sni}' is not "
+                    "supported; use 'sni str(NAME)' or 'sni ssl_fc_sni'",
                 )
             )
-        if server.disabled:
-            continue
         servers.append(
             BackendServer(
                 name=server.name,
@@ -265,9 +395,18 @@ def _backend_plan(backend: Backend, problems: list[Diagnostic]) -> BackendPlan:
                 inter_s=server.inter_ms / 1000.0,
                 rise=server.rise,
                 fall=server.fall,
+                weight=server.weight,
+                backup=server.backup,
+                maxconn=server.maxconn,
+                send_proxy=SendProxy(server.send_proxy.value)
+                if server.send_proxy is not ProxyProtocol.NONE
+                else SendProxy.NONE,
+                tls=_server_tls(server),
+                httpchk=httpchk,
+                check_timeout_s=_seconds(timeouts.check),
             )
         )
-    timeouts = backend.timeouts
+    retries = backend.settings.retries if backend.settings.retries is not None else 3
     return BackendPlan(
         name=backend.name,
         servers=tuple(servers),
@@ -277,7 +416,22 @@ def _backend_plan(backend: Backend, problems: list[Diagnostic]) -> BackendPlan:
             server_s=_seconds(timeouts.server),
             tunnel_s=_seconds(timeouts.tunnel),
         ),
-        retries=backend.settings.retries if backend.settings.retries is not None else 3,
+        retries=retries,
+        algorithm=Algorithm(backend.balance.value),
+        redispatch=bool(options.redispatch),
+        queue_timeout_s=_seconds(
+            timeouts.queue if timeouts.queue is not None else timeouts.connect
+        ),
+        http=HttpBackendSettings(
+            name=backend.name,
+            rules=_compile_rules(backend.http_request_rules, problems)
+            if backend.mode is Mode.HTTP
+            else (),
+            forwardfor_header=_forwardfor(options.forwardfor, options.forwardfor_header),
+            connect_timeout_s=_seconds(timeouts.connect),
+            server_timeout_s=_seconds(timeouts.server),
+            retries=retries,
+        ),
     )
 
 

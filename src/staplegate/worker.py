@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import pickle
@@ -21,9 +22,12 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from staplegate.clock import SystemClock
 from staplegate.observe.log import LogRouter, SyslogTarget
 from staplegate.ocsp.certid import CertId
 from staplegate.proxy.backends import AdminState, BackendPool, ServerState
+from staplegate.proxy.http import HttpFrontend
+from staplegate.proxy.httplog import tcplog_writer
 from staplegate.proxy.tcp import Frontend, Listener, serve
 from staplegate.serving import ServePlan, make_router
 from staplegate.tls.staples import StapleTable
@@ -90,17 +94,21 @@ async def _run(setup: WorkerSetup) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     table = StapleTable(setup.initial_table)
-    pools = {b.name: BackendPool(b.name, b.servers) for b in setup.plan.backends}
+    pools = {b.name: b.pool() for b in setup.plan.backends}
     for (backend, server), (health, admin) in setup.initial_servers.items():
         if backend in pools:
             pools[backend].set_state(server, health)
             pools[backend].set_admin(server, admin)
-    backend_timeouts = {b.name: b for b in setup.plan.backends}
+    backend_plans = {b.name: b for b in setup.plan.backends}
+    http_backends = {b.name: b.http for b in setup.plan.backends}
     listeners: list[Listener] = []
     for fplan in setup.plan.frontends:
         retries = 3
-        if fplan.default_backend in backend_timeouts:
-            retries = backend_timeouts[fplan.default_backend].retries
+        if fplan.default_backend in backend_plans:
+            retries = backend_plans[fplan.default_backend].retries
+        http = None
+        if fplan.http is not None:
+            http = HttpFrontend(dataclasses.replace(fplan.http, backends=http_backends))
         frontend = Frontend(
             name=fplan.name,
             staples=table,
@@ -108,10 +116,19 @@ async def _run(setup: WorkerSetup) -> None:
             timeouts=fplan.timeouts,
             maxconn=fplan.maxconn,
             retries=retries,
+            http=http,
+            log=tcplog_writer(SystemClock()) if fplan.tcplog else None,
         )
         for index, bplan in enumerate(fplan.binds):
             for sock in setup.sockets.get((fplan.name, index), ()):
-                listeners.append(Listener(sock=sock, frontend=frontend, tls=bplan.tls))
+                listeners.append(
+                    Listener(
+                        sock=sock,
+                        frontend=frontend,
+                        tls=bplan.tls,
+                        accept_proxy=bplan.bind.accept_proxy,
+                    )
+                )
 
     for signum in (signal.SIGTERM, signal.SIGUSR1):
         loop.add_signal_handler(signum, stop.set)

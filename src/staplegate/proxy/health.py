@@ -1,8 +1,11 @@
-"""TCP-connect health checks (`server ... check inter rise fall`) feeding a `BackendPool`.
+"""Health checks (`server ... check inter rise fall`, `option httpchk`) feeding a pool.
 
-One task per checked server: connect with a timeout (the check timeout, else `inter`), close,
-report the result, wait `inter`, repeat. A state change is logged the way HAProxy words it and
-handed to `on_change` (metrics, tests). Checks never touch client traffic.
+One task per checked server: connect with a timeout (`timeout check`, else `inter`) — over
+TLS when the server line says `ssl` — and either close (layer 4) or, with `option httpchk`,
+send `METH URI HTTP/1.0` and read the status line (layer 7: `http-check expect status N`,
+else any 2xx or 3xx passes). Report the result, wait `inter`, repeat. A state change is
+logged the way HAProxy words it and handed to `on_change` (the master broadcasts it to the
+workers). Checks never touch client traffic.
 """
 
 from __future__ import annotations
@@ -10,9 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
-from staplegate.proxy.backends import BackendPool, BackendServer, StateChange
+from staplegate.proxy.backends import (
+    BackendPool,
+    BackendServer,
+    SendProxy,
+    ServerState,
+    StateChange,
+)
+from staplegate.proxy.upstream import open_server
 
 log = logging.getLogger("staplegate.proxy.health")
 
@@ -29,6 +41,67 @@ async def tcp_check(server: BackendServer, timeout_s: float) -> bool:
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return True
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's outcome, worded like HAProxy's check status."""
+
+    ok: bool
+    reason: str  # "Layer4 check passed", "Layer7 wrong status", ...
+    info: str | None = None
+    code: int | None = None
+    duration_s: float = 0.0
+
+    def describe(self) -> str:
+        text = f"reason: {self.reason}"
+        if self.code is not None:
+            text += f", code: {self.code}"
+        if self.info:
+            text += f', info: "{self.info}"'
+        return text + f", check duration: {int(self.duration_s * 1000)}ms"
+
+
+async def run_check(server: BackendServer, timeout_s: float) -> CheckResult:
+    """Layer 4 (connect) or layer 7 (`option httpchk`) check of one server."""
+    started = time.monotonic()
+    target = replace(server, send_proxy=SendProxy.NONE)
+    check = server.httpchk
+    reader = asyncio.StreamReader()
+    try:
+        async with asyncio.timeout(timeout_s):
+            transport, _ = await open_server(
+                target,
+                lambda: asyncio.StreamReaderProtocol(reader),
+                client_address=("0.0.0.0", 0),
+                frontend_address=("0.0.0.0", 0),
+            )
+            try:
+                if check is None:
+                    return CheckResult(True, "Layer4 check passed", None, None, _since(started))
+                host = f"Host: {check.host}\r\n" if check.host else ""
+                transport.write(f"{check.method} {check.uri} HTTP/1.0\r\n{host}\r\n".encode())
+                line = await reader.readline()
+            finally:
+                transport.close()
+    except TimeoutError:
+        return CheckResult(False, "Layer4 timeout", None, None, _since(started))
+    except (OSError, ValueError) as error:
+        info = getattr(error, "strerror", None) or str(error)
+        return CheckResult(False, "Layer4 connection problem", info, None, _since(started))
+    assert check is not None
+    parts = line.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        return CheckResult(False, "Layer7 invalid response", None, None, _since(started))
+    status = int(parts[1])
+    text = parts[2].strip().decode("latin-1") if len(parts) > 2 else None
+    if check.accepts(status):
+        return CheckResult(True, "Layer7 check passed", text, status, _since(started))
+    return CheckResult(False, "Layer7 wrong status", text, status, _since(started))
+
+
+def _since(started: float) -> float:
+    return time.monotonic() - started
 
 
 class HealthChecker:
@@ -48,17 +121,27 @@ class HealthChecker:
         self.on_check = on_check
 
     async def check_once(self, server: BackendServer) -> StateChange | None:
-        ok = await tcp_check(server, self.timeout_s or server.inter_s)
+        result = await run_check(server, self.timeout_s or server.check_timeout_s or server.inter_s)
+        ok = result.ok
         change = self.pool.report(server, ok)
         if self.on_check is not None:
             self.on_check(server, ok)
         if change is not None:
+            up = self.pool.up_servers()
+            active = sum(1 for s in up if not s.backup)
+            backup = len(up) - active
+            if change.state is ServerState.DOWN:
+                tail = f"{active} active and {backup} backup servers left."
+            else:
+                tail = f"{active} active and {backup} backup servers online."
             log.warning(
-                "Server %s/%s is %s. %d active servers left.",
+                "%s %s/%s is %s, %s. %s",
+                "Backup Server" if server.backup else "Server",
                 self.pool.name,
                 server.name,
                 change.state.value,
-                len(self.pool.up_servers()),
+                result.describe(),
+                tail,
             )
             if self.on_change is not None:
                 self.on_change(change)

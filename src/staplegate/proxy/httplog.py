@@ -10,7 +10,17 @@ frontends; `<NOSRV>` stands for no server. Pure: the caller passes the accept da
 from __future__ import annotations
 
 import datetime as dt
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from staplegate.clock import Clock
+
+if TYPE_CHECKING:
+    from staplegate.proxy.tcp import ConnectionRecord
+
+_log = logging.getLogger("staplegate.tcp")
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -106,3 +116,30 @@ class TcpLogRecord:
             f"{_ms(self.queue_s)}/{_ms(self.connect_s)}/{_ms(self.total_s)} "
             f"{self.bytes_out} {self.termination} {self.counters.render()}"
         )
+
+
+def tcplog_writer(
+    clock: Clock, log_line: Callable[[str], None] | None = None
+) -> Callable[[ConnectionRecord], None]:
+    """A `Frontend(log=...)` callable writing one tcplog line per closed connection."""
+    emit = log_line or (lambda line: _log.info("%s", line))
+
+    def write(record: ConnectionRecord) -> None:
+        accepted = clock.now() - dt.timedelta(seconds=record.duration_s)
+        line = TcpLogRecord(
+            client=record.client_address,
+            accepted_at=accepted,
+            frontend=record.frontend,
+            tls=True,
+            backend=record.backend,
+            server=record.server,
+            queue_s=record.queue_s,
+            connect_s=record.connect_s,
+            total_s=record.duration_s,
+            bytes_out=record.bytes_to_client,
+            termination=record.termination.value,
+            counters=Counters(),
+        )
+        emit(line.render())
+
+    return write
