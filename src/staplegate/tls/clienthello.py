@@ -25,6 +25,20 @@ HANDSHAKE_HEADER_LEN: Final = 4
 MAX_RECORD_PAYLOAD: Final = 16384 + 2048  # TLSPlaintext limit plus the compression allowance
 MAX_CLIENT_HELLO: Final = 65536  # far above real hellos (post-quantum shares are ~1.5 KB)
 
+#: Cipher suites an ECDSA certificate can serve: every TLS 1.3 suite (the key type is not in
+#: the suite) and the TLS 1.2 ECDHE_ECDSA ones OpenSSL knows (IANA values).
+ECDSA_CAPABLE_SUITES: Final = frozenset(
+    (
+        *range(0x1301, 0x1306),  # TLS 1.3
+        *range(0xC006, 0xC00B),  # ECDHE_ECDSA with NULL, RC4, 3DES, AES-CBC-SHA
+        0xC023, 0xC024, 0xC02B, 0xC02C,  # AES-CBC-SHA2, AES-GCM
+        0xC048, 0xC049, 0xC05C, 0xC05D,  # ARIA
+        0xC072, 0xC073, 0xC086, 0xC087,  # Camellia
+        *range(0xC0AC, 0xC0B0),  # AES-CCM
+        0xCCA9,  # ChaCha20-Poly1305
+    )
+)  # fmt: skip
+
 _CONTENT_HANDSHAKE: Final = 22
 _HANDSHAKE_CLIENT_HELLO: Final = 1
 
@@ -107,11 +121,15 @@ class ClientHello:
         """True when the peer can verify an ECDSA certificate's signature.
 
         Without the signature_algorithms extension (TLS 1.2 only) RFC 5246 §7.4.1.4.1 says the
-        peer assumes rsa/sha1 for an RSA key exchange: choose RSA then.
+        peer assumes rsa/sha1 for an RSA key exchange: choose RSA then. Like HAProxy, it also
+        takes a cipher suite an ECDSA key can serve: a TLS 1.2 client offering only
+        ECDHE_RSA suites fails the handshake with an ECDSA certificate whatever its sigalgs.
         """
         if self.signature_algorithms is None:
             return False
-        return any(alg & 0xFF == 0x03 for alg in self.signature_algorithms)
+        if not any(alg & 0xFF == 0x03 for alg in self.signature_algorithms):
+            return False
+        return any(suite in ECDSA_CAPABLE_SUITES for suite in self.cipher_suites)
 
     def accepts_rsa(self) -> bool:
         if self.signature_algorithms is None:

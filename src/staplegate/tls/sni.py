@@ -8,8 +8,9 @@ Rules (HAProxy's bind/crt-list behaviour, with the `!` semantics made explicit):
   certificate, even when one of its wildcards would cover it; the lookup then goes on to the
   other certificates and finally the default. (`!*.x` is ignored, as in HAProxy.)
 - Exact names win over wildcards. Within the winning tier, ECDSA is chosen when the client's
-  signature_algorithms accept it, else RSA, else any other key type; among equals, the first
-  certificate in configuration order.
+  signature_algorithms accept it and it offers a cipher suite an ECDSA key can serve (as
+  HAProxy checks), else RSA, else any other key type; among equals, the first certificate in
+  configuration order.
 - No match: the bind's first certificate (the default), unless `strict-sni` is on, which
   refuses the handshake; without SNI, strict-sni refuses too (HAProxy does the same).
 """

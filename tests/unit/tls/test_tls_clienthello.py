@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import ssl
+
 import pytest
 from hello_samples import pyopenssl_hello, rerecord, stdlib_hello
 from hypothesis import given, settings
@@ -176,3 +179,24 @@ def test_mutated_real_hello_never_raises_anything_else(position: int, value: int
     mutated[position] = value
     _only_defined_outcomes(bytes(mutated))
     _only_defined_outcomes(bytes(mutated[:cut]))
+
+
+def _tls12_hello(ciphers: str) -> bytes:
+    context = ssl.create_default_context()
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(ciphers)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = context.wrap_bio(incoming, outgoing, server_hostname="site.test")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        client.do_handshake()
+    return outgoing.read()
+
+
+def test_ecdsa_needs_a_suite_an_ecdsa_key_can_serve() -> None:
+    # HAProxy's rule: ECDSA sigalgs are not enough when every offered TLS 1.2 suite is RSA
+    hello = _parse(_tls12_hello("ECDHE-RSA-AES128-GCM-SHA256"))
+    assert hello.signature_algorithms is not None
+    assert any(alg & 0xFF == 0x03 for alg in hello.signature_algorithms)
+    assert not hello.accepts_ecdsa()
+    assert hello.accepts_rsa()
+    assert _parse(_tls12_hello("ECDHE-ECDSA-AES128-GCM-SHA256")).accepts_ecdsa()
