@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -200,10 +199,6 @@ def begin(name: str, live: LoadedCertificate | None) -> Transaction:
     return Transaction(name, live)
 
 
-def with_name(certificate: LoadedCertificate, name: str) -> LoadedCertificate:
-    return replace(certificate, name=name)
-
-
 def _spki(key: PublicKeyTypes) -> bytes:
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -240,7 +235,3 @@ def must_staple(certificate: x509.Certificate) -> bool:
     except x509.ExtensionNotFound:
         return False
     return x509.TLSFeatureType.status_request in feature.value
-
-
-def is_valid_at(certificate: LoadedCertificate, now: dt.datetime) -> bool:
-    return certificate.not_before <= now <= certificate.not_after

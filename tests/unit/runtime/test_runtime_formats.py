@@ -1,0 +1,90 @@
+"""HAProxy's output formats (dates, names, CSV) and their parsing back for `ctl --json`."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from staplegate.runtime import formats
+from staplegate.runtime.textparse import parse_answer
+
+
+def test_openssl_date_pads_the_day_with_a_space() -> None:
+    when = dt.datetime(2026, 12, 1, 13, 23, 13, tzinfo=dt.UTC)
+    assert formats.openssl_date(when) == "Dec  1 13:23:13 2026 GMT"
+
+
+def test_log_date_layout() -> None:
+    when = dt.datetime(2026, 11, 24, 13, 23, 13, tzinfo=dt.UTC)
+    text = formats.log_date(when)
+    parsed = dt.datetime.strptime(text, "%d/%b/%Y:%H:%M:%S %z")
+    assert parsed == when
+
+
+def test_serial_hex_is_the_der_integer_content() -> None:
+    assert formats.serial_hex(0x0A1B2C3D) == "0A1B2C3D"
+    assert formats.serial_hex(0x80) == "0080"
+
+
+def test_oneline_name_follows_der_order() -> None:
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "FR"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "www.example.test"),
+        ]
+    )
+    assert formats.oneline_name(name) == "/C=FR/O=Example/CN=www.example.test"
+
+
+def test_stat_csv_has_haproxys_layout() -> None:
+    text = formats.stat_csv([{"pxname": "fe", "svname": "FRONTEND", "ocsp_certs": 2}])
+    header, row, end = text.split("\n")
+    assert header.startswith("# pxname,svname,qcur,")
+    assert header.endswith(
+        ",proto,-,ocsp_certs,ocsp_stapled,ocsp_update_ok,ocsp_update_err,ocsp_revoked,"
+    )
+    assert row.startswith("fe,FRONTEND,,")
+    assert row.endswith(",-,2,,,,,")
+    assert end == ""
+    assert parse_answer("show stat", text.rstrip("\n")) == [
+        dict.fromkeys([*formats.STAT_FIELDS, *formats.OCSP_STAT_FIELDS], "")
+        | {"pxname": "fe", "svname": "FRONTEND", "ocsp_certs": "2"}
+    ]
+
+
+def test_csv_field_quotes_commas() -> None:
+    assert formats.csv_field('a,"b"') == '"a,""b"""'
+
+
+def test_parse_answers() -> None:
+    assert parse_answer("show info", "Name: staplegate\nPid: 4") == {
+        "Name": "staplegate",
+        "Pid": "4",
+    }
+    assert parse_answer("show ssl cert", "# transaction\n*a\n# filename\na\nb") == {
+        "transaction": ["*a"],
+        "filename": ["a", "b"],
+    }
+    assert parse_answer(
+        "show ssl crt-list -n /l", "# /l\n/a.pem:1 [alpn h2 ocsp-update on] a b\n/b.pem:2"
+    ) == {
+        "crt-list": "/l",
+        "entries": [
+            {
+                "store": "/a.pem",
+                "line": 1,
+                "options": "alpn h2 ocsp-update on",
+                "sni_filters": ["a", "b"],
+            },
+            {"store": "/b.pem", "line": 2, "options": "", "sni_filters": []},
+        ],
+    }
+    assert parse_answer(
+        "show ssl ocsp-response",
+        "# Certificate IDs\nCertificate ID key : 30ab\nCertificate path : /a.pem\n"
+        " Certificate ID:\n   Serial Number: 0A",
+    ) == [{"Certificate ID key": "30ab", "Certificate path": "/a.pem", "Serial Number": "0A"}]
+    assert parse_answer("show info", "Permission denied") == {"answer": "Permission denied"}
