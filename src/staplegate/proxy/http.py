@@ -129,6 +129,7 @@ class HttpFrontend:
 
     def put_idle(self, conn: ServerConnection) -> None:
         conn.owner = None
+        conn.attached = False
         self._idle.setdefault(conn.key, []).append(conn)
         conn.idle_timer = asyncio.get_running_loop().call_later(
             self.idle_server_timeout_s, conn.close
@@ -149,10 +150,18 @@ class HttpFrontend:
 class ServerConnection(asyncio.Protocol):
     """One connection to a backend server, owned by at most one stream at a time."""
 
-    def __init__(self, frontend: HttpFrontend, key: tuple[str, str, str | None]) -> None:
+    def __init__(
+        self,
+        frontend: HttpFrontend,
+        key: tuple[str, str, str | None],
+        owner: HttpStream | None = None,
+    ) -> None:
         self.frontend = frontend
         self.key = key
-        self.owner: HttpStream | None = None
+        self.owner = owner
+        self.attached = False  # the owner's exchange has taken it (until then, buffer)
+        self.early: list[bytes] = []
+        self.early_eof = False
         self.transport: asyncio.Transport | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
         self.write_paused = False
@@ -171,12 +180,17 @@ class ServerConnection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if self.owner is not None:
+        if self.owner is not None and not self.attached:
+            self.early.append(data)  # a fast server answered before the connect returned
+        elif self.owner is not None:
             self.owner.server_data(self, data)
         else:  # an idle server must not talk: drop the connection
             self.close()
 
     def eof_received(self) -> bool:
+        if self.owner is not None and not self.attached:
+            self.early_eof = True
+            return True
         if self.owner is not None:
             self.owner.server_eof(self)
         else:
@@ -187,7 +201,9 @@ class ServerConnection(asyncio.Protocol):
         self.transport = None
         self.idle_timer_cancel()
         self.frontend.discard(self)
-        if self.owner is not None:
+        if self.owner is not None and not self.attached:
+            self.early_eof = True
+        elif self.owner is not None:
             self.owner.server_eof(self)
 
     def pause_writing(self) -> None:
@@ -449,6 +465,7 @@ class HttpStream:
                 exchange.connect_s = self.loop.time() - started
                 self.http.stats.server_connects += 1
                 if self.closed or self.exchange is not exchange:
+                    conn.owner = None
                     conn.close()
                     return
                 self._attach(exchange, conn)
@@ -492,7 +509,7 @@ class HttpStream:
         _, conn = await asyncio.wait_for(
             open_server(
                 server,
-                lambda: ServerConnection(self.http, key),
+                lambda: ServerConnection(self.http, key, owner=self),
                 client_address=side.client_address,
                 frontend_address=side.frontend_address,
                 client_sni=side.server_name,
@@ -503,6 +520,7 @@ class HttpStream:
 
     def _attach(self, exchange: _Exchange, conn: ServerConnection) -> None:
         conn.owner = self
+        conn.attached = True
         exchange.conn = conn
         exchange.reader = ResponseReader(
             head_request=exchange.head.method == "HEAD",
@@ -516,6 +534,12 @@ class HttpStream:
             conn.transport.pause_reading()
         self._pump(exchange)
         self._arm()
+        early, conn.early = conn.early, []
+        for data in early:
+            self.server_data(conn, data)
+        if conn.early_eof:
+            conn.early_eof = False
+            self.server_eof(conn)
 
     def _pump(self, exchange: _Exchange) -> None:
         """Send the current request's body events to its server, if it has one yet."""
