@@ -1,0 +1,186 @@
+"""HTTP/1.1 parsing limits and statuses, head rewriting, rules, PROXY protocol, log lines."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from staplegate.config.model import AclFetch, AclTerm, Condition, HttpRedirectScheme
+from staplegate.proxy.httplog import Counters, HttpLogRecord, haproxy_date
+from staplegate.proxy.httpmsg import (
+    END,
+    BodyKind,
+    HttpError,
+    RequestHead,
+    RequestReader,
+    ResponseHead,
+    ResponseReader,
+    body_chunk,
+    error_response,
+)
+from staplegate.proxy.httprules import CompiledRule, RequestFacts, apply_rules, condition_holds
+from staplegate.proxy.proxyproto import (
+    NeedMore,
+    ProxyHeaderError,
+    build_v1,
+    build_v2,
+    parse_proxy_header,
+)
+
+
+def test_request_events_and_pipelining() -> None:
+    reader = RequestReader()
+    events = reader.feed(
+        b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.0\r\n\r\n"
+    )
+    head, body, end, second, end2 = events
+    assert isinstance(head, RequestHead)
+    assert (head.method, head.target, head.body, head.host) == ("POST", b"/a", BodyKind.LENGTH, "x")
+    assert (body, end, end2) == (b"abc", END, END)
+    assert isinstance(second, RequestHead)
+    assert not second.keep_alive  # HTTP/1.0 without keep-alive
+
+
+def test_chunked_request_is_rechunked() -> None:
+    reader = RequestReader()
+    events = reader.feed(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    )
+    assert isinstance(events[0], RequestHead)
+    assert events[0].body is BodyKind.CHUNKED
+    assert body_chunk(BodyKind.CHUNKED, events[1]) == b"5\r\nhello\r\n"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nX: " + b"y" * 3000 + b"\r\n\r\n", 431),
+        (b"POST / HTTP/1.1\r\nContent-Length: 99\r\n\r\n", 413),
+        (b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+    ],
+)
+def test_bad_requests_get_haproxy_statuses(data: bytes, status: int) -> None:
+    reader = RequestReader(max_head_bytes=2048, max_body_bytes=10)
+    with pytest.raises(HttpError) as caught:
+        reader.feed(data)
+    assert caught.value.status == status
+
+
+def test_incomplete_head_over_the_limit_is_431() -> None:
+    reader = RequestReader(max_head_bytes=100)
+    reader.feed(b"GET / HTTP/1.1\r\nX: ")
+    with pytest.raises(HttpError) as caught:
+        reader.feed(b"z" * 200)
+    assert caught.value.status == 431
+
+
+def test_head_rewrite_drops_hop_by_hop_headers() -> None:
+    head = RequestHead(
+        "GET", b"/", "1.1", [(b"Host", b"x"), (b"Connection", b"close"), (b"Keep-Alive", b"1")],
+        keep_alive=False,
+    )  # fmt: skip
+    assert head.encode() == b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def test_response_reader_head_request_and_until_close() -> None:
+    reader = ResponseReader(head_request=True)
+    events = reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+    assert isinstance(events[0], ResponseHead)
+    assert events[1] is END
+    reader = ResponseReader(head_request=False)
+    events = reader.feed(b"HTTP/1.0 200 OK\r\n\r\npartial")
+    assert isinstance(events[0], ResponseHead)
+    assert events[0].body is BodyKind.UNTIL_CLOSE
+    assert reader.eof() == [END]
+    truncated = ResponseReader(head_request=False)
+    truncated.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    with pytest.raises(HttpError) as caught:
+        truncated.eof()
+    assert caught.value.status == 502
+
+
+def test_response_head_adds_connection_close() -> None:
+    head = ResponseHead(200, b"OK", "1.1", [(b"Connection", b"keep-alive")], keep_alive=True,
+                        head_request=False)  # fmt: skip
+    assert head.encode(close=True, client_version="1.1") == (
+        b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n"
+    )
+
+
+def test_error_page_matches_haproxy() -> None:
+    encoded = error_response(503).encode()
+    assert encoded.startswith(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 107\r\n")
+    assert encoded.endswith(
+        b"<html><body><h1>503 Service Unavailable</h1>\n"
+        b"No server is available to handle this request.\n</body></html>\n"
+    )
+
+
+def test_conditions_on_host_and_sni() -> None:
+    facts = RequestFacts(("192.0.2.1", 1), "www.example.test", True, "API.test")
+    host = AclTerm(AclFetch.HDR_HOST, ("api.test",), ignore_case=True)
+    sni = AclTerm(AclFetch.SSL_FC_SNI, ("www.example.test",))
+    assert condition_holds(Condition(False, (host, sni)), facts)
+    assert not condition_holds(Condition(True, (host,)), facts)
+    assert not condition_holds(
+        Condition(False, (AclTerm(AclFetch.HDR_HOST, ("api.test",)),)), facts
+    )
+
+
+def test_redirect_keeps_host_and_path() -> None:
+    head = RequestHead("GET", b"/p?q", "1.1", [(b"Host", b"h.test")], keep_alive=True)
+    facts = RequestFacts(("192.0.2.1", 1), None, True, "h.test")
+    answer, name = apply_rules([CompiledRule(HttpRedirectScheme("https"))], head, facts)
+    assert name == "redirect"
+    assert answer is not None
+    assert ("location", "https://h.test/p?q") in answer.headers
+    assert answer.status == 302
+
+
+@given(
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=4).map(str),
+    st.integers(0, 65535),
+    st.integers(0, 65535),
+)
+def test_proxy_v1_and_v2_round_trip(src: str, dst: str, sport: int, dport: int) -> None:
+    for build in (build_v1, build_v2):
+        data = build((src, sport), (dst, dport)) + b"\x16\x03\x01"
+        parsed = parse_proxy_header(data)
+        assert not isinstance(parsed, NeedMore)
+        assert parsed.source == (src, sport)
+        assert parsed.destination == (dst, dport)
+        assert data[parsed.length :] == b"\x16\x03\x01"
+        assert isinstance(parse_proxy_header(data[: parsed.length - 1]), NeedMore)
+
+
+def test_proxy_header_refusals() -> None:
+    for bad in (b"\x16\x03\x01\x02\x00", b"PROXY TCP4 1.2.3.4 nope 1 2\r\n", b"GET / HTTP/1.1\r\n"):
+        with pytest.raises(ProxyHeaderError):
+            parse_proxy_header(bad)
+    v6 = build_v2(("2001:db8::1", 1), ("2001:db8::2", 2))
+    parsed = parse_proxy_header(v6)
+    assert not isinstance(parsed, NeedMore)
+    assert parsed.source == ("2001:db8::1", 1)
+    unknown = parse_proxy_header(b"PROXY UNKNOWN\r\n")
+    assert not isinstance(unknown, NeedMore)
+    assert unknown.source is None
+
+
+def test_httplog_line_format() -> None:
+    when = dt.datetime(2009, 2, 6, 12, 14, 14, 655000, tzinfo=dt.UTC).astimezone()
+    record = HttpLogRecord(
+        client=("10.0.1.2", 33317), received_at=when, frontend="http-in", tls=False,
+        backend="static", server="srv1", request_s=0.010, queue_s=0.0, connect_s=0.030,
+        response_s=0.069, active_s=0.109, status=200, bytes_out=2750, termination="----",
+        counters=Counters(1, 1, 1, 1, 0), request_line="GET /index.html HTTP/1.1",
+    )  # fmt: skip
+    assert record.render() == (
+        f"10.0.1.2:33317 [{haproxy_date(when)}] http-in static/srv1 10/0/30/69/109 200 2750 "
+        '- - ---- 1/1/1/1/0 0/0 "GET /index.html HTTP/1.1"'
+    )
+    assert haproxy_date(dt.datetime(2009, 2, 6, 12, 14, 14, 655000)).endswith(":12:14:14.655")
