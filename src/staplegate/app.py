@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import signal
@@ -44,6 +45,8 @@ from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.proxy.backends import BackendPool, StateChange
 from staplegate.proxy.health import HealthChecker
+from staplegate.runtime.handlers import RuntimeHandlers
+from staplegate.runtime.server import RuntimeServer, RuntimeServerError, listeners_from_config
 from staplegate.serving import ServePlan, build_plan, open_listening_socket
 from staplegate.store import FileStapleStore, resolve_state_dir
 from staplegate.worker import (
@@ -120,6 +123,16 @@ def update_settings_of(settings: GlobalSettings) -> UpdateSettings:
     )
 
 
+def _close_inherited_fds(keep: set[int]) -> None:
+    """In a new worker: close every descriptor but `keep` (runtime API clients, other
+    workers' pipes, the master's event loop), so nothing the master owns stays open here."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 def _socket_key(address: SocketAddress) -> SocketKey:
     return (address.family.value, address.host, address.port)
 
@@ -182,6 +195,10 @@ class WorkerHandle:
     deployment: int
     pipe: asyncio.WriteTransport | None = None
     write_fd: int = -1
+
+
+class DeployError(Exception):
+    """A generation could not be put in service; the running one keeps serving."""
 
 
 @dataclass(frozen=True)
@@ -253,11 +270,9 @@ class Master:
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:  # child
-            os.close(write_fd)
-            for other in self.workers.values():
-                if other.write_fd >= 0:
-                    with contextlib.suppress(OSError):
-                        os.close(other.write_fd)
+            keep = {0, 1, 2, read_fd}
+            keep.update(s.fileno() for socks in deployment.sockets.values() for s in socks)
+            _close_inherited_fds(keep)
             setup = WorkerSetup(
                 slot=slot,
                 plan=deployment.plan,
@@ -308,39 +323,36 @@ class Master:
 
     async def reload(self, updater: OcspUpdater) -> ReloadResult:
         """Load the configuration again; switch to it only when it is entirely valid."""
-        errors: list[str] = []
-
-        class _Collect:
-            def write(self, text: str) -> int:
-                errors.extend(line for line in text.splitlines() if line.strip())
-                return len(text)
-
-            def flush(self) -> None:
-                return None
-
-        sink = _Collect()
+        sink = io.StringIO()
         generation = await asyncio.to_thread(
-            load_generation,
-            self.config_paths,
-            now=self.clock.now(),
-            err=sink,  # type: ignore[arg-type]
+            load_generation, self.config_paths, now=self.clock.now(), err=sink
         )
-        for line in errors:
+        for line in sink.getvalue().splitlines():
             log.warning("reload: %s", line)
         if generation is None or not generation.ok:
             return self._reload_failed("the new configuration has errors (see above)")
+        try:
+            number = await self.deploy(generation, updater)
+        except DeployError as error:
+            return self._reload_failed(str(error))
+        result = ReloadResult(True, f"reloaded: generation {number}", time.time())
+        self.reloads.append(result)
+        return result
+
+    async def deploy(self, generation: Generation, updater: OcspUpdater) -> int:
+        """Put `generation` in service: new workers on the same sockets, old ones drain."""
         number = self.current.number + 1
         plan, problems = await asyncio.to_thread(build_plan, generation, number=number)
         for problem in problems:
             log.warning("reload: %s", problem)
         if plan is None:
-            return self._reload_failed("the new configuration cannot be served (see above)")
+            raise DeployError("the new configuration cannot be served (see above)")
         previous = self.current
         reusable = sockets_by_address(previous)
         try:
             sockets = open_sockets(plan, reusable)
         except OSError as error:
-            return self._reload_failed(f"cannot listen: {error.strerror}")
+            raise DeployError(f"cannot listen: {error.strerror}") from None
         self.current = Deployment(number, generation, plan, sockets)
         self.pools = self._pools_for(plan)
         await updater.reconfigure(updater_entries(generation))
@@ -358,8 +370,6 @@ class Master:
                     sock.close()
         if self.on_deployment is not None:
             self.on_deployment(self.current)
-        result = ReloadResult(True, f"reloaded: generation {number}", time.time())
-        self.reloads.append(result)
         log.log(
             NOTICE,
             "reload: generation %d serving (%d workers, %s); %d old workers draining",
@@ -368,7 +378,7 @@ class Master:
             ", ".join(self.current.addresses()),
             len(old_workers),
         )
-        return result
+        return number
 
     def _reload_failed(self, reason: str) -> ReloadResult:
         result = ReloadResult(
@@ -422,10 +432,15 @@ async def _master_main(master: Master, updater: OcspUpdater) -> int:
             if master.stopping or old:
                 log.log(NOTICE, "worker #%d (%d) exited with status %d", handle.slot, pid, code)
             else:
+                replacement = master.spawn(handle.slot)
+                keep(loop.create_task(master.attach_pipe(replacement)))
                 log.warning(
-                    "worker #%d (%d) exited with status %d; restarting it", handle.slot, pid, code
+                    "worker #%d (%d) exited with status %d; restarting it as %d",
+                    handle.slot,
+                    pid,
+                    code,
+                    replacement.pid,
                 )
-                keep(loop.create_task(master.attach_pipe(master.spawn(handle.slot))))
         if master.stopping and not master.workers:
             done.set()
 
@@ -473,6 +488,9 @@ async def _master_main(master: Master, updater: OcspUpdater) -> int:
     started = asyncio.Event()
     updater_task = loop.create_task(updater.run(started=started))
     await started.wait()
+    runtime = await _start_runtime_api(master, updater)
+    if runtime is None and master.current.generation.config.global_.stats_sockets:
+        graceful()
     log.log(
         NOTICE,
         "staplegate started: %d workers, listening on %s, state directory %s",
@@ -482,6 +500,8 @@ async def _master_main(master: Master, updater: OcspUpdater) -> int:
     )
     _sd_notify("READY=1")
     await done.wait()
+    if runtime is not None:
+        await runtime.close()
     for checker in checkers:
         checker.cancel()
     updater.stop()
@@ -489,6 +509,24 @@ async def _master_main(master: Master, updater: OcspUpdater) -> int:
         await updater_task
     await updater.flush()
     return exit_status
+
+
+async def _start_runtime_api(master: Master, updater: OcspUpdater) -> RuntimeServer | None:
+    """The `stats socket` listeners (after the fork, so workers never hold them)."""
+    from staplegate.master_runtime import MasterRuntime
+
+    listeners = listeners_from_config(master.current.generation.config.global_)
+    if not listeners:
+        return None
+    handlers = RuntimeHandlers(MasterRuntime(master, updater), clock=master.clock)
+    server = RuntimeServer(listeners, handlers)
+    try:
+        await server.start()
+    except RuntimeServerError as error:
+        log.error("[ALERT] cannot start the runtime API: %s", error)
+        return None
+    log.log(NOTICE, "runtime API listening on %s", ", ".join(server.bound))
+    return server
 
 
 def _sd_notify(message: str) -> None:

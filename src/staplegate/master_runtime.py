@@ -1,0 +1,196 @@
+"""The running master as the runtime API sees it: `RuntimeBackend` over `Master`.
+
+Part of the composition root (with app.py). A committed certificate is put in service the
+way a reload is: a new generation whose TLS contexts are built in the master, new workers on
+the same sockets, the old ones drain. That keeps every worker's session-ticket keys equal and
+needs no certificate plumbing into running workers. Like HAProxy, a change made over the
+socket lives in memory: write the files too, or the next reload reads the old ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Mapping, Sequence
+
+from staplegate import __version__
+from staplegate.app import DeployError, Master
+from staplegate.certs import LoadedCertificate, assess_ocsp, check_ocsp_sidecar
+from staplegate.fetch.updater import OcspUpdater
+from staplegate.generation import CertificateEntry
+from staplegate.proxy.backends import AdminState as PoolAdminState
+from staplegate.proxy.backends import ServerState
+from staplegate.runtime.backend import (
+    AdminState,
+    CommitError,
+    CommitResult,
+    CrtListView,
+    ServerView,
+    StatRow,
+    UnknownServer,
+    crt_lists_from_config,
+)
+
+
+class MasterRuntime:
+    """Implements `staplegate.runtime.backend.RuntimeBackend` for the master process."""
+
+    def __init__(self, master: Master, updater: OcspUpdater) -> None:
+        self._master = master
+        self._updater = updater
+        self._started = time.monotonic()
+
+    def ocsp_updater(self) -> OcspUpdater:
+        return self._updater
+
+    def certificates(self) -> Sequence[CertificateEntry]:
+        return self._master.current.generation.certificates
+
+    def crt_lists(self) -> Sequence[CrtListView]:
+        return crt_lists_from_config(self._master.current.generation.config)
+
+    async def commit_certificate(self, name: str, certificate: LoadedCertificate) -> CommitResult:
+        master = self._master
+        generation = master.current.generation
+        entries = list(generation.certificates)
+        index = next((i for i, e in enumerate(entries) if e.name == name), None)
+        if index is None:
+            raise CommitError(f"'{name}' is not a certificate in use; it cannot be committed.")
+        entry = entries[index]
+        now = master.clock.now()
+        readiness = assess_ocsp(certificate, ocsp_update=entry.ocsp_update)
+        if readiness.fatal:
+            raise CommitError(readiness.fatal)
+        entries[index] = dataclasses.replace(
+            entry,
+            certificate=certificate,
+            error=None,
+            readiness=readiness,
+            sidecar=check_ocsp_sidecar(certificate, now),
+        )
+        renewed = dataclasses.replace(generation, certificates=tuple(entries))
+        try:
+            await master.deploy(renewed, self._updater)
+        except DeployError as error:
+            raise CommitError(str(error)) from None
+        instances = sum(
+            1
+            for fplan in master.current.plan.frontends
+            for bplan in fplan.binds
+            for context in bplan.tls.contexts
+            if context.certificate.name == name
+        )
+        warnings = tuple(readiness.warnings) + tuple(readiness.info)
+        return CommitResult(instances=instances, warnings=warnings)
+
+    def servers(self) -> Sequence[ServerView]:
+        views = []
+        for backend_id, backend in enumerate(self._master.current.plan.backends, start=1):
+            pool = self._master.pools[backend.name]
+            states = pool.states()
+            for server_id, server in enumerate(backend.servers, start=1):
+                health, admin = states[server.name]
+                views.append(
+                    ServerView(
+                        backend=backend.name,
+                        backend_id=backend_id,
+                        name=server.name,
+                        server_id=server_id,
+                        address=server.host,
+                        port=server.port,
+                        up=health is ServerState.UP,
+                        admin=AdminState(admin.value),
+                        check=server.check,
+                        rise=server.rise,
+                        fall=server.fall,
+                    )
+                )
+        return views
+
+    def set_server_state(self, backend: str, server: str, state: AdminState) -> None:
+        pool = self._master.pools.get(backend)
+        if pool is None:
+            raise UnknownServer("No such backend.")
+        if server not in {s.name for s in pool.servers}:
+            raise UnknownServer("No such server.")
+        pool.set_admin(server, PoolAdminState(state.value))
+        self._master.broadcast_servers()
+
+    def info(self) -> Mapping[str, str | int]:
+        master = self._master
+        uptime = int(time.monotonic() - self._started)
+        return {
+            "Name": "staplegate",
+            "Version": __version__,
+            "Release_date": "",
+            "Nbthread": master.worker_count,
+            "Nbproc": 1,
+            "Process_num": 1,
+            "Pid": os.getpid(),
+            "Uptime": f"{uptime // 86400}d {uptime // 3600 % 24}h{uptime // 60 % 60:02d}m"
+            f"{uptime % 60:02d}s",
+            "Uptime_sec": uptime,
+            "Stopping": int(master.stopping),
+        }
+
+    def stats(self) -> Sequence[StatRow]:
+        master = self._master
+        rows: list[StatRow] = []
+        for frontend in master.current.plan.frontends:
+            names = sorted({c.certificate.name for b in frontend.binds for c in b.tls.contexts})
+            rows.append(
+                StatRow(
+                    {
+                        "pxname": frontend.name,
+                        "svname": "FRONTEND",
+                        "status": "OPEN",
+                        "slim": frontend.maxconn,
+                        "type": 0,
+                        "mode": "tcp",
+                    },
+                    certificates=tuple(names),
+                )
+            )
+        for backend in master.current.plan.backends:
+            pool = master.pools[backend.name]
+            states = pool.states()
+            up = 0
+            for server in backend.servers:
+                health, admin = states[server.name]
+                status = "MAINT" if admin is PoolAdminState.MAINT else health.value
+                if admin is PoolAdminState.DRAIN and health is ServerState.UP:
+                    status = "DRAIN"
+                up += int(health is ServerState.UP and admin is PoolAdminState.READY)
+                rows.append(
+                    StatRow(
+                        {
+                            "pxname": backend.name,
+                            "svname": server.name,
+                            "status": status,
+                            "weight": 1,
+                            "act": 1,
+                            "type": 2,
+                            "check_status": "L4OK"
+                            if server.check and health is ServerState.UP
+                            else ("L4CON" if server.check else None),
+                            "addr": f"{server.host}:{server.port}",
+                            "mode": "tcp",
+                        }
+                    )
+                )
+            rows.append(
+                StatRow(
+                    {
+                        "pxname": backend.name,
+                        "svname": "BACKEND",
+                        "status": "UP" if up else "DOWN",
+                        "weight": up,
+                        "act": up,
+                        "type": 1,
+                        "algo": "roundrobin",
+                        "mode": "tcp",
+                    }
+                )
+            )
+        return rows
