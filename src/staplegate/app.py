@@ -28,7 +28,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -206,6 +206,7 @@ class ReloadResult:
     ok: bool
     message: str
     when: float
+    lines: tuple[str, ...] = ()
 
 
 @dataclass
@@ -327,24 +328,32 @@ class Master:
         generation = await asyncio.to_thread(
             load_generation, self.config_paths, now=self.clock.now(), err=sink
         )
-        for line in sink.getvalue().splitlines():
+        lines = tuple(sink.getvalue().splitlines())
+        for line in lines:
             log.warning("reload: %s", line)
         if generation is None or not generation.ok:
-            return self._reload_failed("the new configuration has errors (see above)")
+            return self._reload_failed("the new configuration has errors (see above)", lines)
+        problems: list[str] = []
         try:
-            number = await self.deploy(generation, updater)
+            number = await self.deploy(generation, updater, problems=problems)
         except DeployError as error:
-            return self._reload_failed(str(error))
-        result = ReloadResult(True, f"reloaded: generation {number}", time.time())
+            return self._reload_failed(str(error), lines + tuple(problems))
+        result = ReloadResult(
+            True, f"reloaded: generation {number}", time.time(), lines + tuple(problems)
+        )
         self.reloads.append(result)
         return result
 
-    async def deploy(self, generation: Generation, updater: OcspUpdater) -> int:
+    async def deploy(
+        self, generation: Generation, updater: OcspUpdater, *, problems: list[str] | None = None
+    ) -> int:
         """Put `generation` in service: new workers on the same sockets, old ones drain."""
         number = self.current.number + 1
-        plan, problems = await asyncio.to_thread(build_plan, generation, number=number)
-        for problem in problems:
+        plan, found = await asyncio.to_thread(build_plan, generation, number=number)
+        for problem in found:
             log.warning("reload: %s", problem)
+            if problems is not None:
+                problems.append(str(problem))
         if plan is None:
             raise DeployError("the new configuration cannot be served (see above)")
         previous = self.current
@@ -380,11 +389,12 @@ class Master:
         )
         return number
 
-    def _reload_failed(self, reason: str) -> ReloadResult:
+    def _reload_failed(self, reason: str, lines: tuple[str, ...] = ()) -> ReloadResult:
         result = ReloadResult(
             False,
             f"reload failed, still serving generation {self.current.number}: {reason}",
             time.time(),
+            lines,
         )
         self.reloads.append(result)
         log.error("%s", result.message)
@@ -444,16 +454,17 @@ async def _master_main(master: Master, updater: OcspUpdater) -> int:
         if master.stopping and not master.workers:
             done.set()
 
-    async def reload() -> None:
+    async def reload() -> ReloadResult:
         async with reload_lock:
             if master.stopping:
-                return
+                return ReloadResult(False, "staplegate is stopping", time.time())
             _sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
             log.log(NOTICE, "reload requested: loading %s", ", ".join(master.config_paths))
             result = await master.reload(updater)
             if result.ok:
                 start_checkers()
             _sd_notify("READY=1")
+            return result
 
     def graceful() -> None:
         if master.stopping:
@@ -488,7 +499,7 @@ async def _master_main(master: Master, updater: OcspUpdater) -> int:
     started = asyncio.Event()
     updater_task = loop.create_task(updater.run(started=started))
     await started.wait()
-    runtime = await _start_runtime_api(master, updater)
+    runtime = await _start_runtime_api(master, updater, reload)
     if runtime is None and master.current.generation.config.global_.stats_sockets:
         graceful()
     log.log(
@@ -511,14 +522,16 @@ async def _master_main(master: Master, updater: OcspUpdater) -> int:
     return exit_status
 
 
-async def _start_runtime_api(master: Master, updater: OcspUpdater) -> RuntimeServer | None:
+async def _start_runtime_api(
+    master: Master, updater: OcspUpdater, reload: Callable[[], Awaitable[ReloadResult]]
+) -> RuntimeServer | None:
     """The `stats socket` listeners (after the fork, so workers never hold them)."""
     from staplegate.master_runtime import MasterRuntime
 
     listeners = listeners_from_config(master.current.generation.config.global_)
     if not listeners:
         return None
-    handlers = RuntimeHandlers(MasterRuntime(master, updater), clock=master.clock)
+    handlers = RuntimeHandlers(MasterRuntime(master, updater, reload), clock=master.clock)
     server = RuntimeServer(listeners, handlers)
     try:
         await server.start()

@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from staplegate import __version__
-from staplegate.app import DeployError, Master
+from staplegate.app import DeployError, Master, ReloadResult
 from staplegate.certs import LoadedCertificate, assess_ocsp, check_ocsp_sidecar
 from staplegate.fetch.updater import OcspUpdater
 from staplegate.generation import CertificateEntry
@@ -26,6 +26,7 @@ from staplegate.runtime.backend import (
     CommitError,
     CommitResult,
     CrtListView,
+    ReloadReport,
     ServerView,
     StatRow,
     UnknownServer,
@@ -36,10 +37,26 @@ from staplegate.runtime.backend import (
 class MasterRuntime:
     """Implements `staplegate.runtime.backend.RuntimeBackend` for the master process."""
 
-    def __init__(self, master: Master, updater: OcspUpdater) -> None:
+    def __init__(
+        self,
+        master: Master,
+        updater: OcspUpdater,
+        reload: Callable[[], Awaitable[ReloadResult]],
+    ) -> None:
         self._master = master
         self._updater = updater
+        self._reload = reload
         self._started = time.monotonic()
+
+    async def reload(self) -> ReloadReport:
+        result = await self._reload()
+        return ReloadReport(ok=result.ok, message=result.message, lines=result.lines)
+
+    def last_reload(self) -> ReloadReport | None:
+        if not self._master.reloads:
+            return None
+        result = self._master.reloads[-1]
+        return ReloadReport(ok=result.ok, message=result.message, lines=result.lines)
 
     def ocsp_updater(self) -> OcspUpdater:
         return self._updater

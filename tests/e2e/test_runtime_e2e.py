@@ -169,3 +169,24 @@ def _server_cert(port: int) -> str:
     start = text.index("-----BEGIN CERTIFICATE-----")
     end = text.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")
     return text[start:end] + "\n"
+
+
+def test_reload_over_the_socket_reports_a_broken_configuration(tmp_path: Path, pki: Pki) -> None:
+    with http_backend() as backend:
+        config, port, admin, user, _bundle = setup(tmp_path, pki, backend)
+        with staplegate(config, tmp_path / "state") as proc:
+            proc.wait_for("runtime API listening")
+            assert socat(user, "show reload").strip() == "No reload yet."
+            assert socat(user, "reload").strip() == "Permission denied"
+            good = config.read_text()
+            config.write_text(good.replace("default_backend web", "default_backend missing"))
+            answer = socat(admin, "reload")
+            assert answer.startswith("Success=0\n--\nreload failed, still serving generation 1")
+            assert f"parsing [{config}:" in answer
+            assert "missing" in answer
+            assert socat(user, "show reload") == answer
+            assert "Cert Status: good" in wait_for_staple(port, "www.example.test")
+            config.write_text(good)
+            answer = socat(admin, "reload")
+            assert answer.startswith("Success=1\n--\nreloaded: generation 2"), answer
+            assert proc.stop() == 0

@@ -89,6 +89,15 @@ class CommitResult:
     warnings: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class ReloadReport:
+    """The outcome of a configuration reload, for `reload` and `show reload`."""
+
+    ok: bool
+    message: str
+    lines: tuple[str, ...] = ()
+
+
 class CommitError(Exception):
     """The backend could not put a committed certificate in service; the text says why."""
 
@@ -118,6 +127,14 @@ class RuntimeBackend(Protocol):
         the new one gets an entry that starts from `certificate.ocsp` (verified) or fetches.
         Raise CommitError when that is impossible; the old certificate then stays in service.
         """
+        ...
+
+    async def reload(self) -> ReloadReport:
+        """Reload the configuration (as SIGUSR2 does) and report how it went."""
+        ...
+
+    def last_reload(self) -> ReloadReport | None:
+        """The most recent reload's outcome, None when there was none."""
         ...
 
     def servers(self) -> Sequence[ServerView]: ...

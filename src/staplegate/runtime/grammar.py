@@ -60,6 +60,8 @@ class CommandName(enum.Enum):
     SET_SSL_OCSP_RESPONSE = "set ssl ocsp-response"
     UPDATE_SSL_OCSP_RESPONSE = "update ssl ocsp-response"
     SHOW_SSL_OCSP_UPDATES = "show ssl ocsp-updates"
+    RELOAD = "reload"
+    SHOW_RELOAD = "show reload"
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,18 @@ COMMANDS: tuple[CommandSpec, ...] = (
         Level.USER,
         "show ssl ocsp-updates",
         "display information about the next 'ocsp-update' updates",
+    ),
+    CommandSpec(
+        CommandName.RELOAD,
+        Level.ADMIN,
+        "reload",
+        "reload the configuration (as SIGUSR2) and report the outcome",
+    ),
+    CommandSpec(
+        CommandName.SHOW_RELOAD,
+        Level.USER,
+        "show reload",
+        "report the outcome of the last reload",
     ),
 )
 

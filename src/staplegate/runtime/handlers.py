@@ -34,6 +34,7 @@ from staplegate.runtime import formats
 from staplegate.runtime.backend import (
     AdminState,
     CommitError,
+    ReloadReport,
     RuntimeBackend,
     ServerView,
     UnknownServer,
@@ -114,6 +115,16 @@ class RuntimeHandlers:
         return self.help_text(level, command.args)
 
     # --- process and servers ---
+
+    async def _reload(self, command: Command, level: Level) -> str:
+        """HAProxy's master-CLI answer: `Success=1|0`, `--`, then the reload's messages."""
+        return _reload_text(await self._backend.reload())
+
+    async def _show_reload(self, command: Command, level: Level) -> str:
+        report = self._backend.last_reload()
+        if report is None:
+            return "No reload yet.\n"
+        return _reload_text(report)
 
     async def _show_info(self, command: Command, level: Level) -> str:
         values: dict[str, str | int | None] = dict(self._backend.info())
@@ -537,7 +548,14 @@ _HANDLERS = {
     CommandName.SET_SSL_OCSP_RESPONSE: RuntimeHandlers._set_ssl_ocsp_response,
     CommandName.UPDATE_SSL_OCSP_RESPONSE: RuntimeHandlers._update_ssl_ocsp_response,
     CommandName.SHOW_SSL_OCSP_UPDATES: RuntimeHandlers._show_ssl_ocsp_updates,
+    CommandName.RELOAD: RuntimeHandlers._reload,
+    CommandName.SHOW_RELOAD: RuntimeHandlers._show_reload,
 }
+
+
+def _reload_text(report: ReloadReport) -> str:
+    lines = [f"Success={int(report.ok)}", "--", report.message, *report.lines]
+    return "\n".join(lines) + "\n"
 
 
 def _looks_like_certid(text: str) -> bool:

@@ -37,6 +37,7 @@ from staplegate.runtime.backend import (
     CommitResult,
     CrtListLine,
     CrtListView,
+    ReloadReport,
     ServerView,
     StatRow,
     UnknownServer,
@@ -114,6 +115,7 @@ class LabBackend:
     server_views: list[ServerView]
     lists: tuple[CrtListView, ...] = ()
     commits: list[tuple[str, CertId | None]] = field(default_factory=list)
+    reloads: list[ReloadReport] = field(default_factory=list)
     """What the workers were told: (store name, new CertId) per commit."""
 
     def ocsp_updater(self) -> OcspUpdater:
@@ -130,6 +132,14 @@ class LabBackend:
         await self.updater.reconfigure(updater_entries(self.stores))
         self.commits.append((name, certificate.cert_id))
         return CommitResult(instances=2)
+
+    async def reload(self) -> ReloadReport:
+        report = ReloadReport(ok=True, message="reloaded: generation 2")
+        self.reloads.append(report)
+        return report
+
+    def last_reload(self) -> ReloadReport | None:
+        return self.reloads[-1] if self.reloads else None
 
     def servers(self) -> Sequence[ServerView]:
         return tuple(self.server_views)
