@@ -820,8 +820,10 @@ class ClientConnection(asyncio.Protocol):
         if self.phase in (_Phase.CONNECTING, _Phase.HTTP):  # their own timers
             return None, None
         if self.phase in (_Phase.PROXY_HEADER, _Phase.HELLO, _Phase.HANDSHAKE):
+            # From the accept, not the last byte (HAProxy's embryonic session): a client
+            # trickling its hello a byte at a time must not hold the connection forever.
             client = timeouts.client_s
-            return (self._client_activity + client if client else None), None
+            return (self._started + client if client else None), None
         client = timeouts.tunnel_s or timeouts.client_s
         server = timeouts.tunnel_s or timeouts.server_s
         return (
