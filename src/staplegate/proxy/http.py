@@ -30,7 +30,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 from staplegate.clock import Clock, SystemClock
 from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout, SendProxy
@@ -176,7 +176,8 @@ class ServerConnection(asyncio.Protocol):
             self.idle_timer = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are not asyncio.Transport subclasses; they have its methods
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:

@@ -38,7 +38,7 @@ import logging
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout
 from staplegate.proxy.http import HttpFrontend, HttpStream
@@ -368,7 +368,8 @@ class ClientConnection(asyncio.Protocol):
     # -- client transport callbacks ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are not asyncio.Transport subclasses; they have its methods
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=self.frontend.buffer_limit)
         if self.phase is _Phase.CLOSED:  # aborted (hard stop) before the transport existed
@@ -875,7 +876,8 @@ class BackendConnection(asyncio.BufferedProtocol):
         self.write_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are not asyncio.Transport subclasses; they have its methods
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
 
     def get_buffer(self, sizehint: int) -> memoryview:
