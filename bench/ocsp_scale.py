@@ -17,8 +17,8 @@ Modes:
   successful"` line. This includes the master's staple broadcasts to its worker and uses
   app.py's updater settings (not --rate/--burst/--concurrency).
 
-    .venv/bin/python bench/ocsp_scale.py --counts 1000 10000 --rate 0 --concurrency 32
-    .venv/bin/python bench/ocsp_scale.py --counts 1000                     # updater defaults
+    .venv/bin/python bench/ocsp_scale.py --counts 1000 --rate 10 --burst 20 --concurrency 4
+    .venv/bin/python bench/ocsp_scale.py --counts 1000 10000   # OcspUpdater's defaults
     .venv/bin/python bench/ocsp_scale.py --mode subprocess --counts 1000
 
 `--rate 0` means no per-host rate limit. Only 127.0.0.1 is ever contacted.
@@ -313,13 +313,31 @@ def run_one_subprocess(
     }
 
 
+def updater_defaults() -> dict[str, float]:
+    """OcspUpdater's own defaults, so a plain run measures what staplegate ships."""
+    import inspect
+
+    from staplegate.fetch.updater import OcspUpdater
+
+    parameters = inspect.signature(OcspUpdater.__init__).parameters
+    return {
+        name: float(parameters[name].default)
+        for name in ("host_rate", "host_burst", "max_concurrent")
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--mode", choices=("inprocess", "subprocess"), default="inprocess")
-    parser.add_argument("--rate", type=float, default=10.0, help="per-host fetches/s (0: none)")
-    parser.add_argument("--burst", type=int, default=20)
-    parser.add_argument("--concurrency", type=int, default=4, help="fetches in flight")
+    defaults = updater_defaults()
+    parser.add_argument(
+        "--rate", type=float, default=defaults["host_rate"], help="per-host fetches/s (0: none)"
+    )
+    parser.add_argument("--burst", type=int, default=int(defaults["host_burst"]))
+    parser.add_argument(
+        "--concurrency", type=int, default=int(defaults["max_concurrent"]), help="fetches in flight"
+    )
     parser.add_argument("--responder-workers", type=int, default=2)
     parser.add_argument("--no-store", action="store_true", help="don't persist staples")
     parser.add_argument("--timeout", type=float, default=1800.0)
