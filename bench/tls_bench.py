@@ -704,6 +704,20 @@ SPLITS = {
 }
 
 
+def run_clean(max_other: float, **options: object) -> Sample:
+    """`run_load`, repeated (up to 3 tries) while other work on the machine took more than
+    `max_other` cores; the least disturbed try is kept (dataplane.md's rule)."""
+    best: Sample | None = None
+    for _ in range(3):
+        sample = run_load(**options)  # type: ignore[arg-type]
+        if best is None or sample.other_cpu_s < best.other_cpu_s:
+            best = sample
+        if sample.other_cpu_s / sample.seconds <= max_other:
+            break
+    assert best is not None
+    return best
+
+
 def median_sample(samples: list[Sample]) -> Sample:
     ordered = sorted(samples, key=lambda s: s.rate)
     return ordered[len(ordered) // 2]
@@ -726,6 +740,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--proxies", default="staplegate,staplegate-uvloop,haproxy,nginx")
     parser.add_argument("--certs", default="rsa,ecdsa")
     parser.add_argument("--tests", default=",".join(TESTS))
+    parser.add_argument(
+        "--max-other", type=float, default=0.3, help="retry a run above this many other cores"
+    )
     parser.add_argument("--nginx-splits", default="pinned", help="where to run nginx")
     parser.add_argument("--idle", type=int, default=2000, help="0 skips the memory test")
     parser.add_argument("--out", type=Path, default=None, help="write every sample as JSON")
@@ -795,7 +812,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         for round_number in range(args.rounds):
                             for test in tests:
                                 for server in running.values():
-                                    sample = run_load(
+                                    sample = run_clean(
+                                        args.max_other,
                                         proxy=server, backend=backend, split=split.name,
                                         cert=cert.kind, test=test, seconds=args.seconds,
                                         warmup=args.warmup, load_cpus=split.load_cpus,
