@@ -247,7 +247,7 @@ def test_slow_and_gone_targets_never_stall_updates(tmp_path: Path, pki: Pki) -> 
             syslog.wait_for(rb'<OCSP-UPDATE> .* 1 "Update successful" 0 1\n$', count=len(names))
             started = time.monotonic()
             code, stderr = stop(process)
-            assert time.monotonic() - started < 10
+            assert time.monotonic() - started < 40  # a stall never ends
         assert code == 0
     counts = [
         int(n) for n in re.findall(r"\[WARNING\] staplegate: (\d+) log line\(s\) dropped", stderr)
