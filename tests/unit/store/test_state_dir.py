@@ -30,7 +30,7 @@ def test_empty_state_directory_is_as_if_unset() -> None:
 
 
 def test_root_without_systemd() -> None:
-    env = {"XDG_STATE_HOME": "/root/.xdg", "HOME": "/root"}
+    env = {"XDG_STATE_HOME": "/home/alice/.xdg", **HOME}
     assert default_state_dir(env, is_root=True) == Path("/var/lib/staplegate")
 
 
