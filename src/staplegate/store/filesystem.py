@@ -68,25 +68,36 @@ class FileStapleStore:
         return self._directory / f"{cert_id.hex}{STAPLE_SUFFIX}"
 
     def ensure_directory(self) -> None:
-        """Create the directory (0700, parents as needed) unless it exists; check it is one."""
+        """Create the directory (0700, parents as needed) unless it exists; check it is one.
+
+        Create first and look second: writer threads race to create it on a first start, and
+        "absent, then present" must read as "someone else created it", not as a stray file.
+        """
         directory = self._directory
-        if directory.is_dir():
-            return
-        if directory.exists() or directory.is_symlink():
+        try:
+            directory.mkdir(mode=DIRECTORY_MODE, parents=True)
+        except FileExistsError:
+            if directory.is_dir():  # follows a symlink to a directory, as before
+                return
             raise StoreError(
                 StoreErrorReason.NOT_A_DIRECTORY,
                 directory,
                 "exists and is not a directory; remove it or choose another --state-dir",
-            )
-        try:
-            directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
-            os.chmod(directory, DIRECTORY_MODE)  # whatever the umask did
+            ) from None
         except OSError as exc:
             raise StoreError(
                 StoreErrorReason.CREATE_DIRECTORY_FAILED,
                 directory,
                 f"cannot create the state directory ({exc.strerror}); create it writable by "
                 "this user or choose another --state-dir",
+            ) from exc
+        try:
+            os.chmod(directory, DIRECTORY_MODE)  # whatever the umask did
+        except OSError as exc:
+            raise StoreError(
+                StoreErrorReason.CREATE_DIRECTORY_FAILED,
+                directory,
+                f"cannot set the state directory's mode ({exc.strerror})",
             ) from exc
 
     def load_all(self) -> dict[CertId, bytes]:

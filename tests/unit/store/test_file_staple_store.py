@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -361,3 +362,36 @@ def test_sha256_certids_fit_in_a_file_name_sha512_ones_are_refused(pki: Pki, sta
     with pytest.raises(StoreError, match="too long for a file name") as caught:
         store.save(pki.cert_id(2, "sha512"), b"whatever")
     assert caught.value.reason is StoreErrorReason.NAME_TOO_LONG
+
+
+def _save_all_at_once(pki: Pki, store: FileStapleStore) -> list[BaseException]:
+    """Save every leaf's staple from its own thread, all released together."""
+    barrier = threading.Barrier(len(pki.leaves))
+    failures: list[BaseException] = []
+
+    def save(index: int) -> None:
+        barrier.wait()
+        try:
+            store.save(pki.cert_id(index), pki.response(index))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in range(len(pki.leaves))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures
+
+
+def test_first_saves_racing_to_create_the_directory_all_land(pki: Pki, tmp_path: Path) -> None:
+    """On a first start several writer threads create the state directory at once.
+
+    One thread used to see "no directory" and then "something exists" (the other thread's new
+    directory) and refuse with NOT_A_DIRECTORY, losing that staple until the next refresh.
+    """
+    for attempt in range(60):
+        store = FileStapleStore(tmp_path / f"round{attempt}" / "state")
+        assert _save_all_at_once(pki, store) == []
+        assert set(store.load_all()) == {pki.cert_id(i) for i in range(len(pki.leaves))}
+        assert stat.S_IMODE(store.directory.stat().st_mode) == 0o700
