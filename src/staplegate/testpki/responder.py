@@ -38,13 +38,14 @@ import struct
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
 from urllib.parse import unquote
 
+import uvloop
 from aiohttp import web
 from aiohttp.web_request import BaseRequest
 from cryptography import x509
@@ -720,13 +721,10 @@ def bind_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
-def _use_uvloop() -> None:
-    """Use uvloop when it is installed (it roughly halves per-request CPU); optional."""
-    try:
-        import uvloop  # type: ignore[import-not-found]
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+def _run_on_uvloop(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop, which roughly halves the responder's CPU per request."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 async def _serve_one(
@@ -758,9 +756,8 @@ def run_server(
     port = sockets[0].getsockname()[1]
     config = replace(config, port=port)
     url = format_url(config.host, port)
-    _use_uvloop()
     if workers <= 1:
-        asyncio.run(_serve_one(config, sockets[0], log, lambda _port: ready(url)))
+        _run_on_uvloop(_serve_one(config, sockets[0], log, lambda _port: ready(url)))
         return 0
     read_end, write_end = os.pipe()
     children: list[int] = []
@@ -777,7 +774,7 @@ def run_server(
                 os.write(write_end, b"r")
 
             try:
-                asyncio.run(_serve_one(config, sock, log, worker_ready))
+                _run_on_uvloop(_serve_one(config, sock, log, worker_ready))
             except BaseException:  # report, then leave without running the parent's cleanup
                 import traceback
 
