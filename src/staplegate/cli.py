@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from staplegate import __version__
+from staplegate.clock import CLOCK_OFFSET_VARIABLE, ClockOffsetError, clock_offset_seconds
 
 # subcommand -> module exposing `main(argv: list[str]) -> int`
 SUBCOMMANDS: dict[str, str] = {
@@ -71,6 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        offset = clock_offset_seconds()
+    except ClockOffsetError as exc:
+        print(f"[ALERT] {exc}.", file=sys.stderr)
+        return 1
+    if offset:
+        print(
+            f"[WARNING] {CLOCK_OFFSET_VARIABLE} shifts this process's clock by {offset:+g} s "
+            "(a test aid: OCSP validity is judged at the shifted time).",
+            file=sys.stderr,
+        )
     if args_list and args_list[0] in SUBCOMMANDS:
         module = importlib.import_module(SUBCOMMANDS[args_list[0]])
         result: int = module.main(args_list[1:])

@@ -3,15 +3,42 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import time
 from typing import Protocol
+
+_MAX_OFFSET_S = 100 * 365 * 86400  # beyond a century the datetime arithmetic overflows
 
 
 class Clock(Protocol):
     """Something that tells the current time as a timezone-aware UTC datetime."""
 
     def now(self) -> dt.datetime: ...
+
+
+CLOCK_OFFSET_VARIABLE = "STAPLEGATE_CLOCK_OFFSET"
+
+
+class ClockOffsetError(ValueError):
+    """`STAPLEGATE_CLOCK_OFFSET` is set to something that is not a finite number of seconds."""
+
+
+def clock_offset_seconds() -> float:
+    """The test-only clock shift from the environment (0 when unset); raises ClockOffsetError."""
+    raw = os.environ.get(CLOCK_OFFSET_VARIABLE, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or abs(seconds) > _MAX_OFFSET_S:
+        raise ClockOffsetError(
+            f"{CLOCK_OFFSET_VARIABLE}={raw!r} is not a number of seconds (e.g. 3600 or -90); "
+            "unset it outside tests"
+        )
+    return seconds
 
 
 class SystemClock:
@@ -22,8 +49,7 @@ class SystemClock:
     """
 
     def __init__(self) -> None:
-        raw = os.environ.get("STAPLEGATE_CLOCK_OFFSET", "")
-        self._offset = dt.timedelta(seconds=float(raw)) if raw else dt.timedelta(0)
+        self._offset = dt.timedelta(seconds=clock_offset_seconds())
 
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC) + self._offset

@@ -323,3 +323,27 @@ def test_a_clock_an_hour_behind_refuses_the_signer(tmp_path: Path, pki: Pki) -> 
     # the delegated signer's certificate is not valid yet an hour ago: checked first
     assert "Reason: signer-not-authorized" in result.stderr
     assert "responder certificate 'CN=staplegate OCSP Responder' is valid from" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["soon", "nan", "1e300"])
+def test_a_bad_clock_offset_is_refused_with_an_alert(tmp_path: Path, value: str) -> None:
+    result = staplegate_ocsp(
+        "verify", tmp_path / "none.ocsp", env={"STAPLEGATE_CLOCK_OFFSET": value}
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"[ALERT] STAPLEGATE_CLOCK_OFFSET={value!r} is not a number")
+    assert "Traceback" not in result.stderr
+
+
+def test_an_active_clock_offset_is_announced(
+    tmp_path: Path, pki_factory: Callable[..., Pki]
+) -> None:
+    leaf = pki_factory().issue("www.example.test")
+    out = fetch_to(tmp_path, leaf)
+    result = staplegate_ocsp(
+        "verify", out, "--cert", leaf.bundle_path, env={"STAPLEGATE_CLOCK_OFFSET": "60"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "[WARNING] STAPLEGATE_CLOCK_OFFSET shifts this process's clock by +60 s" in (
+        result.stderr
+    )
