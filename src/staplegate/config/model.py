@@ -162,6 +162,10 @@ class StatsSocket:
     mode: int | None = None
     level: StatsLevel = StatsLevel.OPERATOR
     expose_fd_listeners: bool = False
+    uid: int | None = None
+    """Owner given by `user`/`uid` (UNIX sockets), applied when the socket is created."""
+    gid: int | None = None
+    """Group given by `group`/`gid` (UNIX sockets)."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ semantic pass (`semantic.py`) merges defaults and checks references.
 
 from __future__ import annotations
 
+import grp
+import pwd
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -734,6 +736,8 @@ class ConfigParser:
             self._error(where, kw, f"'stats socket' : {exc.message}")
             return
         mode: int | None = None
+        uid: int | None = None
+        gid: int | None = None
         level = StatsLevel.OPERATOR
         expose = False
         i = 3
@@ -762,7 +766,17 @@ class ConfigParser:
                     return
                 expose = True
                 i += 2
-            elif opt in ("user", "group", "uid", "gid", "name", "process", "thread", "maxconn"):
+            elif opt in ("user", "group", "uid", "gid"):
+                owner = _socket_owner(opt, val)
+                if isinstance(owner, str):
+                    self._error(where, kw, f"'stats socket' : {owner}")
+                    return
+                if opt in ("user", "uid"):
+                    uid = owner
+                else:
+                    gid = owner
+                i += 2
+            elif opt in ("name", "process", "thread", "maxconn"):
                 if val is None:
                     self._error(where, kw, f"'stats socket' : '{opt}' expects an argument.")
                     return
@@ -771,9 +785,7 @@ class ConfigParser:
                     kw,
                     keywords.ignored_message(
                         f"stats socket {opt}",
-                        "set ownership "
-                        "and limits of the runtime socket through its directory and the service "
-                        "manager",
+                        "one runtime socket serves every worker and has no connection limit",
                     ),
                 )
                 i += 2
@@ -789,7 +801,14 @@ class ConfigParser:
                     where, kw, f"'stats socket' unknown keyword '{opt}'.", Reason.UNKNOWN_KEYWORD
                 )
                 return
-        socket = StatsSocket(where, address, mode, level, expose)
+        if (uid is not None or gid is not None) and address.family is not AddressFamily.UNIX:
+            self._warn(
+                where,
+                kw,
+                "'stats socket' : 'user'/'group' apply to UNIX sockets only; ignored here.",
+            )
+            uid = gid = None
+        socket = StatsSocket(where, address, mode, level, expose, uid=uid, gid=gid)
         self._global = replace(self._global, stats_sockets=(*self._global.stats_sockets, socket))
 
     def _log(
@@ -2063,3 +2082,20 @@ def parse_texts(texts: Sequence[tuple[str, str]], *, env: Mapping[str, str]) -> 
     for file, text in texts:
         parser.feed(text, file=file)
     return parser.finish()
+
+
+def _socket_owner(option: str, value: str | None) -> int | str:
+    """The uid/gid that `user|uid|group|gid VALUE` names, or the error message."""
+    if value is None:
+        return f"'{option}' expects an argument."
+    if option in ("uid", "gid"):
+        if not value.isdigit():
+            return f"'{option}' expects a numeric id, got '{value}'."
+        return int(value)
+    try:
+        if option == "user":
+            return pwd.getpwnam(value).pw_uid
+        return grp.getgrnam(value).gr_gid
+    except KeyError:
+        kind = "user" if option == "user" else "group"
+        return f"unknown {kind} name '{value}'."

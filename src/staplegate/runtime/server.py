@@ -74,6 +74,8 @@ def listeners_from_config(settings: GlobalSettings) -> tuple[Listener, ...]:
             address=item.address,
             level=Level.parse(item.level.value),
             mode=item.mode,
+            uid=item.uid,
+            gid=item.gid,
         )
         for item in settings.stats_sockets
     )
@@ -226,17 +228,25 @@ def _unix_socket(path: Path, listener: Listener) -> socket.socket:
         sock.bind(str(temporary))
         os.chmod(temporary, DEFAULT_MODE if listener.mode is None else listener.mode)
         if listener.uid is not None or listener.gid is not None:
-            os.chown(
-                temporary,
-                -1 if listener.uid is None else listener.uid,
-                -1 if listener.gid is None else listener.gid,
-            )
+            try:
+                os.chown(
+                    temporary,
+                    -1 if listener.uid is None else listener.uid,
+                    -1 if listener.gid is None else listener.gid,
+                )
+            except PermissionError as exc:
+                raise RuntimeServerError(
+                    f"stats socket {path}: cannot give it owner {listener.uid} / group "
+                    f"{listener.gid} ({exc.strerror}); only root can, or drop 'user'/'group'"
+                ) from exc
         sock.listen(128)
         os.rename(temporary, path)
-    except OSError as exc:
+    except (OSError, RuntimeServerError) as exc:
         sock.close()
         with contextlib.suppress(OSError):
             temporary.unlink()
+        if isinstance(exc, RuntimeServerError):
+            raise
         raise RuntimeServerError(
             f"stats socket {path}: cannot create it ({exc.strerror}); check that the "
             "directory exists and is writable by this user"

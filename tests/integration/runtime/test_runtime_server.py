@@ -4,8 +4,10 @@ servers/info/stat answers, socat and `staplegate ctl` as clients."""
 from __future__ import annotations
 
 import asyncio
+import grp
 import json
 import os
+import pwd
 import socket
 import stat
 import sys
@@ -16,9 +18,17 @@ from typing import Any, TypeVar
 import pytest
 from runtime_harness import WAIT, Lab, ask, lab, unix
 
+from staplegate.config.model import Config
+from staplegate.config.parser import parse_texts
+from staplegate.config.semantic import build_config
 from staplegate.config.values import AddressFamily, SocketAddress
 from staplegate.runtime.grammar import COMMANDS, CommandName, Level
-from staplegate.runtime.server import Listener, RuntimeServer, RuntimeServerError
+from staplegate.runtime.server import (
+    Listener,
+    RuntimeServer,
+    RuntimeServerError,
+    listeners_from_config,
+)
 from staplegate.testpki.pytest_plugin import Pki
 
 pytestmark = pytest.mark.openssl
@@ -326,3 +336,62 @@ def test_unix_socket_modes_stale_files_and_tcp(pki: Pki, tmp_path: Path) -> None
     assert "is not a socket" in out["not_socket"]
     assert not (tmp_path / "admin.sock").exists()  # close() removed our socket files
     assert not stale.exists()
+
+
+def check_config(text: str) -> tuple[Config | None, list[str]]:
+    """Parse an in-memory t.cfg as `staplegate -c` would; the config and each diagnostic."""
+    config, diagnostics = build_config(parse_texts([("t.cfg", text)], env={}))
+    return config, [str(d) for d in diagnostics]
+
+
+def _own_names() -> tuple[str, str]:
+    """A user and a group this process may give a socket: itself as non-root, others as root."""
+    if os.geteuid() == 0:
+        return "nobody", grp.getgrgid(pwd.getpwnam("nobody").pw_gid).gr_name
+    return pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(os.getegid()).gr_name
+
+
+def test_stats_socket_user_and_group_from_the_config_own_the_socket(
+    pki: Pki, tmp_path: Path
+) -> None:
+    user, group = _own_names()
+    owned = tmp_path / "owned.sock"
+    numeric = tmp_path / "numeric.sock"
+    config, diagnostics = check_config(
+        "global\n"
+        f"    stats socket {owned} mode 660 level admin user {user} group {group}\n"
+        f"    stats socket {numeric} uid {pwd.getpwnam(user).pw_uid} gid 0\n"
+    )
+    assert diagnostics == []
+    assert config is not None
+    listeners = listeners_from_config(config.global_)
+
+    async def body(env: Lab) -> tuple[os.stat_result, os.stat_result, str]:
+        return owned.stat(), numeric.stat(), await ask(owned, "show servers state nope\n")
+
+    if os.geteuid() != 0:  # only root may give a socket group 0
+        listeners = listeners[:1]
+        numeric.touch()
+    owned_stat, numeric_stat, answer = run(pki, tmp_path, body, listeners)
+    assert (owned_stat.st_uid, owned_stat.st_gid) == (
+        pwd.getpwnam(user).pw_uid,
+        grp.getgrnam(group).gr_gid,
+    )
+    assert stat.S_IMODE(owned_stat.st_mode) == 0o660
+    assert answer == "Can't find backend.\n\n"
+    if os.geteuid() == 0:
+        assert (numeric_stat.st_uid, numeric_stat.st_gid) == (pwd.getpwnam(user).pw_uid, 0)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("user no-such-user-here", "unknown user name 'no-such-user-here'."),
+        ("group no-such-group-here", "unknown group name 'no-such-group-here'."),
+        ("uid alice", "'uid' expects a numeric id, got 'alice'."),
+        ("gid", "'gid' expects an argument."),
+    ],
+)
+def test_stats_socket_owner_errors_name_the_line(option: str, message: str) -> None:
+    _config, diagnostics = check_config(f"global\n    stats socket /run/x.sock {option}\n")
+    assert diagnostics == [f"[ALERT] config : parsing [t.cfg:2] : 'stats socket' : {message}"]
