@@ -149,8 +149,8 @@ class _Loading:
             key_type=KeyType.of(leaf.public_key()),
             not_before=leaf.not_valid_before_utc,
             not_after=leaf.not_valid_after_utc,
-            ocsp_uri=_ocsp_uri(leaf),
-            must_staple=_must_staple(leaf),
+            ocsp_uri=ocsp_uri(leaf),
+            must_staple=must_staple(leaf),
             issuer=issuer,
             issuer_source=issuer_source,
             issuer_path=issuer_path,
@@ -257,9 +257,9 @@ class _Loading:
     def _split_leaf(
         self, pem: PemContents, key: PrivateKeyTypes
     ) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
-        wanted = _spki(key.public_key())
+        wanted = spki(key.public_key())
         for index, certificate in enumerate(pem.certificates):
-            if _spki(certificate.public_key()) == wanted:
+            if spki(certificate.public_key()) == wanted:
                 rest = pem.certificates[:index] + pem.certificates[index + 1 :]
                 return certificate, rest
         crt = self.source.crt_path
@@ -567,14 +567,14 @@ def _first_certificate(data: bytes) -> x509.Certificate | None:
     return pem.certificates[0] if pem.certificates else None
 
 
-def _spki(key: PublicKeyTypes) -> bytes:
+def spki(key: PublicKeyTypes) -> bytes:
     """SubjectPublicKeyInfo DER, to compare a certificate's key with a private key's."""
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 
-def _ocsp_uri(certificate: x509.Certificate) -> str | None:
+def ocsp_uri(certificate: x509.Certificate) -> str | None:
     """The first id-ad-ocsp accessLocation, verbatim (spec §5.1)."""
     try:
         aia = certificate.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
@@ -588,7 +588,7 @@ def _ocsp_uri(certificate: x509.Certificate) -> str | None:
     return None
 
 
-def _must_staple(certificate: x509.Certificate) -> bool:
+def must_staple(certificate: x509.Certificate) -> bool:
     """True when the TLS feature extension asks for status_request (RFC 7633)."""
     try:
         feature = certificate.extensions.get_extension_for_class(x509.TLSFeature)

@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from staplegate.certs import (
     CertificateFiles,
@@ -40,6 +39,7 @@ from staplegate.certs import (
     certificate_names,
     issued_by,
 )
+from staplegate.certs.loader import must_staple, ocsp_uri, spki
 from staplegate.certs.pem import PemError, parse_pem
 from staplegate.ocsp.certid import CertId
 
@@ -199,39 +199,11 @@ def begin(name: str, live: LoadedCertificate | None) -> Transaction:
     return Transaction(name, live)
 
 
-def _spki(key: PublicKeyTypes) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
 def _split_leaf(
     certificates: tuple[x509.Certificate, ...], key: PrivateKeyTypes, name: str
 ) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
-    wanted = _spki(key.public_key())
+    wanted = spki(key.public_key())
     for index, certificate in enumerate(certificates):
-        if _spki(certificate.public_key()) == wanted:
+        if spki(certificate.public_key()) == wanted:
             return certificate, certificates[:index] + certificates[index + 1 :]
     raise TransactionError(f"inconsistencies between private key and certificate loaded '{name}'.")
-
-
-def ocsp_uri(certificate: x509.Certificate) -> str | None:
-    """The first id-ad-ocsp accessLocation, verbatim (spec §5.1)."""
-    try:
-        aia = certificate.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
-    except x509.ExtensionNotFound:
-        return None
-    for description in aia.value:
-        if description.access_method == x509.oid.AuthorityInformationAccessOID.OCSP and isinstance(
-            description.access_location, x509.UniformResourceIdentifier
-        ):
-            return description.access_location.value
-    return None
-
-
-def must_staple(certificate: x509.Certificate) -> bool:
-    try:
-        feature = certificate.extensions.get_extension_for_class(x509.TLSFeature)
-    except x509.ExtensionNotFound:
-        return False
-    return x509.TLSFeatureType.status_request in feature.value
