@@ -50,6 +50,8 @@ GLOBAL_SUPPORTED = frozenset(
         "ocsp-update.maxdelay",
         "ocsp-update.httpproxy",
         "ocsp-update.disable",
+        "ocsp-update.maxconn",
+        "ocsp-update.rate-limit",
         "tune.ssl.ocsp-update.mindelay",
         "tune.ssl.ocsp-update.maxdelay",
         "crt-base",

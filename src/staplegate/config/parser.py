@@ -544,6 +544,13 @@ class ConfigParser:
                 )
                 return
             self._global = replace(g, ocsp_update_httpproxy=address)
+        elif head in ("ocsp-update.maxconn", "ocsp-update.rate-limit"):
+            # staplegate's own: HAProxy fetches one response at a time and has no knob
+            number = self._int_arg(head, value, where, minimum=1, maximum=100_000)
+            if number is not None and head == "ocsp-update.maxconn":
+                self._global = replace(g, ocsp_update_maxconn=number)
+            elif number is not None:
+                self._global = replace(g, ocsp_update_rate_limit=number)
         elif head in ("crt-base", "key-base", "ca-base"):
             if value is None or len(args) > 2:
                 self._error(

@@ -771,3 +771,22 @@ def test_errors_are_all_collected() -> None:
         "    mode udp\n    default_backend missing\n"
     )
     assert [e.split("] : ", 1)[0].rsplit(":", 1)[1] for e in found] == ["2", "3", "5", "6", "4"]
+
+
+def test_ocsp_update_maxconn_and_rate_limit_are_staplegate_knobs() -> None:
+    config, diags = check("global\n    ocsp-update.maxconn 4\n    ocsp-update.rate-limit 20\n")
+    assert diags == []
+    assert config is not None
+    assert (config.global_.ocsp_update_maxconn, config.global_.ocsp_update_rate_limit) == (4, 20)
+    defaults, _ = check("global\n")
+    assert defaults is not None
+    assert (defaults.global_.ocsp_update_maxconn, defaults.global_.ocsp_update_rate_limit) == (
+        16,
+        250,
+    )
+    assert one_error("global\n    ocsp-update.maxconn 0\n") == A.format(
+        2, "'ocsp-update.maxconn' expects an integer argument (0 is lower than the minimum 1)."
+    )
+    assert one_error("global\n    ocsp-update.rate-limit\n") == A.format(
+        2, "'ocsp-update.rate-limit' expects an integer argument."
+    )
