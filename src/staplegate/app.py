@@ -723,6 +723,9 @@ def run(
         on_staples=master.broadcast,
         store=FileStapleStore(directory),
         clock=clock,
+        max_concurrent=settings.ocsp_update_maxconn,
+        host_rate=settings.ocsp_update_rate_limit,
+        host_burst=min(settings.ocsp_update_rate_limit, 50),
     )
     # Fork before the master's event loop exists (restarts later fork from inside it).
     for slot in range(worker_count):

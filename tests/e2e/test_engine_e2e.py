@@ -331,3 +331,40 @@ def test_clock_offset_is_read_once_at_start(tmp_path: Path, pki: Pki) -> None:
         assert NO_STAPLE in s_client_status(port, "www.example.test")
         assert proc.stop() == 0
     assert not list((tmp_path / "state").glob("*.ocsp"))
+
+
+# --- staplegate's own fetch knobs: ocsp-update.rate-limit and ocsp-update.maxconn ---
+
+
+def _seconds_between_first_and_last_fetch(
+    tmp_path: Path, pki: Pki, leaves: list[IssuedCertificate], extra: str
+) -> float:
+    """Start staplegate; time from the 1st to the last `Update successful` line."""
+    config, _port = write_config(tmp_path, leaves, extra=extra)
+    with staplegate(config, tmp_path / "state", workers=1) as proc:
+        proc.wait_for(r'"Update successful" 0 1$', count=1, timeout=30)
+        first = time.monotonic()
+        proc.wait_for(r'"Update successful" 0 1$', count=len(leaves), timeout=30)
+        elapsed = time.monotonic() - first
+        assert proc.stop() == 0
+    assert len(pki.responder.requests) == len(leaves)
+    return elapsed
+
+
+def test_rate_limit_spaces_requests_to_one_responder(tmp_path: Path, pki: Pki) -> None:
+    leaves = [pki.issue(f"rate{i:02d}.example.test") for i in range(12)]
+    # a burst of 4, then 4 per second: the 12th request goes out 2 s after the first
+    elapsed = _seconds_between_first_and_last_fetch(
+        tmp_path, pki, leaves, "    ocsp-update.rate-limit 4"
+    )
+    assert elapsed >= 1.6
+
+
+def test_maxconn_bounds_the_requests_in_flight(tmp_path: Path, pki: Pki) -> None:
+    leaves = [pki.issue(f"conn{i:02d}.example.test") for i in range(8)]
+    pki.responder.set_fault(FaultKind.DELAY, seconds=0.3)
+    # one at a time, 0.3 s each: the 8th answer comes 2.1 s after the first
+    elapsed = _seconds_between_first_and_last_fetch(
+        tmp_path, pki, leaves, "    ocsp-update.maxconn 1"
+    )
+    assert elapsed >= 1.8
