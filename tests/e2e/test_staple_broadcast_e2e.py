@@ -1,0 +1,141 @@
+"""Many certificates through a running `staplegate --workers 2`: every one stapled by both
+workers, with the master's staple messages coalesced into deltas (not one table per staple).
+
+The master and each worker log every staple message at debug level; the workers' lines say
+how many staples they hold, which is the readiness signal (no sleeping). To prove a given
+worker serves every staple, the other one is stopped (SIGSTOP): the listening socket is
+shared, so only the running worker accepts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from cryptography.x509 import ocsp
+from OpenSSL import SSL
+
+from staplegate.testpki.ca import IssuedCertificate
+from staplegate.testpki.pytest_plugin import Pki
+
+from .harness import free_port, staplegate
+
+pytestmark = [pytest.mark.slow]
+
+COUNT = 300
+
+CONFIG = """\
+global
+    log stdout format raw local0 debug
+    ocsp-update.mode on
+
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+
+frontend www
+    bind 127.0.0.1:{port} ssl crt-list {crt_list}
+    default_backend web
+
+backend web
+    server web1 127.0.0.1:9
+"""
+
+MASTER_SENT = re.compile(
+    r"staples sent to worker #\d+ \((\d+)\): (?:whole table|(\d+) changed, (\d+) withdrawn)"
+)
+
+
+def handshake_staple(port: int, servername: str) -> bytes:
+    """One full TLS handshake asking for a staple; the staple (b"" when none)."""
+    staple = b""
+
+    def on_staple(_conn: SSL.Connection, data: bytes, _arg: object) -> bool:
+        nonlocal staple
+        staple = data
+        return True
+
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    context.set_ocsp_client_callback(on_staple)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.settimeout(None)  # pyOpenSSL wants a blocking socket (the test has a timeout)
+        conn = SSL.Connection(context, raw)
+        conn.set_tlsext_host_name(servername.encode())
+        conn.request_ocsp()
+        conn.set_connect_state()
+        conn.do_handshake()
+    return staple
+
+
+@contextmanager
+def stopped(pid: int) -> Iterator[None]:
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def unstapled(port: int, leaves: list[IssuedCertificate]) -> list[str]:
+    """Names whose handshake carried no good staple for that very certificate."""
+    missing = []
+    for leaf in leaves:
+        staple = handshake_staple(port, leaf.name)
+        if not staple:
+            missing.append(f"{leaf.name}: no staple")
+            continue
+        response = ocsp.load_der_ocsp_response(staple)
+        if (
+            response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL
+            or response.serial_number != leaf.serial
+            or response.certificate_status is not ocsp.OCSPCertStatus.GOOD
+        ):
+            missing.append(f"{leaf.name}: wrong staple")
+    return missing
+
+
+def test_hundreds_of_certificates_are_stapled_by_both_workers_from_coalesced_deltas(
+    tmp_path: Path, pki: Pki
+) -> None:
+    leaves = [pki.issue(f"host{i:03d}.example.test") for i in range(COUNT)]
+    crt_list = tmp_path / "crt-list.txt"
+    crt_list.write_text(
+        "".join(f"{leaf.bundle_path} {leaf.name}\n" for leaf in leaves), encoding="utf-8"
+    )
+    port = free_port()
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(CONFIG.format(port=port, crt_list=crt_list), encoding="utf-8")
+
+    with staplegate(config, tmp_path / "state", workers=2) as proc:
+        lines = proc.wait_for(rf"worker \d+: staple table.*: {COUNT} staples$", count=2, timeout=60)
+        workers = proc.worker_pids()
+        assert len(workers) == 2
+        assert {int(line.split()[1].rstrip(":")) for line in lines} == set(workers)
+
+        # Coalesced deltas: each worker got the whole (empty) table once, then a handful of
+        # deltas that add up to exactly one copy of each staple (no refresh is due yet).
+        sent = [MASTER_SENT.search(line) for line in proc.lines]
+        per_worker: dict[int, list[re.Match[str]]] = {pid: [] for pid in workers}
+        for match in sent:
+            if match is not None:
+                per_worker[int(match[1])].append(match)
+        for pid, messages in per_worker.items():
+            deltas = [m for m in messages if m[2] is not None]
+            assert len(messages) - len(deltas) == 1, pid  # the whole table, at pipe opening
+            assert sum(int(m[2]) for m in deltas) == COUNT, pid
+            assert sum(int(m[3]) for m in deltas) == 0, pid
+            # one table per staple before coalescing: COUNT messages per worker
+            assert len(deltas) < COUNT // 5, (pid, len(deltas))
+
+        for serving, idle in ((workers[0], workers[1]), (workers[1], workers[0])):
+            with stopped(idle):
+                assert unstapled(port, leaves) == [], f"worker {serving}"
+        assert proc.stop() == 0
