@@ -89,6 +89,9 @@ class HttpSettings:
     backends: Mapping[str, HttpBackendSettings] = field(default_factory=dict)
 
 
+_STATUS_CLASSES: Final = ("other", "1xx", "2xx", "3xx", "4xx", "5xx")
+
+
 class HttpStats:
     def __init__(self) -> None:
         self.requests = 0
@@ -113,7 +116,17 @@ class HttpFrontend:
         self.log_line = log_line or (lambda line: log.info("%s", line))
         self.idle_server_timeout_s = idle_server_timeout_s
         self.stats = HttpStats()
+        self.default_backends: dict[str, HttpBackendSettings] = {}
+        # oldest first: put_idle appends, take_idle pops the newest (warm) one
         self._idle: dict[tuple[str, str, str | None], list[ServerConnection]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def backend(self, name: str) -> HttpBackendSettings:
+        """The backend's settings; a backend with none gets the defaults (made once)."""
+        settings = self.settings.backends.get(name) or self.default_backends.get(name)
+        if settings is None:
+            settings = self.default_backends[name] = HttpBackendSettings(name)
+        return settings
 
     def idle_count(self) -> int:
         return sum(len(v) for v in self._idle.values())
@@ -122,20 +135,47 @@ class HttpFrontend:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
+            conn.idle_since = None
             if conn.usable:
-                conn.idle_timer_cancel()
                 return conn
         return None
 
-    def put_idle(self, conn: ServerConnection) -> None:
+    def put_idle(self, conn: ServerConnection, now: float) -> None:
+        """Keep `conn` for reuse; it closes after `idle_server_timeout_s` unused.
+
+        One sweep timer serves every idle connection (a timer per request costs more than
+        the rest of the bookkeeping).
+        """
         conn.owner = None
         conn.attached = False
-        self._idle.setdefault(conn.key, []).append(conn)
-        conn.idle_timer = asyncio.get_running_loop().call_later(
-            self.idle_server_timeout_s, conn.close
-        )
+        conn.idle_since = now
+        idle = self._idle.get(conn.key)
+        if idle is None:
+            idle = self._idle[conn.key] = []
+        idle.append(conn)
+        if self._sweeper is None:
+            loop = asyncio.get_running_loop()
+            self._sweeper = loop.call_at(now + self.idle_server_timeout_s, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        loop = asyncio.get_running_loop()
+        timeout = self.idle_server_timeout_s
+        expired_before = loop.time() - timeout
+        next_due: float | None = None
+        for conns in list(self._idle.values()):
+            while conns and cast(float, conns[0].idle_since) <= expired_before:
+                conns[0].close()  # close() takes it out of the list
+            if conns:
+                oldest = cast(float, conns[0].idle_since)
+                next_due = oldest if next_due is None else min(next_due, oldest)
+        if next_due is not None:
+            self._sweeper = loop.call_at(next_due + timeout, self._sweep)
 
     def discard(self, conn: ServerConnection) -> None:
+        if conn.idle_since is None:
+            return
+        conn.idle_since = None
         idle = self._idle.get(conn.key)
         if idle and conn in idle:
             idle.remove(conn)
@@ -145,10 +185,25 @@ class HttpFrontend:
             for conn in list(conns):
                 conn.close()
         self._idle.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
 
 
 class ServerConnection(asyncio.Protocol):
     """One connection to a backend server, owned by at most one stream at a time."""
+
+    __slots__ = (
+        "attached",
+        "early",
+        "early_eof",
+        "frontend",
+        "idle_since",
+        "key",
+        "owner",
+        "transport",
+        "write_paused",
+    )
 
     def __init__(
         self,
@@ -163,17 +218,12 @@ class ServerConnection(asyncio.Protocol):
         self.early: list[bytes] = []
         self.early_eof = False
         self.transport: asyncio.Transport | None = None
-        self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since: float | None = None  # loop time it went idle; None when in use
         self.write_paused = False
 
     @property
     def usable(self) -> bool:
         return self.transport is not None and not self.transport.is_closing()
-
-    def idle_timer_cancel(self) -> None:
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; they have its methods
@@ -200,7 +250,6 @@ class ServerConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        self.idle_timer_cancel()
         self.frontend.discard(self)
         if self.owner is not None and not self.attached:
             self.early_eof = True
@@ -210,7 +259,7 @@ class ServerConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.write_paused = True
         if self.owner is not None:
-            self.owner.client_side.pause_client_reading()
+            self.owner.pause_client()
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -222,13 +271,11 @@ class ServerConnection(asyncio.Protocol):
             self.transport.write(data)
 
     def close(self) -> None:
-        self.idle_timer_cancel()
         self.frontend.discard(self)
         if self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:
-        self.idle_timer_cancel()
         self.frontend.discard(self)
         if self.transport is not None:
             self.transport.abort()
@@ -310,7 +357,10 @@ class HttpStream:
         self._idle_since = self.loop.time()
         self._first_byte: float | None = None
         self._client_eof = False
+        self._client_paused = False
+        self._routes: dict[str | None, BackendPool | None] = {}  # by Host, for this connection
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0.0
         self._arm()
 
     # -- client side ---------------------------------------------------------------------
@@ -331,6 +381,9 @@ class HttpStream:
             except HttpError as error:
                 self._bad_request(error)
                 return
+        exchange = self.exchange
+        if exchange is not None and exchange.request_done and self.events:
+            self.pause_client()  # a pipelined request waits its turn, and no more come in
         self._advance()
 
     def client_eof(self) -> None:
@@ -362,6 +415,16 @@ class HttpStream:
     def server_writable(self) -> None:
         exchange = self.exchange
         if self.tunnel is not None or (exchange is not None and not exchange.request_done):
+            self.resume_client()
+
+    def pause_client(self) -> None:
+        if not self._client_paused:
+            self._client_paused = True
+            self.client_side.pause_client_reading()
+
+    def resume_client(self) -> None:
+        if self._client_paused:
+            self._client_paused = False
             self.client_side.resume_client_reading()
 
     # -- request processing ----------------------------------------------------------------
@@ -385,56 +448,83 @@ class HttpStream:
         side = self.client_side
         return RequestFacts(side.client_address, side.server_name, True, head.host)
 
+    def _route(self, host: str | None) -> BackendPool | None:
+        """`use_backend`/`default_backend` for this Host; the rest of the facts are fixed
+        for the connection, so each Host is routed once per connection."""
+        try:
+            return self._routes[host]
+        except KeyError:
+            pool = self.client_side.route(self.client_side.connection_info(host))
+            if len(self._routes) < 8:
+                self._routes[host] = pool
+            return pool
+
     def _start(self, head: RequestHead) -> None:
         now = self.loop.time()
         started = self._first_byte if self._first_byte is not None else now
         self._first_byte = None
-        exchange = _Exchange(head, started, self.http.clock.now())
+        settings = self.settings
+        received_at = self.http.clock.now() if settings.httplog else None
+        exchange = _Exchange(head, started, received_at)
         exchange.head_at = now
         self.exchange = exchange
         self.http.stats.requests += 1
-        facts = self._facts(head)
-        answer, _ = apply_rules(self.settings.rules, head, facts)
-        if answer is not None:
-            self._respond_locally(exchange, answer, "LR--" if answer.status < 400 else "PR--")
-            return
-        info = self.client_side.connection_info(head.host)
-        pool = self.client_side.route(info)
+        if settings.rules:
+            answer, _ = apply_rules(settings.rules, head, self._facts(head))
+            if answer is not None:
+                self._respond_locally(exchange, answer, "LR--" if answer.status < 400 else "PR--")
+                return
+        pool = self._route(head.host)
         if pool is None:
             self._respond_locally(exchange, error_response(503), "SC--")
             return
         exchange.pool = pool
-        backend = self.settings.backends.get(pool.name) or HttpBackendSettings(pool.name)
+        backend = self.http.backend(pool.name)
         exchange.backend = backend
         if backend.rules:
             answer, _ = apply_rules(backend.rules, head, self._facts(head))
             if answer is not None:
                 self._respond_locally(exchange, answer, "LR--" if answer.status < 400 else "PR--")
                 return
-        forwardfor = backend.forwardfor_header or self.settings.forwardfor_header
+        forwardfor = backend.forwardfor_header or settings.forwardfor_header
         if forwardfor is not None:
             head.headers.append((forwardfor, self.client_side.client_address[0].encode()))
-        exchange.task = self.loop.create_task(self._connect(exchange))
+        # The common case needs no task: a free slot at once and an idle connection to it.
+        server = pool.pick(self.client_side.client_address[0]) if not pool.queue_length else None
+        if server is not None:
+            pool.acquire(server)
+            exchange.slot_held = True
+            exchange.server = server
+            exchange.queue_s = 0.0
+            conn = self._reuse(server)
+            if conn is not None:
+                self.http.stats.server_reuses += 1
+                exchange.connect_s = 0.0
+                self._attach(exchange, conn)
+                return
+        exchange.task = self.loop.create_task(self._connect(exchange, server))
 
-    async def _connect(self, exchange: _Exchange) -> None:
+    async def _connect(self, exchange: _Exchange, server: BackendServer | None) -> None:
+        """Wait for a server slot if `server` is None, then reuse or open a connection."""
         pool = exchange.pool
         backend = exchange.backend
         assert pool is not None
         assert backend is not None
         client_ip = self.client_side.client_address[0]
-        queued_at = self.loop.time()
-        try:
-            server = await pool.take(client_ip)
-        except QueueTimeout:
-            exchange.queue_s = self.loop.time() - queued_at
-            self._fail(exchange, 503, "sQ--")
-            return
-        exchange.queue_s = self.loop.time() - queued_at
         if server is None:
-            self._fail(exchange, 503, "SC--")
-            return
-        exchange.slot_held = True
-        exchange.server = server
+            queued_at = self.loop.time()
+            try:
+                server = await pool.take(client_ip)
+            except QueueTimeout:
+                exchange.queue_s = self.loop.time() - queued_at
+                self._fail(exchange, 503, "sQ--")
+                return
+            exchange.queue_s = self.loop.time() - queued_at
+            if server is None:
+                self._fail(exchange, 503, "SC--")
+                return
+            exchange.slot_held = True
+            exchange.server = server
         failed: list[str] = []
         timeout_code = False
         started = self.loop.time()
@@ -526,44 +616,50 @@ class HttpStream:
         exchange.reader = ResponseReader(
             head_request=exchange.head.method == "HEAD",
         )
-        conn.write(exchange.head.encode())
         exchange.sent_at = self.loop.time()
         exchange.server_activity = exchange.sent_at
         self.last_backend = exchange.pool.name if exchange.pool else None
         self.last_server = exchange.server.name if exchange.server else None
         if self.client_side.client_write_paused and conn.transport is not None:
             conn.transport.pause_reading()
-        self._pump(exchange)
+        self._pump(exchange, exchange.head.encode())
         self._arm()
-        early, conn.early = conn.early, []
-        for data in early:
-            self.server_data(conn, data)
-        if conn.early_eof:
-            conn.early_eof = False
-            self.server_eof(conn)
+        if conn.early or conn.early_eof:
+            early, conn.early = conn.early, []
+            for data in early:
+                self.server_data(conn, data)
+            if conn.early_eof:
+                conn.early_eof = False
+                self.server_eof(conn)
 
-    def _pump(self, exchange: _Exchange) -> None:
-        """Send the current request's body events to its server, if it has one yet."""
+    def _pump(self, exchange: _Exchange, head: bytes = b"") -> None:
+        """Send the current request's body events to its server, if it has one yet.
+
+        What is ready goes out in one write (head and a small body: one segment).
+        """
         conn = exchange.conn
         if conn is None:
             return
         kind = exchange.head.body
-        while self.events and not exchange.request_done:
-            event = self.events[0]
+        events = self.events
+        out = [head] if head else []
+        while events and not exchange.request_done:
+            event = events[0]
             if isinstance(event, RequestHead):
                 break
-            self.events.popleft()
+            events.popleft()
             if isinstance(event, End):
-                conn.write(body_end(kind))
+                if kind is BodyKind.CHUNKED:
+                    out.append(body_end(kind))
                 exchange.request_done = True
-                if self.reader.upgraded is not None and exchange.head.upgrade:
-                    pass  # the rest is for the tunnel, sent once the server says 101
+                # after an upgrade request, the rest is for the tunnel once the server says 101
             else:
-                conn.write(body_chunk(kind, event))
-        if exchange.request_done:
-            self.client_side.pause_client_reading()  # pipelined requests wait their turn
-        elif conn.write_paused:
-            self.client_side.pause_client_reading()
+                out.append(body_chunk(kind, event))
+        if out:
+            conn.write(out[0] if len(out) == 1 else b"".join(out))
+        waiting = events or self.reader.upgraded is not None
+        if (exchange.request_done and waiting) or conn.write_paused:
+            self.pause_client()  # a pipelined request waits its turn / the server is full
 
     # -- server side ---------------------------------------------------------------------
 
@@ -599,14 +695,17 @@ class HttpStream:
         self._response_events(exchange, events)
 
     def _response_events(self, exchange: _Exchange, events: list[ResponseEvent]) -> None:
+        """Pass a response on; what one read produced goes to the client in one TLS write."""
         reader = exchange.reader
         assert reader is not None
+        out: list[bytes] = []
         for event in events:
-            if self.closed or self.exchange is not exchange:
-                return
-            if isinstance(event, ResponseHead):
+            if isinstance(event, bytes):
+                kind = exchange.response.body if exchange.response else BodyKind.NONE
+                out.append(body_chunk(kind, event))
+            elif isinstance(event, ResponseHead):
                 if event.informational:
-                    self._send(exchange, event.encode(close=False, client_version="1.1"))
+                    out.append(event.encode(close=False, client_version="1.1"))
                     continue
                 exchange.response = event
                 exchange.response_at = self.loop.time()
@@ -615,22 +714,28 @@ class HttpStream:
                     exchange.close_client = True
                 if event.status == 101:
                     exchange.close_client = False
-                self._send(
-                    exchange,
-                    event.encode(close=exchange.close_client, client_version=exchange.head.version),
+                out.append(
+                    event.encode(close=exchange.close_client, client_version=exchange.head.version)
                 )
                 if event.status == 101:
-                    self._start_tunnel(exchange, reader.upgraded or b"")
+                    if self._flush(exchange, out):
+                        self._start_tunnel(exchange, reader.upgraded or b"")
                     return
-            elif isinstance(event, bytes):
-                kind = exchange.response.body if exchange.response else BodyKind.NONE
-                self._send(exchange, body_chunk(kind, event))
             else:
                 kind = exchange.response.body if exchange.response else BodyKind.NONE
-                self._send(exchange, body_end(kind))
-                self._complete(exchange)
+                if kind is BodyKind.CHUNKED:
+                    out.append(body_end(kind))
+                if self._flush(exchange, out):
+                    self._complete(exchange)
                 return
-        self._arm()
+        if self._flush(exchange, out):
+            self._arm()
+
+    def _flush(self, exchange: _Exchange, out: list[bytes]) -> bool:
+        """Send `out` to the client; False when the exchange ended meanwhile."""
+        if out:
+            self._send(exchange, out[0] if len(out) == 1 else b"".join(out))
+        return not self.closed and self.exchange is exchange
 
     def _send(self, exchange: _Exchange, data: bytes) -> None:
         if data:
@@ -649,7 +754,7 @@ class HttpStream:
         pending = self.reader.upgraded
         if pending:
             conn.write(pending)
-        self.client_side.resume_client_reading()
+        self.resume_client()
         self._cancel_timer()
 
     def _complete(self, exchange: _Exchange) -> None:
@@ -670,7 +775,7 @@ class HttpStream:
             conn.owner = None
             if reusable and exchange.server is not None:
                 if exchange.server.send_proxy is SendProxy.NONE:
-                    self.http.put_idle(conn)
+                    self.http.put_idle(conn, self.loop.time())
                 else:
                     if self._private is not None:
                         self._private.close()
@@ -690,7 +795,7 @@ class HttpStream:
         if exchange.close_client or self.client_side.stopping:
             self._end(aborted=False)
             return
-        self.client_side.resume_client_reading()
+        self.resume_client()
         self._advance()
 
     def _release(self, exchange: _Exchange) -> None:
@@ -833,12 +938,24 @@ class HttpStream:
         return None
 
     def _arm(self) -> None:
-        self._cancel_timer()
+        """Make sure a timer fires by the current deadline.
+
+        Lazy: a timer already due no later than the deadline stays (when it fires,
+        `_on_timer` looks again), so a busy keep-alive connection re-arms about once per
+        timeout instead of several times per request.
+        """
         if self.closed:
             return
         deadline = self._deadline()
-        if deadline is not None:
-            self._timer = self.loop.call_at(deadline[0], self._on_timer)
+        if deadline is None:
+            return
+        due = deadline[0]
+        if self._timer is not None:
+            if self._timer_due <= due:
+                return
+            self._timer.cancel()
+        self._timer_due = due
+        self._timer = self.loop.call_at(due, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -861,7 +978,8 @@ class HttpStream:
     # -- logging -------------------------------------------------------------------------
 
     def _log(self, exchange: _Exchange, termination: str, *, bad: bool = False) -> None:
-        status_class = f"{exchange.status // 100}xx" if exchange.status > 0 else "other"
+        status = exchange.status
+        status_class = _STATUS_CLASSES[status // 100] if 0 < status < 600 else "other"
         self.http.stats.responses_by_class[status_class] += 1
         if not self.settings.httplog:
             return
