@@ -18,8 +18,7 @@ generator's from rusage; "other" is the rest of the machine's busy time (other j
 Idle memory: `--idle` TLS connections (handshake + one keep-alive request each), proxy VmRSS
 summed over its processes before and after.
 
-Variants: `staplegate` (stock asyncio, as shipped), `staplegate-uvloop` (the same code with
-uvloop's event-loop policy installed by a launcher; measurement only), `haproxy`, `nginx`
+Variants: `staplegate` (as shipped: its workers run on uvloop), `haproxy`, `nginx`
 (an HTTP reverse proxy with `ssl_stapling_file`: it parses HTTP and keeps upstream
 connections alive, so it does different work; shown for reference, never in the ratios).
 
@@ -62,18 +61,6 @@ HSBENCH_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "bench" / "hsb
 TICK = os.sysconf("SC_CLK_TCK")
 HOST = "www.example.test"
 LOCK = Path("/tmp/bench.lock")
-# uvloop in the workers only (the data plane): the master's SIGCHLD handler is refused by
-# uvloop ("used by the event loop to track subprocesses"), so the master stays on asyncio.
-UVLOOP_LAUNCHER = (
-    "import asyncio, sys, uvloop, staplegate.app as app\n"
-    "serve = app.worker_main\n"
-    "def worker_main(setup):\n"
-    "    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())\n"
-    "    return serve(setup)\n"
-    "app.worker_main = worker_main\n"
-    "from staplegate.cli import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
 TESTS = ("full", "resumed", "keepalive", "bulk")
 FLOORS = {"full": 0.9, "resumed": 0.9, "keepalive": 0.75, "bulk": 1.0}
 
@@ -290,7 +277,6 @@ http {{
 
 class Staplegate(Server):
     name = "staplegate"
-    uvloop = False
 
     def __init__(
         self, directory: Path, port: int, cpus: str | None, *, cert: CertSet, backend: int,
@@ -324,9 +310,7 @@ backend be
 """,
             encoding="utf-8",
         )
-        python = [sys.executable, "-c", UVLOOP_LAUNCHER] if self.uvloop else [
-            sys.executable, "-m", "staplegate"
-        ]  # fmt: skip
+        python = [sys.executable, "-m", "staplegate"]  # its workers run on uvloop
         args = ["-f", str(conf), "--state-dir", str(self.directory / "state")]
         return [*python, *args, "--workers", str(self.workers)]
 
@@ -338,11 +322,6 @@ backend be
                 raise RuntimeError("staplegate workers did not start")
             time.sleep(0.05)
         time.sleep(0.5)
-
-
-class StaplegateUvloop(Staplegate):
-    name = "staplegate-uvloop"
-    uvloop = True
 
 
 class Haproxy(Server):
@@ -444,7 +423,6 @@ http {{
 
 PROXIES: dict[str, type[Staplegate] | type[Haproxy] | type[NginxProxy]] = {
     "staplegate": Staplegate,
-    "staplegate-uvloop": StaplegateUvloop,
     "haproxy": Haproxy,
     "nginx": NginxProxy,
 }
@@ -737,7 +715,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--splits", default="pinned,shared")
-    parser.add_argument("--proxies", default="staplegate,staplegate-uvloop,haproxy,nginx")
+    parser.add_argument("--proxies", default="staplegate,haproxy,nginx")
     parser.add_argument("--certs", default="rsa,ecdsa")
     parser.add_argument("--tests", default=",".join(TESTS))
     parser.add_argument(
@@ -895,14 +873,14 @@ def report(
             f"{per_core:,.0f} | {cpu:,.1f} µs/{op} | {p99} |"
         )
     print("\n## staplegate ÷ HAProxy (absolute / per proxy core); floor per core\n")
-    print("| split | cert | test | staplegate | staplegate-uvloop | floor |")
-    print("|---|---|---|---|---|---|")
+    print("| split | cert | test | staplegate | floor |")
+    print("|---|---|---|---|---|")
     for split, cert, test, proxy in sorted(medians):
         if proxy != "haproxy":
             continue
         hap_rate, hap_core = medians[(split, cert, test, "haproxy")]
         cols = []
-        for variant in ("staplegate", "staplegate-uvloop"):
+        for variant in ("staplegate",):
             mine = medians.get((split, cert, test, variant))
             if mine is None or not hap_rate or not hap_core:
                 cols.append("–")
@@ -910,7 +888,7 @@ def report(
             ratio_core = mine[1] / hap_core
             mark = "" if ratio_core >= FLOORS[test] else " (below)"
             cols.append(f"{mine[0] / hap_rate:.2f} / {ratio_core:.2f}{mark}")
-        print(f"| {split} | {cert} | {test} | {cols[0]} | {cols[1]} | ≥ {FLOORS[test]} |")
+        print(f"| {split} | {cert} | {test} | {cols[0]} | ≥ {FLOORS[test]} |")
     if idle:
         print("\n## Idle TLS connections (proxy VmRSS, pinned split, 1 worker / nbthread 1)\n")
         print("| proxy | cert | connections | RSS before | RSS held | KiB per 1,000 | ÷ HAProxy |")
