@@ -16,9 +16,11 @@ and the workers' peaks. The master's debug lines give the staple messages and by
 "whole tables would be" is what the same sends would have cost as whole tables (coalescing
 alone, no deltas), from the table size at each send and the mean staple size.
 
-`--probe` ignores the workers' log lines and instead sweeps handshakes over the certificates
-not yet seen stapled until none is left; it works with any staplegate version (for comparing
-against an older tree: `PYTHONPATH=/path/to/old/src`).
+`--probe` ignores the workers' log lines and sweeps handshakes instead: over the certificates
+not yet seen stapled until none is left, then over all of them again until one whole sweep is
+stapled (a handshake reaches either worker, and workers may lag each other), so its time
+includes up to two sweeps (~1.5 ms per handshake here). It works with any staplegate version
+(to compare against an older tree: `PYTHONPATH=/path/to/old/src`).
 
     flock /tmp/bench.lock .venv/bin/python bench/cold_start.py --counts 2000 5000
 
@@ -178,7 +180,7 @@ def measure(
     started_at = 0.0
     workers: list[int] = []
     held: dict[int, int] = {}
-    pending = list(names)
+    pending, full_sweep = list(names), True
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"staplegate exited:\n{''.join(tail.lines[-30:])}")
@@ -195,9 +197,10 @@ def measure(
             time.sleep(0.02)
             continue
         if args.probe:
-            pending = [name for name in pending if not handshake_stapled(port, name)]
-            if not pending:
+            failed = [name for name in pending if not handshake_stapled(port, name)]
+            if full_sweep and not failed:
                 break
+            pending, full_sweep = (failed, False) if failed else (list(names), True)
         elif len(held) >= args.workers and all(held.get(pid) == count for pid in workers):
             break
         time.sleep(0.02)
@@ -212,7 +215,7 @@ def measure(
     t1 = time.perf_counter()
     unstapled = [name for name in sample if not handshake_stapled(port, name)]
     verify_seconds = time.perf_counter() - t1
-    if unstapled:
+    if unstapled and not args.probe:
         raise RuntimeError(f"{len(unstapled)} of {len(sample)} handshakes without a staple")
 
     tail.poll()
@@ -239,6 +242,7 @@ def measure(
         "staple_bytes": staple_bytes,
         "whole_table_bytes": sum(table_sizes) * mean_staple,
         "verified": len(sample),
+        "unstapled": len(unstapled),
         "verify_seconds": verify_seconds,
     }
 
@@ -285,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         print(
-            f"  started after {r['seconds_to_started']:.1f} s; {r['verified']:.0f} handshakes "
-            f"all stapled ({r['verify_seconds']:.1f} s)",
+            f"  started after {r['seconds_to_started']:.1f} s; {r['verified']:.0f} handshakes, "
+            f"{r['unstapled']:.0f} without a staple ({r['verify_seconds']:.1f} s)",
             flush=True,
         )
     return 0

@@ -132,8 +132,10 @@ def test_hundreds_of_certificates_are_stapled_by_both_workers_from_coalesced_del
             assert len(messages) - len(deltas) == 1, pid  # the whole table, at pipe opening
             assert sum(int(m[2]) for m in deltas) == COUNT, pid
             assert sum(int(m[3]) for m in deltas) == 0, pid
-            # one table per staple before coalescing: COUNT messages per worker
-            assert len(deltas) < COUNT // 5, (pid, len(deltas))
+            # Before coalescing: one table per staple, COUNT messages per worker. Now one per
+            # 100 ms at most (~10 here; the bound leaves room for a slow, loaded machine).
+            assert len(deltas) <= COUNT // 3, (pid, len(deltas))
+            assert max(int(m[2]) for m in deltas) >= 10, pid  # batches, not single staples
 
         for serving, idle in ((workers[0], workers[1]), (workers[1], workers[0])):
             with stopped(idle):
