@@ -17,6 +17,7 @@ This module is the pure half of that: bytes in, a `ClientHello` (or "need more b
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass
 from typing import Final
 
@@ -143,45 +144,22 @@ class ClientHello:
 ParseResult = ClientHello | NeedMoreData
 
 
-class _Reader:
-    """Bounds-checked cursor over the ClientHello body; every overrun is TRUNCATED."""
-
-    __slots__ = ("_data", "_end", "_pos")
-
-    def __init__(self, data: bytes, start: int = 0, end: int | None = None) -> None:
-        self._data = data
-        self._pos = start
-        self._end = len(data) if end is None else end
-
-    @property
-    def remaining(self) -> int:
-        return self._end - self._pos
-
-    def take(self, count: int, what: str) -> bytes:
-        if count > self.remaining:
-            raise ClientHelloError(ClientHelloErrorReason.TRUNCATED, what)
-        start = self._pos
-        self._pos += count
-        return self._data[start : self._pos]
-
-    def uint(self, size: int, what: str) -> int:
-        return int.from_bytes(self.take(size, what), "big")
-
-    def take_all(self) -> bytes:
-        return self.take(self.remaining, "vector")
-
-    def vector(self, length_size: int, what: str) -> _Reader:
-        """A sub-reader over a length-prefixed vector; the cursor moves past it."""
-        length = self.uint(length_size, what)
-        if length > self.remaining:
-            raise ClientHelloError(ClientHelloErrorReason.TRUNCATED, what)
-        sub = _Reader(self._data, self._pos, self._pos + length)
-        self._pos += length
-        return sub
-
-
 def _handshake_payload(data: bytes, limit: int) -> bytes | NeedMoreData:
     """Concatenate handshake record payloads until the first handshake message is whole."""
+    if (  # the usual case: one record holds the whole hello (no copying into a bytearray)
+        len(data) >= RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN
+        and data[0] == _CONTENT_HANDSHAKE
+        and data[1] == 3
+        and data[5] == _HANDSHAKE_CLIENT_HELLO
+    ):
+        length = (data[3] << 8) | data[4]
+        message_len = HANDSHAKE_HEADER_LEN + ((data[6] << 16) | (data[7] << 8) | data[8])
+        if (
+            message_len <= length <= MAX_RECORD_PAYLOAD
+            and message_len <= limit
+            and len(data) >= RECORD_HEADER_LEN + length
+        ):
+            return data[RECORD_HEADER_LEN : RECORD_HEADER_LEN + message_len]
     payload = bytearray()
     pos = 0
     while True:
@@ -234,48 +212,78 @@ def parse_client_hello(data: bytes, *, limit: int = MAX_CLIENT_HELLO) -> ParseRe
     message = _handshake_payload(data, limit)
     if isinstance(message, NeedMoreData):
         return message
-    return _parse_body(_Reader(message, HANDSHAKE_HEADER_LEN))
+    return _parse_body(message, HANDSHAKE_HEADER_LEN, len(message))
 
 
-def _parse_body(body: _Reader) -> ClientHello:
-    legacy_version = body.uint(2, "legacy_version")
-    body.take(32, "random")
-    session_id = body.vector(1, "session_id")
-    if session_id.remaining > 32:
-        raise ClientHelloError(ClientHelloErrorReason.TRUNCATED, "session_id longer than 32")
-    suites_reader = body.vector(2, "cipher_suites")
-    if suites_reader.remaining % 2:
-        raise ClientHelloError(ClientHelloErrorReason.TRUNCATED, "odd cipher_suites length")
-    suites = tuple(
-        suites_reader.uint(2, "cipher suite") for _ in range(suites_reader.remaining // 2)
-    )
-    body.vector(1, "compression_methods")
+_SERVER_NAME: Final = int(ExtensionType.SERVER_NAME)  # plain ints: enum lookups cost per use
+_ALPN: Final = int(ExtensionType.ALPN)
+_STATUS_REQUEST: Final = int(ExtensionType.STATUS_REQUEST)
+_SUPPORTED_VERSIONS: Final = int(ExtensionType.SUPPORTED_VERSIONS)
+_READ_EXTENSIONS: Final = frozenset(int(kind) for kind in ExtensionType)
+
+
+def _truncated(what: str) -> ClientHelloError:
+    return ClientHelloError(ClientHelloErrorReason.TRUNCATED, what)
+
+
+def _vector(data: bytes, pos: int, end: int, size: int, what: str) -> tuple[int, int]:
+    """The (start, end) of the length-prefixed vector at `pos`, bounded by `end`."""
+    start = pos + size
+    if start > end:
+        raise _truncated(what)
+    stop = start + int.from_bytes(data[pos:start], "big")
+    if stop > end:
+        raise _truncated(what)
+    return start, stop
+
+
+def _parse_body(data: bytes, pos: int, end: int) -> ClientHello:
+    # Plain offsets and one struct call per list, not a reader object per vector: this runs
+    # once per connection on the data plane (docs/performance.md).
+    if pos + 34 > end:
+        raise _truncated("legacy_version" if pos + 2 > end else "random")
+    legacy_version = (data[pos] << 8) | data[pos + 1]
+    start, pos = _vector(data, pos + 34, end, 1, "session_id")
+    if pos - start > 32:
+        raise _truncated("session_id longer than 32")
+    start, pos = _vector(data, pos, end, 2, "cipher_suites")
+    if (pos - start) % 2:
+        raise _truncated("odd cipher_suites length")
+    suites = struct.unpack_from(f">{(pos - start) // 2}H", data, start)
+    _, pos = _vector(data, pos, end, 1, "compression_methods")
     seen: set[int] = set()
     server_name: str | None = None
     alpn: tuple[bytes, ...] = ()
     status_request = False
     versions: tuple[int, ...] = ()
     sigalgs: tuple[int, ...] | None = None
-    if body.remaining:
-        extensions = body.vector(2, "extensions")
-        while extensions.remaining:
-            ext_type = extensions.uint(2, "extension type")
-            ext = extensions.vector(2, "extension data")
+    if pos < end:
+        pos, extensions_end = _vector(data, pos, end, 2, "extensions")
+        while pos < extensions_end:
+            ext_start = pos + 4
+            if ext_start > extensions_end:
+                raise _truncated("extension type" if pos + 2 > extensions_end else "extension data")
+            ext_type = (data[pos] << 8) | data[pos + 1]
+            pos = ext_start + ((data[pos + 2] << 8) | data[pos + 3])
+            if pos > extensions_end:
+                raise _truncated("extension data")
             if ext_type in seen:
                 raise ClientHelloError(
                     ClientHelloErrorReason.DUPLICATE_EXTENSION, f"extension {ext_type}"
                 )
             seen.add(ext_type)
-            if ext_type == ExtensionType.SERVER_NAME:
-                server_name = _server_name(ext)
-            elif ext_type == ExtensionType.ALPN:
-                alpn = _alpn(ext)
-            elif ext_type == ExtensionType.STATUS_REQUEST:
-                status_request = ext.remaining > 0 and ext.uint(1, "status_type") == 1
-            elif ext_type == ExtensionType.SUPPORTED_VERSIONS:
-                versions = _uint16_list(ext.vector(1, "supported_versions"), "version")
-            elif ext_type == ExtensionType.SIGNATURE_ALGORITHMS:
-                sigalgs = _uint16_list(ext.vector(2, "signature_algorithms"), "scheme")
+            if ext_type not in _READ_EXTENSIONS:
+                continue
+            if ext_type == _SERVER_NAME:
+                server_name = _server_name(data, ext_start, pos)
+            elif ext_type == _ALPN:
+                alpn = _alpn(data, ext_start, pos)
+            elif ext_type == _STATUS_REQUEST:
+                status_request = pos > ext_start and data[ext_start] == 1
+            elif ext_type == _SUPPORTED_VERSIONS:
+                versions = _uint16_list(data, ext_start, pos, 1, "supported_versions")
+            else:
+                sigalgs = _uint16_list(data, ext_start, pos, 2, "signature_algorithms")
     return ClientHello(
         legacy_version=legacy_version,
         server_name=server_name,
@@ -287,20 +295,22 @@ def _parse_body(body: _Reader) -> ClientHello:
     )
 
 
-def _uint16_list(reader: _Reader, what: str) -> tuple[int, ...]:
-    if reader.remaining % 2:
+def _uint16_list(data: bytes, pos: int, end: int, size: int, what: str) -> tuple[int, ...]:
+    start, stop = _vector(data, pos, end, size, what)
+    if (stop - start) % 2:
         raise ClientHelloError(ClientHelloErrorReason.BAD_EXTENSION, f"odd {what} list")
-    return tuple(reader.uint(2, what) for _ in range(reader.remaining // 2))
+    return struct.unpack_from(f">{(stop - start) // 2}H", data, start)
 
 
-def _server_name(ext: _Reader) -> str | None:
-    names = ext.vector(2, "server_name_list")
+def _server_name(data: bytes, pos: int, end: int) -> str | None:
+    pos, end = _vector(data, pos, end, 2, "server_name_list")
     host: str | None = None
-    while names.remaining:
-        name_type = names.uint(1, "name_type")
-        raw = names.vector(2, "host_name").take_all()
+    while pos < end:
+        name_type = data[pos]
+        start, pos = _vector(data, pos + 1, end, 2, "host_name")
         if name_type != 0 or host is not None:
             continue
+        raw = data[start:pos]
         if not raw or len(raw) > 255 or b"\x00" in raw:
             raise ClientHelloError(ClientHelloErrorReason.BAD_SERVER_NAME, "empty or too long")
         try:
@@ -312,12 +322,12 @@ def _server_name(ext: _Reader) -> str | None:
     return host
 
 
-def _alpn(ext: _Reader) -> tuple[bytes, ...]:
-    names = ext.vector(2, "protocol_name_list")
+def _alpn(data: bytes, pos: int, end: int) -> tuple[bytes, ...]:
+    pos, end = _vector(data, pos, end, 2, "protocol_name_list")
     protocols: list[bytes] = []
-    while names.remaining:
-        protocol = names.vector(1, "protocol_name").take_all()
-        if not protocol:
+    while pos < end:
+        start, pos = _vector(data, pos, end, 1, "protocol_name")
+        if pos == start:
             raise ClientHelloError(ClientHelloErrorReason.BAD_EXTENSION, "empty ALPN name")
-        protocols.append(protocol)
+        protocols.append(data[start:pos])
     return tuple(protocols)
