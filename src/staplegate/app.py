@@ -365,9 +365,13 @@ class Master:
         if self._staple_timer is not None:
             self._staple_timer.cancel()
             self._staple_timer = None
-        self._last_staple_flush = asyncio.get_running_loop().time()
+        sent = self.staple_messages
         for handle in self.current_workers():
             self._send_staples(handle)
+        if self.staple_messages > sent:
+            # Only a real send starts an interval: the updater's first table (often nothing
+            # new) must not hold back the first fetched staple.
+            self._last_staple_flush = asyncio.get_running_loop().time()
 
     def _staples_drained(self, handle: WorkerHandle) -> None:
         if handle.deployment == self.current.number and handle.sent is not self.table:
