@@ -1,11 +1,16 @@
-"""Keep-alive HTTPS requests through staplegate (mode http), HAProxy and nginx, one core each.
+"""Keep-alive HTTPS requests through staplegate (mode http), HAProxy 2.6 and nginx, per core.
 
-Each proxy terminates TLS on 127.0.0.1 with the same certificate and forwards to the same
-tiny backend (nginx answering `return 200 "ok"`) over upstream keep-alive; wrk drives it
-with keep-alive connections. The proxy is pinned to one CPU and wrk plus the backend to the
-other, so the figure is requests per second per proxy core.
+Each proxy terminates TLS on 127.0.0.1 with the same certificate and OCSP staple (an
+RSA-2048 leaf from `staplegate.testpki` with a GOOD response: staplegate and HAProxy load
+the `.ocsp` sidecar, nginx gets `ssl_stapling_file`) and forwards to the same tiny backend
+(nginx answering `return 200 "ok"`) over upstream keep-alive; wrk drives keep-alive
+connections. The proxy is pinned to one CPU, wrk and the backend to the other. Proxy CPU is
+utime+stime from /proc for every proxy process (staplegate's master and worker, nginx's
+master and worker); "per core" is requests per second of proxy CPU, the fair comparison
+when a proxy does not fill its core. Each round runs every proxy once (interleaved, so a
+disturbance hits all of them alike); the report shows the median of the rounds.
 
-    .venv/bin/python bench/http_bench.py --duration 10 --connections 50
+    flock /tmp/bench.lock .venv/bin/python bench/http_bench.py --duration 8 --rounds 3
 
 Needs: wrk, haproxy (Debian: 2.6), nginx (nginx-light), openssl, taskset.
 """
@@ -14,6 +19,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -23,11 +31,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
+
+from staplegate.testpki.ca import CertificateAuthority, KeyKind
+
+HOST = "bench.example.test"
+TICK = os.sysconf("SC_CLK_TCK")
+PROXIES = ("staplegate", "haproxy", "nginx")
 
 BACKEND_CONF = """\
 worker_processes 1;
+master_process off;
 pid {tmp}/backend.pid;
 error_log {tmp}/backend-error.log;
 daemon off;
@@ -52,7 +70,7 @@ worker_processes 1;
 pid {tmp}/proxy.pid;
 error_log {tmp}/proxy-error.log;
 daemon off;
-events {{ worker_connections 1024; }}
+events {{ worker_connections 4096; }}
 http {{
     access_log off;
     client_body_temp_path {tmp}/p-body;
@@ -66,7 +84,8 @@ http {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {pem};
         ssl_certificate_key {pem};
-        {stapling}
+        ssl_stapling on;
+        ssl_stapling_file {ocsp};
         location / {{
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -77,6 +96,7 @@ http {{
 }}
 """
 
+# HAProxy's configuration; staplegate reads the same text (minus the HAProxy-only lines)
 HAPROXY_CONF = """\
 global
     nbthread 1
@@ -100,13 +120,36 @@ backend web
 """
 
 
+@dataclasses.dataclass(frozen=True)
+class Files:
+    tmp: Path
+    pem: Path  # certificate, chain and key in one file; `<pem>.ocsp` next to it
+    ocsp: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    proxy: str
+    rate: float  # requests per second
+    cores: float  # proxy CPU seconds per second
+    stapled: bool
+
+    @property
+    def per_core(self) -> float:
+        return self.rate / self.cores if self.cores > 0 else 0.0
+
+    @property
+    def us_per_request(self) -> float:
+        return 1e6 * self.cores / self.rate if self.rate > 0 else 0.0
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 15.0) -> None:
+def wait_port(port: int, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -116,6 +159,27 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"nothing listens on 127.0.0.1:{port}") from None
             time.sleep(0.05)
+
+
+def descendants(pid: int) -> list[int]:
+    found = [pid]
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            children = Path(f"/proc/{pid}/task/{task}/children").read_text(encoding="ascii")
+            for child in children.split():
+                found.extend(descendants(int(child)))
+    return found
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """utime+stime of the processes, all threads included."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1]
+            parts = fields.split()
+            total += int(parts[11]) + int(parts[12])
+    return total / TICK
 
 
 @contextlib.contextmanager
@@ -137,101 +201,186 @@ def running(args: list[str], cpu: int, **kwargs: object) -> Iterator[subprocess.
             process.wait()
 
 
-def make_certificate(tmp: Path) -> Path:
-    """A self-signed RSA-2048 certificate and key in one PEM (HAProxy's and nginx's format)."""
-    key, cert = tmp / "key.pem", tmp / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=bench.example.test", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    pem = tmp / "bench.pem"
-    pem.write_bytes(cert.read_bytes() + key.read_bytes())
-    pem.chmod(0o600)
-    key.unlink()
-    return pem
+def make_files(tmp: Path) -> Files:
+    """A P-256 CA, an RSA-2048 leaf for HOST in a HAProxy bundle, and a GOOD OCSP response."""
+    ca = CertificateAuthority.init(tmp / "ca", key=KeyKind.EC256, ocsp_url=None)
+    issued = ca.issue(
+        HOST, sans=[HOST], key=KeyKind.RSA2048, ocsp_url="http://127.0.0.1:9/", out_dir=tmp / "leaf"
+    )  # the OCSP URL is never contacted: ocsp-update stays off
+    now = dt.datetime.now(dt.UTC)
+    response = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=issued.certificate,
+            issuer=issued.issuer,
+            algorithm=hashes.SHA1(),
+            cert_status=ocsp.OCSPCertStatus.GOOD,
+            this_update=now - dt.timedelta(minutes=5),
+            next_update=now + dt.timedelta(days=3),
+            revocation_time=None,
+            revocation_reason=None,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.HASH, ca.certificate)
+        .sign(ca.private_key, hashes.SHA256())
+    )
+    staple = Path(f"{issued.bundle_path}.ocsp")
+    staple.write_bytes(response.public_bytes(serialization.Encoding.DER))
+    return Files(tmp, issued.bundle_path, staple)
 
 
-def wrk(port: int, duration: int, connections: int, cpu: int) -> float:
+def stapled(port: int) -> bool:
+    """Whether a handshake that asks for a staple gets a successful OCSP response."""
     result = subprocess.run(
-        ["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", HOST, "-status"],
+        input="", capture_output=True, text=True, timeout=20, check=False,
+    )  # fmt: skip
+    return "OCSP Response Status: successful" in result.stdout
+
+
+def wrk(port: int, seconds: int, connections: int, cpu: int) -> float:
+    result = subprocess.run(
+        ["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
          f"https://127.0.0.1:{port}/"],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
-    if match is None or "Non-2xx" in result.stdout or "errors" in result.stdout.lower():
-        print(result.stdout, file=sys.stderr)
+    if "Non-2xx" in result.stdout or "Socket errors" in result.stdout:
+        raise RuntimeError(f"wrk saw errors on port {port}:\n{result.stdout}")
     if match is None:
-        raise RuntimeError("wrk printed no Requests/sec")
+        raise RuntimeError(f"wrk printed no Requests/sec:\n{result.stdout}")
     return float(match.group(1))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10)
+def proxy_command(name: str, files: Files, port: int, backend: int) -> list[str]:
+    tmp = files.tmp
+    if name == "haproxy":
+        cfg = tmp / "haproxy.cfg"
+        cfg.write_text(HAPROXY_CONF.format(port=port, backend=backend, pem=files.pem))
+        return ["haproxy", "-db", "-f", str(cfg)]
+    if name == "nginx":
+        (tmp / "nginx").mkdir(exist_ok=True)
+        conf = tmp / "nginx" / "proxy.conf"
+        conf.write_text(
+            NGINX_PROXY_CONF.format(
+                tmp=tmp / "nginx", port=port, backend=backend, pem=files.pem, ocsp=files.ocsp
+            )
+        )
+        return ["nginx", "-c", str(conf), "-p", str(tmp / "nginx")]
+    cfg = tmp / "staplegate.cfg"
+    crt_list = tmp / "crt-list.txt"
+    crt_list.write_text(f"{files.pem}\n")
+    cfg.write_text(
+        HAPROXY_CONF.replace("    nbthread 1\n", "")
+        .replace("    http-reuse always\n", "")
+        .replace("ssl crt {pem}", "ssl crt-list {crt_list}")
+        .format(port=port, backend=backend, crt_list=crt_list)
+    )
+    return [sys.executable, "-m", "staplegate", "-f", str(cfg), "--state-dir", str(tmp / "st"),
+            "--workers", "1"]  # fmt: skip
+
+
+def measure(
+    name: str, pid: int, port: int, options: argparse.Namespace, has_staple: bool
+) -> Sample:
+    wrk(port, 1, options.connections, options.load_cpu)  # warm-up: handshakes, pools
+    pids = descendants(pid)
+    before, started = cpu_seconds(pids), time.monotonic()
+    rate = wrk(port, options.duration, options.connections, options.load_cpu)
+    cores = (cpu_seconds(pids) - before) / (time.monotonic() - started)
+    return Sample(name, rate, cores, has_staple)
+
+
+def median_sample(samples: list[Sample]) -> Sample:
+    """The round with the median per-core rate (its own rate and CPU, consistent)."""
+    ordered = sorted(samples, key=lambda s: s.per_core)
+    return ordered[len(ordered) // 2]
+
+
+def report(medians: dict[str, Sample], options: argparse.Namespace) -> None:
+    print(
+        f"\nkeep-alive HTTPS GET through each proxy (mode http), wrk -t1 -c{options.connections}"
+        f" {options.duration}s x {options.rounds} rounds, proxy on CPU {options.proxy_cpu},"
+        f" median round\n"
+    )
+    print("| proxy | req/s | proxy cores | req/s per core | proxy CPU per request | staple |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, s in medians.items():
+        print(
+            f"| {name} | {s.rate:,.0f} | {s.cores:.2f} | {s.per_core:,.0f} |"
+            f" {s.us_per_request:.1f} µs | {'yes' if s.stapled else 'NO'} |"
+        )
+    ours = medians.get("staplegate")
+    if ours is None:
+        return
+    print()
+    for other in ("haproxy", "nginx"):
+        theirs = medians.get(other)
+        if theirs is not None and theirs.per_core > 0:
+            print(
+                f"staplegate ÷ {other}: {ours.rate / theirs.rate:.2f} absolute, "
+                f"{ours.per_core / theirs.per_core:.2f} per core (floor 0.70)"
+            )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--duration", type=int, default=8, help="seconds per measured run")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--proxy-cpu", type=int, default=1)
     parser.add_argument("--load-cpu", type=int, default=0)
-    options = parser.parse_args()
+    parser.add_argument("--proxies", default=",".join(PROXIES))
+    parser.add_argument("--json", type=Path, help="write every round's figures here")
+    options = parser.parse_args(argv)
+    names = [n for n in options.proxies.split(",") if n]
+    unknown = set(names) - set(PROXIES)
+    if unknown:
+        parser.error(f"unknown proxies: {', '.join(sorted(unknown))}")
     for tool in ("wrk", "haproxy", "nginx", "openssl", "taskset"):
         if shutil.which(tool) is None:
             print(f"needs {tool} on PATH (apt-get install wrk haproxy nginx-light)")
             return 2
-    results: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as name:
-        tmp = Path(name)
-        pem = make_certificate(tmp)
+    samples: dict[str, list[Sample]] = {name: [] for name in names}
+    with tempfile.TemporaryDirectory(prefix="http-bench-") as name, contextlib.ExitStack() as stack:
+        files = make_files(Path(name))
         backend = free_port()
-        conf = tmp / "backend.conf"
-        conf.write_text(BACKEND_CONF.format(tmp=tmp, port=backend))
-        with running(["nginx", "-c", str(conf), "-p", str(tmp)], options.load_cpu):
-            wait_port(backend)
-            # staplegate, one worker
+        conf = files.tmp / "backend.conf"
+        conf.write_text(BACKEND_CONF.format(tmp=files.tmp, port=backend))
+        stack.enter_context(
+            running(["nginx", "-c", str(conf), "-p", str(files.tmp)], options.load_cpu)
+        )
+        wait_port(backend)
+        proxies: dict[str, tuple[int, int, bool]] = {}
+        for proxy in names:  # all started up front; an idle proxy costs the others nothing
             port = free_port()
-            crt_list = tmp / "crt-list.txt"
-            crt_list.write_text(f"{pem}\n")
-            cfg = tmp / "staplegate.cfg"
-            cfg.write_text(
-                HAPROXY_CONF.replace("nbthread 1\n", "")
-                .replace("    http-reuse always\n", "")
-                .replace("ssl crt {pem}", "ssl crt-list {crt_list}")
-                .format(port=port, backend=backend, crt_list=crt_list)
+            process = stack.enter_context(
+                running(
+                    proxy_command(proxy, files, port, backend),
+                    options.proxy_cpu,
+                    env=os.environ.copy(),
+                )
             )
-            python = str(Path(sys.executable))
-            args = [python, "-m", "staplegate", "-f", str(cfg), "--state-dir", str(tmp / "st")]
-            with running([*args, "--workers", "1"], options.proxy_cpu, env=os.environ.copy()):
-                wait_port(port)
-                wrk(port, 2, options.connections, options.load_cpu)  # warm-up
-                results["staplegate"] = wrk(
-                    port, options.duration, options.connections, options.load_cpu
+            wait_port(port)
+            proxies[proxy] = (process.pid, port, stapled(port))
+        for round_number in range(1, options.rounds + 1):
+            for proxy, (pid, port, has_staple) in proxies.items():
+                sample = measure(proxy, pid, port, options, has_staple)
+                samples[proxy].append(sample)
+                print(
+                    f"round {round_number} {proxy:<10} {sample.rate:>8,.0f} req/s"
+                    f" @ {sample.cores:.2f} cores = {sample.per_core:>8,.0f} per core,"
+                    f" {sample.us_per_request:5.1f} µs/request",
+                    flush=True,
                 )
-            # HAProxy 2.6, one thread
-            port = free_port()
-            cfg = tmp / "haproxy.cfg"
-            cfg.write_text(HAPROXY_CONF.format(port=port, backend=backend, pem=pem))
-            with running(["haproxy", "-db", "-f", str(cfg)], options.proxy_cpu):
-                wait_port(port)
-                wrk(port, 2, options.connections, options.load_cpu)
-                results["haproxy"] = wrk(
-                    port, options.duration, options.connections, options.load_cpu
-                )
-            # nginx, one worker
-            port = free_port()
-            conf = tmp / "proxy.conf"
-            conf.write_text(
-                NGINX_PROXY_CONF.format(tmp=tmp, port=port, backend=backend, pem=pem, stapling="")
+    medians = {proxy: median_sample(runs) for proxy, runs in samples.items()}
+    report(medians, options)
+    if options.json is not None:
+        options.json.write_text(
+            json.dumps(
+                {p: [dataclasses.asdict(s) for s in runs] for p, runs in samples.items()},
+                indent=2,
             )
-            with running(["nginx", "-c", str(conf), "-p", str(tmp)], options.proxy_cpu):
-                wait_port(port)
-                wrk(port, 2, options.connections, options.load_cpu)
-                results["nginx"] = wrk(
-                    port, options.duration, options.connections, options.load_cpu
-                )
-    base = results["haproxy"]
-    print(f"keep-alive HTTPS GET, {options.connections} connections, {options.duration}s, "
-          f"proxy on CPU {options.proxy_cpu}")  # fmt: skip
-    for name, value in results.items():
-        print(f"  {name:<11} {value:>10.0f} req/s   {value / base:5.2f}x HAProxy")
+        )
     return 0
 
 

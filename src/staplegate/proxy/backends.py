@@ -172,6 +172,10 @@ class BackendPool:
         self.redispatch = redispatch
         self.queue_timeout_s = queue_timeout_s
         self._health = {s.name: _Health() for s in self.servers}
+        # what `_usable` walks for every request: primaries in order, with their health
+        self._primaries = tuple(
+            (s, self._health[s.name]) for s in self.servers if not s.backup and s.weight > 0
+        )
         self._balancer = Balancer(algorithm, self.servers, lambda n: self._health[n].active)
         self._queue: collections.deque[_Waiter] = collections.deque()
         self.queued_total = 0
@@ -216,11 +220,10 @@ class BackendPool:
 
     def _usable(self, exclude: Collection[str]) -> list[BackendServer]:
         health = self._health
-        primaries = [
-            s
-            for s in self.servers
-            if not s.backup and s.weight > 0 and health[s.name].usable and s.name not in exclude
-        ]
+        if exclude:
+            primaries = [s for s, h in self._primaries if h.usable and s.name not in exclude]
+        else:
+            primaries = [s for s, h in self._primaries if h.usable]
         if primaries:
             return primaries
         for server in self.servers:
@@ -240,7 +243,8 @@ class BackendPool:
             # stickiness: the hash ranges over every usable server, full ones included
             chosen = self._balancer.choose(usable, client_ip)
             return chosen if chosen is not None and self._free(chosen) else None
-        return self._balancer.choose([s for s in usable if self._free(s)], client_ip)
+        free = self._free
+        return self._balancer.choose([s for s in usable if free(s)], client_ip)
 
     def observe(self, server: BackendServer, *, ok: bool) -> bool:
         """Passive check on traffic (HAProxy's `observe layer4`, for `check` servers only).

@@ -201,6 +201,7 @@ class ServerConnection(asyncio.Protocol):
         "idle_since",
         "key",
         "owner",
+        "reader",
         "transport",
         "write_paused",
     )
@@ -219,6 +220,7 @@ class ServerConnection(asyncio.Protocol):
         self.early_eof = False
         self.transport: asyncio.Transport | None = None
         self.idle_since: float | None = None  # loop time it went idle; None when in use
+        self.reader: ResponseReader | None = None  # kept across keep-alive responses
         self.write_paused = False
 
     @property
@@ -613,9 +615,13 @@ class HttpStream:
         conn.owner = self
         conn.attached = True
         exchange.conn = conn
-        exchange.reader = ResponseReader(
-            head_request=exchange.head.method == "HEAD",
-        )
+        head_request = exchange.head.method == "HEAD"
+        reader = conn.reader
+        if reader is not None and reader.reusable:
+            reader.reset(head_request=head_request)
+        else:
+            reader = conn.reader = ResponseReader(head_request=head_request)
+        exchange.reader = reader
         exchange.sent_at = self.loop.time()
         exchange.server_activity = exchange.sent_at
         self.last_backend = exchange.pool.name if exchange.pool else None

@@ -23,6 +23,7 @@ MAX_HEAD_BYTES: Final = 15 * 1024  # HAProxy: tune.bufsize 16384 minus tune.maxr
 HOP_BY_HOP: Final = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade"}
 )
+_RESPONSE_SPECIAL: Final = HOP_BY_HOP | {b"content-length", b"transfer-encoding"}
 
 
 class HttpErrorReason(enum.Enum):
@@ -135,7 +136,16 @@ class RequestHead:
 class ResponseHead:
     """A status line and headers from a server."""
 
-    __slots__ = ("body", "content_length", "headers", "keep_alive", "reason", "status", "version")
+    __slots__ = (
+        "_block",
+        "body",
+        "content_length",
+        "headers",
+        "keep_alive",
+        "reason",
+        "status",
+        "version",
+    )
 
     def __init__(
         self,
@@ -152,10 +162,29 @@ class ResponseHead:
         self.version = version
         self.headers = headers
         self.keep_alive = keep_alive
-        body, length = _body_kind(headers)
+        # One pass: the body's framing and the header lines passed on (hop-by-hop dropped,
+        # Upgrade kept on a 101), so `encode` only adds the status and connection lines.
+        upgrade = status == 101
+        chunked = False
+        length: int | None = None
+        lines: list[bytes] = []
+        for key, value in headers:
+            lower = key.lower()
+            if lower in _RESPONSE_SPECIAL:
+                if lower == b"content-length":
+                    length = int(value)  # llhttp already refused malformed or conflicting values
+                elif lower == b"transfer-encoding":
+                    chunked = chunked or b"chunked" in value.lower()
+                elif not (upgrade and lower == b"upgrade"):
+                    continue  # hop-by-hop
+            lines.append(key + b": " + value + b"\r\n")
+        self._block = b"".join(lines)
+        body = BodyKind.CHUNKED if chunked else BodyKind.LENGTH if length is not None else None
+        if chunked:
+            length = None
         if head_request or status in (204, 304) or 100 <= status < 200:
             body, length = BodyKind.NONE, None
-        elif body is BodyKind.NONE and length is None:
+        elif body is None:
             body = BodyKind.UNTIL_CLOSE
         self.body, self.content_length = body, length
 
@@ -165,22 +194,21 @@ class ResponseHead:
 
     def encode(self, *, close: bool, client_version: str) -> bytes:
         """The head as sent to the client: `connection: close` when we close after it."""
-        first = f"HTTP/{self.version} {self.status} ".encode() + self.reason + b"\r\n"
-        lines = [first]
-        upgrade = self.status == 101
-        for key, value in self.headers:
-            lower = key.lower()
-            if lower in HOP_BY_HOP and not (upgrade and lower == b"upgrade"):
-                continue
-            lines.append(key + b": " + value + b"\r\n")
-        if upgrade:
-            lines.append(b"connection: upgrade\r\n")
+        if self.status == 101:
+            connection = b"connection: upgrade\r\n\r\n"
         elif close:
-            lines.append(b"connection: close\r\n")
+            connection = b"connection: close\r\n\r\n"
         elif client_version == "1.0":
-            lines.append(b"connection: keep-alive\r\n")
-        lines.append(b"\r\n")
-        return b"".join(lines)
+            connection = b"connection: keep-alive\r\n\r\n"
+        else:
+            connection = b"\r\n"
+        return b"HTTP/%s %d %b\r\n%b%b" % (
+            self.version.encode(),
+            self.status,
+            self.reason,
+            self._block,
+            connection,
+        )
 
 
 def body_chunk(kind: BodyKind, data: bytes) -> bytes:
@@ -288,7 +316,11 @@ class RequestReader:
 
 
 class ResponseReader:
-    """Feed server bytes for one request, get response events; raises `HttpError` (502)."""
+    """Feed server bytes for one request, get response events; raises `HttpError` (502).
+
+    On a keep-alive server connection one reader serves request after request (`reset`),
+    as long as each response ended cleanly.
+    """
 
     def __init__(self, *, head_request: bool, max_head_bytes: int = MAX_HEAD_BYTES) -> None:
         self.head_request = head_request
@@ -301,6 +333,21 @@ class ResponseReader:
         self._reason = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
+        self._clean_end = False  # llhttp ended the last message itself: it can parse another
+
+    @property
+    def reusable(self) -> bool:
+        """The last response ended cleanly, so the parser can take the next one."""
+        return self._clean_end and self.complete and self.upgraded is None
+
+    def reset(self, *, head_request: bool) -> None:
+        """Get ready for the response to the next request on the same connection."""
+        if not self.reusable:
+            raise ValueError("this reader's parser cannot take another response")
+        self.head_request = head_request
+        self.head = None
+        self.complete = False
+        self._clean_end = False
 
     def feed(self, data: bytes) -> list[ResponseEvent]:
         if self.complete:
@@ -339,12 +386,12 @@ class ResponseReader:
         self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value) + 4
-        if self._head_size > self.max_head_bytes:
-            raise HttpError(HttpErrorReason.BAD_RESPONSE, "response head too large")
+        self._head_size += len(name) + len(value) + 4  # checked once the head is complete
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self._head_size > self.max_head_bytes:
+            raise HttpError(HttpErrorReason.BAD_RESPONSE, "response head too large")
         parser = self._parser
         head = ResponseHead(
             parser.get_status_code(),
@@ -373,6 +420,7 @@ class ResponseReader:
     def on_message_complete(self) -> None:
         if self.head is not None and not self.complete:
             self.complete = True
+            self._clean_end = True
             self.events.append(END)
 
 
