@@ -1,5 +1,5 @@
 """Many certificates through a running `staplegate --workers 2`: every one stapled by both
-workers, with the master's staple messages coalesced into deltas (not one table per staple).
+workers, from coalesced deltas (one copy of each staple per worker, not one table per staple).
 
 The master and each worker log every staple message at debug level; the workers' lines say
 how many staples they hold, which is the readiness signal (no sleeping). To prove a given
@@ -120,8 +120,8 @@ def test_hundreds_of_certificates_are_stapled_by_both_workers_from_coalesced_del
         assert len(workers) == 2
         assert {int(line.split()[1].rstrip(":")) for line in lines} == set(workers)
 
-        # Coalesced deltas: each worker got the whole (empty) table once, then a handful of
-        # deltas that add up to exactly one copy of each staple (no refresh is due yet).
+        # Each worker got the whole (empty) table once, then deltas that add up to exactly
+        # one copy of each staple (no refresh is due yet).
         sent = [MASTER_SENT.search(line) for line in proc.lines]
         per_worker: dict[int, list[re.Match[str]]] = {pid: [] for pid in workers}
         for match in sent:
@@ -132,10 +132,12 @@ def test_hundreds_of_certificates_are_stapled_by_both_workers_from_coalesced_del
             assert len(messages) - len(deltas) == 1, pid  # the whole table, at pipe opening
             assert sum(int(m[2]) for m in deltas) == COUNT, pid
             assert sum(int(m[3]) for m in deltas) == 0, pid
-            # Before coalescing: one table per staple, COUNT messages per worker. Now one per
-            # 100 ms at most (~10 here; the bound leaves room for a slow, loaded machine).
-            assert len(deltas) <= COUNT // 3, (pid, len(deltas))
-            assert max(int(m[2]) for m in deltas) >= 10, pid  # batches, not single staples
+            # Before: one whole table per staple, COUNT messages per worker. Now deltas spaced
+            # by an interval that grows with the table (15 ms at 300 staples: ~110 messages
+            # here, more on a loaded machine; tests/integration/test_master_staples.py pins
+            # the exact coalescing), so some message must carry several staples.
+            assert len(deltas) < COUNT, (pid, len(deltas))
+            assert max(int(m[2]) for m in deltas) > 1, pid
 
         for serving, idle in ((workers[0], workers[1]), (workers[1], workers[0])):
             with stopped(idle):

@@ -106,10 +106,27 @@ async def worker_pipe(master: Master, *, reading: bool = True) -> AsyncIterator[
         transport.close()
 
 
+def fixed_interval(master: Master, seconds: float) -> None:
+    master.staple_interval_per_staple_s = 1.0
+    master.staple_interval_max_s = seconds
+
+
+def test_the_interval_grows_with_the_table_up_to_a_bound(tmp_path: Path, pki: Pki) -> None:
+    master = make_master(tmp_path, pki)
+    assert master.staple_interval() == 0.0
+    master.table = {cert_id(serial): b"staple" for serial in range(4)}
+    assert master.staple_interval() == 4 * master.staple_interval_per_staple_s < 0.001
+    master.table = {cert_id(serial): b"staple" for serial in range(2000)}
+    assert abs(master.staple_interval() - 0.1) < 1e-9
+    master.table = {cert_id(serial): b"staple" for serial in range(50_000)}
+    assert master.staple_interval() == master.staple_interval_max_s == 1.0
+
+
 def test_a_burst_of_tables_is_sent_as_one_delta_and_the_worker_ends_with_the_latest(
     tmp_path: Path, pki: Pki
 ) -> None:
     master = make_master(tmp_path, pki)
+    fixed_interval(master, 0.1)
 
     async def scenario() -> None:
         async with worker_pipe(master) as worker:
@@ -132,7 +149,7 @@ def test_after_a_quiet_interval_a_change_or_withdrawal_is_sent_at_once(
     tmp_path: Path, pki: Pki
 ) -> None:
     master = make_master(tmp_path, pki)
-    master.staple_interval_s = 0.05
+    fixed_interval(master, 0.05)
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
@@ -140,7 +157,7 @@ def test_after_a_quiet_interval_a_change_or_withdrawal_is_sent_at_once(
             table = {cert_id(1): b"one", cert_id(2): b"two"}
             master.broadcast(dict(table))
             await worker.wait_for(table)
-            await asyncio.sleep(master.staple_interval_s)  # quiet for one interval
+            await asyncio.sleep(master.staple_interval())  # quiet for one interval
             before = master.staple_messages
             withdrawn = {cert_id(2): b"two"}
             master.broadcast(dict(withdrawn))
@@ -148,10 +165,11 @@ def test_after_a_quiet_interval_a_change_or_withdrawal_is_sent_at_once(
             await worker.wait_for(withdrawn)
             # within the interval: not written now, but due no later than the interval's end
             sent_at = loop.time()
-            master.broadcast({})
+            refreshed = {cert_id(2): b"two, refreshed"}
+            master.broadcast(dict(refreshed))
             assert master.staple_messages == before + 1
-            await worker.wait_for({})
-            assert loop.time() - sent_at < master.staple_interval_s + 1.0  # a loaded machine
+            await worker.wait_for(refreshed)
+            assert loop.time() - sent_at < 0.05 + 1.0  # (+ 1 s: a loaded machine)
             assert master.staple_messages == before + 2
 
     asyncio.run(scenario())
@@ -161,6 +179,7 @@ def test_a_worker_that_does_not_read_costs_one_message_of_buffer_then_gets_one_m
     tmp_path: Path, pki: Pki
 ) -> None:
     master = make_master(tmp_path, pki)
+    fixed_interval(master, 0.1)
 
     async def scenario() -> None:
         async with worker_pipe(master, reading=False) as worker:
