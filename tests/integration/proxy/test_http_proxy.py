@@ -182,3 +182,38 @@ def test_pipelined_requests_are_answered_in_order(proxy_pki: TlsPki) -> None:
         assert answer.count(b"HTTP/1.1 200 OK") == 3
         assert answer.index(b"web1 /1") < answer.index(b"web1 /2") < answer.index(b"web1 /3")
         assert b"connection: close" in answer
+
+
+def test_idle_server_connection_closes_after_its_timeout_and_the_next_opens_anew(
+    proxy_pki: TlsPki,
+) -> None:
+    with RunningHttpProxy(proxy_pki) as proxy:
+        proxy.http.idle_server_timeout_s = 0.2
+        conn = https(proxy)
+        for path in ("/a", "/b"):
+            conn.request("GET", path)
+            assert conn.getresponse().read() == f"web1 {path}".encode()
+        assert proxy.call(proxy.http.idle_count) == 1
+        assert proxy.http.stats.server_reuses == 1
+        proxy.wait_until(lambda: proxy.http.idle_count() == 0)  # the sweep closed it
+        conn.request("GET", "/c")
+        assert conn.getresponse().read() == b"web1 /c"
+        assert proxy.http_backends[0].connections == 2
+        assert proxy.http.stats.server_connects == 2
+
+
+def test_request_pipelined_while_the_first_is_at_the_server_waits_its_turn(
+    proxy_pki: TlsPki,
+) -> None:
+    with RunningHttpProxy(proxy_pki) as proxy:
+        backend = proxy.http_backends[0]
+        backend.delay_s = 0.3
+        sock = proxy.raw()
+        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        proxy.wait_until(lambda: backend.in_flight == 1)
+        sock.sendall(b"GET /next HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        answer = read_all(sock)
+        assert answer.count(b"HTTP/1.1 200 OK") == 2
+        assert answer.index(b"web1 /slow") < answer.index(b"web1 /next")
+        assert [r.connection for r in backend.requests] == [1, 1]  # one server connection
+        assert backend.max_in_flight == 1

@@ -184,3 +184,60 @@ def test_httplog_line_format() -> None:
         '- - ---- 1/1/1/1/0 0/0 "GET /index.html HTTP/1.1"'
     )
     assert haproxy_date(dt.datetime(2009, 2, 6, 12, 14, 14, 655000)).endswith(":12:14:14.655")
+
+
+def test_response_reader_takes_the_next_response_after_a_clean_end() -> None:
+    reader = ResponseReader(head_request=False)
+    first = reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert first[1:] == [b"ok", END]
+    assert reader.reusable
+    reader.reset(head_request=False)
+    second = reader.feed(
+        b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    )
+    head = second[0]
+    assert isinstance(head, ResponseHead)
+    assert (head.status, head.reason, head.body) == (404, b"Not Found", BodyKind.CHUNKED)
+    assert second[1:] == [b"abc", END]
+
+
+def test_response_reader_after_head_or_mid_response_is_not_reused() -> None:
+    reader = ResponseReader(head_request=True)
+    reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+    assert reader.complete
+    assert not reader.reusable  # llhttp was stopped after the head: a new parser is needed
+    with pytest.raises(ValueError, match="cannot take another response"):
+        reader.reset(head_request=False)
+    partial = ResponseReader(head_request=False)
+    partial.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    assert not partial.reusable
+
+
+def test_response_head_forwards_end_to_end_headers_only() -> None:
+    head = ResponseHead(
+        200, b"OK", "1.1",
+        [(b"Server", b"x"), (b"Connection", b"keep-alive"), (b"Keep-Alive", b"timeout=5"),
+         (b"Content-Length", b"2"), (b"Upgrade", b"h2c")],
+        keep_alive=True, head_request=False,
+    )  # fmt: skip
+    assert (head.body, head.content_length) == (BodyKind.LENGTH, 2)
+    assert head.encode(close=False, client_version="1.1") == (
+        b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 2\r\n\r\n"
+    )
+    assert head.encode(close=False, client_version="1.0").endswith(
+        b"Content-Length: 2\r\nconnection: keep-alive\r\n\r\n"
+    )
+    switching = ResponseHead(
+        101, b"Switching Protocols", "1.1", [(b"Upgrade", b"websocket"), (b"Connection", b"up")],
+        keep_alive=True, head_request=False,
+    )  # fmt: skip
+    assert switching.encode(close=False, client_version="1.1") == (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nconnection: upgrade\r\n\r\n"
+    )
+    both = ResponseHead(
+        200, b"OK", "1.1", [(b"Content-Length", b"5"), (b"Transfer-Encoding", b"chunked")],
+        keep_alive=True, head_request=False,
+    )  # fmt: skip
+    assert (both.body, both.content_length) == (BodyKind.CHUNKED, None)
+    until_close = ResponseHead(200, b"OK", "1.0", [], keep_alive=False, head_request=False)
+    assert until_close.body is BodyKind.UNTIL_CLOSE
