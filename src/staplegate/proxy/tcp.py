@@ -23,15 +23,18 @@ goes to a `proxy.http.HttpStream` instead of one backend connection (see that mo
 `accept-proxy` binds read a PROXY protocol header before the ClientHello; its source
 address replaces the socket's for routing, logs and X-Forwarded-For.
 
-Accepting: each listening socket (inherited from the master, never closed here) is watched
-with `add_reader`; a `Frontend` above `maxconn` stops watching its sockets and the kernel's
-backlog holds new clients until a connection ends. `serve` runs listeners until `stop` is
-set, then stops accepting and waits for the connections to finish (optionally bounded).
+Accepting: each listening socket (inherited from the master, never closed here) is served by
+the event loop's own server on a duplicate descriptor (`_Acceptor`); a `Frontend` at `maxconn`
+closes those servers and the kernel's backlog holds new clients until a connection ends.
+A burst accepted past `maxconn` waits unread until a slot frees. `serve` runs listeners until
+`stop` is set, then stops accepting and waits for the connections to finish (optionally
+bounded).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
 import logging
@@ -63,7 +66,6 @@ from staplegate.tls.staples import StapleLookup, StapleStats
 log = logging.getLogger("staplegate.proxy")
 
 DEFAULT_BUFFER_LIMIT: Final = 256 * 1024
-ACCEPT_BATCH: Final = 32
 
 
 class Termination(enum.Enum):
@@ -156,6 +158,7 @@ class Listener:
     frontend: Frontend
     tls: TlsBind
     accept_proxy: bool = False
+    backlog: int = 1024  # what the loop's server passes to listen() again (the master's default)
 
 
 class Frontend:
@@ -189,6 +192,7 @@ class Frontend:
         self.stats = FrontendStats()
         self.connections: set[ClientConnection] = set()
         self._acceptors: list[_Acceptor] = []
+        self._parked: collections.deque[ClientConnection] = collections.deque()
         self._accepting_paused = False
         self._idle: asyncio.Event | None = None
 
@@ -213,18 +217,21 @@ class Frontend:
             for acceptor in self._acceptors:
                 acceptor.pause()
 
-    def _closed(self, connection: ClientConnection, record: ConnectionRecord) -> None:
+    def _closed(self, connection: ClientConnection) -> None:
         self.connections.discard(connection)
         self.stats.active = len(self.connections)
+        parked = self._parked
+        while parked and not self.full:  # accepted past maxconn in a burst: their turn now
+            parked.popleft()._unpark()
         if self._accepting_paused and not self.full:
             self._accepting_paused = False
             for acceptor in self._acceptors:
                 acceptor.resume()
         if not self.connections and self._idle is not None:
             self._idle.set()
-        if self.log is not None:
+        if self.log is not None:  # the record is built only when something logs it
             try:
-                self.log(record)
+                self.log(connection._record())
             except Exception:
                 log.exception("frontend %s: the connection log callable failed", self.name)
 
@@ -237,67 +244,92 @@ class Frontend:
         await self._idle.wait()
 
     def abort_all(self) -> None:
+        self.drop_parked()
         for connection in list(self.connections):
             connection.abort(Termination.STOPPED)
 
+    def drop_parked(self) -> None:
+        """Close the connections accepted past maxconn that never started (like a backlog)."""
+        while self._parked:
+            connection = self._parked.popleft()
+            connection.phase = _Phase.CLOSED
+            if connection.transport is not None:
+                connection.transport.abort()
+
 
 class _Acceptor:
-    """Accepts on one listening socket while watching is on (paused above maxconn)."""
+    """Accepts on one listening socket while watching is on (paused above maxconn).
+
+    The loop's own server accepts (uvloop does it in C: no Python socket object and no task
+    per connection), on a duplicate of the master's socket so that closing it to pause never
+    closes the listener; the kernel's backlog holds new clients while paused. A loop may
+    accept a burst past maxconn before the pause takes effect: those connections wait,
+    unread, in the frontend's `_parked` queue until a slot frees (as if still in the backlog).
+    """
+
+    __slots__ = ("_server", "_starting", "backlog", "listener", "loop", "stopped", "watching")
 
     def __init__(self, listener: Listener, loop: asyncio.AbstractEventLoop) -> None:
         self.listener = listener
         self.loop = loop
+        self.backlog = listener.backlog
         self.watching = False
         self.stopped = False
-        self._fd = listener.sock.fileno()
+        self._server: asyncio.AbstractServer | None = None
+        self._starting: asyncio.Task[None] | None = None
         listener.sock.setblocking(False)
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self.listener.frontend._acceptors.append(self)
         if not self.listener.frontend.full:
             self.resume()
+            if self._starting is not None:
+                await self._starting
 
     def pause(self) -> None:
         if self.watching:
-            self.loop.remove_reader(self._fd)
             self.watching = False
+            if self._server is not None:
+                self._server.close()
+                self._server = None
 
     def resume(self) -> None:
         if not self.watching and not self.stopped:
-            self.loop.add_reader(self._fd, self._on_readable)
             self.watching = True
+            if self._starting is None:
+                self._starting = self.loop.create_task(self._listen())
+
+    async def _listen(self) -> None:
+        """Open a server on a duplicate of the socket; pause() may run while this awaits."""
+        try:
+            while self.watching and self._server is None:
+                sock = self.listener.sock.dup()
+                try:
+                    server = await self.loop.create_server(
+                        self._new_connection, sock=sock, backlog=self.backlog
+                    )
+                except OSError as error:
+                    sock.close()
+                    log.warning(
+                        "frontend %s: cannot accept: %s", self.listener.frontend.name, error
+                    )
+                    self.watching = False
+                    return
+                if self.watching:
+                    self._server = server
+                else:
+                    server.close()
+        finally:
+            self._starting = None
+
+    def _new_connection(self) -> ClientConnection:
+        return ClientConnection(self.listener, self.loop)
 
     def stop(self) -> None:
         self.pause()
         self.stopped = True
         with contextlib.suppress(ValueError):
             self.listener.frontend._acceptors.remove(self)
-
-    def _on_readable(self) -> None:
-        frontend = self.listener.frontend
-        for _ in range(ACCEPT_BATCH):
-            if frontend.full or not self.watching:
-                return
-            try:
-                sock, address = self.listener.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as error:  # EMFILE and friends: the backlog keeps the client
-                log.warning("frontend %s: accept failed: %s", frontend.name, error)
-                return
-            sock.setblocking(False)
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            connection = ClientConnection(self.listener, _address(address))
-            frontend._opened(connection)
-            self.loop.create_task(self._attach(sock, connection))
-
-    async def _attach(self, sock: socket.socket, connection: ClientConnection) -> None:
-        try:
-            await self.loop.connect_accepted_socket(lambda: connection, sock)
-        except Exception as error:
-            sock.close()
-            connection.attach_failed(error)
 
 
 def _address(address: object) -> tuple[str, int]:
@@ -325,6 +357,7 @@ class ClientConnection(asyncio.Protocol):
         "_client_activity",
         "_connect_s",
         "_connect_task",
+        "_frontend_address",
         "_hello_buffer",
         "_queue_s",
         "_server_activity",
@@ -341,7 +374,6 @@ class ClientConnection(asyncio.Protocol):
         "client_write_paused",
         "endpoint",
         "frontend",
-        "frontend_address",
         "http",
         "listener",
         "loop",
@@ -356,13 +388,13 @@ class ClientConnection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, listener: Listener, client_address: tuple[str, int]) -> None:
+    def __init__(self, listener: Listener, loop: asyncio.AbstractEventLoop) -> None:
         self.listener = listener
         self.frontend = listener.frontend
-        self.client_address = client_address
-        self.loop = asyncio.get_running_loop()
+        self.client_address: tuple[str, int] = ("0.0.0.0", 0)  # from the transport, or PROXY
+        self.loop = loop
         self.phase = _Phase.PROXY_HEADER if listener.accept_proxy else _Phase.HELLO
-        self.frontend_address: tuple[str, int] = ("0.0.0.0", 0)
+        self._frontend_address: tuple[str, int] | None = None  # asked of the socket when used
         self.http: HttpStream | None = None
         self.slot_held = False
         self._slot_server: BackendServer | None = None
@@ -407,18 +439,41 @@ class ClientConnection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses; they have its methods
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
-        transport.set_write_buffer_limits(high=self.frontend.buffer_limit)
-        if self.phase is _Phase.CLOSED:  # aborted (hard stop) before the transport existed
-            transport.abort()
+        frontend = self.frontend
+        if frontend.full or frontend._parked:  # a burst accepted past maxconn: wait unread
+            transport.pause_reading()
+            frontend._parked.append(self)
             return
-        sockname = transport.get_extra_info("sockname")
-        if sockname is not None:
-            self.frontend_address = _address(sockname)
+        self._start()
+
+    def _unpark(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.phase is _Phase.CLOSED:
+            return
+        self._started = self._client_activity = self._server_activity = self.loop.time()
+        self._start()
+        transport.resume_reading()
+
+    def _start(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        self.frontend._opened(self)
+        self.client_address = _address(transport.get_extra_info("peername"))
+        transport.set_write_buffer_limits(high=self.frontend.buffer_limit)
+        if isinstance(self.loop, asyncio.SelectorEventLoop):  # uvloop sets TCP_NODELAY itself
+            sock = transport.get_extra_info("socket")
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._arm_timer()
 
-    def attach_failed(self, error: BaseException) -> None:
-        self.tls_error = f"could not set up the connection: {error}"
-        self._finish(Termination.CLIENT_ABORT_HANDSHAKE)
+    @property
+    def frontend_address(self) -> tuple[str, int]:
+        """The address the client connected to (or the PROXY header's destination)."""
+        if self._frontend_address is None:
+            transport = self.transport
+            sockname = transport.get_extra_info("sockname") if transport else None
+            self._frontend_address = _address(sockname) if sockname else ("0.0.0.0", 0)
+        return self._frontend_address
 
     def data_received(self, data: bytes) -> None:
         self._client_activity = self.loop.time()
@@ -443,6 +498,11 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         if self.phase is _Phase.CLOSED:
+            return
+        parked = self.frontend._parked
+        if parked and self in parked:  # never started: nothing to log (like a backlog drop)
+            parked.remove(self)
+            self.phase = _Phase.CLOSED
             return
         if self.phase in (_Phase.PROXY_HEADER, _Phase.HELLO, _Phase.HANDSHAKE):
             self._finish(Termination.CLIENT_ABORT_HANDSHAKE)
@@ -482,7 +542,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if parsed.source is not None and parsed.destination is not None:
             self.client_address = parsed.source
-            self.frontend_address = parsed.destination
+            self._frontend_address = parsed.destination
         rest = bytes(self._hello_buffer[parsed.length :])
         self._hello_buffer = bytearray()
         self.phase = _Phase.HELLO
@@ -672,16 +732,15 @@ class ClientConnection(asyncio.Protocol):
                     pool.acquire(other)
                     server = self._slot_server = other
             try:
-                transport, protocol = await asyncio.wait_for(
-                    open_server(
+                # asyncio.timeout, not wait_for: wait_for costs a task per connect in 3.11
+                async with asyncio.timeout(timeouts.connect_s):
+                    transport, protocol = await open_server(
                         server,
                         lambda: BackendConnection(self),
                         client_address=self.client_address,
                         frontend_address=self.frontend_address,
-                        client_sni=self.server_name,
-                    ),
-                    timeouts.connect_s,
-                )
+                        client_sni=self._sni,
+                    )
             except TimeoutError:
                 failure = Termination.SERVER_CONNECT_TIMEOUT
             except (OSError, ValueError):
@@ -719,10 +778,7 @@ class ClientConnection(asyncio.Protocol):
         self.phase = _Phase.FORWARDING
         self._server_activity = self.loop.time()
         transport.set_write_buffer_limits(high=self.frontend.buffer_limit)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # TCP_NODELAY: both loops' TCP transports set it (and open_server for its own sockets)
         pending, self._to_server = self._to_server, []
         for chunk in pending:
             transport.write(chunk)
@@ -831,7 +887,7 @@ class ClientConnection(asyncio.Protocol):
                     transport.abort()
                 else:
                     transport.close()
-        self.frontend._closed(self, self._record())
+        self.frontend._closed(self)
 
     def _record(self) -> ConnectionRecord:
         return ConnectionRecord(
@@ -971,7 +1027,7 @@ async def serve(
             frontends.append(listener.frontend)
     try:
         for acceptor in acceptors:
-            acceptor.start()
+            await acceptor.start()
         started.set()
         await stop.wait()
     finally:
@@ -979,6 +1035,7 @@ async def serve(
             acceptor.stop()
         for frontend in frontends:
             frontend.stopping = True
+            frontend.drop_parked()
             if frontend.http is not None:
                 frontend.http.close_idle()
                 for connection in list(frontend.connections):
