@@ -36,6 +36,7 @@ from staplegate.clock import Clock, SystemClock
 from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout, SendProxy
 from staplegate.proxy.httplog import Counters, HttpLogRecord
 from staplegate.proxy.httpmsg import (
+    HOP_BY_HOP,
     MAX_HEAD_BYTES,
     BodyKind,
     End,
@@ -90,6 +91,7 @@ class HttpSettings:
 
 
 _STATUS_CLASSES: Final = ("other", "1xx", "2xx", "3xx", "4xx", "5xx")
+_LOOKED_UP: Final = HOP_BY_HOP | {b"host"}  # what RequestHead.headers_changed recomputes
 
 
 class HttpStats:
@@ -491,6 +493,8 @@ class HttpStream:
         forwardfor = backend.forwardfor_header or settings.forwardfor_header
         if forwardfor is not None:
             head.headers.append((forwardfor, self.client_side.client_address[0].encode()))
+            if forwardfor.lower() in _LOOKED_UP:  # not expected, but keep the head consistent
+                head.headers_changed()
         # The common case needs no task: a free slot at once and an idle connection to it.
         server = pool.pick(self.client_side.client_address[0]) if not pool.queue_length else None
         if server is not None:

@@ -24,6 +24,7 @@ HOP_BY_HOP: Final = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade"}
 )
 _RESPONSE_SPECIAL: Final = HOP_BY_HOP | {b"content-length", b"transfer-encoding"}
+_REQUEST_SPECIAL: Final = _RESPONSE_SPECIAL | {b"host"}
 
 
 class HttpErrorReason(enum.Enum):
@@ -66,26 +67,25 @@ def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     return None
 
 
-def _body_kind(headers: list[tuple[bytes, bytes]]) -> tuple[BodyKind, int | None]:
-    chunked = False
-    length: int | None = None
-    for key, value in headers:
-        lower = key.lower()
-        if lower == b"transfer-encoding":
-            chunked = chunked or b"chunked" in value.lower()
-        elif lower == b"content-length":
-            length = int(value)  # llhttp already refused malformed or conflicting values
-    if chunked:
-        return BodyKind.CHUNKED, None
-    if length is not None:
-        return BodyKind.LENGTH, length
-    return BodyKind.NONE, None
-
-
 class RequestHead:
-    """A request line and headers; rules edit `headers` in place before it is sent on."""
+    """A request line and headers; rules edit `headers` before it is sent on.
 
-    __slots__ = ("body", "content_length", "headers", "keep_alive", "method", "target", "version")
+    Whoever changes `headers` calls `headers_changed` (Host, Upgrade and the hop-by-hop
+    headers are looked up once per head, not once per use).
+    """
+
+    __slots__ = (
+        "_hop",
+        "body",
+        "content_length",
+        "headers",
+        "host",
+        "keep_alive",
+        "method",
+        "target",
+        "upgrade",
+        "version",
+    )
 
     def __init__(
         self,
@@ -101,16 +101,39 @@ class RequestHead:
         self.version = version
         self.headers = headers
         self.keep_alive = keep_alive
-        self.body, self.content_length = _body_kind(headers)
+        chunked = False
+        length: int | None = None
+        host: bytes | None = None
+        hop = upgrade = False
+        for key, value in headers:
+            lower = key.lower()
+            if lower in _REQUEST_SPECIAL:
+                if lower == b"host":
+                    if host is None:
+                        host = value
+                elif lower == b"content-length":
+                    length = int(value)  # llhttp already refused malformed or conflicting values
+                elif lower == b"transfer-encoding":
+                    chunked = chunked or b"chunked" in value.lower()
+                else:
+                    hop = True
+                    upgrade = upgrade or lower == b"upgrade"
+        if chunked:
+            self.body, self.content_length = BodyKind.CHUNKED, None
+        elif length is not None:
+            self.body, self.content_length = BodyKind.LENGTH, length
+        else:
+            self.body, self.content_length = BodyKind.NONE, None
+        self.host = host.decode("latin-1") if host is not None else None
+        self.upgrade = upgrade  # an Upgrade header: the request asks for a tunnel
+        self._hop = hop
 
-    @property
-    def host(self) -> str | None:
+    def headers_changed(self) -> None:
+        """Look again at Host, Upgrade and hop-by-hop headers after `headers` changed."""
         value = header(self.headers, b"host")
-        return value.decode("latin-1") if value is not None else None
-
-    @property
-    def upgrade(self) -> bool:
-        return header(self.headers, b"upgrade") is not None
+        self.host = value.decode("latin-1") if value is not None else None
+        self.upgrade = header(self.headers, b"upgrade") is not None
+        self._hop = any(key.lower() in HOP_BY_HOP for key, _ in self.headers)
 
     def request_line(self) -> str:
         """`GET /path HTTP/1.1`, as httplog quotes it."""
@@ -118,7 +141,12 @@ class RequestHead:
 
     def encode(self) -> bytes:
         """The head as sent to a server: hop-by-hop headers dropped (Upgrade kept)."""
-        lines = [f"{self.method} ".encode() + self.target + f" HTTP/{self.version}\r\n".encode()]
+        first = b"%s %b HTTP/%s\r\n" % (self.method.encode(), self.target, self.version.encode())
+        if not self._hop and self.version != "1.0":
+            lines = [first, *[key + b": " + value + b"\r\n" for key, value in self.headers]]
+            lines.append(b"\r\n")
+            return b"".join(lines)
+        lines = [first]
         upgrade = self.upgrade
         for key, value in self.headers:
             lower = key.lower()

@@ -111,9 +111,11 @@ def apply_rules(
                 lower = name.lower()
                 head.headers = [(k, v) for k, v in head.headers if k.lower() != lower]
             head.headers.append((name, value))
+            head.headers_changed()
         elif isinstance(action, HttpDelHeader):
             lower = action.name.encode("latin-1").lower()
             head.headers = [(k, v) for k, v in head.headers if k.lower() != lower]
+            head.headers_changed()
         elif isinstance(action, HttpDeny):
             return error_response(action.status), "deny"
         elif isinstance(action, HttpReturn):

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from staplegate.config.model import AclFetch, AclTerm, Condition, HttpRedirectScheme
+from staplegate.config.model import (
+    AclFetch,
+    AclTerm,
+    Condition,
+    HttpDelHeader,
+    HttpRedirectScheme,
+    HttpSetHeader,
+)
 from staplegate.proxy.httplog import Counters, HttpLogRecord, haproxy_date
 from staplegate.proxy.httpmsg import (
     END,
@@ -241,3 +248,17 @@ def test_response_head_forwards_end_to_end_headers_only() -> None:
     assert (both.body, both.content_length) == (BodyKind.CHUNKED, None)
     until_close = ResponseHead(200, b"OK", "1.0", [], keep_alive=False, head_request=False)
     assert until_close.body is BodyKind.UNTIL_CLOSE
+
+
+def test_rules_that_change_host_or_hop_by_hop_headers_are_seen_by_later_steps() -> None:
+    head = RequestHead("GET", b"/", "1.1", [(b"Host", b"a.test"), (b"X-Y", b"1")], keep_alive=True)
+    assert head.encode() == b"GET / HTTP/1.1\r\nHost: a.test\r\nX-Y: 1\r\n\r\n"
+    facts = RequestFacts(("192.0.2.1", 1), None, True, head.host)
+    rules = [
+        CompiledRule(HttpSetHeader("Host", "b.test")),
+        CompiledRule(HttpSetHeader("Connection", "close", add=True)),
+        CompiledRule(HttpDelHeader("X-Y")),
+    ]
+    assert apply_rules(rules, head, facts) == (None, None)
+    assert head.host == "b.test"
+    assert head.encode() == b"GET / HTTP/1.1\r\nHost: b.test\r\n\r\n"  # Connection dropped
