@@ -42,6 +42,8 @@ from staplegate.testpki.ca import CertificateAuthority, KeyKind
 HOST = "bench.example.test"
 TICK = os.sysconf("SC_CLK_TCK")
 PROXIES = ("staplegate", "haproxy", "nginx")
+# opt-in reference: the same TLS front in `mode tcp` (no HTTP layer), a bound for mode http
+VARIANTS = (*PROXIES, "staplegate-tcp")
 
 BACKEND_CONF = """\
 worker_processes 1;
@@ -266,16 +268,19 @@ def proxy_command(name: str, files: Files, port: int, backend: int) -> list[str]
             )
         )
         return ["nginx", "-c", str(conf), "-p", str(tmp / "nginx")]
-    cfg = tmp / "staplegate.cfg"
+    cfg = tmp / f"{name}.cfg"
     crt_list = tmp / "crt-list.txt"
     crt_list.write_text(f"{files.pem}\n")
-    cfg.write_text(
+    text = (
         HAPROXY_CONF.replace("    nbthread 1\n", "")
         .replace("    http-reuse always\n", "")
         .replace("ssl crt {pem}", "ssl crt-list {crt_list}")
         .format(port=port, backend=backend, crt_list=crt_list)
     )
-    return [sys.executable, "-m", "staplegate", "-f", str(cfg), "--state-dir", str(tmp / "st"),
+    if name == "staplegate-tcp":
+        text = text.replace("mode http", "mode tcp").replace("    option forwardfor\n", "")
+    cfg.write_text(text)
+    return [sys.executable, "-m", "staplegate", "-f", str(cfg), "--state-dir", str(tmp / name),
             "--workers", "1"]  # fmt: skip
 
 
@@ -329,11 +334,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--proxy-cpu", type=int, default=1)
     parser.add_argument("--load-cpu", type=int, default=0)
-    parser.add_argument("--proxies", default=",".join(PROXIES))
+    parser.add_argument(
+        "--proxies",
+        default=",".join(PROXIES),
+        help=f"comma-separated, from {', '.join(VARIANTS)}",
+    )
     parser.add_argument("--json", type=Path, help="write every round's figures here")
     options = parser.parse_args(argv)
     names = [n for n in options.proxies.split(",") if n]
-    unknown = set(names) - set(PROXIES)
+    unknown = set(names) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown proxies: {', '.join(sorted(unknown))}")
     for tool in ("wrk", "haproxy", "nginx", "openssl", "taskset"):
