@@ -176,6 +176,7 @@ class BackendPool:
         self._primaries = tuple(
             (s, self._health[s.name]) for s in self.servers if not s.backup and s.weight > 0
         )
+        self._only = self._primaries[0] if len(self.servers) == 1 and self._primaries else None
         self._balancer = Balancer(algorithm, self.servers, lambda n: self._health[n].active)
         self._queue: collections.deque[_Waiter] = collections.deque()
         self.queued_total = 0
@@ -238,6 +239,12 @@ class BackendPool:
         self, client_ip: str | None = None, exclude: Collection[str] = ()
     ) -> BackendServer | None:
         """The balancing algorithm's choice among usable servers with a free slot, or None."""
+        if self._only is not None and not exclude:  # one server, no backup: nothing to choose
+            server, health = self._only
+            if health.usable and (server.maxconn is None or health.active < server.maxconn):
+                return server
+            if health.usable:
+                return None
         usable = self._usable(exclude)
         if self._balancer.algorithm is Algorithm.SOURCE and usable:
             # stickiness: the hash ranges over every usable server, full ones included

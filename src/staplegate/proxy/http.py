@@ -363,6 +363,8 @@ class HttpStream:
         self._client_eof = False
         self._client_paused = False
         self._routes: dict[str | None, BackendPool | None] = {}  # by Host, for this connection
+        self._client_ip = client_side.client_address[0]
+        self._client_ip_bytes = self._client_ip.encode()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = 0.0
         self._arm()
@@ -492,11 +494,11 @@ class HttpStream:
                 return
         forwardfor = backend.forwardfor_header or settings.forwardfor_header
         if forwardfor is not None:
-            head.headers.append((forwardfor, self.client_side.client_address[0].encode()))
+            head.headers.append((forwardfor, self._client_ip_bytes))
             if forwardfor.lower() in _LOOKED_UP:  # not expected, but keep the head consistent
                 head.headers_changed()
         # The common case needs no task: a free slot at once and an idle connection to it.
-        server = pool.pick(self.client_side.client_address[0]) if not pool.queue_length else None
+        server = pool.pick(self._client_ip) if not pool.queue_length else None
         if server is not None:
             pool.acquire(server)
             exchange.slot_held = True

@@ -272,13 +272,14 @@ class RequestReader:
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._head_size = 0
         self._body_size = 0
-        self._pending_head = 0
+        self._pending_head = 0  # bytes fed while the current head was incomplete
+        self._feeding = 0  # the size of the chunk being parsed
 
     def feed(self, data: bytes) -> list[RequestEvent]:
         if self.upgraded is not None:
             raise HttpError(HttpErrorReason.MALFORMED, "data after an upgrade request")
+        self._feeding = len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -303,22 +304,21 @@ class RequestReader:
         self.in_head = True
         self._url = b""
         self._headers = []
-        self._head_size = 0
         self._body_size = 0
         self._pending_head = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value) + 4
-        if self._head_size > self.max_head_bytes:
-            raise HttpError(HttpErrorReason.HEAD_TOO_LARGE, "request head too large")
-        self._headers.append((name, value))
+        self._headers.append((name, value))  # the size is checked once, at the end of the head
 
     def on_headers_complete(self) -> None:
         self.in_head = False
+        if self._pending_head + self._feeding > self.max_head_bytes:  # else it cannot be over
+            size = len(self._url) + sum(len(k) + len(v) + 4 for k, v in self._headers)
+            if size > self.max_head_bytes:
+                raise HttpError(HttpErrorReason.HEAD_TOO_LARGE, "request head too large")
         parser = self._parser
         head = RequestHead(
             parser.get_method().decode("ascii"),
@@ -360,7 +360,8 @@ class ResponseReader:
         self._parser = httptools.HttpResponseParser(self)
         self._reason = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._head_size = 0
+        self._pending_head = 0  # bytes fed while the current head was incomplete
+        self._feeding = 0  # the size of the chunk being parsed
         self._clean_end = False  # llhttp ended the last message itself: it can parse another
 
     @property
@@ -380,6 +381,7 @@ class ResponseReader:
     def feed(self, data: bytes) -> list[ResponseEvent]:
         if self.complete:
             raise HttpError(HttpErrorReason.BAD_RESPONSE, "data after the response")
+        self._feeding = len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -395,8 +397,10 @@ class ResponseReader:
                 raise HttpError(HttpErrorReason.BAD_RESPONSE, str(error)) from None
         except httptools.HttpParserError as error:
             raise HttpError(HttpErrorReason.BAD_RESPONSE, str(error)) from None
-        if self.head is None and self._head_size + len(data) > self.max_head_bytes:
-            raise HttpError(HttpErrorReason.BAD_RESPONSE, "response head too large")
+        if self.head is None:
+            self._pending_head += len(data)
+            if self._pending_head > self.max_head_bytes:
+                raise HttpError(HttpErrorReason.BAD_RESPONSE, "response head too large")
         events, self.events = self.events, []
         return events
 
@@ -414,12 +418,13 @@ class ResponseReader:
         self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value) + 4  # checked once the head is complete
-        self._headers.append((name, value))
+        self._headers.append((name, value))  # the size is checked once, at the end of the head
 
     def on_headers_complete(self) -> None:
-        if self._head_size > self.max_head_bytes:
-            raise HttpError(HttpErrorReason.BAD_RESPONSE, "response head too large")
+        if self._pending_head + self._feeding > self.max_head_bytes:  # else it cannot be over
+            size = len(self._reason) + sum(len(k) + len(v) + 4 for k, v in self._headers)
+            if size > self.max_head_bytes:
+                raise HttpError(HttpErrorReason.BAD_RESPONSE, "response head too large")
         parser = self._parser
         head = ResponseHead(
             parser.get_status_code(),
@@ -431,7 +436,7 @@ class ResponseReader:
         )
         self._reason = b""
         self._headers = []
-        self._head_size = 0
+        self._pending_head = 0
         if head.informational:  # 100 Continue and friends: pass on, then the real answer
             self.events.append(head)
             return

@@ -262,3 +262,28 @@ def test_rules_that_change_host_or_hop_by_hop_headers_are_seen_by_later_steps() 
     assert apply_rules(rules, head, facts) == (None, None)
     assert head.host == "b.test"
     assert head.encode() == b"GET / HTTP/1.1\r\nHost: b.test\r\n\r\n"  # Connection dropped
+
+
+def test_response_head_over_the_limit_is_a_bad_response_in_one_chunk_or_many() -> None:
+    big = b"HTTP/1.1 200 OK\r\nX: " + b"y" * 300 + b"\r\nContent-Length: 0\r\n\r\n"
+    with pytest.raises(HttpError) as caught:
+        ResponseReader(head_request=False, max_head_bytes=200).feed(big)
+    assert caught.value.status == 502
+    trickle = ResponseReader(head_request=False, max_head_bytes=200)
+    for start in range(0, 200, 50):  # 200 bytes of an incomplete head: still within
+        assert trickle.feed(big[start : start + 50]) == []
+    with pytest.raises(HttpError) as caught:
+        trickle.feed(big[200:250])
+    assert caught.value.status == 502
+    fits = ResponseReader(head_request=False, max_head_bytes=400)
+    assert fits.feed(big)[1:] == [END]
+
+
+def test_request_head_size_counts_across_chunks() -> None:
+    head = b"GET / HTTP/1.1\r\nX: " + b"y" * 150 + b"\r\n\r\n"
+    reader = RequestReader(max_head_bytes=100)
+    assert reader.feed(head[:60]) == []
+    with pytest.raises(HttpError) as caught:
+        reader.feed(head[60:])  # complete now, 170 bytes in all
+    assert caught.value.status == 431
+    assert isinstance(RequestReader(max_head_bytes=200).feed(head)[0], RequestHead)
