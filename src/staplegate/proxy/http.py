@@ -446,7 +446,8 @@ class HttpStream:
                     continue
                 self._start(event)
                 continue
-            self._pump(exchange)
+            if not exchange.request_done:
+                self._pump(exchange)
             break
         self._arm()
 
@@ -551,6 +552,7 @@ class HttpStream:
                 self.http.stats.server_reuses += 1
                 exchange.connect_s = 0.0
                 self._attach(exchange, conn)
+                self._arm()
                 return
             try:
                 conn = await self._open(server, backend, exchange)
@@ -568,6 +570,7 @@ class HttpStream:
                     conn.close()
                     return
                 self._attach(exchange, conn)
+                self._arm()
                 return
             if pool.observe(server, ok=False):
                 log.warning(
@@ -635,7 +638,6 @@ class HttpStream:
         if self.client_side.client_write_paused and conn.transport is not None:
             conn.transport.pause_reading()
         self._pump(exchange, exchange.head.encode())
-        self._arm()
         if conn.early or conn.early_eof:
             early, conn.early = conn.early, []
             for data in early:
