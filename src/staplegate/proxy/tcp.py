@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, cast
 
-from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout
+from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout, SendProxy
 from staplegate.proxy.http import HttpFrontend, HttpStream
 from staplegate.proxy.proxyproto import NeedMore, ProxyHeaderError, parse_proxy_header
 from staplegate.proxy.upstream import open_server
@@ -734,13 +734,19 @@ class ClientConnection(asyncio.Protocol):
             try:
                 # asyncio.timeout, not wait_for: wait_for costs a task per connect in 3.11
                 async with asyncio.timeout(timeouts.connect_s):
-                    transport, protocol = await open_server(
-                        server,
-                        lambda: BackendConnection(self),
-                        client_address=self.client_address,
-                        frontend_address=self.frontend_address,
-                        client_sni=self._sni,
-                    )
+                    if server.send_proxy is SendProxy.NONE and server.tls is None:
+                        # plain TCP: the loop's connect (both loops set TCP_NODELAY)
+                        transport, protocol = await self.loop.create_connection(
+                            lambda: BackendConnection(self), server.host, server.port
+                        )
+                    else:
+                        transport, protocol = await open_server(
+                            server,
+                            lambda: BackendConnection(self),
+                            client_address=self.client_address,
+                            frontend_address=self.frontend_address,
+                            client_sni=self._sni,
+                        )
             except TimeoutError:
                 failure = Termination.SERVER_CONNECT_TIMEOUT
             except (OSError, ValueError):
@@ -794,15 +800,18 @@ class ClientConnection(asyncio.Protocol):
         self._arm_timer()
 
     def _forward_to_server(self, chunks: list[bytes]) -> None:
-        for chunk in chunks:
-            self.bytes_from_client += len(chunk)
-        self.frontend.stats.bytes_in += sum(len(c) for c in chunks)
+        size = len(chunks[0]) if len(chunks) == 1 else sum(map(len, chunks))
+        self.bytes_from_client += size
+        self.frontend.stats.bytes_in += size
         backend = self.backend
-        if backend is None or backend.transport is None:
+        transport = backend.transport if backend is not None else None
+        if transport is None:
             self._to_server.extend(chunks)
             return
-        for chunk in chunks:
-            backend.transport.write(chunk)
+        if len(chunks) == 1:
+            transport.write(chunks[0])
+        else:
+            transport.writelines(chunks)
         self._server_activity = self.loop.time()
 
     def server_data(self, data: bytes | memoryview) -> None:
@@ -810,8 +819,9 @@ class ClientConnection(asyncio.Protocol):
         endpoint = self.endpoint
         if endpoint is None or self.phase is _Phase.CLOSED:
             return
-        self.bytes_to_client += len(data)
-        self.frontend.stats.bytes_out += len(data)
+        size = len(data)
+        self.bytes_to_client += size
+        self.frontend.stats.bytes_out += size
         try:
             ciphertext = endpoint.send(data)
         except TlsEndpointError as error:

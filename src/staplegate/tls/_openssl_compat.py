@@ -3,13 +3,18 @@
 pyOpenSSL 26.4 has no public way to read a memory BIO's fill level or to ask whether a session
 was resumed (research/dataplane.md §6, pitfalls 3 and 7). Reading the fill level is what lets
 the endpoint drain ciphertext with one `bio_read` instead of looping until `WantReadError`
-(the "A-fast" tuning). Each function degrades to a safe answer if a future pyOpenSSL drops
-the private name: `None` for "unknown" (callers then fall back to the exception path).
+(the "A-fast" tuning). The data path after the handshake (`write_incoming`, `read_plaintext`,
+`encrypt`, `read_outgoing`) calls OpenSSL through the same cffi `lib` without pyOpenSSL's
+per-call wrapper work (text checks, a fresh buffer per read, an error check after every
+success): about 5 us less per keep-alive request (docs/performance.md). Errors still go
+through pyOpenSSL's own `_raise_ssl_error`, so callers see the usual exceptions. Each function
+degrades to a safe answer if a future pyOpenSSL drops the private name: `None` for "unknown"
+(callers then fall back to the exception path and the public methods).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from OpenSSL import SSL
 
@@ -19,10 +24,20 @@ try:
 
     _HAVE_MEM_DATA = hasattr(_lib, "BIO_get_mem_data")
     _HAVE_REUSED = hasattr(_lib, "SSL_session_reused")
+    _HAVE_DIRECT_IO = _HAVE_MEM_DATA and all(
+        hasattr(_lib, name) for name in ("SSL_read", "SSL_write", "BIO_read", "BIO_write")
+    )
 except ImportError:  # pragma: no cover - only with a future pyOpenSSL
     _ffi = None
     _lib = None
-    _HAVE_MEM_DATA = _HAVE_REUSED = False
+    _HAVE_MEM_DATA = _HAVE_REUSED = _HAVE_DIRECT_IO = False
+
+#: SSL_read returns at most one record's plaintext (16 KiB) per call.
+RECORD_PLAINTEXT: Final = 16384
+_READ_SIZE: Final = 65536
+# One buffer per process for every connection: the event loop is single-threaded and each
+# result is copied into `bytes` before the call returns.
+_read_buffer: Any = _ffi.new("char[]", _READ_SIZE) if _HAVE_DIRECT_IO else None
 
 
 def _bio(conn: SSL.Connection, attribute: str) -> Any:
@@ -56,3 +71,61 @@ def session_reused(conn: SSL.Connection) -> bool:
 def fast_path_available() -> bool:
     """Whether fill levels can be read (reported once at start-up, and by tests)."""
     return _HAVE_MEM_DATA
+
+
+def direct_io_available() -> bool:
+    """Whether the data path can call OpenSSL directly (else pyOpenSSL's public methods)."""
+    return _HAVE_DIRECT_IO and all(
+        hasattr(SSL.Connection, name) for name in ("_raise_ssl_error", "_handle_bio_errors")
+    )
+
+
+def write_incoming(conn: SSL.Connection, data: bytes) -> None:
+    """`conn.bio_write(data)`: ciphertext from the peer into the incoming memory BIO."""
+    bio = conn._into_ssl
+    result = _lib.BIO_write(bio, data, len(data))
+    if result <= 0:
+        conn._handle_bio_errors(bio, result)
+
+
+def pending_plaintext(conn: SSL.Connection) -> int:
+    """`conn.pending()`: decrypted bytes OpenSSL holds for the next read."""
+    return int(_lib.SSL_pending(conn._ssl))
+
+
+def read_plaintext(conn: SSL.Connection) -> bytes:
+    """`conn.recv(16384)`: one record's plaintext; raises what `recv` raises when none."""
+    ssl = conn._ssl
+    result = _lib.SSL_read(ssl, _read_buffer, RECORD_PLAINTEXT)
+    if result > 0:
+        plaintext: bytes = _ffi.buffer(_read_buffer, result)[:]
+        return plaintext
+    conn._raise_ssl_error(ssl, result)
+    raise SSL.Error([("staplegate", "SSL_read", f"returned {result} without an error")])
+
+
+def encrypt(conn: SSL.Connection, data: bytes | memoryview) -> None:
+    """`conn.sendall(data)` into the outgoing memory BIO (which grows: writes are whole)."""
+    ssl = conn._ssl
+    with _ffi.from_buffer(data) as buffer:
+        left = len(buffer)
+        offset = 0
+        while left:
+            result = _lib.SSL_write(ssl, buffer + offset, min(left, 2147483647))
+            if result <= 0:
+                conn._raise_ssl_error(ssl, result)
+                raise SSL.Error([("staplegate", "SSL_write", f"returned {result}")])
+            offset += result
+            left -= result
+
+
+def read_outgoing(conn: SSL.Connection, size: int) -> bytes:
+    """`conn.bio_read(size)` when `size` bytes are known to be waiting (`outgoing_pending`)."""
+    bio = conn._from_ssl
+    buffer = _read_buffer if size <= _READ_SIZE else _ffi.new("char[]", size)
+    result = _lib.BIO_read(bio, buffer, size)
+    if result <= 0:
+        conn._handle_bio_errors(bio, result)
+        return b""
+    ciphertext: bytes = _ffi.buffer(buffer, result)[:]
+    return ciphertext

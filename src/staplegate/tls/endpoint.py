@@ -29,6 +29,8 @@ from staplegate.tls.contexts import ServerContext
 from staplegate.tls.staples import StapleLookup, StapleOutcome, StapleStats
 
 CHUNK: Final = 65536  # bigger reads make glibc trim and regrow the heap (dataplane.md §6.8)
+_FAST: Final = compat.fast_path_available()  # fill levels: no drain-until-exception
+_DIRECT: Final = _FAST and compat.direct_io_available()  # no pyOpenSSL wrapper per call
 
 
 class AlertDescription(enum.IntEnum):
@@ -112,12 +114,15 @@ class TlsEndpoint:
         self._conn = SSL.Connection(server.context, None)
         self._conn.set_accept_state()
         self._conn.set_app_data(self)
-        self._fast = compat.fast_path_available()
+        self._fast = _FAST
 
     def receive(self, data: bytes) -> Received:
         """Feed ciphertext from the peer; raises only `TlsEndpointError`."""
         conn = self._conn
-        conn.bio_write(data)
+        if _DIRECT:
+            compat.write_incoming(conn, data)
+        else:
+            conn.bio_write(data)
         result = Received(b"", [])
         if not self.handshake_complete:
             try:
@@ -138,6 +143,9 @@ class TlsEndpoint:
             self.handshake_complete = True
             result.handshake_completed = True
             self._record_staple()
+            # Only the handshake's OCSP callback reads it; dropping it breaks the
+            # endpoint <-> Connection cycle, so refcounting frees both without the GC.
+            conn.set_app_data(None)
         self._read_plaintext(result)
         result.to_peer = self._drain()
         return result
@@ -146,10 +154,16 @@ class TlsEndpoint:
         conn = self._conn
         fast = self._fast
         while True:
-            if fast and not conn.pending() and not compat.incoming_pending(conn):
+            if _DIRECT:
+                if not compat.pending_plaintext(conn) and not compat.incoming_pending(conn):
+                    return
+            elif fast and not conn.pending() and not compat.incoming_pending(conn):
                 return
             try:
-                result.plaintext.append(conn.recv(CHUNK))
+                if _DIRECT:
+                    result.plaintext.append(compat.read_plaintext(conn))
+                else:
+                    result.plaintext.append(conn.recv(CHUNK))
             except SSL.WantReadError:
                 return
             except SSL.ZeroReturnError:
@@ -167,7 +181,10 @@ class TlsEndpoint:
     def send(self, plaintext: bytes | memoryview) -> bytes:
         """Encrypt application data for the peer (after the handshake)."""
         try:
-            self._conn.sendall(plaintext)
+            if _DIRECT:
+                compat.encrypt(self._conn, plaintext)
+            else:
+                self._conn.sendall(plaintext)
         except SSL.Error as error:
             raise TlsEndpointError(
                 TlsErrorReason.PROTOCOL_ERROR, _describe(error), self._drain_quietly()
@@ -204,7 +221,9 @@ class TlsEndpoint:
         conn = self._conn
         pending = compat.outgoing_pending(conn) if self._fast else None
         if pending is not None:
-            return conn.bio_read(pending) if pending else b""
+            if not pending:
+                return b""
+            return compat.read_outgoing(conn, pending) if _DIRECT else conn.bio_read(pending)
         chunks: list[bytes] = []
         while True:
             try:
