@@ -129,3 +129,29 @@ def read_outgoing(conn: SSL.Connection, size: int) -> bytes:
         return b""
     ciphertext: bytes = _ffi.buffer(buffer, result)[:]
     return ciphertext
+
+
+def renew_bios(conn: SSL.Connection) -> bool:
+    """Swap both (empty) memory BIOs for new ones, freeing the buffers the handshake grew.
+
+    A memory BIO keeps its largest allocation until it is freed: the ClientHello in one, the
+    certificate, staple and tickets in the other (a few KiB per idle connection). Returns
+    False, changing nothing, when a BIO still holds data or the bindings are missing.
+    """
+    if not _HAVE_DIRECT_IO or not hasattr(_lib, "SSL_set_bio"):
+        return False
+    into, out = conn._into_ssl, conn._from_ssl
+    if into is None or out is None:
+        return False
+    if _lib.BIO_get_mem_data(into, _ffi.NULL) or _lib.BIO_get_mem_data(out, _ffi.NULL):
+        return False
+    new_into = _lib.BIO_new(_lib.BIO_s_mem())
+    new_out = _lib.BIO_new(_lib.BIO_s_mem())
+    if new_into == _ffi.NULL or new_out == _ffi.NULL:
+        for bio in (new_into, new_out):
+            if bio != _ffi.NULL:
+                _lib.BIO_free(bio)
+        return False
+    _lib.SSL_set_bio(conn._ssl, new_into, new_out)  # frees the old pair (the SSL owns them)
+    conn._into_ssl, conn._from_ssl = new_into, new_out
+    return True

@@ -148,6 +148,8 @@ class TlsEndpoint:
             conn.set_app_data(None)
         self._read_plaintext(result)
         result.to_peer = self._drain()
+        if result.handshake_completed and _DIRECT:
+            compat.renew_bios(conn)  # idle connections keep no handshake-sized BIO buffers
         return result
 
     def _read_plaintext(self, result: Received) -> None:

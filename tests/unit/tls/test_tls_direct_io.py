@@ -67,3 +67,18 @@ def test_close_notify_then_nothing_more(unit_pki: UnitPki) -> None:
     result = server.receive(client.conn.bio_read(65536))
     assert result.plaintext == [b"last words"]
     assert result.peer_closed
+
+
+def test_bios_are_renewed_only_when_empty(unit_pki: UnitPki) -> None:
+    client, server = _pair(unit_pki)
+    conn = server._conn
+    before = conn._into_ssl  # type: ignore[attr-defined]
+    assert _openssl_compat.renew_bios(conn)
+    assert conn._into_ssl != before  # type: ignore[attr-defined]
+    client.conn.sendall(b"ping")
+    conn.bio_write(client.conn.bio_read(65536))  # waiting in the incoming BIO
+    assert not _openssl_compat.renew_bios(conn)
+    client.conn.sendall(b"ping again")
+    assert server.receive(client.conn.bio_read(65536)).plaintext == [b"ping", b"ping again"]
+    client.conn.bio_write(server.send(b"pong"))
+    assert client.conn.recv(100) == b"pong"
