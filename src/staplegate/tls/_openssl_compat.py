@@ -155,3 +155,40 @@ def renew_bios(conn: SSL.Connection) -> bool:
     _lib.SSL_set_bio(conn._ssl, new_into, new_out)  # frees the old pair (the SSL owns them)
     conn._into_ssl, conn._from_ssl = new_into, new_out
     return True
+
+
+def decrypt_into(conn: SSL.Connection, plaintext: list[bytes]) -> None:
+    """Read every complete record into `plaintext` (after `write_incoming`), in one call.
+
+    The keep-alive hot path: one SSL_read per record and two fill-level checks, no wrapper
+    calls. Ends quietly when nothing is left; raises what `recv` raises otherwise
+    (`WantReadError` for a partial record, `ZeroReturnError` for close_notify, `Error`).
+    """
+    ssl = conn._ssl
+    into = conn._into_ssl
+    lib = _lib
+    buffer = _read_buffer
+    while True:
+        result = lib.SSL_read(ssl, buffer, RECORD_PLAINTEXT)
+        if result <= 0:
+            conn._raise_ssl_error(ssl, result)
+            raise SSL.Error([("staplegate", "SSL_read", f"returned {result} without an error")])
+        plaintext.append(_ffi.buffer(buffer, result)[:])
+        if not lib.SSL_pending(ssl) and not lib.BIO_get_mem_data(into, _ffi.NULL):
+            return
+
+
+def encrypt_and_take(conn: SSL.Connection, data: bytes | memoryview) -> bytes:
+    """`encrypt(data)` then every ciphertext byte waiting in the outgoing BIO, in one call."""
+    encrypt(conn, data)
+    out = conn._from_ssl
+    size = int(_lib.BIO_get_mem_data(out, _ffi.NULL))
+    if not size:
+        return b""
+    buffer = _read_buffer if size <= _READ_SIZE else _ffi.new("char[]", size)
+    result = _lib.BIO_read(out, buffer, size)
+    if result <= 0:
+        conn._handle_bio_errors(out, result)
+        return b""
+    ciphertext: bytes = _ffi.buffer(buffer, result)[:]
+    return ciphertext

@@ -119,6 +119,22 @@ class TlsEndpoint:
     def receive(self, data: bytes) -> Received:
         """Feed ciphertext from the peer; raises only `TlsEndpointError`."""
         conn = self._conn
+        if _DIRECT and self.handshake_complete:  # the keep-alive hot path
+            plaintext: list[bytes] = []
+            result = Received(b"", plaintext)
+            try:
+                compat.write_incoming(conn, data)
+                compat.decrypt_into(conn, plaintext)
+            except SSL.WantReadError:
+                pass
+            except SSL.ZeroReturnError:
+                result.peer_closed = True
+            except Exception as error:
+                raise TlsEndpointError(
+                    TlsErrorReason.PROTOCOL_ERROR, _describe(error), self._drain_quietly()
+                ) from (None if isinstance(error, SSL.Error) else error)
+            result.to_peer = self._drain()
+            return result
         if _DIRECT:
             compat.write_incoming(conn, data)
         else:
@@ -184,9 +200,8 @@ class TlsEndpoint:
         """Encrypt application data for the peer (after the handshake)."""
         try:
             if _DIRECT:
-                compat.encrypt(self._conn, plaintext)
-            else:
-                self._conn.sendall(plaintext)
+                return compat.encrypt_and_take(self._conn, plaintext)
+            self._conn.sendall(plaintext)
         except SSL.Error as error:
             raise TlsEndpointError(
                 TlsErrorReason.PROTOCOL_ERROR, _describe(error), self._drain_quietly()
