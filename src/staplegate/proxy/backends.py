@@ -282,7 +282,8 @@ class BackendPool:
         health = self._health[server.name]
         if health.active > 0:
             health.active -= 1
-        self._wake()
+        if self._queue:
+            self._wake()
 
     async def take(
         self,
