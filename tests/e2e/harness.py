@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from OpenSSL import SSL
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -177,3 +179,42 @@ def curl_cert_status(port: int, host: str, cafile: Path) -> subprocess.Completed
         ],
         capture_output=True, text=True, timeout=20, check=False,
     )  # fmt: skip
+
+
+def pyopenssl_staple(port: int, servername: str, *, request: bytes | None = None) -> bytes:
+    """One full pyOpenSSL handshake asking for a staple; the staple (b"" when none).
+
+    With `request`, it is sent after the handshake and the reply (read to EOF) must be
+    `HTTP/1.0 200`; a client that checks the whole round trip, not only the hello.
+    """
+    staple = b""
+
+    def on_staple(_conn: SSL.Connection, data: bytes, _arg: object) -> bool:
+        nonlocal staple
+        staple = data
+        return True
+
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    context.set_ocsp_client_callback(on_staple)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.settimeout(None)  # pyOpenSSL wants a blocking socket (the test has a timeout)
+        conn = SSL.Connection(context, raw)
+        conn.set_tlsext_host_name(servername.encode())
+        conn.request_ocsp()
+        conn.set_connect_state()
+        conn.do_handshake()
+        if request is None:
+            return staple
+        conn.sendall(request)
+        reply = b""
+        while True:
+            try:
+                chunk = conn.recv(65536)
+            except (SSL.ZeroReturnError, SSL.SysCallError):
+                break
+            if not chunk:
+                break
+            reply += chunk
+        if not reply.startswith(b"HTTP/1.0 200"):
+            raise AssertionError(f"bad reply {reply[:80]!r}")
+    return staple

@@ -16,7 +16,14 @@ from OpenSSL import SSL
 
 from staplegate.testpki.pytest_plugin import Pki
 
-from .harness import free_port, http_backend, s_client_status, staplegate, wait_for_staple
+from .harness import (
+    free_port,
+    http_backend,
+    pyopenssl_staple,
+    s_client_status,
+    staplegate,
+    wait_for_staple,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -57,37 +64,8 @@ def write_config(tmp_path: Path, pki: Pki, backend: int, port: int, *names: str)
 
 def stapled_request(port: int, servername: str) -> bytes:
     """One full handshake asking for a staple, then one HTTP request; returns the staple."""
-    staple = b""
-
-    def on_staple(_conn: SSL.Connection, data: bytes, _arg: object) -> bool:
-        nonlocal staple
-        staple = data
-        return True
-
-    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
-    context.set_ocsp_client_callback(on_staple)
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        raw.settimeout(None)  # pyOpenSSL wants a blocking socket (the test has a timeout)
-        conn = SSL.Connection(context, raw)
-        conn.set_tlsext_host_name(servername.encode())
-        conn.request_ocsp()
-        conn.set_connect_state()
-        conn.do_handshake()
-        conn.sendall(b"GET / HTTP/1.0\r\nHost: " + servername.encode() + b"\r\n\r\n")
-        reply = b""
-        while True:
-            try:
-                chunk = conn.recv(65536)
-            except SSL.ZeroReturnError:
-                break
-            except SSL.SysCallError:
-                break
-            if not chunk:
-                break
-            reply += chunk
-        if not reply.startswith(b"HTTP/1.0 200"):
-            raise AssertionError(f"bad reply {reply[:80]!r}")
-    return staple
+    request = b"GET / HTTP/1.0\r\nHost: " + servername.encode() + b"\r\n\r\n"
+    return pyopenssl_staple(port, servername, request=request)
 
 
 def test_twenty_reloads_under_load_drop_nothing_and_always_staple(tmp_path: Path, pki: Pki) -> None:
