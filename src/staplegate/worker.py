@@ -259,6 +259,28 @@ async def _run(setup: WorkerSetup) -> None:
         feeder.cancel()
 
 
+@contextlib.contextmanager
+def _profiled(slot: int) -> Iterator[None]:
+    """cProfile the worker when STAPLEGATE_PROFILE names a directory (bench/README.md).
+
+    Counting Python calls per connection or request is steadier on a shared VM than timing
+    them; the stats land in `<dir>/worker-<slot>-<pid>.pstats` when the worker stops.
+    """
+    directory = os.environ.get("STAPLEGATE_PROFILE")
+    if not directory:
+        yield
+        return
+    import cProfile  # only when asked: a developer tool
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        yield
+    finally:
+        profiler.disable()
+        profiler.dump_stats(os.path.join(directory, f"worker-{slot}-{os.getpid()}.pstats"))
+
+
 def worker_main(setup: WorkerSetup) -> int:
     """Entry point in the forked child; returns the exit status."""
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
@@ -275,7 +297,7 @@ def worker_main(setup: WorkerSetup) -> int:
     try:
         # uvloop runs the data plane (docs/performance.md: +15-20 % per core). Only here: the
         # master reaps workers with a SIGCHLD handler, which uvloop refuses.
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        with _profiled(setup.slot), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(_run(setup))
     except Exception:
         log.exception("worker %d (slot %d) failed", os.getpid(), setup.slot)
