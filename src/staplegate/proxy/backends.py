@@ -285,6 +285,19 @@ class BackendPool:
         if self._queue:
             self._wake()
 
+    def take_now(self, client_ip: str | None = None) -> BackendServer | None:
+        """`take` when it would not wait: a server with a free slot, acquired, or None.
+
+        None says nothing more; `take` then queues or reports that no server is usable. Lets
+        the data plane skip a coroutine in the usual case.
+        """
+        if self._queue:
+            return None  # those waiting come first
+        server = self.pick(client_ip)
+        if server is not None:
+            self.acquire(server)
+        return server
+
     async def take(
         self,
         client_ip: str | None = None,

@@ -205,21 +205,25 @@ class Frontend:
         return any(a.watching for a in self._acceptors)
 
     def _opened(self, connection: ClientConnection) -> None:
-        self.connections.add(connection)
-        self.stats.accepted += 1
-        self.stats.active = len(self.connections)
-        self.stats.max_active = max(self.stats.max_active, self.stats.active)
+        connections = self.connections
+        connections.add(connection)
+        stats = self.stats
+        stats.accepted += 1
+        active = stats.active = len(connections)
+        if active > stats.max_active:
+            stats.max_active = active
         if self._idle is not None:
             self._idle.clear()
-        if self.full and not self._accepting_paused:
+        if active >= self.maxconn and not self._accepting_paused:
             self._accepting_paused = True
             self.stats.accept_pauses += 1
             for acceptor in self._acceptors:
                 acceptor.pause()
 
     def _closed(self, connection: ClientConnection) -> None:
-        self.connections.discard(connection)
-        self.stats.active = len(self.connections)
+        connections = self.connections
+        connections.discard(connection)
+        self.stats.active = len(connections)
         parked = self._parked
         while parked and not self.full:  # accepted past maxconn in a burst: their turn now
             parked.popleft()._unpark()
@@ -440,7 +444,8 @@ class ClientConnection(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
         frontend = self.frontend
-        if frontend.full or frontend._parked:  # a burst accepted past maxconn: wait unread
+        if len(frontend.connections) >= frontend.maxconn or frontend._parked:
+            # a burst accepted past maxconn: wait unread
             transport.pause_reading()
             frontend._parked.append(self)
             return
@@ -457,14 +462,23 @@ class ClientConnection(asyncio.Protocol):
     def _start(self) -> None:
         transport = self.transport
         assert transport is not None
-        self.frontend._opened(self)
-        self.client_address = _address(transport.get_extra_info("peername"))
-        transport.set_write_buffer_limits(high=self.frontend.buffer_limit)
+        frontend = self.frontend
+        frontend._opened(self)
+        peer = transport.get_extra_info("peername")
+        if type(peer) is tuple:  # AF_INET/AF_INET6: (host, port, ...)
+            self.client_address = (peer[0], peer[1])
+        elif peer:
+            self.client_address = _address(peer)
+        transport.set_write_buffer_limits(high=frontend.buffer_limit)
         if isinstance(self.loop, asyncio.SelectorEventLoop):  # uvloop sets TCP_NODELAY itself
             sock = transport.get_extra_info("socket")
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._arm_timer()
+        # HAProxy's embryonic session: `timeout client` from the accept bounds the hello and
+        # the handshake (`_deadlines`).
+        client_s = frontend.timeouts.client_s
+        if client_s:
+            self._timer = self.loop.call_at(self._started + client_s, self._on_timer)
 
     @property
     def frontend_address(self) -> tuple[str, int]:
@@ -602,10 +616,13 @@ class ClientConnection(asyncio.Protocol):
     # -- TLS --------------------------------------------------------------------------------
 
     def _hello_received(self, data: bytes) -> None:
-        self._hello_buffer += data
+        buffered = self._hello_buffer
+        if buffered:  # the hello came in pieces: parse all of it so far
+            buffered += data
+            data = bytes(buffered)
         stats = self.frontend.stats
         try:
-            parsed = parse_client_hello(bytes(self._hello_buffer))
+            parsed = parse_client_hello(data)
         except ClientHelloError as error:
             stats.hello_errors += 1
             self.tls_error = str(error)
@@ -613,6 +630,8 @@ class ClientConnection(asyncio.Protocol):
             self._finish(Termination.CLIENT_ABORT_HANDSHAKE)
             return
         if isinstance(parsed, NeedMoreData):
+            if not buffered:
+                buffered += data
             return
         self._sni = parsed.server_name
         choice = self.listener.tls.sni.choose(parsed)
@@ -624,9 +643,9 @@ class ClientConnection(asyncio.Protocol):
             return
         self.endpoint = TlsEndpoint(choice.value, self.frontend.staples, stats.staples)
         self.phase = _Phase.HANDSHAKE
-        buffered = bytes(self._hello_buffer)
-        self._hello_buffer = bytearray()
-        self._tls_received(buffered)
+        if buffered:
+            self._hello_buffer = bytearray()
+        self._tls_received(data)
 
     def _tls_received(self, data: bytes) -> None:
         endpoint = self.endpoint
@@ -691,8 +710,8 @@ class ClientConnection(asyncio.Protocol):
             return
         self.pool = pool
         self.phase = _Phase.CONNECTING
-        if self.transport is not None:
-            self.transport.pause_reading()
+        # Client data read meanwhile waits in `_to_server`; reading pauses only if that
+        # passes the buffer limit (`_forward_to_server`), not on every connection.
         self._connect_task = self.loop.create_task(self._connect(pool))
 
     # -- backend ----------------------------------------------------------------------------
@@ -708,14 +727,18 @@ class ClientConnection(asyncio.Protocol):
         timeouts = self.frontend.timeouts
         failure = Termination.SERVER_CONNECT_FAILED
         started = self.loop.time()
-        try:
-            server = await pool.take(self.client_address[0])
-        except QueueTimeout:
+        server = pool.take_now(self.client_address[0])  # the usual case: a free slot
+        if server is None:
+            try:
+                server = await pool.take(self.client_address[0])
+            except QueueTimeout:
+                self._queue_s = self.loop.time() - started
+                self.frontend.stats.backend_connect_failures += 1
+                self._close_after_failure(Termination.QUEUE_TIMEOUT)
+                return
             self._queue_s = self.loop.time() - started
-            self.frontend.stats.backend_connect_failures += 1
-            self._close_after_failure(Termination.QUEUE_TIMEOUT)
-            return
-        self._queue_s = self.loop.time() - started
+        else:
+            self._queue_s = 0.0
         if server is None:
             self.frontend.stats.backend_connect_failures += 1
             self._close_after_failure(failure)
@@ -785,19 +808,25 @@ class ClientConnection(asyncio.Protocol):
         self._server_activity = self.loop.time()
         transport.set_write_buffer_limits(high=self.frontend.buffer_limit)
         # TCP_NODELAY: both loops' TCP transports set it (and open_server for its own sockets)
-        pending, self._to_server = self._to_server, []
-        for chunk in pending:
-            transport.write(chunk)
+        pending = self._to_server
+        if pending:
+            self._to_server = []
+            transport.writelines(pending)
         if self.client_done:
             if transport.can_write_eof():
                 transport.write_eof()
         elif self.transport is not None and not backend.write_paused:
-            self.transport.resume_reading()
+            self.transport.resume_reading()  # paused if `_to_server` filled up
         if self.client_write_paused:
             transport.pause_reading()
-        if self._timer is not None:  # the handshake's deadline; forwarding has its own
-            self._timer.cancel()
-        self._arm_timer()
+        # The handshake's deadline stays armed when it comes first: the timer re-arms
+        # itself for the forwarding deadlines when it fires.
+        timer = self._timer
+        due = self._next_deadline()
+        if timer is None or (due is not None and due < timer.when()):
+            if timer is not None:
+                timer.cancel()
+            self._timer = self.loop.call_at(due, self._on_timer) if due is not None else None
 
     def _forward_to_server(self, chunks: list[bytes]) -> None:
         size = len(chunks[0]) if len(chunks) == 1 else sum(map(len, chunks))
@@ -805,8 +834,12 @@ class ClientConnection(asyncio.Protocol):
         self.frontend.stats.bytes_in += size
         backend = self.backend
         transport = backend.transport if backend is not None else None
-        if transport is None:
-            self._to_server.extend(chunks)
+        if transport is None:  # still connecting
+            waiting = self._to_server
+            waiting.extend(chunks)
+            client = self.transport
+            if client is not None and sum(map(len, waiting)) > self.frontend.buffer_limit:
+                client.pause_reading()  # resumed once connected
             return
         if len(chunks) == 1:
             transport.write(chunks[0])
@@ -836,11 +869,12 @@ class ClientConnection(asyncio.Protocol):
         if self.client_done:
             return
         self.client_done = True
+        if self.server_done:  # both ways done: closing sends the server its FIN
+            self._finish(Termination.NORMAL)
+            return
         transport = self.backend.transport if self.backend is not None else None
         if transport is not None and transport.can_write_eof():
             transport.write_eof()
-        if self.server_done:
-            self._finish(Termination.NORMAL)
 
     def server_finished(self) -> None:
         if self.server_done or self.phase is _Phase.CLOSED:
@@ -940,10 +974,16 @@ class ClientConnection(asyncio.Protocol):
             self._server_activity + server if server else None,
         )
 
+    def _next_deadline(self) -> float | None:
+        client, server = self._deadlines()
+        if client is None:
+            return server
+        return client if server is None or client <= server else server
+
     def _arm_timer(self) -> None:
-        due = [d for d in self._deadlines() if d is not None]
-        if due:
-            self._timer = self.loop.call_at(min(due), self._on_timer)
+        due = self._next_deadline()
+        if due is not None:
+            self._timer = self.loop.call_at(due, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -4,9 +4,11 @@ pyOpenSSL 26.4 has no public way to read a memory BIO's fill level or to ask whe
 was resumed (research/dataplane.md §6, pitfalls 3 and 7). Reading the fill level is what lets
 the endpoint drain ciphertext with one `bio_read` instead of looping until `WantReadError`
 (the "A-fast" tuning). The data path after the handshake (`write_incoming`, `read_plaintext`,
-`encrypt`, `read_outgoing`) calls OpenSSL through the same cffi `lib` without pyOpenSSL's
+`encrypt`, `take_outgoing`) calls OpenSSL through the same cffi `lib` without pyOpenSSL's
 per-call wrapper work (text checks, a fresh buffer per read, an error check after every
-success): about 5 us less per keep-alive request (docs/performance.md). Errors still go
+success): about 5 us less per keep-alive request (docs/performance.md). The handshake steps
+(`handshake`, `take_outgoing`, `input_waiting`, `mark_shut_down`) do the same per new
+connection, where "send me more" is the normal answer and need not be an exception. Errors go
 through pyOpenSSL's own `_raise_ssl_error`, so callers see the usual exceptions. Each function
 degrades to a safe answer if a future pyOpenSSL drops the private name: `None` for "unknown"
 (callers then fall back to the exception path and the public methods).
@@ -25,7 +27,17 @@ try:
     _HAVE_MEM_DATA = hasattr(_lib, "BIO_get_mem_data")
     _HAVE_REUSED = hasattr(_lib, "SSL_session_reused")
     _HAVE_DIRECT_IO = _HAVE_MEM_DATA and all(
-        hasattr(_lib, name) for name in ("SSL_read", "SSL_write", "BIO_read", "BIO_write")
+        hasattr(_lib, name)
+        for name in (
+            "SSL_read",
+            "SSL_write",
+            "BIO_read",
+            "BIO_write",
+            "SSL_do_handshake",
+            "SSL_get_error",
+            "SSL_set_shutdown",
+            "SSL_pending",
+        )
     )
 except ImportError:  # pragma: no cover - only with a future pyOpenSSL
     _ffi = None
@@ -119,18 +131,6 @@ def encrypt(conn: SSL.Connection, data: bytes | memoryview) -> None:
             left -= result
 
 
-def read_outgoing(conn: SSL.Connection, size: int) -> bytes:
-    """`conn.bio_read(size)` when `size` bytes are known to be waiting (`outgoing_pending`)."""
-    bio = conn._from_ssl
-    buffer = _read_buffer if size <= _READ_SIZE else _ffi.new("char[]", size)
-    result = _lib.BIO_read(bio, buffer, size)
-    if result <= 0:
-        conn._handle_bio_errors(bio, result)
-        return b""
-    ciphertext: bytes = _ffi.buffer(buffer, result)[:]
-    return ciphertext
-
-
 def renew_bios(conn: SSL.Connection) -> bool:
     """Swap both (empty) memory BIOs for new ones, freeing the buffers the handshake grew.
 
@@ -181,6 +181,11 @@ def decrypt_into(conn: SSL.Connection, plaintext: list[bytes]) -> None:
 def encrypt_and_take(conn: SSL.Connection, data: bytes | memoryview) -> bytes:
     """`encrypt(data)` then every ciphertext byte waiting in the outgoing BIO, in one call."""
     encrypt(conn, data)
+    return take_outgoing(conn)
+
+
+def take_outgoing(conn: SSL.Connection) -> bytes:
+    """Every ciphertext byte waiting in the outgoing memory BIO (b"" when none)."""
     out = conn._from_ssl
     size = int(_lib.BIO_get_mem_data(out, _ffi.NULL))
     if not size:
@@ -192,3 +197,30 @@ def encrypt_and_take(conn: SSL.Connection, data: bytes | memoryview) -> bytes:
         return b""
     ciphertext: bytes = _ffi.buffer(buffer, result)[:]
     return ciphertext
+
+
+def handshake(conn: SSL.Connection) -> bool:
+    """`conn.do_handshake()` without an exception for the usual "send me more": False then.
+
+    True when the handshake is complete. Any other outcome goes through pyOpenSSL's own
+    `_raise_ssl_error`, which also re-raises what a callback deferred, so callers see exactly
+    what `do_handshake` raises.
+    """
+    ssl = conn._ssl
+    result = _lib.SSL_do_handshake(ssl)
+    if result == 1:
+        return True
+    if _lib.SSL_get_error(ssl, result) == _lib.SSL_ERROR_WANT_READ:
+        return False
+    conn._raise_ssl_error(ssl, result)
+    raise SSL.Error([("staplegate", "SSL_do_handshake", f"returned {result}")])
+
+
+def input_waiting(conn: SSL.Connection) -> bool:
+    """Whether a read could return something: decrypted bytes held, or ciphertext not consumed."""
+    return bool(_lib.SSL_pending(conn._ssl) or _lib.BIO_get_mem_data(conn._into_ssl, _ffi.NULL))
+
+
+def mark_shut_down(conn: SSL.Connection) -> None:
+    """`conn.set_shutdown(SENT_SHUTDOWN | RECEIVED_SHUTDOWN)`: keeps the session resumable."""
+    _lib.SSL_set_shutdown(conn._ssl, _lib.SSL_SENT_SHUTDOWN | _lib.SSL_RECEIVED_SHUTDOWN)

@@ -219,7 +219,7 @@ _SERVER_NAME: Final = int(ExtensionType.SERVER_NAME)  # plain ints: enum lookups
 _ALPN: Final = int(ExtensionType.ALPN)
 _STATUS_REQUEST: Final = int(ExtensionType.STATUS_REQUEST)
 _SUPPORTED_VERSIONS: Final = int(ExtensionType.SUPPORTED_VERSIONS)
-_READ_EXTENSIONS: Final = frozenset(int(kind) for kind in ExtensionType)
+_SIGNATURE_ALGORITHMS: Final = int(ExtensionType.SIGNATURE_ALGORITHMS)
 
 
 def _truncated(what: str) -> ClientHelloError:
@@ -238,27 +238,48 @@ def _vector(data: bytes, pos: int, end: int, size: int, what: str) -> tuple[int,
 
 
 def _parse_body(data: bytes, pos: int, end: int) -> ClientHello:
-    # Plain offsets and one struct call per list, not a reader object per vector: this runs
-    # once per connection on the data plane (docs/performance.md).
-    if pos + 34 > end:
-        raise _truncated("legacy_version" if pos + 2 > end else "random")
+    # Plain offsets and inline length reads, not a reader object or a call per vector: this
+    # runs once per connection on the data plane (docs/performance.md).
+    if pos + 35 > end:
+        raise _truncated(
+            "legacy_version" if pos + 2 > end else "random" if pos + 34 > end else "session_id"
+        )
     legacy_version = (data[pos] << 8) | data[pos + 1]
-    start, pos = _vector(data, pos + 34, end, 1, "session_id")
-    if pos - start > 32:
+    pos += 34
+    session_id_len = data[pos]
+    if session_id_len > 32:
         raise _truncated("session_id longer than 32")
-    start, pos = _vector(data, pos, end, 2, "cipher_suites")
+    pos += 1 + session_id_len
+    if pos > end:
+        raise _truncated("session_id")
+    if pos + 2 > end:
+        raise _truncated("cipher_suites")
+    start = pos + 2
+    pos = start + ((data[pos] << 8) | data[pos + 1])
+    if pos > end:
+        raise _truncated("cipher_suites")
     if (pos - start) % 2:
         raise _truncated("odd cipher_suites length")
     suites = struct.unpack_from(f">{(pos - start) // 2}H", data, start)
-    _, pos = _vector(data, pos, end, 1, "compression_methods")
-    seen: set[int] = set()
+    if pos + 1 > end:
+        raise _truncated("compression_methods")
+    pos += 1 + data[pos]
+    if pos > end:
+        raise _truncated("compression_methods")
+    low_seen = 0  # extension types below 64, as bits: no set operation per extension
+    high_seen: set[int] | None = None
     server_name: str | None = None
     alpn: tuple[bytes, ...] = ()
     status_request = False
     versions: tuple[int, ...] = ()
     sigalgs: tuple[int, ...] | None = None
     if pos < end:
-        pos, extensions_end = _vector(data, pos, end, 2, "extensions")
+        if pos + 2 > end:
+            raise _truncated("extensions")
+        extensions_end = pos + 2 + ((data[pos] << 8) | data[pos + 1])
+        if extensions_end > end:
+            raise _truncated("extensions")
+        pos += 2
         while pos < extensions_end:
             ext_start = pos + 4
             if ext_start > extensions_end:
@@ -267,13 +288,18 @@ def _parse_body(data: bytes, pos: int, end: int) -> ClientHello:
             pos = ext_start + ((data[pos + 2] << 8) | data[pos + 3])
             if pos > extensions_end:
                 raise _truncated("extension data")
-            if ext_type in seen:
-                raise ClientHelloError(
-                    ClientHelloErrorReason.DUPLICATE_EXTENSION, f"extension {ext_type}"
-                )
-            seen.add(ext_type)
-            if ext_type not in _READ_EXTENSIONS:
-                continue
+            if ext_type < 64:
+                bit = 1 << ext_type
+                if low_seen & bit:
+                    raise _duplicate(ext_type)
+                low_seen |= bit
+            else:
+                if high_seen is None:
+                    high_seen = set()
+                elif ext_type in high_seen:
+                    raise _duplicate(ext_type)
+                high_seen.add(ext_type)
+                continue  # every extension we read has a type below 64
             if ext_type == _SERVER_NAME:
                 server_name = _server_name(data, ext_start, pos)
             elif ext_type == _ALPN:
@@ -282,17 +308,21 @@ def _parse_body(data: bytes, pos: int, end: int) -> ClientHello:
                 status_request = pos > ext_start and data[ext_start] == 1
             elif ext_type == _SUPPORTED_VERSIONS:
                 versions = _uint16_list(data, ext_start, pos, 1, "supported_versions")
-            else:
+            elif ext_type == _SIGNATURE_ALGORITHMS:
                 sigalgs = _uint16_list(data, ext_start, pos, 2, "signature_algorithms")
     return ClientHello(
-        legacy_version=legacy_version,
-        server_name=server_name,
-        alpn_protocols=alpn,
-        status_request=status_request,
-        supported_versions=versions or (legacy_version,),
-        signature_algorithms=sigalgs,
-        cipher_suites=suites,
+        legacy_version,
+        server_name,
+        alpn,
+        status_request,
+        versions or (legacy_version,),
+        sigalgs,
+        suites,
     )
+
+
+def _duplicate(ext_type: int) -> ClientHelloError:
+    return ClientHelloError(ClientHelloErrorReason.DUPLICATE_EXTENSION, f"extension {ext_type}")
 
 
 def _uint16_list(data: bytes, pos: int, end: int, size: int, what: str) -> tuple[int, ...]:

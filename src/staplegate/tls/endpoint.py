@@ -17,7 +17,6 @@ connection whose client never sent close_notify does not evict its session from 
 
 from __future__ import annotations
 
-import contextlib
 import enum
 from dataclasses import dataclass
 from typing import Final
@@ -71,15 +70,30 @@ class Received:
     peer_closed: bool = False  # close_notify received
 
 
-@dataclass(frozen=True, slots=True)
 class SessionInfo:
-    """What the handshake negotiated (for the connection log)."""
+    """What the handshake negotiated (for routing and the connection log).
 
-    version: str
-    cipher: str | None
-    alpn: bytes | None
-    resumed: bool
-    staple: StapleOutcome
+    ALPN, resumption and the staple are read once, at the end of the handshake; the version
+    and cipher names only when something asks (nothing on the data path does).
+    """
+
+    __slots__ = ("_conn", "alpn", "resumed", "staple")
+
+    def __init__(
+        self, conn: SSL.Connection, alpn: bytes | None, resumed: bool, staple: StapleOutcome
+    ) -> None:
+        self._conn = conn
+        self.alpn = alpn
+        self.resumed = resumed
+        self.staple = staple
+
+    @property
+    def version(self) -> str:
+        return self._conn.get_protocol_version_name()
+
+    @property
+    def cipher(self) -> str | None:
+        return self._conn.get_cipher_name()
 
 
 def _describe(error: BaseException) -> str:
@@ -133,12 +147,11 @@ class TlsEndpoint:
                 raise TlsEndpointError(
                     TlsErrorReason.PROTOCOL_ERROR, _describe(error), self._drain_quietly()
                 ) from (None if isinstance(error, SSL.Error) else error)
-            result.to_peer = self._drain()
+            result.to_peer = compat.take_outgoing(conn)
             return result
         if _DIRECT:
-            compat.write_incoming(conn, data)
-        else:
-            conn.bio_write(data)
+            return self._handshake_step(conn, data)
+        conn.bio_write(data)
         result = Received(b"", [])
         if not self.handshake_complete:
             try:
@@ -156,17 +169,44 @@ class TlsEndpoint:
                 raise TlsEndpointError(
                     TlsErrorReason.CALLBACK_FAILED, _describe(error), self._drain_quietly()
                 ) from error
-            self.handshake_complete = True
-            result.handshake_completed = True
-            self._record_staple()
-            # Only the handshake's OCSP callback reads it; dropping it breaks the
-            # endpoint <-> Connection cycle, so refcounting frees both without the GC.
-            conn.set_app_data(None)
+            self._completed(result)
         self._read_plaintext(result)
         result.to_peer = self._drain()
-        if result.handshake_completed and _DIRECT:
-            compat.renew_bios(conn)  # idle connections keep no handshake-sized BIO buffers
         return result
+
+    def _handshake_step(self, conn: SSL.Connection, data: bytes) -> Received:
+        """`receive` before the handshake is done, calling OpenSSL directly (one new
+        connection's path: "send me more" is an answer here, not an exception)."""
+        compat.write_incoming(conn, data)
+        try:
+            done = compat.handshake(conn)
+        except SSL.Error as error:
+            self._record_staple()
+            raise TlsEndpointError(
+                TlsErrorReason.HANDSHAKE_FAILED, _describe(error), self._drain_quietly()
+            ) from None
+        except Exception as error:  # deferred from a callback (python-anchors §4.4)
+            self._record_staple()
+            raise TlsEndpointError(
+                TlsErrorReason.CALLBACK_FAILED, _describe(error), self._drain_quietly()
+            ) from error
+        if not done:
+            return Received(compat.take_outgoing(conn), [])
+        result = Received(b"", [])
+        self._completed(result)
+        if compat.input_waiting(conn):  # the client's first data came with its Finished
+            self._read_plaintext(result)
+        result.to_peer = compat.take_outgoing(conn)
+        compat.renew_bios(conn)  # idle connections keep no handshake-sized BIO buffers
+        return result
+
+    def _completed(self, result: Received) -> None:
+        self.handshake_complete = True
+        result.handshake_completed = True
+        self._record_staple()
+        # Only the handshake's OCSP callback reads it; dropping it breaks the
+        # endpoint <-> Connection cycle, so refcounting frees both without the GC.
+        self._conn.set_app_data(None)
 
     def _read_plaintext(self, result: Received) -> None:
         conn = self._conn
@@ -210,23 +250,31 @@ class TlsEndpoint:
 
     def close_notify(self) -> bytes:
         """Our close_notify alert (we send no more data after it)."""
-        with contextlib.suppress(SSL.Error):
+        try:  # noqa: SIM105 - once per connection: cheaper than a suppress() object
             self._conn.shutdown()
+        except SSL.Error:
+            pass
         return self._drain_quietly()
 
     def release(self) -> None:
         """Mark the session as cleanly shut down so it stays resumable after we drop it."""
-        with contextlib.suppress(Exception):
-            self._conn.set_shutdown(SSL.SENT_SHUTDOWN | SSL.RECEIVED_SHUTDOWN)
+        try:
+            if _DIRECT:
+                compat.mark_shut_down(self._conn)
+            else:
+                self._conn.set_shutdown(SSL.SENT_SHUTDOWN | SSL.RECEIVED_SHUTDOWN)
+        except Exception:  # never let closing a connection fail
+            pass
 
     def session_info(self) -> SessionInfo:
+        """What was negotiated; version and cipher are read only when asked (logs, tests)."""
         conn = self._conn
         return SessionInfo(
-            version=conn.get_protocol_version_name(),
-            cipher=conn.get_cipher_name(),
-            alpn=conn.get_alpn_proto_negotiated() or None,
-            resumed=compat.session_reused(conn),
-            staple=self.staple_outcome,
+            conn,
+            # no ALPN callback on the context: OpenSSL cannot have negotiated anything
+            conn.get_alpn_proto_negotiated() or None if self.server.alpn else None,
+            compat.session_reused(conn),
+            self.staple_outcome,
         )
 
     def _record_staple(self) -> None:
@@ -236,11 +284,13 @@ class TlsEndpoint:
 
     def _drain(self) -> bytes:
         conn = self._conn
+        if _DIRECT:
+            return compat.take_outgoing(conn)
         pending = compat.outgoing_pending(conn) if self._fast else None
         if pending is not None:
             if not pending:
                 return b""
-            return compat.read_outgoing(conn, pending) if _DIRECT else conn.bio_read(pending)
+            return conn.bio_read(pending)
         chunks: list[bytes] = []
         while True:
             try:

@@ -18,7 +18,7 @@ Rules (HAProxy's bind/crt-list behaviour, with the `!` semantics made explicit):
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -65,7 +65,15 @@ class _Candidate(Generic[T]):
 class SniIndex(Generic[T]):
     """Immutable lookup from a server name to one of a bind's certificates."""
 
-    __slots__ = ("_default", "_entries", "_exact", "_excluded", "_wildcard", "strict_sni")
+    __slots__ = (
+        "_default",
+        "_default_choice",
+        "_entries",
+        "_exact",
+        "_excluded",
+        "_wildcard",
+        "strict_sni",
+    )
 
     def __init__(self, entries: Sequence[SniEntry[T]], *, strict_sni: bool = False) -> None:
         if not entries:
@@ -73,6 +81,7 @@ class SniIndex(Generic[T]):
         self.strict_sni = strict_sni
         self._entries = tuple(entries)
         self._default = self._entries[0]
+        self._default_choice = SniChoice(self._default.value, SniMatch.DEFAULT)
         exact: dict[str, list[_Candidate[T]]] = {}
         wildcard: dict[str, list[_Candidate[T]]] = {}
         excluded: set[tuple[int, str]] = set()
@@ -105,21 +114,30 @@ class SniIndex(Generic[T]):
 
     def choose(self, hello: ClientHello) -> SniChoice[T] | None:
         """The certificate for this hello, or None when strict-sni refuses the handshake."""
-        name = _normalise(hello.server_name) if hello.server_name else None
+        server_name = hello.server_name
+        name = _normalise(server_name) if server_name else None
         if name:
-            picked = self._pick(self._exact.get(name, ()), name, hello)
-            if picked is not None:
-                return SniChoice(picked, SniMatch.EXACT)
+            candidates = self._exact.get(name)
+            if candidates:
+                picked = self._pick(candidates, name, hello)
+                if picked is not None:
+                    return SniChoice(picked, SniMatch.EXACT)
             _, dot, parent = name.partition(".")
             if dot and parent:
-                picked = self._pick(self._wildcard.get(parent, ()), name, hello)
-                if picked is not None:
-                    return SniChoice(picked, SniMatch.WILDCARD)
+                candidates = self._wildcard.get(parent)
+                if candidates:
+                    picked = self._pick(candidates, name, hello)
+                    if picked is not None:
+                        return SniChoice(picked, SniMatch.WILDCARD)
         if self.strict_sni:
             return None
-        return SniChoice(self._default.value, SniMatch.DEFAULT)
+        return self._default_choice
 
-    def _pick(self, candidates: Iterable[_Candidate[T]], name: str, hello: ClientHello) -> T | None:
+    def _pick(
+        self, candidates: tuple[_Candidate[T], ...], name: str, hello: ClientHello
+    ) -> T | None:
+        if len(candidates) == 1 and not self._excluded:  # one certificate: nothing to weigh
+            return candidates[0].entry.value
         allowed = [c for c in candidates if (c.order, name) not in self._excluded]
         if not allowed:
             return None
