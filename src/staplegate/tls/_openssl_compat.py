@@ -3,7 +3,7 @@
 pyOpenSSL 26.4 has no public way to read a memory BIO's fill level or to ask whether a session
 was resumed (research/dataplane.md §6, pitfalls 3 and 7). Reading the fill level is what lets
 the endpoint drain ciphertext with one `bio_read` instead of looping until `WantReadError`
-(the "A-fast" tuning). The data path after the handshake (`write_incoming`, `read_plaintext`,
+(the "A-fast" tuning). The data path after the handshake (`write_incoming`, `decrypt_into`,
 `encrypt`, `take_outgoing`) calls OpenSSL through the same cffi `lib` without pyOpenSSL's
 per-call wrapper work (text checks, a fresh buffer per read, an error check after every
 success): about 5 us less per keep-alive request (docs/performance.md). The handshake steps
@@ -98,22 +98,6 @@ def write_incoming(conn: SSL.Connection, data: bytes) -> None:
     result = _lib.BIO_write(bio, data, len(data))
     if result <= 0:
         conn._handle_bio_errors(bio, result)
-
-
-def pending_plaintext(conn: SSL.Connection) -> int:
-    """`conn.pending()`: decrypted bytes OpenSSL holds for the next read."""
-    return int(_lib.SSL_pending(conn._ssl))
-
-
-def read_plaintext(conn: SSL.Connection) -> bytes:
-    """`conn.recv(16384)`: one record's plaintext; raises what `recv` raises when none."""
-    ssl = conn._ssl
-    result = _lib.SSL_read(ssl, _read_buffer, RECORD_PLAINTEXT)
-    if result > 0:
-        plaintext: bytes = _ffi.buffer(_read_buffer, result)[:]
-        return plaintext
-    conn._raise_ssl_error(ssl, result)
-    raise SSL.Error([("staplegate", "SSL_read", f"returned {result} without an error")])
 
 
 def encrypt(conn: SSL.Connection, data: bytes | memoryview) -> None:

@@ -134,19 +134,8 @@ class TlsEndpoint:
         """Feed ciphertext from the peer; raises only `TlsEndpointError`."""
         conn = self._conn
         if _DIRECT and self.handshake_complete:  # the keep-alive hot path
-            plaintext: list[bytes] = []
-            result = Received(b"", plaintext)
-            try:
-                compat.write_incoming(conn, data)
-                compat.decrypt_into(conn, plaintext)
-            except SSL.WantReadError:
-                pass
-            except SSL.ZeroReturnError:
-                result.peer_closed = True
-            except Exception as error:
-                raise TlsEndpointError(
-                    TlsErrorReason.PROTOCOL_ERROR, _describe(error), self._drain_quietly()
-                ) from (None if isinstance(error, SSL.Error) else error)
+            result = Received(b"", [])
+            self._decrypt(conn, result, data)
             result.to_peer = compat.take_outgoing(conn)
             return result
         if _DIRECT:
@@ -195,7 +184,7 @@ class TlsEndpoint:
         result = Received(b"", [])
         self._completed(result)
         if compat.input_waiting(conn):  # the client's first data came with its Finished
-            self._read_plaintext(result)
+            self._decrypt(conn, result, b"")
         result.to_peer = compat.take_outgoing(conn)
         compat.renew_bios(conn)  # idle connections keep no handshake-sized BIO buffers
         return result
@@ -208,20 +197,30 @@ class TlsEndpoint:
         # endpoint <-> Connection cycle, so refcounting frees both without the GC.
         self._conn.set_app_data(None)
 
+    def _decrypt(self, conn: SSL.Connection, result: Received, data: bytes) -> None:
+        """Feed `data` (maybe empty), then decrypt every complete record into `result`."""
+        try:
+            if data:
+                compat.write_incoming(conn, data)
+            compat.decrypt_into(conn, result.plaintext)
+        except SSL.WantReadError:
+            pass
+        except SSL.ZeroReturnError:
+            result.peer_closed = True
+        except Exception as error:
+            raise TlsEndpointError(
+                TlsErrorReason.PROTOCOL_ERROR, _describe(error), self._drain_quietly()
+            ) from (None if isinstance(error, SSL.Error) else error)
+
     def _read_plaintext(self, result: Received) -> None:
+        """The portable path (no direct bindings): `recv` until there is nothing left."""
         conn = self._conn
         fast = self._fast
         while True:
-            if _DIRECT:
-                if not compat.pending_plaintext(conn) and not compat.incoming_pending(conn):
-                    return
-            elif fast and not conn.pending() and not compat.incoming_pending(conn):
+            if fast and not conn.pending() and not compat.incoming_pending(conn):
                 return
             try:
-                if _DIRECT:
-                    result.plaintext.append(compat.read_plaintext(conn))
-                else:
-                    result.plaintext.append(conn.recv(CHUNK))
+                result.plaintext.append(conn.recv(CHUNK))
             except SSL.WantReadError:
                 return
             except SSL.ZeroReturnError:
