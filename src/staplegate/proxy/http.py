@@ -36,6 +36,7 @@ from staplegate.clock import Clock, SystemClock
 from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout, SendProxy
 from staplegate.proxy.httplog import Counters, HttpLogRecord
 from staplegate.proxy.httpmsg import (
+    END,
     HOP_BY_HOP,
     MAX_HEAD_BYTES,
     BodyKind,
@@ -91,7 +92,14 @@ class HttpSettings:
 
 
 _STATUS_CLASSES: Final = ("other", "1xx", "2xx", "3xx", "4xx", "5xx")
+# a route: the pool (None: no backend), its settings, the X-Forwarded-For line to add (b"": none;
+# None: the configured name is one the head looks up, so it goes through the header list)
+_Route = tuple["BackendPool | None", "HttpBackendSettings | None", bytes | None]
 _LOOKED_UP: Final = HOP_BY_HOP | {b"host"}  # what RequestHead.headers_changed recomputes
+
+
+def _count(stats: HttpStats, status: int) -> None:
+    stats.responses_by_class[_STATUS_CLASSES[status // 100] if 0 < status < 600 else "other"] += 1
 
 
 class HttpStats:
@@ -235,12 +243,13 @@ class ServerConnection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if self.owner is not None and not self.attached:
-            self.early.append(data)  # a fast server answered before the connect returned
-        elif self.owner is not None:
-            self.owner.server_data(self, data)
-        else:  # an idle server must not talk: drop the connection
+        owner = self.owner
+        if owner is None:  # an idle server must not talk: drop the connection
             self.close()
+        elif self.attached:
+            owner.server_data(self, data)
+        else:
+            self.early.append(data)  # a fast server answered before the connect returned
 
     def eof_received(self) -> bool:
         if self.owner is not None and not self.attached:
@@ -291,6 +300,7 @@ class _Exchange:
     __slots__ = (
         "backend",
         "bytes_out",
+        "chunked",
         "close_client",
         "conn",
         "connect_s",
@@ -324,6 +334,7 @@ class _Exchange:
         self.conn: ServerConnection | None = None
         self.reader: ResponseReader | None = None
         self.response: ResponseHead | None = None
+        self.chunked = False  # the response body is chunked (re-chunked to the client)
         self.request_done = False
         self.slot_held = False
         self.close_client = not head.keep_alive
@@ -362,9 +373,15 @@ class HttpStream:
         self._first_byte: float | None = None
         self._client_eof = False
         self._client_paused = False
-        self._routes: dict[str | None, BackendPool | None] = {}  # by Host, for this connection
+        self._routes: dict[str | None, _Route] = {}  # by Host, for this connection
         self._client_ip = client_side.client_address[0]
         self._client_ip_bytes = self._client_ip.encode()
+        self._send_plain = client_side.send_plain
+        self._httplog = self.settings.httplog
+        settings = self.settings
+        self._keep_alive_s = (
+            settings.keep_alive_timeout_s or settings.request_timeout_s or settings.client_timeout_s
+        )
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = 0.0
         self._arm()
@@ -379,18 +396,29 @@ class HttpStream:
                 self.tunnel.write(chunk)
             return
         now = self.loop.time()
-        for chunk in chunks:
-            if self._first_byte is None and self.exchange is None and not self.events:
-                self._first_byte = now
-            try:
-                self.events.extend(self.reader.feed(chunk))
-            except HttpError as error:
-                self._bad_request(error)
-                return
+        reader = self.reader
+        events = self.events
         exchange = self.exchange
-        if exchange is not None and exchange.request_done and self.events:
+        try:
+            for chunk in chunks:
+                if self._first_byte is None and exchange is None and not events:
+                    self._first_byte = now
+                new = reader.feed(chunk)
+                if new:
+                    events.extend(new)
+        except HttpError as error:
+            self._bad_request(error)
+            return
+        if exchange is None:
+            if events:
+                head: RequestHead = events.popleft()  # type: ignore[assignment]
+                self._start(head, now)  # heads come first
+            elif reader.in_head:
+                self._arm()  # `timeout http-request` from the first byte
+        elif not exchange.request_done:
+            self._pump(exchange)
+        elif events:
             self.pause_client()  # a pipelined request waits its turn, and no more come in
-        self._advance()
 
     def client_eof(self) -> None:
         """The client will send nothing more (FIN or close_notify)."""
@@ -436,15 +464,16 @@ class HttpStream:
     # -- request processing ----------------------------------------------------------------
 
     def _advance(self) -> None:
+        """Start the next queued request (if none is in flight), then mind the timer."""
         while not self.closed:
             exchange = self.exchange
             if exchange is None:
                 if not self.events:
                     break
                 event = self.events.popleft()
-                if not isinstance(event, RequestHead):  # cannot happen: heads come first
+                if event.__class__ is not RequestHead:  # cannot happen: heads come first
                     continue
-                self._start(event)
+                self._start(event, self.loop.time())
                 continue
             if not exchange.request_done:
                 self._pump(exchange)
@@ -455,24 +484,40 @@ class HttpStream:
         side = self.client_side
         return RequestFacts(side.client_address, side.server_name, True, head.host)
 
-    def _route(self, host: str | None) -> BackendPool | None:
-        """`use_backend`/`default_backend` for this Host; the rest of the facts are fixed
-        for the connection, so each Host is routed once per connection."""
+    def _route(self, host: str | None) -> _Route:
+        """`use_backend`/`default_backend` for this Host, with what the backend adds; the
+        rest of the facts are fixed for the connection, so each Host is routed once per
+        connection."""
         try:
             return self._routes[host]
         except KeyError:
-            pool = self.client_side.route(self.client_side.connection_info(host))
-            if len(self._routes) < 8:
-                self._routes[host] = pool
-            return pool
+            pass
+        pool = self.client_side.route(self.client_side.connection_info(host))
+        if pool is None:
+            route: _Route = (None, None, None)
+        else:
+            backend = self.http.backend(pool.name)
+            name = backend.forwardfor_header or self.settings.forwardfor_header
+            if name is None:
+                extra: bytes | None = b""
+            elif name.lower() in _LOOKED_UP:  # not expected: add it to the header list
+                extra = None
+            else:
+                extra = name + b": " + self._client_ip_bytes + b"\r\n"
+            route = (pool, backend, extra)
+        if len(self._routes) < 8:
+            self._routes[host] = route
+        return route
 
-    def _start(self, head: RequestHead) -> None:
-        now = self.loop.time()
-        started = self._first_byte if self._first_byte is not None else now
-        self._first_byte = None
+    def _start(self, head: RequestHead, now: float) -> None:
+        """Rules, routing, a server slot; with an idle connection to it, send at once."""
+        started = self._first_byte
+        if started is None:
+            started = now
+        else:
+            self._first_byte = None
         settings = self.settings
-        received_at = self.http.clock.now() if settings.httplog else None
-        exchange = _Exchange(head, started, received_at)
+        exchange = _Exchange(head, started, self.http.clock.now() if self._httplog else None)
         exchange.head_at = now
         self.exchange = exchange
         self.http.stats.requests += 1
@@ -481,37 +526,87 @@ class HttpStream:
             if answer is not None:
                 self._respond_locally(exchange, answer, "LR--" if answer.status < 400 else "PR--")
                 return
-        pool = self._route(head.host)
-        if pool is None:
+        route = self._routes.get(head.host)
+        if route is None:
+            route = self._route(head.host)
+        pool, backend, extra = route
+        if pool is None or backend is None:
             self._respond_locally(exchange, error_response(503), "SC--")
             return
         exchange.pool = pool
-        backend = self.http.backend(pool.name)
         exchange.backend = backend
         if backend.rules:
             answer, _ = apply_rules(backend.rules, head, self._facts(head))
             if answer is not None:
                 self._respond_locally(exchange, answer, "LR--" if answer.status < 400 else "PR--")
                 return
-        forwardfor = backend.forwardfor_header or settings.forwardfor_header
-        if forwardfor is not None:
+        if extra:
+            head.extra = extra
+        elif extra is None:
+            forwardfor = backend.forwardfor_header or settings.forwardfor_header
+            assert forwardfor is not None
             head.headers.append((forwardfor, self._client_ip_bytes))
-            if forwardfor.lower() in _LOOKED_UP:  # not expected, but keep the head consistent
-                head.headers_changed()
+            head.headers_changed()
         # The common case needs no task: a free slot at once and an idle connection to it.
-        server = pool.pick(self._client_ip) if not pool.queue_length else None
-        if server is not None:
-            pool.acquire(server)
-            exchange.slot_held = True
-            exchange.server = server
-            exchange.queue_s = 0.0
+        server = pool.take_now(self._client_ip)
+        if server is None:
+            exchange.task = self.loop.create_task(self._connect(exchange, None))
+            return
+        exchange.slot_held = True
+        exchange.server = server
+        exchange.queue_s = 0.0
+        conn: ServerConnection | None = None
+        tls = server.tls
+        key = (
+            backend.name,
+            server.name,
+            self.client_side.server_name if tls and tls.sni_from_client else None,
+        )
+        if self._private is not None or server.send_proxy is not SendProxy.NONE:
             conn = self._reuse(server)
-            if conn is not None:
-                self.http.stats.server_reuses += 1
-                exchange.connect_s = 0.0
-                self._attach(exchange, conn)
-                return
-        exchange.task = self.loop.create_task(self._connect(exchange, server))
+        else:
+            idle = self.http._idle.get(key)
+            while idle:
+                conn = idle.pop()
+                conn.idle_since = None
+                transport = conn.transport
+                if transport is not None and not transport.is_closing():
+                    break
+                conn = None
+        if conn is None:
+            exchange.task = self.loop.create_task(self._connect(exchange, server))
+            return
+        self.http.stats.server_reuses += 1
+        exchange.connect_s = 0.0
+        # `_attach` for an idle connection (it has nothing early to hand over)
+        conn.owner = self
+        conn.attached = True
+        exchange.conn = conn
+        head_request = head.method == "HEAD"
+        reader = conn.reader
+        if reader is None or not reader.renew(head_request):
+            reader = conn.reader = ResponseReader(head_request=head_request)
+        exchange.reader = reader
+        exchange.sent_at = exchange.server_activity = now
+        self.last_backend = pool.name
+        self.last_server = server.name
+        transport = conn.transport
+        assert transport is not None
+        if self.client_side.client_write_paused:
+            transport.pause_reading()
+        events = self.events
+        if events and events[0] is END:  # no body: the head is the request
+            events.popleft()
+            exchange.request_done = True
+            plain = head.plain
+            transport.write(plain + head.extra + b"\r\n" if plain is not None else head.encode())
+            if events or self.reader.upgraded is not None or conn.write_paused:
+                self.pause_client()
+        else:
+            self._pump(exchange, head.encode())
+        limit = backend.server_timeout_s
+        if limit and (self._timer is None or self._timer_due > now + limit):
+            self._arm()
 
     async def _connect(self, exchange: _Exchange, server: BackendServer | None) -> None:
         """Wait for a server slot if `server` is None, then reuse or open a connection."""
@@ -677,21 +772,83 @@ class HttpStream:
 
     # -- server side ---------------------------------------------------------------------
 
-    def server_data(self, conn: ServerConnection, data: bytes) -> None:
-        if self.tunnel is conn:
-            self.client_side.send_plain(data)
-            return
+    def server_data(
+        self, conn: ServerConnection, data: bytes, eof_events: list[ResponseEvent] | None = None
+    ) -> None:
+        """Pass a response on; what one read produced goes to the client in one TLS write.
+
+        `server_eof` passes the events the end of the connection made instead of data. The
+        usual keep-alive exchange (head, body and end in one read) ends here, and its
+        server connection goes back to the idle cache, without further calls.
+        """
         exchange = self.exchange
-        if exchange is None or exchange.conn is not conn or exchange.reader is None:
-            conn.close()
+        if eof_events is None:
+            if self.tunnel is conn:
+                self.client_side.send_plain(data)
+                return
+            if exchange is None or exchange.conn is not conn or exchange.reader is None:
+                conn.close()
+                return
+            try:
+                events = exchange.reader.feed(data)
+            except HttpError:
+                self._server_failed(exchange, "SH--")
+                return
+        elif exchange is None:
             return
-        exchange.server_activity = self.loop.time()
-        try:
-            events = exchange.reader.feed(data)
-        except HttpError:
-            self._server_failed(exchange, "SH--")
-            return
-        self._response_events(exchange, events)
+        else:
+            events = eof_events
+        out: list[bytes] = []
+        chunked = exchange.chunked
+        for event in events:
+            if event.__class__ is bytes:
+                if chunked:
+                    if event:
+                        out.append(b"%x\r\n%b\r\n" % (len(event), event))
+                else:
+                    out.append(event)
+            elif event is END:
+                if chunked:
+                    out.append(b"0\r\n\r\n")
+                if out:
+                    data = out[0] if len(out) == 1 else b"".join(out)
+                    exchange.bytes_out += len(data)
+                    self._send_plain(data)
+                    if self.closed or self.exchange is not exchange:
+                        return
+                self._complete(exchange)
+                return
+            else:
+                response: ResponseHead = event  # type: ignore[assignment]
+                if response.informational:
+                    out.append(response.wire + b"\r\n")
+                    continue
+                exchange.response = response
+                if self._httplog:
+                    exchange.response_at = self.loop.time()
+                status = exchange.status = response.status
+                if response.body is BodyKind.UNTIL_CLOSE or self._client_eof:
+                    exchange.close_client = True
+                if status == 101:
+                    exchange.close_client = False
+                    out.append(response.encode(close=False, client_version="1.1"))
+                    if self._flush(exchange, out):
+                        reader = exchange.reader
+                        assert reader is not None
+                        self._start_tunnel(exchange, reader.upgraded or b"")
+                    return
+                chunked = exchange.chunked = response.body is BodyKind.CHUNKED
+                if exchange.close_client:
+                    out.append(response.wire + b"connection: close\r\n\r\n")
+                elif exchange.head.version == "1.0":
+                    out.append(response.wire + b"connection: keep-alive\r\n\r\n")
+                else:
+                    out.append(response.wire + b"\r\n")
+        if self._flush(exchange, out):
+            exchange.server_activity = self.loop.time()
+            limit = exchange.backend.server_timeout_s if exchange.backend else None
+            if limit and self._timer is None:
+                self._arm()
 
     def server_eof(self, conn: ServerConnection) -> None:
         if self.tunnel is conn:
@@ -706,49 +863,14 @@ class HttpStream:
             self._server_failed(exchange, "SH--" if exchange.response is None else "SD--")
             return
         exchange.close_client = True  # the body ended with the connection
-        self._response_events(exchange, events)
-
-    def _response_events(self, exchange: _Exchange, events: list[ResponseEvent]) -> None:
-        """Pass a response on; what one read produced goes to the client in one TLS write."""
-        reader = exchange.reader
-        assert reader is not None
-        out: list[bytes] = []
-        for event in events:
-            if isinstance(event, bytes):
-                kind = exchange.response.body if exchange.response else BodyKind.NONE
-                out.append(body_chunk(kind, event))
-            elif isinstance(event, ResponseHead):
-                if event.informational:
-                    out.append(event.encode(close=False, client_version="1.1"))
-                    continue
-                exchange.response = event
-                exchange.response_at = self.loop.time()
-                exchange.status = event.status
-                if event.body is BodyKind.UNTIL_CLOSE or self._client_eof:
-                    exchange.close_client = True
-                if event.status == 101:
-                    exchange.close_client = False
-                out.append(
-                    event.encode(close=exchange.close_client, client_version=exchange.head.version)
-                )
-                if event.status == 101:
-                    if self._flush(exchange, out):
-                        self._start_tunnel(exchange, reader.upgraded or b"")
-                    return
-            else:
-                kind = exchange.response.body if exchange.response else BodyKind.NONE
-                if kind is BodyKind.CHUNKED:
-                    out.append(body_end(kind))
-                if self._flush(exchange, out):
-                    self._complete(exchange)
-                return
-        if self._flush(exchange, out):
-            self._arm()
+        self.server_data(conn, b"", events)
 
     def _flush(self, exchange: _Exchange, out: list[bytes]) -> bool:
         """Send `out` to the client; False when the exchange ended meanwhile."""
         if out:
-            self._send(exchange, out[0] if len(out) == 1 else b"".join(out))
+            data = out[0] if len(out) == 1 else b"".join(out)
+            exchange.bytes_out += len(data)
+            self._send_plain(data)
         return not self.closed and self.exchange is exchange
 
     def _send(self, exchange: _Exchange, data: bytes) -> None:
@@ -772,24 +894,39 @@ class HttpStream:
         self._cancel_timer()
 
     def _complete(self, exchange: _Exchange) -> None:
+        """The response is through: keep its server connection if both sides allow it."""
         conn = exchange.conn
         response = exchange.response
         reader = exchange.reader
-        reusable = (
-            conn is not None
-            and conn.usable
-            and response is not None
-            and response.keep_alive
-            and exchange.request_done
-            and reader is not None
-            and reader.complete
-            and response.body is not BodyKind.UNTIL_CLOSE
-        )
+        now = self.loop.time()
         if conn is not None:
             conn.owner = None
-            if reusable and exchange.server is not None:
-                if exchange.server.send_proxy is SendProxy.NONE:
-                    self.http.put_idle(conn, self.loop.time())
+            transport = conn.transport
+            server = exchange.server
+            if (
+                transport is not None
+                and not transport.is_closing()
+                and response is not None
+                and response.keep_alive
+                and exchange.request_done
+                and reader is not None
+                and reader.complete
+                and not reader.trailing
+                and response.body is not BodyKind.UNTIL_CLOSE
+                and server is not None
+            ):
+                if server.send_proxy is SendProxy.NONE:  # `HttpFrontend.put_idle`, inline
+                    http = self.http
+                    conn.attached = False
+                    conn.idle_since = now
+                    idle = http._idle.get(conn.key)
+                    if idle is None:
+                        idle = http._idle[conn.key] = []
+                    idle.append(conn)
+                    if http._sweeper is None:
+                        http._sweeper = self.loop.call_at(
+                            now + http.idle_server_timeout_s, http._sweep
+                        )
                 else:
                     if self._private is not None:
                         self._private.close()
@@ -798,19 +935,38 @@ class HttpStream:
                 conn.close()
         if not exchange.request_done:
             exchange.close_client = True
-        self._finish_exchange(exchange, "----")
+        self._finish_exchange(exchange, "----", now)
 
-    def _finish_exchange(self, exchange: _Exchange, termination: str) -> None:
-        self._release(exchange)
-        self._log(exchange, termination)
+    def _finish_exchange(
+        self, exchange: _Exchange, termination: str, now: float | None = None
+    ) -> None:
+        if exchange.slot_held:
+            exchange.slot_held = False
+            if exchange.pool is not None and exchange.server is not None:
+                exchange.pool.release(exchange.server)
+        if self._httplog:
+            self._log(exchange, termination)
+        else:
+            status = exchange.status
+            self.http.stats.responses_by_class[
+                _STATUS_CLASSES[status // 100] if 0 < status < 600 else "other"
+            ] += 1
         self.exchange = None
         self.served += 1
-        self._idle_since = self.loop.time()
+        if now is None:
+            now = self.loop.time()
+        self._idle_since = now
         if exchange.close_client or self.client_side.stopping:
             self._end(aborted=False)
             return
-        self.resume_client()
-        self._advance()
+        if self._client_paused:
+            self.resume_client()
+        if self.events or self.reader.in_head:
+            self._advance()
+        else:
+            limit = self._keep_alive_s
+            if limit and (self._timer is None or self._timer_due > now + limit):
+                self._arm()
 
     def _release(self, exchange: _Exchange) -> None:
         if exchange.slot_held and exchange.pool is not None and exchange.server is not None:
@@ -992,9 +1148,7 @@ class HttpStream:
     # -- logging -------------------------------------------------------------------------
 
     def _log(self, exchange: _Exchange, termination: str, *, bad: bool = False) -> None:
-        status = exchange.status
-        status_class = _STATUS_CLASSES[status // 100] if 0 < status < 600 else "other"
-        self.http.stats.responses_by_class[status_class] += 1
+        _count(self.http.stats, exchange.status)
         if not self.settings.httplog:
             return
         side = self.client_side

@@ -12,6 +12,7 @@ Why httptools over h11: 655k vs 47k request heads parsed per second on this mach
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -24,7 +25,7 @@ HOP_BY_HOP: Final = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade"}
 )
 _RESPONSE_SPECIAL: Final = HOP_BY_HOP | {b"content-length", b"transfer-encoding"}
-_REQUEST_SPECIAL: Final = _RESPONSE_SPECIAL | {b"host"}
+_REQUEST_SPECIAL_NAMES: Final = _RESPONSE_SPECIAL | {b"host"}
 
 
 class HttpErrorReason(enum.Enum):
@@ -67,21 +68,57 @@ def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     return None
 
 
+# The fast readers take llhttp's word that a head is well formed (strict CRLF, no folding,
+# valid tokens) and then read the few headers they act on from the head's bytes with these,
+# in C, instead of one Python callback per header. Each pattern starts at the CRLF that ends
+# the line before, so it only ever matches at the start of a header line.
+_HEADER_LINE: Final = re.compile(rb"\r\n([^:\r\n]+):[ \t]*([^\r]*)")
+_REQUEST_SPECIAL_LINE: Final = re.compile(
+    rb"\r\n(host|content-length|transfer-encoding|connection|keep-alive|proxy-connection|te"
+    rb"|trailer|upgrade)[ \t]*:[ \t]*([^\r]*)",
+    re.IGNORECASE,
+)
+_FRAMING: Final = re.compile(
+    rb"\r\n(content-length|transfer-encoding)[ \t]*:[ \t]*([^\r]*)", re.IGNORECASE
+)
+_HOP_LINE: Final = re.compile(
+    rb"\r\n(?:connection|keep-alive|proxy-connection|te|trailer|upgrade)[ \t]*:[^\r]*",
+    re.IGNORECASE,
+)
+_HOP_LINE_BUT_UPGRADE: Final = re.compile(
+    rb"\r\n(?:connection|keep-alive|proxy-connection|te|trailer)[ \t]*:[^\r]*", re.IGNORECASE
+)
+_new = object.__new__  # the fast readers fill a head's slots without a Python __init__ call
+
+
+def _head_start(data: bytes, start: int) -> int:
+    """Skip the empty lines llhttp allows before a message."""
+    while data[start] in (10, 13):
+        start += 1
+    return start
+
+
 class RequestHead:
     """A request line and headers; rules edit `headers` before it is sent on.
 
-    Whoever changes `headers` calls `headers_changed` (Host, Upgrade and the hop-by-hop
-    headers are looked up once per head, not once per use).
+    A head from `RequestReader` keeps its bytes and is forwarded as it came (hop-by-hop
+    lines cut out); reading `headers` turns it into a list, which is then what is sent.
+    Whoever changes the list calls `headers_changed` (Host, Upgrade and the hop-by-hop
+    headers are looked up once per head, not once per use). `extra` is added after the last
+    header (X-Forwarded-For).
     """
 
     __slots__ = (
+        "_headers",
         "_hop",
+        "_raw",
         "body",
         "content_length",
-        "headers",
+        "extra",
         "host",
         "keep_alive",
         "method",
+        "plain",
         "target",
         "upgrade",
         "version",
@@ -99,15 +136,28 @@ class RequestHead:
         self.method = method
         self.target = target
         self.version = version
-        self.headers = headers
+        self._headers: list[tuple[bytes, bytes]] | None = headers
+        self._raw: bytes | None = None  # request line and header lines, each with its CRLF
+        # `_raw` when it goes to the server as it is (then `encode()` is `plain + extra +
+        # CRLF`): no hop-by-hop header, not HTTP/1.0, headers never turned into a list
+        self.plain: bytes | None = None
+        self.extra = b""
         self.keep_alive = keep_alive
+        self.body = BodyKind.NONE
+        self.content_length: int | None = None
+        self.host: str | None = None
+        self.upgrade = False  # an Upgrade header: the request asks for a tunnel
+        self._hop = False
+        self._look(headers)
+
+    def _look(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         chunked = False
         length: int | None = None
         host: bytes | None = None
         hop = upgrade = False
         for key, value in headers:
             lower = key.lower()
-            if lower in _REQUEST_SPECIAL:
+            if lower in _REQUEST_SPECIAL_NAMES:
                 if lower == b"host":
                     if host is None:
                         host = value
@@ -125,15 +175,25 @@ class RequestHead:
         else:
             self.body, self.content_length = BodyKind.NONE, None
         self.host = host.decode("latin-1") if host is not None else None
-        self.upgrade = upgrade  # an Upgrade header: the request asks for a tunnel
+        self.upgrade = upgrade
         self._hop = hop
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers as a list (made from the head's bytes the first time it is asked for)."""
+        if self._headers is None:
+            self._headers = _HEADER_LINE.findall(self._raw or b"")
+            self._raw = self.plain = None
+        return self._headers
+
+    @headers.setter
+    def headers(self, value: list[tuple[bytes, bytes]]) -> None:
+        self._headers = value
+        self._raw = self.plain = None
 
     def headers_changed(self) -> None:
         """Look again at Host, Upgrade and hop-by-hop headers after `headers` changed."""
-        value = header(self.headers, b"host")
-        self.host = value.decode("latin-1") if value is not None else None
-        self.upgrade = header(self.headers, b"upgrade") is not None
-        self._hop = any(key.lower() in HOP_BY_HOP for key, _ in self.headers)
+        self._look(self.headers)
 
     def request_line(self) -> str:
         """`GET /path HTTP/1.1`, as httplog quotes it."""
@@ -141,38 +201,56 @@ class RequestHead:
 
     def encode(self) -> bytes:
         """The head as sent to a server: hop-by-hop headers dropped (Upgrade kept)."""
-        first = b"%s %b HTTP/%s\r\n" % (self.method.encode(), self.target, self.version.encode())
-        if not self._hop and self.version != "1.0":
-            lines = [first, *[key + b": " + value + b"\r\n" for key, value in self.headers]]
-            lines.append(b"\r\n")
-            return b"".join(lines)
-        lines = [first]
+        if self.plain is not None:
+            return self.plain + self.extra + b"\r\n"
+        raw = self._raw
         upgrade = self.upgrade
-        for key, value in self.headers:
+        if upgrade:
+            tail = b"connection: upgrade\r\n\r\n"
+        elif self.version == "1.0":
+            tail = b"connection: keep-alive\r\n\r\n"
+        else:
+            tail = b"\r\n"
+        if raw is not None:
+            eol = raw.index(b"\r\n")
+            kept = (_HOP_LINE_BUT_UPGRADE if upgrade else _HOP_LINE).sub(b"", raw[eol:])
+            return raw[:eol] + kept + self.extra + tail
+        first = b"%s %b HTTP/%s\r\n" % (self.method.encode(), self.target, self.version.encode())
+        headers = self._headers or []
+        if not self._hop and self.version != "1.0":
+            return (
+                b"".join([first, *[k + b": " + v + b"\r\n" for k, v in headers], self.extra])
+                + b"\r\n"
+            )
+        lines = [first]
+        for key, value in headers:
             lower = key.lower()
             if lower in HOP_BY_HOP and not (upgrade and lower == b"upgrade"):
                 continue
             lines.append(key + b": " + value + b"\r\n")
-        if upgrade:
-            lines.append(b"connection: upgrade\r\n")
-        elif self.version == "1.0":
-            lines.append(b"connection: keep-alive\r\n")
-        lines.append(b"\r\n")
+        lines.append(self.extra)
+        lines.append(tail)
         return b"".join(lines)
 
 
 class ResponseHead:
-    """A status line and headers from a server."""
+    """A status line and headers from a server.
+
+    `wire` is the head as forwarded to the client (hop-by-hop lines dropped, Upgrade kept
+    on a 101) without the connection line and the final CRLF, which depend on the client.
+    """
 
     __slots__ = (
-        "_block",
+        "_headers",
+        "_raw_block",
         "body",
         "content_length",
-        "headers",
+        "informational",
         "keep_alive",
         "reason",
         "status",
         "version",
+        "wire",
     )
 
     def __init__(
@@ -188,14 +266,16 @@ class ResponseHead:
         self.status = status
         self.reason = reason
         self.version = version
-        self.headers = headers
+        self._headers: list[tuple[bytes, bytes]] | None = headers
+        self._raw_block = b""
         self.keep_alive = keep_alive
+        self.informational = 100 <= status < 200 and status != 101
         # One pass: the body's framing and the header lines passed on (hop-by-hop dropped,
         # Upgrade kept on a 101), so `encode` only adds the status and connection lines.
         upgrade = status == 101
         chunked = False
         length: int | None = None
-        lines: list[bytes] = []
+        lines = [b"HTTP/%s %d %b" % (version.encode(), status, reason)]
         for key, value in headers:
             lower = key.lower()
             if lower in _RESPONSE_SPECIAL:
@@ -205,38 +285,39 @@ class ResponseHead:
                     chunked = chunked or b"chunked" in value.lower()
                 elif not (upgrade and lower == b"upgrade"):
                     continue  # hop-by-hop
-            lines.append(key + b": " + value + b"\r\n")
-        self._block = b"".join(lines)
-        body = BodyKind.CHUNKED if chunked else BodyKind.LENGTH if length is not None else None
-        if chunked:
-            length = None
-        if head_request or status in (204, 304) or 100 <= status < 200:
-            body, length = BodyKind.NONE, None
-        elif body is None:
-            body = BodyKind.UNTIL_CLOSE
-        self.body, self.content_length = body, length
+            lines.append(b"\r\n" + key + b": " + value)
+        lines.append(b"\r\n")
+        self.wire = b"".join(lines)
+        self.body, self.content_length = _response_body(status, chunked, length, head_request)
 
     @property
-    def informational(self) -> bool:
-        return 100 <= self.status < 200 and self.status != 101
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """Every header as the server sent it."""
+        if self._headers is None:
+            self._headers = _HEADER_LINE.findall(self._raw_block)
+        return self._headers
 
     def encode(self, *, close: bool, client_version: str) -> bytes:
         """The head as sent to the client: `connection: close` when we close after it."""
         if self.status == 101:
-            connection = b"connection: upgrade\r\n\r\n"
-        elif close:
-            connection = b"connection: close\r\n\r\n"
-        elif client_version == "1.0":
-            connection = b"connection: keep-alive\r\n\r\n"
-        else:
-            connection = b"\r\n"
-        return b"HTTP/%s %d %b\r\n%b%b" % (
-            self.version.encode(),
-            self.status,
-            self.reason,
-            self._block,
-            connection,
-        )
+            return self.wire + b"connection: upgrade\r\n\r\n"
+        if close:
+            return self.wire + b"connection: close\r\n\r\n"
+        if client_version == "1.0":
+            return self.wire + b"connection: keep-alive\r\n\r\n"
+        return self.wire + b"\r\n"
+
+
+def _response_body(
+    status: int, chunked: bool, length: int | None, head_request: bool
+) -> tuple[BodyKind, int | None]:
+    if head_request or status in (204, 304) or 100 <= status < 200:
+        return BodyKind.NONE, None
+    if chunked:
+        return BodyKind.CHUNKED, None
+    if length is not None:
+        return BodyKind.LENGTH, length
+    return BodyKind.UNTIL_CLOSE, None
 
 
 def body_chunk(kind: BodyKind, data: bytes) -> bytes:
@@ -254,11 +335,25 @@ RequestEvent = RequestHead | bytes | End
 ResponseEvent = ResponseHead | bytes | End
 
 
+class _Chunked(Exception):
+    """Stops the fast request parser at a chunked request (see `RequestReader`)."""
+
+    def __init__(self, start: int) -> None:
+        super().__init__(start)
+        self.start = start
+
+
 class RequestReader:
     """Feed client bytes, get request events; raises `HttpError` (with HAProxy's status).
 
     After an upgrade request (e.g. WebSocket), parsing stops: `upgraded` holds the bytes
     that followed the head, which belong to the tunnel if the server agrees (101).
+
+    Fast path: llhttp calls back only at the end of each head, per body piece and at the
+    end of each message; the head is then cut out of the bytes fed (where the message
+    started: after the previous head and its Content-Length body). The end of a chunked
+    body cannot be located that way, so the first chunked request switches the connection
+    to a parser with a callback per header (`_CallbackRequests`) for good.
     """
 
     def __init__(
@@ -270,16 +365,37 @@ class RequestReader:
         self.upgraded: bytes | None = None
         self.in_head = False  # bytes of a request head have arrived, the head is incomplete
         self._parser = httptools.HttpRequestParser(self)
-        self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._body_size = 0
-        self._pending_head = 0  # bytes fed while the current head was incomplete
-        self._feeding = 0  # the size of the chunk being parsed
+        self._slow: _CallbackRequests | None = None
+        self._data: bytes | None = b""  # what is being parsed (None: `_parts`, not joined yet)
+        self._parts: list[bytes] = []  # the incomplete head fed so far
+        self._pending = 0  # its size
+        self._start = 0  # where the next message starts in `_data`
+        self._skip = 0  # Content-Length body bytes to come before the next message starts
+        self._body_left = 0  # of the current message's body
 
     def feed(self, data: bytes) -> list[RequestEvent]:
         if self.upgraded is not None:
             raise HttpError(HttpErrorReason.MALFORMED, "data after an upgrade request")
-        self._feeding = len(data)
+        if self._slow is not None:
+            return self._slow.feed(data)
+        if self._parts:
+            self._parts.append(data)
+            self._pending += len(data)
+            self._data = None
+            self._start = 0
+        else:
+            self._data = data
+            skip = self._skip
+            if skip:
+                size = len(data)
+                if skip >= size:
+                    self._skip = skip - size
+                    self._start = size
+                else:
+                    self._skip = 0
+                    self._start = skip
+            else:
+                self._start = 0
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -287,21 +403,164 @@ class RequestReader:
             self.upgraded = data[offset:]
         except httptools.HttpParserCallbackError as error:
             cause = error.__context__
+            if isinstance(cause, _Chunked):
+                return self._switch(cause.start)
             if isinstance(cause, HttpError):
                 raise cause from None
             raise HttpError(HttpErrorReason.MALFORMED, str(error)) from None
         except httptools.HttpParserError as error:
             raise HttpError(HttpErrorReason.MALFORMED, str(error)) from None
-        if self.in_head:
+        fed = self._data
+        if fed is None:  # still no end of head: `_parts` holds all of it
+            if self._pending > self.max_head_bytes:
+                raise HttpError(HttpErrorReason.HEAD_TOO_LARGE, "request head too large")
+        elif self._start < len(fed) and self.upgraded is None:
+            rest = fed[self._start :]  # the start of a head
+            self._parts = [rest]
+            self._pending = len(rest)
+            self.in_head = bool(rest.strip(b"\r\n"))
+            if self._pending > self.max_head_bytes:
+                raise HttpError(HttpErrorReason.HEAD_TOO_LARGE, "request head too large")
+        else:
+            if self._parts:
+                self._parts = []
+                self._pending = 0
+            self.in_head = False
+        events, self.events = self.events, []
+        return events
+
+    def _switch(self, start: int) -> list[RequestEvent]:
+        """Parse from the chunked request's head on with a callback per header."""
+        data = self._data
+        assert data is not None
+        self._parts = []
+        self._pending = 0
+        slow = self._slow = _CallbackRequests(self)
+        events = self.events
+        self.events = []
+        events.extend(slow.feed(data[start:]))
+        return events
+
+    # httptools callbacks
+    def on_headers_complete(self) -> None:
+        data = self._data
+        if data is None:
+            data = self._data = b"".join(self._parts)
+            self._parts = []
+            self._pending = 0
+        start = self._start
+        if data[start] in (10, 13):
+            start = _head_start(data, start)
+        end = data.find(b"\r\n\r\n", start)
+        if end < 0:
+            raise HttpError(HttpErrorReason.MALFORMED, "no end of head found")
+        size = end + 4 - start
+        if size > self.max_head_bytes:
+            raise HttpError(HttpErrorReason.HEAD_TOO_LARGE, "request head too large")
+        raw = data[start : end + 2]
+        eol = raw.find(b"\r\n")
+        parts = raw[:eol].split(b" ")
+        if len(parts) != 3:  # llhttp lets runs of spaces through: forward one
+            parts = [p for p in parts if p]
+            raw = b" ".join(parts) + raw[eol:]
+        head = _new(RequestHead)
+        head._raw = raw
+        head._headers = None
+        head.extra = b""
+        head.method = parts[0].decode("ascii")
+        head.target = parts[1]
+        version = parts[2]
+        head.version = "1.1" if version == b"HTTP/1.1" else version[5:].decode("ascii")
+        head.keep_alive = self._parser.should_keep_alive()
+        host: bytes | None = None
+        length: int | None = None
+        hop = upgrade = False
+        for name, value in _REQUEST_SPECIAL_LINE.findall(raw):
+            size = len(name)  # the names this pattern matches differ in length but for two pairs
+            if size == 4:  # host
+                if host is None:
+                    host = value
+            elif size == 14:  # content-length
+                length = int(value)  # llhttp already refused malformed or conflicting values
+            elif size == 17:  # transfer-encoding
+                if b"chunked" in value.lower():
+                    raise _Chunked(start)
+            else:
+                hop = True
+                upgrade = upgrade or name.lower() == b"upgrade"
+        head.host = None if host is None else host.decode("latin-1")
+        head.upgrade = upgrade
+        head._hop = hop
+        head.plain = None if hop or head.version == "1.0" else raw
+        after = end + 4
+        events = self.events
+        events.append(head)
+        # No on_message_complete callback: the message ends here without a body (llhttp
+        # skips the body of an upgrade), else after Content-Length body bytes (`on_body`).
+        if length is None:
+            head.body = BodyKind.NONE
+            head.content_length = None
+            events.append(END)
+        else:
+            limit = self.max_body_bytes
+            if limit is not None and length > limit:
+                raise HttpError(HttpErrorReason.BODY_TOO_LARGE, f"{length} bytes")
+            head.body = BodyKind.LENGTH
+            head.content_length = length
+            if not length or self._parser.should_upgrade():
+                events.append(END)
+            else:
+                self._body_left = length
+                after += length
+                if after > len(data):
+                    self._skip = after - len(data)
+                    after = len(data)
+        self._start = after
+
+    def on_body(self, body: bytes) -> None:
+        left = self._body_left = self._body_left - len(body)
+        self.events.append(body)
+        if not left:
+            self.events.append(END)
+
+
+class _CallbackRequests:
+    """The request parser with a callback per header, for a connection that sent chunked."""
+
+    def __init__(self, reader: RequestReader) -> None:
+        self.reader = reader
+        self.events: list[RequestEvent] = []
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body_size = 0
+        self._pending_head = 0  # bytes fed while the current head was incomplete
+        self._feeding = 0  # the size of the chunk being parsed
+
+    def feed(self, data: bytes) -> list[RequestEvent]:
+        reader = self.reader
+        self._feeding = len(data)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            offset = upgrade.args[0] if upgrade.args else len(data)
+            reader.upgraded = data[offset:]
+        except httptools.HttpParserCallbackError as error:
+            cause = error.__context__
+            if isinstance(cause, HttpError):
+                raise cause from None
+            raise HttpError(HttpErrorReason.MALFORMED, str(error)) from None
+        except httptools.HttpParserError as error:
+            raise HttpError(HttpErrorReason.MALFORMED, str(error)) from None
+        if reader.in_head:
             self._pending_head += len(data)
-            if self._pending_head > self.max_head_bytes:
+            if self._pending_head > reader.max_head_bytes:
                 raise HttpError(HttpErrorReason.HEAD_TOO_LARGE, "request head too large")
         events, self.events = self.events, []
         return events
 
-    # httptools callbacks
     def on_message_begin(self) -> None:
-        self.in_head = True
+        self.reader.in_head = True
         self._url = b""
         self._headers = []
         self._body_size = 0
@@ -314,10 +573,11 @@ class RequestReader:
         self._headers.append((name, value))  # the size is checked once, at the end of the head
 
     def on_headers_complete(self) -> None:
-        self.in_head = False
-        if self._pending_head + self._feeding > self.max_head_bytes:  # else it cannot be over
+        reader = self.reader
+        reader.in_head = False
+        if self._pending_head + self._feeding > reader.max_head_bytes:  # else it cannot be over
             size = len(self._url) + sum(len(k) + len(v) + 4 for k, v in self._headers)
-            if size > self.max_head_bytes:
+            if size > reader.max_head_bytes:
                 raise HttpError(HttpErrorReason.HEAD_TOO_LARGE, "request head too large")
         parser = self._parser
         head = RequestHead(
@@ -327,14 +587,14 @@ class RequestReader:
             self._headers,
             keep_alive=parser.should_keep_alive(),
         )
-        limit = self.max_body_bytes
+        limit = reader.max_body_bytes
         if limit is not None and head.content_length is not None and head.content_length > limit:
             raise HttpError(HttpErrorReason.BODY_TOO_LARGE, f"{head.content_length} bytes")
         self.events.append(head)
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
-        limit = self.max_body_bytes
+        limit = self.reader.max_body_bytes
         if limit is not None and self._body_size > limit:
             raise HttpError(HttpErrorReason.BODY_TOO_LARGE, f"more than {limit} bytes")
         self.events.append(body)
@@ -346,8 +606,10 @@ class RequestReader:
 class ResponseReader:
     """Feed server bytes for one request, get response events; raises `HttpError` (502).
 
-    On a keep-alive server connection one reader serves request after request (`reset`),
-    as long as each response ended cleanly.
+    On a keep-alive server connection one reader serves request after request (`renew`),
+    as long as each response ended cleanly. llhttp calls back only at the end of the head,
+    per body piece and at the end; the head is cut out of the bytes fed (a response starts
+    where the bytes from the server start, or after an interim 1xx head).
     """
 
     def __init__(self, *, head_request: bool, max_head_bytes: int = MAX_HEAD_BYTES) -> None:
@@ -357,31 +619,44 @@ class ResponseReader:
         self.head: ResponseHead | None = None
         self.complete = False
         self.upgraded: bytes | None = None
+        self.trailing = False  # the server sent more after the response: do not reuse it
         self._parser = httptools.HttpResponseParser(self)
-        self._reason = b""
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._pending_head = 0  # bytes fed while the current head was incomplete
-        self._feeding = 0  # the size of the chunk being parsed
+        self._data: bytes | None = b""  # what is being parsed (None: `_parts`, not joined yet)
+        self._parts: list[bytes] = []  # the incomplete head fed so far
+        self._pending = 0  # its size
+        self._start = 0  # where the next head starts in `_data`
         self._clean_end = False  # llhttp ended the last message itself: it can parse another
 
     @property
     def reusable(self) -> bool:
         """The last response ended cleanly, so the parser can take the next one."""
-        return self._clean_end and self.complete and self.upgraded is None
+        return self._clean_end and self.complete and self.upgraded is None and not self.trailing
 
     def reset(self, *, head_request: bool) -> None:
         """Get ready for the response to the next request on the same connection."""
-        if not self.reusable:
+        if not self.renew(head_request):
             raise ValueError("this reader's parser cannot take another response")
+
+    def renew(self, head_request: bool) -> bool:
+        """`reset` if the reader can take another response; False if it cannot."""
+        if not (self._clean_end and self.complete and not self.trailing):
+            return False
         self.head_request = head_request
         self.head = None
         self.complete = False
         self._clean_end = False
+        return True
 
     def feed(self, data: bytes) -> list[ResponseEvent]:
         if self.complete:
             raise HttpError(HttpErrorReason.BAD_RESPONSE, "data after the response")
-        self._feeding = len(data)
+        if self._parts:
+            self._parts.append(data)
+            self._pending += len(data)
+            self._data = None
+        else:
+            self._data = data
+        self._start = 0
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -391,15 +666,17 @@ class ResponseReader:
             cause = error.__context__
             if isinstance(cause, HttpError):
                 raise cause from None
-            if isinstance(cause, _HeadDone):
-                pass
-            else:
+            if not isinstance(cause, _HeadDone):
                 raise HttpError(HttpErrorReason.BAD_RESPONSE, str(error)) from None
         except httptools.HttpParserError as error:
             raise HttpError(HttpErrorReason.BAD_RESPONSE, str(error)) from None
         if self.head is None:
-            self._pending_head += len(data)
-            if self._pending_head > self.max_head_bytes:
+            fed = self._data
+            if fed is not None and self._start < len(fed):
+                rest = fed[self._start :]  # the start of a head
+                self._parts = [rest]
+                self._pending = len(rest)
+            if self._pending > self.max_head_bytes:
                 raise HttpError(HttpErrorReason.BAD_RESPONSE, "response head too large")
         events, self.events = self.events, []
         return events
@@ -414,29 +691,66 @@ class ResponseReader:
         raise HttpError(HttpErrorReason.BAD_RESPONSE, "the server closed mid-response")
 
     # httptools callbacks
-    def on_status(self, reason: bytes) -> None:
-        self._reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))  # the size is checked once, at the end of the head
-
     def on_headers_complete(self) -> None:
-        if self._pending_head + self._feeding > self.max_head_bytes:  # else it cannot be over
-            size = len(self._reason) + sum(len(k) + len(v) + 4 for k, v in self._headers)
-            if size > self.max_head_bytes:
-                raise HttpError(HttpErrorReason.BAD_RESPONSE, "response head too large")
+        data = self._data
+        if data is None:
+            data = self._data = b"".join(self._parts)
+            self._parts = []
+            self._pending = 0
+        if self.complete or self.head is not None:  # another response: the server misbehaves
+            self.trailing = True
+            raise _HeadDone
+        start = self._start
+        if data[start] in (10, 13):
+            start = _head_start(data, start)
+        end = data.find(b"\r\n\r\n", start)
+        if end < 0:
+            raise HttpError(HttpErrorReason.BAD_RESPONSE, "no end of head found")
+        if end + 4 - start > self.max_head_bytes:
+            raise HttpError(HttpErrorReason.BAD_RESPONSE, "response head too large")
+        self._start = end + 4
         parser = self._parser
-        head = ResponseHead(
-            parser.get_status_code(),
-            self._reason,
-            parser.get_http_version(),
-            self._headers,
-            keep_alive=parser.should_keep_alive(),
-            head_request=self.head_request,
-        )
-        self._reason = b""
-        self._headers = []
-        self._pending_head = 0
+        status = parser.get_status_code()
+        eol = data.find(b"\r\n", start)
+        line = data[start:eol]
+        block = data[eol : end + 2]  # the CRLF ending the status line, then the header lines
+        if status < 200:  # 1xx: rare, built from a header list (a 101 keeps Upgrade)
+            head = ResponseHead(
+                status,
+                line[13:],
+                parser.get_http_version(),
+                _HEADER_LINE.findall(block),
+                keep_alive=parser.should_keep_alive(),
+                head_request=self.head_request,
+            )
+        else:
+            head = _new(ResponseHead)
+            head.status = status
+            head.reason = line[13:]
+            version = line[5:8]
+            head.version = "1.1" if version == b"1.1" else version.decode("ascii")
+            head.keep_alive = parser.should_keep_alive()
+            head.informational = False
+            head._headers = None
+            head._raw_block = block
+            if len(line) == 12:  # no reason phrase: keep the space before it
+                line += b" "
+            head.wire = line + _HOP_LINE.sub(b"", block)
+            chunked = False
+            length: int | None = None
+            for name, value in _FRAMING.findall(block):
+                if len(name) == 14:  # content-length
+                    length = int(value)  # llhttp already refused malformed or conflicting ones
+                elif b"chunked" in value.lower():
+                    chunked = True
+            if self.head_request or status in (204, 304):
+                head.body, head.content_length = BodyKind.NONE, None
+            elif chunked:
+                head.body, head.content_length = BodyKind.CHUNKED, None
+            elif length is not None:
+                head.body, head.content_length = BodyKind.LENGTH, length
+            else:
+                head.body, head.content_length = BodyKind.UNTIL_CLOSE, None
         if head.informational:  # 100 Continue and friends: pass on, then the real answer
             self.events.append(head)
             return
@@ -458,7 +772,7 @@ class ResponseReader:
 
 
 class _HeadDone(Exception):
-    """Stops llhttp after the head of an answer to HEAD."""
+    """Stops llhttp after the head of an answer to HEAD (or of a response too many)."""
 
 
 @dataclass(frozen=True)
