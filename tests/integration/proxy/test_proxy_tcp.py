@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+from collections.abc import Iterator
 
 from tls_harness import RunningProxy, TlsPki, client_context, tls_bind, tls_connect
 
@@ -188,6 +189,52 @@ def test_slow_client_bounds_buffering(proxy_pki: TlsPki) -> None:
         received = client.read_exactly(1024 * 1024)  # reading resumes the flow
         assert received == b"x" * len(received)
         client.close()
+
+
+@contextlib.contextmanager
+def _unanswered_server() -> Iterator[BackendServer]:
+    """A server whose accept queue is full: a connect to it waits unanswered (SYN dropped)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(listener.getsockname())
+            fillers.append(filler)
+        yield BackendServer("busy", "127.0.0.1", listener.getsockname()[1])
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+def test_client_data_while_the_backend_connects_is_bounded(proxy_pki: TlsPki) -> None:
+    limit = 64 * 1024
+    timeouts = ProxyTimeouts(connect_s=1.0, client_s=10.0, server_s=10.0)  # 4 tries: 4 s
+    with _unanswered_server() as busy:
+        proxy = RunningProxy(
+            tls_bind(proxy_pki, "default.test"),
+            backend_servers=[busy],
+            buffer_limit=limit,
+            timeouts=timeouts,
+        )
+        with proxy:
+            client = MemoryTlsClient(proxy.port, client_context(proxy_pki), "default.test")
+            proxy.wait_until(lambda: len(proxy.frontend.connections) == 1)
+            connection = next(iter(proxy.call(lambda: set(proxy.frontend.connections))))
+            client.sock.settimeout(0.5)
+            with contextlib.suppress(TimeoutError):  # the kernel's buffers fill up too
+                for _ in range(64):
+                    client.send(b"y" * 16384)  # 1 MiB while the connect waits
+            proxy.wait_until(lambda: connection.transport and not connection.transport.is_reading())
+            waiting = proxy.call(lambda: sum(map(len, connection._to_server)))
+            # reading paused past the limit: at most one more read (asyncio reads 256 KiB)
+            assert limit < waiting <= limit + 256 * 1024
+            assert connection.backend is None  # still connecting
+            client.close()
 
 
 def test_maxconn_stops_accepting_until_a_connection_ends(proxy_pki: TlsPki) -> None:
