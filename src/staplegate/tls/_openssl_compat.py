@@ -141,12 +141,13 @@ def renew_bios(conn: SSL.Connection) -> bool:
     return True
 
 
-def decrypt_into(conn: SSL.Connection, plaintext: list[bytes]) -> None:
+def decrypt_into(conn: SSL.Connection, plaintext: list[bytes]) -> bool:
     """Read every complete record into `plaintext` (after `write_incoming`), in one call.
 
     The keep-alive hot path: one SSL_read per record and two fill-level checks, no wrapper
-    calls. Ends quietly when nothing is left; raises what `recv` raises otherwise
-    (`WantReadError` for a partial record, `ZeroReturnError` for close_notify, `Error`).
+    calls, and no exception for the two usual endings: returns True when the peer's
+    close_notify arrived, False when nothing (or only part of a record) is left. Anything
+    else raises what `recv` raises.
     """
     ssl = conn._ssl
     into = conn._into_ssl
@@ -155,11 +156,16 @@ def decrypt_into(conn: SSL.Connection, plaintext: list[bytes]) -> None:
     while True:
         result = lib.SSL_read(ssl, buffer, RECORD_PLAINTEXT)
         if result <= 0:
+            error = lib.SSL_get_error(ssl, result)
+            if error == lib.SSL_ERROR_WANT_READ:
+                return False
+            if error == lib.SSL_ERROR_ZERO_RETURN:
+                return True
             conn._raise_ssl_error(ssl, result)
             raise SSL.Error([("staplegate", "SSL_read", f"returned {result} without an error")])
         plaintext.append(_ffi.buffer(buffer, result)[:])
         if not lib.SSL_pending(ssl) and not lib.BIO_get_mem_data(into, _ffi.NULL):
-            return
+            return False
 
 
 def encrypt_and_take(conn: SSL.Connection, data: bytes | memoryview) -> bytes:

@@ -202,11 +202,8 @@ class TlsEndpoint:
         try:
             if data:
                 compat.write_incoming(conn, data)
-            compat.decrypt_into(conn, result.plaintext)
-        except SSL.WantReadError:
-            pass
-        except SSL.ZeroReturnError:
-            result.peer_closed = True
+            if compat.decrypt_into(conn, result.plaintext):
+                result.peer_closed = True
         except Exception as error:
             raise TlsEndpointError(
                 TlsErrorReason.PROTOCOL_ERROR, _describe(error), self._drain_quietly()
