@@ -9,7 +9,8 @@ Theory of operation, per client connection (`ClientConnection`):
    client. `timeout client` bounds the whole handshake.
 3. CONNECTING: the backend connection opens after the handshake, as HAProxy does in
    `mode tcp`: round-robin among UP servers, `timeout connect` per attempt, `retries` more
-   attempts (each on the next server). Client reading is paused meanwhile.
+   attempts (each on the next server). What the client sends meanwhile is kept for the
+   server; past the buffer limit, client reading pauses until the connection is up.
 4. FORWARDING: both ways, with backpressure: when the client's transport buffer passes the
    high-water mark, reading from the server pauses, and the other way round, so a slow peer
    never makes us buffer more than about one buffer limit plus one read per direction.
