@@ -21,6 +21,8 @@ summed over its processes before and after.
 Variants: `staplegate` (as shipped: its workers run on uvloop), `haproxy`, `nginx`
 (an HTTP reverse proxy with `ssl_stapling_file`: it parses HTTP and keeps upstream
 connections alive, so it does different work; shown for reference, never in the ratios).
+Not run by default: `probe-membio` and `probe-sockbio`, the two featureless designs of
+bench/design_probe.py (what a Python front could reach at best; pinned split only).
 
 Not part of the test run. Needs root only for nothing; needs the Debian packages haproxy,
 nginx-light, wrk, libssl-dev (for hsbench) and a C compiler. Traffic stays on 127.0.0.1.
@@ -421,10 +423,42 @@ http {{
         time.sleep(0.3)
 
 
-PROXIES: dict[str, type[Staplegate] | type[Haproxy] | type[NginxProxy]] = {
+class DesignProbe(Server):
+    """bench/design_probe.py: a featureless lean front, the ceiling of a design (one process;
+    run it pinned). Not run by default."""
+
+    design = ""
+
+    def __init__(
+        self, directory: Path, port: int, cpus: str | None, *, cert: CertSet, backend: int,
+        workers: int,
+    ) -> None:  # fmt: skip
+        super().__init__(directory, port, cpus)
+        self.cert = cert
+        self.backend = backend
+
+    def command(self) -> list[str]:
+        probe = Path(__file__).resolve().parent / "design_probe.py"
+        return [sys.executable, str(probe), self.design, str(self.cert.pem), str(self.cert.ocsp),
+                str(self.port), str(self.backend)]  # fmt: skip
+
+
+class MemoryBioProbe(DesignProbe):
+    name = "probe-membio"
+    design = "membio"
+
+
+class SocketBioProbe(DesignProbe):
+    name = "probe-sockbio"
+    design = "sockbio"
+
+
+PROXIES: dict[str, type[Server]] = {
     "staplegate": Staplegate,
     "haproxy": Haproxy,
     "nginx": NginxProxy,
+    "probe-membio": MemoryBioProbe,
+    "probe-sockbio": SocketBioProbe,
 }
 
 
@@ -872,15 +906,17 @@ def report(
             f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {rate:,.0f} {unit} | {cores:.2f} | "
             f"{per_core:,.0f} | {cpu:,.1f} µs/{op} | {p99} |"
         )
-    print("\n## staplegate ÷ HAProxy (absolute / per proxy core); floor per core\n")
-    print("| split | cert | test | staplegate | floor |")
-    print("|---|---|---|---|---|")
+    variants = [v for v in ("staplegate", "probe-membio", "probe-sockbio")
+                if any(key[3] == v for key in medians)]  # fmt: skip
+    print("\n## ÷ HAProxy (absolute / per proxy core); floor per core (for staplegate)\n")
+    print(f"| split | cert | test | {' | '.join(variants)} | floor |")
+    print(f"|---|---|---|{'---|' * len(variants)}---|")
     for split, cert, test, proxy in sorted(medians):
         if proxy != "haproxy":
             continue
         hap_rate, hap_core = medians[(split, cert, test, "haproxy")]
         cols = []
-        for variant in ("staplegate",):
+        for variant in variants:
             mine = medians.get((split, cert, test, variant))
             if mine is None or not hap_rate or not hap_core:
                 cols.append("–")
@@ -888,7 +924,7 @@ def report(
             ratio_core = mine[1] / hap_core
             mark = "" if ratio_core >= FLOORS[test] else " (below)"
             cols.append(f"{mine[0] / hap_rate:.2f} / {ratio_core:.2f}{mark}")
-        print(f"| {split} | {cert} | {test} | {cols[0]} | ≥ {FLOORS[test]} |")
+        print(f"| {split} | {cert} | {test} | {' | '.join(cols)} | ≥ {FLOORS[test]} |")
     if idle:
         print("\n## Idle TLS connections (proxy VmRSS, pinned split, 1 worker / nbthread 1)\n")
         print("| proxy | cert | connections | RSS before | RSS held | KiB per 1,000 | ÷ HAProxy |")
