@@ -69,6 +69,7 @@ class _FrontendStats:
 class _Frontend:
     name = "www"
     stats = _FrontendStats()
+    stopping = False
 
 
 class _ClientSide:

@@ -295,58 +295,40 @@ class ServerConnection(asyncio.Protocol):
 
 
 class _Exchange:
-    """One request and its response."""
+    """One request and its response.
 
-    __slots__ = (
-        "backend",
-        "bytes_out",
-        "chunked",
-        "close_client",
-        "conn",
-        "connect_s",
-        "head",
-        "head_at",
-        "pool",
-        "queue_s",
-        "reader",
-        "received_at",
-        "request_done",
-        "response",
-        "response_at",
-        "retries",
-        "sent_at",
-        "server",
-        "server_activity",
-        "slot_held",
-        "started",
-        "status",
-        "task",
-    )
+    What `__init__` does not set starts as the class default: a request costs six stores,
+    not two dozen (no `__slots__`, so the defaults can live on the class).
+    """
+
+    backend: HttpBackendSettings | None = None
+    pool: BackendPool | None = None
+    server: BackendServer | None = None
+    conn: ServerConnection | None = None
+    reader: ResponseReader | None = None
+    response: ResponseHead | None = None
+    chunked = False  # the response body is chunked (re-chunked to the client)
+    request_done = False
+    slot_held = False
+    queue_s: float | None = None
+    connect_s: float | None = None
+    sent_at: float | None = None
+    response_at: float | None = None
+    bytes_out = 0
+    status = 0
+    retries = 0
+    task: asyncio.Task[None] | None = None
 
     def __init__(self, head: RequestHead, started: float, received_at: object) -> None:
         self.head = head
         self.started = started
         self.received_at = received_at
         self.head_at = started
-        self.backend: HttpBackendSettings | None = None
-        self.pool: BackendPool | None = None
-        self.server: BackendServer | None = None
-        self.conn: ServerConnection | None = None
-        self.reader: ResponseReader | None = None
-        self.response: ResponseHead | None = None
-        self.chunked = False  # the response body is chunked (re-chunked to the client)
-        self.request_done = False
-        self.slot_held = False
-        self.close_client = not head.keep_alive
-        self.queue_s: float | None = None
-        self.connect_s: float | None = None
-        self.sent_at: float | None = None
-        self.response_at: float | None = None
         self.server_activity = started
-        self.bytes_out = 0
-        self.status = 0
-        self.retries = 0
-        self.task: asyncio.Task[None] | None = None
+        self.close_client = not head.keep_alive
+
+
+_new_exchange = object.__new__
 
 
 class HttpStream:
@@ -517,8 +499,13 @@ class HttpStream:
         else:
             self._first_byte = None
         settings = self.settings
-        exchange = _Exchange(head, started, self.http.clock.now() if self._httplog else None)
+        exchange = _new_exchange(_Exchange)  # `_Exchange.__init__`, inline
+        exchange.head = head
+        exchange.started = started
+        exchange.received_at = self.http.clock.now() if self._httplog else None
         exchange.head_at = now
+        exchange.server_activity = started
+        exchange.close_client = not head.keep_alive
         self.exchange = exchange
         self.http.stats.requests += 1
         if settings.rules:
@@ -956,7 +943,7 @@ class HttpStream:
         if now is None:
             now = self.loop.time()
         self._idle_since = now
-        if exchange.close_client or self.client_side.stopping:
+        if exchange.close_client or self.client_side.frontend.stopping:
             self._end(aborted=False)
             return
         if self._client_paused:

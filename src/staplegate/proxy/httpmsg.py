@@ -412,6 +412,7 @@ class RequestReader:
             raise HttpError(HttpErrorReason.MALFORMED, str(error)) from None
         fed = self._data
         if fed is None:  # still no end of head: `_parts` holds all of it
+            self.in_head = self.in_head or bool(data.strip(b"\r\n"))
             if self._pending > self.max_head_bytes:
                 raise HttpError(HttpErrorReason.HEAD_TOO_LARGE, "request head too large")
         elif self._start < len(fed) and self.upgraded is None:
