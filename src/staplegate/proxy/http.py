@@ -803,7 +803,46 @@ class HttpStream:
                     self._send_plain(data)
                     if self.closed or self.exchange is not exchange:
                         return
-                self._complete(exchange)
+                # The response is through: keep its server connection if both sides allow.
+                ended = exchange.reader
+                final = exchange.response
+                now = self.loop.time()
+                conn.owner = None
+                transport = conn.transport
+                server = exchange.server
+                if (
+                    transport is not None
+                    and not transport.is_closing()
+                    and final is not None
+                    and final.keep_alive
+                    and exchange.request_done
+                    and ended is not None
+                    and ended.complete
+                    and not ended.trailing
+                    and final.body is not BodyKind.UNTIL_CLOSE
+                    and server is not None
+                ):
+                    if server.send_proxy is SendProxy.NONE:  # `HttpFrontend.put_idle`, inline
+                        http = self.http
+                        conn.attached = False
+                        conn.idle_since = now
+                        idle = http._idle.get(conn.key)
+                        if idle is None:
+                            idle = http._idle[conn.key] = []
+                        idle.append(conn)
+                        if http._sweeper is None:
+                            http._sweeper = self.loop.call_at(
+                                now + http.idle_server_timeout_s, http._sweep
+                            )
+                    else:
+                        if self._private is not None:
+                            self._private.close()
+                        self._private = conn
+                else:
+                    conn.close()
+                if not exchange.request_done:
+                    exchange.close_client = True
+                self._finish_exchange(exchange, "----", now)
                 return
             else:
                 response: ResponseHead = event  # type: ignore[assignment]
@@ -879,50 +918,6 @@ class HttpStream:
             conn.write(pending)
         self.resume_client()
         self._cancel_timer()
-
-    def _complete(self, exchange: _Exchange) -> None:
-        """The response is through: keep its server connection if both sides allow it."""
-        conn = exchange.conn
-        response = exchange.response
-        reader = exchange.reader
-        now = self.loop.time()
-        if conn is not None:
-            conn.owner = None
-            transport = conn.transport
-            server = exchange.server
-            if (
-                transport is not None
-                and not transport.is_closing()
-                and response is not None
-                and response.keep_alive
-                and exchange.request_done
-                and reader is not None
-                and reader.complete
-                and not reader.trailing
-                and response.body is not BodyKind.UNTIL_CLOSE
-                and server is not None
-            ):
-                if server.send_proxy is SendProxy.NONE:  # `HttpFrontend.put_idle`, inline
-                    http = self.http
-                    conn.attached = False
-                    conn.idle_since = now
-                    idle = http._idle.get(conn.key)
-                    if idle is None:
-                        idle = http._idle[conn.key] = []
-                    idle.append(conn)
-                    if http._sweeper is None:
-                        http._sweeper = self.loop.call_at(
-                            now + http.idle_server_timeout_s, http._sweep
-                        )
-                else:
-                    if self._private is not None:
-                        self._private.close()
-                    self._private = conn
-            else:
-                conn.close()
-        if not exchange.request_done:
-            exchange.close_client = True
-        self._finish_exchange(exchange, "----", now)
 
     def _finish_exchange(
         self, exchange: _Exchange, termination: str, now: float | None = None
