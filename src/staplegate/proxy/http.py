@@ -92,6 +92,10 @@ class HttpSettings:
 
 
 _STATUS_CLASSES: Final = ("other", "1xx", "2xx", "3xx", "4xx", "5xx")
+# enum members as globals on hot paths (see httpmsg: Python 3.11's EnumType.__getattr__)
+_NO_PROXY: Final = SendProxy.NONE
+_CHUNKED: Final = BodyKind.CHUNKED
+_UNTIL_CLOSE: Final = BodyKind.UNTIL_CLOSE
 # a route: the pool (None: no backend), its settings, the X-Forwarded-For line to add (b"": none;
 # None: the configured name is one the head looks up, so it goes through the header list)
 _Route = tuple["BackendPool | None", "HttpBackendSettings | None", bytes | None]
@@ -549,7 +553,7 @@ class HttpStream:
             server.name,
             self.client_side.server_name if tls and tls.sni_from_client else None,
         )
-        if self._private is not None or server.send_proxy is not SendProxy.NONE:
+        if self._private is not None or server.send_proxy is not _NO_PROXY:
             conn = self._reuse(server)
         else:
             idle = self.http._idle.get(key)
@@ -819,10 +823,10 @@ class HttpStream:
                     and ended is not None
                     and ended.complete
                     and not ended.trailing
-                    and final.body is not BodyKind.UNTIL_CLOSE
+                    and final.body is not _UNTIL_CLOSE
                     and server is not None
                 ):
-                    if server.send_proxy is SendProxy.NONE:  # `HttpFrontend.put_idle`, inline
+                    if server.send_proxy is _NO_PROXY:  # `HttpFrontend.put_idle`, inline
                         http = self.http
                         conn.attached = False
                         conn.idle_since = now
@@ -853,7 +857,7 @@ class HttpStream:
                 if self._httplog:
                     exchange.response_at = self.loop.time()
                 status = exchange.status = response.status
-                if response.body is BodyKind.UNTIL_CLOSE or self._client_eof:
+                if response.body is _UNTIL_CLOSE or self._client_eof:
                     exchange.close_client = True
                 if status == 101:
                     exchange.close_client = False
@@ -863,7 +867,7 @@ class HttpStream:
                         assert reader is not None
                         self._start_tunnel(exchange, reader.upgraded or b"")
                     return
-                chunked = exchange.chunked = response.body is BodyKind.CHUNKED
+                chunked = exchange.chunked = response.body is _CHUNKED
                 if exchange.close_client:
                     out.append(response.wire + b"connection: close\r\n\r\n")
                 elif exchange.head.version == "1.0":

@@ -51,6 +51,14 @@ class BodyKind(enum.Enum):
     UNTIL_CLOSE = "until-close"  # responses only: no length, no chunking
 
 
+# Enum members as module constants for the hot paths: on Python 3.11 `BodyKind.NONE` goes
+# through EnumType.__getattr__'s slow attribute hook (~0.13 µs a lookup, 10x a global).
+_NO_BODY: Final = BodyKind.NONE
+_LENGTH: Final = BodyKind.LENGTH
+_CHUNKED: Final = BodyKind.CHUNKED
+_UNTIL_CLOSE: Final = BodyKind.UNTIL_CLOSE
+
+
 class End:
     """The message is complete."""
 
@@ -499,14 +507,14 @@ class RequestReader:
         # No on_message_complete callback: the message ends here without a body (llhttp
         # skips the body of an upgrade), else after Content-Length body bytes (`on_body`).
         if length is None:
-            head.body = BodyKind.NONE
+            head.body = _NO_BODY
             head.content_length = None
             events.append(END)
         else:
             limit = self.max_body_bytes
             if limit is not None and length > limit:
                 raise HttpError(HttpErrorReason.BODY_TOO_LARGE, f"{length} bytes")
-            head.body = BodyKind.LENGTH
+            head.body = _LENGTH
             head.content_length = length
             if not length or self._parser.should_upgrade():
                 events.append(END)
@@ -745,13 +753,13 @@ class ResponseReader:
                 elif b"chunked" in value.lower():
                     chunked = True
             if self.head_request or status in (204, 304):
-                head.body, head.content_length = BodyKind.NONE, None
+                head.body, head.content_length = _NO_BODY, None
             elif chunked:
-                head.body, head.content_length = BodyKind.CHUNKED, None
+                head.body, head.content_length = _CHUNKED, None
             elif length is not None:
-                head.body, head.content_length = BodyKind.LENGTH, length
+                head.body, head.content_length = _LENGTH, length
             else:
-                head.body, head.content_length = BodyKind.UNTIL_CLOSE, None
+                head.body, head.content_length = _UNTIL_CLOSE, None
         if head.informational:  # 100 Continue and friends: pass on, then the real answer
             self.events.append(head)
             return
