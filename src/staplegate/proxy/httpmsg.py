@@ -358,8 +358,9 @@ class RequestReader:
     that followed the head, which belong to the tunnel if the server agrees (101).
 
     Fast path: llhttp calls back only at the end of each head and per body piece (the end
-    of a message follows from its head and Content-Length); the head is then cut out of the bytes fed (where the message
-    started: after the previous head and its Content-Length body). The end of a chunked
+    of a message follows from its head and Content-Length); the head is then cut out of
+    the bytes fed (where the message started: after the previous head and its
+    Content-Length body). The end of a chunked
     body cannot be located that way, so the first chunked request switches the connection
     to a parser with a callback per header (`_CallbackRequests`) for good.
     """
