@@ -213,7 +213,7 @@ def _unanswered_server() -> Iterator[BackendServer]:
 
 def test_client_data_while_the_backend_connects_is_bounded(proxy_pki: TlsPki) -> None:
     limit = 64 * 1024
-    timeouts = ProxyTimeouts(connect_s=1.0, client_s=10.0, server_s=10.0)  # 4 tries: 4 s
+    timeouts = ProxyTimeouts(connect_s=2.0, client_s=10.0, server_s=10.0)  # 4 tries: 8 s
     with _unanswered_server() as busy:
         proxy = RunningProxy(
             tls_bind(proxy_pki, "default.test"),
