@@ -29,7 +29,8 @@ T = TypeVar("T")
 
 
 class SniMatch(enum.Enum):
-    """How a certificate was chosen (for the connection log and tests)."""
+    """How a certificate was chosen (for tests). A bind with one certificate and no
+    strict-sni answers DEFAULT without looking at the name: there is nothing to choose."""
 
     EXACT = "exact"
     WILDCARD = "wildcard"
@@ -71,6 +72,7 @@ class SniIndex(Generic[T]):
         "_entries",
         "_exact",
         "_excluded",
+        "_only",
         "_wildcard",
         "strict_sni",
     )
@@ -82,6 +84,8 @@ class SniIndex(Generic[T]):
         self._entries = tuple(entries)
         self._default = self._entries[0]
         self._default_choice = SniChoice(self._default.value, SniMatch.DEFAULT)
+        # One certificate and no strict-sni: every hello gets it, whatever its name.
+        self._only = self._default_choice if len(self._entries) == 1 and not strict_sni else None
         exact: dict[str, list[_Candidate[T]]] = {}
         wildcard: dict[str, list[_Candidate[T]]] = {}
         excluded: set[tuple[int, str]] = set()
@@ -114,6 +118,8 @@ class SniIndex(Generic[T]):
 
     def choose(self, hello: ClientHello) -> SniChoice[T] | None:
         """The certificate for this hello, or None when strict-sni refuses the handshake."""
+        if self._only is not None:
+            return self._only
         server_name = hello.server_name
         name = _normalise(server_name) if server_name else None
         if name:
