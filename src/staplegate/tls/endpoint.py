@@ -149,15 +149,9 @@ class TlsEndpoint:
                 result.to_peer = self._drain()
                 return result
             except SSL.Error as error:
-                self._record_staple()
-                raise TlsEndpointError(
-                    TlsErrorReason.HANDSHAKE_FAILED, _describe(error), self._drain_quietly()
-                ) from None
+                raise self._handshake_failed(error) from None
             except Exception as error:  # deferred from a callback (python-anchors §4.4)
-                self._record_staple()
-                raise TlsEndpointError(
-                    TlsErrorReason.CALLBACK_FAILED, _describe(error), self._drain_quietly()
-                ) from error
+                raise self._handshake_failed(error) from error
             self._completed(result)
         self._read_plaintext(result)
         result.to_peer = self._drain()
@@ -170,15 +164,9 @@ class TlsEndpoint:
         try:
             done = compat.handshake(conn)
         except SSL.Error as error:
-            self._record_staple()
-            raise TlsEndpointError(
-                TlsErrorReason.HANDSHAKE_FAILED, _describe(error), self._drain_quietly()
-            ) from None
+            raise self._handshake_failed(error) from None
         except Exception as error:  # deferred from a callback (python-anchors §4.4)
-            self._record_staple()
-            raise TlsEndpointError(
-                TlsErrorReason.CALLBACK_FAILED, _describe(error), self._drain_quietly()
-            ) from error
+            raise self._handshake_failed(error) from error
         if not done:
             return Received(compat.take_outgoing(conn), [])
         result = Received(b"", [])
@@ -188,6 +176,16 @@ class TlsEndpoint:
         result.to_peer = compat.take_outgoing(conn)
         compat.renew_bios(conn)  # idle connections keep no handshake-sized BIO buffers
         return result
+
+    def _handshake_failed(self, error: BaseException) -> TlsEndpointError:
+        """Count the staple outcome; the error to raise, carrying the alert for the peer."""
+        self._record_staple()
+        reason = (
+            TlsErrorReason.HANDSHAKE_FAILED
+            if isinstance(error, SSL.Error)
+            else TlsErrorReason.CALLBACK_FAILED
+        )
+        return TlsEndpointError(reason, _describe(error), self._drain_quietly())
 
     def _completed(self, result: Received) -> None:
         self.handshake_complete = True
