@@ -98,27 +98,32 @@ def test_hundreds_of_certificates_are_stapled_by_both_workers_from_coalesced_del
         assert len(workers) == 2
         assert {int(line.split()[1].rstrip(":")) for line in lines} == set(workers)
 
-        # Each worker got the whole table once when its pipe opened (empty, or holding the
-        # first few staples when fetches beat the fork), then deltas that add up to exactly
-        # one copy of each other staple (no refresh is due yet).
-        sent = [MASTER_SENT.search(line) for line in proc.lines]
-        per_worker: dict[int, list[re.Match[str]]] = {pid: [] for pid in workers}
-        for match in sent:
-            if match is not None:
-                per_worker[int(match[1])].append(match)
-        for pid, messages in per_worker.items():
-            deltas = [m for m in messages if m[2] is not None]
-            [whole] = [m for m in messages if m[2] is None]  # the whole table, at pipe opening
-            assert int(whole[4]) + sum(int(m[2]) for m in deltas) == COUNT, pid
-            assert sum(int(m[3]) for m in deltas) == 0, pid
-            # Before: one whole table per staple, COUNT messages per worker. Now deltas spaced
-            # by an interval that grows with the table (15 ms at 300 staples: ~110 messages
-            # here, more on a loaded machine; tests/integration/test_master_staples.py pins
-            # the exact coalescing), so some message must carry several staples.
-            assert len(deltas) < COUNT, (pid, len(deltas))
-            assert max(int(m[2]) for m in deltas) > 1, pid
-
         for serving, idle in ((workers[0], workers[1]), (workers[1], workers[0])):
             with stopped(idle):
                 assert unstapled(port, leaves) == [], f"worker {serving}"
         assert proc.stop() == 0
+
+    # Each worker got the whole table once when its pipe opened (empty, or holding the first
+    # few staples when fetches beat the fork), then deltas that add up to exactly one copy of
+    # each other staple (no refresh is due yet). Logging never blocks the server: on a
+    # starved machine a debug line can be dropped (and the drop is reported at exit), and
+    # then the sum can only fall short, never exceed.
+    dropped = any("log line(s) dropped" in line for line in proc.lines)
+    sent = [MASTER_SENT.search(line) for line in proc.lines]
+    per_worker: dict[int, list[re.Match[str]]] = {pid: [] for pid in workers}
+    for match in sent:
+        if match is not None:
+            per_worker[int(match[1])].append(match)
+    for pid, messages in per_worker.items():
+        deltas = [m for m in messages if m[2] is not None]
+        wholes = [m for m in messages if m[2] is None]  # the whole table, at pipe opening
+        assert len(wholes) == 1 or (dropped and not wholes), (pid, len(wholes))
+        total = sum(int(m[4]) for m in wholes) + sum(int(m[2]) for m in deltas)
+        assert total == COUNT or (dropped and total < COUNT), (pid, total, dropped)
+        assert sum(int(m[3]) for m in deltas) == 0, pid
+        # Before: one whole table per staple, COUNT messages per worker. Now deltas spaced by
+        # an interval that grows with the table (15 ms at 300 staples: ~110 messages here,
+        # more on a loaded machine; tests/integration/test_master_staples.py pins the exact
+        # coalescing), so some message must carry several staples.
+        assert len(deltas) < COUNT, (pid, len(deltas))
+        assert max(int(m[2]) for m in deltas) > 1, pid
