@@ -223,6 +223,7 @@ async def _run(setup: WorkerSetup) -> None:
             name=fplan.name,
             staples=table,
             backend_router=make_router(fplan, pools),
+            only_backend=None if fplan.rules else pools.get(fplan.default_backend or ""),
             timeouts=fplan.timeouts,
             maxconn=fplan.maxconn,
             retries=retries,

@@ -50,12 +50,14 @@ from staplegate.proxy.proxyproto import NeedMore, ProxyHeaderError, parse_proxy_
 from staplegate.proxy.upstream import open_server
 from staplegate.tls.clienthello import (
     ClientHelloError,
+    ClientHelloErrorReason,
     NeedMoreData,
     parse_client_hello,
 )
 from staplegate.tls.contexts import TlsBind
 from staplegate.tls.endpoint import (
-    CHUNK,
+    DIRECT,
+    PLAINTEXT_BUFFER,
     AlertDescription,
     SessionInfo,
     TlsEndpoint,
@@ -67,6 +69,9 @@ from staplegate.tls.staples import StapleLookup, StapleStats
 log = logging.getLogger("staplegate.proxy")
 
 DEFAULT_BUFFER_LIMIT: Final = 256 * 1024
+# How soon a connection still open after its handshake gives back its handshake buffers
+# (`Frontend._shed_handshake_buffers`).
+SHED_AFTER_S: Final = 0.5
 
 
 class Termination(enum.Enum):
@@ -177,6 +182,7 @@ class Frontend:
         retries: int = 3,
         buffer_limit: int = DEFAULT_BUFFER_LIMIT,
         http: HttpFrontend | None = None,
+        only_backend: BackendPool | None = None,
     ) -> None:
         if maxconn < 1:
             raise ValueError(f"frontend {name}: maxconn must be at least 1")
@@ -189,6 +195,9 @@ class Frontend:
         self.retries = retries
         self.buffer_limit = buffer_limit
         self.http = http
+        # What `backend_router` answers for every connection (no use_backend rule): then
+        # mode tcp skips building a ConnectionInfo and asking the router.
+        self.only_backend = only_backend
         self.stopping = False
         self.stats = FrontendStats()
         self.connections: set[ClientConnection] = set()
@@ -196,6 +205,7 @@ class Frontend:
         self._parked: collections.deque[ClientConnection] = collections.deque()
         self._accepting_paused = False
         self._idle: asyncio.Event | None = None
+        self._handshaken: list[ClientConnection] = []  # since the last buffer shedding
 
     @property
     def full(self) -> bool:
@@ -239,6 +249,25 @@ class Frontend:
                 self.log(connection._record())
             except Exception:
                 log.exception("frontend %s: the connection log callable failed", self.name)
+
+    def _handshake_done(self, connection: ClientConnection) -> None:
+        handshaken = self._handshaken
+        handshaken.append(connection)
+        if len(handshaken) == 1:
+            asyncio.get_running_loop().call_later(SHED_AFTER_S, self._shed_handshake_buffers)
+
+    def _shed_handshake_buffers(self) -> None:
+        """Free the handshake's BIO buffers of the connections still open since the last run.
+
+        Once per `SHED_AFTER_S` for a batch, not per handshake: most connections are short
+        and free everything when they close; an idle one keeps ~5 KB less (the idle-RSS test
+        in bench/tls_bench.py).
+        """
+        handshaken, self._handshaken = self._handshaken, []
+        for connection in handshaken:
+            endpoint = connection.endpoint
+            if connection.phase is not _CLOSED and endpoint is not None:
+                endpoint.shed_handshake_buffers()
 
     async def wait_idle(self) -> None:
         """Return once no connection is left."""
@@ -356,6 +385,9 @@ class _Phase(enum.Enum):
 # Read per request: a module constant, because on Python 3.11 `_Phase.CLOSED` goes through
 # the enum metaclass's __getattr__ (about ten times a global's cost).
 _CLOSED: Final = _Phase.CLOSED
+_TLS_HANDSHAKE_RECORD: Final = 22  # the content type a ClientHello's record starts with
+# `_sni` before the SNI is known: the hello went to OpenSSL unparsed (one certificate).
+_ASK_OPENSSL: Final = "\x00ask OpenSSL"
 
 
 class ClientConnection(asyncio.Protocol):
@@ -365,8 +397,10 @@ class ClientConnection(asyncio.Protocol):
     # (bench/tls_bench.py idle test; HAProxy needs ~18 KB per idle TLS connection).
     __slots__ = (
         "_client_activity",
+        "_connect_expired",
         "_connect_s",
         "_connect_task",
+        "_established",
         "_frontend_address",
         "_hello_buffer",
         "_queue_s",
@@ -411,6 +445,9 @@ class ClientConnection(asyncio.Protocol):
         self._queue_s: float | None = None
         self.transport: asyncio.Transport | None = None
         self.endpoint: TlsEndpoint | None = None
+        # The endpoint once its handshake is done, when it has the direct read/encrypt path
+        # (`DIRECT`): data_received's hot path tests this one slot.
+        self._established: TlsEndpoint | None = None
         self._sni: str | None = None  # the ClientHello's server_name
         self.backend: BackendConnection | None = None
         self.pool: BackendPool | None = None
@@ -431,6 +468,7 @@ class ClientConnection(asyncio.Protocol):
         self._server_activity = self._started
         self._timer: asyncio.TimerHandle | None = None
         self._connect_task: asyncio.Task[None] | None = None
+        self._connect_expired = False  # set by the connect timer before it cancels the task
 
     # -- introspection (tests, runtime API) ------------------------------------------------
 
@@ -497,6 +535,26 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._client_activity = self.loop.time()
+        endpoint = self._established
+        if endpoint is not None:  # the keep-alive hot path: one call into the TLS layer
+            plaintext: list[bytes] = []
+            try:
+                to_peer, closed = endpoint.read(data, plaintext)
+            except TlsEndpointError as error:
+                self._tls_failed(endpoint, error)
+                return
+            if to_peer:
+                self._write_client(to_peer)
+            if plaintext and self.phase is not _CLOSED:
+                http = self.http
+                if http is not None:
+                    self.bytes_from_client += sum(map(len, plaintext))
+                    http.client_data(plaintext)
+                else:
+                    self._forward_to_server(plaintext)
+            if closed and self.phase is not _CLOSED:
+                self._client_closed_tls()
+            return
         if self.endpoint is None:
             if self.phase is _Phase.PROXY_HEADER:
                 self._proxy_header_received(data)
@@ -573,7 +631,12 @@ class ClientConnection(asyncio.Protocol):
 
     @property
     def server_name(self) -> str | None:
-        return self._sni
+        """The ClientHello's SNI (from our parser, or OpenSSL's when the hello skipped it)."""
+        sni = self._sni
+        if sni is _ASK_OPENSSL:
+            endpoint = self.endpoint
+            sni = self._sni = endpoint.server_name() if endpoint is not None else None
+        return sni
 
     @property
     def stopping(self) -> bool:
@@ -619,6 +682,23 @@ class ClientConnection(asyncio.Protocol):
 
     def _hello_received(self, data: bytes) -> None:
         buffered = self._hello_buffer
+        only = self.listener.tls.sni.only
+        if only is not None and not buffered:
+            # One certificate and no strict-sni: nothing in the hello changes the choice, so
+            # OpenSSL reads it (and rejects a malformed one) and the SNI is asked of it later.
+            if data[0] != _TLS_HANDSHAKE_RECORD:  # plain HTTP, SSLv2, garbage: as the parser
+                self._hello_failed(
+                    ClientHelloError(
+                        ClientHelloErrorReason.NOT_HANDSHAKE, f"content type {data[0]}"
+                    )
+                )
+                return
+            self._sni = _ASK_OPENSSL
+            frontend = self.frontend
+            self.endpoint = TlsEndpoint(only.value, frontend.staples, frontend.stats.staples)
+            self.phase = _Phase.HANDSHAKE
+            self._tls_received(data)
+            return
         if buffered:  # the hello came in pieces: parse all of it so far
             buffered += data
             data = bytes(buffered)
@@ -626,10 +706,7 @@ class ClientConnection(asyncio.Protocol):
         try:
             parsed = parse_client_hello(data)
         except ClientHelloError as error:
-            stats.hello_errors += 1
-            self.tls_error = str(error)
-            self._write_client(fatal_alert(AlertDescription.HANDSHAKE_FAILURE))
-            self._finish(Termination.CLIENT_ABORT_HANDSHAKE)
+            self._hello_failed(error)
             return
         if isinstance(parsed, NeedMoreData):
             if not buffered:
@@ -649,20 +726,19 @@ class ClientConnection(asyncio.Protocol):
             self._hello_buffer = bytearray()
         self._tls_received(data)
 
+    def _hello_failed(self, error: ClientHelloError) -> None:
+        self.frontend.stats.hello_errors += 1
+        self.tls_error = str(error)
+        self._write_client(fatal_alert(AlertDescription.HANDSHAKE_FAILURE))
+        self._finish(Termination.CLIENT_ABORT_HANDSHAKE)
+
     def _tls_received(self, data: bytes) -> None:
         endpoint = self.endpoint
         assert endpoint is not None
         try:
             result = endpoint.receive(data)
         except TlsEndpointError as error:
-            self.tls_error = str(error)
-            if error.to_peer:
-                self._write_client(error.to_peer)
-            if endpoint.handshake_complete:
-                self._finish(Termination.CLIENT_ABORT)
-            else:
-                self.frontend.stats.handshake_failures += 1
-                self._finish(Termination.CLIENT_ABORT_HANDSHAKE)
+            self._tls_failed(endpoint, error)
             return
         if result.to_peer:
             self._write_client(result.to_peer)
@@ -675,36 +751,55 @@ class ClientConnection(asyncio.Protocol):
             else:
                 self._forward_to_server(result.plaintext)
         if result.peer_closed and self.phase is not _CLOSED:
-            if self.http is not None:
-                self.client_done = True
-                self.http.client_eof()
-            else:
-                self._client_finished()
+            self._client_closed_tls()
+
+    def _tls_failed(self, endpoint: TlsEndpoint, error: TlsEndpointError) -> None:
+        self.tls_error = str(error)
+        if error.to_peer:
+            self._write_client(error.to_peer)
+        if endpoint.handshake_complete:
+            self._finish(Termination.CLIENT_ABORT)
+        else:
+            self.frontend.stats.handshake_failures += 1
+            self._finish(Termination.CLIENT_ABORT_HANDSHAKE)
+
+    def _client_closed_tls(self) -> None:
+        """The client's close_notify arrived."""
+        if self.http is not None:
+            self.client_done = True
+            self.http.client_eof()
+        else:
+            self._client_finished()
 
     def _handshake_completed(self, endpoint: TlsEndpoint) -> None:
-        stats = self.frontend.stats
+        frontend = self.frontend
+        frontend._handshake_done(self)
+        stats = frontend.stats
         stats.handshakes += 1
+        if DIRECT:
+            self._established = endpoint
         self.session = endpoint.session_info()
         if self.session.resumed:
             stats.resumed += 1
-        if self.frontend.http is not None:
+        if frontend.http is not None:
             self.phase = _Phase.HTTP
             if self._timer is not None:  # the stream runs its own timers from here
                 self._timer.cancel()
                 self._timer = None
-            self.http = HttpStream(self, self.frontend.http)
+            self.http = HttpStream(self, frontend.http)
             return
-        info = ConnectionInfo(
-            frontend=self.frontend.name,
-            client_address=self.client_address,
-            server_name=self._sni,
-            alpn=self.session.alpn,
-        )
-        try:
-            pool = self.frontend.backend_router(info)
-        except Exception:
-            log.exception("frontend %s: the backend router failed", self.frontend.name)
-            pool = None
+        pool = frontend.only_backend
+        if pool is None:
+            info = ConnectionInfo(
+                frontend=frontend.name,
+                client_address=self.client_address,
+                server_name=self.server_name,
+                alpn=self.session.alpn,
+            )
+            try:
+                pool = frontend.backend_router(info)
+            except Exception:
+                log.exception("frontend %s: the backend router failed", frontend.name)
         if pool is None:
             stats.no_backend += 1
             self._write_client(endpoint.close_notify())
@@ -723,6 +818,13 @@ class ClientConnection(asyncio.Protocol):
             await self._connect_to(pool)
         finally:
             self._connect_task = None  # a finished task kept per connection costs memory
+
+    def _connect_timed_out(self) -> None:
+        """`timeout connect` passed: cancel the attempt (`_connect_to` tells it from a stop)."""
+        task = self._connect_task
+        if task is not None and self.phase is not _CLOSED:
+            self._connect_expired = True
+            task.cancel()
 
     async def _connect_to(self, pool: BackendPool) -> None:
         """HAProxy's order: take a server (queue if full), retry it, redispatch last."""
@@ -756,23 +858,33 @@ class ClientConnection(asyncio.Protocol):
                     pool.release(server)
                     pool.acquire(other)
                     server = self._slot_server = other
+            # One timer handle per attempt, not asyncio.timeout (an object, two coroutine
+            # hooks and a reschedule each) nor wait_for (a task per connect in 3.11).
+            connect_s = timeouts.connect_s
+            deadline = (
+                self.loop.call_later(connect_s, self._connect_timed_out) if connect_s else None
+            )
             try:
-                # asyncio.timeout, not wait_for: wait_for costs a task per connect in 3.11
-                async with asyncio.timeout(timeouts.connect_s):
-                    if server.send_proxy is SendProxy.NONE and server.tls is None:
-                        # plain TCP: the loop's connect (both loops set TCP_NODELAY)
-                        transport, protocol = await self.loop.create_connection(
-                            lambda: BackendConnection(self), server.host, server.port
-                        )
-                    else:
-                        transport, protocol = await open_server(
-                            server,
-                            lambda: BackendConnection(self),
-                            client_address=self.client_address,
-                            frontend_address=self.frontend_address,
-                            client_sni=self._sni,
-                        )
-            except TimeoutError:
+                if server.send_proxy is SendProxy.NONE and server.tls is None:
+                    # plain TCP: the loop's connect (both loops set TCP_NODELAY)
+                    transport, protocol = await self.loop.create_connection(
+                        lambda: BackendConnection(self), server.host, server.port
+                    )
+                else:
+                    transport, protocol = await open_server(
+                        server,
+                        lambda: BackendConnection(self),
+                        client_address=self.client_address,
+                        frontend_address=self.frontend_address,
+                        client_sni=self.server_name,
+                    )
+            except asyncio.CancelledError:
+                if not self._connect_expired:
+                    raise  # the connection closed, or the worker stops
+                self._connect_expired = False
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
                 failure = Termination.SERVER_CONNECT_TIMEOUT
             except (OSError, ValueError):
                 failure = Termination.SERVER_CONNECT_FAILED
@@ -785,6 +897,9 @@ class ClientConnection(asyncio.Protocol):
                     return
                 self._backend_connected(protocol)
                 return
+            finally:
+                if deadline is not None:
+                    deadline.cancel()
             if pool.observe(server, ok=False):
                 log.warning(
                     "Server %s/%s is DOWN, reason: Layer4 connection problem (observed on "
@@ -848,6 +963,29 @@ class ClientConnection(asyncio.Protocol):
         else:
             transport.writelines(chunks)
         self._server_activity = self.loop.time()
+
+    def server_read(self, size: int) -> None:
+        """A backend read of `size` bytes landed in `PLAINTEXT_BUFFER`: encrypt and send it."""
+        endpoint = self._established
+        if endpoint is None:  # no direct bindings (or not established): the general path
+            self.server_data(PLAINTEXT_BUFFER[:size])
+            return
+        loop_time = self.loop.time()
+        self._server_activity = loop_time
+        if self.phase is _CLOSED:
+            return
+        self.bytes_to_client += size
+        self.frontend.stats.bytes_out += size
+        try:
+            ciphertext = endpoint.encrypt_plaintext_buffer(size)
+        except TlsEndpointError as error:
+            self.tls_error = str(error)
+            self._finish(Termination.CLIENT_ABORT)
+            return
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(ciphertext)
+            self._client_activity = loop_time
 
     def server_data(self, data: bytes | memoryview) -> None:
         self._server_activity = self.loop.time()
@@ -943,7 +1081,7 @@ class ClientConnection(asyncio.Protocol):
             frontend=self.frontend.name,
             bind=self.listener.tls.name,
             client_address=self.client_address,
-            server_name=self._sni,
+            server_name=self.server_name,
             certificate=self.endpoint.server.certificate.name if self.endpoint else None,
             tls=self.session,
             tls_error=self.tls_error,
@@ -1008,20 +1146,15 @@ class ClientConnection(asyncio.Protocol):
         self._arm_timer()
 
 
-class _ReadBuffer:
-    """One 64 KiB receive buffer shared by every backend connection of the process.
-
-    asyncio reads up to 256 KiB per `data_received`; reading into this buffer instead caps a
-    server read at 64 KiB (so a paused client never has more than its buffer limit plus one
-    64 KiB read queued) and costs no per-connection memory: the loop is single-threaded and
-    each read is encrypted before `buffer_updated` returns.
-    """
-
-    view = memoryview(bytearray(CHUNK))
-
-
 class BackendConnection(asyncio.BufferedProtocol):
-    """The server side of one forwarded connection; everything goes to its `ClientConnection`."""
+    """The server side of one forwarded connection; everything goes to its `ClientConnection`.
+
+    Reads land in `PLAINTEXT_BUFFER`, one 64 KiB buffer for every backend connection of the
+    process: asyncio reads up to 256 KiB per `data_received`, so this caps a server read at
+    64 KiB (a paused client never has more than its buffer limit plus one read queued), costs
+    no per-connection memory (the loop is single-threaded and each read is encrypted before
+    `buffer_updated` returns), and OpenSSL encrypts straight from it.
+    """
 
     __slots__ = ("client", "transport", "write_paused")
 
@@ -1036,10 +1169,10 @@ class BackendConnection(asyncio.BufferedProtocol):
         self.transport = transport
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return _ReadBuffer.view
+        return PLAINTEXT_BUFFER
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.client.server_data(_ReadBuffer.view[:nbytes])
+        self.client.server_read(nbytes)
 
     def eof_received(self) -> bool:
         self.client.server_finished()

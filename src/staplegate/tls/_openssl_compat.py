@@ -46,10 +46,15 @@ except ImportError:  # pragma: no cover - only with a future pyOpenSSL
 
 #: SSL_read returns at most one record's plaintext (16 KiB) per call.
 RECORD_PLAINTEXT: Final = 16384
-_READ_SIZE: Final = 65536
+#: What one backend read may fill (`plaintext_buffer`).
+PLAINTEXT_BUFFER_SIZE: Final = 65536
+# Room for PLAINTEXT_BUFFER_SIZE of plaintext once encrypted (a header and tag per record).
+_READ_SIZE: Final = PLAINTEXT_BUFFER_SIZE + 4096
 # One buffer per process for every connection: the event loop is single-threaded and each
 # result is copied into `bytes` before the call returns.
 _read_buffer: Any = _ffi.new("char[]", _READ_SIZE) if _HAVE_DIRECT_IO else None
+# The buffer backend reads land in (`plaintext_buffer`), handed to SSL_write as it is.
+_plaintext_buffer: Any = _ffi.new("char[]", PLAINTEXT_BUFFER_SIZE) if _HAVE_DIRECT_IO else None
 
 
 def _bio(conn: SSL.Connection, attribute: str) -> Any:
@@ -141,8 +146,8 @@ def renew_bios(conn: SSL.Connection) -> bool:
     return True
 
 
-def decrypt_into(conn: SSL.Connection, plaintext: list[bytes]) -> bool:
-    """Read every complete record into `plaintext` (after `write_incoming`), in one call.
+def decrypt_into(conn: SSL.Connection, plaintext: list[bytes], data: bytes = b"") -> bool:
+    """Feed `data` (if any), then read every complete record into `plaintext`, in one call.
 
     The keep-alive hot path: one SSL_read per record and two fill-level checks, no wrapper
     calls, and no exception for the two usual endings: returns True when the peer's
@@ -152,6 +157,10 @@ def decrypt_into(conn: SSL.Connection, plaintext: list[bytes]) -> bool:
     ssl = conn._ssl
     into = conn._into_ssl
     lib = _lib
+    if data:
+        written = lib.BIO_write(into, data, len(data))
+        if written <= 0:
+            conn._handle_bio_errors(into, written)
     buffer = _read_buffer
     while True:
         result = lib.SSL_read(ssl, buffer, RECORD_PLAINTEXT)
@@ -166,6 +175,48 @@ def decrypt_into(conn: SSL.Connection, plaintext: list[bytes]) -> bool:
         plaintext.append(_ffi.buffer(buffer, result)[:])
         if not lib.SSL_pending(ssl) and not lib.BIO_get_mem_data(into, _ffi.NULL):
             return False
+
+
+def plaintext_buffer() -> memoryview:
+    """The process's one buffer for plaintext about to be encrypted (a backend read).
+
+    `encrypt_plaintext_buffer` passes it to OpenSSL without wrapping it per call; without the
+    direct bindings it is an ordinary buffer that `encrypt` takes.
+    """
+    if _plaintext_buffer is None:
+        return memoryview(bytearray(PLAINTEXT_BUFFER_SIZE))
+    return memoryview(_ffi.buffer(_plaintext_buffer))
+
+
+def encrypt_plaintext_buffer(conn: SSL.Connection, size: int) -> bytes:
+    """Encrypt the first `size` bytes of `plaintext_buffer()`; the ciphertext to send.
+
+    The bulk and keep-alive hot path: one call from the backend's read to the bytes for the
+    client, no buffer object per call.
+    """
+    ssl = conn._ssl
+    written = 0
+    while written < size:  # pyOpenSSL's contexts allow partial writes: a record per call
+        result = _lib.SSL_write(ssl, _plaintext_buffer + written, size - written)
+        if result <= 0:
+            conn._raise_ssl_error(ssl, result)
+            raise SSL.Error([("staplegate", "SSL_write", f"returned {result}")])
+        written += result
+    return take_outgoing(conn)
+
+
+def read_records(conn: SSL.Connection, data: bytes, plaintext: list[bytes]) -> tuple[bytes, bool]:
+    """After the handshake: feed `data`, decrypt every complete record into `plaintext`.
+
+    Returns what OpenSSL wants sent back (b"" unless a post-handshake message asked for an
+    answer) and whether the peer's close_notify arrived. One call per client read on the
+    keep-alive path; errors raise what `recv` raises.
+    """
+    closed = decrypt_into(conn, plaintext, data)
+    out = conn._from_ssl
+    if _lib.BIO_get_mem_data(out, _ffi.NULL):
+        return take_outgoing(conn), closed
+    return b"", closed
 
 
 def encrypt_and_take(conn: SSL.Connection, data: bytes | memoryview) -> bytes:

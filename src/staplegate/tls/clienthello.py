@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 RECORD_HEADER_LEN: Final = 5
 HANDSHAKE_HEADER_LEN: Final = 4
@@ -102,17 +102,98 @@ class NeedMoreData:
     at_least: int
 
 
-@dataclass(frozen=True, slots=True)
 class ClientHello:
-    """What the data plane needs from a ClientHello (wire values, not interpreted further)."""
+    """What the data plane needs from a ClientHello (wire values, not interpreted further).
 
-    legacy_version: int
-    server_name: str | None
-    alpn_protocols: tuple[bytes, ...]
-    status_request: bool
-    supported_versions: tuple[int, ...]
-    signature_algorithms: tuple[int, ...] | None  # None: the extension was absent
-    cipher_suites: tuple[int, ...]
+    From the wire (`parse_client_hello`) only the server name is decoded up front: the cipher
+    suites, signature algorithms, versions and ALPN offers stay as validated spans of the
+    message until something reads them. Picking a certificate for a name with one key type
+    never does, and decoding them cost a third of the parse (docs/performance.md).
+    """
+
+    __slots__ = (
+        "_alpn",
+        "_message",
+        "_sigalgs",
+        "_suites",
+        "_versions",
+        "legacy_version",
+        "server_name",
+        "status_request",
+    )
+
+    def __init__(
+        self,
+        legacy_version: int,
+        server_name: str | None,
+        alpn_protocols: tuple[bytes, ...],
+        status_request: bool,
+        supported_versions: tuple[int, ...],
+        signature_algorithms: tuple[int, ...] | None,  # None: the extension was absent
+        cipher_suites: tuple[int, ...],
+    ) -> None:
+        self.legacy_version = legacy_version
+        self.server_name = server_name
+        self.status_request = status_request
+        self._message = b""
+        self._alpn: tuple[bytes, ...] | slice = alpn_protocols
+        self._versions: tuple[int, ...] | slice = supported_versions
+        self._sigalgs: tuple[int, ...] | slice | None = signature_algorithms
+        self._suites: tuple[int, ...] | slice = cipher_suites
+
+    @property
+    def alpn_protocols(self) -> tuple[bytes, ...]:
+        span = self._alpn
+        if type(span) is slice:
+            self._alpn = _alpn_names(self._message, span.start, span.stop)
+        return cast("tuple[bytes, ...]", self._alpn)
+
+    @property
+    def supported_versions(self) -> tuple[int, ...]:
+        span = self._versions
+        if type(span) is slice:
+            self._versions = _uint16s(self._message, span.start, span.stop)
+        return cast("tuple[int, ...]", self._versions or (self.legacy_version,))
+
+    @property
+    def signature_algorithms(self) -> tuple[int, ...] | None:
+        """None when the extension was absent."""
+        span = self._sigalgs
+        if type(span) is slice:
+            self._sigalgs = _uint16s(self._message, span.start, span.stop)
+        return cast("tuple[int, ...] | None", self._sigalgs)
+
+    @property
+    def cipher_suites(self) -> tuple[int, ...]:
+        span = self._suites
+        if type(span) is slice:
+            self._suites = _uint16s(self._message, span.start, span.stop)
+        return cast("tuple[int, ...]", self._suites)
+
+    def _materialized(self) -> tuple[object, ...]:
+        return (
+            self.legacy_version,
+            self.server_name,
+            self.alpn_protocols,
+            self.status_request,
+            self.supported_versions,
+            self.signature_algorithms,
+            self.cipher_suites,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ClientHello):
+            return NotImplemented
+        return self._materialized() == other._materialized()
+
+    def __hash__(self) -> int:
+        return hash(self._materialized())
+
+    def __repr__(self) -> str:
+        names = ("legacy_version", "server_name", "alpn_protocols", "status_request",
+                 "supported_versions", "signature_algorithms", "cipher_suites")  # fmt: skip
+        fields = ", ".join(f"{n}={v!r}" for n, v in zip(names, self._materialized(), strict=True))
+        return f"ClientHello({fields})"
 
     @property
     def offers_tls13(self) -> bool:
@@ -126,19 +207,36 @@ class ClientHello:
         takes a cipher suite an ECDSA key can serve: a TLS 1.2 client offering only
         ECDHE_RSA suites fails the handshake with an ECDSA certificate whatever its sigalgs.
         """
-        if self.signature_algorithms is None:
+        sigalgs = self.signature_algorithms
+        if sigalgs is None:
             return False
-        if not any(alg & 0xFF == 0x03 for alg in self.signature_algorithms):
+        if not any(alg & 0xFF == 0x03 for alg in sigalgs):
             return False
         return any(suite in ECDSA_CAPABLE_SUITES for suite in self.cipher_suites)
 
     def accepts_rsa(self) -> bool:
-        if self.signature_algorithms is None:
+        sigalgs = self.signature_algorithms
+        if sigalgs is None:
             return True
         return any(
             alg & 0xFF == 0x01 or 0x0804 <= alg <= 0x0806 or 0x0809 <= alg <= 0x080B
-            for alg in self.signature_algorithms
+            for alg in sigalgs
         )
+
+
+def _uint16s(data: bytes, start: int, end: int) -> tuple[int, ...]:
+    """A validated span of big-endian 16-bit values."""
+    return struct.unpack_from(f">{(end - start) // 2}H", data, start)
+
+
+def _alpn_names(data: bytes, pos: int, end: int) -> tuple[bytes, ...]:
+    """A validated protocol_name_list's names."""
+    names: list[bytes] = []
+    while pos < end:
+        stop = pos + 1 + data[pos]
+        names.append(data[pos + 1 : stop])
+        pos = stop
+    return tuple(names)
 
 
 ParseResult = ClientHello | NeedMoreData
@@ -239,7 +337,8 @@ def _vector(data: bytes, pos: int, end: int, size: int, what: str) -> tuple[int,
 
 def _parse_body(data: bytes, pos: int, end: int) -> ClientHello:
     # Plain offsets and inline length reads, not a reader object or a call per vector: this
-    # runs once per connection on the data plane (docs/performance.md).
+    # runs once per connection on the data plane (docs/performance.md). Every vector is
+    # bounds-checked here; the lists are decoded only when read (`ClientHello`).
     if pos + 35 > end:
         raise _truncated(
             "legacy_version" if pos + 2 > end else "random" if pos + 34 > end else "session_id"
@@ -260,7 +359,7 @@ def _parse_body(data: bytes, pos: int, end: int) -> ClientHello:
         raise _truncated("cipher_suites")
     if (pos - start) % 2:
         raise _truncated("odd cipher_suites length")
-    suites = struct.unpack_from(f">{(pos - start) // 2}H", data, start)
+    suites = slice(start, pos)
     if pos + 1 > end:
         raise _truncated("compression_methods")
     pos += 1 + data[pos]
@@ -269,10 +368,10 @@ def _parse_body(data: bytes, pos: int, end: int) -> ClientHello:
     low_seen = 0  # extension types below 64, as bits: no set operation per extension
     high_seen: set[int] | None = None
     server_name: str | None = None
-    alpn: tuple[bytes, ...] = ()
+    alpn: slice | tuple[()] = ()
     status_request = False
-    versions: tuple[int, ...] = ()
-    sigalgs: tuple[int, ...] | None = None
+    versions: slice | tuple[()] = ()
+    sigalgs: slice | None = None
     if pos < end:
         if pos + 2 > end:
             raise _truncated("extensions")
@@ -303,33 +402,34 @@ def _parse_body(data: bytes, pos: int, end: int) -> ClientHello:
             if ext_type == _SERVER_NAME:
                 server_name = _server_name(data, ext_start, pos)
             elif ext_type == _ALPN:
-                alpn = _alpn(data, ext_start, pos)
+                alpn = _alpn_span(data, ext_start, pos)
             elif ext_type == _STATUS_REQUEST:
                 status_request = pos > ext_start and data[ext_start] == 1
             elif ext_type == _SUPPORTED_VERSIONS:
-                versions = _uint16_list(data, ext_start, pos, 1, "supported_versions")
+                versions = _uint16_span(data, ext_start, pos, 1, "supported_versions")
             elif ext_type == _SIGNATURE_ALGORITHMS:
-                sigalgs = _uint16_list(data, ext_start, pos, 2, "signature_algorithms")
-    return ClientHello(
-        legacy_version,
-        server_name,
-        alpn,
-        status_request,
-        versions or (legacy_version,),
-        sigalgs,
-        suites,
-    )
+                sigalgs = _uint16_span(data, ext_start, pos, 2, "signature_algorithms")
+    hello = ClientHello.__new__(ClientHello)
+    hello.legacy_version = legacy_version
+    hello.server_name = server_name
+    hello.status_request = status_request
+    hello._message = data
+    hello._alpn = alpn
+    hello._versions = versions
+    hello._sigalgs = sigalgs
+    hello._suites = suites
+    return hello
 
 
 def _duplicate(ext_type: int) -> ClientHelloError:
     return ClientHelloError(ClientHelloErrorReason.DUPLICATE_EXTENSION, f"extension {ext_type}")
 
 
-def _uint16_list(data: bytes, pos: int, end: int, size: int, what: str) -> tuple[int, ...]:
+def _uint16_span(data: bytes, pos: int, end: int, size: int, what: str) -> slice:
     start, stop = _vector(data, pos, end, size, what)
     if (stop - start) % 2:
         raise ClientHelloError(ClientHelloErrorReason.BAD_EXTENSION, f"odd {what} list")
-    return struct.unpack_from(f">{(stop - start) // 2}H", data, start)
+    return slice(start, stop)
 
 
 def _server_name(data: bytes, pos: int, end: int) -> str | None:
@@ -352,12 +452,12 @@ def _server_name(data: bytes, pos: int, end: int) -> str | None:
     return host
 
 
-def _alpn(data: bytes, pos: int, end: int) -> tuple[bytes, ...]:
-    pos, end = _vector(data, pos, end, 2, "protocol_name_list")
-    protocols: list[bytes] = []
+def _alpn_span(data: bytes, pos: int, end: int) -> slice:
+    """The protocol_name_list's span, each name checked (non-empty, inside the list)."""
+    start, end = _vector(data, pos, end, 2, "protocol_name_list")
+    pos = start
     while pos < end:
-        start, pos = _vector(data, pos, end, 1, "protocol_name")
-        if pos == start:
+        name_start, pos = _vector(data, pos, end, 1, "protocol_name")
+        if pos == name_start:
             raise ClientHelloError(ClientHelloErrorReason.BAD_EXTENSION, "empty ALPN name")
-        protocols.append(data[start:pos])
-    return tuple(protocols)
+    return slice(start, end)

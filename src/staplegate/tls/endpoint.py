@@ -30,6 +30,11 @@ from staplegate.tls.staples import StapleLookup, StapleOutcome, StapleStats
 CHUNK: Final = 65536  # bigger reads make glibc trim and regrow the heap (dataplane.md §6.8)
 _FAST: Final = compat.fast_path_available()  # fill levels: no drain-until-exception
 _DIRECT: Final = _FAST and compat.direct_io_available()  # no pyOpenSSL wrapper per call
+#: Whether `TlsEndpoint.read` and `encrypt_plaintext_buffer` may be used (else `receive`
+#: and `send`, which work with any pyOpenSSL).
+DIRECT: Final = _DIRECT
+#: Where backend reads land: what `TlsEndpoint.encrypt_plaintext_buffer` encrypts.
+PLAINTEXT_BUFFER: Final = compat.plaintext_buffer()
 
 
 class AlertDescription(enum.IntEnum):
@@ -133,10 +138,9 @@ class TlsEndpoint:
     def receive(self, data: bytes) -> Received:
         """Feed ciphertext from the peer; raises only `TlsEndpointError`."""
         conn = self._conn
-        if _DIRECT and self.handshake_complete:  # the keep-alive hot path
+        if _DIRECT and self.handshake_complete:
             result = Received(b"", [])
-            self._decrypt(conn, result, data)
-            result.to_peer = compat.take_outgoing(conn)
+            result.to_peer, result.peer_closed = self.read(data, result.plaintext)
             return result
         if _DIRECT:
             return self._handshake_step(conn, data)
@@ -174,7 +178,6 @@ class TlsEndpoint:
         if compat.input_waiting(conn):  # the client's first data came with its Finished
             self._decrypt(conn, result, b"")
         result.to_peer = compat.take_outgoing(conn)
-        compat.renew_bios(conn)  # idle connections keep no handshake-sized BIO buffers
         return result
 
     def _handshake_failed(self, error: BaseException) -> TlsEndpointError:
@@ -195,17 +198,37 @@ class TlsEndpoint:
         # endpoint <-> Connection cycle, so refcounting frees both without the GC.
         self._conn.set_app_data(None)
 
+    def read(self, data: bytes, plaintext: list[bytes]) -> tuple[bytes, bool]:
+        """After the handshake, with the direct bindings (`direct`): the keep-alive hot path.
+
+        Decrypts every complete record of `data` into `plaintext`; returns the bytes to send
+        back (usually none) and whether the peer's close_notify came. Raises only
+        `TlsEndpointError`.
+        """
+        try:
+            return compat.read_records(self._conn, data, plaintext)
+        except Exception as error:
+            raise self._protocol_error(error) from (None if isinstance(error, SSL.Error) else error)
+
+    def encrypt_plaintext_buffer(self, size: int) -> bytes:
+        """`send` for the first `size` bytes of `PLAINTEXT_BUFFER` (with `direct` only)."""
+        try:
+            return compat.encrypt_plaintext_buffer(self._conn, size)
+        except Exception as error:
+            raise self._protocol_error(error) from (None if isinstance(error, SSL.Error) else error)
+
+    def _protocol_error(self, error: BaseException) -> TlsEndpointError:
+        return TlsEndpointError(
+            TlsErrorReason.PROTOCOL_ERROR, _describe(error), self._drain_quietly()
+        )
+
     def _decrypt(self, conn: SSL.Connection, result: Received, data: bytes) -> None:
         """Feed `data` (maybe empty), then decrypt every complete record into `result`."""
         try:
-            if data:
-                compat.write_incoming(conn, data)
-            if compat.decrypt_into(conn, result.plaintext):
+            if compat.decrypt_into(conn, result.plaintext, data):
                 result.peer_closed = True
         except Exception as error:
-            raise TlsEndpointError(
-                TlsErrorReason.PROTOCOL_ERROR, _describe(error), self._drain_quietly()
-            ) from (None if isinstance(error, SSL.Error) else error)
+            raise self._protocol_error(error) from (None if isinstance(error, SSL.Error) else error)
 
     def _read_plaintext(self, result: Received) -> None:
         """The portable path (no direct bindings): `recv` until there is nothing left."""
@@ -259,6 +282,23 @@ class TlsEndpoint:
                 self._conn.set_shutdown(SSL.SENT_SHUTDOWN | SSL.RECEIVED_SHUTDOWN)
         except Exception:  # never let closing a connection fail
             pass
+
+    def shed_handshake_buffers(self) -> bool:
+        """Free the memory BIO buffers the handshake grew (for a connection gone idle).
+
+        A memory BIO keeps its largest allocation: the ClientHello in one, the certificate,
+        staple and tickets in the other, a few KiB per idle connection. The data plane calls
+        this from a periodic sweep rather than on every handshake, so short connections never
+        pay for it. False when there was nothing to do or data is still buffered.
+        """
+        if not (_DIRECT and self.handshake_complete):
+            return False
+        return compat.renew_bios(self._conn)
+
+    def server_name(self) -> str | None:
+        """The SNI host name as OpenSSL read it from the ClientHello (None: none sent)."""
+        name = self._conn.get_servername()
+        return name.decode("ascii", "backslashreplace") if name else None
 
     def session_info(self) -> SessionInfo:
         """What was negotiated; version and cipher are read only when asked (logs, tests)."""

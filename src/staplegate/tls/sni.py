@@ -116,6 +116,12 @@ class SniIndex(Generic[T]):
     def values(self) -> tuple[T, ...]:
         return tuple(entry.value for entry in self._entries)
 
+    @property
+    def only(self) -> SniChoice[T] | None:
+        """The choice for every hello when it cannot depend on one (one certificate, no
+        strict-sni): the data plane then need not parse the hello at all."""
+        return self._only
+
     def choose(self, hello: ClientHello) -> SniChoice[T] | None:
         """The certificate for this hello, or None when strict-sni refuses the handshake."""
         if self._only is not None:
