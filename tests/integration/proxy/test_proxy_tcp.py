@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 import ssl
 from collections.abc import Iterator
 
@@ -160,6 +161,39 @@ def test_backend_down_closes_the_client_cleanly(proxy_pki: TlsPki) -> None:
         assert proxy.call(lambda: proxy.frontend.stats.backend_connect_failures) == 1
 
 
+def test_connect_timeout_on_a_server_that_never_answers(proxy_pki: TlsPki) -> None:
+    # A listener whose accept queue is full drops new SYNs: the connect hangs, as to a host
+    # that is down, without leaving 127.0.0.1.
+    with socket.socket() as stuck:
+        stuck.bind(("127.0.0.1", 0))
+        stuck.listen(0)
+        fillers = [socket.create_connection(stuck.getsockname(), timeout=5)]  # queue: full
+        server = BackendServer("stuck", "127.0.0.1", stuck.getsockname()[1])
+        timeouts = ProxyTimeouts(connect_s=0.3, client_s=10.0, server_s=10.0)
+        proxy = RunningProxy(
+            tls_bind(proxy_pki, "default.test"), backend_servers=[server], timeouts=timeouts
+        )
+        try:
+            with proxy:
+                proxy.call(lambda: setattr(proxy.frontend, "retries", 1))
+                client = MemoryTlsClient(proxy.port, client_context(proxy_pki), "default.test")
+                started = time.monotonic()
+                assert client.read_until_closed() == b""
+                waited = time.monotonic() - started
+                assert client.peer_closed  # close_notify, not a reset
+                client.close()
+                proxy.wait_until(lambda: len(proxy.records) == 1)
+                record = proxy.records[0]
+                assert record.termination is Termination.SERVER_CONNECT_TIMEOUT
+                assert record.server is None
+                assert 0.5 <= waited < 5.0  # two attempts of 0.3 s each, then the close
+                stats = proxy.call(lambda: proxy.frontend.stats.backend_connect_failures)
+                assert stats == 1
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
 def test_retries_go_to_the_next_server(proxy_pki: TlsPki) -> None:
     dead = BackendServer("dead", "127.0.0.1", _unused_port())
     proxy = RunningProxy(tls_bind(proxy_pki, "default.test"))
@@ -287,6 +321,23 @@ def test_garbage_instead_of_client_hello(proxy_pki: TlsPki) -> None:
         proxy.wait_until(lambda: len(proxy.records) == 1)
         assert proxy.records[0].termination is Termination.CLIENT_ABORT_HANDSHAKE
         assert proxy.call(lambda: proxy.frontend.stats.hello_errors) == 1
+
+
+def test_one_certificate_bind_still_knows_the_sni(proxy_pki: TlsPki) -> None:
+    # One certificate, no strict-sni: the hello goes to OpenSSL unparsed; the name the client
+    # sent (any name: the only certificate answers) comes from OpenSSL for logs and routing.
+    with RunningProxy(tls_bind(proxy_pki, "default.test")) as proxy:
+        context = client_context(proxy_pki)
+        context.check_hostname = False
+        for sent in ("other.example.test", None):
+            with tls_connect(proxy.port, context, sent) as sock:
+                sock.sendall(b"hi")
+                assert sock.recv(10) == b"hi"
+        proxy.wait_until(lambda: len(proxy.records) == 2)
+        assert [r.server_name for r in proxy.records] == ["other.example.test", None]
+        assert all(
+            r.certificate and r.certificate.endswith("default.test.pem") for r in proxy.records
+        )
 
 
 def test_graceful_stop_lets_connections_finish(proxy_pki: TlsPki) -> None:

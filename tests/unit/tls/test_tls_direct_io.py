@@ -82,3 +82,61 @@ def test_bios_are_renewed_only_when_empty(unit_pki: UnitPki) -> None:
     assert server.receive(client.conn.bio_read(65536)).plaintext == [b"ping", b"ping again"]
     client.conn.bio_write(server.send(b"pong"))
     assert client.conn.recv(100) == b"pong"
+
+
+def test_read_is_receive_in_one_call(unit_pki: UnitPki) -> None:
+    client, server = _pair(unit_pki)
+    for part in (b"first", b"second" * 5000):  # one record, then several
+        client.conn.sendall(part)
+    plaintext: list[bytes] = []
+    to_peer, closed = server.read(client.conn.bio_read(1 << 20), plaintext)
+    assert b"".join(plaintext) == b"first" + b"second" * 5000
+    assert (to_peer, closed) == (b"", False)
+    client.conn.shutdown()
+    plaintext.clear()
+    assert server.read(client.conn.bio_read(65536), plaintext) == (b"", True)
+    assert plaintext == []
+
+
+def test_read_of_garbage_is_a_protocol_error_with_an_alert(unit_pki: UnitPki) -> None:
+    _, server = _pair(unit_pki)
+    try:
+        server.read(b"\x17\x03\x03\x00\x20" + b"\x00" * 32, [])
+    except endpoint.TlsEndpointError as error:
+        assert error.reason is endpoint.TlsErrorReason.PROTOCOL_ERROR
+        assert error.to_peer  # the fatal alert (encrypted: TLS 1.3)
+    else:
+        raise AssertionError("a forged record was accepted")
+
+
+def test_encrypting_the_plaintext_buffer_in_place(unit_pki: UnitPki) -> None:
+    client, server = _pair(unit_pki)
+    buffer = endpoint.PLAINTEXT_BUFFER
+    payload = bytes(range(256)) * 256  # the whole 64 KiB buffer: four records
+    buffer[: len(payload)] = payload
+    client.conn.bio_write(server.encrypt_plaintext_buffer(len(payload)))
+    assert _client_read_all(client, len(payload)) == payload
+    buffer[:5] = b"small"
+    client.conn.bio_write(server.encrypt_plaintext_buffer(5))
+    assert client.conn.recv(100) == b"small"
+
+
+def test_handshake_buffers_are_shed_only_after_the_handshake(unit_pki: UnitPki) -> None:
+    server = TlsEndpoint(server_for(unit_pki), StapleTable(), StapleStats())
+    assert not server.shed_handshake_buffers()  # mid-handshake: nothing is freed
+    client = Client()
+    handshake(client, server)
+    assert server.shed_handshake_buffers()
+    client.conn.sendall(b"still works")
+    assert server.receive(client.conn.bio_read(65536)).plaintext == [b"still works"]
+    client.conn.bio_write(server.send(b"both ways"))
+    assert client.conn.recv(100) == b"both ways"
+
+
+def test_the_sni_openssl_read(unit_pki: UnitPki) -> None:
+    server = TlsEndpoint(server_for(unit_pki), StapleTable(), StapleStats())
+    client = Client()
+    client.conn.set_tlsext_host_name(b"Named.Example.test")
+    handshake(client, server)
+    assert server.server_name() == "Named.Example.test"
+    assert _pair(unit_pki)[1].server_name() is None
