@@ -988,7 +988,7 @@ class ClientConnection(asyncio.Protocol):
             self._client_activity = loop_time
 
     def server_data(self, data: bytes | memoryview) -> None:
-        self._server_activity = self.loop.time()
+        now = self._server_activity = self.loop.time()
         endpoint = self.endpoint
         if endpoint is None or self.phase is _CLOSED:
             return
@@ -1001,7 +1001,10 @@ class ClientConnection(asyncio.Protocol):
             self.tls_error = str(error)
             self._finish(Termination.CLIENT_ABORT)
             return
-        self._write_client(ciphertext)
+        transport = self.transport  # `_write_client`, inline: once per HTTP response part
+        if ciphertext and transport is not None and not transport.is_closing():
+            transport.write(ciphertext)
+            self._client_activity = now
 
     # What the HTTP stream calls to answer the client: encrypt and send (no extra call).
     send_plain = server_data

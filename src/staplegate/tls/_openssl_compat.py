@@ -221,6 +221,15 @@ def read_records(conn: SSL.Connection, data: bytes, plaintext: list[bytes]) -> t
 
 def encrypt_and_take(conn: SSL.Connection, data: bytes | memoryview) -> bytes:
     """`encrypt(data)` then every ciphertext byte waiting in the outgoing BIO, in one call."""
+    if type(data) is bytes:  # cffi passes bytes as they are: no buffer object to make
+        size = len(data)
+        result = _lib.SSL_write(conn._ssl, data, size)
+        if result == size:
+            return take_outgoing(conn)
+        if result <= 0:
+            conn._raise_ssl_error(conn._ssl, result)
+            raise SSL.Error([("staplegate", "SSL_write", f"returned {result}")])
+        data = memoryview(data)[result:]  # a partial write (one record): the rest below
     encrypt(conn, data)
     return take_outgoing(conn)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import time
 import ssl
+import time
 from collections.abc import Iterator
 
 from tls_harness import RunningProxy, TlsPki, client_context, tls_bind, tls_connect

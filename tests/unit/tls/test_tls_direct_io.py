@@ -3,6 +3,7 @@ large writes past the shared buffer, many records in one read, close_notify and 
 
 from __future__ import annotations
 
+import pytest
 from test_tls_endpoint import Client, handshake, server_for
 from tls_unit_pki import UnitPki
 
@@ -37,6 +38,13 @@ def test_a_write_larger_than_the_shared_buffer(unit_pki: UnitPki) -> None:
     assert len(ciphertext) > len(payload)
     client.conn.bio_write(ciphertext)
     assert _client_read_all(client, len(payload)) == payload
+
+
+def test_bytes_larger_than_a_record_are_all_sent(unit_pki: UnitPki) -> None:
+    client, server = _pair(unit_pki)
+    for payload in (b"one record", bytes(range(256)) * 200):  # 50 KiB: partial writes
+        client.conn.bio_write(server.send(payload))
+        assert _client_read_all(client, len(payload)) == payload
 
 
 def test_many_records_in_one_receive_come_out_in_order(unit_pki: UnitPki) -> None:
@@ -100,13 +108,10 @@ def test_read_is_receive_in_one_call(unit_pki: UnitPki) -> None:
 
 def test_read_of_garbage_is_a_protocol_error_with_an_alert(unit_pki: UnitPki) -> None:
     _, server = _pair(unit_pki)
-    try:
+    with pytest.raises(endpoint.TlsEndpointError) as raised:
         server.read(b"\x17\x03\x03\x00\x20" + b"\x00" * 32, [])
-    except endpoint.TlsEndpointError as error:
-        assert error.reason is endpoint.TlsErrorReason.PROTOCOL_ERROR
-        assert error.to_peer  # the fatal alert (encrypted: TLS 1.3)
-    else:
-        raise AssertionError("a forged record was accepted")
+    assert raised.value.reason is endpoint.TlsErrorReason.PROTOCOL_ERROR
+    assert raised.value.to_peer  # the fatal alert (encrypted: TLS 1.3)
 
 
 def test_encrypting_the_plaintext_buffer_in_place(unit_pki: UnitPki) -> None:
