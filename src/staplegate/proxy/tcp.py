@@ -42,7 +42,7 @@ import logging
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final, cast
+from typing import Final
 
 from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout, SendProxy
 from staplegate.proxy.http import HttpFrontend, HttpStream
@@ -484,13 +484,13 @@ class ClientConnection(asyncio.Protocol):
     # -- client transport callbacks ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses; they have its methods
-        transport = cast(asyncio.Transport, transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses; they have its methods (no
+        # typing.cast: a Python call per connection)
+        self.transport = transport  # type: ignore[assignment]
         frontend = self.frontend
         if len(frontend.connections) >= frontend.maxconn or frontend._parked:
             # a burst accepted past maxconn: wait unread
-            transport.pause_reading()
+            transport.pause_reading()  # type: ignore[attr-defined]
             frontend._parked.append(self)
             return
         self._start()
@@ -813,104 +813,101 @@ class ClientConnection(asyncio.Protocol):
 
     # -- backend ----------------------------------------------------------------------------
 
-    async def _connect(self, pool: BackendPool) -> None:
-        try:
-            await self._connect_to(pool)
-        finally:
-            self._connect_task = None  # a finished task kept per connection costs memory
-
     def _connect_timed_out(self) -> None:
-        """`timeout connect` passed: cancel the attempt (`_connect_to` tells it from a stop)."""
+        """`timeout connect` passed: cancel the attempt (`_connect` tells it from a stop)."""
         task = self._connect_task
         if task is not None and self.phase is not _CLOSED:
             self._connect_expired = True
             task.cancel()
 
-    async def _connect_to(self, pool: BackendPool) -> None:
+    async def _connect(self, pool: BackendPool) -> None:
         """HAProxy's order: take a server (queue if full), retry it, redispatch last."""
-        timeouts = self.frontend.timeouts
-        failure = Termination.SERVER_CONNECT_FAILED
-        started = self.loop.time()
-        server = pool.take_now(self.client_address[0])  # the usual case: a free slot
-        if server is None:
-            try:
-                server = await pool.take(self.client_address[0])
-            except QueueTimeout:
+        try:
+            timeouts = self.frontend.timeouts
+            failure = Termination.SERVER_CONNECT_FAILED
+            started = self.loop.time()
+            server = pool.take_now(self.client_address[0])  # the usual case: a free slot
+            if server is None:
+                try:
+                    server = await pool.take(self.client_address[0])
+                except QueueTimeout:
+                    self._queue_s = self.loop.time() - started
+                    self.frontend.stats.backend_connect_failures += 1
+                    self._close_after_failure(Termination.QUEUE_TIMEOUT)
+                    return
                 self._queue_s = self.loop.time() - started
+            else:
+                self._queue_s = 0.0
+            if server is None:
                 self.frontend.stats.backend_connect_failures += 1
-                self._close_after_failure(Termination.QUEUE_TIMEOUT)
+                self._close_after_failure(failure)
                 return
-            self._queue_s = self.loop.time() - started
-        else:
-            self._queue_s = 0.0
-        if server is None:
+            self.slot_held = True
+            self._slot_server = server
+            failed: list[str] = []
+            retries = self.frontend.retries
+            for attempt in range(retries + 1):
+                if attempt and attempt == retries and pool.redispatch:
+                    other = pool.pick(self.client_address[0], exclude=failed)
+                    if other is not None and other is not server:
+                        pool.release(server)
+                        pool.acquire(other)
+                        server = self._slot_server = other
+                # One timer handle per attempt, not asyncio.timeout (an object, two coroutine
+                # hooks and a reschedule each) nor wait_for (a task per connect in 3.11).
+                connect_s = timeouts.connect_s
+                deadline = (
+                    self.loop.call_later(connect_s, self._connect_timed_out) if connect_s else None
+                )
+                try:
+                    if server.send_proxy is SendProxy.NONE and server.tls is None:
+                        # plain TCP: the loop's connect (both loops set TCP_NODELAY)
+                        transport, protocol = await self.loop.create_connection(
+                            lambda: BackendConnection(self), server.host, server.port
+                        )
+                    else:
+                        transport, protocol = await open_server(
+                            server,
+                            lambda: BackendConnection(self),
+                            client_address=self.client_address,
+                            frontend_address=self.frontend_address,
+                            client_sni=self.server_name,
+                        )
+                except asyncio.CancelledError:
+                    if not self._connect_expired:
+                        raise  # the connection closed, or the worker stops
+                    self._connect_expired = False
+                    task = asyncio.current_task()
+                    if task is not None:
+                        task.uncancel()
+                    failure = Termination.SERVER_CONNECT_TIMEOUT
+                except (OSError, ValueError):
+                    failure = Termination.SERVER_CONNECT_FAILED
+                else:
+                    pool.observe(server, ok=True)
+                    self.server = server
+                    self._connect_s = self.loop.time() - started
+                    if self.phase is _CLOSED:
+                        transport.close()
+                        return
+                    self._backend_connected(protocol)
+                    return
+                finally:
+                    if deadline is not None:
+                        deadline.cancel()
+                if pool.observe(server, ok=False):
+                    log.warning(
+                        "Server %s/%s is DOWN, reason: Layer4 connection problem (observed on "
+                        "traffic). %d active servers left.",
+                        pool.name,
+                        server.name,
+                        len(pool.up_servers()),
+                    )
+                failed.append(server.name)
             self.frontend.stats.backend_connect_failures += 1
             self._close_after_failure(failure)
-            return
-        self.slot_held = True
-        self._slot_server = server
-        failed: list[str] = []
-        retries = self.frontend.retries
-        for attempt in range(retries + 1):
-            if attempt and attempt == retries and pool.redispatch:
-                other = pool.pick(self.client_address[0], exclude=failed)
-                if other is not None and other is not server:
-                    pool.release(server)
-                    pool.acquire(other)
-                    server = self._slot_server = other
-            # One timer handle per attempt, not asyncio.timeout (an object, two coroutine
-            # hooks and a reschedule each) nor wait_for (a task per connect in 3.11).
-            connect_s = timeouts.connect_s
-            deadline = (
-                self.loop.call_later(connect_s, self._connect_timed_out) if connect_s else None
-            )
-            try:
-                if server.send_proxy is SendProxy.NONE and server.tls is None:
-                    # plain TCP: the loop's connect (both loops set TCP_NODELAY)
-                    transport, protocol = await self.loop.create_connection(
-                        lambda: BackendConnection(self), server.host, server.port
-                    )
-                else:
-                    transport, protocol = await open_server(
-                        server,
-                        lambda: BackendConnection(self),
-                        client_address=self.client_address,
-                        frontend_address=self.frontend_address,
-                        client_sni=self.server_name,
-                    )
-            except asyncio.CancelledError:
-                if not self._connect_expired:
-                    raise  # the connection closed, or the worker stops
-                self._connect_expired = False
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
-                failure = Termination.SERVER_CONNECT_TIMEOUT
-            except (OSError, ValueError):
-                failure = Termination.SERVER_CONNECT_FAILED
-            else:
-                pool.observe(server, ok=True)
-                self.server = server
-                self._connect_s = self.loop.time() - started
-                if self.phase is _CLOSED:
-                    transport.close()
-                    return
-                self._backend_connected(protocol)
-                return
-            finally:
-                if deadline is not None:
-                    deadline.cancel()
-            if pool.observe(server, ok=False):
-                log.warning(
-                    "Server %s/%s is DOWN, reason: Layer4 connection problem (observed on "
-                    "traffic). %d active servers left.",
-                    pool.name,
-                    server.name,
-                    len(pool.up_servers()),
-                )
-            failed.append(server.name)
-        self.frontend.stats.backend_connect_failures += 1
-        self._close_after_failure(failure)
+        finally:
+            self._connect_task = None  # a finished task kept per connection costs memory
 
     def _close_after_failure(self, termination: Termination) -> None:
         if self.endpoint is not None:
@@ -1168,8 +1165,7 @@ class BackendConnection(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; they have its methods
-        transport = cast(asyncio.Transport, transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return PLAINTEXT_BUFFER

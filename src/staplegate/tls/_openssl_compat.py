@@ -3,15 +3,16 @@
 pyOpenSSL 26.4 has no public way to read a memory BIO's fill level or to ask whether a session
 was resumed (research/dataplane.md §6, pitfalls 3 and 7). Reading the fill level is what lets
 the endpoint drain ciphertext with one `bio_read` instead of looping until `WantReadError`
-(the "A-fast" tuning). The data path after the handshake (`write_incoming`, `decrypt_into`,
-`encrypt`, `take_outgoing`) calls OpenSSL through the same cffi `lib` without pyOpenSSL's
-per-call wrapper work (text checks, a fresh buffer per read, an error check after every
-success): about 5 us less per keep-alive request (docs/performance.md). The handshake steps
-(`handshake`, `take_outgoing`, `input_waiting`, `mark_shut_down`) do the same per new
-connection, where "send me more" is the normal answer and need not be an exception. Errors go
-through pyOpenSSL's own `_raise_ssl_error`, so callers see the usual exceptions. Each function
-degrades to a safe answer if a future pyOpenSSL drops the private name: `None` for "unknown"
-(callers then fall back to the exception path and the public methods).
+(the "A-fast" tuning). The data path after the handshake calls OpenSSL through the same cffi
+`lib` without pyOpenSSL's per-call wrapper work (text checks, a fresh buffer per read, an error
+check after every success), one call per event: `read_records` for a client read,
+`encrypt_plaintext_buffer` for a backend read (encrypted straight from the buffer it landed
+in), `encrypt_and_take` for other plaintext (docs/performance.md). The handshake steps
+(`handshake`, `take_outgoing`, `mark_shut_down`) do the same per new connection, where "send
+me more" is the normal answer and need not be an exception. Errors go through pyOpenSSL's own
+`_raise_ssl_error`, so callers see the usual exceptions. Each function degrades to a safe
+answer if a future pyOpenSSL drops the private name: `None` for "unknown" (callers then fall
+back to the exception path and the public methods).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ try:
             "SSL_get_error",
             "SSL_set_shutdown",
             "SSL_pending",
+            "SSL_shutdown",
+            "ERR_clear_error",
         )
     )
 except ImportError:  # pragma: no cover - only with a future pyOpenSSL
@@ -79,10 +82,9 @@ def incoming_pending(conn: SSL.Connection) -> int | None:
 
 def session_reused(conn: SSL.Connection) -> bool:
     """True when the handshake resumed a session (False when it cannot be known)."""
-    ssl = _bio(conn, "_ssl")
-    if not _HAVE_REUSED or ssl is None:
+    if not _HAVE_REUSED:
         return False
-    return bool(_lib.SSL_session_reused(ssl))
+    return bool(_lib.SSL_session_reused(conn._ssl))
 
 
 def fast_path_available() -> bool:
@@ -95,14 +97,6 @@ def direct_io_available() -> bool:
     return _HAVE_DIRECT_IO and all(
         hasattr(SSL.Connection, name) for name in ("_raise_ssl_error", "_handle_bio_errors")
     )
-
-
-def write_incoming(conn: SSL.Connection, data: bytes) -> None:
-    """`conn.bio_write(data)`: ciphertext from the peer into the incoming memory BIO."""
-    bio = conn._into_ssl
-    result = _lib.BIO_write(bio, data, len(data))
-    if result <= 0:
-        conn._handle_bio_errors(bio, result)
 
 
 def encrypt(conn: SSL.Connection, data: bytes | memoryview) -> None:
@@ -249,14 +243,20 @@ def take_outgoing(conn: SSL.Connection) -> bytes:
     return ciphertext
 
 
-def handshake(conn: SSL.Connection) -> bool:
-    """`conn.do_handshake()` without an exception for the usual "send me more": False then.
+def handshake(conn: SSL.Connection, data: bytes = b"") -> bool:
+    """Feed `data` (if any), then `conn.do_handshake()` without an exception for the usual
+    "send me more": False then.
 
     True when the handshake is complete. Any other outcome goes through pyOpenSSL's own
     `_raise_ssl_error`, which also re-raises what a callback deferred, so callers see exactly
     what `do_handshake` raises.
     """
     ssl = conn._ssl
+    if data:
+        into = conn._into_ssl
+        written = _lib.BIO_write(into, data, len(data))
+        if written <= 0:
+            conn._handle_bio_errors(into, written)
     result = _lib.SSL_do_handshake(ssl)
     if result == 1:
         return True
@@ -266,9 +266,16 @@ def handshake(conn: SSL.Connection) -> bool:
     raise SSL.Error([("staplegate", "SSL_do_handshake", f"returned {result}")])
 
 
-def input_waiting(conn: SSL.Connection) -> bool:
-    """Whether a read could return something: decrypted bytes held, or ciphertext not consumed."""
-    return bool(_lib.SSL_pending(conn._ssl) or _lib.BIO_get_mem_data(conn._into_ssl, _ffi.NULL))
+def close_notify(conn: SSL.Connection) -> bytes:
+    """`conn.shutdown()` and the bytes to send (the alert; b"" if OpenSSL refused), never
+    raising: a close must not fail, and a refusal (say, mid-handshake) leaves nothing to send.
+    """
+    if _lib.SSL_shutdown(conn._ssl) < 0:
+        _lib.ERR_clear_error()  # nothing to report: the connection ends either way
+    try:
+        return take_outgoing(conn)
+    except SSL.Error:
+        return b""
 
 
 def mark_shut_down(conn: SSL.Connection) -> None:

@@ -164,9 +164,8 @@ class TlsEndpoint:
     def _handshake_step(self, conn: SSL.Connection, data: bytes) -> Received:
         """`receive` before the handshake is done, calling OpenSSL directly (one new
         connection's path: "send me more" is an answer here, not an exception)."""
-        compat.write_incoming(conn, data)
         try:
-            done = compat.handshake(conn)
+            done = compat.handshake(conn, data)
         except SSL.Error as error:
             raise self._handshake_failed(error) from None
         except Exception as error:  # deferred from a callback (python-anchors §4.4)
@@ -175,8 +174,7 @@ class TlsEndpoint:
             return Received(compat.take_outgoing(conn), [])
         result = Received(b"", [])
         self._completed(result)
-        if compat.input_waiting(conn):  # the client's first data came with its Finished
-            self._decrypt(conn, result, b"")
+        self._decrypt(conn, result, b"")  # the client's first data came with its Finished?
         result.to_peer = compat.take_outgoing(conn)
         return result
 
@@ -267,6 +265,8 @@ class TlsEndpoint:
 
     def close_notify(self) -> bytes:
         """Our close_notify alert (we send no more data after it)."""
+        if _DIRECT:
+            return compat.close_notify(self._conn)
         try:  # noqa: SIM105 - once per connection: cheaper than a suppress() object
             self._conn.shutdown()
         except SSL.Error:
