@@ -4,9 +4,12 @@ Theory of operation, per client connection (`ClientConnection`):
 
 1. HELLO: buffer the first bytes until `parse_client_hello` has the whole ClientHello (capped);
    pick the certificate's context with the bind's `SniIndex` (strict-sni: send
-   `unrecognized_name` and close), then create a `TlsEndpoint` and feed it the buffer.
+   `unrecognized_name` and close), then create a `TlsEndpoint` and feed it the buffer. A bind
+   with one certificate and no strict-sni skips the parse (`SniIndex.only`): OpenSSL reads
+   the hello and `server_name` asks it for the SNI.
 2. HANDSHAKE: every ciphertext chunk goes through the endpoint; its output goes back to the
-   client. `timeout client` bounds the whole handshake.
+   client. `timeout client` bounds the whole handshake. Once it is done, a client read is one
+   `TlsEndpoint.read` and a server read one `encrypt_plaintext_buffer` (`_established`).
 3. CONNECTING: the backend connection opens after the handshake, as HAProxy does in
    `mode tcp`: round-robin among UP servers, `timeout connect` per attempt, `retries` more
    attempts (each on the next server). What the client sends meanwhile is kept for the

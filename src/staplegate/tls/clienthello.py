@@ -9,7 +9,10 @@ This module is the pure half of that: bytes in, a `ClientHello` (or "need more b
   number of TCP segments. Handshake payloads are concatenated until the 4-byte handshake
   header and the body it announces are complete.
 - Only what the data plane needs is kept: SNI, ALPN offers, `status_request`, supported
-  versions, signature algorithms (to pick RSA or ECDSA for one name), cipher suites.
+  versions, signature algorithms (to pick RSA or ECDSA for one name), cipher suites. Every
+  field is bounds-checked in the one pass; the lists are decoded only when read.
+- A bind with one certificate does not call this at all (`proxy.tcp`): OpenSSL reads the
+  hello, and the SNI is asked of it.
 - Anything malformed raises `ClientHelloError` with a reason; nothing else ever escapes
   (the module is fuzzed). The size is capped so a peer cannot make us buffer without bound.
 """
