@@ -271,6 +271,8 @@ class Master:
     stopping: bool = False
     reloads: list[ReloadResult] = field(default_factory=list)
     on_deployment: Callable[[Deployment], None] | None = None
+    #: log lines this process lost so far (`show info` DroppedLogs): the log router's count
+    dropped_logs: Callable[[], int] = lambda: 0
 
     def __post_init__(self) -> None:
         self.pools = self._pools_for(self.current.plan)
@@ -727,6 +729,7 @@ def run(
         worker_count=worker_count,
         clock=clock,
         log_targets=targets,
+        dropped_logs=lambda: router.dropped,
     )
     proxy = settings.ocsp_update_httpproxy
     updater = OcspUpdater(

@@ -149,6 +149,7 @@ class MasterRuntime:
             f"{uptime % 60:02d}s",
             "Uptime_sec": uptime,
             "Stopping": int(master.stopping),
+            "DroppedLogs": master.dropped_logs(),
         }
 
     def stats(self) -> Sequence[StatRow]:

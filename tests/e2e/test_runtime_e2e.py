@@ -81,6 +81,11 @@ def test_ocsp_commands_levels_and_saving_the_staple(tmp_path: Path, pki: Pki) ->
 
             updates = ctl(user, "show ssl ocsp-updates")
             assert "Update successful" in updates
+            info = dict(
+                line.split(": ", 1) for line in socat(user, "show info").splitlines() if line
+            )
+            assert info["Name"] == "staplegate"
+            assert info["DroppedLogs"] == "0"  # the master's log router: nothing lost
             # user level may read but not push or refresh
             assert socat(user, f"update ssl ocsp-response {bundle}").strip() == (
                 "Permission denied"
