@@ -405,6 +405,7 @@ class ClientConnection(asyncio.Protocol):
         "_connect_task",
         "_established",
         "_frontend_address",
+        "_held",
         "_hello_buffer",
         "_queue_s",
         "_server_activity",
@@ -464,6 +465,7 @@ class ClientConnection(asyncio.Protocol):
         self.bytes_from_client = 0
         self.bytes_to_client = 0
         self._hello_buffer = bytearray()
+        self._held = b""  # handshake output waiting to go out with the first answer
         self._to_server: list[bytes] = []
         self._started = self.loop.time()
         self._connect_s: float | None = None
@@ -743,8 +745,15 @@ class ClientConnection(asyncio.Protocol):
         except TlsEndpointError as error:
             self._tls_failed(endpoint, error)
             return
-        if result.to_peer:
-            self._write_client(result.to_peer)
+        to_peer = result.to_peer
+        if to_peer:
+            if result.handshake_completed and result.plaintext:
+                # The session tickets OpenSSL wrote at the end of the handshake: the client
+                # sent its first data with its Finished, so an answer follows; they go out
+                # with it, one send instead of two (`_write_client`, `_finish`).
+                self._held = to_peer
+            else:
+                self._write_client(to_peer)
         if result.handshake_completed:
             self._handshake_completed(endpoint)
         if result.plaintext and self.phase is not _CLOSED:
@@ -984,6 +993,10 @@ class ClientConnection(asyncio.Protocol):
             return
         transport = self.transport
         if transport is not None and not transport.is_closing():
+            held = self._held
+            if held:
+                self._held = b""
+                ciphertext = held + ciphertext
             transport.write(ciphertext)
             self._client_activity = loop_time
 
@@ -1003,6 +1016,10 @@ class ClientConnection(asyncio.Protocol):
             return
         transport = self.transport  # `_write_client`, inline: once per HTTP response part
         if ciphertext and transport is not None and not transport.is_closing():
+            held = self._held
+            if held:
+                self._held = b""
+                ciphertext = held + ciphertext
             transport.write(ciphertext)
             self._client_activity = now
 
@@ -1044,6 +1061,10 @@ class ClientConnection(asyncio.Protocol):
         self._finish(Termination.SERVER_ABORT if exc is not None else Termination.NORMAL)
 
     def _write_client(self, data: bytes) -> None:
+        held = self._held
+        if held:
+            self._held = b""
+            data = held + data
         transport = self.transport
         if data and transport is not None and not transport.is_closing():
             transport.write(data)
@@ -1071,6 +1092,8 @@ class ClientConnection(asyncio.Protocol):
             self.pool.release(self._slot_server)
         if self.endpoint is not None:
             self.endpoint.release()
+        if self._held and not abort:  # tickets still held: no answer came (`_tls_received`)
+            self._write_client(b"")
         for transport in (self.transport, self.backend.transport if self.backend else None):
             if transport is not None:
                 if abort:

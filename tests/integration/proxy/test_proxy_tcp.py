@@ -340,6 +340,51 @@ def test_one_certificate_bind_still_knows_the_sni(proxy_pki: TlsPki) -> None:
         )
 
 
+def _memory_handshake(
+    port: int, context: ssl.SSLContext, session: ssl.SSLSession | None = None
+) -> tuple[socket.socket, ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]:
+    """A client handshake whose Finished stays unsent (in the outgoing BIO) at the end."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="default.test", session=session)
+    while True:
+        try:
+            tls.do_handshake()
+            return sock, tls, incoming, outgoing
+        except ssl.SSLWantReadError:
+            sock.sendall(outgoing.read())
+            data = sock.recv(65536)
+            assert data, "the proxy closed during the handshake"
+            incoming.write(data)
+
+
+def test_tickets_sent_with_the_first_answer_still_resume(proxy_pki: TlsPki) -> None:
+    # The client's Finished and its first data in one segment: the proxy holds the session
+    # tickets until the answer and sends both at once; the client still gets them and resumes.
+    with RunningProxy(tls_bind(proxy_pki, "default.test")) as proxy:
+        context = client_context(proxy_pki)
+        session = None
+        for attempt in range(2):
+            sock, tls, incoming, outgoing = _memory_handshake(proxy.port, context, session)
+            with sock:
+                tls.write(b"ping")
+                sock.sendall(outgoing.read())  # Finished + application data together
+                echoed = b""
+                while echoed != b"ping":
+                    try:
+                        echoed += tls.read(100)
+                    except ssl.SSLWantReadError:
+                        data = sock.recv(65536)
+                        assert data, "closed before the answer"
+                        incoming.write(data)
+                assert tls.session is not None
+                assert tls.session.has_ticket  # the tickets came before the answer
+                assert tls.session_reused is (attempt == 1)
+                session = tls.session
+        proxy.wait_until(lambda: len(proxy.records) == 2)
+        assert [r.tls.resumed for r in proxy.records if r.tls] == [False, True]
+
+
 def test_graceful_stop_lets_connections_finish(proxy_pki: TlsPki) -> None:
     proxy = RunningProxy(tls_bind(proxy_pki, "default.test"))
     with proxy:
