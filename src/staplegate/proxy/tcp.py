@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout, SendProxy
+from staplegate.proxy.deadlines import TICK_S, DeadlineWheel
 from staplegate.proxy.http import HttpFrontend, HttpStream
 from staplegate.proxy.proxyproto import NeedMore, ProxyHeaderError, parse_proxy_header
 from staplegate.proxy.upstream import open_server
@@ -209,6 +210,15 @@ class Frontend:
         self._accepting_paused = False
         self._idle: asyncio.Event | None = None
         self._handshaken: list[ClientConnection] = []  # since the last buffer shedding
+        self._wheel: DeadlineWheel | None = None
+
+    @property
+    def deadlines(self) -> DeadlineWheel:
+        """The wheel holding this frontend's connection deadlines (made on first use)."""
+        wheel = self._wheel
+        if wheel is None:
+            wheel = self._wheel = DeadlineWheel(asyncio.get_running_loop())
+        return wheel
 
     @property
     def full(self) -> bool:
@@ -388,6 +398,7 @@ class _Phase(enum.Enum):
 # Read per request: a module constant, because on Python 3.11 `_Phase.CLOSED` goes through
 # the enum metaclass's __getattr__ (about ten times a global's cost).
 _CLOSED: Final = _Phase.CLOSED
+_EMBRYONIC: Final = frozenset((_Phase.PROXY_HEADER, _Phase.HELLO, _Phase.HANDSHAKE))
 _TLS_HANDSHAKE_RECORD: Final = 22  # the content type a ClientHello's record starts with
 # `_sni` before the SNI is known: the hello went to OpenSSL unparsed (one certificate).
 _ASK_OPENSSL: Final = "\x00ask OpenSSL"
@@ -400,9 +411,11 @@ class ClientConnection(asyncio.Protocol):
     # (bench/tls_bench.py idle test; HAProxy needs ~18 KB per idle TLS connection).
     __slots__ = (
         "_client_activity",
+        "_connect_due",
         "_connect_expired",
         "_connect_s",
         "_connect_task",
+        "_deadline_key",
         "_established",
         "_frontend_address",
         "_held",
@@ -412,7 +425,6 @@ class ClientConnection(asyncio.Protocol):
         "_slot_server",
         "_sni",
         "_started",
-        "_timer",
         "_to_server",
         "backend",
         "bytes_from_client",
@@ -471,7 +483,8 @@ class ClientConnection(asyncio.Protocol):
         self._connect_s: float | None = None
         self._client_activity = self._started
         self._server_activity = self._started
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadline_key: int | None = None  # where the frontend's wheel holds us
+        self._connect_due: float | None = None  # this connect attempt's deadline
         self._connect_task: asyncio.Task[None] | None = None
         self._connect_expired = False  # set by the connect timer before it cancels the task
 
@@ -527,7 +540,7 @@ class ClientConnection(asyncio.Protocol):
         # the handshake (`_deadlines`).
         client_s = frontend.timeouts.client_s
         if client_s:
-            self._timer = self.loop.call_at(self._started + client_s, self._on_timer)
+            self._deadline_key = frontend.deadlines.add(self, self._started + client_s)
 
     @property
     def frontend_address(self) -> tuple[str, int]:
@@ -795,9 +808,7 @@ class ClientConnection(asyncio.Protocol):
             stats.resumed += 1
         if frontend.http is not None:
             self.phase = _Phase.HTTP
-            if self._timer is not None:  # the stream runs its own timers from here
-                self._timer.cancel()
-                self._timer = None
+            self._disarm()  # the stream runs its own timers from here
             self.http = HttpStream(self, frontend.http)
             return
         pool = frontend.only_backend
@@ -865,12 +876,12 @@ class ClientConnection(asyncio.Protocol):
                         pool.release(server)
                         pool.acquire(other)
                         server = self._slot_server = other
-                # One timer handle per attempt, not asyncio.timeout (an object, two coroutine
-                # hooks and a reschedule each) nor wait_for (a task per connect in 3.11).
+                # The connection's own wake-up, not asyncio.timeout (an object, two coroutine
+                # hooks and a timer each) nor wait_for (a task per connect in 3.11).
                 connect_s = timeouts.connect_s
-                deadline = (
-                    self.loop.call_later(connect_s, self._connect_timed_out) if connect_s else None
-                )
+                if connect_s:
+                    self._connect_due = due = self.loop.time() + connect_s
+                    self._wake_by(due)
                 try:
                     if server.send_proxy is SendProxy.NONE and server.tls is None:
                         # plain TCP: the loop's connect (both loops set TCP_NODELAY)
@@ -905,8 +916,7 @@ class ClientConnection(asyncio.Protocol):
                     self._backend_connected(protocol)
                     return
                 finally:
-                    if deadline is not None:
-                        deadline.cancel()
+                    self._connect_due = None  # its wake-up, if still armed, finds nothing due
                 if pool.observe(server, ok=False):
                     log.warning(
                         "Server %s/%s is DOWN, reason: Layer4 connection problem (observed on "
@@ -945,14 +955,11 @@ class ClientConnection(asyncio.Protocol):
             self.transport.resume_reading()  # paused if `_to_server` filled up
         if self.client_write_paused:
             transport.pause_reading()
-        # The handshake's deadline stays armed when it comes first: the timer re-arms
-        # itself for the forwarding deadlines when it fires.
-        timer = self._timer
+        # An earlier wake-up (the handshake's deadline, the connect's) stays armed: it
+        # re-arms for the forwarding deadlines when it fires.
         due = self._next_deadline()
-        if timer is None or (due is not None and due < timer.when()):
-            if timer is not None:
-                timer.cancel()
-            self._timer = self.loop.call_at(due, self._on_timer) if due is not None else None
+        if due is not None:
+            self._wake_by(due)
 
     def _forward_to_server(self, chunks: list[bytes]) -> None:
         size = len(chunks[0]) if len(chunks) == 1 else sum(map(len, chunks))
@@ -1079,9 +1086,7 @@ class ClientConnection(asyncio.Protocol):
             return
         self.phase = _CLOSED
         self.termination = termination
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._disarm()
         task = self._connect_task
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
@@ -1128,10 +1133,14 @@ class ClientConnection(asyncio.Protocol):
     # -- timeouts ----------------------------------------------------------------------------
 
     def _deadlines(self) -> tuple[float | None, float | None]:
+        """(client side, server side) deadlines in the current phase; None: no limit."""
         timeouts = self.frontend.timeouts
-        if self.phase in (_Phase.CONNECTING, _Phase.HTTP):  # their own timers
+        phase = self.phase
+        if phase is _Phase.CONNECTING:
+            return None, self._connect_due
+        if phase is _Phase.HTTP:  # the stream's own timers
             return None, None
-        if self.phase in (_Phase.PROXY_HEADER, _Phase.HELLO, _Phase.HANDSHAKE):
+        if phase in _EMBRYONIC:
             # From the accept, not the last byte (HAProxy's embryonic session): a client
             # trickling its hello a byte at a time must not hold the connection forever.
             client = timeouts.client_s
@@ -1149,27 +1158,44 @@ class ClientConnection(asyncio.Protocol):
             return server
         return client if server is None or client <= server else server
 
-    def _arm_timer(self) -> None:
-        due = self._next_deadline()
-        if due is not None:
-            self._timer = self.loop.call_at(due, self._on_timer)
+    def _wake_by(self, due: float) -> None:
+        """Make sure `deadline_reached` runs by `due` (up to one wheel tick late)."""
+        wheel = self.frontend.deadlines
+        key = self._deadline_key
+        if key is not None:
+            if wheel.when(key) <= due + TICK_S:  # the armed wake-up is no later
+                return
+            wheel.remove(self, key)
+        self._deadline_key = wheel.add(self, due)
 
-    def _on_timer(self) -> None:
-        self._timer = None
+    def _disarm(self) -> None:
+        key = self._deadline_key
+        if key is not None:
+            self._deadline_key = None
+            self.frontend.deadlines.remove(self, key)
+
+    def deadline_reached(self) -> None:
+        """The wheel's wake-up: act on what is due, or arm again for what is next."""
+        self._deadline_key = None
         if self.phase is _CLOSED:
             return
         now = self.loop.time()
         client_due, server_due = self._deadlines()
         if client_due is not None and now >= client_due:
-            if self.phase in (_Phase.PROXY_HEADER, _Phase.HELLO, _Phase.HANDSHAKE):
+            if self.phase in _EMBRYONIC:
                 self.abort(Termination.CLIENT_TIMEOUT_HANDSHAKE)
             else:
                 self.abort(Termination.CLIENT_TIMEOUT)
             return
         if server_due is not None and now >= server_due:
-            self.abort(Termination.SERVER_TIMEOUT)
+            if self.phase is _Phase.CONNECTING:
+                self._connect_timed_out()  # `_connect` retries or gives up, and re-arms
+            else:
+                self.abort(Termination.SERVER_TIMEOUT)
             return
-        self._arm_timer()
+        due = self._next_deadline()
+        if due is not None:
+            self._wake_by(due)
 
 
 class BackendConnection(asyncio.BufferedProtocol):
