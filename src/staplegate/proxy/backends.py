@@ -16,11 +16,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
+import logging
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from staplegate.proxy.balance import Algorithm, Balancer
+
+log = logging.getLogger("staplegate.proxy")
 
 
 class ServerState(enum.Enum):
@@ -272,6 +275,18 @@ class BackendPool:
         health.observed_failures = 0
         health.avoid_until = time.monotonic() + server.inter_s * server.rise
         return True
+
+    def connect_failed(self, server: BackendServer) -> None:
+        """A connection to `server` failed on traffic: `observe` it, and log as HAProxy does
+        when that takes the server out."""
+        if self.observe(server, ok=False):
+            log.warning(
+                "Server %s/%s is DOWN, reason: Layer4 connection problem (observed on "
+                "traffic). %d active servers left.",
+                self.name,
+                server.name,
+                len(self.up_servers()),
+            )
 
     def acquire(self, server: BackendServer) -> None:
         health = self._health[server.name]

@@ -658,14 +658,7 @@ class HttpStream:
                 self._attach(exchange, conn)
                 self._arm()
                 return
-            if pool.observe(server, ok=False):
-                log.warning(
-                    "Server %s/%s is DOWN, reason: Layer4 connection problem (observed on "
-                    "traffic). %d active servers left.",
-                    pool.name,
-                    server.name,
-                    len(pool.up_servers()),
-                )
+            pool.connect_failed(server)
             failed.append(server.name)
         exchange.connect_s = None
         self._fail(exchange, 503, "sC--" if timeout_code else "SC--")  # HAProxy: 503 here

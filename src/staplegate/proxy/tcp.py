@@ -917,14 +917,7 @@ class ClientConnection(asyncio.Protocol):
                     return
                 finally:
                     self._connect_due = None  # its wake-up, if still armed, finds nothing due
-                if pool.observe(server, ok=False):
-                    log.warning(
-                        "Server %s/%s is DOWN, reason: Layer4 connection problem (observed on "
-                        "traffic). %d active servers left.",
-                        pool.name,
-                        server.name,
-                        len(pool.up_servers()),
-                    )
+                pool.connect_failed(server)
                 failed.append(server.name)
             self.frontend.stats.backend_connect_failures += 1
             self._close_after_failure(failure)

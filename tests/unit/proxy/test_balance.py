@@ -96,3 +96,18 @@ def test_observed_connection_failures_take_a_checked_server_out() -> None:
     assert checked in {pool.pick() for _ in range(4)}
     unchecked = BackendPool("be", [B])
     assert not any(unchecked.observe(B, ok=False) for _ in range(5))
+
+
+def test_a_server_taken_out_on_traffic_is_logged_as_haproxy_does(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    checked = BackendServer("c", "h", 5, check=True, fall=2, inter_s=10)
+    pool = BackendPool("be", [checked, B])
+    with caplog.at_level("WARNING", logger="staplegate.proxy"):
+        pool.connect_failed(checked)
+        assert not caplog.records  # one failure of fall 2: still in
+        pool.connect_failed(checked)
+    assert [r.getMessage() for r in caplog.records] == [
+        "Server be/c is DOWN, reason: Layer4 connection problem (observed on traffic). "
+        "1 active servers left."  # HAProxy counts what is left: b
+    ]
