@@ -207,7 +207,11 @@ def test_systemd_notifications_arrive_in_order(
                 assert listener.recv(4096) == b"READY=1"
                 proc.process.send_signal(signal.SIGTERM)
                 assert listener.recv(4096) == b"STOPPING=1"
-                assert proc.stop() == 0
+                try:
+                    assert proc.stop() == 0
+                except BaseException:
+                    print("OUTPUT>>>\n" + proc.output)
+                    raise
     finally:
         listener.close()
 
