@@ -210,7 +210,7 @@ def test_systemd_notifications_arrive_in_order(
                 try:
                     assert proc.stop() == 0
                 except BaseException:
-                    print("OUTPUT>>>\n" + proc.output)
+                    print("staplegate output:\n" + proc.output)  # pytest shows it on failure
                     raise
     finally:
         listener.close()
