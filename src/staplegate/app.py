@@ -66,6 +66,7 @@ from staplegate.runtime.server import RuntimeServer, RuntimeServerError, listene
 from staplegate.serving import ServePlan, build_plan, open_listening_socket
 from staplegate.store import FileStapleStore, resolve_state_dir
 from staplegate.worker import (
+    WORKER_SIGNALS,
     ServerStates,
     StapleChanges,
     WorkerSetup,
@@ -317,8 +318,18 @@ class Master:
         """Fork one worker of the current deployment; the child never returns."""
         deployment = self.current
         read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child
+        # Until the worker's own handlers are in place, the signals it answers stay blocked
+        # (pending, not lost): between the fork and `worker._run`, the master's handlers
+        # would swallow them, and a SIGTERM right after a reload left a worker running.
+        saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, saved_mask)
+            raise
+        if pid != 0:
+            signal.pthread_sigmask(signal.SIG_SETMASK, saved_mask)
+        if pid == 0:  # child (its WORKER_SIGNALS stay blocked until worker._run)
             keep = {0, 1, 2, read_fd}
             keep.update(s.fileno() for socks in deployment.sockets.values() for s in socks)
             _close_inherited_fds(keep)

@@ -29,6 +29,7 @@ import socket
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import uvloop
 
@@ -42,6 +43,10 @@ from staplegate.proxy.tcp import Frontend, Listener, serve
 from staplegate.serving import ServePlan, make_router
 
 log = logging.getLogger("staplegate.worker")
+
+#: The signals a worker answers (stop, drain, hard stop). `Master.spawn` blocks them across
+#: the fork and `_run` unblocks them once its handlers are installed, so none is lost.
+WORKER_SIGNALS: Final = frozenset((signal.SIGTERM, signal.SIGUSR1, signal.SIGINT))
 
 _HEADER = struct.Struct("!I")
 
@@ -244,6 +249,8 @@ async def _run(setup: WorkerSetup) -> None:
     for signum in (signal.SIGTERM, signal.SIGUSR1):
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGINT, lambda: os._exit(0))
+    # Blocked since the fork (`Master.spawn`): what came meanwhile is delivered now, here.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
 
     reader = asyncio.StreamReader()
     pipe = os.fdopen(setup.table_fd, "rb", buffering=0)
