@@ -122,7 +122,9 @@ def staplegate(
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = f"hello from backend {self.server.server_address[1]}\n".encode()
+        address = self.server.server_address
+        assert isinstance(address, tuple)  # an AF_INET server: (host, port)
+        body = f"hello from backend {address[1]}\n".encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))

@@ -32,7 +32,7 @@ def test_each_worker_writes_its_profile_on_stop(tmp_path: Path, pki: Pki) -> Non
         function: count
         for (_file, _line, function), (_primitive, count, *_rest) in pstats.Stats(
             str(dumps[0])
-        ).stats.items()  # type: ignore[attr-defined]
+        ).stats.items()  # type: ignore[attr-defined]  # typeshed's pstats.Stats omits `stats`
     }
     assert calls.get("_hello_received", 0) >= 1  # the s_client handshake was served
 

@@ -206,6 +206,7 @@ async def responder(openssl_pki: OpensslPki) -> AsyncIterator[Responder]:
     await site.start()
     server = site._server
     assert server is not None
+    # typeshed's AbstractServer has no `sockets` (asyncio.Server and uvloop's do)
     port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     state.url = f"http://127.0.0.1:{port}"
     try:
@@ -490,7 +491,8 @@ def test_failure_keeps_the_last_good_staple(
                 outcome = await updater.update_now(cert_id(leaf), timeout=WAIT)
                 (row,) = updater.snapshot()
             assert outcome.status is UpdateStatus.HTTP_ERROR
-            assert outcome.text == f"HTTP error (HTTP 500 from {outcome.detail.split()[-1]})"  # type: ignore[union-attr]
+            assert outcome.detail is not None
+            assert outcome.text == f"HTTP error (HTTP 500 from {outcome.detail.split()[-1]})"
             assert (outcome.failures, outcome.successes) == (1, 1)
             assert len(tables.history) == published  # nothing withdrawn, nothing republished
             assert tables.latest[cert_id(leaf)] == good

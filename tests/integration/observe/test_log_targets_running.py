@@ -213,7 +213,9 @@ def test_udp_and_unix_targets_get_the_update_line(tmp_path: Path, pki: Pki) -> N
     # `warning` hides notice: no <OCSP-UPDATE>, and nothing less severe than warning arrived
     assert not [d for d in warnings.datagrams if b"<OCSP-UPDATE>" in d]
     for datagram in warnings.datagrams:
-        pri = int(re.match(rb"<(\d+)>", datagram).group(1))  # type: ignore[union-attr]
+        match = re.match(rb"<(\d+)>", datagram)
+        assert match is not None
+        pri = int(match.group(1))
         assert pri % 8 <= 4
     # the startup notice reached the notice-level targets
     syslog.wait_for(rb"staplegate started: 1 workers")

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tls"))
-
-from tls_harness import TlsPki, build_pki
+from tests.integration.tls.tls_harness import TlsPki, build_pki
 
 
 @pytest.fixture(scope="session")

@@ -12,13 +12,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from tls_harness import TlsPki, client_context, tls_bind
-
 from staplegate.proxy.backends import BackendPool, BackendServer
 from staplegate.proxy.balance import Algorithm
 from staplegate.proxy.http import HttpBackendSettings, HttpFrontend, HttpSettings
 from staplegate.proxy.tcp import ConnectionInfo, Frontend, Listener, ProxyTimeouts, serve
 from staplegate.tls.staples import StapleTable
+from tests.integration.tls.tls_harness import TlsPki, client_context, tls_bind
 
 T = TypeVar("T")
 

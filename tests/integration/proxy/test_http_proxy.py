@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import re
 
-from http_harness import RunningHttpProxy, https, read_all
-from tls_harness import TlsPki
-
 from staplegate.config.model import (
     AclFetch,
     AclTerm,
@@ -19,6 +16,9 @@ from staplegate.config.model import (
 )
 from staplegate.proxy.http import HttpSettings
 from staplegate.proxy.httprules import CompiledRule
+from tests.integration.tls.tls_harness import TlsPki
+
+from .http_harness import RunningHttpProxy, https, read_all
 
 TLS = AclTerm(AclFetch.SSL_FC)
 

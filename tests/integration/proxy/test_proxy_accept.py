@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 import uvloop
-from tls_harness import RunningProxy, TlsPki, client_context, tls_bind
+
+from tests.integration.tls.tls_harness import RunningProxy, TlsPki, client_context, tls_bind
 
 
 class _UvloopPolicy(asyncio.DefaultEventLoopPolicy):

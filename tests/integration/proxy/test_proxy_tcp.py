@@ -9,10 +9,15 @@ import ssl
 import time
 from collections.abc import Iterator
 
-from tls_harness import RunningProxy, TlsPki, client_context, tls_bind, tls_connect
-
 from staplegate.proxy.backends import BackendServer
 from staplegate.proxy.tcp import ProxyTimeouts, Termination
+from tests.integration.tls.tls_harness import (
+    RunningProxy,
+    TlsPki,
+    client_context,
+    tls_bind,
+    tls_connect,
+)
 
 
 class MemoryTlsClient:
@@ -263,7 +268,9 @@ def test_client_data_while_the_backend_connects_is_bounded(proxy_pki: TlsPki) ->
             with contextlib.suppress(TimeoutError):  # the kernel's buffers fill up too
                 for _ in range(64):
                     client.send(b"y" * 16384)  # 1 MiB while the connect waits
-            proxy.wait_until(lambda: connection.transport and not connection.transport.is_reading())
+            proxy.wait_until(
+                lambda: connection.transport is not None and not connection.transport.is_reading()
+            )
             waiting = proxy.call(lambda: sum(map(len, connection._to_server)))
             # reading paused past the limit: at most one more read (asyncio reads 256 KiB)
             assert limit < waiting <= limit + 256 * 1024

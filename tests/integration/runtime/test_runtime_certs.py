@@ -11,11 +11,12 @@ from typing import Any, TypeVar
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
-from runtime_harness import Lab, ask, lab
 
 from staplegate.ocsp.certid import CertId
 from staplegate.runtime.grammar import Level
 from staplegate.testpki.pytest_plugin import Pki
+
+from .runtime_harness import Lab, ask, lab
 
 pytestmark = pytest.mark.openssl
 

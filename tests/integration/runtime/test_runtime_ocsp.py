@@ -16,12 +16,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
-from runtime_harness import WAIT, Lab, ask, lab
 
 from staplegate.clock import SystemClock
 from staplegate.ocsp.certid import CertId
 from staplegate.runtime.grammar import Level
 from staplegate.testpki.pytest_plugin import Pki
+
+from .runtime_harness import WAIT, Lab, ask, lab
 
 pytestmark = pytest.mark.openssl
 

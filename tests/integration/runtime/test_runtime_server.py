@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from runtime_harness import WAIT, Lab, ask, lab, unix
 
 from staplegate.config.model import Config
 from staplegate.config.parser import parse_texts
@@ -30,6 +29,8 @@ from staplegate.runtime.server import (
     listeners_from_config,
 )
 from staplegate.testpki.pytest_plugin import Pki
+
+from .runtime_harness import WAIT, Lab, ask, lab, unix
 
 pytestmark = pytest.mark.openssl
 

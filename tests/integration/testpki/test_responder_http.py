@@ -12,7 +12,7 @@ import datetime as dt
 import email.utils
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -250,7 +250,7 @@ def test_rsa_signer_by_key_hash_without_certs(tmp_path: Path, pki: Pki) -> None:
 
 
 @pytest.fixture
-def strict(pki: Pki) -> BackgroundResponder:
+def strict(pki: Pki) -> Iterator[BackgroundResponder]:
     """A second responder on the same CA with small limits and short timeouts."""
     config = ResponderConfig(
         sources=(IssuerSource(pki.ca.certificate, pki.ca.index_path),),
@@ -261,7 +261,7 @@ def strict(pki: Pki) -> BackgroundResponder:
     )
     background = BackgroundResponder(OcspResponder(config))
     background.start()
-    yield background  # type: ignore[misc]
+    yield background
     background.stop()
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from tls_harness import TlsPki, build_pki
+
+from .tls_harness import TlsPki, build_pki
 
 
 @pytest.fixture(scope="session")

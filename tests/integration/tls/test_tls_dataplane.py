@@ -9,7 +9,11 @@ import ssl
 
 import pytest
 from cryptography.x509 import ocsp
-from tls_harness import (
+
+from staplegate.tls.contexts import TlsVersion
+from staplegate.tls.staples import StapleOutcome, StapleTable
+
+from .tls_harness import (
     RunningProxy,
     TlsPki,
     client_context,
@@ -17,9 +21,6 @@ from tls_harness import (
     tls_bind,
     tls_connect,
 )
-
-from staplegate.tls.contexts import TlsVersion
-from staplegate.tls.staples import StapleOutcome, StapleTable
 
 pytestmark = pytest.mark.openssl
 
@@ -204,7 +205,7 @@ class _RaisingTable:
 
 class _StrTable:
     def lookup(self, key: bytes) -> bytes:
-        return "not bytes"  # type: ignore[return-value]
+        return "not bytes"  # type: ignore[return-value]  # the fault under test
 
 
 @pytest.mark.parametrize("broken", [_RaisingTable(), _StrTable()])
@@ -213,7 +214,7 @@ def test_broken_table_still_completes_the_handshake(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="staplegate.tls.staples")
     proxy = RunningProxy(tls_bind(tls_pki, "default.test"))
-    proxy.staples = broken  # type: ignore[assignment]
+    proxy.staples = broken  # type: ignore[assignment]  # a deliberately broken table
     with proxy:
         for _ in range(2):
             result = s_client(proxy.port, "-status", servername="default.test")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from certs_pki import Pki
+
+from .certs_pki import Pki
 
 
 @pytest.fixture(scope="session")

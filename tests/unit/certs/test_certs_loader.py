@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from certs_pki import NOW, OCSP_URI, PASSPHRASE, Pki, bundle, write
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -28,6 +27,8 @@ from staplegate.certs import (
     load_certificate,
 )
 from staplegate.ocsp.certid import CertId
+
+from .certs_pki import NOW, OCSP_URI, PASSPHRASE, Pki, bundle, write
 
 ALL = ExtraFiles()
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from certs_pki import Pki, issue
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from staplegate.certs import certificate_names, names_match
+
+from .certs_pki import Pki, issue
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from certs_pki import PASSPHRASE, Pki, bundle
 
 from staplegate.certs.pem import PemError, PemErrorKind, parse_pem
+
+from .certs_pki import PASSPHRASE, Pki, bundle
 
 # What `openssl ecparam -name prime256v1 -genkey` writes before the key.
 EC_PARAMETERS = b"-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n"

@@ -6,7 +6,6 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from certs_pki import NOW, OCSP_URI, Issued, Pki, bundle, write
 
 from staplegate.certs import (
     CertificateSource,
@@ -20,6 +19,8 @@ from staplegate.certs import (
 )
 from staplegate.certs.readiness import NO_URI_INFO, loading_warning
 from staplegate.ocsp.verify import FailureReason
+
+from .certs_pki import NOW, OCSP_URI, Issued, Pki, bundle, write
 
 
 def _load(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from staplegate.config.crtlist import parse_crt_list
-from staplegate.config.model import TlsVersion, Verify
+from staplegate.config.model import CrtList, TlsVersion, Verify
 
 A = "[ALERT] config : parsing [list.txt:{}] : {}"
 
 
-def parse(text: str, crt_base: str | None = None, key_base: str | None = None):  # type: ignore[no-untyped-def]
+def parse(
+    text: str, crt_base: str | None = None, key_base: str | None = None
+) -> tuple[CrtList, list[str]]:
     crt_list, problems = parse_crt_list(text, path="list.txt", crt_base=crt_base, key_base=key_base)
     return crt_list, [str(p) for p in problems]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from staplegate.config.crtlist import parse_crt_list
-from staplegate.config.model import CertOrigin, CertSourceKind
+from staplegate.config.model import CertOrigin, CertSourceKind, Config
 from staplegate.config.parser import parse_texts
 from staplegate.config.semantic import build_config
 
@@ -16,7 +16,9 @@ W = "[WARNING] config : parsing [t.cfg:{}] : {}"
 FE = "frontend fe\n    bind 127.0.0.1:8443 ssl {}\n    default_backend app\n"
 
 
-def build(cfg: str, lists: dict[str, str], env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+def build(
+    cfg: str, lists: dict[str, str], env: dict[str, str] | None = None
+) -> tuple[Config | None, list[str]]:
     """Parse `cfg` as t.cfg with crt-lists given in memory (what the loader would read)."""
     from dataclasses import replace
 

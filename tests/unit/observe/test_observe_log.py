@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,8 +38,8 @@ PID = 4242
 WAIT = 5.0
 
 
-def target(fmt: str = "rfc3164", **options: object) -> SyslogTarget:
-    return SyslogTarget(kind="stdout", address=None, format=fmt, tag="haproxy", **options)  # type: ignore[arg-type]
+def target(fmt: str = "rfc3164", **options: Any) -> SyslogTarget:
+    return SyslogTarget(kind="stdout", address=None, format=fmt, tag="haproxy", **options)
 
 
 # --- formats ---

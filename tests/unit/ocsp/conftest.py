@@ -1,5 +1,5 @@
 """Fixtures for the OCSP core's tests; the PKI builders live in ocsp_pki.py."""
 
-from ocsp_pki import pki
+from .ocsp_pki import pki
 
 __all__ = ["pki"]

@@ -11,7 +11,6 @@ from cryptography import x509
 from cryptography.x509 import ocsp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ocsp_pki import NOW, OCSP_URI, Authority, Pki, sign_response
 
 from staplegate.clock import ManualClock
 from staplegate.ocsp.logline import UpdateStatus
@@ -43,6 +42,8 @@ from staplegate.ocsp.machine import (
 from staplegate.ocsp.request import HttpMethod, build_request, get_url
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.ocsp.verify import CertStatus, FailureReason
+
+from .ocsp_pki import NOW, OCSP_URI, Authority, Pki, sign_response
 
 PATH = "/etc/haproxy/certs/www.pem"
 A = TypeVar("A")

@@ -7,13 +7,13 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509 import ocsp
-from ocsp_pki import NOW, Pki, Signer, make_certificate, resign_with_singles, sign_response
 
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.verify import (
@@ -25,6 +25,8 @@ from staplegate.ocsp.verify import (
 )
 from staplegate.testpki.index import EntryStatus, IndexEntry, write_index
 
+from .ocsp_pki import NOW, Pki, Signer, make_certificate, resign_with_singles, sign_response
+
 SECOND = dt.timedelta(seconds=1)
 
 
@@ -34,13 +36,13 @@ def _fail(der: bytes, certificate: x509.Certificate, issuer: x509.Certificate) -
     return caught.value
 
 
-def _ec_response(pki: Pki, **kwargs: object) -> bytes:
+def _ec_response(pki: Pki, **kwargs: Any) -> bytes:
     ca = pki.ec_ca
     return sign_response(
         certificate=ca.leaf,
         issuer=ca.certificate,
         signer=ca.signer,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 

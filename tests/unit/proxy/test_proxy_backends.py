@@ -64,7 +64,12 @@ def test_health_check_marks_down_then_up() -> None:
         listener = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
         try:
             went_up = asyncio.Event()
-            checker.on_change = lambda change: (changes.append(change), went_up.set())
+
+            def record(change: StateChange) -> None:
+                changes.append(change)
+                went_up.set()
+
+            checker.on_change = record
             task = asyncio.create_task(checker.run())
             await asyncio.wait_for(went_up.wait(), 5)
             task.cancel()

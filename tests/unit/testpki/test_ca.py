@@ -291,7 +291,9 @@ def test_crl(ca: CertificateAuthority, clock: ManualClock) -> None:
     ca.revoke("gone.test", reason="superseded")
     path = ca.crl()
     crl = x509.load_pem_x509_crl(path.read_bytes())
-    assert crl.is_signature_valid(ca.certificate.public_key())  # type: ignore[arg-type]
+    ca_key = ca.certificate.public_key()
+    assert isinstance(ca_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey)
+    assert crl.is_signature_valid(ca_key)
     assert crl.issuer == ca.certificate.subject
     assert crl.get_revoked_certificate_by_serial_number(kept.serial) is None
     revoked = crl.get_revoked_certificate_by_serial_number(gone.serial)

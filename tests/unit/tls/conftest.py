@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from tls_unit_pki import UnitPki, build_unit_pki
+
+from .tls_unit_pki import UnitPki, build_unit_pki
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import contextlib
 import ssl
 
 import pytest
-from hello_samples import pyopenssl_hello, rerecord, stdlib_hello
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from OpenSSL import SSL
@@ -18,6 +17,8 @@ from staplegate.tls.clienthello import (
     NeedMoreData,
     parse_client_hello,
 )
+
+from .hello_samples import pyopenssl_hello, rerecord, stdlib_hello
 
 PYOPENSSL = pyopenssl_hello(alpn=[b"h2", b"http/1.1"])
 STDLIB = stdlib_hello()

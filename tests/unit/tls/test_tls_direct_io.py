@@ -4,12 +4,13 @@ large writes past the shared buffer, many records in one read, close_notify and 
 from __future__ import annotations
 
 import pytest
-from test_tls_endpoint import Client, handshake, server_for
-from tls_unit_pki import UnitPki
 
 from staplegate.tls import _openssl_compat, endpoint
 from staplegate.tls.endpoint import TlsEndpoint
 from staplegate.tls.staples import StapleStats, StapleTable
+
+from .test_tls_endpoint import Client, handshake, server_for
+from .tls_unit_pki import UnitPki
 
 
 def _pair(unit_pki: UnitPki) -> tuple[Client, TlsEndpoint]:
@@ -80,9 +81,9 @@ def test_close_notify_then_nothing_more(unit_pki: UnitPki) -> None:
 def test_bios_are_renewed_only_when_empty(unit_pki: UnitPki) -> None:
     client, server = _pair(unit_pki)
     conn = server._conn
-    before = conn._into_ssl  # type: ignore[attr-defined]
+    before = conn._into_ssl
     assert _openssl_compat.renew_bios(conn)
-    assert conn._into_ssl != before  # type: ignore[attr-defined]
+    assert conn._into_ssl != before
     client.conn.sendall(b"ping")
     conn.bio_write(client.conn.bio_read(65536))  # waiting in the incoming BIO
     assert not _openssl_compat.renew_bios(conn)

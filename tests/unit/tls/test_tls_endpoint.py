@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -11,7 +12,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from OpenSSL import SSL
-from tls_unit_pki import UnitPki
 
 from staplegate.tls import _openssl_compat
 from staplegate.tls.contexts import (
@@ -32,6 +32,8 @@ from staplegate.tls.endpoint import (
     fatal_alert,
 )
 from staplegate.tls.staples import StapleOutcome, StapleStats, StapleTable
+
+from .tls_unit_pki import UnitPki
 
 
 def good_staple(pki: UnitPki, leaf: x509.Certificate) -> bytes:
@@ -95,11 +97,11 @@ def handshake(client: Client, server: TlsEndpoint) -> None:
     raise AssertionError("handshake did not complete")
 
 
-def server_for(pki: UnitPki, **settings: object) -> ServerContext:
+def server_for(pki: UnitPki, **settings: Any) -> ServerContext:
     return build_context(
         CertificateBinding(pki.ec),
         TlsBindSettings(**settings),
-        generation=1,  # type: ignore[arg-type]
+        generation=1,
     )
 
 
@@ -178,7 +180,8 @@ def test_contexts_are_built_once_per_certificate(unit_pki: UnitPki) -> None:
     assert [c.certificate for c in bind.contexts] == [unit_pki.ec, unit_pki.rsa]
     assert bind.sni.default is bind.contexts[0]
     assert {c.slot.generation for c in bind.contexts} == {3}
-    assert bind.contexts[1].slot.key == unit_pki.rsa.cert_id.der  # type: ignore[union-attr]
+    assert unit_pki.rsa.cert_id is not None
+    assert bind.contexts[1].slot.key == unit_pki.rsa.cert_id.der
 
 
 @pytest.mark.parametrize(

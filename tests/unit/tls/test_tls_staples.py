@@ -37,6 +37,11 @@ class Recorder:
         self.staple_outcome = StapleOutcome.NOT_REQUESTED
         self.staple_error: BaseException | None = None
 
+    def outcome(self) -> StapleOutcome:
+        """What the callback recorded (read through a call: the callback mutates this
+        object, so a narrowing from an earlier assert must not carry over)."""
+        return self.staple_outcome
+
 
 class FakeConnection:
     """Fault injection: only `get_app_data` is used by the callback."""
@@ -61,7 +66,7 @@ def slot(cert_id: CertId | None, must_staple: bool = False) -> StapleSlot:
 
 
 def call(conn: FakeConnection, data: StapleSlot | None) -> bytes:
-    return ocsp_status_callback(conn, data)  # type: ignore[arg-type]
+    return ocsp_status_callback(conn, data)  # type: ignore[arg-type]  # a fake SSL.Connection
 
 
 def test_table_replace_is_whole() -> None:
@@ -77,11 +82,11 @@ def test_table_replace_is_whole() -> None:
 def test_callback_outcomes() -> None:
     recorder = Recorder(StapleTable({CERT_A: b"staple-a"}))
     assert call(FakeConnection(recorder), slot(CERT_A)) == b"staple-a"
-    assert recorder.staple_outcome is StapleOutcome.STAPLED
+    assert recorder.outcome() is StapleOutcome.STAPLED
     assert call(FakeConnection(recorder), slot(CERT_B)) == b""
-    assert recorder.staple_outcome is StapleOutcome.NO_STAPLE
+    assert recorder.outcome() is StapleOutcome.NO_STAPLE
     assert call(FakeConnection(recorder), slot(CERT_B, must_staple=True)) == b""
-    assert recorder.staple_outcome is StapleOutcome.MUST_STAPLE_MISSING
+    assert recorder.outcome() is StapleOutcome.MUST_STAPLE_MISSING
     assert call(FakeConnection(recorder), slot(None)) == b""  # no CertId: no issuer
 
 

@@ -24,8 +24,10 @@ def build_unit_pki(directory: Path) -> UnitPki:
     now = dt.datetime.now(dt.UTC)
     ca = CertificateAuthority.init(directory / "ca")
 
-    def load(name: str, **options: object) -> LoadedCertificate:
-        issued = ca.issue(name, **options)  # type: ignore[arg-type]
+    def load(
+        name: str, *, key: KeyKind = KeyKind.EC256, must_staple: bool = False
+    ) -> LoadedCertificate:
+        issued = ca.issue(name, key=key, must_staple=must_staple)
         return load_certificate(
             CertificateSource.from_path(issued.bundle_path), extra=ExtraFiles(), now=now
         )
