@@ -34,7 +34,7 @@ import tls_bench as tb  # the sibling script, importable once its directory is o
 def _start(tree: str, root: Path, cert: tb.CertSet, backend: int) -> tb.Server:
     directory = root / f"tree-{abs(hash(tree))}"
     if tree in tb.PROXIES and tree.startswith("probe"):
-        probe: tb.Server = tb.PROXIES[tree](  # type: ignore[call-arg]
+        probe: tb.Server = tb.PROXIES[tree](
             directory, tb.free_port(), "0", cert=cert, backend=backend, workers=1
         )
         probe.start()

@@ -1,6 +1,6 @@
 """The leanest Python stapling TLS front ends we know how to write: a ceiling, not a product.
 
-Two throw-away designs from research/dataplane.md, with none of staplegate's features (no
+Throw-away designs from research/dataplane.md, with none of staplegate's features (no
 SNI choice, logs, timeouts, maxconn, balancing, health, backpressure, half-close): one
 certificate, one staple, one backend, on uvloop. They say how close *any* Python front on
 pyOpenSSL can get to HAProxy per connection, so staplegate's own figures can be read against
@@ -10,24 +10,31 @@ what its design allows (docs/performance.md, "What a Python front can reach").
   "A-fast" in dataplane.md), OpenSSL called through the cffi bindings pyOpenSSL ships.
 - `sockbio`: the client socket handed to OpenSSL (socket BIO, "B"), readiness from
   `loop.add_reader`, accept in Python.
+- `hybrid`: the handshake as `sockbio`, then the socket moves to a uvloop transport and the
+  connection to memory BIOs, as `membio` (it gains nothing: docs/performance.md).
+- `http`: `membio` plus the least `mode http` can do (llhttp both ways, X-Forwarded-For,
+  hop-by-hop lines dropped, one keep-alive server connection per client; GET only).
 
-Run by bench/tls_bench.py as the proxies `probe-membio` and `probe-sockbio`:
+Run by bench/tls_bench.py as the proxies `probe-membio`, `probe-sockbio`, `probe-hybrid`, and
+by bench/http_bench.py as `probe-http`:
 
     .venv/bin/python bench/tls_bench.py --splits pinned --idle 0 --tests full,resumed \\
         --proxies staplegate,haproxy,probe-membio,probe-sockbio
 
-Usage (what tls_bench runs): design_probe.py membio|sockbio CERT_PEM STAPLE_DER PORT BACKEND_PORT
+Usage: design_probe.py membio|sockbio|hybrid|http CERT_PEM STAPLE_DER PORT BACKEND_PORT
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import socket
 import sys
 from typing import Any
 
+import httptools
 import uvloop
 from OpenSSL import SSL
 from OpenSSL._util import ffi, lib
@@ -85,8 +92,9 @@ class Forwarder:
 
     async def connect(self) -> None:
         loop = asyncio.get_running_loop()
+        protocol = HttpBackend if isinstance(self, HttpFront) else Backend
         transport, backend = await loop.create_connection(
-            lambda: Backend(self), "127.0.0.1", self.backend_port
+            lambda: protocol(self), "127.0.0.1", self.backend_port
         )
         self.backend = backend
         for data in self.waiting:
@@ -98,6 +106,8 @@ class MemoryBioFront(Forwarder, asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        if self.__dict__.get("done"):  # handed over by HybridFront after its handshake
+            return
         self.conn = SSL.Connection(self.context, None)
         self.conn.set_accept_state()
         self.done = False
@@ -201,6 +211,84 @@ class SocketBioFront(Forwarder):
             self.backend.transport.close()
 
 
+class HybridFront(SocketBioFront):
+    """The handshake on the socket BIO, then memory BIOs on a uvloop transport (as membio)."""
+
+    def readable(self) -> None:
+        ssl = self.ssl
+        result = lib.SSL_do_handshake(ssl)
+        if result != 1:
+            if lib.SSL_get_error(ssl, result) != WANT_READ:
+                self.close()
+            return
+        self.loop.remove_reader(self.fd)
+        into, out = lib.BIO_new(lib.BIO_s_mem()), lib.BIO_new(lib.BIO_s_mem())
+        lib.SSL_set_bio(ssl, into, out)
+        self.conn._into_ssl, self.conn._from_ssl = into, out
+        coroutine = self.loop.connect_accepted_socket(self.established, self.sock)
+        self.loop.create_task(coroutine)
+
+    def established(self) -> MemoryBioFront:
+        front = MemoryBioFront.__new__(MemoryBioFront)
+        front.conn = self.conn
+        front.done = True
+        front.backend = None
+        front.waiting = []
+        self.loop.create_task(front.connect())
+        return front
+
+
+class HttpFront(MemoryBioFront):
+    """`mode http` at its leanest: the membio front, llhttp (httptools) validating each
+    request and response, X-Forwarded-For added, hop-by-hop lines dropped from the answer,
+    one keep-alive server connection per client. GET without a body only; no routing, rules,
+    limits, timeouts or logs."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        self.xff = b"x-forwarded-for: %s\r\n\r\n" % peer[0].encode()
+        self.requests = httptools.HttpRequestParser(self)
+        self.chunk = b""
+
+    def forward(self, data: bytes) -> None:
+        self.chunk = data
+        self.requests.feed_data(data)  # calls on_headers_complete for each request head
+
+    def on_headers_complete(self) -> None:
+        data = self.chunk
+        end = data.find(b"\r\n\r\n")
+        Forwarder.forward(self, data[: end + 2] + self.xff)
+
+
+class HttpBackend(Backend):
+    """The server side of `HttpFront`: each answer validated, hop-by-hop lines dropped."""
+
+    def __init__(self, front: Any) -> None:
+        super().__init__(front)
+        self.responses = httptools.HttpResponseParser(self)
+        self.out: list[bytes] = []
+        self.chunk = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.chunk = data
+        self.responses.feed_data(data)
+        if self.out:
+            self.front.send(b"".join(self.out))
+            self.out = []
+
+    def on_headers_complete(self) -> None:
+        data = self.chunk
+        end = data.find(b"\r\n\r\n")
+        self.out.append(HOP_BY_HOP.sub(b"", data[: end + 2]) + data[end + 2 :])
+
+
+HOP_BY_HOP = re.compile(
+    rb"(?im)^(?:connection|keep-alive|proxy-connection|te|trailer|upgrade)[ \t]*:[^\r]*\r\n"
+)
+FRONT: type[SocketBioFront] = SocketBioFront
+
+
 def accept_all(listener: socket.socket) -> None:
     while True:
         try:
@@ -209,7 +297,7 @@ def accept_all(listener: socket.socket) -> None:
             return
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        SocketBioFront(sock)
+        FRONT(sock)
 
 
 async def serve(design: str, port: int) -> None:
@@ -220,8 +308,9 @@ async def serve(design: str, port: int) -> None:
     listener.bind(("127.0.0.1", port))
     listener.listen(4096)
     listener.setblocking(False)
-    if design == "membio":
-        await loop.create_server(MemoryBioFront, sock=listener, backlog=4096)
+    if design in ("membio", "http"):
+        front = HttpFront if design == "http" else MemoryBioFront
+        await loop.create_server(front, sock=listener, backlog=4096)
     else:
         loop.add_reader(listener.fileno(), accept_all, listener)
     await asyncio.Event().wait()
@@ -229,13 +318,15 @@ async def serve(design: str, port: int) -> None:
 
 def main(argv: list[str]) -> int:
     design, pem, staple_path, port, backend_port = argv
-    if design not in ("membio", "sockbio"):
-        print(f"unknown design {design!r}: membio or sockbio", file=sys.stderr)
+    if design not in ("membio", "sockbio", "hybrid", "http"):
+        print(f"unknown design {design!r}: membio, sockbio, hybrid or http", file=sys.stderr)
         return 2
+    global FRONT
+    FRONT = HybridFront if design == "hybrid" else SocketBioFront
     with open(staple_path, "rb") as file:
         staple = file.read()
     context = make_context(pem, staple, design.encode())
-    MemoryBioFront.context = SocketBioFront.context = context
+    MemoryBioFront.context = SocketBioFront.context = HybridFront.context = context
     Forwarder.backend_port = int(backend_port)
     with contextlib.suppress(RuntimeError):  # the loop stopped on SIGTERM
         uvloop.run(serve(design, int(port)))

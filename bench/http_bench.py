@@ -43,7 +43,8 @@ HOST = "bench.example.test"
 TICK = os.sysconf("SC_CLK_TCK")
 PROXIES = ("staplegate", "haproxy", "nginx")
 # opt-in reference: the same TLS front in `mode tcp` (no HTTP layer), a bound for mode http
-VARIANTS = (*PROXIES, "staplegate-tcp")
+VARIANTS = (*PROXIES, "staplegate-tcp", "probe-http")
+# opt-in ceiling: bench/design_probe.py's leanest `mode http` on staplegate's TLS design
 
 BACKEND_CONF = """\
 worker_processes 1;
@@ -268,6 +269,10 @@ def proxy_command(name: str, files: Files, port: int, backend: int) -> list[str]
             )
         )
         return ["nginx", "-c", str(conf), "-p", str(tmp / "nginx")]
+    if name == "probe-http":
+        probe = Path(__file__).resolve().parent / "design_probe.py"
+        return [sys.executable, str(probe), "http", str(files.pem), str(files.ocsp), str(port),
+                str(backend)]  # fmt: skip
     cfg = tmp / f"{name}.cfg"
     crt_list = tmp / "crt-list.txt"
     crt_list.write_text(f"{files.pem}\n")

@@ -94,9 +94,9 @@ def tree_cpu_ticks(root: int) -> int:
                 changed = True
     total = 0
     for pid in members:
-        fields = stats.get(pid)
-        if fields:  # fields[11..14] = utime stime cutime cstime (stat fields 14-17)
-            total += sum(int(v) for v in fields[11:15])
+        row = stats.get(pid)
+        if row:  # row[11..14] = utime stime cutime cstime (stat fields 14-17)
+            total += sum(int(v) for v in row[11:15])
     return total
 
 

@@ -277,8 +277,9 @@ http {{
         return ["nginx", "-p", str(self.directory), "-c", str(conf), "-e", "stderr"]
 
 
-class Staplegate(Server):
-    name = "staplegate"
+class Proxy(Server):
+    """A front end under test: one certificate set, one backend port, `workers` processes or
+    threads (where the proxy has them)."""
 
     def __init__(
         self, directory: Path, port: int, cpus: str | None, *, cert: CertSet, backend: int,
@@ -288,6 +289,10 @@ class Staplegate(Server):
         self.cert = cert
         self.backend = backend
         self.workers = workers
+
+
+class Staplegate(Proxy):
+    name = "staplegate"
 
     def command(self) -> list[str]:
         conf = self.directory / "haproxy.cfg"
@@ -326,17 +331,8 @@ backend be
         time.sleep(0.5)
 
 
-class Haproxy(Server):
+class Haproxy(Proxy):
     name = "haproxy"
-
-    def __init__(
-        self, directory: Path, port: int, cpus: str | None, *, cert: CertSet, backend: int,
-        workers: int,
-    ) -> None:  # fmt: skip
-        super().__init__(directory, port, cpus)
-        self.cert = cert
-        self.backend = backend
-        self.workers = workers
 
     def command(self) -> list[str]:
         conf = self.directory / "haproxy.cfg"
@@ -364,17 +360,8 @@ backend be
         return ["haproxy", "-db", "-f", str(conf)]
 
 
-class NginxProxy(Server):
+class NginxProxy(Proxy):
     name = "nginx"
-
-    def __init__(
-        self, directory: Path, port: int, cpus: str | None, *, cert: CertSet, backend: int,
-        workers: int,
-    ) -> None:  # fmt: skip
-        super().__init__(directory, port, cpus)
-        self.cert = cert
-        self.backend = backend
-        self.workers = workers
 
     def command(self) -> list[str]:
         temp = "".join(
@@ -423,19 +410,11 @@ http {{
         time.sleep(0.3)
 
 
-class DesignProbe(Server):
+class DesignProbe(Proxy):
     """bench/design_probe.py: a featureless lean front, the ceiling of a design (one process;
     run it pinned). Not run by default."""
 
     design = ""
-
-    def __init__(
-        self, directory: Path, port: int, cpus: str | None, *, cert: CertSet, backend: int,
-        workers: int,
-    ) -> None:  # fmt: skip
-        super().__init__(directory, port, cpus)
-        self.cert = cert
-        self.backend = backend
 
     def command(self) -> list[str]:
         probe = Path(__file__).resolve().parent / "design_probe.py"
@@ -453,12 +432,18 @@ class SocketBioProbe(DesignProbe):
     design = "sockbio"
 
 
-PROXIES: dict[str, type[Server]] = {
+class HybridProbe(DesignProbe):
+    name = "probe-hybrid"
+    design = "hybrid"
+
+
+PROXIES: dict[str, type[Proxy]] = {
     "staplegate": Staplegate,
     "haproxy": Haproxy,
     "nginx": NginxProxy,
     "probe-membio": MemoryBioProbe,
     "probe-sockbio": SocketBioProbe,
+    "probe-hybrid": HybridProbe,
 }
 
 
