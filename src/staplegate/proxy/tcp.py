@@ -209,7 +209,10 @@ class Frontend:
         self._parked: collections.deque[ClientConnection] = collections.deque()
         self._accepting_paused = False
         self._idle: asyncio.Event | None = None
-        self._handshaken: list[ClientConnection] = []  # since the last buffer shedding
+        # handshakes done since the last buffer shedding, still open (a dict as an ordered
+        # set: a close takes its connection out, so a closed one is not kept alive meanwhile)
+        self._handshaken: dict[ClientConnection, None] = {}
+        self._shedding_due = False  # a sweep is scheduled
         self._wheel: DeadlineWheel | None = None
 
     @property
@@ -247,6 +250,7 @@ class Frontend:
     def _closed(self, connection: ClientConnection) -> None:
         connections = self.connections
         connections.discard(connection)
+        self._handshaken.pop(connection, None)
         self.stats.active = len(connections)
         parked = self._parked
         while parked and not self.full:  # accepted past maxconn in a burst: their turn now
@@ -264,9 +268,9 @@ class Frontend:
                 log.exception("frontend %s: the connection log callable failed", self.name)
 
     def _handshake_done(self, connection: ClientConnection) -> None:
-        handshaken = self._handshaken
-        handshaken.append(connection)
-        if len(handshaken) == 1:
+        self._handshaken[connection] = None
+        if not self._shedding_due:
+            self._shedding_due = True
             asyncio.get_running_loop().call_later(SHED_AFTER_S, self._shed_handshake_buffers)
 
     def _shed_handshake_buffers(self) -> None:
@@ -276,7 +280,8 @@ class Frontend:
         and free everything when they close; an idle one keeps ~5 KB less (the idle-RSS test
         in bench/tls_bench.py).
         """
-        handshaken, self._handshaken = self._handshaken, []
+        self._shedding_due = False
+        handshaken, self._handshaken = self._handshaken, {}
         for connection in handshaken:
             endpoint = connection.endpoint
             if connection.phase is not _CLOSED and endpoint is not None:

@@ -9,6 +9,9 @@ import ssl
 import time
 from collections.abc import Iterator
 
+import pytest
+
+from staplegate.proxy import tcp
 from staplegate.proxy.backends import BackendServer
 from staplegate.proxy.tcp import ProxyTimeouts, Termination
 from tests.integration.tls.tls_harness import (
@@ -406,3 +409,25 @@ def test_graceful_stop_lets_connections_finish(proxy_pki: TlsPki) -> None:
         sock.close()
         proxy.wait_until(lambda: not proxy.frontend.connections)
         proxy.wait_serving_done()
+
+
+def test_a_closed_connection_is_not_held_for_the_buffer_sweep(
+    proxy_pki: TlsPki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sweep that sheds idle connections' handshake buffers runs half a second after a
+    # batch of handshakes; a connection that closes meanwhile must not wait for it (it would
+    # keep its SSL object and buffers alive until then).
+    monkeypatch.setattr(tcp, "SHED_AFTER_S", 60.0)  # no sweep while the test looks
+    with RunningProxy(tls_bind(proxy_pki, "default.test")) as proxy:
+        context = client_context(proxy_pki)
+        with tls_connect(proxy.port, context, "default.test") as staying:
+            staying.sendall(b"a")
+            assert staying.recv(1) == b"a"
+            with tls_connect(proxy.port, context, "default.test") as leaving:
+                leaving.sendall(b"b")
+                assert leaving.recv(1) == b"b"
+            proxy.wait_until(lambda: len(proxy.records) == 1)
+            held = proxy.call(lambda: list(proxy.frontend._handshaken))
+            still_open = proxy.call(lambda: list(proxy.frontend.connections))
+            assert len(still_open) == 1
+            assert held == still_open
