@@ -34,9 +34,6 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509 import ocsp
-
 from staplegate.testpki.ca import CertificateAuthority, KeyKind
 
 HOST = "bench.example.test"
@@ -210,24 +207,8 @@ def make_files(tmp: Path) -> Files:
     issued = ca.issue(
         HOST, sans=[HOST], key=KeyKind.RSA2048, ocsp_url="http://127.0.0.1:9/", out_dir=tmp / "leaf"
     )  # the OCSP URL is never contacted: ocsp-update stays off
-    now = dt.datetime.now(dt.UTC)
-    response = (
-        ocsp.OCSPResponseBuilder()
-        .add_response(
-            cert=issued.certificate,
-            issuer=issued.issuer,
-            algorithm=hashes.SHA1(),
-            cert_status=ocsp.OCSPCertStatus.GOOD,
-            this_update=now - dt.timedelta(minutes=5),
-            next_update=now + dt.timedelta(days=3),
-            revocation_time=None,
-            revocation_reason=None,
-        )
-        .responder_id(ocsp.OCSPResponderEncoding.HASH, ca.certificate)
-        .sign(ca.private_key, hashes.SHA256())
-    )
     staple = Path(f"{issued.bundle_path}.ocsp")
-    staple.write_bytes(response.public_bytes(serialization.Encoding.DER))
+    staple.write_bytes(ca.good_response(issued, valid_for=dt.timedelta(days=3)))
     return Files(tmp, issued.bundle_path, staple)
 
 

@@ -54,9 +54,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509 import ocsp
-
 from staplegate.testpki.ca import CertificateAuthority, IssuedCertificate, KeyKind
 
 HSBENCH_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "bench" / "hsbench.c"
@@ -87,7 +84,6 @@ class CertSet:
 def make_certificates(directory: Path) -> list[CertSet]:
     """A P-256 CA, an RSA-2048 and a P-256 leaf, each with a GOOD `.ocsp` and `.issuer`."""
     ca = CertificateAuthority.init(directory / "ca", key=KeyKind.EC256, ocsp_url=None)
-    now = dt.datetime.now(dt.UTC)
     sets = []
     for kind, key in (("rsa", KeyKind.RSA2048), ("ecdsa", KeyKind.EC256)):
         issued = ca.issue(
@@ -97,23 +93,8 @@ def make_certificates(directory: Path) -> list[CertSet]:
             ocsp_url="http://127.0.0.1:9/",  # never contacted: ocsp-update stays off
             out_dir=directory / kind,
         )
-        response = (
-            ocsp.OCSPResponseBuilder()
-            .add_response(
-                cert=issued.certificate,
-                issuer=issued.issuer,
-                algorithm=hashes.SHA1(),
-                cert_status=ocsp.OCSPCertStatus.GOOD,
-                this_update=now - dt.timedelta(minutes=5),
-                next_update=now + dt.timedelta(days=3),
-                revocation_time=None,
-                revocation_reason=None,
-            )
-            .responder_id(ocsp.OCSPResponderEncoding.HASH, ca.certificate)
-            .sign(ca.private_key, hashes.SHA256())
-        )
         cert_set = CertSet(kind, issued)
-        cert_set.ocsp.write_bytes(response.public_bytes(serialization.Encoding.DER))
+        cert_set.ocsp.write_bytes(ca.good_response(issued, valid_for=dt.timedelta(days=3)))
         sets.append(cert_set)
     return sets
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509 import ocsp
+from cryptography.hazmat.primitives import serialization
 
-from staplegate.testpki.ca import CertificateAuthority, IssuedCertificate
+from staplegate.testpki.ca import CertificateAuthority
 
 CONFIG = """\
 global
@@ -53,26 +51,6 @@ def write_setup(
         CONFIG.format(mode=mode, certs=tmp_path / "certs", crt_list=crt_list), encoding="utf-8"
     )
     return config, crt_list
-
-
-def good_response(ca: CertificateAuthority, issued: IssuedCertificate) -> bytes:
-    now = dt.datetime.now(dt.UTC)
-    response = (
-        ocsp.OCSPResponseBuilder()
-        .add_response(
-            cert=issued.certificate,
-            issuer=ca.certificate,
-            algorithm=hashes.SHA1(),
-            cert_status=ocsp.OCSPCertStatus.GOOD,
-            this_update=now - dt.timedelta(minutes=1),
-            next_update=now + dt.timedelta(days=1),
-            revocation_time=None,
-            revocation_reason=None,
-        )
-        .responder_id(ocsp.OCSPResponderEncoding.HASH, ca.certificate)
-        .sign(ca.private_key, hashes.SHA256())
-    )
-    return response.public_bytes(serialization.Encoding.DER)
 
 
 @pytest.fixture
@@ -149,7 +127,7 @@ def test_ocsp_file_for_another_certificate_is_ignored_with_a_warning(
 ) -> None:
     www = ca.issue("www.example.test", out_dir=tmp_path / "certs")
     other = ca.issue("other.example.test", out_dir=tmp_path / "certs")
-    Path(f"{www.bundle_path}.ocsp").write_bytes(good_response(ca, other))
+    Path(f"{www.bundle_path}.ocsp").write_bytes(ca.good_response(other))
     config, crt_list = write_setup(tmp_path, ["www.example.test.pem"])
     result = run("-c", "-V", "-f", config)
     assert result.returncode == 0, result.stderr
@@ -162,7 +140,7 @@ def test_matching_ocsp_file_is_loaded_and_verified(
     tmp_path: Path, ca: CertificateAuthority
 ) -> None:
     www = ca.issue("www.example.test", out_dir=tmp_path / "certs")
-    Path(f"{www.bundle_path}.ocsp").write_bytes(good_response(ca, www))
+    Path(f"{www.bundle_path}.ocsp").write_bytes(ca.good_response(www))
     config, _ = write_setup(tmp_path, ["www.example.test.pem"])
     result = run("-c", "-V", "-f", config)
     assert result.returncode == 0, result.stderr

@@ -39,6 +39,7 @@ from typing import Final, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from staplegate.clock import Clock, SystemClock
@@ -738,6 +739,36 @@ class CertificateAuthority:
             bundle_path=bundle_path,
             issuer_path=issuer_path,
         )
+
+    def good_response(
+        self,
+        issued: IssuedCertificate,
+        *,
+        now: dt.datetime | None = None,
+        valid_for: dt.timedelta = dt.timedelta(days=1),
+    ) -> bytes:
+        """A GOOD OCSP response (DER) for a leaf this CA issued, signed by the CA itself.
+
+        For a static `.ocsp` sidecar (benchmarks, `staplegate check`) where no responder runs;
+        thisUpdate is a minute back, so a clock slightly behind still accepts it.
+        """
+        when = now or self.clock.now()
+        response = (
+            ocsp.OCSPResponseBuilder()
+            .add_response(
+                cert=issued.certificate,
+                issuer=self.certificate,
+                algorithm=hashes.SHA1(),
+                cert_status=ocsp.OCSPCertStatus.GOOD,
+                this_update=when - dt.timedelta(minutes=1),
+                next_update=when + valid_for,
+                revocation_time=None,
+                revocation_reason=None,
+            )
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, self.certificate)
+            .sign(self.private_key, hashes.SHA256())
+        )
+        return response.public_bytes(serialization.Encoding.DER)
 
     def ocsp_signer(
         self,

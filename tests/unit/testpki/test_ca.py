@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from staplegate.clock import ManualClock
+from staplegate.ocsp.verify import CertStatus, VerificationError, verify_response
 from staplegate.testpki.ca import (
     CAError,
     CAErrorReason,
@@ -335,3 +336,17 @@ def test_helpers() -> None:
     assert not looks_like_hostname("-bad.test")
     name = x509.Name.from_rfc4514_string("CN=x,O=Org,C=DE")
     assert subject_oneline(name) == "/C=DE/O=Org/CN=x"
+
+
+def test_good_response_verifies_for_the_leaf(ca: CertificateAuthority, clock: ManualClock) -> None:
+    issued = ca.issue("www.example.test")
+    other = ca.issue("other.example.test")
+    der = ca.good_response(issued, valid_for=dt.timedelta(hours=6))
+    staple = verify_response(
+        der, certificate=issued.certificate, issuer=issued.issuer, now=clock.now()
+    )
+    assert staple.status is CertStatus.GOOD
+    assert staple.this_update == clock.now() - dt.timedelta(minutes=1)
+    assert staple.next_update == clock.now() + dt.timedelta(hours=6)
+    with pytest.raises(VerificationError):  # it answers for its own leaf only
+        verify_response(der, certificate=other.certificate, issuer=other.issuer, now=clock.now())
