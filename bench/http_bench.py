@@ -304,12 +304,17 @@ def report(medians: dict[str, Sample], options: argparse.Namespace) -> None:
     if ours is None:
         return
     print()
-    for other in ("haproxy", "nginx"):
+    for other in ("haproxy", "nginx", "probe-http"):
         theirs = medians.get(other)
         if theirs is not None and theirs.per_core > 0:
             print(
                 f"staplegate ÷ {other}: {ours.rate / theirs.rate:.2f} absolute, "
-                f"{ours.per_core / theirs.per_core:.2f} per core (floor 0.70)"
+                f"{ours.per_core / theirs.per_core:.2f} per core"
+                + (
+                    " (floor 0.70)"
+                    if other != "probe-http"
+                    else " (the design's ceiling, ADR 0004)"
+                )
             )
 
 

@@ -891,6 +891,16 @@ def report(
             mark = "" if ratio_core >= FLOORS[test] else " (below)"
             cols.append(f"{mine[0] / hap_rate:.2f} / {ratio_core:.2f}{mark}")
         print(f"| {split} | {cert} | {test} | {' | '.join(cols)} | ≥ {FLOORS[test]} |")
+    if "probe-membio" in variants and "staplegate" in variants:
+        # ADR 0004: what the features cost, against the design's own ceiling in this run
+        print("\n## staplegate ÷ probe-membio (the featureless front on its design), per core\n")
+        print("| split | cert | test | ratio |")
+        print("|---|---|---|---:|")
+        for split, cert, test, proxy in sorted(medians):
+            ceiling = medians.get((split, cert, test, "probe-membio"))
+            if proxy == "staplegate" and ceiling is not None and ceiling[1]:
+                share = medians[(split, cert, test, proxy)][1] / ceiling[1]
+                print(f"| {split} | {cert} | {test} | {share:.2f} |")
     if idle:
         print("\n## Idle TLS connections (proxy VmRSS, pinned split, 1 worker / nbthread 1)\n")
         print("| proxy | cert | connections | RSS before | RSS held | KiB per 1,000 | ÷ HAProxy |")
