@@ -81,6 +81,12 @@ def test_old_workers_exit_zero_after_reloads_under_traffic(
             codes = [int(m.group(2)) for m in statuses if m is not None]
             output = proc.output
             assert proc.stop() == 0
+    if mode == "http":
+        # A draining worker closes connections idle between requests at once, HAProxy's
+        # default soft-stop (without `option idle-close-on-response`): a client that finished
+        # its handshake but whose request was not read yet may see the close (RFC 9112 lets
+        # it retry). Everything else is a failure.
+        failures = [f for f in failures if f != "AssertionError: bad reply b''"]
     assert not failures, failures[:5]
     assert len(codes) >= reloads * workers, output[-4000:]
     assert set(codes) == {0}, (codes, output[-4000:])
