@@ -46,6 +46,12 @@ from typing import Final, Protocol, cast
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 DEFAULT_TARGETS_DIR: Final = REPO_ROOT / "tests" / "fuzz_targets"
+# This tree's own code, ahead of an editable install of another checkout but after an
+# explicit PYTHONPATH (sys.path: this script's directory, then PYTHONPATH's entries).
+sys.path.insert(
+    1 + len([p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+    str(REPO_ROOT / "src"),
+)
 sys.path.insert(0, str(REPO_ROOT))  # `tests.fuzz_targets` is a package of the repository
 
 from tests.fuzz_targets import Disagreement  # noqa: E402 - needs the path above
@@ -465,6 +471,10 @@ def run_all(
 # --- reporting ---
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
 def _shown_input(data: bytes, limit: int = 120) -> str:
     text = repr(data[:limit])
     return text + (f" … ({len(data)} bytes)" if len(data) > limit else f" ({len(data)} bytes)")
@@ -496,7 +506,7 @@ def print_failures(
             continue
         failures = sorted(r.failures.values(), key=lambda f: (-f.count, f.kind, f.location))
         out("")
-        out(f"{name}: {len(failures)} distinct failures")
+        out(f"{name}: {_count(len(failures), 'distinct failure')}")
         for index, failure in enumerate(failures, 1):
             saved = ""
             if save is not None:
@@ -606,6 +616,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fuzzed_tree() -> str:
+    """Where the `staplegate` under test comes from (targets import it), or "no staplegate"."""
+    spec = importlib.util.find_spec("staplegate")
+    if spec is None or spec.origin is None:
+        return "no staplegate"
+    return str(Path(spec.origin).parent.parent)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     directory: Path = args.targets_dir.resolve()
@@ -621,8 +639,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.save is not None:
         args.save.mkdir(parents=True, exist_ok=True)
     jobs = min(args.jobs, sum(len(range(0, args.inputs, SHARD_SIZE)) for _ in targets))
+    tree = _fuzzed_tree()
     print(
-        f"fuzz: {len(targets)} targets ({', '.join(name for _, name in targets)}), "
+        f"fuzz: {_count(len(targets), 'target')} ({', '.join(name for _, name in targets)}) "
+        f"on {tree}, "
         f"{args.inputs:,} inputs each, seed {args.seed}, {jobs} jobs, max {args.max_len:,} "
         f"bytes, hang after {args.timeout:g} s",
         flush=True,
