@@ -718,11 +718,26 @@ def run(
         return 1
 
     settings = generation.config.global_
+    pidfile = pidfile or settings.pidfile
+    pid_handle = None
+    if pidfile:
+        # opened before detaching, as HAProxy does, so `-D` reports it instead of dying silently
+        try:
+            pid_handle = open(pidfile, "w", encoding="ascii")  # noqa: SIM115 - closed below
+        except OSError as error:
+            print(
+                f"[ALERT] Cannot create pidfile {pidfile}: {error.strerror or error}.",
+                file=sys.stderr,
+            )
+            for socks in sockets.values():
+                for sock in socks:
+                    sock.close()
+            return 1
     if daemon or settings.daemon:
         _daemonize()
-    pidfile = pidfile or settings.pidfile
-    if pidfile:
-        Path(pidfile).write_text(f"{os.getpid()}\n", encoding="ascii")
+    if pid_handle is not None:
+        with pid_handle:
+            pid_handle.write(f"{os.getpid()}\n")
 
     targets = log_targets(settings)
     router = LogRouter(targets)

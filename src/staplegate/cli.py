@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -23,6 +25,8 @@ SUBCOMMANDS: dict[str, str] = {
     "ocsp": "staplegate.ocsp_cli",
     "ctl": "staplegate.ctl",
 }
+
+_ACTION_WORD = re.compile(r"[a-z][a-z-]*")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,8 +74,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_os_error(error: OSError) -> str:
+    """`'PATH': reason` for a failed file or socket operation, as a user reads it.
+
+    No errno number and no traceback: the path and the system's reason are what tell the
+    user what to fix.
+    """
+    reason = error.strerror or str(error) or type(error).__name__
+    paths = [os.fsdecode(p) for p in (error.filename, error.filename2) if p is not None]
+    if not paths:
+        return reason
+    return " -> ".join(f"'{path}'" for path in paths) + f": {reason}"
+
+
+def _command_name(args_list: Sequence[str]) -> str:
+    """`staplegate ca init` for `ca init DIR`: the words a user typed before the first option."""
+    words = ["staplegate"]
+    if args_list and args_list[0] in SUBCOMMANDS:
+        words.append(args_list[0])
+        if len(args_list) > 1 and _ACTION_WORD.fullmatch(args_list[1]):
+            words.append(args_list[1])  # `init`, `ocsp-signer`, `fetch`: not a path or option
+    return " ".join(words)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run `staplegate ARGV`; a file or socket that cannot be used is one line, never a traceback.
+
+    Every subcommand reports its own refusals; an `OSError` that still escapes one (a
+    directory that cannot be created, an output file that cannot be written) ends here as
+    `staplegate SUBCOMMAND: 'PATH': reason` on stderr and exit status 1.
+    """
     args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(args_list)
+    except OSError as error:
+        proxy = not (args_list and args_list[0] in SUBCOMMANDS)
+        prefix = "[ALERT] " if proxy else ""
+        print(f"{prefix}{_command_name(args_list)}: {describe_os_error(error)}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args_list: list[str]) -> int:
     try:
         offset = clock_offset_seconds()
     except ClockOffsetError as exc:

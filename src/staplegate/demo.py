@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from staplegate.cli import describe_os_error
 from staplegate.testpki.ca import CertificateAuthority, KeyKind
 
 CONFIG_TEMPLATE = """\
@@ -209,6 +210,15 @@ def print_try_it(layout: DemoLayout) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo; a directory or file it cannot use is one line on stderr, exit status 1."""
+    try:
+        return _demo(argv)
+    except OSError as error:
+        print(f"staplegate-demo: {describe_os_error(error)}", file=sys.stderr)
+        return 1
+
+
+def _demo(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="staplegate-demo", description=__doc__)
     parser.add_argument("--dir", type=Path, default=Path("demo"), help="where to build it")
     parser.add_argument(

@@ -26,9 +26,17 @@ def main(argv: Sequence[str]) -> int:
     if args.pidfile is not None:
         try:
             pid = int(args.pidfile.read_text(encoding="ascii").split()[0])
-        except (OSError, ValueError, IndexError) as error:
+        except OSError as error:
             print(
-                f"staplegate reload: cannot read a pid from {args.pidfile}: {error}",
+                f"staplegate reload: cannot read the pidfile '{args.pidfile}': "
+                f"{error.strerror or error}; is staplegate running with -p?",
+                file=sys.stderr,
+            )
+            return 1
+        except (ValueError, IndexError):
+            print(
+                f"staplegate reload: no pid in '{args.pidfile}' (expected the number "
+                "`staplegate -p` writes)",
                 file=sys.stderr,
             )
             return 1

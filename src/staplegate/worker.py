@@ -295,6 +295,11 @@ def worker_main(setup: WorkerSetup) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    # The master's event loop registered its self-pipe as the signal wakeup fd, and the fork
+    # copied that registration but `_close_inherited_fds` closed the pipe. The worker's loop
+    # would "restore" that number when it stops, by then naming some other file (a blocking
+    # one makes uvloop raise "the fd N must be in non-blocking mode", exit status 1).
+    signal.set_wakeup_fd(-1)
     # Forked from inside the master's running loop: forget it before starting our own.
     asyncio.events._set_running_loop(None)
     # The master's log handler feeds a writer thread that does not exist in this process.
@@ -312,8 +317,15 @@ def worker_main(setup: WorkerSetup) -> int:
         # master reaps workers with a SIGCHLD handler, which uvloop refuses.
         with _profiled(setup.slot), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(_run(setup))
-    except Exception:
-        log.exception("worker %d (slot %d) failed", os.getpid(), setup.slot)
+    except Exception as error:
+        # the reason in the line itself: log targets print the message, not the traceback
+        log.exception(
+            "worker %d (slot %d) failed: %s: %s",
+            os.getpid(),
+            setup.slot,
+            type(error).__name__,
+            error,
+        )
         return 1
     finally:
         router.close()

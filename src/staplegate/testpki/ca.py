@@ -715,6 +715,9 @@ class CertificateAuthority:
             builder = builder.add_extension(
                 x509.TLSFeature([x509.TLSFeatureType.status_request]), critical=False
             )
+        # before recording: an output directory that cannot be made must not leave an index
+        # entry without its bundle (and block re-issuing the name)
+        out.mkdir(parents=True, exist_ok=True)
         with self._locked():
             entries = self.entries()
             self._check_unique(subject_oneline(subject), entries)
@@ -724,7 +727,6 @@ class CertificateAuthority:
             )
             self._record(certificate)
         chain = self.intermediates + ((self.root,) if include_root else ())
-        out.mkdir(parents=True, exist_ok=True)
         bundle_path = out / f"{name}.pem"
         issuer_path = out / f"{name}.pem.issuer"
         _write_private(bundle_path, _cert_pem(certificate) + _key_pem(leaf_key) + _cert_pem(*chain))
