@@ -24,7 +24,6 @@ from staplegate.ocsp.verify import (
     verify_response,
 )
 from staplegate.testpki.index import EntryStatus, IndexEntry, write_index
-
 from tests.ocsp_der import BOOLEAN, INTEGER, resign, retag_string
 
 from .ocsp_pki import NOW, Pki, Signer, make_certificate, resign_with_singles, sign_response
@@ -400,7 +399,6 @@ def test_every_reason_has_a_hint() -> None:
         assert VerificationError(reason).hint
 
 
-
 # --- malformed bytes: every failure is a VerificationError (issue 14, defect 2) ---
 
 _WRONG_TAGS = [pytest.param(BOOLEAN, id="boolean"), pytest.param(INTEGER, id="integer"),
@@ -421,7 +419,8 @@ def test_responder_name_attribute_of_the_wrong_type_is_unparsable(
         bad = resign(bad, ca.signer.key)
     error = _fail(bad, ca.leaf, ca.certificate)
     assert error.reason is FailureReason.UNPARSABLE
-    assert error.detail is not None and "ResponderID name" in error.detail
+    assert error.detail is not None
+    assert "ResponderID name" in error.detail
     assert error.haproxy_status == 4
 
 
