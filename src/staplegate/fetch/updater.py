@@ -589,7 +589,28 @@ class OcspUpdater:
                 self._clock.now(), FetchFailureKind.INTERNAL, f"internal error: {exc!r}"
             )
         if managed.machine.state is State.FETCHING:
+            self._finish_fetch(managed, event)
+
+    def _finish_fetch(self, managed: _Managed, event: FetchSucceeded | FetchFailed) -> None:
+        """Hand the result to the machine; whatever raises, it leaves FETCHING.
+
+        Verifying a fetched body runs on untrusted bytes. Should anything raise there (a bug:
+        the verifier promises VerificationError only), a certificate left FETCHING would never
+        be refreshed again and its staple would be withdrawn at expiry. So the traceback is
+        logged and the attempt ends as an internal failure: counted, and retried.
+        """
+        try:
             self._handle(managed, event)
+        except Exception as exc:
+            logger.exception(
+                "OCSP update for %s failed internally; counted as a failure, will retry",
+                managed.machine.path,
+            )
+            if managed.machine.state is State.FETCHING:
+                failed = FetchFailed(
+                    self._clock.now(), FetchFailureKind.INTERNAL, f"internal error: {exc!r}"
+                )
+                self._handle(managed, failed)
 
     def _persist(self, cert_id: CertId, der: bytes) -> None:
         if self._store is None:
