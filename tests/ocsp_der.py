@@ -14,13 +14,19 @@ bytes the way an attacker on the path to the responder could:
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives import hashes
+import datetime as dt
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import NameOID
 
 #: universal string types a name attribute may use (UTF8, Printable, T61, IA5)
 _STRING_TAGS = (0x0C, 0x13, 0x14, 0x16)
 BOOLEAN = 0x01
 INTEGER = 0x02
+BIT_STRING = 0x03  # cryptography raises TypeError for it (ValueError for the two above)
 
 
 def retag_string(der: bytes, text: str, *, tag: int = BOOLEAN, occurrence: int = 0) -> bytes:
@@ -93,3 +99,79 @@ def resign(der: bytes, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> b
     basic = _tlv(0x30, tbs + algorithm + _tlv(0x03, b"\x00" + signature) + b"".join(rest))
     body = _tlv(0x30, oid + _tlv(0x04, basic))
     return _tlv(0x30, status + _tlv(0xA0, body))
+
+
+def malformed_name_response(
+    certificate: x509.Certificate,
+    issuer: x509.Certificate,
+    issuer_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
+    *,
+    tag: int = BOOLEAN,
+    now: dt.datetime | None = None,
+) -> bytes:
+    """A GOOD response for `certificate`, signed by `issuer` and naming it byName, whose
+    ResponderID CN has the wrong ASN.1 type `tag` (then signed again: only the name is bad).
+    """
+    when = now or dt.datetime.now(dt.UTC)
+    response = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=certificate,
+            issuer=issuer,
+            algorithm=hashes.SHA1(),
+            cert_status=ocsp.OCSPCertStatus.GOOD,
+            this_update=when - dt.timedelta(minutes=1),
+            next_update=when + dt.timedelta(days=1),
+            revocation_time=None,
+            revocation_reason=None,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.NAME, issuer)
+        .sign(issuer_key, hashes.SHA256())
+    )
+    der = response.public_bytes(serialization.Encoding.DER)
+    common_name = issuer.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert isinstance(common_name, str)
+    return resign(retag_string(der, common_name, tag=tag), issuer_key)
+
+
+# --- re-encoding with a substitution (the lengths of every enclosing TLV follow) ---
+
+#: AlgorithmIdentifier of SHA-1 and MD5 as cryptography writes a CertID's (NULL parameters)
+SHA1_ALGORITHM = bytes.fromhex("300906052b0e03021a0500")
+MD5_ALGORITHM = bytes.fromhex("300c06082a864886f70d02050500")
+
+
+def _encapsulates(tag: int, content: bytes) -> bool:
+    """An OCTET STRING that holds DER (ResponseBytes.response) rather than a hash."""
+    if tag != 0x04 or len(content) < 64 or content[0] != 0x30:
+        return False
+    try:
+        return _read_tlv(content, 0)[1] == len(content)
+    except IndexError:
+        return False
+
+
+def substitute(der: bytes, old: bytes, new: bytes) -> bytes:
+    """`der` with every complete TLV equal to `old` replaced by `new`, lengths re-encoded."""
+    out = []
+    offset = 0
+    while offset < len(der):
+        start, end = _read_tlv(der, offset)
+        tlv, tag, content = der[offset:end], der[offset], der[start:end]
+        if tlv == old:
+            out.append(new)
+        elif tag & 0x20 or _encapsulates(tag, content):
+            out.append(_tlv(tag, substitute(content, old, new)))
+        else:
+            out.append(tlv)
+        offset = end
+    return b"".join(out)
+
+
+def with_md5_cert_id(der: bytes) -> bytes:
+    """A response or a CertID DER with its CertID hash algorithm changed from SHA-1 to MD5
+    (the hashes stay 20 bytes: only the algorithm matters to the code under test)."""
+    changed = substitute(der, SHA1_ALGORITHM, MD5_ALGORITHM)
+    if changed == der:
+        raise ValueError("no SHA-1 CertID in the DER")
+    return changed
