@@ -115,6 +115,10 @@ _FAILURE_KINDS: dict[FetchFailure, FetchFailureKind] = {
     FetchFailure.BODY_TOO_LARGE: FetchFailureKind.TOO_LARGE,
 }
 
+#: How much longer than a fetch's own deadline `update_now` waits by default, so a fetch
+#: that times out is reported as such, not as "still running".
+UPDATE_GRACE_S = 2.0
+
 #: HAProxy's `set ssl ocsp-response` success answer (spec §8.4).
 RESPONSE_UPDATED = "OCSP Response updated!"
 #: HAProxy's refusal when no entry has the response's CertId (spec §8.4).
@@ -292,6 +296,7 @@ class OcspUpdater:
         self._on_staples = on_staples
         self._on_revocation = on_revocation
         self._client = OcspHttpClient(fetch_settings)
+        self._fetch_timeout = fetch_settings.total_timeout
         self._gate = FetchGate(
             HostRateLimiter(rate=host_rate, burst=host_burst), max_concurrent=max_concurrent
         )
@@ -686,9 +691,17 @@ class OcspUpdater:
                 return cert_id
         return None
 
-    async def update_now(self, cert_id: CertId, *, timeout: float) -> UpdateOutcome:
-        """Fetch at once (even with auto-update off) and wait up to `timeout` s for the result."""
+    @property
+    def update_wait(self) -> float:
+        """Seconds `update_now` waits by default: the fetch's own deadline plus a grace."""
+        return self._fetch_timeout + UPDATE_GRACE_S
+
+    async def update_now(self, cert_id: CertId, *, timeout: float | None = None) -> UpdateOutcome:
+        """Fetch at once (even with auto-update off) and wait up to `timeout` s for the result
+        (default `update_wait`, longer than the fetch may take)."""
         self._require_running()
+        if timeout is None:
+            timeout = self.update_wait
         key = self._aliases.get(cert_id)
         if key is None:
             return UpdateOutcome(
