@@ -41,12 +41,14 @@ import heapq
 import itertools
 import logging
 import random
+import re
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509 import ocsp
 
 from staplegate.clock import Clock, SystemClock
@@ -119,6 +121,9 @@ _FAILURE_KINDS: dict[FetchFailure, FetchFailureKind] = {
 #: that times out is reported as such, not as "still running".
 UPDATE_GRACE_S = 2.0
 
+#: A dotted OID in cryptography's UnsupportedAlgorithm message.
+_OID = re.compile(r"\d+(?:\.\d+)+")
+
 #: HAProxy's `set ssl ocsp-response` success answer (spec §8.4).
 RESPONSE_UPDATED = "OCSP Response updated!"
 #: HAProxy's refusal when no entry has the response's CertId (spec §8.4).
@@ -190,6 +195,8 @@ class SetRefusal(enum.Enum):
     """Its CertId names no certificate this updater manages."""
     VERIFICATION_FAILED = "verification-failed"
     """The certificate's checks refused it; `failure` says which."""
+    UNSUPPORTED_HASH = "unsupported-hash"
+    """Its CertId uses a hash algorithm we cannot compute (e.g. MD5): it names nothing."""
 
 
 @dataclass(frozen=True)
@@ -756,8 +763,19 @@ class OcspUpdater:
                 key = self._aliases.get(CertId.from_single_response(single))
                 if key is not None:
                     break
-        except (ValueError, KeyError) as exc:
-            error = VerificationError(FailureReason.NO_SINGLE_RESPONSE, str(exc))
+        except UnsupportedAlgorithm as exc:
+            found = _OID.search(str(exc))
+            algorithm = found.group(0) if found else str(exc)
+            return SetOutcome(
+                accepted=False,
+                message="OCSP single response: Certificate ID uses an unsupported hash "
+                f"algorithm ({algorithm})",
+                refusal=SetRefusal.UNSUPPORTED_HASH,
+                failure=FailureReason.CERT_ID_MISMATCH,
+                hint="ask the responder for a SHA-1 (or SHA-256) CertId, as staplegate does",
+            )
+        except Exception as exc:  # untrusted bytes: whatever fails to parse is unreadable
+            error = VerificationError(FailureReason.NO_SINGLE_RESPONSE, f"{exc!r}")
             return _refused(SetRefusal.UNREADABLE, error)
         if key is None:
             return SetOutcome(

@@ -25,6 +25,7 @@ from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.runtime.grammar import Level, parse_words
 from staplegate.runtime.handlers import RuntimeHandlers
 from staplegate.testpki.pytest_plugin import Pki
+from tests.ocsp_der import with_md5_cert_id
 
 from .runtime_harness import WAIT, Lab, ask, lab
 
@@ -359,3 +360,32 @@ def test_update_wait_is_longer_than_the_fetch_timeout() -> None:
             on_staples=lambda table: None,
         )
         assert updater.update_wait > total
+
+
+def test_set_ssl_ocsp_response_with_an_md5_certid_gets_a_specific_refusal(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """Issue 14, defect 10: UnsupportedAlgorithm escaped and the answer was "Internal error"."""
+
+    async def body(env: Lab) -> tuple[str, bool]:
+        cert_id = env.cert_id("www")
+        before = env.updater.table[cert_id]
+        now = SystemClock().now()
+        good = respond(
+            env,
+            "www",
+            this_update=now - dt.timedelta(minutes=1),
+            next_update=now + dt.timedelta(days=2),
+        )
+        md5 = base64.b64encode(with_md5_cert_id(good)).decode()
+        answer = await ask(env.sockets[Level.ADMIN], f"set ssl ocsp-response {md5}\n")
+        return answer, env.updater.table[cert_id] == before
+
+    answer, kept = run(pki, tmp_path, body)
+    assert answer.startswith(
+        "OCSP single response: Certificate ID uses an unsupported hash algorithm "
+        "(1.2.840.113549.2.5).\n"
+    ), answer
+    assert "The current response is kept: " in answer
+    assert "SHA-1" in answer
+    assert kept
