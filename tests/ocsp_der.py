@@ -18,7 +18,7 @@ import datetime as dt
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
@@ -87,15 +87,23 @@ def tbs_response_data(der: bytes) -> bytes:
     return _children(_content(_content(octets)))[0]
 
 
-def resign(der: bytes, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
-    """`der` with tbsResponseData signed again by `key` (SHA-256)."""
+def resign(
+    der: bytes,
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey,
+    *,
+    deterministic: bool = False,
+) -> bytes:
+    """`der` with tbsResponseData signed again by `key` (SHA-256; `deterministic`: RFC 6979
+    ECDSA, the same bytes on every run)."""
     status, response_bytes = _children(_content(der))
     oid, octets = _children(_content(_content(response_bytes)))
     tbs, algorithm, _signature, *rest = _children(_content(_content(octets)))
     if isinstance(key, rsa.RSAPrivateKey):
         signature = key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
+    elif isinstance(key, ed25519.Ed25519PrivateKey):
+        signature = key.sign(tbs)
     else:
-        signature = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+        signature = key.sign(tbs, ec.ECDSA(hashes.SHA256(), deterministic_signing=deterministic))
     basic = _tlv(0x30, tbs + algorithm + _tlv(0x03, b"\x00" + signature) + b"".join(rest))
     body = _tlv(0x30, oid + _tlv(0x04, basic))
     return _tlv(0x30, status + _tlv(0xA0, body))
@@ -175,3 +183,14 @@ def with_md5_cert_id(der: bytes) -> bytes:
     if changed == der:
         raise ValueError("no SHA-1 CertID in the DER")
     return changed
+
+
+def with_produced_at(der: bytes, when: dt.datetime) -> bytes:
+    """`der` with producedAt set to `when` (cryptography's builder stamps the real time);
+    sign again afterwards."""
+    produced = ocsp.load_der_ocsp_response(der).produced_at_utc
+    old = b"\x18\x0f" + produced.strftime("%Y%m%d%H%M%SZ").encode()
+    new = b"\x18\x0f" + when.astimezone(dt.UTC).strftime("%Y%m%d%H%M%SZ").encode()
+    if der.count(old) != 1:
+        raise ValueError("producedAt is not unique in the DER")
+    return der.replace(old, new)
