@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509 import ocsp
 
 from staplegate.certs.loader import issued_by
@@ -370,6 +371,13 @@ def _responder_text(response: ocsp.OCSPResponse) -> str:
     return (response.responder_key_hash or b"").hex().upper()
 
 
+def _hash_name(single: ocsp.OCSPSingleResponse) -> str:
+    try:
+        return single.hash_algorithm.name
+    except UnsupportedAlgorithm as exc:  # e.g. MD5: shown, then refused by `verify`
+        return f"unsupported ({exc})"
+
+
 def _response_text(der: bytes) -> str:
     response = ocsp.load_der_ocsp_response(der)
     status = response.response_status
@@ -390,7 +398,7 @@ def _response_text(der: bytes) -> str:
     for single in response.responses:
         lines += [
             "    Certificate ID:",
-            f"      Hash Algorithm: {single.hash_algorithm.name}",
+            f"      Hash Algorithm: {_hash_name(single)}",
             f"      Issuer Name Hash: {single.issuer_name_hash.hex().upper()}",
             f"      Issuer Key Hash: {single.issuer_key_hash.hex().upper()}",
             f"      Serial Number: {_serial_hex(single.serial_number)}",
