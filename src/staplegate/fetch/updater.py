@@ -367,7 +367,7 @@ class OcspUpdater:
                 candidates = [e.sidecar_ocsp for e in managed.entries if e.sidecar_ocsp]
                 if cert_id in stored:
                     candidates.append(stored[cert_id])
-                self._handle(managed, Start(now, tuple(candidates)), publish=False)
+                self._start(managed, now, candidates)
             self._publish()
             if started is not None:
                 started.set()
@@ -421,8 +421,22 @@ class OcspUpdater:
                 if held is not None:
                     candidates.append(held.der)
                 self._retire(cert_id, now)
-            self._handle(self._add(cert_id, group), Start(now, tuple(candidates)), publish=False)
+            self._start(self._add(cert_id, group), now, candidates)
         self._publish()
+
+    def _start(self, managed: _Managed, now: dt.datetime, stored: Sequence[bytes]) -> None:
+        """Start one machine with its stored candidates; should checking them raise (a bug:
+        they are untrusted bytes), start it without them, so it fetches instead."""
+        try:
+            self._handle(managed, Start(now, tuple(stored)), publish=False)
+        except Exception:
+            if managed.machine.state is not State.NEW:
+                raise
+            logger.exception(
+                "%s: stored OCSP responses could not be checked; ignored, fetching instead",
+                managed.machine.path,
+            )
+            self._handle(managed, Start(now), publish=False)
 
     def _retire(self, cert_id: CertId, now: dt.datetime) -> None:
         managed = self._managed.pop(cert_id)

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Mapping
+from typing import Any
 
 import pytest
 from cryptography.x509 import ocsp
@@ -23,10 +24,12 @@ from cryptography.x509.oid import NameOID
 
 from staplegate.fetch.http import FetchSettings
 from staplegate.fetch.updater import OcspUpdater, UpdaterEntry, UpdateResult
+from staplegate.ocsp import machine as machine_module
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.logline import UpdateStatus
 from staplegate.ocsp.machine import State
 from staplegate.ocsp.schedule import UpdateSettings
+from staplegate.ocsp.verify import VerifiedStaple
 from staplegate.testpki.faults import Fault, FaultKind
 from staplegate.testpki.pytest_plugin import Pki
 from tests.ocsp_der import BOOLEAN, INTEGER, retag_string
@@ -235,3 +238,47 @@ def test_whatever_handling_a_fetch_raises_the_certificate_leaves_fetching(
     (crash,) = [r for r in caplog.records if r.exc_info]
     assert "www.pem failed internally; counted as a failure, will retry" in crash.getMessage()
     assert "a bug in the verifier" in caplog.text
+
+
+def test_a_stored_response_that_breaks_the_checks_is_ignored_and_fetched_instead(
+    pki: Pki, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored candidates are untrusted too: should checking one raise (a verifier bug, hence
+    the fake), the certificate starts without it and is fetched, never left NEW."""
+    caplog.set_level(logging.INFO, logger="staplegate.ocsp")
+    leaf = pki.issue("www.stored.test")
+    cert_id = CertId.for_certificate(leaf.certificate, leaf.issuer)
+    tables: list[Mapping[CertId, bytes]] = []
+    entry = UpdaterEntry(
+        leaf.certificate, leaf.issuer, "/etc/certs/www.pem", pki.responder.url, True, b"stored"
+    )
+    updater = OcspUpdater(
+        [entry],
+        update_settings=UpdateSettings(),
+        fetch_settings=FAST,
+        on_staples=tables.append,
+        rng=random.Random(3),
+    )
+    real = machine_module.verify_response
+
+    def breaks_on_stored(der: bytes, **kwargs: Any) -> VerifiedStaple:
+        if der == b"stored":
+            raise TypeError("a bug in the verifier")
+        return real(der, **kwargs)
+
+    monkeypatch.setattr(machine_module, "verify_response", breaks_on_stored)
+
+    async def scenario() -> None:
+        started = asyncio.Event()
+        task = asyncio.create_task(updater.run(started=started))
+        try:
+            async with asyncio.timeout(10):
+                await started.wait()
+                while cert_id not in (tables[-1] if tables else {}):
+                    await asyncio.sleep(0.01)
+        finally:
+            updater.stop()
+            await task
+
+    asyncio.run(scenario())
+    assert "stored OCSP responses could not be checked; ignored, fetching instead" in caplog.text
