@@ -94,6 +94,9 @@ logger = logging.getLogger("staplegate.ocsp")
 
 #: Longest sleep between looks at the wall clock (timers are wall-clock times).
 MAX_SLEEP = 30.0
+#: When handling a certificate's timer raised (a bug), its next look comes this much later;
+#: one certificate's bug never stops the loop that serves every other.
+RETRY_AFTER_INTERNAL_ERROR_S = 60.0
 
 _LEVELS: dict[LogLevel, int] = {
     LogLevel.INFO: logging.INFO,
@@ -524,7 +527,17 @@ class OcspUpdater:
                 del self._timer_seq[cert_id]
                 due.append(cert_id)
         for cert_id in due:
-            self._handle(self._managed[cert_id], Tick(now))
+            managed = self._managed[cert_id]
+            try:
+                self._handle(managed, Tick(now))
+            except Exception:  # a bug: it must cost this certificate one attempt, no more
+                logger.exception(
+                    "OCSP updater: %s failed internally; trying again in %g s",
+                    managed.machine.path,
+                    RETRY_AFTER_INTERNAL_ERROR_S,
+                )
+                retry = now + dt.timedelta(seconds=RETRY_AFTER_INTERNAL_ERROR_S)
+                self._set_timer(cert_id, retry)
 
     def _sleep_seconds(self) -> float:
         while self._timers and self._timer_seq.get(self._timers[0][2]) != self._timers[0][1]:

@@ -13,6 +13,7 @@ re-reading the request, and then bends a cached answer it can no longer parse
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import random
 from collections.abc import Mapping
@@ -22,11 +23,17 @@ import pytest
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
+from staplegate.clock import SystemClock
 from staplegate.fetch.http import FetchSettings
-from staplegate.fetch.updater import OcspUpdater, UpdaterEntry, UpdateResult
+from staplegate.fetch.updater import (
+    RETRY_AFTER_INTERNAL_ERROR_S,
+    OcspUpdater,
+    UpdaterEntry,
+    UpdateResult,
+)
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.logline import UpdateStatus
-from staplegate.ocsp.machine import State
+from staplegate.ocsp.machine import Action, CertificateMachine, Event, State, Tick
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.ocsp.verify import VerifiedStaple, verify_response
 from staplegate.testpki.faults import Fault, FaultKind
@@ -280,3 +287,70 @@ def test_a_stored_response_that_breaks_the_checks_is_ignored_and_fetched_instead
 
     asyncio.run(scenario())
     assert "stored OCSP responses could not be checked; ignored, fetching instead" in caplog.text
+
+
+class _OffsetClock:
+    """Wall time plus an offset the test moves (the updater re-reads it on `wake()`)."""
+
+    def __init__(self) -> None:
+        self.offset = dt.timedelta(0)
+
+    def now(self) -> dt.datetime:
+        return SystemClock().now() + self.offset
+
+
+def test_a_bug_on_one_certificates_timer_costs_it_one_attempt_and_nothing_else(
+    pki: Pki, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The updater's loop serves every certificate: an exception while one certificate's
+    timer is handled (a bug, hence the fake) is logged, that certificate is looked at again
+    later, and the others are served as if nothing happened."""
+    caplog.set_level(logging.INFO, logger="staplegate.ocsp")
+    broken, healthy = pki.issue("broken.test"), pki.issue("healthy.test")
+    ids = [CertId.for_certificate(c.certificate, c.issuer) for c in (broken, healthy)]
+    clock = _OffsetClock()
+    tables: list[Mapping[CertId, bytes]] = [{}]
+    updater = OcspUpdater(
+        [
+            UpdaterEntry(broken.certificate, broken.issuer, "/c/broken.pem", pki.responder.url),
+            UpdaterEntry(healthy.certificate, healthy.issuer, "/c/healthy.pem", pki.responder.url),
+        ],
+        update_settings=UpdateSettings(),
+        fetch_settings=FAST,
+        on_staples=tables.append,
+        clock=clock,
+        rng=random.Random(3),
+    )
+    handle = CertificateMachine.handle
+    raised: list[Event] = []
+
+    def handle_with_a_bug(machine: CertificateMachine, event: Event) -> list[Action]:
+        if machine.path == "/c/broken.pem" and isinstance(event, Tick) and not raised:
+            raised.append(event)
+            raise RuntimeError("a bug in the machine")
+        return handle(machine, event)
+
+    monkeypatch.setattr(CertificateMachine, "handle", handle_with_a_bug)
+
+    async def wait_for(cert_id: CertId) -> None:
+        async with asyncio.timeout(10):
+            while cert_id not in tables[-1]:
+                await asyncio.sleep(0.01)
+
+    async def scenario() -> None:
+        started = asyncio.Event()
+        task = asyncio.create_task(updater.run(started=started))
+        try:
+            await started.wait()
+            await wait_for(ids[1])
+            assert ids[0] not in tables[-1]
+            clock.offset = dt.timedelta(seconds=RETRY_AFTER_INTERNAL_ERROR_S + 1)
+            updater.wake()
+            await wait_for(ids[0])
+        finally:
+            updater.stop()
+            await task
+
+    asyncio.run(scenario())
+    assert len(raised) == 1
+    assert "/c/broken.pem failed internally; trying again in 60 s" in caplog.text
