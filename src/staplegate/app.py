@@ -44,6 +44,7 @@ import signal
 import socket
 import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,8 @@ SocketKey = tuple[str, str, int]  # (family, host, port)
 STAPLE_INTERVAL_PER_STAPLE_S = 50e-6
 #: ...and at most this far apart (see the module docstring for both figures).
 STAPLE_INTERVAL_MAX_S = 1.0
+#: After a failed start-up, how long the master waits for its workers to exit.
+STARTUP_ABORT_WAIT_S = 10.0
 
 
 def log_targets(settings: GlobalSettings) -> list[SyslogTarget]:
@@ -616,21 +619,42 @@ async def _master_main(master: Master, updater: OcspUpdater) -> int:
         loop.add_signal_handler(signum, lambda: keep(loop.create_task(reload())))
     reap()  # a worker may have died before the handler was installed
 
-    start_checkers()
     started = asyncio.Event()
     updater_task = loop.create_task(updater.run(started=started))
-    await started.wait()
-    runtime = await _start_runtime_api(master, updater, reload)
-    if runtime is None and master.current.generation.config.global_.stats_sockets:
-        graceful()
-    log.log(
-        NOTICE,
-        "staplegate started: %d workers, listening on %s, state directory %s",
-        len(master.workers),
-        ", ".join(master.current.addresses()),
-        master.state_dir,
-    )
-    _sd_notify("READY=1")
+    runtime: RuntimeServer | None = None
+    try:
+        start_checkers()
+        await _until_started(started, updater_task, done)
+        if not master.stopping:  # a signal during start-up: stop as asked, don't announce
+            runtime = await _start_runtime_api(master, updater, reload)
+            if runtime is None and master.current.generation.config.global_.stats_sockets:
+                graceful()
+            log.log(
+                NOTICE,
+                "staplegate started: %d workers, listening on %s, state directory %s",
+                len(master.workers),
+                ", ".join(master.current.addresses()),
+                master.state_dir,
+            )
+            _sd_notify("READY=1")
+    except Exception as error:
+        # Whatever failed, never stay alive half-started (no API, no staples, deaf to
+        # signals while waiting for a start that cannot come): say why and exit non-zero.
+        _startup_failed(error)
+        master.stopping = True
+        _sd_notify("STOPPING=1")
+        updater.stop()
+        master.signal_workers(signal.SIGINT)  # they never served: no drain needed
+        for checker in checkers:
+            checker.cancel()
+        if master.workers:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STARTUP_ABORT_WAIT_S):
+                    await done.wait()
+        if runtime is not None:
+            await runtime.close()
+        await asyncio.gather(updater_task, return_exceptions=True)
+        return 1
     await done.wait()
     if runtime is not None:
         await runtime.close()
@@ -641,6 +665,44 @@ async def _master_main(master: Master, updater: OcspUpdater) -> int:
         await updater_task
     await updater.flush()
     return exit_status
+
+
+class StartupError(RuntimeError):
+    """The master could not finish starting; the message says what failed."""
+
+
+async def _until_started(
+    started: asyncio.Event, updater_task: asyncio.Task[None], stopping: asyncio.Event
+) -> None:
+    """Return once the updater published its first staple table or the master was told to
+    stop during start-up; raise StartupError when the updater ended without starting (a
+    master waiting on `started` alone would wait forever, deaf to SIGTERM and SIGINT)."""
+    waiters = [
+        asyncio.ensure_future(started.wait()),
+        asyncio.ensure_future(stopping.wait()),
+    ]
+    try:
+        await asyncio.wait([*waiters, updater_task], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+    if started.is_set() or stopping.is_set():
+        return
+    if updater_task.cancelled():
+        raise StartupError("the OCSP updater was cancelled before it loaded the stored staples")
+    failure = updater_task.exception()
+    raise StartupError(
+        f"the OCSP updater failed while loading the stored staples: {failure!r}"
+    ) from failure
+
+
+def _startup_failed(error: BaseException) -> None:
+    """One clear `[ALERT]` line (log targets and stderr), then the traceback on stderr."""
+    message = f"[ALERT] staplegate could not start: {error}; exiting"
+    log.critical("%s", message)
+    print(message, file=sys.stderr)
+    traceback.print_exception(error, file=sys.stderr)
 
 
 async def _start_runtime_api(
@@ -774,6 +836,12 @@ def run(
         master.spawn(slot)
     try:
         return asyncio.run(_master_main(master, updater))
+    except Exception as error:  # a bug: exit with a clear message, workers stopped
+        message = f"[ALERT] staplegate stopped on an internal error: {error!r}; exiting"
+        print(message, file=sys.stderr)
+        traceback.print_exception(error, file=sys.stderr)
+        master.signal_workers(signal.SIGINT)
+        return 1
     finally:
         router.close()
         for socks in master.current.sockets.values():

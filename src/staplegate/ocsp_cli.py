@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509 import ocsp
 
 from staplegate.certs.loader import issued_by
@@ -348,8 +349,36 @@ def format_response_text(der: bytes) -> str:
     """The response as `openssl ocsp -respin F -resp_text -noverify` prints it (abridged).
 
     Embedded certificates are summarized (subject, issuer, serial, validity, OCSP signing
-    EKU) rather than dumped in full. Raises ValueError when `der` is not an OCSPResponse.
+    EKU) rather than dumped in full. Raises ValueError when `der` is not an OCSPResponse,
+    or when a part of it does not parse: cryptography parses names and certificates only
+    when they are read, and raises ValueError or TypeError from there.
     """
+    try:
+        return _response_text(der)
+    except ValueError:
+        raise
+    except Exception as exc:  # untrusted bytes: any parse failure is "not readable"
+        raise ValueError(f"malformed response: {type(exc).__name__}: {exc}") from exc
+
+
+def _responder_text(response: ocsp.OCSPResponse) -> str:
+    try:
+        name = response.responder_name
+        if name is not None:
+            return openssl_name(name)
+    except Exception as exc:  # lazy parsing: see format_response_text
+        raise ValueError(f"malformed ResponderID name: {type(exc).__name__}: {exc}") from exc
+    return (response.responder_key_hash or b"").hex().upper()
+
+
+def _hash_name(single: ocsp.OCSPSingleResponse) -> str:
+    try:
+        return single.hash_algorithm.name
+    except UnsupportedAlgorithm as exc:  # e.g. MD5: shown, then refused by `verify`
+        return f"unsupported ({exc})"
+
+
+def _response_text(der: bytes) -> str:
     response = ocsp.load_der_ocsp_response(der)
     status = response.response_status
     lines = [
@@ -358,10 +387,7 @@ def format_response_text(der: bytes) -> str:
     ]
     if status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
         return "\n".join(lines) + "\n"
-    if response.responder_name is not None:
-        responder = openssl_name(response.responder_name)
-    else:
-        responder = (response.responder_key_hash or b"").hex().upper()
+    responder = _responder_text(response)
     lines += [
         "    Response Type: Basic OCSP Response",
         "    Version: 1 (0x0)",
@@ -372,7 +398,7 @@ def format_response_text(der: bytes) -> str:
     for single in response.responses:
         lines += [
             "    Certificate ID:",
-            f"      Hash Algorithm: {single.hash_algorithm.name}",
+            f"      Hash Algorithm: {_hash_name(single)}",
             f"      Issuer Name Hash: {single.issuer_name_hash.hex().upper()}",
             f"      Issuer Key Hash: {single.issuer_key_hash.hex().upper()}",
             f"      Serial Number: {_serial_hex(single.serial_number)}",
@@ -494,7 +520,7 @@ def _cmd_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise InputError(
             InputProblem.RESPONSE_UNREADABLE,
             args.file,
-            f"'{args.file}' is not a DER OCSP response ({exc})",
+            f"'{args.file}' is not a DER OCSP response ({_one_line(str(exc))})",
             "give the file `openssl ocsp -respout` or `staplegate ocsp fetch --out` wrote",
         ) from exc
     out.write(text)
@@ -502,6 +528,11 @@ def _cmd_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         source = load_certificate_input(args.cert, args.issuer)
         _print(out, ["", *_verdict(der, source)])
     return EXIT_OK
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _verdict(der: bytes, source: CertificateInput) -> list[str]:

@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from staplegate.testpki.ca import CertificateAuthority
+from tests.ocsp_der import BIT_STRING, BOOLEAN, INTEGER, malformed_name_response
 
 CONFIG = """\
 global
@@ -155,3 +156,23 @@ def test_version_and_missing_config() -> None:
     missing = run("-c")
     assert missing.returncode == 1
     assert "No configuration file specified" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "tag", [BOOLEAN, INTEGER, BIT_STRING], ids=["boolean", "integer", "bit-string"]
+)
+def test_ocsp_file_with_a_malformed_responder_name_is_ignored_with_a_warning(
+    tmp_path: Path, ca: CertificateAuthority, tag: int
+) -> None:
+    """Issue 14, defect 2: these bytes crashed `-c` with a TypeError/ValueError traceback."""
+    www = ca.issue("www.example.test", out_dir=tmp_path / "certs")
+    bad = malformed_name_response(www.certificate, www.issuer, ca.private_key, tag=tag)
+    Path(f"{www.bundle_path}.ocsp").write_bytes(bad)
+    config, crt_list = write_setup(tmp_path, ["www.example.test.pem"])
+    result = run("-c", "-V", "-f", config)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 0, result.stderr
+    (warning,) = [line for line in result.stderr.splitlines() if "[WARNING]" in line]
+    assert warning.startswith(f"[WARNING] config : parsing [{crt_list}:1] : Loading: ")
+    assert "Unable to parse OCSP response" in warning
+    assert warning.endswith("Content will be ignored.")

@@ -20,6 +20,7 @@ from cryptography.x509 import ocsp
 from staplegate.testpki.ca import IssuedCertificate
 from staplegate.testpki.faults import FaultKind
 from staplegate.testpki.pytest_plugin import Pki
+from tests.ocsp_der import BIT_STRING, BOOLEAN, INTEGER, malformed_name_response
 
 from .harness import free_port
 
@@ -347,3 +348,36 @@ def test_an_active_clock_offset_is_announced(
     assert "[WARNING] STAPLEGATE_CLOCK_OFFSET shifts this process's clock by +60 s" in (
         result.stderr
     )
+
+
+# --- malformed bytes (issue 14, defect 2): a one-line answer, never a traceback ---
+
+
+@pytest.mark.parametrize(
+    "tag", [BOOLEAN, INTEGER, BIT_STRING], ids=["boolean", "integer", "bit-string"]
+)
+def test_a_malformed_responder_name_is_reported_without_a_traceback(
+    tmp_path: Path, pki: Pki, tag: int
+) -> None:
+    leaf = pki.issue("www.example.test")
+    bad = tmp_path / "bad.ocsp"
+    bad.write_bytes(
+        malformed_name_response(leaf.certificate, leaf.issuer, pki.ca.private_key, tag=tag)
+    )
+
+    verify = staplegate_ocsp("verify", bad, "--cert", leaf.bundle_path)
+    assert "Traceback" not in verify.stderr
+    assert verify.returncode == 1, verify.stderr
+    assert "Reason: unparsable" in verify.stderr
+    assert "malformed ResponderID name" in verify.stderr
+
+    show = staplegate_ocsp("show", bad)
+    assert "Traceback" not in show.stderr
+    assert show.returncode == 2, show.stderr
+    (line,) = show.stderr.splitlines()
+    assert line.startswith(f"staplegate ocsp show: '{bad}' is not a DER OCSP response (")
+    assert "malformed ResponderID name" in line
+
+    with_cert = staplegate_ocsp("show", bad, "--cert", leaf.bundle_path)
+    assert "Traceback" not in with_cert.stderr
+    assert with_cert.returncode == 2

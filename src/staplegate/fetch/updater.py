@@ -41,12 +41,14 @@ import heapq
 import itertools
 import logging
 import random
+import re
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509 import ocsp
 
 from staplegate.clock import Clock, SystemClock
@@ -92,6 +94,9 @@ logger = logging.getLogger("staplegate.ocsp")
 
 #: Longest sleep between looks at the wall clock (timers are wall-clock times).
 MAX_SLEEP = 30.0
+#: When handling a certificate's timer raised (a bug), its next look comes this much later;
+#: one certificate's bug never stops the loop that serves every other.
+RETRY_AFTER_INTERNAL_ERROR_S = 60.0
 
 _LEVELS: dict[LogLevel, int] = {
     LogLevel.INFO: logging.INFO,
@@ -114,6 +119,13 @@ _FAILURE_KINDS: dict[FetchFailure, FetchFailureKind] = {
     FetchFailure.WRONG_CONTENT_TYPE: FetchFailureKind.CONTENT_TYPE,
     FetchFailure.BODY_TOO_LARGE: FetchFailureKind.TOO_LARGE,
 }
+
+#: How much longer than a fetch's own deadline `update_now` waits by default, so a fetch
+#: that times out is reported as such, not as "still running".
+UPDATE_GRACE_S = 2.0
+
+#: A dotted OID in cryptography's UnsupportedAlgorithm message.
+_OID = re.compile(r"\d+(?:\.\d+)+")
 
 #: HAProxy's `set ssl ocsp-response` success answer (spec §8.4).
 RESPONSE_UPDATED = "OCSP Response updated!"
@@ -186,6 +198,8 @@ class SetRefusal(enum.Enum):
     """Its CertId names no certificate this updater manages."""
     VERIFICATION_FAILED = "verification-failed"
     """The certificate's checks refused it; `failure` says which."""
+    UNSUPPORTED_HASH = "unsupported-hash"
+    """Its CertId uses a hash algorithm we cannot compute (e.g. MD5): it names nothing."""
 
 
 @dataclass(frozen=True)
@@ -292,6 +306,7 @@ class OcspUpdater:
         self._on_staples = on_staples
         self._on_revocation = on_revocation
         self._client = OcspHttpClient(fetch_settings)
+        self._fetch_timeout = fetch_settings.total_timeout
         self._gate = FetchGate(
             HostRateLimiter(rate=host_rate, burst=host_burst), max_concurrent=max_concurrent
         )
@@ -355,7 +370,7 @@ class OcspUpdater:
                 candidates = [e.sidecar_ocsp for e in managed.entries if e.sidecar_ocsp]
                 if cert_id in stored:
                     candidates.append(stored[cert_id])
-                self._handle(managed, Start(now, tuple(candidates)), publish=False)
+                self._start(managed, now, candidates)
             self._publish()
             if started is not None:
                 started.set()
@@ -409,8 +424,22 @@ class OcspUpdater:
                 if held is not None:
                     candidates.append(held.der)
                 self._retire(cert_id, now)
-            self._handle(self._add(cert_id, group), Start(now, tuple(candidates)), publish=False)
+            self._start(self._add(cert_id, group), now, candidates)
         self._publish()
+
+    def _start(self, managed: _Managed, now: dt.datetime, stored: Sequence[bytes]) -> None:
+        """Start one machine with its stored candidates; should checking them raise (a bug:
+        they are untrusted bytes), start it without them, so it fetches instead."""
+        try:
+            self._handle(managed, Start(now, tuple(stored)), publish=False)
+        except Exception:
+            if managed.machine.state is not State.NEW:
+                raise
+            logger.exception(
+                "%s: stored OCSP responses could not be checked; ignored, fetching instead",
+                managed.machine.path,
+            )
+            self._handle(managed, Start(now), publish=False)
 
     def _retire(self, cert_id: CertId, now: dt.datetime) -> None:
         managed = self._managed.pop(cert_id)
@@ -498,7 +527,17 @@ class OcspUpdater:
                 del self._timer_seq[cert_id]
                 due.append(cert_id)
         for cert_id in due:
-            self._handle(self._managed[cert_id], Tick(now))
+            managed = self._managed[cert_id]
+            try:
+                self._handle(managed, Tick(now))
+            except Exception:  # a bug: it must cost this certificate one attempt, no more
+                logger.exception(
+                    "OCSP updater: %s failed internally; trying again in %g s",
+                    managed.machine.path,
+                    RETRY_AFTER_INTERNAL_ERROR_S,
+                )
+                retry = now + dt.timedelta(seconds=RETRY_AFTER_INTERNAL_ERROR_S)
+                self._set_timer(cert_id, retry)
 
     def _sleep_seconds(self) -> float:
         while self._timers and self._timer_seq.get(self._timers[0][2]) != self._timers[0][1]:
@@ -589,7 +628,28 @@ class OcspUpdater:
                 self._clock.now(), FetchFailureKind.INTERNAL, f"internal error: {exc!r}"
             )
         if managed.machine.state is State.FETCHING:
+            self._finish_fetch(managed, event)
+
+    def _finish_fetch(self, managed: _Managed, event: FetchSucceeded | FetchFailed) -> None:
+        """Hand the result to the machine; whatever raises, it leaves FETCHING.
+
+        Verifying a fetched body runs on untrusted bytes. Should anything raise there (a bug:
+        the verifier promises VerificationError only), a certificate left FETCHING would never
+        be refreshed again and its staple would be withdrawn at expiry. So the traceback is
+        logged and the attempt ends as an internal failure: counted, and retried.
+        """
+        try:
             self._handle(managed, event)
+        except Exception as exc:
+            logger.exception(
+                "OCSP update for %s failed internally; counted as a failure, will retry",
+                managed.machine.path,
+            )
+            if managed.machine.state is State.FETCHING:
+                failed = FetchFailed(
+                    self._clock.now(), FetchFailureKind.INTERNAL, f"internal error: {exc!r}"
+                )
+                self._handle(managed, failed)
 
     def _persist(self, cert_id: CertId, der: bytes) -> None:
         if self._store is None:
@@ -665,9 +725,17 @@ class OcspUpdater:
                 return cert_id
         return None
 
-    async def update_now(self, cert_id: CertId, *, timeout: float) -> UpdateOutcome:
-        """Fetch at once (even with auto-update off) and wait up to `timeout` s for the result."""
+    @property
+    def update_wait(self) -> float:
+        """Seconds `update_now` waits by default: the fetch's own deadline plus a grace."""
+        return self._fetch_timeout + UPDATE_GRACE_S
+
+    async def update_now(self, cert_id: CertId, *, timeout: float | None = None) -> UpdateOutcome:
+        """Fetch at once (even with auto-update off) and wait up to `timeout` s for the result
+        (default `update_wait`, longer than the fetch may take)."""
         self._require_running()
+        if timeout is None:
+            timeout = self.update_wait
         key = self._aliases.get(cert_id)
         if key is None:
             return UpdateOutcome(
@@ -722,8 +790,19 @@ class OcspUpdater:
                 key = self._aliases.get(CertId.from_single_response(single))
                 if key is not None:
                     break
-        except (ValueError, KeyError) as exc:
-            error = VerificationError(FailureReason.NO_SINGLE_RESPONSE, str(exc))
+        except UnsupportedAlgorithm as exc:
+            found = _OID.search(str(exc))
+            algorithm = found.group(0) if found else str(exc)
+            return SetOutcome(
+                accepted=False,
+                message="OCSP single response: Certificate ID uses an unsupported hash "
+                f"algorithm ({algorithm})",
+                refusal=SetRefusal.UNSUPPORTED_HASH,
+                failure=FailureReason.CERT_ID_MISMATCH,
+                hint="ask the responder for a SHA-1 (or SHA-256) CertId, as staplegate does",
+            )
+        except Exception as exc:  # untrusted bytes: whatever fails to parse is unreadable
+            error = VerificationError(FailureReason.NO_SINGLE_RESPONSE, f"{exc!r}")
             return _refused(SetRefusal.UNREADABLE, error)
         if key is None:
             return SetOutcome(

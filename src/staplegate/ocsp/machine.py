@@ -13,7 +13,8 @@ States and the events each accepts (anything else is a bug in the caller and rai
     IDLE      --UpdateRequested-->        WAITING (one-shot, due now)
     any       --CertificateReplaced-->    RETIRED (withdraws the staple; terminal)
 
-`Tick`, `ManualSet` and `UpdateRequested` are accepted in every live state. Staple rules,
+`Tick`, `ManualSet` and `UpdateRequested` are accepted in every live state; a `ManualSet`
+while WAITING brings the next attempt forward when the new staple needs it sooner. Staple rules,
 whatever the state: only a verified, unexpired staple is installed; the last good staple
 keeps being served while `servable`; it is withdrawn at its `expire` (nextUpdate - 300 s);
 a fetched response older (earlier thisUpdate) than the held one is not installed. HAProxy's
@@ -386,6 +387,15 @@ class CertificateMachine:
             actions.append(Rejected(error))
             return
         self._install(staple, actions, persist=True)
+        if self.state is State.WAITING:
+            # Refresh from the staple now held: a short-lived one must be replaced before
+            # its own withdrawal, not when the previous staple would have needed it. A sooner
+            # attempt already scheduled (a failure's retry, a requested update) stays.
+            attempt = next_update_after_success(
+                now=event.now, expire=staple.expire(), settings=self.settings
+            )
+            if self.next_attempt is None or attempt < self.next_attempt:
+                self._schedule(attempt, event.now)
 
     def _on_update_requested(self, event: UpdateRequested, actions: list[Action]) -> None:
         if self._request is None:

@@ -20,6 +20,14 @@ source, because a staple read from disk or pushed over the runtime API is served
 just the same. The first failure raises `VerificationError` with one specific reason; its
 `.message` is HAProxy's text for that check, so logs and warnings read like HAProxy's.
 
+cryptography parses lazily: a ResponderID name or an embedded certificate's subject is only
+decoded when first read, and an attribute of the wrong ASN.1 type raises ValueError or
+TypeError there, in the middle of the checks. The bytes are untrusted (anyone on the path to
+the responder can send them), so `verify_response` turns every exception other than a misuse
+of its own parameters into `VerificationError`: a malformed ResponderID name is UNPARSABLE,
+an included certificate that does not parse is simply not the responder, and anything else
+unexpected is UNPARSABLE with the exception in `.detail`. Only VerificationError escapes.
+
 A revoked answer verifies: it is the truth, and stapling it is what clients expect. An
 `unknown` answer does not: it tells a client nothing and HAProxy rejects it too.
 """
@@ -231,6 +239,35 @@ def verify_response(
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    try:
+        return _verify(
+            der,
+            certificate=certificate,
+            issuer=issuer,
+            now=now,
+            skew=skew,
+            check_signature=check_signature,
+        )
+    except VerificationError:
+        raise
+    except Exception as exc:
+        # cryptography parses names, certificates and extensions lazily, on first access,
+        # and raises ValueError, TypeError or UnsupportedAlgorithm from there: anywhere in
+        # the checks. These bytes are untrusted, so no such failure may escape as a crash.
+        raise VerificationError(
+            FailureReason.UNPARSABLE, f"malformed response: {_exception_text(exc)}"
+        ) from exc
+
+
+def _verify(
+    der: bytes,
+    *,
+    certificate: x509.Certificate,
+    issuer: x509.Certificate,
+    now: dt.datetime,
+    skew: dt.timedelta,
+    check_signature: bool,
+) -> VerifiedStaple:
     response = _parse(der)
     if check_signature:
         responder = _check_signature(response, issuer=issuer, now=now, skew=skew)
@@ -293,20 +330,62 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _exception_text(exc: Exception) -> str:
+    return _short(f"{type(exc).__name__}: {exc}")
+
+
+def _responder_name(response: ocsp.OCSPResponse) -> x509.Name | None:
+    """The ResponderID byName, or None for byKey; a malformed name is UNPARSABLE."""
+    try:
+        return response.responder_name
+    except Exception as exc:  # lazy parsing of untrusted bytes: see verify_response
+        raise VerificationError(
+            FailureReason.UNPARSABLE, f"malformed ResponderID name: {_exception_text(exc)}"
+        ) from exc
+
+
+def _subject(certificate: x509.Certificate) -> x509.Name | None:
+    """The subject of a certificate from the response, or None when it does not parse."""
+    try:
+        return certificate.subject
+    except Exception:  # lazy parsing of untrusted bytes: see verify_response
+        return None
+
+
+def _subject_text(certificate: x509.Certificate) -> str:
+    subject = _subject(certificate)
+    if subject is None:
+        return "<malformed subject>"
+    try:
+        return subject.rfc4514_string()
+    except Exception:  # an attribute value that does not print
+        return "<malformed subject>"
+
+
 def _key_hash(certificate: x509.Certificate) -> bytes:
     """SHA-1 of the subjectPublicKey BIT STRING: what ResponderID byKey carries."""
     return x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest
 
 
 def _names_responder(response: ocsp.OCSPResponse, candidate: x509.Certificate) -> bool:
-    if response.responder_name is not None:
-        return candidate.subject == response.responder_name
-    return response.responder_key_hash == _key_hash(candidate)
+    """True when the ResponderID names `candidate`; a certificate that does not parse is
+    not the responder (an authorized one was issued by the issuer and parses)."""
+    name = _responder_name(response)
+    try:
+        if name is not None:
+            return _subject(candidate) == name
+        return response.responder_key_hash == _key_hash(candidate)
+    except Exception:  # e.g. a public key cryptography cannot load
+        return False
 
 
 def _responder_id_text(response: ocsp.OCSPResponse) -> str:
-    if response.responder_name is not None:
-        return f"responder name {response.responder_name.rfc4514_string()!r}"
+    name = _responder_name(response)
+    if name is not None:
+        try:
+            return f"responder name {name.rfc4514_string()!r}"
+        except Exception:  # an attribute value that does not print
+            return "responder name <not printable>"
     key_hash = response.responder_key_hash or b""
     return f"responder key hash {key_hash.hex()}"
 
@@ -330,10 +409,10 @@ def _check_signature(
             f"{issuer.subject.rfc4514_string()!r} nor a certificate included in the response",
         )
     delegate = candidates[0]
-    subject = delegate.subject.rfc4514_string()
+    subject = _subject_text(delegate)
     try:
         delegate.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, exceptions.InvalidSignature) as exc:
+    except Exception as exc:  # InvalidSignature, or a certificate that does not parse
         raise VerificationError(
             FailureReason.SIGNER_NOT_AUTHORIZED,
             f"responder certificate {subject!r} was not issued by "
@@ -386,7 +465,7 @@ def _check_signed_by(response: ocsp.OCSPResponse, signer: x509.Certificate) -> N
         raise VerificationError(
             FailureReason.SIGNATURE_INVALID,
             f"signature ({response.signature_algorithm_oid.dotted_string}) does not verify "
-            f"with the key of {signer.subject.rfc4514_string()!r}",
+            f"with the key of {_subject_text(signer)!r}",
         ) from exc
 
 

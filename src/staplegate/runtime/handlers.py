@@ -58,8 +58,6 @@ PERMISSION_DENIED = "Permission denied"
 LOCKED = "Operations on certificates are currently locked!"
 CERT_NOT_FOUND = "Can't display the certificate: Not found or the certificate is a bundle!"
 NO_TRANSACTION = "No ongoing transaction!"
-#: How long `update ssl ocsp-response` waits for the fetch (unlike HAProxy, we wait).
-UPDATE_TIMEOUT = 15.0
 
 _HEX = frozenset(string.hexdigits)
 
@@ -79,7 +77,7 @@ class RuntimeHandlers:
         backend: RuntimeBackend,
         *,
         clock: Clock | None = None,
-        update_timeout: float = UPDATE_TIMEOUT,
+        update_timeout: float | None = None,
         openssl: str = "openssl",
     ) -> None:
         self._backend = backend
@@ -498,7 +496,10 @@ class RuntimeHandlers:
                 "Unknown certificate! 'update ssl ocsp-response' expects an already known "
                 "certificate file name.\n" + failed
             )
-        outcome = await updater.update_now(cert_id, timeout=self._update_timeout)
+        # Unlike HAProxy we wait for the result; always longer than the fetch's own deadline,
+        # so a fetch that times out is reported as timed out, not as "still running".
+        timeout = max(self._update_timeout or 0.0, updater.update_wait)
+        outcome = await updater.update_now(cert_id, timeout=timeout)
         return _update_answer(outcome, argument) + "\n"
 
     async def _show_ssl_ocsp_updates(self, command: Command, level: Level) -> str:

@@ -68,6 +68,8 @@ class StoreProblemReason(enum.Enum):
     """An OCSPResponse whose status is not `successful`: it carries no staple."""
     CERTID_MISMATCH = "certid-mismatch"
     """The response does not answer for the CertId in the file name."""
+    UNSUPPORTED_CERTID = "unsupported-certid"
+    """A CertId (in the name or the response) in a hash algorithm we cannot use, e.g. MD5."""
     DIRECTORY_WRITABLE_BY_OTHERS = "directory-writable-by-others"
 
 

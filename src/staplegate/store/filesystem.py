@@ -7,8 +7,9 @@ OCSPResponse, so `openssl ocsp -respin <file> -resp_text` reads it directly. Wri
 directory we create is 0700.
 
 Loading never fails because of one file: temporary leftovers, foreign names, truncated or
-garbage contents, and responses that do not answer for the CertId in their name are skipped
-and reported as `StoreProblem`s (logged by `load_all`, returned by `scan`). Parsing here is
+garbage contents, CertIds in a hash we cannot compute (MD5), and responses that do not
+answer for the CertId in their name are skipped and reported as `StoreProblem`s (logged by
+`load_all`, returned by `scan`); so is any other exception while reading one file. Parsing here is
 only a structural check; the engine still verifies every staple's signature and times.
 """
 
@@ -22,6 +23,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509 import ocsp
 
 from staplegate.ocsp.certid import CertId
@@ -138,7 +140,15 @@ class FileStapleStore:
             )
         for name in names:
             path = directory / name
-            outcome = self._load_one(path, name)
+            try:
+                outcome = self._load_one(path, name)
+            except Exception as exc:  # file contents are untrusted: one file never stops a load
+                logger.debug("state directory: %s", path, exc_info=True)
+                outcome = StoreProblem(
+                    path,
+                    StoreProblemReason.CORRUPT,
+                    f"cannot be read as a staple ({type(exc).__name__}: {exc}), ignored",
+                )
             if isinstance(outcome, StoreProblem):
                 problems.append(outcome)
             else:
@@ -154,7 +164,9 @@ class FileStapleStore:
                 "leftover temporary file from an interrupted write, ignored; safe to delete",
             )
         match = _STAPLE_NAME.match(name)
-        cert_id = cert_id_from_der(bytes.fromhex(match["hex"])) if match else None
+        cert_id = _parse_cert_id(bytes.fromhex(match["hex"])) if match else None
+        if isinstance(cert_id, str):
+            return StoreProblem(path, StoreProblemReason.UNSUPPORTED_CERTID, cert_id)
         if cert_id is None:
             return StoreProblem(
                 path,
@@ -181,6 +193,8 @@ class FileStapleStore:
             )
         try:
             answered = {CertId.from_single_response(single) for single in response.responses}
+        except UnsupportedAlgorithm as exc:
+            return StoreProblem(path, StoreProblemReason.UNSUPPORTED_CERTID, _unsupported(exc))
         except ValueError as exc:
             return StoreProblem(
                 path, StoreProblemReason.CORRUPT, f"unreadable single response ({exc}), ignored"
@@ -281,12 +295,27 @@ def cert_id_from_der(der: bytes) -> CertId | None:
     four SEQUENCEs of a one-request OCSPRequest (the reverse of `CertId.der`) and parsed; the
     result must re-encode to the same bytes, which rejects anything but canonical DER.
     """
+    parsed = _parse_cert_id(der)
+    return parsed if isinstance(parsed, CertId) else None
+
+
+def _parse_cert_id(der: bytes) -> CertId | str | None:
+    """`cert_id_from_der`, but a CertID in a hash we cannot use says so (a str: why)."""
     wrapped = der
     for _ in range(4):  # Request, requestList, TBSRequest, OCSPRequest
         wrapped = b"\x30" + _der_length(len(wrapped)) + wrapped
     try:
         cert_id = CertId.from_request(ocsp.load_der_ocsp_request(wrapped))
         canonical = cert_id.der
+    except UnsupportedAlgorithm as exc:
+        return _unsupported(exc)
     except (ValueError, KeyError, NotImplementedError):
         return None
     return cert_id if canonical == der else None
+
+
+def _unsupported(exc: UnsupportedAlgorithm) -> str:
+    return (
+        f"the CertId uses an unsupported hash algorithm ({exc}), ignored; staplegate "
+        "writes SHA-1 CertIds, delete the file"
+    )

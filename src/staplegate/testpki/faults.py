@@ -4,11 +4,13 @@ A `FaultPlan` is an ordered tuple of `Fault`s; the first one that matches a requ
 (a fault with `serial` set matches only requests for that serial, one without matches all).
 Plans come from JSON (`POST /_faults`, `--faults FILE`) or from Python (the pytest plugin).
 The JSON shape is `{"faults": [{"kind": "http-500", "serial": "1A2B", "times": 1}, ...]}`;
-a bare list is accepted too. Serials are hex strings (as index.txt writes them) or integers.
+a bare list is accepted too. Serials are hex strings (as index.txt writes them) or integers;
+a `fixed-body` fault's `body` is base64.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
 import json
 from collections.abc import Iterable, Mapping
@@ -38,6 +40,7 @@ class FaultKind(enum.Enum):
     FUTURE = "future"  # thisUpdate a day ahead
     WRONG_CERTID = "wrong-certid"  # answers for another certificate of the same CA
     CONNECTION_RESET = "reset"  # TCP RST instead of an answer
+    FIXED_BODY = "fixed-body"  # 200, right Content-Type, the fault's `body` (base64 in JSON)
 
     @property
     def is_http_level(self) -> bool:
@@ -56,6 +59,7 @@ _HTTP_LEVEL: Final = frozenset(
         FaultKind.GARBAGE_BODY,
         FaultKind.HUGE_BODY,
         FaultKind.CONNECTION_RESET,
+        FaultKind.FIXED_BODY,
     }
 )
 
@@ -73,6 +77,8 @@ class Fault:
     seconds: float = DEFAULT_DELAY_SECONDS
     size: int = DEFAULT_HUGE_BYTES
     times: int | None = None
+    body: bytes = b""
+    """What a `fixed-body` fault serves: e.g. a malformed response a test built."""
 
     def __post_init__(self) -> None:
         if self.seconds < 0:
@@ -93,6 +99,8 @@ class Fault:
             data["seconds"] = self.seconds
         if self.kind is FaultKind.HUGE_BODY:
             data["size"] = self.size
+        if self.kind is FaultKind.FIXED_BODY:
+            data["body"] = base64.b64encode(self.body).decode("ascii")
         if self.times is not None:
             data["times"] = self.times
         return data
@@ -102,7 +110,7 @@ class Fault:
         where = f"fault #{position + 1}"
         if not isinstance(data, Mapping):
             raise FaultPlanError(f'{where}: expected an object like {{"kind": "http-500"}}')
-        unknown = set(data) - {"kind", "serial", "seconds", "size", "times"}
+        unknown = set(data) - {"kind", "serial", "seconds", "size", "times", "body"}
         if unknown:
             raise FaultPlanError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
         try:
@@ -119,6 +127,7 @@ class Fault:
                 seconds=float(data.get("seconds", DEFAULT_DELAY_SECONDS)),
                 size=int(data.get("size", DEFAULT_HUGE_BYTES)),
                 times=int(data["times"]) if data.get("times") is not None else None,
+                body=base64.b64decode(data.get("body", ""), validate=True),
             )
         except (TypeError, ValueError) as error:
             raise FaultPlanError(f"{where}: {error}") from None

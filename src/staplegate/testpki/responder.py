@@ -553,6 +553,7 @@ class OcspResponder:
             FaultKind.GARBAGE_BODY: (200, RESPONSE_TYPE, GARBAGE),
             FaultKind.HUGE_BODY: (200, RESPONSE_TYPE, b""),
             FaultKind.WRONG_CONTENT_TYPE: (200, WRONG_TYPE, b""),
+            FaultKind.FIXED_BODY: (200, RESPONSE_TYPE, fault.body),
         }[kind]
         if kind is FaultKind.HUGE_BODY:
             body = b"\x30\x82" + bytes(max(fault.size - 2, 0))

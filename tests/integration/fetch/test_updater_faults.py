@@ -13,19 +13,32 @@ re-reading the request, and then bends a cached answer it can no longer parse
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import random
 from collections.abc import Mapping
+from typing import Any
 
 import pytest
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import NameOID
 
+from staplegate.clock import SystemClock
 from staplegate.fetch.http import FetchSettings
-from staplegate.fetch.updater import OcspUpdater, UpdaterEntry, UpdateResult
+from staplegate.fetch.updater import (
+    RETRY_AFTER_INTERNAL_ERROR_S,
+    OcspUpdater,
+    UpdaterEntry,
+    UpdateResult,
+)
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.logline import UpdateStatus
+from staplegate.ocsp.machine import Action, CertificateMachine, Event, State, Tick
 from staplegate.ocsp.schedule import UpdateSettings
-from staplegate.testpki.faults import FaultKind
+from staplegate.ocsp.verify import VerifiedStaple, verify_response
+from staplegate.testpki.faults import Fault, FaultKind
 from staplegate.testpki.pytest_plugin import Pki
+from tests.ocsp_der import BOOLEAN, INTEGER, retag_string
 
 FAST = FetchSettings(connect_timeout=1.0, total_timeout=3.0, connect_retries=0, max_body=8192)
 
@@ -118,3 +131,226 @@ def test_fault_is_reported_specifically_and_the_last_good_staple_stays(
     assert lines[0] == '<OCSP-UPDATE> /etc/certs/www.pem 1 "Update successful" 0 1'
     assert lines[1].startswith(f'<OCSP-UPDATE> /etc/certs/www.pem {int(status)} "{text}')
     assert lines[1].endswith('" 1 1')
+
+
+MALFORMED = [
+    # (which copy of the signer's CN: 0 = the ResponderID name, 1 = the embedded certificate's
+    # subject; the wrong ASN.1 tag; HAProxy's detail for the failed check)
+    (0, BOOLEAN, "d2i_OCSP_RESPONSE() failed"),
+    (0, INTEGER, "d2i_OCSP_RESPONSE() failed"),
+    (1, BOOLEAN, "OCSP_basic_verify() failed"),
+    (1, INTEGER, "OCSP_basic_verify() failed"),
+]
+
+
+@pytest.mark.parametrize(
+    ("occurrence", "tag", "detail"),
+    MALFORMED,
+    ids=["responder-id-boolean", "responder-id-integer", "subject-boolean", "subject-integer"],
+)
+def test_a_malformed_name_in_the_answer_is_a_failure_and_refreshes_go_on(
+    pki: Pki, caplog: pytest.LogCaptureFixture, occurrence: int, tag: int, detail: str
+) -> None:
+    """Issue 14, defect 2: a name attribute of the wrong ASN.1 type (anyone on the path can
+    send it; no key needed) raised TypeError/ValueError in the fetch task, which died with
+    the certificate left "fetching" forever. Now it is a check failure (status 4), counted,
+    and the next attempts go on."""
+    caplog.set_level(logging.INFO, logger="staplegate.ocsp")
+    leaf = pki.issue("www.malformed.test")
+    cert_id = CertId.for_certificate(leaf.certificate, leaf.issuer)
+    uri = f"{pki.responder.url}/{'post' * 60}"
+    tables: list[Mapping[CertId, bytes]] = []
+    updater = OcspUpdater(
+        [UpdaterEntry(leaf.certificate, leaf.issuer, "/etc/certs/www.pem", uri)],
+        update_settings=UpdateSettings(),
+        fetch_settings=FAST,
+        on_staples=tables.append,
+        rng=random.Random(3),
+    )
+
+    async def scenario() -> None:
+        started = asyncio.Event()
+        task = asyncio.create_task(updater.run(started=started))
+        try:
+            await started.wait()
+            assert (await updater.update_now(cert_id, timeout=10)).ok
+            good = tables[-1][cert_id]
+            responder = ocsp.load_der_ocsp_response(good).responder_name
+            assert responder is not None  # the test responder answers byName
+            signer_cn = responder.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+            assert isinstance(signer_cn, str)
+            bad = retag_string(good, signer_cn, tag=tag, occurrence=occurrence)
+            pki.responder.set_fault(Fault(FaultKind.FIXED_BODY, body=bad))
+            outcome = await updater.update_now(cert_id, timeout=10)
+            assert outcome.result is UpdateResult.COMPLETED, outcome
+            assert outcome.status is UpdateStatus.CHECK_FAILURE
+            assert outcome.text == f"OCSP response check failure ({detail})"
+            (row,) = updater.snapshot()
+            assert row.state is State.WAITING
+            assert row.next_attempt is not None
+            assert tables[-1] == {cert_id: good}  # the last good staple stays
+            pki.responder.clear_faults()
+            again = await updater.update_now(cert_id, timeout=10)
+            assert again.ok, again
+            assert (again.failures, again.successes) == (1, 2)
+        finally:
+            updater.stop()
+            await task
+
+    asyncio.run(scenario())
+    assert not [r for r in caplog.records if r.exc_info], "nothing may crash"
+
+
+def test_whatever_handling_a_fetch_raises_the_certificate_leaves_fetching(
+    pki: Pki, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The updater's own guard, below the verifier's: a bug that raises while a fetched body
+    is handled (no real responder can cause one once the verifier is fixed, hence the fake)
+    is logged with its traceback, counted as a failure, and a retry is scheduled."""
+    caplog.set_level(logging.INFO, logger="staplegate.ocsp")
+    leaf = pki.issue("www.bug.test")
+    cert_id = CertId.for_certificate(leaf.certificate, leaf.issuer)
+    updater = OcspUpdater(
+        [UpdaterEntry(leaf.certificate, leaf.issuer, "/etc/certs/www.pem", pki.responder.url)],
+        update_settings=UpdateSettings(),
+        fetch_settings=FAST,
+        on_staples=lambda table: None,
+        rng=random.Random(3),
+    )
+
+    def broken_verifier(*args: object, **kwargs: object) -> None:
+        raise TypeError("a bug in the verifier")
+
+    async def scenario() -> None:
+        started = asyncio.Event()
+        task = asyncio.create_task(updater.run(started=started))
+        try:
+            await started.wait()
+            monkeypatch.setattr("staplegate.ocsp.machine.verify_response", broken_verifier)
+            outcome = await updater.update_now(cert_id, timeout=10)
+            assert outcome.result is UpdateResult.COMPLETED, outcome
+            assert outcome.status is UpdateStatus.UNKNOWN  # internal: HAProxy's status 0
+            assert outcome.failures == 1
+            (row,) = updater.snapshot()
+            assert row.state is State.WAITING
+            assert row.next_attempt is not None
+            monkeypatch.undo()
+            assert (await updater.update_now(cert_id, timeout=10)).ok
+        finally:
+            updater.stop()
+            await task
+
+    asyncio.run(scenario())
+    (crash,) = [r for r in caplog.records if r.exc_info]
+    assert "www.pem failed internally; counted as a failure, will retry" in crash.getMessage()
+    assert "a bug in the verifier" in caplog.text
+
+
+def test_a_stored_response_that_breaks_the_checks_is_ignored_and_fetched_instead(
+    pki: Pki, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored candidates are untrusted too: should checking one raise (a verifier bug, hence
+    the fake), the certificate starts without it and is fetched, never left NEW."""
+    caplog.set_level(logging.INFO, logger="staplegate.ocsp")
+    leaf = pki.issue("www.stored.test")
+    cert_id = CertId.for_certificate(leaf.certificate, leaf.issuer)
+    tables: list[Mapping[CertId, bytes]] = []
+    entry = UpdaterEntry(
+        leaf.certificate, leaf.issuer, "/etc/certs/www.pem", pki.responder.url, True, b"stored"
+    )
+    updater = OcspUpdater(
+        [entry],
+        update_settings=UpdateSettings(),
+        fetch_settings=FAST,
+        on_staples=tables.append,
+        rng=random.Random(3),
+    )
+
+    def breaks_on_stored(der: bytes, **kwargs: Any) -> VerifiedStaple:
+        if der == b"stored":
+            raise TypeError("a bug in the verifier")
+        return verify_response(der, **kwargs)
+
+    monkeypatch.setattr("staplegate.ocsp.machine.verify_response", breaks_on_stored)
+
+    async def scenario() -> None:
+        started = asyncio.Event()
+        task = asyncio.create_task(updater.run(started=started))
+        try:
+            async with asyncio.timeout(10):
+                await started.wait()
+                while cert_id not in (tables[-1] if tables else {}):
+                    await asyncio.sleep(0.01)
+        finally:
+            updater.stop()
+            await task
+
+    asyncio.run(scenario())
+    assert "stored OCSP responses could not be checked; ignored, fetching instead" in caplog.text
+
+
+class _OffsetClock:
+    """Wall time plus an offset the test moves (the updater re-reads it on `wake()`)."""
+
+    def __init__(self) -> None:
+        self.offset = dt.timedelta(0)
+
+    def now(self) -> dt.datetime:
+        return SystemClock().now() + self.offset
+
+
+def test_a_bug_on_one_certificates_timer_costs_it_one_attempt_and_nothing_else(
+    pki: Pki, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The updater's loop serves every certificate: an exception while one certificate's
+    timer is handled (a bug, hence the fake) is logged, that certificate is looked at again
+    later, and the others are served as if nothing happened."""
+    caplog.set_level(logging.INFO, logger="staplegate.ocsp")
+    broken, healthy = pki.issue("broken.test"), pki.issue("healthy.test")
+    ids = [CertId.for_certificate(c.certificate, c.issuer) for c in (broken, healthy)]
+    clock = _OffsetClock()
+    tables: list[Mapping[CertId, bytes]] = [{}]
+    updater = OcspUpdater(
+        [
+            UpdaterEntry(broken.certificate, broken.issuer, "/c/broken.pem", pki.responder.url),
+            UpdaterEntry(healthy.certificate, healthy.issuer, "/c/healthy.pem", pki.responder.url),
+        ],
+        update_settings=UpdateSettings(),
+        fetch_settings=FAST,
+        on_staples=tables.append,
+        clock=clock,
+        rng=random.Random(3),
+    )
+    handle = CertificateMachine.handle
+    raised: list[Event] = []
+
+    def handle_with_a_bug(machine: CertificateMachine, event: Event) -> list[Action]:
+        if machine.path == "/c/broken.pem" and isinstance(event, Tick) and not raised:
+            raised.append(event)
+            raise RuntimeError("a bug in the machine")
+        return handle(machine, event)
+
+    monkeypatch.setattr(CertificateMachine, "handle", handle_with_a_bug)
+
+    async def wait_for(cert_id: CertId) -> None:
+        async with asyncio.timeout(10):
+            while cert_id not in tables[-1]:
+                await asyncio.sleep(0.01)
+
+    async def scenario() -> None:
+        started = asyncio.Event()
+        task = asyncio.create_task(updater.run(started=started))
+        try:
+            await started.wait()
+            await wait_for(ids[1])
+            assert ids[0] not in tables[-1]
+            clock.offset = dt.timedelta(seconds=RETRY_AFTER_INTERNAL_ERROR_S + 1)
+            updater.wake()
+            await wait_for(ids[0])
+        finally:
+            updater.stop()
+            await task
+
+    asyncio.run(scenario())
+    assert len(raised) == 1
+    assert "/c/broken.pem failed internally; trying again in 60 s" in caplog.text

@@ -18,9 +18,14 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
 from staplegate.clock import SystemClock
+from staplegate.fetch.http import FetchSettings
+from staplegate.fetch.updater import OcspUpdater
 from staplegate.ocsp.certid import CertId
-from staplegate.runtime.grammar import Level
+from staplegate.ocsp.schedule import UpdateSettings
+from staplegate.runtime.grammar import Level, parse_words
+from staplegate.runtime.handlers import RuntimeHandlers
 from staplegate.testpki.pytest_plugin import Pki
+from tests.ocsp_der import with_md5_cert_id
 
 from .runtime_harness import WAIT, Lab, ask, lab
 
@@ -323,3 +328,64 @@ def test_show_commands_answer_quickly_while_an_update_waits(pki: Pki, tmp_path: 
     info, hex_id = run(pki, tmp_path, body)
     first = info.split("\n")[1]
     assert first.startswith(hex_id + " | ")  # the entry being fetched is listed first
+
+
+def test_update_ssl_ocsp_response_waits_out_the_fetch_timeout_and_reports_it(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """Issue 14, defect 10: the command waited 15 s for a fetch allowed 15 s, so a fetch that
+    timed out was reported as "still running". Even asked to wait less than the fetch may
+    take (1 s against the lab's 5 s), it now waits for the fetch's own verdict."""
+
+    async def body(env: Lab) -> tuple[str, str]:
+        handlers = RuntimeHandlers(env.backend, update_timeout=1.0)
+        env.pki.responder.set_fault("hang")
+        command = parse_words(["update", "ssl", "ocsp-response", env.name("www")])
+        answer = await handlers.execute(command, Level.OPERATOR)
+        env.pki.responder.clear_faults()
+        return env.name("www"), answer
+
+    name, answer = run(pki, tmp_path, body)
+    assert answer.startswith(f'<OCSP-UPDATE> {name} 2 "HTTP error ('), answer
+    assert "timeout" in answer
+    assert answer.endswith('" 1 1\n')  # the lab fetched once at start-up
+
+
+def test_update_wait_is_longer_than_the_fetch_timeout() -> None:
+    for total in (1.0, 5.0, 15.0):
+        updater = OcspUpdater(
+            [],
+            update_settings=UpdateSettings(),
+            fetch_settings=FetchSettings(total_timeout=total),
+            on_staples=lambda table: None,
+        )
+        assert updater.update_wait > total
+
+
+def test_set_ssl_ocsp_response_with_an_md5_certid_gets_a_specific_refusal(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """Issue 14, defect 10: UnsupportedAlgorithm escaped and the answer was "Internal error"."""
+
+    async def body(env: Lab) -> tuple[str, bool]:
+        cert_id = env.cert_id("www")
+        before = env.updater.table[cert_id]
+        now = SystemClock().now()
+        good = respond(
+            env,
+            "www",
+            this_update=now - dt.timedelta(minutes=1),
+            next_update=now + dt.timedelta(days=2),
+        )
+        md5 = base64.b64encode(with_md5_cert_id(good)).decode()
+        answer = await ask(env.sockets[Level.ADMIN], f"set ssl ocsp-response {md5}\n")
+        return answer, env.updater.table[cert_id] == before
+
+    answer, kept = run(pki, tmp_path, body)
+    assert answer.startswith(
+        "OCSP single response: Certificate ID uses an unsupported hash algorithm "
+        "(1.2.840.113549.2.5).\n"
+    ), answer
+    assert "The current response is kept: " in answer
+    assert "SHA-1" in answer
+    assert kept

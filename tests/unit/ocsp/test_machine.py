@@ -329,6 +329,44 @@ def test_manual_set_installs_a_verified_response_without_touching_counters(pki: 
     assert machine.counters == before
 
 
+def test_manual_set_of_a_short_lived_staple_reschedules_before_it_is_withdrawn(
+    pki: Pki,
+) -> None:
+    """Issue 14, defect 10: the next refresh stayed where the old week-long staple had put
+    it (maxdelay, 1 h), so a pushed 17-minute staple was withdrawn 48 minutes before it."""
+    machine = make_machine(pki)
+    machine.handle(Start(NOW, stored=(response(pki.ec_ca),)))
+    assert machine.next_attempt == NOW + s(3600)
+    short = response(pki.ec_ca, this_update=NOW - s(10), valid_for=17 * 60)
+    actions = machine.handle(ManualSet(NOW, short))
+    (install,) = of(Install, actions)
+    expire = install.staple.expire()
+    assert expire == NOW + s(12 * 60)
+    assert machine.state is State.WAITING
+    assert machine.next_attempt == expire - s(60)  # HAProxy's formula: expire - margin
+    assert wake(actions) == machine.next_attempt
+
+
+def test_manual_set_of_a_long_lived_staple_never_delays_a_sooner_attempt(pki: Pki) -> None:
+    machine = make_machine(pki)
+    machine.handle(Start(NOW))  # no staple: due now
+    assert machine.next_attempt == NOW
+    machine.handle(ManualSet(NOW + s(1), response(pki.ec_ca)))
+    assert machine.next_attempt == NOW  # still due: a fetch is cheap, a gap is not
+
+
+def test_manual_set_while_fetching_or_idle_schedules_nothing(pki: Pki) -> None:
+    machine = make_machine(pki)
+    machine.handle(Start(NOW))
+    fetch_now(machine, NOW)
+    machine.handle(ManualSet(NOW, response(pki.ec_ca, valid_for=17 * 60)))
+    assert (machine.state, machine.next_attempt) == (State.FETCHING, None)
+    idle = make_machine(pki, auto_update=False)
+    idle.handle(Start(NOW))
+    idle.handle(ManualSet(NOW, response(pki.ec_ca, valid_for=17 * 60)))
+    assert (idle.state, idle.next_attempt) == (State.IDLE, None)
+
+
 def test_manual_set_rejects_an_unsigned_one_with_the_reason(pki: Pki) -> None:
     machine = make_machine(pki)
     machine.handle(Start(NOW))

@@ -24,6 +24,7 @@ from staplegate.ocsp.verify import (
     verify_response,
 )
 from staplegate.testpki.index import EntryStatus, IndexEntry, write_index
+from tests.ocsp_der import BOOLEAN, INTEGER, resign, retag_string
 
 from .ocsp_pki import NOW, Pki, Signer, make_certificate, resign_with_singles, sign_response
 
@@ -396,6 +397,72 @@ def test_exactly_300_seconds_left_is_accepted(pki: Pki) -> None:
 def test_every_reason_has_a_hint() -> None:
     for reason in FailureReason:
         assert VerificationError(reason).hint
+
+
+# --- malformed bytes: every failure is a VerificationError (issue 14, defect 2) ---
+
+_WRONG_TAGS = [pytest.param(BOOLEAN, id="boolean"), pytest.param(INTEGER, id="integer"),
+               pytest.param(0x03, id="bit-string"), pytest.param(0x05, id="null")]  # fmt: skip
+
+
+@pytest.mark.parametrize("tag", _WRONG_TAGS)
+@pytest.mark.parametrize("signed_again", [False, True], ids=["tampered", "resigned"])
+def test_responder_name_attribute_of_the_wrong_type_is_unparsable(
+    pki: Pki, tag: int, signed_again: bool
+) -> None:
+    """cryptography parses the ResponderID name lazily; a BOOLEAN CN raised TypeError or
+    ValueError out of verify_response, before any signature check."""
+    ca = pki.ec_ca
+    der = _ec_response(pki, encoding=ocsp.OCSPResponderEncoding.NAME)
+    bad = retag_string(der, ca.name, tag=tag)
+    if signed_again:
+        bad = resign(bad, ca.signer.key)
+    error = _fail(bad, ca.leaf, ca.certificate)
+    assert error.reason is FailureReason.UNPARSABLE
+    assert error.detail is not None
+    assert "ResponderID name" in error.detail
+    assert error.haproxy_status == 4
+
+
+@pytest.mark.parametrize("tag", _WRONG_TAGS)
+@pytest.mark.parametrize("encoding", list(ocsp.OCSPResponderEncoding))
+def test_embedded_certificate_subject_of_the_wrong_type_is_refused(
+    pki: Pki, tag: int, encoding: ocsp.OCSPResponderEncoding
+) -> None:
+    ca = pki.ec_ca
+    der = sign_response(
+        certificate=ca.leaf,
+        issuer=ca.certificate,
+        signer=pki.delegate,
+        encoding=encoding,
+        include=[pki.delegate.certificate],
+    )
+    subject = "EC CA OCSP Responder"
+    occurrence = 1 if encoding is ocsp.OCSPResponderEncoding.NAME else 0  # 0: ResponderID
+    bad = resign(retag_string(der, subject, tag=tag, occurrence=occurrence), pki.delegate.key)
+    error = _fail(bad, ca.leaf, ca.certificate)
+    assert error.reason in (FailureReason.UNPARSABLE, FailureReason.SIGNER_NOT_AUTHORIZED)
+
+
+def test_a_malformed_extra_certificate_does_not_hide_the_issuer_signature(pki: Pki) -> None:
+    """Signed by the issuer itself: the included certificates are never looked at."""
+    ca = pki.ec_ca
+    der = _ec_response(pki, include=[pki.delegate.certificate])
+    bad = resign(retag_string(der, "EC CA OCSP Responder"), ca.signer.key)
+    staple = verify_response(bad, certificate=ca.leaf, issuer=ca.certificate, now=NOW)
+    assert staple.responder == "issuer"
+
+
+def test_check_signature_false_on_a_malformed_name_is_still_a_verification_error(
+    pki: Pki,
+) -> None:
+    ca = pki.ec_ca
+    bad = retag_string(_ec_response(pki, encoding=ocsp.OCSPResponderEncoding.NAME), ca.name)
+    # without the signature check the ResponderID is never read: the rest is fine
+    staple = verify_response(
+        bad, certificate=ca.leaf, issuer=ca.certificate, now=NOW, check_signature=False
+    )
+    assert staple.responder == "unchecked"
 
 
 # --- interop: openssl ocsp as the responder ---

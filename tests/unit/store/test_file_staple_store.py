@@ -28,6 +28,7 @@ from staplegate.store import (
     StoreProblemReason,
     cert_id_from_der,
 )
+from tests.ocsp_der import with_md5_cert_id
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -332,6 +333,33 @@ def test_load_all_logs_each_skipped_file(
     assert (info, warning) == (logging.INFO, logging.WARNING)
     assert "leftover temporary file" in temporary
     assert f"{pki.cert_id(1).hex}.ocsp: not a DER OCSP response" in junk
+
+
+def test_a_certid_in_an_unsupported_hash_is_skipped_with_a_warning_naming_the_file(
+    pki: Pki, state: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 14, defect 6: an MD5 CertId raised UnsupportedAlgorithm out of load_all, and the
+    master, waiting for the store, never started and ignored SIGTERM."""
+    store = FileStapleStore(state)
+    store.save(pki.cert_id(0), pki.response(0))
+    md5_name = with_md5_cert_id(pki.cert_id(1).der).hex() + ".ocsp"
+    (state / md5_name).write_bytes(with_md5_cert_id(pki.response(1)))
+    # a SHA-1 file name whose response answers in MD5
+    (state / f"{pki.cert_id(2).hex}.ocsp").write_bytes(with_md5_cert_id(pki.response(2)))
+    with caplog.at_level(logging.INFO, logger="staplegate.store"):
+        loaded = store.load_all()
+    assert set(loaded) == {pki.cert_id(0)}
+    problems = {p.path.name: p for p in store.scan().problems}
+    assert problems[md5_name].reason is StoreProblemReason.UNSUPPORTED_CERTID
+    assert "1.2.840.113549.2.5" in problems[md5_name].detail
+    third = problems[f"{pki.cert_id(2).hex}.ocsp"]
+    assert third.reason is StoreProblemReason.UNSUPPORTED_CERTID
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(md5_name in w and "unsupported hash algorithm" in w for w in warnings), warnings
+
+
+def test_cert_id_from_der_refuses_an_unsupported_hash(pki: Pki) -> None:
+    assert cert_id_from_der(with_md5_cert_id(pki.cert_id(0).der)) is None
 
 
 # --- CertIds in file names -----------------------------------------------------------------
