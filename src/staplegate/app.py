@@ -65,7 +65,7 @@ from staplegate.proxy.health import HealthChecker
 from staplegate.runtime.handlers import RuntimeHandlers
 from staplegate.runtime.server import RuntimeServer, RuntimeServerError, listeners_from_config
 from staplegate.serving import ServePlan, build_plan, open_listening_socket
-from staplegate.store import FileStapleStore, resolve_state_dir
+from staplegate.store import FileStapleStore, StoreError, resolve_state_dir
 from staplegate.worker import (
     WORKER_SIGNALS,
     ServerStates,
@@ -795,6 +795,22 @@ def run(
                 for sock in socks:
                     sock.close()
             return 1
+    directory = resolve_state_dir(state_dir, os.environ, is_root=os.geteuid() == 0)
+    store = FileStapleStore(directory)
+    try:
+        # checked before detaching, like the pidfile: a state directory that cannot be used
+        # would otherwise be found at the first save, by a daemon nobody watches
+        store.ensure_directory()
+    except StoreError as error:
+        print(f"[ALERT] Cannot use the state directory {error}.", file=sys.stderr)
+        for socks in sockets.values():
+            for sock in socks:
+                sock.close()
+        if pid_handle is not None:
+            pid_handle.close()
+            with contextlib.suppress(OSError):
+                os.unlink(pid_handle.name)
+        return 1
     if daemon or settings.daemon:
         _daemonize()
     if pid_handle is not None:
@@ -808,7 +824,6 @@ def run(
     staplegate_logger.propagate = False
     router.install(staplegate_logger)
 
-    directory = resolve_state_dir(state_dir, os.environ, is_root=os.geteuid() == 0)
     worker_count = workers or settings.nbthread or os.cpu_count() or 1
     master = Master(
         config_paths=tuple(paths),
@@ -825,7 +840,7 @@ def run(
         update_settings=update_settings_of(settings),
         fetch_settings=FetchSettings(proxy=f"{proxy.host}:{proxy.port}" if proxy else None),
         on_staples=master.broadcast,
-        store=FileStapleStore(directory),
+        store=store,
         clock=clock,
         max_concurrent=settings.ocsp_update_maxconn,
         host_rate=settings.ocsp_update_rate_limit,

@@ -87,6 +87,9 @@ PROXY_CASES: dict[str, str] = {
     "run missing config": "staplegate -f {missing}",
     "pidfile uncreatable": "staplegate -f {config} --state-dir {state} -p {uncreatable}",
     "daemon pidfile uncreatable": "staplegate -f {config} --state-dir {state} -D -p {uncreatable}",
+    "state dir uncreatable": "staplegate -f {config} --state-dir {uncreatable}",
+    "state dir is a file": "staplegate -f {config} --state-dir {a_file}",
+    "daemon state dir uncreatable": "staplegate -f {config} -D --state-dir {uncreatable}",
 }
 
 
