@@ -274,8 +274,14 @@ class RuntimeServer:
             return  # the client vanished or stopped reading: nothing more to answer
         finally:
             writer.close()
-            with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
-                await writer.wait_closed()
+            try:
+                # closing flushes what is queued; a client that does not read gets cut
+                async with asyncio.timeout(self._idle_timeout):
+                    await writer.wait_closed()
+            except TimeoutError:
+                writer.transport.abort()
+            except (ConnectionError, OSError, asyncio.CancelledError):
+                writer.transport.abort()
 
     async def _send(self, writer: asyncio.StreamWriter, text: str) -> None:
         """Write, and wait for room at most the timeout (a client that stops reading)."""

@@ -146,6 +146,27 @@ def test_stats_timeout_from_the_config_closes_silent_clients(pki: Pki, tmp_path:
     assert prompt.count(b"Can't find backend.") == 4
 
 
+def test_a_client_that_stops_reading_loses_its_slot(pki: Pki, tmp_path: Path) -> None:
+    """With one slot, a client that asks for answers and never reads them is closed after
+    `stats timeout` of blocked writing, and the next client is served."""
+
+    async def body(env: Lab) -> tuple[str, float]:
+        path = env.sockets[Level.USER]
+        loop = asyncio.get_running_loop()
+        _greedy_reader, greedy = await asyncio.open_unix_connection(str(path))
+        greedy.write(b"prompt\n" + b"show stat\n" * 2000)  # megabytes of answers, unread
+        await greedy.drain()
+        started = loop.time()
+        answer = await ask(path, "show servers state nope\n")
+        elapsed = loop.time() - started
+        greedy.close()
+        return answer, elapsed
+
+    answer, elapsed = run(pki, tmp_path, body, limits=Limits(maxconn=1, timeout=0.3))
+    assert answer == "Can't find backend.\n\n"
+    assert elapsed < WAIT
+
+
 def test_line_cap_is_16_kib(pki: Pki, tmp_path: Path) -> None:
     async def body(env: Lab) -> tuple[str, str]:
         path = env.sockets[Level.USER]
