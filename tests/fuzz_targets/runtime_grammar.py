@@ -7,6 +7,7 @@ exception of its own: bad input becomes a `UsageError`, `TooLong` or `PayloadRef
 - a payload is never handed over for a command the socket's level may not run, nor over the
   cap; nothing follows a `TooLong` or `PayloadRefused` (the connection cannot resynchronise);
 - words survive a round trip: a line's words, re-escaped and split again, are the same words;
+- `split_line` (a regex tokenizer) agrees with a plain character-by-character reference;
 - `parse_answer` turns any answer text into JSON-ready data for every `show` command.
 """
 
@@ -122,9 +123,12 @@ def _check_events(events: list[object], level: Level) -> None:
 
 def _check_words(line: str) -> None:
     groups = split_line(line)
+    reference = _reference_split_line(line)
+    if groups != reference:
+        raise Disagreement(f"split_line({line!r}) = {groups!r}, reference {reference!r}")
     for words in groups:
-        if not words or any(word == "" and False for word in words):
-            raise Disagreement(f"an empty command from {line!r}")
+        if not words or "" in words:
+            raise Disagreement(f"an empty command or word from {line!r}")
     rebuilt = "; ".join(" ".join(_escape(word) for word in words) for words in groups)
     again = split_line(rebuilt)
     if again != groups:
@@ -133,3 +137,31 @@ def _check_words(line: str) -> None:
 
 def _escape(word: str) -> str:
     return "".join("\\" + char if char in " \t;\\" else char for char in word)
+
+
+def _reference_split_line(line: str) -> list[list[str]]:
+    """HAProxy's CLI word splitting, one character at a time (the grammar's first version)."""
+    commands: list[list[str]] = []
+    words: list[str] = []
+    word: list[str] = []
+    in_word = escaped = False
+    for char in line:
+        if escaped:
+            word.append(char)
+            in_word, escaped = True, False
+        elif char == "\\":
+            escaped = True
+        elif char in " \t;":
+            if in_word:
+                words.append("".join(word))
+                word, in_word = [], False
+            if char == ";":
+                commands.append(words)
+                words = []
+        else:
+            word.append(char)
+            in_word = True
+    if in_word:
+        words.append("".join(word))
+    commands.append(words)
+    return [c for c in commands if c]

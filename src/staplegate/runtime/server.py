@@ -61,7 +61,9 @@ IDLE_TIMEOUT = 10.0
 #: Connections served at once over every socket (HAProxy's `stats maxconn` default).
 DEFAULT_MAXCONN = 10
 PROMPT = "> "
-READ_SIZE = 64 * 1024
+#: Bytes read at a time, and the stream's buffer limit: small, because up to `maxconn`
+#: connections hold this much each (a 1 MiB payload still arrives in a few milliseconds).
+READ_SIZE = 16 * 1024
 #: Pause before accepting again when the process is out of descriptors (HAProxy: 100 ms).
 _ACCEPT_RETRY = 0.1
 _ACCEPT_TRANSIENT = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -149,11 +151,6 @@ class RuntimeServer:
         self.bound: list[str] = []
         """Where each listener listens, in order (a path, or `host:port` with the real port)."""
 
-    @property
-    def connections(self) -> int:
-        """Connections being served now (for tests and `show info`-style reports)."""
-        return len(self._connections)
-
     async def start(self) -> None:
         """Open every listener; on failure close those already open and raise."""
         try:
@@ -214,17 +211,11 @@ class RuntimeServer:
             own.release()
 
     async def _connection(self, connection: socket.socket, level: Level) -> None:
-        loop = asyncio.get_running_loop()
         connection.setblocking(False)
-        reader = asyncio.StreamReader(limit=READ_SIZE)
-        protocol = asyncio.StreamReaderProtocol(reader)
         try:
-            transport, _ = await loop.connect_accepted_socket(lambda: protocol, connection)
-        except OSError:
+            await self._serve(connection, level)
+        finally:
             connection.close()
-            return
-        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-        await self._serve(reader, writer, level)
 
     async def close(self) -> None:
         """Stop accepting, end open connections, remove our socket files."""
@@ -245,52 +236,43 @@ class RuntimeServer:
         self._created.clear()
         self.started.clear()
 
-    async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, level: Level
-    ) -> None:
+    async def _serve(self, connection: socket.socket, level: Level) -> None:
+        """Read, frame, answer; the socket itself, no stream buffers: a connection holds at
+        most one read and the framer's bounded buffer."""
+        loop = asyncio.get_running_loop()
         framer = Framer(max_line=self._max_line, max_payload=self._max_payload, level=level)
         interactive = False
         try:
             while True:
                 try:
                     async with asyncio.timeout(self._idle_timeout):
-                        data = await reader.read(READ_SIZE)
+                        data = await loop.sock_recv(connection, READ_SIZE)
                 except TimeoutError:
                     return
                 events = framer.feed(data) if data else framer.eof()
                 for event in events:
                     if isinstance(event, TooLong):
-                        await self._send(writer, event.message + "\n\n")
+                        await self._send(connection, event.message + "\n\n")
                         return
                     if isinstance(event, PayloadRefused):
-                        await self._refuse_payload(event.request, level, writer)
+                        await self._refuse_payload(event.request, level, connection)
                         return
-                    interactive, keep = await self._run(event, level, interactive, writer)
+                    interactive, keep = await self._run(event, level, interactive, connection)
                     if not keep:
                         return
                 if not data:
                     return
-        except (ConnectionError, OSError, TimeoutError):
+        except (OSError, TimeoutError):
             return  # the client vanished or stopped reading: nothing more to answer
-        finally:
-            writer.close()
-            try:
-                # closing flushes what is queued; a client that does not read gets cut
-                async with asyncio.timeout(self._idle_timeout):
-                    await writer.wait_closed()
-            except TimeoutError:
-                writer.transport.abort()
-            except (ConnectionError, OSError, asyncio.CancelledError):
-                writer.transport.abort()
 
-    async def _send(self, writer: asyncio.StreamWriter, text: str) -> None:
-        """Write, and wait for room at most the timeout (a client that stops reading)."""
-        writer.write(text.encode("utf-8", errors="replace"))
+    async def _send(self, connection: socket.socket, text: str) -> None:
+        """Send it all, waiting for room at most the timeout (a client that stops reading)."""
+        loop = asyncio.get_running_loop()
         async with asyncio.timeout(self._idle_timeout):
-            await writer.drain()
+            await loop.sock_sendall(connection, text.encode("utf-8", errors="replace"))
 
     async def _run(
-        self, request: Request, level: Level, interactive: bool, writer: asyncio.StreamWriter
+        self, request: Request, level: Level, interactive: bool, connection: socket.socket
     ) -> tuple[bool, bool]:
         """Answer one line; returns (interactive, keep the connection open)."""
         for command in request.commands:
@@ -300,20 +282,20 @@ class RuntimeServer:
             if name is CommandName.PROMPT:
                 interactive = not interactive
                 continue
-            await self._send(writer, await self._answer(command, level) + "\n")
+            await self._send(connection, await self._answer(command, level) + "\n")
         if interactive:
-            await self._send(writer, PROMPT)
+            await self._send(connection, PROMPT)
             return True, True
         return False, False  # HAProxy closes after the first line in non-interactive mode
 
     async def _refuse_payload(
-        self, request: Request, level: Level, writer: asyncio.StreamWriter
+        self, request: Request, level: Level, connection: socket.socket
     ) -> None:
         """Answer a `<<` line whose payload is not read: the commands before the last run,
         the last one gets the refusal, and the caller closes the connection."""
         *before, last = request.commands or (None,)
         if before:
-            await self._run(Request(tuple(before)), level, False, writer)
+            await self._run(Request(tuple(before)), level, False, connection)
         if isinstance(last, UsageError):
             answer = await self._answer(last, level)
         elif isinstance(last, Command) and last.spec.level > level:
@@ -322,7 +304,7 @@ class RuntimeServer:
             answer = f"'{last.name.value}' takes no payload; the payload was not read.\n"
         else:
             answer = "A payload ('<<') needs a command before it.\n"
-        await self._send(writer, answer + "\n")
+        await self._send(connection, answer + "\n")
 
     async def _answer(self, command: Command | UsageError, level: Level) -> str:
         try:
