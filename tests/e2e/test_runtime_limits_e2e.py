@@ -107,3 +107,51 @@ def test_forty_user_clients_leave_the_master_rss_where_it_was(tmp_path: Path, pk
             assert elapsed < 10
             assert "Traceback" not in proc.output
             assert proc.stop() == 0
+
+
+def ask(path: Path, data: bytes) -> str:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(15)
+        client.connect(str(path))
+        client.sendall(data)
+        client.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := client.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+def test_failing_set_ssl_cert_leaves_no_key_bytes_in_the_log(tmp_path: Path, pki: Pki) -> None:
+    """Payloads holding a private key that the master refuses (no certificate with it, a key
+    that matches nothing): the answers say why, the log never shows a piece of the key."""
+    issued = pki.issue("www.example.test")
+    other = pki.issue("other.example.test", out_dir=tmp_path / "other")
+    other_pem = other.bundle_path.read_text()
+    key_pem = other_pem[other_pem.index("-----BEGIN PRIVATE KEY-----") :]
+    key_lines = [line for line in key_pem.splitlines() if len(line) >= 32]
+    admin = tmp_path / "admin.sock"
+    with http_backend() as backend:
+        config = tmp_path / "haproxy.cfg"
+        config.write_text(
+            CONFIG.format(user=admin, port=free_port(), crt=issued.bundle_path, backend=backend)
+            .replace("level user", "level admin")
+            .replace("info\n", "debug\n", 1),
+            encoding="utf-8",
+        )
+        with staplegate(config, tmp_path / "state", workers=1) as proc:
+            proc.wait_for("runtime API listening")
+            name = str(issued.bundle_path)
+            alone = ask(admin, f"set ssl cert {name} <<\n{key_pem}\n".encode())
+            assert "no certificate found" in alone, alone
+            garbage = ask(admin, f"set ssl cert {name}.key <<\n{key_pem[:-40]}\n".encode())
+            assert "Can't update" in garbage, garbage
+            stranger = ask(admin, f"set ssl cert {name}.key <<\n{key_pem}\n".encode())
+            assert "Transaction" in stranger, stranger
+            commit = ask(admin, f"commit ssl cert {name}\n".encode())
+            assert "inconsistencies between private key and certificate" in commit, commit
+            assert proc.stop() == 0
+            output = proc.output
+    assert "PRIVATE KEY" not in output
+    for line in key_lines:
+        for start in range(0, len(line) - 16, 8):
+            assert line[start : start + 16] not in output
