@@ -142,7 +142,7 @@ def test_stats_timeout_from_the_config_closes_silent_clients(pki: Pki, tmp_path:
     silent, partial, prompt, elapsed = run(pki, tmp_path, body, limits=limits)
     assert silent == b""
     assert partial == b""
-    assert 0.25 < elapsed < 3.0
+    assert 0.25 < elapsed < 5.0
     assert prompt.count(b"Can't find backend.") == 4
 
 
