@@ -63,7 +63,12 @@ from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.proxy.backends import BackendPool, StateChange
 from staplegate.proxy.health import HealthChecker
 from staplegate.runtime.handlers import RuntimeHandlers
-from staplegate.runtime.server import RuntimeServer, RuntimeServerError, listeners_from_config
+from staplegate.runtime.server import (
+    RuntimeServer,
+    RuntimeServerError,
+    limits_from_config,
+    listeners_from_config,
+)
 from staplegate.serving import ServePlan, build_plan, open_listening_socket
 from staplegate.store import FileStapleStore, StoreError, resolve_state_dir
 from staplegate.worker import (
@@ -711,11 +716,12 @@ async def _start_runtime_api(
     """The `stats socket` listeners (after the fork, so workers never hold them)."""
     from staplegate.master_runtime import MasterRuntime
 
-    listeners = listeners_from_config(master.current.generation.config.global_)
+    global_settings = master.current.generation.config.global_
+    listeners = listeners_from_config(global_settings)
     if not listeners:
         return None
     handlers = RuntimeHandlers(MasterRuntime(master, updater, reload), clock=master.clock)
-    server = RuntimeServer(listeners, handlers)
+    server = RuntimeServer(listeners, handlers, limits=limits_from_config(global_settings))
     try:
         await server.start()
     except RuntimeServerError as error:

@@ -19,6 +19,8 @@ DEFAULT_OCSP_MAXDELAY_S = 3600
 # 2 cores with these (bench/ocsp_scale.py); refreshes are spread by jitter far below them.
 DEFAULT_OCSP_MAXCONN = 16
 DEFAULT_OCSP_RATE_LIMIT = 250
+#: HAProxy's default `stats maxconn` (cli_alloc_fe: the CLI frontend's maxconn).
+DEFAULT_STATS_MAXCONN = 10
 EXTRA_FILE_KINDS = frozenset({"bundle", "sctl", "ocsp", "issuer", "key"})
 
 
@@ -170,6 +172,8 @@ class StatsSocket:
     """Owner given by `user`/`uid` (UNIX sockets), applied when the socket is created."""
     gid: int | None = None
     """Group given by `group`/`gid` (UNIX sockets)."""
+    maxconn: int | None = None
+    """`maxconn N` on the line: this socket's own cap, under `stats maxconn`."""
 
 
 @dataclass(frozen=True)
@@ -223,6 +227,10 @@ class GlobalSettings:
     ssl_dh_param_file: str | None = None
     tune_ssl_default_dh_param: int | None = None
     stats_sockets: tuple[StatsSocket, ...] = ()
+    stats_maxconn: int = DEFAULT_STATS_MAXCONN
+    """`stats maxconn`: runtime-API connections served at once over every socket."""
+    stats_timeout_ms: int | None = None
+    """`stats timeout`: a silent runtime-API connection is closed after it (None: 10 s)."""
     logs: tuple[LogTarget, ...] = ()
     log_tag: str | None = None
     nbthread: int | None = None

@@ -629,8 +629,8 @@ class ConfigParser:
                 self._global = replace(g, tune_ssl_default_dh_param=number)
         elif head.startswith("httpclient.") and head in keywords.GLOBAL_SUPPORTED:
             self._httpclient(head, value, where)
-        elif kw == "stats timeout":
-            self._warn(where, kw, keywords.parsed_ignored_message(kw, keywords.GLOBAL_IGNORED[kw]))
+        elif kw in ("stats timeout", "stats maxconn"):
+            self._stats_limit(kw, args[2] if len(args) > 2 else None, where)
         else:
             self._classify_rest(Section.GLOBAL, args, where)
 
@@ -727,6 +727,23 @@ class ConfigParser:
                 return
         self._global = replace(self._global, ssl_load_extra_files=frozenset(kinds))
 
+    def _stats_limit(self, kw: str, value: str | None, where: SourceLocation) -> None:
+        """`stats timeout <time>` and `stats maxconn <n>`, checked as HAProxy's cli.c does."""
+        if kw == "stats timeout":
+            ms = self._time_arg(kw, value, where)
+            if ms is None:
+                return
+            if ms == 0:
+                self._error(where, kw, f"'{kw}' expects a positive value")
+                return
+            self._global = replace(self._global, stats_timeout_ms=ms)
+            return
+        number, _exact = c_atoi(value or "")
+        if number <= 0:
+            self._error(where, kw, f"'{kw}' expects a positive value")
+            return
+        self._global = replace(self._global, stats_maxconn=number)
+
     def _stats_socket(self, args: list[str], where: SourceLocation) -> None:
         kw = "stats socket"
         if len(args) < 3:
@@ -747,6 +764,7 @@ class ConfigParser:
         gid: int | None = None
         level = StatsLevel.OPERATOR
         expose = False
+        maxconn: int | None = None
         i = 3
         while i < len(args):
             opt = args[i]
@@ -783,7 +801,21 @@ class ConfigParser:
                 else:
                     gid = owner
                 i += 2
-            elif opt in ("name", "process", "thread", "maxconn"):
+            elif opt == "maxconn":
+                if val is None:
+                    self._error(where, kw, "'stats socket' : 'maxconn' expects an argument.")
+                    return
+                number, _exact = c_atoi(val)  # HAProxy's bind_parse_maxconn reads it with atol
+                if number < 0:
+                    self._error(
+                        where,
+                        kw,
+                        f"'stats socket' : 'maxconn' : invalid value {number}, must be >= 0",
+                    )
+                    return
+                maxconn = number or None  # 0: no cap of its own, only `stats maxconn`
+                i += 2
+            elif opt in ("name", "process", "thread"):
                 if val is None:
                     self._error(where, kw, f"'stats socket' : '{opt}' expects an argument.")
                     return
@@ -792,7 +824,7 @@ class ConfigParser:
                     kw,
                     keywords.ignored_message(
                         f"stats socket {opt}",
-                        "one runtime socket serves every worker and has no connection limit",
+                        "one runtime socket serves every worker",
                     ),
                 )
                 i += 2
@@ -815,7 +847,7 @@ class ConfigParser:
                 "'stats socket' : 'user'/'group' apply to UNIX sockets only; ignored here.",
             )
             uid = gid = None
-        socket = StatsSocket(where, address, mode, level, expose, uid=uid, gid=gid)
+        socket = StatsSocket(where, address, mode, level, expose, uid=uid, gid=gid, maxconn=maxconn)
         self._global = replace(self._global, stats_sockets=(*self._global.stats_sockets, socket))
 
     def _log(

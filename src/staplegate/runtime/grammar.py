@@ -9,6 +9,12 @@ one `Request` per complete line (with its payload); what is incomplete waits for
 A line, or a payload, longer than the caps is answered with `TooLong` and the framer stops:
 the server answers and closes, because it cannot know where the next command starts.
 
+A payload is read only for a command that takes one and that the socket's level allows:
+otherwise the `<<` line is answered at once (`PayloadRefused`: `Permission denied`, or the
+usage text) and the framer stops before a byte of the payload is buffered, so a low-level
+client can make the server hold no more than one line. A payload accumulates as bytes, not
+as a list of line strings (a megabyte of short lines would otherwise cost tens of megabytes).
+
 `parse_words()` maps a command's words to a `Command` (a known command name, its arguments
 and payload) or a `UsageError` for unknown commands; per-command argument checks and the
 HAProxy answers belong to handlers.py. Access levels (`Level`) are declared here with each
@@ -18,6 +24,7 @@ command so the handlers, the help text and the tests read the same table.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 
 #: Longest command line accepted (HAProxy's default buffer is 16 KiB).
@@ -72,6 +79,7 @@ class CommandSpec:
     level: Level
     usage: str
     summary: str
+    takes_payload: bool = False
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -144,6 +152,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         Level.ADMIN,
         "set ssl cert <certfile> <payload>",
         "replace a certificate file",
+        takes_payload=True,
     ),
     CommandSpec(
         CommandName.COMMIT_SSL_CERT,
@@ -174,6 +183,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         Level.ADMIN,
         "set ssl ocsp-response <resp|payload>",
         "update a certificate's OCSP response from a base64-encode DER (verified first)",
+        takes_payload=True,
     ),
     CommandSpec(
         CommandName.UPDATE_SSL_OCSP_RESPONSE,
@@ -251,7 +261,22 @@ class TooLong:
         )
 
 
-Event = Request | TooLong
+@dataclass(frozen=True)
+class PayloadRefused:
+    """A `<<` line whose payload will not be read: its last command takes no payload, names
+    no command, or needs a higher level than the socket's. The line's commands are answered
+    without a payload (the refusal says why) and the connection is closed."""
+
+    request: Request
+
+
+Event = Request | TooLong | PayloadRefused
+
+
+#: One token of a command line: an escaped character, a trailing lone backslash (dropped),
+#: a run of plain characters, a run of blanks, or a `;`. Runs, not characters: a 16 KiB line
+#: costs a few objects, not sixteen thousand.
+_TOKEN = re.compile(r"\\(.)|\\\Z|([^ \t;\\]+)|([ \t]+)|(;)", re.DOTALL)
 
 
 def split_line(line: str) -> list[list[str]]:
@@ -259,29 +284,21 @@ def split_line(line: str) -> list[list[str]]:
     commands: list[list[str]] = []
     words: list[str] = []
     word: list[str] = []
-    in_word = False
-    escaped = False
-    for char in line:
-        if escaped:
-            word.append(char)
-            in_word = True
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char in " \t":
-            if in_word:
-                words.append("".join(word))
-                word, in_word = [], False
-        elif char == ";":
-            if in_word:
-                words.append("".join(word))
-                word, in_word = [], False
+    for match in _TOKEN.finditer(line):
+        escaped, plain, blank, semicolon = match.groups()
+        text = escaped if escaped is not None else plain
+        if text is not None:
+            word.append(text)
+            continue
+        if blank is None and semicolon is None:
+            continue  # a lone backslash at the end of the line escapes nothing
+        if word:
+            words.append("".join(word))
+            word = []
+        if semicolon is not None:
             commands.append(words)
             words = []
-        else:
-            word.append(char)
-            in_word = True
-    if in_word:
+    if word:
         words.append("".join(word))
     commands.append(words)
     return [c for c in commands if c]
@@ -330,38 +347,44 @@ def _escaped_at(text: str, index: int) -> bool:
 
 @dataclass
 class Framer:
-    """Incremental splitter of one connection's bytes into `Request`s (see module docstring)."""
+    """Incremental splitter of one connection's bytes into `Request`s (see module docstring).
+
+    `level` is the socket's: a payload is buffered only for a command it may run.
+    """
 
     max_line: int = MAX_LINE
     max_payload: int = MAX_PAYLOAD
+    level: Level = Level.ADMIN
     _buffer: bytearray = field(default_factory=bytearray)
     _head: str | None = None  # the command line waiting for its payload
-    _payload: list[str] = field(default_factory=list)
-    _payload_size: int = 0
+    _payload: bytearray = field(default_factory=bytearray)
     broken: bool = False
 
     def feed(self, data: bytes) -> list[Event]:
         """Take more bytes; return the events for every line they complete."""
         if self.broken:
             return []
-        self._buffer += data
+        buffer = self._buffer
+        buffer += data
         events: list[Event] = []
-        while not self.broken:
-            newline = self._buffer.find(b"\n")
+        start = 0  # lines are sliced from a cursor; the consumed prefix is dropped once
+        while True:
+            newline = buffer.find(b"\n", start)
             if newline < 0:
-                if self._head is None and len(self._buffer) > self.max_line:
-                    events.append(self._break("line", self.max_line))
-                elif (
-                    self._head is not None
-                    and self._payload_size + len(self._buffer) > self.max_payload
-                ):
-                    events.append(self._break("payload", self.max_payload))
                 break
-            raw = bytes(self._buffer[:newline])
-            del self._buffer[: newline + 1]
-            event = self._line(_decode(raw), len(raw))
+            raw = bytes(buffer[start:newline])
+            start = newline + 1
+            event = self._line(raw)
             if event is not None:
                 events.append(event)
+            if self.broken:
+                return events
+        del buffer[:start]
+        pending = len(buffer) - buffer.endswith(b"\r")  # a final CR may belong to the CRLF
+        if self._head is None and pending > self.max_line:
+            events.append(self._break("line", self.max_line))
+        elif self._head is not None and len(self._payload) + pending > self.max_payload:
+            events.append(self._break("payload", self.max_payload))
         return events
 
     def eof(self) -> list[Event]:
@@ -372,41 +395,58 @@ class Framer:
         if self._buffer:
             raw = bytes(self._buffer)
             self._buffer.clear()
-            event = self._line(_decode(raw), len(raw))
+            event = self._line(raw)
             if event is not None:
                 events.append(event)
-        if self._head is not None:  # payload never terminated: run with what arrived
+        if self._head is not None and not self.broken:  # never terminated: run what arrived
             events.append(self._finish_payload())
         return events
 
-    def _line(self, line: str, size: int) -> Event | None:
-        line = line.removesuffix("\r")
+    def _line(self, raw: bytes) -> Event | None:
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
         if self._head is not None:
-            if line == "":
+            if not raw:
                 return self._finish_payload()
-            self._payload_size += size + 1
-            if self._payload_size > self.max_payload:
+            self._payload += raw
+            self._payload += b"\n"
+            if len(self._payload) > self.max_payload:
                 return self._break("payload", self.max_payload)
-            self._payload.append(line)
             return None
-        if size > self.max_line:
+        if len(raw) > self.max_line:
             return self._break("line", self.max_line)
+        line = _decode(raw)
         head = _payload_head(line)
-        if head is not None:
-            self._head = head
-            self._payload, self._payload_size = [], 0
-            return None
-        return parse_line(line)
+        if head is None:
+            return parse_line(line)
+        request = parse_line(head)
+        if not self._payload_allowed(request):
+            self._break("payload", self.max_payload)
+            return PayloadRefused(request)
+        self._head = head
+        self._payload = bytearray()
+        return None
+
+    def _payload_allowed(self, request: Request) -> bool:
+        """Whether the line's last command may receive a payload on this socket."""
+        if not request.commands:
+            return False
+        last = request.commands[-1]
+        if not isinstance(last, Command):
+            return False
+        return last.spec.takes_payload and last.spec.level <= self.level
 
     def _finish_payload(self) -> Request:
-        head, payload = self._head or "", "\n".join(self._payload)
-        self._head, self._payload, self._payload_size = None, [], 0
+        head, payload_bytes = self._head or "", self._payload
+        del payload_bytes[-1:]  # the last line's newline is not part of the payload
+        self._head, self._payload = None, bytearray()
+        payload = payload_bytes.decode("utf-8", errors="replace")
         return parse_line(head, payload)
 
     def _break(self, what: str, limit: int) -> TooLong:
         self.broken = True
         self._buffer.clear()
-        self._head, self._payload = None, []
+        self._head, self._payload = None, bytearray()
         return TooLong(what, limit)
 
 

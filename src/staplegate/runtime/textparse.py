@@ -129,9 +129,9 @@ def _crt_list(text: str) -> JsonValue:
         if rest.startswith("["):
             options, _, rest = rest[1:].partition("]")
             rest = rest.strip()
-        store, _, number = (
-            head.rpartition(":") if head.rpartition(":")[2].isdigit() else (head, "", "")
-        )
+        tail = head.rpartition(":")[2]
+        # ASCII digits only: `"²".isdigit()` is true but `int("²")` raises
+        store, _, number = head.rpartition(":") if _ascii_digits(tail) else (head, "", "")
         entries.append(
             {
                 "store": store,
@@ -141,3 +141,7 @@ def _crt_list(text: str) -> JsonValue:
             }
         )
     return {"crt-list": lines[0][2:], "entries": entries}
+
+
+def _ascii_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()

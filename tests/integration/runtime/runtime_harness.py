@@ -44,7 +44,7 @@ from staplegate.runtime.backend import (
 )
 from staplegate.runtime.grammar import Level
 from staplegate.runtime.handlers import RuntimeHandlers
-from staplegate.runtime.server import Listener, RuntimeServer
+from staplegate.runtime.server import Limits, Listener, RuntimeServer
 from staplegate.testpki.ca import IssuedCertificate
 from staplegate.testpki.pytest_plugin import Pki
 
@@ -220,7 +220,14 @@ def unix(path: Path) -> SocketAddress:
 
 
 @asynccontextmanager
-async def lab(pki: Pki, directory: Path, *, extra: Sequence[Listener] = ()) -> AsyncIterator[Lab]:
+async def lab(
+    pki: Pki,
+    directory: Path,
+    *,
+    extra: Sequence[Listener] = (),
+    limits: Limits | None = None,
+    max_payload: int | None = None,
+) -> AsyncIterator[Lab]:
     """www and shop certificates (auto-update on), their staples fetched, sockets per level."""
     issued = {
         "www": pki.issue("www.example.test"),
@@ -257,7 +264,7 @@ async def lab(pki: Pki, directory: Path, *, extra: Sequence[Listener] = ()) -> A
     handlers = RuntimeHandlers(backend, update_timeout=WAIT)
     sockets = {level: directory / f"{level.name.lower()}.sock" for level in Level}
     listeners = [Listener(unix(path), level) for level, path in sockets.items()]
-    server = RuntimeServer([*listeners, *extra], handlers)
+    server = RuntimeServer([*listeners, *extra], handlers, limits=limits, max_payload=max_payload)
     started = asyncio.Event()
     task = asyncio.create_task(updater.run(started=started))
     try:

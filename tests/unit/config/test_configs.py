@@ -50,7 +50,6 @@ def test_debian_stock_config_passes_with_warnings_only() -> None:
     assert {d.reason for d in result.diagnostics} == {Reason.IGNORED}
     assert [d.keyword for d in result.diagnostics] == [
         "chroot",
-        "stats timeout",
         "user",
         "group",
         "daemon",
@@ -59,6 +58,7 @@ def test_debian_stock_config_passes_with_warnings_only() -> None:
     g = result.config.global_
     assert (g.crt_base, g.ca_base) == ("/etc/ssl/private", "/etc/ssl/certs")
     assert g.stats_sockets[0].address.host == "/run/haproxy/admin.sock"
+    assert g.stats_timeout_ms == 30_000  # `stats timeout 30s` is honoured, not ignored
     assert [log.facility for log in g.logs] == ["local0", "local1"]
     (defaults,) = result.config.defaults
     assert defaults.settings.mode is Mode.HTTP

@@ -244,6 +244,48 @@ def test_stats_socket_errors() -> None:
     )
 
 
+def test_stats_limits_are_honoured_not_ignored() -> None:
+    """`stats maxconn`, `stats timeout` and a socket's `maxconn` reach the model, silently."""
+    config, diags = check(
+        "global\n"
+        "    stats socket /run/sg/admin.sock level admin maxconn 3\n"
+        "    stats socket /run/sg/user.sock level user maxconn 0\n"
+        "    stats maxconn 4\n"
+        "    stats timeout 1m\n"
+    )
+    assert diags == []
+    assert config is not None
+    g = config.global_
+    assert (g.stats_maxconn, g.stats_timeout_ms) == (4, 60_000)
+    assert [s.maxconn for s in g.stats_sockets] == [3, None]
+    defaults, _ = check("global\n    stats socket /s\n")
+    assert defaults is not None
+    assert (defaults.global_.stats_maxconn, defaults.global_.stats_timeout_ms) == (10, None)
+    # unit-less is milliseconds, as in HAProxy
+    bare, _ = check("global\n    stats timeout 2500\n")
+    assert bare is not None
+    assert bare.global_.stats_timeout_ms == 2500
+
+
+def test_stats_limit_errors() -> None:
+    """HAProxy's cli.c wording: 0 or a negative number is refused."""
+    assert one_error("global\n    stats maxconn 0\n") == A.format(
+        2, "'stats maxconn' expects a positive value"
+    )
+    assert one_error("global\n    stats maxconn\n") == A.format(
+        2, "'stats maxconn' expects a positive value"
+    )
+    assert one_error("global\n    stats timeout 0\n") == A.format(
+        2, "'stats timeout' expects a positive value"
+    )
+    assert one_error("global\n    stats timeout 5x\n") == A.format(
+        2, "unexpected character 'x' in 'stats timeout'"
+    )
+    assert one_error("global\n    stats socket /s maxconn -1\n") == A.format(
+        2, "'stats socket' : 'maxconn' : invalid value -1, must be >= 0"
+    )
+
+
 def test_log_lines() -> None:
     config, diags = check(
         "global\n"

@@ -11,6 +11,7 @@ from staplegate.runtime.grammar import (
     CommandName,
     Framer,
     Level,
+    PayloadRefused,
     Request,
     TooLong,
     UsageError,
@@ -114,6 +115,39 @@ def test_overlong_payload_breaks_the_framer() -> None:
     assert framer.feed(b"0123456789ABCDEF\n") == [TooLong("payload", 10)]
 
 
+def test_payload_for_a_command_above_the_level_is_refused_unread() -> None:
+    framer = Framer(level=Level.USER)
+    events = framer.feed(b"show info; set ssl cert /a.pem <<\n-----BEGIN PRIVATE KEY-----\n")
+    assert events == [
+        PayloadRefused(
+            Request(
+                (Command(CommandName.SHOW_INFO), Command(CommandName.SET_SSL_CERT, ("/a.pem",)))
+            )
+        )
+    ]
+    assert framer.broken
+    assert framer.feed(b"more\n\nshow info\n") == []
+    assert framer.eof() == []
+
+
+def test_payload_only_for_commands_that_take_one() -> None:
+    for line in (b"show info <<\n", b"frobnicate <<\n", b"<<\n"):
+        events = Framer().feed(line + b"data\n\n")
+        assert len(events) == 1
+        assert isinstance(events[0], PayloadRefused)
+    operator = Framer(level=Level.OPERATOR).feed(b"set ssl ocsp-response <<\n")
+    assert operator == [PayloadRefused(Request((Command(CommandName.SET_SSL_OCSP_RESPONSE),)))]
+    admin = Framer(level=Level.ADMIN).feed(b"set ssl ocsp-response <<\nQUJD\r\nREVG\n\r\n")
+    assert admin == [Request((Command(CommandName.SET_SSL_OCSP_RESPONSE, (), "QUJD\nREVG"),))]
+
+
+def test_many_short_payload_lines_in_one_chunk() -> None:
+    lines = [f"{n:015d}" for n in range(5000)]
+    data = b"set ssl cert /a.pem <<\n" + "".join(f"{x}\n" for x in lines).encode() + b"\n"
+    (event,) = Framer().feed(data)
+    assert event == Request((Command(CommandName.SET_SSL_CERT, ("/a.pem",), "\n".join(lines)),))
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=600), st.lists(st.integers(min_value=1, max_value=64), max_size=20))
 def test_framer_never_raises_and_ignores_chunking(data: bytes, cuts: list[int]) -> None:
@@ -129,7 +163,7 @@ def test_framer_never_raises_and_ignores_chunking(data: bytes, cuts: list[int]) 
     got += pieces.eof()
     assert got == expected
     for event in got:
-        assert isinstance(event, Request | TooLong)
+        assert isinstance(event, Request | TooLong | PayloadRefused)
 
 
 @given(st.text(max_size=200))
