@@ -388,6 +388,10 @@ BIND_SUPPORTED = frozenset(
         "no-tls-tickets",
         "prefer-client-ciphers",
         "verify",
+        "ca-file",
+        "crl-file",
+        "ca-ignore-err",
+        "crt-ignore-err",
     }
 )
 BIND_IGNORED: dict[str, str] = {
@@ -457,9 +461,7 @@ BIND_ARGUMENT_KEYWORDS = frozenset(
 )
 BIND_REFUSED = frozenset(
     {
-        "ca-file",
         "ca-verify-file",
-        "crl-file",
         "curves",
         "ecdhe",
         "sigalgs",
@@ -483,8 +485,6 @@ BIND_REFUSED = frozenset(
         "generate-certificates",
         "ca-sign-file",
         "ca-sign-pass",
-        "crt-ignore-err",
-        "ca-ignore-err",
         "no-ca-names",
         "force-sslv3",
         "force-tlsv10",
@@ -660,6 +660,7 @@ CRTLIST_SUPPORTED = frozenset(
         "ciphersuites",
         "verify",
         "ca-file",
+        "crl-file",
     }
 )
 CRTLIST_REFUSED = frozenset(
@@ -667,7 +668,6 @@ CRTLIST_REFUSED = frozenset(
         "crt",
         "npn",
         "ca-verify-file",
-        "crl-file",
         "curves",
         "ecdhe",
         "sigalgs",

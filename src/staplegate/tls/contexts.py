@@ -21,7 +21,8 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from OpenSSL import SSL
+from cryptography import x509
+from OpenSSL import SSL, crypto
 
 from staplegate.certs.model import LoadedCertificate
 from staplegate.tls.sni import SniEntry, SniIndex
@@ -68,6 +69,111 @@ class TlsBindSettings:
     session_timeout_s: int = 300
 
 
+class ClientVerify(enum.Enum):
+    """HAProxy's `verify`: whether a client certificate is asked for and needed."""
+
+    NONE = "none"
+    OPTIONAL = "optional"
+    REQUIRED = "required"
+
+
+IGNORE_ALL = -1  # in an ignore set: every verification error (`crt-ignore-err all`)
+
+
+@dataclass(frozen=True)
+class ClientVerification:
+    """Client-certificate checking for one context (bind options, or a crt-list line's).
+
+    `ca_certificates` are the trust anchors (HAProxy's `ca-file`, also sent as the
+    acceptable CA names), `crls` turn on CRL checks for the whole chain (`crl-file`,
+    X509_V_FLAG_CRL_CHECK|CRL_CHECK_ALL as HAProxy sets them). An error at depth 0 is
+    forgiven when its code is in `crt_ignore`, above depth 0 when in `ca_ignore`.
+    """
+
+    verify: ClientVerify = ClientVerify.NONE
+    ca_certificates: tuple[x509.Certificate, ...] = ()
+    crls: tuple[x509.CertificateRevocationList, ...] = ()
+    ca_ignore: frozenset[int] = frozenset()
+    crt_ignore: frozenset[int] = frozenset()
+    where: str = ""  # the config line, for messages
+
+    @property
+    def asks(self) -> bool:
+        return self.verify is not ClientVerify.NONE
+
+
+NO_CLIENT_VERIFICATION = ClientVerification()
+
+
+def load_client_ca(path: str) -> tuple[x509.Certificate, ...]:
+    """Every certificate of a PEM `ca-file`; raises `ValueError`/`OSError` with the reason."""
+    with open(path, "rb") as file:
+        data = file.read()
+    certificates = tuple(x509.load_pem_x509_certificates(data))
+    if not certificates:
+        raise ValueError("no PEM certificate in it")
+    return certificates
+
+
+def load_crls(path: str) -> tuple[x509.CertificateRevocationList, ...]:
+    """Every CRL of a PEM `crl-file` (several may be concatenated)."""
+    with open(path, "rb") as file:
+        data = file.read()
+    marker = b"-----BEGIN X509 CRL-----"
+    blocks = [marker + part for part in data.split(marker)[1:]]
+    if not blocks:
+        raise ValueError("no PEM CRL in it")
+    return tuple(x509.load_pem_x509_crl(block) for block in blocks)
+
+
+def _verify_callback(verification: ClientVerification) -> object:
+    """The callback OpenSSL calls per certificate of the client's chain; never raises.
+
+    It forgives ignored errors (HAProxy's ca-ignore-err/crt-ignore-err) and records the
+    first error on the endpoint (its `ssl_c_verify`, as HAProxy keeps the first error even
+    when ignored). A set lookup and an attribute write, nothing more.
+    """
+    ca_ignore = verification.ca_ignore
+    crt_ignore = verification.crt_ignore
+
+    def verify(conn: SSL.Connection, _cert: crypto.X509, error: int, depth: int, ok: int) -> bool:
+        if ok:
+            return True
+        try:
+            recorder = conn.get_app_data()
+            if recorder is not None and not recorder.client_verify_error:
+                recorder.client_verify_error = error
+            ignored = ca_ignore if depth > 0 else crt_ignore
+            return IGNORE_ALL in ignored or error in ignored
+        except Exception:
+            return False
+
+    return verify
+
+
+def _set_client_verification(ctx: SSL.Context, verification: ClientVerification, here: str) -> None:
+    if not verification.asks:
+        return
+    if not verification.ca_certificates:
+        raise TlsSetupError(TlsSetupErrorReason.NO_CLIENT_CA, here)
+    store = ctx.get_cert_store()
+    assert store is not None  # a server context always has one
+    try:
+        for ca in verification.ca_certificates:
+            store.add_cert(crypto.X509.from_cryptography(ca))
+            ctx.add_client_ca(ca)
+        for crl in verification.crls:
+            store.add_crl(crl)
+    except (SSL.Error, crypto.Error, TypeError, ValueError) as error:
+        raise TlsSetupError(TlsSetupErrorReason.BAD_CLIENT_CA, here, type(error).__name__) from None
+    if verification.crls:
+        store.set_flags(crypto.X509StoreFlags.CRL_CHECK | crypto.X509StoreFlags.CRL_CHECK_ALL)
+    mode = SSL.VERIFY_PEER
+    if verification.verify is ClientVerify.REQUIRED:
+        mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+    ctx.set_verify(mode, _verify_callback(verification))  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class CertificateBinding:
     """One certificate on a bind: `crt` argument or crt-list line, with the line's overrides."""
@@ -79,6 +185,7 @@ class CertificateBinding:
     max_version: TlsVersion | None = None
     ciphers: str | None = None
     ciphersuites: str | None = None
+    client: ClientVerification = NO_CLIENT_VERIFICATION
 
 
 class TlsSetupErrorReason(enum.Enum):
@@ -88,6 +195,8 @@ class TlsSetupErrorReason(enum.Enum):
     BAD_CIPHERSUITES = "OpenSSL accepts none of the TLS 1.3 ciphersuites"
     BAD_VERSIONS = "ssl-min-ver is above ssl-max-ver"
     NO_CERTIFICATE = "a TLS bind needs at least one certificate"
+    NO_CLIENT_CA = "verify is enabled but no CA file specified ('ca-file')"
+    BAD_CLIENT_CA = "OpenSSL refused a client CA certificate or CRL"
 
 
 class TlsSetupError(Exception):
@@ -141,10 +250,12 @@ def _alpn_selector(server: tuple[bytes, ...]) -> object:
     return select
 
 
-def _session_id_context(name: str, generation: int) -> bytes:
-    # At most 32 bytes; distinct per certificate and generation so a session never resumes
-    # under another certificate's context.
-    return hashlib.sha256(f"{generation}\0{name}".encode()).digest()[:32]
+def _session_id_context(name: str, generation: int, client: ClientVerification) -> bytes:
+    # At most 32 bytes; distinct per certificate, generation and client-certificate policy
+    # so a session never resumes under another certificate's context, nor one established
+    # without a client certificate under a line that requires one.
+    text = f"{generation}\0{name}\0{client.verify.value}\0{client.where}"
+    return hashlib.sha256(text.encode()).digest()[:32]
 
 
 def build_context(
@@ -201,7 +312,8 @@ def build_context(
     except SSL.Error:
         raise TlsSetupError(TlsSetupErrorReason.KEY_MISMATCH, here) from None
 
-    ctx.set_session_id(_session_id_context(cert.name, generation))
+    _set_client_verification(ctx, binding.client, here)
+    ctx.set_session_id(_session_id_context(cert.name, generation, binding.client))
     if settings.session_cache:
         ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
         ctx.set_timeout(settings.session_timeout_s)

@@ -533,9 +533,11 @@ def test_bind_errors() -> None:
         ":443 ssl alpn": "'bind :443' : 'alpn' : missing the comma-delimited ALPN protocol suite",
         ":443 ssl crt x.pem ssl-min-ver TLSv1.4": "'bind :443' : 'ssl-min-ver' : expects "
         "'SSLv3', 'TLSv1.0', 'TLSv1.1', 'TLSv1.2' or 'TLSv1.3'",
-        ":443 ssl crt x.pem verify required": "'bind :443' : 'verify required' is a HAProxy "
-        "keyword that staplegate does not support and it would change traffic (client "
-        "certificate authentication)",
+        ":443 ssl crt x.pem verify sometimes": "'bind :443' : 'verify' : expects 'none', "
+        "'optional' or 'required'.",
+        ":443 ssl crt x.pem verify optional crt-ignore-err 10,X509_V_ERR_BOGUS": "'bind :443' "
+        ": 'crt-ignore-err' : unknown verify error 'X509_V_ERR_BOGUS': use 'all', a number "
+        "from 1 to 127 or an X509_V_ERR_* name.",
         ":443 ssl crt x.pem curves X25519": "'bind :443' : 'curves' is a HAProxy keyword that "
         "staplegate does not support and it would change traffic",
         ":443 ssl crt x.pem strict-snii": "'bind :443' unknown keyword 'strict-snii'. Did you "
@@ -642,7 +644,8 @@ def test_use_backend_conditions() -> None:
 def test_condition_errors() -> None:
     help_text = (
         "staplegate understands only 'if|unless { ssl_fc_sni -i HOST... }' conditions "
-        "(also req.ssl_sni, ssl_fc, hdr(host) in mode http, and named ACLs of those forms)"
+        "(also req.ssl_sni, ssl_fc, ssl_c_used, ssl_c_verify N, hdr(host) in mode http, "
+        "and named ACLs of those forms)"
     )
     cases = {
         "use_backend app if { path -i a }": "'use_backend' : fetch 'path' is not "
@@ -689,7 +692,7 @@ def test_http_request_rules() -> None:
         HttpDeny(429),
         HttpDeny(403),
         HttpSetHeader("X-Forwarded-Proto", "https"),
-        HttpSetHeader("X-Pct", "100%", add=True),
+        HttpSetHeader("X-Pct", "100%%", add=True),
         HttpDelHeader("X-Debug"),
     ]
     assert config.frontend("fe").http_request_rules[0].condition is not None
@@ -709,9 +712,14 @@ def test_http_request_errors() -> None:
         "keyword that staplegate does not support and it would change traffic",
         "http-request redirect scheme ftp": "'http-request redirect' : scheme 'ftp' is not "
         "supported (use http or https).",
-        "http-request set-header X-A %[src]": "'http-request set-header' : log-format "
-        "expressions ('%[...]') in header values are not supported by staplegate; use a "
-        "literal value",
+        "http-request set-header X-A %[req.cook(x)]": "'http-request set-header' : sample "
+        "fetch 'req.cook' is not supported (known: src, src_port, ssl_c_der, ssl_c_i_dn, "
+        "ssl_c_s_dn, ssl_c_serial, ssl_c_used, ssl_c_verify, ssl_fc, ssl_fc_sni)",
+        "http-request set-header X-A %[ssl_c_der]": "'http-request set-header' : sample fetch "
+        "'ssl_c_der' is binary: write '%[ssl_c_der,hex]' or '%[ssl_c_der,base64]'",
+        "http-request set-header X-A %ci": "'http-request set-header' : log-format variable "
+        "'%ci…' is not supported in header values; use '%[fetch]' or write '%%' for a "
+        "literal '%'",
         "http-request set-header X-A": "'http-request set-header' expects exactly 2 arguments.",
         "http-request set-var(txn.x) str(a)": "'http-request set-var(txn.x)' is a HAProxy "
         "keyword that staplegate does not support and it would change traffic",
