@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from staplegate.certs import OcspDisposition
-from staplegate.check import load_generation
+from staplegate.check import load_generation, validate
 from staplegate.clock import Clock, SystemClock
 from staplegate.config.model import GlobalSettings, LogTargetKind
 from staplegate.config.values import SocketAddress
@@ -697,14 +697,8 @@ def run(
 ) -> int:
     """Run staplegate on the configuration at `paths` until stopped; the exit status."""
     clock = SystemClock()
-    generation = load_generation(paths, now=clock.now(), err=sys.stderr)
-    if generation is None or not generation.ok:
-        print("[ALERT] config : Fatal errors found in configuration.", file=sys.stderr)
-        return 1
-    plan, problems = build_plan(generation, number=1)
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    if plan is None:
+    generation, plan = validate(paths, now=clock.now(), err=sys.stderr, startup=True)
+    if generation is None or plan is None:
         print("[ALERT] config : Fatal errors found in configuration.", file=sys.stderr)
         return 1
     try:

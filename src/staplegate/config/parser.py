@@ -492,6 +492,9 @@ class ConfigParser:
     def _valid_name(self, name: str, head: str, where: SourceLocation) -> bool:
         if _NAME_OK.fullmatch(name):
             return True
+        if not name:  # `backend ""`: HAProxy's message for a missing name
+            self._error(where, head, f"'{head}' expects an <id> argument", Reason.MISSING_ARGUMENT)
+            return False
         bad = next(c for c in name if not _NAME_OK.fullmatch(c))
         self._error(
             where,

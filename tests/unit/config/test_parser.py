@@ -798,3 +798,16 @@ def test_ocsp_update_maxconn_and_rate_limit_are_staplegate_knobs() -> None:
     assert one_error("global\n    ocsp-update.rate-limit\n") == A.format(
         2, "'ocsp-update.rate-limit' expects an integer argument."
     )
+
+
+def test_empty_proxy_and_server_names_are_alerts_not_tracebacks() -> None:
+    """`backend ""` raised StopIteration (issue 14, defect 10); HAProxy's message now."""
+    assert one_error('backend ""\n    server a 127.0.0.1:9000\n') == A.format(
+        1, "'backend' expects an <id> argument"
+    )
+    assert one_error('frontend ""\n    bind :443 ssl crt x.pem\n') == A.format(
+        1, "'frontend' expects an <id> argument"
+    )
+    assert one_error('backend app\n    server "" 127.0.0.1:9000\n') == A.format(
+        2, "'server' expects an <id> argument"
+    )
