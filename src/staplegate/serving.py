@@ -336,14 +336,21 @@ def _frontend_plan(
             mine = [
                 r if r.alpn is None else _replace_alpn(r, frontend.name, problems) for r in mine
             ]
+        # HAProxy: a bind's own ssl options override `ssl-default-bind-options`, flags add up
+        own, base = bind.ssl_options, defaults.ssl_default_bind_options
         settings = TlsBindSettings(
             alpn=alpn,
-            min_version=_tls_version(bind.ssl_options.min_ver) or TlsVersion.TLSV12,
-            max_version=_tls_version(bind.ssl_options.max_ver),
+            min_version=_tls_version(own.min_ver or base.min_ver) or TlsVersion.TLSV12,
+            max_version=_tls_version(own.max_ver or base.max_ver),
+            disabled=frozenset(
+                version
+                for version in map(_tls_version, own.disabled | base.disabled)
+                if version is not None
+            ),
             ciphers=bind.ciphers or defaults.ssl_default_bind_ciphers,
             ciphersuites=bind.ciphersuites or defaults.ssl_default_bind_ciphersuites,
-            no_tls_tickets=bind.ssl_options.no_tls_tickets,
-            prefer_client_ciphers=bind.ssl_options.prefer_client_ciphers,
+            no_tls_tickets=own.no_tls_tickets or base.no_tls_tickets,
+            prefer_client_ciphers=own.prefer_client_ciphers or base.prefer_client_ciphers,
             strict_sni=bind.strict_sni,
         )
         bindings = _bindings(mine, generation, bind, client_files, problems)

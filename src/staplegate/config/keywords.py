@@ -254,7 +254,7 @@ PROXY_IGNORED: dict[str, str] = {
     "backlog": "it is a socket tuning",
     "fullconn": "dynamic server limits are not supported",
     "hash-balance-factor": "hash balancing is not supported",
-    "http-reuse": "it is a connection reuse tuning",
+    "http-reuse": "it is a connection reuse tuning ('never' is refused, see REFUSED_VALUES)",
     "email-alert from": "e-mail alerts are not supported",
     "email-alert to": "e-mail alerts are not supported",
     "email-alert mailers": "e-mail alerts are not supported",
@@ -262,6 +262,13 @@ PROXY_IGNORED: dict[str, str] = {
     "email-alert myhostname": "e-mail alerts are not supported",
     "grace": "reloads drain until hard-stop-after",
     "guid": "it only labels the proxy",
+}
+
+# values of an otherwise ignored keyword that would change traffic or security: refused
+REFUSED_VALUES: dict[str, dict[str, str]] = {
+    "http-reuse": {
+        "never": "staplegate returns idle server connections to a pool shared by all clients",
+    },
 }
 
 PROXY_REFUSED = frozenset(

@@ -420,7 +420,15 @@ class ConfigParser:
                 keywords.ignored_message(kw, "performance tunings do not change traffic"),
             )
             return
-        if cls is KeywordClass.IGNORED:
+        refused_value = keywords.REFUSED_VALUES.get(kw, {}).get(args[1] if len(args) > 1 else "")
+        if cls is KeywordClass.IGNORED and refused_value is not None:
+            self._error(
+                where,
+                kw,
+                keywords.refused_message(f"{kw} {args[1]}") + f" ({refused_value})",
+                Reason.UNSUPPORTED,
+            )
+        elif cls is KeywordClass.IGNORED:
             self._warn(where, kw, keywords.ignored_message(kw, keywords.ignore_reason(section, kw)))
         elif cls is KeywordClass.REFUSED or cls is KeywordClass.SUPPORTED:
             self._error(where, kw, keywords.refused_message(kw), Reason.UNSUPPORTED)

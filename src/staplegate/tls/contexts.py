@@ -49,6 +49,15 @@ class TlsVersion(enum.Enum):
         }[self]
 
 
+_NO_VERSION = {
+    TlsVersion.SSLV3: SSL.OP_NO_SSLv3,
+    TlsVersion.TLSV10: SSL.OP_NO_TLSv1,
+    TlsVersion.TLSV11: SSL.OP_NO_TLSv1_1,
+    TlsVersion.TLSV12: SSL.OP_NO_TLSv1_2,
+    TlsVersion.TLSV13: SSL.OP_NO_TLSv1_3,
+}
+
+
 @dataclass(frozen=True)
 class TlsBindSettings:
     """A bind line's TLS options (filled from config `Bind` + global ssl-default-bind-*).
@@ -60,6 +69,7 @@ class TlsBindSettings:
     alpn: tuple[str, ...] | None = None
     min_version: TlsVersion | None = TlsVersion.TLSV12
     max_version: TlsVersion | None = None
+    disabled: frozenset[TlsVersion] = frozenset()  # `no-tlsv10` …: holes in the range
     ciphers: str | None = None
     ciphersuites: str | None = None
     no_tls_tickets: bool = False
@@ -274,6 +284,8 @@ def build_context(
         options |= SSL.OP_CIPHER_SERVER_PREFERENCE
     if settings.no_tls_tickets:
         options |= SSL.OP_NO_TICKET
+    for version in settings.disabled:
+        options |= _NO_VERSION[version]
     ctx.set_options(options)
     ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
 

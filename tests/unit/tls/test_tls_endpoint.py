@@ -212,3 +212,12 @@ def test_empty_bind_is_refused() -> None:
 
 def test_fatal_alert_record() -> None:
     assert fatal_alert(AlertDescription.UNRECOGNIZED_NAME) == b"\x15\x03\x03\x00\x02\x02\x70"
+
+
+def test_disabled_version_is_a_hole_in_the_range(unit_pki: UnitPki) -> None:
+    """`no-tlsv13` (on a bind or in ssl-default-bind-options) was accepted and ignored."""
+    context = server_for(unit_pki, disabled=frozenset({TlsVersion.TLSV13}))
+    server = TlsEndpoint(context, StapleTable(), StapleStats())
+    client = Client()
+    handshake(client, server)
+    assert server.session_info().version == "TLSv1.2"
