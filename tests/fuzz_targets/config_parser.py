@@ -9,6 +9,7 @@ expression parser, whose only allowed exception is `SampleSyntaxError`.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from staplegate.config.crtlist import parse_crt_list
@@ -56,7 +57,5 @@ def run_one(data: bytes) -> None:
         if not 0 <= problem.line <= lines:
             raise Disagreement(f"crt-list diagnostic names line {problem.line} of {lines}")
     for word in text.split()[:50]:
-        try:
+        with contextlib.suppress(SampleSyntaxError):
             parse_header_format(word)
-        except SampleSyntaxError:
-            pass
