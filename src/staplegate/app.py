@@ -740,7 +740,12 @@ def run(
     updater = OcspUpdater(
         updater_entries(generation),
         update_settings=update_settings_of(settings),
-        fetch_settings=FetchSettings(proxy=f"{proxy.host}:{proxy.port}" if proxy else None),
+        fetch_settings=FetchSettings(
+            proxy=f"{proxy.host}:{proxy.port}" if proxy else None,
+            # 0 means no connect timeout; the whole fetch's own deadline still bounds it
+            connect_timeout=settings.httpclient.timeout_connect_ms / 1000 or 15.0,
+            connect_retries=settings.httpclient.retries,
+        ),
         on_staples=master.broadcast,
         store=FileStapleStore(directory),
         clock=clock,

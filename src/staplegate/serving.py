@@ -24,13 +24,16 @@ from staplegate.config.model import (
     CertificateReference,
     Condition,
     Frontend,
+    GlobalSettings,
     HttpRequestRule,
     HttpReturn,
     Mode,
     ProxyProtocol,
     Server,
+    SslOptions,
     Verify,
 )
+from staplegate.config.model import TlsVersion as TlsVersionName
 from staplegate.config.values import AddressFamily, SocketAddress
 from staplegate.generation import Generation
 from staplegate.proxy.backends import (
@@ -352,6 +355,7 @@ def _frontend_plan(
             no_tls_tickets=own.no_tls_tickets or base.no_tls_tickets,
             prefer_client_ciphers=own.prefer_client_ciphers or base.prefer_client_ciphers,
             strict_sni=bind.strict_sni,
+            dh_param_file=defaults.ssl_dh_param_file,
         )
         bindings = _bindings(mine, generation, bind, client_files, problems)
         if bindings is None:
@@ -469,7 +473,33 @@ def _compile_rules(
     return tuple(compiled)
 
 
-def _server_tls(server: Server) -> ServerTls | None:
+def _server_versions(options: SslOptions) -> tuple[str | None, str | None]:
+    """`ssl-default-server-options` as a min/max pair, holes closed as HAProxy does (the
+    `no-tlsvXX` flags narrow the range); None keeps the library's default."""
+    order = list(TlsVersionName)
+    rank = {version: index for index, version in enumerate(order)}
+    low = rank[options.min_ver] if options.min_ver else None
+    high = rank[options.max_ver] if options.max_ver else None
+    if not options.disabled:
+        return (
+            order[low].value if low is not None else None,
+            order[high].value if high is not None else None,
+        )
+    if low is None:  # HAProxy's and Python's default minimum for server connections
+        low = rank[TlsVersionName.TLSV12]
+    allowed = [
+        v
+        for v in order
+        if v not in options.disabled
+        and (low is None or rank[v] >= low)
+        and (high is None or rank[v] <= high)
+    ]
+    if not allowed:  # an empty range: every handshake fails, as it would in HAProxy
+        return order[-1].value, order[0].value
+    return allowed[0].value, allowed[-1].value
+
+
+def _server_tls(server: Server, defaults: GlobalSettings) -> ServerTls | None:
     if not server.ssl:
         return None
     sni = server.sni
@@ -479,15 +509,21 @@ def _server_tls(server: Server) -> ServerTls | None:
             sni = sni[4:-1]
         elif sni in ("ssl_fc_sni", "req.ssl_sni"):
             sni, from_client = None, True
+    low, high = _server_versions(defaults.ssl_default_server_options)
     return ServerTls(
         verify=server.verify.value == "required",
         ca_file=server.ca_file,
         sni=sni,
         sni_from_client=from_client,
+        ciphers=defaults.ssl_default_server_ciphers,
+        min_version=low,
+        max_version=high,
     )
 
 
-def _backend_plan(backend: Backend, problems: list[Diagnostic]) -> BackendPlan:
+def _backend_plan(
+    backend: Backend, problems: list[Diagnostic], defaults: GlobalSettings
+) -> BackendPlan:
     servers = []
     options = backend.settings.options
     timeouts = backend.timeouts
@@ -528,7 +564,7 @@ def _backend_plan(backend: Backend, problems: list[Diagnostic]) -> BackendPlan:
                 send_proxy=SendProxy(server.send_proxy.value)
                 if server.send_proxy is not ProxyProtocol.NONE
                 else SendProxy.NONE,
-                tls=_server_tls(server),
+                tls=_server_tls(server, defaults),
                 httpchk=httpchk,
                 check_timeout_s=_seconds(timeouts.check),
             )
@@ -577,7 +613,9 @@ def build_plan(
         plan = _frontend_plan(frontend, generation, problems, number)
         if plan is not None:
             frontends.append(plan)
-    backends = tuple(_backend_plan(b, problems) for b in generation.config.backends)
+    backends = tuple(
+        _backend_plan(b, problems, generation.config.global_) for b in generation.config.backends
+    )
     if not any(f.binds for f in frontends) and not any(
         p.severity is Severity.ERROR for p in problems
     ):

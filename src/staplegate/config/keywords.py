@@ -94,6 +94,13 @@ GLOBAL_PARSED_BUT_IGNORED: dict[str, str] = {
     "daemon": "staplegate runs in the foreground under its supervisor",
     "user": "start staplegate as the intended user instead",
     "group": "start staplegate with the intended group instead",
+    "ssl-skip-self-issued-ca": "each certificate's chain is sent as its file holds it",
+    "tune.ssl.default-dh-param": "without ssl-dh-param-file, OpenSSL sizes the DHE group "
+    "to the certificate's key",
+    "ssl-default-server-ciphersuites": "Python's ssl module cannot restrict TLS 1.3 suites: "
+    "server connections offer OpenSSL's defaults, all of them AEAD",
+    "httpclient.resolvers.prefer": "OCSP fetches use the system resolver's order",
+    "httpclient.resolvers.disabled": "OCSP fetches use the system resolver",
 }
 
 GLOBAL_IGNORED: dict[str, str] = {

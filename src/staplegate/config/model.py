@@ -239,6 +239,7 @@ class GlobalSettings:
     ssl_default_bind_ciphers: str | None = None
     ssl_default_bind_ciphersuites: str | None = None
     ssl_default_bind_options: SslOptions = SslOptions()
+    ssl_default_server_options: SslOptions = SslOptions()
     ssl_default_server_ciphers: str | None = None
     ssl_default_server_ciphersuites: str | None = None
     ssl_dh_param_file: str | None = None

@@ -634,8 +634,8 @@ class ConfigParser:
             self._global = replace(g, **_kw(head.replace("-", "_"), value))
         elif head in ("ssl-default-bind-options", "ssl-default-server-options"):
             options = self._ssl_options(args[1:], where, head)
-            if head == "ssl-default-bind-options" and options is not None:
-                self._global = replace(g, ssl_default_bind_options=options)
+            if options is not None:
+                self._global = replace(g, **_kw(head.replace("-", "_"), options))
         elif head == "ssl-load-extra-files":
             self._extra_files(args, where)
         elif head in ("ssl-load-extra-del-ext", "ssl-skip-self-issued-ca", "zero-warning"):
@@ -650,6 +650,13 @@ class ConfigParser:
             self._warn(where, kw, keywords.parsed_ignored_message(kw, keywords.GLOBAL_IGNORED[kw]))
         else:
             self._classify_rest(Section.GLOBAL, args, where)
+            return
+        if head in keywords.GLOBAL_PARSED_BUT_IGNORED and head not in ("daemon", "user", "group"):
+            self._warn(
+                where,
+                head,
+                keywords.parsed_ignored_message(head, keywords.GLOBAL_PARSED_BUT_IGNORED[head]),
+            )
 
     def _ocsp_delay(self, kw: str, value: str | None, where: SourceLocation) -> None:
         if value is None:
@@ -713,8 +720,24 @@ class ConfigParser:
                 self._error(where, kw, f"'{kw}' : expects 'none' or 'required'.")
                 return
             hc = replace(hc, ssl_verify=Verify(value))
+            if value == "none":
+                self._warn(
+                    where,
+                    kw,
+                    keywords.parsed_ignored_message(
+                        f"{kw} none", "https responders are always verified"
+                    ),
+                )
         else:
             hc = replace(hc, ssl_ca_file=value)
+            if value != "@system-ca":
+                self._warn(
+                    where,
+                    kw,
+                    keywords.parsed_ignored_message(
+                        kw, "https responders are verified against the system CAs"
+                    ),
+                )
         self._global = replace(self._global, httpclient=hc)
 
     def _extra_files(self, args: list[str], where: SourceLocation) -> None:

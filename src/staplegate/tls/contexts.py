@@ -77,6 +77,7 @@ class TlsBindSettings:
     strict_sni: bool = False
     session_cache: bool = True
     session_timeout_s: int = 300
+    dh_param_file: str | None = None  # `ssl-dh-param-file`: offer DHE with these parameters
 
 
 class ClientVerify(enum.Enum):
@@ -204,6 +205,7 @@ class TlsSetupErrorReason(enum.Enum):
     BAD_CIPHERS = "OpenSSL accepts none of the ciphers"
     BAD_CIPHERSUITES = "OpenSSL accepts none of the TLS 1.3 ciphersuites"
     BAD_VERSIONS = "ssl-min-ver is above ssl-max-ver"
+    BAD_DH_PARAMS = "OpenSSL cannot load the DH parameters of 'ssl-dh-param-file'"
     NO_CERTIFICATE = "a TLS bind needs at least one certificate"
     NO_CLIENT_CA = "verify is enabled but no CA file specified ('ca-file')"
     BAD_CLIENT_CA = "OpenSSL refused a client CA certificate or CRL"
@@ -324,6 +326,13 @@ def build_context(
     except SSL.Error:
         raise TlsSetupError(TlsSetupErrorReason.KEY_MISMATCH, here) from None
 
+    if settings.dh_param_file is not None:
+        try:
+            ctx.load_tmp_dh(settings.dh_param_file)
+        except (SSL.Error, OSError) as error:
+            raise TlsSetupError(
+                TlsSetupErrorReason.BAD_DH_PARAMS, here, settings.dh_param_file
+            ) from error
     _set_client_verification(ctx, binding.client, here)
     ctx.set_session_id(_session_id_context(cert.name, generation, binding.client))
     if settings.session_cache:

@@ -68,6 +68,11 @@ REVIEWED: dict[str, frozenset[str]] = {
         {
             "daemon",
             "group",
+            "httpclient.resolvers.disabled",
+            "httpclient.resolvers.prefer",
+            "ssl-default-server-ciphersuites",
+            "ssl-skip-self-issued-ca",
+            "tune.ssl.default-dh-param",
             "user",
         }
     ),
@@ -188,6 +193,19 @@ def test_client_certificate_options_are_no_longer_refused() -> None:
         assert option in keywords.BIND_SUPPORTED
         assert option not in keywords.BIND_REFUSED
     assert "crl-file" in keywords.CRTLIST_SUPPORTED
+
+
+def test_parsed_but_ignored_globals_warn() -> None:
+    text = (
+        "global\n    httpclient.resolvers.prefer ipv6\n    ssl-skip-self-issued-ca\n"
+        "    ssl-default-server-ciphersuites TLS_AES_128_GCM_SHA256\n"
+        "    httpclient.ssl.verify none\n    httpclient.ssl.ca-file /etc/ca.pem\n"
+    )
+    found = warnings(text)
+    assert len(found) == 5, found
+    assert all("is accepted but ignored by staplegate" in w for w in found)
+    quiet = "global\n    httpclient.ssl.verify required\n    httpclient.ssl.ca-file @system-ca\n"
+    assert warnings(quiet) == []
 
 
 def test_http_reuse_never_is_refused() -> None:

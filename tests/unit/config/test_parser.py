@@ -143,7 +143,14 @@ def test_bases_and_ssl_defaults() -> None:
     assert g.ssl_load_extra_files == frozenset()
     assert g.ssl_load_extra_del_ext
     assert g.tune_ssl_default_dh_param == 2048
-    assert diags == [W.format(11, "'crt-base' already specified. Continuing.")]
+    assert diags == [
+        W.format(
+            10,
+            "'tune.ssl.default-dh-param' is accepted but ignored by staplegate (without "
+            "ssl-dh-param-file, OpenSSL sizes the DHE group to the certificate's key)",
+        ),
+        W.format(11, "'crt-base' already specified. Continuing."),
+    ]
 
 
 def test_global_value_errors() -> None:
