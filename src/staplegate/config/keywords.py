@@ -269,6 +269,11 @@ PROXY_IGNORED: dict[str, str] = {
     "email-alert myhostname": "e-mail alerts are not supported",
     "grace": "reloads drain until hard-stop-after",
     "guid": "it only labels the proxy",
+    "timeout tarpit": "it only applies to 'http-request tarpit', which is refused",
+    "timeout client-fin": "a half-closed connection keeps its 'timeout client' (or "
+    "'timeout tunnel') deadline",
+    "timeout server-fin": "a half-closed connection keeps its 'timeout server' (or "
+    "'timeout tunnel') deadline",
 }
 
 # values of an otherwise ignored keyword that would change traffic or security: refused

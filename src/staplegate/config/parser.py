@@ -1372,6 +1372,10 @@ class ConfigParser:
         if ms is None:
             return None
         timeouts: Timeouts = replace(settings.timeouts, **_kw(_TIMEOUT_FIELDS[name], ms))
+        if label in keywords.PROXY_IGNORED:
+            self._warn(
+                where, label, keywords.parsed_ignored_message(label, keywords.PROXY_IGNORED[label])
+            )
         return replace(settings, timeouts=timeouts)
 
     def _option(

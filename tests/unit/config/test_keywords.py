@@ -78,6 +78,9 @@ REVIEWED: dict[str, frozenset[str]] = {
     ),
     "PROXY_IGNORED": frozenset(
         {
+            "timeout client-fin",
+            "timeout server-fin",
+            "timeout tarpit",
             "backlog",
             "description",
             "email-alert from",
