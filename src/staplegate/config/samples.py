@@ -25,11 +25,16 @@ SAMPLE_FETCHES: dict[str, tuple[bool, bool]] = {
     "ssl_c_i_dn": (True, False),
     "ssl_c_serial": (False, True),
     "ssl_c_der": (False, True),
+    "ssl_c_sha1": (False, True),
+    "ssl_c_notbefore": (False, False),
+    "ssl_c_notafter": (False, False),
 }
 CONVERTERS = frozenset({"hex", "base64", "lower", "upper"})
 _TEXT_CONVERTERS = frozenset({"hex", "base64"})  # turn binary into text
 _EXPRESSION = re.compile(r"%(\{\+Q\})?\[([^\]]*)\]")
-_FETCH = re.compile(r"(?P<fetch>[a-z_.]+)(?:\((?P<args>[^()]*)\))?(?P<converters>(?:,[a-z0-9_]+)*)")
+_FETCH = re.compile(
+    r"(?P<fetch>[a-z0-9_.]+)(?:\((?P<args>[^()]*)\))?(?P<converters>(?:,[a-z0-9_]+)*)"
+)
 _DN_ENTRY = re.compile(r"[A-Za-z][A-Za-z0-9.]*")
 
 

@@ -102,9 +102,13 @@ def _fetch(expression: SampleExpression, facts: RequestFacts) -> str | bytes:
     if name == "ssl_c_verify":
         return str(cert.verify_result if cert is not None else 0)
     if cert is None:
-        return b"" if name in ("ssl_c_serial", "ssl_c_der") else ""
+        return b"" if name in ("ssl_c_serial", "ssl_c_der", "ssl_c_sha1") else ""
     if name == "ssl_c_serial":
         return cert.serial
+    if name == "ssl_c_sha1":
+        return cert.sha1
+    if name in ("ssl_c_notbefore", "ssl_c_notafter"):
+        return cert.validity(end=name == "ssl_c_notafter")
     if name == "ssl_c_der":
         return cert.der
     dn = cert.subject if name == "ssl_c_s_dn" else cert.issuer

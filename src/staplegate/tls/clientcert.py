@@ -10,6 +10,7 @@ printable ASCII escaped as `\\xHH`, so a hostile name cannot split a header or a
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -105,6 +106,23 @@ class ClientCertificate:
     @cached_property
     def issuer(self) -> DistinguishedName:
         return self._name(issuer=True)
+
+    @cached_property
+    def sha1(self) -> bytes:
+        """SHA-1 of the DER, HAProxy's binary `ssl_c_sha1` (the usual fingerprint)."""
+        return hashlib.sha1(self.der).digest()  # a fingerprint, not a signature
+
+    def validity(self, end: bool) -> str:
+        """`ssl_c_notbefore`/`ssl_c_notafter`: ASN.1 time text, `YYMMDDhhmmssZ` (UTCTime)
+        before 2050, `YYYYMMDDhhmmssZ` (GeneralizedTime) from then on, as HAProxy prints."""
+        cert = self._certificate
+        if cert is None:
+            return ""
+        try:
+            moment = cert.not_valid_after_utc if end else cert.not_valid_before_utc
+        except Exception:
+            return ""
+        return moment.strftime("%y%m%d%H%M%SZ" if moment.year < 2050 else "%Y%m%d%H%M%SZ")
 
     @cached_property
     def serial(self) -> bytes:

@@ -22,6 +22,8 @@ def test_literals_percent_and_expressions() -> None:
     ("text", "message"),
     [
         ("%[ssl_c_serial]", "is binary"),
+        ("%[ssl_c_sha1]", "is binary"),
+        ("%[ssl_c_r_dn]", "not supported"),
         ("%[ssl_c_serial,lower]", "is binary"),
         ("%[req.hdr(x)]", "not supported"),
         ("%[src(1)]", "takes no argument"),

@@ -48,6 +48,11 @@ def test_oneline_entries_and_serial() -> None:
     assert cert.subject.entry("OU", -1) == "b"
     assert cert.subject.entry("OU", 3) is None
     assert cert.serial == b"\x12\x34"
+    assert (cert.validity(end=False), cert.validity(end=True)) == (
+        "260101000000Z",
+        "260102000000Z",
+    )
+    assert len(cert.sha1) == 20
 
 
 def test_hostile_names_cannot_split_a_header() -> None:
