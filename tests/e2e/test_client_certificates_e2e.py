@@ -71,16 +71,17 @@ def curl(
     return subprocess.run(args, capture_output=True, text=True, timeout=20, check=False)
 
 
-def s_client(port: int, host: str, client: IssuedCertificate | None) -> str:
+def s_client(
+    port: int, host: str, client: IssuedCertificate | None, *, session: list[str] = ()
+) -> str:
     args = [
         "openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", host,
-        "-tls1_2", "-verify_quiet",
+        "-tls1_2", "-verify_quiet", "-ign_eof", *session,
     ]  # fmt: skip
     if client is not None:
         args += ["-cert", str(client.bundle_path), "-key", str(client.bundle_path)]
-    result = subprocess.run(
-        args, input="GET / HTTP/1.0\r\n\r\n", capture_output=True, text=True, timeout=20
-    )
+    request = f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    result = subprocess.run(args, input=request, capture_output=True, text=True, timeout=20)
     return result.stdout + result.stderr
 
 
@@ -126,7 +127,7 @@ def test_client_certificates(tmp_path: Path, pki: Pki, pki_factory: Callable[...
         assert check.returncode == 0, check.stderr
         with staplegate(config, tmp_path / "state", workers=1) as proc:
             proc.wait_for("staplegate started")
-            _exercise(port, bind_port, pki, web, good, revoked, stranger)
+            _exercise(port, bind_port, pki, web, good, revoked, stranger, tmp_path / "session.pem")
             assert proc.stop() == 0
 
 
@@ -138,6 +139,7 @@ def _exercise(
     good: IssuedCertificate,
     revoked: IssuedCertificate,
     stranger: IssuedCertificate,
+    tmp_session: Path,
 ) -> None:
     # crt-list line with verify required: no certificate, revoked, foreign CA are refused
     assert curl(port, REQUIRED, pki, None).stdout != "200"
@@ -180,3 +182,23 @@ def _exercise(
     count = len(web.requests)
     assert curl(bind_port, BIND, pki, revoked).stdout == "403"
     assert len(web.requests) == count
+
+    # a resumed session must not launder the forgiven error into ssl_c_verify 0: with an
+    # ignore list the context does not resume at all
+    saved = str(tmp_session)
+    first = s_client(bind_port, BIND, revoked, session=["-sess_out", saved])
+    assert "HTTP/1.1 403" in first
+    if tmp_session.exists():  # no session at all is what the server should offer
+        second = s_client(bind_port, BIND, revoked, session=["-sess_in", saved])
+        assert "HTTP/1.1 403" in second
+        assert "Reused," not in second
+    assert len(web.requests) == count
+
+    # elsewhere sessions resume, and a resumed session still carries its certificate
+    tmp_session.unlink(missing_ok=True)
+    s_client(port, REQUIRED, good, session=["-sess_out", saved])
+    resumed = s_client(port, REQUIRED, good, session=["-sess_in", saved])
+    assert "Reused," in resumed
+    assert "HTTP/1.1 200" in resumed
+    assert web.requests[-1][1]["x-used"] == "1"
+    assert web.requests[-1][1]["x-subject"] == "/CN=alice"

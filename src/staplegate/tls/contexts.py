@@ -112,6 +112,11 @@ class ClientVerification:
     def asks(self) -> bool:
         return self.verify is not ClientVerify.NONE
 
+    @property
+    def forgives(self) -> bool:
+        """Some verification error may be let through (`ca-ignore-err`/`crt-ignore-err`)."""
+        return self.asks and bool(self.ca_ignore or self.crt_ignore)
+
 
 NO_CLIENT_VERIFICATION = ClientVerification()
 
@@ -284,7 +289,10 @@ def build_context(
     options = SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION
     if not settings.prefer_client_ciphers:
         options |= SSL.OP_CIPHER_SERVER_PREFERENCE
-    if settings.no_tls_tickets:
+    # An error forgiven by an ignore list is reset to "ok" by pyOpenSSL before OpenSSL stores
+    # the session, so a resumed session would report ssl_c_verify 0: never resume there.
+    resumable = settings.session_cache and not binding.client.forgives
+    if settings.no_tls_tickets or not resumable:
         options |= SSL.OP_NO_TICKET
     for version in settings.disabled:
         options |= _NO_VERSION[version]
@@ -335,7 +343,7 @@ def build_context(
             ) from error
     _set_client_verification(ctx, binding.client, here)
     ctx.set_session_id(_session_id_context(cert.name, generation, binding.client))
-    if settings.session_cache:
+    if resumable:
         ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
         ctx.set_timeout(settings.session_timeout_s)
     else:
