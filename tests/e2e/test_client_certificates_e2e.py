@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -72,7 +72,7 @@ def curl(
 
 
 def s_client(
-    port: int, host: str, client: IssuedCertificate | None, *, session: list[str] = ()
+    port: int, host: str, client: IssuedCertificate | None, *, session: Sequence[str] = ()
 ) -> str:
     args = [
         "openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", host,
