@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from staplegate.certs import OcspDisposition
-from staplegate.check import load_generation
+from staplegate.check import load_generation, validate
 from staplegate.clock import Clock, SystemClock
 from staplegate.config.model import GlobalSettings, LogTargetKind
 from staplegate.config.values import SocketAddress
@@ -765,14 +765,8 @@ def run(
 ) -> int:
     """Run staplegate on the configuration at `paths` until stopped; the exit status."""
     clock = SystemClock()
-    generation = load_generation(paths, now=clock.now(), err=sys.stderr)
-    if generation is None or not generation.ok:
-        print("[ALERT] config : Fatal errors found in configuration.", file=sys.stderr)
-        return 1
-    plan, problems = build_plan(generation, number=1)
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    if plan is None:
+    generation, plan = validate(paths, now=clock.now(), err=sys.stderr, startup=True)
+    if generation is None or plan is None:
         print("[ALERT] config : Fatal errors found in configuration.", file=sys.stderr)
         return 1
     try:
@@ -844,7 +838,12 @@ def run(
     updater = OcspUpdater(
         updater_entries(generation),
         update_settings=update_settings_of(settings),
-        fetch_settings=FetchSettings(proxy=f"{proxy.host}:{proxy.port}" if proxy else None),
+        fetch_settings=FetchSettings(
+            proxy=f"{proxy.host}:{proxy.port}" if proxy else None,
+            # 0 means no connect timeout; the whole fetch's own deadline still bounds it
+            connect_timeout=settings.httpclient.timeout_connect_ms / 1000 or 15.0,
+            connect_retries=settings.httpclient.retries,
+        ),
         on_staples=master.broadcast,
         store=store,
         clock=clock,

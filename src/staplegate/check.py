@@ -19,6 +19,7 @@ from staplegate.certs import IssuerSource, OcspDisposition, SidecarOutcome
 from staplegate.clock import SystemClock
 from staplegate.config.loader import load_config
 from staplegate.generation import CertificateEntry, Generation, build_generation
+from staplegate.serving import ServePlan, build_plan
 
 NO_URI = "none — certificates without an OCSP URI are not updated"
 
@@ -36,11 +37,30 @@ def load_generation(paths: Sequence[str], *, now: dt.datetime, err: TextIO) -> G
     return generation
 
 
+def validate(
+    paths: Sequence[str], *, now: dt.datetime, err: TextIO, startup: bool
+) -> tuple[Generation | None, ServePlan | None]:
+    """The one judgement `-c` (`startup=False`) and start-up make of a configuration.
+
+    Parse, load certificates, then build what the data plane would run (TLS contexts with
+    their CA and CRL files, routes; plain binds refused). Every diagnostic goes to `err`;
+    the plan is None when anything is fatal. As in HAProxy, only a configuration without
+    any listener is valid for `-c` and refused at start-up.
+    """
+    generation = load_generation(paths, now=now, err=err)
+    if generation is None or not generation.ok:
+        return generation, None
+    plan, problems = build_plan(generation, number=1, require_listener=startup)
+    for problem in problems:
+        print(problem, file=err)
+    return generation, plan
+
+
 def run_check(paths: Sequence[str], *, verbose: bool) -> int:
     """Check the configuration at `paths`; exit status 0 when valid, 1 when not."""
     now = SystemClock().now()
-    generation = load_generation(paths, now=now, err=sys.stderr)
-    valid = generation is not None and generation.ok
+    generation, plan = validate(paths, now=now, err=sys.stderr, startup=False)
+    valid = plan is not None
     if not valid:
         print("[ALERT] config : Fatal errors found in configuration.", file=sys.stderr)
     else:

@@ -11,21 +11,29 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
+
+from cryptography import x509
 
 from staplegate.config.diagnostics import Diagnostic, Reason, Severity, SourceLocation
 from staplegate.config.model import (
+    IGNORE_ALL_ERRORS,
     AclFetch,
     Backend,
     Bind,
     CertificateReference,
     Condition,
     Frontend,
+    GlobalSettings,
     HttpRequestRule,
     HttpReturn,
     Mode,
     ProxyProtocol,
     Server,
+    SslOptions,
+    Verify,
 )
+from staplegate.config.model import TlsVersion as TlsVersionName
 from staplegate.config.values import AddressFamily, SocketAddress
 from staplegate.generation import Generation
 from staplegate.proxy.backends import (
@@ -41,14 +49,21 @@ from staplegate.proxy.httprules import CompiledRule, RequestFacts
 from staplegate.proxy.httprules import condition_holds as _facts_hold
 from staplegate.proxy.tcp import ConnectionInfo, ProxyTimeouts
 from staplegate.tls.contexts import (
+    IGNORE_ALL,
+    NO_CLIENT_VERIFICATION,
     CertificateBinding,
+    ClientVerification,
+    ClientVerify,
     TlsBind,
     TlsBindSettings,
     TlsSetupError,
     TlsVersion,
     build_tls_bind,
+    load_client_ca,
+    load_crls,
 )
 
+_T = TypeVar("_T")
 DEFAULT_MAXCONN = 4096  # HAProxy derives it from ulimit; this is a sane fixed default
 
 
@@ -121,7 +136,9 @@ def _tls_version(value: object) -> TlsVersion | None:
 
 def condition_holds(condition: Condition | None, info: ConnectionInfo) -> bool:
     """Evaluate `if|unless { ssl_fc_sni -i … }` (and `hdr(host)` in mode http)."""
-    facts = RequestFacts(info.client_address, info.server_name, True, info.host)
+    facts = RequestFacts(
+        info.client_address, info.server_name, True, info.host, info.client_certificate
+    )
     return _facts_hold(condition, facts)
 
 
@@ -151,12 +168,113 @@ def _warn(where: SourceLocation, keyword: str, message: str) -> Diagnostic:
     )
 
 
+class _ClientFiles:
+    """`ca-file`/`crl-file` contents read once per plan, by path; an error is a message."""
+
+    def __init__(self) -> None:
+        self._cas: dict[str, tuple[x509.Certificate, ...] | str] = {}
+        self._crls: dict[str, tuple[x509.CertificateRevocationList, ...] | str] = {}
+
+    def cas(self, path: str) -> tuple[x509.Certificate, ...] | str:
+        if path not in self._cas:
+            self._cas[path] = _read(load_client_ca, path, "CA file")
+        return self._cas[path]
+
+    def crls(self, path: str) -> tuple[x509.CertificateRevocationList, ...] | str:
+        if path not in self._crls:
+            self._crls[path] = _read(load_crls, path, "CRL file")
+        return self._crls[path]
+
+
+def _read(loader: Callable[[str], _T], path: str, what: str) -> _T | str:
+    try:
+        return loader(path)
+    except OSError as error:
+        return f"unable to load {what} '{path}' ({error.strerror or error})"
+    except ValueError as error:
+        return f"unable to load {what} '{path}' ({error})"
+
+
+def _client_verification(
+    ref: CertificateReference,
+    bind: Bind,
+    files: _ClientFiles,
+    problems: list[Diagnostic],
+) -> ClientVerification | None:
+    """HAProxy's rule: a crt-list line's verify/ca-file/crl-file win over the bind's."""
+    auth = bind.client_auth
+    verify = ref.verify or auth.verify or Verify.NONE
+    ca_file = ref.ca_file or auth.ca_file
+    crl_file = ref.crl_file or auth.crl_file
+    on_line = ref.crt_list is not None and (
+        ref.verify is not None or ref.ca_file is not None or ref.crl_file is not None
+    )
+    where = ref.location if on_line else bind.location
+    label = f"crt-list line for '{ref.name}'" if on_line else f"'{bind.name}'"
+    if verify is Verify.NONE:
+        unused = [
+            word
+            for word, value in (
+                ("ca-file", ca_file),
+                ("crl-file", crl_file),
+                ("ca-ignore-err", auth.ca_ignore_err),
+                ("crt-ignore-err", auth.crt_ignore_err),
+            )
+            if value
+        ]
+        if unused:
+            problems.append(
+                _warn(
+                    where,
+                    unused[0],
+                    f"{label} : {', '.join(repr(w) for w in unused)} ignored: no client "
+                    "certificate is asked for without 'verify optional' or 'verify required' "
+                    "(HAProxy ignores them too)",
+                )
+            )
+        return NO_CLIENT_VERIFICATION
+    if ca_file is None:
+        problems.append(
+            _refuse(where, "verify", f"{label} : verify is enabled but no CA file specified.")
+        )
+        return None
+    cas = files.cas(ca_file)
+    crls = files.crls(crl_file) if crl_file is not None else ()
+    for loaded, word in ((cas, "ca-file"), (crls, "crl-file")):
+        if isinstance(loaded, str):
+            problems.append(_refuse(where, word, f"{label} : {loaded}."))
+            return None
+    assert not isinstance(cas, str)
+    assert not isinstance(crls, str)
+    return ClientVerification(
+        verify=ClientVerify(verify.value),
+        ca_certificates=cas,
+        crls=crls,
+        ca_ignore=frozenset(
+            IGNORE_ALL if c == IGNORE_ALL_ERRORS else c for c in auth.ca_ignore_err
+        ),
+        crt_ignore=frozenset(
+            IGNORE_ALL if c == IGNORE_ALL_ERRORS else c for c in auth.crt_ignore_err
+        ),
+        where=f"{where.file}:{where.line}",
+    )
+
+
 def _bindings(
-    references: Sequence[CertificateReference], generation: Generation
-) -> list[CertificateBinding]:
+    references: Sequence[CertificateReference],
+    generation: Generation,
+    bind: Bind,
+    files: _ClientFiles,
+    problems: list[Diagnostic],
+) -> list[CertificateBinding] | None:
     by_name = {e.name: e.certificate for e in generation.certificates}
     bindings = []
+    ok = True
     for ref in references:
+        client = _client_verification(ref, bind, files, problems)
+        if client is None:
+            ok = False
+            continue
         cert = by_name.get(ref.name)
         if cert is None:
             continue
@@ -169,9 +287,10 @@ def _bindings(
                 max_version=_tls_version(ref.ssl_max_ver),
                 ciphers=ref.ciphers,
                 ciphersuites=ref.ciphersuites,
+                client=client,
             )
         )
-    return bindings
+    return bindings if ok else None
 
 
 def _frontend_plan(
@@ -200,6 +319,7 @@ def _frontend_plan(
                 )
             )
     binds = []
+    client_files = _ClientFiles()
     refs = config.certificate_references()
     for bind in frontend.binds:
         if not bind.ssl:
@@ -219,20 +339,31 @@ def _frontend_plan(
             mine = [
                 r if r.alpn is None else _replace_alpn(r, frontend.name, problems) for r in mine
             ]
+        # HAProxy: a bind's own ssl options override `ssl-default-bind-options`, flags add up
+        own, base = bind.ssl_options, defaults.ssl_default_bind_options
         settings = TlsBindSettings(
             alpn=alpn,
-            min_version=_tls_version(bind.ssl_options.min_ver) or TlsVersion.TLSV12,
-            max_version=_tls_version(bind.ssl_options.max_ver),
+            min_version=_tls_version(own.min_ver or base.min_ver) or TlsVersion.TLSV12,
+            max_version=_tls_version(own.max_ver or base.max_ver),
+            disabled=frozenset(
+                version
+                for version in map(_tls_version, own.disabled | base.disabled)
+                if version is not None
+            ),
             ciphers=bind.ciphers or defaults.ssl_default_bind_ciphers,
             ciphersuites=bind.ciphersuites or defaults.ssl_default_bind_ciphersuites,
-            no_tls_tickets=bind.ssl_options.no_tls_tickets,
-            prefer_client_ciphers=bind.ssl_options.prefer_client_ciphers,
+            no_tls_tickets=own.no_tls_tickets or base.no_tls_tickets,
+            prefer_client_ciphers=own.prefer_client_ciphers or base.prefer_client_ciphers,
             strict_sni=bind.strict_sni,
+            dh_param_file=defaults.ssl_dh_param_file,
         )
+        bindings = _bindings(mine, generation, bind, client_files, problems)
+        if bindings is None:
+            continue
         try:
             tls = build_tls_bind(
                 f"{bind.name} (frontend {frontend.name})",
-                _bindings(mine, generation),
+                bindings,
                 settings,
                 generation=gen_number,
             )
@@ -342,7 +473,33 @@ def _compile_rules(
     return tuple(compiled)
 
 
-def _server_tls(server: Server) -> ServerTls | None:
+def _server_versions(options: SslOptions) -> tuple[str | None, str | None]:
+    """`ssl-default-server-options` as a min/max pair, holes closed as HAProxy does (the
+    `no-tlsvXX` flags narrow the range); None keeps the library's default."""
+    order = list(TlsVersionName)
+    rank = {version: index for index, version in enumerate(order)}
+    low = rank[options.min_ver] if options.min_ver else None
+    high = rank[options.max_ver] if options.max_ver else None
+    if not options.disabled:
+        return (
+            order[low].value if low is not None else None,
+            order[high].value if high is not None else None,
+        )
+    if low is None:  # HAProxy's and Python's default minimum for server connections
+        low = rank[TlsVersionName.TLSV12]
+    allowed = [
+        v
+        for v in order
+        if v not in options.disabled
+        and (low is None or rank[v] >= low)
+        and (high is None or rank[v] <= high)
+    ]
+    if not allowed:  # an empty range: every handshake fails, as it would in HAProxy
+        return order[-1].value, order[0].value
+    return allowed[0].value, allowed[-1].value
+
+
+def _server_tls(server: Server, defaults: GlobalSettings) -> ServerTls | None:
     if not server.ssl:
         return None
     sni = server.sni
@@ -352,15 +509,21 @@ def _server_tls(server: Server) -> ServerTls | None:
             sni = sni[4:-1]
         elif sni in ("ssl_fc_sni", "req.ssl_sni"):
             sni, from_client = None, True
+    low, high = _server_versions(defaults.ssl_default_server_options)
     return ServerTls(
         verify=server.verify.value == "required",
         ca_file=server.ca_file,
         sni=sni,
         sni_from_client=from_client,
+        ciphers=defaults.ssl_default_server_ciphers,
+        min_version=low,
+        max_version=high,
     )
 
 
-def _backend_plan(backend: Backend, problems: list[Diagnostic]) -> BackendPlan:
+def _backend_plan(
+    backend: Backend, problems: list[Diagnostic], defaults: GlobalSettings
+) -> BackendPlan:
     servers = []
     options = backend.settings.options
     timeouts = backend.timeouts
@@ -401,7 +564,7 @@ def _backend_plan(backend: Backend, problems: list[Diagnostic]) -> BackendPlan:
                 send_proxy=SendProxy(server.send_proxy.value)
                 if server.send_proxy is not ProxyProtocol.NONE
                 else SendProxy.NONE,
-                tls=_server_tls(server),
+                tls=_server_tls(server, defaults),
                 httpchk=httpchk,
                 check_timeout_s=_seconds(timeouts.check),
             )
@@ -435,19 +598,30 @@ def _backend_plan(backend: Backend, problems: list[Diagnostic]) -> BackendPlan:
     )
 
 
-def build_plan(generation: Generation, *, number: int) -> tuple[ServePlan | None, list[Diagnostic]]:
-    """The data-plane plan for `generation`, or None with the reasons it cannot run."""
+def build_plan(
+    generation: Generation, *, number: int, require_listener: bool = True
+) -> tuple[ServePlan | None, list[Diagnostic]]:
+    """The data-plane plan for `generation`, or None with the reasons it cannot run.
+
+    `staplegate -c` and start-up both judge a configuration by this function. The one
+    difference is HAProxy's: `-c` accepts a configuration without any listener (Debian's
+    stock file has none) with a warning (`require_listener=False`), start-up refuses it.
+    """
     problems: list[Diagnostic] = []
     frontends = []
     for frontend in generation.config.frontends:
         plan = _frontend_plan(frontend, generation, problems, number)
         if plan is not None:
             frontends.append(plan)
-    backends = tuple(_backend_plan(b, problems) for b in generation.config.backends)
-    if not any(f.binds for f in frontends):
+    backends = tuple(
+        _backend_plan(b, problems, generation.config.global_) for b in generation.config.backends
+    )
+    if not any(f.binds for f in frontends) and not any(
+        p.severity is Severity.ERROR for p in problems
+    ):
         problems.append(
             Diagnostic(
-                Severity.ERROR,
+                Severity.ERROR if require_listener else Severity.WARNING,
                 "",
                 0,
                 "frontend",

@@ -39,7 +39,12 @@ def ocsp_update_error(value: str) -> str:
 
 
 def parse_crt_list(
-    text: str, *, path: str, crt_base: str | None, key_base: str | None
+    text: str,
+    *,
+    path: str,
+    crt_base: str | None,
+    key_base: str | None,
+    ca_base: str | None = None,
 ) -> tuple[CrtList, tuple[Diagnostic, ...]]:
     """Parse one crt-list; every problem is reported, good lines are kept."""
     sink = DiagnosticSink()
@@ -48,7 +53,7 @@ def parse_crt_list(
     entries: list[CrtListEntry] = []
     for line in result.lines:
         where = SourceLocation(path, line.number)
-        entry = _parse_line(list(line.args), where, crt_base, key_base, sink)
+        entry = _parse_line(list(line.args), where, (crt_base, key_base, ca_base), sink)
         if entry is not None:
             entries.append(entry)
     return CrtList(path, tuple(entries)), sink.snapshot()
@@ -57,10 +62,10 @@ def parse_crt_list(
 def _parse_line(
     args: list[str],
     where: SourceLocation,
-    crt_base: str | None,
-    key_base: str | None,
+    bases: tuple[str | None, str | None, str | None],
     sink: DiagnosticSink,
 ) -> CrtListEntry | None:
+    crt_base, key_base, ca_base = bases
     crt = args[0]
     rest = args[1:]
     options: list[str] = []
@@ -165,5 +170,6 @@ def _parse_line(
         ciphers=values.get("ciphers"),
         ciphersuites=values.get("ciphersuites"),
         verify=verify,
-        ca_file=values.get("ca-file"),
+        ca_file=join_base(ca_base, values["ca-file"]) if "ca-file" in values else None,
+        crl_file=join_base(ca_base, values["crl-file"]) if "crl-file" in values else None,
     )

@@ -96,6 +96,13 @@ GLOBAL_PARSED_BUT_IGNORED: dict[str, str] = {
     "daemon": "staplegate runs in the foreground under its supervisor",
     "user": "start staplegate as the intended user instead",
     "group": "start staplegate with the intended group instead",
+    "ssl-skip-self-issued-ca": "each certificate's chain is sent as its file holds it",
+    "tune.ssl.default-dh-param": "without ssl-dh-param-file, OpenSSL sizes the DHE group "
+    "to the certificate's key",
+    "ssl-default-server-ciphersuites": "Python's ssl module cannot restrict TLS 1.3 suites: "
+    "server connections offer OpenSSL's defaults, all of them AEAD",
+    "httpclient.resolvers.prefer": "OCSP fetches use the system resolver's order",
+    "httpclient.resolvers.disabled": "OCSP fetches use the system resolver",
 }
 
 GLOBAL_IGNORED: dict[str, str] = {
@@ -254,7 +261,7 @@ PROXY_IGNORED: dict[str, str] = {
     "backlog": "it is a socket tuning",
     "fullconn": "dynamic server limits are not supported",
     "hash-balance-factor": "hash balancing is not supported",
-    "http-reuse": "it is a connection reuse tuning",
+    "http-reuse": "it is a connection reuse tuning ('never' is refused, see REFUSED_VALUES)",
     "email-alert from": "e-mail alerts are not supported",
     "email-alert to": "e-mail alerts are not supported",
     "email-alert mailers": "e-mail alerts are not supported",
@@ -262,6 +269,18 @@ PROXY_IGNORED: dict[str, str] = {
     "email-alert myhostname": "e-mail alerts are not supported",
     "grace": "reloads drain until hard-stop-after",
     "guid": "it only labels the proxy",
+    "timeout tarpit": "it only applies to 'http-request tarpit', which is refused",
+    "timeout client-fin": "a half-closed connection keeps its 'timeout client' (or "
+    "'timeout tunnel') deadline",
+    "timeout server-fin": "a half-closed connection keeps its 'timeout server' (or "
+    "'timeout tunnel') deadline",
+}
+
+# values of an otherwise ignored keyword that would change traffic or security: refused
+REFUSED_VALUES: dict[str, dict[str, str]] = {
+    "http-reuse": {
+        "never": "staplegate returns idle server connections to a pool shared by all clients",
+    },
 }
 
 PROXY_REFUSED = frozenset(
@@ -388,6 +407,10 @@ BIND_SUPPORTED = frozenset(
         "no-tls-tickets",
         "prefer-client-ciphers",
         "verify",
+        "ca-file",
+        "crl-file",
+        "ca-ignore-err",
+        "crt-ignore-err",
     }
 )
 BIND_IGNORED: dict[str, str] = {
@@ -457,9 +480,7 @@ BIND_ARGUMENT_KEYWORDS = frozenset(
 )
 BIND_REFUSED = frozenset(
     {
-        "ca-file",
         "ca-verify-file",
-        "crl-file",
         "curves",
         "ecdhe",
         "sigalgs",
@@ -483,8 +504,6 @@ BIND_REFUSED = frozenset(
         "generate-certificates",
         "ca-sign-file",
         "ca-sign-pass",
-        "crt-ignore-err",
-        "ca-ignore-err",
         "no-ca-names",
         "force-sslv3",
         "force-tlsv10",
@@ -660,6 +679,7 @@ CRTLIST_SUPPORTED = frozenset(
         "ciphersuites",
         "verify",
         "ca-file",
+        "crl-file",
     }
 )
 CRTLIST_REFUSED = frozenset(
@@ -667,7 +687,6 @@ CRTLIST_REFUSED = frozenset(
         "crt",
         "npn",
         "ca-verify-file",
-        "crl-file",
         "curves",
         "ecdhe",
         "sigalgs",

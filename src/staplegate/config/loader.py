@@ -93,6 +93,7 @@ def _resolve_source(
             path=source.path,
             crt_base=parsed.global_.crt_base,
             key_base=parsed.global_.key_base,
+            ca_base=parsed.global_.ca_base,
         )
         sink.extend(problems)
         return replace(source, crt_list=crt_list)

@@ -53,6 +53,25 @@ class Verify(enum.Enum):
     REQUIRED = "required"
 
 
+#: `ca-ignore-err all` / `crt-ignore-err all`: every verification error is ignored.
+IGNORE_ALL_ERRORS = -1
+
+
+@dataclass(frozen=True)
+class ClientAuth:
+    """Client-certificate options of a bind line or crt-list line; None = not written.
+
+    `ca_ignore_err` / `crt_ignore_err` hold OpenSSL X509_V_ERR codes (IGNORE_ALL_ERRORS for
+    `all`); HAProxy allows them on bind lines only.
+    """
+
+    verify: Verify | None = None
+    ca_file: str | None = None
+    crl_file: str | None = None
+    ca_ignore_err: frozenset[int] = frozenset()
+    crt_ignore_err: frozenset[int] = frozenset()
+
+
 class StatsLevel(enum.Enum):
     USER = "user"
     OPERATOR = "operator"
@@ -85,6 +104,8 @@ class AclFetch(enum.Enum):
     SSL_FC_SNI = "ssl_fc_sni"
     REQ_SSL_SNI = "req.ssl_sni"
     SSL_FC = "ssl_fc"
+    SSL_C_USED = "ssl_c_used"  # a client certificate was presented (boolean)
+    SSL_C_VERIFY = "ssl_c_verify"  # its verification result, an X509_V_ERR code (integer)
     HDR_HOST = "hdr(host)"  # mode http only: the request's Host header, as sent
 
 
@@ -222,6 +243,7 @@ class GlobalSettings:
     ssl_default_bind_ciphers: str | None = None
     ssl_default_bind_ciphersuites: str | None = None
     ssl_default_bind_options: SslOptions = SslOptions()
+    ssl_default_server_options: SslOptions = SslOptions()
     ssl_default_server_ciphers: str | None = None
     ssl_default_server_ciphersuites: str | None = None
     ssl_dh_param_file: str | None = None
@@ -401,6 +423,7 @@ class CrtListEntry:
     ciphersuites: str | None = None
     verify: Verify | None = None
     ca_file: str | None = None
+    crl_file: str | None = None
 
     @property
     def uses_store_keywords(self) -> bool:
@@ -493,6 +516,7 @@ class Bind:
     ciphersuites: str | None = None
     strict_sni: bool = False
     accept_proxy: bool = False
+    client_auth: ClientAuth = ClientAuth()
 
     @property
     def name(self) -> str:
@@ -607,6 +631,7 @@ class CertificateReference:
     ciphersuites: str | None = None
     verify: Verify | None = None
     ca_file: str | None = None
+    crl_file: str | None = None
 
     @property
     def file(self) -> str:

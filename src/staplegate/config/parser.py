@@ -39,6 +39,7 @@ from staplegate.config.model import (
     Bind,
     CertSource,
     CertSourceKind,
+    ClientAuth,
     Condition,
     CrtStore,
     CrtStoreLoad,
@@ -67,6 +68,7 @@ from staplegate.config.model import (
     UseBackendRule,
     Verify,
 )
+from staplegate.config.samples import SampleSyntaxError, parse_header_format
 from staplegate.config.values import (
     AddressFamily,
     SocketAddress,
@@ -78,6 +80,7 @@ from staplegate.config.values import (
     parse_socket_address,
     parse_time,
 )
+from staplegate.config.x509errors import parse_ignore_errors
 
 _NAME_OK = re.compile(r"[A-Za-z0-9_.:-]+")
 _TWO_WORD = frozenset(
@@ -185,12 +188,15 @@ _ACL_FETCHES = {
     "req.ssl_sni": AclFetch.REQ_SSL_SNI,
     "req_ssl_sni": AclFetch.REQ_SSL_SNI,
     "ssl_fc": AclFetch.SSL_FC,
+    "ssl_c_used": AclFetch.SSL_C_USED,
+    "ssl_c_verify": AclFetch.SSL_C_VERIFY,
     "hdr(host)": AclFetch.HDR_HOST,
     "req.hdr(host)": AclFetch.HDR_HOST,
 }
 CONDITION_HELP = (
     "staplegate understands only 'if|unless { ssl_fc_sni -i HOST... }' conditions "
-    "(also req.ssl_sni, ssl_fc, hdr(host) in mode http, and named ACLs of those forms)"
+    "(also req.ssl_sni, ssl_fc, ssl_c_used, ssl_c_verify N, hdr(host) in mode http, "
+    "and named ACLs of those forms)"
 )
 
 
@@ -414,7 +420,15 @@ class ConfigParser:
                 keywords.ignored_message(kw, "performance tunings do not change traffic"),
             )
             return
-        if cls is KeywordClass.IGNORED:
+        refused_value = keywords.REFUSED_VALUES.get(kw, {}).get(args[1] if len(args) > 1 else "")
+        if cls is KeywordClass.IGNORED and refused_value is not None:
+            self._error(
+                where,
+                kw,
+                keywords.refused_message(f"{kw} {args[1]}") + f" ({refused_value})",
+                Reason.UNSUPPORTED,
+            )
+        elif cls is KeywordClass.IGNORED:
             self._warn(where, kw, keywords.ignored_message(kw, keywords.ignore_reason(section, kw)))
         elif cls is KeywordClass.REFUSED or cls is KeywordClass.SUPPORTED:
             self._error(where, kw, keywords.refused_message(kw), Reason.UNSUPPORTED)
@@ -486,6 +500,9 @@ class ConfigParser:
     def _valid_name(self, name: str, head: str, where: SourceLocation) -> bool:
         if _NAME_OK.fullmatch(name):
             return True
+        if not name:  # `backend ""`: HAProxy's message for a missing name
+            self._error(where, head, f"'{head}' expects an <id> argument", Reason.MISSING_ARGUMENT)
+            return False
         bad = next(c for c in name if not _NAME_OK.fullmatch(c))
         self._error(
             where,
@@ -617,8 +634,8 @@ class ConfigParser:
             self._global = replace(g, **_kw(head.replace("-", "_"), value))
         elif head in ("ssl-default-bind-options", "ssl-default-server-options"):
             options = self._ssl_options(args[1:], where, head)
-            if head == "ssl-default-bind-options" and options is not None:
-                self._global = replace(g, ssl_default_bind_options=options)
+            if options is not None:
+                self._global = replace(g, **_kw(head.replace("-", "_"), options))
         elif head == "ssl-load-extra-files":
             self._extra_files(args, where)
         elif head in ("ssl-load-extra-del-ext", "ssl-skip-self-issued-ca", "zero-warning"):
@@ -633,6 +650,13 @@ class ConfigParser:
             self._stats_limit(kw, args[2] if len(args) > 2 else None, where)
         else:
             self._classify_rest(Section.GLOBAL, args, where)
+            return
+        if head in keywords.GLOBAL_PARSED_BUT_IGNORED and head not in ("daemon", "user", "group"):
+            self._warn(
+                where,
+                head,
+                keywords.parsed_ignored_message(head, keywords.GLOBAL_PARSED_BUT_IGNORED[head]),
+            )
 
     def _ocsp_delay(self, kw: str, value: str | None, where: SourceLocation) -> None:
         if value is None:
@@ -696,8 +720,24 @@ class ConfigParser:
                 self._error(where, kw, f"'{kw}' : expects 'none' or 'required'.")
                 return
             hc = replace(hc, ssl_verify=Verify(value))
+            if value == "none":
+                self._warn(
+                    where,
+                    kw,
+                    keywords.parsed_ignored_message(
+                        f"{kw} none", "https responders are always verified"
+                    ),
+                )
         else:
             hc = replace(hc, ssl_ca_file=value)
+            if value != "@system-ca":
+                self._warn(
+                    where,
+                    kw,
+                    keywords.parsed_ignored_message(
+                        kw, "https responders are verified against the system CAs"
+                    ),
+                )
         self._global = replace(self._global, httpclient=hc)
 
     def _extra_files(self, args: list[str], where: SourceLocation) -> None:
@@ -1364,6 +1404,10 @@ class ConfigParser:
         if ms is None:
             return None
         timeouts: Timeouts = replace(settings.timeouts, **_kw(_TIMEOUT_FIELDS[name], ms))
+        if label in keywords.PROXY_IGNORED:
+            self._warn(
+                where, label, keywords.parsed_ignored_message(label, keywords.PROXY_IGNORED[label])
+            )
         return replace(settings, timeouts=timeouts)
 
     def _option(
@@ -1496,6 +1540,7 @@ class ConfigParser:
         bind = Bind(where, text, tuple(addresses))
         sources: list[CertSource] = []
         ssl_options = SslOptions()
+        client_auth = ClientAuth()
         ok = True
         i = 2
         while i < len(args):
@@ -1564,17 +1609,12 @@ class ConfigParser:
                         prefer_client_ciphers=ssl_options.prefer_client_ciphers
                         or parsed.prefer_client_ciphers,
                     )
-            elif opt == "verify":
-                if val != "none":
-                    self._error(
-                        where,
-                        opt,
-                        f"'{label}' : "
-                        + keywords.refused_message(f"verify {val}")
-                        + " (client certificate authentication)",
-                        Reason.UNSUPPORTED,
-                    )
-                    ok = False
+            elif opt in ("verify", "ca-file", "crl-file", "ca-ignore-err", "crt-ignore-err"):
+                assert val is not None
+                updated = self._client_auth_option(opt, val, client_auth, where, label)
+                if updated is None:
+                    return None
+                client_auth = updated
             elif opt == "ocsp-update":
                 self._error(
                     where,
@@ -1618,7 +1658,33 @@ class ConfigParser:
                 "will accept plain TCP/HTTP. Add 'ssl' to terminate TLS.",
                 Reason.CONFLICT,
             )
-        return replace(bind, cert_sources=tuple(sources), ssl_options=ssl_options)
+        return replace(
+            bind, cert_sources=tuple(sources), ssl_options=ssl_options, client_auth=client_auth
+        )
+
+    def _client_auth_option(
+        self, opt: str, val: str, auth: ClientAuth, where: SourceLocation, label: str
+    ) -> ClientAuth | None:
+        """One client-certificate option of a bind line (HAProxy's semantics, see docs)."""
+        if opt == "verify":
+            try:
+                return replace(auth, verify=Verify(val))
+            except ValueError:
+                self._error(
+                    where, opt, f"'{label}' : 'verify' : expects 'none', 'optional' or 'required'."
+                )
+                return None
+        if opt == "ca-file":
+            return replace(auth, ca_file=join_base(self._global.ca_base, val))
+        if opt == "crl-file":
+            return replace(auth, crl_file=join_base(self._global.ca_base, val))
+        codes = parse_ignore_errors(val)
+        if isinstance(codes, str):
+            self._error(where, opt, f"'{label}' : '{opt}' : {codes}.")
+            return None
+        if opt == "ca-ignore-err":
+            return replace(auth, ca_ignore_err=codes)
+        return replace(auth, crt_ignore_err=codes)
 
     # ---------------------------------------------------------------- server
     def _server(self, args: list[str], where: SourceLocation) -> RawServer | None:
@@ -1798,10 +1864,23 @@ class ConfigParser:
             else:
                 values.append(w)
             i += 1
-        if fetch is AclFetch.SSL_FC:
+        if fetch in (AclFetch.SSL_FC, AclFetch.SSL_C_USED):
             if values:
                 self._error(
-                    where, label.split()[0], f"'{label}' : 'ssl_fc' takes no value.", Reason.SYNTAX
+                    where,
+                    label.split()[0],
+                    f"'{label}' : '{fetch_name}' takes no value.",
+                    Reason.SYNTAX,
+                )
+                return None
+        elif fetch is AclFetch.SSL_C_VERIFY:
+            if not values or not all(v.isdigit() for v in values) or match is not AclMatch.EXACT:
+                self._error(
+                    where,
+                    label.split()[0],
+                    f"'{label}' : 'ssl_c_verify' needs one or more verify error numbers "
+                    "(0 means verified).",
+                    Reason.SYNTAX,
                 )
                 return None
         elif not values:
@@ -1949,18 +2028,12 @@ class ConfigParser:
                     where, kw, f"'{kw}' expects exactly 2 arguments.", Reason.MISSING_ARGUMENT
                 )
                 return None
-            if "%" in body[1].replace("%%", ""):
-                self._error(
-                    where,
-                    kw,
-                    f"'{kw}' : log-format expressions ('%[...]') in header "
-                    "values are not supported by staplegate; use a literal value",
-                    Reason.UNSUPPORTED,
-                )
+            try:
+                parse_header_format(body[1])
+            except SampleSyntaxError as error:
+                self._error(where, kw, f"'{kw}' : {error}", Reason.UNSUPPORTED)
                 return None
-            action = HttpSetHeader(
-                body[0], body[1].replace("%%", "%"), add=action_name == "add-header"
-            )
+            action = HttpSetHeader(body[0], body[1], add=action_name == "add-header")
         else:
             if len(body) == 3 and body[1] == "-m" and body[2] == "str":
                 body = body[:1]

@@ -616,6 +616,7 @@ class _Builder:
             else (bind.ciphersuites if bind is not None else None),
             verify=entry.verify if entry is not None else None,
             ca_file=entry.ca_file if entry is not None else None,
+            crl_file=entry.crl_file if entry is not None else None,
         )
 
 

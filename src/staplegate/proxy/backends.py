@@ -55,6 +55,9 @@ class ServerTls:
     ca_file: str | None = None
     sni: str | None = None  # a fixed name; None sends the client's SNI when there was one
     sni_from_client: bool = False
+    ciphers: str | None = None  # `ssl-default-server-ciphers` (TLS 1.2 and below)
+    min_version: str | None = None  # `ssl-default-server-options`, HAProxy's spelling
+    max_version: str | None = None
 
 
 @dataclass(frozen=True)

@@ -468,7 +468,11 @@ class HttpStream:
 
     def _facts(self, head: RequestHead) -> RequestFacts:
         side = self.client_side
-        return RequestFacts(side.client_address, side.server_name, True, head.host)
+        session = side.session
+        client_certificate = session.client_certificate if session is not None else None
+        return RequestFacts(
+            side.client_address, side.server_name, True, head.host, client_certificate
+        )
 
     def _route(self, host: str | None) -> _Route:
         """`use_backend`/`default_backend` for this Host, with what the backend adds; the

@@ -4,13 +4,15 @@ Conditions test the connection (`ssl_fc`, `ssl_fc_sni`, `req.ssl_sni`) and, in m
 the request (`hdr(host)`: the Host header exactly as sent, port included, as HAProxy's
 `hdr(host)` fetch returns it). Rules run in order, like HAProxy's: header edits change the
 request in place; `return`, `deny` and `redirect` stop evaluation and answer locally.
-Header values are literal, except the sample expressions `%[src]`, `%[src_port]`,
-`%[ssl_fc_sni]` and `%[ssl_fc]`, which are the ones people write for X-Forwarded-* headers.
+Client certificates add `ssl_c_used` and `ssl_c_verify N` to conditions. Header values are
+literal text plus the `%[fetch,converter]` expressions of `config/samples.py` (the config
+parser refused every other one): `src`, `src_port`, `ssl_fc`, `ssl_fc_sni` and the client
+certificate's `ssl_c_*`. A fetch with nothing to return gives an empty string, as in HAProxy.
 """
 
 from __future__ import annotations
 
-import re
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,7 +28,9 @@ from staplegate.config.model import (
     HttpReturn,
     HttpSetHeader,
 )
+from staplegate.config.samples import SampleExpression, parse_header_format
 from staplegate.proxy.httpmsg import LocalResponse, RequestHead, error_response, reason_phrase
+from staplegate.tls.clientcert import ClientCertificate, escape
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,7 @@ class RequestFacts:
     server_name: str | None
     tls: bool = True
     host: str | None = None  # None in mode tcp, or a request without Host
+    client_certificate: ClientCertificate | None = None  # on binds that ask for one
 
 
 def condition_holds(condition: Condition | None, facts: RequestFacts) -> bool:
@@ -50,6 +55,12 @@ def condition_holds(condition: Condition | None, facts: RequestFacts) -> bool:
 def _term_holds(term: AclTerm, facts: RequestFacts) -> bool:
     if term.fetch is AclFetch.SSL_FC:
         value = facts.tls
+    elif term.fetch is AclFetch.SSL_C_USED:
+        value = facts.client_certificate is not None
+    elif term.fetch is AclFetch.SSL_C_VERIFY:
+        cert = facts.client_certificate
+        result = cert.verify_result if cert is not None else 0
+        value = any(int(v) == result for v in term.values)
     else:
         raw = facts.host if term.fetch is AclFetch.HDR_HOST else facts.server_name
         if raw is None:
@@ -75,25 +86,66 @@ class CompiledRule:
     file_body: bytes | None = None
 
 
-_SAMPLE = re.compile(r"%\[(src|src_port|ssl_fc_sni|ssl_fc)\]")
+def _fetch(expression: SampleExpression, facts: RequestFacts) -> str | bytes:
+    name = expression.fetch
+    cert = facts.client_certificate
+    if name == "src":
+        return facts.client_address[0]
+    if name == "src_port":
+        return str(facts.client_address[1])
+    if name == "ssl_fc_sni":
+        return escape(facts.server_name or "")
+    if name == "ssl_fc":
+        return "1" if facts.tls else "0"
+    if name == "ssl_c_used":
+        return "1" if cert is not None else "0"
+    if name == "ssl_c_verify":
+        return str(cert.verify_result if cert is not None else 0)
+    if cert is None:
+        return b"" if name in ("ssl_c_serial", "ssl_c_der", "ssl_c_sha1") else ""
+    if name == "ssl_c_serial":
+        return cert.serial
+    if name == "ssl_c_sha1":
+        return cert.sha1
+    if name in ("ssl_c_notbefore", "ssl_c_notafter"):
+        return cert.validity(end=name == "ssl_c_notafter")
+    if name == "ssl_c_der":
+        return cert.der
+    dn = cert.subject if name == "ssl_c_s_dn" else cert.issuer
+    args = expression.args
+    if not args:
+        return dn.oneline()
+    return dn.entry(args[0], int(args[1]) if len(args) > 1 else 1) or ""
+
+
+def _convert(value: str | bytes, converter: str) -> str | bytes:
+    if converter == "hex":
+        data = value if isinstance(value, bytes) else value.encode("utf-8")
+        return data.hex().upper()
+    if converter == "base64":
+        data = value if isinstance(value, bytes) else value.encode("utf-8")
+        return base64.b64encode(data).decode("ascii")
+    text = value if isinstance(value, str) else value.decode("latin-1")
+    return text.lower() if converter == "lower" else text.upper()
+
+
+def evaluate(expression: SampleExpression, facts: RequestFacts) -> str:
+    """One `%[…]`; the parser guaranteed binary fetches start with a text converter."""
+    value = _fetch(expression, facts)
+    for converter in expression.converters:
+        value = _convert(value, converter)
+    text = value if isinstance(value, str) else escape(value.decode("latin-1"))
+    return f'"{text}"' if expression.quote else text
 
 
 def expand(value: str, facts: RequestFacts) -> str:
-    """Replace the few supported `%[sample]` expressions in a header value."""
-    if "%[" not in value:
+    """A header value with its `%[sample]` expressions evaluated (and `%%` made `%`)."""
+    if "%" not in value:
         return value
-
-    def one(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name == "src":
-            return facts.client_address[0]
-        if name == "src_port":
-            return str(facts.client_address[1])
-        if name == "ssl_fc_sni":
-            return facts.server_name or ""
-        return "1" if facts.tls else "0"
-
-    return _SAMPLE.sub(one, value)
+    return "".join(
+        part if isinstance(part, str) else evaluate(part, facts)
+        for part in parse_header_format(value)
+    )
 
 
 def apply_rules(
@@ -123,7 +175,13 @@ def apply_rules(
         elif isinstance(action, HttpRedirectScheme):
             return _redirect(action, head), "redirect"
         if head.host != facts.host:  # a rule rewrote Host: later conditions see the new one
-            facts = RequestFacts(facts.client_address, facts.server_name, facts.tls, head.host)
+            facts = RequestFacts(
+                facts.client_address,
+                facts.server_name,
+                facts.tls,
+                head.host,
+                facts.client_certificate,
+            )
     return None, None
 
 

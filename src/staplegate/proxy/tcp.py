@@ -52,6 +52,7 @@ from staplegate.proxy.deadlines import TICK_S, DeadlineWheel
 from staplegate.proxy.http import HttpFrontend, HttpStream
 from staplegate.proxy.proxyproto import NeedMore, ProxyHeaderError, parse_proxy_header
 from staplegate.proxy.upstream import open_server
+from staplegate.tls.clientcert import ClientCertificate
 from staplegate.tls.clienthello import (
     ClientHelloError,
     ClientHelloErrorReason,
@@ -114,6 +115,7 @@ class ConnectionInfo:
     server_name: str | None
     alpn: bytes | None
     host: str | None = None  # mode http: the request's Host header
+    client_certificate: ClientCertificate | None = None  # binds that ask for one
 
 
 BackendRouter = Callable[[ConnectionInfo], BackendPool | None]
@@ -672,6 +674,7 @@ class ClientConnection(asyncio.Protocol):
             server_name=self.server_name,
             alpn=self.session.alpn if self.session else None,
             host=host,
+            client_certificate=self.session.client_certificate if self.session else None,
         )
 
     def route(self, info: ConnectionInfo) -> BackendPool | None:
@@ -823,6 +826,7 @@ class ClientConnection(asyncio.Protocol):
                 client_address=self.client_address,
                 server_name=self.server_name,
                 alpn=self.session.alpn,
+                client_certificate=self.session.client_certificate,
             )
             try:
                 pool = frontend.backend_router(info)

@@ -21,6 +21,13 @@ from staplegate.proxy.backends import BackendServer, SendProxy, ServerTls
 from staplegate.proxy.proxyproto import build_v1, build_v2
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)
+_TLS_VERSIONS = {
+    "SSLv3": ssl.TLSVersion.SSLv3,
+    "TLSv1.0": ssl.TLSVersion.TLSv1,
+    "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+    "TLSv1.2": ssl.TLSVersion.TLSv1_2,
+    "TLSv1.3": ssl.TLSVersion.TLSv1_3,
+}
 
 
 @functools.lru_cache(maxsize=64)
@@ -28,6 +35,12 @@ def client_context(tls: ServerTls) -> ssl.SSLContext:
     """One context per distinct server TLS setting (shared, so sessions resume)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.set_alpn_protocols(["http/1.1"])
+    if tls.ciphers:
+        context.set_ciphers(tls.ciphers)
+    if tls.min_version:
+        context.minimum_version = _TLS_VERSIONS[tls.min_version]
+    if tls.max_version:
+        context.maximum_version = _TLS_VERSIONS[tls.max_version]
     if tls.verify:
         context.verify_mode = ssl.CERT_REQUIRED
         context.check_hostname = tls.sni is not None or tls.sni_from_client

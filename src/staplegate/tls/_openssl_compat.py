@@ -281,3 +281,10 @@ def close_notify(conn: SSL.Connection) -> bytes:
 def mark_shut_down(conn: SSL.Connection) -> None:
     """`conn.set_shutdown(SENT_SHUTDOWN | RECEIVED_SHUTDOWN)`: keeps the session resumable."""
     _lib.SSL_set_shutdown(conn._ssl, _lib.SSL_SENT_SHUTDOWN | _lib.SSL_RECEIVED_SHUTDOWN)
+
+
+def verify_result(conn: SSL.Connection) -> int:
+    """OpenSSL's verify result for the peer certificate (0 when none; 0 when unknown)."""
+    if _lib is None or not hasattr(_lib, "SSL_get_verify_result"):
+        return 0
+    return int(_lib.SSL_get_verify_result(conn._ssl))

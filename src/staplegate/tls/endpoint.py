@@ -21,12 +21,15 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
+from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
 from staplegate.tls import _openssl_compat as compat
+from staplegate.tls.clientcert import ClientCertificate
 from staplegate.tls.contexts import ServerContext
 from staplegate.tls.staples import StapleLookup, StapleOutcome, StapleStats
 
+_DER: Final = serialization.Encoding.DER
 CHUNK: Final = 65536  # bigger reads make glibc trim and regrow the heap (dataplane.md §6.8)
 _FAST: Final = compat.fast_path_available()  # fill levels: no drain-until-exception
 _DIRECT: Final = _FAST and compat.direct_io_available()  # no pyOpenSSL wrapper per call
@@ -82,15 +85,21 @@ class SessionInfo:
     and cipher names only when something asks (nothing on the data path does).
     """
 
-    __slots__ = ("_conn", "alpn", "resumed", "staple")
+    __slots__ = ("_conn", "alpn", "client_certificate", "resumed", "staple")
 
     def __init__(
-        self, conn: SSL.Connection, alpn: bytes | None, resumed: bool, staple: StapleOutcome
+        self,
+        conn: SSL.Connection,
+        alpn: bytes | None,
+        resumed: bool,
+        staple: StapleOutcome,
+        client_certificate: ClientCertificate | None = None,
     ) -> None:
         self._conn = conn
         self.alpn = alpn
         self.resumed = resumed
         self.staple = staple
+        self.client_certificate = client_certificate
 
     @property
     def version(self) -> str:
@@ -116,6 +125,7 @@ class TlsEndpoint:
         "_conn",
         "_fast",
         "_stats",
+        "client_verify_error",
         "handshake_complete",
         "server",
         "staple_error",
@@ -129,6 +139,7 @@ class TlsEndpoint:
         self.staple_outcome = StapleOutcome.NOT_REQUESTED
         self.staple_error: BaseException | None = None
         self.handshake_complete = False
+        self.client_verify_error = 0  # the first X509 error the verify callback saw
         self._stats = stats
         self._conn = SSL.Connection(server.context, None)
         self._conn.set_accept_state()
@@ -309,7 +320,19 @@ class TlsEndpoint:
             conn.get_alpn_proto_negotiated() or None if self.server.alpn else None,
             compat.session_reused(conn),
             self.staple_outcome,
+            self._client_certificate(conn) if self.server.binding.client.asks else None,
         )
+
+    def _client_certificate(self, conn: SSL.Connection) -> ClientCertificate | None:
+        """The client's certificate, if it sent one (also after resumption), and its result."""
+        try:
+            peer = conn.get_peer_certificate(as_cryptography=True)
+            if peer is None:
+                return None
+            der = peer.public_bytes(_DER)
+        except Exception:  # a certificate OpenSSL accepted but cryptography cannot re-encode
+            return None
+        return ClientCertificate(der, self.client_verify_error or compat.verify_result(conn))
 
     def _record_staple(self) -> None:
         if self.staple_outcome is not StapleOutcome.NOT_REQUESTED:

@@ -110,3 +110,26 @@ def test_line_errors_are_all_reported() -> None:
             "change traffic",
         ),
     ]
+
+
+def test_client_certificate_options_use_ca_base() -> None:
+    crt_list, problems = parse_crt_list(
+        "a.pem [verify required ca-file ca.pem crl-file crl.pem] a.test\n"
+        "b.pem [verify optional ca-file /abs/ca.pem] b.test\n",
+        path="list.txt",
+        crt_base=None,
+        key_base=None,
+        ca_base="/etc/ssl/ca",
+    )
+    assert problems == ()
+    first, second = crt_list.entries
+    assert (first.verify, first.ca_file, first.crl_file) == (
+        Verify.REQUIRED,
+        "/etc/ssl/ca/ca.pem",
+        "/etc/ssl/ca/crl.pem",
+    )
+    assert (second.verify, second.ca_file, second.crl_file) == (
+        Verify.OPTIONAL,
+        "/abs/ca.pem",
+        None,
+    )

@@ -143,7 +143,14 @@ def test_bases_and_ssl_defaults() -> None:
     assert g.ssl_load_extra_files == frozenset()
     assert g.ssl_load_extra_del_ext
     assert g.tune_ssl_default_dh_param == 2048
-    assert diags == [W.format(11, "'crt-base' already specified. Continuing.")]
+    assert diags == [
+        W.format(
+            10,
+            "'tune.ssl.default-dh-param' is accepted but ignored by staplegate (without "
+            "ssl-dh-param-file, OpenSSL sizes the DHE group to the certificate's key)",
+        ),
+        W.format(11, "'crt-base' already specified. Continuing."),
+    ]
 
 
 def test_global_value_errors() -> None:
@@ -575,9 +582,11 @@ def test_bind_errors() -> None:
         ":443 ssl alpn": "'bind :443' : 'alpn' : missing the comma-delimited ALPN protocol suite",
         ":443 ssl crt x.pem ssl-min-ver TLSv1.4": "'bind :443' : 'ssl-min-ver' : expects "
         "'SSLv3', 'TLSv1.0', 'TLSv1.1', 'TLSv1.2' or 'TLSv1.3'",
-        ":443 ssl crt x.pem verify required": "'bind :443' : 'verify required' is a HAProxy "
-        "keyword that staplegate does not support and it would change traffic (client "
-        "certificate authentication)",
+        ":443 ssl crt x.pem verify sometimes": "'bind :443' : 'verify' : expects 'none', "
+        "'optional' or 'required'.",
+        ":443 ssl crt x.pem verify optional crt-ignore-err 10,X509_V_ERR_BOGUS": "'bind :443' "
+        ": 'crt-ignore-err' : unknown verify error 'X509_V_ERR_BOGUS': use 'all', a number "
+        "from 1 to 127 or an X509_V_ERR_* name.",
         ":443 ssl crt x.pem curves X25519": "'bind :443' : 'curves' is a HAProxy keyword that "
         "staplegate does not support and it would change traffic",
         ":443 ssl crt x.pem strict-snii": "'bind :443' unknown keyword 'strict-snii'. Did you "
@@ -684,7 +693,8 @@ def test_use_backend_conditions() -> None:
 def test_condition_errors() -> None:
     help_text = (
         "staplegate understands only 'if|unless { ssl_fc_sni -i HOST... }' conditions "
-        "(also req.ssl_sni, ssl_fc, hdr(host) in mode http, and named ACLs of those forms)"
+        "(also req.ssl_sni, ssl_fc, ssl_c_used, ssl_c_verify N, hdr(host) in mode http, "
+        "and named ACLs of those forms)"
     )
     cases = {
         "use_backend app if { path -i a }": "'use_backend' : fetch 'path' is not "
@@ -731,7 +741,7 @@ def test_http_request_rules() -> None:
         HttpDeny(429),
         HttpDeny(403),
         HttpSetHeader("X-Forwarded-Proto", "https"),
-        HttpSetHeader("X-Pct", "100%", add=True),
+        HttpSetHeader("X-Pct", "100%%", add=True),
         HttpDelHeader("X-Debug"),
     ]
     assert config.frontend("fe").http_request_rules[0].condition is not None
@@ -751,9 +761,15 @@ def test_http_request_errors() -> None:
         "keyword that staplegate does not support and it would change traffic",
         "http-request redirect scheme ftp": "'http-request redirect' : scheme 'ftp' is not "
         "supported (use http or https).",
-        "http-request set-header X-A %[src]": "'http-request set-header' : log-format "
-        "expressions ('%[...]') in header values are not supported by staplegate; use a "
-        "literal value",
+        "http-request set-header X-A %[req.cook(x)]": "'http-request set-header' : sample "
+        "fetch 'req.cook' is not supported (known: src, src_port, ssl_c_der, ssl_c_i_dn, "
+        "ssl_c_notafter, ssl_c_notbefore, ssl_c_s_dn, ssl_c_serial, ssl_c_sha1, ssl_c_used, "
+        "ssl_c_verify, ssl_fc, ssl_fc_sni)",
+        "http-request set-header X-A %[ssl_c_der]": "'http-request set-header' : sample fetch "
+        "'ssl_c_der' is binary: write '%[ssl_c_der,hex]' or '%[ssl_c_der,base64]'",
+        "http-request set-header X-A %ci": "'http-request set-header' : log-format variable "
+        "'%ci…' is not supported in header values; use '%[fetch]' or write '%%' for a "
+        "literal '%'",
         "http-request set-header X-A": "'http-request set-header' expects exactly 2 arguments.",
         "http-request set-var(txn.x) str(a)": "'http-request set-var(txn.x)' is a HAProxy "
         "keyword that staplegate does not support and it would change traffic",
@@ -831,4 +847,17 @@ def test_ocsp_update_maxconn_and_rate_limit_are_staplegate_knobs() -> None:
     )
     assert one_error("global\n    ocsp-update.rate-limit\n") == A.format(
         2, "'ocsp-update.rate-limit' expects an integer argument."
+    )
+
+
+def test_empty_proxy_and_server_names_are_alerts_not_tracebacks() -> None:
+    """`backend ""` raised StopIteration (issue 14, defect 10); HAProxy's message now."""
+    assert one_error('backend ""\n    server a 127.0.0.1:9000\n') == A.format(
+        1, "'backend' expects an <id> argument"
+    )
+    assert one_error('frontend ""\n    bind :443 ssl crt x.pem\n') == A.format(
+        1, "'frontend' expects an <id> argument"
+    )
+    assert one_error('backend app\n    server "" 127.0.0.1:9000\n') == A.format(
+        2, "'server' expects an <id> argument"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import subprocess
 from typing import Any
 
 import pytest
@@ -59,9 +60,16 @@ def good_staple(pki: UnitPki, leaf: x509.Certificate) -> bytes:
 class Client:
     """A pyOpenSSL client on memory BIOs that records the staple it receives."""
 
-    def __init__(self, alpn: list[bytes] | None = None, max_version: int | None = None) -> None:
+    def __init__(
+        self,
+        alpn: list[bytes] | None = None,
+        max_version: int | None = None,
+        ciphers: bytes | None = None,
+    ) -> None:
         self.staples: list[bytes] = []
         context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        if ciphers:
+            context.set_cipher_list(ciphers)
         context.set_ocsp_client_callback(self._record)
         if alpn:
             context.set_alpn_protos(alpn)
@@ -212,3 +220,41 @@ def test_empty_bind_is_refused() -> None:
 
 def test_fatal_alert_record() -> None:
     assert fatal_alert(AlertDescription.UNRECOGNIZED_NAME) == b"\x15\x03\x03\x00\x02\x02\x70"
+
+
+def test_disabled_version_is_a_hole_in_the_range(unit_pki: UnitPki) -> None:
+    """`no-tlsv13` (on a bind or in ssl-default-bind-options) was accepted and ignored."""
+    context = server_for(unit_pki, disabled=frozenset({TlsVersion.TLSV13}))
+    server = TlsEndpoint(context, StapleTable(), StapleStats())
+    client = Client()
+    handshake(client, server)
+    assert server.session_info().version == "TLSv1.2"
+
+
+def test_dh_param_file_offers_dhe(unit_pki: UnitPki, tmp_path: Any) -> None:
+    """`ssl-dh-param-file` was parsed and ignored; now its parameters are loaded."""
+    params = tmp_path / "dh.pem"
+    subprocess.run(
+        ["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe2048",
+         "-out", str(params)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = build_context(
+        CertificateBinding(unit_pki.rsa),
+        TlsBindSettings(dh_param_file=str(params)),
+        generation=1,
+    )
+    server = TlsEndpoint(context, StapleTable(), StapleStats())
+    client = Client(max_version=SSL.TLS1_2_VERSION, ciphers=b"DHE-RSA-AES128-GCM-SHA256")
+    handshake(client, server)
+    assert server.session_info().cipher == "DHE-RSA-AES128-GCM-SHA256"
+
+
+def test_bad_dh_param_file_is_a_setup_error(unit_pki: UnitPki, tmp_path: Any) -> None:
+    bad = tmp_path / "dh.pem"
+    bad.write_text("not DH parameters\n")
+    with pytest.raises(TlsSetupError) as error:
+        build_context(
+            CertificateBinding(unit_pki.rsa), TlsBindSettings(dh_param_file=str(bad)), generation=1
+        )
+    assert error.value.reason is TlsSetupErrorReason.BAD_DH_PARAMS

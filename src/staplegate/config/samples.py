@@ -1,0 +1,124 @@
+"""The `%[fetch(args),converter…]` expressions staplegate evaluates in header values.
+
+HAProxy's log-format strings are a language of their own; staplegate understands the part
+people write in `http-request set-header`: literal text, `%%`, and `%[…]` / `%{+Q}[…]`
+with the fetches of `SAMPLE_FETCHES` and the converters of `CONVERTERS`. Anything else is
+refused when the configuration is parsed (a header that silently lost its value would change
+what the server trusts), so evaluation (`proxy/httprules.py`) never meets an unknown name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+#: fetch -> (takes DN arguments, returns binary)
+SAMPLE_FETCHES: dict[str, tuple[bool, bool]] = {
+    "src": (False, False),
+    "src_port": (False, False),
+    "ssl_fc": (False, False),
+    "ssl_fc_sni": (False, False),
+    "ssl_c_used": (False, False),
+    "ssl_c_verify": (False, False),
+    "ssl_c_s_dn": (True, False),
+    "ssl_c_i_dn": (True, False),
+    "ssl_c_serial": (False, True),
+    "ssl_c_der": (False, True),
+    "ssl_c_sha1": (False, True),
+    "ssl_c_notbefore": (False, False),
+    "ssl_c_notafter": (False, False),
+}
+CONVERTERS = frozenset({"hex", "base64", "lower", "upper"})
+_TEXT_CONVERTERS = frozenset({"hex", "base64"})  # turn binary into text
+_EXPRESSION = re.compile(r"%(\{\+Q\})?\[([^\]]*)\]")
+_FETCH = re.compile(
+    r"(?P<fetch>[a-z0-9_.]+)(?:\((?P<args>[^()]*)\))?(?P<converters>(?:,[a-z0-9_]+)*)"
+)
+_DN_ENTRY = re.compile(r"[A-Za-z][A-Za-z0-9.]*")
+
+
+class SampleSyntaxError(ValueError):
+    """A header value staplegate cannot evaluate; the message says what to write instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class SampleExpression:
+    """One `%[…]`: a fetch, its arguments, converters in order, and `%{+Q}` quoting."""
+
+    fetch: str
+    args: tuple[str, ...] = ()
+    converters: tuple[str, ...] = ()
+    quote: bool = False
+
+
+Segment = str | SampleExpression
+
+
+def _expression(text: str, quote: bool) -> SampleExpression:
+    match = _FETCH.fullmatch(text)
+    if match is None:
+        raise SampleSyntaxError(f"cannot parse the sample expression '%[{text}]'")
+    fetch = match.group("fetch")
+    if fetch not in SAMPLE_FETCHES:
+        known = ", ".join(sorted(SAMPLE_FETCHES))
+        raise SampleSyntaxError(f"sample fetch '{fetch}' is not supported (known: {known})")
+    takes_dn, binary = SAMPLE_FETCHES[fetch]
+    raw_args = match.group("args")
+    args = tuple(raw_args.split(",")) if raw_args else ()
+    if args and not takes_dn:
+        raise SampleSyntaxError(f"sample fetch '{fetch}' takes no argument")
+    if args:
+        _check_dn_args(fetch, args)
+    converters = tuple(c for c in match.group("converters").split(",") if c)
+    for converter in converters:
+        if converter not in CONVERTERS:
+            known = ", ".join(sorted(CONVERTERS))
+            raise SampleSyntaxError(f"converter '{converter}' is not supported (known: {known})")
+    if binary and (not converters or converters[0] not in _TEXT_CONVERTERS):
+        raise SampleSyntaxError(
+            f"sample fetch '{fetch}' is binary: write '%[{fetch},hex]' or '%[{fetch},base64]'"
+        )
+    return SampleExpression(fetch, args, converters, quote)
+
+
+def _check_dn_args(fetch: str, args: tuple[str, ...]) -> None:
+    if len(args) > 3 or not _DN_ENTRY.fullmatch(args[0]):
+        raise SampleSyntaxError(f"'{fetch}' expects ([<entry>[,<occ>[,<format>]]])")
+    if len(args) > 1 and not re.fullmatch(r"-?[1-9][0-9]{0,2}", args[1]):
+        raise SampleSyntaxError(f"'{fetch}' : occurrence '{args[1]}' is not a non-zero number")
+    if len(args) > 2 and args[2] != "rfc2253":
+        raise SampleSyntaxError(f"'{fetch}' : format '{args[2]}' is not supported (rfc2253)")
+
+
+@lru_cache(maxsize=256)
+def parse_header_format(text: str) -> tuple[Segment, ...]:
+    """Split a header value into literal text and expressions; raises SampleSyntaxError."""
+    segments: list[Segment] = []
+    literal: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char != "%":
+            literal.append(char)
+            i += 1
+            continue
+        if text.startswith("%%", i):
+            literal.append("%")
+            i += 2
+            continue
+        match = _EXPRESSION.match(text, i)
+        if match is None:
+            word = text[i : i + 3]
+            raise SampleSyntaxError(
+                f"log-format variable '{word}…' is not supported in header values; "
+                "use '%[fetch]' or write '%%' for a literal '%'"
+            )
+        if literal:
+            segments.append("".join(literal))
+            literal = []
+        segments.append(_expression(match.group(2), match.group(1) is not None))
+        i = match.end()
+    if literal:
+        segments.append("".join(literal))
+    return tuple(segments)

@@ -1,0 +1,53 @@
+"""`staplegate -c` and start-up judge every configuration the same way (issue 14, defect 10).
+
+Both call `check.validate`; the only difference allowed is HAProxy's own: a configuration
+without any listener is valid for `-c` (with a warning) and refused at start-up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+
+import pytest
+
+from staplegate.check import validate
+
+CONFIGS = Path(__file__).resolve().parents[1] / "data" / "configs"
+NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+WITHOUT_LISTENER = {"01-debian-stock.cfg"}
+
+
+def verdict(name: str, *, startup: bool) -> tuple[bool, str]:
+    err = io.StringIO()
+    _generation, plan = validate([name], now=NOW, err=err, startup=startup)
+    return plan is not None, err.getvalue()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.cfg")))
+def test_check_and_startup_agree(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(CONFIGS)
+    checked, check_output = verdict(name, startup=False)
+    started, start_output = verdict(name, startup=True)
+    if name in WITHOUT_LISTENER:
+        assert (checked, started) == (True, False)
+        assert "[WARNING] config : no TLS bind to listen on" in check_output
+        assert "[ALERT] config : no TLS bind to listen on" in start_output
+    else:
+        assert checked == started, check_output + start_output
+
+
+def test_plain_bind_is_refused_by_the_check(tmp_path: Path) -> None:
+    config = tmp_path / "plain.cfg"
+    config.write_text(
+        "frontend fe\n    bind 127.0.0.1:8080\n    default_backend app\n"
+        "backend app\n    server a 127.0.0.1:9000\n",
+        encoding="utf-8",
+    )
+    err = io.StringIO()
+    _generation, plan = validate([str(config)], now=NOW, err=err, startup=False)
+    assert plan is None
+    assert f"parsing [{config}:2] : 'bind 127.0.0.1:8080' in frontend 'fe' has no 'ssl'" in (
+        err.getvalue()
+    )

@@ -1,0 +1,31 @@
+"""serving: how global TLS defaults reach server connections (issue 14 keyword audit)."""
+
+from __future__ import annotations
+
+import ssl
+
+from staplegate.config.model import SslOptions, TlsVersion
+from staplegate.proxy.backends import ServerTls
+from staplegate.proxy.upstream import client_context
+from staplegate.serving import _server_versions
+
+
+def test_server_versions_follow_ssl_default_server_options() -> None:
+    assert _server_versions(SslOptions()) == (None, None)
+    assert _server_versions(SslOptions(min_ver=TlsVersion.TLSV13)) == ("TLSv1.3", None)
+    no_12 = SslOptions(disabled=frozenset({TlsVersion.TLSV12}))
+    assert _server_versions(no_12) == ("TLSv1.3", "TLSv1.3")
+    no_13 = SslOptions(disabled=frozenset({TlsVersion.TLSV13}))
+    assert _server_versions(no_13) == ("TLSv1.2", "TLSv1.2")
+    old = SslOptions(min_ver=TlsVersion.TLSV10, disabled=frozenset({TlsVersion.TLSV11}))
+    assert _server_versions(old) == ("TLSv1.0", "TLSv1.3")
+
+
+def test_server_context_applies_ciphers_and_versions() -> None:
+    """ssl-default-server-ciphers/options were parsed and never applied."""
+    context = client_context(
+        ServerTls(verify=False, ciphers="ECDHE-ECDSA-AES128-GCM-SHA256", min_version="TLSv1.3")
+    )
+    assert context.minimum_version is ssl.TLSVersion.TLSv1_3
+    tls12 = [c["name"] for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"]
+    assert tls12 == ["ECDHE-ECDSA-AES128-GCM-SHA256"]
