@@ -55,8 +55,6 @@ REVIEWED: dict[str, frozenset[str]] = {
             "set-dumpable",
             "spread-checks",
             "ssl-mode-async",
-            "stats maxconn",
-            "stats timeout",
             "strict-limits",
             "thread-groups",
             "uid",
