@@ -39,6 +39,7 @@ from staplegate.proxy.httpmsg import (
     END,
     HOP_BY_HOP,
     MAX_HEAD_BYTES,
+    MAX_HEADERS,
     BodyKind,
     End,
     HttpError,
@@ -88,6 +89,7 @@ class HttpSettings:
     client_timeout_s: float | None = None
     max_head_bytes: int = MAX_HEAD_BYTES
     max_body_bytes: int | None = None
+    max_headers: int = MAX_HEADERS  # `tune.http.maxhdr`
     backends: Mapping[str, HttpBackendSettings] = field(default_factory=dict)
 
 
@@ -346,6 +348,7 @@ class HttpStream:
         self.reader = RequestReader(
             max_head_bytes=self.settings.max_head_bytes,
             max_body_bytes=self.settings.max_body_bytes,
+            max_headers=self.settings.max_headers,
         )
         self.events: collections.deque[RequestEvent] = collections.deque()
         self.exchange: _Exchange | None = None
@@ -576,7 +579,9 @@ class HttpStream:
         head_request = head.method == "HEAD"
         reader = conn.reader
         if reader is None or not reader.renew(head_request):
-            reader = conn.reader = ResponseReader(head_request=head_request)
+            reader = conn.reader = ResponseReader(
+                head_request=head_request, max_headers=self.settings.max_headers
+            )
         exchange.reader = reader
         exchange.sent_at = exchange.server_activity = now
         self.last_backend = pool.name
@@ -708,7 +713,9 @@ class HttpStream:
         if reader is not None and reader.reusable:
             reader.reset(head_request=head_request)
         else:
-            reader = conn.reader = ResponseReader(head_request=head_request)
+            reader = conn.reader = ResponseReader(
+                head_request=head_request, max_headers=self.settings.max_headers
+            )
         exchange.reader = reader
         exchange.sent_at = self.loop.time()
         exchange.server_activity = exchange.sent_at
@@ -800,7 +807,11 @@ class HttpStream:
                     self._send_plain(data)
                     if self.closed or self.exchange is not exchange:
                         return
-                # The response is through: keep its server connection if both sides allow.
+                # The response is through: keep its server connection only if both
+                # messages ended on a boundary: the whole request sent (an early answer to
+                # an unfinished upload closes it) and no tunnel asked for that did not
+                # happen (after an upgrade or CONNECT without 101, who knows what the
+                # server expects next).
                 ended = exchange.reader
                 final = exchange.response
                 now = self.loop.time()
@@ -813,6 +824,8 @@ class HttpStream:
                     and final is not None
                     and final.keep_alive
                     and exchange.request_done
+                    and not exchange.head.upgrade
+                    and exchange.head.method != "CONNECT"
                     and ended is not None
                     and ended.complete
                     and not ended.trailing
@@ -846,6 +859,9 @@ class HttpStream:
                 if response.informational:
                     out.append(response.wire + b"\r\n")
                     continue
+                if response.status == 101 and not (exchange.head.upgrade and exchange.request_done):
+                    self._server_failed(exchange, "SH--")  # 502: no tunnel was asked for
+                    return
                 exchange.response = response
                 if self._httplog:
                     exchange.response_at = self.loop.time()
@@ -940,6 +956,12 @@ class HttpStream:
             return
         if self._client_paused:
             self.resume_client()
+        if self.reader.upgraded is not None and self.tunnel is None:
+            try:  # no 101: what the client sent after the upgrade request is HTTP again
+                self.events.extend(self.reader.resume())
+            except HttpError as error:
+                self._bad_request(error)
+                return
         if self.events or self.reader.in_head:
             self._advance()
         else:

@@ -288,3 +288,85 @@ def test_request_head_size_counts_across_chunks() -> None:
         reader.feed(head[60:])  # complete now, 170 bytes in all
     assert caught.value.status == 431
     assert isinstance(RequestReader(max_head_bytes=200).feed(head)[0], RequestHead)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n",
+        b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: ws\r\nContent-Length: 3\r\n\r\nabc",
+        b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: ws\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"CONNECT a:443 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+        b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n",
+    ],
+)
+def test_framings_a_server_could_read_another_way_are_400(data: bytes) -> None:
+    for reader in (RequestReader(), _after_a_chunked_request()):  # fast and callback paths
+        with pytest.raises(HttpError) as caught:
+            reader.feed(data)
+        assert caught.value.status == 400
+
+
+def _after_a_chunked_request() -> RequestReader:
+    reader = RequestReader()
+    reader.feed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    return reader
+
+
+def test_header_count_limit_counts_the_first_line_as_haproxy() -> None:
+    fits = b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 100 + b"\r\n"
+    assert isinstance(RequestReader().feed(fits)[0], RequestHead)
+    with pytest.raises(HttpError):
+        RequestReader(max_headers=100).feed(fits)
+    response = b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 10 + b"Content-Length: 0\r\n\r\n"
+    assert ResponseReader(head_request=False, max_headers=12).feed(response)[-1] is END
+    with pytest.raises(HttpError) as caught:
+        ResponseReader(head_request=False, max_headers=11).feed(response)
+    assert caught.value.status == 502
+
+
+def test_upgrade_header_alone_is_no_upgrade_and_a_refused_upgrade_resumes() -> None:
+    reader = RequestReader()
+    events = reader.feed(b"GET / HTTP/1.1\r\nUpgrade: ws\r\n\r\nGET /2 HTTP/1.1\r\n\r\n")
+    heads = [e for e in events if isinstance(e, RequestHead)]
+    assert [h.upgrade for h in heads] == [False, False]
+    assert heads[0].encode() == b"GET / HTTP/1.1\r\n\r\n"  # hop-by-hop Upgrade dropped
+    reader = RequestReader()
+    events = reader.feed(b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: ws\r\n\r\nGET /2 ")
+    assert isinstance(events[0], RequestHead) and events[0].upgrade
+    assert reader.feed(b"HTTP/1.1\r\n\r\n") == []  # held until the server answers
+    resumed = reader.resume()
+    assert isinstance(resumed[0], RequestHead)
+    assert resumed[0].target == b"/2"
+    assert resumed[1] is END
+
+
+def test_trailers_are_dropped_not_merged() -> None:
+    reader = RequestReader()
+    events = reader.feed(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"1\r\nx\r\n0\r\nHost: evil\r\n\r\n"
+    )
+    head = events[0]
+    assert isinstance(head, RequestHead)
+    assert head.headers == [(b"Host", b"a"), (b"Transfer-Encoding", b"chunked")]
+    assert events[1:] == [b"x", END]
+
+
+def test_rules_cannot_change_the_framing_the_reader_found() -> None:
+    head = RequestReader().feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")[0]
+    assert isinstance(head, RequestHead)
+    facts = RequestFacts(("192.0.2.1", 1), None, True, "a")
+    rules = [CompiledRule(HttpDelHeader("Content-Length"))]
+    apply_rules(rules, head, facts)
+    assert (head.body, head.content_length) == (BodyKind.LENGTH, 3)
+    assert head.encode() == b"POST / HTTP/1.1\r\nHost: a\r\ncontent-length: 3\r\n\r\n"
+    chunked = RequestReader().feed(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    )[0]
+    assert isinstance(chunked, RequestHead)
+    apply_rules([CompiledRule(HttpSetHeader("Content-Length", "0"))], chunked, facts)
+    assert chunked.body is BodyKind.CHUNKED
+    assert chunked.encode() == b"POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: chunked\r\n\r\n"

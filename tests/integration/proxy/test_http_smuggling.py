@@ -1,0 +1,195 @@
+"""Request smuggling through mode http, end to end: TLS clients, a raw-bytes backend.
+
+Each test is what an attacker would send; the backend (`raw_backend.RawBackend`) frames
+requests as a lenient origin server does, so whatever the proxy forwards with framing it
+did not itself follow becomes a request the backend sees and the proxy never judged.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+from collections.abc import Iterator
+
+import pytest
+
+from staplegate.config.model import AclFetch, AclTerm, Condition, HttpDeny
+from staplegate.proxy.backends import BackendServer
+from staplegate.proxy.http import HttpSettings
+from staplegate.proxy.httprules import CompiledRule
+from tests.integration.tls.tls_harness import TlsPki
+
+from .http_harness import RunningHttpProxy, read_all
+from .raw_backend import RawBackend
+
+DENY_ADMIN = (
+    CompiledRule(
+        HttpDeny(), Condition(False, (AclTerm(AclFetch.HDR_HOST, ("admin.test",), True),))
+    ),
+)
+
+
+@pytest.fixture
+def lenient() -> Iterator[RawBackend]:
+    backend = RawBackend(answer_before_body=True)
+    yield backend
+    backend.close()
+
+
+def proxy_to(pki: TlsPki, backend: RawBackend, **kwargs: object) -> RunningHttpProxy:
+    return RunningHttpProxy(
+        pki,
+        servers=lambda _: [BackendServer("raw", "127.0.0.1", backend.port)],
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def one_response(sock: ssl.SSLSocket) -> tuple[int, bytes]:
+    """Read exactly one response from `sock` (the connection stays usable)."""
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    return response.status, response.read()
+
+
+def test_upgrade_with_a_body_cannot_slip_a_request_past_a_deny_rule(
+    proxy_pki: TlsPki, lenient: RawBackend
+) -> None:
+    # The next request on the server connection, as staplegate forwards it (unchanged).
+    carrier_head = b"POST /ok HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n"
+    smuggled = b"GET /admin HTTP/1.1\r\nHost: admin.test\r\n\r\n"
+    carrier = carrier_head % len(smuggled)
+    settings = HttpSettings(rules=DENY_ADMIN)
+    with proxy_to(proxy_pki, lenient, settings=settings) as proxy:
+        attacker = proxy.raw()
+        attacker.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(carrier)
+        )  # the body never comes: before the fix the server ate the next head as it
+        attacker_status, _ = one_response(attacker)
+        second = proxy.raw()
+        second.sendall(carrier + smuggled)
+        status, answer = one_response(second)
+        seen = lenient.since(0)
+        assert not any(r.header("host") == ["admin.test"] for r in seen), seen  # the bypass
+        assert (status, answer) == (200, b"conn 1 req 1 POST /ok")  # its own answer
+        assert [(r.method, r.target, r.body) for r in seen] == [("POST", "/ok", smuggled)]
+        assert attacker_status == 400
+        direct = proxy.raw()
+        direct.sendall(smuggled)
+        assert one_response(direct)[0] == 403
+
+
+def test_connect_with_a_body_is_refused(proxy_pki: TlsPki, lenient: RawBackend) -> None:
+    with proxy_to(proxy_pki, lenient) as proxy:
+        sock = proxy.raw()
+        sock.sendall(
+            b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\nContent-Length: 41\r\n\r\n"
+            b"GET /admin HTTP/1.1\r\nHost: admin.test\r\n\r\n"
+        )
+        assert read_all(sock).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+        assert lenient.since(0) == []
+
+
+def test_a_refused_upgrade_closes_the_server_connection_and_the_client_goes_on(
+    proxy_pki: TlsPki,
+) -> None:
+    backend = RawBackend()  # answers an upgrade with a plain 200
+    try:
+        with proxy_to(proxy_pki, backend) as proxy:
+            sock = proxy.raw()
+            sock.sendall(
+                b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+                b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n"  # pipelined, waits for the answer
+            )
+            assert one_response(sock) == (200, b"conn 1 req 1 GET /ws")
+            # no 101: the client connection keeps speaking HTTP; the server one is gone
+            assert one_response(sock) == (200, b"conn 2 req 1 GET /next")
+            sock.sendall(b"GET /last HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert one_response(sock) == (200, b"conn 2 req 2 GET /last")
+            assert [r.header("upgrade") for r in backend.since(0)] == [["websocket"], [], []]
+    finally:
+        backend.close()
+
+
+def test_upgrade_header_without_connection_upgrade_is_a_plain_request(
+    proxy_pki: TlsPki,
+) -> None:
+    backend = RawBackend(upgrade_status=101)  # would switch if it were asked to
+    try:
+        with proxy_to(proxy_pki, backend) as proxy:
+            sock = proxy.raw()
+            sock.sendall(
+                b"GET /a HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n"
+                b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n"
+            )
+            assert one_response(sock) == (200, b"conn 1 req 1 GET /a")
+            assert one_response(sock) == (200, b"conn 1 req 2 GET /b")
+            first = backend.since(0)[0]
+            assert first.header("upgrade") == []
+            assert "upgrade" not in ",".join(first.header("connection")).lower()
+    finally:
+        backend.close()
+
+
+def test_a_real_upgrade_still_tunnels(proxy_pki: TlsPki) -> None:
+    backend = RawBackend(upgrade_status=101)
+    try:
+        with proxy_to(proxy_pki, backend) as proxy:
+            sock = proxy.raw()
+            sock.sendall(
+                b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nping"
+            )
+            received = b""
+            while not received.endswith(b"ping"):
+                chunk = sock.recv(65536)
+                assert chunk
+                received += chunk
+            assert received.startswith(b"HTTP/1.1 101 ")
+    finally:
+        backend.close()
+
+
+def test_an_early_answer_to_an_unfinished_upload_closes_the_server_connection(
+    proxy_pki: TlsPki, lenient: RawBackend
+) -> None:
+    with proxy_to(proxy_pki, lenient) as proxy:
+        uploader = proxy.raw()
+        uploader.sendall(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nhalf")
+        assert one_response(uploader) == (200, b"conn 1 req 1 POST /up")
+        victim = proxy.raw()
+        victim.sendall(b"GET /mine HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert one_response(victim) == (200, b"conn 2 req 1 GET /mine")
+
+
+def test_chunked_trailers_are_not_merged_into_the_head(proxy_pki: TlsPki) -> None:
+    backend = RawBackend()
+    try:
+        with proxy_to(proxy_pki, backend) as proxy:
+            sock = proxy.raw()
+            sock.sendall(
+                b"POST /t HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"3\r\nabc\r\n0\r\nHost: evil.test\r\nX-Trailer: 1\r\n\r\n"
+            )
+            assert one_response(sock) == (200, b"conn 1 req 1 POST /t")
+            (seen,) = backend.since(0)
+            assert seen.header("host") == ["a"]
+            assert seen.header("x-trailer") == []
+            assert seen.body == b"abc"
+            assert b"evil" not in bytes(backend.connections[0].received)
+    finally:
+        backend.close()
+
+
+def test_a_server_101_nobody_asked_for_is_a_bad_response(proxy_pki: TlsPki) -> None:
+    with RunningHttpProxy(proxy_pki) as proxy:
+        proxy.http_backends[
+            0
+        ].raw_response = (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n"
+        )
+        sock = proxy.raw()
+        sock.sendall(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n")
+        answer = read_all(sock)
+        assert answer.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")  # no tunnel was asked for
+        assert b"101" not in answer
+        assert [r.target for r in proxy.http_backends[0].requests] == ["/a"]
