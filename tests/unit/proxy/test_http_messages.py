@@ -297,7 +297,8 @@ def test_request_head_size_counts_across_chunks() -> None:
         b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
         b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n",
         b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: ws\r\nContent-Length: 3\r\n\r\nabc",
-        b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: ws\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: ws\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n",
         b"CONNECT a:443 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
         b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n",
     ],
@@ -335,7 +336,8 @@ def test_upgrade_header_alone_is_no_upgrade_and_a_refused_upgrade_resumes() -> N
     assert heads[0].encode() == b"GET / HTTP/1.1\r\n\r\n"  # hop-by-hop Upgrade dropped
     reader = RequestReader()
     events = reader.feed(b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: ws\r\n\r\nGET /2 ")
-    assert isinstance(events[0], RequestHead) and events[0].upgrade
+    assert isinstance(events[0], RequestHead)
+    assert events[0].upgrade
     assert reader.feed(b"HTTP/1.1\r\n\r\n") == []  # held until the server answers
     resumed = reader.resume()
     assert isinstance(resumed[0], RequestHead)
