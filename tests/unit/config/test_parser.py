@@ -790,3 +790,16 @@ def test_ocsp_update_maxconn_and_rate_limit_are_staplegate_knobs() -> None:
     assert one_error("global\n    ocsp-update.rate-limit\n") == A.format(
         2, "'ocsp-update.rate-limit' expects an integer argument."
     )
+
+
+def test_tune_http_maxhdr_is_read_as_haproxy_range_1_to_32767() -> None:
+    config, diags = check("global\n    tune.http.maxhdr 200\n")
+    assert config is not None
+    assert config.global_.tune_http_maxhdr == 200
+    assert diags == []
+    default, _ = check("global\n")
+    assert default is not None
+    assert default.global_.tune_http_maxhdr == 101
+    assert one_error("global\n    tune.http.maxhdr 40000\n") == A.format(
+        2, "'tune.http.maxhdr' expects an integer argument (40000 is higher than the maximum 32767)."
+    )
