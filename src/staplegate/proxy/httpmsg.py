@@ -132,6 +132,8 @@ _HOP_LINE: Final = re.compile(
 _HOP_LINE_BUT_UPGRADE: Final = re.compile(
     rb"\r\n(?:connection|keep-alive|proxy-connection|te|trailer)[ \t]*:[^\r]*", re.IGNORECASE
 )
+_VERSIONS: Final = frozenset({b"HTTP/1.1", b"HTTP/1.0"})
+_CONTROL: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _new = object.__new__  # the fast readers fill a head's slots without a Python __init__ call
 
 
@@ -555,6 +557,11 @@ class RequestReader:
         if len(parts) != 3:  # llhttp lets runs of spaces through: forward one
             parts = [p for p in parts if p]
             raw = b" ".join(parts) + raw[eol:]
+            eol = raw.find(b"\r\n")
+        if len(parts) != 3 or parts[2] not in _VERSIONS or b"\n" in raw[:eol]:
+            # llhttp takes `GET /` + LF as HTTP/0.9 with headers after it; a server
+            # would read a 0.9 request and then the headers as garbage
+            raise HttpError(HttpErrorReason.MALFORMED, "not an HTTP/1.0 or 1.1 request line")
         head = _new(RequestHead)
         head._raw = raw
         head._headers = None
@@ -687,6 +694,8 @@ class _CallbackRequests:
         parser = self._parser
         method = parser.get_method().decode("ascii")
         version = parser.get_http_version()
+        if version not in ("1.0", "1.1") or b" " in self._url or b"\n" in self._url:
+            raise HttpError(HttpErrorReason.MALFORMED, "not an HTTP/1.0 or 1.1 request line")
         upgrade = parser.should_upgrade()
         head = RequestHead(
             method,
@@ -815,6 +824,10 @@ class ResponseReader:
         raise HttpError(HttpErrorReason.BAD_RESPONSE, "the server closed mid-response")
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.complete:  # the start of another response in the same read: never reuse
+            self.trailing = True
+
     def on_headers_complete(self) -> None:
         data = self._data
         if data is None:
@@ -837,6 +850,10 @@ class ResponseReader:
         status = parser.get_status_code()
         eol = data.find(b"\r\n", start)
         line = data[start:eol]
+        if _CONTROL.search(line):  # llhttp lets control bytes into the reason phrase
+            raise HttpError(_BAD_RESPONSE, "a control character in the status line")
+        if status < 100:  # llhttp takes `000`
+            raise HttpError(_BAD_RESPONSE, f"status {status}")
         block = data[eol : end + 2]  # the CRLF ending the status line, then the header lines
         if block.count(b"\r\n") > self.max_headers:
             check_header_count(block.count(b"\r\n") - 1, self.max_headers, _BAD_RESPONSE)
@@ -867,7 +884,11 @@ class ResponseReader:
             for name, value in _FRAMING.findall(block):
                 if len(name) == 14:  # content-length
                     length = int(value)  # llhttp already refused malformed or conflicting ones
-                elif b"chunked" in value.lower():
+                elif chunked or value.strip(b" \t").lower() != b"chunked":
+                    # another coding: llhttp would read until close while the header
+                    # tells the client something else (HAProxy: 502 too)
+                    raise HttpError(_BAD_RESPONSE, "a transfer coding other than chunked")
+                else:
                     chunked = True
             if self.head_request or status in (204, 304):
                 head.body, head.content_length = _NO_BODY, None

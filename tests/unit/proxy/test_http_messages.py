@@ -372,3 +372,41 @@ def test_rules_cannot_change_the_framing_the_reader_found() -> None:
     apply_rules([CompiledRule(HttpSetHeader("Content-Length", "0"))], chunked, facts)
     assert chunked.body is BodyKind.CHUNKED
     assert chunked.encode() == b"POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: chunked\r\n\r\n"
+
+
+# Found by the differential fuzz targets (tests/fuzz_targets/http_*_reader.py) against h11.
+
+
+def test_a_request_line_without_an_http_1_version_is_400() -> None:
+    # llhttp read `POST /` + LF as HTTP/0.9 followed by headers, and the head went out as
+    # it came: a server reads a 0.9 request, then the headers as garbage
+    for data in (
+        b"POST /\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nframe",
+        b"GET /\r\nHost: a\r\n\r\n",
+    ):
+        for reader in (RequestReader(), _after_a_chunked_request()):
+            with pytest.raises(HttpError) as caught:
+                reader.feed(data)
+            assert caught.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nbody until close",
+        b"HTTP/1.1 000 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 O\x0bK\r\nContent-Length: 2\r\n\r\nok",
+    ],
+)
+def test_responses_framed_or_labelled_oddly_are_502(data: bytes) -> None:
+    with pytest.raises(HttpError) as caught:
+        ResponseReader(head_request=False).feed(data)
+    assert caught.value.status == 502
+
+
+def test_the_start_of_another_response_in_the_same_read_stops_reuse() -> None:
+    reader = ResponseReader(head_request=False)
+    events = reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nX: 1")
+    assert events[1:] == [b"ok", END]
+    assert not reader.reusable  # the partial head would answer the next client's request
