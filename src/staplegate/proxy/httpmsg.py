@@ -23,6 +23,9 @@ MAX_HEAD_BYTES: Final = 15 * 1024  # HAProxy: tune.bufsize 16384 minus tune.maxr
 # HAProxy's `tune.http.maxhdr` default: at most this many lines in a head counting the
 # request/status line, so 100 header fields (more: 400 for a request, 502 for a response)
 MAX_HEADERS: Final = 101
+# what a client may send after an upgrade request before the server's answer (the stream
+# stops reading the client meanwhile, so only what was already decrypted arrives)
+MAX_HELD_BEFORE_101: Final = 1 << 20
 
 HOP_BY_HOP: Final = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade"}
@@ -450,7 +453,7 @@ class RequestReader:
     def feed(self, data: bytes) -> list[RequestEvent]:
         if self.upgraded is not None:  # the server has not answered the upgrade yet
             self.upgraded += data
-            if len(self.upgraded) > self.max_head_bytes + (self.max_body_bytes or 0) + 65536:
+            if len(self.upgraded) > MAX_HELD_BEFORE_101:  # reading is paused: a few reads
                 raise HttpError(HttpErrorReason.HEAD_TOO_LARGE, "too much sent before a 101")
             return []
         if self._slow is not None:
