@@ -121,9 +121,19 @@ def run_one(data: bytes) -> None:
 
 
 def _not_framing(reason: str) -> bool:
-    """h11 refuses empty lines before a status line; llhttp skips them (RFC 9112 §2.2
-    lets a client skip them before a request's answer), and we forward the head rebuilt."""
-    return reason.startswith(("no response line received", "illegal status line: bytearray(b'\\r"))
+    """h11 refusals that do not move where a response ends.
+
+    Empty lines before a status line: llhttp skips them and we forward the head rebuilt.
+    A framing header in the trailers: h11 judges it, we drop trailers (our reader has
+    already refused any such header in the head, so the message can only be a trailer).
+    """
+    return reason.startswith(
+        (
+            "no response line received",
+            "illegal status line: bytearray(b'\\r",
+            "Only Transfer-Encoding: chunked is supported",
+        )
+    )
 
 
 def seeds() -> list[bytes]:
