@@ -909,6 +909,8 @@ class ResponseReader:
         if self.head_request:  # llhttp cannot know a HEAD answer has no body: stop here
             self.complete = True
             self.events.append(END)
+            if data[self._start :].strip(b"\r\n"):  # a body after all: never reuse
+                self.trailing = True
             raise _HeadDone
 
     def on_body(self, body: bytes) -> None:

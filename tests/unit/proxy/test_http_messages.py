@@ -410,3 +410,12 @@ def test_the_start_of_another_response_in_the_same_read_stops_reuse() -> None:
     events = reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nX: 1")
     assert events[1:] == [b"ok", END]
     assert not reader.reusable  # the partial head would answer the next client's request
+
+
+def test_a_body_sent_after_a_head_answer_stops_reuse() -> None:
+    reader = ResponseReader(head_request=True)
+    assert reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")[1] is END
+    assert reader.trailing  # those two bytes would start the next client's answer
+    clean = ResponseReader(head_request=True)
+    clean.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+    assert not clean.trailing
