@@ -13,9 +13,12 @@ requests wait their turn; client reading pauses while a complete request is in f
    server counts towards marking it down in this worker).
 3. exchange: the request head and body go to the server as they arrive, the response head
    and body come back (backpressure both ways via transport pause/resume). At the end the
-   server connection returns to the idle cache if both sides allow keep-alive, the pool
-   slot is released, an httplog line is written, and the next request (or `timeout
-   http-keep-alive`) follows. A 101 answer turns the connection into a tunnel.
+   server connection returns to the idle cache only if both sides allow keep-alive and
+   both messages ended on a boundary (whole request sent, whole response read, no tunnel
+   asked for), the pool slot is released, an httplog line is written, and the next
+   request (or `timeout http-keep-alive`) follows. A 101 answer to a request that asked
+   for it turns the connection into a tunnel; any other answer to such a request lets
+   the client connection go on with HTTP.
 
 Errors answer as HAProxy does and close: 400 malformed, 431 head too large, 413 body too
 large, 408 `timeout http-request`, 503 no server or queue timeout, 502 bad or truncated
