@@ -419,3 +419,13 @@ def test_a_body_sent_after_a_head_answer_stops_reuse() -> None:
     clean = ResponseReader(head_request=True)
     clean.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
     assert not clean.trailing
+
+
+def test_a_refused_upgrade_resumes_on_the_callback_parser_too() -> None:
+    reader = _after_a_chunked_request()
+    events = reader.feed(b"GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: ws\r\n\r\nGET /2")
+    assert [e.upgrade for e in events if isinstance(e, RequestHead)] == [True]
+    assert reader.feed(b" HTTP/1.1\r\n\r\n") == []
+    (head, end) = reader.resume()
+    assert isinstance(head, RequestHead)
+    assert (head.target, end) == (b"/2", END)
