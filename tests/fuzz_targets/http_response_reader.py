@@ -146,6 +146,7 @@ def seeds() -> list[bytes]:
         b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n",
         b"HTTP/1.1 304 Not Modified\r\nETag: x\r\n\r\n",
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 103 Early Hints\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n",
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nf",
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
         b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",

@@ -861,6 +861,12 @@ class ResponseReader:
         if block.count(b"\r\n") > self.max_headers:
             check_header_count(block.count(b"\r\n") - 1, self.max_headers, _BAD_RESPONSE)
         if status < 200:  # 1xx: rare, built from a header list (a 101 keeps Upgrade)
+            if _FRAMING.search(block):
+                # RFC 9112 §6.3: a 1xx never has content, but llhttp reads a body after
+                # some of them (105 + Content-Length); HAProxy would not, so refuse
+                raise HttpError(
+                    _BAD_RESPONSE, "a 1xx response with Content-Length or Transfer-Encoding"
+                )
             head = ResponseHead(
                 status,
                 line[13:],

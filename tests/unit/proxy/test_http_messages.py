@@ -429,3 +429,19 @@ def test_a_refused_upgrade_resumes_on_the_callback_parser_too() -> None:
     (head, end) = reader.resume()
     assert isinstance(head, RequestHead)
     assert (head.target, end) == (b"/2", END)
+
+
+def test_an_interim_answer_with_a_body_length_is_502() -> None:
+    # found by the fuzz target: llhttp read "ok" as the body of a 105, and those bytes
+    # went to the client between the interim and the final head
+    data = (
+        b"HTTP/1.1 105 X\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    )
+    with pytest.raises(HttpError) as caught:
+        ResponseReader(head_request=False).feed(data)
+    assert caught.value.status == 502
+    fine = ResponseReader(head_request=False).feed(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert [type(e) for e in fine] == [ResponseHead, ResponseHead, type(END)]
