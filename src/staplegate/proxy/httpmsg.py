@@ -561,7 +561,7 @@ class RequestReader:
             parts = [p for p in parts if p]
             raw = b" ".join(parts) + raw[eol:]
             eol = raw.find(b"\r\n")
-        if len(parts) != 3 or parts[2] not in _VERSIONS or b"\n" in raw[:eol]:
+        if len(parts) != 3 or parts[2] not in _VERSIONS or raw.find(b"\n", 0, eol) >= 0:
             # llhttp takes `GET /` + LF as HTTP/0.9 with headers after it; a server
             # would read a 0.9 request and then the headers as garbage
             raise HttpError(HttpErrorReason.MALFORMED, "not an HTTP/1.0 or 1.1 request line")
@@ -574,7 +574,9 @@ class RequestReader:
         version = parts[2]
         head.version = "1.1" if version == b"HTTP/1.1" else version[5:].decode("ascii")
         head.keep_alive = self._parser.should_keep_alive()
-        if raw.count(b"\r\n") >= self.max_headers:  # request line + header lines
+        # request line + header lines (a header line takes at least 4 bytes: count only
+        # heads that could be over)
+        if len(raw) >= 4 * self.max_headers and raw.count(b"\r\n") >= self.max_headers:
             check_header_count(raw.count(b"\r\n") - 1, self.max_headers, _MALFORMED)
         host: bytes | None = None
         length: int | None = None
@@ -853,12 +855,14 @@ class ResponseReader:
         status = parser.get_status_code()
         eol = data.find(b"\r\n", start)
         line = data[start:eol]
-        if _CONTROL.search(line):  # llhttp lets control bytes into the reason phrase
+        reason = line[13:]
+        if not reason.replace(b" ", b"").isalpha() and _CONTROL.search(reason):
+            # llhttp lets control bytes into the reason phrase
             raise HttpError(_BAD_RESPONSE, "a control character in the status line")
         if status < 100:  # llhttp takes `000`
             raise HttpError(_BAD_RESPONSE, f"status {status}")
         block = data[eol : end + 2]  # the CRLF ending the status line, then the header lines
-        if block.count(b"\r\n") > self.max_headers:
+        if len(block) > 4 * self.max_headers and block.count(b"\r\n") > self.max_headers:
             check_header_count(block.count(b"\r\n") - 1, self.max_headers, _BAD_RESPONSE)
         if status < 200:  # 1xx: rare, built from a header list (a 101 keeps Upgrade)
             if _FRAMING.search(block):
