@@ -109,6 +109,15 @@ def check_request_framing(
         raise HttpError(HttpErrorReason.MALFORMED, f"{what} request with a body")
 
 
+def _is_h2_upgrade(value: bytes) -> bool:
+    """An Upgrade to h2c (or h2): never tunnelled, as HAProxy drops such an Upgrade.
+
+    Once a server switched to HTTP/2 cleartext the client could send any request inside
+    the tunnel, past every `http-request` rule ("h2c smuggling").
+    """
+    return any(token.strip(b" \t").lower() in (b"h2c", b"h2") for token in value.split(b","))
+
+
 def check_header_count(lines: int, max_headers: int, reason: HttpErrorReason) -> None:
     """HAProxy's `tune.http.maxhdr`: `lines` header fields plus the first line."""
     if lines + 1 > max_headers:
@@ -580,7 +589,7 @@ class RequestReader:
             check_header_count(raw.count(b"\r\n") - 1, self.max_headers, _MALFORMED)
         host: bytes | None = None
         length: int | None = None
-        hop = False
+        hop = h2 = False
         for name, value in _REQUEST_SPECIAL_LINE.findall(raw):
             size = len(name)  # the names this pattern matches differ in length but for two pairs
             if size == 4:  # host
@@ -592,11 +601,13 @@ class RequestReader:
                 raise _Chunked(start)
             else:
                 hop = True
+                if size == 7 and _is_h2_upgrade(value):  # `upgrade` (or `trailer`)
+                    h2 = True
         upgrade = self._parser.should_upgrade()
         if upgrade and length:
             check_request_framing(head.method, head.version, None, length, upgrade)
         head.host = None if host is None else host.decode("latin-1")
-        head.upgrade = upgrade and head.method != "CONNECT"
+        head.upgrade = upgrade and head.method != "CONNECT" and not h2
         head._hop = hop
         head.plain = None if hop or head.version == "1.0" else raw
         after = end + 4
@@ -708,7 +719,9 @@ class _CallbackRequests:
             version,
             self._headers,
             keep_alive=parser.should_keep_alive(),
-            upgrade=upgrade and method != "CONNECT",
+            upgrade=upgrade
+            and method != "CONNECT"
+            and not any(_is_h2_upgrade(v) for k, v in self._headers if k.lower() == b"upgrade"),
         )
         codings = [v for k, v in self._headers if k.lower() == b"transfer-encoding"]
         check_request_framing(

@@ -150,6 +150,13 @@ CASES = [
         (200, 200),
     ),
     Case(
+        "h2c-upgrade-then-pipelined",
+        b"GET /h2c HTTP/1.1\r\n" + H + b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n" + LAST,
+        (("GET", "/h2c", b""), ("GET", "/last", b"")),
+        (200, 200),
+    ),
+    Case(
         "http10-with-cl",
         b"POST /p HTTP/1.0\r\n" + H + b"Content-Length: 3\r\n\r\nabc",
         (("POST", "/p", b"abc"),),

@@ -195,3 +195,21 @@ def test_a_server_101_nobody_asked_for_is_a_bad_response(proxy_pki: TlsPki) -> N
         assert answer.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")  # no tunnel was asked for
         assert b"101" not in answer
         assert [r.target for r in proxy.http_backends[0].requests] == ["/a"]
+
+
+def test_an_h2c_upgrade_is_forwarded_as_a_plain_request(proxy_pki: TlsPki) -> None:
+    backend = RawBackend(upgrade_status=101)  # would switch to h2c if it were asked to
+    try:
+        with proxy_to(proxy_pki, backend) as proxy:
+            sock = proxy.raw()
+            sock.sendall(
+                b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+                b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n"
+            )
+            assert one_response(sock) == (200, b"conn 1 req 1 GET /")
+            assert one_response(sock) == (200, b"conn 1 req 2 GET /next")  # no tunnel
+            first = backend.since(0)[0]
+            assert first.header("upgrade") == []
+    finally:
+        backend.close()

@@ -445,3 +445,11 @@ def test_an_interim_answer_with_a_body_length_is_502() -> None:
         b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
     )
     assert [type(e) for e in fine] == [ResponseHead, ResponseHead, type(END)]
+
+
+def test_an_h2c_upgrade_is_no_upgrade_on_either_parser() -> None:
+    data = b"GET / HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: H2C\r\n\r\n"
+    for reader in (RequestReader(), _after_a_chunked_request()):
+        head = [e for e in reader.feed(data) if isinstance(e, RequestHead)][-1]
+        assert not head.upgrade
+        assert head.encode() == b"GET / HTTP/1.1\r\n\r\n"
