@@ -216,6 +216,8 @@ class RequestHead:
         length: int | None = None
         host: bytes | None = None
         hop = upgrade = False
+        framing_lines = 0
+        framing_kept = True  # (after rules) each framing line still says what the reader found
         for key, value in headers:
             lower = key.lower()
             if lower in _REQUEST_SPECIAL_NAMES:
@@ -223,9 +225,23 @@ class RequestHead:
                     if host is None:
                         host = value
                 elif lower == b"content-length":
-                    length = int(value)  # llhttp already refused malformed or conflicting values
+                    framing_lines += 1
+                    if framing:
+                        length = int(value)  # llhttp already refused malformed or repeated ones
+                    else:
+                        digits = value.strip(b" \t")
+                        framing_kept = framing_kept and (
+                            digits.isdigit() and int(digits) == self.content_length
+                        )
                 elif lower == b"transfer-encoding":
-                    chunked = chunked or b"chunked" in value.lower()
+                    framing_lines += 1
+                    if framing:
+                        chunked = chunked or b"chunked" in value.lower()
+                    else:
+                        framing_kept = framing_kept and (
+                            self.body is BodyKind.CHUNKED
+                            and value.strip(b" \t").lower() == b"chunked"
+                        )
                 else:
                     hop = True
                     upgrade = upgrade or lower == b"upgrade"
@@ -236,7 +252,7 @@ class RequestHead:
                 self.body, self.content_length = BodyKind.LENGTH, length
             else:
                 self.body, self.content_length = BodyKind.NONE, None
-        elif (chunked, length) != (self.body is BodyKind.CHUNKED, self.content_length):
+        elif not framing_kept or framing_lines != (self.body is not BodyKind.NONE):
             self._restore_framing()
         self.host = host.decode("latin-1") if host is not None else None
         self.upgrade = upgrade and self.upgrade  # a rule may drop a tunnel, never make one

@@ -453,3 +453,22 @@ def test_an_h2c_upgrade_is_no_upgrade_on_either_parser() -> None:
         head = [e for e in reader.feed(data) if isinstance(e, RequestHead)][-1]
         assert not head.upgrade
         assert head.encode() == b"GET / HTTP/1.1\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        HttpSetHeader("Content-Length", "abc"),
+        HttpSetHeader("Content-Length", "3", add=True),
+        HttpSetHeader("Transfer-Encoding", "chunked", add=True),
+        HttpDelHeader("Content-Length"),
+    ],
+)
+def test_any_rule_on_framing_headers_leaves_one_original_framing_line(
+    rule: HttpSetHeader | HttpDelHeader,
+) -> None:
+    head = RequestReader().feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")[0]
+    assert isinstance(head, RequestHead)
+    facts = RequestFacts(("192.0.2.1", 1), None, True, "a")
+    apply_rules([CompiledRule(rule)], head, facts)
+    assert head.encode() == b"POST / HTTP/1.1\r\nHost: a\r\ncontent-length: 3\r\n\r\n"
