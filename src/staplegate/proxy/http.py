@@ -56,6 +56,7 @@ from staplegate.proxy.httpmsg import (
     body_chunk,
     body_end,
     error_response,
+    has_line_break,
 )
 from staplegate.proxy.httprules import CompiledRule, RequestFacts, apply_rules
 from staplegate.proxy.upstream import open_server
@@ -492,7 +493,9 @@ class HttpStream:
             name = backend.forwardfor_header or self.settings.forwardfor_header
             if name is None:
                 extra: bytes | None = b""
-            elif name.lower() in _LOOKED_UP:  # not expected: add it to the header list
+            elif name.lower() in _LOOKED_UP or has_line_break(self._client_ip_bytes):
+                # not expected (a PROXY-protocol address is checked where it is parsed):
+                # the header list, whose lines `RequestHead.encode` checks one by one
                 extra = None
             else:
                 extra = name + b": " + self._client_ip_bytes + b"\r\n"

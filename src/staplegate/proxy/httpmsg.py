@@ -146,6 +146,7 @@ _HOP_LINE_BUT_UPGRADE: Final = re.compile(
 )
 _VERSIONS: Final = frozenset({b"HTTP/1.1", b"HTTP/1.0"})
 _CONTROL: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_LINE_BREAK: Final = re.compile(rb"[\r\n\x00]")
 _new = object.__new__  # the fast readers fill a head's slots without a Python __init__ call
 
 
@@ -313,19 +314,43 @@ class RequestHead:
         first = b"%s %b HTTP/%s\r\n" % (self.method.encode(), self.target, self.version.encode())
         headers = self._headers or []
         if not self._hop and self.version != "1.0":
-            return (
-                b"".join([first, *[k + b": " + v + b"\r\n" for k, v in headers], self.extra])
-                + b"\r\n"
-            )
-        lines = [first]
-        for key, value in headers:
-            lower = key.lower()
-            if lower in HOP_BY_HOP and not (upgrade and lower == b"upgrade"):
-                continue
-            lines.append(key + b": " + value + b"\r\n")
-        lines.append(self.extra)
-        lines.append(tail)
-        return b"".join(lines)
+            lines = [k + b": " + v + b"\r\n" for k, v in headers]
+        else:
+            lines = []
+            for key, value in headers:
+                lower = key.lower()
+                if lower in HOP_BY_HOP and not (upgrade and lower == b"upgrade"):
+                    continue
+                lines.append(key + b": " + value + b"\r\n")
+        if self.extra:
+            lines.append(self.extra)
+        return _join_head(first, lines, tail)
+
+
+def has_line_break(value: bytes) -> bool:
+    """CR, LF or NUL: bytes that must never be inside a header line we send."""
+    return _LINE_BREAK.search(value) is not None
+
+
+def _join_head(first: bytes, lines: list[bytes], tail: bytes) -> bytes:
+    """The head from its lines, each of which must be exactly one line.
+
+    Header values from the client were checked by llhttp, but rules put in values of
+    their own (`%[ssl_fc_sni]` is whatever the TLS client sent: ASCII, CR and LF allowed),
+    and one CRLF inside a value would be a header, or a whole request, of the client's
+    making. A line that is not exactly one line is dropped.
+    """
+    head = b"".join([first, *lines, tail])
+    count = len(lines) + 1 + (1 if len(tail) == 2 else 2)
+    if (
+        head.count(b"\r\n") == count
+        and head.count(b"\n") == count
+        and head.count(b"\r") == count
+        and b"\x00" not in head
+    ):
+        return head
+    kept = [line for line in lines if not has_line_break(line[:-2])]
+    return b"".join([first, *kept, tail])
 
 
 class ResponseHead:

@@ -8,12 +8,13 @@ did not itself follow becomes a request the backend sees and the proxy never jud
 from __future__ import annotations
 
 import http.client
+import socket
 import ssl
 from collections.abc import Iterator
 
 import pytest
 
-from staplegate.config.model import AclFetch, AclTerm, Condition, HttpDeny
+from staplegate.config.model import AclFetch, AclTerm, Condition, HttpDeny, HttpSetHeader
 from staplegate.proxy.backends import BackendServer
 from staplegate.proxy.http import HttpSettings
 from staplegate.proxy.httprules import CompiledRule
@@ -211,5 +212,48 @@ def test_an_h2c_upgrade_is_forwarded_as_a_plain_request(proxy_pki: TlsPki) -> No
             assert one_response(sock) == (200, b"conn 1 req 2 GET /next")  # no tunnel
             first = backend.since(0)[0]
             assert first.header("upgrade") == []
+    finally:
+        backend.close()
+
+
+def _pyopenssl_request(port: int, server_name: bytes, request: bytes) -> bytes:
+    """One request over TLS with a raw SNI (Python's ssl refuses such a name)."""
+    from OpenSSL import SSL
+
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.settimeout(None)
+        conn = SSL.Connection(context, raw)
+        conn.set_tlsext_host_name(server_name)
+        conn.set_connect_state()
+        conn.do_handshake()
+        conn.sendall(request)
+        reply = b""
+        while True:
+            try:
+                chunk = conn.recv(65536)
+            except (SSL.ZeroReturnError, SSL.SysCallError):
+                break
+            if not chunk:
+                break
+            reply += chunk
+        return reply
+
+
+def test_a_crlf_in_the_sni_cannot_inject_a_header_or_a_request(proxy_pki: TlsPki) -> None:
+    backend = RawBackend()
+    rules = (CompiledRule(HttpSetHeader("X-Sni", "%[ssl_fc_sni]")),)
+    try:
+        with proxy_to(proxy_pki, backend, settings=HttpSettings(rules=rules)) as proxy:
+            sni = b"a\r\nContent-Length: 41\r\nX-Injected: 1"
+            reply = _pyopenssl_request(
+                proxy.port, sni, b"GET /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+            )
+            received = bytes(backend.connections[0].received)
+            assert b"X-Injected" not in received  # before: injected, and a body length too
+            assert b"Content-Length" not in received
+            assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
+            (seen,) = backend.since(0)
+            assert (seen.method, seen.target, seen.header("x-sni")) == ("GET", "/a", [])
     finally:
         backend.close()

@@ -472,3 +472,14 @@ def test_any_rule_on_framing_headers_leaves_one_original_framing_line(
     facts = RequestFacts(("192.0.2.1", 1), None, True, "a")
     apply_rules([CompiledRule(rule)], head, facts)
     assert head.encode() == b"POST / HTTP/1.1\r\nHost: a\r\ncontent-length: 3\r\n\r\n"
+
+
+def test_a_rule_value_with_a_line_break_is_never_sent() -> None:
+    head = RequestReader().feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")[0]
+    assert isinstance(head, RequestHead)
+    facts = RequestFacts(("192.0.2.1", 1), "x\r\n\r\nGET /admin HTTP/1.1", True, "a")
+    apply_rules([CompiledRule(HttpSetHeader("X-Sni", "%[ssl_fc_sni]"))], head, facts)
+    head.extra = b"X-Forwarded-For: 192.0.2.1\r\n"
+    assert head.encode() == b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n"
+    head.extra = b"X-Forwarded-For: 1\nX: 2\r\n"
+    assert head.encode() == b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
