@@ -399,13 +399,23 @@ class HttpStream:
                 new = reader.feed(chunk)
                 if new:
                     events.extend(new)
+                if reader.failed is not None:
+                    break
         except HttpError as error:
-            self._bad_request(error)
-            return
+            if (exchange is None and not events) or (
+                exchange is not None and not exchange.request_done and END not in events
+            ):
+                self._bad_request(error)  # nothing complete comes before it
+                return
+            reader.failed = error  # answered once the requests before it are (HAProxy)
+        if reader.failed is not None:
+            self.pause_client()
         if exchange is None:
             if events:
                 head: RequestHead = events.popleft()  # type: ignore[assignment]
                 self._start(head, now)  # heads come first
+            elif reader.failed is not None:
+                self._bad_request(reader.failed)
             elif reader.in_head:
                 self._arm()  # `timeout http-request` from the first byte
         elif not exchange.request_done:
@@ -970,6 +980,8 @@ class HttpStream:
                 return
         if self.events or self.reader.in_head:
             self._advance()
+        elif self.reader.failed is not None:  # the requests before a bad one are served
+            self._bad_request(self.reader.failed)
         else:
             limit = self._keep_alive_s
             if limit and (self._timer is None or self._timer_due > now + limit):

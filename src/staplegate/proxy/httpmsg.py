@@ -490,6 +490,7 @@ class RequestReader:
         self.max_headers = max_headers
         self.events: list[RequestEvent] = []
         self.upgraded: bytes | None = None
+        self.failed: HttpError | None = None  # a refusal after complete messages (`feed`)
         self.in_head = False  # bytes of a request head have arrived, the head is incomplete
         self._parser = httptools.HttpRequestParser(self)
         self._slow: _CallbackRequests | None = None
@@ -501,6 +502,29 @@ class RequestReader:
         self._body_left = 0  # of the current message's body
 
     def feed(self, data: bytes) -> list[RequestEvent]:
+        """The events of `data`; HttpError for a message that cannot be forwarded.
+
+        Messages complete before a refused one in the same bytes come out first, as
+        HAProxy serves them: the refusal is kept in `failed` and raised by the next call.
+        """
+        if self.failed is not None:
+            raise self.failed
+        try:
+            return self._feed(data)
+        except HttpError as error:
+            parsed = self.events
+            if self._slow is not None:
+                parsed = parsed + self._slow.events
+                self._slow.events = []
+            self.events = []
+            for last in range(len(parsed) - 1, -1, -1):
+                if parsed[last] is END:
+                    self.failed = error
+                    self.in_head = False  # nothing more is read: the refusal comes next
+                    return parsed[: last + 1]
+            raise
+
+    def _feed(self, data: bytes) -> list[RequestEvent]:
         if self.upgraded is not None:  # the server has not answered the upgrade yet
             self.upgraded += data
             if len(self.upgraded) > MAX_HELD_BEFORE_101:  # reading is paused: a few reads
@@ -585,7 +609,11 @@ class RequestReader:
         slow = self._slow = _CallbackRequests(self)
         events = self.events
         self.events = []
-        events.extend(slow.feed(data[start:]))
+        try:
+            events.extend(slow.feed(data[start:]))
+        except HttpError:
+            self.events = events  # for `feed`: the messages before the refused one
+            raise
         return events
 
     # httptools callbacks

@@ -105,6 +105,11 @@ CASES = [
     bad("space-in-header-name", post(b"Content Length: 3\r\n", b"abc")),
     # pipelining after an error: nothing after the bad message is read
     bad("pipelined-after-error", b"GET / HTTP/1.1\r\nBad Header\r\n\r\n" + SMUGGLED),
+    bad(
+        "valid-then-malformed-in-one-read",
+        b"GET /ok HTTP/1.1\r\n" + H + b"\r\nGET / HTTP/1.1\r\nBad Header\r\n\r\n" + SMUGGLED,
+        ("GET", "/ok", b""),
+    ),
     # well-formed messages go through exactly, one per message
     Case(
         "chunked-then-pipelined",

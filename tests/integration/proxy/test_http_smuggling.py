@@ -257,3 +257,31 @@ def test_a_crlf_in_the_sni_cannot_inject_a_header_or_a_request(proxy_pki: TlsPki
             assert (seen.method, seen.target, seen.header("x-sni")) == ("GET", "/a", [])
     finally:
         backend.close()
+
+
+def test_requests_before_a_malformed_one_are_served_then_400(proxy_pki: TlsPki) -> None:
+    backend = RawBackend()
+    try:
+        with proxy_to(proxy_pki, backend) as proxy:
+            for split in (False, True):  # in the same read, or the bad one later
+                start = backend.snapshot()
+                sock = proxy.raw()
+                good = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
+                bad = b"GET / HTTP/1.1\r\nBad Header\r\n\r\n" + SMUGGLED
+                if split:
+                    sock.sendall(good)
+                    assert one_response(sock)[0] == 200
+                    sock.sendall(bad)
+                else:
+                    sock.sendall(good + bad)
+                answer = read_all(sock)
+                assert answer.count(b"HTTP/1.1 200 OK") == (1 if split else 2)
+                assert answer.endswith(b"</body></html>\n")
+                assert b"HTTP/1.1 400 Bad Request" in answer
+                seen = [r.target for r in backend.since(start)]
+                assert seen == ["/1", "/2"]
+    finally:
+        backend.close()
+
+
+SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
