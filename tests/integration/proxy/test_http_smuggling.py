@@ -285,3 +285,19 @@ def test_requests_before_a_malformed_one_are_served_then_400(proxy_pki: TlsPki) 
 
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+def test_a_malformed_request_behind_one_in_flight_waits_for_its_answer(
+    proxy_pki: TlsPki,
+) -> None:
+    with RunningHttpProxy(proxy_pki) as proxy:
+        backend = proxy.http_backends[0]
+        backend.delay_s = 0.3
+        sock = proxy.raw()
+        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        proxy.wait_until(lambda: backend.in_flight == 1)
+        sock.sendall(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n")
+        answer = read_all(sock)
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")  # before: the exchange was aborted
+        assert b"web1 /slow" in answer
+        assert b"HTTP/1.1 400 Bad Request\r\n" in answer
