@@ -387,6 +387,7 @@ def _frontend_plan(
             request_timeout_s=_seconds(timeouts.http_request),
             keep_alive_timeout_s=_seconds(timeouts.http_keep_alive),
             client_timeout_s=_seconds(timeouts.client),
+            max_headers=defaults.tune_http_maxhdr,
         )
     return FrontendPlan(
         name=frontend.name,

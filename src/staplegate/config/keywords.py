@@ -81,6 +81,7 @@ GLOBAL_SUPPORTED = frozenset(
         "ssl-skip-self-issued-ca",
         "ssl-dh-param-file",
         "tune.ssl.default-dh-param",
+        "tune.http.maxhdr",
         "zero-warning",
         "httpclient.timeout.connect",
         "httpclient.retries",

@@ -248,6 +248,8 @@ class GlobalSettings:
     ssl_default_server_ciphersuites: str | None = None
     ssl_dh_param_file: str | None = None
     tune_ssl_default_dh_param: int | None = None
+    tune_http_maxhdr: int = 101
+    """Header lines a head may have, its first line included (HAProxy's default 101)."""
     stats_sockets: tuple[StatsSocket, ...] = ()
     stats_maxconn: int = DEFAULT_STATS_MAXCONN
     """`stats maxconn`: runtime-API connections served at once over every socket."""

@@ -640,6 +640,10 @@ class ConfigParser:
             self._extra_files(args, where)
         elif head in ("ssl-load-extra-del-ext", "ssl-skip-self-issued-ca", "zero-warning"):
             self._global = replace(g, **_kw(head.replace("-", "_"), True))
+        elif head == "tune.http.maxhdr":
+            number = self._int_arg(head, value, where, minimum=1, maximum=32767)
+            if number is not None:
+                self._global = replace(g, tune_http_maxhdr=number)
         elif head == "tune.ssl.default-dh-param":
             number = self._int_arg(head, value, where, minimum=1024)
             if number is not None:

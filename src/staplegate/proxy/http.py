@@ -13,9 +13,12 @@ requests wait their turn; client reading pauses while a complete request is in f
    server counts towards marking it down in this worker).
 3. exchange: the request head and body go to the server as they arrive, the response head
    and body come back (backpressure both ways via transport pause/resume). At the end the
-   server connection returns to the idle cache if both sides allow keep-alive, the pool
-   slot is released, an httplog line is written, and the next request (or `timeout
-   http-keep-alive`) follows. A 101 answer turns the connection into a tunnel.
+   server connection returns to the idle cache only if both sides allow keep-alive and
+   both messages ended on a boundary (whole request sent, whole response read, no tunnel
+   asked for), the pool slot is released, an httplog line is written, and the next
+   request (or `timeout http-keep-alive`) follows. A 101 answer to a request that asked
+   for it turns the connection into a tunnel; any other answer to such a request lets
+   the client connection go on with HTTP.
 
 Errors answer as HAProxy does and close: 400 malformed, 431 head too large, 413 body too
 large, 408 `timeout http-request`, 503 no server or queue timeout, 502 bad or truncated
@@ -39,6 +42,7 @@ from staplegate.proxy.httpmsg import (
     END,
     HOP_BY_HOP,
     MAX_HEAD_BYTES,
+    MAX_HEADERS,
     BodyKind,
     End,
     HttpError,
@@ -52,6 +56,7 @@ from staplegate.proxy.httpmsg import (
     body_chunk,
     body_end,
     error_response,
+    has_line_break,
 )
 from staplegate.proxy.httprules import CompiledRule, RequestFacts, apply_rules
 from staplegate.proxy.upstream import open_server
@@ -88,6 +93,7 @@ class HttpSettings:
     client_timeout_s: float | None = None
     max_head_bytes: int = MAX_HEAD_BYTES
     max_body_bytes: int | None = None
+    max_headers: int = MAX_HEADERS  # `tune.http.maxhdr`
     backends: Mapping[str, HttpBackendSettings] = field(default_factory=dict)
 
 
@@ -346,6 +352,7 @@ class HttpStream:
         self.reader = RequestReader(
             max_head_bytes=self.settings.max_head_bytes,
             max_body_bytes=self.settings.max_body_bytes,
+            max_headers=self.settings.max_headers,
         )
         self.events: collections.deque[RequestEvent] = collections.deque()
         self.exchange: _Exchange | None = None
@@ -392,13 +399,23 @@ class HttpStream:
                 new = reader.feed(chunk)
                 if new:
                     events.extend(new)
+                if reader.failed is not None:
+                    break
         except HttpError as error:
-            self._bad_request(error)
-            return
+            if (exchange is None and not events) or (
+                exchange is not None and not exchange.request_done and END not in events
+            ):
+                self._bad_request(error)  # nothing complete comes before it
+                return
+            reader.failed = error  # answered once the requests before it are (HAProxy)
+        if reader.failed is not None:
+            self.pause_client()
         if exchange is None:
             if events:
                 head: RequestHead = events.popleft()  # type: ignore[assignment]
                 self._start(head, now)  # heads come first
+            elif reader.failed is not None:
+                self._bad_request(reader.failed)
             elif reader.in_head:
                 self._arm()  # `timeout http-request` from the first byte
         elif not exchange.request_done:
@@ -490,7 +507,9 @@ class HttpStream:
             name = backend.forwardfor_header or self.settings.forwardfor_header
             if name is None:
                 extra: bytes | None = b""
-            elif name.lower() in _LOOKED_UP:  # not expected: add it to the header list
+            elif name.lower() in _LOOKED_UP or has_line_break(self._client_ip_bytes):
+                # not expected (a PROXY-protocol address is checked where it is parsed):
+                # the header list, whose lines `RequestHead.encode` checks one by one
                 extra = None
             else:
                 extra = name + b": " + self._client_ip_bytes + b"\r\n"
@@ -580,7 +599,9 @@ class HttpStream:
         head_request = head.method == "HEAD"
         reader = conn.reader
         if reader is None or not reader.renew(head_request):
-            reader = conn.reader = ResponseReader(head_request=head_request)
+            reader = conn.reader = ResponseReader(
+                head_request=head_request, max_headers=self.settings.max_headers
+            )
         exchange.reader = reader
         exchange.sent_at = exchange.server_activity = now
         self.last_backend = pool.name
@@ -712,7 +733,9 @@ class HttpStream:
         if reader is not None and reader.reusable:
             reader.reset(head_request=head_request)
         else:
-            reader = conn.reader = ResponseReader(head_request=head_request)
+            reader = conn.reader = ResponseReader(
+                head_request=head_request, max_headers=self.settings.max_headers
+            )
         exchange.reader = reader
         exchange.sent_at = self.loop.time()
         exchange.server_activity = exchange.sent_at
@@ -804,7 +827,11 @@ class HttpStream:
                     self._send_plain(data)
                     if self.closed or self.exchange is not exchange:
                         return
-                # The response is through: keep its server connection if both sides allow.
+                # The response is through: keep its server connection only if both
+                # messages ended on a boundary: the whole request sent (an early answer to
+                # an unfinished upload closes it) and no tunnel asked for that did not
+                # happen (after an upgrade or CONNECT without 101, who knows what the
+                # server expects next).
                 ended = exchange.reader
                 final = exchange.response
                 now = self.loop.time()
@@ -817,6 +844,8 @@ class HttpStream:
                     and final is not None
                     and final.keep_alive
                     and exchange.request_done
+                    and not exchange.head.upgrade
+                    and exchange.head.method != "CONNECT"
                     and ended is not None
                     and ended.complete
                     and not ended.trailing
@@ -850,6 +879,9 @@ class HttpStream:
                 if response.informational:
                     out.append(response.wire + b"\r\n")
                     continue
+                if response.status == 101 and not (exchange.head.upgrade and exchange.request_done):
+                    self._server_failed(exchange, "SH--")  # 502: no tunnel was asked for
+                    return
                 exchange.response = response
                 if self._httplog:
                     exchange.response_at = self.loop.time()
@@ -944,8 +976,16 @@ class HttpStream:
             return
         if self._client_paused:
             self.resume_client()
+        if self.reader.upgraded is not None and self.tunnel is None:
+            try:  # no 101: what the client sent after the upgrade request is HTTP again
+                self.events.extend(self.reader.resume())
+            except HttpError as error:
+                self._bad_request(error)
+                return
         if self.events or self.reader.in_head:
             self._advance()
+        elif self.reader.failed is not None:  # the requests before a bad one are served
+            self._bad_request(self.reader.failed)
         else:
             limit = self._keep_alive_s
             if limit and (self._timer is None or self._timer_due > now + limit):

@@ -20,11 +20,18 @@ from typing import Final
 import httptools
 
 MAX_HEAD_BYTES: Final = 15 * 1024  # HAProxy: tune.bufsize 16384 minus tune.maxrewrite 1024
+# HAProxy's `tune.http.maxhdr` default: at most this many lines in a head counting the
+# request/status line, so 100 header fields (more: 400 for a request, 502 for a response)
+MAX_HEADERS: Final = 101
+# what a client may send after an upgrade request before the server's answer (the stream
+# stops reading the client meanwhile, so only what was already decrypted arrives)
+MAX_HELD_BEFORE_101: Final = 1 << 20
 
 HOP_BY_HOP: Final = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade"}
 )
-_RESPONSE_SPECIAL: Final = HOP_BY_HOP | {b"content-length", b"transfer-encoding"}
+_FRAMING_NAMES: Final = frozenset({b"content-length", b"transfer-encoding"})
+_RESPONSE_SPECIAL: Final = HOP_BY_HOP | _FRAMING_NAMES
 _REQUEST_SPECIAL_NAMES: Final = _RESPONSE_SPECIAL | {b"host"}
 
 
@@ -57,6 +64,8 @@ _NO_BODY: Final = BodyKind.NONE
 _LENGTH: Final = BodyKind.LENGTH
 _CHUNKED: Final = BodyKind.CHUNKED
 _UNTIL_CLOSE: Final = BodyKind.UNTIL_CLOSE
+_MALFORMED: Final = HttpErrorReason.MALFORMED
+_BAD_RESPONSE: Final = HttpErrorReason.BAD_RESPONSE
 
 
 class End:
@@ -74,6 +83,45 @@ def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
         if key.lower() == name:
             return value
     return None
+
+
+def check_request_framing(
+    method: str, version: str, transfer_encoding: bytes | None, length: int | None, upgrade: bool
+) -> None:
+    """Refuse (400) the framings llhttp lets through but a server may read another way.
+
+    * a Transfer-Encoding other than exactly `chunked` (`gzip, chunked`, ...): we would
+      de-chunk and re-chunk a body whose other codings we do not know (HAProxy 3.x: 422);
+    * Transfer-Encoding in an HTTP/1.0 request (RFC 9112 §6.1: a 1.0 recipient cannot
+      know it, so a 1.0 server behind us would read the chunks as the next request);
+    * a body on a request that asks for a tunnel (`Connection: upgrade` + `Upgrade`, or
+      CONNECT): llhttp stops at the head of such a request, so its body would be neither
+      sent nor skipped. HAProxy >= 2.4.5 drops the Upgrade instead (haproxy issue #1381);
+      see docs/reference/http-mode.md for why staplegate refuses.
+    """
+    if transfer_encoding is not None:
+        if version == "1.0":
+            raise HttpError(HttpErrorReason.MALFORMED, "Transfer-Encoding in an HTTP/1.0 request")
+        if transfer_encoding.strip(b" \t").lower() != b"chunked":
+            raise HttpError(HttpErrorReason.MALFORMED, "a transfer coding other than chunked")
+    if upgrade and (transfer_encoding is not None or length):
+        what = "a CONNECT" if method == "CONNECT" else "an upgrade"
+        raise HttpError(HttpErrorReason.MALFORMED, f"{what} request with a body")
+
+
+def _is_h2_upgrade(value: bytes) -> bool:
+    """An Upgrade to h2c (or h2): never tunnelled, as HAProxy drops such an Upgrade.
+
+    Once a server switched to HTTP/2 cleartext the client could send any request inside
+    the tunnel, past every `http-request` rule ("h2c smuggling").
+    """
+    return any(token.strip(b" \t").lower() in (b"h2c", b"h2") for token in value.split(b","))
+
+
+def check_header_count(lines: int, max_headers: int, reason: HttpErrorReason) -> None:
+    """HAProxy's `tune.http.maxhdr`: `lines` header fields plus the first line."""
+    if lines + 1 > max_headers:
+        raise HttpError(reason, f"more than {max_headers - 1} header fields")
 
 
 # The fast readers take llhttp's word that a head is well formed (strict CRLF, no folding,
@@ -96,6 +144,9 @@ _HOP_LINE: Final = re.compile(
 _HOP_LINE_BUT_UPGRADE: Final = re.compile(
     rb"\r\n(?:connection|keep-alive|proxy-connection|te|trailer)[ \t]*:[^\r]*", re.IGNORECASE
 )
+_VERSIONS: Final = frozenset({b"HTTP/1.1", b"HTTP/1.0"})
+_CONTROL: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_LINE_BREAK: Final = re.compile(rb"[\r\n\x00]")
 _new = object.__new__  # the fast readers fill a head's slots without a Python __init__ call
 
 
@@ -140,6 +191,7 @@ class RequestHead:
         headers: list[tuple[bytes, bytes]],
         *,
         keep_alive: bool,
+        upgrade: bool = False,
     ) -> None:
         self.method = method
         self.target = target
@@ -154,15 +206,19 @@ class RequestHead:
         self.body = BodyKind.NONE
         self.content_length: int | None = None
         self.host: str | None = None
-        self.upgrade = False  # an Upgrade header: the request asks for a tunnel
+        # the request asks for a tunnel: llhttp's verdict (Upgrade with `Connection:
+        # upgrade`), given by the reader; an Upgrade header alone never makes one
+        self.upgrade = upgrade
         self._hop = False
         self._look(headers)
 
-    def _look(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
+    def _look(self, headers: Iterable[tuple[bytes, bytes]], *, framing: bool = True) -> None:
         chunked = False
         length: int | None = None
         host: bytes | None = None
         hop = upgrade = False
+        framing_lines = 0
+        framing_kept = True  # (after rules) each framing line still says what the reader found
         for key, value in headers:
             lower = key.lower()
             if lower in _REQUEST_SPECIAL_NAMES:
@@ -170,20 +226,37 @@ class RequestHead:
                     if host is None:
                         host = value
                 elif lower == b"content-length":
-                    length = int(value)  # llhttp already refused malformed or conflicting values
+                    framing_lines += 1
+                    if framing:
+                        length = int(value)  # llhttp already refused malformed or repeated ones
+                    else:
+                        digits = value.strip(b" \t")
+                        framing_kept = framing_kept and (
+                            digits.isdigit() and int(digits) == self.content_length
+                        )
                 elif lower == b"transfer-encoding":
-                    chunked = chunked or b"chunked" in value.lower()
+                    framing_lines += 1
+                    if framing:
+                        chunked = chunked or b"chunked" in value.lower()
+                    else:
+                        framing_kept = framing_kept and (
+                            self.body is BodyKind.CHUNKED
+                            and value.strip(b" \t").lower() == b"chunked"
+                        )
                 else:
                     hop = True
                     upgrade = upgrade or lower == b"upgrade"
-        if chunked:
-            self.body, self.content_length = BodyKind.CHUNKED, None
-        elif length is not None:
-            self.body, self.content_length = BodyKind.LENGTH, length
-        else:
-            self.body, self.content_length = BodyKind.NONE, None
+        if framing:
+            if chunked:
+                self.body, self.content_length = BodyKind.CHUNKED, None
+            elif length is not None:
+                self.body, self.content_length = BodyKind.LENGTH, length
+            else:
+                self.body, self.content_length = BodyKind.NONE, None
+        elif not framing_kept or framing_lines != (self.body is not BodyKind.NONE):
+            self._restore_framing()
         self.host = host.decode("latin-1") if host is not None else None
-        self.upgrade = upgrade
+        self.upgrade = upgrade and self.upgrade  # a rule may drop a tunnel, never make one
         self._hop = hop
 
     @property
@@ -200,8 +273,23 @@ class RequestHead:
         self._raw = self.plain = None
 
     def headers_changed(self) -> None:
-        """Look again at Host, Upgrade and hop-by-hop headers after `headers` changed."""
-        self._look(self.headers)
+        """Look again at Host, Upgrade and hop-by-hop headers after `headers` changed.
+
+        The body's framing stays what the reader found: a rule that adds, changes or
+        removes Content-Length or Transfer-Encoding is undone for those headers (HAProxy
+        ignores such rewrites too), else the server would read the body differently from
+        us, a request smuggled by configuration.
+        """
+        self._look(self.headers, framing=False)
+
+    def _restore_framing(self) -> None:
+        headers = self.headers
+        kept = [(k, v) for k, v in headers if k.lower() not in _FRAMING_NAMES]
+        if self.body is BodyKind.CHUNKED:
+            kept.append((b"transfer-encoding", b"chunked"))
+        elif self.content_length is not None:
+            kept.append((b"content-length", str(self.content_length).encode()))
+        headers[:] = kept
 
     def request_line(self) -> str:
         """`GET /path HTTP/1.1`, as httplog quotes it."""
@@ -226,19 +314,43 @@ class RequestHead:
         first = b"%s %b HTTP/%s\r\n" % (self.method.encode(), self.target, self.version.encode())
         headers = self._headers or []
         if not self._hop and self.version != "1.0":
-            return (
-                b"".join([first, *[k + b": " + v + b"\r\n" for k, v in headers], self.extra])
-                + b"\r\n"
-            )
-        lines = [first]
-        for key, value in headers:
-            lower = key.lower()
-            if lower in HOP_BY_HOP and not (upgrade and lower == b"upgrade"):
-                continue
-            lines.append(key + b": " + value + b"\r\n")
-        lines.append(self.extra)
-        lines.append(tail)
-        return b"".join(lines)
+            lines = [k + b": " + v + b"\r\n" for k, v in headers]
+        else:
+            lines = []
+            for key, value in headers:
+                lower = key.lower()
+                if lower in HOP_BY_HOP and not (upgrade and lower == b"upgrade"):
+                    continue
+                lines.append(key + b": " + value + b"\r\n")
+        if self.extra:
+            lines.append(self.extra)
+        return _join_head(first, lines, tail)
+
+
+def has_line_break(value: bytes) -> bool:
+    """CR, LF or NUL: bytes that must never be inside a header line we send."""
+    return _LINE_BREAK.search(value) is not None
+
+
+def _join_head(first: bytes, lines: list[bytes], tail: bytes) -> bytes:
+    """The head from its lines, each of which must be exactly one line.
+
+    Header values from the client were checked by llhttp, but rules put in values of
+    their own (`%[ssl_fc_sni]` is whatever the TLS client sent: ASCII, CR and LF allowed),
+    and one CRLF inside a value would be a header, or a whole request, of the client's
+    making. A line that is not exactly one line is dropped.
+    """
+    head = b"".join([first, *lines, tail])
+    count = len(lines) + 1 + (1 if len(tail) == 2 else 2)
+    if (
+        head.count(b"\r\n") == count
+        and head.count(b"\n") == count
+        and head.count(b"\r") == count
+        and b"\x00" not in head
+    ):
+        return head
+    kept = [line for line in lines if not has_line_break(line[:-2])]
+    return b"".join([first, *kept, tail])
 
 
 class ResponseHead:
@@ -354,8 +466,9 @@ class _Chunked(Exception):
 class RequestReader:
     """Feed client bytes, get request events; raises `HttpError` (with HAProxy's status).
 
-    After an upgrade request (e.g. WebSocket), parsing stops: `upgraded` holds the bytes
-    that followed the head, which belong to the tunnel if the server agrees (101).
+    After an upgrade request (e.g. WebSocket) or a CONNECT, parsing stops: `upgraded`
+    holds the bytes that followed the head (and what is fed until then), which belong to
+    the tunnel if the server agrees (101), else are the next request (`resume`).
 
     Fast path: llhttp calls back only at the end of each head and per body piece (the end
     of a message follows from its head and Content-Length); the head is then cut out of
@@ -366,12 +479,18 @@ class RequestReader:
     """
 
     def __init__(
-        self, *, max_head_bytes: int = MAX_HEAD_BYTES, max_body_bytes: int | None = None
+        self,
+        *,
+        max_head_bytes: int = MAX_HEAD_BYTES,
+        max_body_bytes: int | None = None,
+        max_headers: int = MAX_HEADERS,
     ) -> None:
         self.max_head_bytes = max_head_bytes
         self.max_body_bytes = max_body_bytes
+        self.max_headers = max_headers
         self.events: list[RequestEvent] = []
         self.upgraded: bytes | None = None
+        self.failed: HttpError | None = None  # a refusal after complete messages (`feed`)
         self.in_head = False  # bytes of a request head have arrived, the head is incomplete
         self._parser = httptools.HttpRequestParser(self)
         self._slow: _CallbackRequests | None = None
@@ -383,8 +502,34 @@ class RequestReader:
         self._body_left = 0  # of the current message's body
 
     def feed(self, data: bytes) -> list[RequestEvent]:
-        if self.upgraded is not None:
-            raise HttpError(HttpErrorReason.MALFORMED, "data after an upgrade request")
+        """The events of `data`; HttpError for a message that cannot be forwarded.
+
+        Messages complete before a refused one in the same bytes come out first, as
+        HAProxy serves them: the refusal is kept in `failed` and raised by the next call.
+        """
+        if self.failed is not None:
+            raise self.failed
+        try:
+            return self._feed(data)
+        except HttpError as error:
+            parsed = self.events
+            if self._slow is not None:
+                parsed = parsed + self._slow.events
+                self._slow.events = []
+            self.events = []
+            for last in range(len(parsed) - 1, -1, -1):
+                if parsed[last] is END:
+                    self.failed = error
+                    self.in_head = False  # nothing more is read: the refusal comes next
+                    return parsed[: last + 1]
+            raise
+
+    def _feed(self, data: bytes) -> list[RequestEvent]:
+        if self.upgraded is not None:  # the server has not answered the upgrade yet
+            self.upgraded += data
+            if len(self.upgraded) > MAX_HELD_BEFORE_101:  # reading is paused: a few reads
+                raise HttpError(HttpErrorReason.HEAD_TOO_LARGE, "too much sent before a 101")
+            return []
         if self._slow is not None:
             return self._slow.feed(data)
         if self._parts:
@@ -405,6 +550,7 @@ class RequestReader:
                     self._start = skip
             else:
                 self._start = 0
+        switch_at: int | None = None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -413,12 +559,15 @@ class RequestReader:
         except httptools.HttpParserCallbackError as error:
             cause = error.__context__
             if isinstance(cause, _Chunked):
-                return self._switch(cause.start)
-            if isinstance(cause, HttpError):
+                switch_at = cause.start
+            elif isinstance(cause, HttpError):
                 raise cause from None
-            raise HttpError(HttpErrorReason.MALFORMED, str(error)) from None
+            else:
+                raise HttpError(HttpErrorReason.MALFORMED, str(error)) from None
         except httptools.HttpParserError as error:
             raise HttpError(HttpErrorReason.MALFORMED, str(error)) from None
+        if switch_at is not None:  # outside the handler: its errors have their own context
+            return self._switch(switch_at)
         fed = self._data
         if fed is None:  # still no end of head: `_parts` holds all of it
             self.in_head = self.in_head or bool(data.strip(b"\r\n"))
@@ -439,6 +588,18 @@ class RequestReader:
         events, self.events = self.events, []
         return events
 
+    def resume(self) -> list[RequestEvent]:
+        """The server refused the upgrade (no 101): what followed it is the next request."""
+        pending = self.upgraded or b""
+        self.upgraded = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._slow = None
+        self._data = b""
+        self._parts = []
+        self._pending = self._start = self._skip = self._body_left = 0
+        self.in_head = False
+        return self.feed(pending) if pending else []
+
     def _switch(self, start: int) -> list[RequestEvent]:
         """Parse from the chunked request's head on with a callback per header."""
         data = self._data
@@ -448,7 +609,11 @@ class RequestReader:
         slow = self._slow = _CallbackRequests(self)
         events = self.events
         self.events = []
-        events.extend(slow.feed(data[start:]))
+        try:
+            events.extend(slow.feed(data[start:]))
+        except HttpError:
+            self.events = events  # for `feed`: the messages before the refused one
+            raise
         return events
 
     # httptools callbacks
@@ -473,6 +638,11 @@ class RequestReader:
         if len(parts) != 3:  # llhttp lets runs of spaces through: forward one
             parts = [p for p in parts if p]
             raw = b" ".join(parts) + raw[eol:]
+            eol = raw.find(b"\r\n")
+        if len(parts) != 3 or parts[2] not in _VERSIONS or raw.find(b"\n", 0, eol) >= 0:
+            # llhttp takes `GET /` + LF as HTTP/0.9 with headers after it; a server
+            # would read a 0.9 request and then the headers as garbage
+            raise HttpError(HttpErrorReason.MALFORMED, "not an HTTP/1.0 or 1.1 request line")
         head = _new(RequestHead)
         head._raw = raw
         head._headers = None
@@ -482,9 +652,13 @@ class RequestReader:
         version = parts[2]
         head.version = "1.1" if version == b"HTTP/1.1" else version[5:].decode("ascii")
         head.keep_alive = self._parser.should_keep_alive()
+        # request line + header lines (a header line takes at least 4 bytes: count only
+        # heads that could be over)
+        if len(raw) >= 4 * self.max_headers and raw.count(b"\r\n") >= self.max_headers:
+            check_header_count(raw.count(b"\r\n") - 1, self.max_headers, _MALFORMED)
         host: bytes | None = None
         length: int | None = None
-        hop = upgrade = False
+        hop = h2 = False
         for name, value in _REQUEST_SPECIAL_LINE.findall(raw):
             size = len(name)  # the names this pattern matches differ in length but for two pairs
             if size == 4:  # host
@@ -492,14 +666,17 @@ class RequestReader:
                     host = value
             elif size == 14:  # content-length
                 length = int(value)  # llhttp already refused malformed or conflicting values
-            elif size == 17:  # transfer-encoding
-                if b"chunked" in value.lower():
-                    raise _Chunked(start)
+            elif size == 17:  # transfer-encoding: the callback parser takes it from here
+                raise _Chunked(start)
             else:
                 hop = True
-                upgrade = upgrade or name.lower() == b"upgrade"
+                if size == 7 and _is_h2_upgrade(value):  # `upgrade` (or `trailer`)
+                    h2 = True
+        upgrade = self._parser.should_upgrade()
+        if upgrade and length:
+            check_request_framing(head.method, head.version, None, length, upgrade)
         head.host = None if host is None else host.decode("latin-1")
-        head.upgrade = upgrade
+        head.upgrade = upgrade and head.method != "CONNECT" and not h2
         head._hop = hop
         head.plain = None if hop or head.version == "1.0" else raw
         after = end + 4
@@ -517,7 +694,7 @@ class RequestReader:
                 raise HttpError(HttpErrorReason.BODY_TOO_LARGE, f"{length} bytes")
             head.body = _LENGTH
             head.content_length = length
-            if not length or self._parser.should_upgrade():
+            if not length:
                 events.append(END)
             else:
                 self._body_left = length
@@ -544,6 +721,7 @@ class _CallbackRequests:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._body_size = 0
+        self._trailer_bytes = 0
         self._pending_head = 0  # bytes fed while the current head was incomplete
         self._feeding = 0  # the size of the chunk being parsed
 
@@ -574,13 +752,21 @@ class _CallbackRequests:
         self._url = b""
         self._headers = []
         self._body_size = 0
+        self._trailer_bytes = 0
         self._pending_head = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))  # the size is checked once, at the end of the head
+        if self.reader.in_head:
+            self._headers.append((name, value))  # the size is checked at the end of the head
+            return
+        # A trailer field (after a chunked body): dropped, never merged into the head
+        # (RFC 9112 §7.1.2 lets a recipient that removes the chunked coding discard them).
+        self._trailer_bytes += len(name) + len(value) + 4
+        if self._trailer_bytes > self.reader.max_head_bytes:
+            raise HttpError(HttpErrorReason.HEAD_TOO_LARGE, "request trailers too large")
 
     def on_headers_complete(self) -> None:
         reader = self.reader
@@ -589,13 +775,30 @@ class _CallbackRequests:
             size = len(self._url) + sum(len(k) + len(v) + 4 for k, v in self._headers)
             if size > reader.max_head_bytes:
                 raise HttpError(HttpErrorReason.HEAD_TOO_LARGE, "request head too large")
+        check_header_count(len(self._headers), reader.max_headers, _MALFORMED)
         parser = self._parser
+        method = parser.get_method().decode("ascii")
+        version = parser.get_http_version()
+        if version not in ("1.0", "1.1") or b" " in self._url or b"\n" in self._url:
+            raise HttpError(HttpErrorReason.MALFORMED, "not an HTTP/1.0 or 1.1 request line")
+        upgrade = parser.should_upgrade()
         head = RequestHead(
-            parser.get_method().decode("ascii"),
+            method,
             self._url,
-            parser.get_http_version(),
+            version,
             self._headers,
             keep_alive=parser.should_keep_alive(),
+            upgrade=upgrade
+            and method != "CONNECT"
+            and not any(_is_h2_upgrade(v) for k, v in self._headers if k.lower() == b"upgrade"),
+        )
+        codings = [v for k, v in self._headers if k.lower() == b"transfer-encoding"]
+        check_request_framing(
+            method,
+            version,
+            b",".join(codings) if codings else None,
+            head.content_length,
+            upgrade,
         )
         limit = reader.max_body_bytes
         if limit is not None and head.content_length is not None and head.content_length > limit:
@@ -622,9 +825,16 @@ class ResponseReader:
     where the bytes from the server start, or after an interim 1xx head).
     """
 
-    def __init__(self, *, head_request: bool, max_head_bytes: int = MAX_HEAD_BYTES) -> None:
+    def __init__(
+        self,
+        *,
+        head_request: bool,
+        max_head_bytes: int = MAX_HEAD_BYTES,
+        max_headers: int = MAX_HEADERS,
+    ) -> None:
         self.head_request = head_request
         self.max_head_bytes = max_head_bytes
+        self.max_headers = max_headers
         self.events: list[ResponseEvent] = []
         self.head: ResponseHead | None = None
         self.complete = False
@@ -701,6 +911,10 @@ class ResponseReader:
         raise HttpError(HttpErrorReason.BAD_RESPONSE, "the server closed mid-response")
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.complete:  # the start of another response in the same read: never reuse
+            self.trailing = True
+
     def on_headers_complete(self) -> None:
         data = self._data
         if data is None:
@@ -723,8 +937,22 @@ class ResponseReader:
         status = parser.get_status_code()
         eol = data.find(b"\r\n", start)
         line = data[start:eol]
+        reason = line[13:]
+        if not reason.replace(b" ", b"").isalpha() and _CONTROL.search(reason):
+            # llhttp lets control bytes into the reason phrase
+            raise HttpError(_BAD_RESPONSE, "a control character in the status line")
+        if status < 100:  # llhttp takes `000`
+            raise HttpError(_BAD_RESPONSE, f"status {status}")
         block = data[eol : end + 2]  # the CRLF ending the status line, then the header lines
+        if len(block) > 4 * self.max_headers and block.count(b"\r\n") > self.max_headers:
+            check_header_count(block.count(b"\r\n") - 1, self.max_headers, _BAD_RESPONSE)
         if status < 200:  # 1xx: rare, built from a header list (a 101 keeps Upgrade)
+            if _FRAMING.search(block):
+                # RFC 9112 §6.3: a 1xx never has content, but llhttp reads a body after
+                # some of them (105 + Content-Length); HAProxy would not, so refuse
+                raise HttpError(
+                    _BAD_RESPONSE, "a 1xx response with Content-Length or Transfer-Encoding"
+                )
             head = ResponseHead(
                 status,
                 line[13:],
@@ -751,7 +979,11 @@ class ResponseReader:
             for name, value in _FRAMING.findall(block):
                 if len(name) == 14:  # content-length
                     length = int(value)  # llhttp already refused malformed or conflicting ones
-                elif b"chunked" in value.lower():
+                elif chunked or value.strip(b" \t").lower() != b"chunked":
+                    # another coding: llhttp would read until close while the header
+                    # tells the client something else (HAProxy: 502 too)
+                    raise HttpError(_BAD_RESPONSE, "a transfer coding other than chunked")
+                else:
                     chunked = True
             if self.head_request or status in (204, 304):
                 head.body, head.content_length = _NO_BODY, None
@@ -769,6 +1001,8 @@ class ResponseReader:
         if self.head_request:  # llhttp cannot know a HEAD answer has no body: stop here
             self.complete = True
             self.events.append(END)
+            if data[self._start :].strip(b"\r\n"):  # a body after all: never reuse
+                self.trailing = True
             raise _HeadDone
 
     def on_body(self, body: bytes) -> None:

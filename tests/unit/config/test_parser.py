@@ -861,3 +861,15 @@ def test_empty_proxy_and_server_names_are_alerts_not_tracebacks() -> None:
     assert one_error('backend app\n    server "" 127.0.0.1:9000\n') == A.format(
         2, "'server' expects an <id> argument"
     )
+
+
+def test_tune_http_maxhdr_is_read_as_haproxy_range_1_to_32767() -> None:
+    config, diags = check("global\n    tune.http.maxhdr 200\n")
+    assert config is not None
+    assert config.global_.tune_http_maxhdr == 200
+    assert diags == []
+    default, _ = check("global\n")
+    assert default is not None
+    assert default.global_.tune_http_maxhdr == 101
+    message = "'tune.http.maxhdr' expects an integer argument (40000 is higher than the maximum"
+    assert one_error("global\n    tune.http.maxhdr 40000\n") == A.format(2, message + " 32767).")

@@ -288,3 +288,198 @@ def test_request_head_size_counts_across_chunks() -> None:
         reader.feed(head[60:])  # complete now, 170 bytes in all
     assert caught.value.status == 431
     assert isinstance(RequestReader(max_head_bytes=200).feed(head)[0], RequestHead)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n",
+        b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: ws\r\nContent-Length: 3\r\n\r\nabc",
+        b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: ws\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n",
+        b"CONNECT a:443 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+        b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n",
+    ],
+)
+def test_framings_a_server_could_read_another_way_are_400(data: bytes) -> None:
+    for reader in (RequestReader(), _after_a_chunked_request()):  # fast and callback paths
+        with pytest.raises(HttpError) as caught:
+            reader.feed(data)
+        assert caught.value.status == 400
+
+
+def _after_a_chunked_request() -> RequestReader:
+    reader = RequestReader()
+    reader.feed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    return reader
+
+
+def test_header_count_limit_counts_the_first_line_as_haproxy() -> None:
+    fits = b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 100 + b"\r\n"
+    assert isinstance(RequestReader().feed(fits)[0], RequestHead)
+    with pytest.raises(HttpError):
+        RequestReader(max_headers=100).feed(fits)
+    response = b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 10 + b"Content-Length: 0\r\n\r\n"
+    assert ResponseReader(head_request=False, max_headers=12).feed(response)[-1] is END
+    with pytest.raises(HttpError) as caught:
+        ResponseReader(head_request=False, max_headers=11).feed(response)
+    assert caught.value.status == 502
+
+
+def test_upgrade_header_alone_is_no_upgrade_and_a_refused_upgrade_resumes() -> None:
+    reader = RequestReader()
+    events = reader.feed(b"GET / HTTP/1.1\r\nUpgrade: ws\r\n\r\nGET /2 HTTP/1.1\r\n\r\n")
+    heads = [e for e in events if isinstance(e, RequestHead)]
+    assert [h.upgrade for h in heads] == [False, False]
+    assert heads[0].encode() == b"GET / HTTP/1.1\r\n\r\n"  # hop-by-hop Upgrade dropped
+    reader = RequestReader()
+    events = reader.feed(b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: ws\r\n\r\nGET /2 ")
+    assert isinstance(events[0], RequestHead)
+    assert events[0].upgrade
+    assert reader.feed(b"HTTP/1.1\r\n\r\n") == []  # held until the server answers
+    resumed = reader.resume()
+    assert isinstance(resumed[0], RequestHead)
+    assert resumed[0].target == b"/2"
+    assert resumed[1] is END
+
+
+def test_trailers_are_dropped_not_merged() -> None:
+    reader = RequestReader()
+    events = reader.feed(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"1\r\nx\r\n0\r\nHost: evil\r\n\r\n"
+    )
+    head = events[0]
+    assert isinstance(head, RequestHead)
+    assert head.headers == [(b"Host", b"a"), (b"Transfer-Encoding", b"chunked")]
+    assert events[1:] == [b"x", END]
+
+
+def test_rules_cannot_change_the_framing_the_reader_found() -> None:
+    head = RequestReader().feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")[0]
+    assert isinstance(head, RequestHead)
+    facts = RequestFacts(("192.0.2.1", 1), None, True, "a")
+    rules = [CompiledRule(HttpDelHeader("Content-Length"))]
+    apply_rules(rules, head, facts)
+    assert (head.body, head.content_length) == (BodyKind.LENGTH, 3)
+    assert head.encode() == b"POST / HTTP/1.1\r\nHost: a\r\ncontent-length: 3\r\n\r\n"
+    chunked = RequestReader().feed(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    )[0]
+    assert isinstance(chunked, RequestHead)
+    apply_rules([CompiledRule(HttpSetHeader("Content-Length", "0"))], chunked, facts)
+    assert chunked.body is BodyKind.CHUNKED
+    assert chunked.encode() == b"POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: chunked\r\n\r\n"
+
+
+# Found by the differential fuzz targets (tests/fuzz_targets/http_*_reader.py) against h11.
+
+
+def test_a_request_line_without_an_http_1_version_is_400() -> None:
+    # llhttp read `POST /` + LF as HTTP/0.9 followed by headers, and the head went out as
+    # it came: a server reads a 0.9 request, then the headers as garbage
+    for data in (
+        b"POST /\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nframe",
+        b"GET /\r\nHost: a\r\n\r\n",
+    ):
+        for reader in (RequestReader(), _after_a_chunked_request()):
+            with pytest.raises(HttpError) as caught:
+                reader.feed(data)
+            assert caught.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nbody until close",
+        b"HTTP/1.1 000 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 O\x0bK\r\nContent-Length: 2\r\n\r\nok",
+    ],
+)
+def test_responses_framed_or_labelled_oddly_are_502(data: bytes) -> None:
+    with pytest.raises(HttpError) as caught:
+        ResponseReader(head_request=False).feed(data)
+    assert caught.value.status == 502
+
+
+def test_the_start_of_another_response_in_the_same_read_stops_reuse() -> None:
+    reader = ResponseReader(head_request=False)
+    events = reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nX: 1")
+    assert events[1:] == [b"ok", END]
+    assert not reader.reusable  # the partial head would answer the next client's request
+
+
+def test_a_body_sent_after_a_head_answer_stops_reuse() -> None:
+    reader = ResponseReader(head_request=True)
+    assert reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")[1] is END
+    assert reader.trailing  # those two bytes would start the next client's answer
+    clean = ResponseReader(head_request=True)
+    clean.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+    assert not clean.trailing
+
+
+def test_a_refused_upgrade_resumes_on_the_callback_parser_too() -> None:
+    reader = _after_a_chunked_request()
+    events = reader.feed(b"GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: ws\r\n\r\nGET /2")
+    assert [e.upgrade for e in events if isinstance(e, RequestHead)] == [True]
+    assert reader.feed(b" HTTP/1.1\r\n\r\n") == []
+    (head, end) = reader.resume()
+    assert isinstance(head, RequestHead)
+    assert (head.target, end) == (b"/2", END)
+
+
+def test_an_interim_answer_with_a_body_length_is_502() -> None:
+    # found by the fuzz target: llhttp read "ok" as the body of a 105, and those bytes
+    # went to the client between the interim and the final head
+    data = (
+        b"HTTP/1.1 105 X\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    )
+    with pytest.raises(HttpError) as caught:
+        ResponseReader(head_request=False).feed(data)
+    assert caught.value.status == 502
+    fine = ResponseReader(head_request=False).feed(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert [type(e) for e in fine] == [ResponseHead, ResponseHead, type(END)]
+
+
+def test_an_h2c_upgrade_is_no_upgrade_on_either_parser() -> None:
+    data = b"GET / HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: H2C\r\n\r\n"
+    for reader in (RequestReader(), _after_a_chunked_request()):
+        head = [e for e in reader.feed(data) if isinstance(e, RequestHead)][-1]
+        assert not head.upgrade
+        assert head.encode() == b"GET / HTTP/1.1\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        HttpSetHeader("Content-Length", "abc"),
+        HttpSetHeader("Content-Length", "3", add=True),
+        HttpSetHeader("Transfer-Encoding", "chunked", add=True),
+        HttpDelHeader("Content-Length"),
+    ],
+)
+def test_any_rule_on_framing_headers_leaves_one_original_framing_line(
+    rule: HttpSetHeader | HttpDelHeader,
+) -> None:
+    head = RequestReader().feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")[0]
+    assert isinstance(head, RequestHead)
+    facts = RequestFacts(("192.0.2.1", 1), None, True, "a")
+    apply_rules([CompiledRule(rule)], head, facts)
+    assert head.encode() == b"POST / HTTP/1.1\r\nHost: a\r\ncontent-length: 3\r\n\r\n"
+
+
+def test_a_rule_value_with_a_line_break_is_never_sent() -> None:
+    head = RequestReader().feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")[0]
+    assert isinstance(head, RequestHead)
+    facts = RequestFacts(("192.0.2.1", 1), "x\r\n\r\nGET /admin HTTP/1.1", True, "a")
+    apply_rules([CompiledRule(HttpSetHeader("X-Sni", "%[ssl_fc_sni]"))], head, facts)
+    head.extra = b"X-Forwarded-For: 192.0.2.1\r\n"
+    assert head.encode() == b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n"
+    head.extra = b"X-Forwarded-For: 1\nX: 2\r\n"
+    assert head.encode() == b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
