@@ -106,6 +106,55 @@ def _head_start(data: bytes, start: int) -> int:
     return start
 
 
+_HOST_LINE: Final = re.compile(rb"\r\nhost[ \t]*:[ \t]*([^\r]*)", re.IGNORECASE)
+
+
+def target_authority(target: bytes) -> bytes | None:
+    """The authority of an absolute-form target (`http://u@a.test:8080/x` gives `a.test:8080`,
+    userinfo cut as HAProxy's `http_get_authority` does); None for any other form or an empty
+    authority. A server takes the host from there, not from `Host` (RFC 9112, 3.2.2)."""
+    scheme_end = target.find(b"://")
+    if scheme_end <= 0 or target[:1] == b"/":
+        return None
+    rest = target[scheme_end + 3 :]
+    for stop in (b"/", b"?", b"#"):
+        cut = rest.find(stop)
+        if cut >= 0:
+            rest = rest[:cut]
+    authority = rest[rest.rfind(b"@") + 1 :]
+    return authority or None
+
+
+def request_host(target: bytes, hosts: list[bytes]) -> bytes | None:
+    """The host routing and rules see: the absolute-form target's authority, else `Host`.
+
+    HAProxy's H1 parser (h1.c): several Host headers must agree (case aside) and the
+    duplicates are dropped; a Host that differs from the absolute-form target's authority is
+    refused. Both answer 400, because a front end and a server that pick different hosts
+    route, filter and cache on different names (Host confusion).
+    """
+    host = hosts[0] if hosts else None
+    if host is not None:
+        lowered = host.lower()
+        for other in hosts[1:]:
+            if other.lower() != lowered:
+                raise HttpError(HttpErrorReason.MALFORMED, "Host headers that differ")
+    authority = target_authority(target) if target[:1] != b"/" else None
+    if authority is None:
+        return host
+    if host is not None and host.lower() != authority.lower():
+        raise HttpError(HttpErrorReason.MALFORMED, "Host differs from the target's authority")
+    return authority
+
+
+def _one_host_line(raw: bytes) -> bytes:
+    """`raw` (a head's lines) with the second and later Host lines cut."""
+    first = _HOST_LINE.search(raw)
+    if first is None:
+        return raw
+    return raw[: first.end()] + _HOST_LINE.sub(b"", raw[first.end() :])
+
+
 class RequestHead:
     """A request line and headers; rules edit `headers` before it is sent on.
 
@@ -182,6 +231,8 @@ class RequestHead:
             self.body, self.content_length = BodyKind.LENGTH, length
         else:
             self.body, self.content_length = BodyKind.NONE, None
+        if self.target[:1] != b"/":  # absolute-form: its authority is the host
+            host = target_authority(self.target) or host
         self.host = host.decode("latin-1") if host is not None else None
         self.upgrade = upgrade
         self._hop = hop
@@ -483,11 +534,13 @@ class RequestReader:
         head.version = "1.1" if version == b"HTTP/1.1" else version[5:].decode("ascii")
         head.keep_alive = self._parser.should_keep_alive()
         host: bytes | None = None
+        hosts = 0
         length: int | None = None
         hop = upgrade = False
         for name, value in _REQUEST_SPECIAL_LINE.findall(raw):
             size = len(name)  # the names this pattern matches differ in length but for two pairs
             if size == 4:  # host
+                hosts += 1
                 if host is None:
                     host = value
             elif size == 14:  # content-length
@@ -498,6 +551,10 @@ class RequestReader:
             else:
                 hop = True
                 upgrade = upgrade or name.lower() == b"upgrade"
+        if hosts > 1 or head.target[:1] != b"/":  # rare: see `request_host`
+            host = request_host(head.target, _HOST_LINE.findall(raw))
+            if hosts > 1:
+                raw = head._raw = _one_host_line(raw)
         head.host = None if host is None else host.decode("latin-1")
         head.upgrade = upgrade
         head._hop = hop
@@ -590,11 +647,20 @@ class _CallbackRequests:
             if size > reader.max_head_bytes:
                 raise HttpError(HttpErrorReason.HEAD_TOO_LARGE, "request head too large")
         parser = self._parser
+        headers = self._headers
+        hosts = [value for name, value in headers if name.lower() == b"host"]
+        if len(hosts) > 1 or self._url[:1] != b"/":
+            request_host(self._url, hosts)  # raises when they disagree
+            if len(hosts) > 1:
+                first = next(i for i, (name, _) in enumerate(headers) if name.lower() == b"host")
+                headers = headers[: first + 1] + [
+                    (name, value) for name, value in headers[first + 1 :] if name.lower() != b"host"
+                ]
         head = RequestHead(
             parser.get_method().decode("ascii"),
             self._url,
             parser.get_http_version(),
-            self._headers,
+            headers,
             keep_alive=parser.should_keep_alive(),
         )
         limit = reader.max_body_bytes

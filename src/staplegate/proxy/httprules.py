@@ -2,10 +2,11 @@
 
 Conditions test the connection (`ssl_fc`, `ssl_fc_sni`, `req.ssl_sni`) and, in mode http,
 the request (`hdr(host)`: the Host header exactly as sent, port included, as HAProxy's
-`hdr(host)` fetch returns it). Rules run in order, like HAProxy's: header edits change the
-request in place; `return`, `deny` and `redirect` stop evaluation and answer locally.
-Header values are literal, except the sample expressions `%[src]`, `%[src_port]`,
-`%[ssl_fc_sni]` and `%[ssl_fc]`, which are the ones people write for X-Forwarded-* headers.
+`hdr(host)` fetch returns it; for an absolute-form target, its authority). Rules run in
+order, like HAProxy's: header edits change the request in place; `return`, `deny` and
+`redirect` stop evaluation and answer locally. Header values are literal, except the sample
+expressions `%[src]`, `%[src_port]`, `%[ssl_fc_sni]` and `%[ssl_fc]` (with `%%` for `%`),
+which are the ones people write for X-Forwarded-* headers.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from staplegate.config.model import (
+    HEADER_SAMPLES,
     AclFetch,
     AclMatch,
     AclTerm,
@@ -75,16 +77,17 @@ class CompiledRule:
     file_body: bytes | None = None
 
 
-_SAMPLE = re.compile(r"%\[(src|src_port|ssl_fc_sni|ssl_fc)\]")
+_SAMPLE = re.compile(r"%%|%\[(" + "|".join(HEADER_SAMPLES) + r")\]")
 
 
 def expand(value: str, facts: RequestFacts) -> str:
-    """Replace the few supported `%[sample]` expressions in a header value."""
-    if "%[" not in value:
-        return value
+    """Fill in a log-format header value: `%%` and the `%[sample]` expressions the parser
+    lets through (`HEADER_SAMPLES`)."""
 
     def one(match: re.Match[str]) -> str:
         name = match.group(1)
+        if name is None:
+            return "%"
         if name == "src":
             return facts.client_address[0]
         if name == "src_port":
@@ -106,7 +109,9 @@ def apply_rules(
         action = rule.action
         if isinstance(action, HttpSetHeader):
             name = action.name.encode("latin-1")
-            value = expand(action.value, facts).encode("latin-1")
+            value = (expand(action.value, facts) if action.log_format else action.value).encode(
+                "latin-1"
+            )
             if not action.add:
                 lower = name.lower()
                 head.headers = [(k, v) for k, v in head.headers if k.lower() != lower]

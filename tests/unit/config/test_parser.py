@@ -676,6 +676,7 @@ def test_http_request_rules() -> None:
         "    http-request deny\n"
         "    http-request set-header X-Forwarded-Proto https if { ssl_fc }\n"
         "    http-request add-header X-Pct 100%%\n"
+        "    http-request set-header X-Src %[src]:%[src_port]%%\n"
         "    http-request del-header X-Debug -m str\n"
         "    default_backend app\nbackend app\n    mode http\n    server a 127.0.0.1:1\n"
     )
@@ -690,6 +691,7 @@ def test_http_request_rules() -> None:
         HttpDeny(403),
         HttpSetHeader("X-Forwarded-Proto", "https"),
         HttpSetHeader("X-Pct", "100%", add=True),
+        HttpSetHeader("X-Src", "%[src]:%[src_port]%%", log_format=True),
         HttpDelHeader("X-Debug"),
     ]
     assert config.frontend("fe").http_request_rules[0].condition is not None
@@ -709,9 +711,12 @@ def test_http_request_errors() -> None:
         "keyword that staplegate does not support and it would change traffic",
         "http-request redirect scheme ftp": "'http-request redirect' : scheme 'ftp' is not "
         "supported (use http or https).",
-        "http-request set-header X-A %[src]": "'http-request set-header' : log-format "
-        "expressions ('%[...]') in header values are not supported by staplegate; use a "
-        "literal value",
+        "http-request set-header X-A %[req.hdr(x)]": "'http-request set-header' : staplegate "
+        "supports only the log-format expressions %[src], %[src_port], %[ssl_fc_sni], "
+        "%[ssl_fc] in header values",
+        "http-request set-header X-A %ci": "'http-request set-header' : staplegate "
+        "supports only the log-format expressions %[src], %[src_port], %[ssl_fc_sni], "
+        "%[ssl_fc] in header values",
         "http-request set-header X-A": "'http-request set-header' expects exactly 2 arguments.",
         "http-request set-var(txn.x) str(a)": "'http-request set-var(txn.x)' is a HAProxy "
         "keyword that staplegate does not support and it would change traffic",
