@@ -8,10 +8,12 @@ request can be as malformed as an attacker makes it); backends record the raw by
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 from pathlib import Path
 
 import pytest
+from OpenSSL import SSL
 
 from staplegate.proxy.proxyproto import build_v1
 from staplegate.testpki.pytest_plugin import Pki
@@ -195,6 +197,59 @@ def test_set_header_sample_fetches_in_the_docs_work(tmp_path: Path, pki: Pki) ->
             assert "\r\nX-Tls: 1\r\n" in head
             assert f"\r\nX-Src-Port: {client_port}\r\n" in head
             assert f"\r\nX-Mixed: from 127.0.0.1:{client_port} 100%\r\n" in head
+            assert proc.stop() == 0
+    finally:
+        web.close()
+
+
+def _pyopenssl_exchange(port: int, pki: Pki, server_name: bytes, request: bytes) -> bytes:
+    """A TLS exchange whose SNI bytes are exactly `server_name` (Python's ssl would refuse
+    to send control bytes; OpenSSL's client sends what it is given)."""
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    context.load_verify_locations(str(pki.ca.root_cert_path))
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 10, 0))
+    conn = SSL.Connection(context, sock)
+    conn.set_connect_state()
+    conn.set_tlsext_host_name(server_name)
+    received = b""
+    try:
+        conn.do_handshake()
+        conn.sendall(request)
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    except (SSL.Error, OSError):
+        pass
+    finally:
+        sock.close()
+    return received
+
+
+@pytest.mark.parametrize("certificates", [1, 2])  # 2: staplegate reads the ClientHello itself
+def test_sni_control_bytes_never_reach_a_header(
+    tmp_path: Path, pki: Pki, certificates: int
+) -> None:
+    web = RawBackend("web")
+    try:
+        config, port = write_config(tmp_path, pki, SAMPLES, web=web.port)
+        if certificates == 2:
+            other = pki.issue("other.example.test")
+            crt_list = tmp_path / "crt-list.txt"
+            with crt_list.open("a", encoding="utf-8") as lines:
+                lines.write(f"{other.bundle_path} other.example.test\n")
+        with staplegate(config, tmp_path / "state", workers=1) as proc:
+            started(proc)
+            request = f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode()
+            _pyopenssl_exchange(port, pki, HOST.encode() + b"\r\nX-Injected: 1", request)
+            for head in web.heads:  # refused (2 certificates) or sent on without the name
+                assert b"\r\nX-Injected" not in head
+            assert _pyopenssl_exchange(port, pki, HOST.encode(), request).startswith(
+                b"HTTP/1.1 200"
+            )
+            assert f"\r\nX-Sni: {HOST}\r\n".encode() in web.heads[-1]
             assert proc.stop() == 0
     finally:
         web.close()

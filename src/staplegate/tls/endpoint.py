@@ -24,6 +24,7 @@ from typing import Final
 from OpenSSL import SSL
 
 from staplegate.tls import _openssl_compat as compat
+from staplegate.tls import clienthello
 from staplegate.tls.contexts import ServerContext
 from staplegate.tls.staples import StapleLookup, StapleOutcome, StapleStats
 
@@ -296,9 +297,13 @@ class TlsEndpoint:
         return compat.renew_bios(self._conn)
 
     def server_name(self) -> str | None:
-        """The SNI host name as OpenSSL read it from the ClientHello (None: none sent)."""
+        """The SNI host name as OpenSSL read it from the ClientHello (None: none sent, or
+        not a plain ASCII host name: OpenSSL refuses only NUL, and the name goes into
+        routing, logs and `%[ssl_fc_sni]` headers, where a CR LF would inject a line)."""
         name = self._conn.get_servername()
-        return name.decode("ascii", "backslashreplace") if name else None
+        if not name or not clienthello.is_host_name(name):
+            return None
+        return name.decode("ascii")
 
     def session_info(self) -> SessionInfo:
         """What was negotiated; version and cipher are read only when asked (logs, tests)."""
