@@ -28,7 +28,13 @@ from staplegate.config.model import (
     HttpReturn,
     HttpSetHeader,
 )
-from staplegate.proxy.httpmsg import LocalResponse, RequestHead, error_response, reason_phrase
+from staplegate.proxy.httpmsg import (
+    LocalResponse,
+    RequestHead,
+    error_response,
+    reason_phrase,
+    target_authority,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +148,14 @@ def _return(action: HttpReturn, file_body: bytes | None) -> LocalResponse:
 
 def _redirect(action: HttpRedirectScheme, head: RequestHead) -> LocalResponse:
     host = head.host or ""
-    location = f"{action.scheme}://{host}{head.target.decode('latin-1')}"
+    target = head.target
+    if target_authority(target) is not None:  # absolute-form: keep its path only
+        path_start = target.find(b"/", target.find(b"://") + 3)
+        query_start = target.find(b"?", target.find(b"://") + 3)
+        starts = [i for i in (path_start, query_start) if i >= 0]
+        rest = target[min(starts) :] if starts else b""
+        target = rest if rest.startswith(b"/") else b"/" + rest
+    location = f"{action.scheme}://{host}{target.decode('latin-1')}"
     return LocalResponse(
         action.code,
         reason_phrase(action.code),

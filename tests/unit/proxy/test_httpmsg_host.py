@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from staplegate.config.model import HttpRedirectScheme
 from staplegate.proxy.httpmsg import (
     HttpError,
     RequestHead,
@@ -12,6 +13,7 @@ from staplegate.proxy.httpmsg import (
     request_host,
     target_authority,
 )
+from staplegate.proxy.httprules import CompiledRule, RequestFacts, apply_rules
 
 
 def _heads(data: bytes) -> list[RequestHead]:
@@ -72,3 +74,25 @@ def test_authority_and_host_helpers() -> None:
     head.headers.append((b"Y", b"2"))
     head.headers_changed()
     assert head.host == "a.test"
+
+
+@pytest.mark.parametrize(
+    ("target", "location"),
+    [
+        (b"/x?y=1", "https://a.test/x?y=1"),
+        (b"http://a.test/x?y=1", "https://a.test/x?y=1"),
+        (b"http://u@a.test?y=1", "https://a.test/?y=1"),
+        (b"http://a.test", "https://a.test/"),
+    ],
+)
+def test_redirect_scheme_uses_the_host_and_the_path_of_any_target(
+    target: bytes, location: str
+) -> None:
+    head = RequestHead("GET", target, "1.1", [(b"Host", b"a.test")], keep_alive=True)
+    answer, _ = apply_rules(
+        [CompiledRule(HttpRedirectScheme("https", 301))],
+        head,
+        RequestFacts(("127.0.0.1", 1), None, False, head.host),
+    )
+    assert answer is not None
+    assert dict(answer.headers)["location"] == location
