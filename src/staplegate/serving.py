@@ -431,6 +431,7 @@ def _backend_plan(backend: Backend, problems: list[Diagnostic]) -> BackendPlan:
             connect_timeout_s=_seconds(timeouts.connect),
             server_timeout_s=_seconds(timeouts.server),
             retries=retries,
+            tunnel_timeout_s=_seconds(timeouts.tunnel),
         ),
     )
 

@@ -7,9 +7,11 @@ request can be as malformed as an attacker makes it); backends record the raw by
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -253,3 +255,47 @@ def test_sni_control_bytes_never_reach_a_header(
             assert proc.stop() == 0
     finally:
         web.close()
+
+
+TUNNEL = """\
+frontend www
+    bind 127.0.0.1:{port} ssl crt-list {crt_list}
+    default_backend ws
+
+backend ws
+    timeout tunnel 300ms
+    server ws 127.0.0.1:{ws}
+"""
+
+
+def test_timeout_tunnel_closes_an_idle_websocket(tmp_path: Path, pki: Pki) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def upgrade_then_hold() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\n\r\n"
+                )
+                while conn.recv(65536):
+                    pass
+
+    threading.Thread(target=upgrade_then_hold, daemon=True).start()
+    try:
+        config, port = write_config(tmp_path, pki, TUNNEL, ws=listener.getsockname()[1])
+        with staplegate(config, tmp_path / "state", workers=1) as proc:
+            started(proc)
+            request = (
+                f"GET /ws HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\n"
+                "Upgrade: websocket\r\n\r\n"
+            ).encode()
+            begun = time.monotonic()
+            answer = raw_exchange(port, pki, request)  # reads until the proxy closes
+            assert answer.startswith(b"HTTP/1.1 101 "), answer
+            assert time.monotonic() - begun < 5  # `timeout client 10s` would be later
+            assert proc.stop() == 0
+    finally:
+        listener.close()

@@ -76,6 +76,7 @@ class HttpBackendSettings:
     connect_timeout_s: float | None = None
     server_timeout_s: float | None = None
     retries: int = 3
+    tunnel_timeout_s: float | None = None  # HAProxy's `timeout tunnel`: a backend keyword
 
 
 @dataclass(frozen=True)
@@ -360,6 +361,7 @@ class HttpStream:
         self._idle_since = self.loop.time()
         # `timeout client` during an exchange: the last time the client sent or took bytes
         self._client_activity = self._idle_since
+        self._tunnel_limit: float | None = None  # after a 101: the tunnel's inactivity limit
         self._first_byte: float | None = None
         self._client_eof = False
         self._client_paused = False
@@ -384,6 +386,7 @@ class HttpStream:
         if self.tunnel is not None:
             for chunk in chunks:
                 self.tunnel.write(chunk)
+            self._client_activity = self.loop.time()
             return
         now = self._client_activity = self.loop.time()
         reader = self.reader
@@ -791,6 +794,7 @@ class HttpStream:
         if eof_events is None:
             if self.tunnel is conn:
                 self.client_side.send_plain(data)
+                self._client_activity = self.loop.time()  # tunnel traffic either way
                 return
             if exchange is None or exchange.conn is not conn or exchange.reader is None:
                 conn.close()
@@ -936,7 +940,22 @@ class HttpStream:
         if pending:
             conn.write(pending)
         self.resume_client()
+        # HAProxy: a backend's `timeout tunnel` once the connection is a tunnel, else the
+        # client and server timeouts, each refreshed by traffic in either direction
+        backend = exchange.backend
+        limits = [
+            limit
+            for limit in (
+                self.settings.client_timeout_s,
+                backend.server_timeout_s if backend else None,
+            )
+            if limit
+        ]
+        tunnel_limit = backend.tunnel_timeout_s if backend else None
+        self._tunnel_limit = tunnel_limit or (min(limits) if limits else None)
+        self._client_activity = self.loop.time()
         self._cancel_timer()
+        self._arm()
 
     def _finish_exchange(
         self, exchange: _Exchange, termination: str, now: float | None = None
@@ -1101,7 +1120,8 @@ class HttpStream:
         settings = self.settings
         exchange = self.exchange
         if self.tunnel is not None:
-            return None
+            limit = self._tunnel_limit
+            return (self._client_activity + limit, "tunnel") if limit else None
         if exchange is None:
             if self._first_byte is not None or self.reader.in_head:
                 limit = settings.request_timeout_s or settings.client_timeout_s
@@ -1182,7 +1202,7 @@ class HttpStream:
             return
         if kind == "request":
             self._bad_request(None, status=408)
-        elif kind == "keep-alive":
+        elif kind in ("keep-alive", "tunnel"):
             self._end(aborted=False)
         elif kind == "client" and self.exchange is not None:
             self._client_timed_out(self.exchange)

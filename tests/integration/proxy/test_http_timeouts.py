@@ -7,9 +7,12 @@ backends) with timeouts of a few hundred milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
+
+import pytest
 
 from staplegate.proxy.backends import BackendServer
 from staplegate.proxy.http import HttpBackendSettings, HttpSettings
@@ -132,3 +135,71 @@ def test_a_complete_request_waiting_in_the_queue_owes_the_client_timeout_nothing
             answer = sock.recv(65536)
             assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
             assert answer.endswith(b"web1 " + path)
+
+
+class _UpgradingServer:
+    """Answers one request with 101 and echoes what follows, holding the connection open."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = self.listener.accept()
+            self.held.append(conn)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\n\r\n"
+            )
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self.held:
+            conn.close()
+
+
+UPGRADE = b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("client_s", "server_s", "tunnel_s"),
+    [(0.3, None, None), (None, 0.3, None), (5.0, 5.0, 0.3)],
+)
+def test_an_idle_tunnel_closes_after_its_timeout(
+    proxy_pki: TlsPki, client_s: float | None, server_s: float | None, tunnel_s: float | None
+) -> None:
+    """HAProxy: `timeout tunnel` (a backend's) once the connection is a tunnel, else the
+    client and server timeouts; traffic either way keeps it open."""
+    upgrading = _UpgradingServer()
+    backend = HttpBackendSettings(
+        "be", connect_timeout_s=1.0, server_timeout_s=server_s, tunnel_timeout_s=tunnel_s
+    )
+    settings = HttpSettings(client_timeout_s=client_s)
+    try:
+        with RunningHttpProxy(
+            proxy_pki,
+            settings=settings,
+            backend_settings=backend,
+            servers=lambda _: [BackendServer("ws", "127.0.0.1", upgrading.port)],
+        ) as proxy:
+            sock = proxy.raw()
+            sock.settimeout(3)
+            sock.sendall(UPGRADE)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 101 ")
+            for _ in range(5):  # 0.75 s of traffic, each gap under the timeout
+                time.sleep(0.15)
+                sock.sendall(b"ping")
+                assert sock.recv(65536) == b"ping"
+            started = time.monotonic()
+            assert read_all(sock) == b""  # then idle: closed by the proxy
+            assert 0.2 < time.monotonic() - started < 2.0
+    finally:
+        upgrading.close()
