@@ -64,7 +64,7 @@ def parse_proxy_header(data: bytes) -> ProxyHeader | NeedMore:
         return _parse_v2(data)
     if not data.startswith(b"PROXY"[: len(data)]):
         raise ProxyHeaderError(ProxyHeaderErrorReason.NOT_PROXY)
-    end = data.find(b"\r\n", 0, V1_MAX + 1)
+    end = data.find(b"\r\n", 0, V1_MAX)  # 107 bytes with the CRLF
     if end < 0:
         if len(data) >= V1_MAX:
             raise ProxyHeaderError(ProxyHeaderErrorReason.BAD_V1, "no CRLF in 107 bytes")

@@ -76,3 +76,13 @@ def test_v2_family_and_length_agree() -> None:
     local = parse_proxy_header(_v2(0x11, b"", command=0x20))
     assert not isinstance(local, NeedMore)
     assert local.source is None
+
+
+def test_v1_is_at_most_107_bytes_with_its_crlf() -> None:
+    longest = b"PROXY UNKNOWN " + b"x" * (107 - 16) + b"\r\n"
+    assert len(longest) == 107
+    parsed = parse_proxy_header(longest)
+    assert not isinstance(parsed, NeedMore)
+    assert parsed.length == 107
+    with pytest.raises(ProxyHeaderError):
+        parse_proxy_header(b"PROXY UNKNOWN " + b"x" * (108 - 16) + b"\r\n")
