@@ -147,12 +147,31 @@ def request_host(target: bytes, hosts: list[bytes]) -> bytes | None:
     return authority
 
 
-def _one_host_line(raw: bytes) -> bytes:
-    """`raw` (a head's lines) with the second and later Host lines cut."""
-    first = _HOST_LINE.search(raw)
-    if first is None:
-        return raw
-    return raw[: first.end()] + _HOST_LINE.sub(b"", raw[first.end() :])
+def _settle_host(head: RequestHead, hosts: list[bytes]) -> None:
+    """The fast reader's `request_host`: set the head's host, cut repeated Host lines."""
+    host = request_host(head.target, hosts)
+    head.host = None if host is None else host.decode("latin-1")
+    if len(hosts) > 1 and head._raw is not None:
+        raw = head._raw
+        first = _HOST_LINE.search(raw)
+        assert first is not None
+        raw = raw[: first.end()] + _HOST_LINE.sub(b"", raw[first.end() :])
+        head._raw = raw
+        if head.plain is not None:
+            head.plain = raw
+
+
+def _one_host(target: bytes, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The callback reader's `request_host` check: `headers` with repeated Host fields cut."""
+    hosts = [value for name, value in headers if name.lower() == b"host"]
+    if len(hosts) < 2 and target[:1] == b"/":
+        return headers
+    request_host(target, hosts)  # raises when they disagree
+    if len(hosts) < 2:
+        return headers
+    first = next(i for i, (name, _) in enumerate(headers) if name.lower() == b"host")
+    rest = [(name, value) for name, value in headers[first + 1 :] if name.lower() != b"host"]
+    return headers[: first + 1] + rest
 
 
 class RequestHead:
@@ -210,7 +229,7 @@ class RequestHead:
     def _look(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         chunked = False
         length: int | None = None
-        host: bytes | None = None
+        host = target_authority(self.target) if self.target[:1] != b"/" else None  # wins
         hop = upgrade = False
         for key, value in headers:
             lower = key.lower()
@@ -231,8 +250,6 @@ class RequestHead:
             self.body, self.content_length = BodyKind.LENGTH, length
         else:
             self.body, self.content_length = BodyKind.NONE, None
-        if self.target[:1] != b"/":  # absolute-form: its authority is the host
-            host = target_authority(self.target) or host
         self.host = host.decode("latin-1") if host is not None else None
         self.upgrade = upgrade
         self._hop = hop
@@ -551,15 +568,13 @@ class RequestReader:
             else:
                 hop = True
                 upgrade = upgrade or name.lower() == b"upgrade"
-        if hosts > 1 or head.target[:1] != b"/":  # rare: see `request_host`
-            host = request_host(head.target, _HOST_LINE.findall(raw))
-            if hosts > 1:
-                raw = head._raw = _one_host_line(raw)
         head.host = None if host is None else host.decode("latin-1")
         head.upgrade = upgrade
         head._hop = hop
         head.plain = None if hop or head.version == "1.0" else raw
         after = end + 4
+        if hosts > 1 or head.target[:1] != b"/":  # rare: see `request_host`
+            _settle_host(head, _HOST_LINE.findall(raw))
         events = self.events
         events.append(head)
         # No on_message_complete callback: the message ends here without a body (llhttp
@@ -642,25 +657,17 @@ class _CallbackRequests:
     def on_headers_complete(self) -> None:
         reader = self.reader
         reader.in_head = False
+        self._headers = _one_host(self._url, self._headers)
         if self._pending_head + self._feeding > reader.max_head_bytes:  # else it cannot be over
             size = len(self._url) + sum(len(k) + len(v) + 4 for k, v in self._headers)
             if size > reader.max_head_bytes:
                 raise HttpError(HttpErrorReason.HEAD_TOO_LARGE, "request head too large")
         parser = self._parser
-        headers = self._headers
-        hosts = [value for name, value in headers if name.lower() == b"host"]
-        if len(hosts) > 1 or self._url[:1] != b"/":
-            request_host(self._url, hosts)  # raises when they disagree
-            if len(hosts) > 1:
-                first = next(i for i, (name, _) in enumerate(headers) if name.lower() == b"host")
-                headers = headers[: first + 1] + [
-                    (name, value) for name, value in headers[first + 1 :] if name.lower() != b"host"
-                ]
         head = RequestHead(
             parser.get_method().decode("ascii"),
             self._url,
             parser.get_http_version(),
-            headers,
+            self._headers,
             keep_alive=parser.should_keep_alive(),
         )
         limit = reader.max_body_bytes
