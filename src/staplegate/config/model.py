@@ -9,7 +9,6 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
 
 from staplegate.config.diagnostics import SourceLocation
 from staplegate.config.values import SocketAddress
@@ -304,20 +303,11 @@ class HttpRedirectScheme:
     code: int = 302
 
 
-# the `%[sample]` expressions a set-header/add-header value may hold (the ones people write for
-# X-Forwarded-* headers; `proxy/httprules.expand` fills them in)
-HEADER_SAMPLES: Final = ("src", "src_port", "ssl_fc_sni", "ssl_fc")
-
-
 @dataclass(frozen=True)
 class HttpSetHeader:
-    """`value` is literal, or with `log_format` HAProxy log-format text: `%%` for `%` and
-    the `%[sample]` expressions `httprules.expand` knows."""
-
     name: str
     value: str
     add: bool = False
-    log_format: bool = False
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ from staplegate.config.keywords import KeywordClass, Section
 from staplegate.config.lexer import lex
 from staplegate.config.model import (
     EXTRA_FILE_KINDS,
-    HEADER_SAMPLES,
     LOG_FACILITIES,
     LOG_LEVELS,
     AclFetch,
@@ -81,7 +80,8 @@ from staplegate.config.values import (
 )
 
 _NAME_OK = re.compile(r"[A-Za-z0-9_.:-]+")
-_HEADER_SAMPLE = re.compile(r"%\[(?:" + "|".join(HEADER_SAMPLES) + r")\]")
+# what `proxy/httprules.expand` fills in ('%%[' would be ambiguous once '%%' is '%')
+_HEADER_SAMPLE = re.compile(r"%\[(?:src|src_port|ssl_fc_sni|ssl_fc)\]")
 _TWO_WORD = frozenset(
     {
         "stats",
@@ -1919,24 +1919,18 @@ class ConfigParser:
                     where, kw, f"'{kw}' expects exactly 2 arguments.", Reason.MISSING_ARGUMENT
                 )
                 return None
-            samples = _HEADER_SAMPLE.sub("", body[1].replace("%%", ""))
-            if "%" in samples:
+            if "%" in _HEADER_SAMPLE.sub("", body[1].replace("%%", "")) or "%%[" in body[1]:
                 self._error(
                     where,
                     kw,
                     f"'{kw}' : staplegate supports only the log-format expressions "
-                    f"{', '.join(f'%[{name}]' for name in HEADER_SAMPLES)} in header values",
+                    "%[src], %[src_port], %[ssl_fc_sni], %[ssl_fc] in header values",
                     Reason.UNSUPPORTED,
                 )
                 return None
-            if "%[" in body[1].replace("%%", ""):
-                action = HttpSetHeader(
-                    body[0], body[1], add=action_name == "add-header", log_format=True
-                )
-            else:
-                action = HttpSetHeader(
-                    body[0], body[1].replace("%%", "%"), add=action_name == "add-header"
-                )
+            action = HttpSetHeader(
+                body[0], body[1].replace("%%", "%"), add=action_name == "add-header"
+            )
         else:
             if len(body) == 3 and body[1] == "-m" and body[2] == "str":
                 body = body[:1]

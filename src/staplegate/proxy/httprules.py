@@ -2,11 +2,10 @@
 
 Conditions test the connection (`ssl_fc`, `ssl_fc_sni`, `req.ssl_sni`) and, in mode http,
 the request (`hdr(host)`: the Host header exactly as sent, port included, as HAProxy's
-`hdr(host)` fetch returns it; for an absolute-form target, its authority). Rules run in
-order, like HAProxy's: header edits change the request in place; `return`, `deny` and
-`redirect` stop evaluation and answer locally. Header values are literal, except the sample
-expressions `%[src]`, `%[src_port]`, `%[ssl_fc_sni]` and `%[ssl_fc]` (with `%%` for `%`),
-which are the ones people write for X-Forwarded-* headers.
+`hdr(host)` fetch returns it). Rules run in order, like HAProxy's: header edits change the
+request in place; `return`, `deny` and `redirect` stop evaluation and answer locally.
+Header values are literal, except the sample expressions `%[src]`, `%[src_port]`,
+`%[ssl_fc_sni]` and `%[ssl_fc]`, which are the ones people write for X-Forwarded-* headers.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from staplegate.config.model import (
-    HEADER_SAMPLES,
     AclFetch,
     AclMatch,
     AclTerm,
@@ -28,13 +26,7 @@ from staplegate.config.model import (
     HttpReturn,
     HttpSetHeader,
 )
-from staplegate.proxy.httpmsg import (
-    LocalResponse,
-    RequestHead,
-    error_response,
-    reason_phrase,
-    target_authority,
-)
+from staplegate.proxy.httpmsg import LocalResponse, RequestHead, error_response, reason_phrase
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,17 +75,16 @@ class CompiledRule:
     file_body: bytes | None = None
 
 
-_SAMPLE = re.compile(r"%%|%\[(" + "|".join(HEADER_SAMPLES) + r")\]")
+_SAMPLE = re.compile(r"%\[(src|src_port|ssl_fc_sni|ssl_fc)\]")
 
 
 def expand(value: str, facts: RequestFacts) -> str:
-    """Fill in a log-format header value: `%%` and the `%[sample]` expressions the parser
-    lets through (`HEADER_SAMPLES`)."""
+    """Replace the few supported `%[sample]` expressions in a header value."""
+    if "%[" not in value:
+        return value
 
     def one(match: re.Match[str]) -> str:
         name = match.group(1)
-        if name is None:
-            return "%"
         if name == "src":
             return facts.client_address[0]
         if name == "src_port":
@@ -115,9 +106,7 @@ def apply_rules(
         action = rule.action
         if isinstance(action, HttpSetHeader):
             name = action.name.encode("latin-1")
-            value = (expand(action.value, facts) if action.log_format else action.value).encode(
-                "latin-1"
-            )
+            value = expand(action.value, facts).encode("latin-1")
             if not action.add:
                 lower = name.lower()
                 head.headers = [(k, v) for k, v in head.headers if k.lower() != lower]
@@ -149,12 +138,11 @@ def _return(action: HttpReturn, file_body: bytes | None) -> LocalResponse:
 def _redirect(action: HttpRedirectScheme, head: RequestHead) -> LocalResponse:
     host = head.host or ""
     target = head.target
-    if target_authority(target) is not None:  # absolute-form: keep its path only
-        path_start = target.find(b"/", target.find(b"://") + 3)
-        query_start = target.find(b"?", target.find(b"://") + 3)
-        starts = [i for i in (path_start, query_start) if i >= 0]
-        rest = target[min(starts) :] if starts else b""
-        target = rest if rest.startswith(b"/") else b"/" + rest
+    scheme_end = target.find(b"://")
+    if scheme_end > 0 and target[:1] != b"/":  # absolute-form: keep its path (and query)
+        rest = target[scheme_end + 3 :]
+        cut = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
+        target = rest[cut:] if rest[cut:].startswith(b"/") else b"/" + rest[cut:]
     location = f"{action.scheme}://{host}{target.decode('latin-1')}"
     return LocalResponse(
         action.code,

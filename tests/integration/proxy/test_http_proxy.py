@@ -63,7 +63,7 @@ def test_forwardfor_and_header_rules(proxy_pki: TlsPki) -> None:
             HttpSetHeader("X-Forwarded-Proto", "https"),
             Condition(False, (AclTerm(AclFetch.SSL_FC),)),
         ),
-        CompiledRule(HttpSetHeader("X-Sni", "%[ssl_fc_sni]", log_format=True)),
+        CompiledRule(HttpSetHeader("X-Sni", "%[ssl_fc_sni]")),
         CompiledRule(HttpSetHeader("X-Added", "one", add=True)),
         CompiledRule(HttpDelHeader("X-Secret")),
     )

@@ -691,7 +691,7 @@ def test_http_request_rules() -> None:
         HttpDeny(403),
         HttpSetHeader("X-Forwarded-Proto", "https"),
         HttpSetHeader("X-Pct", "100%", add=True),
-        HttpSetHeader("X-Src", "%[src]:%[src_port]%%", log_format=True),
+        HttpSetHeader("X-Src", "%[src]:%[src_port]%", add=False),
         HttpDelHeader("X-Debug"),
     ]
     assert config.frontend("fe").http_request_rules[0].condition is not None
@@ -715,6 +715,9 @@ def test_http_request_errors() -> None:
         "supports only the log-format expressions %[src], %[src_port], %[ssl_fc_sni], "
         "%[ssl_fc] in header values",
         "http-request set-header X-A %ci": "'http-request set-header' : staplegate "
+        "supports only the log-format expressions %[src], %[src_port], %[ssl_fc_sni], "
+        "%[ssl_fc] in header values",
+        "http-request set-header X-A 100%%[src]": "'http-request set-header' : staplegate "
         "supports only the log-format expressions %[src], %[src_port], %[ssl_fc_sni], "
         "%[ssl_fc] in header values",
         "http-request set-header X-A": "'http-request set-header' expects exactly 2 arguments.",
