@@ -18,13 +18,13 @@ connection whose client never sent close_notify does not evict its session from 
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from typing import Final
 
 from OpenSSL import SSL
 
 from staplegate.tls import _openssl_compat as compat
-from staplegate.tls import clienthello
 from staplegate.tls.contexts import ServerContext
 from staplegate.tls.staples import StapleLookup, StapleOutcome, StapleStats
 
@@ -301,7 +301,7 @@ class TlsEndpoint:
         not a plain ASCII host name: OpenSSL refuses only NUL, and the name goes into
         routing, logs and `%[ssl_fc_sni]` headers, where a CR LF would inject a line)."""
         name = self._conn.get_servername()
-        if not name or not clienthello.is_host_name(name):
+        if not name or re.fullmatch(rb"[\x21-\x7e]+", name) is None:  # as clienthello's
             return None
         return name.decode("ascii")
 
