@@ -595,6 +595,7 @@ def _backend_plan(
             connect_timeout_s=_seconds(timeouts.connect),
             server_timeout_s=_seconds(timeouts.server),
             retries=retries,
+            tunnel_timeout_s=_seconds(timeouts.tunnel),
         ),
     )
 

@@ -21,8 +21,10 @@ requests wait their turn; client reading pauses while a complete request is in f
    the client connection go on with HTTP.
 
 Errors answer as HAProxy does and close: 400 malformed, 431 head too large, 413 body too
-large, 408 `timeout http-request`, 503 no server or queue timeout, 502 bad or truncated
-response or connection failure, 504 `timeout server` before the response head.
+large, 408 `timeout http-request` (or `timeout client` mid-upload), 503 no server or queue
+timeout, 502 bad or truncated response or connection failure, 504 `timeout server` before
+the response head. `timeout client` and `timeout server` are inactivity timeouts of each side
+while it is expected to send or acknowledge data (`_deadline`; docs/reference/http-mode.md).
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class HttpBackendSettings:
     connect_timeout_s: float | None = None
     server_timeout_s: float | None = None
     retries: int = 3
+    tunnel_timeout_s: float | None = None  # HAProxy's `timeout tunnel`: a backend keyword
 
 
 @dataclass(frozen=True)
@@ -363,6 +366,9 @@ class HttpStream:
         self.last_server: str | None = None
         self._private: ServerConnection | None = None  # send-proxy connections stay ours
         self._idle_since = self.loop.time()
+        # `timeout client` during an exchange: the last time the client sent or took bytes
+        self._client_activity = self._idle_since
+        self._tunnel_limit: float | None = None  # after a 101: the tunnel's inactivity limit
         self._first_byte: float | None = None
         self._client_eof = False
         self._client_paused = False
@@ -387,8 +393,9 @@ class HttpStream:
         if self.tunnel is not None:
             for chunk in chunks:
                 self.tunnel.write(chunk)
+            self._client_activity = self.loop.time()
             return
-        now = self.loop.time()
+        now = self._client_activity = self.loop.time()
         reader = self.reader
         events = self.events
         exchange = self.exchange
@@ -414,12 +421,16 @@ class HttpStream:
             if events:
                 head: RequestHead = events.popleft()  # type: ignore[assignment]
                 self._start(head, now)  # heads come first
+                exchange = self.exchange
+                if exchange is not None and not exchange.request_done:
+                    self._arm()  # its body is to come: `timeout client`
             elif reader.failed is not None:
                 self._bad_request(reader.failed)
             elif reader.in_head:
                 self._arm()  # `timeout http-request` from the first byte
         elif not exchange.request_done:
             self._pump(exchange)
+            self._arm()  # the upload goes on: `timeout client` (and, once sent, server)
         elif events:
             self.pause_client()  # a pipelined request waits its turn, and no more come in
 
@@ -440,17 +451,27 @@ class HttpStream:
             exchange.close_client = True
 
     def client_writable(self) -> None:
-        conn = self.exchange.conn if self.exchange else self.tunnel
+        exchange = self.exchange
+        conn = exchange.conn if exchange else self.tunnel
         if conn is not None and conn.transport is not None:
             conn.transport.resume_reading()
+        now = self._client_activity = self.loop.time()
+        if exchange is not None:
+            exchange.server_activity = now  # the server is read again: its clock restarts
 
     def client_blocked(self) -> None:
-        conn = self.exchange.conn if self.exchange else self.tunnel
+        exchange = self.exchange
+        conn = exchange.conn if exchange else self.tunnel
         if conn is not None and conn.transport is not None:
             conn.transport.pause_reading()
+        self._client_activity = self.loop.time()  # the client owes an acknowledgement
+        if exchange is not None:
+            self._arm()
 
     def server_writable(self) -> None:
         exchange = self.exchange
+        if exchange is not None:
+            exchange.server_activity = self._client_activity = self.loop.time()
         if self.tunnel is not None or (exchange is not None and not exchange.request_done):
             self.resume_client()
 
@@ -777,9 +798,13 @@ class HttpStream:
                 out.append(body_chunk(kind, event))
         if out:
             conn.write(out[0] if len(out) == 1 else b"".join(out))
+            # HAProxy: what the server accepts is activity on its side too
+            exchange.server_activity = self.loop.time()
         waiting = events or self.reader.upgraded is not None
         if (exchange.request_done and waiting) or conn.write_paused:
             self.pause_client()  # a pipelined request waits its turn / the server is full
+            if conn.write_paused:
+                self._arm()  # the server owes an acknowledgement: `timeout server`
 
     # -- server side ---------------------------------------------------------------------
 
@@ -796,6 +821,7 @@ class HttpStream:
         if eof_events is None:
             if self.tunnel is conn:
                 self.client_side.send_plain(data)
+                self._client_activity = self.loop.time()  # tunnel traffic either way
                 return
             if exchange is None or exchange.conn is not conn or exchange.reader is None:
                 conn.close()
@@ -950,7 +976,22 @@ class HttpStream:
         if pending:
             conn.write(pending)
         self.resume_client()
+        # HAProxy: a backend's `timeout tunnel` once the connection is a tunnel, else the
+        # client and server timeouts, each refreshed by traffic in either direction
+        backend = exchange.backend
+        limits = [
+            limit
+            for limit in (
+                self.settings.client_timeout_s,
+                backend.server_timeout_s if backend else None,
+            )
+            if limit
+        ]
+        tunnel_limit = backend.tunnel_timeout_s if backend else None
+        self._tunnel_limit = tunnel_limit or (min(limits) if limits else None)
+        self._client_activity = self.loop.time()
         self._cancel_timer()
+        self._arm()
 
     def _finish_exchange(
         self, exchange: _Exchange, termination: str, now: float | None = None
@@ -1035,6 +1076,20 @@ class HttpStream:
         else:
             self._abort_exchange(code, status=exchange.status)
 
+    def _client_timed_out(self, exchange: _Exchange) -> None:
+        """`timeout client` mid-exchange: 408 if nothing was answered yet, as HAProxy's
+        `cD--` (the server connection, holding part of a request or response, is closed)."""
+        if exchange.response is not None or exchange.bytes_out:
+            self._abort_exchange("cD--", status=exchange.status)
+            return
+        if exchange.task is not None and exchange.task is not asyncio.current_task():
+            exchange.task.cancel()
+        if exchange.conn is not None:
+            exchange.conn.owner = None
+            exchange.conn.abort()
+        exchange.close_client = True
+        self._respond_locally(exchange, error_response(408), "cD--")
+
     def _bad_request(self, error: HttpError | None, *, status: int | None = None) -> None:
         code = status if status is not None else (error.status if error else 400)
         head = RequestHead("", b"", "1.1", [], keep_alive=False)
@@ -1109,7 +1164,8 @@ class HttpStream:
         settings = self.settings
         exchange = self.exchange
         if self.tunnel is not None:
-            return None
+            limit = self._tunnel_limit
+            return (self._client_activity + limit, "tunnel") if limit else None
         if exchange is None:
             if self._first_byte is not None or self.reader.in_head:
                 limit = settings.request_timeout_s or settings.client_timeout_s
@@ -1124,11 +1180,38 @@ class HttpStream:
                 return (self._idle_since + limit, "keep-alive") if limit else None
             limit = settings.request_timeout_s or settings.client_timeout_s
             return (self._idle_since + limit, "request") if limit else None
+        # An exchange: each side is timed only while it is expected to send or acknowledge
+        # (HAProxy's inactivity timeouts). The server owes bytes once it has the whole
+        # request or has begun its answer, unless the client's full window holds it back,
+        # and owes room while request bytes wait for it; the client owes the rest of its
+        # request while we read it, and room while the response waits for it.
+        found: tuple[float, str] | None = None
         backend = exchange.backend
         server_limit = backend.server_timeout_s if backend else None
-        if exchange.conn is not None and server_limit:
-            return exchange.server_activity + server_limit, "server"
-        return None
+        conn = exchange.conn
+        client_side = self.client_side
+        server_owes = conn is not None and (
+            conn.write_paused
+            or (
+                (exchange.request_done or exchange.response is not None)
+                and not client_side.client_write_paused
+            )
+        )
+        if server_owes and server_limit:
+            found = (exchange.server_activity + server_limit, "server")
+        client_limit = settings.client_timeout_s
+        if client_limit and (
+            client_side.client_write_paused
+            or not (
+                exchange.request_done
+                or self._client_paused
+                or (conn is None and END in self.events)  # all in, waiting for a server
+            )
+        ):
+            due = self._client_activity + client_limit
+            if found is None or due < found[0]:
+                found = (due, "client")
+        return found
 
     def _arm(self) -> None:
         """Make sure a timer fires by the current deadline.
@@ -1163,8 +1246,10 @@ class HttpStream:
             return
         if kind == "request":
             self._bad_request(None, status=408)
-        elif kind == "keep-alive":
+        elif kind in ("keep-alive", "tunnel"):
             self._end(aborted=False)
+        elif kind == "client" and self.exchange is not None:
+            self._client_timed_out(self.exchange)
         elif self.exchange is not None:
             self._server_failed(self.exchange, "sH--" if self.exchange.response is None else "sD--")
 

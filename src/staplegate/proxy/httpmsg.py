@@ -157,6 +157,74 @@ def _head_start(data: bytes, start: int) -> int:
     return start
 
 
+_HOST_LINE: Final = re.compile(rb"\r\nhost[ \t]*:[ \t]*([^\r]*)", re.IGNORECASE)
+
+
+def target_authority(target: bytes) -> bytes | None:
+    """The authority of an absolute-form target (`http://u@a.test:8080/x` gives `a.test:8080`,
+    userinfo cut as HAProxy's `http_get_authority` does); None for any other form or an empty
+    authority. A server takes the host from there, not from `Host` (RFC 9112, 3.2.2)."""
+    scheme_end = target.find(b"://")
+    if scheme_end <= 0 or target[:1] == b"/":
+        return None
+    rest = target[scheme_end + 3 :]
+    for stop in (b"/", b"?", b"#"):
+        cut = rest.find(stop)
+        if cut >= 0:
+            rest = rest[:cut]
+    authority = rest[rest.rfind(b"@") + 1 :]
+    return authority or None
+
+
+def request_host(target: bytes, hosts: list[bytes]) -> bytes | None:
+    """The host routing and rules see: the absolute-form target's authority, else `Host`.
+
+    HAProxy's H1 parser (h1.c): several Host headers must agree (case aside) and the
+    duplicates are dropped; a Host that differs from the absolute-form target's authority is
+    refused. Both answer 400, because a front end and a server that pick different hosts
+    route, filter and cache on different names (Host confusion).
+    """
+    host = hosts[0] if hosts else None
+    if host is not None:
+        lowered = host.lower()
+        for other in hosts[1:]:
+            if other.lower() != lowered:
+                raise HttpError(HttpErrorReason.MALFORMED, "Host headers that differ")
+    authority = target_authority(target) if target[:1] != b"/" else None
+    if authority is None:
+        return host
+    if host is not None and host.lower() != authority.lower():
+        raise HttpError(HttpErrorReason.MALFORMED, "Host differs from the target's authority")
+    return authority
+
+
+def _settle_host(head: RequestHead, hosts: list[bytes]) -> None:
+    """The fast reader's `request_host`: set the head's host, cut repeated Host lines."""
+    host = request_host(head.target, hosts)
+    head.host = None if host is None else host.decode("latin-1")
+    if len(hosts) > 1 and head._raw is not None:
+        raw = head._raw
+        first = _HOST_LINE.search(raw)
+        assert first is not None
+        raw = raw[: first.end()] + _HOST_LINE.sub(b"", raw[first.end() :])
+        head._raw = raw
+        if head.plain is not None:
+            head.plain = raw
+
+
+def _one_host(target: bytes, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The callback reader's `request_host` check: `headers` with repeated Host fields cut."""
+    hosts = [value for name, value in headers if name.lower() == b"host"]
+    if len(hosts) < 2 and target[:1] == b"/":
+        return headers
+    request_host(target, hosts)  # raises when they disagree
+    if len(hosts) < 2:
+        return headers
+    first = next(i for i, (name, _) in enumerate(headers) if name.lower() == b"host")
+    rest = [(name, value) for name, value in headers[first + 1 :] if name.lower() != b"host"]
+    return headers[: first + 1] + rest
+
+
 class RequestHead:
     """A request line and headers; rules edit `headers` before it is sent on.
 
@@ -215,7 +283,7 @@ class RequestHead:
     def _look(self, headers: Iterable[tuple[bytes, bytes]], *, framing: bool = True) -> None:
         chunked = False
         length: int | None = None
-        host: bytes | None = None
+        host = target_authority(self.target) if self.target[:1] != b"/" else None  # wins
         hop = upgrade = False
         framing_lines = 0
         framing_kept = True  # (after rules) each framing line still says what the reader found
@@ -657,11 +725,13 @@ class RequestReader:
         if len(raw) >= 4 * self.max_headers and raw.count(b"\r\n") >= self.max_headers:
             check_header_count(raw.count(b"\r\n") - 1, self.max_headers, _MALFORMED)
         host: bytes | None = None
+        hosts = 0
         length: int | None = None
         hop = h2 = False
         for name, value in _REQUEST_SPECIAL_LINE.findall(raw):
             size = len(name)  # the names this pattern matches differ in length but for two pairs
             if size == 4:  # host
+                hosts += 1
                 if host is None:
                     host = value
             elif size == 14:  # content-length
@@ -680,6 +750,8 @@ class RequestReader:
         head._hop = hop
         head.plain = None if hop or head.version == "1.0" else raw
         after = end + 4
+        if hosts > 1 or head.target[:1] != b"/":  # rare: see `request_host`
+            _settle_host(head, _HOST_LINE.findall(raw))
         events = self.events
         events.append(head)
         # No on_message_complete callback: the message ends here without a body (llhttp
@@ -771,6 +843,7 @@ class _CallbackRequests:
     def on_headers_complete(self) -> None:
         reader = self.reader
         reader.in_head = False
+        self._headers = _one_host(self._url, self._headers)
         if self._pending_head + self._feeding > reader.max_head_bytes:  # else it cannot be over
             size = len(self._url) + sum(len(k) + len(v) + 4 for k, v in self._headers)
             if size > reader.max_head_bytes:

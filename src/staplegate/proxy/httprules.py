@@ -195,7 +195,13 @@ def _return(action: HttpReturn, file_body: bytes | None) -> LocalResponse:
 
 def _redirect(action: HttpRedirectScheme, head: RequestHead) -> LocalResponse:
     host = head.host or ""
-    location = f"{action.scheme}://{host}{head.target.decode('latin-1')}"
+    target = head.target
+    scheme_end = target.find(b"://")
+    if scheme_end > 0 and target[:1] != b"/":  # absolute-form: keep its path (and query)
+        rest = target[scheme_end + 3 :]
+        cut = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
+        target = rest[cut:] if rest[cut:].startswith(b"/") else b"/" + rest[cut:]
+    location = f"{action.scheme}://{host}{target.decode('latin-1')}"
     return LocalResponse(
         action.code,
         reason_phrase(action.code),

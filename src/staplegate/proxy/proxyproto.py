@@ -3,14 +3,17 @@ receive before the TLS ClientHello, and build what `send-proxy[-v2]` servers rec
 
 Format: haproxy.org's proxy-protocol.txt. A v1 line is at most 107 bytes ending in CRLF; a
 v2 header is a 12-byte signature, version/command, family, a 16-bit length and the
-addresses (TLVs after them are skipped). `LOCAL` (v2) and `UNKNOWN` (v1) headers carry no
-address: the connection keeps its socket addresses, as HAProxy does.
+addresses, then TLVs (checked to fit, otherwise skipped). `LOCAL` (v2) and `UNKNOWN` (v1)
+headers carry no address: the connection keeps its socket addresses, as HAProxy does.
+Addresses are parsed as strictly as HAProxy's: what comes out holds no control byte and
+no IPv6 zone ID, so it can go into `X-Forwarded-For` and log lines as it is.
 """
 
 from __future__ import annotations
 
 import enum
 import ipaddress
+import re
 import struct
 from dataclasses import dataclass
 from typing import Final
@@ -61,12 +64,35 @@ def parse_proxy_header(data: bytes) -> ProxyHeader | NeedMore:
         return _parse_v2(data)
     if not data.startswith(b"PROXY"[: len(data)]):
         raise ProxyHeaderError(ProxyHeaderErrorReason.NOT_PROXY)
-    end = data.find(b"\r\n", 0, V1_MAX + 1)
+    end = data.find(b"\r\n", 0, V1_MAX)  # 107 bytes with the CRLF
     if end < 0:
         if len(data) >= V1_MAX:
             raise ProxyHeaderError(ProxyHeaderErrorReason.BAD_V1, "no CRLF in 107 bytes")
         return NEED_MORE
     return _parse_v1(data[:end], end + 2)
+
+
+# What HAProxy's inet_pton and read_uint take: an address in the textual form of its
+# family and nothing else (Python's ipaddress also takes IPv6 zone IDs such as
+# `fe80::1%eth0`, whose suffix may hold any byte), a port of decimal digits only (int() also
+# takes a sign, `_` and surrounding whitespace, a bare LF included).
+_V1_ADDRESS: Final = re.compile(rb"[0-9A-Fa-f:.]{2,45}")
+_V1_PORT: Final = re.compile(rb"[0-9]{1,5}")
+
+
+def _v1_address(word: bytes, version: int) -> str:
+    if _V1_ADDRESS.fullmatch(word) is None:
+        raise ValueError(f"bad address {word[:48]!r}")
+    address = ipaddress.ip_address(word.decode("ascii"))
+    if address.version != version:
+        raise ValueError("address family does not match")
+    return str(address)
+
+
+def _v1_port(word: bytes) -> int:
+    if _V1_PORT.fullmatch(word) is None or int(word) > 65535:
+        raise ValueError(f"bad port {word[:8]!r}")
+    return int(word)
 
 
 def _parse_v1(line: bytes, length: int) -> ProxyHeader:
@@ -75,18 +101,24 @@ def _parse_v1(line: bytes, length: int) -> ProxyHeader:
         return ProxyHeader(None, None, length, 1)
     if len(words) != 6 or words[0] != b"PROXY" or words[1] not in (b"TCP4", b"TCP6"):
         raise ProxyHeaderError(ProxyHeaderErrorReason.BAD_V1, repr(line[:64]))
+    version = 4 if words[1] == b"TCP4" else 6
     try:
-        version = 4 if words[1] == b"TCP4" else 6
-        source = ipaddress.ip_address(words[2].decode("ascii"))
-        destination = ipaddress.ip_address(words[3].decode("ascii"))
-        if source.version != version or destination.version != version:
-            raise ValueError("address family does not match")
-        sport, dport = int(words[4]), int(words[5])
-        if not (0 <= sport <= 65535 and 0 <= dport <= 65535):
-            raise ValueError("port out of range")
-    except (ValueError, UnicodeDecodeError) as error:
+        source = (_v1_address(words[2], version), _v1_port(words[4]))
+        destination = (_v1_address(words[3], version), _v1_port(words[5]))
+    except ValueError as error:
         raise ProxyHeaderError(ProxyHeaderErrorReason.BAD_V1, str(error)) from None
-    return ProxyHeader((str(source), sport), (str(destination), dport), length, 1)
+    return ProxyHeader(source, destination, length, 1)
+
+
+def _check_tlvs(tlvs: bytes) -> None:
+    """Each TLV (type, 16-bit length, value) must end inside the header, as HAProxy checks."""
+    offset = 0
+    while offset < len(tlvs):
+        if offset + 3 > len(tlvs):
+            raise ProxyHeaderError(ProxyHeaderErrorReason.BAD_V2, "truncated TLV")
+        offset += 3 + int.from_bytes(tlvs[offset + 1 : offset + 3], "big")
+        if offset > len(tlvs):
+            raise ProxyHeaderError(ProxyHeaderErrorReason.BAD_V2, "TLV past the header's end")
 
 
 def _parse_v2(data: bytes) -> ProxyHeader | NeedMore:
@@ -105,12 +137,16 @@ def _parse_v2(data: bytes) -> ProxyHeader | NeedMore:
         return ProxyHeader(None, None, length, 2)
     if family == 0x11 and len(body) >= 12:
         src, dst, sport, dport = struct.unpack_from("!4s4sHH", body)
+        _check_tlvs(body[12:])
     elif family == 0x21 and len(body) >= 36:
         src, dst, sport, dport = struct.unpack_from("!16s16sHH", body)
+        _check_tlvs(body[36:])
     elif family == 0x00:
         return ProxyHeader(None, None, length, 2)
     else:
-        raise ProxyHeaderError(ProxyHeaderErrorReason.BAD_V2, f"family {family:#x}")
+        raise ProxyHeaderError(
+            ProxyHeaderErrorReason.BAD_V2, f"family {family:#x} with {len(body)} bytes"
+        )
     return ProxyHeader(
         (str(ipaddress.ip_address(src)), sport),
         (str(ipaddress.ip_address(dst)), dport),

@@ -20,6 +20,7 @@ This module is the pure half of that: bytes in, a `ClientHello` (or "need more b
 from __future__ import annotations
 
 import enum
+import re
 import struct
 from dataclasses import dataclass
 from typing import Final, cast
@@ -444,15 +445,24 @@ def _server_name(data: bytes, pos: int, end: int) -> str | None:
         if name_type != 0 or host is not None:
             continue
         raw = data[start:pos]
-        if not raw or len(raw) > 255 or b"\x00" in raw:
+        if not raw or len(raw) > 255:
             raise ClientHelloError(ClientHelloErrorReason.BAD_SERVER_NAME, "empty or too long")
-        try:
-            host = raw.decode("ascii")
-        except UnicodeDecodeError:
+        if not is_host_name(raw):
             raise ClientHelloError(
-                ClientHelloErrorReason.BAD_SERVER_NAME, "not ASCII (use the A-label form)"
-            ) from None
+                ClientHelloErrorReason.BAD_SERVER_NAME,
+                "not printable ASCII (control bytes, spaces; use the A-label form)",
+            )
+        host = raw.decode("ascii")
     return host
+
+
+_NOT_HOST_BYTE: Final = re.compile(rb"[^\x21-\x7e]")
+
+
+def is_host_name(raw: bytes) -> bool:
+    """Printable ASCII without spaces: what a DNS host name (RFC 6066's HostName, A-labels)
+    can hold. Control bytes would reach routing, logs and headers (`%[ssl_fc_sni]`)."""
+    return _NOT_HOST_BYTE.search(raw) is None
 
 
 def _alpn_span(data: bytes, pos: int, end: int) -> slice:

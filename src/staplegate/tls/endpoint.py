@@ -18,6 +18,7 @@ connection whose client never sent close_notify does not evict its session from 
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -307,9 +308,13 @@ class TlsEndpoint:
         return compat.renew_bios(self._conn)
 
     def server_name(self) -> str | None:
-        """The SNI host name as OpenSSL read it from the ClientHello (None: none sent)."""
+        """The SNI host name as OpenSSL read it from the ClientHello (None: none sent, or
+        not a plain ASCII host name: OpenSSL refuses only NUL, and the name goes into
+        routing, logs and `%[ssl_fc_sni]` headers, where a CR LF would inject a line)."""
         name = self._conn.get_servername()
-        return name.decode("ascii", "backslashreplace") if name else None
+        if not name or re.fullmatch(rb"[\x21-\x7e]+", name) is None:  # as clienthello's
+            return None
+        return name.decode("ascii")
 
     def session_info(self) -> SessionInfo:
         """What was negotiated; version and cipher are read only when asked (logs, tests)."""

@@ -728,6 +728,7 @@ def test_http_request_rules() -> None:
         "    http-request deny\n"
         "    http-request set-header X-Forwarded-Proto https if { ssl_fc }\n"
         "    http-request add-header X-Pct 100%%\n"
+        "    http-request set-header X-Src %[src]:%[src_port]%%\n"
         "    http-request del-header X-Debug -m str\n"
         "    default_backend app\nbackend app\n    mode http\n    server a 127.0.0.1:1\n"
     )

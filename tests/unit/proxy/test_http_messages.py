@@ -479,6 +479,8 @@ def test_a_rule_value_with_a_line_break_is_never_sent() -> None:
     assert isinstance(head, RequestHead)
     facts = RequestFacts(("192.0.2.1", 1), "x\r\n\r\nGET /admin HTTP/1.1", True, "a")
     apply_rules([CompiledRule(HttpSetHeader("X-Sni", "%[ssl_fc_sni]"))], head, facts)
+    assert head.headers[-1] == (b"X-Sni", b"x\\x0D\\x0A\\x0D\\x0AGET /admin HTTP/1.1")
+    head.headers[-1] = (b"X-Sni", b"x\r\n\r\nGET /admin HTTP/1.1")  # whatever filled it in
     head.extra = b"X-Forwarded-For: 192.0.2.1\r\n"
     assert head.encode() == b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n"
     head.extra = b"X-Forwarded-For: 1\nX: 2\r\n"
