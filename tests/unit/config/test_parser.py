@@ -743,6 +743,7 @@ def test_http_request_rules() -> None:
         HttpDeny(403),
         HttpSetHeader("X-Forwarded-Proto", "https"),
         HttpSetHeader("X-Pct", "100%%", add=True),
+        HttpSetHeader("X-Src", "%[src]:%[src_port]%%", add=False),
         HttpDelHeader("X-Debug"),
     ]
     assert config.frontend("fe").http_request_rules[0].condition is not None
