@@ -54,8 +54,7 @@ from staplegate.check import load_generation, validate
 from staplegate.clock import Clock, SystemClock
 from staplegate.config.model import GlobalSettings, LogTargetKind
 from staplegate.config.values import SocketAddress
-from staplegate.fetch.http import FetchSettings
-from staplegate.fetch.updater import OcspUpdater, UpdaterEntry
+from staplegate.fetch.client import FetchSettings
 from staplegate.generation import Generation
 from staplegate.observe.log import NOTICE, LogRouter, SyslogTarget
 from staplegate.ocsp.certid import CertId
@@ -71,6 +70,8 @@ from staplegate.runtime.server import (
 )
 from staplegate.serving import ServePlan, build_plan, open_listening_socket
 from staplegate.store import FileStapleStore, StoreError, resolve_state_dir
+from staplegate.updater.driver import UpdaterEntry
+from staplegate.updater.service import OcspUpdater
 from staplegate.worker import (
     WORKER_SIGNALS,
     ServerStates,

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from staplegate import __version__
 from staplegate.app import DeployError, Master, ReloadResult
 from staplegate.certs import LoadedCertificate, assess_ocsp, check_ocsp_sidecar
-from staplegate.fetch.updater import OcspUpdater
 from staplegate.generation import CertificateEntry
 from staplegate.proxy.backends import AdminState as PoolAdminState
 from staplegate.proxy.backends import ServerState
@@ -32,6 +31,7 @@ from staplegate.runtime.backend import (
     UnknownServer,
     crt_lists_from_config,
 )
+from staplegate.updater.service import OcspUpdater
 
 
 class MasterRuntime:

@@ -29,8 +29,7 @@ from cryptography.x509 import ocsp
 
 from staplegate.certs.loader import issued_by
 from staplegate.clock import Clock, SystemClock
-from staplegate.fetch.http import FetchResult, FetchSettings, OcspHttpClient
-from staplegate.fetch.updater import fetch_event
+from staplegate.fetch.client import FetchResult, FetchSettings, OcspHttpClient
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.logline import UpdateStatus
 from staplegate.ocsp.machine import (
@@ -45,6 +44,7 @@ from staplegate.ocsp.machine import (
 from staplegate.ocsp.request import OcspUriError, build_request, http_request_for
 from staplegate.ocsp.verify import CertStatus, VerificationError, VerifiedStaple, verify_response
 from staplegate.store.atomic import write_sidecar_atomically
+from staplegate.updater.driver import fetch_event
 
 EXIT_OK = 0
 EXIT_FAILED = 1

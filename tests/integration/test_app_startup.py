@@ -16,13 +16,13 @@ import pytest
 from staplegate.app import Deployment, Master, _master_main
 from staplegate.check import load_generation
 from staplegate.clock import SystemClock
-from staplegate.fetch.http import FetchSettings
-from staplegate.fetch.updater import OcspUpdater
+from staplegate.fetch.client import FetchSettings
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.serving import build_plan
 from staplegate.store import FileStapleStore
 from staplegate.testpki.pytest_plugin import Pki
+from staplegate.updater.service import OcspUpdater
 
 CONFIG = """\
 global

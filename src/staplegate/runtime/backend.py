@@ -19,8 +19,8 @@ from typing import Protocol
 
 from staplegate.certs import LoadedCertificate
 from staplegate.config.model import CertSourceKind, Config, CrtListEntry
-from staplegate.fetch.updater import OcspUpdater
 from staplegate.generation import CertificateEntry
+from staplegate.updater.service import OcspUpdater
 
 
 class AdminState(enum.Enum):

@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives import hashes
 
 from staplegate.certs import LoadedCertificate, SidecarOutcome, check_ocsp_sidecar
 from staplegate.clock import Clock, SystemClock
-from staplegate.fetch.updater import EntrySnapshot, OcspUpdater, UpdateOutcome, UpdateResult
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.logline import format_update_line
 from staplegate.ocsp.machine import State
@@ -53,6 +52,8 @@ from staplegate.runtime.transaction import (
     begin,
     split_name,
 )
+from staplegate.updater.results import EntrySnapshot, UpdateOutcome, UpdateResult
+from staplegate.updater.service import OcspUpdater
 
 PERMISSION_DENIED = "Permission denied"
 LOCKED = "Operations on certificates are currently locked!"
