@@ -42,7 +42,13 @@ from staplegate.ocsp.machine import (
     UpdateRequested,
 )
 from staplegate.ocsp.request import OcspUriError, build_request, http_request_for
-from staplegate.ocsp.verify import CertStatus, VerificationError, VerifiedStaple, verify_response
+from staplegate.ocsp.verify import (
+    WITHDRAWAL_MARGIN_S,
+    CertStatus,
+    VerificationError,
+    VerifiedStaple,
+    verify_response,
+)
 from staplegate.store.atomic import write_sidecar_atomically
 from staplegate.updater.driver import fetch_event
 
@@ -458,7 +464,7 @@ def format_staple(staple: VerifiedStaple) -> list[str]:
     lines += [
         f"This Update: {openssl_time(staple.this_update)}",
         f"Next Update: {openssl_time(staple.next_update)}",
-        f"Served until: {openssl_time(staple.expire())} (nextUpdate - 300 s)",
+        f"Served until: {openssl_time(staple.expire())} (nextUpdate - {WITHDRAWAL_MARGIN_S} s)",
         f"Signed by: {staple.responder}",
         f"Certificate ID key: {staple.cert_id.hex}",
     ]
@@ -636,7 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
         "verify",
         help="exit 0 when a response verifies for a certificate, else say why and exit 1",
         description="Run every check a staple candidate must pass (signature, responder, "
-        "CertId, status, time window, 300 s rule) and name the first that fails.",
+        f"CertId, status, time window, {WITHDRAWAL_MARGIN_S} s rule) and name the first that "
+        "fails.",
     )
     verify.add_argument("file", type=Path, metavar="FILE.ocsp")
     verify.add_argument("--cert", type=Path, required=True, metavar="CERT")

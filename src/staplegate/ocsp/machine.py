@@ -16,8 +16,8 @@ States and the events each accepts (anything else is a bug in the caller and rai
 `Tick`, `ManualSet` and `UpdateRequested` are accepted in every live state; a `ManualSet`
 while WAITING brings the next attempt forward when the new staple needs it sooner. Staple rules,
 whatever the state: only a verified, unexpired staple is installed; the last good staple
-keeps being served while `servable`; it is withdrawn at its `expire` (nextUpdate - 300 s);
-a fetched response older (earlier thisUpdate) than the held one is not installed. HAProxy's
+keeps being served while `servable`; it is withdrawn at its `expire` (nextUpdate -
+WITHDRAWAL_MARGIN); a fetched response older (earlier thisUpdate) than the held one is not installed. HAProxy's
 counters (successes, failures, consecutive failures, last success time, last status and its
 3.2 detail) are kept here and shown by the runtime API.
 
@@ -46,12 +46,14 @@ from staplegate.ocsp.request import (
 )
 from staplegate.ocsp.schedule import (
     UpdateSettings,
-    base_next_update,
+    base_refresh_at,
     jitter,
-    next_update_after_failure,
-    next_update_after_success,
+    refresh_at_after_failure,
+    refresh_at_after_success,
 )
 from staplegate.ocsp.verify import (
+    DEFAULT_SKEW,
+    WITHDRAWAL_MARGIN_S,
     CertStatus,
     VerificationError,
     VerifiedStaple,
@@ -249,7 +251,7 @@ class CertificateMachine:
     settings: UpdateSettings = field(default_factory=UpdateSettings)
     rng: random.Random = field(default_factory=random.Random)
     auto_update: bool = True
-    skew: dt.timedelta = dt.timedelta(seconds=300)
+    skew: dt.timedelta = DEFAULT_SKEW
 
     state: State = field(default=State.NEW, init=False)
     staple: VerifiedStaple | None = field(default=None, init=False)
@@ -326,7 +328,7 @@ class CertificateMachine:
         if not self.auto_update:
             self.state = State.IDLE
             return
-        attempt = base_next_update(now=now, expire=self._expire(), settings=self.settings)
+        attempt = base_refresh_at(now=now, expire=self._expire(), settings=self.settings)
         self._schedule(attempt, now)
 
     def _on_tick(self, event: Tick, actions: list[Action]) -> None:
@@ -374,7 +376,7 @@ class CertificateMachine:
         else:
             self._install(staple, actions, persist=True)
         held_expire = self.staple.expire() if self.staple is not None else staple.expire()
-        attempt = next_update_after_success(now=now, expire=held_expire, settings=self.settings)
+        attempt = refresh_at_after_success(now=now, expire=held_expire, settings=self.settings)
         self._after_attempt(attempt, now)
 
     def _on_fetch_failed(self, event: FetchFailed, actions: list[Action]) -> None:
@@ -391,7 +393,7 @@ class CertificateMachine:
             # Refresh from the staple now held: a short-lived one must be replaced before
             # its own withdrawal, not when the previous staple would have needed it. A sooner
             # attempt already scheduled (a failure's retry, a requested update) stays.
-            attempt = next_update_after_success(
+            attempt = refresh_at_after_success(
                 now=event.now, expire=staple.expire(), settings=self.settings
             )
             if self.next_attempt is None or attempt < self.next_attempt:
@@ -453,8 +455,8 @@ class CertificateMachine:
                 Log(
                     LogLevel.WARNING,
                     f"{self.path}: OCSP staple withdrawn: its nextUpdate "
-                    f"{self.staple.next_update} is less than 300 s away and no newer "
-                    "response could be fetched",
+                    f"{self.staple.next_update} is less than {WITHDRAWAL_MARGIN_S} s away and "
+                    "no newer response could be fetched",
                 )
             )
 
@@ -470,7 +472,7 @@ class CertificateMachine:
         )
         if status is not UpdateStatus.UNKNOWN:
             self._log_update(actions)
-        attempt = next_update_after_failure(
+        attempt = refresh_at_after_failure(
             now=now,
             expire=self._expire(),
             consecutive_failures=self.counters.consecutive_failures,
