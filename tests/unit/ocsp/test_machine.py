@@ -530,3 +530,9 @@ def test_random_walks_keep_the_staple_rules(
             assert machine.next_attempt is not None
             assert last_wake is not None
             assert last_wake <= max(machine.next_attempt, now)
+
+
+def test_retired_is_terminal_and_every_live_state_can_be_retired() -> None:
+    assert accepted_events(State.RETIRED) == [Tick]
+    for state in (State.NEW, State.WAITING, State.FETCHING, State.IDLE):
+        assert CertificateReplaced in accepted_events(state)
