@@ -27,9 +27,9 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509 import ocsp
 
-from staplegate.certs.loader import issued_by
+from staplegate.certs.loader import issued_by, ocsp_uri
 from staplegate.clock import Clock, SystemClock
-from staplegate.fetch.client import FetchResult, FetchSettings, OcspHttpClient
+from staplegate.fetch.client import USER_AGENT, FetchResult, FetchSettings, OcspHttpClient
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.logline import UpdateStatus
 from staplegate.ocsp.machine import (
@@ -99,7 +99,7 @@ class CertificateInput:
 
     @property
     def ocsp_uri(self) -> str | None:
-        return ocsp_uri_of(self.certificate)
+        return ocsp_uri(self.certificate)
 
 
 # --- loading inputs ---
@@ -197,20 +197,6 @@ def load_certificate_input(cert_path: Path, issuer_path: Path | None) -> Certifi
     )
 
 
-def ocsp_uri_of(certificate: x509.Certificate) -> str | None:
-    """The first OCSP accessLocation of the AIA extension, as HAProxy uses it."""
-    try:
-        aia = certificate.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
-    except x509.ExtensionNotFound:
-        return None
-    for description in aia.value:
-        if description.access_method == x509.oid.AuthorityInformationAccessOID.OCSP and isinstance(
-            description.access_location, x509.UniformResourceIdentifier
-        ):
-            return description.access_location.value
-    return None
-
-
 def _read_response(path: Path) -> bytes:
     return _read(path, InputProblem.RESPONSE_UNREADABLE, "OCSP response file")
 
@@ -249,7 +235,7 @@ async def fetch_once(
     clock = clock or SystemClock()
     uri = url if url is not None else source.ocsp_uri
     try:
-        http_request_for(uri or "", build_request(source.cert_id))
+        http_request_for(uri or "", build_request(source.cert_id), user_agent=USER_AGENT)
     except OcspUriError as exc:
         raise InputError(
             InputProblem.NO_OCSP_URI,
@@ -263,6 +249,7 @@ async def fetch_once(
         path=str(source.path),
         uri=uri,
         auto_update=False,
+        user_agent=USER_AGENT,
     )
     now = clock.now()
     machine.handle(Start(now))

@@ -267,6 +267,8 @@ class CertificateMachine:
     rng: random.Random = field(default_factory=random.Random)
     auto_update: bool = True
     skew: dt.timedelta = DEFAULT_SKEW
+    user_agent: str = field(kw_only=True)
+    """The requests' User-Agent (`fetch.client.USER_AGENT`)."""
 
     state: State = field(default=State.NEW, init=False)
     staple: VerifiedStaple | None = field(default=None, init=False)
@@ -281,7 +283,9 @@ class CertificateMachine:
     def __post_init__(self) -> None:
         self.cert_id = CertId.for_certificate(self.certificate, self.issuer)
         try:
-            self._request = http_request_for(self.uri or "", build_request(self.cert_id))
+            self._request = http_request_for(
+                self.uri or "", build_request(self.cert_id), user_agent=self.user_agent
+            )
         except OcspUriError as error:
             self._uri_problem = str(error)
 

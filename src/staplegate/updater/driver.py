@@ -48,7 +48,13 @@ from typing import Any
 from cryptography import x509
 
 from staplegate.clock import Clock, SystemClock
-from staplegate.fetch.client import FetchFailure, FetchResult, FetchSettings, OcspHttpClient
+from staplegate.fetch.client import (
+    USER_AGENT,
+    FetchFailure,
+    FetchResult,
+    FetchSettings,
+    OcspHttpClient,
+)
 from staplegate.fetch.gate import FetchGate, HostRateLimiter
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.machine import (
@@ -220,6 +226,7 @@ class UpdaterDriver:
             settings=self._settings,
             rng=self._rng,
             auto_update=any(e.auto_update for e in group),
+            user_agent=USER_AGENT,
         )
 
     def _add(self, cert_id: CertId, group: list[UpdaterEntry]) -> _Managed:
