@@ -33,6 +33,7 @@ from staplegate.runtime import formats
 from staplegate.runtime.backend import (
     AdminState,
     CommitError,
+    OcspService,
     ReloadReport,
     RuntimeBackend,
     ServerView,
@@ -53,7 +54,6 @@ from staplegate.runtime.transaction import (
     split_name,
 )
 from staplegate.updater.results import EntrySnapshot, UpdateOutcome, UpdateResult
-from staplegate.updater.service import OcspUpdater
 
 PERMISSION_DENIED = "Permission denied"
 LOCKED = "Operations on certificates are currently locked!"
@@ -430,7 +430,7 @@ class RuntimeHandlers:
 
     # --- OCSP ---
 
-    def _updater(self) -> OcspUpdater:
+    def _updater(self) -> OcspService:
         return self._backend.ocsp_updater()
 
     async def _show_ssl_ocsp_response(self, command: Command, level: Level) -> str:
