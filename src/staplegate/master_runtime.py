@@ -165,12 +165,14 @@ class MasterRuntime:
                         "status": "OPEN",
                         "slim": frontend.maxconn,
                         "type": 0,
-                        "mode": "tcp",
+                        "mode": frontend.mode.value,
                     },
                     certificates=tuple(names),
                 )
             )
+        modes = {b.name: b.mode.value for b in master.current.generation.config.backends}
         for backend in master.current.plan.backends:
+            mode = modes[backend.name]
             pool = master.pools[backend.name]
             states = pool.states()
             up = 0
@@ -193,7 +195,7 @@ class MasterRuntime:
                             if server.check and health is ServerState.UP
                             else ("L4CON" if server.check else None),
                             "addr": f"{server.host}:{server.port}",
-                            "mode": "tcp",
+                            "mode": mode,
                         }
                     )
                 )
@@ -206,8 +208,8 @@ class MasterRuntime:
                         "weight": up,
                         "act": up,
                         "type": 1,
-                        "algo": "roundrobin",
-                        "mode": "tcp",
+                        "algo": backend.algorithm.value,
+                        "mode": mode,
                     }
                 )
             )
