@@ -1,1 +1,1 @@
-"""What gets served: a generation (configuration + certificates) and the serve plan built from it."""
+"""What gets served: a generation (configuration + certificates), its serve plan, routing."""

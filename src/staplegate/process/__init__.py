@@ -1,1 +1,1 @@
-"""The processes: the master (state, supervisor, reloads), its workers, and the pipes between them."""
+"""The processes: the master (state, supervisor, reloads), its workers, the pipes between."""

@@ -19,8 +19,8 @@ from typing import Protocol
 
 from staplegate.certs import LoadedCertificate
 from staplegate.config.model import CertSourceKind, Config, CrtListEntry
+from staplegate.deploy.generation import CertificateEntry
 from staplegate.fetch.updater import OcspUpdater
-from staplegate.generation import CertificateEntry
 
 
 class AdminState(enum.Enum):
