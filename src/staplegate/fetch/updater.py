@@ -18,7 +18,8 @@ this module performs what it asks, mitmproxy-style:
   one task and never delays another certificate (HAProxy issue #3498). Its result comes back
   as `FetchSucceeded`/`FetchFailed` on the loop; everything runs on one loop, so no locks.
 - `Install`/`Withdraw` edit the table `{CertId: DER}`, and `on_staples` receives a fresh,
-  read-only copy of the WHOLE table after each change (workers replace theirs whole).
+  read-only copy of the WHOLE table after each change (the master sends each worker only
+  what changed since its last message, which the worker applies to its table in place).
 - `Persist` saves off the loop (`asyncio.to_thread`: the store fsyncs). At most one writer per
   certificate runs at a time and it always writes the newest pending staple, so an older
   response can never overwrite a newer one on disk.

@@ -1,8 +1,8 @@
 """What the runtime API needs from the running process: the `RuntimeBackend` protocol.
 
-The master implements it (app.py wires it); tests assemble one from real parts. The handlers
-only read through it and ask it to change things; they never reach into workers or the data
-plane. Keep it narrow: every method here is used by a command in handlers.py.
+The master implements it (`process/runtime_view.py`); tests assemble one from real parts. The
+handlers only read through it and ask it to change things; they never reach into workers or
+the data plane. Keep it narrow: every method here is used by a command in handlers.py.
 
 Views are plain frozen values so a backend can build them from whatever it holds; helpers
 at the bottom build the config-derived ones (`crt_lists_from_config`) so every backend lists
@@ -19,8 +19,8 @@ from typing import Protocol
 
 from staplegate.certs import LoadedCertificate
 from staplegate.config.model import CertSourceKind, Config, CrtListEntry
+from staplegate.deploy.generation import CertificateEntry
 from staplegate.fetch.updater import OcspUpdater
-from staplegate.generation import CertificateEntry
 
 
 class AdminState(enum.Enum):

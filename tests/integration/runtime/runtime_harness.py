@@ -27,9 +27,9 @@ from staplegate.certs import (
 )
 from staplegate.clock import SystemClock
 from staplegate.config.values import AddressFamily, SocketAddress
+from staplegate.deploy.generation import CertificateEntry
 from staplegate.fetch.http import FetchSettings
 from staplegate.fetch.updater import OcspUpdater, UpdaterEntry
-from staplegate.generation import CertificateEntry
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.runtime.backend import (
