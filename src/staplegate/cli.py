@@ -21,9 +21,9 @@ from staplegate.clock import CLOCK_OFFSET_VARIABLE, ClockOffsetError, clock_offs
 SUBCOMMANDS: dict[str, str] = {
     "ca": "staplegate.testpki.ca_cli",
     "responder": "staplegate.testpki.responder_cli",
-    "reload": "staplegate.reload_cli",
-    "ocsp": "staplegate.ocsp_cli",
-    "ctl": "staplegate.ctl",
+    "reload": "staplegate.tools.reload",
+    "ocsp": "staplegate.tools.ocsp",
+    "ctl": "staplegate.tools.ctl",
 }
 
 _ACTION_WORD = re.compile(r"[a-z][a-z-]*")
@@ -143,7 +143,7 @@ def _dispatch(args_list: list[str]) -> int:
         )
         return 1
     if args.check_only:
-        from staplegate.check import run_check
+        from staplegate.tools.check import run_check
 
         return run_check(args.config_paths, verbose=args.verbose)
     from staplegate.app import run

@@ -78,7 +78,7 @@ CASES: dict[str, str] = {
     "ocsp show missing": "staplegate ocsp show {missing}",
     "ocsp verify missing": "staplegate ocsp verify {missing} --cert {bundle}",
     "ctl missing socket": "staplegate ctl -S {missing} show info",
-    "demo uncreatable": "staplegate.demo --dir {uncreatable} --for 0",
+    "demo uncreatable": "staplegate.tools.demo --dir {uncreatable} --for 0",
 }
 
 # the proxy itself speaks HAProxy's way: `[ALERT]` lines (the config check may add one more)

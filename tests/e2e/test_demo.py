@@ -16,7 +16,7 @@ def test_demo_builds_everything_and_staples(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "staplegate.demo",
+            "staplegate.tools.demo",
             "--dir",
             str(tmp_path / "demo"),
             "--port",

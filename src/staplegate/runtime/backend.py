@@ -1,10 +1,10 @@
 """What the runtime API needs from the running process: `RuntimeBackend` and `OcspService`.
 
-The master implements them (app.py wires it; `updater.service.OcspUpdater` is the OCSP
-service); integration tests assemble one from real parts, unit tests use small in-memory
-fakes of these protocols (tests/unit/runtime/test_handlers.py). The handlers
-only read through it and ask it to change things; they never reach into workers or the data
-plane. Keep it narrow: every method here is used by a command in handlers.py.
+The master implements them (`process/runtime_view.py`; `updater.service.OcspUpdater` is the
+OCSP service); integration tests assemble one from real parts, unit tests use small in-memory
+fakes of these protocols (tests/unit/runtime/test_handlers.py). The handlers only read through
+them and ask them to change things; they never reach into workers or the data plane. Keep them
+narrow: every method here is used by a command in handlers.py.
 
 Views are plain frozen values so a backend can build them from whatever it holds; helpers
 at the bottom build the config-derived ones (`crt_lists_from_config`) so every backend lists
@@ -21,7 +21,7 @@ from typing import Protocol
 
 from staplegate.certs import LoadedCertificate
 from staplegate.config.model import CertSourceKind, Config, CrtListEntry
-from staplegate.generation import CertificateEntry
+from staplegate.deploy.generation import CertificateEntry
 from staplegate.ocsp.certid import CertId
 from staplegate.updater.results import EntrySnapshot, SetOutcome, UpdateOutcome
 

@@ -5,8 +5,10 @@ Theory of operation (research/python-anchors.md §4.4):
 - Every SSL.Context carries the same `ocsp_status_callback`, registered once when the context
   is built, with a `StapleSlot` as its data: the precomputed table key of that context's
   certificate. Contexts are immutable after first use, so the callback never changes; what
-  changes is the mapping inside the `StapleTable`, which the worker replaces whole when the
-  master sends new staples (`replace`). A reader sees either the old or the new dict.
+  changes is the mapping inside the worker's one `StapleTable`, which applies the master's
+  messages in place (`apply`: staples added, replaced or withdrawn; `replace`: the whole table,
+  when the worker's pipe opens). Edits run on the worker's event-loop thread between
+  handshakes, so a callback never sees a message half applied.
 - The callback finds the table through the connection's app data (a `StapleRecorder`: the TLS
   endpoint), so each worker's `Frontend` owns its table and tests can inject a broken one.
 - The callback does one dict lookup and nothing else: no I/O, no logging, no locks. It never
@@ -15,14 +17,14 @@ Theory of operation (research/python-anchors.md §4.4):
 - It only records what happened on the connection; the endpoint counts it in `StapleStats`
   when the handshake ends, because a HelloRetryRequest runs the callback twice.
 - The table holds only staples the master found servable (verified, before nextUpdate minus
-  the margin): the callback does not look at time. Withdrawing one is a `replace` without it.
+  the margin): the callback does not look at time. Withdrawing one is an `apply` that removes it.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -66,21 +68,50 @@ class StapleLookup(Protocol):
 
 
 class StapleTable:
-    """CertId → DER staple; the worker replaces the whole mapping, readers never lock."""
+    """A worker's CertId → DER staples, edited in place as the master's messages arrive.
 
-    __slots__ = ("_by_id", "_by_key")
+    Implements the `StapleLookup` the TLS callback reads (`lookup` by CertId DER). Edits run
+    on the worker's single event-loop thread, between handshakes, so a reader never sees a
+    message half applied and never locks; each CertId's DER key is computed once, when it
+    first arrives.
+    """
+
+    __slots__ = ("_by_id", "_by_key", "_keys")
 
     def __init__(self, mapping: Mapping[CertId, bytes] | None = None) -> None:
-        self._by_id: Mapping[CertId, bytes] = {}
+        self._by_id: dict[CertId, bytes] = {}
         self._by_key: dict[bytes, bytes] = {}
+        self._keys: dict[CertId, bytes] = {}  # CertId -> its DER (the lookup key)
         if mapping:
             self.replace(mapping)
 
+    def _key(self, cert_id: CertId) -> bytes:
+        key = self._keys.get(cert_id)
+        if key is None:
+            key = self._keys[cert_id] = cert_id.der
+        return key
+
     def replace(self, mapping: Mapping[CertId, bytes]) -> None:
-        """Install a new set of staples at once (one reference assignment per dict)."""
+        """Hold exactly `mapping` (empty staples are no staple)."""
         by_id = {cert_id: bytes(der) for cert_id, der in mapping.items() if der}
-        by_key = {cert_id.der: der for cert_id, der in by_id.items()}
-        self._by_id, self._by_key = by_id, by_key
+        self._keys = {cert_id: self._key(cert_id) for cert_id in by_id}
+        self._by_key = {self._keys[cert_id]: der for cert_id, der in by_id.items()}
+        self._by_id = by_id
+
+    def apply(self, changed: Mapping[CertId, bytes], removed: Iterable[CertId]) -> None:
+        """Withdraw `removed`, then install `changed` (an empty staple withdraws too)."""
+        for cert_id in removed:
+            self._discard(cert_id)
+        for cert_id, der in changed.items():
+            if not der:
+                self._discard(cert_id)
+                continue
+            self._by_id[cert_id] = bytes(der)
+            self._by_key[self._key(cert_id)] = self._by_id[cert_id]
+
+    def _discard(self, cert_id: CertId) -> None:
+        if self._by_id.pop(cert_id, None) is not None:
+            self._by_key.pop(self._keys.pop(cert_id), None)
 
     def lookup(self, key: bytes) -> bytes:
         """The staple for a CertId's DER, or b"" (the callback's "no staple")."""
@@ -88,6 +119,9 @@ class StapleTable:
 
     def get(self, cert_id: CertId) -> bytes | None:
         return self._by_id.get(cert_id)
+
+    def snapshot(self) -> dict[CertId, bytes]:
+        return dict(self._by_id)
 
     def __len__(self) -> int:
         return len(self._by_id)

@@ -18,8 +18,8 @@ this module performs what it asks, mitmproxy-style:
   one task and never delays another certificate (HAProxy issue #3498). Its result comes back
   as `FetchSucceeded`/`FetchFailed` on the loop; everything runs on one loop, so no locks.
 - `Install`/`Withdraw` edit the table `{CertId: DER}`, and `on_staples` receives a fresh,
-  read-only copy of the whole table after each change; the master works out what changed and
-  sends each worker only that (workers apply the deltas to their table in place).
+  read-only copy of the whole table after each change (the master sends each worker only
+  what changed since its last message, which the worker applies to its table in place).
 - `Persist` hands the staple to the `StapleWriter` (updater/persist.py), which writes off the
   loop, newest first.
 - `Log` goes to the `staplegate.ocsp` logger; `<OCSP-UPDATE>` lines at `NOTICE` (25), as

@@ -27,8 +27,8 @@ from staplegate.certs import (
 )
 from staplegate.clock import SystemClock
 from staplegate.config.values import AddressFamily, SocketAddress
+from staplegate.deploy.generation import CertificateEntry
 from staplegate.fetch.client import FetchSettings
-from staplegate.generation import CertificateEntry
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.runtime.backend import (

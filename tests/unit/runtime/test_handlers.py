@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from staplegate.certs import LoadedCertificate
-from staplegate.generation import CertificateEntry
+from staplegate.deploy.generation import CertificateEntry
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.logline import UpdateStatus
 from staplegate.ocsp.machine import State

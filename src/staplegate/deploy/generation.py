@@ -11,7 +11,11 @@ file reads through those packages only.
 from __future__ import annotations
 
 import datetime as dt
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
 
 from staplegate.certs import (
     CertificateError,
@@ -27,6 +31,7 @@ from staplegate.certs import (
     load_certificate,
 )
 from staplegate.config.diagnostics import Diagnostic, Reason, Severity
+from staplegate.config.loader import load_config
 from staplegate.config.model import CertificateReference, Config
 
 
@@ -123,3 +128,16 @@ def build_generation(config: Config, *, now: dt.datetime) -> Generation:
             CertificateEntry(name, tuple(references), certificate, None, readiness, sidecar)
         )
     return Generation(config=config, certificates=tuple(entries), diagnostics=tuple(diagnostics))
+
+
+def load_generation(paths: Sequence[str], *, now: dt.datetime, err: TextIO) -> Generation | None:
+    """Parse and load; print every diagnostic to `err`; None when anything is fatal."""
+    result = load_config([Path(p) for p in paths], env=os.environ)
+    for diagnostic in result.diagnostics:
+        print(diagnostic, file=err)
+    if result.config is None:
+        return None
+    generation = build_generation(result.config, now=now)
+    for diagnostic in generation.diagnostics:
+        print(diagnostic, file=err)
+    return generation

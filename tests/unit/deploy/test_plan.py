@@ -5,9 +5,9 @@ from __future__ import annotations
 import ssl
 
 from staplegate.config.model import SslOptions, TlsVersion
+from staplegate.deploy.plan import _server_versions
 from staplegate.proxy.backends import ServerTls
 from staplegate.proxy.upstream import client_context
-from staplegate.serving import _server_versions
 
 
 def test_server_versions_follow_ssl_default_server_options() -> None:

@@ -1,6 +1,6 @@
 """The master's start-up never leaves it alive but deaf (issue 14, defect 6).
 
-A real `Master` from a real configuration runs `_master_main` in-process, without workers.
+A real `Master` from a real configuration runs `supervise` in-process, without workers.
 The store that raises is a fake, for a fault no real file can cause any more (the state
 directory skips bad files since the fix); the e2e tests start a real staplegate on an MD5 file.
 """
@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from staplegate.app import Deployment, Master, _master_main
-from staplegate.check import load_generation
 from staplegate.clock import SystemClock
+from staplegate.deploy.generation import load_generation
+from staplegate.deploy.plan import build_plan
 from staplegate.fetch.client import FetchSettings
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.schedule import UpdateSettings
-from staplegate.serving import build_plan
+from staplegate.process.master import Deployment, Master
+from staplegate.process.supervisor import supervise
 from staplegate.store import FileStapleStore
 from staplegate.testpki.pytest_plugin import Pki
 from staplegate.updater.service import OcspUpdater
@@ -75,7 +76,7 @@ def test_an_exception_while_loading_staples_exits_non_zero_with_an_alert(
 
     async def main() -> int:
         async with asyncio.timeout(10):  # before the fix: waited for `started` forever
-            return await _master_main(master, updater)
+            return await supervise(master, updater)
 
     assert asyncio.run(main()) == 1
     err = capsys.readouterr().err

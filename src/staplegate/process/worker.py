@@ -2,15 +2,11 @@
 
 A worker never fetches, never checks servers, never reads the configuration and never
 touches the disk: the master built its TLS contexts and opened its sockets before forking it,
-and sends it messages over a pipe (length-prefixed pickles; both ends are our own processes):
-the whole staple table when the pipe opens, then only what changed (`StapleChanges`: new or
-replaced staples and withdrawn CertIds, relative to what that worker was last sent), and the
-servers' health and admin states.
-
-The worker applies a change message to its `LiveStapleTable` in place: the event loop runs one
-message to completion before the next handshake callback, so no handshake ever sees half a
-message, and the cost is proportional to the change, not to the table (replacing a 10,000-entry
-table recomputes 10,000 CertId DER keys: ~85 ms per message).
+and sends it staple changes and server states over a pipe (`process.ipc`), which it applies
+to its `StapleTable` in place: the event loop runs one message to completion before the next
+handshake callback, so no handshake ever sees half a message, and the cost is proportional to
+the change, not to the table (replacing a 10,000-entry table recomputes 10,000 CertId DER
+keys: ~85 ms per message).
 SIGTERM and SIGUSR1 stop accepting and let connections finish (bounded by `hard-stop-after`);
 SIGINT exits at once; the pipe closing (master gone) is a graceful stop.
 """
@@ -23,172 +19,30 @@ import dataclasses
 import gc
 import logging
 import os
-import pickle
 import signal
 import socket
-import struct
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import uvloop
 
 from staplegate.clock import SystemClock
+from staplegate.deploy.plan import ServePlan
+from staplegate.deploy.routing import make_router
 from staplegate.observe.log import LogRouter, SyslogTarget
 from staplegate.ocsp.certid import CertId
-from staplegate.proxy.backends import AdminState, BackendPool, ServerState
+from staplegate.process.ipc import ServerStates, read_messages
 from staplegate.proxy.http import HttpFrontend
 from staplegate.proxy.httplog import tcplog_writer
 from staplegate.proxy.tcp import Frontend, Listener, serve
-from staplegate.serving import ServePlan, make_router
+from staplegate.tls.staples import StapleTable
 
 log = logging.getLogger("staplegate.worker")
 
 #: The signals a worker answers (stop, drain, hard stop). `Master.spawn` blocks them across
 #: the fork and `_run` unblocks them once its handlers are installed, so none is lost.
 WORKER_SIGNALS: Final = frozenset((signal.SIGTERM, signal.SIGUSR1, signal.SIGINT))
-
-_HEADER = struct.Struct("!I")
-
-
-#: server states message: {(backend, server): (health, admin)}
-ServerStates = Mapping[tuple[str, str], tuple[ServerState, AdminState]]
-
-
-def _frame(kind: str, payload: object) -> bytes:
-    body = pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(len(body)) + body
-
-
-@dataclass(frozen=True, slots=True)
-class StapleChanges:
-    """What changed in the staple table since the last message to one worker."""
-
-    changed: Mapping[CertId, bytes]  # new or replaced staples
-    removed: tuple[CertId, ...]  # withdrawn staples
-
-    @classmethod
-    def between(cls, sent: Mapping[CertId, bytes], table: Mapping[CertId, bytes]) -> StapleChanges:
-        """The changes that turn `sent` into `table`.
-
-        Identity, not equality, decides "changed": the updater's snapshots share the bytes
-        objects of unchanged staples, so this is one pointer compare per entry; a refresh
-        that happens to carry equal bytes is merely sent again.
-        """
-        changed = {cert_id: der for cert_id, der in table.items() if sent.get(cert_id) is not der}
-        removed = tuple(cert_id for cert_id in sent if cert_id not in table)
-        return cls(changed, removed)
-
-    def __bool__(self) -> bool:
-        return bool(self.changed or self.removed)
-
-
-def encode_table(table: Mapping[CertId, bytes]) -> bytes:
-    """A master→worker message: the whole staple table (when a worker's pipe opens)."""
-    return _frame("staples", dict(table))
-
-
-def encode_changes(changes: StapleChanges) -> bytes:
-    """A master→worker message: staples added, replaced or withdrawn since the last one."""
-    return _frame("staple-changes", (dict(changes.changed), changes.removed))
-
-
-def encode_servers(states: ServerStates) -> bytes:
-    """A master→worker message: every server's health and admin state."""
-    return _frame("servers", dict(states))
-
-
-class LiveStapleTable:
-    """A worker's CertId → DER staples, edited in place as the master's messages arrive.
-
-    Implements the `StapleLookup` the TLS callback reads (`lookup` by CertId DER). Edits run
-    on the worker's single event-loop thread, between handshakes, so a reader never sees a
-    message half applied; each CertId's DER key is computed once, when it first arrives.
-    """
-
-    __slots__ = ("_by_id", "_by_key", "_keys")
-
-    def __init__(self, mapping: Mapping[CertId, bytes] | None = None) -> None:
-        self._by_id: dict[CertId, bytes] = {}
-        self._by_key: dict[bytes, bytes] = {}
-        self._keys: dict[CertId, bytes] = {}  # CertId -> its DER (the lookup key)
-        if mapping:
-            self.replace(mapping)
-
-    def _key(self, cert_id: CertId) -> bytes:
-        key = self._keys.get(cert_id)
-        if key is None:
-            key = self._keys[cert_id] = cert_id.der
-        return key
-
-    def replace(self, mapping: Mapping[CertId, bytes]) -> None:
-        """Hold exactly `mapping` (empty staples are no staple)."""
-        by_id = {cert_id: bytes(der) for cert_id, der in mapping.items() if der}
-        self._keys = {cert_id: self._key(cert_id) for cert_id in by_id}
-        self._by_key = {self._keys[cert_id]: der for cert_id, der in by_id.items()}
-        self._by_id = by_id
-
-    def apply(self, changed: Mapping[CertId, bytes], removed: Iterable[CertId]) -> None:
-        """Withdraw `removed`, then install `changed`."""
-        for cert_id in removed:
-            self._discard(cert_id)
-        for cert_id, der in changed.items():
-            if not der:
-                self._discard(cert_id)
-                continue
-            self._by_id[cert_id] = bytes(der)
-            self._by_key[self._key(cert_id)] = self._by_id[cert_id]
-
-    def _discard(self, cert_id: CertId) -> None:
-        if self._by_id.pop(cert_id, None) is not None:
-            self._by_key.pop(self._keys.pop(cert_id), None)
-
-    def lookup(self, key: bytes) -> bytes:
-        """The staple for a CertId's DER, or b"" (the callback's "no staple")."""
-        return self._by_key.get(key, b"")
-
-    def get(self, cert_id: CertId) -> bytes | None:
-        return self._by_id.get(cert_id)
-
-    def snapshot(self) -> dict[CertId, bytes]:
-        return dict(self._by_id)
-
-    def __len__(self) -> int:
-        return len(self._by_id)
-
-    def __iter__(self) -> Iterator[CertId]:
-        return iter(self._by_id)
-
-
-async def read_messages(
-    reader: asyncio.StreamReader, table: LiveStapleTable, pools: Mapping[str, BackendPool]
-) -> None:
-    """Apply each message the master sends until the pipe closes."""
-    while True:
-        header = await reader.readexactly(_HEADER.size)
-        (length,) = _HEADER.unpack(header)
-        kind, payload = pickle.loads(await reader.readexactly(length))
-        if kind == "staples":
-            table.replace(payload)
-            log.debug("worker %d: staple table replaced: %d staples", os.getpid(), len(table))
-        elif kind == "staple-changes":
-            changed, removed = payload
-            table.apply(changed, removed)
-            log.debug(
-                "worker %d: staple table: %d changed, %d withdrawn: %d staples",
-                os.getpid(),
-                len(changed),
-                len(removed),
-                len(table),
-            )
-        elif kind == "servers":
-            for (backend, server), (health, admin) in payload.items():
-                pool = pools.get(backend)
-                if pool is not None and server in {s.name for s in pool.servers}:
-                    pool.set_state(server, health)
-                    pool.set_admin(server, admin)
-        else:
-            log.warning("worker %d: unknown message %r from the master", os.getpid(), kind)
 
 
 @dataclass(frozen=True)
@@ -208,7 +62,7 @@ class WorkerSetup:
 async def _run(setup: WorkerSetup) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    table = LiveStapleTable(setup.initial_table)
+    table = StapleTable(setup.initial_table)
     pools = {b.name: b.pool() for b in setup.plan.backends}
     for (backend, server), (health, admin) in setup.initial_servers.items():
         if backend in pools:

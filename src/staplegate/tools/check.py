@@ -9,51 +9,15 @@ issuer and where it was found, CertId, `.ocsp` state and the effective `ocsp-upd
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TextIO
 
 from staplegate.certs import IssuerSource, OcspDisposition, SidecarOutcome
 from staplegate.clock import SystemClock
-from staplegate.config.loader import load_config
-from staplegate.generation import CertificateEntry, Generation, build_generation
-from staplegate.serving import ServePlan, build_plan
+from staplegate.deploy.generation import CertificateEntry, Generation
+from staplegate.deploy.plan import validate
 
 NO_URI = "none — certificates without an OCSP URI are not updated"
-
-
-def load_generation(paths: Sequence[str], *, now: dt.datetime, err: TextIO) -> Generation | None:
-    """Parse and load; print every diagnostic to `err`; None when anything is fatal."""
-    result = load_config([Path(p) for p in paths], env=os.environ)
-    for diagnostic in result.diagnostics:
-        print(diagnostic, file=err)
-    if result.config is None:
-        return None
-    generation = build_generation(result.config, now=now)
-    for diagnostic in generation.diagnostics:
-        print(diagnostic, file=err)
-    return generation
-
-
-def validate(
-    paths: Sequence[str], *, now: dt.datetime, err: TextIO, startup: bool
-) -> tuple[Generation | None, ServePlan | None]:
-    """The one judgement `-c` (`startup=False`) and start-up make of a configuration.
-
-    Parse, load certificates, then build what the data plane would run (TLS contexts with
-    their CA and CRL files, routes; plain binds refused). Every diagnostic goes to `err`;
-    the plan is None when anything is fatal. As in HAProxy, only a configuration without
-    any listener is valid for `-c` and refused at start-up.
-    """
-    generation = load_generation(paths, now=now, err=err)
-    if generation is None or not generation.ok:
-        return generation, None
-    plan, problems = build_plan(generation, number=1, require_listener=startup)
-    for problem in problems:
-        print(problem, file=err)
-    return generation, plan
 
 
 def run_check(paths: Sequence[str], *, verbose: bool) -> int:

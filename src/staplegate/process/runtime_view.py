@@ -1,10 +1,12 @@
 """The running master as the runtime API sees it: `RuntimeBackend` over `Master`.
 
-Part of the composition root (with app.py). A committed certificate is put in service the
-way a reload is: a new generation whose TLS contexts are built in the master, new workers on
-the same sockets, the old ones drain. That keeps every worker's session-ticket keys equal and
-needs no certificate plumbing into running workers. Like HAProxy, a change made over the
-socket lives in memory: write the files too, or the next reload reads the old ones.
+`runtime/backend.py` defines that port (what the socket's commands need, in the runtime's
+own types); this adapter answers it from the master's state. A committed certificate is put
+in service the way a reload is: a new generation whose TLS contexts are built in the master,
+new workers on the same sockets, the old ones drain. That keeps every worker's session-ticket
+keys equal and needs no certificate plumbing into running workers. Like HAProxy, a change
+made over the socket lives in memory: write the files too, or the next reload reads the old
+ones.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from staplegate import __version__
-from staplegate.app import DeployError, Master, ReloadResult
 from staplegate.certs import LoadedCertificate, assess_ocsp, check_ocsp_sidecar
-from staplegate.generation import CertificateEntry
+from staplegate.deploy.generation import CertificateEntry
+from staplegate.process.master import DeployError, Master, ReloadResult
 from staplegate.proxy.backends import AdminState as PoolAdminState
 from staplegate.proxy.backends import ServerState
 from staplegate.runtime.backend import (

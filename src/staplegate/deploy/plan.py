@@ -1,4 +1,4 @@
-"""Turn a loaded generation into what the data plane runs: TLS binds, backends, routing.
+"""The serve plan: what the data plane serves (TLS binds, backends, routes), from a generation.
 
 Built in the master before workers fork, so every worker shares the same `SSL.Context`
 objects (and so the same session-ticket keys). Everything that the data plane cannot do yet
@@ -7,11 +7,11 @@ is refused here with a message naming the file:line, instead of being silently s
 
 from __future__ import annotations
 
-import socket
+import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import TextIO, TypeVar
 
 from cryptography import x509
 
@@ -35,7 +35,7 @@ from staplegate.config.model import (
 )
 from staplegate.config.model import TlsVersion as TlsVersionName
 from staplegate.config.values import AddressFamily, SocketAddress
-from staplegate.generation import Generation
+from staplegate.deploy.generation import Generation, load_generation
 from staplegate.proxy.backends import (
     BackendPool,
     BackendServer,
@@ -45,9 +45,8 @@ from staplegate.proxy.backends import (
 )
 from staplegate.proxy.balance import Algorithm
 from staplegate.proxy.http import HttpBackendSettings, HttpSettings
-from staplegate.proxy.httprules import CompiledRule, RequestFacts
-from staplegate.proxy.httprules import condition_holds as _facts_hold
-from staplegate.proxy.tcp import ConnectionInfo, ProxyTimeouts
+from staplegate.proxy.httprules import CompiledRule
+from staplegate.proxy.tcp import ProxyTimeouts
 from staplegate.tls.contexts import (
     IGNORE_ALL,
     NO_CLIENT_VERIFICATION,
@@ -132,30 +131,6 @@ def _tls_version(value: object) -> TlsVersion | None:
     if value is None:
         return None
     return TlsVersion(getattr(value, "value", value))
-
-
-def condition_holds(condition: Condition | None, info: ConnectionInfo) -> bool:
-    """Evaluate `if|unless { ssl_fc_sni -i … }` (and `hdr(host)` in mode http)."""
-    facts = RequestFacts(
-        info.client_address, info.server_name, True, info.host, info.client_certificate
-    )
-    return _facts_hold(condition, facts)
-
-
-def make_router(
-    plan: FrontendPlan, pools: dict[str, BackendPool]
-) -> Callable[[ConnectionInfo], BackendPool | None]:
-    """`use_backend` rules in order, then `default_backend`; None when nothing applies."""
-    rules = tuple((pools[r.backend], r.condition) for r in plan.rules)
-    default = pools.get(plan.default_backend) if plan.default_backend else None
-
-    def route(info: ConnectionInfo) -> BackendPool | None:
-        for pool, condition in rules:
-            if condition_holds(condition, info):
-                return pool
-        return default
-
-    return route
 
 
 def _refuse(where: SourceLocation, keyword: str, message: str) -> Diagnostic:
@@ -636,19 +611,20 @@ def build_plan(
     return ServePlan(frontends=tuple(frontends), backends=backends), problems
 
 
-def open_listening_socket(address: SocketAddress, *, backlog: int = 1024) -> socket.socket:
-    """A non-blocking listening socket; the master owns it for the life of the process."""
-    host = address.host
-    family = socket.AF_INET6 if address.family is AddressFamily.IPV6 else socket.AF_INET
-    if host in ("", "*"):
-        host = "::" if family == socket.AF_INET6 else "0.0.0.0"
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, address.port))
-        sock.listen(backlog)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+def validate(
+    paths: Sequence[str], *, now: dt.datetime, err: TextIO, startup: bool
+) -> tuple[Generation | None, ServePlan | None]:
+    """The one judgement `-c` (`startup=False`) and start-up make of a configuration.
+
+    Parse, load certificates, then build what the data plane would run (TLS contexts with
+    their CA and CRL files, routes; plain binds refused). Every diagnostic goes to `err`;
+    the plan is None when anything is fatal. As in HAProxy, only a configuration without
+    any listener is valid for `-c` and refused at start-up.
+    """
+    generation = load_generation(paths, now=now, err=err)
+    if generation is None or not generation.ok:
+        return generation, None
+    plan, problems = build_plan(generation, number=1, require_listener=startup)
+    for problem in problems:
+        print(problem, file=err)
+    return generation, plan

@@ -1,7 +1,7 @@
 """The master's staple broadcast: coalesced, delta-encoded, never blocked by a slow worker.
 
 A real `Master` (built from a real configuration) writes to a real pipe per "worker"; the
-worker side is the real `read_messages` feeding a `LiveStapleTable` on the same loop, so only
+worker side is the real `read_messages` feeding a `StapleTable` on the same loop, so only
 the fork is missing. Time is the event loop's own clock.
 """
 
@@ -15,13 +15,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from staplegate.app import Deployment, Master, WorkerHandle
-from staplegate.check import load_generation
 from staplegate.clock import SystemClock
+from staplegate.deploy.generation import load_generation
+from staplegate.deploy.plan import build_plan
 from staplegate.ocsp.certid import CertId
-from staplegate.serving import build_plan
+from staplegate.process.ipc import read_messages
+from staplegate.process.master import Deployment, Master, WorkerHandle
 from staplegate.testpki.pytest_plugin import Pki
-from staplegate.worker import LiveStapleTable, read_messages
+from staplegate.tls.staples import StapleTable
 
 CONFIG = """\
 global
@@ -67,7 +68,7 @@ class FakeWorker:
     """The worker end of one pipe: a live table fed by the real message reader."""
 
     handle: WorkerHandle
-    table: LiveStapleTable
+    table: StapleTable
     start_reading: Callable[[], None]
 
     async def wait_for(self, expected: dict[CertId, bytes], timeout: float = 10.0) -> None:
@@ -82,7 +83,7 @@ async def worker_pipe(master: Master, *, reading: bool = True) -> AsyncIterator[
     read_fd, write_fd = os.pipe()
     handle = WorkerHandle(slot=0, pid=-1, deployment=master.current.number, write_fd=write_fd)
     master.workers[handle.pid] = handle
-    table = LiveStapleTable()
+    table = StapleTable()
     reader = asyncio.StreamReader()
     tasks: list[asyncio.Task[None]] = []
     transport, _ = await loop.connect_read_pipe(

@@ -31,6 +31,10 @@ CERT_B = CertId(
 )
 
 
+def cert_id(serial: int) -> CertId:
+    return CertId("sha1", b"\x01" * 20, b"\x02" * 20, serial)
+
+
 class Recorder:
     def __init__(self, staples: Any) -> None:
         self.staples = staples
@@ -130,3 +134,20 @@ def test_stats_log_once_per_certificate_and_generation(caplog: pytest.LogCapture
     messages = [r.getMessage() for r in caplog.records]
     assert sum("must-staple" in m for m in messages) == 2  # generations 1 and 2
     assert sum("callback failed" in m for m in messages) == 1
+
+
+def test_the_table_applies_changes_in_place_and_looks_up_by_certid_der() -> None:
+    a, b, c = cert_id(1), cert_id(2), cert_id(3)
+    table = StapleTable({a: b"A", b: b"B"})
+    assert table.lookup(a.der) == b"A"
+    table.apply({c: b"C", a: b"A2"}, (b,))
+    assert table.snapshot() == {a: b"A2", c: b"C"}
+    assert table.lookup(a.der) == b"A2"
+    assert table.lookup(b.der) == b""  # withdrawn: the callback's "no staple"
+    table.apply({c: b""}, ())  # an empty staple is no staple
+    assert table.lookup(c.der) == b""
+    assert len(table) == 1
+    table.replace({b: b"B2"})
+    assert table.snapshot() == {b: b"B2"}
+    assert table.lookup(a.der) == b""
+    assert table.get(b) == b"B2"

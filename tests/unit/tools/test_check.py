@@ -1,6 +1,6 @@
 """`staplegate -c` and start-up judge every configuration the same way (issue 14, defect 10).
 
-Both call `check.validate`; the only difference allowed is HAProxy's own: a configuration
+Both call `deploy.plan.validate`; the only difference allowed is HAProxy's own: a configuration
 without any listener is valid for `-c` (with a warning) and refused at start-up.
 """
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from staplegate.check import validate
+from staplegate.deploy.plan import validate
 
-CONFIGS = Path(__file__).resolve().parents[1] / "data" / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "data" / "configs"
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 WITHOUT_LISTENER = {"01-debian-stock.cfg"}
 

@@ -1,4 +1,4 @@
-"""Staple messages between master and worker: deltas, the worker's live table, the wire format."""
+"""Staple messages between master and worker: deltas, the wire format, the worker's reader."""
 
 from __future__ import annotations
 
@@ -6,13 +6,8 @@ import asyncio
 import os
 
 from staplegate.ocsp.certid import CertId
-from staplegate.worker import (
-    LiveStapleTable,
-    StapleChanges,
-    encode_changes,
-    encode_table,
-    read_messages,
-)
+from staplegate.process.ipc import StapleChanges, encode_changes, encode_table, read_messages
+from staplegate.tls.staples import StapleTable
 
 
 def cert_id(serial: int) -> CertId:
@@ -34,23 +29,6 @@ def test_changes_between_two_tables_name_only_what_differs() -> None:
     assert StapleChanges.between(table, refreshed).changed == {a: kept}
 
 
-def test_live_table_applies_changes_in_place_and_looks_up_by_certid_der() -> None:
-    a, b, c = cert_id(1), cert_id(2), cert_id(3)
-    table = LiveStapleTable({a: b"A", b: b"B"})
-    assert table.lookup(a.der) == b"A"
-    table.apply({c: b"C", a: b"A2"}, (b,))
-    assert table.snapshot() == {a: b"A2", c: b"C"}
-    assert table.lookup(a.der) == b"A2"
-    assert table.lookup(b.der) == b""  # withdrawn: the callback's "no staple"
-    table.apply({c: b""}, ())  # an empty staple is no staple
-    assert table.lookup(c.der) == b""
-    assert len(table) == 1
-    table.replace({b: b"B2"})
-    assert table.snapshot() == {b: b"B2"}
-    assert table.lookup(a.der) == b""
-    assert table.get(b) == b"B2"
-
-
 def test_a_worker_applies_the_whole_table_then_each_delta_read_from_a_real_pipe() -> None:
     a, b, c = cert_id(1), cert_id(2), cert_id(3)
     messages = [
@@ -68,7 +46,7 @@ def test_a_worker_applies_the_whole_table_then_each_delta_read_from_a_real_pipe(
         )
         with os.fdopen(write_fd, "wb") as writer:
             writer.write(b"".join(messages))
-        table = LiveStapleTable()
+        table = StapleTable()
         try:
             await read_messages(reader, table, {})
         except asyncio.IncompleteReadError:

@@ -1,0 +1,1 @@
+"""What gets served: a generation (configuration + certificates), its serve plan, routing."""

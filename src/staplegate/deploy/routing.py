@@ -1,0 +1,39 @@
+"""Routing: which backend a connection goes to, from a frontend's plan (`use_backend` rules).
+
+Built once per frontend in each worker; the router it returns runs per connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from staplegate.config.model import Condition
+from staplegate.deploy.plan import FrontendPlan
+from staplegate.proxy.backends import BackendPool
+from staplegate.proxy.httprules import RequestFacts
+from staplegate.proxy.httprules import condition_holds as _facts_hold
+from staplegate.proxy.tcp import ConnectionInfo
+
+
+def condition_holds(condition: Condition | None, info: ConnectionInfo) -> bool:
+    """Evaluate `if|unless { ssl_fc_sni -i … }` (and `hdr(host)` in mode http)."""
+    facts = RequestFacts(
+        info.client_address, info.server_name, True, info.host, info.client_certificate
+    )
+    return _facts_hold(condition, facts)
+
+
+def make_router(
+    plan: FrontendPlan, pools: dict[str, BackendPool]
+) -> Callable[[ConnectionInfo], BackendPool | None]:
+    """`use_backend` rules in order, then `default_backend`; None when nothing applies."""
+    rules = tuple((pools[r.backend], r.condition) for r in plan.rules)
+    default = pools.get(plan.default_backend) if plan.default_backend else None
+
+    def route(info: ConnectionInfo) -> BackendPool | None:
+        for pool, condition in rules:
+            if condition_holds(condition, info):
+                return pool
+        return default
+
+    return route

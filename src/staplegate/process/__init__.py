@@ -1,0 +1,1 @@
+"""The processes: the master (state, supervisor, reloads), its workers, the pipes between."""

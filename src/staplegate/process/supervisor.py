@@ -1,0 +1,240 @@
+"""The master's supervisor: start-up, signals, reaping and restarting workers, reloads, stop.
+
+`supervise` runs on the master's event loop until the master stops. It attaches each
+worker's pipe, starts the OCSP updater and the servers' health checks, waits for the
+updater's first table before opening the runtime API and announcing readiness (to the log
+and to systemd), then answers signals: SIGUSR2 or SIGHUP reload (`Master.reload`; one at a
+time), SIGTERM stops gracefully (drain, bounded by `hard-stop-after`), SIGINT at once, and
+SIGCHLD reaps workers, restarting those of the current deployment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+
+from staplegate.observe.log import NOTICE
+from staplegate.process.master import Master, ReloadResult
+from staplegate.process.runtime_view import MasterRuntime
+from staplegate.process.systemd import sd_notify
+from staplegate.proxy.health import HealthChecker
+from staplegate.runtime.handlers import RuntimeHandlers
+from staplegate.runtime.server import (
+    RuntimeServer,
+    RuntimeServerError,
+    limits_from_config,
+    listeners_from_config,
+)
+from staplegate.updater.service import OcspUpdater
+
+log = logging.getLogger("staplegate")
+
+#: After a failed start-up, how long the master waits for its workers to exit.
+STARTUP_ABORT_WAIT_S = 10.0
+
+
+async def supervise(master: Master, updater: OcspUpdater) -> int:
+    """Run the started master until it stops; its exit status."""
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    exit_status = 0
+    pending: set[asyncio.Task[object]] = set()
+    reload_lock = asyncio.Lock()
+    checkers: list[asyncio.Task[None]] = []
+
+    def keep(task: asyncio.Task[object]) -> None:
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    def start_checkers() -> None:
+        for checker in checkers:
+            checker.cancel()
+        checkers[:] = [
+            loop.create_task(HealthChecker(pool, on_change=master.broadcast_servers).run())
+            for pool in master.pools.values()
+            if any(server.check for server in pool.servers)
+        ]
+
+    for handle in list(master.workers.values()):
+        await master.attach_pipe(handle)
+
+    def reap() -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            handle = master.workers.pop(pid, None)
+            if handle is None:
+                continue
+            master.close_pipe(handle)
+            code = os.waitstatus_to_exitcode(status)
+            old = handle.deployment != master.current.number
+            if master.stopping or old:
+                log.log(NOTICE, "worker #%d (%d) exited with status %d", handle.slot, pid, code)
+            else:
+                replacement = master.spawn(handle.slot)
+                keep(loop.create_task(master.attach_pipe(replacement)))
+                log.warning(
+                    "worker #%d (%d) exited with status %d; restarting it as %d",
+                    handle.slot,
+                    pid,
+                    code,
+                    replacement.pid,
+                )
+        if master.stopping and not master.workers:
+            done.set()
+
+    async def reload() -> ReloadResult:
+        async with reload_lock:
+            if master.stopping:
+                return ReloadResult(False, "staplegate is stopping", time.time())
+            sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+            log.log(NOTICE, "reload requested: loading %s", ", ".join(master.config_paths))
+            result = await master.reload(updater)
+            if result.ok:
+                start_checkers()
+            sd_notify("READY=1")
+            return result
+
+    def graceful() -> None:
+        if master.stopping:
+            return
+        master.stopping = True
+        log.log(NOTICE, "SIGTERM received: stopping gracefully")
+        sd_notify("STOPPING=1")
+        updater.stop()
+        master.signal_workers(signal.SIGTERM)
+        if not master.workers:
+            done.set()
+
+    def immediate() -> None:
+        nonlocal exit_status
+        master.stopping = True
+        log.log(NOTICE, "SIGINT received: stopping now")
+        sd_notify("STOPPING=1")
+        updater.stop()
+        master.signal_workers(signal.SIGINT)
+        exit_status = 130
+        if not master.workers:
+            done.set()
+
+    loop.add_signal_handler(signal.SIGCHLD, reap)
+    loop.add_signal_handler(signal.SIGTERM, graceful)
+    loop.add_signal_handler(signal.SIGINT, immediate)
+    for signum in (signal.SIGUSR2, signal.SIGHUP):
+        loop.add_signal_handler(signum, lambda: keep(loop.create_task(reload())))
+    reap()  # a worker may have died before the handler was installed
+
+    started = asyncio.Event()
+    updater_task = loop.create_task(updater.run(started=started))
+    runtime: RuntimeServer | None = None
+    try:
+        start_checkers()
+        await _until_started(started, updater_task, done)
+        if not master.stopping:  # a signal during start-up: stop as asked, don't announce
+            runtime = await _start_runtime_api(master, updater, reload)
+            if runtime is None and master.current.generation.config.global_.stats_sockets:
+                graceful()
+            log.log(
+                NOTICE,
+                "staplegate started: %d workers, listening on %s, state directory %s",
+                len(master.workers),
+                ", ".join(master.current.addresses()),
+                master.state_dir,
+            )
+            sd_notify("READY=1")
+    except Exception as error:
+        # Whatever failed, never stay alive half-started (no API, no staples, deaf to
+        # signals while waiting for a start that cannot come): say why and exit non-zero.
+        _startup_failed(error)
+        master.stopping = True
+        sd_notify("STOPPING=1")
+        updater.stop()
+        master.signal_workers(signal.SIGINT)  # they never served: no drain needed
+        for checker in checkers:
+            checker.cancel()
+        if master.workers:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STARTUP_ABORT_WAIT_S):
+                    await done.wait()
+        if runtime is not None:
+            await runtime.close()
+        await asyncio.gather(updater_task, return_exceptions=True)
+        return 1
+    await done.wait()
+    if runtime is not None:
+        await runtime.close()
+    for checker in checkers:
+        checker.cancel()
+    updater.stop()
+    with contextlib.suppress(asyncio.CancelledError):
+        await updater_task
+    await updater.flush()
+    return exit_status
+
+
+class StartupError(RuntimeError):
+    """The master could not finish starting; the message says what failed."""
+
+
+async def _until_started(
+    started: asyncio.Event, updater_task: asyncio.Task[None], stopping: asyncio.Event
+) -> None:
+    """Return once the updater published its first staple table or the master was told to
+    stop during start-up; raise StartupError when the updater ended without starting (a
+    master waiting on `started` alone would wait forever, deaf to SIGTERM and SIGINT)."""
+    waiters = [
+        asyncio.ensure_future(started.wait()),
+        asyncio.ensure_future(stopping.wait()),
+    ]
+    try:
+        await asyncio.wait([*waiters, updater_task], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+    if started.is_set() or stopping.is_set():
+        return
+    if updater_task.cancelled():
+        raise StartupError("the OCSP updater was cancelled before it loaded the stored staples")
+    failure = updater_task.exception()
+    raise StartupError(
+        f"the OCSP updater failed while loading the stored staples: {failure!r}"
+    ) from failure
+
+
+def _startup_failed(error: BaseException) -> None:
+    """One clear `[ALERT]` line (log targets and stderr), then the traceback on stderr."""
+    message = f"[ALERT] staplegate could not start: {error}; exiting"
+    log.critical("%s", message)
+    print(message, file=sys.stderr)
+    traceback.print_exception(error, file=sys.stderr)
+
+
+async def _start_runtime_api(
+    master: Master, updater: OcspUpdater, reload: Callable[[], Awaitable[ReloadResult]]
+) -> RuntimeServer | None:
+    """The `stats socket` listeners (after the fork, so workers never hold them)."""
+    global_settings = master.current.generation.config.global_
+    listeners = listeners_from_config(global_settings)
+    if not listeners:
+        return None
+    handlers = RuntimeHandlers(MasterRuntime(master, updater, reload), clock=master.clock)
+    server = RuntimeServer(listeners, handlers, limits=limits_from_config(global_settings))
+    try:
+        await server.start()
+    except RuntimeServerError as error:
+        log.error("[ALERT] cannot start the runtime API: %s", error)
+        return None
+    log.log(NOTICE, "runtime API listening on %s", ", ".join(server.bound))
+    return server

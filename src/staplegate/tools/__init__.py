@@ -1,0 +1,1 @@
+"""The command-line tools besides the server: check, ocsp, ctl, reload, demo."""
