@@ -44,10 +44,10 @@ from staplegate.proxy.backends import (
     ServerTls,
 )
 from staplegate.proxy.balance import Algorithm
-from staplegate.proxy.http import HttpBackendSettings, HttpSettings
-from staplegate.proxy.httprules import CompiledRule, RequestFacts
-from staplegate.proxy.httprules import condition_holds as _facts_hold
-from staplegate.proxy.tcp import ConnectionInfo, ProxyTimeouts
+from staplegate.proxy.http_pool import HttpBackendSettings, HttpSettings
+from staplegate.proxy.http_rules import CompiledRule, RequestFacts
+from staplegate.proxy.http_rules import condition_holds as _facts_hold
+from staplegate.proxy.records import ConnectionInfo, ProxyTimeouts
 from staplegate.tls.contexts import (
     IGNORE_ALL,
     NO_CLIENT_VERIFICATION,

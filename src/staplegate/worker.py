@@ -34,12 +34,13 @@ from typing import Final
 import uvloop
 
 from staplegate.clock import SystemClock
+from staplegate.observe.accesslog import tcplog_writer
 from staplegate.observe.log import LogRouter, SyslogTarget
 from staplegate.ocsp.certid import CertId
+from staplegate.proxy.accept import serve
 from staplegate.proxy.backends import AdminState, BackendPool, ServerState
-from staplegate.proxy.http import HttpFrontend
-from staplegate.proxy.httplog import tcplog_writer
-from staplegate.proxy.tcp import Frontend, Listener, serve
+from staplegate.proxy.frontend import BindSocket, FrontendRuntime
+from staplegate.proxy.http_pool import HttpFrontend
 from staplegate.serving import ServePlan, make_router
 
 log = logging.getLogger("staplegate.worker")
@@ -216,7 +217,7 @@ async def _run(setup: WorkerSetup) -> None:
             pools[backend].set_admin(server, admin)
     backend_plans = {b.name: b for b in setup.plan.backends}
     http_backends = {b.name: b.http for b in setup.plan.backends}
-    listeners: list[Listener] = []
+    listeners: list[BindSocket] = []
     for fplan in setup.plan.frontends:
         retries = 3
         if fplan.default_backend in backend_plans:
@@ -224,7 +225,7 @@ async def _run(setup: WorkerSetup) -> None:
         http = None
         if fplan.http is not None:
             http = HttpFrontend(dataclasses.replace(fplan.http, backends=http_backends))
-        frontend = Frontend(
+        frontend = FrontendRuntime(
             name=fplan.name,
             staples=table,
             backend_router=make_router(fplan, pools),
@@ -238,7 +239,7 @@ async def _run(setup: WorkerSetup) -> None:
         for index, bplan in enumerate(fplan.binds):
             for sock in setup.sockets.get((fplan.name, index), ()):
                 listeners.append(
-                    Listener(
+                    BindSocket(
                         sock=sock,
                         frontend=frontend,
                         tls=bplan.tls,

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import h11
 
-from staplegate.proxy.httpmsg import END, HttpError, RequestHead, RequestReader
+from staplegate.proxy.http_message import END, HttpError
+from staplegate.proxy.http_request import RequestHead, RequestReader
 from tests.fuzz_targets import Disagreement
 
 NAME = "http-request-reader"

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import h11
 
-from staplegate.proxy.httpmsg import END, HttpError, ResponseHead, ResponseReader
+from staplegate.proxy.http_message import END, HttpError
+from staplegate.proxy.http_response import ResponseHead, ResponseReader
 from tests.fuzz_targets import Disagreement
 
 NAME = "http-response-reader"
