@@ -1,4 +1,4 @@
-"""Differential fuzz target: `httpmsg.ResponseReader` against h11 (strict RFC 9112).
+"""Differential fuzz target: `http_response.ResponseReader` against h11 (strict RFC 9112).
 
 One input is what a server sends on a connection after one request (a GET, or a HEAD
 when the first byte is odd), then closes. Our reader must end the final response where

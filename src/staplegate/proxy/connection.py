@@ -39,6 +39,7 @@ import logging
 import socket
 from typing import Final
 
+from staplegate.proxy.backend_connection import BackendConnection
 from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout, SendProxy
 from staplegate.proxy.deadlines import TICK_S
 from staplegate.proxy.frontend import BindSocket
@@ -884,51 +885,3 @@ class ClientConnection(asyncio.Protocol):
         due = self._next_deadline()
         if due is not None:
             self._wake_by(due)
-
-
-class BackendConnection(asyncio.BufferedProtocol):
-    """The server side of one forwarded connection; everything goes to its `ClientConnection`.
-
-    Reads land in `PLAINTEXT_BUFFER`, one 64 KiB buffer for every backend connection of the
-    process: asyncio reads up to 256 KiB per `data_received`, so this caps a server read at
-    64 KiB (a paused client never has more than its buffer limit plus one read queued), costs
-    no per-connection memory (the loop is single-threaded and each read is encrypted before
-    `buffer_updated` returns), and OpenSSL encrypts straight from it.
-    """
-
-    __slots__ = ("client", "transport", "write_paused")
-
-    def __init__(self, client: ClientConnection) -> None:
-        self.client = client
-        self.transport: asyncio.Transport | None = None
-        self.write_paused = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses; they have its methods
-        self.transport = transport  # type: ignore[assignment]
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return PLAINTEXT_BUFFER
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.client.server_read(nbytes)
-
-    def eof_received(self) -> bool:
-        self.client.server_finished()
-        return True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        self.client.server_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-        client = self.client.transport
-        if client is not None:
-            client.pause_reading()
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        client = self.client.transport
-        if client is not None and not self.client.client_done:
-            client.resume_reading()
