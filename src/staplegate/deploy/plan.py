@@ -44,9 +44,9 @@ from staplegate.proxy.backends import (
     ServerTls,
 )
 from staplegate.proxy.balance import Algorithm
-from staplegate.proxy.http import HttpBackendSettings, HttpSettings
-from staplegate.proxy.httprules import CompiledRule
-from staplegate.proxy.tcp import ProxyTimeouts
+from staplegate.proxy.http_pool import HttpBackendSettings, HttpSettings
+from staplegate.proxy.http_rules import CompiledRule
+from staplegate.proxy.records import ProxyTimeouts
 from staplegate.tls.contexts import (
     IGNORE_ALL,
     NO_CLIENT_VERIFICATION,
