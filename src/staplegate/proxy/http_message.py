@@ -48,6 +48,19 @@ class HttpError(Exception):
         self.status = reason.value
 
 
+#: h11's limit (10^20 bytes is more than any body): a longer value, leading zeros and all, is
+#: one a server that parses into 64 bits may wrap, so it is refused rather than forwarded.
+CONTENT_LENGTH_MAX_DIGITS: Final = 20
+
+
+def content_length(value: bytes, reason: HttpErrorReason) -> int:
+    """A Content-Length llhttp accepted, refused when it has more digits than h11 allows."""
+    digits = value.strip(b" \t")
+    if len(digits) > CONTENT_LENGTH_MAX_DIGITS:
+        raise HttpError(reason, f"a Content-Length of {len(digits)} digits")
+    return int(digits)
+
+
 class BodyKind(enum.Enum):
     NONE = "none"
     LENGTH = "length"

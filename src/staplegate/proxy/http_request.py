@@ -28,6 +28,7 @@ from staplegate.proxy.http_message import (
     HttpError,
     HttpErrorReason,
     check_header_count,
+    content_length,
     has_line_break,
     head_start,
 )
@@ -225,7 +226,8 @@ class RequestHead:
                 elif lower == b"content-length":
                     framing_lines += 1
                     if framing:
-                        length = int(value)  # llhttp already refused malformed or repeated ones
+                        # llhttp already refused malformed or repeated ones
+                        length = content_length(value, HttpErrorReason.MALFORMED)
                     else:
                         digits = value.strip(b" \t")
                         framing_kept = framing_kept and (
@@ -560,7 +562,8 @@ class RequestReader:
                 if host is None:
                     host = value
             elif size == 14:  # content-length
-                length = int(value)  # llhttp already refused malformed or conflicting values
+                # llhttp already refused malformed or conflicting values
+                length = content_length(value, HttpErrorReason.MALFORMED)
             elif size == 17:  # transfer-encoding: the callback parser takes it from here
                 raise _Chunked(start)
             else:

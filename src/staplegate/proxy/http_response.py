@@ -26,6 +26,7 @@ from staplegate.proxy.http_message import (
     HttpError,
     HttpErrorReason,
     check_header_count,
+    content_length,
     head_start,
 )
 
@@ -92,7 +93,8 @@ class ResponseHead:
             lower = key.lower()
             if lower in _RESPONSE_SPECIAL:
                 if lower == b"content-length":
-                    length = int(value)  # llhttp already refused malformed or conflicting values
+                    # llhttp already refused malformed or conflicting values
+                    length = content_length(value, _BAD_RESPONSE)
                 elif lower == b"transfer-encoding":
                     chunked = chunked or b"chunked" in value.lower()
                 elif not (upgrade and lower == b"upgrade"):
@@ -297,7 +299,8 @@ class ResponseReader:
             length: int | None = None
             for name, value in _FRAMING.findall(block):
                 if len(name) == 14:  # content-length
-                    length = int(value)  # llhttp already refused malformed or conflicting ones
+                    # llhttp already refused malformed or conflicting ones
+                    length = content_length(value, _BAD_RESPONSE)
                 elif chunked or value.strip(b" \t").lower() != b"chunked":
                     # another coding: llhttp would read until close while the header
                     # tells the client something else (HAProxy: 502 too)
