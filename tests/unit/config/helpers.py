@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from staplegate.config.diagnostics import Diagnostic, Severity
 from staplegate.config.model import Config
-from staplegate.config.parser import parse_texts
+from staplegate.config.parser.dispatch import parse_texts
 from staplegate.config.semantic import build_config
 
 BACKEND = "\nbackend app\n    server a1 127.0.0.1:9000\n"
