@@ -13,7 +13,7 @@ from staplegate.config.crtlist import CRT_LIST_OPTIONS
 from staplegate.config.parser.bind import BIND_OPTIONS
 from staplegate.config.parser.crt_store import CRT_STORE
 from staplegate.config.parser.dispatch import SECTIONS
-from staplegate.config.parser.global_ import GLOBAL
+from staplegate.config.parser.global_section import GLOBAL
 from staplegate.config.parser.proxies import PROXY
 from staplegate.config.parser.registry import KeywordClass
 from staplegate.config.parser.rules import HTTP_REQUEST_ACTIONS

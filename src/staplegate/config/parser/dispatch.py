@@ -2,7 +2,7 @@
 
 Theory of operation: `ConfigParser.feed()` is called once per file, in order, like HAProxy's
 `-f` list; each file starts outside any section. A line is looked up in its section's
-keyword table (`global_`, `proxies`, `crt_store`): a keyword with a handler is read by it
+keyword table (`global_section`, `proxies`, `crt_store`): a keyword with a handler is read by it
 (supported keywords update immutable settings with `dataclasses.replace`); a family handler
 (`option <name>`) takes the rest of its family; anything else is classified from the table
 into a warning (ignored) or an error (refused or unknown). Nothing is raised: every problem
@@ -18,7 +18,7 @@ from staplegate.config.diagnostics import Reason, SourceLocation
 from staplegate.config.lexer import lex
 from staplegate.config.model import CrtStore, Defaults
 from staplegate.config.parser.crt_store import CRT_STORE, open_crt_store
-from staplegate.config.parser.global_ import GLOBAL
+from staplegate.config.parser.global_section import GLOBAL
 from staplegate.config.parser.proxies import PROXY, open_proxy
 from staplegate.config.parser.registry import (
     KeywordClass,

@@ -120,10 +120,6 @@ def _single_value(parser: ParserState, args: list[str], where: SourceLocation) -
     parser.global_ = replace(parser.global_, **field_change(head.replace("-", "_"), value))
 
 
-def _stats_socket_line(parser: ParserState, args: list[str], where: SourceLocation) -> None:
-    _stats_socket(parser, args, where)
-
-
 def _log_line(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     target = read_log(parser, args, where, allow_global=False)
     if target is not None:
@@ -177,10 +173,6 @@ def _ssl_default_options(parser: ParserState, args: list[str], where: SourceLoca
     options = read_ssl_options(parser, args[1:], where, head)
     if options is not None:
         parser.global_ = replace(parser.global_, **field_change(head.replace("-", "_"), options))
-
-
-def _extra_files_line(parser: ParserState, args: list[str], where: SourceLocation) -> None:
-    _extra_files(parser, args, where)
 
 
 def _flag(parser: ParserState, args: list[str], where: SourceLocation) -> None:
@@ -475,7 +467,7 @@ GLOBAL: KeywordTable[Handler] = KeywordTable(
         supported("key-base", _base_dir),
         supported("ca-base", _base_dir),
         supported("issuers-chain-path", _single_value),
-        supported("stats socket", _stats_socket_line),
+        supported("stats socket", _stats_socket),
         supported("stats timeout", _stats_limit_line),
         supported("stats maxconn", _stats_limit_line),
         supported("log", _log_line),
@@ -510,7 +502,7 @@ GLOBAL: KeywordTable[Handler] = KeywordTable(
             _cipher_default,
         ),
         supported("ssl-default-server-options", _ssl_default_options),
-        supported("ssl-load-extra-files", _extra_files_line),
+        supported("ssl-load-extra-files", _extra_files),
         supported("ssl-load-extra-del-ext", _flag),
         ignored(
             "ssl-skip-self-issued-ca",
