@@ -2,8 +2,10 @@
 
 An ignored keyword gets a warning and changes nothing. That is only acceptable when it
 cannot change what clients or servers see, nor what is secure: every such keyword is pinned
-here, and adding one to the registry (`config/keywords.py`, each with its reason) fails this
-test until it is reviewed and added below. Anything else must be implemented or refused.
+here, and adding one to the registry (the keyword table of its section module under
+`config/parser/`, each with its reason; `config/keywords.py` derives the lists read here)
+fails this test until it is reviewed and added below. Anything else must be implemented or
+refused.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from staplegate.config import keywords
 
 from .helpers import BACKEND, errors, warnings
 
-# table -> keywords reviewed as "cannot change traffic or security"; the reason each one is
-# ignored lives next to it in the registry and is checked to be there.
+# derived list in `keywords` -> keywords reviewed as "cannot change traffic or security"; the
+# reason each one is ignored lives next to it in the registry and is checked to be there.
 REVIEWED: dict[str, frozenset[str]] = {
     "GLOBAL_IGNORED": frozenset(
         {
