@@ -218,3 +218,13 @@ def test_http_reuse_never_is_refused() -> None:
     assert len(found) == 1
     assert "'http-reuse never' is a HAProxy keyword that staplegate does not support" in found[0]
     assert errors("backend app\n    http-reuse safe\n    server a 127.0.0.1:9000\n") == []
+
+
+@pytest.mark.parametrize("table", ["GLOBAL", "PROXY", "BIND", "SERVER", "CRTLIST"])
+def test_derived_lists_do_not_overlap(table: str) -> None:
+    """One entry per keyword in the registry: no keyword is both supported and refused."""
+    supported = getattr(keywords, f"{table}_SUPPORTED")
+    refused = getattr(keywords, f"{table}_REFUSED")
+    ignored = set(getattr(keywords, f"{table}_IGNORED", {}))
+    assert not supported & refused
+    assert not ignored & refused

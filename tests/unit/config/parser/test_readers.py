@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from staplegate.config.diagnostics import SourceLocation
 from staplegate.config.model import (
     LogFormat,
     LogTargetKind,
+    TlsVersion,
 )
+from staplegate.config.parser.readers import read_ssl_options
+from staplegate.config.parser.state import ParserState
 from tests.unit.config.helpers import A, check, one_error
 
 
@@ -45,3 +49,18 @@ def test_log_errors() -> None:
     assert one_error("global\n    log /dev/log\n") == A.format(
         2, "'log' expects <facility> as argument."
     )
+
+
+def test_ssl_options_reader_is_shared_by_global_defaults_and_bind() -> None:
+    state = ParserState()
+    here = SourceLocation("t.cfg", 3)
+    options = read_ssl_options(state, ["ssl-min-ver", "TLSv1.2", "no-tls-tickets"], here, "k")
+    assert options is not None
+    assert (options.min_ver, options.no_tls_tickets) == (TlsVersion.TLSV12, True)
+    assert read_ssl_options(state, ["force-tlsv12"], here, "k") is None
+    assert read_ssl_options(state, ["bogus"], here, "k") is None
+    assert [d.message for d in state.sink.snapshot()] == [
+        "'k force-tlsv12' is a HAProxy keyword that staplegate does not support and it would "
+        "change traffic",
+        "'k' : unknown or unsupported option 'bogus'.",
+    ]
