@@ -31,6 +31,7 @@ from staplegate.config.model import (
     ProxyProtocol,
     Server,
     SslOptions,
+    TlsVersion,
     Verify,
 )
 from staplegate.config.model import TlsVersion as TlsVersionName
@@ -56,7 +57,6 @@ from staplegate.tls.contexts import (
     TlsBind,
     TlsBindSettings,
     TlsSetupError,
-    TlsVersion,
     build_tls_bind,
     load_client_ca,
     load_crls,
