@@ -4,8 +4,8 @@
 ±15 %: too much to see a 1 µs change in the HTTP layer. This drives `HttpStream` in
 process, on uvloop, with one idle keep-alive server connection: a wrk-like request in
 (`client_data`), an nginx-like response back (`ServerConnection.data_received`). The client
-side and the transports are stand-ins that only count; everything in `proxy/http.py`,
-`httpmsg.py`, `httprules.py` and `backends.py` runs for real. Median of several runs.
+side and the transports are stand-ins that only count; everything in `proxy/http_*.py`
+and `backends.py` runs for real. Median of several runs.
 
     .venv/bin/python bench/http_layer_bench.py [--requests 100000] [--runs 5] [--profile]
 """
@@ -24,13 +24,13 @@ from typing import Any, cast
 import uvloop
 
 from staplegate.proxy.backends import BackendPool, BackendServer
-from staplegate.proxy.http import (
+from staplegate.proxy.http_pool import (
     HttpBackendSettings,
     HttpFrontend,
     HttpSettings,
-    HttpStream,
     ServerConnection,
 )
+from staplegate.proxy.http_stream import HttpStream
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8443\r\n\r\n"  # what wrk sends
 RESPONSE = (  # what nginx's `return 200 "ok"` answers
@@ -73,7 +73,8 @@ class _Frontend:
 
 
 class _ClientSide:
-    """What `HttpStream` uses of `tcp.ClientConnection`, minus TLS: counts responses."""
+    """What `HttpStream` uses of `connection.ClientConnection` (`http_exchange.ClientSide`),
+    minus TLS: counts responses."""
 
     client_address = ("127.0.0.1", 40000)
     frontend_address = ("127.0.0.1", 8443)

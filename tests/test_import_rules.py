@@ -138,15 +138,9 @@ def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return cycles
 
 
-# Imports that close a cycle today, each in a room another helper of issue 15 is rebuilding;
-# the lead empties this list once their branches are merged (then it must stay empty).
-KNOWN_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset(
-    {
-        # proxy/tcp.py -> http.py -> httplog.py -> tcp.py: the proxy helper moves the shared
-        # types to proxy/records.py and puts a Protocol in the HTTP module (issue 15)
-        ("staplegate.proxy.tcp", "staplegate.proxy.http"),
-    }
-)
+# Imports allowed to close a cycle: none. Keep it empty; break a cycle with a module both
+# sides import one way (proxy/records.py) or a Protocol, never by an entry here.
+KNOWN_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset()
 
 
 def test_no_import_cycles() -> None:

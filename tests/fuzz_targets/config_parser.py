@@ -14,7 +14,7 @@ from pathlib import Path
 
 from staplegate.config.crtlist import parse_crt_list
 from staplegate.config.diagnostics import Severity
-from staplegate.config.parser import parse_texts
+from staplegate.config.parser.dispatch import parse_texts
 from staplegate.config.samples import SampleSyntaxError, parse_header_format
 from staplegate.config.semantic import build_config
 from tests.fuzz_targets import Disagreement

@@ -1,4 +1,4 @@
-"""Differential fuzz target: `httpmsg.RequestReader` against h11 (strict RFC 9112).
+"""Differential fuzz target: `http_request.RequestReader` against h11 (strict RFC 9112).
 
 One input is the bytes a client sends on a connection. Both readers split them into
 messages; for every message our reader completes, h11 must complete the same message
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import h11
 
-from staplegate.proxy.httpmsg import END, HttpError, RequestHead, RequestReader
+from staplegate.proxy.http_message import END, HttpError
+from staplegate.proxy.http_request import RequestHead, RequestReader
 from tests.fuzz_targets import Disagreement
 
 NAME = "http-request-reader"

@@ -1,4 +1,4 @@
-"""Differential fuzz target: `httpmsg.ResponseReader` against h11 (strict RFC 9112).
+"""Differential fuzz target: `http_response.ResponseReader` against h11 (strict RFC 9112).
 
 One input is what a server sends on a connection after one request (a GET, or a HEAD
 when the first byte is odd), then closes. Our reader must end the final response where
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import h11
 
-from staplegate.proxy.httpmsg import END, HttpError, ResponseHead, ResponseReader
+from staplegate.proxy.http_message import END, HttpError
+from staplegate.proxy.http_response import ResponseHead, ResponseReader
 from tests.fuzz_targets import Disagreement
 
 NAME = "http-response-reader"

@@ -9,13 +9,58 @@ from __future__ import annotations
 
 import re
 
-from staplegate.config import keywords
 from staplegate.config.diagnostics import Diagnostic, DiagnosticSink, Reason, SourceLocation
 from staplegate.config.lexer import lex
 from staplegate.config.model import CrtList, CrtListEntry, TlsVersion, Verify
+from staplegate.config.parser.registry import (
+    KeywordClass,
+    KeywordTable,
+    refused_all,
+    refused_message,
+    suggest,
+    supported,
+)
 
 _SNI_FILTER = re.compile(r"!?(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
 TLS_VERSIONS = {v.value: v for v in TlsVersion}
+
+# the options a crt-list line knows: each takes a value except the two refused flags
+CRT_LIST_OPTIONS: KeywordTable[None] = KeywordTable(
+    [
+        *(
+            supported(name, takes_value=True)
+            for name in (
+                "alpn",
+                "ocsp-update",
+                "ocsp",
+                "issuer",
+                "key",
+                "sctl",
+                "ssl-min-ver",
+                "ssl-max-ver",
+                "ciphers",
+                "ciphersuites",
+                "verify",
+                "ca-file",
+                "crl-file",
+            )
+        ),
+        *refused_all(
+            [
+                "crt",
+                "npn",
+                "ca-verify-file",
+                "curves",
+                "ecdhe",
+                "sigalgs",
+                "client-sigalgs",
+                "ca-sign-file",
+            ],
+            takes_value=True,
+        ),
+        *refused_all(["no-ca-names", "allow-0rtt"]),
+    ]
+)
 
 
 def join_base(base: str | None, path: str) -> str:
@@ -101,13 +146,15 @@ def _parse_line(
     index = 0
     while index < len(options):
         keyword = options[index]
-        if keyword in keywords.CRTLIST_FLAG_KEYWORDS:
-            sink.error(where, keyword, keywords.refused_message(keyword), Reason.UNSUPPORTED)
+        option = CRT_LIST_OPTIONS.get(keyword)
+        refused = option is not None and option.kind is KeywordClass.REFUSED
+        if refused and option is not None and not option.takes_value:
+            sink.error(where, keyword, refused_message(keyword), Reason.UNSUPPORTED)
             ok = False
             index += 1
             continue
-        if keyword not in keywords.CRTLIST_SUPPORTED and keyword not in keywords.CRTLIST_REFUSED:
-            hint = keywords.suggest(keyword, keywords.CRTLIST_SUPPORTED | keywords.CRTLIST_REFUSED)
+        if option is None:
+            hint = suggest(keyword, CRT_LIST_OPTIONS.names())
             suffix = f" Did you mean '{hint}' maybe ?" if hint else ""
             sink.error(
                 where,
@@ -121,8 +168,8 @@ def _parse_line(
             return None
         value = options[index + 1]
         index += 2
-        if keyword in keywords.CRTLIST_REFUSED:
-            sink.error(where, keyword, keywords.refused_message(keyword), Reason.UNSUPPORTED)
+        if refused:
+            sink.error(where, keyword, refused_message(keyword), Reason.UNSUPPORTED)
             ok = False
             continue
         values[keyword] = value

@@ -22,7 +22,8 @@ from staplegate.config.diagnostics import (
     SourceLocation,
 )
 from staplegate.config.model import Bind, CertSource, CertSourceKind, Config
-from staplegate.config.parser import ConfigParser, ParsedConfig, RawProxy
+from staplegate.config.parser.dispatch import ConfigParser
+from staplegate.config.parser.state import ParsedConfig, RawProxy
 from staplegate.config.semantic import build_config
 
 # HAProxy's "crt DIR" skips these (spec §3.1)

@@ -4,7 +4,7 @@ HAProxy's log-format strings are a language of their own; staplegate understands
 people write in `http-request set-header`: literal text, `%%`, and `%[…]` / `%{+Q}[…]`
 with the fetches of `SAMPLE_FETCHES` and the converters of `CONVERTERS`. Anything else is
 refused when the configuration is parsed (a header that silently lost its value would change
-what the server trusts), so evaluation (`proxy/httprules.py`) never meets an unknown name.
+what the server trusts), so evaluation (`proxy/http_rules.py`) never meets an unknown name.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ from staplegate.config.model import (
     ServerOptions,
     Timeouts,
 )
-from staplegate.config.parser import ParsedConfig, RawProxy, RawServer
+from staplegate.config.parser.state import ParsedConfig, RawProxy, RawServer
 
 _FIELDS = ("key", "ocsp", "issuer", "sctl")
 

@@ -31,6 +31,7 @@ from staplegate.config.model import (
     ProxyProtocol,
     Server,
     SslOptions,
+    TlsVersion,
     Verify,
 )
 from staplegate.config.model import TlsVersion as TlsVersionName
@@ -44,9 +45,9 @@ from staplegate.proxy.backends import (
     ServerTls,
 )
 from staplegate.proxy.balance import Algorithm
-from staplegate.proxy.http import HttpBackendSettings, HttpSettings
-from staplegate.proxy.httprules import CompiledRule
-from staplegate.proxy.tcp import ProxyTimeouts
+from staplegate.proxy.http_pool import HttpBackendSettings, HttpSettings
+from staplegate.proxy.http_rules import CompiledRule
+from staplegate.proxy.records import ProxyTimeouts
 from staplegate.tls.contexts import (
     IGNORE_ALL,
     NO_CLIENT_VERIFICATION,
@@ -56,7 +57,6 @@ from staplegate.tls.contexts import (
     TlsBind,
     TlsBindSettings,
     TlsSetupError,
-    TlsVersion,
     build_tls_bind,
     load_client_ca,
     load_crls,

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from staplegate.config.model import Condition
 from staplegate.deploy.plan import FrontendPlan
 from staplegate.proxy.backends import BackendPool
-from staplegate.proxy.httprules import RequestFacts
-from staplegate.proxy.httprules import condition_holds as _facts_hold
-from staplegate.proxy.tcp import ConnectionInfo
+from staplegate.proxy.http_rules import RequestFacts
+from staplegate.proxy.http_rules import condition_holds as _facts_hold
+from staplegate.proxy.records import ConnectionInfo
 
 
 def condition_holds(condition: Condition | None, info: ConnectionInfo) -> bool:

@@ -30,12 +30,13 @@ import uvloop
 from staplegate.clock import SystemClock
 from staplegate.deploy.plan import ServePlan
 from staplegate.deploy.routing import make_router
+from staplegate.observe.accesslog import tcplog_writer
 from staplegate.observe.log import LogRouter, SyslogTarget
 from staplegate.ocsp.certid import CertId
 from staplegate.process.ipc import ServerStates, read_messages
-from staplegate.proxy.http import HttpFrontend
-from staplegate.proxy.httplog import tcplog_writer
-from staplegate.proxy.tcp import Frontend, Listener, serve
+from staplegate.proxy.accept import serve
+from staplegate.proxy.frontend import BindSocket, FrontendRuntime
+from staplegate.proxy.http_pool import HttpFrontend
 from staplegate.tls.staples import StapleTable
 
 log = logging.getLogger("staplegate.worker")
@@ -70,7 +71,7 @@ async def _run(setup: WorkerSetup) -> None:
             pools[backend].set_admin(server, admin)
     backend_plans = {b.name: b for b in setup.plan.backends}
     http_backends = {b.name: b.http for b in setup.plan.backends}
-    listeners: list[Listener] = []
+    listeners: list[BindSocket] = []
     for fplan in setup.plan.frontends:
         retries = 3
         if fplan.default_backend in backend_plans:
@@ -78,7 +79,7 @@ async def _run(setup: WorkerSetup) -> None:
         http = None
         if fplan.http is not None:
             http = HttpFrontend(dataclasses.replace(fplan.http, backends=http_backends))
-        frontend = Frontend(
+        frontend = FrontendRuntime(
             name=fplan.name,
             staples=table,
             backend_router=make_router(fplan, pools),
@@ -92,7 +93,7 @@ async def _run(setup: WorkerSetup) -> None:
         for index, bplan in enumerate(fplan.binds):
             for sock in setup.sockets.get((fplan.name, index), ()):
                 listeners.append(
-                    Listener(
+                    BindSocket(
                         sock=sock,
                         frontend=frontend,
                         tls=bplan.tls,

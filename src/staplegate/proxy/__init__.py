@@ -1,1 +1,1 @@
-"""Listeners, TCP forwarding, backend choice and health checks of one worker process."""
+"""The data plane of one worker: accept, terminate TLS, forward TCP or HTTP/1.1, balance."""

@@ -11,7 +11,7 @@ This module is the pure half of that: bytes in, a `ClientHello` (or "need more b
 - Only what the data plane needs is kept: SNI, ALPN offers, `status_request`, supported
   versions, signature algorithms (to pick RSA or ECDSA for one name), cipher suites. Every
   field is bounds-checked in the one pass; the lists are decoded only when read.
-- A bind with one certificate does not call this at all (`proxy.tcp`): OpenSSL reads the
+- A bind with one certificate does not call this at all (`proxy.connection`): OpenSSL reads the
   hello, and the SNI is asked of it.
 - Anything malformed raises `ClientHelloError` with a reason; nothing else ever escapes
   (the module is fuzzed). The size is capped so a peer cannot make us buffer without bound.

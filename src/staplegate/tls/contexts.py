@@ -25,30 +25,19 @@ from cryptography import x509
 from OpenSSL import SSL, crypto
 
 from staplegate.certs.model import LoadedCertificate
+from staplegate.config.model import TlsVersion
 from staplegate.tls.sni import SniEntry, SniIndex
 from staplegate.tls.staples import StapleSlot, ocsp_status_callback
 
-
-class TlsVersion(enum.Enum):
-    """Protocol versions in HAProxy's spelling (`ssl-min-ver TLSv1.2`), oldest first."""
-
-    SSLV3 = "SSLv3"
-    TLSV10 = "TLSv1.0"
-    TLSV11 = "TLSv1.1"
-    TLSV12 = "TLSv1.2"
-    TLSV13 = "TLSv1.3"
-
-    @property
-    def openssl(self) -> int:
-        return {
-            TlsVersion.SSLV3: SSL.SSL3_VERSION,
-            TlsVersion.TLSV10: SSL.TLS1_VERSION,
-            TlsVersion.TLSV11: SSL.TLS1_1_VERSION,
-            TlsVersion.TLSV12: SSL.TLS1_2_VERSION,
-            TlsVersion.TLSV13: SSL.TLS1_3_VERSION,
-        }[self]
-
-
+# OpenSSL's protocol version constants for the model's `TlsVersion` (config owns the type:
+# it is a value of the configuration; only the OpenSSL mapping belongs here)
+_OPENSSL_VERSION = {
+    TlsVersion.SSLV3: SSL.SSL3_VERSION,
+    TlsVersion.TLSV10: SSL.TLS1_VERSION,
+    TlsVersion.TLSV11: SSL.TLS1_1_VERSION,
+    TlsVersion.TLSV12: SSL.TLS1_2_VERSION,
+    TlsVersion.TLSV13: SSL.TLS1_3_VERSION,
+}
 _NO_VERSION = {
     TlsVersion.SSLV3: SSL.OP_NO_SSLv3,
     TlsVersion.TLSV10: SSL.OP_NO_TLSv1,
@@ -301,12 +290,12 @@ def build_context(
 
     low = binding.min_version or settings.min_version
     high = binding.max_version or settings.max_version
-    if low and high and low.openssl > high.openssl:
+    if low and high and _OPENSSL_VERSION[low] > _OPENSSL_VERSION[high]:
         raise TlsSetupError(TlsSetupErrorReason.BAD_VERSIONS, here, f"{low.value} > {high.value}")
     if low:
-        ctx.set_min_proto_version(low.openssl)
+        ctx.set_min_proto_version(_OPENSSL_VERSION[low])
     if high:
-        ctx.set_max_proto_version(high.openssl)
+        ctx.set_max_proto_version(_OPENSSL_VERSION[high])
     ciphers = binding.ciphers or settings.ciphers
     if ciphers:
         try:

@@ -10,7 +10,7 @@ Theory of operation (research/python-anchors.md §4.4):
   when the worker's pipe opens). Edits run on the worker's event-loop thread between
   handshakes, so a callback never sees a message half applied.
 - The callback finds the table through the connection's app data (a `StapleRecorder`: the TLS
-  endpoint), so each worker's `Frontend` owns its table and tests can inject a broken one.
+  endpoint), so each worker's `FrontendRuntime` owns its table and tests can inject a broken one.
 - The callback does one dict lookup and nothing else: no I/O, no logging, no locks. It never
   raises (an exception would abort the handshake with a fatal alert and be re-raised from a
   later, unrelated pyOpenSSL call): any error means "no staple", and it is recorded.

@@ -12,10 +12,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from staplegate.proxy.accept import serve
 from staplegate.proxy.backends import BackendPool, BackendServer
 from staplegate.proxy.balance import Algorithm
-from staplegate.proxy.http import HttpBackendSettings, HttpFrontend, HttpSettings
-from staplegate.proxy.tcp import ConnectionInfo, Frontend, Listener, ProxyTimeouts, serve
+from staplegate.proxy.frontend import BindSocket, FrontendRuntime
+from staplegate.proxy.http_pool import HttpBackendSettings, HttpFrontend, HttpSettings
+from staplegate.proxy.records import ConnectionInfo, ProxyTimeouts
 from staplegate.tls.staples import StapleTable
 from tests.integration.tls.tls_harness import TlsPki, client_context, tls_bind
 
@@ -187,7 +189,7 @@ class RunningHttpProxy:
         def router(info: ConnectionInfo) -> BackendPool | None:
             return route(info, self.pool) if route is not None else self.pool
 
-        self.frontend = Frontend(
+        self.frontend = FrontendRuntime(
             name="fe",
             staples=StapleTable(),
             backend_router=router,
@@ -202,7 +204,7 @@ class RunningHttpProxy:
         self.port = self.sock.getsockname()[1]
         self._stop = asyncio.Event()
         started = asyncio.Event()
-        listener = Listener(
+        listener = BindSocket(
             self.sock,
             self.frontend,
             tls_bind(self.pki, "default.test"),

@@ -14,8 +14,8 @@ from staplegate.config.model import (
     HttpReturn,
     HttpSetHeader,
 )
-from staplegate.proxy.http import HttpSettings
-from staplegate.proxy.httprules import CompiledRule
+from staplegate.proxy.http_pool import HttpSettings
+from staplegate.proxy.http_rules import CompiledRule
 from tests.integration.tls.tls_harness import TlsPki
 
 from .http_harness import RunningHttpProxy, https, read_all
@@ -159,7 +159,7 @@ def test_no_server_is_503_and_bad_response_502(proxy_pki: TlsPki) -> None:
 
 
 def test_server_timeout_is_504(proxy_pki: TlsPki) -> None:
-    from staplegate.proxy.http import HttpBackendSettings
+    from staplegate.proxy.http_pool import HttpBackendSettings
 
     backend = HttpBackendSettings("be", connect_timeout_s=1.0, server_timeout_s=0.2)
     with RunningHttpProxy(proxy_pki, backend_settings=backend) as proxy:

@@ -16,8 +16,8 @@ import pytest
 
 from staplegate.config.model import AclFetch, AclTerm, Condition, HttpDeny, HttpSetHeader
 from staplegate.proxy.backends import BackendServer
-from staplegate.proxy.http import HttpSettings
-from staplegate.proxy.httprules import CompiledRule
+from staplegate.proxy.http_pool import HttpSettings
+from staplegate.proxy.http_rules import CompiledRule
 from tests.integration.tls.tls_harness import TlsPki
 
 from .http_harness import RunningHttpProxy, read_all

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from staplegate.proxy.backends import BackendServer
-from staplegate.proxy.http import HttpBackendSettings, HttpSettings
+from staplegate.proxy.http_pool import HttpBackendSettings, HttpSettings
 from tests.integration.tls.tls_harness import TlsPki
 
 from .http_harness import RunningHttpProxy, read_all

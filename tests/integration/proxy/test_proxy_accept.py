@@ -82,7 +82,7 @@ def test_stopping_closes_connections_still_waiting_for_a_slot(
             proxy.wait_until(lambda: len(proxy.frontend.connections) == 1)
             # stock asyncio accepts the whole burst (two wait unread); uvloop stops at maxconn
             # (they stay in the kernel's backlog, which belongs to the master)
-            parked = proxy.call(lambda: len(proxy.frontend._parked))
+            parked = proxy.call(lambda: len(proxy.frontend.parked))
             assert parked == (2 if loop_kind == "asyncio" else 0)
             first = context.wrap_socket(raw[0], server_hostname="default.test")
             _echo(first, b"served")
@@ -91,7 +91,7 @@ def test_stopping_closes_connections_still_waiting_for_a_slot(
                 sock.settimeout(10)
                 with contextlib.suppress(ConnectionResetError):
                     assert sock.recv(10) == b""
-            assert proxy.call(lambda: not proxy.frontend._parked)
+            assert proxy.call(lambda: not proxy.frontend.parked)
             _echo(first, b"still served while draining")
             first.close()
             proxy.wait_serving_done()

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from staplegate.proxy import tcp
+from staplegate.proxy import frontend as frontend_module
 from staplegate.proxy.backends import BackendServer
-from staplegate.proxy.tcp import ProxyTimeouts, Termination
+from staplegate.proxy.connection import ClientConnection
+from staplegate.proxy.records import ProxyTimeouts, Termination
 from tests.integration.tls.tls_harness import (
     RunningProxy,
     TlsPki,
@@ -215,6 +216,13 @@ def test_retries_go_to_the_next_server(proxy_pki: TlsPki) -> None:
         assert proxy.records[0].server == "echo"
 
 
+def _client_connection(proxy: RunningProxy) -> ClientConnection:
+    """The frontend's one connection, as the class it is (the frontend sees a Protocol)."""
+    connection = next(iter(proxy.call(lambda: set(proxy.frontend.connections))))
+    assert isinstance(connection, ClientConnection)
+    return connection
+
+
 def test_slow_client_bounds_buffering(proxy_pki: TlsPki) -> None:
     limit = 64 * 1024
     proxy = RunningProxy(tls_bind(proxy_pki, "default.test"), buffer_limit=limit)
@@ -222,7 +230,7 @@ def test_slow_client_bounds_buffering(proxy_pki: TlsPki) -> None:
         proxy.backend.blast = 64 * 1024 * 1024  # far more than any socket buffer
         client = MemoryTlsClient(proxy.port, client_context(proxy_pki), "default.test")
         proxy.wait_until(lambda: len(proxy.frontend.connections) == 1)
-        connection = next(iter(proxy.call(lambda: set(proxy.frontend.connections))))
+        connection = _client_connection(proxy)
         proxy.wait_until(lambda: connection.backend is not None and not connection.backend_reading)
         buffered = proxy.call(lambda: connection.client_write_buffer_size)
         # at most the high-water mark plus one 64 KiB read, encrypted (records add ~1.4 %)
@@ -266,7 +274,7 @@ def test_client_data_while_the_backend_connects_is_bounded(proxy_pki: TlsPki) ->
         with proxy:
             client = MemoryTlsClient(proxy.port, client_context(proxy_pki), "default.test")
             proxy.wait_until(lambda: len(proxy.frontend.connections) == 1)
-            connection = next(iter(proxy.call(lambda: set(proxy.frontend.connections))))
+            connection = _client_connection(proxy)
             client.sock.settimeout(0.5)
             with contextlib.suppress(TimeoutError):  # the kernel's buffers fill up too
                 for _ in range(64):
@@ -417,7 +425,7 @@ def test_a_closed_connection_is_not_held_for_the_buffer_sweep(
     # The sweep that sheds idle connections' handshake buffers runs half a second after a
     # batch of handshakes; a connection that closes meanwhile must not wait for it (it would
     # keep its SSL object and buffers alive until then).
-    monkeypatch.setattr(tcp, "SHED_AFTER_S", 60.0)  # no sweep while the test looks
+    monkeypatch.setattr(frontend_module, "SHED_AFTER_S", 60.0)  # no sweep while the test looks
     with RunningProxy(tls_bind(proxy_pki, "default.test")) as proxy:
         context = client_context(proxy_pki)
         with tls_connect(proxy.port, context, "default.test") as staying:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pytest
 
 from staplegate.config.model import Config
-from staplegate.config.parser import parse_texts
+from staplegate.config.parser.dispatch import parse_texts
 from staplegate.config.semantic import build_config
 from staplegate.config.values import AddressFamily, SocketAddress
 from staplegate.runtime.grammar import COMMANDS, CommandName, Level

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from staplegate.config.parser import parse_texts
+from staplegate.config.parser.dispatch import parse_texts
 from staplegate.config.semantic import build_config
 from staplegate.runtime import transaction
 from staplegate.runtime.grammar import MAX_LINE, Level

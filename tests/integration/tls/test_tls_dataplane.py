@@ -10,7 +10,7 @@ import ssl
 import pytest
 from cryptography.x509 import ocsp
 
-from staplegate.tls.contexts import TlsVersion
+from staplegate.config.model import TlsVersion
 from staplegate.tls.staples import StapleOutcome, StapleTable
 
 from .tls_harness import (

@@ -30,14 +30,10 @@ from cryptography.x509 import ocsp
 from staplegate.certs.loader import load_certificate
 from staplegate.certs.model import LoadedCertificate
 from staplegate.certs.source import CertificateSource, ExtraFiles
+from staplegate.proxy.accept import serve
 from staplegate.proxy.backends import BackendPool, BackendServer
-from staplegate.proxy.tcp import (
-    ConnectionRecord,
-    Frontend,
-    Listener,
-    ProxyTimeouts,
-    serve,
-)
+from staplegate.proxy.frontend import BindSocket, FrontendRuntime
+from staplegate.proxy.records import ConnectionRecord, ProxyTimeouts
 from staplegate.testpki.ca import CertificateAuthority, KeyKind
 from staplegate.tls.contexts import (
     CertificateBinding,
@@ -207,7 +203,7 @@ class RunningProxy:
         await self.backend.start()
         servers = self.backend_servers or [BackendServer("echo", "127.0.0.1", self.backend.port)]
         self.pool = BackendPool("be", servers)
-        self.frontend = Frontend(
+        self.frontend = FrontendRuntime(
             name="fe",
             staples=self.staples,
             backend_router=lambda info: self.pool,
@@ -224,7 +220,9 @@ class RunningProxy:
         self._stop = asyncio.Event()
         started = asyncio.Event()
         task = self.loop.create_task(
-            serve([Listener(self.sock, self.frontend, self.tls)], started=started, stop=self._stop)
+            serve(
+                [BindSocket(self.sock, self.frontend, self.tls)], started=started, stop=self._stop
+            )
         )
         self._serve = asyncio.run_coroutine_threadsafe(_await(task), self.loop)
         await started.wait()

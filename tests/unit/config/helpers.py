@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from staplegate.config.diagnostics import Diagnostic, Severity
 from staplegate.config.model import Config
-from staplegate.config.parser import parse_texts
+from staplegate.config.parser.dispatch import parse_texts
 from staplegate.config.semantic import build_config
 
 BACKEND = "\nbackend app\n    server a1 127.0.0.1:9000\n"
+A = "[ALERT] config : parsing [t.cfg:{}] : {}"
+W = "[WARNING] config : parsing [t.cfg:{}] : {}"
 
 
 def check(text: str, env: dict[str, str] | None = None) -> tuple[Config | None, list[str]]:
@@ -28,3 +30,9 @@ def errors(text: str) -> list[str]:
 
 def warnings(text: str) -> list[str]:
     return [str(d) for d in diagnostics(text) if d.severity is Severity.WARNING]
+
+
+def one_error(text: str) -> str:
+    found = errors(text)
+    assert len(found) == 1, found
+    return found[0]

@@ -2,8 +2,10 @@
 
 An ignored keyword gets a warning and changes nothing. That is only acceptable when it
 cannot change what clients or servers see, nor what is secure: every such keyword is pinned
-here, and adding one to the registry (`config/keywords.py`, each with its reason) fails this
-test until it is reviewed and added below. Anything else must be implemented or refused.
+here, and adding one to the registry (the keyword table of its section module under
+`config/parser/`, each with its reason; `config/keywords.py` derives the lists read here)
+fails this test until it is reviewed and added below. Anything else must be implemented or
+refused.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from staplegate.config import keywords
 
 from .helpers import BACKEND, errors, warnings
 
-# table -> keywords reviewed as "cannot change traffic or security"; the reason each one is
-# ignored lives next to it in the registry and is checked to be there.
+# derived list in `keywords` -> keywords reviewed as "cannot change traffic or security"; the
+# reason each one is ignored lives next to it in the registry and is checked to be there.
 REVIEWED: dict[str, frozenset[str]] = {
     "GLOBAL_IGNORED": frozenset(
         {
@@ -216,3 +218,13 @@ def test_http_reuse_never_is_refused() -> None:
     assert len(found) == 1
     assert "'http-reuse never' is a HAProxy keyword that staplegate does not support" in found[0]
     assert errors("backend app\n    http-reuse safe\n    server a 127.0.0.1:9000\n") == []
+
+
+@pytest.mark.parametrize("table", ["GLOBAL", "PROXY", "BIND", "SERVER", "CRTLIST"])
+def test_derived_lists_do_not_overlap(table: str) -> None:
+    """One entry per keyword in the registry: no keyword is both supported and refused."""
+    supported = getattr(keywords, f"{table}_SUPPORTED")
+    refused = getattr(keywords, f"{table}_REFUSED")
+    ignored = set(getattr(keywords, f"{table}_IGNORED", {}))
+    assert not supported & refused
+    assert not ignored & refused

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from staplegate.config.crtlist import parse_crt_list
 from staplegate.config.model import CertOrigin, CertSourceKind, Config
-from staplegate.config.parser import parse_texts
+from staplegate.config.parser.dispatch import parse_texts
 from staplegate.config.semantic import build_config
 
 from .helpers import BACKEND, check, errors, warnings

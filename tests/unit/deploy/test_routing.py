@@ -6,7 +6,7 @@ from staplegate.config.model import AclFetch, AclTerm, Condition
 from staplegate.deploy.plan import FrontendPlan, RouteRule
 from staplegate.deploy.routing import condition_holds, make_router
 from staplegate.proxy.backends import BackendPool, BackendServer
-from staplegate.proxy.tcp import ConnectionInfo, ProxyTimeouts
+from staplegate.proxy.records import ConnectionInfo, ProxyTimeouts
 
 
 def sni_is(name: str, *, unless: bool = False) -> Condition:

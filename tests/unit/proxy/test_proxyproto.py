@@ -6,11 +6,14 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from staplegate.proxy.proxyproto import (
     V2_SIGNATURE,
     NeedMore,
     ProxyHeaderError,
+    build_v1,
     build_v2,
     parse_proxy_header,
 )
@@ -86,3 +89,33 @@ def test_v1_is_at_most_107_bytes_with_its_crlf() -> None:
     assert parsed.length == 107
     with pytest.raises(ProxyHeaderError):
         parse_proxy_header(b"PROXY UNKNOWN " + b"x" * (108 - 16) + b"\r\n")
+
+
+@given(
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=4).map(str),
+    st.integers(0, 65535),
+    st.integers(0, 65535),
+)
+def test_proxy_v1_and_v2_round_trip(src: str, dst: str, sport: int, dport: int) -> None:
+    for build in (build_v1, build_v2):
+        data = build((src, sport), (dst, dport)) + b"\x16\x03\x01"
+        parsed = parse_proxy_header(data)
+        assert not isinstance(parsed, NeedMore)
+        assert parsed.source == (src, sport)
+        assert parsed.destination == (dst, dport)
+        assert data[parsed.length :] == b"\x16\x03\x01"
+        assert isinstance(parse_proxy_header(data[: parsed.length - 1]), NeedMore)
+
+
+def test_proxy_header_refusals() -> None:
+    for bad in (b"\x16\x03\x01\x02\x00", b"PROXY TCP4 1.2.3.4 nope 1 2\r\n", b"GET / HTTP/1.1\r\n"):
+        with pytest.raises(ProxyHeaderError):
+            parse_proxy_header(bad)
+    v6 = build_v2(("2001:db8::1", 1), ("2001:db8::2", 2))
+    parsed = parse_proxy_header(v6)
+    assert not isinstance(parsed, NeedMore)
+    assert parsed.source == ("2001:db8::1", 1)
+    unknown = parse_proxy_header(b"PROXY UNKNOWN\r\n")
+    assert not isinstance(unknown, NeedMore)
+    assert unknown.source is None

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from OpenSSL import SSL
 
+from staplegate.config.model import TlsVersion
 from staplegate.tls import _openssl_compat
 from staplegate.tls.contexts import (
     CertificateBinding,
@@ -21,7 +22,6 @@ from staplegate.tls.contexts import (
     TlsBindSettings,
     TlsSetupError,
     TlsSetupErrorReason,
-    TlsVersion,
     build_context,
     build_tls_bind,
 )

@@ -1,4 +1,4 @@
-"""Format `option httplog` and `option tcplog` lines exactly as HAProxy's default formats.
+"""Access logs: `option httplog` and `option tcplog` lines in HAProxy's default formats.
 
 httplog: `%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc
 %ac/%fc/%bc/%sc/%rc %sq/%bq %{+Q}r` (no captures, so no `{}` blocks).
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from staplegate.clock import Clock
 
 if TYPE_CHECKING:
-    from staplegate.proxy.tcp import ConnectionRecord
+    from staplegate.proxy.records import ConnectionRecord
 
 _log = logging.getLogger("staplegate.tcp")
 
@@ -39,7 +39,7 @@ def _ms(seconds: float | None) -> int:
 
 
 @dataclass(frozen=True)
-class Counters:
+class LogCounters:
     """`%ac/%fc/%bc/%sc/%rc %sq/%bq` at log time."""
 
     process: int = 0
@@ -75,7 +75,7 @@ class HttpLogRecord:
     status: int
     bytes_out: int
     termination: str  # %tsc, four characters
-    counters: Counters
+    counters: LogCounters
     request_line: str | None  # None for <BADREQ>
 
     def render(self) -> str:
@@ -106,7 +106,7 @@ class TcpLogRecord:
     total_s: float
     bytes_out: int
     termination: str  # %ts, two characters
-    counters: Counters
+    counters: LogCounters
 
     def render(self) -> str:
         frontend = self.frontend + ("~" if self.tls else "")
@@ -121,7 +121,7 @@ class TcpLogRecord:
 def tcplog_writer(
     clock: Clock, log_line: Callable[[str], None] | None = None
 ) -> Callable[[ConnectionRecord], None]:
-    """A `Frontend(log=...)` callable writing one tcplog line per closed connection."""
+    """A `FrontendRuntime(log=...)` callable writing one tcplog line per closed connection."""
     emit = log_line or (lambda line: _log.info("%s", line))
 
     def write(record: ConnectionRecord) -> None:
@@ -138,7 +138,7 @@ def tcplog_writer(
             total_s=record.duration_s,
             bytes_out=record.bytes_to_client,
             termination=record.termination.value,
-            counters=Counters(),
+            counters=LogCounters(),
         )
         emit(line.render())
 

@@ -1,4 +1,4 @@
-"""Terminate TLS and forward plain TCP to a backend server: the data plane of one worker.
+"""One client connection: terminate TLS, then forward plain TCP to a server (or HTTP).
 
 Theory of operation, per client connection (`ClientConnection`):
 
@@ -23,43 +23,41 @@ Theory of operation, per client connection (`ClientConnection`):
    both once forwarding).
 
 `mode http` (the frontend has an `http` runtime): after the handshake the decrypted stream
-goes to a `proxy.http.HttpStream` instead of one backend connection (see that module).
+goes to a `http_stream.HttpStream` instead of one backend connection (see that module).
 `accept-proxy` binds read a PROXY protocol header before the ClientHello; its source
 address replaces the socket's for routing, logs and X-Forwarded-For.
 
-Accepting: each listening socket (inherited from the master, never closed here) is served by
-the event loop's own server on a duplicate descriptor (`_Acceptor`); a `Frontend` at `maxconn`
-closes those servers and the kernel's backlog holds new clients until a connection ends.
-A burst accepted past `maxconn` waits unread until a slot frees. `serve` runs listeners until
-`stop` is set, then stops accepting and waits for the connections to finish (optionally
-bounded).
+The connection's frontend (`frontend.FrontendRuntime`) holds what its connections share;
+accepting is `accept.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import enum
 import logging
 import socket
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Final
 
+from staplegate.proxy.backend_connection import BackendConnection
 from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout, SendProxy
-from staplegate.proxy.deadlines import TICK_S, DeadlineWheel
-from staplegate.proxy.http import HttpFrontend, HttpStream
+from staplegate.proxy.deadlines import TICK_S
+from staplegate.proxy.frontend import BindSocket
+from staplegate.proxy.http_stream import HttpStream
 from staplegate.proxy.proxyproto import NeedMore, ProxyHeaderError, parse_proxy_header
+from staplegate.proxy.records import (
+    ConnectionInfo,
+    ConnectionPhase,
+    ConnectionRecord,
+    Termination,
+)
 from staplegate.proxy.upstream import open_server
-from staplegate.tls.clientcert import ClientCertificate
 from staplegate.tls.clienthello import (
     ClientHelloError,
     ClientHelloErrorReason,
     NeedMoreData,
     parse_client_hello,
 )
-from staplegate.tls.contexts import TlsBind
 from staplegate.tls.endpoint import (
     DIRECT,
     PLAINTEXT_BUFFER,
@@ -69,321 +67,8 @@ from staplegate.tls.endpoint import (
     TlsEndpointError,
     fatal_alert,
 )
-from staplegate.tls.staples import StapleLookup, StapleStats
 
 log = logging.getLogger("staplegate.proxy")
-
-DEFAULT_BUFFER_LIMIT: Final = 256 * 1024
-# How soon a connection still open after its handshake gives back its handshake buffers
-# (`Frontend._shed_handshake_buffers`).
-SHED_AFTER_S: Final = 0.5
-
-
-class Termination(enum.Enum):
-    """HAProxy's two-character session termination state (tcplog `%ts`)."""
-
-    NORMAL = "--"
-    CLIENT_ABORT = "CD"  # the client closed or reset during data
-    SERVER_ABORT = "SD"  # the server reset during data
-    CLIENT_TIMEOUT = "cD"
-    SERVER_TIMEOUT = "sD"
-    CLIENT_TIMEOUT_HANDSHAKE = "cR"  # timeout client before the handshake completed
-    CLIENT_ABORT_HANDSHAKE = "CR"  # client closed, sent garbage, or the handshake failed
-    PROXY_REFUSED = "PR"  # strict-sni refusal, or no backend for the connection
-    SERVER_CONNECT_FAILED = "SC"
-    SERVER_CONNECT_TIMEOUT = "sC"
-    STOPPED = "KD"  # killed by a hard stop
-    QUEUE_TIMEOUT = "sQ"  # `timeout queue` passed waiting for a server slot
-
-
-@dataclass(frozen=True)
-class ProxyTimeouts:
-    """`timeout connect|client|server|tunnel` in seconds; None means no timeout."""
-
-    connect_s: float | None = None
-    client_s: float | None = None
-    server_s: float | None = None
-    tunnel_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionInfo:
-    """What a backend router may look at (use_backend rules on SNI, ALPN, source)."""
-
-    frontend: str
-    client_address: tuple[str, int]
-    server_name: str | None
-    alpn: bytes | None
-    host: str | None = None  # mode http: the request's Host header
-    client_certificate: ClientCertificate | None = None  # binds that ask for one
-
-
-BackendRouter = Callable[[ConnectionInfo], BackendPool | None]
-
-
-@dataclass(frozen=True)
-class ConnectionRecord:
-    """Everything the connection log needs, handed to the frontend's `log` callable once."""
-
-    frontend: str
-    bind: str
-    client_address: tuple[str, int]
-    server_name: str | None
-    certificate: str | None
-    tls: SessionInfo | None
-    tls_error: str | None
-    backend: str | None
-    server: str | None
-    bytes_from_client: int
-    bytes_to_client: int
-    termination: Termination
-    duration_s: float
-    connect_s: float | None
-    queue_s: float | None = None
-
-
-class FrontendStats:
-    """Counters for one frontend in one worker (metrics and `show stat` read them)."""
-
-    def __init__(self) -> None:
-        self.accepted = 0
-        self.active = 0
-        self.max_active = 0
-        self.handshakes = 0
-        self.resumed = 0
-        self.handshake_failures = 0
-        self.hello_errors = 0
-        self.strict_sni_refusals = 0
-        self.backend_connect_failures = 0
-        self.no_backend = 0
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.accept_pauses = 0
-        self.staples = StapleStats()
-
-
-@dataclass(frozen=True)
-class Listener:
-    """A listening socket (inherited, non-blocking) with its frontend and bind's TLS set-up."""
-
-    sock: socket.socket
-    frontend: Frontend
-    tls: TlsBind
-    accept_proxy: bool = False
-    backlog: int = 1024  # what the loop's server passes to listen() again (the master's default)
-
-
-class Frontend:
-    """One frontend of a worker: its staple table, backend choice, timeouts and maxconn."""
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        staples: StapleLookup,
-        backend_router: BackendRouter,
-        timeouts: ProxyTimeouts,
-        maxconn: int,
-        log: Callable[[ConnectionRecord], None] | None = None,
-        retries: int = 3,
-        buffer_limit: int = DEFAULT_BUFFER_LIMIT,
-        http: HttpFrontend | None = None,
-        only_backend: BackendPool | None = None,
-    ) -> None:
-        if maxconn < 1:
-            raise ValueError(f"frontend {name}: maxconn must be at least 1")
-        self.name = name
-        self.staples = staples
-        self.backend_router = backend_router
-        self.timeouts = timeouts
-        self.maxconn = maxconn
-        self.log = log
-        self.retries = retries
-        self.buffer_limit = buffer_limit
-        self.http = http
-        # What `backend_router` answers for every connection (no use_backend rule): then
-        # mode tcp skips building a ConnectionInfo and asking the router.
-        self.only_backend = only_backend
-        self.stopping = False
-        self.stats = FrontendStats()
-        self.connections: set[ClientConnection] = set()
-        self._acceptors: list[_Acceptor] = []
-        self._parked: collections.deque[ClientConnection] = collections.deque()
-        self._accepting_paused = False
-        self._idle: asyncio.Event | None = None
-        # handshakes done since the last buffer shedding, still open (a dict as an ordered
-        # set: a close takes its connection out, so a closed one is not kept alive meanwhile)
-        self._handshaken: dict[ClientConnection, None] = {}
-        self._shedding_due = False  # a sweep is scheduled
-        self._wheel: DeadlineWheel | None = None
-
-    @property
-    def deadlines(self) -> DeadlineWheel:
-        """The wheel holding this frontend's connection deadlines (made on first use)."""
-        wheel = self._wheel
-        if wheel is None:
-            wheel = self._wheel = DeadlineWheel(asyncio.get_running_loop())
-        return wheel
-
-    @property
-    def full(self) -> bool:
-        return len(self.connections) >= self.maxconn
-
-    @property
-    def accepting(self) -> bool:
-        return any(a.watching for a in self._acceptors)
-
-    def _opened(self, connection: ClientConnection) -> None:
-        connections = self.connections
-        connections.add(connection)
-        stats = self.stats
-        stats.accepted += 1
-        active = stats.active = len(connections)
-        if active > stats.max_active:
-            stats.max_active = active
-        if self._idle is not None:
-            self._idle.clear()
-        if active >= self.maxconn and not self._accepting_paused:
-            self._accepting_paused = True
-            self.stats.accept_pauses += 1
-            for acceptor in self._acceptors:
-                acceptor.pause()
-
-    def _closed(self, connection: ClientConnection) -> None:
-        connections = self.connections
-        connections.discard(connection)
-        self._handshaken.pop(connection, None)
-        self.stats.active = len(connections)
-        parked = self._parked
-        while parked and not self.full:  # accepted past maxconn in a burst: their turn now
-            parked.popleft()._unpark()
-        if self._accepting_paused and not self.full:
-            self._accepting_paused = False
-            for acceptor in self._acceptors:
-                acceptor.resume()
-        if not self.connections and self._idle is not None:
-            self._idle.set()
-        if self.log is not None:  # the record is built only when something logs it
-            try:
-                self.log(connection._record())
-            except Exception:
-                log.exception("frontend %s: the connection log callable failed", self.name)
-
-    def _handshake_done(self, connection: ClientConnection) -> None:
-        self._handshaken[connection] = None
-        if not self._shedding_due:
-            self._shedding_due = True
-            asyncio.get_running_loop().call_later(SHED_AFTER_S, self._shed_handshake_buffers)
-
-    def _shed_handshake_buffers(self) -> None:
-        """Free the handshake's BIO buffers of the connections still open since the last run.
-
-        Once per `SHED_AFTER_S` for a batch, not per handshake: most connections are short
-        and free everything when they close; an idle one keeps ~5 KB less (the idle-RSS test
-        in bench/tls_bench.py).
-        """
-        self._shedding_due = False
-        handshaken, self._handshaken = self._handshaken, {}
-        for connection in handshaken:
-            endpoint = connection.endpoint
-            if connection.phase is not _CLOSED and endpoint is not None:
-                endpoint.shed_handshake_buffers()
-
-    async def wait_idle(self) -> None:
-        """Return once no connection is left."""
-        if self._idle is None:
-            self._idle = asyncio.Event()
-        if not self.connections:
-            self._idle.set()
-        await self._idle.wait()
-
-    def abort_all(self) -> None:
-        self.drop_parked()
-        for connection in list(self.connections):
-            connection.abort(Termination.STOPPED)
-
-    def drop_parked(self) -> None:
-        """Close the connections accepted past maxconn that never started (like a backlog)."""
-        while self._parked:
-            connection = self._parked.popleft()
-            connection.phase = _Phase.CLOSED
-            if connection.transport is not None:
-                connection.transport.abort()
-
-
-class _Acceptor:
-    """Accepts on one listening socket while watching is on (paused above maxconn).
-
-    The loop's own server accepts (uvloop does it in C: no Python socket object and no task
-    per connection), on a duplicate of the master's socket so that closing it to pause never
-    closes the listener; the kernel's backlog holds new clients while paused. A loop may
-    accept a burst past maxconn before the pause takes effect: those connections wait,
-    unread, in the frontend's `_parked` queue until a slot frees (as if still in the backlog).
-    """
-
-    __slots__ = ("_server", "_starting", "backlog", "listener", "loop", "stopped", "watching")
-
-    def __init__(self, listener: Listener, loop: asyncio.AbstractEventLoop) -> None:
-        self.listener = listener
-        self.loop = loop
-        self.backlog = listener.backlog
-        self.watching = False
-        self.stopped = False
-        self._server: asyncio.AbstractServer | None = None
-        self._starting: asyncio.Task[None] | None = None
-        listener.sock.setblocking(False)
-
-    async def start(self) -> None:
-        self.listener.frontend._acceptors.append(self)
-        if not self.listener.frontend.full:
-            self.resume()
-            if self._starting is not None:
-                await self._starting
-
-    def pause(self) -> None:
-        if self.watching:
-            self.watching = False
-            if self._server is not None:
-                self._server.close()
-                self._server = None
-
-    def resume(self) -> None:
-        if not self.watching and not self.stopped:
-            self.watching = True
-            if self._starting is None:
-                self._starting = self.loop.create_task(self._listen())
-
-    async def _listen(self) -> None:
-        """Open a server on a duplicate of the socket; pause() may run while this awaits."""
-        try:
-            while self.watching and self._server is None:
-                sock = self.listener.sock.dup()
-                try:
-                    server = await self.loop.create_server(
-                        self._new_connection, sock=sock, backlog=self.backlog
-                    )
-                except OSError as error:
-                    sock.close()
-                    log.warning(
-                        "frontend %s: cannot accept: %s", self.listener.frontend.name, error
-                    )
-                    self.watching = False
-                    return
-                if self.watching:
-                    self._server = server
-                else:
-                    server.close()
-        finally:
-            self._starting = None
-
-    def _new_connection(self) -> ClientConnection:
-        return ClientConnection(self.listener, self.loop)
-
-    def stop(self) -> None:
-        self.pause()
-        self.stopped = True
-        with contextlib.suppress(ValueError):
-            self.listener.frontend._acceptors.remove(self)
 
 
 def _address(address: object) -> tuple[str, int]:
@@ -392,20 +77,12 @@ def _address(address: object) -> tuple[str, int]:
     return (str(address), 0)
 
 
-class _Phase(enum.Enum):
-    PROXY_HEADER = "proxy-header"
-    HELLO = "hello"
-    HANDSHAKE = "handshake"
-    CONNECTING = "connecting"
-    FORWARDING = "forwarding"
-    HTTP = "http"
-    CLOSED = "closed"
-
-
-# Read per request: a module constant, because on Python 3.11 `_Phase.CLOSED` goes through
+# Read per request: a module constant, because on Python 3.11 `ConnectionPhase.CLOSED` goes through
 # the enum metaclass's __getattr__ (about ten times a global's cost).
-_CLOSED: Final = _Phase.CLOSED
-_EMBRYONIC: Final = frozenset((_Phase.PROXY_HEADER, _Phase.HELLO, _Phase.HANDSHAKE))
+_CLOSED: Final = ConnectionPhase.CLOSED
+_EMBRYONIC: Final = frozenset(
+    (ConnectionPhase.PROXY_HEADER, ConnectionPhase.HELLO, ConnectionPhase.HANDSHAKE)
+)
 _TLS_HANDSHAKE_RECORD: Final = 22  # the content type a ClientHello's record starts with
 # `_sni` before the SNI is known: the hello went to OpenSSL unparsed (one certificate).
 _ASK_OPENSSL: Final = "\x00ask OpenSSL"
@@ -455,12 +132,14 @@ class ClientConnection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, listener: Listener, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, listener: BindSocket, loop: asyncio.AbstractEventLoop) -> None:
         self.listener = listener
         self.frontend = listener.frontend
         self.client_address: tuple[str, int] = ("0.0.0.0", 0)  # from the transport, or PROXY
         self.loop = loop
-        self.phase = _Phase.PROXY_HEADER if listener.accept_proxy else _Phase.HELLO
+        self.phase = (
+            ConnectionPhase.PROXY_HEADER if listener.accept_proxy else ConnectionPhase.HELLO
+        )
         self._frontend_address: tuple[str, int] | None = None  # asked of the socket when used
         self.http: HttpStream | None = None
         self.slot_held = False
@@ -513,14 +192,14 @@ class ClientConnection(asyncio.Protocol):
         # typing.cast: a Python call per connection)
         self.transport = transport  # type: ignore[assignment]
         frontend = self.frontend
-        if len(frontend.connections) >= frontend.maxconn or frontend._parked:
+        if len(frontend.connections) >= frontend.maxconn or frontend.parked:
             # a burst accepted past maxconn: wait unread
             transport.pause_reading()  # type: ignore[attr-defined]
-            frontend._parked.append(self)
+            frontend.parked.append(self)
             return
         self._start()
 
-    def _unpark(self) -> None:
+    def unpark(self) -> None:
         transport = self.transport
         if transport is None or transport.is_closing() or self.phase is _CLOSED:
             return
@@ -532,7 +211,7 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         frontend = self.frontend
-        frontend._opened(self)
+        frontend.connection_opened(self)
         peer = transport.get_extra_info("peername")
         if type(peer) is tuple:  # AF_INET/AF_INET6: (host, port, ...)
             self.client_address = (peer[0], peer[1])
@@ -581,7 +260,7 @@ class ClientConnection(asyncio.Protocol):
                 self._client_closed_tls()
             return
         if self.endpoint is None:
-            if self.phase is _Phase.PROXY_HEADER:
+            if self.phase is ConnectionPhase.PROXY_HEADER:
                 self._proxy_header_received(data)
             else:
                 self._hello_received(data)
@@ -589,7 +268,11 @@ class ClientConnection(asyncio.Protocol):
             self._tls_received(data)
 
     def eof_received(self) -> bool:
-        if self.phase in (_Phase.PROXY_HEADER, _Phase.HELLO, _Phase.HANDSHAKE):
+        if self.phase in (
+            ConnectionPhase.PROXY_HEADER,
+            ConnectionPhase.HELLO,
+            ConnectionPhase.HANDSHAKE,
+        ):
             self._finish(Termination.CLIENT_ABORT_HANDSHAKE)
             return False
         if self.http is not None:
@@ -602,14 +285,18 @@ class ClientConnection(asyncio.Protocol):
         self.transport = None
         if self.phase is _CLOSED:
             return
-        parked = self.frontend._parked
+        parked = self.frontend.parked
         if parked and self in parked:  # never started: nothing to log (like a backlog drop)
             parked.remove(self)
             self.phase = _CLOSED
             return
-        if self.phase in (_Phase.PROXY_HEADER, _Phase.HELLO, _Phase.HANDSHAKE):
+        if self.phase in (
+            ConnectionPhase.PROXY_HEADER,
+            ConnectionPhase.HELLO,
+            ConnectionPhase.HANDSHAKE,
+        ):
             self._finish(Termination.CLIENT_ABORT_HANDSHAKE)
-        elif self.phase is _Phase.HTTP:
+        elif self.phase is ConnectionPhase.HTTP:
             self._finish(Termination.NORMAL if self.client_done else Termination.CLIENT_ABORT)
         elif self.client_done and self.server_done:
             self._finish(Termination.NORMAL)
@@ -648,7 +335,7 @@ class ClientConnection(asyncio.Protocol):
             self._frontend_address = parsed.destination
         rest = bytes(self._hello_buffer[parsed.length :])
         self._hello_buffer = bytearray()
-        self.phase = _Phase.HELLO
+        self.phase = ConnectionPhase.HELLO
         if rest:
             self._hello_received(rest)
 
@@ -722,7 +409,7 @@ class ClientConnection(asyncio.Protocol):
             self._sni = _ASK_OPENSSL
             frontend = self.frontend
             self.endpoint = TlsEndpoint(only.value, frontend.staples, frontend.stats.staples)
-            self.phase = _Phase.HANDSHAKE
+            self.phase = ConnectionPhase.HANDSHAKE
             self._tls_received(data)
             return
         if buffered:  # the hello came in pieces: parse all of it so far
@@ -747,7 +434,7 @@ class ClientConnection(asyncio.Protocol):
             self._finish(Termination.PROXY_REFUSED)
             return
         self.endpoint = TlsEndpoint(choice.value, self.frontend.staples, stats.staples)
-        self.phase = _Phase.HANDSHAKE
+        self.phase = ConnectionPhase.HANDSHAKE
         if buffered:
             self._hello_buffer = bytearray()
         self._tls_received(data)
@@ -806,7 +493,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _handshake_completed(self, endpoint: TlsEndpoint) -> None:
         frontend = self.frontend
-        frontend._handshake_done(self)
+        frontend.handshake_done(self)
         stats = frontend.stats
         stats.handshakes += 1
         if DIRECT:
@@ -815,7 +502,7 @@ class ClientConnection(asyncio.Protocol):
         if self.session.resumed:
             stats.resumed += 1
         if frontend.http is not None:
-            self.phase = _Phase.HTTP
+            self.phase = ConnectionPhase.HTTP
             self._disarm()  # the stream runs its own timers from here
             self.http = HttpStream(self, frontend.http)
             return
@@ -838,7 +525,7 @@ class ClientConnection(asyncio.Protocol):
             self._finish(Termination.PROXY_REFUSED)
             return
         self.pool = pool
-        self.phase = _Phase.CONNECTING
+        self.phase = ConnectionPhase.CONNECTING
         # Client data read meanwhile waits in `_to_server`; reading pauses only if that
         # passes the buffer limit (`_forward_to_server`), not on every connection.
         self._connect_task = self.loop.create_task(self._connect(pool))
@@ -942,7 +629,7 @@ class ClientConnection(asyncio.Protocol):
         transport = backend.transport
         assert transport is not None
         self.backend = backend
-        self.phase = _Phase.FORWARDING
+        self.phase = ConnectionPhase.FORWARDING
         self._server_activity = self.loop.time()
         transport.set_write_buffer_limits(high=self.frontend.buffer_limit)
         # TCP_NODELAY: both loops' TCP transports set it (and open_server for its own sockets)
@@ -1107,9 +794,9 @@ class ClientConnection(asyncio.Protocol):
                     transport.abort()
                 else:
                     transport.close()
-        self.frontend._closed(self)
+        self.frontend.connection_closed(self)
 
-    def _record(self) -> ConnectionRecord:
+    def record(self) -> ConnectionRecord:
         return ConnectionRecord(
             frontend=self.frontend.name,
             bind=self.listener.tls.name,
@@ -1138,9 +825,9 @@ class ClientConnection(asyncio.Protocol):
         """(client side, server side) deadlines in the current phase; None: no limit."""
         timeouts = self.frontend.timeouts
         phase = self.phase
-        if phase is _Phase.CONNECTING:
+        if phase is ConnectionPhase.CONNECTING:
             return None, self._connect_due
-        if phase is _Phase.HTTP:  # the stream's own timers
+        if phase is ConnectionPhase.HTTP:  # the stream's own timers
             return None, None
         if phase in _EMBRYONIC:
             # From the accept, not the last byte (HAProxy's embryonic session): a client
@@ -1190,7 +877,7 @@ class ClientConnection(asyncio.Protocol):
                 self.abort(Termination.CLIENT_TIMEOUT)
             return
         if server_due is not None and now >= server_due:
-            if self.phase is _Phase.CONNECTING:
+            if self.phase is ConnectionPhase.CONNECTING:
                 self._connect_timed_out()  # `_connect` retries or gives up, and re-arms
             else:
                 self.abort(Termination.SERVER_TIMEOUT)
@@ -1198,95 +885,3 @@ class ClientConnection(asyncio.Protocol):
         due = self._next_deadline()
         if due is not None:
             self._wake_by(due)
-
-
-class BackendConnection(asyncio.BufferedProtocol):
-    """The server side of one forwarded connection; everything goes to its `ClientConnection`.
-
-    Reads land in `PLAINTEXT_BUFFER`, one 64 KiB buffer for every backend connection of the
-    process: asyncio reads up to 256 KiB per `data_received`, so this caps a server read at
-    64 KiB (a paused client never has more than its buffer limit plus one read queued), costs
-    no per-connection memory (the loop is single-threaded and each read is encrypted before
-    `buffer_updated` returns), and OpenSSL encrypts straight from it.
-    """
-
-    __slots__ = ("client", "transport", "write_paused")
-
-    def __init__(self, client: ClientConnection) -> None:
-        self.client = client
-        self.transport: asyncio.Transport | None = None
-        self.write_paused = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses; they have its methods
-        self.transport = transport  # type: ignore[assignment]
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return PLAINTEXT_BUFFER
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.client.server_read(nbytes)
-
-    def eof_received(self) -> bool:
-        self.client.server_finished()
-        return True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        self.client.server_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-        client = self.client.transport
-        if client is not None:
-            client.pause_reading()
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        client = self.client.transport
-        if client is not None and not self.client.client_done:
-            client.resume_reading()
-
-
-async def serve(
-    listeners: Sequence[Listener],
-    *,
-    started: asyncio.Event,
-    stop: asyncio.Event,
-    grace_s: float | None = None,
-) -> None:
-    """Accept on `listeners` until `stop` is set, then let connections finish.
-
-    The sockets stay open (the master owns them). With `grace_s`, connections still open that
-    long after the stop are aborted (`KD`).
-    """
-    loop = asyncio.get_running_loop()
-    acceptors = [_Acceptor(listener, loop) for listener in listeners]
-    frontends: list[Frontend] = []
-    for listener in listeners:
-        if listener.frontend not in frontends:
-            frontends.append(listener.frontend)
-    try:
-        for acceptor in acceptors:
-            await acceptor.start()
-        started.set()
-        await stop.wait()
-    finally:
-        for acceptor in acceptors:
-            acceptor.stop()
-        for frontend in frontends:
-            frontend.stopping = True
-            frontend.drop_parked()
-            if frontend.http is not None:
-                frontend.http.close_idle()
-                for connection in list(frontend.connections):
-                    stream = connection.http
-                    if stream is not None and stream.exchange is None and not stream.events:
-                        connection.end_http(aborted=False)  # idle keep-alive: close now
-    drained = asyncio.gather(*(frontend.wait_idle() for frontend in frontends))
-    try:
-        await asyncio.wait_for(asyncio.shield(drained), grace_s)
-    except TimeoutError:
-        for frontend in frontends:
-            frontend.abort_all()
-        await drained

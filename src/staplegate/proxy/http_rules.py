@@ -29,7 +29,8 @@ from staplegate.config.model import (
     HttpSetHeader,
 )
 from staplegate.config.samples import SampleExpression, parse_header_format
-from staplegate.proxy.httpmsg import LocalResponse, RequestHead, error_response, reason_phrase
+from staplegate.proxy.http_message import LocalResponse, error_response, reason_phrase
+from staplegate.proxy.http_request import RequestHead
 from staplegate.tls.clientcert import ClientCertificate, escape
 
 

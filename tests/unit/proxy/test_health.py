@@ -1,4 +1,4 @@
-"""Round-robin among UP servers, HAProxy's rise/fall rule, and real TCP health checks."""
+"""TCP-connect health checks (`health`) mark a server down, then up again."""
 
 from __future__ import annotations
 
@@ -9,39 +9,6 @@ import pytest
 
 from staplegate.proxy.backends import BackendPool, BackendServer, ServerState, StateChange
 from staplegate.proxy.health import HealthChecker, tcp_check
-
-A = BackendServer("a", "127.0.0.1", 1, rise=2, fall=3)
-B = BackendServer("b", "127.0.0.1", 2)
-C = BackendServer("c", "127.0.0.1", 3)
-
-
-def test_round_robin_skips_down_servers() -> None:
-    pool = BackendPool("be", [A, B, C])
-    assert [pool.pick() for _ in range(4)] == [A, B, C, A]
-    for _ in range(3):
-        pool.report(B, ok=False)
-    assert pool.state(B) is ServerState.DOWN
-    assert [pool.pick() for _ in range(4)] == [C, A, C, A]
-
-
-def test_rise_and_fall() -> None:
-    pool = BackendPool("be", [A])
-    assert pool.report(A, ok=False) is None
-    assert pool.report(A, ok=False) is None
-    assert pool.report(A, ok=False) == StateChange(A, ServerState.DOWN, 3)
-    assert pool.pick() is None
-    assert pool.report(A, ok=True) is None
-    assert pool.report(A, ok=False) is None  # a failure resets the rise count
-    assert pool.report(A, ok=True) is None
-    assert pool.report(A, ok=True) == StateChange(A, ServerState.UP, 2)
-    assert pool.pick() is A
-
-
-def test_bad_server_settings() -> None:
-    with pytest.raises(ValueError, match="rise and fall"):
-        BackendServer("x", "127.0.0.1", 1, rise=0)
-    with pytest.raises(ValueError, match="duplicate"):
-        BackendPool("be", [A, A])
 
 
 def _free_port() -> int:

@@ -1,88 +1,44 @@
-"""HTTP/1.1 messages, sans-IO: parse requests and responses with httptools, write heads back.
+"""HTTP/1.1 requests, sans-IO: `RequestReader` turns client bytes into request events.
 
-httptools (llhttp, the parser of Node.js) does the byte-level work; this module turns its
-callbacks into events (`RequestHead`/`ResponseHead`, body bytes, `END`), enforces the size
-limits and names each failure with the status HAProxy answers (400 malformed, 431 head too
-large, 413 body too large, 502 for a bad server response). Bodies come out de-chunked;
-`body_chunk` re-frames them for the other side, so a chunked message stays chunked.
-Why httptools over h11: 655k vs 47k request heads parsed per second on this machine
-(`bench/README.md`), and the proxy's per-request budget is a few tens of microseconds.
+Events are a `RequestHead`, body bytes (de-chunked) and `END`. The reader enforces the size
+limits and refuses, with HAProxy's status, what a server behind us could read another way
+(framing, Host confusion, h2c upgrades); `RequestHead.encode` writes the head back for the
+server. What requests and responses share is in `http_message.py`.
 """
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Final
 
 import httptools
 
-MAX_HEAD_BYTES: Final = 15 * 1024  # HAProxy: tune.bufsize 16384 minus tune.maxrewrite 1024
-# HAProxy's `tune.http.maxhdr` default: at most this many lines in a head counting the
-# request/status line, so 100 header fields (more: 400 for a request, 502 for a response)
-MAX_HEADERS: Final = 101
-# what a client may send after an upgrade request before the server's answer (the stream
-# stops reading the client meanwhile, so only what was already decrypted arrives)
-MAX_HELD_BEFORE_101: Final = 1 << 20
-
-HOP_BY_HOP: Final = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade"}
+from staplegate.proxy.http_message import (
+    END,
+    FRAMING_NAMES,
+    HEADER_LINE,
+    HOP_BY_HOP,
+    HOP_LINE,
+    MAX_HEAD_BYTES,
+    MAX_HEADERS,
+    MAX_HELD_BEFORE_101,
+    BodyKind,
+    End,
+    HttpError,
+    HttpErrorReason,
+    check_header_count,
+    content_length,
+    has_line_break,
+    head_start,
 )
-_FRAMING_NAMES: Final = frozenset({b"content-length", b"transfer-encoding"})
-_RESPONSE_SPECIAL: Final = HOP_BY_HOP | _FRAMING_NAMES
-_REQUEST_SPECIAL_NAMES: Final = _RESPONSE_SPECIAL | {b"host"}
 
-
-class HttpErrorReason(enum.Enum):
-    MALFORMED = 400
-    HEAD_TOO_LARGE = 431
-    BODY_TOO_LARGE = 413
-    BAD_RESPONSE = 502
-
-
-class HttpError(Exception):
-    """The peer sent something we cannot forward; `status` is the answer HAProxy gives."""
-
-    def __init__(self, reason: HttpErrorReason, detail: str) -> None:
-        super().__init__(f"{reason.name.lower().replace('_', ' ')}: {detail}")
-        self.reason = reason
-        self.status = reason.value
-
-
-class BodyKind(enum.Enum):
-    NONE = "none"
-    LENGTH = "length"
-    CHUNKED = "chunked"
-    UNTIL_CLOSE = "until-close"  # responses only: no length, no chunking
-
-
+_REQUEST_SPECIAL_NAMES: Final = HOP_BY_HOP | FRAMING_NAMES | {b"host"}
 # Enum members as module constants for the hot paths: on Python 3.11 `BodyKind.NONE` goes
 # through EnumType.__getattr__'s slow attribute hook (~0.13 µs a lookup, 10x a global).
 _NO_BODY: Final = BodyKind.NONE
 _LENGTH: Final = BodyKind.LENGTH
-_CHUNKED: Final = BodyKind.CHUNKED
-_UNTIL_CLOSE: Final = BodyKind.UNTIL_CLOSE
 _MALFORMED: Final = HttpErrorReason.MALFORMED
-_BAD_RESPONSE: Final = HttpErrorReason.BAD_RESPONSE
-
-
-class End:
-    """The message is complete."""
-
-    __slots__ = ()
-
-
-END: Final = End()
-
-
-def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    """The first value of header `name` (lowercase), or None."""
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return None
 
 
 def check_request_framing(
@@ -118,43 +74,17 @@ def _is_h2_upgrade(value: bytes) -> bool:
     return any(token.strip(b" \t").lower() in (b"h2c", b"h2") for token in value.split(b","))
 
 
-def check_header_count(lines: int, max_headers: int, reason: HttpErrorReason) -> None:
-    """HAProxy's `tune.http.maxhdr`: `lines` header fields plus the first line."""
-    if lines + 1 > max_headers:
-        raise HttpError(reason, f"more than {max_headers - 1} header fields")
-
-
-# The fast readers take llhttp's word that a head is well formed (strict CRLF, no folding,
-# valid tokens) and then read the few headers they act on from the head's bytes with these,
-# in C, instead of one Python callback per header. Each pattern starts at the CRLF that ends
-# the line before, so it only ever matches at the start of a header line.
-_HEADER_LINE: Final = re.compile(rb"\r\n([^:\r\n]+):[ \t]*([^\r]*)")
+# Read from the head's bytes by the fast reader (see `http_message.HEADER_LINE`).
 _REQUEST_SPECIAL_LINE: Final = re.compile(
     rb"\r\n(host|content-length|transfer-encoding|connection|keep-alive|proxy-connection|te"
     rb"|trailer|upgrade)[ \t]*:[ \t]*([^\r]*)",
-    re.IGNORECASE,
-)
-_FRAMING: Final = re.compile(
-    rb"\r\n(content-length|transfer-encoding)[ \t]*:[ \t]*([^\r]*)", re.IGNORECASE
-)
-_HOP_LINE: Final = re.compile(
-    rb"\r\n(?:connection|keep-alive|proxy-connection|te|trailer|upgrade)[ \t]*:[^\r]*",
     re.IGNORECASE,
 )
 _HOP_LINE_BUT_UPGRADE: Final = re.compile(
     rb"\r\n(?:connection|keep-alive|proxy-connection|te|trailer)[ \t]*:[^\r]*", re.IGNORECASE
 )
 _VERSIONS: Final = frozenset({b"HTTP/1.1", b"HTTP/1.0"})
-_CONTROL: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-_LINE_BREAK: Final = re.compile(rb"[\r\n\x00]")
-_new = object.__new__  # the fast readers fill a head's slots without a Python __init__ call
-
-
-def _head_start(data: bytes, start: int) -> int:
-    """Skip the empty lines llhttp allows before a message."""
-    while data[start] in (10, 13):
-        start += 1
-    return start
+_new = object.__new__  # the fast reader fills a head's slots without a Python __init__ call
 
 
 _HOST_LINE: Final = re.compile(rb"\r\nhost[ \t]*:[ \t]*([^\r]*)", re.IGNORECASE)
@@ -296,7 +226,8 @@ class RequestHead:
                 elif lower == b"content-length":
                     framing_lines += 1
                     if framing:
-                        length = int(value)  # llhttp already refused malformed or repeated ones
+                        # llhttp already refused malformed or repeated ones
+                        length = content_length(value, HttpErrorReason.MALFORMED)
                     else:
                         digits = value.strip(b" \t")
                         framing_kept = framing_kept and (
@@ -331,7 +262,7 @@ class RequestHead:
     def headers(self) -> list[tuple[bytes, bytes]]:
         """The headers as a list (made from the head's bytes the first time it is asked for)."""
         if self._headers is None:
-            self._headers = _HEADER_LINE.findall(self._raw or b"")
+            self._headers = HEADER_LINE.findall(self._raw or b"")
             self._raw = self.plain = None
         return self._headers
 
@@ -352,7 +283,7 @@ class RequestHead:
 
     def _restore_framing(self) -> None:
         headers = self.headers
-        kept = [(k, v) for k, v in headers if k.lower() not in _FRAMING_NAMES]
+        kept = [(k, v) for k, v in headers if k.lower() not in FRAMING_NAMES]
         if self.body is BodyKind.CHUNKED:
             kept.append((b"transfer-encoding", b"chunked"))
         elif self.content_length is not None:
@@ -377,7 +308,7 @@ class RequestHead:
             tail = b"\r\n"
         if raw is not None:
             eol = raw.index(b"\r\n")
-            kept = (_HOP_LINE_BUT_UPGRADE if upgrade else _HOP_LINE).sub(b"", raw[eol:])
+            kept = (_HOP_LINE_BUT_UPGRADE if upgrade else HOP_LINE).sub(b"", raw[eol:])
             return raw[:eol] + kept + self.extra + tail
         first = b"%s %b HTTP/%s\r\n" % (self.method.encode(), self.target, self.version.encode())
         headers = self._headers or []
@@ -393,11 +324,6 @@ class RequestHead:
         if self.extra:
             lines.append(self.extra)
         return _join_head(first, lines, tail)
-
-
-def has_line_break(value: bytes) -> bool:
-    """CR, LF or NUL: bytes that must never be inside a header line we send."""
-    return _LINE_BREAK.search(value) is not None
 
 
 def _join_head(first: bytes, lines: list[bytes], tail: bytes) -> bytes:
@@ -421,106 +347,7 @@ def _join_head(first: bytes, lines: list[bytes], tail: bytes) -> bytes:
     return b"".join([first, *kept, tail])
 
 
-class ResponseHead:
-    """A status line and headers from a server.
-
-    `wire` is the head as forwarded to the client (hop-by-hop lines dropped, Upgrade kept
-    on a 101) without the connection line and the final CRLF, which depend on the client.
-    """
-
-    __slots__ = (
-        "_headers",
-        "_raw_block",
-        "body",
-        "content_length",
-        "informational",
-        "keep_alive",
-        "reason",
-        "status",
-        "version",
-        "wire",
-    )
-
-    def __init__(
-        self,
-        status: int,
-        reason: bytes,
-        version: str,
-        headers: list[tuple[bytes, bytes]],
-        *,
-        keep_alive: bool,
-        head_request: bool,
-    ) -> None:
-        self.status = status
-        self.reason = reason
-        self.version = version
-        self._headers: list[tuple[bytes, bytes]] | None = headers
-        self._raw_block = b""
-        self.keep_alive = keep_alive
-        self.informational = 100 <= status < 200 and status != 101
-        # One pass: the body's framing and the header lines passed on (hop-by-hop dropped,
-        # Upgrade kept on a 101), so `encode` only adds the status and connection lines.
-        upgrade = status == 101
-        chunked = False
-        length: int | None = None
-        lines = [b"HTTP/%s %d %b" % (version.encode(), status, reason)]
-        for key, value in headers:
-            lower = key.lower()
-            if lower in _RESPONSE_SPECIAL:
-                if lower == b"content-length":
-                    length = int(value)  # llhttp already refused malformed or conflicting values
-                elif lower == b"transfer-encoding":
-                    chunked = chunked or b"chunked" in value.lower()
-                elif not (upgrade and lower == b"upgrade"):
-                    continue  # hop-by-hop
-            lines.append(b"\r\n" + key + b": " + value)
-        lines.append(b"\r\n")
-        self.wire = b"".join(lines)
-        self.body, self.content_length = _response_body(status, chunked, length, head_request)
-
-    @property
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        """Every header as the server sent it."""
-        if self._headers is None:
-            self._headers = _HEADER_LINE.findall(self._raw_block)
-        return self._headers
-
-    def encode(self, *, close: bool, client_version: str) -> bytes:
-        """The head as sent to the client: `connection: close` when we close after it."""
-        if self.status == 101:
-            return self.wire + b"connection: upgrade\r\n\r\n"
-        if close:
-            return self.wire + b"connection: close\r\n\r\n"
-        if client_version == "1.0":
-            return self.wire + b"connection: keep-alive\r\n\r\n"
-        return self.wire + b"\r\n"
-
-
-def _response_body(
-    status: int, chunked: bool, length: int | None, head_request: bool
-) -> tuple[BodyKind, int | None]:
-    if head_request or status in (204, 304) or 100 <= status < 200:
-        return BodyKind.NONE, None
-    if chunked:
-        return BodyKind.CHUNKED, None
-    if length is not None:
-        return BodyKind.LENGTH, length
-    return BodyKind.UNTIL_CLOSE, None
-
-
-def body_chunk(kind: BodyKind, data: bytes) -> bytes:
-    """Frame de-chunked body bytes for the other side."""
-    if kind is BodyKind.CHUNKED:
-        return b"%x\r\n%b\r\n" % (len(data), data) if data else b""
-    return data
-
-
-def body_end(kind: BodyKind) -> bytes:
-    return b"0\r\n\r\n" if kind is BodyKind.CHUNKED else b""
-
-
 RequestEvent = RequestHead | bytes | End
-ResponseEvent = ResponseHead | bytes | End
 
 
 class _Chunked(Exception):
@@ -693,7 +520,7 @@ class RequestReader:
             self._pending = 0
         start = self._start
         if data[start] in (10, 13):
-            start = _head_start(data, start)
+            start = head_start(data, start)
         end = data.find(b"\r\n\r\n", start)
         if end < 0:
             raise HttpError(HttpErrorReason.MALFORMED, "no end of head found")
@@ -735,7 +562,8 @@ class RequestReader:
                 if host is None:
                     host = value
             elif size == 14:  # content-length
-                length = int(value)  # llhttp already refused malformed or conflicting values
+                # llhttp already refused malformed or conflicting values
+                length = content_length(value, HttpErrorReason.MALFORMED)
             elif size == 17:  # transfer-encoding: the callback parser takes it from here
                 raise _Chunked(start)
             else:
@@ -887,286 +715,3 @@ class _CallbackRequests:
 
     def on_message_complete(self) -> None:
         self.events.append(END)
-
-
-class ResponseReader:
-    """Feed server bytes for one request, get response events; raises `HttpError` (502).
-
-    On a keep-alive server connection one reader serves request after request (`renew`),
-    as long as each response ended cleanly. llhttp calls back only at the end of the head,
-    per body piece and at the end; the head is cut out of the bytes fed (a response starts
-    where the bytes from the server start, or after an interim 1xx head).
-    """
-
-    def __init__(
-        self,
-        *,
-        head_request: bool,
-        max_head_bytes: int = MAX_HEAD_BYTES,
-        max_headers: int = MAX_HEADERS,
-    ) -> None:
-        self.head_request = head_request
-        self.max_head_bytes = max_head_bytes
-        self.max_headers = max_headers
-        self.events: list[ResponseEvent] = []
-        self.head: ResponseHead | None = None
-        self.complete = False
-        self.upgraded: bytes | None = None
-        self.trailing = False  # the server sent more after the response: do not reuse it
-        self._parser = httptools.HttpResponseParser(self)
-        self._data: bytes | None = b""  # what is being parsed (None: `_parts`, not joined yet)
-        self._parts: list[bytes] = []  # the incomplete head fed so far
-        self._pending = 0  # its size
-        self._start = 0  # where the next head starts in `_data`
-        self._clean_end = False  # llhttp ended the last message itself: it can parse another
-
-    @property
-    def reusable(self) -> bool:
-        """The last response ended cleanly, so the parser can take the next one."""
-        return self._clean_end and self.complete and self.upgraded is None and not self.trailing
-
-    def reset(self, *, head_request: bool) -> None:
-        """Get ready for the response to the next request on the same connection."""
-        if not self.renew(head_request):
-            raise ValueError("this reader's parser cannot take another response")
-
-    def renew(self, head_request: bool) -> bool:
-        """`reset` if the reader can take another response; False if it cannot."""
-        if not (self._clean_end and self.complete and not self.trailing):
-            return False
-        self.head_request = head_request
-        self.head = None
-        self.complete = False
-        self._clean_end = False
-        return True
-
-    def feed(self, data: bytes) -> list[ResponseEvent]:
-        if self.complete:
-            raise HttpError(HttpErrorReason.BAD_RESPONSE, "data after the response")
-        if self._parts:
-            self._parts.append(data)
-            self._pending += len(data)
-            self._data = None
-        else:
-            self._data = data
-        self._start = 0
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:
-            offset = upgrade.args[0] if upgrade.args else len(data)
-            self.upgraded = data[offset:]
-        except httptools.HttpParserCallbackError as error:
-            cause = error.__context__
-            if isinstance(cause, HttpError):
-                raise cause from None
-            if not isinstance(cause, _HeadDone):
-                raise HttpError(HttpErrorReason.BAD_RESPONSE, str(error)) from None
-        except httptools.HttpParserError as error:
-            raise HttpError(HttpErrorReason.BAD_RESPONSE, str(error)) from None
-        if self.head is None:
-            fed = self._data
-            if fed is not None and self._start < len(fed):
-                rest = fed[self._start :]  # the start of a head
-                self._parts = [rest]
-                self._pending = len(rest)
-            if self._pending > self.max_head_bytes:
-                raise HttpError(HttpErrorReason.BAD_RESPONSE, "response head too large")
-        events, self.events = self.events, []
-        return events
-
-    def eof(self) -> list[ResponseEvent]:
-        """The server closed: the end of an until-close body, else a truncated response."""
-        if self.complete:
-            return []
-        if self.head is not None and self.head.body is BodyKind.UNTIL_CLOSE:
-            self.complete = True
-            return [END]
-        raise HttpError(HttpErrorReason.BAD_RESPONSE, "the server closed mid-response")
-
-    # httptools callbacks
-    def on_message_begin(self) -> None:
-        if self.complete:  # the start of another response in the same read: never reuse
-            self.trailing = True
-
-    def on_headers_complete(self) -> None:
-        data = self._data
-        if data is None:
-            data = self._data = b"".join(self._parts)
-            self._parts = []
-            self._pending = 0
-        if self.complete or self.head is not None:  # another response: the server misbehaves
-            self.trailing = True
-            raise _HeadDone
-        start = self._start
-        if data[start] in (10, 13):
-            start = _head_start(data, start)
-        end = data.find(b"\r\n\r\n", start)
-        if end < 0:
-            raise HttpError(HttpErrorReason.BAD_RESPONSE, "no end of head found")
-        if end + 4 - start > self.max_head_bytes:
-            raise HttpError(HttpErrorReason.BAD_RESPONSE, "response head too large")
-        self._start = end + 4
-        parser = self._parser
-        status = parser.get_status_code()
-        eol = data.find(b"\r\n", start)
-        line = data[start:eol]
-        reason = line[13:]
-        if not reason.replace(b" ", b"").isalpha() and _CONTROL.search(reason):
-            # llhttp lets control bytes into the reason phrase
-            raise HttpError(_BAD_RESPONSE, "a control character in the status line")
-        if status < 100:  # llhttp takes `000`
-            raise HttpError(_BAD_RESPONSE, f"status {status}")
-        block = data[eol : end + 2]  # the CRLF ending the status line, then the header lines
-        if len(block) > 4 * self.max_headers and block.count(b"\r\n") > self.max_headers:
-            check_header_count(block.count(b"\r\n") - 1, self.max_headers, _BAD_RESPONSE)
-        if status < 200:  # 1xx: rare, built from a header list (a 101 keeps Upgrade)
-            if _FRAMING.search(block):
-                # RFC 9112 §6.3: a 1xx never has content, but llhttp reads a body after
-                # some of them (105 + Content-Length); HAProxy would not, so refuse
-                raise HttpError(
-                    _BAD_RESPONSE, "a 1xx response with Content-Length or Transfer-Encoding"
-                )
-            head = ResponseHead(
-                status,
-                line[13:],
-                parser.get_http_version(),
-                _HEADER_LINE.findall(block),
-                keep_alive=parser.should_keep_alive(),
-                head_request=self.head_request,
-            )
-        else:
-            head = _new(ResponseHead)
-            head.status = status
-            head.reason = line[13:]
-            version = line[5:8]
-            head.version = "1.1" if version == b"1.1" else version.decode("ascii")
-            head.keep_alive = parser.should_keep_alive()
-            head.informational = False
-            head._headers = None
-            head._raw_block = block
-            if len(line) == 12:  # no reason phrase: keep the space before it
-                line += b" "
-            head.wire = line + _HOP_LINE.sub(b"", block)
-            chunked = False
-            length: int | None = None
-            for name, value in _FRAMING.findall(block):
-                if len(name) == 14:  # content-length
-                    length = int(value)  # llhttp already refused malformed or conflicting ones
-                elif chunked or value.strip(b" \t").lower() != b"chunked":
-                    # another coding: llhttp would read until close while the header
-                    # tells the client something else (HAProxy: 502 too)
-                    raise HttpError(_BAD_RESPONSE, "a transfer coding other than chunked")
-                else:
-                    chunked = True
-            if self.head_request or status in (204, 304):
-                head.body, head.content_length = _NO_BODY, None
-            elif chunked:
-                head.body, head.content_length = _CHUNKED, None
-            elif length is not None:
-                head.body, head.content_length = _LENGTH, length
-            else:
-                head.body, head.content_length = _UNTIL_CLOSE, None
-        if head.informational:  # 100 Continue and friends: pass on, then the real answer
-            self.events.append(head)
-            return
-        self.head = head
-        self.events.append(head)
-        if self.head_request:  # llhttp cannot know a HEAD answer has no body: stop here
-            self.complete = True
-            self.events.append(END)
-            if data[self._start :].strip(b"\r\n"):  # a body after all: never reuse
-                self.trailing = True
-            raise _HeadDone
-
-    def on_body(self, body: bytes) -> None:
-        self.events.append(body)
-
-    def on_message_complete(self) -> None:
-        if self.head is not None and not self.complete:
-            self.complete = True
-            self._clean_end = True
-            self.events.append(END)
-
-
-class _HeadDone(Exception):
-    """Stops llhttp after the head of an answer to HEAD (or of a response too many)."""
-
-
-@dataclass(frozen=True)
-class LocalResponse:
-    """An answer staplegate makes itself (errors, `http-request return|deny|redirect`)."""
-
-    status: int
-    reason: str
-    headers: tuple[tuple[str, str], ...] = ()
-    body: bytes = b""
-    close: bool = True
-
-    def encode(self, *, version: str = "1.1") -> bytes:
-        lines = [f"HTTP/{version} {self.status} {self.reason}\r\n"]
-        lines.append(f"content-length: {len(self.body)}\r\n")
-        lines.extend(f"{name}: {value}\r\n" for name, value in self.headers)
-        if self.close:
-            lines.append("connection: close\r\n")
-        lines.append("\r\n")
-        return "".join(lines).encode("latin-1") + self.body
-
-
-REASONS: Final = {
-    200: "OK",
-    204: "No Content",
-    301: "Moved Permanently",
-    302: "Found",
-    303: "See Other",
-    307: "Temporary Redirect",
-    308: "Permanent Redirect",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Time-out",
-    410: "Gone",
-    413: "Payload Too Large",
-    421: "Misdirected Request",
-    425: "Too Early",
-    429: "Too Many Requests",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    501: "Not Implemented",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Time-out",
-}
-
-_ERROR_TEXT: Final = {
-    400: "Your browser sent an invalid request.",
-    403: "Request forbidden by administrative rules.",
-    404: "The resource could not be found.",
-    408: "Your browser didn't send a complete request in time.",
-    413: "The request entity exceeds the maximum allowed size.",
-    431: "The request header fields are too large.",
-    500: "An internal server error occurred.",
-    501: "The server does not implement this method.",
-    502: "The server returned an invalid or incomplete response.",
-    503: "No server is available to handle this request.",
-    504: "The server didn't respond in time.",
-}
-
-
-def reason_phrase(status: int) -> str:
-    return REASONS.get(status, "Unknown")
-
-
-def error_response(status: int, *, close: bool = True) -> LocalResponse:
-    """HAProxy's built-in error page for `status`."""
-    reason = reason_phrase(status)
-    text = _ERROR_TEXT.get(status, reason)
-    body = f"<html><body><h1>{status} {reason}</h1>\n{text}\n</body></html>\n".encode()
-    return LocalResponse(
-        status,
-        reason,
-        (("cache-control", "no-cache"), ("content-type", "text/html")),
-        body,
-        close=close,
-    )

@@ -1,0 +1,181 @@
+"""Parser, proxy sections: mode, timeouts, options, balance, capabilities, defaults."""
+
+from __future__ import annotations
+
+from staplegate.config.model import (
+    Balance,
+    Mode,
+    ProxyKind,
+)
+from tests.unit.config.helpers import BACKEND, A, W, check, one_error, warnings
+
+# ------------------------------------------------------------------ proxy keywords
+
+
+def test_mode_timeouts_options() -> None:
+    config, diags = check(
+        "defaults\n    mode http\n    timeout connect 5s\n    timeout client 1m\n"
+        "    timeout server 50000\n    timeout http-request 500ms\n    timeout queue 1h\n"
+        "    timeout check 1d\n    timeout http-keep-alive 2000us\n    option httplog\n"
+        "    option forwardfor header X-Real-IP\n    option redispatch\n"
+        "    option httpchk GET /health\n    log global\n    maxconn 50\n    retries 2\n"
+        "frontend fe\n    bind :80\n    no option httplog\n    option tcplog\n"
+        "    default_backend app\n" + BACKEND
+    )
+    assert diags == []
+    assert config is not None
+    fe = config.frontend("fe")
+    t = fe.timeouts
+    assert (t.connect, t.client, t.server, t.http_request) == (5000, 60000, 50000, 500)
+    assert (t.queue, t.check, t.http_keep_alive) == (3_600_000, 86_400_000, 2)
+    assert fe.mode is Mode.HTTP
+    assert fe.maxconn == 50
+    assert fe.settings.options.tcplog
+    assert not fe.settings.options.httplog
+    app = config.backend("app")
+    assert app.settings.options.forwardfor_header == "X-Real-IP"
+    assert (app.settings.options.httpchk_method, app.settings.options.httpchk_uri) == (
+        "GET",
+        "/health",
+    )
+    assert app.settings.options.redispatch
+    assert app.settings.retries == 2
+
+
+def test_proxy_value_errors() -> None:
+    cases = {
+        "mode udp": "unknown proxy mode 'udp'.",
+        "mode health": "'mode health' is a HAProxy keyword that staplegate does not support and "
+        "it would change traffic",
+        "timeout client": "'timeout client' expects an integer value (in milliseconds)",
+        "timeout client 10q": "unexpected character 'q' in 'timeout client'",
+        "timeout client 3000d": "timer overflow in argument '3000d' to 'timeout client' "
+        "(maximum value is 2147483647 ms or ~24.8 days)",
+        "timeout client 10us": "timer underflow in argument '10us' to 'timeout client' "
+        "(minimum non-null value is 1 ms)",
+        "timeout forever 1s": "'timeout' supports 'client', 'server', 'connect', 'check', "
+        "'queue', 'http-keep-alive', 'http-request', 'tunnel', 'tarpit', 'client-fin' and "
+        "'server-fin' (got 'forever')",
+        "option frobnicate": "unknown option 'frobnicate'.",
+        "option httpclose": "'option httpclose' is a HAProxy keyword that staplegate does not "
+        "support and it would change traffic",
+        "option forwardfor if-none": "'option forwardfor if-none' is a HAProxy keyword that "
+        "staplegate does not support and it would change traffic",
+        "maxconn lots": "'maxconn' expects an integer argument ('lots' is not an integer).",
+        "default_backend": "'default_backend' expects a backend name.",
+        "stick-table type ip size 1m": "'stick-table' is a HAProxy keyword that staplegate "
+        "does not support and it would change traffic",
+        "tcp-request connection reject": "'tcp-request connection' is a HAProxy keyword that "
+        "staplegate does not support and it would change traffic",
+        "defualt_backend app": "unknown keyword 'defualt_backend' in 'frontend' section; did "
+        "you mean 'default_backend' maybe ?",
+    }
+    for line, message in cases.items():
+        text = f"frontend fe\n    bind :80\n    {line}\n    default_backend app\n" + BACKEND
+        if line.startswith("default_backend"):
+            text = f"frontend fe\n    bind :80\n    {line}\n" + BACKEND
+        assert one_error(text) == A.format(3, message), line
+
+
+def test_balance_algorithms() -> None:
+    for algo in Balance:
+        config, diags = check(f"backend b\n    balance {algo.value}\n    server s 127.0.0.1:1\n")
+        assert diags == []
+        assert config is not None
+        assert config.backend("b").balance is algo
+    assert one_error("backend b\n    balance uri\n") == A.format(
+        2,
+        "'balance uri' is a HAProxy keyword that staplegate does not support and it would "
+        "change traffic",
+    )
+    assert one_error("backend b\n    balance random-ish\n") == A.format(
+        2, "unknown balancing algorithm 'random-ish'."
+    )
+
+
+def test_capabilities() -> None:
+    assert warnings("backend b\n    bind :80\n") == [
+        W.format(2, "'bind' ignored because backend 'b' has no frontend capability.")
+    ]
+    assert warnings("frontend f\n    bind :80\n    server s 127.0.0.1:1\n") == [
+        W.format(3, "'server' ignored because frontend 'f' has no backend capability.")
+    ]
+    assert one_error("defaults\n    bind :80\n") == A.format(
+        2, "'bind' not allowed in 'defaults' section."
+    )
+
+
+def test_ignored_proxy_keywords_warn() -> None:
+    got = warnings(
+        "defaults\n    option dontlognull\n    errorfile 503 /e/503.http\n    option tcpka\n"
+        "    log-format %ci\n"
+    )
+    assert got == [
+        W.format(
+            2,
+            "'option dontlognull' is accepted but ignored by staplegate (staplegate "
+            "logs every connection)",
+        ),
+        W.format(
+            3,
+            "'errorfile' is accepted but ignored by staplegate (staplegate serves its "
+            "own error responses)",
+        ),
+        W.format(
+            4,
+            "'option tcpka' is a HAProxy keyword that staplegate does not support and "
+            "it is ignored (it is a socket tuning)",
+        ),
+        W.format(
+            5,
+            "'log-format' is a HAProxy keyword that staplegate does not support and it "
+            "is ignored (staplegate writes HAProxy's default formats)",
+        ),
+    ]
+    assert one_error("defaults\n    errorfile 503\n") == A.format(
+        2, "'errorfile' expects <code> and <file> as arguments."
+    )
+
+
+def test_defaults_inheritance_and_listen_folding() -> None:
+    config, diags = check(
+        "defaults\n    mode http\n    timeout client 5s\n    default-server check\n"
+        "defaults tcp\n    mode tcp\n    timeout client 7s\n"
+        "listen both\n    bind :80\n    server s 127.0.0.1:1\n"
+        "frontend named from tcp\n    bind :81\n    default_backend both\n"
+    )
+    assert diags == []
+    assert config is not None
+    assert config.listens == ("both",)
+    both_fe, both_be = config.frontend("both"), config.backend("both")
+    assert both_fe.kind is ProxyKind.LISTEN
+    assert both_fe.default_backend == "both"
+    # the last unnamed/named defaults before a section applies, 'from' picks one by name
+    assert both_fe.mode is Mode.TCP
+    assert both_fe.timeouts.client == 7000
+    assert both_be.servers[0].check is False
+    named = config.frontend("named")
+    assert named.mode is Mode.TCP
+    assert named.timeouts.client == 7000
+
+
+def test_default_server_from_defaults() -> None:
+    config, _ = check(
+        "defaults\n    default-server check inter 9s\nbackend b\n    server s 127.0.0.1:1\n"
+    )
+    assert config is not None
+    server = config.backend("b").servers[0]
+    assert (server.check, server.inter_ms) == (True, 9000)
+
+
+def test_empty_proxy_and_server_names_are_alerts_not_tracebacks() -> None:
+    """`backend ""` raised StopIteration (issue 14, defect 10); HAProxy's message now."""
+    assert one_error('backend ""\n    server a 127.0.0.1:9000\n') == A.format(
+        1, "'backend' expects an <id> argument"
+    )
+    assert one_error('frontend ""\n    bind :443 ssl crt x.pem\n') == A.format(
+        1, "'frontend' expects an <id> argument"
+    )
+    assert one_error('backend app\n    server "" 127.0.0.1:9000\n') == A.format(
+        2, "'server' expects an <id> argument"
+    )

@@ -1,0 +1,150 @@
+"""Parser, rules: `acl`, conditions, `use_backend` and `http-request` actions."""
+
+from __future__ import annotations
+
+from staplegate.config.model import (
+    AclFetch,
+    AclMatch,
+    HttpDelHeader,
+    HttpDeny,
+    HttpRedirectScheme,
+    HttpReturn,
+    HttpSetHeader,
+)
+from tests.unit.config.helpers import BACKEND, A, check, one_error
+
+# ------------------------------------------------------------------ rules
+
+
+def test_use_backend_conditions() -> None:
+    config, diags = check(
+        "frontend fe\n    bind :443\n"
+        "    acl is_shop req.ssl_sni -i Shop.Example.Test\n"
+        "    use_backend app if is_shop\n"
+        "    use_backend app unless { ssl_fc_sni -m end .example.test }\n"
+        "    use_backend app if !is_shop { ssl_fc }\n"
+        "    default_backend app\n" + BACKEND
+    )
+    assert diags == []
+    assert config is not None
+    first, second, third = config.frontend("fe").use_backends
+    assert first.condition is not None
+    assert not first.condition.unless
+    (term,) = first.condition.terms
+    assert (term.fetch, term.values, term.ignore_case) == (
+        AclFetch.REQ_SSL_SNI,
+        ("shop.example.test",),
+        True,
+    )
+    assert second.condition is not None
+    assert second.condition.unless
+    assert second.condition.terms[0].match is AclMatch.END
+    assert third.condition is not None
+    assert [t.negated for t in third.condition.terms] == [True, False]
+    assert third.condition.terms[1].fetch is AclFetch.SSL_FC
+
+
+def test_condition_errors() -> None:
+    help_text = (
+        "staplegate understands only 'if|unless { ssl_fc_sni -i HOST... }' conditions "
+        "(also req.ssl_sni, ssl_fc, ssl_c_used, ssl_c_verify N, hdr(host) in mode http, "
+        "and named ACLs of those forms)"
+    )
+    cases = {
+        "use_backend app if { path -i a }": "'use_backend' : fetch 'path' is not "
+        f"supported: {help_text}; ignoring the condition would change traffic",
+        "use_backend app if unknown_acl": "'use_backend' : unknown or unsupported ACL "
+        f"'unknown_acl' in 'if unknown_acl': {help_text}",
+        "use_backend app if { ssl_fc_sni a } || { ssl_fc_sni b }": "'use_backend' : 'if { "
+        "ssl_fc_sni a } || { ssl_fc_sni b }' uses '||' : "
+        f"{help_text}; write one rule per alternative",
+        "use_backend app if { ssl_fc_sni -m reg ^a }": "'use_backend' : match method '-m reg' "
+        f"is not supported: {help_text}",
+        "use_backend app if { ssl_fc_sni }": "'use_backend' : 'ssl_fc_sni' needs at least one "
+        "host name to match.",
+        "use_backend app if { ssl_fc_sni a": "'use_backend' : missing closing '}' in condition.",
+        "use_backend": "'use_backend' expects a backend name.",
+        "acl host path -i a": "'acl host' : fetch 'path' is not supported: "
+        f"{help_text}; ignoring the condition would change traffic",
+    }
+    for line, message in cases.items():
+        text = f"frontend fe\n    bind :443\n    {line}\n    default_backend app\n" + BACKEND
+        assert one_error(text) == A.format(3, message), line
+
+
+def test_http_request_rules() -> None:
+    config, diags = check(
+        "frontend fe\n    mode http\n    bind :80\n"
+        "    http-request redirect scheme https code 301 unless { ssl_fc }\n"
+        "    http-request return status 404 content-type text/plain string nope\n"
+        "    http-request return status 503 content-type text/html file err/503.html\n"
+        "    http-request deny deny_status 429 if { ssl_fc_sni -i bad.example.test }\n"
+        "    http-request deny\n"
+        "    http-request set-header X-Forwarded-Proto https if { ssl_fc }\n"
+        "    http-request add-header X-Pct 100%%\n"
+        "    http-request set-header X-Src %[src]:%[src_port]%%\n"
+        "    http-request del-header X-Debug -m str\n"
+        "    default_backend app\nbackend app\n    mode http\n    server a 127.0.0.1:1\n"
+    )
+    assert diags == []
+    assert config is not None
+    actions = [r.action for r in config.frontend("fe").http_request_rules]
+    assert actions == [
+        HttpRedirectScheme("https", 301),
+        HttpReturn(404, "text/plain", "nope", None),
+        HttpReturn(503, "text/html", None, "err/503.html"),
+        HttpDeny(429),
+        HttpDeny(403),
+        HttpSetHeader("X-Forwarded-Proto", "https"),
+        HttpSetHeader("X-Pct", "100%%", add=True),
+        HttpSetHeader("X-Src", "%[src]:%[src_port]%%", add=False),
+        HttpDelHeader("X-Debug"),
+    ]
+    assert config.frontend("fe").http_request_rules[0].condition is not None
+
+
+def test_http_request_errors() -> None:
+    cases = {
+        "http-request return status 99": "'http-request return' : status code must be an "
+        "integer between 200 and 599 (got '99').",
+        "http-request return status 200 lf-string x": "'http-request return lf-string' is a "
+        "HAProxy keyword that staplegate does not support and it would change traffic",
+        "http-request return string a file b": "'http-request return' : 'string' and 'file' "
+        "are mutually exclusive.",
+        "http-request deny deny_status x": "'http-request deny' : status code must be an "
+        "integer between 200 and 599 (got 'x').",
+        "http-request redirect location /x": "'http-request redirect location' is a HAProxy "
+        "keyword that staplegate does not support and it would change traffic",
+        "http-request redirect scheme ftp": "'http-request redirect' : scheme 'ftp' is not "
+        "supported (use http or https).",
+        "http-request set-header X-A %[req.cook(x)]": "'http-request set-header' : sample "
+        "fetch 'req.cook' is not supported (known: src, src_port, ssl_c_der, ssl_c_i_dn, "
+        "ssl_c_notafter, ssl_c_notbefore, ssl_c_s_dn, ssl_c_serial, ssl_c_sha1, ssl_c_used, "
+        "ssl_c_verify, ssl_fc, ssl_fc_sni)",
+        "http-request set-header X-A %[ssl_c_der]": "'http-request set-header' : sample fetch "
+        "'ssl_c_der' is binary: write '%[ssl_c_der,hex]' or '%[ssl_c_der,base64]'",
+        "http-request set-header X-A %ci": "'http-request set-header' : log-format variable "
+        "'%ci…' is not supported in header values; use '%[fetch]' or write '%%' for a "
+        "literal '%'",
+        "http-request set-header X-A": "'http-request set-header' expects exactly 2 arguments.",
+        "http-request set-var(txn.x) str(a)": "'http-request set-var(txn.x)' is a HAProxy "
+        "keyword that staplegate does not support and it would change traffic",
+        "http-request set-hdr X-A b": "'http-request' : unknown action 'set-hdr'; did you mean "
+        "'set-header' maybe ?",
+        "http-request set-path /x": "'http-request set-path' is a HAProxy keyword that "
+        "staplegate does not support and it would change traffic",
+    }
+    for line, message in cases.items():
+        text = f"frontend fe\n    bind :80\n    {line}\n    default_backend app\n" + BACKEND
+        assert one_error(text) == A.format(3, message), line
+
+
+def test_http_request_in_defaults_is_refused() -> None:
+    assert one_error("defaults\n    http-request deny\n") == A.format(
+        2,
+        "'http-request rules in a 'defaults' section are not supported by staplegate; "
+        "write them in each proxy".replace("'http-request rules", "'http-request' rules"),
+    )
+
+
+# ------------------------------------------------------------------ defaults and listen

@@ -1,0 +1,123 @@
+"""`http-request` rules and conditions on a request head: Host, SNI, redirects, framing."""
+
+from __future__ import annotations
+
+import pytest
+
+from staplegate.config.model import (
+    AclFetch,
+    AclTerm,
+    Condition,
+    HttpDelHeader,
+    HttpRedirectScheme,
+    HttpSetHeader,
+)
+from staplegate.proxy.http_message import BodyKind
+from staplegate.proxy.http_request import RequestHead, RequestReader
+from staplegate.proxy.http_rules import CompiledRule, RequestFacts, apply_rules, condition_holds
+
+
+def test_conditions_on_host_and_sni() -> None:
+    facts = RequestFacts(("192.0.2.1", 1), "www.example.test", True, "API.test")
+    host = AclTerm(AclFetch.HDR_HOST, ("api.test",), ignore_case=True)
+    sni = AclTerm(AclFetch.SSL_FC_SNI, ("www.example.test",))
+    assert condition_holds(Condition(False, (host, sni)), facts)
+    assert not condition_holds(Condition(True, (host,)), facts)
+    assert not condition_holds(
+        Condition(False, (AclTerm(AclFetch.HDR_HOST, ("api.test",)),)), facts
+    )
+
+
+def test_redirect_keeps_host_and_path() -> None:
+    head = RequestHead("GET", b"/p?q", "1.1", [(b"Host", b"h.test")], keep_alive=True)
+    facts = RequestFacts(("192.0.2.1", 1), None, True, "h.test")
+    answer, name = apply_rules([CompiledRule(HttpRedirectScheme("https"))], head, facts)
+    assert name == "redirect"
+    assert answer is not None
+    assert ("location", "https://h.test/p?q") in answer.headers
+    assert answer.status == 302
+
+
+def test_rules_that_change_host_or_hop_by_hop_headers_are_seen_by_later_steps() -> None:
+    head = RequestHead("GET", b"/", "1.1", [(b"Host", b"a.test"), (b"X-Y", b"1")], keep_alive=True)
+    assert head.encode() == b"GET / HTTP/1.1\r\nHost: a.test\r\nX-Y: 1\r\n\r\n"
+    facts = RequestFacts(("192.0.2.1", 1), None, True, head.host)
+    rules = [
+        CompiledRule(HttpSetHeader("Host", "b.test")),
+        CompiledRule(HttpSetHeader("Connection", "close", add=True)),
+        CompiledRule(HttpDelHeader("X-Y")),
+    ]
+    assert apply_rules(rules, head, facts) == (None, None)
+    assert head.host == "b.test"
+    assert head.encode() == b"GET / HTTP/1.1\r\nHost: b.test\r\n\r\n"  # Connection dropped
+
+
+def test_rules_cannot_change_the_framing_the_reader_found() -> None:
+    head = RequestReader().feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")[0]
+    assert isinstance(head, RequestHead)
+    facts = RequestFacts(("192.0.2.1", 1), None, True, "a")
+    rules = [CompiledRule(HttpDelHeader("Content-Length"))]
+    apply_rules(rules, head, facts)
+    assert (head.body, head.content_length) == (BodyKind.LENGTH, 3)
+    assert head.encode() == b"POST / HTTP/1.1\r\nHost: a\r\ncontent-length: 3\r\n\r\n"
+    chunked = RequestReader().feed(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    )[0]
+    assert isinstance(chunked, RequestHead)
+    apply_rules([CompiledRule(HttpSetHeader("Content-Length", "0"))], chunked, facts)
+    assert chunked.body is BodyKind.CHUNKED
+    assert chunked.encode() == b"POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        HttpSetHeader("Content-Length", "abc"),
+        HttpSetHeader("Content-Length", "3", add=True),
+        HttpSetHeader("Transfer-Encoding", "chunked", add=True),
+        HttpDelHeader("Content-Length"),
+    ],
+)
+def test_any_rule_on_framing_headers_leaves_one_original_framing_line(
+    rule: HttpSetHeader | HttpDelHeader,
+) -> None:
+    head = RequestReader().feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")[0]
+    assert isinstance(head, RequestHead)
+    facts = RequestFacts(("192.0.2.1", 1), None, True, "a")
+    apply_rules([CompiledRule(rule)], head, facts)
+    assert head.encode() == b"POST / HTTP/1.1\r\nHost: a\r\ncontent-length: 3\r\n\r\n"
+
+
+def test_a_rule_value_with_a_line_break_is_never_sent() -> None:
+    head = RequestReader().feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")[0]
+    assert isinstance(head, RequestHead)
+    facts = RequestFacts(("192.0.2.1", 1), "x\r\n\r\nGET /admin HTTP/1.1", True, "a")
+    apply_rules([CompiledRule(HttpSetHeader("X-Sni", "%[ssl_fc_sni]"))], head, facts)
+    assert head.headers[-1] == (b"X-Sni", b"x\\x0D\\x0A\\x0D\\x0AGET /admin HTTP/1.1")
+    head.headers[-1] = (b"X-Sni", b"x\r\n\r\nGET /admin HTTP/1.1")  # whatever filled it in
+    head.extra = b"X-Forwarded-For: 192.0.2.1\r\n"
+    assert head.encode() == b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n"
+    head.extra = b"X-Forwarded-For: 1\nX: 2\r\n"
+    assert head.encode() == b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("target", "location"),
+    [
+        (b"/x?y=1", "https://a.test/x?y=1"),
+        (b"http://a.test/x?y=1", "https://a.test/x?y=1"),
+        (b"http://u@a.test?y=1", "https://a.test/?y=1"),
+        (b"http://a.test", "https://a.test/"),
+    ],
+)
+def test_redirect_scheme_uses_the_host_and_the_path_of_any_target(
+    target: bytes, location: str
+) -> None:
+    head = RequestHead("GET", target, "1.1", [(b"Host", b"a.test")], keep_alive=True)
+    answer, _ = apply_rules(
+        [CompiledRule(HttpRedirectScheme("https", 301))],
+        head,
+        RequestFacts(("127.0.0.1", 1), None, False, head.host),
+    )
+    assert answer is not None
+    assert dict(answer.headers)["location"] == location
