@@ -174,10 +174,11 @@ def tree_cpu_seconds(pid: int) -> float:
 def run_one_inprocess(
     args: argparse.Namespace, count: int, url: str, work: Path
 ) -> dict[str, float]:
-    from staplegate.fetch.http import FetchSettings
-    from staplegate.fetch.updater import OcspUpdater, UpdaterEntry
+    from staplegate.fetch.client import FetchSettings
     from staplegate.ocsp.schedule import UpdateSettings
     from staplegate.store import FileStapleStore
+    from staplegate.updater.driver import UpdaterEntry
+    from staplegate.updater.service import OcspUpdater
 
     rss_start = rss_bytes()
     leaves = [
@@ -317,7 +318,7 @@ def updater_defaults() -> dict[str, float]:
     """OcspUpdater's own defaults, so a plain run measures what staplegate ships."""
     import inspect
 
-    from staplegate.fetch.updater import OcspUpdater
+    from staplegate.updater.service import OcspUpdater
 
     parameters = inspect.signature(OcspUpdater.__init__).parameters
     return {

@@ -23,13 +23,13 @@ from pathlib import Path
 from staplegate.clock import SystemClock
 from staplegate.config.model import GlobalSettings, LogTargetKind
 from staplegate.deploy.plan import validate
-from staplegate.fetch.http import FetchSettings
-from staplegate.fetch.updater import OcspUpdater
+from staplegate.fetch.client import FetchSettings
 from staplegate.observe.log import LogRouter, SyslogTarget
 from staplegate.process.master import Deployment, Master, update_settings_of, updater_entries
 from staplegate.process.sockets import open_sockets
 from staplegate.process.supervisor import supervise
 from staplegate.store import FileStapleStore, StoreError, resolve_state_dir
+from staplegate.updater.service import OcspUpdater
 
 log = logging.getLogger("staplegate")
 

@@ -195,3 +195,69 @@ def test_reload_over_the_socket_reports_a_broken_configuration(tmp_path: Path, p
             answer = socat(admin, "reload")
             assert answer.startswith("Success=1\n--\nreloaded: generation 2"), answer
             assert proc.stop() == 0
+
+
+HTTP_CONFIG = """\
+global
+    log stdout format raw local0 info
+    stats socket {operator} mode 600 level operator
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+
+frontend www
+    bind 127.0.0.1:{port} ssl crt {crt}
+    default_backend web
+
+frontend plain
+    mode tcp
+    bind 127.0.0.1:{plain} ssl crt {crt}
+    default_backend raw
+
+backend web
+    balance leastconn
+    server web1 127.0.0.1:{backend}
+    server web2 127.0.0.1:{backend}
+
+backend raw
+    mode tcp
+    server raw1 127.0.0.1:{backend}
+"""
+
+
+def test_show_stat_reports_each_proxys_mode_and_balance_algorithm(tmp_path: Path, pki: Pki) -> None:
+    issued = pki.issue("www.example.test")
+    operator = tmp_path / "operator.sock"  # `algo` is shown from level operator up
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        HTTP_CONFIG.format(
+            operator=operator,
+            port=free_port(),
+            plain=free_port(),
+            crt=issued.bundle_path,
+            backend=free_port(),
+        ),
+        encoding="utf-8",
+    )
+    with staplegate(config, tmp_path / "state") as proc:
+        proc.wait_for("runtime API listening")
+        answer = socat(operator, "show stat")
+    lines = answer.strip("\n").split("\n")
+    names = lines[0].removeprefix("# ").rstrip(",").split(",")
+    rows = {
+        (row["pxname"], row["svname"]): row
+        for row in (dict(zip(names, line.split(","), strict=False)) for line in lines[1:])
+    }
+    seen = {key: (row["mode"], row["algo"]) for key, row in rows.items()}
+    assert seen == {
+        ("www", "FRONTEND"): ("http", ""),
+        ("plain", "FRONTEND"): ("tcp", ""),
+        ("web", "web1"): ("http", ""),
+        ("web", "web2"): ("http", ""),
+        ("web", "BACKEND"): ("http", "leastconn"),
+        ("raw", "raw1"): ("tcp", ""),
+        ("raw", "BACKEND"): ("tcp", "roundrobin"),
+    }

@@ -1,6 +1,6 @@
-"""The only code that talks to OCSP responders: the HTTP client and the request rate limits."""
+"""The only code that talks to OCSP responders: the HTTP client and the request gate."""
 
-from staplegate.fetch.http import (
+from staplegate.fetch.client import (
     OCSP_RESPONSE_CONTENT_TYPE,
     FetchFailure,
     FetchResult,
@@ -8,7 +8,7 @@ from staplegate.fetch.http import (
     OcspHttpClient,
     OcspHttpRequestLike,
 )
-from staplegate.fetch.ratelimit import FetchGate, HostRateLimiter, responder_key
+from staplegate.fetch.gate import FetchGate, HostRateLimiter, responder_key
 
 __all__ = [
     "OCSP_RESPONSE_CONTENT_TYPE",

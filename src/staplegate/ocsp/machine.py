@@ -1,11 +1,13 @@
 """The per-certificate OCSP state machine: events in, actions out, no I/O.
 
 Theory of operation (h11 style). One `CertificateMachine` per certificate (per CertId). The
-updater in `fetch/` feeds it events and performs the actions it returns, in order; the
-machine never sleeps, fetches, writes or reads a clock — every event carries its `now`.
+updater (updater/driver.py) feeds it events and performs the actions it returns, in order;
+the machine never sleeps, fetches, writes or reads a clock — every event carries its `now`.
 
-States and the events each accepts (anything else is a bug in the caller and raises
-`MachineMisuse`)::
+`_TRANSITIONS` at the bottom is the whole state machine: for each (state, event type) the
+handler to run and, for each `Outcome` that handler can report, the next state. Handlers
+never set the state; `handle()` does, from the table. A pair missing from the table is a
+bug in the caller and raises `MachineMisuse`. In short::
 
     NEW       --Start-->                  WAITING (auto-update, usable URI) | IDLE
     WAITING   --Tick (due)-->             FETCHING, emits Fetch
@@ -14,12 +16,12 @@ States and the events each accepts (anything else is a bug in the caller and rai
     any       --CertificateReplaced-->    RETIRED (withdraws the staple; terminal)
 
 `Tick`, `ManualSet` and `UpdateRequested` are accepted in every live state; a `ManualSet`
-while WAITING brings the next attempt forward when the new staple needs it sooner. Staple rules,
-whatever the state: only a verified, unexpired staple is installed; the last good staple
-keeps being served while `servable`; it is withdrawn at its `expire` (nextUpdate - 300 s);
-a fetched response older (earlier thisUpdate) than the held one is not installed. HAProxy's
-counters (successes, failures, consecutive failures, last success time, last status and its
-3.2 detail) are kept here and shown by the runtime API.
+while WAITING brings the next attempt forward when the new staple needs it sooner. Staple
+rules, whatever the state: only a verified, unexpired staple is installed; the last good
+staple keeps being served while `servable`; it is withdrawn at its `expire` (nextUpdate -
+`verify.WITHDRAWAL_MARGIN`); a fetched response older (earlier thisUpdate) than the held one
+is not installed. HAProxy's counters (successes, failures, consecutive failures, last success
+time, last status and its 3.2 detail) are kept here and shown by the runtime API.
 
 Failures of kind INTERNAL (no request could be made) count as failures but keep status 0
 and log nothing, as HAProxy does; HTTP-level failures are status 2 or 3 and, unlike HAProxy,
@@ -32,7 +34,9 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from cryptography import x509
 
@@ -46,12 +50,14 @@ from staplegate.ocsp.request import (
 )
 from staplegate.ocsp.schedule import (
     UpdateSettings,
-    base_next_update,
+    base_refresh_at,
     jitter,
-    next_update_after_failure,
-    next_update_after_success,
+    refresh_at_after_failure,
+    refresh_at_after_success,
 )
 from staplegate.ocsp.verify import (
+    DEFAULT_SKEW,
+    WITHDRAWAL_MARGIN_S,
     CertStatus,
     VerificationError,
     VerifiedStaple,
@@ -73,7 +79,7 @@ class State(enum.Enum):
 class FetchFailureKind(enum.Enum):
     """What went wrong while fetching, in the machine's terms (HAProxy status 0, 2 or 3).
 
-    `fetch.http.FetchFailure` is finer; the updater maps it: INVALID_URL -> INTERNAL;
+    `fetch.client.FetchFailure` is finer; the updater maps it: INVALID_URL -> INTERNAL;
     DNS_FAILED, CONNECT_FAILED, TLS_FAILED, PROXY_FAILED, CONNECTION_LOST, PROTOCOL_ERROR
     -> CONNECT; TIMEOUT -> TIMEOUT; HTTP_STATUS -> HTTP_STATUS; WRONG_CONTENT_TYPE ->
     CONTENT_TYPE; BODY_TOO_LARGE -> TOO_LARGE; EMPTY_BODY -> send `FetchSucceeded(b"")`,
@@ -95,6 +101,17 @@ class FetchFailureKind(enum.Enum):
         if self is FetchFailureKind.INTERNAL:
             return UpdateStatus.UNKNOWN
         return UpdateStatus.HTTP_ERROR
+
+
+class Outcome(enum.Enum):
+    """What a handler did; with the state and the event type, `_TRANSITIONS` gives the next
+    state."""
+
+    SCHEDULED = "scheduled"  # an attempt is scheduled (`next_attempt` set)
+    UNSCHEDULED = "unscheduled"  # nothing scheduled: auto-update off or the one-shot is done
+    DUE = "due"  # the scheduled attempt is due: a Fetch was emitted
+    UNCHANGED = "unchanged"  # nothing that moves the machine
+    ENDED = "ended"  # the certificate was replaced
 
 
 class LogLevel(enum.Enum):
@@ -249,7 +266,9 @@ class CertificateMachine:
     settings: UpdateSettings = field(default_factory=UpdateSettings)
     rng: random.Random = field(default_factory=random.Random)
     auto_update: bool = True
-    skew: dt.timedelta = dt.timedelta(seconds=300)
+    skew: dt.timedelta = DEFAULT_SKEW
+    user_agent: str = field(kw_only=True)
+    """The requests' User-Agent (`fetch.client.USER_AGENT`)."""
 
     state: State = field(default=State.NEW, init=False)
     staple: VerifiedStaple | None = field(default=None, init=False)
@@ -264,7 +283,9 @@ class CertificateMachine:
     def __post_init__(self) -> None:
         self.cert_id = CertId.for_certificate(self.certificate, self.issuer)
         try:
-            self._request = http_request_for(self.uri or "", build_request(self.cert_id))
+            self._request = http_request_for(
+                self.uri or "", build_request(self.cert_id), user_agent=self.user_agent
+            )
         except OcspUriError as error:
             self._uri_problem = str(error)
 
@@ -272,15 +293,16 @@ class CertificateMachine:
 
     def handle(self, event: Event) -> list[Action]:
         """Apply one event; return the actions to perform, in order."""
-        name = _TABLE.get((self.state, type(event)))
-        if name is None:
+        transition = _TRANSITIONS.get((self.state, type(event)))
+        if transition is None:
             raise MachineMisuse(
                 f"{type(event).__name__} is not accepted in state {self.state.value} "
                 f"(certificate {self.path})"
             )
+        handler, next_states = transition
         actions: list[Action] = []
         self._withdraw_if_expired(event.now, actions)
-        getattr(self, name)(event, actions)
+        self.state = next_states[handler(self, event, actions)]
         self._wake(event.now, actions)
         return actions
 
@@ -294,9 +316,9 @@ class CertificateMachine:
             return self.staple
         return None
 
-    # --- handlers (one per accepted (state, event) pair, see _TABLE) ---
+    # --- handlers (see _TRANSITIONS; each returns what it did, never sets the state) ---
 
-    def _on_start(self, event: Start, actions: list[Action]) -> None:
+    def _on_start(self, event: Start, actions: list[Action]) -> Outcome:
         now = event.now
         for der in event.stored:
             try:
@@ -321,35 +343,29 @@ class CertificateMachine:
                         f"{self._uri_problem}",
                     )
                 )
-            self.state = State.IDLE
-            return
+            return Outcome.UNSCHEDULED
         if not self.auto_update:
-            self.state = State.IDLE
-            return
-        attempt = base_next_update(now=now, expire=self._expire(), settings=self.settings)
-        self._schedule(attempt, now)
+            return Outcome.UNSCHEDULED
+        attempt = base_refresh_at(now=now, expire=self._expire(), settings=self.settings)
+        return self._schedule(attempt, now)
 
-    def _on_tick(self, event: Tick, actions: list[Action]) -> None:
-        if (
-            self.state is State.WAITING
-            and self.next_attempt is not None
-            and event.now >= self.next_attempt
-            and self._request is not None
-        ):
-            self.state = State.FETCHING
-            self.next_attempt = None
-            # status 0 while fetching; the previous detail stays, as 3.2 shows it
-            self.counters = replace(self.counters, last_status=UpdateStatus.UNKNOWN)
-            actions.append(Fetch(self.cert_id, self.uri or "", self._request))
+    def _on_tick(self, event: Tick, actions: list[Action]) -> Outcome:
+        """WAITING only: fetch when the scheduled attempt is due."""
+        if self.next_attempt is None or event.now < self.next_attempt or self._request is None:
+            return Outcome.UNCHANGED
+        self.next_attempt = None
+        # status 0 while fetching; the previous detail stays, as 3.2 shows it
+        self.counters = replace(self.counters, last_status=UpdateStatus.UNKNOWN)
+        actions.append(Fetch(self.cert_id, self.uri or "", self._request))
+        return Outcome.DUE
 
-    def _on_fetch_succeeded(self, event: FetchSucceeded, actions: list[Action]) -> None:
+    def _on_fetch_succeeded(self, event: FetchSucceeded, actions: list[Action]) -> Outcome:
         now = event.now
         try:
             staple = self._verify(event.der, now)
         except VerificationError as error:
             status = UpdateStatus(error.haproxy_status)
-            self._failed(now, status, error.haproxy_detail, actions)
-            return
+            return self._failed(now, status, error.haproxy_detail, actions)
         self.counters = replace(
             self.counters,
             successes=self.counters.successes + 1,
@@ -374,49 +390,51 @@ class CertificateMachine:
         else:
             self._install(staple, actions, persist=True)
         held_expire = self.staple.expire() if self.staple is not None else staple.expire()
-        attempt = next_update_after_success(now=now, expire=held_expire, settings=self.settings)
-        self._after_attempt(attempt, now)
+        attempt = refresh_at_after_success(now=now, expire=held_expire, settings=self.settings)
+        return self._after_attempt(attempt, now)
 
-    def _on_fetch_failed(self, event: FetchFailed, actions: list[Action]) -> None:
-        self._failed(event.now, event.kind.status, event.detail, actions)
+    def _on_fetch_failed(self, event: FetchFailed, actions: list[Action]) -> Outcome:
+        return self._failed(event.now, event.kind.status, event.detail, actions)
 
-    def _on_manual_set(self, event: ManualSet, actions: list[Action]) -> None:
+    def _on_manual_set(self, event: ManualSet, actions: list[Action]) -> Outcome:
         try:
             staple = self._verify(event.der, event.now)
         except VerificationError as error:
             actions.append(Rejected(error))
-            return
+            return Outcome.UNCHANGED
         self._install(staple, actions, persist=True)
         if self.state is State.WAITING:
             # Refresh from the staple now held: a short-lived one must be replaced before
             # its own withdrawal, not when the previous staple would have needed it. A sooner
             # attempt already scheduled (a failure's retry, a requested update) stays.
-            attempt = next_update_after_success(
+            attempt = refresh_at_after_success(
                 now=event.now, expire=staple.expire(), settings=self.settings
             )
             if self.next_attempt is None or attempt < self.next_attempt:
                 self._schedule(attempt, event.now)
+        return Outcome.UNCHANGED
 
-    def _on_update_requested(self, event: UpdateRequested, actions: list[Action]) -> None:
+    def _on_update_requested(self, event: UpdateRequested, actions: list[Action]) -> Outcome:
         if self._request is None:
             actions.append(
                 Log(LogLevel.WARNING, f"{self.path}: cannot update: {self._uri_problem}")
             )
-            return
+            return Outcome.UNCHANGED
         if self.state is State.IDLE:
             self.one_shot = True
-        self.state = State.WAITING
         self.next_attempt = event.now
+        return Outcome.SCHEDULED
 
-    def _ignore(self, event: Event, actions: list[Action]) -> None:
-        """Accepted and deliberately without effect (see _TABLE)."""
+    def _ignore(self, event: Event, actions: list[Action]) -> Outcome:
+        """Accepted and deliberately without effect (see _TRANSITIONS)."""
+        return Outcome.UNCHANGED
 
-    def _on_replaced(self, event: CertificateReplaced, actions: list[Action]) -> None:
+    def _on_replaced(self, event: CertificateReplaced, actions: list[Action]) -> Outcome:
         if self.installed:
             actions.append(Withdraw(self.cert_id))
             self.installed = False
-        self.state = State.RETIRED
         self.next_attempt = None
+        return Outcome.ENDED
 
     # --- helpers ---
 
@@ -453,14 +471,14 @@ class CertificateMachine:
                 Log(
                     LogLevel.WARNING,
                     f"{self.path}: OCSP staple withdrawn: its nextUpdate "
-                    f"{self.staple.next_update} is less than 300 s away and no newer "
-                    "response could be fetched",
+                    f"{self.staple.next_update} is less than {WITHDRAWAL_MARGIN_S} s away and "
+                    "no newer response could be fetched",
                 )
             )
 
     def _failed(
         self, now: dt.datetime, status: UpdateStatus, detail: str | None, actions: list[Action]
-    ) -> None:
+    ) -> Outcome:
         self.counters = replace(
             self.counters,
             failures=self.counters.failures + 1,
@@ -470,13 +488,13 @@ class CertificateMachine:
         )
         if status is not UpdateStatus.UNKNOWN:
             self._log_update(actions)
-        attempt = next_update_after_failure(
+        attempt = refresh_at_after_failure(
             now=now,
             expire=self._expire(),
             consecutive_failures=self.counters.consecutive_failures,
             settings=self.settings,
         )
-        self._after_attempt(attempt, now)
+        return self._after_attempt(attempt, now)
 
     def _log_update(self, actions: list[Action]) -> None:
         line = format_update_line(
@@ -488,19 +506,18 @@ class CertificateMachine:
         )
         actions.append(Log(LogLevel.NOTICE, line))
 
-    def _after_attempt(self, attempt: dt.datetime, now: dt.datetime) -> None:
+    def _after_attempt(self, attempt: dt.datetime, now: dt.datetime) -> Outcome:
         if self.one_shot or not self.auto_update:
             self.one_shot = False
-            self.state = State.IDLE
             self.next_attempt = None
-            return
-        self._schedule(attempt, now)
+            return Outcome.UNSCHEDULED
+        return self._schedule(attempt, now)
 
-    def _schedule(self, attempt: dt.datetime, now: dt.datetime) -> None:
-        self.state = State.WAITING
+    def _schedule(self, attempt: dt.datetime, now: dt.datetime) -> Outcome:
         self.next_attempt = jitter(
             attempt, now=now, expire=self._expire(), settings=self.settings, rng=self.rng
         )
+        return Outcome.SCHEDULED
 
     def _wake(self, now: dt.datetime, actions: list[Action]) -> None:
         """Ask for the next Tick: the next attempt or the staple's withdrawal, whichever first."""
@@ -515,23 +532,42 @@ class CertificateMachine:
             actions.append(WakeAt(min(times)))
 
 
-# (state, event type) -> handler method name; a missing pair is a misuse of the machine.
-_LIVE = (State.WAITING, State.FETCHING, State.IDLE)
-_TABLE: dict[tuple[State, type[Event]], str] = {
-    (State.NEW, Start): "_on_start",
-    (State.NEW, CertificateReplaced): "_on_replaced",
-    (State.WAITING, UpdateRequested): "_on_update_requested",
-    (State.IDLE, UpdateRequested): "_on_update_requested",
-    (State.FETCHING, UpdateRequested): "_ignore",  # already fetching, as HAProxy
-    (State.FETCHING, FetchSucceeded): "_on_fetch_succeeded",
-    (State.FETCHING, FetchFailed): "_on_fetch_failed",
-    (State.RETIRED, Tick): "_ignore",  # a timer that fired after retirement
-    **{(state, Tick): "_on_tick" for state in _LIVE},
-    **{(state, ManualSet): "_on_manual_set" for state in _LIVE},
-    **{(state, CertificateReplaced): "_on_replaced" for state in _LIVE},
-}
+_Handler = Callable[[CertificateMachine, Any, list[Action]], Outcome]
+_M = CertificateMachine
+_NEW, _WAITING, _FETCHING, _IDLE, _RETIRED = (
+    State.NEW, State.WAITING, State.FETCHING, State.IDLE, State.RETIRED,
+)  # fmt: skip
+_SCHEDULED, _UNSCHEDULED, _DUE, _UNCHANGED, _ENDED = (
+    Outcome.SCHEDULED, Outcome.UNSCHEDULED, Outcome.DUE, Outcome.UNCHANGED, Outcome.ENDED,
+)  # fmt: skip
+
+#: The machine: (state, event type) -> (handler, the next state for each outcome it reports).
+#: A missing pair is a misuse of the machine; a missing outcome, a bug in a handler.
+_TRANSITIONS: dict[tuple[State, type[Event]], tuple[_Handler, dict[Outcome, State]]] = {
+    (_NEW, Start): (_M._on_start, {_SCHEDULED: _WAITING, _UNSCHEDULED: _IDLE}),
+    (_NEW, CertificateReplaced): (_M._on_replaced, {_ENDED: _RETIRED}),
+    (_WAITING, Tick): (_M._on_tick, {_DUE: _FETCHING, _UNCHANGED: _WAITING}),
+    (_WAITING, ManualSet): (_M._on_manual_set, {_UNCHANGED: _WAITING}),
+    (_WAITING, UpdateRequested): (
+        _M._on_update_requested, {_SCHEDULED: _WAITING, _UNCHANGED: _WAITING},
+    ),
+    (_WAITING, CertificateReplaced): (_M._on_replaced, {_ENDED: _RETIRED}),
+    (_FETCHING, Tick): (_M._ignore, {_UNCHANGED: _FETCHING}),  # the fetch's result decides
+    (_FETCHING, ManualSet): (_M._on_manual_set, {_UNCHANGED: _FETCHING}),
+    (_FETCHING, UpdateRequested): (_M._ignore, {_UNCHANGED: _FETCHING}),  # as HAProxy
+    (_FETCHING, FetchSucceeded): (
+        _M._on_fetch_succeeded, {_SCHEDULED: _WAITING, _UNSCHEDULED: _IDLE},
+    ),
+    (_FETCHING, FetchFailed): (_M._on_fetch_failed, {_SCHEDULED: _WAITING, _UNSCHEDULED: _IDLE}),
+    (_FETCHING, CertificateReplaced): (_M._on_replaced, {_ENDED: _RETIRED}),
+    (_IDLE, Tick): (_M._ignore, {_UNCHANGED: _IDLE}),  # only the staple's withdrawal
+    (_IDLE, ManualSet): (_M._on_manual_set, {_UNCHANGED: _IDLE}),
+    (_IDLE, UpdateRequested): (_M._on_update_requested, {_SCHEDULED: _WAITING, _UNCHANGED: _IDLE}),
+    (_IDLE, CertificateReplaced): (_M._on_replaced, {_ENDED: _RETIRED}),
+    (_RETIRED, Tick): (_M._ignore, {_UNCHANGED: _RETIRED}),  # a timer that fired after retirement
+}  # fmt: skip
 
 
 def accepted_events(state: State) -> list[type[Event]]:
     """The event types `state` accepts (for tests and diagnostics)."""
-    return [event for (s, event) in _TABLE if s is state]
+    return [event for (s, event) in _TRANSITIONS if s is state]

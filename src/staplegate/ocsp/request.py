@@ -6,8 +6,9 @@ URI, a `/` (always, even after a trailing `/`), then the standard base64 of the 
 every byte outside `A-Za-z0-9-._~` percent-encoded in uppercase hex (spec §5.2-5.4).
 
 Headers come in HAProxy's order: `Content-Type` (POST only), `Host`, `Accept`, `User-Agent`.
-HAProxy's User-Agent is `HAProxy`; ours is `staplegate/<version>`, so a responder's logs tell
-the two apart. This module only describes the request; `fetch/` sends it.
+HAProxy's User-Agent is `HAProxy`; ours, `fetch.client.USER_AGENT`, is given by the caller
+(this core imports nothing outside ocsp/). This module only describes the request; `fetch/`
+sends it.
 """
 
 from __future__ import annotations
@@ -19,12 +20,10 @@ from urllib.parse import quote, urlsplit
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from staplegate import __version__
 from staplegate.ocsp.certid import CertId
 
 #: HAProxy's threshold: GET when len(request DER) + len(URI) is below it.
 GET_LIMIT = 255
-USER_AGENT = f"staplegate/{__version__}"
 REQUEST_CONTENT_TYPE = "application/ocsp-request"
 RESPONSE_CONTENT_TYPE = "application/ocsp-response"
 
@@ -81,14 +80,14 @@ def get_url(uri: str, request_der: bytes) -> str:
     return f"{uri}/{encoded}"
 
 
-def http_request_for(uri: str, request_der: bytes) -> OcspHttpRequest:
-    """Choose GET or POST by HAProxy's rule and lay out the request."""
+def http_request_for(uri: str, request_der: bytes, *, user_agent: str) -> OcspHttpRequest:
+    """Choose GET or POST by HAProxy's rule and lay out the request (`user_agent` last)."""
     host = _authority(uri)
     if len(request_der) + len(uri) < GET_LIMIT:
         return OcspHttpRequest(
             method=HttpMethod.GET,
             url=get_url(uri, request_der),
-            headers=(("Host", host), ("Accept", "*/*"), ("User-Agent", USER_AGENT)),
+            headers=(("Host", host), ("Accept", "*/*"), ("User-Agent", user_agent)),
             body=b"",
         )
     return OcspHttpRequest(
@@ -98,7 +97,7 @@ def http_request_for(uri: str, request_der: bytes) -> OcspHttpRequest:
             ("Content-Type", REQUEST_CONTENT_TYPE),
             ("Host", host),
             ("Accept", "*/*"),
-            ("User-Agent", USER_AGENT),
+            ("User-Agent", user_agent),
         ),
         body=request_der,
     )

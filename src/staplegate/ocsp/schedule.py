@@ -1,16 +1,16 @@
 """When to ask the responder next: HAProxy's formulas (spec §4.3-4.4) plus jitter.
 
 Theory of operation. Everything is a pure function of `now`, the withdrawal time (`expire`,
-nextUpdate - 300 s) of the staple we hold, if any, and `UpdateSettings`.
+nextUpdate - `verify.WITHDRAWAL_MARGIN`) of the staple we hold, if any, and `UpdateSettings`.
 
-- `base_next_update` is HAProxy's `ssl_ocsp_update_next_update` (§4.3)::
+- `base_refresh_at` is HAProxy's `ssl_ocsp_update_next_update` (§4.3)::
 
       t = min(now + maxdelay, expire - margin)       # expire-less: due now
       if a staple is held: t = max(t, now + mindelay)
 
   It is used after a success and when an entry is first queued (a certificate with no
   staple is due at once, HAProxy's "fetch right after startup").
-- `next_update_after_failure` is HAProxy's backoff (§4.4): `max(base, now + replay)` with
+- `refresh_at_after_failure` is HAProxy's backoff (§4.4): `max(base, now + replay)` with
   `replay = min(60 * 2**streak, maxdelay)` and `streak` counting this failure, so the
   sequence is 120, 240, 480, 960, 1920, then maxdelay (3600 by default) — the spec's
   measured numbers, not the 60 s its source comment promises. A held staple usually makes
@@ -62,7 +62,7 @@ def _seconds(value: int) -> dt.timedelta:
     return dt.timedelta(seconds=value)
 
 
-def base_next_update(
+def base_refresh_at(
     *, now: dt.datetime, expire: dt.datetime | None, settings: UpdateSettings
 ) -> dt.datetime:
     """HAProxy's next update time after a success or at insertion (§4.3), before jitter.
@@ -83,14 +83,14 @@ def backoff_delay(consecutive_failures: int, settings: UpdateSettings) -> dt.tim
     return _seconds(min(REPLAY_BASE * 2**streak, settings.maxdelay))
 
 
-def next_update_after_success(
+def refresh_at_after_success(
     *, now: dt.datetime, expire: dt.datetime, settings: UpdateSettings
 ) -> dt.datetime:
     """After installing a staple withdrawn at `expire`: HAProxy's formula, at least 1 s."""
-    return max(base_next_update(now=now, expire=expire, settings=settings), now + MIN_GAP)
+    return max(base_refresh_at(now=now, expire=expire, settings=settings), now + MIN_GAP)
 
 
-def next_update_after_failure(
+def refresh_at_after_failure(
     *,
     now: dt.datetime,
     expire: dt.datetime | None,
@@ -98,7 +98,7 @@ def next_update_after_failure(
     settings: UpdateSettings,
 ) -> dt.datetime:
     """After a failed attempt (this one counted in `consecutive_failures`), before jitter."""
-    base = base_next_update(now=now, expire=expire, settings=settings)
+    base = base_refresh_at(now=now, expire=expire, settings=settings)
     replay = backoff_delay(consecutive_failures, settings)
     return max(base, now + replay, now + MIN_GAP)
 

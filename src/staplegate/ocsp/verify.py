@@ -45,8 +45,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from staplegate.ocsp.certid import CertId
 
-#: HAProxy subtracts this from nextUpdate to get the time a staple stops being served.
-EXPIRE_MARGIN = dt.timedelta(seconds=300)
+#: HAProxy stops serving a staple this long before its nextUpdate (its `expire`); a response
+#: closer than this to its nextUpdate is refused. The one place this margin is written.
+WITHDRAWAL_MARGIN_S = 300
+WITHDRAWAL_MARGIN = dt.timedelta(seconds=WITHDRAWAL_MARGIN_S)
+#: Default tolerance between our clock and the responder's for thisUpdate/nextUpdate.
+DEFAULT_SKEW = dt.timedelta(seconds=300)
 
 #: CertId hash algorithms we accept in a response (HAProxy asks in SHA-1; some CAs answer in
 #: SHA-256, which RFC 6960 allows).
@@ -110,7 +114,8 @@ _MESSAGES: dict[FailureReason, str] = {
         "OCSP single response: Certificate ID does not match certificate and issuer"
     ),
     FailureReason.EXPIRES_TOO_SOON: (
-        "OCSP single response: no longer valid. Must be valid during at least 300s."
+        "OCSP single response: no longer valid. "
+        f"Must be valid during at least {WITHDRAWAL_MARGIN_S}s."
     ),
 }
 
@@ -132,7 +137,7 @@ _HINTS: dict[FailureReason, str] = {
     FailureReason.NOT_VALID_NOW: "check this machine's clock and the responder's",
     FailureReason.CERT_ID_MISMATCH: "the response is for another certificate or issuer",
     FailureReason.EXPIRES_TOO_SOON: "the responder must issue responses valid for more than "
-    "300 s (plus the refresh margin)",
+    f"{WITHDRAWAL_MARGIN_S} s (plus the refresh margin)",
 }
 
 # OpenSSL's lowercase names, as HAProxy prints them in "OCSP response not successful (3: x)".
@@ -214,8 +219,8 @@ class VerifiedStaple:
     responder: str
 
     def expire(self) -> dt.datetime:
-        """When we stop serving it: nextUpdate - 300 s, HAProxy's `expire`."""
-        return self.next_update - EXPIRE_MARGIN
+        """When we stop serving it: nextUpdate - WITHDRAWAL_MARGIN, HAProxy's `expire`."""
+        return self.next_update - WITHDRAWAL_MARGIN
 
     def servable(self, now: dt.datetime) -> bool:
         """True while HAProxy's stapler would send it (`expire >= now`)."""
@@ -228,7 +233,7 @@ def verify_response(
     certificate: x509.Certificate,
     issuer: x509.Certificate,
     now: dt.datetime,
-    skew: dt.timedelta = dt.timedelta(seconds=300),
+    skew: dt.timedelta = DEFAULT_SKEW,
     check_signature: bool = True,
 ) -> VerifiedStaple:
     """Return the staple if `der` answers for `certificate` at `now`, else raise.
@@ -281,11 +286,12 @@ def _verify(
     this_update = single.this_update_utc
     _check_window(this_update, next_update, now=now, skew=skew)
     _check_cert_id(single, certificate=certificate, issuer=issuer)
-    expire = next_update - EXPIRE_MARGIN
+    expire = next_update - WITHDRAWAL_MARGIN
     if expire < now:
         raise VerificationError(
             FailureReason.EXPIRES_TOO_SOON,
-            f"nextUpdate {_iso(next_update)} is less than 300 s after now {_iso(now)}",
+            f"nextUpdate {_iso(next_update)} is less than {WITHDRAWAL_MARGIN_S} s after now "
+            f"{_iso(now)}",
         )
     revocation_time = single.revocation_time_utc if status is CertStatus.REVOKED else None
     reason = single.revocation_reason if status is CertStatus.REVOKED else None

@@ -45,7 +45,6 @@ from staplegate.clock import Clock
 from staplegate.config.model import GlobalSettings
 from staplegate.deploy.generation import Generation, load_generation
 from staplegate.deploy.plan import ServePlan, build_plan
-from staplegate.fetch.updater import OcspUpdater, UpdaterEntry
 from staplegate.observe.log import NOTICE, SyslogTarget
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.schedule import UpdateSettings
@@ -60,6 +59,8 @@ from staplegate.process.ipc import (
 from staplegate.process.sockets import PlanSockets, open_sockets, sockets_by_address
 from staplegate.process.worker import WORKER_SIGNALS, WorkerSetup, worker_main
 from staplegate.proxy.backends import BackendPool, StateChange
+from staplegate.updater.driver import UpdaterEntry
+from staplegate.updater.service import OcspUpdater
 
 log = logging.getLogger("staplegate")
 

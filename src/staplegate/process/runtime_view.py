@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from staplegate import __version__
 from staplegate.certs import LoadedCertificate, assess_ocsp, check_ocsp_sidecar
 from staplegate.deploy.generation import CertificateEntry
-from staplegate.fetch.updater import OcspUpdater
 from staplegate.process.master import DeployError, Master, ReloadResult
 from staplegate.proxy.backends import AdminState as PoolAdminState
 from staplegate.proxy.backends import ServerState
@@ -34,6 +33,7 @@ from staplegate.runtime.backend import (
     UnknownServer,
     crt_lists_from_config,
 )
+from staplegate.updater.service import OcspUpdater
 
 
 class MasterRuntime:
@@ -167,12 +167,14 @@ class MasterRuntime:
                         "status": "OPEN",
                         "slim": frontend.maxconn,
                         "type": 0,
-                        "mode": "tcp",
+                        "mode": frontend.mode.value,
                     },
                     certificates=tuple(names),
                 )
             )
+        modes = {b.name: b.mode.value for b in master.current.generation.config.backends}
         for backend in master.current.plan.backends:
+            mode = modes[backend.name]
             pool = master.pools[backend.name]
             states = pool.states()
             up = 0
@@ -195,7 +197,7 @@ class MasterRuntime:
                             if server.check and health is ServerState.UP
                             else ("L4CON" if server.check else None),
                             "addr": f"{server.host}:{server.port}",
-                            "mode": "tcp",
+                            "mode": mode,
                         }
                     )
                 )
@@ -208,8 +210,8 @@ class MasterRuntime:
                         "weight": up,
                         "act": up,
                         "type": 1,
-                        "algo": "roundrobin",
-                        "mode": "tcp",
+                        "algo": backend.algorithm.value,
+                        "mode": mode,
                     }
                 )
             )

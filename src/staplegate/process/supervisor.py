@@ -20,7 +20,6 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 
-from staplegate.fetch.updater import OcspUpdater
 from staplegate.observe.log import NOTICE
 from staplegate.process.master import Master, ReloadResult
 from staplegate.process.runtime_view import MasterRuntime
@@ -33,6 +32,7 @@ from staplegate.runtime.server import (
     limits_from_config,
     listeners_from_config,
 )
+from staplegate.updater.service import OcspUpdater
 
 log = logging.getLogger("staplegate")
 

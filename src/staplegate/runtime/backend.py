@@ -1,8 +1,10 @@
-"""What the runtime API needs from the running process: the `RuntimeBackend` protocol.
+"""What the runtime API needs from the running process: `RuntimeBackend` and `OcspService`.
 
-The master implements it (`process/runtime_view.py`); tests assemble one from real parts. The
-handlers only read through it and ask it to change things; they never reach into workers or
-the data plane. Keep it narrow: every method here is used by a command in handlers.py.
+The master implements them (`process/runtime_view.py`; `updater.service.OcspUpdater` is the
+OCSP service); integration tests assemble one from real parts, unit tests use small in-memory
+fakes of these protocols (tests/unit/runtime/test_handlers.py). The handlers only read through
+them and ask them to change things; they never reach into workers or the data plane. Keep them
+narrow: every method here is used by a command in handlers.py.
 
 Views are plain frozen values so a backend can build them from whatever it holds; helpers
 at the bottom build the config-derived ones (`crt_lists_from_config`) so every backend lists
@@ -20,7 +22,8 @@ from typing import Protocol
 from staplegate.certs import LoadedCertificate
 from staplegate.config.model import CertSourceKind, Config, CrtListEntry
 from staplegate.deploy.generation import CertificateEntry
-from staplegate.fetch.updater import OcspUpdater
+from staplegate.ocsp.certid import CertId
+from staplegate.updater.results import EntrySnapshot, SetOutcome, UpdateOutcome
 
 
 class AdminState(enum.Enum):
@@ -106,11 +109,44 @@ class UnknownServer(LookupError):
     """No such backend or server; the message is HAProxy's answer."""
 
 
+class OcspService(Protocol):
+    """What the OCSP commands use of the updater (`updater.service.OcspUpdater` is one).
+
+    Called on the loop running the updater, after it started.
+    """
+
+    @property
+    def table(self) -> Mapping[CertId, bytes]:
+        """The staples being served now, by CertId."""
+        ...
+
+    @property
+    def update_wait(self) -> float:
+        """Seconds `update_now` waits by default (longer than a fetch may take)."""
+        ...
+
+    def snapshot(self) -> Sequence[EntrySnapshot]:
+        """Every OCSP entry in configuration order (one per CertId)."""
+        ...
+
+    def find(self, name: str) -> CertId | None:
+        """The CertId configured under file `name` (any of its paths) or CertId hex `name`."""
+        ...
+
+    async def update_now(self, cert_id: CertId, *, timeout: float | None = None) -> UpdateOutcome:
+        """Fetch at once and report how the attempt ended (or that it is still running)."""
+        ...
+
+    def set_response(self, der: bytes) -> SetOutcome:
+        """Install an operator's DER response for the certificate it names, if it verifies."""
+        ...
+
+
 class RuntimeBackend(Protocol):
     """The running process as the runtime API sees it (see the module docstring)."""
 
-    def ocsp_updater(self) -> OcspUpdater:
-        """The master's updater (running: its `started` event is set)."""
+    def ocsp_updater(self) -> OcspService:
+        """The master's OCSP updater (running: its `started` event is set)."""
         ...
 
     def certificates(self) -> Sequence[CertificateEntry]:

@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives import hashes
 
 from staplegate.certs import LoadedCertificate, SidecarOutcome, check_ocsp_sidecar
 from staplegate.clock import Clock, SystemClock
-from staplegate.fetch.updater import EntrySnapshot, OcspUpdater, UpdateOutcome, UpdateResult
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.logline import format_update_line
 from staplegate.ocsp.machine import State
@@ -34,6 +33,7 @@ from staplegate.runtime import formats
 from staplegate.runtime.backend import (
     AdminState,
     CommitError,
+    OcspService,
     ReloadReport,
     RuntimeBackend,
     ServerView,
@@ -53,6 +53,7 @@ from staplegate.runtime.transaction import (
     begin,
     split_name,
 )
+from staplegate.updater.results import EntrySnapshot, UpdateOutcome, UpdateResult
 
 PERMISSION_DENIED = "Permission denied"
 LOCKED = "Operations on certificates are currently locked!"
@@ -429,7 +430,7 @@ class RuntimeHandlers:
 
     # --- OCSP ---
 
-    def _updater(self) -> OcspUpdater:
+    def _updater(self) -> OcspService:
         return self._backend.ocsp_updater()
 
     async def _show_ssl_ocsp_response(self, command: Command, level: Level) -> str:

@@ -27,10 +27,9 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509 import ocsp
 
-from staplegate.certs.loader import issued_by
+from staplegate.certs.loader import issued_by, ocsp_uri
 from staplegate.clock import Clock, SystemClock
-from staplegate.fetch.http import FetchResult, FetchSettings, OcspHttpClient
-from staplegate.fetch.updater import fetch_event
+from staplegate.fetch.client import USER_AGENT, FetchResult, FetchSettings, OcspHttpClient
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.logline import UpdateStatus
 from staplegate.ocsp.machine import (
@@ -43,8 +42,15 @@ from staplegate.ocsp.machine import (
     UpdateRequested,
 )
 from staplegate.ocsp.request import OcspUriError, build_request, http_request_for
-from staplegate.ocsp.verify import CertStatus, VerificationError, VerifiedStaple, verify_response
+from staplegate.ocsp.verify import (
+    WITHDRAWAL_MARGIN_S,
+    CertStatus,
+    VerificationError,
+    VerifiedStaple,
+    verify_response,
+)
 from staplegate.store.atomic import write_sidecar_atomically
+from staplegate.updater.driver import fetch_event
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -93,7 +99,7 @@ class CertificateInput:
 
     @property
     def ocsp_uri(self) -> str | None:
-        return ocsp_uri_of(self.certificate)
+        return ocsp_uri(self.certificate)
 
 
 # --- loading inputs ---
@@ -191,20 +197,6 @@ def load_certificate_input(cert_path: Path, issuer_path: Path | None) -> Certifi
     )
 
 
-def ocsp_uri_of(certificate: x509.Certificate) -> str | None:
-    """The first OCSP accessLocation of the AIA extension, as HAProxy uses it."""
-    try:
-        aia = certificate.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
-    except x509.ExtensionNotFound:
-        return None
-    for description in aia.value:
-        if description.access_method == x509.oid.AuthorityInformationAccessOID.OCSP and isinstance(
-            description.access_location, x509.UniformResourceIdentifier
-        ):
-            return description.access_location.value
-    return None
-
-
 def _read_response(path: Path) -> bytes:
     return _read(path, InputProblem.RESPONSE_UNREADABLE, "OCSP response file")
 
@@ -243,7 +235,7 @@ async def fetch_once(
     clock = clock or SystemClock()
     uri = url if url is not None else source.ocsp_uri
     try:
-        http_request_for(uri or "", build_request(source.cert_id))
+        http_request_for(uri or "", build_request(source.cert_id), user_agent=USER_AGENT)
     except OcspUriError as exc:
         raise InputError(
             InputProblem.NO_OCSP_URI,
@@ -257,6 +249,7 @@ async def fetch_once(
         path=str(source.path),
         uri=uri,
         auto_update=False,
+        user_agent=USER_AGENT,
     )
     now = clock.now()
     machine.handle(Start(now))
@@ -458,7 +451,7 @@ def format_staple(staple: VerifiedStaple) -> list[str]:
     lines += [
         f"This Update: {openssl_time(staple.this_update)}",
         f"Next Update: {openssl_time(staple.next_update)}",
-        f"Served until: {openssl_time(staple.expire())} (nextUpdate - 300 s)",
+        f"Served until: {openssl_time(staple.expire())} (nextUpdate - {WITHDRAWAL_MARGIN_S} s)",
         f"Signed by: {staple.responder}",
         f"Certificate ID key: {staple.cert_id.hex}",
     ]
@@ -636,7 +629,8 @@ def build_parser() -> argparse.ArgumentParser:
         "verify",
         help="exit 0 when a response verifies for a certificate, else say why and exit 1",
         description="Run every check a staple candidate must pass (signature, responder, "
-        "CertId, status, time window, 300 s rule) and name the first that fails.",
+        f"CertId, status, time window, {WITHDRAWAL_MARGIN_S} s rule) and name the first that "
+        "fails.",
     )
     verify.add_argument("file", type=Path, metavar="FILE.ocsp")
     verify.add_argument("--cert", type=Path, required=True, metavar="CERT")

@@ -16,14 +16,14 @@ import pytest
 from staplegate.clock import SystemClock
 from staplegate.deploy.generation import load_generation
 from staplegate.deploy.plan import build_plan
-from staplegate.fetch.http import FetchSettings
-from staplegate.fetch.updater import OcspUpdater
+from staplegate.fetch.client import FetchSettings
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.process.master import Deployment, Master
 from staplegate.process.supervisor import supervise
 from staplegate.store import FileStapleStore
 from staplegate.testpki.pytest_plugin import Pki
+from staplegate.updater.service import OcspUpdater
 
 CONFIG = """\
 global

@@ -28,8 +28,7 @@ from staplegate.certs import (
 from staplegate.clock import SystemClock
 from staplegate.config.values import AddressFamily, SocketAddress
 from staplegate.deploy.generation import CertificateEntry
-from staplegate.fetch.http import FetchSettings
-from staplegate.fetch.updater import OcspUpdater, UpdaterEntry
+from staplegate.fetch.client import FetchSettings
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.runtime.backend import (
@@ -47,6 +46,8 @@ from staplegate.runtime.handlers import RuntimeHandlers
 from staplegate.runtime.server import Limits, Listener, RuntimeServer
 from staplegate.testpki.ca import IssuedCertificate
 from staplegate.testpki.pytest_plugin import Pki
+from staplegate.updater.driver import UpdaterEntry
+from staplegate.updater.service import OcspUpdater
 
 FAST = FetchSettings(connect_timeout=1.0, total_timeout=5.0, connect_retries=0)
 WAIT = 10.0

@@ -18,13 +18,13 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
 from staplegate.clock import SystemClock
-from staplegate.fetch.http import FetchSettings
-from staplegate.fetch.updater import OcspUpdater
+from staplegate.fetch.client import FetchSettings
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.runtime.grammar import Level, parse_words
 from staplegate.runtime.handlers import RuntimeHandlers
 from staplegate.testpki.pytest_plugin import Pki
+from staplegate.updater.service import OcspUpdater
 from tests.ocsp_der import with_md5_cert_id
 
 from .runtime_harness import WAIT, Lab, ask, lab

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from staplegate.clock import ManualClock
+from staplegate.fetch.client import USER_AGENT
 from staplegate.ocsp.logline import UpdateStatus
 from staplegate.ocsp.machine import (
     Action,
@@ -64,6 +65,7 @@ def make_machine(
         settings=UpdateSettings(jitter=jitter),
         rng=random.Random(42),
         auto_update=auto_update,
+        user_agent=USER_AGENT,
     )
 
 
@@ -455,6 +457,7 @@ def test_jitter_spreads_the_first_refresh_of_many_certificates(pki: Pki) -> None
             path=PATH,
             uri=OCSP_URI,
             rng=random.Random(seed),
+            user_agent=USER_AGENT,
         )
         times.add(wake(machine.handle(Start(NOW, stored=stored))))
     assert len(times) == 20
@@ -489,6 +492,7 @@ def test_random_walks_keep_the_staple_rules(
         path=PATH,
         uri=OCSP_URI,
         rng=random.Random(seed),
+        user_agent=USER_AGENT,
     )
     now = NOW
     machine.handle(Start(now))
@@ -530,3 +534,9 @@ def test_random_walks_keep_the_staple_rules(
             assert machine.next_attempt is not None
             assert last_wake is not None
             assert last_wake <= max(machine.next_attempt, now)
+
+
+def test_retired_is_terminal_and_every_live_state_can_be_retired() -> None:
+    assert accepted_events(State.RETIRED) == [Tick]
+    for state in (State.NEW, State.WAITING, State.FETCHING, State.IDLE):
+        assert CertificateReplaced in accepted_events(state)

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from staplegate import __version__
+from staplegate.fetch.client import USER_AGENT
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.request import (
     HttpMethod,
@@ -55,7 +56,9 @@ def test_request_der_matches_the_spec_example() -> None:
 
 
 def test_get_url_and_headers_match_the_spec_example() -> None:
-    request = http_request_for("http://ocsp.example.test", base64.b64decode(EXAMPLE_REQUEST_B64))
+    request = http_request_for(
+        "http://ocsp.example.test", base64.b64decode(EXAMPLE_REQUEST_B64), user_agent=USER_AGENT
+    )
     assert request.method is HttpMethod.GET
     assert request.url == EXAMPLE_GET_URL
     assert request.headers == (
@@ -74,8 +77,13 @@ def test_slash_is_appended_even_after_a_trailing_slash() -> None:
 
 def test_host_keeps_the_port_as_written_and_drops_user_info() -> None:
     der = build_request(EXAMPLE_CERT_ID)
-    assert http_request_for("http://127.0.0.1:8080/ocsp", der).host == "127.0.0.1:8080"
-    assert http_request_for("https://u:p@[::1]:8443", der).host == "[::1]:8443"
+    assert (
+        http_request_for("http://127.0.0.1:8080/ocsp", der, user_agent=USER_AGENT).host
+        == "127.0.0.1:8080"
+    )
+    assert (
+        http_request_for("https://u:p@[::1]:8443", der, user_agent=USER_AGENT).host == "[::1]:8443"
+    )
 
 
 def test_get_post_boundary_is_haproxys_255_rule() -> None:
@@ -84,8 +92,8 @@ def test_get_post_boundary_is_haproxys_255_rule() -> None:
     just_get = prefix + "a" * (254 - len(der) - len(prefix))
     just_post = just_get + "a"
     assert len(der) + len(just_get) == 254
-    assert http_request_for(just_get, der).method is HttpMethod.GET
-    post = http_request_for(just_post, der)
+    assert http_request_for(just_get, der, user_agent=USER_AGENT).method is HttpMethod.GET
+    post = http_request_for(just_post, der, user_agent=USER_AGENT)
     assert post.method is HttpMethod.POST
     assert post.url == just_post
     assert post.body == der
@@ -108,7 +116,7 @@ def test_get_post_boundary_is_haproxys_255_rule() -> None:
 )
 def test_unusable_uris_say_why(uri: str, reason: UriProblem) -> None:
     with pytest.raises(OcspUriError) as caught:
-        http_request_for(uri, build_request(EXAMPLE_CERT_ID))
+        http_request_for(uri, build_request(EXAMPLE_CERT_ID), user_agent=USER_AGENT)
     assert caught.value.reason is reason
     assert "AIA" in str(caught.value)
 

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from staplegate.ocsp.schedule import (
     UpdateSettings,
     backoff_delay,
-    base_next_update,
+    base_refresh_at,
     jitter,
-    next_update_after_failure,
-    next_update_after_success,
+    refresh_at_after_failure,
+    refresh_at_after_success,
 )
 
 NOW = dt.datetime(2026, 11, 24, 13, 22, 35, tzinfo=dt.UTC)
@@ -36,7 +36,7 @@ def expire_for_validity(valid_for: float) -> dt.datetime:
 
 
 def test_no_staple_is_due_immediately() -> None:
-    assert base_next_update(now=NOW, expire=None, settings=DEFAULT) == NOW
+    assert base_refresh_at(now=NOW, expire=None, settings=DEFAULT) == NOW
 
 
 @pytest.mark.parametrize(
@@ -49,16 +49,16 @@ def test_no_staple_is_due_immediately() -> None:
         (3600, DEFAULT, 3600 - 360),  # nextUpdate - 300 - 60 when that is sooner
     ],
 )
-def test_next_update_after_success_matches_the_spec_table(
+def test_refresh_at_after_success_matches_the_spec_table(
     valid_for: int, settings: UpdateSettings, expected: int
 ) -> None:
     expire = expire_for_validity(valid_for)
-    assert next_update_after_success(now=NOW, expire=expire, settings=settings) == NOW + s(expected)
+    assert refresh_at_after_success(now=NOW, expire=expire, settings=settings) == NOW + s(expected)
 
 
 def test_failure_backoff_sequence_without_a_staple() -> None:
     delays = [
-        next_update_after_failure(now=NOW, expire=None, consecutive_failures=n, settings=DEFAULT)
+        refresh_at_after_failure(now=NOW, expire=None, consecutive_failures=n, settings=DEFAULT)
         - NOW
         for n in range(1, 9)
     ]
@@ -68,7 +68,7 @@ def test_failure_backoff_sequence_without_a_staple() -> None:
 def test_failure_with_a_seven_day_staple_waits_maxdelay() -> None:
     expire = expire_for_validity(7 * 86400)
     for n in (1, 2, 10):
-        attempt = next_update_after_failure(
+        attempt = refresh_at_after_failure(
             now=NOW, expire=expire, consecutive_failures=n, settings=DEFAULT
         )
         assert attempt == NOW + s(3600)
@@ -76,10 +76,10 @@ def test_failure_with_a_seven_day_staple_waits_maxdelay() -> None:
 
 def test_failure_with_an_expiring_staple_waits_max_of_mindelay_and_replay() -> None:
     expire = expire_for_validity(100)  # already withdrawn
-    first = next_update_after_failure(
+    first = refresh_at_after_failure(
         now=NOW, expire=expire, consecutive_failures=1, settings=DEFAULT
     )
-    third = next_update_after_failure(
+    third = refresh_at_after_failure(
         now=NOW, expire=expire, consecutive_failures=3, settings=DEFAULT
     )
     assert (first - NOW, third - NOW) == (s(300), s(480))
@@ -87,10 +87,10 @@ def test_failure_with_an_expiring_staple_waits_max_of_mindelay_and_replay() -> N
 
 def test_zero_delays_cannot_spin() -> None:
     zero = UpdateSettings(mindelay=0, maxdelay=0)
-    assert next_update_after_failure(
+    assert refresh_at_after_failure(
         now=NOW, expire=None, consecutive_failures=1, settings=zero
     ) == NOW + s(1)
-    assert next_update_after_success(now=NOW, expire=NOW, settings=zero) == NOW + s(1)
+    assert refresh_at_after_success(now=NOW, expire=NOW, settings=zero) == NOW + s(1)
 
 
 def test_backoff_needs_a_counted_failure() -> None:
@@ -138,7 +138,7 @@ def test_success_lands_between_mindelay_and_expire_minus_margin(
     settings: UpdateSettings, expire_offset: int
 ) -> None:
     expire = NOW + s(expire_offset)
-    attempt = base_next_update(now=NOW, expire=expire, settings=settings)
+    attempt = base_refresh_at(now=NOW, expire=expire, settings=settings)
     low = NOW + s(settings.mindelay)
     high = max(low, expire - s(settings.margin))
     assert low <= attempt <= high
@@ -152,11 +152,11 @@ def test_failure_follows_backoff_or_the_held_staple(
     settings: UpdateSettings, streak: int, expire_offset: int | None
 ) -> None:
     expire = None if expire_offset is None else NOW + s(expire_offset)
-    attempt = next_update_after_failure(
+    attempt = refresh_at_after_failure(
         now=NOW, expire=expire, consecutive_failures=streak, settings=settings
     )
     replay = s(min(60 * 2 ** min(streak, 32), settings.maxdelay))
-    base = base_next_update(now=NOW, expire=expire, settings=settings)
+    base = base_refresh_at(now=NOW, expire=expire, settings=settings)
     assert attempt == max(base, NOW + replay, NOW + s(1))
     if expire is None:
         assert attempt - NOW == max(replay, s(1))

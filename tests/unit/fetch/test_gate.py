@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from staplegate.fetch.ratelimit import FetchGate, HostRateLimiter, responder_key
+from staplegate.fetch.gate import FetchGate, HostRateLimiter, responder_key
 
 
 class FakeTime:

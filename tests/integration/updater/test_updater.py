@@ -33,18 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from staplegate.clock import SystemClock
-from staplegate.fetch.http import FetchSettings
-from staplegate.fetch.updater import (
-    ALERT,
-    NO_MATCHING_CERTIFICATE,
-    NOTICE,
-    RESPONSE_UPDATED,
-    OcspUpdater,
-    SetRefusal,
-    UpdaterEntry,
-    UpdateResult,
-    UpdaterNotRunning,
-)
+from staplegate.fetch.client import FetchSettings
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.logline import UpdateStatus
 from staplegate.ocsp.machine import State
@@ -53,6 +42,15 @@ from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.ocsp.verify import CertStatus, FailureReason
 from staplegate.store import FileStapleStore
 from staplegate.testpki.ca import CertificateAuthority, IssuedCertificate
+from staplegate.updater.driver import ALERT, NOTICE, UpdaterEntry
+from staplegate.updater.results import (
+    NO_MATCHING_CERTIFICATE,
+    RESPONSE_UPDATED,
+    SetRefusal,
+    UpdateResult,
+    UpdaterNotRunning,
+)
+from staplegate.updater.service import OcspUpdater
 
 pytestmark = pytest.mark.openssl
 

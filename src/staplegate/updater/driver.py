@@ -1,4 +1,4 @@
-"""Run the OCSP engine: one asyncio service drives every certificate's state machine.
+"""Drive the OCSP engine: timers, fetch tasks and the loop over every certificate's machine.
 
 Theory of operation. The sans-IO `CertificateMachine` (ocsp/machine.py) decides everything;
 this module performs what it asks, mitmproxy-style:
@@ -18,45 +18,45 @@ this module performs what it asks, mitmproxy-style:
   one task and never delays another certificate (HAProxy issue #3498). Its result comes back
   as `FetchSucceeded`/`FetchFailed` on the loop; everything runs on one loop, so no locks.
 - `Install`/`Withdraw` edit the table `{CertId: DER}`, and `on_staples` receives a fresh,
-  read-only copy of the WHOLE table after each change (the master sends each worker only
+  read-only copy of the whole table after each change (the master sends each worker only
   what changed since its last message, which the worker applies to its table in place).
-- `Persist` saves off the loop (`asyncio.to_thread`: the store fsyncs). At most one writer per
-  certificate runs at a time and it always writes the newest pending staple, so an older
-  response can never overwrite a newer one on disk.
+- `Persist` hands the staple to the `StapleWriter` (updater/persist.py), which writes off the
+  loop, newest first.
 - `Log` goes to the `staplegate.ocsp` logger; `<OCSP-UPDATE>` lines at `NOTICE` (25), as
   HAProxy 3.x logs them at notice; revocations at `ALERT` (55). Records carry `ocsp_path`
   and `ocsp_cert_id` (hex) attributes for handlers that want them.
 
 Every task is owned (a tracked set); `stop()` or cancelling `run()` cancels the fetches,
 lets pending store writes finish, answers pending `update_now` callers and closes the client.
-The runtime-API hooks (`snapshot`, `find`, `update_now`, `set_response`) must be called on
-the loop running `run()`, after `started` is set.
+What the runtime API calls (`snapshot`, `find`, `update_now`, `set_response`) is in
+updater/service.py, the `OcspUpdater` built on this driver.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import enum
 import heapq
 import itertools
 import logging
 import random
-import re
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.x509 import ocsp
 
 from staplegate.clock import Clock, SystemClock
-from staplegate.fetch.http import FetchFailure, FetchResult, FetchSettings, OcspHttpClient
-from staplegate.fetch.ratelimit import FetchGate, HostRateLimiter
+from staplegate.fetch.client import (
+    USER_AGENT,
+    FetchFailure,
+    FetchResult,
+    FetchSettings,
+    OcspHttpClient,
+)
+from staplegate.fetch.gate import FetchGate, HostRateLimiter
 from staplegate.ocsp.certid import CertId
-from staplegate.ocsp.logline import UpdateStatus, status_text
 from staplegate.ocsp.machine import (
     Action,
     CertificateMachine,
@@ -69,20 +69,19 @@ from staplegate.ocsp.machine import (
     Install,
     Log,
     LogLevel,
-    ManualSet,
     Persist,
-    Rejected,
     RevocationDetected,
     Start,
     State,
     Tick,
-    UpdateRequested,
     WakeAt,
     Withdraw,
 )
 from staplegate.ocsp.schedule import UpdateSettings
-from staplegate.ocsp.verify import CertStatus, FailureReason, VerificationError, VerifiedStaple
-from staplegate.store.base import StapleStore, StoreError
+from staplegate.ocsp.verify import VerifiedStaple
+from staplegate.store.base import StapleStore
+from staplegate.updater.persist import StapleWriter
+from staplegate.updater.results import UpdateOutcome, UpdateResult, UpdaterNotRunning
 
 #: syslog "notice": HAProxy 3.x logs `<OCSP-UPDATE>` lines at this level.
 NOTICE = 25
@@ -121,20 +120,6 @@ _FAILURE_KINDS: dict[FetchFailure, FetchFailureKind] = {
     FetchFailure.BODY_TOO_LARGE: FetchFailureKind.TOO_LARGE,
 }
 
-#: How much longer than a fetch's own deadline `update_now` waits by default, so a fetch
-#: that times out is reported as such, not as "still running".
-UPDATE_GRACE_S = 2.0
-
-#: A dotted OID in cryptography's UnsupportedAlgorithm message.
-_OID = re.compile(r"\d+(?:\.\d+)+")
-
-#: HAProxy's `set ssl ocsp-response` success answer (spec §8.4).
-RESPONSE_UPDATED = "OCSP Response updated!"
-#: HAProxy's refusal when no entry has the response's CertId (spec §8.4).
-NO_MATCHING_CERTIFICATE = (
-    "OCSP single response: Certificate ID does not match any certificate or issuer"
-)
-
 
 @dataclass(frozen=True)
 class UpdaterEntry:
@@ -149,112 +134,6 @@ class UpdaterEntry:
     auto_update: bool = True
     sidecar_ocsp: bytes | None = field(default=None, repr=False)
     """The raw bytes of the certificate's `.ocsp` sidecar, if any (verified before use)."""
-
-
-class UpdateResult(enum.Enum):
-    """How an `update_now` request ended."""
-
-    COMPLETED = "completed"
-    """An attempt ran; `status` says how it went (1 = success)."""
-    TIMED_OUT = "timed-out"
-    """No result within the timeout; the attempt goes on and will be logged."""
-    CANNOT_FETCH = "cannot-fetch"
-    """The certificate has no usable OCSP URI; nothing was sent."""
-    UNKNOWN_CERTIFICATE = "unknown-certificate"
-    """No managed certificate has this CertId."""
-    STOPPED = "stopped"
-    """The updater stopped before the attempt finished."""
-
-
-@dataclass(frozen=True)
-class UpdateOutcome:
-    """The answer to `update ssl ocsp-response`: unlike HAProxy we wait and report."""
-
-    result: UpdateResult
-    cert_id: CertId
-    path: str | None
-    status: UpdateStatus
-    detail: str | None
-    successes: int = 0
-    failures: int = 0
-
-    @property
-    def text(self) -> str:
-        """`<text>[ (<detail>)]`, as in the log line and `show ssl ocsp-updates`."""
-        if self.result is UpdateResult.COMPLETED:
-            return status_text(self.status, self.detail)
-        return self.detail or self.result.value
-
-    @property
-    def ok(self) -> bool:
-        return self.result is UpdateResult.COMPLETED and self.status is UpdateStatus.SUCCESS
-
-
-class SetRefusal(enum.Enum):
-    """Why `set_response` did not install a response."""
-
-    UNREADABLE = "unreadable"
-    """Not a successful DER OCSPResponse; `failure` says which (UNPARSABLE, NOT_SUCCESSFUL...)."""
-    NO_MATCHING_CERTIFICATE = "no-matching-certificate"
-    """Its CertId names no certificate this updater manages."""
-    VERIFICATION_FAILED = "verification-failed"
-    """The certificate's checks refused it; `failure` says which."""
-    UNSUPPORTED_HASH = "unsupported-hash"
-    """Its CertId uses a hash algorithm we cannot compute (e.g. MD5): it names nothing."""
-
-
-@dataclass(frozen=True)
-class SetOutcome:
-    """The answer to `set ssl ocsp-response`; `message` is HAProxy's text (no final period)."""
-
-    accepted: bool
-    message: str
-    cert_id: CertId | None = None
-    path: str | None = None
-    refusal: SetRefusal | None = None
-    failure: FailureReason | None = None
-    hint: str | None = None
-    """What the operator can do about a refusal."""
-
-
-@dataclass(frozen=True)
-class StapleSummary:
-    """What the held staple says (`show ssl ocsp-response` fields)."""
-
-    status: CertStatus
-    this_update: dt.datetime
-    next_update: dt.datetime
-    produced_at: dt.datetime
-    revocation_time: dt.datetime | None
-    served: bool
-    """True while it is in the staple table (verified and not withdrawn)."""
-
-
-@dataclass(frozen=True)
-class EntrySnapshot:
-    """One OCSP entry (one CertId) for the runtime API and metrics."""
-
-    path: str
-    paths: tuple[str, ...]
-    """Every configured file holding this certificate, the first being `path`."""
-    cert_id: CertId
-    cert_id_hex: str
-    uri: str | None
-    auto_update: bool
-    state: State
-    next_attempt: dt.datetime | None
-    successes: int
-    failures: int
-    last_status: UpdateStatus
-    last_status_text: str
-    """With the 3.2 detail, e.g. `HTTP error (HTTP 500 from http://...)`."""
-    last_success: dt.datetime | None
-    revocations: int
-    staple: StapleSummary | None
-
-
-class UpdaterNotRunning(RuntimeError):
-    """A runtime hook was called before `run()` set `started` or after it ended."""
 
 
 def fetch_event(result: FetchResult, now: dt.datetime) -> FetchSucceeded | FetchFailed:
@@ -281,8 +160,11 @@ StaplesCallback = Callable[[Mapping[CertId, bytes]], None]
 RevocationCallback = Callable[[str, VerifiedStaple], None]
 
 
-class OcspUpdater:
-    """Keeps a verified staple for every managed certificate; see the module docstring."""
+class UpdaterDriver:
+    """Keeps a verified staple for every managed certificate; see the module docstring.
+
+    `OcspUpdater` (updater/service.py) adds what the runtime API calls; build that one.
+    """
 
     def __init__(
         self,
@@ -303,7 +185,9 @@ class OcspUpdater:
     ) -> None:
         self._clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()
-        self._store = store
+        self._writer = StapleWriter(
+            store, name_of=lambda cert_id: self._managed[cert_id].machine.path, spawn=self._spawn
+        )
         self._on_staples = on_staples
         self._on_revocation = on_revocation
         self._client = OcspHttpClient(fetch_settings)
@@ -323,8 +207,6 @@ class OcspUpdater:
         self._seq = itertools.count()
         self._waiters: dict[CertId, list[asyncio.Future[UpdateOutcome]]] = {}
         self._fetches: set[asyncio.Task[None]] = set()
-        self._writers: dict[CertId, asyncio.Task[None]] = {}
-        self._pending_writes: dict[CertId, bytes] = {}
         self._wakeup: asyncio.Event | None = None
         self._running = False
         self._stopping = False
@@ -344,6 +226,7 @@ class OcspUpdater:
             settings=self._settings,
             rng=self._rng,
             auto_update=any(e.auto_update for e in group),
+            user_agent=USER_AGENT,
         )
 
     def _add(self, cert_id: CertId, group: list[UpdaterEntry]) -> _Managed:
@@ -354,7 +237,7 @@ class OcspUpdater:
         self._aliases[CertId.for_certificate(first.certificate, first.issuer, "sha256")] = cert_id
         return managed
 
-    # --- service ---
+    # --- the loop ---
 
     async def run(self, *, started: asyncio.Event | None = None) -> None:
         """Load stored staples, publish them, set `started`, then keep staples fresh."""
@@ -365,7 +248,7 @@ class OcspUpdater:
         self._running = True
         self._wakeup = asyncio.Event()
         try:
-            stored = await self._load_store()
+            stored = await self._writer.load()
             now = self._clock.now()
             for cert_id, managed in self._managed.items():
                 candidates = [e.sidecar_ocsp for e in managed.entries if e.sidecar_ocsp]
@@ -402,7 +285,7 @@ class OcspUpdater:
         self._require_running()
         groups = _group(entries)
         added = [cert_id for cert_id in groups if cert_id not in self._managed]
-        stored = await self._load_store() if added else {}
+        stored = await self._writer.load() if added else {}
         self._require_running()  # stop() may have come while the store was read
         now = self._clock.now()
         for cert_id in [c for c in self._managed if c not in groups]:
@@ -475,8 +358,7 @@ class OcspUpdater:
 
     async def flush(self) -> None:
         """Wait until every staple handed to the store so far is written."""
-        while self._writers:
-            await asyncio.gather(*self._writers.values(), return_exceptions=True)
+        await self._writer.flush()
 
     @property
     def table(self) -> Mapping[CertId, bytes]:
@@ -492,15 +374,6 @@ class OcspUpdater:
     def fetches_in_flight(self) -> int:
         """Requests on the wire now (holding a `FetchGate` slot)."""
         return self._gate.in_flight
-
-    async def _load_store(self) -> dict[CertId, bytes]:
-        if self._store is None:
-            return {}
-        try:
-            return await asyncio.to_thread(self._store.load_all)
-        except StoreError as exc:
-            logger.warning("state directory not loaded, every staple will be fetched: %s", exc)
-            return {}
 
     async def _shutdown(self) -> None:
         self._running = False
@@ -573,7 +446,7 @@ class OcspUpdater:
             elif isinstance(action, Withdraw):
                 changed = self._table.pop(managed.machine.cert_id, None) is not None or changed
             elif isinstance(action, Persist):
-                self._persist(managed.machine.cert_id, action.staple.der)
+                self._writer.save(managed.machine.cert_id, action.staple.der)
             elif isinstance(action, WakeAt):
                 self._set_timer(managed.machine.cert_id, action.when)
             elif isinstance(action, Log):
@@ -607,13 +480,13 @@ class OcspUpdater:
         except Exception:
             logger.exception("OCSP updater callback %r failed", callback)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         task.add_done_callback(_report_crash)
         return task
 
     def _start_fetch(self, managed: _Managed, action: Fetch) -> None:
-        task = self._spawn(self._fetch(managed, action), name=f"ocsp-fetch {managed.machine.path}")
+        task = self._spawn(self._fetch(managed, action), f"ocsp-fetch {managed.machine.path}")
         self._fetches.add(task)
         task.add_done_callback(self._fetches.discard)
 
@@ -651,191 +524,6 @@ class OcspUpdater:
                     self._clock.now(), FetchFailureKind.INTERNAL, f"internal error: {exc!r}"
                 )
                 self._handle(managed, failed)
-
-    def _persist(self, cert_id: CertId, der: bytes) -> None:
-        if self._store is None:
-            return
-        self._pending_writes[cert_id] = der
-        if cert_id not in self._writers:
-            self._writers[cert_id] = self._spawn(
-                self._write(cert_id), name=f"ocsp-persist {cert_id.hex[-16:]}"
-            )
-
-    async def _write(self, cert_id: CertId) -> None:
-        store = self._store
-        assert store is not None
-        try:
-            while (der := self._pending_writes.pop(cert_id, None)) is not None:
-                try:
-                    await asyncio.to_thread(store.save, cert_id, der)
-                except (StoreError, OSError) as exc:
-                    path = self._managed[cert_id].machine.path
-                    logger.warning("%s: staple not persisted: %s", path, exc)
-        finally:
-            del self._writers[cert_id]
-
-    # --- runtime API hooks ---
-
-    def snapshot(self) -> list[EntrySnapshot]:
-        """Every OCSP entry in configuration order (one per CertId)."""
-        now = self._clock.now()
-        rows = []
-        for cert_id, managed in self._managed.items():
-            machine = managed.machine
-            counters = machine.counters
-            staple = machine.staple
-            summary = None
-            if staple is not None:
-                summary = StapleSummary(
-                    status=staple.status,
-                    this_update=staple.this_update,
-                    next_update=staple.next_update,
-                    produced_at=staple.produced_at,
-                    revocation_time=staple.revocation_time,
-                    served=machine.servable_staple(now) is not None and cert_id in self._table,
-                )
-            rows.append(
-                EntrySnapshot(
-                    path=machine.path,
-                    paths=tuple(e.path for e in managed.entries),
-                    cert_id=cert_id,
-                    cert_id_hex=cert_id.hex,
-                    uri=machine.uri,
-                    auto_update=machine.auto_update,
-                    state=machine.state,
-                    next_attempt=machine.next_attempt,
-                    successes=counters.successes,
-                    failures=counters.failures,
-                    last_status=counters.last_status,
-                    last_status_text=counters.status_text,
-                    last_success=counters.last_success,
-                    revocations=managed.revocations,
-                    staple=summary,
-                )
-            )
-        return rows
-
-    def find(self, name: str) -> CertId | None:
-        """The CertId configured under file `name` (any of its paths) or CertId hex `name`."""
-        for cert_id, managed in self._managed.items():
-            if name == cert_id.hex or any(e.path == name for e in managed.entries):
-                return cert_id
-        lowered = name.strip().lower()
-        for alias, cert_id in self._aliases.items():
-            if alias.hex == lowered:
-                return cert_id
-        return None
-
-    @property
-    def update_wait(self) -> float:
-        """Seconds `update_now` waits by default: the fetch's own deadline plus a grace."""
-        return self._fetch_timeout + UPDATE_GRACE_S
-
-    async def update_now(self, cert_id: CertId, *, timeout: float | None = None) -> UpdateOutcome:
-        """Fetch at once (even with auto-update off) and wait up to `timeout` s for the result
-        (default `update_wait`, longer than the fetch may take)."""
-        self._require_running()
-        if timeout is None:
-            timeout = self.update_wait
-        key = self._aliases.get(cert_id)
-        if key is None:
-            return UpdateOutcome(
-                UpdateResult.UNKNOWN_CERTIFICATE,
-                cert_id,
-                None,
-                UpdateStatus.UNKNOWN,
-                f"no managed certificate has CertId {cert_id.hex}",
-            )
-        managed = self._managed[key]
-        if not managed.machine.can_fetch:
-            actions = self._handle(managed, UpdateRequested(self._clock.now()))
-            why = next((a.message for a in actions if isinstance(a, Log)), None)
-            return self._outcome(key, UpdateResult.CANNOT_FETCH, why)
-        future: asyncio.Future[UpdateOutcome] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(key, []).append(future)
-        self._handle(managed, UpdateRequested(self._clock.now()))
-        try:
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError:
-            return self._outcome(
-                key,
-                UpdateResult.TIMED_OUT,
-                f"no answer within {timeout:g} s; the attempt continues and will be logged",
-            )
-        finally:
-            waiters = self._waiters.get(key, [])
-            if future in waiters:
-                waiters.remove(future)
-
-    def set_response(self, der: bytes) -> SetOutcome:
-        """Install an operator's response for the certificate it names, if it verifies."""
-        self._require_running()
-        try:
-            response = ocsp.load_der_ocsp_response(der)
-        except ValueError as exc:
-            return _refused(
-                SetRefusal.UNREADABLE, VerificationError(FailureReason.UNPARSABLE, str(exc))
-            )
-        if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
-            status = response.response_status
-            error = VerificationError(
-                FailureReason.NOT_SUCCESSFUL,
-                f"{status.value}: {status.name.lower()}",
-                status=status,
-            )
-            return _refused(SetRefusal.UNREADABLE, error)
-        key = None
-        try:
-            for single in response.responses:
-                key = self._aliases.get(CertId.from_single_response(single))
-                if key is not None:
-                    break
-        except UnsupportedAlgorithm as exc:
-            found = _OID.search(str(exc))
-            algorithm = found.group(0) if found else str(exc)
-            return SetOutcome(
-                accepted=False,
-                message="OCSP single response: Certificate ID uses an unsupported hash "
-                f"algorithm ({algorithm})",
-                refusal=SetRefusal.UNSUPPORTED_HASH,
-                failure=FailureReason.CERT_ID_MISMATCH,
-                hint="ask the responder for a SHA-1 (or SHA-256) CertId, as staplegate does",
-            )
-        except Exception as exc:  # untrusted bytes: whatever fails to parse is unreadable
-            error = VerificationError(FailureReason.NO_SINGLE_RESPONSE, f"{exc!r}")
-            return _refused(SetRefusal.UNREADABLE, error)
-        if key is None:
-            return SetOutcome(
-                accepted=False,
-                message=NO_MATCHING_CERTIFICATE,
-                refusal=SetRefusal.NO_MATCHING_CERTIFICATE,
-                hint="the response is for a certificate or issuer this process does not serve",
-            )
-        managed = self._managed[key]
-        path = managed.machine.path
-        if managed.machine.state is State.RETIRED:
-            return SetOutcome(
-                accepted=False,
-                message=NO_MATCHING_CERTIFICATE,
-                cert_id=key,
-                path=path,
-                refusal=SetRefusal.NO_MATCHING_CERTIFICATE,
-                hint="the certificate was replaced",
-            )
-        actions = self._handle(managed, ManualSet(self._clock.now(), der))
-        for action in actions:
-            if isinstance(action, Rejected):
-                return SetOutcome(
-                    accepted=False,
-                    message=str(action.error),
-                    cert_id=key,
-                    path=path,
-                    refusal=SetRefusal.VERIFICATION_FAILED,
-                    failure=action.error.reason,
-                    hint=action.error.hint,
-                )
-        return SetOutcome(accepted=True, message=RESPONSE_UPDATED, cert_id=key, path=path)
 
     def _require_running(self) -> None:
         if not self._running or self._stopping:
@@ -876,12 +564,6 @@ def _group(entries: Sequence[UpdaterEntry]) -> dict[CertId, list[UpdaterEntry]]:
         cert_id = CertId.for_certificate(entry.certificate, entry.issuer)
         groups.setdefault(cert_id, []).append(entry)
     return groups
-
-
-def _refused(refusal: SetRefusal, error: VerificationError) -> SetOutcome:
-    return SetOutcome(
-        accepted=False, message=str(error), refusal=refusal, failure=error.reason, hint=error.hint
-    )
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

@@ -35,6 +35,8 @@ from yarl import URL
 from staplegate import __version__
 
 OCSP_RESPONSE_CONTENT_TYPE = "application/ocsp-response"
+#: Ours, so a responder's logs tell us from HAProxy (whose User-Agent is `HAProxy`).
+USER_AGENT = f"staplegate/{__version__}"
 _READ_CHUNK = 16 * 1024
 
 
@@ -54,7 +56,7 @@ class FetchSettings:
     """Extra connection attempts after a failed connect (HAProxy's `httpclient.retries`)."""
     connect_retry_delay: float = 1.0
     """Seconds between connection attempts (HAProxy waits about one second)."""
-    user_agent: str = f"staplegate/{__version__}"
+    user_agent: str = USER_AGENT
     """Sent when the request's own headers carry no User-Agent."""
 
     def __post_init__(self) -> None:

@@ -1,29 +1,22 @@
-"""OcspUpdater without the network: result mapping, entry grouping and misuse of the hooks."""
+"""The driver without the network: result mapping, entry grouping, stopping, timers."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import random
 from collections.abc import Mapping
-from pathlib import Path
 
 import pytest
 
-from staplegate.clock import ManualClock
-from staplegate.fetch.http import FetchFailure, FetchResult, FetchSettings
-from staplegate.fetch.updater import (
-    OcspUpdater,
-    UpdaterEntry,
-    UpdaterNotRunning,
-    fetch_event,
-)
+from staplegate.fetch.client import FetchFailure, FetchResult
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.machine import FetchFailed, FetchFailureKind, FetchSucceeded, State
-from staplegate.ocsp.schedule import UpdateSettings
-from staplegate.testpki.ca import CertificateAuthority, IssuedCertificate
+from staplegate.testpki.ca import IssuedCertificate
+from staplegate.updater.driver import fetch_event
 
-NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
+from .conftest import NOW
+from .conftest import entry as _entry
+from .conftest import make_updater as _updater
 
 
 def _result(failure: FetchFailure | None, body: bytes | None = None) -> FetchResult:
@@ -70,28 +63,6 @@ def test_success_and_empty_body_become_fetch_succeeded() -> None:
     assert empty == FetchSucceeded(NOW, b"")  # verification then fails: status 4
 
 
-@pytest.fixture(scope="module")
-def leaves(tmp_path_factory: pytest.TempPathFactory) -> tuple[IssuedCertificate, ...]:
-    ca = CertificateAuthority.init(tmp_path_factory.mktemp("ca"), ocsp_url="http://127.0.0.1:9")
-    no_uri = ca.issue("no-uri.test", ocsp_url=None)
-    return ca.issue("a.test"), ca.issue("b.test"), no_uri
-
-
-def _entry(leaf: IssuedCertificate, path: str, *, uri: str | None, auto: bool) -> UpdaterEntry:
-    return UpdaterEntry(leaf.certificate, leaf.issuer, path, uri, auto_update=auto)
-
-
-def _updater(entries: list[UpdaterEntry], tables: list[Mapping[CertId, bytes]]) -> OcspUpdater:
-    return OcspUpdater(
-        entries,
-        update_settings=UpdateSettings(),
-        fetch_settings=FetchSettings(),
-        on_staples=tables.append,
-        clock=ManualClock(NOW),
-        rng=random.Random(1),
-    )
-
-
 def test_same_certid_shares_one_machine_whichever_file_carries_the_uri(
     leaves: tuple[IssuedCertificate, ...],
 ) -> None:
@@ -118,44 +89,6 @@ def test_same_certid_shares_one_machine_whichever_file_carries_the_uri(
     sha256 = CertId.for_certificate(a.certificate, a.issuer, "sha256")
     assert updater.find(sha256.hex) == cert_id
     assert updater.find("/c/none.pem") is None
-
-
-def test_runtime_hooks_refuse_before_run(leaves: tuple[IssuedCertificate, ...]) -> None:
-    a, _, _ = leaves
-    updater = _updater([_entry(a, "/c/a.pem", uri="http://127.0.0.1:9", auto=True)], [])
-    with pytest.raises(UpdaterNotRunning, match="not running"):
-        updater.set_response(b"")
-    cert_id = CertId.for_certificate(a.certificate, a.issuer)
-    with pytest.raises(UpdaterNotRunning):
-        asyncio.run(updater.update_now(cert_id, timeout=1))
-
-
-def test_certificate_without_uri_is_idle_and_update_now_says_why(
-    leaves: tuple[IssuedCertificate, ...], tmp_path: Path
-) -> None:
-    _, _, no_uri = leaves
-    tables: list[Mapping[CertId, bytes]] = []
-    updater = _updater([_entry(no_uri, "/c/n.pem", uri=None, auto=True)], tables)
-    cert_id = CertId.for_certificate(no_uri.certificate, no_uri.issuer)
-
-    async def scenario() -> None:
-        started = asyncio.Event()
-        task = asyncio.create_task(updater.run(started=started))
-        await started.wait()
-        outcome = await updater.update_now(cert_id, timeout=1)
-        (row,) = updater.snapshot()
-        updater.stop()
-        await task
-        assert outcome.result.value == "cannot-fetch"
-        assert outcome.text == (
-            "/c/n.pem: cannot update: the certificate has no OCSP URI; "
-            "check the certificate's AIA extension"
-        )
-        assert row.state is State.IDLE
-        assert row.next_attempt is None
-
-    asyncio.run(scenario())
-    assert tables == [{}]
 
 
 def test_stop_before_run_starts_still_publishes_then_returns(

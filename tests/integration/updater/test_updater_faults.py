@@ -24,13 +24,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
 from staplegate.clock import SystemClock
-from staplegate.fetch.http import FetchSettings
-from staplegate.fetch.updater import (
-    RETRY_AFTER_INTERNAL_ERROR_S,
-    OcspUpdater,
-    UpdaterEntry,
-    UpdateResult,
-)
+from staplegate.fetch.client import FetchSettings
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.logline import UpdateStatus
 from staplegate.ocsp.machine import Action, CertificateMachine, Event, State, Tick
@@ -38,6 +32,9 @@ from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.ocsp.verify import VerifiedStaple, verify_response
 from staplegate.testpki.faults import Fault, FaultKind
 from staplegate.testpki.pytest_plugin import Pki
+from staplegate.updater.driver import RETRY_AFTER_INTERNAL_ERROR_S, UpdaterEntry
+from staplegate.updater.results import UpdateResult
+from staplegate.updater.service import OcspUpdater
 from tests.ocsp_der import BOOLEAN, INTEGER, retag_string
 
 FAST = FetchSettings(connect_timeout=1.0, total_timeout=3.0, connect_retries=0, max_body=8192)

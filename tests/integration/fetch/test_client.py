@@ -32,6 +32,7 @@ from cryptography.x509.oid import NameOID
 from yarl import URL
 
 from staplegate.fetch import FetchFailure, FetchResult, FetchSettings, OcspHttpClient
+from staplegate.fetch.client import USER_AGENT
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.request import build_request, http_request_for
 
@@ -293,7 +294,7 @@ def test_send_carries_an_ocsp_http_request_as_built(suffix: str, method: str) ->
     async def scenario() -> None:
         async with responder() as r:
             der = build_request(_real_cert_id())
-            request = http_request_for(f"{r.base}/ok{suffix}", der)
+            request = http_request_for(f"{r.base}/ok{suffix}", der, user_agent=USER_AGENT)
             assert request.method.value == method
             client = OcspHttpClient(FAST)
             try:

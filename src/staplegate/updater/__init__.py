@@ -1,0 +1,1 @@
+"""Drives the OCSP core: timers, fetch tasks, persistence, and the runtime API's service."""

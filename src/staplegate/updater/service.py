@@ -1,0 +1,209 @@
+"""What the runtime API asks of the updater: `OcspUpdater`, the driver plus its service hooks.
+
+`snapshot`, `find`, `update_now` and `set_response` read and steer the machines the driver
+(updater/driver.py) runs; the runtime API reaches them through `runtime.backend.OcspService`,
+a protocol this class satisfies, so its handlers are unit-tested against a small fake. Call
+them on the loop running `run()`, after its `started` event is set (else `UpdaterNotRunning`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.x509 import ocsp
+
+from staplegate.ocsp.certid import CertId
+from staplegate.ocsp.logline import UpdateStatus
+from staplegate.ocsp.machine import Log, ManualSet, Rejected, State, UpdateRequested
+from staplegate.ocsp.verify import FailureReason, VerificationError
+from staplegate.updater.driver import UpdaterDriver
+from staplegate.updater.results import (
+    NO_MATCHING_CERTIFICATE,
+    RESPONSE_UPDATED,
+    EntrySnapshot,
+    SetOutcome,
+    SetRefusal,
+    StapleSummary,
+    UpdateOutcome,
+    UpdateResult,
+)
+
+#: How much longer than a fetch's own deadline `update_now` waits by default, so a fetch
+#: that times out is reported as such, not as "still running".
+UPDATE_GRACE_S = 2.0
+
+#: A dotted OID in cryptography's UnsupportedAlgorithm message.
+_OID = re.compile(r"\d+(?:\.\d+)+")
+
+
+class OcspUpdater(UpdaterDriver):
+    """The OCSP updater: the driver's loop plus what the runtime API calls."""
+
+    def snapshot(self) -> list[EntrySnapshot]:
+        """Every OCSP entry in configuration order (one per CertId)."""
+        now = self._clock.now()
+        rows = []
+        for cert_id, managed in self._managed.items():
+            machine = managed.machine
+            counters = machine.counters
+            staple = machine.staple
+            summary = None
+            if staple is not None:
+                summary = StapleSummary(
+                    status=staple.status,
+                    this_update=staple.this_update,
+                    next_update=staple.next_update,
+                    produced_at=staple.produced_at,
+                    revocation_time=staple.revocation_time,
+                    served=machine.servable_staple(now) is not None and cert_id in self._table,
+                )
+            rows.append(
+                EntrySnapshot(
+                    path=machine.path,
+                    paths=tuple(e.path for e in managed.entries),
+                    cert_id=cert_id,
+                    cert_id_hex=cert_id.hex,
+                    uri=machine.uri,
+                    auto_update=machine.auto_update,
+                    state=machine.state,
+                    next_attempt=machine.next_attempt,
+                    successes=counters.successes,
+                    failures=counters.failures,
+                    last_status=counters.last_status,
+                    last_status_text=counters.status_text,
+                    last_success=counters.last_success,
+                    revocations=managed.revocations,
+                    staple=summary,
+                )
+            )
+        return rows
+
+    def find(self, name: str) -> CertId | None:
+        """The CertId configured under file `name` (any of its paths) or CertId hex `name`."""
+        for cert_id, managed in self._managed.items():
+            if name == cert_id.hex or any(e.path == name for e in managed.entries):
+                return cert_id
+        lowered = name.strip().lower()
+        for alias, cert_id in self._aliases.items():
+            if alias.hex == lowered:
+                return cert_id
+        return None
+
+    @property
+    def update_wait(self) -> float:
+        """Seconds `update_now` waits by default: the fetch's own deadline plus a grace."""
+        return self._fetch_timeout + UPDATE_GRACE_S
+
+    async def update_now(self, cert_id: CertId, *, timeout: float | None = None) -> UpdateOutcome:
+        """Fetch at once (even with auto-update off) and wait up to `timeout` s for the result
+        (default `update_wait`, longer than the fetch may take)."""
+        self._require_running()
+        if timeout is None:
+            timeout = self.update_wait
+        key = self._aliases.get(cert_id)
+        if key is None:
+            return UpdateOutcome(
+                UpdateResult.UNKNOWN_CERTIFICATE,
+                cert_id,
+                None,
+                UpdateStatus.UNKNOWN,
+                f"no managed certificate has CertId {cert_id.hex}",
+            )
+        managed = self._managed[key]
+        if not managed.machine.can_fetch:
+            actions = self._handle(managed, UpdateRequested(self._clock.now()))
+            why = next((a.message for a in actions if isinstance(a, Log)), None)
+            return self._outcome(key, UpdateResult.CANNOT_FETCH, why)
+        future: asyncio.Future[UpdateOutcome] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, []).append(future)
+        self._handle(managed, UpdateRequested(self._clock.now()))
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            return self._outcome(
+                key,
+                UpdateResult.TIMED_OUT,
+                f"no answer within {timeout:g} s; the attempt continues and will be logged",
+            )
+        finally:
+            waiters = self._waiters.get(key, [])
+            if future in waiters:
+                waiters.remove(future)
+
+    def set_response(self, der: bytes) -> SetOutcome:
+        """Install an operator's response for the certificate it names, if it verifies."""
+        self._require_running()
+        try:
+            response = ocsp.load_der_ocsp_response(der)
+        except ValueError as exc:
+            return _refused(
+                SetRefusal.UNREADABLE, VerificationError(FailureReason.UNPARSABLE, str(exc))
+            )
+        if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
+            status = response.response_status
+            error = VerificationError(
+                FailureReason.NOT_SUCCESSFUL,
+                f"{status.value}: {status.name.lower()}",
+                status=status,
+            )
+            return _refused(SetRefusal.UNREADABLE, error)
+        key = None
+        try:
+            for single in response.responses:
+                key = self._aliases.get(CertId.from_single_response(single))
+                if key is not None:
+                    break
+        except UnsupportedAlgorithm as exc:
+            found = _OID.search(str(exc))
+            algorithm = found.group(0) if found else str(exc)
+            return SetOutcome(
+                accepted=False,
+                message="OCSP single response: Certificate ID uses an unsupported hash "
+                f"algorithm ({algorithm})",
+                refusal=SetRefusal.UNSUPPORTED_HASH,
+                failure=FailureReason.CERT_ID_MISMATCH,
+                hint="ask the responder for a SHA-1 (or SHA-256) CertId, as staplegate does",
+            )
+        except Exception as exc:  # untrusted bytes: whatever fails to parse is unreadable
+            error = VerificationError(FailureReason.NO_SINGLE_RESPONSE, f"{exc!r}")
+            return _refused(SetRefusal.UNREADABLE, error)
+        if key is None:
+            return SetOutcome(
+                accepted=False,
+                message=NO_MATCHING_CERTIFICATE,
+                refusal=SetRefusal.NO_MATCHING_CERTIFICATE,
+                hint="the response is for a certificate or issuer this process does not serve",
+            )
+        managed = self._managed[key]
+        path = managed.machine.path
+        if managed.machine.state is State.RETIRED:
+            return SetOutcome(
+                accepted=False,
+                message=NO_MATCHING_CERTIFICATE,
+                cert_id=key,
+                path=path,
+                refusal=SetRefusal.NO_MATCHING_CERTIFICATE,
+                hint="the certificate was replaced",
+            )
+        actions = self._handle(managed, ManualSet(self._clock.now(), der))
+        for action in actions:
+            if isinstance(action, Rejected):
+                return SetOutcome(
+                    accepted=False,
+                    message=str(action.error),
+                    cert_id=key,
+                    path=path,
+                    refusal=SetRefusal.VERIFICATION_FAILED,
+                    failure=action.error.reason,
+                    hint=action.error.hint,
+                )
+        return SetOutcome(accepted=True, message=RESPONSE_UPDATED, cert_id=key, path=path)
+
+
+def _refused(refusal: SetRefusal, error: VerificationError) -> SetOutcome:
+    return SetOutcome(
+        accepted=False, message=str(error), refusal=refusal, failure=error.reason, hint=error.hint
+    )
