@@ -84,7 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     test = args.test or "resumed"
     with tb.bench_lock():
         root = Path(tempfile.mkdtemp(prefix="ab-trees-"))
-        hsbench = tb.build_hsbench(root)
+        try:
+            hsbench = tb.build_hsbench(root)
+        except tb.HsbenchBuildError as error:
+            print(error, file=sys.stderr)
+            return 2
         cert = {c.kind: c for c in tb.make_certificates(root / "pki")}[args.cert]
         backend = tb.NginxBackend(root / "backend", tb.free_port(), "1")
         backend.start()

@@ -56,7 +56,10 @@ from pathlib import Path
 
 from staplegate.testpki.ca import CertificateAuthority, IssuedCertificate, KeyKind
 
-HSBENCH_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "bench" / "hsbench.c"
+#: the handshake load client, ours, compiled by `build_hsbench` at the start of a run
+HSBENCH_SOURCE = Path(__file__).resolve().parent / "hsbench" / "hsbench.c"
+#: what building it needs, and the Debian packages that provide it
+HSBENCH_NEEDS = "a C compiler (cc) and OpenSSL's headers: apt-get install -y gcc libssl-dev"
 TICK = os.sysconf("SC_CLK_TCK")
 HOST = "www.example.test"
 LOCK = Path("/tmp/bench.lock")
@@ -701,11 +704,25 @@ def median_sample(samples: list[Sample]) -> Sample:
     return ordered[len(ordered) // 2]
 
 
+class HsbenchBuildError(RuntimeError):
+    """hsbench could not be compiled; the message says what to install."""
+
+
+def hsbench_command(binary: Path) -> list[str]:
+    """The compiler call that builds bench/hsbench/hsbench.c into `binary`."""
+    return ["cc", "-O2", "-Wall", str(HSBENCH_SOURCE), "-o", str(binary), "-lssl", "-lcrypto"]
+
+
 def build_hsbench(directory: Path) -> Path:
+    """Compile the handshake load client into `directory` (a run's own build directory)."""
+    if shutil.which("cc") is None:
+        raise HsbenchBuildError(f"no C compiler to build hsbench; install {HSBENCH_NEEDS}")
     binary = directory / "hsbench"
-    subprocess.run(
-        ["cc", "-O2", str(HSBENCH_SOURCE), "-o", str(binary), "-lssl", "-lcrypto"], check=True
-    )
+    built = subprocess.run(hsbench_command(binary), capture_output=True, text=True, check=False)
+    if built.returncode != 0:
+        raise HsbenchBuildError(
+            f"building {HSBENCH_SOURCE.name} failed; it needs {HSBENCH_NEEDS}\n{built.stderr}"
+        )
     return binary
 
 
@@ -740,7 +757,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     checks: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="tls-bench-") as tmp:
         root = Path(tmp)
-        hsbench = build_hsbench(root)
+        try:
+            hsbench = build_hsbench(root)
+        except HsbenchBuildError as error:
+            print(error, file=sys.stderr)
+            return 2
         cert_sets = [c for c in make_certificates(root / "pki") if c.kind in certs_wanted]
         print(
             f"# tls_bench: {args.rounds} rounds x {args.seconds:g}s (+{args.warmup:g}s warm-up);"

@@ -60,7 +60,7 @@ class RecordingBackend:
                     backend.in_flight += 1
                     backend.max_in_flight = max(backend.max_in_flight, backend.in_flight)
                 try:
-                    if self.path.startswith("/slow"):
+                    if self.path.startswith("/slow"):  # a slow server: the behaviour under test
                         time.sleep(backend.slow_s)
                 finally:
                     with backend.lock:

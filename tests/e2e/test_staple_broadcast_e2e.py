@@ -123,7 +123,7 @@ def test_hundreds_of_certificates_are_stapled_by_both_workers_from_coalesced_del
         assert sum(int(m[3]) for m in deltas) == 0, pid
         # Before: one whole table per staple, COUNT messages per worker. Now deltas spaced by
         # an interval that grows with the table (15 ms at 300 staples: ~110 messages here,
-        # more on a loaded machine; tests/integration/test_master_staples.py pins the exact
+        # more on a loaded machine; tests/integration/process/test_master.py pins the exact
         # coalescing), so some message must carry several staples.
         assert len(deltas) < COUNT, (pid, len(deltas))
         assert max(int(m[2]) for m in deltas) > 1, pid

@@ -2,7 +2,8 @@
 
 A real `Master` (built from a real configuration) writes to a real pipe per "worker"; the
 worker side is the real `read_messages` feeding a `StapleTable` on the same loop, so only
-the fork is missing. Time is the event loop's own clock.
+the fork is missing. Time is the event loop's own clock, which a test can step forward
+(`SteppedClockLoop`) instead of sleeping through an interval.
 """
 
 from __future__ import annotations
@@ -57,6 +58,20 @@ def make_master(tmp_path: Path, pki: Pki) -> Master:
         worker_count=1,
         clock=clock,
     )
+
+
+class SteppedClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock `advance` moves forward: what is due by then runs at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return super().time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
 
 
 def cert_id(serial: int) -> CertId:
@@ -154,11 +169,12 @@ def test_after_a_quiet_interval_a_change_or_withdrawal_is_sent_at_once(
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
+        assert isinstance(loop, SteppedClockLoop)
         async with worker_pipe(master) as worker:
             table = {cert_id(1): b"one", cert_id(2): b"two"}
             master.broadcast(dict(table))
             await worker.wait_for(table)
-            await asyncio.sleep(master.staple_interval())  # quiet for one interval
+            loop.advance(master.staple_interval())  # quiet for one interval, by the loop's clock
             before = master.staple_messages
             withdrawn = {cert_id(2): b"two"}
             master.broadcast(dict(withdrawn))
@@ -173,7 +189,8 @@ def test_after_a_quiet_interval_a_change_or_withdrawal_is_sent_at_once(
             assert loop.time() - sent_at < 0.05 + 1.0  # (+ 1 s: a loaded machine)
             assert master.staple_messages == before + 2
 
-    asyncio.run(scenario())
+    with asyncio.Runner(loop_factory=SteppedClockLoop) as runner:
+        runner.run(scenario())
 
 
 def test_a_worker_that_does_not_read_costs_one_message_of_buffer_then_gets_one_merged_delta(

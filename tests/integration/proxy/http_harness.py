@@ -89,7 +89,7 @@ class HttpBackend:
                 self.in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
                 try:
-                    if self.delay_s:
+                    if self.delay_s:  # a slow backend: the delay is the behaviour under test
                         await asyncio.sleep(self.delay_s)
                 finally:
                     self.in_flight -= 1

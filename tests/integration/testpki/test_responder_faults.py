@@ -126,8 +126,9 @@ def test_hung_request_does_not_block_stop(pki: Pki, leaf: IssuedCertificate) -> 
 
     async def hang_then_stop() -> None:
         task = asyncio.create_task(_post(pki.responder.url, der_for(leaf), 30))
-        while not pki.responder.requests:
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(10):  # poll until the responder holds the request
+            while not pki.responder.requests:
+                await asyncio.sleep(0.01)
         started = time.monotonic()
         await asyncio.to_thread(pki.responder.stop)
         assert time.monotonic() - started < 5

@@ -8,13 +8,27 @@ from staplegate.proxy.deadlines import TICK_S, DeadlineWheel
 
 
 class Recorder:
-    def __init__(self, loop: asyncio.AbstractEventLoop, log: list[tuple[str, float]], name: str):
+    """Logs when it woke; sets `all_woke` once the log holds `expected` wake-ups."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        log: list[tuple[str, float]],
+        name: str,
+        *,
+        expected: int,
+        all_woke: asyncio.Event,
+    ):
         self.loop = loop
         self.log = log
         self.name = name
+        self.expected = expected
+        self.all_woke = all_woke
 
     def deadline_reached(self) -> None:
         self.log.append((self.name, self.loop.time()))
+        if len(self.log) >= self.expected:
+            self.all_woke.set()
 
 
 class Failing:
@@ -31,14 +45,20 @@ def test_items_wake_in_their_tick_and_removed_ones_never() -> None:
         log: list[tuple[str, float]] = []
         now = loop.time()
         due = {"a": now + 0.06, "b": now + 0.061, "c": now + 0.15}
-        items = {name: Recorder(loop, log, name) for name in (*due, "gone")}
+        all_woke = asyncio.Event()
+        items = {
+            name: Recorder(loop, log, name, expected=len(due), all_woke=all_woke)
+            for name in (*due, "gone")
+        }
         keys = {name: wheel.add(items[name], when) for name, when in due.items()}
         assert keys["a"] == keys["b"]  # one slot, one loop timer
         wheel.add(Failing(), now + 0.06)  # in the same slot: must not stop the others
         gone = wheel.add(items["gone"], now + 0.1)
         wheel.remove(items["gone"], gone)
         assert len(wheel) == 4
-        await asyncio.sleep(0.15 + 3 * TICK_S)
+        # "c" is due last, after the removed item's slot: once it woke, every slot has run
+        async with asyncio.timeout(10):
+            await all_woke.wait()
         assert len(wheel) == 0
         return log, due, errors
 

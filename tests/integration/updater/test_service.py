@@ -5,7 +5,7 @@ real one-shot `openssl ocsp -index ... -reqin REQ -respout RESP -ndays 1` agains
 `-port`). It can be told to fail with a 500, hang, send garbage or sign with a rogue key.
 Time moves with `OffsetClock` (wall time plus an offset the test sets), so expiry needs no
 sleeping; every wait is on a readiness signal (`started`, a table change, `update_now`).
-`openssl ocsp` (not our own responder, see test_updater_faults.py) keeps this an interop test.
+`openssl ocsp` (not our own responder, see test_service_faults.py) keeps this an interop test.
 """
 
 from __future__ import annotations

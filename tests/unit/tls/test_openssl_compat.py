@@ -9,7 +9,7 @@ from staplegate.tls import _openssl_compat, endpoint
 from staplegate.tls.endpoint import TlsEndpoint
 from staplegate.tls.staples import StapleStats, StapleTable
 
-from .test_tls_endpoint import Client, handshake, server_for
+from .test_endpoint import Client, handshake, server_for
 from .tls_unit_pki import UnitPki
 
 

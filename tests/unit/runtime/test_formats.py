@@ -57,34 +57,3 @@ def test_stat_csv_has_haproxys_layout() -> None:
 
 def test_csv_field_quotes_commas() -> None:
     assert formats.csv_field('a,"b"') == '"a,""b"""'
-
-
-def test_parse_answers() -> None:
-    assert parse_answer("show info", "Name: staplegate\nPid: 4") == {
-        "Name": "staplegate",
-        "Pid": "4",
-    }
-    assert parse_answer("show ssl cert", "# transaction\n*a\n# filename\na\nb") == {
-        "transaction": ["*a"],
-        "filename": ["a", "b"],
-    }
-    assert parse_answer(
-        "show ssl crt-list -n /l", "# /l\n/a.pem:1 [alpn h2 ocsp-update on] a b\n/b.pem:2"
-    ) == {
-        "crt-list": "/l",
-        "entries": [
-            {
-                "store": "/a.pem",
-                "line": 1,
-                "options": "alpn h2 ocsp-update on",
-                "sni_filters": ["a", "b"],
-            },
-            {"store": "/b.pem", "line": 2, "options": "", "sni_filters": []},
-        ],
-    }
-    assert parse_answer(
-        "show ssl ocsp-response",
-        "# Certificate IDs\nCertificate ID key : 30ab\nCertificate path : /a.pem\n"
-        " Certificate ID:\n   Serial Number: 0A",
-    ) == [{"Certificate ID key": "30ab", "Certificate path": "/a.pem", "Serial Number": "0A"}]
-    assert parse_answer("show info", "Permission denied") == {"answer": "Permission denied"}

@@ -131,7 +131,7 @@ def test_stats_timeout_from_the_config_closes_silent_clients(pki: Pki, tmp_path:
         reader, writer = await asyncio.open_unix_connection(str(path))
         writer.write(b"prompt\n")
         for _ in range(4):  # 4 x 0.15 s of activity: longer than the timeout, never silent
-            await asyncio.sleep(0.15)
+            await asyncio.sleep(0.15)  # a slow client's pause: the behaviour under test
             writer.write(b"show servers state nope\n")
         await writer.drain()
         async with asyncio.timeout(WAIT):

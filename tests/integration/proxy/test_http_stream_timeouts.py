@@ -28,7 +28,7 @@ def test_a_slow_upload_that_keeps_moving_is_not_a_server_timeout(proxy_pki: TlsP
         sock = proxy.raw()
         sock.sendall(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\n")
         for byte in b"abcdef":  # 0.9 s in all, each gap well under `timeout server`
-            time.sleep(0.15)
+            time.sleep(0.15)  # a slow client's pause: the behaviour under test, not a wait
             sock.sendall(bytes([byte]))
         sock.settimeout(3)
         answer = sock.recv(65536)
@@ -195,7 +195,7 @@ def test_an_idle_tunnel_closes_after_its_timeout(
             sock.sendall(UPGRADE)
             assert sock.recv(65536).startswith(b"HTTP/1.1 101 ")
             for _ in range(5):  # 0.75 s of traffic, each gap under the timeout
-                time.sleep(0.15)
+                time.sleep(0.15)  # the slow peer's pause is the behaviour under test
                 sock.sendall(b"ping")
                 assert sock.recv(65536) == b"ping"
             started = time.monotonic()

@@ -1,17 +1,10 @@
-"""Fault plans as JSON and Python values; `-passin` sources; GET path decoding."""
+"""Fault plans as JSON and Python values (what the test responder is told to get wrong)."""
 
 from __future__ import annotations
-
-import base64
-import io
-import os
-from pathlib import Path
 
 import pytest
 
 from staplegate.testpki.faults import Fault, FaultKind, FaultPlan, FaultPlanError, parse_serial
-from staplegate.testpki.responder import decode_get_path
-from staplegate.testpki.responder_cli import PassinError, read_passin
 
 
 def test_plan_round_trips_through_json() -> None:
@@ -63,43 +56,3 @@ def test_http_level_split() -> None:
     assert FaultKind.CONNECTION_RESET.is_http_level
     assert not FaultKind.STALE.is_http_level
     assert not FaultKind.TRY_LATER.is_http_level
-
-
-def test_passin_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert read_passin("pass:s3cret") == b"s3cret"
-    monkeypatch.setenv("SG_PASS", "from-env")
-    assert read_passin("env:SG_PASS") == b"from-env"
-    secret = tmp_path / "pass.txt"
-    secret.write_text("from-file\nsecond line\n")
-    assert read_passin(f"file:{secret}") == b"from-file"
-    assert read_passin("stdin", stdin=io.StringIO("typed\n")) == b"typed"
-    read_end, write_end = os.pipe()
-    os.write(write_end, b"from-fd\n")
-    os.close(write_end)
-    try:
-        assert read_passin(f"fd:{read_end}") == b"from-fd"
-    finally:
-        os.close(read_end)
-    for bad, message in [
-        ("env:SG_NOT_SET_ANYWHERE", "not set"),
-        (f"file:{tmp_path / 'missing'}", "No such file"),
-        ("prompt:x", "use pass:TEXT"),
-    ]:
-        with pytest.raises(PassinError, match=message):
-            read_passin(bad)
-
-
-def test_get_path_decoding() -> None:
-    der = bytes([0x30, 0x45, 0x00, 0xFB, 0xEF, 0xBE, 0xFF, 0xFF, 0xFF]) + bytes(range(62))
-    assert len(der) == 0x45 + 2
-    text = base64.b64encode(der).decode()
-    assert "/" in text
-    assert "+" in text
-    encoded = text.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
-    assert decode_get_path("/" + encoded) == der
-    assert decode_get_path("/" + text) == der
-    assert decode_get_path("/ocsp/" + encoded) == der
-    assert decode_get_path("/" + encoded + "?x=1") == der
-    assert decode_get_path("/%%%") is None
-    assert decode_get_path("/" + base64.b64encode(b"\x30\x05abc").decode()) is None  # bad length
-    assert decode_get_path("/") is None

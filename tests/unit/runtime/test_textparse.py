@@ -1,0 +1,53 @@
+"""The runtime API's text answers read back into data for `staplegate ctl --json` (pure)."""
+
+from __future__ import annotations
+
+from staplegate.runtime.textparse import parse_answer
+
+
+def test_parse_answers() -> None:
+    assert parse_answer("show info", "Name: staplegate\nPid: 4") == {
+        "Name": "staplegate",
+        "Pid": "4",
+    }
+    assert parse_answer("show ssl cert", "# transaction\n*a\n# filename\na\nb") == {
+        "transaction": ["*a"],
+        "filename": ["a", "b"],
+    }
+    assert parse_answer(
+        "show ssl crt-list -n /l", "# /l\n/a.pem:1 [alpn h2 ocsp-update on] a b\n/b.pem:2"
+    ) == {
+        "crt-list": "/l",
+        "entries": [
+            {
+                "store": "/a.pem",
+                "line": 1,
+                "options": "alpn h2 ocsp-update on",
+                "sni_filters": ["a", "b"],
+            },
+            {"store": "/b.pem", "line": 2, "options": "", "sni_filters": []},
+        ],
+    }
+    assert parse_answer(
+        "show ssl ocsp-response",
+        "# Certificate IDs\nCertificate ID key : 30ab\nCertificate path : /a.pem\n"
+        " Certificate ID:\n   Serial Number: 0A",
+    ) == [{"Certificate ID key": "30ab", "Certificate path": "/a.pem", "Serial Number": "0A"}]
+    assert parse_answer("show info", "Permission denied") == {"answer": "Permission denied"}
+
+
+def test_servers_state_and_ocsp_updates_tables() -> None:
+    servers = "1\n# be_id be_name srv_id srv_name\n3 be_app 1 web1\n"
+    assert parse_answer("show servers state", servers) == [
+        {"be_id": "3", "be_name": "be_app", "srv_id": "1", "srv_name": "web1"}
+    ]
+    updates = "OCSP Certid | Path | Failures\n30ab | /a.pem | 0 | extra"
+    assert parse_answer("show ssl ocsp-updates", updates) == [
+        {"OCSP Certid": "30ab", "Path": "/a.pem", "Failures": "0 | extra"}
+    ]
+
+
+def test_an_answer_without_the_expected_layout_comes_back_as_text() -> None:
+    for command in ("show stat", "show servers state", "show ssl ocsp-updates", "frobnicate"):
+        assert parse_answer(command, "Unknown command.") == {"answer": "Unknown command."}
+    assert parse_answer("show ssl ocsp-response 30ab", "base64") == {"answer": "base64"}
