@@ -69,8 +69,12 @@ def connect(target: str, timeout: float) -> socket.socket:
             sock = socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout)
         else:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(timeout)
-            sock.connect(address)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(address)
+            except OSError:
+                sock.close()  # the caller never sees it, so it would leak a descriptor
+                raise
     except (OSError, ValueError) as exc:
         raise CtlError(
             f"cannot connect to the stats socket {target}: {exc}; check the path (-S) and "

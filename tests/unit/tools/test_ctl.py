@@ -40,11 +40,6 @@ def test_an_unreachable_socket_says_what_to_check(capsys: pytest.CaptureFixture[
     assert "check the path (-S)" in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: connect() leaves the Unix socket open when connect fails (ResourceWarning); "
-    "close it before raising CtlError in src/staplegate/tools/ctl.py, then drop this mark",
-)
 def test_a_missing_unix_socket_leaks_no_descriptor(tmp_path: Path) -> None:
     with pytest.raises(CtlError, match="check the path \\(-S\\)"):
         connect(str(tmp_path / "absent.sock"), timeout=5)
