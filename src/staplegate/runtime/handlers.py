@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes
 
 from staplegate.certs import LoadedCertificate, SidecarOutcome, check_ocsp_sidecar
 from staplegate.clock import Clock, SystemClock
+from staplegate.config.model import StatsLevel
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.logline import format_update_line
 from staplegate.ocsp.machine import State
@@ -43,7 +44,6 @@ from staplegate.runtime.grammar import (
     COMMANDS,
     Command,
     CommandName,
-    Level,
     UsageError,
 )
 from staplegate.runtime.transaction import (
@@ -89,7 +89,7 @@ class RuntimeHandlers:
         self._runtime_stores: dict[str, _Store] = {}
         self._lock = asyncio.Lock()
 
-    async def execute(self, command: Command | UsageError, level: Level) -> str:
+    async def execute(self, command: Command | UsageError, level: StatsLevel) -> str:
         """The answer to one command at `level` (without the final end-of-answer newline)."""
         if isinstance(command, UsageError):
             return f"{command.message}\n\n{self.help_text(level)}"
@@ -102,7 +102,7 @@ class RuntimeHandlers:
 
     # --- general ---
 
-    def help_text(self, level: Level, prefix: Sequence[str] = ()) -> str:
+    def help_text(self, level: StatsLevel, prefix: Sequence[str] = ()) -> str:
         lines = ["The following commands are valid at this level:\n"]
         for spec in COMMANDS:
             if spec.level > level or tuple(prefix) != spec.words[: len(prefix)]:
@@ -110,22 +110,22 @@ class RuntimeHandlers:
             lines.append(f"  {spec.usage:<48} : {spec.summary}\n")
         return "".join(lines)
 
-    async def _help(self, command: Command, level: Level) -> str:
+    async def _help(self, command: Command, level: StatsLevel) -> str:
         return self.help_text(level, command.args)
 
     # --- process and servers ---
 
-    async def _reload(self, command: Command, level: Level) -> str:
+    async def _reload(self, command: Command, level: StatsLevel) -> str:
         """HAProxy's master-CLI answer: `Success=1|0`, `--`, then the reload's messages."""
         return _reload_text(await self._backend.reload())
 
-    async def _show_reload(self, command: Command, level: Level) -> str:
+    async def _show_reload(self, command: Command, level: StatsLevel) -> str:
         report = self._backend.last_reload()
         if report is None:
             return "No reload yet.\n"
         return _reload_text(report)
 
-    async def _show_info(self, command: Command, level: Level) -> str:
+    async def _show_info(self, command: Command, level: StatsLevel) -> str:
         values: dict[str, str | int | None] = dict(self._backend.info())
         values.update(self._ocsp_info())
         return formats.info_text(values)
@@ -152,7 +152,7 @@ class RuntimeHandlers:
             "OcspMustStapleUnstapled": unstapled_must,
         }
 
-    async def _show_stat(self, command: Command, level: Level) -> str:
+    async def _show_stat(self, command: Command, level: StatsLevel) -> str:
         wanted = command.args[0] if command.args and command.args[0] != "-1" else None
         snapshot = self._updater().snapshot()
         rows = []
@@ -160,7 +160,7 @@ class RuntimeHandlers:
             fields = dict(row.fields)
             if wanted is not None and fields.get("pxname") != wanted:
                 continue
-            if level < Level.OPERATOR:
+            if level < StatsLevel.OPERATOR:
                 for name in formats.LEGEND_FIELDS:
                     fields.pop(name, None)
             if row.certificates:
@@ -189,7 +189,7 @@ class RuntimeHandlers:
             ),
         }
 
-    async def _show_servers_state(self, command: Command, level: Level) -> str:
+    async def _show_servers_state(self, command: Command, level: StatsLevel) -> str:
         servers = list(self._backend.servers())
         if command.args:
             wanted = command.args[0]
@@ -201,13 +201,13 @@ class RuntimeHandlers:
         lines.extend(_server_state_line(server, now) + "\n" for server in servers)
         return "".join(lines)
 
-    async def _disable_server(self, command: Command, level: Level) -> str:
+    async def _disable_server(self, command: Command, level: StatsLevel) -> str:
         return self._set_state(command.args, AdminState.MAINT)
 
-    async def _enable_server(self, command: Command, level: Level) -> str:
+    async def _enable_server(self, command: Command, level: StatsLevel) -> str:
         return self._set_state(command.args, AdminState.READY)
 
-    async def _set_server(self, command: Command, level: Level) -> str:
+    async def _set_server(self, command: Command, level: StatsLevel) -> str:
         args = command.args
         if len(args) < 2:
             return "'set server <srv>' expects <backend>/<server> and a setting.\n"
@@ -254,7 +254,7 @@ class RuntimeHandlers:
             return True, store.certificate
         return False, None
 
-    async def _show_ssl_cert(self, command: Command, level: Level) -> str:
+    async def _show_ssl_cert(self, command: Command, level: StatsLevel) -> str:
         if not command.args:
             lines = []
             if self._transaction is not None:
@@ -297,7 +297,7 @@ class RuntimeHandlers:
             return await self._response_text(der) if der else ""
         return _certificate_details(name, certificate, status)
 
-    async def _show_ssl_crt_list(self, command: Command, level: Level) -> str:
+    async def _show_ssl_crt_list(self, command: Command, level: StatsLevel) -> str:
         args = list(command.args)
         numbered = bool(args) and args[0] == "-n"
         if numbered:
@@ -322,7 +322,7 @@ class RuntimeHandlers:
                 return "".join(lines)
         return "didn't find the specified filename\n"
 
-    async def _new_ssl_cert(self, command: Command, level: Level) -> str:
+    async def _new_ssl_cert(self, command: Command, level: StatsLevel) -> str:
         if not command.args:
             return "'new ssl cert' expects a filename\n"
         name = command.args[0]
@@ -333,7 +333,7 @@ class RuntimeHandlers:
         self._runtime_stores[name] = _Store()
         return f"New empty certificate store '{name}'!\n"
 
-    async def _set_ssl_cert(self, command: Command, level: Level) -> str:
+    async def _set_ssl_cert(self, command: Command, level: StatsLevel) -> str:
         if not command.args or command.payload is None:
             return "'set ssl cert' expects a filename and a certificate as a payload\n"
         argument = command.args[0]
@@ -367,7 +367,7 @@ class RuntimeHandlers:
         verb = "created" if created else "updated"
         return f"{note}Transaction {verb} for certificate {name}!\n"
 
-    async def _commit_ssl_cert(self, command: Command, level: Level) -> str:
+    async def _commit_ssl_cert(self, command: Command, level: StatsLevel) -> str:
         if not command.args:
             return "'commit ssl cert' expects a filename\n"
         name = command.args[0]
@@ -401,7 +401,7 @@ class RuntimeHandlers:
         text = "".join(f"{warning}\n" for warning in warnings)
         return f"Committing {name}{dots}\n{text}Success!\n"
 
-    async def _abort_ssl_cert(self, command: Command, level: Level) -> str:
+    async def _abort_ssl_cert(self, command: Command, level: StatsLevel) -> str:
         if not command.args:
             return "'abort ssl cert' expects a filename\n"
         transaction = self._transaction
@@ -412,7 +412,7 @@ class RuntimeHandlers:
         self._transaction = None
         return f"Transaction aborted for certificate '{transaction.name}'!\n"
 
-    async def _del_ssl_cert(self, command: Command, level: Level) -> str:
+    async def _del_ssl_cert(self, command: Command, level: StatsLevel) -> str:
         if not command.args:
             return "'del ssl cert' expects a certificate name\n"
         name = command.args[0]
@@ -433,7 +433,7 @@ class RuntimeHandlers:
     def _updater(self) -> OcspService:
         return self._backend.ocsp_updater()
 
-    async def _show_ssl_ocsp_response(self, command: Command, level: Level) -> str:
+    async def _show_ssl_ocsp_response(self, command: Command, level: StatsLevel) -> str:
         args = list(command.args)
         updater = self._updater()
         if not args:
@@ -463,7 +463,7 @@ class RuntimeHandlers:
         except (OSError, ValueError) as exc:
             return f"Can't print the OCSP response with openssl ({exc}); use 'base64'.\n"
 
-    async def _set_ssl_ocsp_response(self, command: Command, level: Level) -> str:
+    async def _set_ssl_ocsp_response(self, command: Command, level: StatsLevel) -> str:
         text = command.payload if command.payload is not None else " ".join(command.args)
         text = "".join(text.split())  # CR, LF and spaces inside the payload are dropped
         if not text:
@@ -480,7 +480,7 @@ class RuntimeHandlers:
             answer += f"The current response is kept: {outcome.hint}.\n"
         return answer
 
-    async def _update_ssl_ocsp_response(self, command: Command, level: Level) -> str:
+    async def _update_ssl_ocsp_response(self, command: Command, level: StatsLevel) -> str:
         if not command.args:
             return "'update ssl ocsp-response' expects a filename\n"
         argument = command.args[0]
@@ -503,7 +503,7 @@ class RuntimeHandlers:
         outcome = await updater.update_now(cert_id, timeout=timeout)
         return _update_answer(outcome, argument) + "\n"
 
-    async def _show_ssl_ocsp_updates(self, command: Command, level: Level) -> str:
+    async def _show_ssl_ocsp_updates(self, command: Command, level: StatsLevel) -> str:
         now = self._clock.now()
         snapshot = self._updater().snapshot()
         fetching = [e for e in snapshot if e.state is State.FETCHING]

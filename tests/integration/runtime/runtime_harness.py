@@ -26,6 +26,7 @@ from staplegate.certs import (
     load_certificate,
 )
 from staplegate.clock import SystemClock
+from staplegate.config.model import StatsLevel
 from staplegate.config.values import AddressFamily, SocketAddress
 from staplegate.deploy.generation import CertificateEntry
 from staplegate.fetch.client import FetchSettings
@@ -41,7 +42,6 @@ from staplegate.runtime.backend import (
     StatRow,
     UnknownServer,
 )
-from staplegate.runtime.grammar import Level
 from staplegate.runtime.handlers import RuntimeHandlers
 from staplegate.runtime.server import Limits, Listener, RuntimeServer
 from staplegate.testpki.ca import IssuedCertificate
@@ -189,7 +189,7 @@ class Lab:
     tables: Tables
     handlers: RuntimeHandlers
     server: RuntimeServer
-    sockets: dict[Level, Path]
+    sockets: dict[StatsLevel, Path]
     directory: Path
 
     def name(self, short: str) -> str:
@@ -263,7 +263,7 @@ async def lab(
     )
     backend = LabBackend(stores, updater, views, lists)
     handlers = RuntimeHandlers(backend, update_timeout=WAIT)
-    sockets = {level: directory / f"{level.name.lower()}.sock" for level in Level}
+    sockets = {level: directory / f"{level.name.lower()}.sock" for level in StatsLevel}
     listeners = [Listener(unix(path), level) for level, path in sockets.items()]
     server = RuntimeServer([*listeners, *extra], handlers, limits=limits, max_payload=max_payload)
     started = asyncio.Event()
