@@ -14,7 +14,6 @@ crt-lists the same way.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,15 +22,8 @@ from staplegate.certs import LoadedCertificate
 from staplegate.config.model import CertSourceKind, Config, CrtListEntry
 from staplegate.deploy.generation import CertificateEntry
 from staplegate.ocsp.certid import CertId
+from staplegate.proxy.backends import AdminState
 from staplegate.updater.results import EntrySnapshot, SetOutcome, UpdateOutcome
-
-
-class AdminState(enum.Enum):
-    """`set server B/S state ...` (values as typed on the CLI)."""
-
-    READY = "ready"
-    DRAIN = "drain"
-    MAINT = "maint"
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.logline import format_update_line
 from staplegate.ocsp.machine import State
 from staplegate.ocsp.verify import CertStatus
+from staplegate.proxy.backends import AdminState
 from staplegate.runtime import formats
 from staplegate.runtime.backend import (
-    AdminState,
     CommitError,
     OcspService,
     ReloadReport,

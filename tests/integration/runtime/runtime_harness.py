@@ -32,8 +32,8 @@ from staplegate.deploy.generation import CertificateEntry
 from staplegate.fetch.client import FetchSettings
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.schedule import UpdateSettings
+from staplegate.proxy.backends import AdminState
 from staplegate.runtime.backend import (
-    AdminState,
     CommitResult,
     CrtListLine,
     CrtListView,

@@ -23,9 +23,9 @@ from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.logline import UpdateStatus
 from staplegate.ocsp.machine import State
 from staplegate.ocsp.verify import CertStatus, FailureReason
+from staplegate.proxy.backends import AdminState
 from staplegate.runtime import formats
 from staplegate.runtime.backend import (
-    AdminState,
     CommitError,
     CommitResult,
     CrtListView,
