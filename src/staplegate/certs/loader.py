@@ -105,6 +105,52 @@ def issued_by(certificate: x509.Certificate, candidate: x509.Certificate) -> boo
     return True
 
 
+def assemble_certificate(
+    *,
+    name: str,
+    files: CertificateFiles,
+    leaf: x509.Certificate,
+    private_key: PrivateKeyTypes,
+    chain: tuple[x509.Certificate, ...],
+    issuer: x509.Certificate | None,
+    issuer_source: IssuerSource,
+    issuer_path: Path | None,
+    ocsp: OcspFile | None,
+    read_paths: tuple[Path, ...] = (),
+    sctl_path: Path | None = None,
+    has_dh_params: bool = False,
+    warnings: tuple[str, ...] = (),
+) -> LoadedCertificate:
+    """A store entry from its parts; everything the leaf and issuer determine is derived here.
+
+    The one place a `LoadedCertificate` is put together, for files (`load_certificate`) and
+    runtime transactions (`runtime.transaction`) alike, so both derive names, key type,
+    validity, OCSP URI, must-staple and the CertId the same way.
+    """
+    return LoadedCertificate(
+        name=name,
+        files=files,
+        read_paths=read_paths,
+        leaf=leaf,
+        private_key=private_key,
+        chain=chain,
+        names=certificate_names(leaf),
+        key_type=KeyType.of(leaf.public_key()),
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+        ocsp_uri=ocsp_uri(leaf),
+        must_staple=must_staple(leaf),
+        issuer=issuer,
+        issuer_source=issuer_source,
+        issuer_path=issuer_path,
+        cert_id=CertId.for_certificate(leaf, issuer) if issuer is not None else None,
+        ocsp=ocsp,
+        sctl_path=sctl_path,
+        has_dh_params=has_dh_params,
+        warnings=warnings,
+    )
+
+
 @dataclass
 class _KeyFound:
     key: PrivateKeyTypes
@@ -138,23 +184,16 @@ class _Loading:
         issuer, issuer_source, issuer_path = self._choose_issuer(
             leaf, chain, sidecar_issuer, keyword_issuer
         )
-        return LoadedCertificate(
+        return assemble_certificate(
             name=self.source.name,
             files=files,
             read_paths=tuple(self.read_paths),
             leaf=leaf,
             private_key=found.key,
             chain=chain,
-            names=certificate_names(leaf),
-            key_type=KeyType.of(leaf.public_key()),
-            not_before=leaf.not_valid_before_utc,
-            not_after=leaf.not_valid_after_utc,
-            ocsp_uri=ocsp_uri(leaf),
-            must_staple=must_staple(leaf),
             issuer=issuer,
             issuer_source=issuer_source,
             issuer_path=issuer_path,
-            cert_id=CertId.for_certificate(leaf, issuer) if issuer is not None else None,
             ocsp=ocsp_file,
             sctl_path=sctl,
             has_dh_params=pem.has_dh_params,
@@ -257,11 +296,9 @@ class _Loading:
     def _split_leaf(
         self, pem: PemContents, key: PrivateKeyTypes
     ) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
-        wanted = spki(key.public_key())
-        for index, certificate in enumerate(pem.certificates):
-            if spki(certificate.public_key()) == wanted:
-                rest = pem.certificates[:index] + pem.certificates[index + 1 :]
-                return certificate, rest
+        found = split_leaf(pem.certificates, key)
+        if found is not None:
+            return found
         crt = self.source.crt_path
         raise CertificateError(
             CertificateErrorReason.KEY_MISMATCH,
@@ -572,6 +609,17 @@ def spki(key: PublicKeyTypes) -> bytes:
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def split_leaf(
+    certificates: tuple[x509.Certificate, ...], key: PrivateKeyTypes
+) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]] | None:
+    """(leaf, chain): the first certificate matching `key`, the others in order; None if none."""
+    wanted = spki(key.public_key())
+    for index, certificate in enumerate(certificates):
+        if spki(certificate.public_key()) == wanted:
+            return certificate, certificates[:index] + certificates[index + 1 :]
+    return None
 
 
 def ocsp_uri(certificate: x509.Certificate) -> str | None:
