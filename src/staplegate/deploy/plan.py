@@ -107,7 +107,8 @@ class BackendPlan:
     http: HttpBackendSettings = field(default_factory=lambda: HttpBackendSettings(""))
 
     def pool(self) -> BackendPool:
-        """A fresh pool for one worker (balancing state is per process, as in HAProxy)."""
+        """A fresh pool: one per worker (balancing state is per process, as in HAProxy) and
+        the master's, which holds the servers' health and admin states."""
         return BackendPool(
             self.name,
             self.servers,

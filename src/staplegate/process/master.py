@@ -185,7 +185,7 @@ class Master:
 
     def _pools_for(self, plan: ServePlan) -> dict[str, BackendPool]:
         """The master owns server health (one set of checks, not one per worker)."""
-        pools = {b.name: BackendPool(b.name, b.servers) for b in plan.backends}
+        pools = {b.name: b.pool() for b in plan.backends}
         for name, pool in pools.items():  # carry states over a reload
             old = self.pools.get(name)
             if old is None:
