@@ -1,6 +1,7 @@
 """Load one certificate from disk the way HAProxy 3.2 does: PEM bundle, sidecars, issuer.
 
-Theory of operation (spec §3.1-3.3). For a certificate path `P` in discovery mode:
+Theory of operation (HAProxy's sidecar discovery, docs/reference/certificates.md). For a
+certificate path `P` in discovery mode:
 
 1. read `P`: certificates, private keys and DH parameters in any order. The leaf is the first
    certificate matching the key (the first certificate when the key is elsewhere); the other
@@ -20,10 +21,10 @@ only the named files are read, and the `issuer` file is not required to be the i
 Divergences from HAProxy, on purpose (docs/reference/certificates.md):
 
 - `B.issuer` is read whenever it exists. HAProxy reads it only when a `.ocsp` file was loaded,
-  so with `ocsp-update on` and no `.ocsp` it cannot find an issuer that is not in the PEM
-  (spec §3.1 step 8). When HAProxy would read it too, a wrong or unreadable `.issuer` is fatal
-  as in HAProxy; when HAProxy would have ignored it, it is a warning and the file is not used,
-  so every configuration HAProxy starts with also starts here.
+  so with `ocsp-update on` and no `.ocsp` it cannot find an issuer that is not in the PEM (so
+  in every version from 2.8 to 3.2). When HAProxy would read it too, a wrong or unreadable
+  `.issuer` is fatal as in HAProxy; when HAProxy would have ignored it, it is a warning and the
+  file is not used, so every configuration HAProxy starts with also starts here.
 - An expired or not-yet-valid certificate loads (as in HAProxy, which says nothing) with a
   warning naming its validity dates: serving it fails every handshake, which an operator
   wants to hear about at `-c` time.
@@ -73,7 +74,7 @@ _UNENCRYPTED_HINT = (
 def expand_bundle(source: CertificateSource, extra: ExtraFiles) -> tuple[CertificateSource, ...]:
     """The certificates a path names: itself, or `P.rsa`/`P.ecdsa`/`P.dsa` when `P` is absent.
 
-    Multi-certificate bundles (spec §3.1) need discovery mode and `bundle` in
+    HAProxy's multi-certificate bundles need discovery mode and `bundle` in
     `ssl-load-extra-files`; each member is an independent store with its own sidecars. When
     nothing matches, the source comes back alone so loading reports the missing file.
     """
@@ -158,7 +159,7 @@ class _KeyFound:
 
 
 class _Loading:
-    """One load: accumulates the files read and the warnings while walking spec §3.1."""
+    """One load: accumulates the files read and the warnings while walking the steps above."""
 
     def __init__(self, source: CertificateSource, extra: ExtraFiles) -> None:
         self.source = source
@@ -623,7 +624,7 @@ def split_leaf(
 
 
 def ocsp_uri(certificate: x509.Certificate) -> str | None:
-    """The first id-ad-ocsp accessLocation, verbatim (spec §5.1)."""
+    """The first id-ad-ocsp accessLocation, verbatim, as HAProxy takes it (others unused)."""
     try:
         aia = certificate.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
     except x509.ExtensionNotFound:

@@ -1,4 +1,6 @@
-"""Decide, for one loaded certificate, what OCSP will do with it (spec §2.6, §3.4, §3.5).
+"""Decide, for one loaded certificate, what OCSP will do with it (HAProxy's rules).
+
+The rules, and where we differ, are in docs/reference/certificates.md.
 
 Pure functions for `staplegate -c -V` and the engine: `assess_ocsp` applies HAProxy 3.2's
 load-time rules (is an OCSP entry created, is it auto-updated, or is the configuration fatal),
@@ -41,7 +43,7 @@ class OcspDisposition(enum.Enum):
 
 @dataclass(frozen=True)
 class OcspReadiness:
-    """The outcome of spec §2.6 for one certificate in one context.
+    """The load-time OCSP decision for one certificate in one context.
 
     `info` lines are for `-c -V` and the startup log; `warnings` are shown by `-c`; `fatal`
     is set exactly when `disposition` is FATAL.
@@ -130,7 +132,7 @@ class SidecarOutcome(enum.Enum):
 
 @dataclass(frozen=True)
 class SidecarCheck:
-    """The load-time check of a `.ocsp` file (spec §3.5).
+    """The load-time check of a `.ocsp` file (a bad one is ignored with HAProxy's warning).
 
     `warning` is HAProxy's text for IGNORED; `error` carries the reason enum, its detail and
     a hint. NO_ISSUER is the fatal case `assess_ocsp` reports.

@@ -447,7 +447,7 @@ class CrtListEntry:
 
     @property
     def names_files(self) -> bool:
-        """A line naming key/ocsp/issuer/sctl turns sidecar discovery off (spec §3.1)."""
+        """A line naming key/ocsp/issuer/sctl turns sidecar discovery off (HAProxy 3.0+)."""
         return any(v is not None for v in (self.key, self.ocsp, self.issuer, self.sctl))
 
 

@@ -10,7 +10,8 @@ were already resolved by the loader (directories listed, crt-lists read). It the
    without a certificate);
 3. walks every certificate use in configuration order — crt-store `load` lines where they
    are, bind `crt` / directory / crt-list lines at their bind — applying HAProxy 3.0+'s
-   "certificate-store keyword" consistency rules (spec §2.5.2) to each store name and
+   "certificate-store keyword" consistency rules (a store used twice must be described the
+   same way each time; docs/reference/configuration.md) to each store name and
    producing one `CertificateReference` per use.
 
 It is pure: no file is opened here.
@@ -276,7 +277,8 @@ class _Builder:
 
     # ------------------------------------------------------------ certificates
     def _discovery_values(self, crt_path: str) -> dict[str, str | None]:
-        """The sidecar names HAProxy records for a discovery-mode store (spec §3.1 step 9)."""
+        """The sidecar names HAProxy records for a discovery-mode store (even for
+        files that don't exist: `show ssl cert` prints them, the consistency rules compare them)."""
         base = crt_path
         if self.g.ssl_load_extra_del_ext and base.endswith(".crt"):
             base = base[: -len(".crt")]

@@ -71,7 +71,8 @@ STAPLE_INTERVAL_MAX_S = 1.0
 
 
 def updater_entries(generation: Generation) -> list[UpdaterEntry]:
-    """One entry per certificate that has an OCSP entry (spec §3.4)."""
+    """One entry per certificate that has an OCSP entry (`OcspDisposition.ENTRY`, decided by
+    `certs.readiness.assess_ocsp` with HAProxy's load-time rules)."""
     disabled = generation.config.global_.ocsp_update_disable
     entries = []
     for entry in generation.loaded():

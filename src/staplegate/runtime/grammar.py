@@ -1,13 +1,13 @@
 """Turn a runtime-API connection's byte stream into commands (pure: no I/O, no clock).
 
-Theory of operation (HAProxy's CLI framing, spec §8.0). The client sends lines. A line holds
-one or more commands separated by `;`; words are separated by spaces or tabs, and a
-backslash makes the next character literal (`\\;`, `\\ `). A line whose last word is `<<`
-starts a payload: the following lines, up to the first empty one, are attached to the last
-command of that line. `Framer.feed()` takes bytes as they arrive, in any chunking, and returns
-one `Request` per complete line (with its payload); what is incomplete waits for more bytes.
-A line, or a payload, longer than the caps is answered with `TooLong` and the framer stops:
-the server answers and closes, because it cannot know where the next command starts.
+Theory of operation (HAProxy's CLI framing, docs/reference/runtime-api.md). The client sends lines.
+A line holds one or more commands separated by `;`; words are separated by spaces or tabs, and a
+backslash makes the next character literal (`\\;`, `\\ `). A line whose last word is `<<` starts a
+payload: the following lines, up to the first empty one, are attached to the last command of that
+line. `Framer.feed()` takes bytes as they arrive, in any chunking, and returns one `Request` per
+complete line (with its payload); what is incomplete waits for more bytes. A line, or a payload,
+longer than the caps is answered with `TooLong` and the framer stops: the server answers and closes,
+because it cannot know where the next command starts.
 
 A payload is read only for a command that takes one and that the socket's level allows:
 otherwise the `<<` line is answered at once (`PayloadRefused`: `Permission denied`, or the

@@ -1,6 +1,6 @@
 """Runtime-API commands: a parsed command and the socket's level in, HAProxy's answer out.
 
-Every answer is the text HAProxy 3.2 prints (spec §8, docs/reference/runtime-api.md) without
+Every answer is the text HAProxy 3.2 prints (docs/reference/runtime-api.md) without
 the end-of-answer newline, which the server adds. Levels are checked before anything else:
 a command above the socket's level answers `Permission denied` (HAProxy 3.2 does not check
 the OCSP commands; we do). Nothing here prints a private key.

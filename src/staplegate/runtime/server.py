@@ -1,14 +1,14 @@
 """The stats-socket server: Unix and TCP listeners speaking HAProxy's runtime-API framing.
 
 Theory of operation. Each `Listener` (one `stats socket` line) has its own access level. A
-connection's bytes go through a `grammar.Framer`; each complete line's commands run in order
-through `RuntimeHandlers`, and every answer is written followed by the end-of-answer newline
-(spec §8.0). Without `prompt` the connection closes after the first line's answers, as
-HAProxy does; `prompt` toggles interactive mode (a `> ` prompt after each line, the
-connection stays open until `quit`, EOF or the idle timeout). A line or payload over the caps
-gets an error answer and the connection is closed; so does a `<<` line whose payload the
-socket's level may not send (the payload is never read). A client that vanishes costs its
-own task only: write errors end that connection, nothing else.
+connection's bytes go through a `grammar.Framer`; each complete line's commands run in order through
+`RuntimeHandlers`, and every answer is written followed by the end-of-answer newline (HAProxy's: an
+empty line is how clients see where an answer ends; there is no status code). Without `prompt` the
+connection closes after the first line's answers, as HAProxy does; `prompt` toggles interactive mode
+(a `> ` prompt after each line, the connection stays open until `quit`, EOF or the idle timeout). A
+line or payload over the caps gets an error answer and the connection is closed; so does a `<<` line
+whose payload the socket's level may not send (the payload is never read). A client that vanishes
+costs its own task only: write errors end that connection, nothing else.
 
 Limits, as HAProxy's CLI frontend ("GLOBAL") applies them: at most `stats maxconn`
 connections (default 10) are served at once over all sockets, and a socket's own `maxconn`
