@@ -1,12 +1,12 @@
 """Certificate transactions (`set/commit/abort ssl cert`): payloads in, a `LoadedCertificate` out.
 
-Theory of operation (HAProxy's; docs/reference/runtime-api.md). The first `set ssl cert NAME[.ext]
-<<` opens the one transaction (HAProxy allows one at a time), starting from the live store; each
-payload replaces one part: no extension = a PEM bundle (certificate, chain, optionally the key),
-`.key` = a PEM key, `.issuer` = a PEM issuer, `.ocsp` = a base64 DER response, `.sctl` = accepted
-and ignored (staplegate sends no SCTs). As in HAProxy, a PEM payload clears the transaction's issuer
-and OCSP response, so send `.issuer`/`.ocsp` after it. `build()` then makes the certificate the way
-the loader does for files (certs/loader.py), from bytes:
+Theory of operation (HAProxy's; docs/reference/runtime-api.md). The first
+`set ssl cert NAME[.ext] <<` opens the one transaction (HAProxy allows one at a time), starting
+from the live store; each payload replaces one part: no extension = a PEM bundle (certificate,
+chain, optionally the key), `.key` = a PEM key, `.issuer` = a PEM issuer, `.ocsp` = a base64 DER
+response, `.sctl` = accepted and ignored (staplegate sends no SCTs). As in HAProxy, a PEM payload
+clears the transaction's issuer and OCSP response, so send `.issuer`/`.ocsp` after it. `build()`
+then makes the certificate the way the loader does for files (certs/loader.py), from bytes:
 
 - key: from the PEM payload, else the `.key` payload, else the live key when it matches the
   new leaf (certbot `--reuse-key` renewals send only the certificate);
