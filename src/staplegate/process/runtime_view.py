@@ -1,6 +1,6 @@
-"""The running master as the runtime API sees it: `RuntimeBackend` over `Master`.
+"""The running master as the runtime API sees it: `ProcessView` over `Master`.
 
-`runtime/backend.py` defines that port (what the socket's commands need, in the runtime's
+`runtime/contract.py` defines that port (what the socket's commands need, in the runtime's
 own types); this adapter answers it from the master's state. A committed certificate is put
 in service the way a reload is: a new generation whose TLS contexts are built in the master,
 new workers on the same sockets, the old ones drain. That keeps every worker's session-ticket
@@ -21,7 +21,7 @@ from staplegate.certs import LoadedCertificate, assess_ocsp, check_ocsp_sidecar
 from staplegate.deploy.generation import CertificateEntry
 from staplegate.process.master import DeployError, Master, ReloadResult
 from staplegate.proxy.backends import AdminState, ServerState
-from staplegate.runtime.backend import (
+from staplegate.runtime.contract import (
     CommitError,
     CommitResult,
     CrtListView,
@@ -35,7 +35,7 @@ from staplegate.updater.service import OcspUpdater
 
 
 class MasterRuntime:
-    """Implements `staplegate.runtime.backend.RuntimeBackend` for the master process."""
+    """Implements `staplegate.runtime.contract.ProcessView` for the master process."""
 
     def __init__(
         self,

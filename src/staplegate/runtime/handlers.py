@@ -32,11 +32,11 @@ from staplegate.ocsp.machine import State
 from staplegate.ocsp.verify import CertStatus
 from staplegate.proxy.backends import AdminState
 from staplegate.runtime import formats
-from staplegate.runtime.backend import (
+from staplegate.runtime.contract import (
     CommitError,
     OcspService,
+    ProcessView,
     ReloadReport,
-    RuntimeBackend,
     ServerView,
     UnknownServer,
 )
@@ -71,17 +71,17 @@ class _Store:
 
 
 class RuntimeHandlers:
-    """Executes commands against a `RuntimeBackend`; one instance serves every socket."""
+    """Executes commands against a `ProcessView`; one instance serves every socket."""
 
     def __init__(
         self,
-        backend: RuntimeBackend,
+        process: ProcessView,
         *,
         clock: Clock | None = None,
         update_timeout: float | None = None,
         openssl: str = "openssl",
     ) -> None:
-        self._backend = backend
+        self._process = process
         self._clock: Clock = clock or SystemClock()
         self._update_timeout = update_timeout
         self._openssl = openssl
@@ -117,16 +117,16 @@ class RuntimeHandlers:
 
     async def _reload(self, command: Command, level: StatsLevel) -> str:
         """HAProxy's master-CLI answer: `Success=1|0`, `--`, then the reload's messages."""
-        return _reload_text(await self._backend.reload())
+        return _reload_text(await self._process.reload())
 
     async def _show_reload(self, command: Command, level: StatsLevel) -> str:
-        report = self._backend.last_reload()
+        report = self._process.last_reload()
         if report is None:
             return "No reload yet.\n"
         return _reload_text(report)
 
     async def _show_info(self, command: Command, level: StatsLevel) -> str:
-        values: dict[str, str | int | None] = dict(self._backend.info())
+        values: dict[str, str | int | None] = dict(self._process.info())
         values.update(self._ocsp_info())
         return formats.info_text(values)
 
@@ -156,7 +156,7 @@ class RuntimeHandlers:
         wanted = command.args[0] if command.args and command.args[0] != "-1" else None
         snapshot = self._updater().snapshot()
         rows = []
-        for row in self._backend.stats():
+        for row in self._process.stats():
             fields = dict(row.fields)
             if wanted is not None and fields.get("pxname") != wanted:
                 continue
@@ -190,11 +190,11 @@ class RuntimeHandlers:
         }
 
     async def _show_servers_state(self, command: Command, level: StatsLevel) -> str:
-        servers = list(self._backend.servers())
+        servers = list(self._process.servers())
         if command.args:
             wanted = command.args[0]
             servers = [s for s in servers if s.backend == wanted]
-            if not servers and wanted not in {s.backend for s in self._backend.servers()}:
+            if not servers and wanted not in {s.backend for s in self._process.servers()}:
                 return "Can't find backend.\n"
         now = self._clock.now()
         lines = ["1\n", formats.SERVERS_STATE_HEADER + "\n"]
@@ -224,13 +224,13 @@ class RuntimeHandlers:
         if not args or "/" not in args[0]:
             return "Require 'backend/server'.\n"
         backend, _, server = args[0].partition("/")
-        servers = self._backend.servers()
+        servers = self._process.servers()
         if not any(s.backend == backend for s in servers):
             return "No such backend.\n"
         if not any(s.backend == backend and s.name == server for s in servers):
             return "No such server.\n"
         try:
-            self._backend.set_server_state(backend, server, state)
+            self._process.set_server_state(backend, server, state)
         except UnknownServer as exc:
             return f"{exc}\n"
         return ""
@@ -240,7 +240,7 @@ class RuntimeHandlers:
     def _live_certificates(self) -> dict[str, LoadedCertificate]:
         return {
             entry.name: entry.certificate
-            for entry in self._backend.certificates()
+            for entry in self._process.certificates()
             if entry.certificate is not None
         }
 
@@ -304,7 +304,7 @@ class RuntimeHandlers:
             args = args[1:]
             if not args:
                 return "'show ssl crt-list -n' expects a filename or a directory\n"
-        views = self._backend.crt_lists()
+        views = self._process.crt_lists()
         if not args:
             return "".join(f"{view.name}\n" for view in views)
         wanted = args[0].rstrip("/") or "/"
@@ -389,7 +389,7 @@ class RuntimeHandlers:
             warnings = _commit_warnings(certificate, self._clock.now())
             if name in self._live_certificates():
                 try:
-                    result = await self._backend.commit_certificate(name, certificate)
+                    result = await self._process.commit_certificate(name, certificate)
                 except CommitError as exc:
                     return f"Committing {name}\n{exc}\nFailed!\n"
                 dots = "." * result.instances
@@ -431,7 +431,7 @@ class RuntimeHandlers:
     # --- OCSP ---
 
     def _updater(self) -> OcspService:
-        return self._backend.ocsp_updater()
+        return self._process.ocsp_updater()
 
     async def _show_ssl_ocsp_response(self, command: Command, level: StatsLevel) -> str:
         args = list(command.args)

@@ -1,7 +1,7 @@
 """What the updater answers: the runtime API's result and snapshot types.
 
 Plain frozen values, so the runtime API (runtime/handlers.py) and its unit tests can use them
-without an updater, and a fake of the service can build them (runtime/backend.py's
+without an updater, and a fake of the service can build them (runtime/contract.py's
 `OcspService` protocol is the interface they travel through).
 """
 

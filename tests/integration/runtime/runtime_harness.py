@@ -33,7 +33,7 @@ from staplegate.fetch.client import FetchSettings
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.proxy.backends import AdminState
-from staplegate.runtime.backend import (
+from staplegate.runtime.contract import (
     CommitResult,
     CrtListLine,
     CrtListView,
@@ -109,7 +109,7 @@ class Tables:
 
 @dataclass
 class LabBackend:
-    """A `RuntimeBackend` over real certificates and a real updater."""
+    """A `ProcessView` over real certificates and a real updater."""
 
     stores: list[CertificateEntry]
     updater: OcspUpdater

@@ -1,6 +1,6 @@
 """The OCSP commands of the runtime API against in-memory fakes of our own protocols.
 
-`FakeOcsp` implements `runtime.backend.OcspService` and `FakeBackend` `RuntimeBackend`: both
+`FakeOcsp` implements `runtime.contract.OcspService` and `FakeBackend` `ProcessView`: both
 are interfaces of this project, so the handlers' level checks, answer formats and errors are
 tested here without an updater, a master or a socket (the integration tests run them on real
 ones).
@@ -25,13 +25,13 @@ from staplegate.ocsp.machine import State
 from staplegate.ocsp.verify import CertStatus, FailureReason
 from staplegate.proxy.backends import AdminState
 from staplegate.runtime import formats
-from staplegate.runtime.backend import (
+from staplegate.runtime.contract import (
     CommitError,
     CommitResult,
     CrtListView,
     OcspService,
+    ProcessView,
     ReloadReport,
-    RuntimeBackend,
     ServerView,
     StatRow,
 )
@@ -133,7 +133,7 @@ class FakeOcsp:
 
 @dataclass
 class FakeBackend:
-    """An in-memory `RuntimeBackend` with no certificates, servers or reloads."""
+    """An in-memory `ProcessView` with no certificates, servers or reloads."""
 
     ocsp: FakeOcsp
 
@@ -176,7 +176,7 @@ def ask(
     payload: str | None = None,
     update_timeout: float | None = None,
 ) -> str:
-    backend: RuntimeBackend = FakeBackend(ocsp)
+    backend: ProcessView = FakeBackend(ocsp)
     handlers = RuntimeHandlers(backend, update_timeout=update_timeout)
     return asyncio.run(handlers.execute(parse_words(words.split(), payload), level))
 
