@@ -70,28 +70,16 @@ def assess_ocsp(cert: LoadedCertificate, *, ocsp_update: bool) -> OcspReadiness:
     warnings: list[str] = []
 
     if cert.ocsp is not None and cert.cert_id is None:
-        return OcspReadiness(
-            disposition=OcspDisposition.FATAL,
-            auto_update=False,
-            cert_id=None,
-            ocsp_uri=uri,
-            fatal=(
-                f"'{cert.ocsp.path}' is present and activates OCSP but it is impossible to "
-                "compute the OCSP certificate ID (maybe the issuer could not be found)."
-            ),
-            info=(_issuer_help(cert),),
+        return _fatal(
+            cert,
+            f"'{cert.ocsp.path}' is present and activates OCSP but it is impossible to "
+            "compute the OCSP certificate ID (maybe the issuer could not be found).",
         )
     if not has_data and ocsp_update and uri is not None and cert.cert_id is None:
-        return OcspReadiness(
-            disposition=OcspDisposition.FATAL,
-            auto_update=False,
-            cert_id=None,
-            ocsp_uri=uri,
-            fatal=(
-                f"'{cert.name}' has an OCSP auto-update set to 'on' but an error occurred "
-                "(maybe the OCSP URI or the issuer could not be found)."
-            ),
-            info=(_issuer_help(cert),),
+        return _fatal(
+            cert,
+            f"'{cert.name}' has an OCSP auto-update set to 'on' but an error occurred "
+            "(maybe the OCSP URI or the issuer could not be found).",
         )
 
     if ocsp_update and uri is None:
@@ -111,6 +99,18 @@ def assess_ocsp(cert: LoadedCertificate, *, ocsp_update: bool) -> OcspReadiness:
         ocsp_uri=uri,
         info=tuple(info),
         warnings=tuple(warnings),
+    )
+
+
+def _fatal(cert: LoadedCertificate, message: str) -> OcspReadiness:
+    """HAProxy refuses the configuration: no issuer, so no CertId for an entry it must create."""
+    return OcspReadiness(
+        disposition=OcspDisposition.FATAL,
+        auto_update=False,
+        cert_id=None,
+        ocsp_uri=cert.ocsp_uri,
+        fatal=message,
+        info=(_issuer_help(cert),),
     )
 
 

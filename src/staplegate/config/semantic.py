@@ -415,38 +415,24 @@ class _Builder:
         crt_list: str | None,
     ) -> _Use:
         origin = CertOrigin.CRT_LIST if entry is not None else CertOrigin.BIND
-        if entry is not None and entry.uses_store_keywords:
+        # a crt-list line may restate the store's keywords; then they must agree with it
+        restated = entry if entry is not None and entry.uses_store_keywords else None
+        values: dict[str, str | None] = {"key": None, "ocsp": None, "issuer": None, "sctl": None}
+        if restated is not None:
             values = {
-                "key": entry.key,
-                "ocsp": entry.ocsp,
-                "issuer": entry.issuer,
-                "sctl": entry.sctl,
+                "key": restated.key,
+                "ocsp": restated.ocsp,
+                "issuer": restated.issuer,
+                "sctl": restated.sctl,
             }
-            return _Use(
-                name,
-                origin,
-                where,
-                load.crt_path if load else name,
-                values,
-                entry.ocsp_update,
-                True,
-                False,
-                fe.name,
-                bind,
-                entry,
-                crt_list,
-                True,
-                load,
-            )
-        values = {"key": None, "ocsp": None, "issuer": None, "sctl": None}
         return _Use(
             name,
             origin,
             where,
             load.crt_path if load else name,
             values,
-            None,
-            False,
+            restated.ocsp_update if restated is not None else None,
+            restated is not None,
             False,
             fe.name,
             bind,
