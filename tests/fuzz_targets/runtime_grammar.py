@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 
+from staplegate.config.model import StatsLevel
 from staplegate.runtime.grammar import (
     Command,
     Framer,
-    Level,
     PayloadRefused,
     Request,
     TooLong,
@@ -69,7 +69,7 @@ def seeds() -> list[bytes]:
 
 
 def run_one(data: bytes) -> None:
-    level = Level(data[0] % 3 + 1) if data else Level.USER
+    level = StatsLevel(data[0] % 3 + 1) if data else StatsLevel.USER
     whole = _frame(data, level, [len(data) or 1])
     pieces = _frame(data, level, [1 + (byte % 7) for byte in data[:64]] or [1])
     if whole != pieces:
@@ -82,7 +82,7 @@ def run_one(data: bytes) -> None:
         json.dumps(parse_answer(command, text))
 
 
-def _frame(data: bytes, level: Level, sizes: list[int]) -> list[object]:
+def _frame(data: bytes, level: StatsLevel, sizes: list[int]) -> list[object]:
     framer = Framer(max_line=MAX_LINE, max_payload=MAX_PAYLOAD, level=level)
     events: list[object] = []
     position, index = 0, 0
@@ -95,7 +95,7 @@ def _frame(data: bytes, level: Level, sizes: list[int]) -> list[object]:
     return events
 
 
-def _check_events(events: list[object], level: Level) -> None:
+def _check_events(events: list[object], level: StatsLevel) -> None:
     for index, event in enumerate(events):
         if isinstance(event, TooLong | PayloadRefused) and index != len(events) - 1:
             raise Disagreement(f"events after the framer stopped: {events[index:]!r}")

@@ -1,6 +1,7 @@
 """Load one certificate from disk the way HAProxy 3.2 does: PEM bundle, sidecars, issuer.
 
-Theory of operation (spec §3.1-3.3). For a certificate path `P` in discovery mode:
+Theory of operation (HAProxy's sidecar discovery, docs/reference/certificates.md). For a
+certificate path `P` in discovery mode:
 
 1. read `P`: certificates, private keys and DH parameters in any order. The leaf is the first
    certificate matching the key (the first certificate when the key is elsewhere); the other
@@ -20,10 +21,10 @@ only the named files are read, and the `issuer` file is not required to be the i
 Divergences from HAProxy, on purpose (docs/reference/certificates.md):
 
 - `B.issuer` is read whenever it exists. HAProxy reads it only when a `.ocsp` file was loaded,
-  so with `ocsp-update on` and no `.ocsp` it cannot find an issuer that is not in the PEM
-  (spec §3.1 step 8). When HAProxy would read it too, a wrong or unreadable `.issuer` is fatal
-  as in HAProxy; when HAProxy would have ignored it, it is a warning and the file is not used,
-  so every configuration HAProxy starts with also starts here.
+  so with `ocsp-update on` and no `.ocsp` it cannot find an issuer that is not in the PEM (so
+  in every version from 2.8 to 3.2). When HAProxy would read it too, a wrong or unreadable
+  `.issuer` is fatal as in HAProxy; when HAProxy would have ignored it, it is a warning and the
+  file is not used, so every configuration HAProxy starts with also starts here.
 - An expired or not-yet-valid certificate loads (as in HAProxy, which says nothing) with a
   warning naming its validity dates: serving it fails every handshake, which an operator
   wants to hear about at `-c` time.
@@ -73,7 +74,7 @@ _UNENCRYPTED_HINT = (
 def expand_bundle(source: CertificateSource, extra: ExtraFiles) -> tuple[CertificateSource, ...]:
     """The certificates a path names: itself, or `P.rsa`/`P.ecdsa`/`P.dsa` when `P` is absent.
 
-    Multi-certificate bundles (spec §3.1) need discovery mode and `bundle` in
+    HAProxy's multi-certificate bundles need discovery mode and `bundle` in
     `ssl-load-extra-files`; each member is an independent store with its own sidecars. When
     nothing matches, the source comes back alone so loading reports the missing file.
     """
@@ -105,6 +106,52 @@ def issued_by(certificate: x509.Certificate, candidate: x509.Certificate) -> boo
     return True
 
 
+def assemble_certificate(
+    *,
+    name: str,
+    files: CertificateFiles,
+    leaf: x509.Certificate,
+    private_key: PrivateKeyTypes,
+    chain: tuple[x509.Certificate, ...],
+    issuer: x509.Certificate | None,
+    issuer_source: IssuerSource,
+    issuer_path: Path | None,
+    ocsp: OcspFile | None,
+    read_paths: tuple[Path, ...] = (),
+    sctl_path: Path | None = None,
+    has_dh_params: bool = False,
+    warnings: tuple[str, ...] = (),
+) -> LoadedCertificate:
+    """A store entry from its parts; everything the leaf and issuer determine is derived here.
+
+    The one place a `LoadedCertificate` is put together, for files (`load_certificate`) and
+    runtime transactions (`runtime.transaction`) alike, so both derive names, key type,
+    validity, OCSP URI, must-staple and the CertId the same way.
+    """
+    return LoadedCertificate(
+        name=name,
+        files=files,
+        read_paths=read_paths,
+        leaf=leaf,
+        private_key=private_key,
+        chain=chain,
+        names=certificate_names(leaf),
+        key_type=KeyType.of(leaf.public_key()),
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+        ocsp_uri=ocsp_uri(leaf),
+        must_staple=must_staple(leaf),
+        issuer=issuer,
+        issuer_source=issuer_source,
+        issuer_path=issuer_path,
+        cert_id=CertId.for_certificate(leaf, issuer) if issuer is not None else None,
+        ocsp=ocsp,
+        sctl_path=sctl_path,
+        has_dh_params=has_dh_params,
+        warnings=warnings,
+    )
+
+
 @dataclass
 class _KeyFound:
     key: PrivateKeyTypes
@@ -112,7 +159,7 @@ class _KeyFound:
 
 
 class _Loading:
-    """One load: accumulates the files read and the warnings while walking spec §3.1."""
+    """One load: accumulates the files read and the warnings while walking the steps above."""
 
     def __init__(self, source: CertificateSource, extra: ExtraFiles) -> None:
         self.source = source
@@ -138,23 +185,16 @@ class _Loading:
         issuer, issuer_source, issuer_path = self._choose_issuer(
             leaf, chain, sidecar_issuer, keyword_issuer
         )
-        return LoadedCertificate(
+        return assemble_certificate(
             name=self.source.name,
             files=files,
             read_paths=tuple(self.read_paths),
             leaf=leaf,
             private_key=found.key,
             chain=chain,
-            names=certificate_names(leaf),
-            key_type=KeyType.of(leaf.public_key()),
-            not_before=leaf.not_valid_before_utc,
-            not_after=leaf.not_valid_after_utc,
-            ocsp_uri=ocsp_uri(leaf),
-            must_staple=must_staple(leaf),
             issuer=issuer,
             issuer_source=issuer_source,
             issuer_path=issuer_path,
-            cert_id=CertId.for_certificate(leaf, issuer) if issuer is not None else None,
             ocsp=ocsp_file,
             sctl_path=sctl,
             has_dh_params=pem.has_dh_params,
@@ -257,11 +297,9 @@ class _Loading:
     def _split_leaf(
         self, pem: PemContents, key: PrivateKeyTypes
     ) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
-        wanted = spki(key.public_key())
-        for index, certificate in enumerate(pem.certificates):
-            if spki(certificate.public_key()) == wanted:
-                rest = pem.certificates[:index] + pem.certificates[index + 1 :]
-                return certificate, rest
+        found = split_leaf(pem.certificates, key)
+        if found is not None:
+            return found
         crt = self.source.crt_path
         raise CertificateError(
             CertificateErrorReason.KEY_MISMATCH,
@@ -574,8 +612,19 @@ def spki(key: PublicKeyTypes) -> bytes:
     )
 
 
+def split_leaf(
+    certificates: tuple[x509.Certificate, ...], key: PrivateKeyTypes
+) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]] | None:
+    """(leaf, chain): the first certificate matching `key`, the others in order; None if none."""
+    wanted = spki(key.public_key())
+    for index, certificate in enumerate(certificates):
+        if spki(certificate.public_key()) == wanted:
+            return certificate, certificates[:index] + certificates[index + 1 :]
+    return None
+
+
 def ocsp_uri(certificate: x509.Certificate) -> str | None:
-    """The first id-ad-ocsp accessLocation, verbatim (spec §5.1)."""
+    """The first id-ad-ocsp accessLocation, verbatim, as HAProxy takes it (others unused)."""
     try:
         aia = certificate.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
     except x509.ExtensionNotFound:

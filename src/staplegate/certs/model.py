@@ -60,7 +60,8 @@ class KeyType:
 
 
 class IssuerSource(enum.Enum):
-    """Where the issuer used for the CertId came from (spec §3.3 order)."""
+    """Where the issuer used for the CertId came from (HAProxy's order: a chain
+    certificate that issued the leaf, else the `.issuer` sidecar or `issuer` keyword file)."""
 
     CHAIN = "chain"
     ISSUER_SIDECAR = "issuer-sidecar"
@@ -70,7 +71,11 @@ class IssuerSource(enum.Enum):
 
 @dataclass(frozen=True)
 class OcspFile:
-    """Raw bytes of a `.ocsp` sidecar or `ocsp` keyword file, unparsed (spec §3.1 step 7)."""
+    """Raw bytes of a `.ocsp` sidecar or `ocsp` keyword file, unparsed.
+
+    As HAProxy does, the loader only reads them; `certs.readiness.check_ocsp_sidecar` verifies
+    them once the issuer is known.
+    """
 
     path: Path
     der: bytes = field(repr=False)

@@ -9,6 +9,24 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+#: OpenSSL's short names (OBJ_nid2sn) for the name attributes certificates carry, as its
+#: "oneline" form prints them (`/C=FR/O=Org/CN=name`); another attribute prints as its OID.
+OPENSSL_SHORT_NAMES: dict[x509.ObjectIdentifier, str] = {
+    NameOID.COMMON_NAME: "CN",
+    NameOID.COUNTRY_NAME: "C",
+    NameOID.LOCALITY_NAME: "L",
+    NameOID.STATE_OR_PROVINCE_NAME: "ST",
+    NameOID.ORGANIZATION_NAME: "O",
+    NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
+    NameOID.EMAIL_ADDRESS: "emailAddress",
+    NameOID.DOMAIN_COMPONENT: "DC",
+    NameOID.USER_ID: "UID",
+    NameOID.SERIAL_NUMBER: "serialNumber",
+    NameOID.SURNAME: "SN",
+    NameOID.GIVEN_NAME: "GN",
+    NameOID.TITLE: "title",
+}
+
 
 def certificate_names(certificate: x509.Certificate) -> tuple[str, ...]:
     """DNS SANs then subject CNs, in certificate order, without duplicates, wildcards kept."""

@@ -1,4 +1,6 @@
-"""Decide, for one loaded certificate, what OCSP will do with it (spec §2.6, §3.4, §3.5).
+"""Decide, for one loaded certificate, what OCSP will do with it (HAProxy's rules).
+
+The rules, and where we differ, are in docs/reference/certificates.md.
 
 Pure functions for `staplegate -c -V` and the engine: `assess_ocsp` applies HAProxy 3.2's
 load-time rules (is an OCSP entry created, is it auto-updated, or is the configuration fatal),
@@ -41,7 +43,7 @@ class OcspDisposition(enum.Enum):
 
 @dataclass(frozen=True)
 class OcspReadiness:
-    """The outcome of spec §2.6 for one certificate in one context.
+    """The load-time OCSP decision for one certificate in one context.
 
     `info` lines are for `-c -V` and the startup log; `warnings` are shown by `-c`; `fatal`
     is set exactly when `disposition` is FATAL.
@@ -68,28 +70,16 @@ def assess_ocsp(cert: LoadedCertificate, *, ocsp_update: bool) -> OcspReadiness:
     warnings: list[str] = []
 
     if cert.ocsp is not None and cert.cert_id is None:
-        return OcspReadiness(
-            disposition=OcspDisposition.FATAL,
-            auto_update=False,
-            cert_id=None,
-            ocsp_uri=uri,
-            fatal=(
-                f"'{cert.ocsp.path}' is present and activates OCSP but it is impossible to "
-                "compute the OCSP certificate ID (maybe the issuer could not be found)."
-            ),
-            info=(_issuer_help(cert),),
+        return _fatal(
+            cert,
+            f"'{cert.ocsp.path}' is present and activates OCSP but it is impossible to "
+            "compute the OCSP certificate ID (maybe the issuer could not be found).",
         )
     if not has_data and ocsp_update and uri is not None and cert.cert_id is None:
-        return OcspReadiness(
-            disposition=OcspDisposition.FATAL,
-            auto_update=False,
-            cert_id=None,
-            ocsp_uri=uri,
-            fatal=(
-                f"'{cert.name}' has an OCSP auto-update set to 'on' but an error occurred "
-                "(maybe the OCSP URI or the issuer could not be found)."
-            ),
-            info=(_issuer_help(cert),),
+        return _fatal(
+            cert,
+            f"'{cert.name}' has an OCSP auto-update set to 'on' but an error occurred "
+            "(maybe the OCSP URI or the issuer could not be found).",
         )
 
     if ocsp_update and uri is None:
@@ -112,6 +102,18 @@ def assess_ocsp(cert: LoadedCertificate, *, ocsp_update: bool) -> OcspReadiness:
     )
 
 
+def _fatal(cert: LoadedCertificate, message: str) -> OcspReadiness:
+    """HAProxy refuses the configuration: no issuer, so no CertId for an entry it must create."""
+    return OcspReadiness(
+        disposition=OcspDisposition.FATAL,
+        auto_update=False,
+        cert_id=None,
+        ocsp_uri=cert.ocsp_uri,
+        fatal=message,
+        info=(_issuer_help(cert),),
+    )
+
+
 def _issuer_help(cert: LoadedCertificate) -> str:
     return (
         f"no issuer found for '{cert.name}': put the issuing CA certificate after the leaf in "
@@ -130,7 +132,7 @@ class SidecarOutcome(enum.Enum):
 
 @dataclass(frozen=True)
 class SidecarCheck:
-    """The load-time check of a `.ocsp` file (spec §3.5).
+    """The load-time check of a `.ocsp` file (a bad one is ignored with HAProxy's warning).
 
     `warning` is HAProxy's text for IGNORED; `error` carries the reason enum, its detail and
     a hint. NO_ISSUER is the fatal case `assess_ocsp` reports.

@@ -2,7 +2,8 @@
 
 A `CertificateSource` is what the configuration hands the loader: the certificate's store
 name and paths. `ExtraFiles` is the global `ssl-load-extra-files` / `ssl-load-extra-del-ext`
-pair, which decides which sidecar files discovery mode looks for (spec §3.1).
+pair, which decides which sidecar files discovery mode looks for
+(docs/reference/certificates.md).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Blank lines and lines starting with `#` are skipped; words are split with the configuration
 lexer (quotes and escapes work, no environment expansion). Certificate paths are relative to
-the global `crt-base`, `key` paths to `key-base`, other files to `crt-base` (spec §3.2).
+the global `crt-base`, `key` paths to `key-base`, other files to `crt-base`,
+as in HAProxy (docs/reference/configuration.md).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from staplegate.config.parser.dispatch import ConfigParser
 from staplegate.config.parser.state import ParsedConfig, RawProxy
 from staplegate.config.semantic import build_config
 
-# HAProxy's "crt DIR" skips these (spec §3.1)
+# HAProxy's "crt DIR" skips these: they are sidecars of the certificates beside them
 SIDECAR_SUFFIXES = (".key", ".issuer", ".ocsp", ".sctl")
 
 

@@ -72,10 +72,21 @@ class ClientAuth:
     crt_ignore_err: frozenset[int] = frozenset()
 
 
-class StatsLevel(enum.Enum):
-    USER = "user"
-    OPERATOR = "operator"
-    ADMIN = "admin"
+class StatsLevel(enum.IntEnum):
+    """A stats socket's access level (`stats socket ... level`); higher includes lower.
+
+    The config writes it (`level user|operator|admin`), the runtime API checks commands against
+    it: one type for both, so the level needs no conversion between them.
+    """
+
+    USER = 1
+    OPERATOR = 2
+    ADMIN = 3
+
+    @classmethod
+    def parse(cls, text: str) -> StatsLevel:
+        """The level written as `text` (`user`, `operator`, `admin`); KeyError otherwise."""
+        return cls[text.upper()]
 
 
 class ProxyProtocol(enum.Enum):
@@ -436,7 +447,7 @@ class CrtListEntry:
 
     @property
     def names_files(self) -> bool:
-        """A line naming key/ocsp/issuer/sctl turns sidecar discovery off (spec §3.1)."""
+        """A line naming key/ocsp/issuer/sctl turns sidecar discovery off (HAProxy 3.0+)."""
         return any(v is not None for v in (self.key, self.ocsp, self.issuer, self.sctl))
 
 

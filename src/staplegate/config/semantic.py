@@ -10,7 +10,8 @@ were already resolved by the loader (directories listed, crt-lists read). It the
    without a certificate);
 3. walks every certificate use in configuration order — crt-store `load` lines where they
    are, bind `crt` / directory / crt-list lines at their bind — applying HAProxy 3.0+'s
-   "certificate-store keyword" consistency rules (spec §2.5.2) to each store name and
+   "certificate-store keyword" consistency rules (a store used twice must be described the
+   same way each time; docs/reference/configuration.md) to each store name and
    producing one `CertificateReference` per use.
 
 It is pure: no file is opened here.
@@ -276,7 +277,8 @@ class _Builder:
 
     # ------------------------------------------------------------ certificates
     def _discovery_values(self, crt_path: str) -> dict[str, str | None]:
-        """The sidecar names HAProxy records for a discovery-mode store (spec §3.1 step 9)."""
+        """The sidecar names HAProxy records for a discovery-mode store (even for
+        files that don't exist: `show ssl cert` prints them, the consistency rules compare them)."""
         base = crt_path
         if self.g.ssl_load_extra_del_ext and base.endswith(".crt"):
             base = base[: -len(".crt")]
@@ -413,38 +415,24 @@ class _Builder:
         crt_list: str | None,
     ) -> _Use:
         origin = CertOrigin.CRT_LIST if entry is not None else CertOrigin.BIND
-        if entry is not None and entry.uses_store_keywords:
+        # a crt-list line may restate the store's keywords; then they must agree with it
+        restated = entry if entry is not None and entry.uses_store_keywords else None
+        values: dict[str, str | None] = {"key": None, "ocsp": None, "issuer": None, "sctl": None}
+        if restated is not None:
             values = {
-                "key": entry.key,
-                "ocsp": entry.ocsp,
-                "issuer": entry.issuer,
-                "sctl": entry.sctl,
+                "key": restated.key,
+                "ocsp": restated.ocsp,
+                "issuer": restated.issuer,
+                "sctl": restated.sctl,
             }
-            return _Use(
-                name,
-                origin,
-                where,
-                load.crt_path if load else name,
-                values,
-                entry.ocsp_update,
-                True,
-                False,
-                fe.name,
-                bind,
-                entry,
-                crt_list,
-                True,
-                load,
-            )
-        values = {"key": None, "ocsp": None, "issuer": None, "sctl": None}
         return _Use(
             name,
             origin,
             where,
             load.crt_path if load else name,
             values,
-            None,
-            False,
+            restated.ocsp_update if restated is not None else None,
+            restated is not None,
             False,
             fe.name,
             bind,

@@ -2,7 +2,8 @@
 
 `staplegate -c` and the running proxy both need the same thing: parse the configuration,
 load each certificate once (a certificate referenced from several places is one store entry,
-as in HAProxy), decide its OCSP fate (spec §2.6) and check its `.ocsp` file (spec §3.5).
+as in HAProxy), decide its OCSP fate and check its `.ocsp` file by HAProxy 3.2's load-time rules
+(certs/readiness.py, docs/reference/certificates.md).
 Problems become the same HAProxy-style diagnostics as configuration errors, located at the
 first line that references the certificate. This module wires `config/` to `certs/`; it does
 file reads through those packages only.
@@ -48,7 +49,7 @@ class CertificateEntry:
 
     @property
     def ocsp_update(self) -> bool:
-        """Auto-update is on when any reference turns it on (spec §4.6: one shared entry)."""
+        """Auto-update is on when any reference turns it on (HAProxy: one OCSP entry per cert)."""
         return any(ref.effective_ocsp_update for ref in self.references)
 
 

@@ -34,7 +34,6 @@ from staplegate.config.model import (
     TlsVersion,
     Verify,
 )
-from staplegate.config.model import TlsVersion as TlsVersionName
 from staplegate.config.values import AddressFamily, SocketAddress
 from staplegate.deploy.generation import Generation, load_generation
 from staplegate.proxy.backends import (
@@ -107,7 +106,8 @@ class BackendPlan:
     http: HttpBackendSettings = field(default_factory=lambda: HttpBackendSettings(""))
 
     def pool(self) -> BackendPool:
-        """A fresh pool for one worker (balancing state is per process, as in HAProxy)."""
+        """A fresh pool: one per worker (balancing state is per process, as in HAProxy) and
+        the master's, which holds the servers' health and admin states."""
         return BackendPool(
             self.name,
             self.servers,
@@ -125,12 +125,6 @@ class ServePlan:
 
 def _seconds(ms: int | None) -> float | None:
     return None if ms is None else ms / 1000.0
-
-
-def _tls_version(value: object) -> TlsVersion | None:
-    if value is None:
-        return None
-    return TlsVersion(getattr(value, "value", value))
 
 
 def _refuse(where: SourceLocation, keyword: str, message: str) -> Diagnostic:
@@ -258,8 +252,8 @@ def _bindings(
                 certificate=cert,
                 sni_filters=ref.sni_filters,
                 alpn=ref.alpn,
-                min_version=_tls_version(ref.ssl_min_ver),
-                max_version=_tls_version(ref.ssl_max_ver),
+                min_version=ref.ssl_min_ver,
+                max_version=ref.ssl_max_ver,
                 ciphers=ref.ciphers,
                 ciphersuites=ref.ciphersuites,
                 client=client,
@@ -318,13 +312,9 @@ def _frontend_plan(
         own, base = bind.ssl_options, defaults.ssl_default_bind_options
         settings = TlsBindSettings(
             alpn=alpn,
-            min_version=_tls_version(own.min_ver or base.min_ver) or TlsVersion.TLSV12,
-            max_version=_tls_version(own.max_ver or base.max_ver),
-            disabled=frozenset(
-                version
-                for version in map(_tls_version, own.disabled | base.disabled)
-                if version is not None
-            ),
+            min_version=own.min_ver or base.min_ver or TlsVersion.TLSV12,
+            max_version=own.max_ver or base.max_ver,
+            disabled=own.disabled | base.disabled,
             ciphers=bind.ciphers or defaults.ssl_default_bind_ciphers,
             ciphersuites=bind.ciphersuites or defaults.ssl_default_bind_ciphersuites,
             no_tls_tickets=own.no_tls_tickets or base.no_tls_tickets,
@@ -449,20 +439,20 @@ def _compile_rules(
     return tuple(compiled)
 
 
-def _server_versions(options: SslOptions) -> tuple[str | None, str | None]:
+def _server_versions(options: SslOptions) -> tuple[TlsVersion | None, TlsVersion | None]:
     """`ssl-default-server-options` as a min/max pair, holes closed as HAProxy does (the
     `no-tlsvXX` flags narrow the range); None keeps the library's default."""
-    order = list(TlsVersionName)
+    order = list(TlsVersion)
     rank = {version: index for index, version in enumerate(order)}
     low = rank[options.min_ver] if options.min_ver else None
     high = rank[options.max_ver] if options.max_ver else None
     if not options.disabled:
         return (
-            order[low].value if low is not None else None,
-            order[high].value if high is not None else None,
+            order[low] if low is not None else None,
+            order[high] if high is not None else None,
         )
     if low is None:  # HAProxy's and Python's default minimum for server connections
-        low = rank[TlsVersionName.TLSV12]
+        low = rank[TlsVersion.TLSV12]
     allowed = [
         v
         for v in order
@@ -471,8 +461,8 @@ def _server_versions(options: SslOptions) -> tuple[str | None, str | None]:
         and (high is None or rank[v] <= high)
     ]
     if not allowed:  # an empty range: every handshake fails, as it would in HAProxy
-        return order[-1].value, order[0].value
-    return allowed[0].value, allowed[-1].value
+        return order[-1], order[0]
+    return allowed[0], allowed[-1]
 
 
 def _server_tls(server: Server, defaults: GlobalSettings) -> ServerTls | None:

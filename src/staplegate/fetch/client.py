@@ -6,9 +6,9 @@ as HAProxy does) so a stale keep-alive socket can never fail a refresh. Each fet
 its own total deadline, so a responder that accepts and then hangs costs one task its
 `total_timeout` and never delays another fetch (HAProxy issue #3498). Connection failures are
 retried `connect_retries` times, `connect_retry_delay` apart, inside that same deadline
-(HAProxy's `httpclient.retries`, spec §5.5).
+(HAProxy's `httpclient.retries`).
 
-The acceptance rules are HAProxy's (spec §6): status 200, then a `Content-Type` header whose
+The acceptance rules are HAProxy 3.2's: status 200, then a `Content-Type` header whose
 whole value is `application/ocsp-response` (case-insensitive; parameters make it fail), then a
 body. Redirects are not followed, cookies are not kept, the environment's proxy variables are
 ignored (`trust_env=False`); the only proxy is the configured `ocsp-update.httpproxy`. The body

@@ -7,10 +7,10 @@ arrival order without polling, and a reservation cancelled while waiting is refu
 comes from an injected monotonic function and the waiting from an injected sleep, so the unit
 tests run on a manual clock.
 
-After a reload or a restart with an empty state directory many certificates want a staple at
-once; HAProxy sends those requests back to back, one at a time (spec §9). Here they run
-concurrently (bounded by `FetchGate`) and each responder still sees at most `burst` requests
-at once and `rate` per second after that.
+After a reload or a restart with an empty state directory many certificates want a staple at once;
+HAProxy sends those requests back to back, one in flight, in order of their refresh times. Here they
+run concurrently (bounded by `FetchGate`) and each responder still sees at most `burst` requests at
+once and `rate` per second after that.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Format HAProxy 3.2's `<OCSP-UPDATE>` log line and update status texts (spec §7.2, §8.5).
+"""Format HAProxy 3.2's `<OCSP-UPDATE>` log line and update status texts.
+
+Both are described in docs/explanation/logging.md and docs/reference/runtime-api.md.
 
 The line is the message part after the syslog header::
 

@@ -26,7 +26,7 @@ time, last status and its 3.2 detail) are kept here and shown by the runtime API
 Failures of kind INTERNAL (no request could be made) count as failures but keep status 0
 and log nothing, as HAProxy does; HTTP-level failures are status 2 or 3 and, unlike HAProxy,
 carry a detail (`2 "HTTP error (timeout after 10 s)"`) because an opaque "HTTP error" was a
-top user complaint (spec §11 item 5).
+top complaint in HAProxy's issue tracker.
 """
 
 from __future__ import annotations

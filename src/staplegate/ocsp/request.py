@@ -3,7 +3,7 @@
 HAProxy sends an unsigned request with no nonce, by GET when `len(DER) + len(URI) < 255`
 (the URI as written, before anything is appended) and by POST otherwise. A GET URL is the
 URI, a `/` (always, even after a trailing `/`), then the standard base64 of the DER with
-every byte outside `A-Za-z0-9-._~` percent-encoded in uppercase hex (spec §5.2-5.4).
+every byte outside `A-Za-z0-9-._~` percent-encoded in uppercase hex (as HAProxy builds it).
 
 Headers come in HAProxy's order: `Content-Type` (POST only), `Host`, `Accept`, `User-Agent`.
 HAProxy's User-Agent is `HAProxy`; ours, `fetch.client.USER_AGENT`, is given by the caller

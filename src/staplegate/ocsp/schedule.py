@@ -1,4 +1,4 @@
-"""When to ask the responder next: HAProxy's formulas (spec §4.3-4.4) plus jitter.
+"""When to ask the responder next: HAProxy's formulas (docs/explanation/ocsp-engine.md) plus jitter.
 
 Theory of operation. Everything is a pure function of `now`, the withdrawal time (`expire`,
 nextUpdate - `verify.WITHDRAWAL_MARGIN`) of the staple we hold, if any, and `UpdateSettings`.

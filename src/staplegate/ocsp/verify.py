@@ -2,7 +2,8 @@
 
 Theory of operation. Every staple candidate, whatever its source (sidecar `.ocsp`, state
 directory, runtime API, fetch), goes through `verify_response` before it can reach a staple
-table. The checks run in HAProxy 3.2's order for a fetched response (spec §6 then §3.5):
+table. The checks run in HAProxy 3.2's order for a fetched response (first
+the fetch checks, then those every loaded response gets):
 
 1. parse the DER                         -> UNPARSABLE
 2. responseStatus is successful          -> NOT_SUCCESSFUL (which status in `.detail`)

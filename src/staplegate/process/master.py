@@ -71,7 +71,8 @@ STAPLE_INTERVAL_MAX_S = 1.0
 
 
 def updater_entries(generation: Generation) -> list[UpdaterEntry]:
-    """One entry per certificate that has an OCSP entry (spec §3.4)."""
+    """One entry per certificate that has an OCSP entry (`OcspDisposition.ENTRY`, decided by
+    `certs.readiness.assess_ocsp` with HAProxy's load-time rules)."""
     disabled = generation.config.global_.ocsp_update_disable
     entries = []
     for entry in generation.loaded():
@@ -185,7 +186,7 @@ class Master:
 
     def _pools_for(self, plan: ServePlan) -> dict[str, BackendPool]:
         """The master owns server health (one set of checks, not one per worker)."""
-        pools = {b.name: BackendPool(b.name, b.servers) for b in plan.backends}
+        pools = {b.name: b.pool() for b in plan.backends}
         for name, pool in pools.items():  # carry states over a reload
             old = self.pools.get(name)
             if old is None:

@@ -1,6 +1,6 @@
-"""The running master as the runtime API sees it: `RuntimeBackend` over `Master`.
+"""The running master as the runtime API sees it: `ProcessView` over `Master`.
 
-`runtime/backend.py` defines that port (what the socket's commands need, in the runtime's
+`runtime/contract.py` defines that port (what the socket's commands need, in the runtime's
 own types); this adapter answers it from the master's state. A committed certificate is put
 in service the way a reload is: a new generation whose TLS contexts are built in the master,
 new workers on the same sockets, the old ones drain. That keeps every worker's session-ticket
@@ -20,10 +20,8 @@ from staplegate import __version__
 from staplegate.certs import LoadedCertificate, assess_ocsp, check_ocsp_sidecar
 from staplegate.deploy.generation import CertificateEntry
 from staplegate.process.master import DeployError, Master, ReloadResult
-from staplegate.proxy.backends import AdminState as PoolAdminState
-from staplegate.proxy.backends import ServerState
-from staplegate.runtime.backend import (
-    AdminState,
+from staplegate.proxy.backends import AdminState, ServerState
+from staplegate.runtime.contract import (
     CommitError,
     CommitResult,
     CrtListView,
@@ -37,7 +35,7 @@ from staplegate.updater.service import OcspUpdater
 
 
 class MasterRuntime:
-    """Implements `staplegate.runtime.backend.RuntimeBackend` for the master process."""
+    """Implements `staplegate.runtime.contract.ProcessView` for the master process."""
 
     def __init__(
         self,
@@ -119,7 +117,7 @@ class MasterRuntime:
                         address=server.host,
                         port=server.port,
                         up=health is ServerState.UP,
-                        admin=AdminState(admin.value),
+                        admin=admin,
                         check=server.check,
                         rise=server.rise,
                         fall=server.fall,
@@ -133,7 +131,7 @@ class MasterRuntime:
             raise UnknownServer("No such backend.")
         if server not in {s.name for s in pool.servers}:
             raise UnknownServer("No such server.")
-        pool.set_admin(server, PoolAdminState(state.value))
+        pool.set_admin(server, state)
         self._master.broadcast_servers()
 
     def info(self) -> Mapping[str, str | int]:
@@ -180,10 +178,10 @@ class MasterRuntime:
             up = 0
             for server in backend.servers:
                 health, admin = states[server.name]
-                status = "MAINT" if admin is PoolAdminState.MAINT else health.value
-                if admin is PoolAdminState.DRAIN and health is ServerState.UP:
+                status = "MAINT" if admin is AdminState.MAINT else health.value
+                if admin is AdminState.DRAIN and health is ServerState.UP:
                     status = "DRAIN"
-                up += int(health is ServerState.UP and admin is PoolAdminState.READY)
+                up += int(health is ServerState.UP and admin is AdminState.READY)
                 rows.append(
                     StatRow(
                         {

@@ -21,6 +21,7 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from staplegate.config.model import TlsVersion
 from staplegate.proxy.balance import Algorithm, Balancer
 
 log = logging.getLogger("staplegate.proxy")
@@ -56,8 +57,8 @@ class ServerTls:
     sni: str | None = None  # a fixed name; None sends the client's SNI when there was one
     sni_from_client: bool = False
     ciphers: str | None = None  # `ssl-default-server-ciphers` (TLS 1.2 and below)
-    min_version: str | None = None  # `ssl-default-server-options`, HAProxy's spelling
-    max_version: str | None = None
+    min_version: TlsVersion | None = None  # from `ssl-default-server-options`
+    max_version: TlsVersion | None = None
 
 
 @dataclass(frozen=True)

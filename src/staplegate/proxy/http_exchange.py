@@ -221,11 +221,7 @@ class ExchangeLifecycle:
         if exchange.response is not None or exchange.bytes_out:
             self._abort_exchange("cD--", status=exchange.status)
             return
-        if exchange.task is not None and exchange.task is not asyncio.current_task():
-            exchange.task.cancel()
-        if exchange.conn is not None:
-            exchange.conn.owner = None
-            exchange.conn.abort()
+        _stop_server_side(exchange)
         exchange.close_client = True
         self._respond_locally(exchange, error_response(408), "cD--")
 
@@ -252,11 +248,7 @@ class ExchangeLifecycle:
         if exchange is None:
             self._end(aborted=True)
             return
-        if exchange.task is not None and exchange.task is not asyncio.current_task():
-            exchange.task.cancel()
-        if exchange.conn is not None:
-            exchange.conn.owner = None
-            exchange.conn.abort()
+        _stop_server_side(exchange)
         self._release(exchange)
         if status >= 0:
             exchange.status = status
@@ -278,11 +270,7 @@ class ExchangeLifecycle:
         exchange = self.exchange
         if exchange is not None:
             self.exchange = None
-            if exchange.task is not None and exchange.task is not asyncio.current_task():
-                exchange.task.cancel()
-            if exchange.conn is not None:
-                exchange.conn.owner = None
-                exchange.conn.abort()
+            _stop_server_side(exchange)
             self._release(exchange)
             self._log(exchange, "CD--")
         for conn in (self.tunnel, self._private):
@@ -442,3 +430,12 @@ class ExchangeLifecycle:
     ) -> None:
         """The exchange is over: log it, then the next request (`HttpStream`)."""
         raise NotImplementedError
+
+
+def _stop_server_side(exchange: Exchange) -> None:
+    """Cancel the exchange's server task (unless it is the caller) and abort its connection."""
+    if exchange.task is not None and exchange.task is not asyncio.current_task():
+        exchange.task.cancel()
+    if exchange.conn is not None:
+        exchange.conn.owner = None
+        exchange.conn.abort()

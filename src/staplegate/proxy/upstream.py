@@ -17,16 +17,18 @@ import ssl
 from collections.abc import Callable
 from typing import TypeVar
 
+from staplegate.config.model import TlsVersion
 from staplegate.proxy.backends import BackendServer, SendProxy, ServerTls
 from staplegate.proxy.proxyproto import build_v1, build_v2
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)
+# the stdlib's protocol versions for the model's `TlsVersion` (server connections use `ssl`)
 _TLS_VERSIONS = {
-    "SSLv3": ssl.TLSVersion.SSLv3,
-    "TLSv1.0": ssl.TLSVersion.TLSv1,
-    "TLSv1.1": ssl.TLSVersion.TLSv1_1,
-    "TLSv1.2": ssl.TLSVersion.TLSv1_2,
-    "TLSv1.3": ssl.TLSVersion.TLSv1_3,
+    TlsVersion.SSLV3: ssl.TLSVersion.SSLv3,
+    TlsVersion.TLSV10: ssl.TLSVersion.TLSv1,
+    TlsVersion.TLSV11: ssl.TLSVersion.TLSv1_1,
+    TlsVersion.TLSV12: ssl.TLSVersion.TLSv1_2,
+    TlsVersion.TLSV13: ssl.TLSVersion.TLSv1_3,
 }
 
 

@@ -14,7 +14,8 @@ import subprocess
 from collections.abc import Mapping, Sequence
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
+
+from staplegate.certs.names import OPENSSL_SHORT_NAMES
 
 #: `show info` fields in HAProxy 3.2 order (stats.c stat_cols_info).
 INFO_FIELDS: tuple[str, ...] = (
@@ -92,18 +93,6 @@ OCSP_UPDATES_HEADER = (
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
-_SHORT_NAMES: dict[x509.ObjectIdentifier, str] = {
-    NameOID.COMMON_NAME: "CN",
-    NameOID.COUNTRY_NAME: "C",
-    NameOID.LOCALITY_NAME: "L",
-    NameOID.STATE_OR_PROVINCE_NAME: "ST",
-    NameOID.ORGANIZATION_NAME: "O",
-    NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
-    NameOID.DOMAIN_COMPONENT: "DC",
-    NameOID.SERIAL_NUMBER: "serialNumber",
-    NameOID.EMAIL_ADDRESS: "emailAddress",
-}
-
 
 def openssl_date(when: dt.datetime) -> str:
     """OpenSSL's ASN1_TIME_print form: `Dec  1 13:23:13 2026 GMT`."""
@@ -122,7 +111,7 @@ def oneline_name(name: x509.Name) -> str:
     parts = []
     for rdn in name.rdns:
         for attribute in rdn:
-            key = _SHORT_NAMES.get(attribute.oid, attribute.oid.dotted_string)
+            key = OPENSSL_SHORT_NAMES.get(attribute.oid, attribute.oid.dotted_string)
             value = attribute.value
             text = value if isinstance(value, str) else value.hex()
             parts.append(f"/{key}={text}")

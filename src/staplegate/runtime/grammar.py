@@ -1,13 +1,13 @@
 """Turn a runtime-API connection's byte stream into commands (pure: no I/O, no clock).
 
-Theory of operation (HAProxy's CLI framing, spec §8.0). The client sends lines. A line holds
-one or more commands separated by `;`; words are separated by spaces or tabs, and a
-backslash makes the next character literal (`\\;`, `\\ `). A line whose last word is `<<`
-starts a payload: the following lines, up to the first empty one, are attached to the last
-command of that line. `Framer.feed()` takes bytes as they arrive, in any chunking, and returns
-one `Request` per complete line (with its payload); what is incomplete waits for more bytes.
-A line, or a payload, longer than the caps is answered with `TooLong` and the framer stops:
-the server answers and closes, because it cannot know where the next command starts.
+Theory of operation (HAProxy's CLI framing, docs/reference/runtime-api.md). The client sends lines.
+A line holds one or more commands separated by `;`; words are separated by spaces or tabs, and a
+backslash makes the next character literal (`\\;`, `\\ `). A line whose last word is `<<` starts a
+payload: the following lines, up to the first empty one, are attached to the last command of that
+line. `Framer.feed()` takes bytes as they arrive, in any chunking, and returns one `Request` per
+complete line (with its payload); what is incomplete waits for more bytes. A line, or a payload,
+longer than the caps is answered with `TooLong` and the framer stops: the server answers and closes,
+because it cannot know where the next command starts.
 
 A payload is read only for a command that takes one and that the socket's level allows:
 otherwise the `<<` line is answered at once (`PayloadRefused`: `Permission denied`, or the
@@ -17,8 +17,8 @@ as a list of line strings (a megabyte of short lines would otherwise cost tens o
 
 `parse_words()` maps a command's words to a `Command` (a known command name, its arguments
 and payload) or a `UsageError` for unknown commands; per-command argument checks and the
-HAProxy answers belong to handlers.py. Access levels (`Level`) are declared here with each
-command so the handlers, the help text and the tests read the same table.
+HAProxy answers belong to handlers.py. Access levels (`config.model.StatsLevel`) are declared
+here with each command so the handlers, the help text and the tests read the same table.
 """
 
 from __future__ import annotations
@@ -27,23 +27,13 @@ import enum
 import re
 from dataclasses import dataclass, field
 
+from staplegate.config.model import StatsLevel
+
 #: Longest command line accepted (HAProxy's default buffer is 16 KiB).
 MAX_LINE = 16 * 1024
 #: Longest payload accepted: a PEM bundle with a long chain fits many times over.
 MAX_PAYLOAD = 1024 * 1024
 PAYLOAD_MARK = "<<"
-
-
-class Level(enum.IntEnum):
-    """A socket's access level (`stats socket ... level`); higher includes lower."""
-
-    USER = 1
-    OPERATOR = 2
-    ADMIN = 3
-
-    @classmethod
-    def parse(cls, text: str) -> Level:
-        return cls[text.upper()]
 
 
 class CommandName(enum.Enum):
@@ -76,7 +66,7 @@ class CommandSpec:
     """One command: its words, the level it needs, and its help line."""
 
     name: CommandName
-    level: Level
+    level: StatsLevel
     usage: str
     summary: str
     takes_payload: bool = False
@@ -90,122 +80,126 @@ class CommandSpec:
 #: for an OCSP update, `admin` changes anything (HAProxy 3.2 does not check OCSP commands;
 #: we do, see docs/reference/runtime-api.md).
 COMMANDS: tuple[CommandSpec, ...] = (
-    CommandSpec(CommandName.HELP, Level.USER, "help [<command>]", "list matching or all commands"),
-    CommandSpec(CommandName.PROMPT, Level.USER, "prompt", "toggle interactive mode with prompt"),
-    CommandSpec(CommandName.QUIT, Level.USER, "quit", "disconnect"),
+    CommandSpec(
+        CommandName.HELP, StatsLevel.USER, "help [<command>]", "list matching or all commands"
+    ),
+    CommandSpec(
+        CommandName.PROMPT, StatsLevel.USER, "prompt", "toggle interactive mode with prompt"
+    ),
+    CommandSpec(CommandName.QUIT, StatsLevel.USER, "quit", "disconnect"),
     CommandSpec(
         CommandName.SHOW_INFO,
-        Level.USER,
+        StatsLevel.USER,
         "show info",
         "report information about the running process",
     ),
     CommandSpec(
         CommandName.SHOW_STAT,
-        Level.USER,
+        StatsLevel.USER,
         "show stat",
         "report counters for each proxy and server (CSV)",
     ),
     CommandSpec(
         CommandName.SHOW_SERVERS_STATE,
-        Level.USER,
+        StatsLevel.USER,
         "show servers state [<backend>]",
         "dump volatile server information (all or for a single backend)",
     ),
     CommandSpec(
         CommandName.DISABLE_SERVER,
-        Level.ADMIN,
+        StatsLevel.ADMIN,
         "disable server (DEPRECATED)",
         "disable a server for maintenance (use 'set server' instead)",
     ),
     CommandSpec(
         CommandName.ENABLE_SERVER,
-        Level.ADMIN,
+        StatsLevel.ADMIN,
         "enable server (DEPRECATED)",
         "enable a disabled server (use 'set server' instead)",
     ),
     CommandSpec(
         CommandName.SET_SERVER,
-        Level.ADMIN,
+        StatsLevel.ADMIN,
         "set server <bk>/<srv> state ready|drain|maint",
         "change a server's administrative state",
     ),
     CommandSpec(
         CommandName.SHOW_SSL_CERT,
-        Level.USER,
+        StatsLevel.USER,
         "show ssl cert [<certfile>]",
         "display the SSL certificates used in memory, or the details of a file",
     ),
     CommandSpec(
         CommandName.SHOW_SSL_CRT_LIST,
-        Level.USER,
+        StatsLevel.USER,
         "show ssl crt-list [-n] [<list>]",
         "show the list of crt-lists or the content of a crt-list file <list>",
     ),
     CommandSpec(
         CommandName.NEW_SSL_CERT,
-        Level.ADMIN,
+        StatsLevel.ADMIN,
         "new ssl cert <certfile>",
         "create a new certificate file to be used in a crt-list or a directory",
     ),
     CommandSpec(
         CommandName.SET_SSL_CERT,
-        Level.ADMIN,
+        StatsLevel.ADMIN,
         "set ssl cert <certfile> <payload>",
         "replace a certificate file",
         takes_payload=True,
     ),
     CommandSpec(
         CommandName.COMMIT_SSL_CERT,
-        Level.ADMIN,
+        StatsLevel.ADMIN,
         "commit ssl cert <certfile>",
         "commit a certificate file",
     ),
     CommandSpec(
         CommandName.ABORT_SSL_CERT,
-        Level.ADMIN,
+        StatsLevel.ADMIN,
         "abort ssl cert <certfile>",
         "abort a transaction for a certificate file",
     ),
     CommandSpec(
         CommandName.DEL_SSL_CERT,
-        Level.ADMIN,
+        StatsLevel.ADMIN,
         "del ssl cert <certfile>",
         "delete an unused certificate file",
     ),
     CommandSpec(
         CommandName.SHOW_SSL_OCSP_RESPONSE,
-        Level.USER,
+        StatsLevel.USER,
         "show ssl ocsp-response [[text|base64] <id|path>]",
         "display the IDs of the OCSP tree entries, or the details of one",
     ),
     CommandSpec(
         CommandName.SET_SSL_OCSP_RESPONSE,
-        Level.ADMIN,
+        StatsLevel.ADMIN,
         "set ssl ocsp-response <resp|payload>",
         "update a certificate's OCSP response from a base64-encode DER (verified first)",
         takes_payload=True,
     ),
     CommandSpec(
         CommandName.UPDATE_SSL_OCSP_RESPONSE,
-        Level.OPERATOR,
+        StatsLevel.OPERATOR,
         "update ssl ocsp-response <certfile>",
         "fetch a certificate's OCSP response now and report the outcome",
     ),
     CommandSpec(
         CommandName.SHOW_SSL_OCSP_UPDATES,
-        Level.USER,
+        StatsLevel.USER,
         "show ssl ocsp-updates",
         "display information about the next 'ocsp-update' updates",
     ),
     CommandSpec(
         CommandName.RELOAD,
-        Level.ADMIN,
+        StatsLevel.ADMIN,
         "reload",
         "reload the configuration (as SIGUSR2) and report the outcome",
     ),
     CommandSpec(
         CommandName.SHOW_RELOAD,
-        Level.USER,
+        StatsLevel.USER,
         "show reload",
         "report the outcome of the last reload",
     ),
@@ -354,7 +348,7 @@ class Framer:
 
     max_line: int = MAX_LINE
     max_payload: int = MAX_PAYLOAD
-    level: Level = Level.ADMIN
+    level: StatsLevel = StatsLevel.ADMIN
     _buffer: bytearray = field(default_factory=bytearray)
     _head: str | None = None  # the command line waiting for its payload
     _payload: bytearray = field(default_factory=bytearray)

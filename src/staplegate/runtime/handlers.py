@@ -1,6 +1,6 @@
 """Runtime-API commands: a parsed command and the socket's level in, HAProxy's answer out.
 
-Every answer is the text HAProxy 3.2 prints (spec §8, docs/reference/runtime-api.md) without
+Every answer is the text HAProxy 3.2 prints (docs/reference/runtime-api.md) without
 the end-of-answer newline, which the server adds. Levels are checked before anything else:
 a command above the socket's level answers `Permission denied` (HAProxy 3.2 does not check
 the OCSP commands; we do). Nothing here prints a private key.
@@ -25,17 +25,18 @@ from cryptography.hazmat.primitives import hashes
 
 from staplegate.certs import LoadedCertificate, SidecarOutcome, check_ocsp_sidecar
 from staplegate.clock import Clock, SystemClock
+from staplegate.config.model import StatsLevel
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.logline import format_update_line
 from staplegate.ocsp.machine import State
 from staplegate.ocsp.verify import CertStatus
+from staplegate.proxy.backends import AdminState
 from staplegate.runtime import formats
-from staplegate.runtime.backend import (
-    AdminState,
+from staplegate.runtime.contract import (
     CommitError,
     OcspService,
+    ProcessView,
     ReloadReport,
-    RuntimeBackend,
     ServerView,
     UnknownServer,
 )
@@ -43,7 +44,6 @@ from staplegate.runtime.grammar import (
     COMMANDS,
     Command,
     CommandName,
-    Level,
     UsageError,
 )
 from staplegate.runtime.transaction import (
@@ -71,17 +71,17 @@ class _Store:
 
 
 class RuntimeHandlers:
-    """Executes commands against a `RuntimeBackend`; one instance serves every socket."""
+    """Executes commands against a `ProcessView`; one instance serves every socket."""
 
     def __init__(
         self,
-        backend: RuntimeBackend,
+        process: ProcessView,
         *,
         clock: Clock | None = None,
         update_timeout: float | None = None,
         openssl: str = "openssl",
     ) -> None:
-        self._backend = backend
+        self._process = process
         self._clock: Clock = clock or SystemClock()
         self._update_timeout = update_timeout
         self._openssl = openssl
@@ -89,7 +89,7 @@ class RuntimeHandlers:
         self._runtime_stores: dict[str, _Store] = {}
         self._lock = asyncio.Lock()
 
-    async def execute(self, command: Command | UsageError, level: Level) -> str:
+    async def execute(self, command: Command | UsageError, level: StatsLevel) -> str:
         """The answer to one command at `level` (without the final end-of-answer newline)."""
         if isinstance(command, UsageError):
             return f"{command.message}\n\n{self.help_text(level)}"
@@ -102,7 +102,7 @@ class RuntimeHandlers:
 
     # --- general ---
 
-    def help_text(self, level: Level, prefix: Sequence[str] = ()) -> str:
+    def help_text(self, level: StatsLevel, prefix: Sequence[str] = ()) -> str:
         lines = ["The following commands are valid at this level:\n"]
         for spec in COMMANDS:
             if spec.level > level or tuple(prefix) != spec.words[: len(prefix)]:
@@ -110,23 +110,23 @@ class RuntimeHandlers:
             lines.append(f"  {spec.usage:<48} : {spec.summary}\n")
         return "".join(lines)
 
-    async def _help(self, command: Command, level: Level) -> str:
+    async def _help(self, command: Command, level: StatsLevel) -> str:
         return self.help_text(level, command.args)
 
     # --- process and servers ---
 
-    async def _reload(self, command: Command, level: Level) -> str:
+    async def _reload(self, command: Command, level: StatsLevel) -> str:
         """HAProxy's master-CLI answer: `Success=1|0`, `--`, then the reload's messages."""
-        return _reload_text(await self._backend.reload())
+        return _reload_text(await self._process.reload())
 
-    async def _show_reload(self, command: Command, level: Level) -> str:
-        report = self._backend.last_reload()
+    async def _show_reload(self, command: Command, level: StatsLevel) -> str:
+        report = self._process.last_reload()
         if report is None:
             return "No reload yet.\n"
         return _reload_text(report)
 
-    async def _show_info(self, command: Command, level: Level) -> str:
-        values: dict[str, str | int | None] = dict(self._backend.info())
+    async def _show_info(self, command: Command, level: StatsLevel) -> str:
+        values: dict[str, str | int | None] = dict(self._process.info())
         values.update(self._ocsp_info())
         return formats.info_text(values)
 
@@ -152,15 +152,15 @@ class RuntimeHandlers:
             "OcspMustStapleUnstapled": unstapled_must,
         }
 
-    async def _show_stat(self, command: Command, level: Level) -> str:
+    async def _show_stat(self, command: Command, level: StatsLevel) -> str:
         wanted = command.args[0] if command.args and command.args[0] != "-1" else None
         snapshot = self._updater().snapshot()
         rows = []
-        for row in self._backend.stats():
+        for row in self._process.stats():
             fields = dict(row.fields)
             if wanted is not None and fields.get("pxname") != wanted:
                 continue
-            if level < Level.OPERATOR:
+            if level < StatsLevel.OPERATOR:
                 for name in formats.LEGEND_FIELDS:
                     fields.pop(name, None)
             if row.certificates:
@@ -189,25 +189,25 @@ class RuntimeHandlers:
             ),
         }
 
-    async def _show_servers_state(self, command: Command, level: Level) -> str:
-        servers = list(self._backend.servers())
+    async def _show_servers_state(self, command: Command, level: StatsLevel) -> str:
+        servers = list(self._process.servers())
         if command.args:
             wanted = command.args[0]
             servers = [s for s in servers if s.backend == wanted]
-            if not servers and wanted not in {s.backend for s in self._backend.servers()}:
+            if not servers and wanted not in {s.backend for s in self._process.servers()}:
                 return "Can't find backend.\n"
         now = self._clock.now()
         lines = ["1\n", formats.SERVERS_STATE_HEADER + "\n"]
         lines.extend(_server_state_line(server, now) + "\n" for server in servers)
         return "".join(lines)
 
-    async def _disable_server(self, command: Command, level: Level) -> str:
+    async def _disable_server(self, command: Command, level: StatsLevel) -> str:
         return self._set_state(command.args, AdminState.MAINT)
 
-    async def _enable_server(self, command: Command, level: Level) -> str:
+    async def _enable_server(self, command: Command, level: StatsLevel) -> str:
         return self._set_state(command.args, AdminState.READY)
 
-    async def _set_server(self, command: Command, level: Level) -> str:
+    async def _set_server(self, command: Command, level: StatsLevel) -> str:
         args = command.args
         if len(args) < 2:
             return "'set server <srv>' expects <backend>/<server> and a setting.\n"
@@ -224,13 +224,13 @@ class RuntimeHandlers:
         if not args or "/" not in args[0]:
             return "Require 'backend/server'.\n"
         backend, _, server = args[0].partition("/")
-        servers = self._backend.servers()
+        servers = self._process.servers()
         if not any(s.backend == backend for s in servers):
             return "No such backend.\n"
         if not any(s.backend == backend and s.name == server for s in servers):
             return "No such server.\n"
         try:
-            self._backend.set_server_state(backend, server, state)
+            self._process.set_server_state(backend, server, state)
         except UnknownServer as exc:
             return f"{exc}\n"
         return ""
@@ -240,7 +240,7 @@ class RuntimeHandlers:
     def _live_certificates(self) -> dict[str, LoadedCertificate]:
         return {
             entry.name: entry.certificate
-            for entry in self._backend.certificates()
+            for entry in self._process.certificates()
             if entry.certificate is not None
         }
 
@@ -254,7 +254,7 @@ class RuntimeHandlers:
             return True, store.certificate
         return False, None
 
-    async def _show_ssl_cert(self, command: Command, level: Level) -> str:
+    async def _show_ssl_cert(self, command: Command, level: StatsLevel) -> str:
         if not command.args:
             lines = []
             if self._transaction is not None:
@@ -297,14 +297,14 @@ class RuntimeHandlers:
             return await self._response_text(der) if der else ""
         return _certificate_details(name, certificate, status)
 
-    async def _show_ssl_crt_list(self, command: Command, level: Level) -> str:
+    async def _show_ssl_crt_list(self, command: Command, level: StatsLevel) -> str:
         args = list(command.args)
         numbered = bool(args) and args[0] == "-n"
         if numbered:
             args = args[1:]
             if not args:
                 return "'show ssl crt-list -n' expects a filename or a directory\n"
-        views = self._backend.crt_lists()
+        views = self._process.crt_lists()
         if not args:
             return "".join(f"{view.name}\n" for view in views)
         wanted = args[0].rstrip("/") or "/"
@@ -322,7 +322,7 @@ class RuntimeHandlers:
                 return "".join(lines)
         return "didn't find the specified filename\n"
 
-    async def _new_ssl_cert(self, command: Command, level: Level) -> str:
+    async def _new_ssl_cert(self, command: Command, level: StatsLevel) -> str:
         if not command.args:
             return "'new ssl cert' expects a filename\n"
         name = command.args[0]
@@ -333,7 +333,7 @@ class RuntimeHandlers:
         self._runtime_stores[name] = _Store()
         return f"New empty certificate store '{name}'!\n"
 
-    async def _set_ssl_cert(self, command: Command, level: Level) -> str:
+    async def _set_ssl_cert(self, command: Command, level: StatsLevel) -> str:
         if not command.args or command.payload is None:
             return "'set ssl cert' expects a filename and a certificate as a payload\n"
         argument = command.args[0]
@@ -367,7 +367,7 @@ class RuntimeHandlers:
         verb = "created" if created else "updated"
         return f"{note}Transaction {verb} for certificate {name}!\n"
 
-    async def _commit_ssl_cert(self, command: Command, level: Level) -> str:
+    async def _commit_ssl_cert(self, command: Command, level: StatsLevel) -> str:
         if not command.args:
             return "'commit ssl cert' expects a filename\n"
         name = command.args[0]
@@ -389,7 +389,7 @@ class RuntimeHandlers:
             warnings = _commit_warnings(certificate, self._clock.now())
             if name in self._live_certificates():
                 try:
-                    result = await self._backend.commit_certificate(name, certificate)
+                    result = await self._process.commit_certificate(name, certificate)
                 except CommitError as exc:
                     return f"Committing {name}\n{exc}\nFailed!\n"
                 dots = "." * result.instances
@@ -401,7 +401,7 @@ class RuntimeHandlers:
         text = "".join(f"{warning}\n" for warning in warnings)
         return f"Committing {name}{dots}\n{text}Success!\n"
 
-    async def _abort_ssl_cert(self, command: Command, level: Level) -> str:
+    async def _abort_ssl_cert(self, command: Command, level: StatsLevel) -> str:
         if not command.args:
             return "'abort ssl cert' expects a filename\n"
         transaction = self._transaction
@@ -412,7 +412,7 @@ class RuntimeHandlers:
         self._transaction = None
         return f"Transaction aborted for certificate '{transaction.name}'!\n"
 
-    async def _del_ssl_cert(self, command: Command, level: Level) -> str:
+    async def _del_ssl_cert(self, command: Command, level: StatsLevel) -> str:
         if not command.args:
             return "'del ssl cert' expects a certificate name\n"
         name = command.args[0]
@@ -431,9 +431,9 @@ class RuntimeHandlers:
     # --- OCSP ---
 
     def _updater(self) -> OcspService:
-        return self._backend.ocsp_updater()
+        return self._process.ocsp_updater()
 
-    async def _show_ssl_ocsp_response(self, command: Command, level: Level) -> str:
+    async def _show_ssl_ocsp_response(self, command: Command, level: StatsLevel) -> str:
         args = list(command.args)
         updater = self._updater()
         if not args:
@@ -463,7 +463,7 @@ class RuntimeHandlers:
         except (OSError, ValueError) as exc:
             return f"Can't print the OCSP response with openssl ({exc}); use 'base64'.\n"
 
-    async def _set_ssl_ocsp_response(self, command: Command, level: Level) -> str:
+    async def _set_ssl_ocsp_response(self, command: Command, level: StatsLevel) -> str:
         text = command.payload if command.payload is not None else " ".join(command.args)
         text = "".join(text.split())  # CR, LF and spaces inside the payload are dropped
         if not text:
@@ -480,7 +480,7 @@ class RuntimeHandlers:
             answer += f"The current response is kept: {outcome.hint}.\n"
         return answer
 
-    async def _update_ssl_ocsp_response(self, command: Command, level: Level) -> str:
+    async def _update_ssl_ocsp_response(self, command: Command, level: StatsLevel) -> str:
         if not command.args:
             return "'update ssl ocsp-response' expects a filename\n"
         argument = command.args[0]
@@ -503,7 +503,7 @@ class RuntimeHandlers:
         outcome = await updater.update_now(cert_id, timeout=timeout)
         return _update_answer(outcome, argument) + "\n"
 
-    async def _show_ssl_ocsp_updates(self, command: Command, level: Level) -> str:
+    async def _show_ssl_ocsp_updates(self, command: Command, level: StatsLevel) -> str:
         now = self._clock.now()
         snapshot = self._updater().snapshot()
         fetching = [e for e in snapshot if e.state is State.FETCHING]

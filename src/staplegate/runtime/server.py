@@ -1,14 +1,14 @@
 """The stats-socket server: Unix and TCP listeners speaking HAProxy's runtime-API framing.
 
 Theory of operation. Each `Listener` (one `stats socket` line) has its own access level. A
-connection's bytes go through a `grammar.Framer`; each complete line's commands run in order
-through `RuntimeHandlers`, and every answer is written followed by the end-of-answer newline
-(spec §8.0). Without `prompt` the connection closes after the first line's answers, as
-HAProxy does; `prompt` toggles interactive mode (a `> ` prompt after each line, the
-connection stays open until `quit`, EOF or the idle timeout). A line or payload over the caps
-gets an error answer and the connection is closed; so does a `<<` line whose payload the
-socket's level may not send (the payload is never read). A client that vanishes costs its
-own task only: write errors end that connection, nothing else.
+connection's bytes go through a `grammar.Framer`; each complete line's commands run in order through
+`RuntimeHandlers`, and every answer is written followed by the end-of-answer newline (HAProxy's: an
+empty line is how clients see where an answer ends; there is no status code). Without `prompt` the
+connection closes after the first line's answers, as HAProxy does; `prompt` toggles interactive mode
+(a `> ` prompt after each line, the connection stays open until `quit`, EOF or the idle timeout). A
+line or payload over the caps gets an error answer and the connection is closed; so does a `<<` line
+whose payload the socket's level may not send (the payload is never read). A client that vanishes
+costs its own task only: write errors end that connection, nothing else.
 
 Limits, as HAProxy's CLI frontend ("GLOBAL") applies them: at most `stats maxconn`
 connections (default 10) are served at once over all sockets, and a socket's own `maxconn`
@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from staplegate.config.model import GlobalSettings
+from staplegate.config.model import GlobalSettings, StatsLevel
 from staplegate.config.values import AddressFamily, SocketAddress
 from staplegate.runtime.grammar import (
     MAX_LINE,
@@ -45,7 +45,6 @@ from staplegate.runtime.grammar import (
     Command,
     CommandName,
     Framer,
-    Level,
     PayloadRefused,
     Request,
     TooLong,
@@ -79,7 +78,7 @@ class Listener:
     file mode and owner."""
 
     address: SocketAddress
-    level: Level = Level.OPERATOR
+    level: StatsLevel = StatsLevel.OPERATOR
     mode: int | None = None
     uid: int | None = None
     gid: int | None = None
@@ -104,7 +103,7 @@ def listeners_from_config(settings: GlobalSettings) -> tuple[Listener, ...]:
     return tuple(
         Listener(
             address=item.address,
-            level=Level.parse(item.level.value),
+            level=item.level,
             mode=item.mode,
             uid=item.uid,
             gid=item.gid,
@@ -210,7 +209,7 @@ class RuntimeServer:
         if own is not None:
             own.release()
 
-    async def _connection(self, connection: socket.socket, level: Level) -> None:
+    async def _connection(self, connection: socket.socket, level: StatsLevel) -> None:
         connection.setblocking(False)
         try:
             await self._serve(connection, level)
@@ -236,7 +235,7 @@ class RuntimeServer:
         self._created.clear()
         self.started.clear()
 
-    async def _serve(self, connection: socket.socket, level: Level) -> None:
+    async def _serve(self, connection: socket.socket, level: StatsLevel) -> None:
         """Read, frame, answer; the socket itself, no stream buffers: a connection holds at
         most one read and the framer's bounded buffer."""
         loop = asyncio.get_running_loop()
@@ -272,7 +271,7 @@ class RuntimeServer:
             await loop.sock_sendall(connection, text.encode("utf-8", errors="replace"))
 
     async def _run(
-        self, request: Request, level: Level, interactive: bool, connection: socket.socket
+        self, request: Request, level: StatsLevel, interactive: bool, connection: socket.socket
     ) -> tuple[bool, bool]:
         """Answer one line; returns (interactive, keep the connection open)."""
         for command in request.commands:
@@ -289,7 +288,7 @@ class RuntimeServer:
         return False, False  # HAProxy closes after the first line in non-interactive mode
 
     async def _refuse_payload(
-        self, request: Request, level: Level, connection: socket.socket
+        self, request: Request, level: StatsLevel, connection: socket.socket
     ) -> None:
         """Answer a `<<` line whose payload is not read: the commands before the last run,
         the last one gets the refusal, and the caller closes the connection."""
@@ -306,7 +305,7 @@ class RuntimeServer:
             answer = "A payload ('<<') needs a command before it.\n"
         await self._send(connection, answer + "\n")
 
-    async def _answer(self, command: Command | UsageError, level: Level) -> str:
+    async def _answer(self, command: Command | UsageError, level: StatsLevel) -> str:
         try:
             return await self._handlers.execute(command, level)
         except Exception as exc:  # a bug must not take the socket down

@@ -1,12 +1,12 @@
 """Certificate transactions (`set/commit/abort ssl cert`): payloads in, a `LoadedCertificate` out.
 
-Theory of operation (spec §8.7). The first `set ssl cert NAME[.ext] <<` opens the one
-transaction (HAProxy allows one at a time), starting from the live store; each payload
-replaces one part: no extension = a PEM bundle (certificate, chain, optionally the key), `.key`
-= a PEM key, `.issuer` = a PEM issuer, `.ocsp` = a base64 DER response, `.sctl` = accepted and
-ignored (staplegate sends no SCTs). As in HAProxy, a PEM payload clears the transaction's
-issuer and OCSP response, so send `.issuer`/`.ocsp` after it. `build()` then makes the
-certificate the way the loader does for files (certs/loader.py), from bytes:
+Theory of operation (HAProxy's; docs/reference/runtime-api.md). The first
+`set ssl cert NAME[.ext] <<` opens the one transaction (HAProxy allows one at a time), starting
+from the live store; each payload replaces one part: no extension = a PEM bundle (certificate,
+chain, optionally the key), `.key` = a PEM key, `.issuer` = a PEM issuer, `.ocsp` = a base64 DER
+response, `.sctl` = accepted and ignored (staplegate sends no SCTs). As in HAProxy, a PEM payload
+clears the transaction's issuer and OCSP response, so send `.issuer`/`.ocsp` after it. `build()`
+then makes the certificate the way the loader does for files (certs/loader.py), from bytes:
 
 - key: from the PEM payload, else the `.key` payload, else the live key when it matches the
   new leaf (certbot `--reuse-key` renewals send only the certificate);
@@ -33,15 +33,12 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from staplegate.certs import (
     CertificateFiles,
     IssuerSource,
-    KeyType,
     LoadedCertificate,
     OcspFile,
-    certificate_names,
     issued_by,
 )
-from staplegate.certs.loader import must_staple, ocsp_uri, spki
+from staplegate.certs.loader import assemble_certificate, split_leaf
 from staplegate.certs.pem import PemError, parse_pem
-from staplegate.ocsp.certid import CertId
 
 
 class PayloadKind(enum.Enum):
@@ -108,7 +105,7 @@ class Transaction:
             if not contents.certificates:
                 raise TransactionError("unable to load the payload: no certificate found.")
             self.pem = data
-            # HAProxy: a PEM payload clears the OCSP response, issuer and SCTL (spec §8.7)
+            # HAProxy: a PEM payload clears the OCSP response, issuer and SCTL sent before it
             self.issuer_pem = None
             self.ocsp_der = None
             self.sctl = None
@@ -140,26 +137,16 @@ class Transaction:
         issuer, source = self._issuer(leaf, chain)
         files = live.files if live is not None else CertificateFiles(crt=Path(self.name))
         ocsp_path = files.ocsp or Path(self.name + ".ocsp")
-        return LoadedCertificate(
+        return assemble_certificate(
             name=self.name,
             files=files,
-            read_paths=(),
             leaf=leaf,
             private_key=key,
             chain=chain,
-            names=certificate_names(leaf),
-            key_type=KeyType.of(leaf.public_key()),
-            not_before=leaf.not_valid_before_utc,
-            not_after=leaf.not_valid_after_utc,
-            ocsp_uri=ocsp_uri(leaf),
-            must_staple=must_staple(leaf),
             issuer=issuer,
             issuer_source=source,
             issuer_path=files.issuer if source is IssuerSource.ISSUER_SIDECAR else None,
-            cert_id=CertId.for_certificate(leaf, issuer) if issuer is not None else None,
             ocsp=OcspFile(ocsp_path, self.ocsp_der) if self.ocsp_der is not None else None,
-            sctl_path=None,
-            has_dh_params=False,
         )
 
     def _key(self, keys: tuple[PrivateKeyTypes, ...]) -> PrivateKeyTypes:
@@ -202,8 +189,7 @@ def begin(name: str, live: LoadedCertificate | None) -> Transaction:
 def _split_leaf(
     certificates: tuple[x509.Certificate, ...], key: PrivateKeyTypes, name: str
 ) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
-    wanted = spki(key.public_key())
-    for index, certificate in enumerate(certificates):
-        if spki(certificate.public_key()) == wanted:
-            return certificate, certificates[:index] + certificates[index + 1 :]
+    found = split_leaf(certificates, key)
+    if found is not None:
+        return found
     raise TransactionError(f"inconsistencies between private key and certificate loaded '{name}'.")

@@ -48,6 +48,7 @@ from staplegate.testpki.index import (
     REVOCATION_REASONS,
     EntryStatus,
     IndexEntry,
+    crl_reason,
     format_serial,
     read_index,
     write_index,
@@ -65,19 +66,6 @@ CA_DAYS: Final = 3650
 # well in the past so tests may issue leaves valid at earlier times (expired-certificate cases).
 BACKDATE: Final = dt.timedelta(minutes=5)
 CA_BACKDATE: Final = dt.timedelta(days=30)
-
-# openssl's pseudo reasons in index.txt (`-crl_compromise`, `-crl_CA_compromise`) map to these.
-_PSEUDO_REASONS: Final = {"keyTime": "keyCompromise", "CAkeyTime": "CACompromise"}
-_CRL_REASON_FLAGS: Final = {
-    "unspecified": x509.ReasonFlags.unspecified,
-    "keyCompromise": x509.ReasonFlags.key_compromise,
-    "CACompromise": x509.ReasonFlags.ca_compromise,
-    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
-    "superseded": x509.ReasonFlags.superseded,
-    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
-    "certificateHold": x509.ReasonFlags.certificate_hold,
-    "removeFromCRL": x509.ReasonFlags.remove_from_crl,
-}
 
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9*_][A-Za-z0-9._*@+-]{0,63}$")
 _LABEL: Final = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9])?"
@@ -957,7 +945,7 @@ class CertificateAuthority:
                     .serial_number(entry.serial)
                     .revocation_date(entry.revoked_at)
                 )
-                flag = _crl_reason(entry.revocation_reason)
+                flag = crl_reason(entry.revocation_reason)
                 if flag is not None:
                     revoked = revoked.add_extension(x509.CRLReason(flag), critical=False)
                 builder = builder.add_revoked_certificate(revoked.build())
@@ -982,11 +970,3 @@ class CertificateAuthority:
                 encoding="utf-8",
             )
             (self.directory / SETTINGS_FILE).write_text(self.settings.to_json(), encoding="utf-8")
-
-
-def _crl_reason(index_reason: str | None) -> x509.ReasonFlags | None:
-    """The CRLReason for an index.txt reason field (which may carry `,time` extras)."""
-    if not index_reason:
-        return None
-    head = index_reason.split(",", 1)[0]
-    return _CRL_REASON_FLAGS.get(_PSEUDO_REASONS.get(head, head))

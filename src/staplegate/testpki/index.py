@@ -16,6 +16,9 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Final
+
+from cryptography import x509
 
 
 class IndexFileError(ValueError):
@@ -33,17 +36,36 @@ class EntryStatus(enum.Enum):
     EXPIRED = "E"
 
 
-# RFC 5280 CRLReason names as openssl writes them in index.txt.
-REVOCATION_REASONS = (
-    "unspecified",
-    "keyCompromise",
-    "CACompromise",
-    "affiliationChanged",
-    "superseded",
-    "cessationOfOperation",
-    "certificateHold",
-    "removeFromCRL",
-)
+# RFC 5280 CRLReason names as openssl writes them in index.txt, and the reason each stands for.
+_REASON_FLAGS: Final = {
+    "unspecified": x509.ReasonFlags.unspecified,
+    "keyCompromise": x509.ReasonFlags.key_compromise,
+    "CACompromise": x509.ReasonFlags.ca_compromise,
+    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
+    "certificateHold": x509.ReasonFlags.certificate_hold,
+    "removeFromCRL": x509.ReasonFlags.remove_from_crl,
+}
+REVOCATION_REASONS: Final = tuple(_REASON_FLAGS)
+# openssl's pseudo reasons (`-crl_compromise`, `-crl_CA_compromise`) and what they mean.
+_PSEUDO_REASONS: Final = {
+    "keyTime": x509.ReasonFlags.key_compromise,
+    "CAkeyTime": x509.ReasonFlags.ca_compromise,
+}
+
+
+def crl_reason(index_reason: str | None) -> x509.ReasonFlags | None:
+    """The CRLReason of an index.txt reason field (`certificateHold,holdInstr` -> hold).
+
+    The reason field may carry `,extra` after the name; openssl's pseudo reasons map to key or
+    CA compromise; an unknown name has no reason. The CA's CRLs and the responder's answers
+    both read reasons here, so they agree.
+    """
+    if not index_reason:
+        return None
+    head = index_reason.split(",", 1)[0]
+    return _REASON_FLAGS.get(head) or _PSEUDO_REASONS.get(head)
 
 
 def format_time(when: dt.datetime) -> str:

@@ -41,7 +41,7 @@ from staplegate.testpki.faults import Fault, FaultKind, FaultPlan
 from staplegate.testpki.index import IndexEntry
 from staplegate.testpki.responder import (
     BackgroundResponder,
-    IssuerSource,
+    IssuerIndex,
     OcspResponder,
     RequestRecord,
     ResponderConfig,
@@ -161,7 +161,7 @@ def make_pki(
     else:
         signer = Signer(ca.certificate, ca.private_key)
     config = ResponderConfig(
-        sources=(IssuerSource(ca.certificate, ca.index_path),),
+        sources=(IssuerIndex(ca.certificate, ca.index_path),),
         signer=signer,
         validity=validity,
     )

@@ -71,7 +71,7 @@ REQUEST_LOG_SIZE: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
-class IssuerSource:
+class IssuerIndex:
     """One CA to answer for: its certificate and the index.txt that says what it issued."""
 
     certificate: x509.Certificate
@@ -82,7 +82,7 @@ class IssuerSource:
 class ResponderConfig:
     """Everything the server needs; the CLI and the pytest plugin both build one."""
 
-    sources: tuple[IssuerSource, ...]
+    sources: tuple[IssuerIndex, ...]
     signer: Signer
     validity: dt.timedelta = DEFAULT_VALIDITY
     host: str = "127.0.0.1"
@@ -836,7 +836,7 @@ def load_signer_files(
     return Signer(certificate, key, by_key_hash, include_certificate)
 
 
-def load_issuers(ca_paths: Sequence[Path], index_paths: Sequence[Path]) -> tuple[IssuerSource, ...]:
+def load_issuers(ca_paths: Sequence[Path], index_paths: Sequence[Path]) -> tuple[IssuerIndex, ...]:
     """Pair `-CA` and `-index` options: one index for all CAs, or one index per CA."""
     if len(index_paths) not in (1, len(ca_paths)):
         raise ValueError(
@@ -847,13 +847,13 @@ def load_issuers(ca_paths: Sequence[Path], index_paths: Sequence[Path]) -> tuple
     for position, ca_path in enumerate(ca_paths):
         index = index_paths[0] if len(index_paths) == 1 else index_paths[position]
         for certificate in x509.load_pem_x509_certificates(ca_path.read_bytes()):
-            sources.append(IssuerSource(certificate, index))
+            sources.append(IssuerIndex(certificate, index))
     return tuple(sources)
 
 
 __all__ = [
     "BackgroundResponder",
-    "IssuerSource",
+    "IssuerIndex",
     "OcspResponder",
     "RequestRecord",
     "ResponderConfig",

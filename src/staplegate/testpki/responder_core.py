@@ -34,7 +34,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
 from staplegate.testpki.faults import Fault, FaultKind
-from staplegate.testpki.index import EntryStatus, IndexEntry
+from staplegate.testpki.index import EntryStatus, IndexEntry, crl_reason
 
 SignerKey = (
     rsa.RSAPrivateKey
@@ -53,32 +53,11 @@ HASH_ALGORITHMS: Final[tuple[type[hashes.HashAlgorithm], ...]] = (
 STALE_BY: Final = dt.timedelta(hours=1)
 FUTURE_BY: Final = dt.timedelta(days=1)
 
-# index.txt reason names (and openssl's pseudo reasons) -> CRLReason
-_REASONS: Final = {
-    "unspecified": x509.ReasonFlags.unspecified,
-    "keyCompromise": x509.ReasonFlags.key_compromise,
-    "CACompromise": x509.ReasonFlags.ca_compromise,
-    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
-    "superseded": x509.ReasonFlags.superseded,
-    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
-    "certificateHold": x509.ReasonFlags.certificate_hold,
-    "removeFromCRL": x509.ReasonFlags.remove_from_crl,
-    "keyTime": x509.ReasonFlags.key_compromise,
-    "CAkeyTime": x509.ReasonFlags.ca_compromise,
-}
-
 
 class CertState(enum.Enum):
     GOOD = "good"
     REVOKED = "revoked"
     UNKNOWN = "unknown"
-
-
-def revocation_reason(index_reason: str | None) -> x509.ReasonFlags | None:
-    """The CRLReason of an index.txt reason field (`certificateHold,holdInstr` -> hold)."""
-    if not index_reason:
-        return None
-    return _REASONS.get(index_reason.split(",", 1)[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,7 +319,7 @@ def _status_of(
     if entry is None:
         return CertState.UNKNOWN, None, None
     if entry.status is EntryStatus.REVOKED and entry.revoked_at is not None:
-        return CertState.REVOKED, entry.revoked_at, revocation_reason(entry.revocation_reason)
+        return CertState.REVOKED, entry.revoked_at, crl_reason(entry.revocation_reason)
     return CertState.GOOD, None, None
 
 

@@ -1,7 +1,8 @@
 """The one module that touches pyOpenSSL's private bindings, each behind a typed function.
 
 pyOpenSSL 26.4 has no public way to read a memory BIO's fill level or to ask whether a session
-was resumed (research/dataplane.md §6, pitfalls 3 and 7). Reading the fill level is what lets
+was resumed (`SSL_session_reused`), and cryptography's bindings lack
+`BIO_ctrl_pending`. Reading the fill level is what lets
 the endpoint drain ciphertext with one `bio_read` instead of looping until `WantReadError`
 (the "A-fast" tuning). The data path after the handshake calls OpenSSL through the same cffi
 `lib` without pyOpenSSL's per-call wrapper work (text checks, a fresh buffer per read, an error

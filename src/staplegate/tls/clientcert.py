@@ -15,24 +15,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 
-# OpenSSL's short names for the attributes that appear in client certificates
-_SHORT_NAMES = {
-    NameOID.COMMON_NAME: "CN",
-    NameOID.COUNTRY_NAME: "C",
-    NameOID.LOCALITY_NAME: "L",
-    NameOID.STATE_OR_PROVINCE_NAME: "ST",
-    NameOID.ORGANIZATION_NAME: "O",
-    NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
-    NameOID.EMAIL_ADDRESS: "emailAddress",
-    NameOID.DOMAIN_COMPONENT: "DC",
-    NameOID.USER_ID: "UID",
-    NameOID.SERIAL_NUMBER: "serialNumber",
-    NameOID.SURNAME: "SN",
-    NameOID.GIVEN_NAME: "GN",
-    NameOID.TITLE: "title",
-}
+from staplegate.certs.names import OPENSSL_SHORT_NAMES
 
 
 def escape(text: str) -> str:
@@ -54,7 +38,7 @@ class DistinguishedName:
     def from_name(cls, name: x509.Name) -> DistinguishedName:
         pairs = []
         for attribute in name:
-            short = _SHORT_NAMES.get(attribute.oid, attribute.oid.dotted_string)
+            short = OPENSSL_SHORT_NAMES.get(attribute.oid, attribute.oid.dotted_string)
             value = attribute.value
             text = value if isinstance(value, str) else value.hex()
             pairs.append((short, escape(text)))

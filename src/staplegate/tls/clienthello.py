@@ -2,7 +2,8 @@
 
 Theory of operation: the data plane picks the certificate (and so the immutable SSL.Context)
 before it creates the pyOpenSSL connection, the way mitmproxy does, so it never switches
-contexts inside OpenSSL's servername callback (research/python-anchors.md §4.5, option A).
+contexts inside OpenSSL's servername callback: `set_context` there would not apply the new
+context's verify mode or options, and every context would need the same callbacks.
 This module is the pure half of that: bytes in, a `ClientHello` (or "need more bytes") out.
 
 - Records: the hello may be split over several handshake records, and the records over any

@@ -1,6 +1,6 @@
 """One server-side TLS connection over memory BIOs: ciphertext in, plaintext and ciphertext out.
 
-Theory of operation ("A-fast", research/dataplane.md §3 and §7): the asyncio protocol hands
+Theory of operation ("A-fast", docs/explanation/data-plane.md): the asyncio protocol hands
 every ciphertext chunk to `receive`, which writes it into OpenSSL's incoming memory BIO, drives
 the handshake, decrypts whatever complete records are there and returns the plaintext and the
 bytes OpenSSL wants sent (handshake flights, TLS 1.3 tickets, alerts, KeyUpdate answers).

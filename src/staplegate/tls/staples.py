@@ -1,6 +1,6 @@
 """The worker's staple table and the OCSP status callback OpenSSL calls during a handshake.
 
-Theory of operation (research/python-anchors.md §4.4):
+Theory of operation (each point answers a pitfall of pyOpenSSL's OCSP callback):
 
 - Every SSL.Context carries the same `ocsp_status_callback`, registered once when the context
   is built, with a `StapleSlot` as its data: the precomputed table key of that context's

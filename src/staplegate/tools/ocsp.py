@@ -154,13 +154,7 @@ def load_certificate_input(cert_path: Path, issuer_path: Path | None) -> Certifi
     leaf, chain = certificates[0], certificates[1:]
     subject = leaf.subject.rfc4514_string()
     if issuer_path is not None:
-        found = _certificates(
-            _read(issuer_path, InputProblem.ISSUER_UNREADABLE, "issuer file"),
-            issuer_path,
-            InputProblem.ISSUER_UNREADABLE,
-            "issuer certificate",
-        )
-        issuer = next((c for c in found if issued_by(leaf, c)), None)
+        issuer = _issuer_in(issuer_path, leaf)
         if issuer is None:
             raise InputError(
                 InputProblem.NOT_THE_ISSUER,
@@ -174,13 +168,7 @@ def load_certificate_input(cert_path: Path, issuer_path: Path | None) -> Certifi
             return CertificateInput(cert_path, leaf, candidate, f"chain of {cert_path}")
     sidecar = Path(f"{cert_path}.issuer")
     if sidecar.exists():
-        found = _certificates(
-            _read(sidecar, InputProblem.ISSUER_UNREADABLE, "issuer file"),
-            sidecar,
-            InputProblem.ISSUER_UNREADABLE,
-            "issuer certificate",
-        )
-        issuer = next((c for c in found if issued_by(leaf, c)), None)
+        issuer = _issuer_in(sidecar, leaf)
         if issuer is not None:
             return CertificateInput(cert_path, leaf, issuer, str(sidecar))
         raise InputError(
@@ -195,6 +183,17 @@ def load_certificate_input(cert_path: Path, issuer_path: Path | None) -> Certifi
         f"no issuer for {subject!r}: not in the file's chain and no '{sidecar}'",
         "append the intermediate to the file, create the .issuer sidecar, or give --issuer",
     )
+
+
+def _issuer_in(path: Path, leaf: x509.Certificate) -> x509.Certificate | None:
+    """The first certificate in the PEM file `path` that issued `leaf`, if any."""
+    found = _certificates(
+        _read(path, InputProblem.ISSUER_UNREADABLE, "issuer file"),
+        path,
+        InputProblem.ISSUER_UNREADABLE,
+        "issuer certificate",
+    )
+    return next((c for c in found if issued_by(leaf, c)), None)
 
 
 def _read_response(path: Path) -> bytes:

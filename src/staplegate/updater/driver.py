@@ -212,7 +212,9 @@ class UpdaterDriver:
         self._stopping = False
 
     def _new_machine(self, group: Sequence[UpdaterEntry]) -> CertificateMachine:
-        """One machine for every entry holding the same certificate (spec §4.6).
+        """One machine for every entry holding the same certificate (HAProxy keys
+        its OCSP entry by CertId: every file holding the certificate shares one entry and one
+        request per cycle).
 
         The first file names it; the URI is the first one given; auto-update is on when any
         file asks for it.

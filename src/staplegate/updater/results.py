@@ -1,7 +1,7 @@
 """What the updater answers: the runtime API's result and snapshot types.
 
 Plain frozen values, so the runtime API (runtime/handlers.py) and its unit tests can use them
-without an updater, and a fake of the service can build them (runtime/backend.py's
+without an updater, and a fake of the service can build them (runtime/contract.py's
 `OcspService` protocol is the interface they travel through).
 """
 
@@ -16,9 +16,9 @@ from staplegate.ocsp.logline import UpdateStatus, status_text
 from staplegate.ocsp.machine import State
 from staplegate.ocsp.verify import CertStatus, FailureReason
 
-#: HAProxy's `set ssl ocsp-response` success answer (spec §8.4).
+#: HAProxy's `set ssl ocsp-response` success answer, as scripts match it.
 RESPONSE_UPDATED = "OCSP Response updated!"
-#: HAProxy's refusal when no entry has the response's CertId (spec §8.4).
+#: HAProxy's refusal when no entry has the response's CertId, as scripts match it.
 NO_MATCHING_CERTIFICATE = (
     "OCSP single response: Certificate ID does not match any certificate or issuer"
 )

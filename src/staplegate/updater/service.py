@@ -1,7 +1,7 @@
 """What the runtime API asks of the updater: `OcspUpdater`, the driver plus its service hooks.
 
 `snapshot`, `find`, `update_now` and `set_response` read and steer the machines the driver
-(updater/driver.py) runs; the runtime API reaches them through `runtime.backend.OcspService`,
+(updater/driver.py) runs; the runtime API reaches them through `runtime.contract.OcspService`,
 a protocol this class satisfies, so its handlers are unit-tested against a small fake. Call
 them on the loop running `run()`, after its `started` event is set (else `UpdaterNotRunning`).
 """

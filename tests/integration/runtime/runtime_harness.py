@@ -26,13 +26,14 @@ from staplegate.certs import (
     load_certificate,
 )
 from staplegate.clock import SystemClock
+from staplegate.config.model import StatsLevel
 from staplegate.config.values import AddressFamily, SocketAddress
 from staplegate.deploy.generation import CertificateEntry
 from staplegate.fetch.client import FetchSettings
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.schedule import UpdateSettings
-from staplegate.runtime.backend import (
-    AdminState,
+from staplegate.proxy.backends import AdminState
+from staplegate.runtime.contract import (
     CommitResult,
     CrtListLine,
     CrtListView,
@@ -41,7 +42,6 @@ from staplegate.runtime.backend import (
     StatRow,
     UnknownServer,
 )
-from staplegate.runtime.grammar import Level
 from staplegate.runtime.handlers import RuntimeHandlers
 from staplegate.runtime.server import Limits, Listener, RuntimeServer
 from staplegate.testpki.ca import IssuedCertificate
@@ -109,7 +109,7 @@ class Tables:
 
 @dataclass
 class LabBackend:
-    """A `RuntimeBackend` over real certificates and a real updater."""
+    """A `ProcessView` over real certificates and a real updater."""
 
     stores: list[CertificateEntry]
     updater: OcspUpdater
@@ -189,7 +189,7 @@ class Lab:
     tables: Tables
     handlers: RuntimeHandlers
     server: RuntimeServer
-    sockets: dict[Level, Path]
+    sockets: dict[StatsLevel, Path]
     directory: Path
 
     def name(self, short: str) -> str:
@@ -263,7 +263,7 @@ async def lab(
     )
     backend = LabBackend(stores, updater, views, lists)
     handlers = RuntimeHandlers(backend, update_timeout=WAIT)
-    sockets = {level: directory / f"{level.name.lower()}.sock" for level in Level}
+    sockets = {level: directory / f"{level.name.lower()}.sock" for level in StatsLevel}
     listeners = [Listener(unix(path), level) for level, path in sockets.items()]
     server = RuntimeServer([*listeners, *extra], handlers, limits=limits, max_payload=max_payload)
     started = asyncio.Event()

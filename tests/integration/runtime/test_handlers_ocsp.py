@@ -18,10 +18,11 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
 from staplegate.clock import SystemClock
+from staplegate.config.model import StatsLevel
 from staplegate.fetch.client import FetchSettings
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.schedule import UpdateSettings
-from staplegate.runtime.grammar import Level, parse_words
+from staplegate.runtime.grammar import parse_words
 from staplegate.runtime.handlers import RuntimeHandlers
 from staplegate.testpki.pytest_plugin import Pki
 from staplegate.updater.service import OcspUpdater
@@ -92,7 +93,7 @@ def rogue_signer() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
 
 def test_show_ssl_ocsp_response_lists_every_entry_in_certid_order(pki: Pki, tmp_path: Path) -> None:
     async def body(env: Lab) -> tuple[str, str]:
-        return await ask(env.sockets[Level.USER], "show ssl ocsp-response\n"), ""
+        return await ask(env.sockets[StatsLevel.USER], "show ssl ocsp-response\n"), ""
 
     answer, _ = run(pki, tmp_path, body)
     ids = sorted(
@@ -123,12 +124,12 @@ def test_base64_answer_is_the_served_der_and_openssl_parses_it(pki: Pki, tmp_pat
     async def body(env: Lab) -> tuple[str, bytes, str, bytes]:
         cert_id = env.cert_id("www")
         answer = await ask(
-            env.sockets[Level.USER], f"show ssl ocsp-response base64 {cert_id.hex}\n"
+            env.sockets[StatsLevel.USER], f"show ssl ocsp-response base64 {cert_id.hex}\n"
         )
         der_file = env.directory / "resp.der"
         shell = (
             f"echo 'show ssl ocsp-response base64 {env.name('www')}' "
-            f"| socat stdio unix:{env.sockets[Level.USER]} | base64 -d > {der_file} "
+            f"| socat stdio unix:{env.sockets[StatsLevel.USER]} | base64 -d > {der_file} "
             f"&& openssl ocsp -respin {der_file} -resp_text -noverify"
         )
         process = await asyncio.create_subprocess_shell(
@@ -149,8 +150,12 @@ def test_base64_answer_is_the_served_der_and_openssl_parses_it(pki: Pki, tmp_pat
 
 def test_text_answer_is_openssls_dump_without_empty_lines(pki: Pki, tmp_path: Path) -> None:
     async def body(env: Lab) -> tuple[str, str]:
-        text = await ask(env.sockets[Level.USER], f"show ssl ocsp-response {env.name('www')}\n")
-        via_cert = await ask(env.sockets[Level.USER], f"show ssl cert {env.name('www')}.ocsp\n")
+        text = await ask(
+            env.sockets[StatsLevel.USER], f"show ssl ocsp-response {env.name('www')}\n"
+        )
+        via_cert = await ask(
+            env.sockets[StatsLevel.USER], f"show ssl cert {env.name('www')}.ocsp\n"
+        )
         return text, via_cert
 
     text, via_cert = run(pki, tmp_path, body)
@@ -164,7 +169,7 @@ def test_text_answer_is_openssls_dump_without_empty_lines(pki: Pki, tmp_path: Pa
 
 def test_show_ssl_ocsp_response_errors(pki: Pki, tmp_path: Path) -> None:
     async def body(env: Lab) -> list[str]:
-        path = env.sockets[Level.USER]
+        path = env.sockets[StatsLevel.USER]
         return [
             await ask(path, "show ssl ocsp-response base64\n"),
             await ask(path, "show ssl ocsp-response 303b300906052b0e03021a0500\n"),
@@ -180,7 +185,7 @@ def test_show_ssl_ocsp_response_errors(pki: Pki, tmp_path: Path) -> None:
 
 def test_show_ssl_ocsp_updates_lists_queued_entries(pki: Pki, tmp_path: Path) -> None:
     async def body(env: Lab) -> str:
-        return await ask(env.sockets[Level.USER], "show ssl ocsp-updates\n")
+        return await ask(env.sockets[StatsLevel.USER], "show ssl ocsp-updates\n")
 
     answer = run(pki, tmp_path, body)
     lines = answer.split("\n")
@@ -202,13 +207,17 @@ def test_update_ssl_ocsp_response_waits_and_reports(pki: Pki, tmp_path: Path) ->
     async def body(env: Lab) -> list[str]:
         name = env.name("www")
         answers = [
-            await ask(env.sockets[Level.USER], f"update ssl ocsp-response {name}\n"),
-            await ask(env.sockets[Level.OPERATOR], f"update ssl ocsp-response {name}\n"),
+            await ask(env.sockets[StatsLevel.USER], f"update ssl ocsp-response {name}\n"),
+            await ask(env.sockets[StatsLevel.OPERATOR], f"update ssl ocsp-response {name}\n"),
         ]
         env.pki.responder.set_fault("http-500")
-        answers.append(await ask(env.sockets[Level.OPERATOR], f"update ssl ocsp-response {name}\n"))
-        answers.append(await ask(env.sockets[Level.ADMIN], "update ssl ocsp-response /nope.pem\n"))
-        answers.append(await ask(env.sockets[Level.ADMIN], "update ssl ocsp-response\n"))
+        answers.append(
+            await ask(env.sockets[StatsLevel.OPERATOR], f"update ssl ocsp-response {name}\n")
+        )
+        answers.append(
+            await ask(env.sockets[StatsLevel.ADMIN], "update ssl ocsp-response /nope.pem\n")
+        )
+        answers.append(await ask(env.sockets[StatsLevel.ADMIN], "update ssl ocsp-response\n"))
         return [name, *answers]
 
     name, user, ok, failed, unknown, missing = run(pki, tmp_path, body)
@@ -270,7 +279,7 @@ def test_set_ssl_ocsp_response_verifies_and_keeps_the_staple_on_refusal(
             .sign(other.signer.private_key, hashes.SHA256())
             .public_bytes(serialization.Encoding.DER)
         )
-        admin = env.sockets[Level.ADMIN]
+        admin = env.sockets[StatsLevel.ADMIN]
         answers, kept = [], []
         for der in (foreign, forged, expired, b"\x30\x03abc"):
             b64 = base64.b64encode(der).decode()
@@ -280,7 +289,7 @@ def test_set_ssl_ocsp_response_verifies_and_keeps_the_staple_on_refusal(
         answers.append(await ask(admin, "set ssl ocsp-response\n"))
         answers.append(
             await ask(
-                env.sockets[Level.OPERATOR],
+                env.sockets[StatsLevel.OPERATOR],
                 f"set ssl ocsp-response {base64.b64encode(good).decode()}\n",
             )
         )
@@ -314,11 +323,11 @@ def test_show_commands_answer_quickly_while_an_update_waits(pki: Pki, tmp_path: 
     async def body(env: Lab) -> tuple[str, str]:
         env.pki.responder.set_fault("hang")
         update = asyncio.create_task(
-            ask(env.sockets[Level.OPERATOR], f"update ssl ocsp-response {env.name('www')}\n")
+            ask(env.sockets[StatsLevel.OPERATOR], f"update ssl ocsp-response {env.name('www')}\n")
         )
         await asyncio.to_thread(env.pki.responder.wait_for_requests, 3, WAIT)
         async with asyncio.timeout(2.0):
-            info = await ask(env.sockets[Level.USER], "show ssl ocsp-updates\n")
+            info = await ask(env.sockets[StatsLevel.USER], "show ssl ocsp-updates\n")
         env.pki.responder.clear_faults()
         update.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -341,7 +350,7 @@ def test_update_ssl_ocsp_response_waits_out_the_fetch_timeout_and_reports_it(
         handlers = RuntimeHandlers(env.backend, update_timeout=1.0)
         env.pki.responder.set_fault("hang")
         command = parse_words(["update", "ssl", "ocsp-response", env.name("www")])
-        answer = await handlers.execute(command, Level.OPERATOR)
+        answer = await handlers.execute(command, StatsLevel.OPERATOR)
         env.pki.responder.clear_faults()
         return env.name("www"), answer
 
@@ -378,7 +387,7 @@ def test_set_ssl_ocsp_response_with_an_md5_certid_gets_a_specific_refusal(
             next_update=now + dt.timedelta(days=2),
         )
         md5 = base64.b64encode(with_md5_cert_id(good)).decode()
-        answer = await ask(env.sockets[Level.ADMIN], f"set ssl ocsp-response {md5}\n")
+        answer = await ask(env.sockets[StatsLevel.ADMIN], f"set ssl ocsp-response {md5}\n")
         return answer, env.updater.table[cert_id] == before
 
     answer, kept = run(pki, tmp_path, body)

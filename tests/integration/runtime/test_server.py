@@ -17,11 +17,11 @@ from typing import Any, TypeVar
 
 import pytest
 
-from staplegate.config.model import Config
+from staplegate.config.model import Config, StatsLevel
 from staplegate.config.parser.dispatch import parse_texts
 from staplegate.config.semantic import build_config
 from staplegate.config.values import AddressFamily, SocketAddress
-from staplegate.runtime.grammar import COMMANDS, CommandName, Level
+from staplegate.runtime.grammar import COMMANDS, CommandName
 from staplegate.runtime.server import (
     Listener,
     RuntimeServer,
@@ -68,7 +68,7 @@ CTL = f"{sys.executable} -m staplegate ctl"
 
 def test_framing_partial_lines_semicolons_and_prompt(pki: Pki, tmp_path: Path) -> None:
     async def body(env: Lab) -> tuple[str, str, str, str]:
-        path = env.sockets[Level.ADMIN]
+        path = env.sockets[StatsLevel.ADMIN]
         reader, writer = await asyncio.open_unix_connection(str(path))
         writer.write(b"show serv")
         await writer.drain()
@@ -98,7 +98,7 @@ def test_overlong_line_and_vanishing_clients_do_not_hurt_the_server(
     pki: Pki, tmp_path: Path
 ) -> None:
     async def body(env: Lab) -> tuple[str, str, str]:
-        path = env.sockets[Level.USER]
+        path = env.sockets[StatsLevel.USER]
         overlong = await ask(path, b"x" * (20 * 1024))
         # a client that sends half a command and vanishes
         raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -151,8 +151,8 @@ def test_every_command_enforces_its_level(pki: Pki, tmp_path: Path, command: str
     words = command.split()
     spec = next(s for s in COMMANDS if tuple(words[: len(s.words)]) == s.words)
 
-    async def body(env: Lab) -> dict[Level, str]:
-        return {level: await ask(env.sockets[level], command + "\n") for level in Level}
+    async def body(env: Lab) -> dict[StatsLevel, str]:
+        return {level: await ask(env.sockets[level], command + "\n") for level in StatsLevel}
 
     answers = run(pki, tmp_path, body)
     for level, answer in answers.items():
@@ -165,7 +165,7 @@ def test_every_command_enforces_its_level(pki: Pki, tmp_path: Path, command: str
 
 def test_servers_state_and_admin_changes(pki: Pki, tmp_path: Path) -> None:
     async def body(env: Lab) -> list[str]:
-        admin = env.sockets[Level.ADMIN]
+        admin = env.sockets[StatsLevel.ADMIN]
         return [
             await ask(admin, "show servers state\n"),
             await ask(admin, "set server be_app/app1 state drain\n"),
@@ -210,9 +210,9 @@ def test_servers_state_and_admin_changes(pki: Pki, tmp_path: Path) -> None:
 def test_show_info_and_show_stat(pki: Pki, tmp_path: Path) -> None:
     async def body(env: Lab) -> tuple[str, str, str]:
         return (
-            await ask(env.sockets[Level.USER], "show info\n"),
-            await ask(env.sockets[Level.USER], "show stat\n"),
-            await ask(env.sockets[Level.OPERATOR], "show stat\n"),
+            await ask(env.sockets[StatsLevel.USER], "show info\n"),
+            await ask(env.sockets[StatsLevel.USER], "show stat\n"),
+            await ask(env.sockets[StatsLevel.OPERATOR], "show stat\n"),
         )
 
     info, user_stat, operator_stat = run(pki, tmp_path, body)
@@ -252,7 +252,7 @@ def test_socat_and_staplegate_ctl_get_the_same_answers(pki: Pki, tmp_path: Path)
     """CI needs socat (apt-get install -y socat)."""
 
     async def body(env: Lab) -> dict[str, Any]:
-        user, admin = env.sockets[Level.USER], env.sockets[Level.ADMIN]
+        user, admin = env.sockets[StatsLevel.USER], env.sockets[StatsLevel.ADMIN]
         out: dict[str, Any] = {}
         out["direct"] = await ask(user, "show ssl ocsp-updates\n")
         out["socat"] = await shell(f"echo 'show ssl ocsp-updates' | socat stdio unix:{user}")
@@ -298,16 +298,16 @@ def test_unix_socket_modes_stale_files_and_tcp(pki: Pki, tmp_path: Path) -> None
     dead.bind(str(stale))
     dead.close()  # a socket file nobody listens on
     grouped = tmp_path / "group.sock"
-    tcp = Listener(SocketAddress(AddressFamily.IPV4, "127.0.0.1", 0), Level.USER)
+    tcp = Listener(SocketAddress(AddressFamily.IPV4, "127.0.0.1", 0), StatsLevel.USER)
     extra = (
-        Listener(unix(stale), Level.USER),
-        Listener(unix(grouped), Level.ADMIN, mode=0o660),
+        Listener(unix(stale), StatsLevel.USER),
+        Listener(unix(grouped), StatsLevel.ADMIN, mode=0o660),
         tcp,
     )
 
     async def body(env: Lab) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        out["default_mode"] = stat.S_IMODE(env.sockets[Level.ADMIN].stat().st_mode)
+        out["default_mode"] = stat.S_IMODE(env.sockets[StatsLevel.ADMIN].stat().st_mode)
         out["group_mode"] = stat.S_IMODE(grouped.stat().st_mode)
         out["stale"] = await ask(stale, "show servers state nope\n")
         host, port = env.server.bound[-1].rsplit(":", 1)
@@ -316,7 +316,7 @@ def test_unix_socket_modes_stale_files_and_tcp(pki: Pki, tmp_path: Path) -> None
         out["tcp"] = (await reader.read()).decode()
         writer.close()
         await writer.wait_closed()
-        rival = RuntimeServer([Listener(unix(env.sockets[Level.USER]))], env.handlers)
+        rival = RuntimeServer([Listener(unix(env.sockets[StatsLevel.USER]))], env.handlers)
         try:
             await rival.start()
         except RuntimeServerError as exc:
@@ -328,7 +328,7 @@ def test_unix_socket_modes_stale_files_and_tcp(pki: Pki, tmp_path: Path) -> None
             await other.start()
         except RuntimeServerError as exc:
             out["not_socket"] = str(exc)
-        out["still_serving"] = await ask(env.sockets[Level.USER], "show servers state nope\n")
+        out["still_serving"] = await ask(env.sockets[StatsLevel.USER], "show servers state nope\n")
         return out
 
     out = run(pki, tmp_path, body, extra)

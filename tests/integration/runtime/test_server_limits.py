@@ -12,10 +12,11 @@ from typing import Any, TypeVar
 
 import pytest
 
+from staplegate.config.model import StatsLevel
 from staplegate.config.parser.dispatch import parse_texts
 from staplegate.config.semantic import build_config
 from staplegate.runtime import transaction
-from staplegate.runtime.grammar import MAX_LINE, Level
+from staplegate.runtime.grammar import MAX_LINE
 from staplegate.runtime.server import Limits, Listener, limits_from_config
 from staplegate.testpki.pytest_plugin import Pki
 
@@ -70,9 +71,9 @@ def test_stats_maxconn_makes_extra_clients_wait_for_a_slot(pki: Pki, tmp_path: P
     frees; then it is served. HAProxy stops accepting on a full CLI frontend the same way."""
 
     async def body(env: Lab) -> tuple[bool, str, bool, str]:
-        first = await prompt_session(env.sockets[Level.USER])
-        second = await prompt_session(env.sockets[Level.ADMIN])  # another socket, same pool
-        reader, writer = await asyncio.open_unix_connection(str(env.sockets[Level.OPERATOR]))
+        first = await prompt_session(env.sockets[StatsLevel.USER])
+        second = await prompt_session(env.sockets[StatsLevel.ADMIN])  # another socket, same pool
+        reader, writer = await asyncio.open_unix_connection(str(env.sockets[StatsLevel.OPERATOR]))
         writer.write(b"show servers state nope\n")
         await writer.drain()
         waited = await nothing_within(reader)
@@ -94,7 +95,7 @@ def test_stats_maxconn_makes_extra_clients_wait_for_a_slot(pki: Pki, tmp_path: P
         await close(second[1])
         return waited, served, own_waited, own_served
 
-    extra = (Listener(unix(tmp_path / "own.sock"), Level.USER, maxconn=1),)
+    extra = (Listener(unix(tmp_path / "own.sock"), StatsLevel.USER, maxconn=1),)
     waited, served, own_waited, own_served = run(
         pki, tmp_path, body, limits=Limits(maxconn=2), extra=extra
     )
@@ -114,7 +115,7 @@ def test_stats_timeout_from_the_config_closes_silent_clients(pki: Pki, tmp_path:
     assert limits.timeout == pytest.approx(0.3)
 
     async def body(env: Lab) -> tuple[bytes, bytes, bytes, float]:
-        path = env.sockets[Level.USER]
+        path = env.sockets[StatsLevel.USER]
         loop = asyncio.get_running_loop()
         started = loop.time()
         silent_reader, silent_writer = await asyncio.open_unix_connection(str(path))
@@ -151,7 +152,7 @@ def test_a_client_that_stops_reading_loses_its_slot(pki: Pki, tmp_path: Path) ->
     `stats timeout` of blocked writing, and the next client is served."""
 
     async def body(env: Lab) -> tuple[str, float]:
-        path = env.sockets[Level.USER]
+        path = env.sockets[StatsLevel.USER]
         loop = asyncio.get_running_loop()
         _greedy_reader, greedy = await asyncio.open_unix_connection(str(path))
         greedy.write(b"prompt\n" + b"show stat\n" * 2000)  # megabytes of answers, unread
@@ -169,7 +170,7 @@ def test_a_client_that_stops_reading_loses_its_slot(pki: Pki, tmp_path: Path) ->
 
 def test_line_cap_is_16_kib(pki: Pki, tmp_path: Path) -> None:
     async def body(env: Lab) -> tuple[str, str]:
-        path = env.sockets[Level.USER]
+        path = env.sockets[StatsLevel.USER]
         head = b"show servers state "
         fits = await ask(path, head + b"x" * (MAX_LINE - len(head)) + b"\n")
         over = await ask(path, head + b"x" * (MAX_LINE - len(head) + 1) + b"\n")
@@ -182,7 +183,7 @@ def test_line_cap_is_16_kib(pki: Pki, tmp_path: Path) -> None:
 
 def test_payload_cap_is_1_mib_and_a_real_bundle_fits(pki: Pki, tmp_path: Path) -> None:
     async def body(env: Lab) -> tuple[str, str]:
-        path = env.sockets[Level.ADMIN]
+        path = env.sockets[StatsLevel.ADMIN]
         name = env.name("www")
         bundle = Path(name).read_bytes()
         fits = await ask(path, f"set ssl cert {name} <<\n".encode() + bundle + b"\n")
@@ -213,7 +214,7 @@ def test_level_is_checked_before_a_payload_is_read(pki: Pki, tmp_path: Path) -> 
         return answer.decode()
 
     async def body(env: Lab) -> dict[str, str]:
-        user, operator = env.sockets[Level.USER], env.sockets[Level.OPERATOR]
+        user, operator = env.sockets[StatsLevel.USER], env.sockets[StatsLevel.OPERATOR]
         return {
             "cert": await refused(user, b"set ssl cert /x.pem <<\n"),
             "ocsp": await refused(operator, b"set ssl ocsp-response <<\n"),
@@ -248,7 +249,7 @@ def test_internal_error_logs_its_traceback_but_never_the_payload(
     monkeypatch.setattr(transaction, "parse_pem", quoting_parser_bug)
 
     async def body(env: Lab) -> tuple[str, str]:
-        path = env.sockets[Level.ADMIN]
+        path = env.sockets[StatsLevel.ADMIN]
         name = env.name("www")
         failed = await ask(path, f"set ssl cert {name}.key <<\n{key_pem}\n")
         after = await ask(path, "show servers state nope\n")

@@ -12,8 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
+from staplegate.config.model import StatsLevel
 from staplegate.ocsp.certid import CertId
-from staplegate.runtime.grammar import Level
 from staplegate.testpki.pytest_plugin import Pki
 
 from .runtime_harness import Lab, ask, lab
@@ -33,7 +33,7 @@ def run(pki: Pki, tmp_path: Path, body: Callable[[Lab], Coroutine[Any, Any, T]])
 
 def test_show_ssl_cert_list_and_details(pki: Pki, tmp_path: Path) -> None:
     async def body(env: Lab) -> tuple[str, str, str]:
-        user = env.sockets[Level.USER]
+        user = env.sockets[StatsLevel.USER]
         listing = await ask(user, "show ssl cert\n")
         details = await ask(user, f"show ssl cert {env.name('www')}\n")
         missing = await ask(user, "show ssl cert /nope.pem\n")
@@ -75,7 +75,7 @@ def test_show_ssl_cert_list_and_details(pki: Pki, tmp_path: Path) -> None:
 
 def test_show_ssl_crt_list(pki: Pki, tmp_path: Path) -> None:
     async def body(env: Lab) -> list[str]:
-        user = env.sockets[Level.USER]
+        user = env.sockets[StatsLevel.USER]
         name = str(env.directory / "certs.lst")
         return [
             name,
@@ -112,7 +112,7 @@ def test_renewed_certificate_gets_its_own_certid_and_never_the_old_staple(
             "www-renewed.example.test", sans=["www.example.test"], out_dir=tmp_path / "renewed"
         )
         renewals.append(renewed)
-        admin = env.sockets[Level.ADMIN]
+        admin = env.sockets[StatsLevel.ADMIN]
         name = env.name("www")
         old_id = env.cert_id("www")
         old_der = env.updater.table[old_id]
@@ -161,12 +161,12 @@ def test_renewed_certificate_gets_its_own_certid_and_never_the_old_staple(
 
 def test_transaction_errors_abort_new_and_del(pki: Pki, tmp_path: Path) -> None:
     async def body(env: Lab) -> list[str]:
-        admin = env.sockets[Level.ADMIN]
+        admin = env.sockets[StatsLevel.ADMIN]
         www, shop = env.name("www"), env.name("shop")
         pem = Path(www).read_text()
         key_free = "".join(block for block in pem.split("-----END") if "PRIVATE" not in block)
         return [
-            await ask(env.sockets[Level.OPERATOR], f"set ssl cert {www} <<\n{pem}\n"),
+            await ask(env.sockets[StatsLevel.OPERATOR], f"set ssl cert {www} <<\n{pem}\n"),
             await ask(admin, f"set ssl cert /not/configured.pem <<\n{pem}\n"),
             await ask(admin, f"set ssl cert {www} <<\n{pem}\n"),
             await ask(admin, f"set ssl cert {shop} <<\n{pem}\n"),
@@ -215,7 +215,7 @@ def test_certificate_without_key_match_is_refused_at_commit(
     stranger = pki_factory(name="stranger").issue("www.example.test")
 
     async def body(env: Lab) -> tuple[str, str, list[Any]]:
-        admin = env.sockets[Level.ADMIN]
+        admin = env.sockets[StatsLevel.ADMIN]
         www = env.name("www")
         cert_only = stranger.certificate.public_bytes(serialization.Encoding.PEM).decode()
         created = await ask(admin, f"set ssl cert {www} <<\n{cert_only}\n")

@@ -30,7 +30,7 @@ from staplegate.testpki.ca import IssuedCertificate, KeyKind
 from staplegate.testpki.pytest_plugin import Pki
 from staplegate.testpki.responder import (
     BackgroundResponder,
-    IssuerSource,
+    IssuerIndex,
     OcspResponder,
     ResponderConfig,
 )
@@ -228,7 +228,7 @@ def test_other_methods_are_refused(pki: Pki) -> None:
 def test_rsa_signer_by_key_hash_without_certs(tmp_path: Path, pki: Pki) -> None:
     # The CA itself signs (no delegation), identified by key hash, nothing embedded.
     config = ResponderConfig(
-        sources=(IssuerSource(pki.ca.certificate, pki.ca.index_path),),
+        sources=(IssuerIndex(pki.ca.certificate, pki.ca.index_path),),
         signer=Signer(
             pki.ca.certificate, pki.ca.private_key, by_key_hash=True, include_certificate=False
         ),
@@ -253,7 +253,7 @@ def test_rsa_signer_by_key_hash_without_certs(tmp_path: Path, pki: Pki) -> None:
 def strict(pki: Pki) -> Iterator[BackgroundResponder]:
     """A second responder on the same CA with small limits and short timeouts."""
     config = ResponderConfig(
-        sources=(IssuerSource(pki.ca.certificate, pki.ca.index_path),),
+        sources=(IssuerIndex(pki.ca.certificate, pki.ca.index_path),),
         signer=Signer(pki.signer.certificate, pki.signer.private_key),
         max_request_bytes=1024,
         idle_timeout=0.5,

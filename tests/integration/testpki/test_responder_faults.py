@@ -27,7 +27,7 @@ from staplegate.testpki.faults import Fault, FaultKind
 from staplegate.testpki.pytest_plugin import Pki
 from staplegate.testpki.responder import (
     BackgroundResponder,
-    IssuerSource,
+    IssuerIndex,
     OcspResponder,
     ResponderConfig,
 )
@@ -254,7 +254,7 @@ def test_faults_file_is_watched(tmp_path: Path, pki_factory: Callable[..., Pki])
     leaf = pki.issue("watched.test")
     faults = tmp_path / "faults.json"
     config = ResponderConfig(
-        sources=(IssuerSource(pki.ca.certificate, pki.ca.index_path),),
+        sources=(IssuerIndex(pki.ca.certificate, pki.ca.index_path),),
         signer=Signer(pki.signer.certificate, pki.signer.private_key),
         faults_path=faults,
     )

@@ -39,6 +39,20 @@ def test_oneline_name_follows_der_order() -> None:
     assert formats.oneline_name(name) == "/C=FR/O=Example/CN=www.example.test"
 
 
+def test_oneline_name_uses_openssls_short_names_as_client_certificates_do() -> None:
+    # one table (certs.names.OPENSSL_SHORT_NAMES) for `show ssl cert` and `ssl_c_s_dn`
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.USER_ID, "u1"),
+            x509.NameAttribute(NameOID.GIVEN_NAME, "Ann"),
+            x509.NameAttribute(NameOID.SURNAME, "Lee"),
+            x509.NameAttribute(NameOID.TITLE, "ops"),
+            x509.NameAttribute(x509.ObjectIdentifier("1.2.3.4"), "x"),
+        ]
+    )
+    assert formats.oneline_name(name) == "/UID=u1/GN=Ann/SN=Lee/title=ops/1.2.3.4=x"
+
+
 def test_stat_csv_has_haproxys_layout() -> None:
     text = formats.stat_csv([{"pxname": "fe", "svname": "FRONTEND", "ocsp_certs": 2}])
     header, row, end = text.split("\n")

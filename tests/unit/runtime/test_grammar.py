@@ -5,12 +5,12 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from staplegate.config.model import StatsLevel
 from staplegate.runtime.grammar import (
     COMMANDS,
     Command,
     CommandName,
     Framer,
-    Level,
     PayloadRefused,
     Request,
     TooLong,
@@ -57,12 +57,12 @@ def test_payload_goes_to_the_last_command_of_the_line() -> None:
 
 def test_levels_of_the_ocsp_and_certificate_commands() -> None:
     levels = {spec.name: spec.level for spec in COMMANDS}
-    assert levels[CommandName.SHOW_SSL_OCSP_RESPONSE] is Level.USER
-    assert levels[CommandName.SHOW_SSL_CERT] is Level.USER
-    assert levels[CommandName.UPDATE_SSL_OCSP_RESPONSE] is Level.OPERATOR
-    assert levels[CommandName.SET_SSL_OCSP_RESPONSE] is Level.ADMIN
-    assert levels[CommandName.COMMIT_SSL_CERT] is Level.ADMIN
-    assert levels[CommandName.SET_SERVER] is Level.ADMIN
+    assert levels[CommandName.SHOW_SSL_OCSP_RESPONSE] is StatsLevel.USER
+    assert levels[CommandName.SHOW_SSL_CERT] is StatsLevel.USER
+    assert levels[CommandName.UPDATE_SSL_OCSP_RESPONSE] is StatsLevel.OPERATOR
+    assert levels[CommandName.SET_SSL_OCSP_RESPONSE] is StatsLevel.ADMIN
+    assert levels[CommandName.COMMIT_SSL_CERT] is StatsLevel.ADMIN
+    assert levels[CommandName.SET_SERVER] is StatsLevel.ADMIN
 
 
 def test_framer_waits_for_the_newline() -> None:
@@ -116,7 +116,7 @@ def test_overlong_payload_breaks_the_framer() -> None:
 
 
 def test_payload_for_a_command_above_the_level_is_refused_unread() -> None:
-    framer = Framer(level=Level.USER)
+    framer = Framer(level=StatsLevel.USER)
     events = framer.feed(b"show info; set ssl cert /a.pem <<\n-----BEGIN PRIVATE KEY-----\n")
     assert events == [
         PayloadRefused(
@@ -135,9 +135,9 @@ def test_payload_only_for_commands_that_take_one() -> None:
         events = Framer().feed(line + b"data\n\n")
         assert len(events) == 1
         assert isinstance(events[0], PayloadRefused)
-    operator = Framer(level=Level.OPERATOR).feed(b"set ssl ocsp-response <<\n")
+    operator = Framer(level=StatsLevel.OPERATOR).feed(b"set ssl ocsp-response <<\n")
     assert operator == [PayloadRefused(Request((Command(CommandName.SET_SSL_OCSP_RESPONSE),)))]
-    admin = Framer(level=Level.ADMIN).feed(b"set ssl ocsp-response <<\nQUJD\r\nREVG\n\r\n")
+    admin = Framer(level=StatsLevel.ADMIN).feed(b"set ssl ocsp-response <<\nQUJD\r\nREVG\n\r\n")
     assert admin == [Request((Command(CommandName.SET_SSL_OCSP_RESPONSE, (), "QUJD\nREVG"),))]
 
 

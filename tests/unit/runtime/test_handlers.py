@@ -1,6 +1,6 @@
 """The OCSP commands of the runtime API against in-memory fakes of our own protocols.
 
-`FakeOcsp` implements `runtime.backend.OcspService` and `FakeBackend` `RuntimeBackend`: both
+`FakeOcsp` implements `runtime.contract.OcspService` and `FakeBackend` `ProcessView`: both
 are interfaces of this project, so the handlers' level checks, answer formats and errors are
 tested here without an updater, a master or a socket (the integration tests run them on real
 ones).
@@ -17,24 +17,25 @@ from dataclasses import dataclass, field
 import pytest
 
 from staplegate.certs import LoadedCertificate
+from staplegate.config.model import StatsLevel
 from staplegate.deploy.generation import CertificateEntry
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.logline import UpdateStatus
 from staplegate.ocsp.machine import State
 from staplegate.ocsp.verify import CertStatus, FailureReason
+from staplegate.proxy.backends import AdminState
 from staplegate.runtime import formats
-from staplegate.runtime.backend import (
-    AdminState,
+from staplegate.runtime.contract import (
     CommitError,
     CommitResult,
     CrtListView,
     OcspService,
+    ProcessView,
     ReloadReport,
-    RuntimeBackend,
     ServerView,
     StatRow,
 )
-from staplegate.runtime.grammar import Level, parse_words
+from staplegate.runtime.grammar import parse_words
 from staplegate.runtime.handlers import PERMISSION_DENIED, RuntimeHandlers
 from staplegate.updater.results import (
     NO_MATCHING_CERTIFICATE,
@@ -132,7 +133,7 @@ class FakeOcsp:
 
 @dataclass
 class FakeBackend:
-    """An in-memory `RuntimeBackend` with no certificates, servers or reloads."""
+    """An in-memory `ProcessView` with no certificates, servers or reloads."""
 
     ocsp: FakeOcsp
 
@@ -170,12 +171,12 @@ class FakeBackend:
 def ask(
     ocsp: FakeOcsp,
     words: str,
-    level: Level = Level.ADMIN,
+    level: StatsLevel = StatsLevel.ADMIN,
     *,
     payload: str | None = None,
     update_timeout: float | None = None,
 ) -> str:
-    backend: RuntimeBackend = FakeBackend(ocsp)
+    backend: ProcessView = FakeBackend(ocsp)
     handlers = RuntimeHandlers(backend, update_timeout=update_timeout)
     return asyncio.run(handlers.execute(parse_words(words.split(), payload), level))
 
@@ -186,24 +187,24 @@ def ask(
 @pytest.mark.parametrize(
     ("command", "needed"),
     [
-        ("show ssl ocsp-response", Level.USER),
-        ("show ssl ocsp-updates", Level.USER),
-        ("update ssl ocsp-response /c/a.pem", Level.OPERATOR),
-        ("set ssl ocsp-response QUJD", Level.ADMIN),
+        ("show ssl ocsp-response", StatsLevel.USER),
+        ("show ssl ocsp-updates", StatsLevel.USER),
+        ("update ssl ocsp-response /c/a.pem", StatsLevel.OPERATOR),
+        ("set ssl ocsp-response QUJD", StatsLevel.ADMIN),
     ],
 )
 def test_ocsp_commands_answer_permission_denied_below_their_level(
-    command: str, needed: Level
+    command: str, needed: StatsLevel
 ) -> None:
     ocsp = FakeOcsp(update_outcome=_completed())
-    for level in Level:
+    for level in StatsLevel:
         answer = ask(ocsp, command, level)
         if level < needed:
             assert answer == PERMISSION_DENIED + "\n"
         else:
             assert answer != PERMISSION_DENIED + "\n"
-    below = sum(1 for level in Level if level < needed)
-    allowed = len(Level) - below
+    below = sum(1 for level in StatsLevel if level < needed)
+    allowed = len(StatsLevel) - below
     # a refused command never reaches the service
     if command.startswith("update"):
         assert len(ocsp.updates) == allowed
@@ -215,7 +216,7 @@ def test_ocsp_commands_answer_permission_denied_below_their_level(
 
 
 def test_show_ssl_ocsp_response_lists_the_entries_with_their_certid_parts() -> None:
-    answer = ask(FakeOcsp(), "show ssl ocsp-response", Level.USER)
+    answer = ask(FakeOcsp(), "show ssl ocsp-response", StatsLevel.USER)
     block_a = (
         f"Certificate ID key : {CERT_A.hex}\n"
         "Certificate path : /c/a.pem\n"
@@ -230,13 +231,13 @@ def test_show_ssl_ocsp_response_lists_the_entries_with_their_certid_parts() -> N
 
 def test_show_ssl_ocsp_response_base64_by_path_or_certid() -> None:
     expected = base64.b64encode(STAPLE_A).decode("ascii")
-    assert ask(FakeOcsp(), "show ssl ocsp-response base64 /c/a.pem", Level.USER) == expected
+    assert ask(FakeOcsp(), "show ssl ocsp-response base64 /c/a.pem", StatsLevel.USER) == expected
     assert ask(FakeOcsp(), f"show ssl ocsp-response base64 {CERT_A.hex}") == expected
     assert ask(FakeOcsp(), "show ssl ocsp-response base64 /c/b.pem") == ""  # nothing served
 
 
 def test_show_ssl_ocsp_updates_lists_fetching_then_queued_entries() -> None:
-    answer = ask(FakeOcsp(), "show ssl ocsp-updates", Level.USER)
+    answer = ask(FakeOcsp(), "show ssl ocsp-updates", StatsLevel.USER)
     header, fetching, waiting, end = answer.split("\n")
     assert header == formats.OCSP_UPDATES_HEADER
     assert fetching.split(" | ")[0:2] == [CERT_B.hex, "/c/b.pem"]
@@ -264,7 +265,7 @@ def _completed() -> UpdateOutcome:
 
 def test_update_reports_the_attempts_log_line_and_waits_longer_than_the_fetch() -> None:
     ocsp = FakeOcsp(update_outcome=_completed())
-    answer = ask(ocsp, "update ssl ocsp-response /c/a.pem", Level.OPERATOR, update_timeout=5)
+    answer = ask(ocsp, "update ssl ocsp-response /c/a.pem", StatsLevel.OPERATOR, update_timeout=5)
     assert answer == '<OCSP-UPDATE> /c/a.pem 1 "Update successful" 1 4\n'
     assert ocsp.updates == [(CERT_A, 17.0)]  # the service's own wait beats a shorter one
     ask(ocsp, "update ssl ocsp-response /c/a.pem", update_timeout=30)
@@ -311,7 +312,7 @@ def test_set_response_refusal_says_the_current_response_is_kept() -> None:
 
 
 def test_show_info_adds_the_ocsp_counters() -> None:
-    answer = ask(FakeOcsp(), "show info", Level.USER)
+    answer = ask(FakeOcsp(), "show info", StatsLevel.USER)
     assert answer == (
         "Name: staplegate\nOcspEntries: 2\nOcspStapled: 1\nOcspUpdateSuccesses: 3\n"
         "OcspUpdateFailures: 2\nOcspRevoked: 0\nOcspMustStapleUnstapled: 0\n"

@@ -13,13 +13,12 @@ from cryptography.x509 import ocsp
 from staplegate.ocsp.verify import CertStatus, FailureReason, VerificationError, verify_response
 from staplegate.testpki.ca import CertificateAuthority, IssuedCertificate, KeyKind
 from staplegate.testpki.faults import Fault, FaultKind
-from staplegate.testpki.index import EntryStatus, IndexEntry, read_index
+from staplegate.testpki.index import EntryStatus, IndexEntry, crl_reason, read_index
 from staplegate.testpki.responder_core import (
     CertState,
     ResponderCore,
     ServedIssuer,
     Signer,
-    revocation_reason,
 )
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -97,13 +96,13 @@ def test_revoked_with_time_and_reason(tmp_path: Path) -> None:
 
 
 def test_index_reasons_map_like_openssl() -> None:
-    assert revocation_reason("certificateHold,holdInstructionReject") is (
+    assert crl_reason("certificateHold,holdInstructionReject") is (
         x509.ReasonFlags.certificate_hold
     )
-    assert revocation_reason("keyTime,20240101000000Z") is x509.ReasonFlags.key_compromise
-    assert revocation_reason("CAkeyTime,20240101000000Z") is x509.ReasonFlags.ca_compromise
-    assert revocation_reason(None) is None
-    assert revocation_reason("made-up") is None
+    assert crl_reason("keyTime,20240101000000Z") is x509.ReasonFlags.key_compromise
+    assert crl_reason("CAkeyTime,20240101000000Z") is x509.ReasonFlags.ca_compromise
+    assert crl_reason(None) is None
+    assert crl_reason("made-up") is None
 
 
 def test_expired_entry_is_good_and_missing_serial_unknown(

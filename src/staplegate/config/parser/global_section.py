@@ -366,7 +366,7 @@ def _stats_socket(parser: ParserState, args: list[str], where: SourceLocation) -
                     "'stats socket' : 'level' only supports 'user', 'operator', and 'admin'",
                 )
                 return
-            level = StatsLevel(val)
+            level = StatsLevel.parse(val)
             i += 2
         elif opt == "expose-fd":
             if val != "listeners":

@@ -1,4 +1,4 @@
-"""What the runtime API needs from the running process: `RuntimeBackend` and `OcspService`.
+"""What the runtime API needs from the running process: `ProcessView` and `OcspService`.
 
 The master implements them (`process/runtime_view.py`; `updater.service.OcspUpdater` is the
 OCSP service); integration tests assemble one from real parts, unit tests use small in-memory
@@ -6,15 +6,15 @@ fakes of these protocols (tests/unit/runtime/test_handlers.py). The handlers onl
 them and ask them to change things; they never reach into workers or the data plane. Keep them
 narrow: every method here is used by a command in handlers.py.
 
-Views are plain frozen values so a backend can build them from whatever it holds; helpers
-at the bottom build the config-derived ones (`crt_lists_from_config`) so every backend lists
-crt-lists the same way.
+The module is the runtime API's side of the contract with the process (not a proxy backend,
+hence the name). Views are plain frozen values so an implementation can build them from
+whatever it holds; helpers at the bottom build the config-derived ones
+(`crt_lists_from_config`) so every implementation lists crt-lists the same way.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,15 +23,8 @@ from staplegate.certs import LoadedCertificate
 from staplegate.config.model import CertSourceKind, Config, CrtListEntry
 from staplegate.deploy.generation import CertificateEntry
 from staplegate.ocsp.certid import CertId
+from staplegate.proxy.backends import AdminState
 from staplegate.updater.results import EntrySnapshot, SetOutcome, UpdateOutcome
-
-
-class AdminState(enum.Enum):
-    """`set server B/S state ...` (values as typed on the CLI)."""
-
-    READY = "ready"
-    DRAIN = "drain"
-    MAINT = "maint"
 
 
 @dataclass(frozen=True)
@@ -102,7 +95,7 @@ class ReloadReport:
 
 
 class CommitError(Exception):
-    """The backend could not put a committed certificate in service; the text says why."""
+    """The process could not put a committed certificate in service; the text says why."""
 
 
 class UnknownServer(LookupError):
@@ -142,7 +135,7 @@ class OcspService(Protocol):
         ...
 
 
-class RuntimeBackend(Protocol):
+class ProcessView(Protocol):
     """The running process as the runtime API sees it (see the module docstring)."""
 
     def ocsp_updater(self) -> OcspService:
