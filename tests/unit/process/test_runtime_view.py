@@ -19,7 +19,8 @@ from staplegate.fetch.client import FetchSettings
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.process.master import Deployment, Master, ReloadResult
 from staplegate.process.runtime_view import MasterRuntime
-from staplegate.runtime.backend import AdminState, UnknownServer
+from staplegate.proxy.backends import AdminState
+from staplegate.runtime.contract import UnknownServer
 from staplegate.testpki.pytest_plugin import Pki
 from staplegate.updater.service import OcspUpdater
 

@@ -8,7 +8,7 @@ import pytest
 
 from staplegate.config.loader import load_config
 from staplegate.config.model import Config
-from staplegate.runtime.backend import CrtListLine, CrtListView, crt_lists_from_config
+from staplegate.runtime.contract import CrtListLine, CrtListView, crt_lists_from_config
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "configs"
 
