@@ -1,4 +1,4 @@
-"""The serve plan: what the data plane serves (TLS binds, backends, routes), from a generation.
+"""The serve plan: what the data plane serves (binds, backends, routes), from a generation.
 
 Built in the master before workers fork, so every worker shares the same `SSL.Context`
 objects (and so the same session-ticket keys). Everything that the data plane cannot do yet
@@ -68,12 +68,12 @@ DEFAULT_MAXCONN = 4096  # HAProxy derives it from ulimit; this is a sane fixed d
 
 @dataclass(frozen=True)
 class BindPlan:
-    """One bind line: where to listen and how to terminate TLS."""
+    """One bind line: where to listen and how to terminate TLS (None: a plain bind)."""
 
     frontend: str
     bind: Bind
     addresses: tuple[SocketAddress, ...]
-    tls: TlsBind
+    tls: TlsBind | None
 
 
 @dataclass(frozen=True)
@@ -297,15 +297,13 @@ def _frontend_plan(
     client_files = _ClientFiles()
     refs = config.certificate_references()
     for bind in frontend.binds:
-        if not bind.ssl:
-            problems.append(
-                _refuse(
-                    bind.location,
-                    "bind",
-                    f"'{bind.name}' in frontend '{frontend.name}' has no 'ssl': staplegate "
-                    "only terminates TLS so far",
+        for address in bind.addresses:
+            if address.family is AddressFamily.UNIX:
+                problems.append(
+                    _refuse(bind.location, "bind", "UNIX socket binds are not supported yet")
                 )
-            )
+        if not bind.ssl:  # plain TCP/HTTP: forwarded like any other, without TLS
+            binds.append(BindPlan(frontend.name, bind, bind.addresses, None))
             continue
         mine = [r for r in refs if r.frontend == frontend.name and r.bind_location == bind.location]
         alpn = bind.alpn
@@ -345,11 +343,6 @@ def _frontend_plan(
         except TlsSetupError as error:
             problems.append(_refuse(bind.location, "bind", str(error)))
             continue
-        for address in bind.addresses:
-            if address.family is AddressFamily.UNIX:
-                problems.append(
-                    _refuse(bind.location, "bind", "UNIX socket binds are not supported yet")
-                )
         binds.append(BindPlan(frontend.name, bind, bind.addresses, tls))
     timeouts = frontend.timeouts
     options = frontend.settings.options
@@ -602,7 +595,7 @@ def build_plan(
                 "",
                 0,
                 "frontend",
-                "no TLS bind to listen on",
+                "no bind to listen on",
                 Reason.MISSING_REFERENCE,
             )
         )
@@ -617,7 +610,7 @@ def validate(
     """The one judgement `-c` (`startup=False`) and start-up make of a configuration.
 
     Parse, load certificates, then build what the data plane would run (TLS contexts with
-    their CA and CRL files, routes; plain binds refused). Every diagnostic goes to `err`;
+    their CA and CRL files, plain binds, routes). Every diagnostic goes to `err`;
     the plan is None when anything is fatal. As in HAProxy, only a configuration without
     any listener is valid for `-c` and refused at start-up.
     """

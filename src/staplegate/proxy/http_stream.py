@@ -194,8 +194,12 @@ class HttpStream(ExchangeLifecycle):
         side = self.client_side
         session = side.session
         client_certificate = session.client_certificate if session is not None else None
-        return RequestFacts(
-            side.client_address, side.server_name, True, head.host, client_certificate
+        return RequestFacts(  # no session: a plain bind (`ssl_fc` false)
+            side.client_address,
+            side.server_name,
+            session is not None,
+            head.host,
+            client_certificate,
         )
 
     def _route(self, host: str | None) -> Route:
