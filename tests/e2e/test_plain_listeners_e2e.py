@@ -102,3 +102,60 @@ def test_plain_http_and_tcp_binds_forward(tmp_path: Path, pki: Pki) -> None:
                 )
                 assert curl.stdout == "a /five"
             assert proc.stop() == 0
+
+
+ROUTED = """\
+frontend stats
+    bind 127.0.0.1:{port} ssl crt-list {crt_list}
+    bind 127.0.0.1:{http} accept-proxy
+    acl api path_beg /api/
+    http-request deny if {{ path_beg /admin }} !LOCALHOST
+    http-request return status 200 content-type text/plain string ok if {{ path /health }}
+    http-request set-header X-Always yes if TRUE
+    http-request set-header X-Never yes if FALSE
+    use_backend api if api
+    default_backend web
+
+backend web
+    server a 127.0.0.1:{a}
+
+backend api
+    server b 127.0.0.1:{b}
+"""
+
+
+def test_path_beg_routes_and_not_localhost_is_denied(tmp_path: Path, pki: Pki) -> None:
+    """Issue 16: `path_beg` routing on a kept-alive connection (every request is routed by
+    its path) and a `!LOCALHOST` deny, seen through `accept-proxy` sources."""
+    http_port = free_port()
+    with backends("web", "api") as (web, api):
+        config, _ = write_config(tmp_path, pki, ROUTED, a=web.port, b=api.port, http=http_port)
+        with staplegate(config, tmp_path / "state", workers=1) as proc:
+            started(proc)
+            local = build_v1(("127.0.0.1", 5000), ("127.0.0.1", http_port))
+            remote = build_v1(("192.0.2.9", 5000), ("127.0.0.1", http_port))
+            sock = socket.create_connection(("127.0.0.1", http_port), timeout=10)
+            sock.sendall(local)
+            conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+            conn.sock = sock
+            answers = []
+            for path in ("/api/users?x=1", "/index.html", "/api/", "/apix", "/admin/x", "/health"):
+                conn.request("GET", path, headers={"Host": "plain.test"})
+                response = conn.getresponse()
+                answers.append((response.status, response.read()))
+            conn.close()
+            assert answers == [
+                (200, b"api /api/users?x=1"),
+                (200, b"web /index.html"),
+                (200, b"api /api/"),
+                (200, b"web /apix"),
+                (200, b"web /admin/x"),  # from 127.0.0.1: LOCALHOST, not denied
+                (200, b"ok"),
+            ]
+            _, headers = web.requests[0]
+            assert headers["x-always"] == "yes"
+            assert "x-never" not in headers
+            assert plain_get(http_port, "/admin/x", prefix=remote)[0] == 403
+            assert plain_get(http_port, "/api/x", prefix=remote) == (200, b"api /api/x")
+            proc.wait_for(r'^192\.0\.2\.9:5000 .* stats stats/<NOSRV> .* 403 .*"GET /admin/x ')
+            assert proc.stop() == 0

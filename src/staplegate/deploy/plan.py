@@ -276,12 +276,12 @@ def _frontend_plan(
     http_mode = frontend.mode is Mode.HTTP
     if not http_mode:
         for rule in frontend.use_backends:
-            if _uses_host(rule.condition):
+            for fetch in _http_fetches(rule.condition):
                 problems.append(
                     _refuse(
                         rule.location,
                         "use_backend",
-                        f"frontend '{frontend.name}' is 'mode tcp': 'hdr(host)' needs 'mode http'",
+                        f"frontend '{frontend.name}' is 'mode tcp': '{fetch}' needs 'mode http'",
                     )
                 )
         if frontend.http_request_rules:
@@ -356,6 +356,9 @@ def _frontend_plan(
             keep_alive_timeout_s=_seconds(timeouts.http_keep_alive),
             client_timeout_s=_seconds(timeouts.client),
             max_headers=defaults.tune_http_maxhdr,
+            route_by_path=any(
+                AclFetch.PATH.value in _http_fetches(r.condition) for r in frontend.use_backends
+            ),
         )
     return FrontendPlan(
         name=frontend.name,
@@ -379,8 +382,15 @@ def _first(*values: int | None) -> int | None:
     return next((v for v in values if v is not None), None)
 
 
-def _uses_host(condition: Condition | None) -> bool:
-    return condition is not None and any(t.fetch is AclFetch.HDR_HOST for t in condition.terms)
+def _http_fetches(condition: Condition | None) -> list[str]:
+    """The fetches of `condition` that look at the HTTP request (`hdr(host)`, `path`)."""
+    if condition is None:
+        return []
+    found = {t.fetch.value for t in condition.terms if t.fetch in _HTTP_FETCHES}
+    return sorted(found)
+
+
+_HTTP_FETCHES = frozenset((AclFetch.HDR_HOST, AclFetch.PATH))
 
 
 def _http1_alpn(

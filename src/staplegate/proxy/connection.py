@@ -382,7 +382,9 @@ class ClientConnection(asyncio.Protocol):
     def stopping(self) -> bool:
         return self.frontend.stopping
 
-    def connection_info(self, host: str | None = None) -> ConnectionInfo:
+    def connection_info(
+        self, host: str | None = None, target: bytes | None = None
+    ) -> ConnectionInfo:
         session = self.session
         return ConnectionInfo(
             frontend=self.frontend.name,
@@ -392,6 +394,7 @@ class ClientConnection(asyncio.Protocol):
             host=host,
             client_certificate=session.client_certificate if session else None,
             tls=session is not None,
+            target=target,
         )
 
     def route(self, info: ConnectionInfo) -> BackendPool | None:

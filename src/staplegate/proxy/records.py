@@ -69,6 +69,7 @@ class ConnectionInfo:
     host: str | None = None  # mode http: the request's Host header
     client_certificate: ClientCertificate | None = None  # binds that ask for one
     tls: bool = True  # `ssl_fc`: False on a plain bind
+    target: bytes | None = None  # mode http: the request line's target (`path` fetches)
 
 
 BackendRouter = Callable[[ConnectionInfo], BackendPool | None]
