@@ -7,6 +7,7 @@ field name says `_s` (seconds). Each element remembers where it was written.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,6 +119,10 @@ class AclFetch(enum.Enum):
     SSL_C_USED = "ssl_c_used"  # a client certificate was presented (boolean)
     SSL_C_VERIFY = "ssl_c_verify"  # its verification result, an X509_V_ERR code (integer)
     HDR_HOST = "hdr(host)"  # mode http only: the request's Host header, as sent
+    PATH = "path"  # mode http only: the request's path, without the query string
+    SRC = "src"  # the client's address (the PROXY header's source on accept-proxy binds)
+    ALWAYS_TRUE = "always_true"
+    ALWAYS_FALSE = "always_false"
 
 
 class AclMatch(enum.Enum):
@@ -310,13 +315,17 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class AclTerm:
-    """`ssl_fc_sni -i a b` style test: true when the fetched value matches any value."""
+    """`ssl_fc_sni -i a b` style test: true when the fetched value matches any value.
+
+    `src` keeps its values parsed as `networks` (an address is a /32 or /128 network).
+    """
 
     fetch: AclFetch
     values: tuple[str, ...] = ()
     ignore_case: bool = False
     match: AclMatch = AclMatch.EXACT
     negated: bool = False
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
 
 @dataclass(frozen=True)

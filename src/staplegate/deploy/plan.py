@@ -1,4 +1,4 @@
-"""The serve plan: what the data plane serves (TLS binds, backends, routes), from a generation.
+"""The serve plan: what the data plane serves (binds, backends, routes), from a generation.
 
 Built in the master before workers fork, so every worker shares the same `SSL.Context`
 objects (and so the same session-ticket keys). Everything that the data plane cannot do yet
@@ -67,12 +67,12 @@ DEFAULT_MAXCONN = 4096  # HAProxy derives it from ulimit; this is a sane fixed d
 
 @dataclass(frozen=True)
 class BindPlan:
-    """One bind line: where to listen and how to terminate TLS."""
+    """One bind line: where to listen and how to terminate TLS (None: a plain bind)."""
 
     frontend: str
     bind: Bind
     addresses: tuple[SocketAddress, ...]
-    tls: TlsBind
+    tls: TlsBind | None
 
 
 @dataclass(frozen=True)
@@ -270,12 +270,12 @@ def _frontend_plan(
     http_mode = frontend.mode is Mode.HTTP
     if not http_mode:
         for rule in frontend.use_backends:
-            if _uses_host(rule.condition):
+            for fetch in _http_fetches(rule.condition):
                 problems.append(
                     _refuse(
                         rule.location,
                         "use_backend",
-                        f"frontend '{frontend.name}' is 'mode tcp': 'hdr(host)' needs 'mode http'",
+                        f"frontend '{frontend.name}' is 'mode tcp': '{fetch}' needs 'mode http'",
                     )
                 )
         if frontend.http_request_rules:
@@ -291,15 +291,13 @@ def _frontend_plan(
     client_files = _ClientFiles()
     refs = config.certificate_references()
     for bind in frontend.binds:
-        if not bind.ssl:
-            problems.append(
-                _refuse(
-                    bind.location,
-                    "bind",
-                    f"'{bind.name}' in frontend '{frontend.name}' has no 'ssl': staplegate "
-                    "only terminates TLS so far",
+        for address in bind.addresses:
+            if address.family is AddressFamily.UNIX:
+                problems.append(
+                    _refuse(bind.location, "bind", "UNIX socket binds are not supported yet")
                 )
-            )
+        if not bind.ssl:  # plain TCP/HTTP: forwarded like any other, without TLS
+            binds.append(BindPlan(frontend.name, bind, bind.addresses, None))
             continue
         mine = [r for r in refs if r.frontend == frontend.name and r.bind_location == bind.location]
         alpn = bind.alpn
@@ -335,11 +333,6 @@ def _frontend_plan(
         except TlsSetupError as error:
             problems.append(_refuse(bind.location, "bind", str(error)))
             continue
-        for address in bind.addresses:
-            if address.family is AddressFamily.UNIX:
-                problems.append(
-                    _refuse(bind.location, "bind", "UNIX socket binds are not supported yet")
-                )
         binds.append(BindPlan(frontend.name, bind, bind.addresses, tls))
     timeouts = frontend.timeouts
     options = frontend.settings.options
@@ -353,6 +346,9 @@ def _frontend_plan(
             keep_alive_timeout_s=_seconds(timeouts.http_keep_alive),
             client_timeout_s=_seconds(timeouts.client),
             max_headers=defaults.tune_http_maxhdr,
+            route_by_path=any(
+                AclFetch.PATH.value in _http_fetches(r.condition) for r in frontend.use_backends
+            ),
         )
     return FrontendPlan(
         name=frontend.name,
@@ -376,8 +372,15 @@ def _first(*values: int | None) -> int | None:
     return next((v for v in values if v is not None), None)
 
 
-def _uses_host(condition: Condition | None) -> bool:
-    return condition is not None and any(t.fetch is AclFetch.HDR_HOST for t in condition.terms)
+def _http_fetches(condition: Condition | None) -> list[str]:
+    """The fetches of `condition` that look at the HTTP request (`hdr(host)`, `path`)."""
+    if condition is None:
+        return []
+    found = {t.fetch.value for t in condition.terms if t.fetch in _HTTP_FETCHES}
+    return sorted(found)
+
+
+_HTTP_FETCHES = frozenset((AclFetch.HDR_HOST, AclFetch.PATH))
 
 
 def _http1_alpn(
@@ -592,7 +595,7 @@ def build_plan(
                 "",
                 0,
                 "frontend",
-                "no TLS bind to listen on",
+                "no bind to listen on",
                 Reason.MISSING_REFERENCE,
             )
         )
@@ -607,7 +610,7 @@ def validate(
     """The one judgement `-c` (`startup=False`) and start-up make of a configuration.
 
     Parse, load certificates, then build what the data plane would run (TLS contexts with
-    their CA and CRL files, routes; plain binds refused). Every diagnostic goes to `err`;
+    their CA and CRL files, plain binds, routes). Every diagnostic goes to `err`;
     the plan is None when anything is fatal. As in HAProxy, only a configuration without
     any listener is valid for `-c` and refused at start-up.
     """

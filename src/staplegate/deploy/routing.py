@@ -16,9 +16,14 @@ from staplegate.proxy.records import ConnectionInfo
 
 
 def condition_holds(condition: Condition | None, info: ConnectionInfo) -> bool:
-    """Evaluate `if|unless { ssl_fc_sni -i … }` (and `hdr(host)` in mode http)."""
+    """Evaluate `if|unless { ssl_fc_sni -i … }` (and `hdr(host)`, `path` in mode http)."""
     facts = RequestFacts(
-        info.client_address, info.server_name, True, info.host, info.client_certificate
+        info.client_address,
+        info.server_name,
+        info.tls,
+        info.host,
+        info.client_certificate,
+        info.target,
     )
     return _facts_hold(condition, facts)
 

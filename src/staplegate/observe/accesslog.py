@@ -130,7 +130,7 @@ def tcplog_writer(
             client=record.client_address,
             accepted_at=accepted,
             frontend=record.frontend,
-            tls=True,
+            tls=record.tls_bind,
             backend=record.backend,
             server=record.server,
             queue_s=record.queue_s,

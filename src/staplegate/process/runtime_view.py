@@ -95,6 +95,7 @@ class MasterRuntime:
             1
             for fplan in master.current.plan.frontends
             for bplan in fplan.binds
+            if bplan.tls is not None
             for context in bplan.tls.contexts
             if context.certificate.name == name
         )
@@ -156,7 +157,14 @@ class MasterRuntime:
         master = self._master
         rows: list[StatRow] = []
         for frontend in master.current.plan.frontends:
-            names = sorted({c.certificate.name for b in frontend.binds for c in b.tls.contexts})
+            names = sorted(
+                {
+                    c.certificate.name
+                    for b in frontend.binds
+                    if b.tls is not None
+                    for c in b.tls.contexts
+                }
+            )
             rows.append(
                 StatRow(
                     {

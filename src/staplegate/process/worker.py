@@ -98,6 +98,7 @@ async def _run(setup: WorkerSetup) -> None:
                         frontend=frontend,
                         tls=bplan.tls,
                         accept_proxy=bplan.bind.accept_proxy,
+                        label=f"{bplan.bind.name} (frontend {fplan.name})",
                     )
                 )
 

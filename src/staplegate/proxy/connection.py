@@ -27,6 +27,12 @@ goes to a `http_stream.HttpStream` instead of one backend connection (see that m
 `accept-proxy` binds read a PROXY protocol header before the ClientHello; its source
 address replaces the socket's for routing, logs and X-Forwarded-For.
 
+A plain bind (no `ssl`, `BindSocket.tls` None) skips steps 1 and 2: once started (after the
+PROXY header, with `accept-proxy`) the connection goes straight to routing (`_open`), and
+its bytes go to the server or the HTTP stream as they are (`_plain_received`,
+`server_data`). The TLS paths never test for it: a plain connection never has an endpoint,
+and only the paths taken without one look at the bind.
+
 The connection's frontend (`frontend.FrontendRuntime`) holds what its connections share;
 accepting is `accept.py`.
 """
@@ -137,6 +143,7 @@ class ClientConnection(asyncio.Protocol):
         self.frontend = listener.frontend
         self.client_address: tuple[str, int] = ("0.0.0.0", 0)  # from the transport, or PROXY
         self.loop = loop
+        # A plain bind without `accept-proxy` leaves HELLO in `_start`, before any byte.
         self.phase = (
             ConnectionPhase.PROXY_HEADER if listener.accept_proxy else ConnectionPhase.HELLO
         )
@@ -227,6 +234,8 @@ class ClientConnection(asyncio.Protocol):
         client_s = frontend.timeouts.client_s
         if client_s:
             self._deadline_key = frontend.deadlines.add(self, self._started + client_s)
+        if self.listener.tls is None and self.phase is ConnectionPhase.HELLO:
+            self._open()  # a plain bind: nothing to read before routing
 
     @property
     def frontend_address(self) -> tuple[str, int]:
@@ -262,8 +271,10 @@ class ClientConnection(asyncio.Protocol):
         if self.endpoint is None:
             if self.phase is ConnectionPhase.PROXY_HEADER:
                 self._proxy_header_received(data)
-            else:
+            elif self.listener.tls is not None:
                 self._hello_received(data)
+            else:
+                self._plain_received(data)
         else:
             self._tls_received(data)
 
@@ -336,8 +347,25 @@ class ClientConnection(asyncio.Protocol):
         rest = bytes(self._hello_buffer[parsed.length :])
         self._hello_buffer = bytearray()
         self.phase = ConnectionPhase.HELLO
-        if rest:
+        if self.listener.tls is None:
+            self._open()
+            if rest:
+                self._plain_received(rest)
+        elif rest:
             self._hello_received(rest)
+
+    # -- plain binds ------------------------------------------------------------------------
+
+    def _plain_received(self, data: bytes) -> None:
+        """Client bytes on a plain bind: to the HTTP stream or the server, as they are."""
+        if self.phase is _CLOSED:
+            return
+        http = self.http
+        if http is not None:
+            self.bytes_from_client += len(data)
+            http.client_data([data])
+        else:
+            self._forward_to_server([data])
 
     # -- what the HTTP stream uses -----------------------------------------------------------
 
@@ -354,14 +382,19 @@ class ClientConnection(asyncio.Protocol):
     def stopping(self) -> bool:
         return self.frontend.stopping
 
-    def connection_info(self, host: str | None = None) -> ConnectionInfo:
+    def connection_info(
+        self, host: str | None = None, target: bytes | None = None
+    ) -> ConnectionInfo:
+        session = self.session
         return ConnectionInfo(
             frontend=self.frontend.name,
             client_address=self.client_address,
             server_name=self.server_name,
-            alpn=self.session.alpn if self.session else None,
+            alpn=session.alpn if session else None,
             host=host,
-            client_certificate=self.session.client_certificate if self.session else None,
+            client_certificate=session.client_certificate if session else None,
+            tls=session is not None,
+            target=target,
         )
 
     def route(self, info: ConnectionInfo) -> BackendPool | None:
@@ -395,7 +428,9 @@ class ClientConnection(asyncio.Protocol):
 
     def _hello_received(self, data: bytes) -> None:
         buffered = self._hello_buffer
-        only = self.listener.tls.sni.only
+        tls = self.listener.tls
+        assert tls is not None  # only TLS binds read a hello (`data_received`)
+        only = tls.sni.only
         if only is not None and not buffered:
             # One certificate and no strict-sni: nothing in the hello changes the choice, so
             # OpenSSL reads it (and rejects a malformed one) and the SNI is asked of it later.
@@ -426,7 +461,7 @@ class ClientConnection(asyncio.Protocol):
                 buffered += data
             return
         self._sni = parsed.server_name
-        choice = self.listener.tls.sni.choose(parsed)
+        choice = tls.sni.choose(parsed)
         if choice is None:
             stats.strict_sni_refusals += 1
             self.tls_error = f"strict-sni: no certificate for {parsed.server_name!r}"
@@ -501,6 +536,12 @@ class ClientConnection(asyncio.Protocol):
         self.session = endpoint.session_info()
         if self.session.resumed:
             stats.resumed += 1
+        self._open()
+
+    def _open(self) -> None:
+        """The client is ready (handshake done, or a plain bind started): mode http gets
+        its stream; mode tcp picks a backend and connects."""
+        frontend = self.frontend
         if frontend.http is not None:
             self.phase = ConnectionPhase.HTTP
             self._disarm()  # the stream runs its own timers from here
@@ -508,20 +549,14 @@ class ClientConnection(asyncio.Protocol):
             return
         pool = frontend.only_backend
         if pool is None:
-            info = ConnectionInfo(
-                frontend=frontend.name,
-                client_address=self.client_address,
-                server_name=self.server_name,
-                alpn=self.session.alpn,
-                client_certificate=self.session.client_certificate,
-            )
             try:
-                pool = frontend.backend_router(info)
+                pool = frontend.backend_router(self.connection_info())
             except Exception:
                 log.exception("frontend %s: the backend router failed", frontend.name)
         if pool is None:
-            stats.no_backend += 1
-            self._write_client(endpoint.close_notify())
+            frontend.stats.no_backend += 1
+            if self.endpoint is not None:
+                self._write_client(self.endpoint.close_notify())
             self._finish(Termination.PROXY_REFUSED)
             return
         self.pool = pool
@@ -700,6 +735,8 @@ class ClientConnection(asyncio.Protocol):
         now = self._server_activity = self.loop.time()
         endpoint = self.endpoint
         if endpoint is None or self.phase is _CLOSED:
+            if self.listener.tls is None and self.phase is not _CLOSED:
+                self._plain_to_client(data, now)
             return
         size = len(data)
         self.bytes_to_client += size
@@ -721,6 +758,17 @@ class ClientConnection(asyncio.Protocol):
 
     # What the HTTP stream calls to answer the client: encrypt and send (no extra call).
     send_plain = server_data
+
+    def _plain_to_client(self, data: bytes | memoryview, now: float) -> None:
+        """`server_data` on a plain bind: the bytes as they are (a copy: a server read's
+        view is into `PLAINTEXT_BUFFER`, which the next read overwrites)."""
+        size = len(data)
+        self.bytes_to_client += size
+        self.frontend.stats.bytes_out += size
+        transport = self.transport
+        if size and transport is not None and not transport.is_closing():
+            transport.write(bytes(data))
+            self._client_activity = now
 
     # -- half-close and close ----------------------------------------------------------------
 
@@ -799,7 +847,7 @@ class ClientConnection(asyncio.Protocol):
     def record(self) -> ConnectionRecord:
         return ConnectionRecord(
             frontend=self.frontend.name,
-            bind=self.listener.tls.name,
+            bind=self.listener.name,
             client_address=self.client_address,
             server_name=self.server_name,
             certificate=self.endpoint.server.certificate.name if self.endpoint else None,
@@ -817,6 +865,7 @@ class ClientConnection(asyncio.Protocol):
             duration_s=self.loop.time() - self._started,
             connect_s=self._connect_s,
             queue_s=self._queue_s,
+            tls_bind=self.listener.tls is not None,
         )
 
     # -- timeouts ----------------------------------------------------------------------------

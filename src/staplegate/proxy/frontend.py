@@ -4,8 +4,9 @@
 choice, timeouts, the mode-http runtime, counters, the deadline wheel, and the accounting
 that pauses accepting at `maxconn` (its `acceptors`, `accept.Acceptor`) and resumes it when
 a connection ends. `BindSocket` is one listening socket of a `bind` line with its frontend
-and TLS set-up. The frontend sees its connections through `FrontendConnection` and its
-acceptors through `FrontendAcceptor` (types only), so this module imports neither.
+and TLS set-up (none on a plain bind). The frontend sees its connections through
+`FrontendConnection` and its acceptors through `FrontendAcceptor` (types only), so this
+module imports neither.
 """
 
 from __future__ import annotations
@@ -73,13 +74,21 @@ class FrontendAcceptor(Protocol):
 
 @dataclass(frozen=True)
 class BindSocket:
-    """A listening socket (inherited, non-blocking) with its frontend and bind's TLS set-up."""
+    """A listening socket (inherited, non-blocking) with its frontend and bind's TLS set-up.
+
+    `tls` None: a plain bind (no `ssl`), whose connections start forwarding at once.
+    """
 
     sock: socket.socket
     frontend: FrontendRuntime
-    tls: TlsBind
+    tls: TlsBind | None
     accept_proxy: bool = False
     backlog: int = 1024  # what the loop's server passes to listen() again (the master's default)
+    label: str = ""  # a plain bind's name for logs (a TLS bind's is `tls.name`)
+
+    @property
+    def name(self) -> str:
+        return self.tls.name if self.tls is not None else self.label
 
 
 class FrontendRuntime:

@@ -73,7 +73,9 @@ class ClientSide(Protocol):
     @property
     def frontend(self) -> StreamFrontend: ...
 
-    def connection_info(self, host: str | None = None) -> ConnectionInfo: ...
+    def connection_info(
+        self, host: str | None = None, target: bytes | None = None
+    ) -> ConnectionInfo: ...
 
     def route(self, info: ConnectionInfo) -> BackendPool | None: ...
 
@@ -396,7 +398,7 @@ class ExchangeLifecycle:
             client=side.client_address,
             received_at=exchange.received_at,  # type: ignore[arg-type]
             frontend=side.frontend.name,
-            tls=True,
+            tls=side.session is not None,  # no session: a plain bind
             backend=pool.name if pool else side.frontend.name,
             server=exchange.server.name if exchange.server and exchange.sent_at else None,
             request_s=None if bad else exchange.head_at - exchange.started,

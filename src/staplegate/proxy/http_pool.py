@@ -52,6 +52,7 @@ class HttpSettings:
     max_head_bytes: int = MAX_HEAD_BYTES
     max_body_bytes: int | None = None
     max_headers: int = MAX_HEADERS  # `tune.http.maxhdr`
+    route_by_path: bool = False  # a `use_backend` rule looks at the path: route every request
     backends: Mapping[str, HttpBackendSettings] = field(default_factory=dict)
 
 

@@ -1,9 +1,11 @@
 """Evaluate `if|unless` conditions and apply `http-request` rules to one request, pure.
 
-Conditions test the connection (`ssl_fc`, `ssl_fc_sni`, `req.ssl_sni`) and, in mode http,
-the request (`hdr(host)`: the Host header exactly as sent, port included, as HAProxy's
-`hdr(host)` fetch returns it). Rules run in order, like HAProxy's: header edits change the
-request in place; `return`, `deny` and `redirect` stop evaluation and answer locally.
+Conditions test the connection (`ssl_fc`, `ssl_fc_sni`, `req.ssl_sni`, `src`) and, in mode
+http, the request (`hdr(host)`: the Host header exactly as sent, port included, as HAProxy's
+`hdr(host)` fetch returns it; `path`: the target's path without its query string, not
+decoded, as HAProxy's `path` returns it). Rules run in order, like HAProxy's: header edits
+change the request in place; `return`, `deny` and `redirect` stop evaluation and answer
+locally.
 Client certificates add `ssl_c_used` and `ssl_c_verify N` to conditions. Header values are
 literal text plus the `%[fetch,converter]` expressions of `config/samples.py` (the config
 parser refused every other one): `src`, `src_port`, `ssl_fc`, `ssl_fc_sni` and the client
@@ -13,6 +15,7 @@ certificate's `ssl_c_*`. A fetch with nothing to return gives an empty string, a
 from __future__ import annotations
 
 import base64
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,6 +46,42 @@ class RequestFacts:
     tls: bool = True
     host: str | None = None  # None in mode tcp, or a request without Host
     client_certificate: ClientCertificate | None = None  # on binds that ask for one
+    target: bytes | None = None  # the request line's target; None in mode tcp
+
+
+def request_path(target: bytes | None) -> str | None:
+    """HAProxy's `path`: from the first `/` (after the authority of an absolute-form target)
+    to before `?`; None when there is none (`*`, authority-form, `http://host`)."""
+    if target is None:
+        return None
+    if target[:1] != b"/":
+        scheme_end = target.find(b"://")
+        if scheme_end <= 0:
+            return None
+        start = target.find(b"/", scheme_end + 3)
+        if start < 0:
+            return None
+        target = target[start:]
+    query = target.find(b"?")
+    return (target if query < 0 else target[:query]).decode("latin-1")
+
+
+def _source_in(
+    networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network], address: str
+) -> bool:
+    """HAProxy's `src` match: an IPv4 pattern also matches an IPv4-mapped IPv6 client."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:  # a UNIX socket peer, or no address: nothing matches, as in HAProxy
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        mapped: ipaddress.IPv4Address | ipaddress.IPv6Address = ip.ipv4_mapped
+    else:
+        mapped = ip
+    return any(
+        (mapped in network) if network.version == mapped.version else (ip in network)
+        for network in networks
+    )
 
 
 def condition_holds(condition: Condition | None, facts: RequestFacts) -> bool:
@@ -62,8 +101,19 @@ def _term_holds(term: AclTerm, facts: RequestFacts) -> bool:
         cert = facts.client_certificate
         result = cert.verify_result if cert is not None else 0
         value = any(int(v) == result for v in term.values)
+    elif term.fetch is AclFetch.SRC:
+        value = _source_in(term.networks, facts.client_address[0])
+    elif term.fetch is AclFetch.ALWAYS_TRUE:
+        value = True
+    elif term.fetch is AclFetch.ALWAYS_FALSE:
+        value = False
     else:
-        raw = facts.host if term.fetch is AclFetch.HDR_HOST else facts.server_name
+        if term.fetch is AclFetch.PATH:
+            raw = request_path(facts.target)
+        elif term.fetch is AclFetch.HDR_HOST:
+            raw = facts.host
+        else:
+            raw = facts.server_name
         if raw is None:
             value = False
         else:
@@ -182,6 +232,7 @@ def apply_rules(
                 facts.tls,
                 head.host,
                 facts.client_certificate,
+                facts.target,
             )
     return None, None
 

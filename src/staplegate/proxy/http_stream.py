@@ -194,19 +194,25 @@ class HttpStream(ExchangeLifecycle):
         side = self.client_side
         session = side.session
         client_certificate = session.client_certificate if session is not None else None
-        return RequestFacts(
-            side.client_address, side.server_name, True, head.host, client_certificate
+        return RequestFacts(  # no session: a plain bind (`ssl_fc` false)
+            side.client_address,
+            side.server_name,
+            session is not None,
+            head.host,
+            client_certificate,
+            head.target,
         )
 
-    def _route(self, host: str | None) -> Route:
+    def _route(self, host: str | None, target: bytes) -> Route:
         """`use_backend`/`default_backend` for this Host, with what the backend adds; the
         rest of the facts are fixed for the connection, so each Host is routed once per
-        connection."""
+        connection (unless a rule looks at the path: then every request is routed)."""
         try:
             return self._routes[host]
         except KeyError:
             pass
-        pool = self.client_side.route(self.client_side.connection_info(host))
+        side = self.client_side
+        pool = side.route(side.connection_info(host, target))
         if pool is None:
             route: Route = (None, None, None)
         else:
@@ -221,7 +227,7 @@ class HttpStream(ExchangeLifecycle):
             else:
                 extra = name + b": " + self._client_ip_bytes + b"\r\n"
             route = (pool, backend, extra)
-        if len(self._routes) < 8:
+        if len(self._routes) < 8 and not self.settings.route_by_path:
             self._routes[host] = route
         return route
 
@@ -249,7 +255,7 @@ class HttpStream(ExchangeLifecycle):
                 return
         route = self._routes.get(head.host)
         if route is None:
-            route = self._route(head.host)
+            route = self._route(head.host, head.target)
         pool, backend, extra = route
         if pool is None or backend is None:
             self._respond_locally(exchange, error_response(503), "SC--")

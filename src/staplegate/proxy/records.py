@@ -68,6 +68,8 @@ class ConnectionInfo:
     alpn: bytes | None
     host: str | None = None  # mode http: the request's Host header
     client_certificate: ClientCertificate | None = None  # binds that ask for one
+    tls: bool = True  # `ssl_fc`: False on a plain bind
+    target: bytes | None = None  # mode http: the request line's target (`path` fetches)
 
 
 BackendRouter = Callable[[ConnectionInfo], BackendPool | None]
@@ -92,6 +94,7 @@ class ConnectionRecord:
     duration_s: float
     connect_s: float | None
     queue_s: float | None = None
+    tls_bind: bool = True  # the bind has `ssl` (HAProxy's `~` after the frontend's name)
 
 
 class FrontendStats:

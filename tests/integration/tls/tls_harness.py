@@ -163,7 +163,7 @@ class EchoBackend:
 class RunningProxy:
     """A data plane on a background event loop: one frontend, one listener, one backend."""
 
-    tls: TlsBind
+    tls: TlsBind | None  # None: a plain bind
     staples: StapleTable = field(default_factory=StapleTable)
     timeouts: ProxyTimeouts = field(
         default_factory=lambda: ProxyTimeouts(connect_s=2.0, client_s=10.0, server_s=10.0)

@@ -1,13 +1,19 @@
-"""serving: how global TLS defaults reach server connections (issue 14 keyword audit)."""
+"""serving: how global TLS defaults reach server connections (issue 14 keyword audit), plain
+binds and what routing needs (issue 16)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import ssl
+from pathlib import Path
 
 from staplegate.config.model import SslOptions, TlsVersion
-from staplegate.deploy.plan import _server_versions
+from staplegate.deploy.plan import ServePlan, _server_versions, validate
 from staplegate.proxy.backends import ServerTls
 from staplegate.proxy.upstream import client_context
+
+NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 
 
 def test_server_versions_follow_ssl_default_server_options() -> None:
@@ -31,3 +37,46 @@ def test_server_context_applies_ciphers_and_versions() -> None:
     assert context.minimum_version is ssl.TLSVersion.TLSv1_3
     tls12 = [c["name"] for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"]
     assert tls12 == ["ECDHE-ECDSA-AES128-GCM-SHA256"]
+
+
+def _plan(tmp_path: Path, frontend: str) -> tuple[ServePlan | None, str]:
+    """Validate `frontend` with backends `app` and `api` in the frontend's mode."""
+    mode = "http" if "mode http" in frontend else "tcp"
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        f"{frontend}backend app\n    mode {mode}\n    server a 127.0.0.1:9000\n"
+        f"backend api\n    mode {mode}\n    server b 127.0.0.1:9001\n",
+        encoding="utf-8",
+    )
+    err = io.StringIO()
+    _generation, plan = validate([str(config)], now=NOW, err=err, startup=True)
+    return plan, err.getvalue()
+
+
+def test_a_plain_bind_is_planned_without_tls(tmp_path: Path) -> None:
+    plan, output = _plan(
+        tmp_path, "frontend fe\n    bind 127.0.0.1:8080 accept-proxy\n    default_backend app\n"
+    )
+    assert plan is not None, output
+    (bind,) = plan.frontends[0].binds
+    assert (bind.tls, bind.bind.accept_proxy) == (None, True)
+
+
+def test_path_routing_routes_every_request_and_needs_mode_http(tmp_path: Path) -> None:
+    rules = "    use_backend api if { path_beg /api/ } !LOCALHOST\n    default_backend app\n"
+    plan, output = _plan(tmp_path, "frontend fe\n    mode http\n    bind 127.0.0.1:8080\n" + rules)
+    assert plan is not None, output
+    http = plan.frontends[0].http
+    assert http is not None
+    assert http.route_by_path
+    plan, output = _plan(
+        tmp_path,
+        "frontend fe\n    mode http\n    bind 127.0.0.1:8080\n"
+        "    use_backend api if { src 10.0.0.0/8 }\n    default_backend app\n",
+    )
+    assert plan is not None, output
+    assert plan.frontends[0].http is not None
+    assert not plan.frontends[0].http.route_by_path  # routed once per Host, as before
+    plan, output = _plan(tmp_path, "frontend fe\n    mode tcp\n    bind 127.0.0.1:8080\n" + rules)
+    assert plan is None
+    assert "frontend 'fe' is 'mode tcp': 'path' needs 'mode http'" in output

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from staplegate.config.model import AclFetch, AclTerm, Condition
+import ipaddress
+
+from staplegate.config.model import AclFetch, AclMatch, AclTerm, Condition
 from staplegate.deploy.plan import FrontendPlan, RouteRule
 from staplegate.deploy.routing import condition_holds, make_router
 from staplegate.proxy.backends import BackendPool, BackendServer
@@ -57,3 +59,27 @@ def test_no_condition_always_holds_and_unless_inverts() -> None:
     assert condition_holds(None, hello(None))
     assert condition_holds(sni_is("www.test", unless=True), hello("api.test"))
     assert not condition_holds(sni_is("www.test", unless=True), hello("WWW.test"))
+
+
+def test_routing_on_path_source_and_ssl_fc() -> None:
+    api = Condition(False, (AclTerm(AclFetch.PATH, ("/api/",), match=AclMatch.BEGIN),))
+    office = Condition(
+        False,
+        (AclTerm(AclFetch.SRC, ("10.0.0.0/8",), networks=(ipaddress.ip_network("10.0.0.0/8"),)),),
+    )
+    plain = Condition(True, (AclTerm(AclFetch.SSL_FC),))
+    route = make_router(
+        frontend(
+            (RouteRule("api", api), RouteRule("www", office), RouteRule("fallback", plain)),
+            None,
+        ),
+        POOLS,
+    )
+
+    def info(client: str, target: bytes | None, *, tls: bool = True) -> ConnectionInfo:
+        return ConnectionInfo("fe", (client, 1), None, None, "h.test", target=target, tls=tls)
+
+    assert route(info("192.0.2.1", b"/api/v1?x")) is POOLS["api"]
+    assert route(info("10.1.2.3", b"/other")) is POOLS["www"]
+    assert route(info("192.0.2.1", b"/other")) is None
+    assert route(info("192.0.2.1", b"/other", tls=False)) is POOLS["fallback"]

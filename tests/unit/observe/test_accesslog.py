@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from staplegate.observe.accesslog import HttpLogRecord, LogCounters, haproxy_date
+from staplegate.clock import ManualClock
+from staplegate.observe.accesslog import HttpLogRecord, LogCounters, haproxy_date, tcplog_writer
+from staplegate.proxy.records import ConnectionRecord, Termination
 
 
 def test_httplog_line_format() -> None:
@@ -20,3 +22,22 @@ def test_httplog_line_format() -> None:
         '- - ---- 1/1/1/1/0 0/0 "GET /index.html HTTP/1.1"'
     )
     assert haproxy_date(dt.datetime(2009, 2, 6, 12, 14, 14, 655000)).endswith(":12:14:14.655")
+
+
+def _record(*, tls_bind: bool) -> ConnectionRecord:
+    return ConnectionRecord(
+        frontend="raw", bind="bind :25", client_address=("10.0.1.2", 33317), server_name=None,
+        certificate=None, tls=None, tls_error=None, backend="mail", server="mx1",
+        bytes_from_client=10, bytes_to_client=20, termination=Termination.NORMAL,
+        duration_s=1.5, connect_s=0.002, queue_s=0.0, tls_bind=tls_bind,
+    )  # fmt: skip
+
+
+def test_tcplog_marks_only_tls_binds_with_a_tilde() -> None:
+    """HAProxy's `%ft`: the frontend's name, with `~` when the connection came over SSL."""
+    lines: list[str] = []
+    write = tcplog_writer(ManualClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)), lines.append)
+    write(_record(tls_bind=False))
+    write(_record(tls_bind=True))
+    assert " raw mail/mx1 0/2/1500 20 -- " in lines[0]
+    assert " raw~ mail/mx1 0/2/1500 20 -- " in lines[1]

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import ipaddress
+from dataclasses import replace
+
 import pytest
 
 from staplegate.config.model import (
     AclFetch,
+    AclMatch,
     AclTerm,
     Condition,
     HttpDelHeader,
+    HttpDeny,
     HttpRedirectScheme,
     HttpSetHeader,
 )
+from staplegate.config.parser.rules import PREDEFINED_ACLS
 from staplegate.proxy.http_message import BodyKind
 from staplegate.proxy.http_request import RequestHead, RequestReader
-from staplegate.proxy.http_rules import CompiledRule, RequestFacts, apply_rules, condition_holds
+from staplegate.proxy.http_rules import (
+    CompiledRule,
+    RequestFacts,
+    apply_rules,
+    condition_holds,
+    request_path,
+)
 
 
 def test_conditions_on_host_and_sni() -> None:
@@ -121,3 +133,99 @@ def test_redirect_scheme_uses_the_host_and_the_path_of_any_target(
     )
     assert answer is not None
     assert dict(answer.headers)["location"] == location
+
+
+@pytest.mark.parametrize(
+    ("target", "path"),
+    [
+        (b"/a/b?x=1", "/a/b"),
+        (b"/a%20b", "/a%20b"),  # not decoded, as HAProxy's `path`
+        (b"/", "/"),
+        (b"http://h.test/p?q", "/p"),
+        (b"http://u@h.test:8080/p/q", "/p/q"),
+        (b"http://h.test", None),
+        (b"http://h.test?q", None),
+        (b"*", None),
+        (b"h.test:443", None),
+        (None, None),
+    ],
+)
+def test_request_path_is_haproxys_path_fetch(target: bytes | None, path: str | None) -> None:
+    assert request_path(target) == path
+
+
+def test_path_and_path_beg_conditions() -> None:
+    def facts(target: bytes) -> RequestFacts:
+        return RequestFacts(("192.0.2.1", 1), None, False, "h.test", None, target)
+
+    exact = AclTerm(AclFetch.PATH, ("/metrics",))
+    begins = AclTerm(AclFetch.PATH, ("/api/",), match=AclMatch.BEGIN)
+    folded = AclTerm(AclFetch.PATH, ("/admin",), ignore_case=True, match=AclMatch.BEGIN)
+    assert condition_holds(Condition(False, (exact,)), facts(b"/metrics?x"))
+    assert not condition_holds(Condition(False, (exact,)), facts(b"/metrics/"))
+    assert condition_holds(Condition(False, (begins,)), facts(b"http://h.test/api/v1"))
+    assert not condition_holds(Condition(False, (begins,)), facts(b"/API/v1"))
+    assert condition_holds(Condition(False, (folded,)), facts(b"/ADMIN/x"))
+    assert not condition_holds(Condition(False, (exact,)), facts(b"*"))  # no path: no match
+    # mode tcp has no request: a path condition never holds, a negated one always does
+    tcp = RequestFacts(("192.0.2.1", 1), None)
+    assert not condition_holds(Condition(False, (begins,)), tcp)
+    assert condition_holds(Condition(False, (replace(begins, negated=True),)), tcp)
+
+
+@pytest.mark.parametrize(
+    ("client", "held"),
+    [
+        ("127.0.0.1", True),
+        ("127.255.0.9", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),  # an IPv4-mapped client matches an IPv4 pattern
+        ("192.0.2.1", False),
+        ("::2", False),
+        ("/run/staplegate.sock", False),  # not an address: nothing matches
+    ],
+)
+def test_localhost_is_src_127_0_0_1_8_and_ipv6_loopback(client: str, held: bool) -> None:
+    localhost = PREDEFINED_ACLS["LOCALHOST"]
+    facts = RequestFacts((client, 1), None)
+    assert condition_holds(Condition(False, (localhost,)), facts) is held
+    assert condition_holds(Condition(False, (replace(localhost, negated=True),)), facts) is (
+        not held
+    )
+
+
+def test_src_networks_and_the_constant_acls() -> None:
+    office = AclTerm(
+        AclFetch.SRC,
+        ("192.0.2.0/24", "2001:db8::/32"),
+        networks=(ipaddress.ip_network("192.0.2.0/24"), ipaddress.ip_network("2001:db8::/32")),
+    )
+    assert condition_holds(Condition(False, (office,)), RequestFacts(("192.0.2.200", 1), None))
+    assert condition_holds(Condition(False, (office,)), RequestFacts(("2001:db8::5", 1), None))
+    assert not condition_holds(Condition(False, (office,)), RequestFacts(("192.0.3.1", 1), None))
+    facts = RequestFacts(("192.0.2.1", 1), None)
+    true, false = PREDEFINED_ACLS["TRUE"], PREDEFINED_ACLS["FALSE"]
+    assert condition_holds(Condition(False, (true,)), facts)
+    assert not condition_holds(Condition(False, (false,)), facts)
+    assert condition_holds(Condition(True, (false,)), facts)  # `unless FALSE`
+    assert not condition_holds(Condition(False, (true, false)), facts)
+
+
+def test_rules_see_the_path_and_the_source() -> None:
+    head = RequestHead("GET", b"/admin/users?id=1", "1.1", [(b"Host", b"h.test")], keep_alive=True)
+    deny_admin = CompiledRule(
+        HttpDeny(),
+        Condition(
+            False,
+            (
+                replace(PREDEFINED_ACLS["LOCALHOST"], negated=True),
+                AclTerm(AclFetch.PATH, ("/admin",), match=AclMatch.BEGIN),
+            ),
+        ),
+    )
+    remote = RequestFacts(("192.0.2.1", 1), None, False, "h.test", None, head.target)
+    local = RequestFacts(("127.0.0.1", 1), None, False, "h.test", None, head.target)
+    answer, action = apply_rules([deny_admin], head, remote)
+    assert answer is not None
+    assert (answer.status, action) == (403, "deny")
+    assert apply_rules([deny_admin], head, local) == (None, None)

@@ -48,8 +48,12 @@ class FakeClientSide:
         self.ended: list[bool] = []
         self.reading = True
 
-    def connection_info(self, host: str | None = None) -> ConnectionInfo:
-        return ConnectionInfo("fe", self.client_address, self.server_name, None, host)
+    def connection_info(
+        self, host: str | None = None, target: bytes | None = None
+    ) -> ConnectionInfo:
+        return ConnectionInfo(
+            "fe", self.client_address, self.server_name, None, host, target=target
+        )
 
     def route(self, info: ConnectionInfo) -> BackendPool | None:
         return self.pool

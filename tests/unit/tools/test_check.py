@@ -32,22 +32,18 @@ def test_check_and_startup_agree(name: str, monkeypatch: pytest.MonkeyPatch) -> 
     started, start_output = verdict(name, startup=True)
     if name in WITHOUT_LISTENER:
         assert (checked, started) == (True, False)
-        assert "[WARNING] config : no TLS bind to listen on" in check_output
-        assert "[ALERT] config : no TLS bind to listen on" in start_output
+        assert "[WARNING] config : no bind to listen on" in check_output
+        assert "[ALERT] config : no bind to listen on" in start_output
     else:
         assert checked == started, check_output + start_output
 
 
-def test_plain_bind_is_refused_by_the_check(tmp_path: Path) -> None:
-    config = tmp_path / "plain.cfg"
-    config.write_text(
-        "frontend fe\n    bind 127.0.0.1:8080\n    default_backend app\n"
-        "backend app\n    server a 127.0.0.1:9000\n",
-        encoding="utf-8",
-    )
-    err = io.StringIO()
-    _generation, plan = validate([str(config)], now=NOW, err=err, startup=False)
-    assert plan is None
-    assert f"parsing [{config}:2] : 'bind 127.0.0.1:8080' in frontend 'fe' has no 'ssl'" in (
-        err.getvalue()
-    )
+@pytest.mark.parametrize("name", ["18-plain-listeners.cfg"])
+def test_plain_binds_are_accepted_by_both(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: a `bind` without `ssl` is served (mode http and mode tcp, accept-proxy);
+    before, both refused it."""
+    monkeypatch.chdir(CONFIGS)
+    for startup in (False, True):
+        accepted, output = verdict(name, startup=startup)
+        assert accepted, output
+        assert "has no 'ssl'" not in output

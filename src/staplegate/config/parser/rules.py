@@ -1,13 +1,15 @@
 """Rules and their conditions: `acl`, `use_backend`, and the `http-request` actions.
 
 Conditions are the subset staplegate evaluates (`if|unless { ssl_fc_sni -i HOST... }` and
-the fetches in `CONDITION_HELP`); anything else is refused, because ignoring a condition
-would change traffic. Each `http-request` action is registered in `HTTP_REQUEST_ACTIONS`:
-the supported ones with their reader, every other HAProxy action as refused.
+the fetches in `CONDITION_HELP`, plus HAProxy's predefined ACLs `TRUE`, `FALSE` and
+`LOCALHOST`); anything else is refused, because ignoring a condition would change traffic.
+Each `http-request` action is registered in `HTTP_REQUEST_ACTIONS`: the supported ones with
+their reader, every other HAProxy action as refused.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -39,12 +41,32 @@ _ACL_FETCHES = {
     "ssl_c_verify": AclFetch.SSL_C_VERIFY,
     "hdr(host)": AclFetch.HDR_HOST,
     "req.hdr(host)": AclFetch.HDR_HOST,
+    "path": AclFetch.PATH,
+    "path_beg": AclFetch.PATH,  # HAProxy's derived keyword: `path -m beg`
+    "src": AclFetch.SRC,
+    "always_true": AclFetch.ALWAYS_TRUE,
+    "always_false": AclFetch.ALWAYS_FALSE,
 }
+_VALUELESS = frozenset(
+    (AclFetch.SSL_FC, AclFetch.SSL_C_USED, AclFetch.ALWAYS_TRUE, AclFetch.ALWAYS_FALSE)
+)
 CONDITION_HELP = (
     "staplegate understands only 'if|unless { ssl_fc_sni -i HOST... }' conditions "
-    "(also req.ssl_sni, ssl_fc, ssl_c_used, ssl_c_verify N, hdr(host) in mode http, "
-    "and named ACLs of those forms)"
+    "(also req.ssl_sni, ssl_fc, ssl_c_used, ssl_c_verify N, src ADDRESS[/MASK], "
+    "always_true, always_false, and in mode http hdr(host), path and path_beg; "
+    "named ACLs of those forms and the predefined TRUE, FALSE and LOCALHOST)"
 )
+# HAProxy's predefined ACLs this subset can express (HAProxy's acl.c `default_acl_list`);
+# a user's `acl` of the same name wins, as in HAProxy.
+PREDEFINED_ACLS: dict[str, AclTerm] = {
+    "TRUE": AclTerm(AclFetch.ALWAYS_TRUE),
+    "FALSE": AclTerm(AclFetch.ALWAYS_FALSE),
+    "LOCALHOST": AclTerm(
+        AclFetch.SRC,
+        ("127.0.0.1/8", "::1"),
+        networks=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
+    ),
+}
 
 # reads an action's words (condition removed) into the action, or diagnoses and gives None
 ActionReader = Callable[[ParserState, list[str], SourceLocation, str], HttpAction | None]
@@ -79,13 +101,24 @@ def _acl_term(
         )
         return None
     ignore_case = False
-    match = AclMatch.EXACT
+    match = AclMatch.BEGIN if fetch_name == "path_beg" else AclMatch.EXACT
     values: list[str] = []
     i = 1
     while i < len(words):
         w = words[i]
         if w == "-i":
             ignore_case = True
+        elif w == "-m" and i + 1 < len(words) and fetch_name in ("path_beg", "src"):
+            parser.error(
+                where,
+                label.split()[0],
+                f"'{label}' : '-m {words[i + 1]}' cannot be used with '{fetch_name}' "
+                f"(use 'path -m …' to choose the match)"
+                if fetch_name == "path_beg"
+                else f"'{label}' : 'src' matches addresses and networks only (no '-m').",
+                Reason.UNSUPPORTED,
+            )
+            return None
         elif w == "-m" and i + 1 < len(words):
             try:
                 match = AclMatch(words[i + 1])
@@ -113,7 +146,7 @@ def _acl_term(
         else:
             values.append(w)
         i += 1
-    if fetch in (AclFetch.SSL_FC, AclFetch.SSL_C_USED):
+    if fetch in _VALUELESS:
         if values:
             parser.error(
                 where,
@@ -133,13 +166,29 @@ def _acl_term(
             )
             return None
     elif not values:
+        what = {AclFetch.PATH: "path", AclFetch.SRC: "address or network"}.get(fetch, "host name")
         parser.error(
             where,
             label.split()[0],
-            f"'{label}' : '{fetch_name}' needs at least one host name to match.",
+            f"'{label}' : '{fetch_name}' needs at least one {what} to match.",
             Reason.MISSING_ARGUMENT,
         )
         return None
+    elif fetch is AclFetch.SRC:
+        networks = []
+        for value in values:
+            try:
+                networks.append(ipaddress.ip_network(value, strict=False))
+            except ValueError:
+                parser.error(
+                    where,
+                    label.split()[0],
+                    f"'{label}' : '{value}' is not an IPv4 or IPv6 address or network "
+                    "('src' matches ADDRESS or ADDRESS/MASK; host names are not resolved).",
+                    Reason.SYNTAX,
+                )
+                return None
+        return AclTerm(fetch, tuple(values), match=match, networks=tuple(networks))
     if ignore_case:
         values = [v.lower() for v in values]
     return AclTerm(fetch, tuple(values), ignore_case, match)
@@ -220,6 +269,10 @@ def read_condition(
                 )
                 return None
             terms.append(replace(named[0], negated=negated))
+            i += 1
+            continue
+        if w in PREDEFINED_ACLS:
+            terms.append(replace(PREDEFINED_ACLS[w], negated=negated))
             i += 1
             continue
         parser.error(

@@ -47,12 +47,27 @@ def test_use_backend_conditions() -> None:
 def test_condition_errors() -> None:
     help_text = (
         "staplegate understands only 'if|unless { ssl_fc_sni -i HOST... }' conditions "
-        "(also req.ssl_sni, ssl_fc, ssl_c_used, ssl_c_verify N, hdr(host) in mode http, "
-        "and named ACLs of those forms)"
+        "(also req.ssl_sni, ssl_fc, ssl_c_used, ssl_c_verify N, src ADDRESS[/MASK], "
+        "always_true, always_false, and in mode http hdr(host), path and path_beg; "
+        "named ACLs of those forms and the predefined TRUE, FALSE and LOCALHOST)"
     )
     cases = {
-        "use_backend app if { path -i a }": "'use_backend' : fetch 'path' is not "
+        "use_backend app if { url_beg -i a }": "'use_backend' : fetch 'url_beg' is not "
         f"supported: {help_text}; ignoring the condition would change traffic",
+        "use_backend app if { path_end .php }": "'use_backend' : fetch 'path_end' is not "
+        f"supported: {help_text}; ignoring the condition would change traffic",
+        "use_backend app if { src www.example.test }": "'use_backend' : 'www.example.test' "
+        "is not an IPv4 or IPv6 address or network ('src' matches ADDRESS or ADDRESS/MASK; "
+        "host names are not resolved).",
+        "use_backend app if { src }": "'use_backend' : 'src' needs at least one address or "
+        "network to match.",
+        "use_backend app if { src -m beg 10. }": "'use_backend' : 'src' matches addresses "
+        "and networks only (no '-m').",
+        "use_backend app if { path_beg -m end /a }": "'use_backend' : '-m end' cannot be used "
+        "with 'path_beg' (use 'path -m …' to choose the match)",
+        "use_backend app if { always_true 1 }": "'use_backend' : 'always_true' takes no value.",
+        "use_backend app if localhost": "'use_backend' : unknown or unsupported ACL "
+        f"'localhost' in 'if localhost': {help_text}",
         "use_backend app if unknown_acl": "'use_backend' : unknown or unsupported ACL "
         f"'unknown_acl' in 'if unknown_acl': {help_text}",
         "use_backend app if { ssl_fc_sni a } || { ssl_fc_sni b }": "'use_backend' : 'if { "
@@ -64,12 +79,70 @@ def test_condition_errors() -> None:
         "host name to match.",
         "use_backend app if { ssl_fc_sni a": "'use_backend' : missing closing '}' in condition.",
         "use_backend": "'use_backend' expects a backend name.",
-        "acl host path -i a": "'acl host' : fetch 'path' is not supported: "
+        "acl host url -i a": "'acl host' : fetch 'url' is not supported: "
         f"{help_text}; ignoring the condition would change traffic",
     }
     for line, message in cases.items():
         text = f"frontend fe\n    bind :443\n    {line}\n    default_backend app\n" + BACKEND
         assert one_error(text) == A.format(3, message), line
+
+
+def test_path_src_and_predefined_acls() -> None:
+    """Issue 16: `path`, `path_beg`, `src` and HAProxy's predefined ACLs TRUE, FALSE and
+    LOCALHOST (before, each was refused as an unsupported fetch or an unknown ACL)."""
+    config, diags = check(
+        "frontend fe\n    mode http\n    bind :80\n"
+        "    acl api path_beg -i /API/ /v2/\n"
+        "    acl office src 192.0.2.0/24 2001:db8::1 10.0.0.0/255.0.0.0\n"
+        "    http-request deny if !LOCALHOST { path_beg /admin }\n"
+        "    http-request deny unless FALSE\n"
+        "    http-request set-header X-A 1 if TRUE office\n"
+        "    use_backend app if api\n"
+        "    use_backend app if { path -m end .php } { src 127.0.0.1 }\n"
+        "    use_backend app if { always_true } !{ always_false }\n"
+        "    default_backend app\nbackend app\n    mode http\n    server a 127.0.0.1:1\n"
+    )
+    assert diags == []
+    assert config is not None
+    frontend = config.frontend("fe")
+    deny_admin, deny_false, set_header = (r.condition for r in frontend.http_request_rules)
+    assert deny_admin is not None
+    assert deny_false is not None
+    assert set_header is not None
+    localhost, admin = deny_admin.terms
+    assert (localhost.fetch, localhost.negated) == (AclFetch.SRC, True)
+    assert [str(n) for n in localhost.networks] == ["127.0.0.0/8", "::1/128"]
+    assert (admin.fetch, admin.match, admin.values) == (AclFetch.PATH, AclMatch.BEGIN, ("/admin",))
+    assert deny_false.unless
+    assert deny_false.terms[0].fetch is AclFetch.ALWAYS_FALSE
+    assert [t.fetch for t in set_header.terms] == [AclFetch.ALWAYS_TRUE, AclFetch.SRC]
+    assert [str(n) for n in set_header.terms[1].networks] == [
+        "192.0.2.0/24",
+        "2001:db8::1/128",
+        "10.0.0.0/8",
+    ]
+    api, php, always = (r.condition for r in frontend.use_backends)
+    assert api is not None
+    assert php is not None
+    assert always is not None
+    assert (api.terms[0].values, api.terms[0].ignore_case) == (("/api/", "/v2/"), True)
+    assert (php.terms[0].fetch, php.terms[0].match) == (AclFetch.PATH, AclMatch.END)
+    assert [(t.fetch, t.negated) for t in always.terms] == [
+        (AclFetch.ALWAYS_TRUE, False),
+        (AclFetch.ALWAYS_FALSE, True),
+    ]
+
+
+def test_a_user_acl_named_like_a_predefined_one_wins() -> None:
+    config, diags = check(
+        "frontend fe\n    bind :443\n    acl TRUE ssl_fc\n    use_backend app if TRUE\n"
+        "    default_backend app\n" + BACKEND
+    )
+    assert diags == []
+    assert config is not None
+    condition = config.frontend("fe").use_backends[0].condition
+    assert condition is not None
+    assert condition.terms[0].fetch is AclFetch.SSL_FC
 
 
 def test_http_request_rules() -> None:
