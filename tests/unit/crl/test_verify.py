@@ -29,9 +29,7 @@ from tests.fuzz_targets.crl_verify import (
 def _reason(data: bytes, *, now: dt.datetime = NOW, skew_s: int = 300) -> CrlFailure:
     world = pki()
     with pytest.raises(CrlError) as caught:
-        check_certificate(
-            data, world.leaf, world.ca, now=now, skew=dt.timedelta(seconds=skew_s)
-        )
+        check_certificate(data, world.leaf, world.ca, now=now, skew=dt.timedelta(seconds=skew_s))
     return caught.value.reason
 
 

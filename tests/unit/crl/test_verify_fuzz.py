@@ -82,4 +82,3 @@ def test_an_altered_signed_part_is_never_accepted(data: bytes) -> None:
 @given(st.binary(max_size=256))
 def test_raw_bytes_raise_only_crl_error(data: bytes) -> None:
     crl_verify.run_one(data)
-
