@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,14 +18,16 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from staplegate.testpki.pytest_plugin import Pki
 
 
-def staplegate(*args: str | Path) -> subprocess.CompletedProcess[str]:
+def staplegate(
+    *args: str | Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "staplegate", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
-        env=dict(os.environ),
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -69,15 +70,18 @@ def test_good_then_revoked_after_ca_revoke_and_ca_crl(pki: Pki) -> None:
 
 
 def test_an_expired_crl_gives_no_verdict(pki: Pki) -> None:
+    """`ca crl --seconds 60`: current now, expired two minutes from now (the CLI's clock is
+    moved with STAPLEGATE_CLOCK_OFFSET, so nothing sleeps)."""
     bundle = _issue(pki, "expired.crl.test")
-    crl = _crl(pki, "--seconds", "1")
-    result = staplegate("crl", "check", bundle, "--crl", crl, "--skew", "0")
-    # one second later at the latest, the CRL is past its nextUpdate
-    if result.returncode == 0:
-        time.sleep(1.1)
-        result = staplegate("crl", "check", bundle, "--crl", crl, "--skew", "0")
+    crl = _crl(pki, "--seconds", "60")
+    assert staplegate("crl", "check", bundle, "--crl", crl, "--skew", "0").returncode == 0
+    later = {"STAPLEGATE_CLOCK_OFFSET": "120"}
+    result = staplegate("crl", "check", bundle, "--crl", crl, "--skew", "0", env=later)
     assert result.returncode == 2
     assert "Reason: expired" in result.stderr
+    # within the skew it is still current: no OCSP-style withdrawal margin
+    skewed = staplegate("crl", "check", bundle, "--crl", crl, "--skew", "300", env=later)
+    assert skewed.returncode == 0, skewed.stderr
 
 
 def test_a_crl_from_another_ca_and_a_truncated_file(
