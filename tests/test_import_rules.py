@@ -38,6 +38,28 @@ def test_restricted_imports_stay_in_their_package() -> None:
     assert not violations, "\n".join(violations)
 
 
+def test_crl_core_is_io_free_and_self_contained() -> None:
+    """crl/ is sans-IO like ocsp/: no sockets, files, clock or HTTP, and nothing of ours
+    outside itself (the updater and the tools hand it bytes, certificates and `now`)."""
+    forbidden = {"socket", "asyncio", "aiohttp", "urllib", "http", "time", "os", "pathlib"}
+    violations = []
+    for path in sorted((PACKAGE / "crl").rglob("*.py")):
+        for module in _imports(path):
+            top = module.split(".")[0]
+            if top in forbidden:
+                violations.append(f"{path.name} imports {module}")
+            if top == "staplegate" and not module.startswith("staplegate.crl"):
+                violations.append(f"{path.name} imports {module}")
+            if module.startswith("staplegate.clock"):
+                violations.append(f"{path.name} reads the clock through {module}")
+        source = path.read_text(encoding="utf-8")
+        for call in ("open(", ".now(", ".today(", "read_bytes(", "utcnow("):
+            if call in source:
+                violations.append(f"{path.name} calls {call}")
+    assert (PACKAGE / "crl" / "verify.py").exists()
+    assert not violations, "\n".join(violations)
+
+
 def test_ocsp_core_is_io_free() -> None:
     forbidden = {"socket", "asyncio", "aiohttp", "urllib.request", "http.client", "time"}
     violations = []

@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "responder": "staplegate.testpki.responder_cli",
     "reload": "staplegate.tools.reload",
     "ocsp": "staplegate.tools.ocsp",
+    "crl": "staplegate.tools.crl",
     "ctl": "staplegate.tools.ctl",
 }
 

@@ -1,6 +1,7 @@
-"""The only code that talks to OCSP responders: the HTTP client and the request gate."""
+"""The only code that talks to OCSP responders and CRL servers: HTTP client, request gate."""
 
 from staplegate.fetch.client import (
+    DEFAULT_CRL_MAX_BODY,
     OCSP_RESPONSE_CONTENT_TYPE,
     FetchFailure,
     FetchResult,
@@ -11,6 +12,7 @@ from staplegate.fetch.client import (
 from staplegate.fetch.gate import FetchGate, HostRateLimiter, responder_key
 
 __all__ = [
+    "DEFAULT_CRL_MAX_BODY",
     "OCSP_RESPONSE_CONTENT_TYPE",
     "FetchFailure",
     "FetchGate",

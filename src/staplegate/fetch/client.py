@@ -17,6 +17,12 @@ the OCSP response: the engine does that with every candidate.
 
 `fetch()` never raises for anything the network or the responder does; it returns a
 `FetchResult` whose `failure` is an enum and whose `detail` is a sentence for the log.
+
+`fetch_crl()` GETs a CRL through the same session, proxy, connect timeout and retries, under
+its own cap (`DEFAULT_CRL_MAX_BODY`, 64 MiB: CRLs of large CAs are megabytes) and deadline;
+any Content-Type is accepted (servers send application/pkix-crl, application/x-pkcs7-crl or
+application/octet-stream) because the CRL verifier judges the bytes. The body is streamed
+into one buffer and the read stops one byte past the cap.
 """
 
 from __future__ import annotations
@@ -38,6 +44,10 @@ OCSP_RESPONSE_CONTENT_TYPE = "application/ocsp-response"
 #: Ours, so a responder's logs tell us from HAProxy (whose User-Agent is `HAProxy`).
 USER_AGENT = f"staplegate/{__version__}"
 _READ_CHUNK = 16 * 1024
+#: Largest CRL `fetch_crl` accepts by default, in bytes.
+DEFAULT_CRL_MAX_BODY = 64 * 1024 * 1024
+#: Seconds a whole CRL fetch may take by default (a big CRL on a slow link).
+DEFAULT_CRL_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True)
@@ -212,7 +222,9 @@ class OcspHttpClient:
         try:
             target = _parse_url(url)
             async with asyncio.timeout(total):
-                status, payload = await self._exchange(method, target, url, headers, body, progress)
+                status, payload = await self._exchange(
+                    method, target, url, headers, body, progress, _OCSP_BODY
+                )
         except _Failed as failed:
             return FetchResult(
                 ok=False,
@@ -243,6 +255,56 @@ class OcspHttpClient:
             attempts=progress.attempts,
         )
 
+    async def fetch_crl(
+        self,
+        url: str,
+        *,
+        max_body: int = DEFAULT_CRL_MAX_BODY,
+        total_timeout: float = DEFAULT_CRL_TIMEOUT,
+    ) -> FetchResult:
+        """GET the CRL at `url` (http or https), at most `max_body` bytes within
+        `total_timeout` seconds. Never raises for network or server problems."""
+        if max_body <= 0 or total_timeout <= 0:
+            raise ValueError("max_body and total_timeout must be positive")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        progress = _Progress()
+        try:
+            target = _parse_url(url, what="CRL")
+            async with asyncio.timeout(total_timeout):
+                status, payload = await self._exchange(
+                    "GET", target, url, (), None, progress, _BodyRule(max_body, "CRL")
+                )
+        except _Failed as failed:
+            return FetchResult(
+                ok=False,
+                body=None,
+                failure=failed.failure,
+                detail=failed.detail,
+                http_status=failed.http_status,
+                elapsed=loop.time() - started,
+                attempts=progress.attempts,
+            )
+        except TimeoutError:
+            return FetchResult(
+                ok=False,
+                body=None,
+                failure=FetchFailure.TIMEOUT,
+                detail=_timeout_detail(total_timeout, progress, url),
+                http_status=progress.http_status,
+                elapsed=loop.time() - started,
+                attempts=progress.attempts,
+            )
+        return FetchResult(
+            ok=True,
+            body=payload,
+            failure=None,
+            detail=f"HTTP {status}, {len(payload)} bytes from {url}",
+            http_status=status,
+            elapsed=loop.time() - started,
+            attempts=progress.attempts,
+        )
+
     async def _exchange(
         self,
         method: str,
@@ -251,6 +313,7 @@ class OcspHttpClient:
         headers: Sequence[tuple[str, str]],
         body: bytes | None,
         progress: _Progress,
+        rule: _BodyRule,
     ) -> tuple[int, bytes]:
         settings = self._settings
         session = self._get_session()
@@ -274,7 +337,8 @@ class OcspHttpClient:
                 ) as response:
                     progress.phase = "reading the body from"
                     progress.http_status = response.status
-                    return response.status, await _accept(response, url, settings.max_body)
+                    max_body = settings.max_body if rule.max_body is None else rule.max_body
+                    return response.status, await _accept(response, url, max_body, rule.kind)
             except aiohttp.ClientConnectorCertificateError as exc:
                 raise _Failed(
                     FetchFailure.TLS_FAILED,
@@ -330,7 +394,7 @@ class OcspHttpClient:
                     progress.http_status,
                 ) from exc
             except aiohttp.InvalidURL as exc:
-                raise _Failed(FetchFailure.INVALID_URL, f"invalid OCSP URL {url!r}") from exc
+                raise _Failed(FetchFailure.INVALID_URL, f"invalid {rule.kind} URL {url!r}") from exc
             except aiohttp.ClientError as exc:
                 raise _Failed(
                     FetchFailure.PROTOCOL_ERROR,
@@ -358,6 +422,17 @@ class OcspHttpClient:
             return FetchFailure.CONNECT_FAILED, f"connect to {where} refused"
         reason = exc.os_error.strerror or str(exc.os_error) or type(exc.os_error).__name__
         return FetchFailure.CONNECT_FAILED, f"connect to {where} failed: {reason}"
+
+
+@dataclass(frozen=True)
+class _BodyRule:
+    """What one kind of fetch accepts: its cap (None: the settings' `max_body`) and kind."""
+
+    max_body: int | None
+    kind: str  # "OCSP": HAProxy's Content-Type rule; "CRL": any Content-Type
+
+
+_OCSP_BODY = _BodyRule(None, "OCSP")
 
 
 @dataclass
@@ -394,24 +469,28 @@ def _timeout_detail(total: float, progress: _Progress, url: str) -> str:
     return detail
 
 
-def _parse_url(url: str) -> URL:
+def _parse_url(url: str, what: str = "OCSP") -> URL:
     # encoded=True: send the percent-encoding of the GET path exactly as built (%2B, %2F, %3D).
     try:
         target = URL(url, encoded=True)
     except (ValueError, TypeError) as exc:
-        raise _Failed(FetchFailure.INVALID_URL, f"invalid OCSP URL {url!r}: {exc}") from exc
+        raise _Failed(FetchFailure.INVALID_URL, f"invalid {what} URL {url!r}: {exc}") from exc
     if target.scheme not in ("http", "https"):
+        where = "the certificate's AIA" if what == "OCSP" else "the CRL distribution point"
         raise _Failed(
             FetchFailure.INVALID_URL,
-            f"OCSP URL {url!r} is not http:// or https://; the certificate's AIA cannot be used",
+            f"{what} URL {url!r} is not http:// or https://; {where} cannot be used",
         )
     if not target.host:
-        raise _Failed(FetchFailure.INVALID_URL, f"OCSP URL {url!r} has no host")
+        raise _Failed(FetchFailure.INVALID_URL, f"{what} URL {url!r} has no host")
     return target
 
 
-async def _accept(response: aiohttp.ClientResponse, url: str, max_body: int) -> bytes:
-    """Apply HAProxy's acceptance rules in its order, then read the body with a cap."""
+async def _accept(
+    response: aiohttp.ClientResponse, url: str, max_body: int, kind: str = "OCSP"
+) -> bytes:
+    """Apply HAProxy's acceptance rules in its order, then read the body with a cap (a CRL
+    fetch skips the Content-Type rule)."""
     status = response.status
     if status != 200:
         detail = f"HTTP {status} from {url}"
@@ -421,7 +500,7 @@ async def _accept(response: aiohttp.ClientResponse, url: str, max_body: int) -> 
             detail += f" (redirect{where} not followed)"
         raise _Failed(FetchFailure.HTTP_STATUS, detail, status)
     content_types = response.headers.getall("Content-Type", [])
-    if not any(_is_ocsp_content_type(value) for value in content_types):
+    if kind == "OCSP" and not any(_is_ocsp_content_type(value) for value in content_types):
         if not content_types:
             detail = f"no Content-Type header from {url}; expected {OCSP_RESPONSE_CONTENT_TYPE}"
         else:

@@ -629,7 +629,8 @@ class CertificateAuthority:
         *,
         sans: Sequence[str] = (),
         key: KeyKind = KeyKind.EC256,
-        ocsp_url: str | Default | None = DEFAULT,
+        ocsp_url: str | Sequence[str] | Default | None = DEFAULT,
+        crl_url: str | None = None,
         must_staple: bool = False,
         days: int = 90,
         out_dir: Path | None = None,
@@ -640,7 +641,9 @@ class CertificateAuthority:
         """Issue a server certificate for CN=`name` and write `NAME.pem` + `NAME.pem.issuer`.
 
         SANs default to `name` when it looks like a host name. `not_before` (with `days`) or
-        `not_after` make expired or not-yet-valid certificates for tests.
+        `not_after` make expired or not-yet-valid certificates for tests. `ocsp_url` may be
+        several URLs (AIA OCSP entries, in order) or None (no OCSP URL at all); `crl_url` adds
+        a CRL Distribution Point.
         """
         if not _NAME_RE.match(name):
             raise CAError(
@@ -650,6 +653,7 @@ class CertificateAuthority:
                 "(at most 64 characters, no /)",
             )
         url = self.settings.ocsp_url if ocsp_url is DEFAULT else ocsp_url
+        ocsp_urls = [url] if isinstance(url, str) else list(url or ())
         san_list = list(sans) or ([name] if looks_like_hostname(name) else [])
         start, end = self._validity(days, not_before, not_after)
         out = (out_dir or self.issued_dir).absolute()
@@ -687,18 +691,27 @@ class CertificateAuthority:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName([_general_name(s) for s in san_list]), critical=False
             )
-        if url:
+        if ocsp_urls:
             builder = builder.add_extension(
                 x509.AuthorityInformationAccess(
                     [
                         x509.AccessDescription(
                             x509.oid.AuthorityInformationAccessOID.OCSP,
-                            x509.UniformResourceIdentifier(url),
+                            x509.UniformResourceIdentifier(each),
                         )
+                        for each in ocsp_urls
                     ]
                 ),
                 critical=False,
             )
+        if crl_url:
+            point = x509.DistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(crl_url)],
+                relative_name=None,
+                reasons=None,
+                crl_issuer=None,
+            )
+            builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
         if must_staple:
             builder = builder.add_extension(
                 x509.TLSFeature([x509.TLSFeatureType.status_request]), critical=False
@@ -913,9 +926,16 @@ class CertificateAuthority:
             write_index(self.index_path, entries)
         return updated
 
-    def crl(self, *, days: int = 7, now: dt.datetime | None = None) -> Path:
-        """Write crl/crl.pem listing every revoked certificate; bumps crlnumber like openssl."""
+    def crl(
+        self, *, days: int = 7, seconds: int | None = None, now: dt.datetime | None = None
+    ) -> Path:
+        """Write crl/crl.pem listing every revoked certificate; bumps crlnumber like openssl.
+
+        nextUpdate is `seconds` after thisUpdate when given (short-lived CRLs for refresh and
+        expiry tests), else `days`.
+        """
         issued_at = now or self.clock.now()
+        lifetime = dt.timedelta(days=days) if seconds is None else dt.timedelta(seconds=seconds)
         with self._locked():
             text = self.crlnumber_path.read_text(encoding="ascii").strip()
             try:
@@ -928,7 +948,7 @@ class CertificateAuthority:
                 x509.CertificateRevocationListBuilder()
                 .issuer_name(self.certificate.subject)
                 .last_update(issued_at)
-                .next_update(issued_at + dt.timedelta(days=days))
+                .next_update(issued_at + lifetime)
                 .add_extension(x509.CRLNumber(number), critical=False)
                 .add_extension(
                     x509.AuthorityKeyIdentifier.from_issuer_public_key(

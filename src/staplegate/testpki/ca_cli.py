@@ -86,8 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     issue.add_argument("--key", choices=_KEYS, default=KeyKind.EC256.value)
     leaf_url = issue.add_mutually_exclusive_group()
-    leaf_url.add_argument("--ocsp-url", metavar="URL", help="OCSP URL (default: the CA's)")
+    leaf_url.add_argument(
+        "--ocsp-url",
+        action="append",
+        metavar="URL",
+        help="OCSP URL in the AIA (repeatable, kept in order; default: the CA's)",
+    )
     leaf_url.add_argument("--no-ocsp-url", action="store_true", help="no OCSP URL at all")
+    issue.add_argument("--crl-url", metavar="URL", help="add a CRL Distribution Point")
     issue.add_argument(
         "--must-staple", action="store_true", help="add the TLS feature status_request"
     )
@@ -106,7 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     crl = sub.add_parser("crl", help="write DIR/crl/crl.pem signed by the CA")
     crl.add_argument("directory", type=Path, metavar="DIR")
-    crl.add_argument("--days", type=int, default=7, help="nextUpdate in days (default 7)")
+    crl_lifetime = crl.add_mutually_exclusive_group()
+    crl_lifetime.add_argument("--days", type=int, default=7, help="nextUpdate in days (default 7)")
+    crl_lifetime.add_argument(
+        "--seconds", type=int, metavar="N", help="nextUpdate N seconds after thisUpdate"
+    )
 
     listing = sub.add_parser("list", help="print index.txt in a readable form")
     listing.add_argument("directory", type=Path, metavar="DIR")
@@ -144,6 +154,7 @@ def _run(args: argparse.Namespace) -> int:
             sans=sans,
             key=KeyKind(args.key),
             ocsp_url=None if args.no_ocsp_url else (args.ocsp_url or DEFAULT),
+            crl_url=args.crl_url,
             must_staple=args.must_staple,
             days=args.days,
             out_dir=args.out,
@@ -160,7 +171,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"revoked serial {format_serial(entry.serial)} ({entry.subject})")
         return 0
     if command == "crl":
-        path = ca.crl(days=args.days)
+        path = ca.crl(days=args.days, seconds=args.seconds)
         print(f"CRL written to {path}")
         return 0
     for entry in ca.entries():

@@ -5,7 +5,9 @@ Theory of operation:
 - One aiohttp low-level server (no router, no middlewares: an OCSP responder has two URL
   shapes) answers `POST /anything` with a DER body and `GET /<percent-encoded base64 DER>`
   (RFC 5019), plus the control endpoint `/_faults` (GET shows, POST/PUT replaces, DELETE
-  clears the fault plan).
+  clears the fault plan), and `GET /crl` (`/crl/N` for the N-th served CA, from 0): the CA's
+  latest `staplegate ca crl` output (DIR/crl/crl.pem next to its index.txt) as DER, read
+  again on every request so a new `ca crl` is served at once.
 - Before each request every served index.txt is stat()ed; a changed (mtime, size, inode)
   triple re-reads that file and empties the response cache, so the request right after
   `openssl ca -revoke` already sees the revocation. A `--faults FILE` is watched the same way.
@@ -49,6 +51,7 @@ import uvloop
 from aiohttp import web
 from aiohttp.web_request import BaseRequest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from staplegate.clock import Clock, SystemClock
 from staplegate.testpki.faults import Fault, FaultKind, FaultPlan, FaultPlanError
@@ -64,6 +67,8 @@ from staplegate.testpki.responder_core import (
 RESPONSE_TYPE: Final = "application/ocsp-response"
 WRONG_TYPE: Final = "application/octet-stream"
 CONTROL_PATH: Final = "/_faults"
+CRL_PATH: Final = "/crl"
+CRL_TYPE: Final = "application/pkix-crl"
 GARBAGE: Final = b"staplegate responder: garbage-body fault, this is not DER\n" * 4
 DEFAULT_VALIDITY: Final = dt.timedelta(hours=1)
 MAX_HANG_SECONDS: Final = 3600.0
@@ -393,6 +398,16 @@ class OcspResponder:
             self._record(replace(base, http_status=response.status), started)
             return response
 
+        if method in ("GET", "HEAD") and (
+            raw_path == CRL_PATH or raw_path.startswith(CRL_PATH + "/")
+        ):
+            response = self._crl(raw_path)
+            self._record(
+                replace(base, http_status=response.status, body_bytes=response.content_length or 0),
+                started,
+            )
+            return response
+
         if method not in ("GET", "POST", "HEAD"):
             self._record(replace(base, http_status=405), started)
             return web.Response(status=405, headers={"Allow": "GET, POST"})
@@ -473,6 +488,23 @@ class OcspResponder:
         body_out = b"" if method == "HEAD" else answer.der
         self._record(replace(base, http_status=200, body_bytes=len(answer.der)), started)
         return web.Response(body=body_out, headers=headers)
+
+    def _crl(self, raw_path: str) -> web.Response:
+        """The served CA's last CRL as DER (a file that is not PEM is served as it is; aiohttp
+        leaves the body out of a HEAD answer)."""
+        suffix = raw_path[len(CRL_PATH) :].lstrip("/")
+        position = int(suffix) if suffix.isdigit() else (0 if not suffix else -1)
+        if not 0 <= position < len(self.config.sources):
+            return web.Response(status=404, text="no such CA\n")
+        path = self.config.sources[position].index_path.parent / "crl" / "crl.pem"
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return web.Response(status=404, text="no CRL yet: run `staplegate ca crl`\n")
+        if data.lstrip().startswith(b"-----BEGIN"):
+            with contextlib.suppress(ValueError):
+                data = x509.load_pem_x509_crl(data).public_bytes(serialization.Encoding.DER)
+        return web.Response(body=data, headers={"Content-Type": CRL_TYPE})
 
     def _remember(self, key: str | bytes, answer: Answer, now: dt.datetime) -> _Cached:
         headers: dict[str, str] = {}

@@ -727,3 +727,67 @@ def test_proxy_environment_variables_are_ignored(monkeypatch: pytest.MonkeyPatch
 def test_proxy_setting_must_be_host_port(bad: str) -> None:
     with pytest.raises(ValueError, match="is not host:port"):
         FetchSettings(proxy=bad)
+
+
+# --- CRL fetches ------------------------------------------------------------------------------
+
+
+async def fetch_crl(url: str, settings: FetchSettings = FAST, **kwargs: Any) -> FetchResult:
+    client = OcspHttpClient(settings)
+    try:
+        return await client.fetch_crl(url, **kwargs)
+    finally:
+        await client.close()
+
+
+def test_crl_fetch_accepts_any_content_type_and_a_body_past_the_ocsp_cap() -> None:
+    """A CRL is not an OCSP response: no Content-Type rule, and the OCSP 64 KiB cap does not
+    apply (its own cap does)."""
+
+    async def scenario() -> None:
+        async with responder() as r:
+            result = await fetch_crl(f"{r.base}/ctype?v=application/pkix-crl")
+            assert result.ok, result.detail
+            assert result.body == OCSP_DER
+            settings = FetchSettings(max_body=16, connect_timeout=1.0, total_timeout=5.0)
+            result = await fetch_crl(f"{r.base}/ok/crl", settings)
+            assert result.ok, result.detail
+            assert r.seen[-1].method == "GET"
+
+    run(scenario())
+
+
+def test_crl_fetch_is_cut_at_its_own_cap() -> None:
+    async def scenario() -> None:
+        async with responder() as r:
+            result = await fetch_crl(f"{r.base}/huge", max_body=1024 * 1024)
+            assert_failed(result, FetchFailure.BODY_TOO_LARGE, "1048576-byte limit")
+            assert r.huge_written < 64 * 1024 * 1024
+
+    run(scenario())
+
+
+def test_crl_fetch_failures_are_one_specific_line() -> None:
+    async def scenario() -> None:
+        async with responder() as r:
+            assert_failed(await fetch_crl(f"{r.base}/status/404"), FetchFailure.HTTP_STATUS, "404")
+            assert_failed(await fetch_crl(f"{r.base}/empty"), FetchFailure.EMPTY_BODY)
+            hung = await fetch_crl(f"{r.base}/hang", total_timeout=0.3)
+            assert_failed(hung, FetchFailure.TIMEOUT, "timeout after 0.3s")
+        unusable = await fetch_crl("ldap://ldap.example/cn=CA?certificateRevocationList")
+        assert_failed(unusable, FetchFailure.INVALID_URL, "CRL URL", "distribution point")
+        for result in (unusable,):
+            assert "\n" not in result.detail
+
+    run(scenario())
+
+
+def test_crl_fetch_goes_through_the_proxy() -> None:
+    async def scenario() -> None:
+        async with responder() as r, forward_proxy(r.base) as proxy:
+            url = "http://crl.example.invalid/ok/ca.crl"
+            result = await fetch_crl(url, FetchSettings(proxy=proxy.address))
+            assert result.ok, result.detail
+            assert proxy.targets == [url]
+
+    run(scenario())

@@ -362,3 +362,23 @@ def test_request_log_records_each_request(pki: Pki) -> None:
     line = records[1].log_line(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC), 1.5)
     assert line.startswith("2026-01-02T03:04:05Z 127.0.0.1 GET /")
     assert f"serial={leaf.serial:X} cert=good nonce=no cache=miss fault=- 1.50ms" in line
+
+
+def test_crl_is_served_as_der_once_the_ca_wrote_one(pki: Pki) -> None:
+    missing = http("GET", f"{pki.responder.url}/crl")
+    assert missing.status == 404
+    leaf = pki.issue("crl.test")
+    pki.ca.crl()
+    first = http("GET", f"{pki.responder.url}/crl")
+    assert first.status == 200
+    assert first.headers["Content-Type"] == "application/pkix-crl"
+    crl = x509.load_der_x509_crl(first.body)
+    assert crl.get_revoked_certificate_by_serial_number(leaf.serial) is None
+    pki.revoke("crl.test")
+    pki.ca.crl()
+    second = x509.load_der_x509_crl(http("GET", f"{pki.responder.url}/crl/0").body)
+    assert second.get_revoked_certificate_by_serial_number(leaf.serial) is not None
+    assert http("GET", f"{pki.responder.url}/crl/1").status == 404
+    head = http("HEAD", f"{pki.responder.url}/crl")
+    assert head.status == 200
+    assert head.body == b""

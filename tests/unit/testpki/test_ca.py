@@ -350,3 +350,22 @@ def test_good_response_verifies_for_the_leaf(ca: CertificateAuthority, clock: Ma
     assert staple.next_update == clock.now() + dt.timedelta(hours=6)
     with pytest.raises(VerificationError):  # it answers for its own leaf only
         verify_response(der, certificate=other.certificate, issuer=other.issuer, now=clock.now())
+
+
+def test_crl_seconds_sets_a_short_next_update(ca: CertificateAuthority) -> None:
+    crl = x509.load_pem_x509_crl(ca.crl(seconds=90).read_bytes())
+    assert crl.next_update_utc == NOW + dt.timedelta(seconds=90)
+
+
+def test_issue_with_a_crl_url_and_several_or_no_ocsp_urls(ca: CertificateAuthority) -> None:
+    both = ca.issue(
+        "dp.test", ocsp_url=["http://127.0.0.1:1/a", "http://127.0.0.1:2/b"], crl_url="http://c/crl"
+    )
+    assert _ocsp_urls(both.certificate) == ["http://127.0.0.1:1/a", "http://127.0.0.1:2/b"]
+    points = both.certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+    assert [name.value for p in points.value for name in p.full_name or ()] == ["http://c/crl"]
+    crl_only = ca.issue("crl-only.test", ocsp_url=None, crl_url="http://c/crl")
+    assert _ocsp_urls(crl_only.certificate) == []
+    plain = ca.issue("plain.test")
+    with pytest.raises(x509.ExtensionNotFound):
+        plain.certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints)

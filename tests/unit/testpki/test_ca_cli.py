@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
@@ -97,6 +98,29 @@ def test_issue_defaults_and_options_in_process(
         b.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
     old = x509.load_pem_x509_certificate((issued / "old.test.pem").read_bytes())
     assert old.not_valid_after_utc.isoformat() == "2020-01-02T00:00:00+00:00"
+
+
+def test_issue_crl_url_repeated_ocsp_urls_and_crl_seconds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca_dir = tmp_path / "ca"
+    assert staplegate_main(["ca", "init", str(ca_dir)]) == 0
+    argv = ["ca", "issue", str(ca_dir), "dp.test", "--crl-url", "http://127.0.0.1:1/crl"]
+    argv += ["--ocsp-url", "http://127.0.0.1:1/a", "--ocsp-url", "http://127.0.0.1:1/b"]
+    assert staplegate_main(argv) == 0
+    assert staplegate_main(["ca", "crl", str(ca_dir), "--seconds", "30"]) == 0
+    capsys.readouterr()
+    leaf = x509.load_pem_x509_certificate((ca_dir / "issued" / "dp.test.pem").read_bytes())
+    aia = leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    assert [d.access_location.value for d in aia] == [
+        "http://127.0.0.1:1/a",
+        "http://127.0.0.1:1/b",
+    ]
+    points = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert [n.value for p in points for n in p.full_name or ()] == ["http://127.0.0.1:1/crl"]
+    crl = x509.load_pem_x509_crl((ca_dir / "crl" / "crl.pem").read_bytes())
+    assert crl.next_update_utc is not None
+    assert crl.next_update_utc - crl.last_update_utc == dt.timedelta(seconds=30)
 
 
 @pytest.mark.parametrize(
