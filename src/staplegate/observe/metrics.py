@@ -322,14 +322,12 @@ def _certificates(
             next_refresh.add_metric(name, snapshot.next_attempt.timestamp())
         if snapshot.last_success is not None:
             last_success.add_metric(name, snapshot.last_success.timestamp())
+        # `success` always, a failure result once it happened (as a labelled Counter's child
+        # appears on first use): 10,000 certificates x 6 results would be most of a scrape
         responder = snapshot.uri or ""
-        for code, result in UPDATE_RESULTS.items():
-            count = (
-                snapshot.successes
-                if code is UpdateStatus.SUCCESS
-                else snapshot.failures_by_status.get(code, 0)
-            )
-            updates.add_metric([snapshot.path, responder, result], count)
+        updates.add_metric([snapshot.path, responder, "success"], snapshot.successes)
+        for code, count in snapshot.failures_by_status.items():
+            updates.add_metric([snapshot.path, responder, UPDATE_RESULTS[code]], count)
     for entry in entries:
         certificate = entry.certificate
         if certificate is None:
@@ -356,6 +354,17 @@ def _certificates(
 
 def _status(status: CertStatus) -> str:
     return status.value if status.value in RESPONSE_STATUSES else "unknown"
+
+
+class CollectedMetrics(Collector):
+    """Metric families already collected: `render` them anywhere, e.g. in a thread, while the
+    state they were read from goes on changing."""
+
+    def __init__(self, collector: Collector) -> None:
+        self._families = list(collector.collect())
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
 
 
 def render(collector: Collector) -> bytes:

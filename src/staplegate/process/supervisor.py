@@ -27,7 +27,7 @@ import time
 import traceback
 
 from staplegate.observe.log import NOTICE
-from staplegate.observe.metrics import StaplegateCollector, render
+from staplegate.observe.metrics import CollectedMetrics, StaplegateCollector, render
 from staplegate.process.master import Master, ReloadResult
 from staplegate.process.runtime_view import MasterRuntime
 from staplegate.process.systemd import sd_notify
@@ -250,7 +250,10 @@ async def _publish_metrics(master: Master, view: MasterRuntime) -> None:
         if master.current.plan.exporter is not None:
             began = time.perf_counter()
             try:
-                master.push_metrics(render(collector))
+                # read the state here, on the loop; format it in a thread, so the loop keeps
+                # answering (the GIL is shared, the latency is not)
+                collected = CollectedMetrics(collector)
+                master.push_metrics(await asyncio.to_thread(render, collected))
             except Exception:
                 log.exception("metrics: rendering failed; scrapes get the previous snapshot")
             spent = time.perf_counter() - began
