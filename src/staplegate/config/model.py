@@ -367,7 +367,16 @@ class HttpDelHeader:
     name: str
 
 
-HttpAction = HttpReturn | HttpDeny | HttpRedirectScheme | HttpSetHeader | HttpDelHeader
+@dataclass(frozen=True)
+class HttpUseService:
+    """`http-request use-service <name>`: answer from a built-in service (a final action)."""
+
+    service: str  # only "prometheus-exporter"
+
+
+HttpAction = (
+    HttpReturn | HttpDeny | HttpRedirectScheme | HttpSetHeader | HttpDelHeader | HttpUseService
+)
 
 
 @dataclass(frozen=True)

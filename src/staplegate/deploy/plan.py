@@ -27,6 +27,7 @@ from staplegate.config.model import (
     GlobalSettings,
     HttpRequestRule,
     HttpReturn,
+    HttpUseService,
     Mode,
     ProxyProtocol,
     Server,
@@ -45,7 +46,7 @@ from staplegate.proxy.backends import (
 )
 from staplegate.proxy.balance import Algorithm
 from staplegate.proxy.http_pool import HttpBackendSettings, HttpSettings
-from staplegate.proxy.http_rules import CompiledRule
+from staplegate.proxy.http_rules import CompiledRule, ServiceSnapshot
 from staplegate.proxy.records import ProxyTimeouts
 from staplegate.tls.contexts import (
     IGNORE_ALL,
@@ -121,6 +122,8 @@ class BackendPlan:
 class ServePlan:
     frontends: tuple[FrontendPlan, ...]
     backends: tuple[BackendPlan, ...]
+    #: what `http-request use-service prometheus-exporter` rules answer; None: no rule uses it
+    exporter: ServiceSnapshot | None = None
 
 
 def _seconds(ms: int | None) -> float | None:
@@ -263,7 +266,11 @@ def _bindings(
 
 
 def _frontend_plan(
-    frontend: Frontend, generation: Generation, problems: list[Diagnostic], gen_number: int
+    frontend: Frontend,
+    generation: Generation,
+    problems: list[Diagnostic],
+    gen_number: int,
+    exporter: ServiceSnapshot,
 ) -> FrontendPlan | None:
     config = generation.config
     defaults = config.global_
@@ -339,7 +346,7 @@ def _frontend_plan(
     http = None
     if http_mode:
         http = HttpSettings(
-            rules=_compile_rules(frontend.http_request_rules, problems),
+            rules=_compile_rules(frontend.http_request_rules, problems, exporter),
             forwardfor_header=_forwardfor(options.forwardfor, options.forwardfor_header),
             httplog=bool(options.httplog),
             request_timeout_s=_seconds(timeouts.http_request),
@@ -419,7 +426,7 @@ def _forwardfor(enabled: bool | None, name: str | None) -> bytes | None:
 
 
 def _compile_rules(
-    rules: Sequence[HttpRequestRule], problems: list[Diagnostic]
+    rules: Sequence[HttpRequestRule], problems: list[Diagnostic], exporter: ServiceSnapshot
 ) -> tuple[CompiledRule, ...]:
     compiled = []
     for rule in rules:
@@ -438,7 +445,8 @@ def _compile_rules(
                     )
                 )
                 continue
-        compiled.append(CompiledRule(action, rule.condition, body))
+        service = exporter if isinstance(action, HttpUseService) else None
+        compiled.append(CompiledRule(action, rule.condition, body, service))
     return tuple(compiled)
 
 
@@ -491,7 +499,10 @@ def _server_tls(server: Server, defaults: GlobalSettings) -> ServerTls | None:
 
 
 def _backend_plan(
-    backend: Backend, problems: list[Diagnostic], defaults: GlobalSettings
+    backend: Backend,
+    problems: list[Diagnostic],
+    defaults: GlobalSettings,
+    exporter: ServiceSnapshot,
 ) -> BackendPlan:
     servers = []
     options = backend.settings.options
@@ -556,7 +567,7 @@ def _backend_plan(
         ),
         http=HttpBackendSettings(
             name=backend.name,
-            rules=_compile_rules(backend.http_request_rules, problems)
+            rules=_compile_rules(backend.http_request_rules, problems, exporter)
             if backend.mode is Mode.HTTP
             else (),
             forwardfor_header=_forwardfor(options.forwardfor, options.forwardfor_header),
@@ -579,12 +590,14 @@ def build_plan(
     """
     problems: list[Diagnostic] = []
     frontends = []
+    exporter = ServiceSnapshot()
     for frontend in generation.config.frontends:
-        plan = _frontend_plan(frontend, generation, problems, number)
+        plan = _frontend_plan(frontend, generation, problems, number, exporter)
         if plan is not None:
             frontends.append(plan)
     backends = tuple(
-        _backend_plan(b, problems, generation.config.global_) for b in generation.config.backends
+        _backend_plan(b, problems, generation.config.global_, exporter)
+        for b in generation.config.backends
     )
     if not any(f.binds for f in frontends) and not any(
         p.severity is Severity.ERROR for p in problems
@@ -601,7 +614,10 @@ def build_plan(
         )
     if any(p.severity is Severity.ERROR for p in problems):
         return None, problems
-    return ServePlan(frontends=tuple(frontends), backends=backends), problems
+    rules = [r for f in frontends if f.http is not None for r in f.http.rules]
+    rules += [r for b in backends for r in b.http.rules]
+    used = any(rule.service is exporter for rule in rules)
+    return ServePlan(tuple(frontends), backends, exporter if used else None), problems
 
 
 def validate(

@@ -34,7 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -248,6 +248,8 @@ class Counters:
     last_success: dt.datetime | None = None
     last_status: UpdateStatus = UpdateStatus.UNKNOWN
     last_detail: str | None = None
+    #: failed attempts by their status code (metrics: staplegate_ocsp_updates_total{result})
+    failures_by_status: Mapping[UpdateStatus, int] = field(default_factory=dict)
 
     @property
     def status_text(self) -> str:
@@ -485,6 +487,10 @@ class CertificateMachine:
             consecutive_failures=self.counters.consecutive_failures + 1,
             last_status=status,
             last_detail=detail,
+            failures_by_status={
+                **self.counters.failures_by_status,
+                status: self.counters.failures_by_status.get(status, 0) + 1,
+            },
         )
         if status is not UpdateStatus.UNKNOWN:
             self._log_update(actions)

@@ -1,6 +1,12 @@
-"""The master's messages to its workers: the frames, and both ends of the pipe that carries them.
+"""The pipes between the master and its workers: their frames, and both ends of each.
 
-Each worker has one pipe from the master, written only by the master (length-prefixed
+Each worker has two pipes. The report pipe goes the other way: the worker writes its traffic
+counters (`process.traffic.WorkerReport`) at least once a second and once more as it exits
+(`ReportWriter`, never blocking the data plane: a report that cannot be written whole waits,
+and newer ones replace it); the master reads them (`read_reports`) until the pipe closes,
+which is how it learns that the worker's counters are final.
+
+The other pipe, from the master, written only by the master (length-prefixed
 pickles; both ends are our own processes): the whole staple table when the pipe opens, then
 only what changed (`StapleChanges`: new or replaced staples and withdrawn CertIds, relative to
 what that worker was last sent), and the servers' health and admin states. The worker applies
@@ -11,15 +17,19 @@ worker has drained what was written (`WorkerPipe`), so a slow worker is skipped,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import pickle
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from staplegate.ocsp.certid import CertId
+from staplegate.process.traffic import WorkerReport
 from staplegate.proxy.backends import AdminState, BackendPool, ServerState
+from staplegate.proxy.http_rules import ServiceSnapshot
 from staplegate.tls.staples import StapleTable
 
 # the worker's logger: `read_messages` runs in the worker
@@ -75,15 +85,96 @@ def encode_servers(states: ServerStates) -> bytes:
     return _frame("servers", dict(states))
 
 
+def encode_metrics(exposition: bytes) -> bytes:
+    """A master→worker message: what `use-service prometheus-exporter` answers from now on."""
+    return _frame("metrics", exposition)
+
+
+def encode_report(report: WorkerReport) -> bytes:
+    """A worker→master message: the worker's cumulative traffic counters."""
+    return _frame("report", report)
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> tuple[str, Any]:
+    header = await reader.readexactly(_HEADER.size)
+    (length,) = _HEADER.unpack(header)
+    kind, payload = pickle.loads(await reader.readexactly(length))
+    return kind, payload
+
+
+async def read_reports(
+    reader: asyncio.StreamReader, on_report: Callable[[WorkerReport], None]
+) -> None:
+    """Pass each report a worker writes to `on_report`, until the pipe closes (returns)."""
+    with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+        while True:
+            kind, payload = await _read_frame(reader)
+            if kind == "report" and isinstance(payload, WorkerReport):
+                on_report(payload)
+            else:
+                log.warning("unknown report %r from a worker", kind)
+
+
+class ReportWriter:
+    """A worker's end of its report pipe (non-blocking; see the module docstring)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        os.set_blocking(fd, False)
+        self._pending = b""  # the rest of a frame the pipe did not take whole
+        self.closed = False
+
+    def send(self, report: WorkerReport) -> None:
+        """Write `report` unless the previous one is still on its way (then it waits)."""
+        if self.closed:
+            return
+        if not self._pending:
+            self._pending = encode_report(report)
+        self._flush()
+
+    def _flush(self) -> None:
+        try:
+            written = os.write(self._fd, self._pending)
+        except BlockingIOError:
+            return
+        except OSError:  # the master is gone
+            self.close()
+            return
+        self._pending = self._pending[written:]
+
+    def finish(self, report: WorkerReport) -> None:
+        """The last report, as the worker exits: written whole, blocking, then closed."""
+        if self.closed:
+            return
+        try:
+            os.set_blocking(self._fd, True)
+            data = self._pending + encode_report(report)
+            while data:
+                data = data[os.write(self._fd, data) :]
+        except OSError:
+            pass
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+
+
 async def read_messages(
-    reader: asyncio.StreamReader, table: StapleTable, pools: Mapping[str, BackendPool]
+    reader: asyncio.StreamReader,
+    table: StapleTable,
+    pools: Mapping[str, BackendPool],
+    exporter: ServiceSnapshot | None = None,
 ) -> None:
     """Apply each message the master sends until the pipe closes."""
     while True:
-        header = await reader.readexactly(_HEADER.size)
-        (length,) = _HEADER.unpack(header)
-        kind, payload = pickle.loads(await reader.readexactly(length))
-        if kind == "staples":
+        kind, payload = await _read_frame(reader)
+        if kind == "metrics":
+            if exporter is not None and isinstance(payload, bytes):
+                exporter.body = payload
+        elif kind == "staples":
             table.replace(payload)
             log.debug("worker %d: staple table replaced: %d staples", os.getpid(), len(table))
         elif kind == "staple-changes":

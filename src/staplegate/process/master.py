@@ -53,10 +53,13 @@ from staplegate.process.ipc import (
     StapleChanges,
     WorkerPipe,
     encode_changes,
+    encode_metrics,
     encode_servers,
     encode_table,
+    read_reports,
 )
 from staplegate.process.sockets import PlanSockets, open_sockets, sockets_by_address
+from staplegate.process.traffic import TrafficTotals, WorkerReport
 from staplegate.process.worker import WORKER_SIGNALS, WorkerSetup, worker_main
 from staplegate.proxy.backends import BackendPool, StateChange
 from staplegate.updater.driver import UpdaterEntry
@@ -138,6 +141,7 @@ class WorkerHandle:
     write_fd: int = -1
     #: the staple table this worker was last sent (None: send it the whole table)
     sent: Mapping[CertId, bytes] | None = None
+    report_fd: int = -1  # the read end of its report pipe (until `attach_pipe` takes it)
 
 
 class DeployError(Exception):
@@ -178,6 +182,11 @@ class Master:
     on_deployment: Callable[[Deployment], None] | None = None
     #: log lines this process lost so far (`show info` DroppedLogs): the log router's count
     dropped_logs: Callable[[], int] = lambda: 0
+    #: every worker's traffic counters, totals kept across reloads (`process.traffic`)
+    traffic: TrafficTotals = field(default_factory=TrafficTotals)
+    #: the latest exposition pushed to workers (None: none yet, or no rule uses the service)
+    exposition: bytes | None = None
+    _report_tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.pools = self._pools_for(self.current.plan)
@@ -222,6 +231,7 @@ class Master:
         """Fork one worker of the current deployment; the child never returns."""
         deployment = self.current
         read_fd, write_fd = os.pipe()
+        report_read_fd, report_write_fd = os.pipe()
         # Until the worker's own handlers are in place, the signals it answers stay blocked
         # (pending, not lost): between the fork and `worker._run`, the master's handlers
         # would swallow them, and a SIGTERM right after a reload left a worker running.
@@ -234,7 +244,7 @@ class Master:
         if pid != 0:
             signal.pthread_sigmask(signal.SIG_SETMASK, saved_mask)
         if pid == 0:  # child (its WORKER_SIGNALS stay blocked until worker._run)
-            keep = {0, 1, 2, read_fd}
+            keep = {0, 1, 2, read_fd, report_write_fd}
             keep.update(s.fileno() for socks in deployment.sockets.values() for s in socks)
             _close_inherited_fds(keep)
             setup = WorkerSetup(
@@ -246,6 +256,7 @@ class Master:
                 initial_servers=self.server_states(),
                 hard_stop_after_s=deployment.hard_stop_after_s,
                 log_targets=tuple(self.log_targets),
+                report_fd=report_write_fd,
             )
             status = 1
             try:
@@ -253,7 +264,14 @@ class Master:
             finally:
                 os._exit(status)
         os.close(read_fd)
-        handle = WorkerHandle(slot=slot, pid=pid, deployment=deployment.number, write_fd=write_fd)
+        os.close(report_write_fd)
+        handle = WorkerHandle(
+            slot=slot,
+            pid=pid,
+            deployment=deployment.number,
+            write_fd=write_fd,
+            report_fd=report_read_fd,
+        )
         self.workers[pid] = handle
         return handle
 
@@ -269,6 +287,50 @@ class Master:
         handle.sent = None
         self._send_staples(handle)  # the whole table
         transport.write(encode_servers(self.server_states()))
+        if self.exposition is not None:
+            transport.write(encode_metrics(self.exposition))
+        if handle.report_fd >= 0:
+            await self._follow_reports(handle)
+
+    async def _follow_reports(self, handle: WorkerHandle) -> None:
+        """Read the worker's reports into `traffic` until its pipe closes, then retire it."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        pipe = os.fdopen(handle.report_fd, "rb", buffering=0)
+        handle.report_fd = -1  # the transport owns (and closes) it now
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+        pid = handle.pid
+
+        def update(report: WorkerReport) -> None:
+            self.traffic.update(pid, report)
+
+        async def follow() -> None:
+            try:
+                await read_reports(reader, update)
+            finally:
+                transport.close()
+                self.traffic.retire(pid)
+
+        task = loop.create_task(follow())
+        self._report_tasks.add(task)
+        task.add_done_callback(self._report_tasks.discard)
+
+    # --- the prometheus-exporter service ---
+
+    def push_metrics(self, exposition: bytes) -> None:
+        """Give every current worker what `use-service prometheus-exporter` answers now.
+
+        A worker still draining an earlier message skips this one (the next comes within a
+        second): a metrics snapshot is never worth a backlog.
+        """
+        self.exposition = exposition
+        message = encode_metrics(exposition)
+        for handle in self.current_workers():
+            pipe = handle.pipe
+            if pipe is not None and not pipe.is_closing() and pipe.get_write_buffer_size() == 0:
+                pipe.write(message)
 
     def broadcast(self, table: Mapping[CertId, bytes]) -> None:
         """Take the updater's new staple table (read-only, not copied); send it coalesced."""
@@ -344,6 +406,10 @@ class Master:
             with contextlib.suppress(OSError):
                 os.close(handle.write_fd)
             handle.write_fd = -1
+        if handle.report_fd >= 0:  # never attached: nobody reads its reports
+            with contextlib.suppress(OSError):
+                os.close(handle.report_fd)
+            handle.report_fd = -1
 
     # --- reload ---
 

@@ -20,6 +20,7 @@ from staplegate import __version__
 from staplegate.certs import LoadedCertificate, assess_ocsp, check_ocsp_sidecar
 from staplegate.deploy.generation import CertificateEntry
 from staplegate.process.master import DeployError, Master, ReloadResult
+from staplegate.process.traffic import RESPONSE_CLASSES, STAPLE_OUTCOMES
 from staplegate.proxy.backends import AdminState, ServerState
 from staplegate.runtime.contract import (
     CommitError,
@@ -47,6 +48,11 @@ class MasterRuntime:
         self._updater = updater
         self._reload = reload
         self._started = time.monotonic()
+
+    @property
+    def started(self) -> float:
+        """When this view was made (time.monotonic()): the process's uptime origin."""
+        return self._started
 
     async def reload(self) -> ReloadReport:
         result = await self._reload()
@@ -154,9 +160,14 @@ class MasterRuntime:
         }
 
     def stats(self) -> Sequence[StatRow]:
+        """The configuration's rows with the workers' traffic counters (`process.traffic`:
+        reported at least once a second, totals kept across reloads)."""
         master = self._master
         rows: list[StatRow] = []
+        traffic = master.traffic.frontends()
+        server_traffic = master.traffic.servers()
         for frontend in master.current.plan.frontends:
+            counters = traffic.get(frontend.name, {})
             names = sorted(
                 {
                     c.certificate.name
@@ -174,8 +185,12 @@ class MasterRuntime:
                         "slim": frontend.maxconn,
                         "type": 0,
                         "mode": frontend.mode.value,
+                        **_frontend_traffic(counters, http=frontend.http is not None),
                     },
                     certificates=tuple(names),
+                    handshakes={
+                        label: counters.get(name, 0) for label, name in STAPLE_OUTCOMES.items()
+                    },
                 )
             )
         modes = {b.name: b.mode.value for b in master.current.generation.config.backends}
@@ -184,8 +199,12 @@ class MasterRuntime:
             pool = master.pools[backend.name]
             states = pool.states()
             up = 0
+            backend_scur = backend_stot = 0
             for server in backend.servers:
                 health, admin = states[server.name]
+                served = server_traffic.get((backend.name, server.name), {})
+                backend_scur += served.get("scur", 0)
+                backend_stot += served.get("stot", 0)
                 status = "MAINT" if admin is AdminState.MAINT else health.value
                 if admin is AdminState.DRAIN and health is ServerState.UP:
                     status = "DRAIN"
@@ -204,6 +223,8 @@ class MasterRuntime:
                             else ("L4CON" if server.check else None),
                             "addr": f"{server.host}:{server.port}",
                             "mode": mode,
+                            "scur": served.get("scur", 0),
+                            "stot": served.get("stot", 0),
                         }
                     )
                 )
@@ -218,7 +239,17 @@ class MasterRuntime:
                         "type": 1,
                         "algo": backend.algorithm.value,
                         "mode": mode,
+                        "scur": backend_scur,
+                        "stot": backend_stot,
                     }
                 )
             )
         return rows
+
+
+def _frontend_traffic(counters: Mapping[str, int], *, http: bool) -> dict[str, int]:
+    """`show stat`'s traffic fields of a FRONTEND row (hrsp_* and req_tot in mode http)."""
+    names = ["scur", "stot", "bin", "bout"]
+    if http:
+        names += ["req_tot", *(f"hrsp_{name}" for name in RESPONSE_CLASSES)]
+    return {name: counters.get(name, 0) for name in names}

@@ -7,6 +7,9 @@ to its `StapleTable` in place: the event loop runs one message to completion bef
 handshake callback, so no handshake ever sees half a message, and the cost is proportional to
 the change, not to the table (replacing a 10,000-entry table recomputes 10,000 CertId DER
 keys: ~85 ms per message).
+It reports its traffic counters to the master over a second pipe every `REPORT_INTERVAL_S`
+and once more when it stops (`process.ipc.ReportWriter`); reading them costs the data plane
+nothing (plain attribute reads of counters it keeps anyway).
 SIGTERM and SIGUSR1 stop accepting and let connections finish (bounded by `hard-stop-after`);
 SIGINT exits at once; the pipe closing (master gone) is a graceful stop.
 """
@@ -33,8 +36,10 @@ from staplegate.deploy.routing import make_router
 from staplegate.observe.accesslog import tcplog_writer
 from staplegate.observe.log import LogRouter, SyslogTarget
 from staplegate.ocsp.certid import CertId
-from staplegate.process.ipc import ServerStates, read_messages
+from staplegate.process.ipc import ReportWriter, ServerStates, read_messages
+from staplegate.process.traffic import WorkerReport, frontend_counters
 from staplegate.proxy.accept import serve
+from staplegate.proxy.backends import BackendPool
 from staplegate.proxy.frontend import BindSocket, FrontendRuntime
 from staplegate.proxy.http_pool import HttpFrontend
 from staplegate.tls.staples import StapleTable
@@ -44,6 +49,8 @@ log = logging.getLogger("staplegate.worker")
 #: The signals a worker answers (stop, drain, hard stop). `Master.spawn` blocks them across
 #: the fork and `_run` unblocks them once its handlers are installed, so none is lost.
 WORKER_SIGNALS: Final = frozenset((signal.SIGTERM, signal.SIGUSR1, signal.SIGINT))
+#: how often a worker reports its counters to the master ("at least once a second")
+REPORT_INTERVAL_S: Final = 0.5
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,25 @@ class WorkerSetup:
     initial_servers: ServerStates
     hard_stop_after_s: float | None
     log_targets: Sequence[SyslogTarget] = ()
+    report_fd: int = -1  # the write end of the report pipe (-1: none)
+
+
+def collect_report(
+    frontends: Sequence[FrontendRuntime], pools: Mapping[str, BackendPool]
+) -> WorkerReport:
+    """This worker's cumulative counters, for the master (`process.traffic`)."""
+    by_frontend = {
+        frontend.name: frontend_counters(
+            frontend.stats, frontend.http.stats if frontend.http is not None else None
+        )
+        for frontend in frontends
+    }
+    servers = {
+        (backend, server.name): {"scur": pool.active(server), "stot": pool.served(server)}
+        for backend, pool in pools.items()
+        for server in pool.servers
+    }
+    return WorkerReport(by_frontend, servers)
 
 
 async def _run(setup: WorkerSetup) -> None:
@@ -72,6 +98,7 @@ async def _run(setup: WorkerSetup) -> None:
     backend_plans = {b.name: b for b in setup.plan.backends}
     http_backends = {b.name: b.http for b in setup.plan.backends}
     listeners: list[BindSocket] = []
+    frontends: list[FrontendRuntime] = []
     for fplan in setup.plan.frontends:
         retries = 3
         if fplan.default_backend in backend_plans:
@@ -90,6 +117,7 @@ async def _run(setup: WorkerSetup) -> None:
             http=http,
             log=tcplog_writer(SystemClock()) if fplan.tcplog else None,
         )
+        frontends.append(frontend)
         for index, bplan in enumerate(fplan.binds):
             for sock in setup.sockets.get((fplan.name, index), ()):
                 listeners.append(
@@ -114,14 +142,29 @@ async def _run(setup: WorkerSetup) -> None:
 
     async def follow_master() -> None:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-            await read_messages(reader, table, pools)
+            await read_messages(reader, table, pools, setup.plan.exporter)
         stop.set()  # the master is gone: finish what we have and leave
 
+    reports = ReportWriter(setup.report_fd) if setup.report_fd >= 0 else None
+
+    async def report_traffic() -> None:
+        assert reports is not None
+        while True:
+            reports.send(collect_report(frontends, pools))
+            await asyncio.sleep(REPORT_INTERVAL_S)
+
     started = asyncio.Event()
-    async with asyncio.TaskGroup() as group:
-        feeder = group.create_task(follow_master())
-        await serve(listeners, started=started, stop=stop, grace_s=setup.hard_stop_after_s)
-        feeder.cancel()
+    try:
+        async with asyncio.TaskGroup() as group:
+            feeder = group.create_task(follow_master())
+            reporter = group.create_task(report_traffic()) if reports is not None else None
+            await serve(listeners, started=started, stop=stop, grace_s=setup.hard_stop_after_s)
+            feeder.cancel()
+            if reporter is not None:
+                reporter.cancel()
+    finally:
+        if reports is not None:
+            reports.finish(collect_report(frontends, pools))
 
 
 @contextlib.contextmanager

@@ -4,8 +4,9 @@ Conditions test the connection (`ssl_fc`, `ssl_fc_sni`, `req.ssl_sni`, `src`) an
 http, the request (`hdr(host)`: the Host header exactly as sent, port included, as HAProxy's
 `hdr(host)` fetch returns it; `path`: the target's path without its query string, not
 decoded, as HAProxy's `path` returns it). Rules run in order, like HAProxy's: header edits
-change the request in place; `return`, `deny` and `redirect` stop evaluation and answer
-locally.
+change the request in place; `return`, `deny`, `redirect` and `use-service` stop evaluation
+and answer locally (`use-service prometheus-exporter` answers the `ServiceSnapshot` the
+master last pushed to this worker: the data plane never computes metrics).
 Client certificates add `ssl_c_used` and `ssl_c_verify N` to conditions. Header values are
 literal text plus the `%[fetch,converter]` expressions of `config/samples.py` (the config
 parser refused every other one): `src`, `src_port`, `ssl_fc`, `ssl_fc_sni` and the client
@@ -30,6 +31,7 @@ from staplegate.config.model import (
     HttpRedirectScheme,
     HttpReturn,
     HttpSetHeader,
+    HttpUseService,
 )
 from staplegate.config.samples import SampleExpression, parse_header_format
 from staplegate.proxy.http_message import LocalResponse, error_response, reason_phrase
@@ -128,6 +130,21 @@ def _term_holds(term: AclTerm, facts: RequestFacts) -> bool:
     return not value if term.negated else value
 
 
+#: Prometheus' text exposition format (what prometheus_client's generate_latest writes)
+EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class ServiceSnapshot:
+    """What `use-service prometheus-exporter` answers in one worker: the master's latest
+    exposition, replaced whole by `process.ipc.read_messages` (one per plan, shared by its
+    rules)."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: bytes = b"") -> None:
+        self.body = body
+
+
 @dataclass(frozen=True)
 class CompiledRule:
     """An `http-request` rule ready to run (a `return ... file` already read)."""
@@ -135,6 +152,7 @@ class CompiledRule:
     action: HttpAction
     condition: Condition | None = None
     file_body: bytes | None = None
+    service: ServiceSnapshot | None = None  # set for `use-service`
 
 
 def _fetch(expression: SampleExpression, facts: RequestFacts) -> str | bytes:
@@ -225,6 +243,8 @@ def apply_rules(
             return _return(action, rule.file_body), "return"
         elif isinstance(action, HttpRedirectScheme):
             return _redirect(action, head), "redirect"
+        elif isinstance(action, HttpUseService):
+            return _service(rule.service), "use-service"
         if head.host != facts.host:  # a rule rewrote Host: later conditions see the new one
             facts = RequestFacts(
                 facts.client_address,
@@ -243,6 +263,13 @@ def _return(action: HttpReturn, file_body: bytes | None) -> LocalResponse:
     if action.content_type is not None:
         headers = (("content-type", action.content_type),)
     return LocalResponse(action.status, reason_phrase(action.status), headers, body, close=False)
+
+
+def _service(snapshot: ServiceSnapshot | None) -> LocalResponse:
+    if snapshot is None or not snapshot.body:  # the master has not pushed one yet
+        return error_response(503)
+    headers = (("content-type", EXPOSITION_CONTENT_TYPE), ("cache-control", "no-cache"))
+    return LocalResponse(200, reason_phrase(200), headers, snapshot.body, close=False)
 
 
 def _redirect(action: HttpRedirectScheme, head: RequestHead) -> LocalResponse:

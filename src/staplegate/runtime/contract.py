@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from staplegate.certs import LoadedCertificate
@@ -51,11 +51,13 @@ class StatRow:
     """One `show stat` line: HAProxy field name -> value (absent or None = empty field).
 
     `certificates` names the certificate stores a FRONTEND row serves, so the handler can add
-    our OCSP columns for it.
+    our OCSP columns for it; `handshakes` counts a FRONTEND's TLS handshakes by stapling
+    outcome (`sent`, `none`, `not_requested`), for metrics.
     """
 
     fields: Mapping[str, str | int | None]
     certificates: tuple[str, ...] = ()
+    handshakes: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

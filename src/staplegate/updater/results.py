@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.logline import UpdateStatus, status_text
@@ -124,6 +125,8 @@ class EntrySnapshot:
     last_success: dt.datetime | None
     revocations: int
     staple: StapleSummary | None
+    failures_by_status: Mapping[UpdateStatus, int] = field(default_factory=dict)
+    """Failed attempts by `<OCSP-UPDATE>` status code (their sum is `failures`)."""
 
 
 class UpdaterNotRunning(RuntimeError):

@@ -76,6 +76,7 @@ class OcspUpdater(UpdaterDriver):
                     last_success=counters.last_success,
                     revocations=managed.revocations,
                     staple=summary,
+                    failures_by_status=counters.failures_by_status,
                 )
             )
         return rows

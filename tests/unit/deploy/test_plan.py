@@ -80,3 +80,21 @@ def test_path_routing_routes_every_request_and_needs_mode_http(tmp_path: Path) -
     plan, output = _plan(tmp_path, "frontend fe\n    mode tcp\n    bind 127.0.0.1:8080\n" + rules)
     assert plan is None
     assert "frontend 'fe' is 'mode tcp': 'path' needs 'mode http'" in output
+
+
+def test_the_exporter_snapshot_exists_only_when_a_rule_uses_the_service(tmp_path: Path) -> None:
+    plain = "frontend fe\n    mode http\n    bind 127.0.0.1:8080\n    default_backend app\n"
+    plan, output = _plan(tmp_path, plain)
+    assert plan is not None, output
+    assert plan.exporter is None  # nothing pushed to workers, nothing rendered
+    plan, output = _plan(
+        tmp_path,
+        "frontend fe\n    mode http\n    bind 127.0.0.1:8080\n"
+        "    http-request use-service prometheus-exporter if { path /metrics }\n"
+        "    default_backend app\n",
+    )
+    assert plan is not None, output
+    assert plan.exporter is not None
+    http = plan.frontends[0].http
+    assert http is not None
+    assert http.rules[0].service is plan.exporter

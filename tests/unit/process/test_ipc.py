@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 
 from staplegate.ocsp.certid import CertId
-from staplegate.process.ipc import StapleChanges, encode_changes, encode_table, read_messages
+from staplegate.process.ipc import (
+    ReportWriter,
+    StapleChanges,
+    encode_changes,
+    encode_metrics,
+    encode_table,
+    read_messages,
+    read_reports,
+)
+from staplegate.process.traffic import WorkerReport
+from staplegate.proxy.http_rules import ServiceSnapshot
 from staplegate.tls.staples import StapleTable
 
 
@@ -56,3 +67,58 @@ def test_a_worker_applies_the_whole_table_then_each_delta_read_from_a_real_pipe(
         return table.snapshot()
 
     assert asyncio.run(scenario()) == {b: b"B2", c: b"C"}
+
+
+def test_reports_travel_over_a_real_pipe_and_the_last_one_is_written_on_exit() -> None:
+    first = WorkerReport({"www": {"stot": 1}}, {("web", "a"): {"stot": 1}})
+    last = WorkerReport({"www": {"stot": 2}}, {})
+
+    async def scenario() -> list[WorkerReport]:
+        read_fd, write_fd = os.pipe()
+        writer = ReportWriter(write_fd)
+        writer.send(first)
+        writer.finish(last)  # closes the pipe: the reader ends
+        assert writer.closed
+        writer.send(first)  # after the end: ignored, never raises
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        pipe = os.fdopen(read_fd, "rb", buffering=0)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+        got: list[WorkerReport] = []
+        await read_reports(reader, got.append)
+        transport.close()
+        return got
+
+    assert asyncio.run(scenario()) == [first, last]
+
+
+def test_a_full_report_pipe_never_blocks_the_worker() -> None:
+    read_fd, write_fd = os.pipe()
+    writer = ReportWriter(write_fd)
+    big = WorkerReport({f"frontend{i}": {"stot": i} for i in range(20_000)}, {})
+    for _ in range(5):
+        writer.send(big)  # the pipe takes 64 KiB: the rest waits, newer reports too
+    writer.close()
+    os.close(read_fd)
+
+
+def test_the_metrics_snapshot_reaches_the_worker_service() -> None:
+    async def scenario() -> bytes:
+        read_fd, write_fd = os.pipe()
+        os.write(write_fd, encode_metrics(b"# metrics\n"))
+        os.close(write_fd)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        pipe = os.fdopen(read_fd, "rb", buffering=0)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+        snapshot = ServiceSnapshot()
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            await read_messages(reader, StapleTable({}), {}, snapshot)
+        transport.close()
+        return snapshot.body
+
+    assert asyncio.run(scenario()) == b"# metrics\n"

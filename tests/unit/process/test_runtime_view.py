@@ -19,6 +19,7 @@ from staplegate.fetch.client import FetchSettings
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.process.master import Deployment, Master, ReloadResult
 from staplegate.process.runtime_view import MasterRuntime
+from staplegate.process.traffic import WorkerReport
 from staplegate.proxy.backends import AdminState
 from staplegate.runtime.contract import UnknownServer
 from staplegate.testpki.pytest_plugin import Pki
@@ -111,3 +112,41 @@ def test_show_info_and_the_certificates_come_from_the_master(tmp_path: Path, pki
     assert runtime.last_reload() is None
     assert [entry.certificate is not None for entry in runtime.certificates()] == [True]
     assert runtime.crt_lists() == ()
+
+
+def test_show_stat_fills_traffic_fields_from_the_workers_reports(tmp_path: Path, pki: Pki) -> None:
+    runtime = make_runtime(tmp_path, pki)
+    traffic = runtime._master.traffic
+    traffic.update(
+        100,
+        WorkerReport(
+            {
+                "www": {
+                    "scur": 1,
+                    "stot": 4,
+                    "bin": 10,
+                    "bout": 20,
+                    "hrsp_2xx": 3,
+                    "staple_sent": 2,
+                    "staple_none": 1,
+                    "staple_not_requested": 1,
+                }
+            },
+            {("web", "web1"): {"scur": 1, "stot": 3}},
+        ),
+    )
+    traffic.update(101, WorkerReport({"www": {"scur": 0, "stot": 2}}, {}))
+    rows = {(row.fields["pxname"], row.fields["svname"]): row for row in runtime.stats()}
+    frontend = rows["www", "FRONTEND"]
+    assert (frontend.fields["scur"], frontend.fields["stot"]) == (1, 6)
+    assert (frontend.fields["bin"], frontend.fields["bout"]) == (10, 20)
+    assert (frontend.fields["hrsp_2xx"], frontend.fields["hrsp_5xx"]) == (3, 0)
+    assert frontend.handshakes == {"sent": 2, "none": 1, "not_requested": 1}
+    assert rows["web", "web1"].fields["stot"] == 3
+    assert rows["web", "BACKEND"].fields["stot"] == 3
+    traffic.retire(100)  # a reload's old worker leaves: totals stay, its session is gone
+    rows = {(r.fields["pxname"], r.fields["svname"]): r for r in runtime.stats()}
+    assert (rows["www", "FRONTEND"].fields["scur"], rows["www", "FRONTEND"].fields["stot"]) == (
+        0,
+        6,
+    )

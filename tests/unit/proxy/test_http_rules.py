@@ -16,13 +16,16 @@ from staplegate.config.model import (
     HttpDeny,
     HttpRedirectScheme,
     HttpSetHeader,
+    HttpUseService,
 )
 from staplegate.config.parser.rules import PREDEFINED_ACLS
 from staplegate.proxy.http_message import BodyKind
 from staplegate.proxy.http_request import RequestHead, RequestReader
 from staplegate.proxy.http_rules import (
+    EXPOSITION_CONTENT_TYPE,
     CompiledRule,
     RequestFacts,
+    ServiceSnapshot,
     apply_rules,
     condition_holds,
     request_path,
@@ -229,3 +232,19 @@ def test_rules_see_the_path_and_the_source() -> None:
     assert answer is not None
     assert (answer.status, action) == (403, "deny")
     assert apply_rules([deny_admin], head, local) == (None, None)
+
+
+def test_use_service_answers_the_latest_snapshot_and_503_before_the_first() -> None:
+    head = RequestHead("GET", b"/metrics", "1.1", [(b"Host", b"h.test")], keep_alive=True)
+    facts = RequestFacts(("127.0.0.1", 1), None, False, "h.test", target=b"/metrics")
+    snapshot = ServiceSnapshot()
+    rule = CompiledRule(HttpUseService("prometheus-exporter"), service=snapshot)
+    answer, name = apply_rules([rule], head, facts)
+    assert name == "use-service"
+    assert answer is not None
+    assert answer.status == 503
+    snapshot.body = b"# HELP x\n"
+    answer, _ = apply_rules([rule], head, facts)
+    assert answer is not None
+    assert (answer.status, answer.body) == (200, b"# HELP x\n")
+    assert ("content-type", EXPOSITION_CONTENT_TYPE) in answer.headers

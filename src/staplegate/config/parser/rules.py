@@ -26,6 +26,7 @@ from staplegate.config.model import (
     HttpRequestRule,
     HttpReturn,
     HttpSetHeader,
+    HttpUseService,
     UseBackendRule,
 )
 from staplegate.config.parser.registry import KeywordTable, refused_all, refused_message, supported
@@ -476,6 +477,27 @@ def _http_redirect(
     return HttpRedirectScheme(scheme, code)
 
 
+#: the services `http-request use-service` can name (HAProxy's built-in promex exporter)
+USE_SERVICES = ("prometheus-exporter",)
+
+
+def _http_use_service(
+    parser: ParserState, body: list[str], where: SourceLocation, kw: str
+) -> HttpAction | None:
+    if len(body) != 1:
+        parser.error(where, kw, f"'{kw}' expects a service name.", Reason.MISSING_ARGUMENT)
+        return None
+    if body[0] not in USE_SERVICES:
+        parser.error(
+            where,
+            kw,
+            f"'{kw}' : unknown service '{body[0]}' (staplegate has: {', '.join(USE_SERVICES)}).",
+            Reason.UNSUPPORTED,
+        )
+        return None
+    return HttpUseService(body[0])
+
+
 # every action HAProxy's `http-request` knows; only the ones with a reader are supported
 HTTP_REQUEST_ACTIONS: KeywordTable[ActionReader] = KeywordTable(
     [
@@ -485,6 +507,7 @@ HTTP_REQUEST_ACTIONS: KeywordTable[ActionReader] = KeywordTable(
         supported("set-header", _http_set_header),
         supported("add-header", _http_set_header),
         supported("del-header", _http_del_header),
+        supported("use-service", _http_use_service),
         *refused_all(
             [
                 "add-acl",
@@ -537,7 +560,6 @@ HTTP_REQUEST_ACTIONS: KeywordTable[ActionReader] = KeywordTable(
                 "track-sc1",
                 "track-sc2",
                 "unset-var",
-                "use-service",
                 "wait-for-body",
                 "wait-for-handshake",
             ]

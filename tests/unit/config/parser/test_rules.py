@@ -10,6 +10,7 @@ from staplegate.config.model import (
     HttpRedirectScheme,
     HttpReturn,
     HttpSetHeader,
+    HttpUseService,
 )
 from tests.unit.config.helpers import BACKEND, A, check, one_error
 
@@ -221,3 +222,25 @@ def test_http_request_in_defaults_is_refused() -> None:
 
 
 # ------------------------------------------------------------------ defaults and listen
+
+
+def test_use_service_prometheus_exporter() -> None:
+    config, diags = check(
+        "frontend stats\n    mode http\n    bind 127.0.0.1:8404\n"
+        "    http-request use-service prometheus-exporter if { path /metrics }\n"
+    )
+    assert diags == []
+    assert config is not None
+    (rule,) = config.frontend("stats").http_request_rules
+    assert rule.action == HttpUseService("prometheus-exporter")
+    assert rule.condition is not None
+    assert one_error(
+        "frontend stats\n    mode http\n    bind 127.0.0.1:8404\n"
+        "    http-request use-service lua.hello\n"
+    ).endswith(
+        "'http-request use-service' : unknown service 'lua.hello' "
+        "(staplegate has: prometheus-exporter)."
+    )
+    assert "expects a service name" in one_error(
+        "frontend stats\n    mode http\n    bind 127.0.0.1:8404\n    http-request use-service\n"
+    )

@@ -1,0 +1,186 @@
+"""The Prometheus collector against in-memory fakes of the runtime contract, parsed back with
+prometheus-client's own text parser (so escaping is checked by the library that reads it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from staplegate.certs import CertificateSource, ExtraFiles, assess_ocsp, load_certificate
+from staplegate.deploy.generation import CertificateEntry
+from staplegate.observe.metrics import StaplegateCollector, not_stapled_reasons, render
+from staplegate.ocsp.logline import UpdateStatus
+from staplegate.ocsp.machine import State
+from staplegate.runtime.contract import StatRow
+from staplegate.testpki.ca import CertificateAuthority
+from staplegate.updater.results import EntrySnapshot
+from tests.unit.runtime.test_handlers import CERT_A, NOW, FakeBackend, FakeOcsp, _entry
+
+ODD = '/etc/ssl/my "odd" dir/site one.pem'
+
+
+@dataclass
+class FakeView(FakeBackend):
+    rows: list[StatRow] = field(default_factory=list)
+    stores: list[CertificateEntry] = field(default_factory=list)
+
+    def stats(self) -> Sequence[StatRow]:
+        return self.rows
+
+    def certificates(self) -> Sequence[CertificateEntry]:
+        return self.stores
+
+
+def samples(exposition: bytes) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    found = {}
+    for family in text_string_to_metric_families(exposition.decode()):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
+    return name, frozenset(labels.items())
+
+
+def scrape(view: FakeView) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return samples(render(StaplegateCollector(view, now=lambda: NOW, started_at=1000.0)))
+
+
+def served_entry(path: str) -> EntrySnapshot:
+    """A certificate with a good staple served, 3 successes and two failures."""
+    entry = _entry(CERT_A, path, State.WAITING)
+    return dataclasses.replace(
+        entry,
+        paths=(path,),
+        failures=2,
+        failures_by_status={UpdateStatus.HTTP_ERROR: 1, UpdateStatus.CHECK_FAILURE: 1},
+    )
+
+
+def test_an_odd_certificate_path_round_trips_through_the_exposition() -> None:
+    view = FakeView(FakeOcsp(entries=[served_entry(ODD)]))
+    found = scrape(view)
+    assert found[key("staplegate_ocsp_stapled", certificate=ODD)] == 1
+    assert found[key("staplegate_ocsp_response_status", certificate=ODD, status="good")] == 1
+    assert found[key("staplegate_ocsp_response_status", certificate=ODD, status="revoked")] == 0
+    this_update = NOW - dt.timedelta(hours=1)
+    assert (
+        found[key("staplegate_ocsp_response_this_update_timestamp_seconds", certificate=ODD)]
+        == this_update.timestamp()
+    )
+    responder = "http://ocsp.example.test"
+    updates = "staplegate_ocsp_updates_total"
+    assert found[key(updates, certificate=ODD, responder=responder, result="success")] == 3
+    assert found[key(updates, certificate=ODD, responder=responder, result="http_error")] == 1
+    assert found[key(updates, certificate=ODD, responder=responder, result="check_failure")] == 1
+    # a failure result appears once it happened (a labelled Counter child on first use)
+    assert key(updates, certificate=ODD, responder=responder, result="unknown") not in found
+
+
+def test_a_newline_in_a_path_is_escaped_by_the_library() -> None:
+    path = "/c/line\nbreak.pem"
+    exposition = render(
+        StaplegateCollector(
+            FakeView(FakeOcsp(entries=[served_entry(path)])), now=lambda: NOW, started_at=0.0
+        )
+    )
+    assert b'certificate="/c/line\\nbreak.pem"' in exposition
+    assert samples(exposition)[key("staplegate_ocsp_stapled", certificate=path)] == 1
+
+
+def test_frontend_backend_and_server_rows_use_haproxys_names_and_labels() -> None:
+    rows = [
+        StatRow(
+            {
+                "pxname": "www",
+                "svname": "FRONTEND",
+                "mode": "http",
+                "scur": 2,
+                "stot": 9,
+                "bin": 100,
+                "bout": 2000,
+                "req_tot": 12,
+                "hrsp_2xx": 10,
+                "hrsp_5xx": 2,
+                "slim": 50,
+            },
+            certificates=("/c/a.pem",),
+            handshakes={"sent": 4, "none": 1, "not_requested": 4},
+        ),
+        StatRow(
+            {"pxname": "web", "svname": "a", "status": "UP", "scur": 1, "stot": 7, "weight": 1}
+        ),
+        StatRow(
+            {"pxname": "web", "svname": "BACKEND", "status": "UP", "scur": 1, "stot": 7, "act": 1}
+        ),
+    ]
+    found = scrape(FakeView(FakeOcsp(entries=[]), rows=rows))
+    assert found[key("haproxy_frontend_current_sessions", proxy="www")] == 2
+    assert found[key("haproxy_frontend_sessions_total", proxy="www")] == 9
+    assert found[key("haproxy_frontend_bytes_in_total", proxy="www")] == 100
+    assert found[key("haproxy_frontend_bytes_out_total", proxy="www")] == 2000
+    assert found[key("haproxy_frontend_http_responses_total", proxy="www", code="2xx")] == 10
+    assert found[key("haproxy_frontend_http_responses_total", proxy="www", code="5xx")] == 2
+    assert found[key("haproxy_frontend_http_requests_total", proxy="www")] == 12
+    assert found[key("staplegate_tls_handshakes_total", frontend="www", staple="sent")] == 4
+    assert found[key("staplegate_tls_handshakes_total", frontend="www", staple="none")] == 1
+    assert found[key("haproxy_server_sessions_total", proxy="web", server="a")] == 7
+    assert found[key("haproxy_server_status", proxy="web", server="a", state="UP")] == 1
+    assert found[key("haproxy_server_status", proxy="web", server="a", state="DOWN")] == 0
+    assert found[key("haproxy_backend_sessions_total", proxy="web")] == 7
+    assert found[key("haproxy_process_current_connections")] == 2
+    assert found[key("haproxy_process_start_time_seconds")] == 1000.0
+
+
+def _store(tmp_path: Path, **options: object) -> CertificateEntry:
+    ca = CertificateAuthority.init(tmp_path / "ca", now=NOW - dt.timedelta(days=1))
+    issued = ca.issue("site.test", out_dir=tmp_path, **options)  # type: ignore[arg-type]
+    cert = load_certificate(
+        CertificateSource.from_path(issued.bundle_path), extra=ExtraFiles(), now=NOW
+    )
+    readiness = assess_ocsp(cert, ocsp_update=True)
+    return CertificateEntry(cert.name, (), cert, None, readiness, None)
+
+
+def test_not_stapled_reasons(tmp_path: Path) -> None:
+    store = _store(tmp_path / "a", must_staple=True)
+    snapshot = dataclasses.replace(served_entry(store.name), staple=None, failures=3)
+    assert not_stapled_reasons(store, snapshot, now=NOW) == [
+        "responder_failing",
+        "must_staple_missing",
+    ]
+    assert not_stapled_reasons(store, served_entry(store.name), now=NOW) == []
+    disabled = dataclasses.replace(snapshot, auto_update=False)
+    assert not_stapled_reasons(store, disabled, now=NOW)[0] == "disabled"
+    withdrawn = served_entry(store.name)
+    assert withdrawn.staple is not None
+    withdrawn = dataclasses.replace(
+        withdrawn, staple=dataclasses.replace(withdrawn.staple, served=False)
+    )
+    assert not_stapled_reasons(store, withdrawn, now=NOW)[0] == "expired"
+    later = NOW + dt.timedelta(days=400)
+    assert not_stapled_reasons(store, snapshot, now=later)[0] == "expired"
+    no_uri = _store(tmp_path / "b", ocsp_url=None)
+    assert not_stapled_reasons(no_uri, None, now=NOW) == ["no_ocsp_uri"]
+    short = _store(tmp_path / "c", ocsp_url=None, days=7)
+    assert not_stapled_reasons(short, None, now=NOW) == ["short_lived"]
+
+
+def test_a_certificate_without_an_ocsp_entry_is_listed_as_not_stapled(tmp_path: Path) -> None:
+    store = _store(tmp_path, ocsp_url=None)
+    found = scrape(FakeView(FakeOcsp(entries=[]), stores=[store]))
+    assert found[key("staplegate_ocsp_stapled", certificate=store.name)] == 0
+    assert (
+        found[key("staplegate_ocsp_not_stapled", certificate=store.name, reason="no_ocsp_uri")] == 1
+    )
+    assert store.certificate is not None
+    assert (
+        found[key("staplegate_certificate_not_after_timestamp_seconds", certificate=store.name)]
+        == store.certificate.not_after.timestamp()
+    )
