@@ -1,0 +1,253 @@
+"""HAProxy's stats page, with a certificates table: pure functions, rows in, text out.
+
+The proxy table shows what `show stat` has (HAProxy's page and `show stat` read the same
+counters); the certificates table adds each certificate's staple health, most urgent first:
+not stapled or revoked, then failing, then the soonest nextUpdate. Every value is
+HTML-escaped (certificate paths and names come from files and the network). The `;csv`
+export is `show stat`'s CSV (`runtime.formats.stat_csv`).
+
+Nothing is wired to a listener yet: `stats enable` and its family stay refused until the
+serving path (master renders, workers answer, like `/metrics`) is built and tested end to
+end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from staplegate import __version__
+from staplegate.deploy.generation import CertificateEntry
+from staplegate.observe.metrics import not_stapled_reasons
+from staplegate.ocsp.verify import CertStatus
+from staplegate.runtime import formats
+from staplegate.updater.results import EntrySnapshot
+
+#: a staple whose nextUpdate is this close is shown orange ("soon")
+SOON = dt.timedelta(hours=24)
+
+#: the proxy table's columns: (heading, `show stat` field)
+PROXY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Name", "svname"),
+    ("Status", "status"),
+    ("Cur sessions", "scur"),
+    ("Max sessions", "smax"),
+    ("Limit", "slim"),
+    ("Total sessions", "stot"),
+    ("Bytes in", "bin"),
+    ("Bytes out", "bout"),
+    ("Req errors", "ereq"),
+    ("Conn errors", "econ"),
+    ("Resp errors", "eresp"),
+    ("1xx", "hrsp_1xx"),
+    ("2xx", "hrsp_2xx"),
+    ("3xx", "hrsp_3xx"),
+    ("4xx", "hrsp_4xx"),
+    ("5xx", "hrsp_5xx"),
+)
+
+Row = Mapping[str, str | int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class CertRow:
+    """One certificate's line in the certificates table."""
+
+    names: tuple[str, ...]  # the configured paths holding it
+    key_type: str | None
+    status: str | None  # good / revoked / unknown of the held staple; None: no staple
+    stapled: bool
+    this_update: dt.datetime | None
+    next_update: dt.datetime | None
+    next_refresh: dt.datetime | None
+    last_success: dt.datetime | None
+    failures: int
+    reasons: tuple[str, ...]  # why it is not stapled (observe.metrics.not_stapled_reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class PageOptions:
+    """What a frontend's `stats` lines change on its page (HAProxy's names)."""
+
+    refresh_s: int | None = None  # `stats refresh`: a meta refresh
+    hide_version: bool = False  # `stats hide-version`
+    node: str | None = None  # `stats show-node [name]`
+    scope: tuple[str, ...] = ()  # `stats scope`: only these proxies (empty: all)
+
+
+def certificate_rows(
+    entries: Sequence[CertificateEntry], snapshots: Sequence[EntrySnapshot], *, now: dt.datetime
+) -> list[CertRow]:
+    """The certificates table's rows from what the runtime API reads, in urgency order."""
+    by_path = {path: snap for snap in snapshots for path in snap.paths}
+    rows: list[CertRow] = []
+    for entry in entries:
+        cert = entry.certificate
+        if cert is None:
+            continue
+        snap = by_path.get(entry.name)
+        staple = snap.staple if snap is not None else None
+        rows.append(
+            CertRow(
+                names=snap.paths if snap is not None else (entry.name,),
+                key_type=cert.key_type.haproxy_name,
+                status=_status_name(staple.status) if staple is not None else None,
+                stapled=staple is not None and staple.served,
+                this_update=staple.this_update if staple is not None else None,
+                next_update=staple.next_update if staple is not None else None,
+                next_refresh=snap.next_attempt if snap is not None else None,
+                last_success=snap.last_success if snap is not None else None,
+                failures=snap.failures if snap is not None else 0,
+                reasons=tuple(not_stapled_reasons(entry, snap, now=now)),
+            )
+        )
+    # one row per OCSP entry: a certificate named by several files is listed once
+    unique = {row.names: row for row in rows}
+    return sort_by_urgency(list(unique.values()))
+
+
+def _status_name(status: CertStatus) -> str:
+    return status.name.lower()
+
+
+def health(row: CertRow, *, now: dt.datetime) -> str:
+    """The row's colour class: `failing` (red), `soon` (orange) or `ok` (green)."""
+    if not row.stapled or row.status == "revoked" or row.reasons:
+        return "failing"
+    if row.failures or row.status != "good":
+        return "soon"
+    if row.next_update is not None and row.next_update - now <= SOON:
+        return "soon"
+    return "ok"
+
+
+def sort_by_urgency(rows: Sequence[CertRow]) -> list[CertRow]:
+    """Not stapled or revoked first, then failing refreshes, then the soonest nextUpdate."""
+    far = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+    def key(row: CertRow) -> tuple[int, int, dt.datetime, tuple[str, ...]]:
+        bad = not row.stapled or row.status == "revoked"
+        return (0 if bad else 1, 0 if row.failures else 1, row.next_update or far, row.names)
+
+    return sorted(rows, key=key)
+
+
+def render_csv(stat_rows: Sequence[Row]) -> str:
+    """The `;csv` export: exactly `show stat`'s answer."""
+    return formats.stat_csv(stat_rows)
+
+
+_STYLE = """
+body{font-family:Arial,Helvetica,sans-serif;font-size:12px;background:#fff}
+table{border-collapse:collapse;margin-bottom:1em}
+th,td{border:1px solid #999;padding:2px 4px;text-align:right}
+td.name,th.name{text-align:left}
+tr.px th{background:#b0b0ff;text-align:left}
+tr.frontend td{background:#f0f0f0}
+tr.backend td{background:#e8e8d0}
+tr.up td,tr.ok td{background:#c0ffc0}
+tr.down td,tr.failing td{background:#ff9090}
+tr.soon td{background:#ffd020}
+"""
+
+
+def render_page(
+    stat_rows: Sequence[Row],
+    certs: Sequence[CertRow],
+    options: PageOptions,
+    *,
+    now: dt.datetime,
+    uptime_s: int = 0,
+) -> str:
+    """The whole HTML page (UTF-8 text); every dynamic value is escaped."""
+    e = html.escape
+    parts = ['<!DOCTYPE html>\n<html><head><meta charset="utf-8">']
+    if options.refresh_s:
+        parts.append(f'<meta http-equiv="refresh" content="{int(options.refresh_s)}">')
+    title = "Statistics Report" + ("" if options.hide_version else f" for staplegate {__version__}")
+    parts.append(f"<title>{e(title)}</title><style>{_STYLE}</style></head><body>")
+    parts.append(f"<h1>{e(title)}</h1>")
+    if options.node is not None:
+        parts.append(f'<p class="node">Node: {e(options.node)}</p>')
+    parts.append(
+        f"<p>Generated {e(formats.log_date(now))}; uptime {e(formats.uptime_text(uptime_s))}"
+    )
+    if options.refresh_s:
+        parts.append(f"; refreshes every {int(options.refresh_s)}s")
+    parts.append("</p>")
+    parts.append(_certificates_table(certs, now=now))
+    parts.append(_proxy_tables(stat_rows, options))
+    parts.append("</body></html>\n")
+    return "".join(parts)
+
+
+def _cell(value: object, *, name: bool = False) -> str:
+    text = "" if value is None else str(value)
+    css = ' class="name"' if name else ""
+    return f"<td{css}>{html.escape(text)}</td>"
+
+
+def _when(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _certificates_table(certs: Sequence[CertRow], *, now: dt.datetime) -> str:
+    head = (
+        "Certificate", "Key", "OCSP status", "thisUpdate", "nextUpdate", "Next refresh",
+        "Last success", "Failures", "Not stapled because",
+    )  # fmt: skip
+    out = ['<h2>Certificates</h2><table class="certificates"><tr>']
+    out.extend(f'<th class="name">{html.escape(h)}</th>' for h in head)
+    out.append("</tr>")
+    for row in certs:
+        status = row.status if row.stapled else f"{row.status or 'none'} (not stapled)"
+        out.append(f'<tr class="{health(row, now=now)}">')
+        out.append(_cell("\n".join(row.names), name=True).replace("\n", "<br>"))
+        out.extend(
+            _cell(value)
+            for value in (
+                row.key_type,
+                status,
+                _when(row.this_update),
+                _when(row.next_update),
+                _when(row.next_refresh),
+                _when(row.last_success),
+                row.failures,
+                ", ".join(row.reasons),
+            )
+        )
+        out.append("</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def _proxy_tables(stat_rows: Sequence[Row], options: PageOptions) -> str:
+    by_proxy: dict[str, list[Row]] = {}
+    for row in stat_rows:
+        proxy = str(row.get("pxname") or "")
+        if options.scope and proxy not in options.scope:
+            continue
+        by_proxy.setdefault(proxy, []).append(row)
+    out = []
+    for proxy, rows in by_proxy.items():
+        out.append(f'<table class="proxy"><tr class="px"><th colspan="{len(PROXY_COLUMNS)}">')
+        out.append(f"{html.escape(proxy)}</th></tr><tr>")
+        out.extend(f"<th>{html.escape(heading)}</th>" for heading, _ in PROXY_COLUMNS)
+        out.append("</tr>")
+        for row in rows:
+            out.append(f'<tr class="{_proxy_row_class(row)}">')
+            for _, field in PROXY_COLUMNS:
+                out.append(_cell(row.get(field), name=field == "svname"))
+            out.append("</tr>")
+        out.append("</table>")
+    return "".join(out)
+
+
+def _proxy_row_class(row: Row) -> str:
+    name = str(row.get("svname") or "")
+    if name in ("FRONTEND", "BACKEND"):
+        return name.lower()
+    status = str(row.get("status") or "")
+    return "up" if status.startswith("UP") or status == "no check" else "down"
