@@ -6,27 +6,31 @@ not stapled or revoked, then failing, then the soonest nextUpdate. Every value i
 HTML-escaped (certificate paths and names come from files and the network). The `;csv`
 export is `show stat`'s CSV (`runtime.formats.stat_csv`).
 
-Nothing is wired to a listener yet: `stats enable` and its family stay refused until the
-serving path (master renders, workers answer, like `/metrics`) is built and tested end to
-end.
+The master renders each `stats`-enabled frontend's page (`collect_pages` on its loop,
+`render_pages` in a thread) and pushes it to the workers, which answer from it
+(`proxy.http_rules.StatsService`), exactly like `/metrics`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from staplegate import __version__
+from staplegate.config.model import StatsPage
 from staplegate.deploy.generation import CertificateEntry
 from staplegate.observe.metrics import not_stapled_reasons
 from staplegate.ocsp.verify import CertStatus
 from staplegate.runtime import formats
+from staplegate.runtime.contract import ProcessView
 from staplegate.updater.results import EntrySnapshot
 
-#: a staple whose nextUpdate is this close is shown orange ("soon")
-SOON = dt.timedelta(hours=24)
+#: a staple with less than this share of its validity (thisUpdate..nextUpdate) left is shown
+#: orange ("soon"): a refresh that should have happened by then has not
+SOON_SHARE = 0.25
 
 #: the proxy table's columns: (heading, `show stat` field)
 PROXY_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -47,6 +51,9 @@ PROXY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("4xx", "hrsp_4xx"),
     ("5xx", "hrsp_5xx"),
 )
+
+#: with `stats show-legends`: what HAProxy's page shows in its legends
+LEGEND_COLUMNS: tuple[tuple[str, str], ...] = (("Address", "addr"), ("Algorithm", "algo"))
 
 Row = Mapping[str, str | int | None]
 
@@ -73,6 +80,7 @@ class PageOptions:
 
     refresh_s: int | None = None  # `stats refresh`: a meta refresh
     hide_version: bool = False  # `stats hide-version`
+    show_legends: bool = False  # `stats show-legends`: server addresses and algorithms
     node: str | None = None  # `stats show-node [name]`
     scope: tuple[str, ...] = ()  # `stats scope`: only these proxies (empty: all)
 
@@ -118,8 +126,9 @@ def health(row: CertRow, *, now: dt.datetime) -> str:
         return "failing"
     if row.failures or row.status != "good":
         return "soon"
-    if row.next_update is not None and row.next_update - now <= SOON:
-        return "soon"
+    if row.next_update is not None and row.this_update is not None:
+        if row.next_update - now <= (row.next_update - row.this_update) * SOON_SHARE:
+            return "soon"
     return "ok"
 
 
@@ -132,6 +141,61 @@ def sort_by_urgency(rows: Sequence[CertRow]) -> list[CertRow]:
         return (0 if bad else 1, 0 if row.failures else 1, row.next_update or far, row.names)
 
     return sorted(rows, key=key)
+
+
+@dataclass(frozen=True, slots=True)
+class PageData:
+    """What one frontend's page shows, read from the master's state (cheap; on its loop)."""
+
+    options: PageOptions
+    stat_rows: tuple[Row, ...]
+    certs: tuple[CertRow, ...]
+    now: dt.datetime
+    uptime_s: int
+
+
+def page_options(page: StatsPage) -> PageOptions:
+    """A frontend's `stats` lines as the renderer's options."""
+    node = page.node if page.node != "" else socket.gethostname()  # bare `stats show-node`
+    return PageOptions(
+        refresh_s=page.refresh_s,
+        hide_version=page.hide_version,
+        show_legends=page.show_legends,
+        node=node,
+        scope=page.scope,
+    )
+
+
+def collect_pages(
+    view: ProcessView, pages: Mapping[str, StatsPage], *, now: dt.datetime, uptime_s: int
+) -> dict[str, PageData]:
+    """Each stats frontend's data: the `show stat` rows (its scope, legends only when
+    `stats show-legends`) and the certificates, read once for all of them."""
+    stat_rows = [row.fields for row in view.stats()]
+    certs = tuple(certificate_rows(view.certificates(), view.ocsp_updater().snapshot(), now=now))
+    found = {}
+    for name, page in pages.items():
+        options = page_options(page)
+        rows = []
+        for fields in stat_rows:
+            if options.scope and fields.get("pxname") not in options.scope:
+                continue
+            if not options.show_legends:
+                fields = {k: v for k, v in fields.items() if k not in formats.LEGEND_FIELDS}
+            rows.append(fields)
+        found[name] = PageData(options, tuple(rows), certs, now, uptime_s)
+    return found
+
+
+def render_pages(data: Mapping[str, PageData]) -> dict[str, tuple[bytes, bytes]]:
+    """Each frontend's page and `;csv` export, encoded (run in a thread by the master)."""
+    return {
+        name: (
+            render_page(d.stat_rows, d.certs, d.options, now=d.now, uptime_s=d.uptime_s).encode(),
+            render_csv(d.stat_rows).encode(),
+        )
+        for name, d in data.items()
+    }
 
 
 def render_csv(stat_rows: Sequence[Row]) -> str:
@@ -230,15 +294,16 @@ def _proxy_tables(stat_rows: Sequence[Row], options: PageOptions) -> str:
         if options.scope and proxy not in options.scope:
             continue
         by_proxy.setdefault(proxy, []).append(row)
+    columns = PROXY_COLUMNS + (LEGEND_COLUMNS if options.show_legends else ())
     out = []
     for proxy, rows in by_proxy.items():
-        out.append(f'<table class="proxy"><tr class="px"><th colspan="{len(PROXY_COLUMNS)}">')
+        out.append(f'<table class="proxy"><tr class="px"><th colspan="{len(columns)}">')
         out.append(f"{html.escape(proxy)}</th></tr><tr>")
-        out.extend(f"<th>{html.escape(heading)}</th>" for heading, _ in PROXY_COLUMNS)
+        out.extend(f"<th>{html.escape(heading)}</th>" for heading, _ in columns)
         out.append("</tr>")
         for row in rows:
             out.append(f'<tr class="{_proxy_row_class(row)}">')
-            for _, field in PROXY_COLUMNS:
+            for _, field in columns:
                 out.append(_cell(row.get(field), name=field == "svname"))
             out.append("</tr>")
         out.append("</table>")

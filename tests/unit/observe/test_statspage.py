@@ -122,7 +122,11 @@ def test_not_stapled_and_revoked_come_first_then_failures_then_soonest_expiry() 
 
 def test_colours_green_orange_red() -> None:
     assert health(cert("a"), now=NOW) == "ok"
-    assert health(cert("a", next_update=NOW + dt.timedelta(hours=2)), now=NOW) == "soon"
+    late = cert(
+        "a", this_update=NOW - dt.timedelta(days=3), next_update=NOW + dt.timedelta(hours=2)
+    )
+    assert health(late, now=NOW) == "soon"
+    assert health(cert("a", next_update=NOW + dt.timedelta(hours=2)), now=NOW) == "ok"
     assert health(cert("a", failures=1), now=NOW) == "soon"
     assert health(cert("a", status="revoked"), now=NOW) == "failing"
     assert health(cert("a", stapled=False, reasons=("responder_failing",)), now=NOW) == "failing"
