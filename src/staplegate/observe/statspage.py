@@ -126,10 +126,10 @@ def health(row: CertRow, *, now: dt.datetime) -> str:
         return "failing"
     if row.failures or row.status != "good":
         return "soon"
-    if row.next_update is not None and row.this_update is not None:
-        if row.next_update - now <= (row.next_update - row.this_update) * SOON_SHARE:
-            return "soon"
-    return "ok"
+    if row.next_update is None or row.this_update is None:
+        return "ok"
+    left = row.next_update - now
+    return "soon" if left <= (row.next_update - row.this_update) * SOON_SHARE else "ok"
 
 
 def sort_by_urgency(rows: Sequence[CertRow]) -> list[CertRow]:

@@ -10,9 +10,10 @@ SIGCHLD reaps workers, restarting those of the current deployment.
 While a frontend of the current configuration uses `http-request use-service
 prometheus-exporter`, it renders the metrics every `METRICS_INTERVAL_S` and pushes them to
 the workers, which answer scrapes from that snapshot (docs/explanation/architecture.md says
-why the workers answer); the same for each `stats`-enabled frontend's page. Rendering 10,000 certificates takes a noticeable fraction of a second
-(docs/performance.md), so the interval stretches to `METRICS_COST_FACTOR` times the last
-render: the master never spends more than ~1/5 of its time on metrics.
+why the workers answer); the same for each `stats`-enabled frontend's page. Rendering
+10,000 certificates takes a noticeable fraction of a second (docs/performance.md), so the
+interval stretches to `METRICS_COST_FACTOR` times the last render: the master never spends
+more than ~1/5 of its time on metrics.
 """
 
 from __future__ import annotations
