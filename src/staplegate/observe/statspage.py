@@ -154,15 +154,15 @@ class PageData:
     uptime_s: int
 
 
-def page_options(page: StatsPage) -> PageOptions:
-    """A frontend's `stats` lines as the renderer's options."""
+def page_options(page: StatsPage, proxy: str) -> PageOptions:
+    """The `stats` lines of `proxy` as the renderer's options (`stats scope .` is itself)."""
     node = page.node if page.node != "" else socket.gethostname()  # bare `stats show-node`
     return PageOptions(
         refresh_s=page.refresh_s,
         hide_version=page.hide_version,
         show_legends=page.show_legends,
         node=node,
-        scope=page.scope,
+        scope=tuple(proxy if name == "." else name for name in page.scope),
     )
 
 
@@ -175,7 +175,7 @@ def collect_pages(
     certs = tuple(certificate_rows(view.certificates(), view.ocsp_updater().snapshot(), now=now))
     found = {}
     for name, page in pages.items():
-        options = page_options(page)
+        options = page_options(page, name)
         rows = []
         for fields in stat_rows:
             if options.scope and fields.get("pxname") not in options.scope:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+import socket
 from html.parser import HTMLParser
 from pathlib import Path
 
+from staplegate.config.diagnostics import SourceLocation
+from staplegate.config.model import StatsPage
 from staplegate.observe.statspage import (
     CertRow,
     PageOptions,
     certificate_rows,
     health,
+    page_options,
     render_csv,
     render_page,
     sort_by_urgency,
@@ -189,3 +193,12 @@ def test_rows_from_the_runtime_view(tmp_path: Path) -> None:
     assert by_name[failing.name].reasons == ("responder_failing",)
     assert by_name[no_uri.name].reasons == ("no_ocsp_uri",)
     assert rows[-1].names == (served.name,)  # the only healthy one is last
+
+
+def test_page_options_from_the_stats_lines() -> None:
+    where = SourceLocation("t.cfg", 1)
+    options = page_options(StatsPage(where, scope=(".", "web"), node="", refresh_s=3), "stats")
+    assert options.scope == ("stats", "web")  # `stats scope .`: the section itself
+    assert options.node == socket.gethostname()  # bare `stats show-node`
+    assert options.refresh_s == 3
+    assert page_options(StatsPage(where), "stats").node is None
