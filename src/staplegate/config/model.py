@@ -595,6 +595,21 @@ class Defaults:
 
 
 @dataclass(frozen=True)
+class StatsPage:
+    """A proxy's `stats` lines (HAProxy: any of them enables the page)."""
+
+    location: SourceLocation
+    uri: str = "/haproxy?stats"
+    refresh_s: int | None = None
+    auth: tuple[str, ...] = ()  # `user:password` pairs; empty: no authentication
+    realm: str | None = None
+    hide_version: bool = False
+    show_legends: bool = False
+    node: str | None = None
+    scope: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Frontend:
     """A frontend, or the frontend half of a `listen` section; defaults already applied."""
 
@@ -607,6 +622,7 @@ class Frontend:
     default_backend: str | None
     use_backends: tuple[UseBackendRule, ...] = ()
     http_request_rules: tuple[HttpRequestRule, ...] = ()
+    stats: StatsPage | None = None
 
     @property
     def timeouts(self) -> Timeouts:

@@ -158,6 +158,7 @@ class _Builder:
                         default_backend,
                         raw.use_backends,
                         raw.http_request_rules,
+                        raw.stats,
                     )
                 )
             if raw.kind in (ProxyKind.BACKEND, ProxyKind.LISTEN):

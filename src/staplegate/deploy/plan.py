@@ -8,7 +8,7 @@ is refused here with a message naming the file:line, instead of being silently s
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO, TypeVar
@@ -46,7 +46,7 @@ from staplegate.proxy.backends import (
 )
 from staplegate.proxy.balance import Algorithm
 from staplegate.proxy.http_pool import HttpBackendSettings, HttpSettings
-from staplegate.proxy.http_rules import CompiledRule, ServiceSnapshot
+from staplegate.proxy.http_rules import CompiledRule, ServiceSnapshot, StatsService
 from staplegate.proxy.records import ProxyTimeouts
 from staplegate.tls.contexts import (
     IGNORE_ALL,
@@ -124,6 +124,8 @@ class ServePlan:
     backends: tuple[BackendPlan, ...]
     #: what `http-request use-service prometheus-exporter` rules answer; None: no rule uses it
     exporter: ServiceSnapshot | None = None
+    #: each `stats`-enabled frontend's page, by frontend name (the master renders them)
+    stats_pages: Mapping[str, StatsService] = field(default_factory=dict)
 
 
 def _seconds(ms: int | None) -> float | None:
@@ -294,6 +296,14 @@ def _frontend_plan(
                     "ignored, as HAProxy ignores them",
                 )
             )
+        if frontend.stats is not None:
+            problems.append(
+                _refuse(
+                    frontend.stats.location,
+                    "stats enable",
+                    f"frontend '{frontend.name}' is 'mode tcp': the stats page needs 'mode http'",
+                )
+            )
     binds = []
     client_files = _ClientFiles()
     refs = config.certificate_references()
@@ -356,6 +366,7 @@ def _frontend_plan(
             route_by_path=any(
                 AclFetch.PATH.value in _http_fetches(r.condition) for r in frontend.use_backends
             ),
+            stats=_stats_service(frontend),
         )
     return FrontendPlan(
         name=frontend.name,
@@ -423,6 +434,13 @@ def _forwardfor(enabled: bool | None, name: str | None) -> bytes | None:
     if not enabled:
         return None
     return (name or "X-Forwarded-For").encode("latin-1")
+
+
+def _stats_service(frontend: Frontend) -> StatsService | None:
+    page = frontend.stats
+    if page is None:
+        return None
+    return StatsService(frontend.name, page.uri, page.auth, page.realm)
 
 
 def _compile_rules(
@@ -617,7 +635,8 @@ def build_plan(
     rules = [r for f in frontends if f.http is not None for r in f.http.rules]
     rules += [r for b in backends for r in b.http.rules]
     used = any(rule.service is exporter for rule in rules)
-    return ServePlan(tuple(frontends), backends, exporter if used else None), problems
+    pages = {f.name: f.http.stats for f in frontends if f.http is not None and f.http.stats}
+    return ServePlan(tuple(frontends), backends, exporter if used else None, pages), problems
 
 
 def validate(

@@ -1,1 +1,1 @@
-"""Observability: logging in HAProxy's formats (metrics and the status page come later)."""
+"""Observability: logging in HAProxy's formats, the Prometheus metrics and the stats page."""

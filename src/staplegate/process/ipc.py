@@ -29,7 +29,7 @@ from typing import Any
 from staplegate.ocsp.certid import CertId
 from staplegate.process.traffic import WorkerReport
 from staplegate.proxy.backends import AdminState, BackendPool, ServerState
-from staplegate.proxy.http_rules import ServiceSnapshot
+from staplegate.proxy.http_rules import ServiceSnapshot, StatsService
 from staplegate.tls.staples import StapleTable
 
 # the worker's logger: `read_messages` runs in the worker
@@ -88,6 +88,11 @@ def encode_servers(states: ServerStates) -> bytes:
 def encode_metrics(exposition: bytes) -> bytes:
     """A master→worker message: what `use-service prometheus-exporter` answers from now on."""
     return _frame("metrics", exposition)
+
+
+def encode_stats_pages(pages: Mapping[str, tuple[bytes, bytes]]) -> bytes:
+    """A master→worker message: each stats frontend's page (HTML, `;csv`) from now on."""
+    return _frame("stats-pages", dict(pages))
 
 
 def encode_report(report: WorkerReport) -> bytes:
@@ -167,6 +172,7 @@ async def read_messages(
     table: StapleTable,
     pools: Mapping[str, BackendPool],
     exporter: ServiceSnapshot | None = None,
+    stats_pages: Mapping[str, StatsService] | None = None,
 ) -> None:
     """Apply each message the master sends until the pipe closes."""
     while True:
@@ -174,6 +180,11 @@ async def read_messages(
         if kind == "metrics":
             if exporter is not None and isinstance(payload, bytes):
                 exporter.body = payload
+        elif kind == "stats-pages":
+            for name, (page_html, page_csv) in payload.items():
+                service = (stats_pages or {}).get(name)
+                if service is not None:
+                    service.html, service.csv = page_html, page_csv
         elif kind == "staples":
             table.replace(payload)
             log.debug("worker %d: staple table replaced: %d staples", os.getpid(), len(table))

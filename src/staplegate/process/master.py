@@ -55,6 +55,7 @@ from staplegate.process.ipc import (
     encode_changes,
     encode_metrics,
     encode_servers,
+    encode_stats_pages,
     encode_table,
     read_reports,
 )
@@ -186,6 +187,8 @@ class Master:
     traffic: TrafficTotals = field(default_factory=TrafficTotals)
     #: the latest exposition pushed to workers (None: none yet, or no rule uses the service)
     exposition: bytes | None = None
+    #: the latest stats pages pushed to workers: frontend name -> (HTML, `;csv`)
+    stats_pages: Mapping[str, tuple[bytes, bytes]] = field(default_factory=dict)
     _report_tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -289,6 +292,8 @@ class Master:
         transport.write(encode_servers(self.server_states()))
         if self.exposition is not None:
             transport.write(encode_metrics(self.exposition))
+        if self.stats_pages:
+            transport.write(encode_stats_pages(self.stats_pages))
         if handle.report_fd >= 0:
             await self._follow_reports(handle)
 
@@ -327,6 +332,15 @@ class Master:
         """
         self.exposition = exposition
         message = encode_metrics(exposition)
+        for handle in self.current_workers():
+            pipe = handle.pipe
+            if pipe is not None and not pipe.is_closing() and pipe.get_write_buffer_size() == 0:
+                pipe.write(message)
+
+    def push_stats_pages(self, pages: Mapping[str, tuple[bytes, bytes]]) -> None:
+        """Give every current worker each stats frontend's page (skipped like metrics)."""
+        self.stats_pages = pages
+        message = encode_stats_pages(pages)
         for handle in self.current_workers():
             pipe = handle.pipe
             if pipe is not None and not pipe.is_closing() and pipe.get_write_buffer_size() == 0:

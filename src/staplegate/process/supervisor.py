@@ -10,9 +10,10 @@ SIGCHLD reaps workers, restarting those of the current deployment.
 While a frontend of the current configuration uses `http-request use-service
 prometheus-exporter`, it renders the metrics every `METRICS_INTERVAL_S` and pushes them to
 the workers, which answer scrapes from that snapshot (docs/explanation/architecture.md says
-why the workers answer). Rendering 10,000 certificates takes a noticeable fraction of a second
-(docs/performance.md), so the interval stretches to `METRICS_COST_FACTOR` times the last
-render: the master never spends more than ~1/5 of its time on metrics.
+why the workers answer); the same for each `stats`-enabled frontend's page. Rendering
+10,000 certificates takes a noticeable fraction of a second (docs/performance.md), so the
+interval stretches to `METRICS_COST_FACTOR` times the last render: the master never spends
+more than ~1/5 of its time on metrics.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import traceback
 
 from staplegate.observe.log import NOTICE
 from staplegate.observe.metrics import CollectedMetrics, StaplegateCollector, render
+from staplegate.observe.statspage import collect_pages, render_pages
 from staplegate.process.master import Master, ReloadResult
 from staplegate.process.runtime_view import MasterRuntime
 from staplegate.process.systemd import sd_notify
@@ -257,6 +259,24 @@ async def _publish_metrics(master: Master, view: MasterRuntime) -> None:
             except Exception:
                 log.exception("metrics: rendering failed; scrapes get the previous snapshot")
             spent = time.perf_counter() - began
+        pages = {
+            f.name: f.stats
+            for f in master.current.generation.config.frontends
+            if f.stats is not None and f.name in master.current.plan.stats_pages
+        }
+        if pages:
+            began = time.perf_counter()
+            try:
+                data = collect_pages(
+                    view,
+                    pages,
+                    now=master.clock.now(),
+                    uptime_s=int(time.monotonic() - view.started),
+                )
+                master.push_stats_pages(await asyncio.to_thread(render_pages, data))
+            except Exception:
+                log.exception("stats page: rendering failed; visitors get the previous page")
+            spent += time.perf_counter() - began
         await asyncio.sleep(max(METRICS_INTERVAL_S, spent * METRICS_COST_FACTOR))
 
 

@@ -142,7 +142,7 @@ async def _run(setup: WorkerSetup) -> None:
 
     async def follow_master() -> None:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-            await read_messages(reader, table, pools, setup.plan.exporter)
+            await read_messages(reader, table, pools, setup.plan.exporter, setup.plan.stats_pages)
         stop.set()  # the master is gone: finish what we have and leave
 
     reports = ReportWriter(setup.report_fd) if setup.report_fd >= 0 else None

@@ -18,7 +18,7 @@ from typing import Final, Protocol, cast
 from staplegate.clock import Clock, SystemClock
 from staplegate.proxy.http_message import MAX_HEAD_BYTES, MAX_HEADERS
 from staplegate.proxy.http_response import ResponseEvent, ResponseReader
-from staplegate.proxy.http_rules import CompiledRule
+from staplegate.proxy.http_rules import CompiledRule, StatsService
 from staplegate.proxy.records import HttpStats
 
 log = logging.getLogger("staplegate.http")
@@ -54,6 +54,7 @@ class HttpSettings:
     max_headers: int = MAX_HEADERS  # `tune.http.maxhdr`
     route_by_path: bool = False  # a `use_backend` rule looks at the path: route every request
     backends: Mapping[str, HttpBackendSettings] = field(default_factory=dict)
+    stats: StatsService | None = None  # `stats enable`: answered after the rules
 
 
 class HttpFrontend:

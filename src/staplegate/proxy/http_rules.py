@@ -287,3 +287,58 @@ def _redirect(action: HttpRedirectScheme, head: RequestHead) -> LocalResponse:
         (("location", location), ("cache-control", "no-cache")),
         close=False,
     )
+
+
+#: HAProxy's realm when `stats realm` is not set
+DEFAULT_STATS_REALM = "HAProxy Statistics"
+
+
+class StatsService:
+    """A frontend's `stats` page in one worker: its URI and credentials, and the page the
+    master last rendered for it (replaced whole by `process.ipc.read_messages`)."""
+
+    __slots__ = ("_credentials", "_uri", "csv", "html", "name", "realm")
+
+    def __init__(self, name: str, uri: str, auth: Sequence[str], realm: str | None) -> None:
+        self.name = name
+        self._uri = uri.encode("latin-1", "replace")
+        self._credentials = frozenset(base64.b64encode(pair.encode()) for pair in auth)
+        self.realm = realm or DEFAULT_STATS_REALM
+        self.html = b""
+        self.csv = b""
+
+    def matches(self, head: RequestHead) -> bool:
+        """HAProxy's rule: the URI begins with the `stats uri` prefix."""
+        return head.target.startswith(self._uri)
+
+    def answer(self, head: RequestHead) -> LocalResponse:
+        """The page, its `;csv` export, or 401 when `stats auth` is set and not met."""
+        if self._credentials and not self._authorized(head):
+            realm = self.realm.replace("\\", "\\\\").replace('"', '\\"')
+            return LocalResponse(
+                401,
+                reason_phrase(401),
+                (
+                    ("www-authenticate", f'Basic realm="{realm}"'),
+                    ("cache-control", "no-cache"),
+                    ("content-type", "text/html"),
+                ),
+                b"<html><body><h1>401 Unauthorized</h1>\n"
+                b"You need a valid user and password to access this content.\n</body></html>\n",
+                close=False,
+            )
+        csv = b";csv" in head.target[len(self._uri) :]
+        body = self.csv if csv else self.html
+        if not body:  # the master has not pushed a page yet
+            return error_response(503)
+        kind = "text/plain; charset=utf-8" if csv else "text/html; charset=utf-8"
+        headers = (("content-type", kind), ("cache-control", "no-cache"))
+        return LocalResponse(200, reason_phrase(200), headers, body, close=False)
+
+    def _authorized(self, head: RequestHead) -> bool:
+        for name, value in head.headers:
+            if name.lower() == b"authorization":
+                scheme, _, token = value.strip().partition(b" ")
+                if scheme.lower() == b"basic" and token.strip() in self._credentials:
+                    return True
+        return False

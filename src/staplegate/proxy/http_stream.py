@@ -253,6 +253,11 @@ class HttpStream(ExchangeLifecycle):
             if answer is not None:
                 self._respond_locally(exchange, answer, "LR--" if answer.status < 400 else "PR--")
                 return
+        stats = settings.stats
+        if stats is not None and stats.matches(head):
+            answer = stats.answer(head)
+            self._respond_locally(exchange, answer, "LR--" if answer.status < 400 else "PR--")
+            return
         route = self._routes.get(head.host)
         if route is None:
             route = self._route(head.host, head.target)

@@ -98,3 +98,21 @@ def test_the_exporter_snapshot_exists_only_when_a_rule_uses_the_service(tmp_path
     http = plan.frontends[0].http
     assert http is not None
     assert http.rules[0].service is plan.exporter
+
+
+def test_a_stats_frontend_gets_its_page_service(tmp_path: Path) -> None:
+    page = "    stats enable\n    stats uri /stats\n    stats auth a:b\n    default_backend app\n"
+    plan, output = _plan(tmp_path, "frontend fe\n    mode http\n    bind 127.0.0.1:8080\n" + page)
+    assert plan is not None, output
+    http = plan.frontends[0].http
+    assert http is not None
+    assert http.stats is not None
+    assert plan.stats_pages == {"fe": http.stats}
+    plan, output = _plan(tmp_path, "frontend fe\n    bind 127.0.0.1:8080\n" + page)
+    assert plan is None
+    assert "frontend 'fe' is 'mode tcp': the stats page needs 'mode http'" in output
+    plan, output = _plan(
+        tmp_path, "frontend fe\n    mode http\n    bind 127.0.0.1:8080\n    default_backend app\n"
+    )
+    assert plan is not None, output
+    assert plan.stats_pages == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from dataclasses import replace
 
@@ -26,6 +27,7 @@ from staplegate.proxy.http_rules import (
     CompiledRule,
     RequestFacts,
     ServiceSnapshot,
+    StatsService,
     apply_rules,
     condition_holds,
     request_path,
@@ -248,3 +250,35 @@ def test_use_service_answers_the_latest_snapshot_and_503_before_the_first() -> N
     assert answer is not None
     assert (answer.status, answer.body) == (200, b"# HELP x\n")
     assert ("content-type", EXPOSITION_CONTENT_TYPE) in answer.headers
+
+
+def _stats_get(target: bytes, *headers: tuple[bytes, bytes]) -> RequestHead:
+    return RequestHead("GET", target, "1.1", [(b"Host", b"a.test"), *headers], keep_alive=True)
+
+
+def test_the_stats_service_answers_its_prefix_with_basic_auth() -> None:
+    service = StatsService("stats", "/stats", ["admin:s3cret", "ops:pw"], None)
+    assert service.matches(_stats_get(b"/stats"))
+    assert service.matches(_stats_get(b"/stats;csv;norefresh"))
+    assert not service.matches(_stats_get(b"/other"))
+    missing = service.answer(_stats_get(b"/stats"))
+    assert missing.status == 401
+    assert ("www-authenticate", 'Basic realm="HAProxy Statistics"') in missing.headers
+    wrong = _stats_get(b"/stats", (b"Authorization", b"Basic " + base64.b64encode(b"admin:x")))
+    assert service.answer(wrong).status == 401
+    right = _stats_get(b"/stats", (b"authorization", b"basic " + base64.b64encode(b"ops:pw")))
+    assert service.answer(right).status == 503  # nothing pushed by the master yet
+    service.html, service.csv = b"<html>page</html>", b"# pxname,\n"
+    assert service.answer(right).body == b"<html>page</html>"
+    csv = _stats_get(b"/stats;csv", (b"Authorization", b"Basic " + base64.b64encode(b"ops:pw")))
+    assert service.answer(csv).body == b"# pxname,\n"
+    assert ("content-type", "text/plain; charset=utf-8") in service.answer(csv).headers
+
+
+def test_a_stats_realm_with_a_quote_stays_one_header_value() -> None:
+    service = StatsService("stats", "/", ["a:b"], 'my "realm"')
+    header = dict(service.answer(_stats_get(b"/")).headers)["www-authenticate"]
+    assert header == 'Basic realm="my \\"realm\\""'
+    open_page = StatsService("stats", "/", [], None)
+    open_page.html = b"x"
+    assert open_page.answer(_stats_get(b"/")).status == 200

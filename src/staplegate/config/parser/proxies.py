@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from staplegate.config.diagnostics import Reason, SourceLocation
-from staplegate.config.model import Balance, Mode, ProxyKind, ProxySettings, Timeouts
+from staplegate.config.model import Balance, Mode, ProxyKind, ProxySettings, StatsPage, Timeouts
 from staplegate.config.parser.bind import read_bind
 from staplegate.config.parser.readers import read_log
 from staplegate.config.parser.registry import (
@@ -343,6 +343,90 @@ def _stats_timeout(parser: ParserState, args: list[str], where: SourceLocation) 
     parser.note_parsed_but_ignored(where, "stats timeout", PROXY)
 
 
+#: the `stats` keywords staplegate serves; `stats admin` needs worker→master actions (later)
+STATS_KEYWORDS = (
+    "stats enable",
+    "stats uri",
+    "stats refresh",
+    "stats auth",
+    "stats realm",
+    "stats hide-version",
+    "stats show-legends",
+    "stats show-node",
+    "stats scope",
+)
+
+
+_STATS_ARITY = {
+    "stats uri": "1",
+    "stats refresh": "1",
+    "stats auth": "1",
+    "stats scope": "1",
+    "stats realm": "+",
+    "stats show-node": "?",
+}
+
+
+def _stats(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """One `stats` line; any of them enables the page (HAProxy's rule)."""
+    kw = f"stats {args[1]}"
+    section = _section(parser)
+    if section is not Section.FRONTEND and section is not Section.LISTEN:
+        parser.error(
+            where,
+            kw,
+            f"'{kw}' in a '{section.value}' section is not supported by staplegate; write "
+            "the 'stats' lines in the 'frontend' or 'listen' section that serves the page",
+            Reason.UNSUPPORTED,
+        )
+        return
+    assert parser.proxy is not None
+    page = parser.proxy.stats or StatsPage(where)
+    value = args[2:]
+    # how many arguments: exactly one, none, at least one ("+"), at most one ("?")
+    arity = _STATS_ARITY.get(kw, "0")
+    count = len(value)
+    bad = {"1": count != 1, "0": count != 0, "+": count == 0, "?": count > 1}[arity]
+    if bad:
+        usage = {"1": "one argument", "0": "no argument", "+": "an argument", "?": "one name"}
+        parser.error(where, kw, f"'{kw}' expects {usage[arity]}.", Reason.SYNTAX)
+        return
+    if kw == "stats uri":
+        page = replace(page, uri=value[0])
+    elif kw == "stats refresh":
+        ms = parser.time_arg(kw, value[0], where)
+        if ms is None:
+            return
+        page = replace(page, refresh_s=max(1, (ms + 999) // 1000))
+    elif kw == "stats auth":
+        if ":" not in value[0]:
+            parser.error(where, kw, f"'{kw}' expects <user>:<passwd>.", Reason.SYNTAX)
+            return
+        page = replace(page, auth=(*page.auth, value[0]))
+    elif kw == "stats realm":
+        page = replace(page, realm=" ".join(value))
+    elif kw == "stats hide-version":
+        page = replace(page, hide_version=True)
+    elif kw == "stats show-legends":
+        page = replace(page, show_legends=True)
+    elif kw == "stats show-node":
+        page = replace(page, node=value[0] if value else "")  # "": the host name
+    elif kw == "stats scope":
+        page = replace(page, scope=(*page.scope, value[0]))
+    parser.proxy.stats = page
+
+
+def _stats_admin(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    parser.error(
+        where,
+        "stats admin",
+        "'stats admin' is not supported by staplegate yet: the page is answered by the "
+        "workers from the master's data, and actions from the page need a worker-to-master "
+        "channel (use the runtime API's 'enable server'/'disable server' meanwhile)",
+        Reason.UNSUPPORTED,
+    )
+
+
 def _not_in_defaults(parser: ParserState, kw: str, where: SourceLocation) -> bool:
     if _section(parser) is not Section.DEFAULTS:
         return True
@@ -420,8 +504,12 @@ _HTTP_REQUEST_RULES: list[Keyword[Handler]] = [
 ]
 
 # every keyword a proxy section knows; a keyword with a handler is read, the others classified
+_STATS_TABLE: list[Keyword[Handler]] = [supported(name, _stats) for name in STATS_KEYWORDS]
+_STATS_TABLE.append(supported("stats admin", _stats_admin))
+
 PROXY: KeywordTable[Handler] = KeywordTable(
     [
+        *_STATS_TABLE,
         supported("mode", _mode),
         supported("timeout connect", _timeout),
         supported("timeout client", _timeout),
@@ -575,15 +663,6 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "server-template",
                 "source",
                 "stats",
-                "stats admin",
-                "stats auth",
-                "stats enable",
-                "stats hide-version",
-                "stats realm",
-                "stats refresh",
-                "stats scope",
-                "stats show-legends",
-                "stats uri",
                 "stick",
                 "stick match",
                 "stick on",

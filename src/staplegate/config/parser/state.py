@@ -27,6 +27,7 @@ from staplegate.config.model import (
     ProxyKind,
     ProxySettings,
     ServerOptions,
+    StatsPage,
     UseBackendRule,
 )
 from staplegate.config.parser.registry import (
@@ -75,6 +76,7 @@ class RawProxy:
     use_backends: tuple[UseBackendRule, ...] = ()
     http_request_rules: tuple[HttpRequestRule, ...] = ()
     servers: tuple[RawServer, ...] = ()
+    stats: StatsPage | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ class ProxyBuilder:
     rules: list[HttpRequestRule] = field(default_factory=list)
     servers: list[RawServer] = field(default_factory=list)
     acls: dict[str, list[AclTerm]] = field(default_factory=dict)
+    stats: StatsPage | None = None
 
     def build(self) -> RawProxy:
         return RawProxy(
@@ -113,6 +116,7 @@ class ProxyBuilder:
             tuple(self.use_backends),
             tuple(self.rules),
             tuple(self.servers),
+            self.stats,
         )
 
 

@@ -179,3 +179,68 @@ def test_empty_proxy_and_server_names_are_alerts_not_tracebacks() -> None:
     assert one_error('backend app\n    server "" 127.0.0.1:9000\n') == A.format(
         2, "'server' expects an <id> argument"
     )
+
+
+STATS_FRONTEND = "frontend stats\n    bind 127.0.0.1:8404\n    mode http\n"
+
+
+def test_stats_lines_build_the_page_settings() -> None:
+    config, problems = check(
+        STATS_FRONTEND
+        + "    stats uri /stats\n"
+        + "    stats refresh 1500ms\n"
+        + "    stats auth admin:s3cret\n"
+        + "    stats auth ops:pw:with:colons\n"
+        + "    stats realm Staple\\ health\n"
+        + "    stats hide-version\n"
+        + "    stats show-legends\n"
+        + "    stats show-node lb1\n"
+        + "    stats scope www\n"
+        + "    stats scope stats\n"
+    )
+    assert problems == []
+    assert config is not None
+    page = config.frontends[0].stats
+    assert page is not None
+    assert page.uri == "/stats"
+    assert page.refresh_s == 2  # rounded up to whole seconds (a meta refresh)
+    assert page.auth == ("admin:s3cret", "ops:pw:with:colons")
+    assert page.realm == "Staple health"
+    assert page.hide_version
+    assert page.show_legends
+    assert page.node == "lb1"
+    assert page.scope == ("www", "stats")
+
+
+def test_any_stats_line_enables_the_page_with_haproxys_default_uri() -> None:
+    config, problems = check(STATS_FRONTEND + "    stats refresh 10s\n")
+    assert problems == []
+    assert config is not None
+    page = config.frontends[0].stats
+    assert page is not None
+    assert page.uri == "/haproxy?stats"
+    bare, _ = check(STATS_FRONTEND + "    stats show-node\n")
+    assert bare is not None
+    assert bare.frontends[0].stats is not None
+    assert bare.frontends[0].stats.node == ""  # the host name, at render time
+    plain, _ = check(STATS_FRONTEND)
+    assert plain is not None
+    assert plain.frontends[0].stats is None
+
+
+def test_stats_errors_and_stats_admin_refused() -> None:
+    assert one_error(STATS_FRONTEND + "    stats auth admin\n") == A.format(
+        4, "'stats auth' expects <user>:<passwd>."
+    )
+    assert one_error(STATS_FRONTEND + "    stats uri\n") == A.format(
+        4, "'stats uri' expects one argument."
+    )
+    assert one_error(STATS_FRONTEND + "    stats enable now\n") == A.format(
+        4, "'stats enable' expects no argument."
+    )
+    assert "stats admin" in one_error(STATS_FRONTEND + "    stats admin if TRUE\n")
+    assert "worker-to-master" in one_error(STATS_FRONTEND + "    stats admin if TRUE\n")
+    assert "'stats enable' in a 'backend' section" in one_error(
+        "backend app\n    mode http\n    stats enable\n    server a1 127.0.0.1:9000\n"
+    )
+    assert "'defaults' section" in one_error("defaults\n    stats enable\n")
