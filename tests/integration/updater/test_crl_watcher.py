@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +121,7 @@ def _watcher(url: str, state_dir: Path, client: OcspHttpClient) -> CrlWatcher:
     return CrlWatcher(targets, client=client, gate=gate, clock=SystemClock(), state_dir=state_dir)
 
 
-def _run(test: Callable[[], Awaitable[None]]) -> None:
+def _run(test: Callable[[], Coroutine[None, None, None]]) -> None:
     asyncio.run(test())
 
 
