@@ -1,0 +1,128 @@
+"""The CRL watch in a running staplegate: the real test CA (`ca issue`, `ca revoke`, `ca crl`
+run as commands), its responder serving /crl on 127.0.0.1, the runtime API through `ctl`.
+
+Refreshes come from the CRLs' own short nextUpdate (`ca crl --seconds 5`); every wait polls
+the log with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from staplegate.testpki.pytest_plugin import Pki
+from staplegate.updater.crl_watch import state_file_name
+
+from .harness import free_port, http_backend, staplegate
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """\
+global
+    log stdout format raw local0 info
+    stats socket {user} mode 600 level user
+{extra}
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+
+frontend www
+    bind 127.0.0.1:{port} ssl crt {crt}
+    default_backend web
+
+backend web
+    server web1 127.0.0.1:{backend}
+"""
+
+
+def _cli(*args: str | Path) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "staplegate", *map(str, args)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _crl_watch(sock: Path) -> list[dict[str, str]]:
+    rows = json.loads(_cli("ctl", "-S", sock, "--json", "show ssl crl-watch"))
+    assert isinstance(rows, list)
+    return rows
+
+
+def test_good_then_revoked_on_the_next_refresh_then_kept_when_the_crl_is_gone(
+    tmp_path: Path, pki: Pki
+) -> None:
+    crl_url = f"{pki.responder.url}/crl"
+    name = "crl-only.example.test"
+    _cli("ca", "issue", pki.directory, name, "--no-ocsp-url", "--crl-url", crl_url)
+    bundle = pki.directory / "issued" / f"{name}.pem"
+    _cli("ca", "crl", pki.directory, "--seconds", "5")
+    sock = tmp_path / "user.sock"
+    state = tmp_path / "state"
+    with http_backend() as backend:
+        config = tmp_path / "haproxy.cfg"
+        config.write_text(
+            CONFIG.format(user=sock, port=free_port(), crt=bundle, backend=backend, extra=""),
+            encoding="utf-8",
+        )
+        with staplegate(config, state) as proc:
+            proc.wait_for(rf'<CRL-UPDATE> {crl_url} ok "1 certificate\(s\), 0 revoked" 0 1')
+            proc.wait_for("runtime API listening")
+            (row,) = _crl_watch(sock)
+            assert (row["Path"], row["CRL URL"], row["Status"]) == (str(bundle), crl_url, "good")
+            assert (state / state_file_name(crl_url)).exists()
+
+            _cli("ca", "revoke", pki.directory, name, "--reason", "keyCompromise")
+            _cli("ca", "crl", pki.directory, "--seconds", "5")
+            proc.wait_for(
+                rf"certificate {bundle} is REVOKED by its CRL {crl_url} \(reason keyCompromise",
+                timeout=30,
+            )
+            (row,) = _crl_watch(sock)
+            assert (row["Status"], row["Reason"]) == ("revoked", "keyCompromise")
+            assert row["Revocation Time"] != "-"
+
+            pki.responder.stop()
+            proc.wait_for(rf"<CRL-UPDATE> {crl_url} connect-failed ", timeout=30)
+            (row,) = _crl_watch(sock)
+            assert row["Status"] == "revoked"
+            assert row["Failures"] == "1"
+            assert proc.output.count("is REVOKED by its CRL") == 1  # alerted once
+        # a restart knows the verdict before any fetch (the responder is still down)
+        with staplegate(config, state) as proc:
+            proc.wait_for("runtime API listening")
+            (row,) = _crl_watch(sock)
+            assert row["Status"] == "revoked"
+            assert row["Successes"] == "0"
+
+
+def test_crl_watch_off_watches_nothing(tmp_path: Path, pki: Pki) -> None:
+    crl_url = f"{pki.responder.url}/crl"
+    name = "unwatched.example.test"
+    _cli("ca", "issue", pki.directory, name, "--no-ocsp-url", "--crl-url", crl_url)
+    _cli("ca", "crl", pki.directory)
+    sock = tmp_path / "user.sock"
+    with http_backend() as backend:
+        config = tmp_path / "haproxy.cfg"
+        config.write_text(
+            CONFIG.format(
+                user=sock,
+                port=free_port(),
+                crt=pki.directory / "issued" / f"{name}.pem",
+                backend=backend,
+                extra="    ocsp-update.crl-watch off\n",
+            ),
+            encoding="utf-8",
+        )
+        with staplegate(config, tmp_path / "state") as proc:
+            proc.wait_for("runtime API listening")
+            assert _crl_watch(sock) == []
+            assert "<CRL-UPDATE>" not in proc.output
+    assert not any(r.path == "/crl" for r in pki.responder.requests)
