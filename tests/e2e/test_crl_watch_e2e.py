@@ -33,7 +33,7 @@ defaults
     timeout server 10s
 
 frontend www
-    bind 127.0.0.1:{port} ssl crt {crt}
+    bind 127.0.0.1:{port} ssl crt {crt} crt {other}
     default_backend web
 
 backend web
@@ -63,13 +63,17 @@ def test_good_then_revoked_on_the_next_refresh_then_kept_when_the_crl_is_gone(
     name = "crl-only.example.test"
     _cli("ca", "issue", pki.directory, name, "--no-ocsp-url", "--crl-url", crl_url)
     bundle = pki.directory / "issued" / f"{name}.pem"
+    # has an OCSP URL too: not watched by default (no-ocsp-only)
+    both = pki.issue("both.example.test", crl_url=crl_url).bundle_path
     _cli("ca", "crl", pki.directory, "--seconds", "5")
     sock = tmp_path / "user.sock"
     state = tmp_path / "state"
     with http_backend() as backend:
         config = tmp_path / "haproxy.cfg"
         config.write_text(
-            CONFIG.format(user=sock, port=free_port(), crt=bundle, backend=backend, extra=""),
+            CONFIG.format(
+                user=sock, port=free_port(), crt=bundle, other=both, backend=backend, extra=""
+            ),
             encoding="utf-8",
         )
         with staplegate(config, state) as proc:
@@ -103,10 +107,14 @@ def test_good_then_revoked_on_the_next_refresh_then_kept_when_the_crl_is_gone(
             assert row["Successes"] == "0"
 
 
-def test_crl_watch_off_watches_nothing(tmp_path: Path, pki: Pki) -> None:
+@pytest.mark.parametrize("mode", ["off", "on"])
+def test_crl_watch_off_watches_nothing_and_on_watches_every_distribution_point(
+    tmp_path: Path, pki: Pki, mode: str
+) -> None:
     crl_url = f"{pki.responder.url}/crl"
     name = "unwatched.example.test"
     _cli("ca", "issue", pki.directory, name, "--no-ocsp-url", "--crl-url", crl_url)
+    both = pki.issue("both.example.test", crl_url=crl_url).bundle_path
     _cli("ca", "crl", pki.directory)
     sock = tmp_path / "user.sock"
     with http_backend() as backend:
@@ -116,13 +124,25 @@ def test_crl_watch_off_watches_nothing(tmp_path: Path, pki: Pki) -> None:
                 user=sock,
                 port=free_port(),
                 crt=pki.directory / "issued" / f"{name}.pem",
+                other=both,
                 backend=backend,
-                extra="    ocsp-update.crl-watch off\n",
+                extra=f"    ocsp-update.crl-watch {mode}\n",
             ),
             encoding="utf-8",
         )
         with staplegate(config, tmp_path / "state") as proc:
+            if mode == "on":
+                proc.wait_for(rf'<CRL-UPDATE> {crl_url} ok "2 certificate\(s\), 0 revoked"')
             proc.wait_for("runtime API listening")
-            assert _crl_watch(sock) == []
-            assert "<CRL-UPDATE>" not in proc.output
-    assert not any(r.path == "/crl" for r in pki.responder.requests)
+            rows = _crl_watch(sock)
+            if mode == "off":
+                assert rows == []
+                assert "<CRL-UPDATE>" not in proc.output
+            else:
+                assert [r["Path"] for r in rows] == [
+                    str(pki.directory / "issued" / f"{name}.pem"),
+                    str(both),
+                ]
+                assert {r["Status"] for r in rows} == {"good"}
+    crl_fetches = [r for r in pki.responder.requests if r.path == "/crl"]
+    assert len(crl_fetches) == (0 if mode == "off" else 1)  # one fetch for both certificates
