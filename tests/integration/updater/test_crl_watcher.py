@@ -151,6 +151,11 @@ def test_one_fetch_per_url_revocation_on_next_update_and_verdict_kept_offline(
                     "the revocation seen on the next refresh",
                 )
                 assert source.verdict("/site-a.pem").status is WatchStatus.GOOD
+                state_file = tmp_path / state_file_name(url)
+                await _until(
+                    lambda: b'"revoked"' in state_file.read_bytes(),
+                    "the revoked verdict written to the state directory (off the loop)",
+                )
                 alerts = [r for r in caplog.records if r.levelno == ALERT]
                 assert len(alerts) == 1
                 assert "/site-b.pem is REVOKED" in alerts[0].getMessage()
