@@ -31,7 +31,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from staplegate.crl.verify import CrlError, CrlStatus, VerifiedCrl, crl_urls, verify_crl
-from staplegate.ocsp.schedule import MIN_GAP, UpdateSettings, backoff_delay, jitter
+from staplegate.ocsp.schedule import (
+    MIN_GAP,
+    REPLAY_BASE,
+    UpdateSettings,
+    backoff_delay,
+    jitter,
+)
 
 #: Prefix of every CRL watch log line, modelled on HAProxy's `<OCSP-UPDATE>`.
 LOG_TAG = "<CRL-UPDATE>"
@@ -200,7 +206,12 @@ class CrlWatch:
         if problems:
             detail += "; not judged: " + "; ".join(problems)
         source.last_detail = detail
-        attempt = max(next_update, now + MIN_GAP)
+        # a CRL at or past its nextUpdate (still current within the skew: the CA is late)
+        # is asked for again after REPLAY_BASE seconds, not every second
+        if next_update > now + MIN_GAP:
+            attempt = next_update
+        else:
+            attempt = now + dt.timedelta(seconds=REPLAY_BASE)
         source.next_refresh = min(
             jitter(attempt, now=now, expire=None, settings=self._settings, rng=self._rng),
             attempt,

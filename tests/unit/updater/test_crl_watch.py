@@ -181,3 +181,11 @@ def test_state_file_names_are_per_url_and_safe() -> None:
     assert name.startswith("crl-")
     assert name.endswith(".json")
     assert "/" not in name
+
+
+def test_a_crl_past_its_next_update_but_within_the_skew_is_asked_again_a_minute_later() -> None:
+    watch = _watch()
+    late = NOW + dt.timedelta(minutes=2)  # nextUpdate passed; current within the 300 s skew
+    logs = watch.fetched(CRL_URL, build_crl(), late + dt.timedelta(days=1))
+    assert " ok " in logs[0].message
+    assert watch.sources[CRL_URL].next_refresh == late + dt.timedelta(days=1, seconds=60)
