@@ -8,6 +8,7 @@ the log with a deadline.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -144,5 +145,13 @@ def test_crl_watch_off_watches_nothing_and_on_watches_every_distribution_point(
                     str(both),
                 ]
                 assert {r["Status"] for r in rows} == {"good"}
+                # a reload applies the keyword: off stops watching
+                config.write_text(
+                    config.read_text(encoding="utf-8").replace("crl-watch on", "crl-watch off"),
+                    encoding="utf-8",
+                )
+                proc.process.send_signal(signal.SIGUSR2)
+                proc.wait_for("reload: generation 2 serving", timeout=30)
+                assert _crl_watch(sock) == []
     crl_fetches = [r for r in pki.responder.requests if r.path == "/crl"]
     assert len(crl_fetches) == (0 if mode == "off" else 1)  # one fetch for both certificates
