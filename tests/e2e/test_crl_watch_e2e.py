@@ -1,7 +1,7 @@
 """The CRL watch in a running staplegate: the real test CA (`ca issue`, `ca revoke`, `ca crl`
 run as commands), its responder serving /crl on 127.0.0.1, the runtime API through `ctl`.
 
-Refreshes come from the CRLs' own short nextUpdate (`ca crl --seconds 5`); every wait polls
+Refreshes come from the CRLs' own short nextUpdate (`ca crl --seconds 8`); every wait polls
 the log with a deadline.
 """
 
@@ -11,6 +11,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,12 @@ from staplegate.updater.crl_watch import state_file_name
 from .harness import free_port, http_backend, staplegate
 
 pytestmark = pytest.mark.slow
+
+#: nextUpdate of the test CRLs: the watch refreshes within this many seconds...
+CRL_SECONDS = 8
+#: ...unless a loaded machine fetched a CRL already past its nextUpdate: then the watch asks
+#: again 60 s later (a late CA), so a wait allows for one such retry.
+LATE_REFRESH_WAIT_S = 90.0
 
 CONFIG = """\
 global
@@ -57,7 +64,15 @@ def _crl_watch(sock: Path) -> list[dict[str, str]]:
     return rows
 
 
-def test_good_then_revoked_on_the_next_refresh_then_kept_when_the_crl_is_gone(
+def _until_file_says(path: Path, needle: bytes, timeout: float = 20.0) -> None:
+    """Poll until `path` holds `needle` (the watch writes its state off the loop)."""
+    deadline = time.monotonic() + timeout
+    while needle not in path.read_bytes():
+        assert time.monotonic() < deadline, f"{path} never held {needle!r}"
+        time.sleep(0.05)
+
+
+def test_good_then_revoked_on_the_next_refresh_then_known_at_restart(
     tmp_path: Path, pki: Pki
 ) -> None:
     crl_url = f"{pki.responder.url}/crl"
@@ -66,7 +81,7 @@ def test_good_then_revoked_on_the_next_refresh_then_kept_when_the_crl_is_gone(
     bundle = pki.directory / "issued" / f"{name}.pem"
     # has an OCSP URL too: not watched by default (no-ocsp-only)
     both = pki.issue("both.example.test", crl_url=crl_url).bundle_path
-    _cli("ca", "crl", pki.directory, "--seconds", "5")
+    _cli("ca", "crl", pki.directory, "--seconds", str(CRL_SECONDS))
     sock = tmp_path / "user.sock"
     state = tmp_path / "state"
     with http_backend() as backend:
@@ -85,22 +100,20 @@ def test_good_then_revoked_on_the_next_refresh_then_kept_when_the_crl_is_gone(
             assert (state / state_file_name(crl_url)).exists()
 
             _cli("ca", "revoke", pki.directory, name, "--reason", "keyCompromise")
-            _cli("ca", "crl", pki.directory, "--seconds", "5")
+            _cli("ca", "crl", pki.directory, "--seconds", str(CRL_SECONDS))
             proc.wait_for(
                 rf"certificate {bundle} is REVOKED by its CRL {crl_url} \(reason keyCompromise",
-                timeout=30,
+                timeout=LATE_REFRESH_WAIT_S,
             )
             (row,) = _crl_watch(sock)
             assert (row["Status"], row["Reason"]) == ("revoked", "keyCompromise")
             assert row["Revocation Time"] != "-"
 
-            pki.responder.stop()
-            proc.wait_for(rf"<CRL-UPDATE> {crl_url} connect-failed ", timeout=30)
-            (row,) = _crl_watch(sock)
-            assert row["Status"] == "revoked"
-            assert row["Failures"] == "1"
             assert proc.output.count("is REVOKED by its CRL") == 1  # alerted once
-        # a restart knows the verdict before any fetch (the responder is still down)
+            _until_file_says(state / state_file_name(crl_url), b'"revoked"')
+        # a restart knows the verdict before any fetch: the responder is stopped (its
+        # socket stays open, so the fetch hangs; a refused fetch is tests/integration's)
+        pki.responder.stop()
         with staplegate(config, state) as proc:
             proc.wait_for("runtime API listening")
             (row,) = _crl_watch(sock)
