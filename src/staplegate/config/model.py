@@ -25,6 +25,15 @@ DEFAULT_STATS_MAXCONN = 10
 EXTRA_FILE_KINDS = frozenset({"bundle", "sctl", "ocsp", "issuer", "key"})
 
 
+class CrlWatchMode(enum.Enum):
+    """`ocsp-update.crl-watch` (staplegate extension): which certificates' CRLs are watched."""
+
+    ON = "on"
+    OFF = "off"
+    NO_OCSP_ONLY = "no-ocsp-only"
+    """Only certificates with no OCSP URL (the default)."""
+
+
 class Mode(enum.Enum):
     TCP = "tcp"
     HTTP = "http"
@@ -249,6 +258,8 @@ class GlobalSettings:
     """staplegate extension: OCSP requests in flight at once, over every responder."""
     ocsp_update_rate_limit: int = DEFAULT_OCSP_RATE_LIMIT
     """staplegate extension: OCSP requests per second to one responder host at most."""
+    ocsp_update_crl_watch: CrlWatchMode = CrlWatchMode.NO_OCSP_ONLY
+    """staplegate extension: which certificates' CRL distribution points are watched."""
     crt_base: str | None = None
     key_base: str | None = None
     ca_base: str | None = None

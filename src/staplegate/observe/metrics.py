@@ -29,6 +29,7 @@ from staplegate.deploy.generation import CertificateEntry
 from staplegate.ocsp.logline import UpdateStatus
 from staplegate.ocsp.verify import CertStatus
 from staplegate.runtime.contract import ProcessView, StatRow
+from staplegate.updater.crl_watch import CrlSource, WatchStatus
 from staplegate.updater.results import EntrySnapshot
 
 #: `staplegate_ocsp_updates_total{result}`: one value per `<OCSP-UPDATE>` status code
@@ -116,9 +117,9 @@ class StaplegateCollector(Collector):
         yield from _servers(
             [r for r in rows if r.fields.get("svname") not in ("FRONTEND", "BACKEND")]
         )
-        yield from _certificates(
-            view.certificates(), view.ocsp_updater().snapshot(), now=self._now()
-        )
+        updater = view.ocsp_updater()
+        yield from _certificates(view.certificates(), updater.snapshot(), now=self._now())
+        yield from _crl_watch(updater.crl_sources())
 
     def _process(self, info: Mapping[str, str | int], rows: Sequence[StatRow]) -> Iterator[Metric]:
         def gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
@@ -350,6 +351,44 @@ def _certificates(
         not_after,
         not_stapled,
     )
+
+
+def _crl_watch(sources: Sequence[CrlSource]) -> Iterator[Metric]:
+    """The CRL watch (`show ssl crl-watch`): per CRL URL its times and fetches, per watched
+    certificate whether its CRL lists it."""
+    url = ["url"]
+    next_update = GaugeMetricFamily(
+        "staplegate_crl_next_update_timestamp_seconds",
+        "nextUpdate of the last verified CRL.",
+        labels=url,
+    )
+    last_success = GaugeMetricFamily(
+        "staplegate_crl_last_success_timestamp_seconds",
+        "When the CRL was last fetched and verified.",
+        labels=url,
+    )
+    fetches = CounterMetricFamily(
+        "staplegate_crl_fetches",
+        "CRL fetches by result (success: fetched and verified).",
+        labels=["url", "result"],
+    )
+    revoked = GaugeMetricFamily(
+        "staplegate_certificate_revoked",
+        "1 when the certificate is revoked, by the source that says so; 0 when it is good.",
+        labels=["certificate", "source"],
+    )
+    for source in sources:
+        if source.next_update is not None:
+            next_update.add_metric([source.url], source.next_update.timestamp())
+        if source.last_success is not None:
+            last_success.add_metric([source.url], source.last_success.timestamp())
+        fetches.add_metric([source.url, "success"], source.successes)
+        fetches.add_metric([source.url, "failure"], source.failures)
+        for target in source.targets:
+            status = source.verdict(target.path).status
+            if status is not WatchStatus.UNKNOWN:
+                revoked.add_metric([target.path, "crl"], int(status is WatchStatus.REVOKED))
+    yield from (next_update, last_success, fetches, revoked)
 
 
 def _status(status: CertStatus) -> str:

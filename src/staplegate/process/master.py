@@ -42,7 +42,7 @@ from pathlib import Path
 
 from staplegate.certs import OcspDisposition
 from staplegate.clock import Clock
-from staplegate.config.model import GlobalSettings
+from staplegate.config.model import CrlWatchMode, GlobalSettings
 from staplegate.deploy.generation import Generation, load_generation
 from staplegate.deploy.plan import ServePlan, build_plan
 from staplegate.observe.log import NOTICE, SyslogTarget
@@ -63,6 +63,7 @@ from staplegate.process.sockets import PlanSockets, open_sockets, sockets_by_add
 from staplegate.process.traffic import TrafficTotals, WorkerReport
 from staplegate.process.worker import WORKER_SIGNALS, WorkerSetup, worker_main
 from staplegate.proxy.backends import BackendPool, StateChange
+from staplegate.updater.crl_watch import CrlTarget, watched_url
 from staplegate.updater.driver import UpdaterEntry
 from staplegate.updater.service import OcspUpdater
 
@@ -97,6 +98,24 @@ def updater_entries(generation: Generation) -> list[UpdaterEntry]:
             )
         )
     return entries
+
+
+def crl_targets(generation: Generation) -> list[CrlTarget]:
+    """The certificates whose CRL the watch follows (`ocsp-update.crl-watch`): with
+    `no-ocsp-only` those without an OCSP URL, with `on` all, with `off` none; each needs an
+    http(s) CRL distribution point and a known issuer."""
+    mode = generation.config.global_.ocsp_update_crl_watch
+    if mode is CrlWatchMode.OFF:
+        return []
+    targets: dict[str, CrlTarget] = {}
+    for entry in generation.loaded():
+        cert = entry.certificate
+        if cert is None or cert.issuer is None or watched_url(cert.leaf) is None:
+            continue
+        if mode is CrlWatchMode.NO_OCSP_ONLY and cert.ocsp_uri is not None:
+            continue
+        targets.setdefault(entry.name, CrlTarget(entry.name, cert.leaf, cert.issuer))
+    return list(targets.values())
 
 
 def update_settings_of(settings: GlobalSettings) -> UpdateSettings:
@@ -470,6 +489,7 @@ class Master:
         self.current = Deployment(number, generation, plan, sockets)
         self.pools = self._pools_for(plan)
         await updater.reconfigure(updater_entries(generation))
+        updater.start_crl_watch(crl_targets(generation), self.state_dir)
         old_workers = [h for h in self.workers.values() if h.deployment == previous.number]
         for slot in range(self.worker_count):
             await self.attach_pipe(self.spawn(slot))

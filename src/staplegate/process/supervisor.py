@@ -30,7 +30,7 @@ import traceback
 from staplegate.observe.log import NOTICE
 from staplegate.observe.metrics import CollectedMetrics, StaplegateCollector, render
 from staplegate.observe.statspage import collect_pages, render_pages
-from staplegate.process.master import Master, ReloadResult
+from staplegate.process.master import Master, ReloadResult, crl_targets
 from staplegate.process.runtime_view import MasterRuntime
 from staplegate.process.systemd import sd_notify
 from staplegate.proxy.health import HealthChecker
@@ -158,6 +158,7 @@ async def supervise(master: Master, updater: OcspUpdater) -> int:
         start_checkers()
         await _until_started(started, updater_task, done)
         if not master.stopping:  # a signal during start-up: stop as asked, don't announce
+            updater.start_crl_watch(crl_targets(master.current.generation), master.state_dir)
             metrics = loop.create_task(_publish_metrics(master, view))
             runtime = await _start_runtime_api(master, view)
             if runtime is None and master.current.generation.config.global_.stats_sockets:

@@ -24,6 +24,7 @@ from staplegate.config.model import CertSourceKind, Config, CrtListEntry
 from staplegate.deploy.generation import CertificateEntry
 from staplegate.ocsp.certid import CertId
 from staplegate.proxy.backends import AdminState
+from staplegate.updater.crl_watch import CrlSource
 from staplegate.updater.results import EntrySnapshot, SetOutcome, UpdateOutcome
 
 
@@ -134,6 +135,10 @@ class OcspService(Protocol):
 
     def set_response(self, der: bytes) -> SetOutcome:
         """Install an operator's DER response for the certificate it names, if it verifies."""
+        ...
+
+    def crl_sources(self) -> Sequence[CrlSource]:
+        """Every CRL URL the CRL watch follows, with its certificates' verdicts."""
         ...
 
 

@@ -91,6 +91,11 @@ OCSP_UPDATES_HEADER = (
     "Last Update Status | Last Update Status (str)"
 )
 
+CRL_WATCH_HEADER = (
+    "Path | CRL URL | Status | Reason | Revocation Time | This Update | Next Update | "
+    "Next Refresh | Last Success | Successes | Failures | Last Result"
+)
+
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 

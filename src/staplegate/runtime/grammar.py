@@ -57,6 +57,7 @@ class CommandName(enum.Enum):
     SET_SSL_OCSP_RESPONSE = "set ssl ocsp-response"
     UPDATE_SSL_OCSP_RESPONSE = "update ssl ocsp-response"
     SHOW_SSL_OCSP_UPDATES = "show ssl ocsp-updates"
+    SHOW_SSL_CRL_WATCH = "show ssl crl-watch"
     RELOAD = "reload"
     SHOW_RELOAD = "show reload"
 
@@ -190,6 +191,12 @@ COMMANDS: tuple[CommandSpec, ...] = (
         StatsLevel.USER,
         "show ssl ocsp-updates",
         "display information about the next 'ocsp-update' updates",
+    ),
+    CommandSpec(
+        CommandName.SHOW_SSL_CRL_WATCH,
+        StatsLevel.USER,
+        "show ssl crl-watch",
+        "display every watched certificate's CRL verdict (staplegate extension)",
     ),
     CommandSpec(
         CommandName.RELOAD,

@@ -530,6 +530,32 @@ class RuntimeHandlers:
             )
         return "".join(lines)
 
+    async def _show_ssl_crl_watch(self, command: Command, level: StatsLevel) -> str:
+        lines = [formats.CRL_WATCH_HEADER + "\n"]
+        for source in self._updater().crl_sources():
+            for target in source.targets:
+                verdict = source.verdict(target.path)
+                fields = (
+                    target.path,
+                    source.url,
+                    verdict.status.value,
+                    verdict.reason or "-",
+                    _date_or_dash(verdict.revocation_time),
+                    _date_or_dash(source.this_update),
+                    _date_or_dash(source.next_update),
+                    _date_or_dash(source.next_refresh),
+                    _date_or_dash(source.last_success),
+                    str(source.successes),
+                    str(source.failures),
+                    source.last_detail or "-",
+                )
+                lines.append(" | ".join(fields) + "\n")
+        return "".join(lines)
+
+
+def _date_or_dash(when: dt.datetime | None) -> str:
+    return formats.log_date(when) if when is not None else "-"
+
 
 _HANDLERS = {
     CommandName.HELP: RuntimeHandlers._help,
@@ -550,6 +576,7 @@ _HANDLERS = {
     CommandName.SET_SSL_OCSP_RESPONSE: RuntimeHandlers._set_ssl_ocsp_response,
     CommandName.UPDATE_SSL_OCSP_RESPONSE: RuntimeHandlers._update_ssl_ocsp_response,
     CommandName.SHOW_SSL_OCSP_UPDATES: RuntimeHandlers._show_ssl_ocsp_updates,
+    CommandName.SHOW_SSL_CRL_WATCH: RuntimeHandlers._show_ssl_crl_watch,
     CommandName.RELOAD: RuntimeHandlers._reload,
     CommandName.SHOW_RELOAD: RuntimeHandlers._show_reload,
 }

@@ -25,7 +25,7 @@ def parse_answer(command: str, text: str) -> JsonValue:
         return _stat(text)
     if words[:3] == ["show", "servers", "state"]:
         return _servers_state(text)
-    if key == "show ssl ocsp-updates":
+    if key in ("show ssl ocsp-updates", "show ssl crl-watch"):
         return _pipes(text)
     if key == "show ssl ocsp-response":
         return _ocsp_entries(text) if len(words) == 3 else {"answer": text}

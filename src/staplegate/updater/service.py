@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
+from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509 import ocsp
@@ -18,6 +20,8 @@ from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.logline import UpdateStatus
 from staplegate.ocsp.machine import Log, ManualSet, Rejected, State, UpdateRequested
 from staplegate.ocsp.verify import FailureReason, VerificationError
+from staplegate.updater.crl_watch import CrlSource, CrlTarget
+from staplegate.updater.crl_watcher import CrlWatcher
 from staplegate.updater.driver import UpdaterDriver
 from staplegate.updater.results import (
     NO_MATCHING_CERTIFICATE,
@@ -39,7 +43,51 @@ _OID = re.compile(r"\d+(?:\.\d+)+")
 
 
 class OcspUpdater(UpdaterDriver):
-    """The OCSP updater: the driver's loop plus what the runtime API calls."""
+    """The OCSP updater: the driver's loop plus what the runtime API calls.
+
+    It also owns the CRL watch (updater/crl_watcher.py), which shares its HTTP client, fetch
+    gate, clock and schedule settings: `start_crl_watch` (at start and on every reload)
+    replaces the watch with one over the new targets, which reads the stored verdicts first.
+    """
+
+    _crl_watcher: CrlWatcher | None = None
+    _crl_task: asyncio.Task[None] | None = None
+
+    def start_crl_watch(self, targets: Sequence[CrlTarget], state_dir: Path | None) -> None:
+        """Watch `targets`' CRLs from now on (call on the running loop)."""
+        self._stop_crl_watch()
+        if not targets:
+            self._crl_watcher = None
+            return
+        watcher = CrlWatcher(
+            targets,
+            client=self._client,
+            gate=self._gate,
+            clock=self._clock,
+            state_dir=state_dir,
+            settings=self._settings,
+            rng=self._rng,
+        )
+        self._crl_watcher = watcher
+        self._crl_task = asyncio.get_running_loop().create_task(watcher.run())
+
+    def crl_sources(self) -> list[CrlSource]:
+        """Every watched CRL URL with its certificates' verdicts (empty: no watch)."""
+        return self._crl_watcher.sources if self._crl_watcher is not None else []
+
+    def wake(self) -> None:
+        super().wake()
+        if self._crl_watcher is not None:
+            self._crl_watcher.wake()
+
+    def stop(self) -> None:
+        self._stop_crl_watch()
+        super().stop()
+
+    def _stop_crl_watch(self) -> None:
+        if self._crl_task is not None:
+            self._crl_task.cancel()
+            self._crl_task = None
 
     def snapshot(self) -> list[EntrySnapshot]:
         """Every OCSP entry in configuration order (one per CertId)."""

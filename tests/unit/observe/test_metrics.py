@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,10 @@ from staplegate.ocsp.logline import UpdateStatus
 from staplegate.ocsp.machine import State
 from staplegate.runtime.contract import StatRow
 from staplegate.testpki.ca import CertificateAuthority
+from staplegate.updater.crl_watch import CrlTarget, CrlWatch
 from staplegate.updater.results import EntrySnapshot
+from tests.fuzz_targets.crl_verify import CRL_URL, LEAF_SERIAL, build_crl, pki
+from tests.fuzz_targets.crl_verify import NOW as FUZZ_NOW
 from tests.unit.runtime.test_handlers import CERT_A, NOW, FakeBackend, FakeOcsp, _entry
 
 ODD = '/etc/ssl/my "odd" dir/site one.pem'
@@ -183,4 +187,29 @@ def test_a_certificate_without_an_ocsp_entry_is_listed_as_not_stapled(tmp_path: 
     assert (
         found[key("staplegate_certificate_not_after_timestamp_seconds", certificate=store.name)]
         == store.certificate.not_after.timestamp()
+    )
+
+
+def test_the_crl_watch_metrics_per_url_and_per_certificate() -> None:
+    world = pki()
+    watch = CrlWatch(
+        [CrlTarget("/c/crl-only.pem", world.leaf, world.ca)], now=FUZZ_NOW, rng=random.Random(0)
+    )
+    unknown = scrape(FakeView(FakeOcsp(entries=[], crl=list(watch.sources.values()))))
+    assert unknown[key("staplegate_crl_fetches_total", url=CRL_URL, result="success")] == 0
+    assert not any(name == "staplegate_certificate_revoked" for name, _ in unknown)
+    watch.fetched(CRL_URL, build_crl(revoked=(LEAF_SERIAL,)), FUZZ_NOW)
+    watch.failed(CRL_URL, "timeout", "no answer", FUZZ_NOW)
+    found = scrape(FakeView(FakeOcsp(entries=[], crl=list(watch.sources.values()))))
+    assert (
+        found[key("staplegate_certificate_revoked", certificate="/c/crl-only.pem", source="crl")]
+        == 1
+    )
+    assert found[key("staplegate_crl_fetches_total", url=CRL_URL, result="success")] == 1
+    assert found[key("staplegate_crl_fetches_total", url=CRL_URL, result="failure")] == 1
+    assert found[key("staplegate_crl_last_success_timestamp_seconds", url=CRL_URL)] == (
+        FUZZ_NOW.timestamp()
+    )
+    assert found[key("staplegate_crl_next_update_timestamp_seconds", url=CRL_URL)] == (
+        (FUZZ_NOW + dt.timedelta(days=1)).timestamp()
     )

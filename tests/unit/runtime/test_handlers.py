@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -37,6 +38,7 @@ from staplegate.runtime.contract import (
 )
 from staplegate.runtime.grammar import parse_words
 from staplegate.runtime.handlers import PERMISSION_DENIED, RuntimeHandlers
+from staplegate.updater.crl_watch import CrlSource, CrlTarget, CrlWatch
 from staplegate.updater.results import (
     NO_MATCHING_CERTIFICATE,
     RESPONSE_UPDATED,
@@ -47,6 +49,8 @@ from staplegate.updater.results import (
     UpdateOutcome,
     UpdateResult,
 )
+from tests.fuzz_targets.crl_verify import CRL_URL, LEAF_SERIAL, build_crl, pki
+from tests.fuzz_targets.crl_verify import NOW as FUZZ_NOW
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 CERT_A = CertId("sha1", b"\x01" * 20, b"\x02" * 20, 0x0A)
@@ -103,6 +107,7 @@ class FakeOcsp:
     )
     updates: list[tuple[CertId, float | None]] = field(default_factory=list)
     responses: list[bytes] = field(default_factory=list)
+    crl: list[CrlSource] = field(default_factory=list)
 
     @property
     def table(self) -> Mapping[CertId, bytes]:
@@ -125,6 +130,9 @@ class FakeOcsp:
         self.updates.append((cert_id, timeout))
         assert self.update_outcome is not None
         return self.update_outcome
+
+    def crl_sources(self) -> Sequence[CrlSource]:
+        return self.crl
 
     def set_response(self, der: bytes) -> SetOutcome:
         self.responses.append(der)
@@ -189,6 +197,7 @@ def ask(
     [
         ("show ssl ocsp-response", StatsLevel.USER),
         ("show ssl ocsp-updates", StatsLevel.USER),
+        ("show ssl crl-watch", StatsLevel.USER),
         ("update ssl ocsp-response /c/a.pem", StatsLevel.OPERATOR),
         ("set ssl ocsp-response QUJD", StatsLevel.ADMIN),
     ],
@@ -355,3 +364,27 @@ def test_ocsp_command_errors(command: str, answer: str) -> None:
     assert ask(ocsp, command) == answer
     assert ocsp.updates == []
     assert ocsp.responses == []
+
+
+def test_show_ssl_crl_watch_lists_each_watched_certificate_with_its_verdict() -> None:
+    world = pki()
+    watch = CrlWatch(
+        [CrlTarget("/c/crl-only.pem", world.leaf, world.ca)], now=FUZZ_NOW, rng=random.Random(0)
+    )
+    before = ask(FakeOcsp(crl=list(watch.sources.values())), "show ssl crl-watch", StatsLevel.USER)
+    assert before.split("\n")[1].split(" | ")[:4] == ["/c/crl-only.pem", CRL_URL, "unknown", "-"]
+    watch.fetched(CRL_URL, build_crl(revoked=(LEAF_SERIAL,)), FUZZ_NOW)
+    answer = ask(FakeOcsp(crl=list(watch.sources.values())), "show ssl crl-watch", StatsLevel.USER)
+    header, row, end = answer.split("\n")
+    assert header == formats.CRL_WATCH_HEADER
+    fields = row.split(" | ")
+    assert fields[:5] == [
+        "/c/crl-only.pem",
+        CRL_URL,
+        "revoked",
+        "keyCompromise",
+        formats.log_date(FUZZ_NOW - dt.timedelta(hours=2)),
+    ]
+    assert fields[8:] == [formats.log_date(FUZZ_NOW), "1", "0", "1 certificate(s), 1 revoked"]
+    assert end == ""
+    assert ask(FakeOcsp(), "show ssl crl-watch", StatsLevel.USER) == formats.CRL_WATCH_HEADER + "\n"

@@ -14,7 +14,13 @@ from dataclasses import replace
 
 from staplegate.config.crtlist import parse_ocsp_update
 from staplegate.config.diagnostics import Reason, SourceLocation
-from staplegate.config.model import EXTRA_FILE_KINDS, StatsLevel, StatsSocket, Verify
+from staplegate.config.model import (
+    EXTRA_FILE_KINDS,
+    CrlWatchMode,
+    StatsLevel,
+    StatsSocket,
+    Verify,
+)
 from staplegate.config.parser.readers import read_log, read_ssl_options
 from staplegate.config.parser.registry import (
     KeywordClass,
@@ -91,6 +97,20 @@ def _ocsp_limit(parser: ParserState, args: list[str], where: SourceLocation) -> 
         parser.global_ = replace(parser.global_, ocsp_update_maxconn=number)
     elif number is not None:
         parser.global_ = replace(parser.global_, ocsp_update_rate_limit=number)
+
+
+def _crl_watch(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    # staplegate's own: HAProxy does not fetch CRLs
+    head = args[0]
+    choices = "|".join(m.value for m in CrlWatchMode)
+    try:
+        mode = CrlWatchMode(args[1]) if len(args) == 2 else None
+    except ValueError:
+        mode = None
+    if mode is None:
+        parser.error(where, head, f"'{head}' expects <{choices}>.", Reason.INVALID_VALUE)
+        return
+    parser.global_ = replace(parser.global_, ocsp_update_crl_watch=mode)
 
 
 def _base_dir(parser: ParserState, args: list[str], where: SourceLocation) -> None:
@@ -461,6 +481,7 @@ GLOBAL: KeywordTable[Handler] = KeywordTable(
         supported("ocsp-update.disable", _ocsp_flag),
         supported("ocsp-update.maxconn", _ocsp_limit),
         supported("ocsp-update.rate-limit", _ocsp_limit),
+        supported("ocsp-update.crl-watch", _crl_watch),
         supported("tune.ssl.ocsp-update.mindelay", _ocsp_delay_line),
         supported("tune.ssl.ocsp-update.maxdelay", _ocsp_delay_line),
         supported("crt-base", _base_dir),

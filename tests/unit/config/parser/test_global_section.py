@@ -6,6 +6,7 @@ import pytest
 
 from staplegate.config.diagnostics import Reason, Severity
 from staplegate.config.model import (
+    CrlWatchMode,
     StatsLevel,
     TlsVersion,
 )
@@ -335,3 +336,18 @@ def test_tune_http_maxhdr_is_read_as_haproxy_range_1_to_32767() -> None:
     assert default.global_.tune_http_maxhdr == 101
     message = "'tune.http.maxhdr' expects an integer argument (40000 is higher than the maximum"
     assert one_error("global\n    tune.http.maxhdr 40000\n") == A.format(2, message + " 32767).")
+
+
+def test_ocsp_update_crl_watch_is_a_staplegate_knob_defaulting_to_no_ocsp_only() -> None:
+    defaults, _ = check("global\n")
+    assert defaults is not None
+    assert defaults.global_.ocsp_update_crl_watch is CrlWatchMode.NO_OCSP_ONLY
+    for word, mode in (("on", CrlWatchMode.ON), ("off", CrlWatchMode.OFF)):
+        config, diags = check(f"global\n    ocsp-update.crl-watch {word}\n")
+        assert diags == []
+        assert config is not None
+        assert config.global_.ocsp_update_crl_watch is mode
+    for bad in ("", " yes", " on off"):
+        assert one_error(f"global\n    ocsp-update.crl-watch{bad}\n") == A.format(
+            2, "'ocsp-update.crl-watch' expects <on|off|no-ocsp-only>."
+        )
