@@ -1,6 +1,6 @@
 """staplegate vs Debian's HAProxy 2.6 (and nginx) as stapling TLS front ends, on one machine.
 
-Method: ../shared/research/dataplane.md §2, in one invocation. Every proxy gets the same
+Method (docs/performance.md, "Set-up"), in one invocation. Every proxy gets the same
 certificates (RSA-2048 and ECDSA P-256 leaves from `staplegate.testpki`, each with a static
 `<crt>.ocsp` GOOD response and `<crt>.issuer`), the same backend (nginx, one process: `GET /`
 returns 13 bytes, `GET /big` a 10 MiB file) and the same load:
