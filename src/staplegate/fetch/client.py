@@ -215,15 +215,44 @@ class OcspHttpClient:
 
         Never raises for network or responder problems; cancellation propagates as usual.
         """
+        return await self._fetch(
+            method, url, headers, body, _OCSP_BODY, self._settings.total_timeout, "OCSP"
+        )
+
+    async def fetch_crl(
+        self,
+        url: str,
+        *,
+        max_body: int = DEFAULT_CRL_MAX_BODY,
+        total_timeout: float = DEFAULT_CRL_TIMEOUT,
+    ) -> FetchResult:
+        """GET the CRL at `url` (http or https), at most `max_body` bytes within
+        `total_timeout` seconds. Never raises for network or server problems."""
+        if max_body <= 0 or total_timeout <= 0:
+            raise ValueError("max_body and total_timeout must be positive")
+        return await self._fetch(
+            "GET", url, (), None, _BodyRule(max_body, "CRL"), total_timeout, "CRL"
+        )
+
+    async def _fetch(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes | None,
+        rule: _BodyRule,
+        total: float,
+        what: str,
+    ) -> FetchResult:
+        """One exchange within `total` seconds, every failure turned into a FetchResult."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         progress = _Progress()
-        total = self._settings.total_timeout
         try:
-            target = _parse_url(url)
+            target = _parse_url(url, what=what)
             async with asyncio.timeout(total):
                 status, payload = await self._exchange(
-                    method, target, url, headers, body, progress, _OCSP_BODY
+                    method, target, url, headers, body, progress, rule
                 )
         except _Failed as failed:
             return FetchResult(
@@ -241,56 +270,6 @@ class OcspHttpClient:
                 body=None,
                 failure=FetchFailure.TIMEOUT,
                 detail=_timeout_detail(total, progress, url),
-                http_status=progress.http_status,
-                elapsed=loop.time() - started,
-                attempts=progress.attempts,
-            )
-        return FetchResult(
-            ok=True,
-            body=payload,
-            failure=None,
-            detail=f"HTTP {status}, {len(payload)} bytes from {url}",
-            http_status=status,
-            elapsed=loop.time() - started,
-            attempts=progress.attempts,
-        )
-
-    async def fetch_crl(
-        self,
-        url: str,
-        *,
-        max_body: int = DEFAULT_CRL_MAX_BODY,
-        total_timeout: float = DEFAULT_CRL_TIMEOUT,
-    ) -> FetchResult:
-        """GET the CRL at `url` (http or https), at most `max_body` bytes within
-        `total_timeout` seconds. Never raises for network or server problems."""
-        if max_body <= 0 or total_timeout <= 0:
-            raise ValueError("max_body and total_timeout must be positive")
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        progress = _Progress()
-        try:
-            target = _parse_url(url, what="CRL")
-            async with asyncio.timeout(total_timeout):
-                status, payload = await self._exchange(
-                    "GET", target, url, (), None, progress, _BodyRule(max_body, "CRL")
-                )
-        except _Failed as failed:
-            return FetchResult(
-                ok=False,
-                body=None,
-                failure=failed.failure,
-                detail=failed.detail,
-                http_status=failed.http_status,
-                elapsed=loop.time() - started,
-                attempts=progress.attempts,
-            )
-        except TimeoutError:
-            return FetchResult(
-                ok=False,
-                body=None,
-                failure=FetchFailure.TIMEOUT,
-                detail=_timeout_detail(total_timeout, progress, url),
                 http_status=progress.http_status,
                 elapsed=loop.time() - started,
                 attempts=progress.attempts,
