@@ -43,8 +43,10 @@ def test_items_wake_in_their_tick_and_removed_ones_never() -> None:
         loop.set_exception_handler(lambda _loop, context: errors.append(context["exception"]))
         wheel = DeadlineWheel(loop)
         log: list[tuple[str, float]] = []
-        now = loop.time()
-        due = {"a": now + 0.06, "b": now + 0.061, "c": now + 0.15}
+        # a tick boundary at least one tick ahead: "a" and "b" then share a slot for certain
+        # (now + 0.06 and now + 0.061 straddled a boundary in 2 % of runs)
+        start = (int(loop.time() / TICK_S) + 2) * TICK_S
+        due = {"a": start + 0.01, "b": start + 0.011, "c": start + 0.1}
         all_woke = asyncio.Event()
         items = {
             name: Recorder(loop, log, name, expected=len(due), all_woke=all_woke)
@@ -52,8 +54,8 @@ def test_items_wake_in_their_tick_and_removed_ones_never() -> None:
         }
         keys = {name: wheel.add(items[name], when) for name, when in due.items()}
         assert keys["a"] == keys["b"]  # one slot, one loop timer
-        wheel.add(Failing(), now + 0.06)  # in the same slot: must not stop the others
-        gone = wheel.add(items["gone"], now + 0.1)
+        wheel.add(Failing(), start + 0.01)  # in the same slot: must not stop the others
+        gone = wheel.add(items["gone"], start + 0.05)
         wheel.remove(items["gone"], gone)
         assert len(wheel) == 4
         # "c" is due last, after the removed item's slot: once it woke, every slot has run
