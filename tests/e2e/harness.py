@@ -11,9 +11,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from OpenSSL import SSL
 
@@ -160,16 +161,54 @@ def s_client_status(port: int, servername: str, *, cafile: Path | None = None) -
     return result.stdout + result.stderr
 
 
-def wait_for_staple(port: int, servername: str, *, timeout: float = 20.0) -> str:
-    """Poll with fresh handshakes until one carries a staple; return that output."""
+T = TypeVar("T")
+
+
+def poll(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float,
+    failure: Callable[[], str],
+    interval: float = 0.05,
+) -> T:
+    """Call `probe` until it returns something other than None; its result.
+
+    A running staplegate changes state in other processes (workers get the table over a pipe,
+    the updater writes files off its loop), so tests observe it by polling with a deadline;
+    `failure()` says what never happened, with the last thing seen.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        output = s_client_status(port, servername)
-        if "OCSP Response Status: successful" in output:
-            return output
+        result = probe()
+        if result is not None:
+            return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"no staple within {timeout}s:\n{output}")
-        time.sleep(0.1)
+            raise AssertionError(failure())
+        time.sleep(interval)
+
+
+def wait_for_output(
+    probe: Callable[[], str], needle: str, *, timeout: float, failure: str, interval: float = 0.1
+) -> str:
+    """Poll `probe` until its output holds `needle`; that output."""
+    last = ""
+
+    def seen() -> str | None:
+        nonlocal last
+        last = probe()
+        return last if needle in last else None
+
+    return poll(seen, timeout=timeout, interval=interval, failure=lambda: f"{failure}:\n{last}")
+
+
+def wait_for_staple(port: int, servername: str, *, timeout: float = 20.0) -> str:
+    """Poll with fresh handshakes until one carries a staple; return that output."""
+    return wait_for_output(
+        lambda: s_client_status(port, servername),
+        "OCSP Response Status: successful",
+        timeout=timeout,
+        failure=f"no staple within {timeout}s",
+    )
 
 
 def curl_cert_status(port: int, host: str, cafile: Path) -> subprocess.CompletedProcess[str]:

@@ -24,7 +24,7 @@ import pytest
 
 from staplegate.testpki.pytest_plugin import make_pki
 
-from .harness import StaplegateProcess, free_port, http_backend, staplegate
+from .harness import StaplegateProcess, free_port, http_backend, poll, staplegate
 
 pytestmark = pytest.mark.slow
 
@@ -214,10 +214,12 @@ def _hold_idle_connections(proxy: Proxy, count: int, *, client_closes: bool = Fa
     with `client_closes`); the RSS while held."""
     idle = [socket.create_connection(("127.0.0.1", proxy.port), timeout=5) for _ in range(count)]
     try:
-        deadline = time.monotonic() + 5
-        while proxy.held_connections() < count:  # every one accepted by some worker
-            assert time.monotonic() < deadline, proxy.held_connections()
-            time.sleep(0.01)
+        poll(  # every one accepted by some worker
+            lambda: True if proxy.held_connections() >= count else None,
+            timeout=5,
+            interval=0.01,
+            failure=lambda: f"held {proxy.held_connections()} of {count}",
+        )
         rss_held = proxy.rss_kib()
         assert proxy.fresh_handshake_s() < 1.0  # the workers still serve meanwhile
         if client_closes:
@@ -241,10 +243,12 @@ def _hold_idle_connections(proxy: Proxy, count: int, *, client_closes: bool = Fa
     finally:
         for sock in idle:
             sock.close()
-        deadline = time.monotonic() + 5
-        while proxy.held_connections():
-            assert time.monotonic() < deadline, proxy.held_connections()
-            time.sleep(0.01)
+        poll(
+            lambda: True if not proxy.held_connections() else None,
+            timeout=5,
+            interval=0.01,
+            failure=lambda: f"still held: {proxy.held_connections()}",
+        )
     return rss_held
 
 

@@ -11,7 +11,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ import pytest
 from staplegate.testpki.pytest_plugin import Pki
 from staplegate.updater.crl_watch import state_file_name
 
-from .harness import free_port, http_backend, staplegate
+from .harness import free_port, http_backend, poll, staplegate
 
 pytestmark = pytest.mark.slow
 
@@ -66,10 +65,11 @@ def _crl_watch(sock: Path) -> list[dict[str, str]]:
 
 def _until_file_says(path: Path, needle: bytes, timeout: float = 20.0) -> None:
     """Poll until `path` holds `needle` (the watch writes its state off the loop)."""
-    deadline = time.monotonic() + timeout
-    while needle not in path.read_bytes():
-        assert time.monotonic() < deadline, f"{path} never held {needle!r}"
-        time.sleep(0.05)
+    poll(
+        lambda: True if needle in path.read_bytes() else None,
+        timeout=timeout,
+        failure=lambda: f"{path} never held {needle!r}",
+    )
 
 
 def test_good_then_revoked_on_the_next_refresh_then_known_at_restart(

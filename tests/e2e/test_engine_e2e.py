@@ -31,7 +31,7 @@ from staplegate.testpki.ca import CertificateAuthority, IssuedCertificate
 from staplegate.testpki.faults import FaultKind
 from staplegate.testpki.pytest_plugin import Pki
 
-from .harness import free_port, s_client_status, staplegate, wait_for_staple
+from .harness import free_port, s_client_status, staplegate, wait_for_output, wait_for_staple
 
 pytestmark = [pytest.mark.slow, pytest.mark.openssl]
 
@@ -79,14 +79,12 @@ def success(leaf: IssuedCertificate, failures: int = 0, successes: int = 1) -> s
 
 def wait_for_status(port: int, name: str, status: str, *, timeout: float = 15.0) -> str:
     """Poll fresh handshakes until the staple says `status` (good/revoked)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        output = s_client_status(port, name)
-        if f"Cert Status: {status}" in output:
-            return output
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {status} staple within {timeout}s:\n{output}")
-        time.sleep(0.1)
+    return wait_for_output(
+        lambda: s_client_status(port, name),
+        f"Cert Status: {status}",
+        timeout=timeout,
+        failure=f"no {status} staple within {timeout}s",
+    )
 
 
 # --- the real openssl ocsp responder, one-shot, behind aiohttp on 127.0.0.1 ---
@@ -307,14 +305,12 @@ def test_a_served_staple_is_withdrawn_at_next_update_minus_300s(tmp_path: Path, 
 
 
 def wait_for_no_staple(port: int, name: str, *, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        output = s_client_status(port, name)
-        if NO_STAPLE in output:
-            return output
-        if time.monotonic() > deadline:
-            raise AssertionError(f"staple still served after {timeout}s:\n{output}")
-        time.sleep(0.1)
+    return wait_for_output(
+        lambda: s_client_status(port, name),
+        NO_STAPLE,
+        timeout=timeout,
+        failure=f"staple still served after {timeout}s",
+    )
 
 
 def test_clock_offset_is_read_once_at_start(tmp_path: Path, pki: Pki) -> None:

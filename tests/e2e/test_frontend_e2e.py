@@ -27,7 +27,7 @@ import pytest
 from staplegate.testpki.ca import KeyKind
 from staplegate.testpki.pytest_plugin import Pki, make_pki
 
-from .harness import StaplegateProcess, free_port, staplegate
+from .harness import StaplegateProcess, free_port, staplegate, wait_for_output
 
 pytestmark = [pytest.mark.slow, pytest.mark.openssl]
 
@@ -296,12 +296,13 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 
 def wait_until_stapled(deployment: Deployment, name: str) -> None:
     """Workers get the table over a pipe just after the update line; poll briefly."""
-    deadline = time.monotonic() + 10
-    while "OCSP Response Status: successful" not in s_client(
-        deployment.port, "-servername", name, "-status"
-    ):
-        assert time.monotonic() < deadline, f"no staple for {name}"
-        time.sleep(0.05)
+    wait_for_output(
+        lambda: s_client(deployment.port, "-servername", name, "-status"),
+        "OCSP Response Status: successful",
+        timeout=10,
+        interval=0.05,
+        failure=f"no staple for {name}",
+    )
 
 
 CASES = [

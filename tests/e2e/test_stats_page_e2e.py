@@ -8,14 +8,13 @@ import base64
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from staplegate.testpki.pytest_plugin import Pki
 
-from .harness import free_port, staplegate, wait_for_staple
+from .harness import free_port, poll, staplegate, wait_for_staple
 from .test_http_mode_e2e import HOST, backends, started
 
 pytestmark = [
@@ -82,14 +81,19 @@ def curl(url: str, *options: str) -> tuple[int, str, str]:
 
 
 def wait_page(url: str, *options: str, needle: str) -> str:
-    deadline = time.monotonic() + 15
-    while True:
-        status, _, body = curl(url, *options)
-        if status == 200 and needle in body:
-            return body
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{needle!r} never appeared ({status}):\n{body}")
-        time.sleep(0.3)
+    last: tuple[int, str, str] = (0, "", "")
+
+    def page() -> str | None:
+        nonlocal last
+        last = curl(url, *options)
+        return last[2] if last[0] == 200 and needle in last[2] else None
+
+    return poll(
+        page,
+        timeout=15,
+        interval=0.3,
+        failure=lambda: f"{needle!r} never appeared ({last[0]}):\n{last[2]}",
+    )
 
 
 def test_the_stats_page_with_auth_certificates_and_csv(tmp_path: Path, pki: Pki) -> None:
