@@ -50,10 +50,11 @@ from staplegate.ocsp.request import (
 )
 from staplegate.ocsp.schedule import (
     UpdateSettings,
-    base_refresh_at,
+    fetched_at,
     jitter,
     refresh_at_after_failure,
     refresh_at_after_success,
+    refresh_at_start,
 )
 from staplegate.ocsp.verify import (
     DEFAULT_SKEW,
@@ -348,8 +349,20 @@ class CertificateMachine:
             return Outcome.UNSCHEDULED
         if not self.auto_update:
             return Outcome.UNSCHEDULED
-        attempt = base_refresh_at(now=now, expire=self._expire(), settings=self.settings)
-        return self._schedule(attempt, now)
+        if self.staple is None:
+            return self._schedule(now, now)  # no staple: due now
+        staple = self.staple
+        attempt = refresh_at_start(
+            now=now,
+            fetched=fetched_at(
+                produced_at=staple.produced_at, this_update=staple.this_update, now=now
+            ),
+            expire=staple.expire(),
+            settings=self.settings,
+            rng=self.rng,
+        )
+        self.next_attempt = attempt  # already jittered
+        return Outcome.SCHEDULED
 
     def _on_tick(self, event: Tick, actions: list[Action]) -> Outcome:
         """WAITING only: fetch when the scheduled attempt is due."""

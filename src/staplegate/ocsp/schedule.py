@@ -23,6 +23,12 @@ nextUpdate - `verify.WITHDRAWAL_MARGIN`) of the staple we hold, if any, and `Upd
   staple is held) after now.
 - Also ours: after any success or failure the next attempt is at least 1 s away, so a
   configuration of `mindelay 0`/`maxdelay 0` (HAProxy accepts both) cannot spin.
+- Also ours, `refresh_at_start`: a staple loaded at start (state directory, `.ocsp` file) is
+  refreshed as if the process had never stopped — HAProxy's formula applied at the moment
+  the staple was fetched (its producedAt or thisUpdate, whichever is later and not in the
+  future), not at the start time, so a restart never stretches the gap between two questions
+  to the responder beyond maxdelay. Staples already overdue are spread over the first
+  `jitter * maxdelay` (at most until their withdrawal) instead of all going out at once.
 """
 
 from __future__ import annotations
@@ -73,6 +79,37 @@ def base_refresh_at(
         return now
     candidate = min(now + _seconds(settings.maxdelay), expire - _seconds(settings.margin))
     return max(candidate, now + _seconds(settings.mindelay))
+
+
+def fetched_at(*, produced_at: dt.datetime, this_update: dt.datetime, now: dt.datetime) -> dt.datetime:
+    """When a stored staple was (at the latest) fetched: the later of producedAt and
+    thisUpdate that is not in the future; `now` when both are (a responder's clock ahead)."""
+    past = [t for t in (produced_at, this_update) if t <= now]
+    return max(past) if past else now
+
+
+def refresh_at_start(
+    *,
+    now: dt.datetime,
+    fetched: dt.datetime,
+    expire: dt.datetime,
+    settings: UpdateSettings,
+    rng: random.Random,
+) -> dt.datetime:
+    """The first attempt, jittered, for a staple loaded at start and fetched at `fetched`.
+
+    HAProxy's formula as of `fetched`, jittered like any attempt; when that is already past,
+    a random point in the next `jitter * maxdelay` seconds (never after the withdrawal time
+    less the margin).
+    """
+    due = base_refresh_at(now=fetched, expire=expire, settings=settings)
+    if due > now:
+        return jitter(due, now=now, expire=expire, settings=settings, rng=rng)
+    spread = min(
+        settings.jitter * settings.maxdelay,
+        max((expire - _seconds(settings.margin) - now).total_seconds(), 0.0),
+    )
+    return now + dt.timedelta(seconds=spread * rng.random())
 
 
 def backoff_delay(consecutive_failures: int, settings: UpdateSettings) -> dt.timedelta:

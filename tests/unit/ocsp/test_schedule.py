@@ -14,9 +14,11 @@ from staplegate.ocsp.schedule import (
     UpdateSettings,
     backoff_delay,
     base_refresh_at,
+    fetched_at,
     jitter,
     refresh_at_after_failure,
     refresh_at_after_success,
+    refresh_at_start,
 )
 
 NOW = dt.datetime(2026, 11, 24, 13, 22, 35, tzinfo=dt.UTC)
@@ -195,3 +197,33 @@ def test_jitter_is_deterministic_per_seed_and_spreads_a_herd() -> None:
 
 def test_due_now_is_not_delayed_by_jitter() -> None:
     assert jitter(NOW, now=NOW, expire=None, settings=DEFAULT, rng=random.Random(0)) == NOW
+
+
+# --- a staple loaded at start (issue 19 item 7) ---
+
+
+def test_fetched_at_is_the_later_past_time_of_produced_at_and_this_update() -> None:
+    assert fetched_at(produced_at=NOW - s(10), this_update=NOW - s(60), now=NOW) == NOW - s(10)
+    assert fetched_at(produced_at=NOW + s(10), this_update=NOW - s(60), now=NOW) == NOW - s(60)
+    assert fetched_at(produced_at=NOW + s(1), this_update=NOW + s(5), now=NOW) == NOW
+
+
+@given(
+    age=st.integers(min_value=0, max_value=30 * 86400),
+    valid_for=st.integers(min_value=400, max_value=30 * 86400),
+    seed=st.integers(min_value=0, max_value=2**32),
+)
+def test_a_restart_never_stretches_the_gap_beyond_maxdelay(
+    age: int, valid_for: int, seed: int
+) -> None:
+    fetched = NOW - s(age)
+    expire = expire_for_validity(valid_for)
+    when = refresh_at_start(
+        now=NOW, fetched=fetched, expire=expire, settings=DEFAULT, rng=random.Random(seed)
+    )
+    assert when >= NOW
+    # never later than maxdelay after the fetch, unless overdue: then within the spread
+    assert when <= max(fetched + s(DEFAULT.maxdelay), NOW + s(DEFAULT.jitter * DEFAULT.maxdelay))
+    # and never after the withdrawal time less the margin, except where HAProxy's mindelay
+    # floor (counted from the fetch) puts it later, as after any success
+    assert when <= max(expire - s(DEFAULT.margin), fetched + s(DEFAULT.mindelay), NOW)
