@@ -81,7 +81,9 @@ def base_refresh_at(
     return max(candidate, now + _seconds(settings.mindelay))
 
 
-def fetched_at(*, produced_at: dt.datetime, this_update: dt.datetime, now: dt.datetime) -> dt.datetime:
+def fetched_at(
+    *, produced_at: dt.datetime, this_update: dt.datetime, now: dt.datetime
+) -> dt.datetime:
     """When a stored staple was (at the latest) fetched: the later of producedAt and
     thisUpdate that is not in the future; `now` when both are (a responder's clock ahead)."""
     past = [t for t in (produced_at, this_update) if t <= now]
