@@ -142,10 +142,15 @@ class Tick:
 
 @dataclass(frozen=True)
 class FetchSucceeded:
-    """The responder answered 200 with the right Content-Type; `der` is the body."""
+    """The responder answered 200 with the right Content-Type; `der` is the body.
+
+    `fresh_until`: until when the responder's caching headers (max-age, Expires) say asking
+    again returns the same answer (fetch/caching.py); None without a hint.
+    """
 
     now: dt.datetime
     der: bytes
+    fresh_until: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -405,8 +410,10 @@ class CertificateMachine:
         else:
             self._install(staple, actions, persist=True)
         held_expire = self.staple.expire() if self.staple is not None else staple.expire()
-        attempt = refresh_at_after_success(now=now, expire=held_expire, settings=self.settings)
-        return self._after_attempt(attempt, now)
+        attempt = refresh_at_after_success(
+            now=now, expire=held_expire, settings=self.settings, fresh_until=event.fresh_until
+        )
+        return self._after_attempt(attempt, now, not_before=event.fresh_until)
 
     def _on_fetch_failed(self, event: FetchFailed, actions: list[Action]) -> Outcome:
         return self._failed(event.now, event.kind.status, event.detail, actions)
@@ -525,16 +532,25 @@ class CertificateMachine:
         )
         actions.append(Log(LogLevel.NOTICE, line))
 
-    def _after_attempt(self, attempt: dt.datetime, now: dt.datetime) -> Outcome:
+    def _after_attempt(
+        self, attempt: dt.datetime, now: dt.datetime, *, not_before: dt.datetime | None = None
+    ) -> Outcome:
         if self.one_shot or not self.auto_update:
             self.one_shot = False
             self.next_attempt = None
             return Outcome.UNSCHEDULED
-        return self._schedule(attempt, now)
+        return self._schedule(attempt, now, not_before=not_before)
 
-    def _schedule(self, attempt: dt.datetime, now: dt.datetime) -> Outcome:
+    def _schedule(
+        self, attempt: dt.datetime, now: dt.datetime, *, not_before: dt.datetime | None = None
+    ) -> Outcome:
         self.next_attempt = jitter(
-            attempt, now=now, expire=self._expire(), settings=self.settings, rng=self.rng
+            attempt,
+            now=now,
+            expire=self._expire(),
+            settings=self.settings,
+            rng=self.rng,
+            not_before=not_before,
         )
         return Outcome.SCHEDULED
 

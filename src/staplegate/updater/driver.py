@@ -139,7 +139,12 @@ class UpdaterEntry:
 def fetch_event(result: FetchResult, now: dt.datetime) -> FetchSucceeded | FetchFailed:
     """Translate the HTTP client's result into the machine's event (FetchFailureKind docs)."""
     if result.ok and result.body is not None:
-        return FetchSucceeded(now, result.body)
+        fresh_until = (
+            now + dt.timedelta(seconds=min(result.fresh_for, 10 * 365 * 86400))
+            if result.fresh_for is not None
+            else None
+        )
+        return FetchSucceeded(now, result.body, fresh_until)
     if result.failure is FetchFailure.EMPTY_BODY:
         return FetchSucceeded(now, b"")  # fails verification as unparsable: status 4
     if result.failure is None:

@@ -351,3 +351,49 @@ def test_a_bug_on_one_certificates_timer_costs_it_one_attempt_and_nothing_else(
     asyncio.run(scenario())
     assert len(raised) == 1
     assert "/c/broken.pem failed internally; trying again in 60 s" in caplog.text
+
+
+def test_a_responders_max_age_moves_the_next_refresh(pki_factory: Any) -> None:
+    """Issue 19 item 5: responses valid 10 minutes (withdrawn 5 minutes from now); HAProxy's
+    formula refreshes 60 s before that (now + 240 s, less jitter). The responder says
+    `max-age=250`: the next refresh waits for it (jitter included). A hint past the
+    withdrawal (the test responder's own: half the life, 300 s) stops 30 s before it."""
+    pki = pki_factory("short", validity=dt.timedelta(minutes=10))
+    leaf = pki.issue("www.cache.test")
+    cert_id = CertId.for_certificate(leaf.certificate, leaf.issuer)
+    updater = OcspUpdater(
+        [UpdaterEntry(leaf.certificate, leaf.issuer, "/etc/certs/www.pem", pki.responder.url)],
+        update_settings=UpdateSettings(mindelay=0, maxdelay=3600),
+        fetch_settings=FAST,
+        on_staples=lambda table: None,
+        rng=random.Random(3),
+    )
+
+    async def scenario() -> None:
+        started = asyncio.Event()
+        task = asyncio.create_task(updater.run(started=started))
+        try:
+            await started.wait()
+            pki.responder.set_fault(Fault(FaultKind.MAX_AGE, seconds=250))
+            before = SystemClock().now()
+            assert (await updater.update_now(cert_id, timeout=10)).ok
+            (row,) = updater.snapshot()
+            assert row.next_attempt is not None
+            assert row.staple is not None
+            withdrawal = row.staple.next_update - dt.timedelta(seconds=300)
+            assert withdrawal - before < dt.timedelta(seconds=301)
+            hinted = row.next_attempt - before
+            assert dt.timedelta(seconds=249) <= hinted <= dt.timedelta(seconds=252), hinted
+            pki.responder.clear_faults()
+            before = SystemClock().now()
+            assert (await updater.update_now(cert_id, timeout=10)).ok
+            (row,) = updater.snapshot()
+            assert row.next_attempt is not None
+            assert row.staple is not None
+            withdrawal = row.staple.next_update - dt.timedelta(seconds=300)
+            assert row.next_attempt == withdrawal - dt.timedelta(seconds=30)
+        finally:
+            updater.stop()
+            await task
+
+    asyncio.run(scenario())

@@ -227,3 +227,49 @@ def test_a_restart_never_stretches_the_gap_beyond_maxdelay(
     # and never after the withdrawal time less the margin, except where HAProxy's mindelay
     # floor (counted from the fetch) puts it later, as after any success
     assert when <= max(expire - s(DEFAULT.margin), fetched + s(DEFAULT.mindelay), NOW)
+
+
+# --- the responder's caching hint (issue 19 item 5) ---
+
+
+def test_a_hint_within_maxdelay_delays_a_short_staples_refresh() -> None:
+    expire = expire_for_validity(600)  # now + 300
+    settings = UpdateSettings(mindelay=0)
+    plain = refresh_at_after_success(now=NOW, expire=expire, settings=settings)
+    assert plain == NOW + s(240)
+    hinted = refresh_at_after_success(
+        now=NOW, expire=expire, settings=settings, fresh_until=NOW + s(250)
+    )
+    assert hinted == NOW + s(250)
+
+
+def test_a_hint_never_goes_past_maxdelay_nor_near_the_withdrawal() -> None:
+    week = expire_for_validity(7 * 86400)
+    assert refresh_at_after_success(
+        now=NOW, expire=week, settings=DEFAULT, fresh_until=NOW + s(86400)
+    ) == NOW + s(3600)
+    short = expire_for_validity(600)
+    assert refresh_at_after_success(
+        now=NOW, expire=short, settings=UpdateSettings(mindelay=0), fresh_until=NOW + s(9999)
+    ) == short - s(30)
+
+
+def test_a_hint_sooner_than_the_formula_changes_nothing() -> None:
+    week = expire_for_validity(7 * 86400)
+    assert refresh_at_after_success(
+        now=NOW, expire=week, settings=DEFAULT, fresh_until=NOW + s(10)
+    ) == NOW + s(3600)
+
+
+@given(seed=st.integers(min_value=0, max_value=2**32), hint=st.integers(0, 7200))
+def test_jitter_never_pulls_an_attempt_before_the_hint(seed: int, hint: int) -> None:
+    attempt = NOW + s(3600)
+    jittered = jitter(
+        attempt,
+        now=NOW,
+        expire=expire_for_validity(7 * 86400),
+        settings=DEFAULT,
+        rng=random.Random(seed),
+        not_before=NOW + s(hint),
+    )
+    assert min(attempt, NOW + s(hint)) <= jittered <= attempt
