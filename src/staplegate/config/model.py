@@ -260,6 +260,8 @@ class GlobalSettings:
     """staplegate extension: OCSP requests per second to one responder host at most."""
     ocsp_update_crl_watch: CrlWatchMode = CrlWatchMode.NO_OCSP_ONLY
     """staplegate extension: which certificates' CRL distribution points are watched."""
+    ocsp_update_revoked_hook: str | None = None
+    """staplegate extension: a shell command run when a served certificate is revoked."""
     crt_base: str | None = None
     key_base: str | None = None
     ca_base: str | None = None

@@ -489,6 +489,9 @@ class Master:
         self.current = Deployment(number, generation, plan, sockets)
         self.pools = self._pools_for(plan)
         await updater.reconfigure(updater_entries(generation))
+        updater.configure_revoked_hook(
+            generation.config.global_.ocsp_update_revoked_hook, self.state_dir
+        )
         updater.start_crl_watch(crl_targets(generation), self.state_dir)
         old_workers = [h for h in self.workers.values() if h.deployment == previous.number]
         for slot in range(self.worker_count):

@@ -80,13 +80,15 @@ async def supervise(master: Master, updater: OcspUpdater) -> int:
         await master.attach_pipe(handle)
 
     def reap() -> None:
-        while True:
+        # Only the workers, by pid: waitpid(-1) would also take the exit status of the
+        # commands asyncio runs (the revoked hook), which then report 255.
+        for pid in list(master.workers):
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                reaped, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
-                break
-            if pid == 0:
-                break
+                reaped, status = pid, 255 << 8  # already gone: count it as exited
+            if reaped == 0:
+                continue
             handle = master.workers.pop(pid, None)
             if handle is None:
                 continue

@@ -78,10 +78,10 @@ from staplegate.ocsp.machine import (
     Withdraw,
 )
 from staplegate.ocsp.schedule import UpdateSettings
-from staplegate.ocsp.verify import VerifiedStaple
 from staplegate.store.base import StapleStore
 from staplegate.updater.persist import StapleWriter
 from staplegate.updater.results import UpdateOutcome, UpdateResult, UpdaterNotRunning
+from staplegate.updater.revoked_hook import Revocation
 
 #: syslog "notice": HAProxy 3.x logs `<OCSP-UPDATE>` lines at this level.
 NOTICE = 25
@@ -162,7 +162,7 @@ class _Managed:
 
 
 StaplesCallback = Callable[[Mapping[CertId, bytes]], None]
-RevocationCallback = Callable[[str, VerifiedStaple], None]
+RevocationCallback = Callable[[Revocation], None]
 
 
 class UpdaterDriver:
@@ -390,12 +390,16 @@ class UpdaterDriver:
             task.cancel()
         await asyncio.gather(*fetches, return_exceptions=True)
         await self.flush()  # writes are short; losing one would refetch after restart
+        await self._close_hooks()
         for cert_id, waiters in self._waiters.items():
             for future in waiters:
                 if not future.done():
                     future.set_result(self._outcome(cert_id, UpdateResult.STOPPED))
         self._waiters.clear()
         await self._client.close()
+
+    async def _close_hooks(self) -> None:
+        """Let what runs on revocations finish (OcspUpdater's revoked hook)."""
 
     # --- timers ---
 
@@ -470,7 +474,14 @@ class UpdaterDriver:
                 # The machine's own Log(ALERT) action names the certificate; count and hook.
                 managed.revocations += 1
                 if self._on_revocation is not None:
-                    self._call_safely(self._on_revocation, managed.machine.path, action.staple)
+                    revocation = Revocation(
+                        path=managed.machine.path,
+                        certificate=managed.machine.certificate,
+                        reason=action.staple.revocation_reason,
+                        time=action.staple.revocation_time,
+                        source="ocsp",
+                    )
+                    self._call_safely(self._on_revocation, revocation)
             # Rejected is returned to the caller (set_response).
         if changed and publish:
             self._publish()

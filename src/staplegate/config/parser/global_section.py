@@ -113,6 +113,16 @@ def _crl_watch(parser: ParserState, args: list[str], where: SourceLocation) -> N
     parser.global_ = replace(parser.global_, ocsp_update_crl_watch=mode)
 
 
+def _revoked_hook(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    # staplegate's own: a command run on each verified revocation (updater/revoked_hook.py)
+    head = args[0]
+    command = " ".join(args[1:]).strip()
+    if not command:
+        parser.error(where, head, f"'{head}' expects a command to run.", Reason.MISSING_ARGUMENT)
+        return
+    parser.global_ = replace(parser.global_, ocsp_update_revoked_hook=command)
+
+
 def _base_dir(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     head = args[0]
     value = args[1] if len(args) > 1 else None
@@ -482,6 +492,7 @@ GLOBAL: KeywordTable[Handler] = KeywordTable(
         supported("ocsp-update.maxconn", _ocsp_limit),
         supported("ocsp-update.rate-limit", _ocsp_limit),
         supported("ocsp-update.crl-watch", _crl_watch),
+        supported("ocsp-update.revoked-hook", _revoked_hook),
         supported("tune.ssl.ocsp-update.mindelay", _ocsp_delay_line),
         supported("tune.ssl.ocsp-update.maxdelay", _ocsp_delay_line),
         supported("crt-base", _base_dir),
