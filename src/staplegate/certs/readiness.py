@@ -62,10 +62,16 @@ class OcspReadiness:
         return self.disposition is not OcspDisposition.FATAL
 
 
-def assess_ocsp(cert: LoadedCertificate, *, ocsp_update: bool) -> OcspReadiness:
-    """Apply HAProxy 3.2's load-time OCSP rules to `cert` with its effective `ocsp-update`."""
+def assess_ocsp(
+    cert: LoadedCertificate, *, ocsp_update: bool, responder: str | None = None
+) -> OcspReadiness:
+    """Apply HAProxy 3.2's load-time OCSP rules to `cert` with its effective `ocsp-update`.
+
+    `responder` (staplegate's `ocsp-responder` / `ocsp-update.responder-url`) stands in for
+    the AIA's URI: a certificate without one is updated from it too.
+    """
     has_data = cert.ocsp is not None
-    uri = cert.ocsp_uri
+    uri = responder or cert.ocsp_uri
     info: list[str] = []
     warnings: list[str] = []
 

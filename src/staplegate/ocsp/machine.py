@@ -31,6 +31,7 @@ top complaint in HAProxy's issue tracker.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 import random
@@ -151,6 +152,8 @@ class FetchSucceeded:
     now: dt.datetime
     der: bytes
     fresh_until: dt.datetime | None = None
+    answered_by: str | None = None
+    """The responder URI that answered (one of the certificate's; None: the first)."""
 
 
 @dataclass(frozen=True)
@@ -190,9 +193,12 @@ Event = (
 
 @dataclass(frozen=True)
 class Fetch:
+    """Ask `uri`; when it fails (no HTTP answer, an HTTP error), each of `alternatives`."""
+
     cert_id: CertId
     uri: str
     request: OcspHttpRequest
+    alternatives: tuple[tuple[str, OcspHttpRequest], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -277,6 +283,8 @@ class CertificateMachine:
     skew: dt.timedelta = DEFAULT_SKEW
     user_agent: str = field(kw_only=True)
     """The requests' User-Agent (`fetch.client.USER_AGENT`)."""
+    fallback_uris: tuple[str, ...] = field(default=(), kw_only=True)
+    """Further responders (the AIA's other OCSP URLs), asked in order when one fails."""
 
     state: State = field(default=State.NEW, init=False)
     staple: VerifiedStaple | None = field(default=None, init=False)
@@ -287,15 +295,31 @@ class CertificateMachine:
     cert_id: CertId = field(init=False)
     _request: OcspHttpRequest | None = field(default=None, init=False, repr=False)
     _uri_problem: str | None = field(default=None, init=False, repr=False)
+    _endpoints: list[tuple[str, OcspHttpRequest]] = field(
+        default_factory=list, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         self.cert_id = CertId.for_certificate(self.certificate, self.issuer)
+        der = build_request(self.cert_id)
         try:
-            self._request = http_request_for(
-                self.uri or "", build_request(self.cert_id), user_agent=self.user_agent
-            )
+            self._request = http_request_for(self.uri or "", der, user_agent=self.user_agent)
         except OcspUriError as error:
             self._uri_problem = str(error)
+        else:
+            self._endpoints.append((self.uri or "", self._request))
+        if self._request is None:
+            return  # as HAProxy: an unusable first URI disables updates
+        for uri in self.fallback_uris:
+            with contextlib.suppress(OcspUriError):  # an unusable fallback is skipped
+                self._endpoints.append(
+                    (uri, http_request_for(uri, der, user_agent=self.user_agent))
+                )
+
+    @property
+    def answering_uri(self) -> str | None:
+        """The responder asked first: the last one that answered (initially `uri`)."""
+        return self._endpoints[0][0] if self._endpoints else self.uri
 
     # --- public ---
 
@@ -376,11 +400,17 @@ class CertificateMachine:
         self.next_attempt = None
         # status 0 while fetching; the previous detail stays, as 3.2 shows it
         self.counters = replace(self.counters, last_status=UpdateStatus.UNKNOWN)
-        actions.append(Fetch(self.cert_id, self.uri or "", self._request))
+        (uri, request), *others = self._endpoints
+        actions.append(Fetch(self.cert_id, uri, request, tuple(others)))
         return Outcome.DUE
 
     def _on_fetch_succeeded(self, event: FetchSucceeded, actions: list[Action]) -> Outcome:
         now = event.now
+        # remember the responder that answered: it is asked first next time
+        for index, (uri, _) in enumerate(self._endpoints):
+            if uri == event.answered_by and index > 0:
+                self._endpoints.insert(0, self._endpoints.pop(index))
+                break
         try:
             staple = self._verify(event.der, now)
         except VerificationError as error:

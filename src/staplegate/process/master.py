@@ -92,8 +92,10 @@ def updater_entries(generation: Generation) -> list[UpdaterEntry]:
                 certificate=cert.leaf,
                 issuer=cert.issuer,
                 path=entry.name,
-                uri=cert.ocsp_uri,
+                uri=readiness.ocsp_uri,
                 auto_update=readiness.auto_update and not disabled,
+                # the AIA's other OCSP URLs, unless an override replaced them all
+                fallback_uris=cert.ocsp_uris[1:] if readiness.ocsp_uri == cert.ocsp_uri else (),
                 sidecar_ocsp=cert.ocsp.der if cert.ocsp else None,
             )
         )

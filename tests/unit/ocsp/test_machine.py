@@ -582,3 +582,42 @@ def test_retired_is_terminal_and_every_live_state_can_be_retired() -> None:
     assert accepted_events(State.RETIRED) == [Tick]
     for state in (State.NEW, State.WAITING, State.FETCHING, State.IDLE):
         assert CertificateReplaced in accepted_events(state)
+
+
+# --- several responders (issue 19 item 4) ---
+
+
+def test_every_usable_responder_is_offered_in_order(pki: Pki) -> None:
+    machine = CertificateMachine(
+        certificate=pki.ec_ca.leaf,
+        issuer=pki.ec_ca.certificate,
+        path=PATH,
+        uri=OCSP_URI,
+        user_agent=USER_AGENT,
+        fallback_uris=("ldap://skipped.test", "http://mirror.test/ocsp"),
+    )
+    machine.handle(Start(NOW))
+    fetch = fetch_now(machine, NOW)
+    assert fetch.uri == OCSP_URI
+    assert [uri for uri, _ in fetch.alternatives] == ["http://mirror.test/ocsp"]
+
+
+def test_the_responder_that_answered_is_asked_first_next_time(pki: Pki) -> None:
+    machine = CertificateMachine(
+        certificate=pki.ec_ca.leaf,
+        issuer=pki.ec_ca.certificate,
+        path=PATH,
+        uri=OCSP_URI,
+        user_agent=USER_AGENT,
+        fallback_uris=("http://mirror.test/ocsp",),
+    )
+    machine.handle(Start(NOW))
+    fetch_now(machine, NOW)
+    good = response(pki.ec_ca, this_update=NOW)
+    machine.handle(FetchSucceeded(NOW, good, answered_by="http://mirror.test/ocsp"))
+    assert machine.answering_uri == "http://mirror.test/ocsp"
+    assert machine.uri == OCSP_URI  # the configured one, for reloads and the runtime API
+    assert machine.next_attempt is not None
+    fetch = fetch_now(machine, machine.next_attempt)
+    assert fetch.uri == "http://mirror.test/ocsp"
+    assert [uri for uri, _ in fetch.alternatives] == [OCSP_URI]

@@ -12,7 +12,7 @@ import pwd
 import re
 from dataclasses import replace
 
-from staplegate.config.crtlist import parse_ocsp_update
+from staplegate.config.crtlist import parse_ocsp_update, responder_url_error
 from staplegate.config.diagnostics import Reason, SourceLocation
 from staplegate.config.model import (
     EXTRA_FILE_KINDS,
@@ -121,6 +121,19 @@ def _revoked_hook(parser: ParserState, args: list[str], where: SourceLocation) -
         parser.error(where, head, f"'{head}' expects a command to run.", Reason.MISSING_ARGUMENT)
         return
     parser.global_ = replace(parser.global_, ocsp_update_revoked_hook=command)
+
+
+def _responder_url(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    # staplegate's own: one responder for every certificate (an internal mirror)
+    head = args[0]
+    if len(args) != 2:
+        parser.error(where, head, f"'{head}' expects one URL.", Reason.MISSING_ARGUMENT)
+        return
+    problem = responder_url_error(head, args[1])
+    if problem is not None:
+        parser.error(where, head, problem, Reason.INVALID_VALUE)
+        return
+    parser.global_ = replace(parser.global_, ocsp_update_responder_url=args[1])
 
 
 def _base_dir(parser: ParserState, args: list[str], where: SourceLocation) -> None:
@@ -493,6 +506,7 @@ GLOBAL: KeywordTable[Handler] = KeywordTable(
         supported("ocsp-update.rate-limit", _ocsp_limit),
         supported("ocsp-update.crl-watch", _crl_watch),
         supported("ocsp-update.revoked-hook", _revoked_hook),
+        supported("ocsp-update.responder-url", _responder_url),
         supported("tune.ssl.ocsp-update.mindelay", _ocsp_delay_line),
         supported("tune.ssl.ocsp-update.maxdelay", _ocsp_delay_line),
         supported("crt-base", _base_dir),
