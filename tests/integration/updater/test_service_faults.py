@@ -466,7 +466,11 @@ def test_when_every_responder_fails_the_first_failure_is_reported_naming_the_oth
     updater = OcspUpdater(
         [
             UpdaterEntry(
-                leaf.certificate, leaf.issuer, "/etc/certs/www.pem", dead, fallback_uris=(also_dead,)
+                leaf.certificate,
+                leaf.issuer,
+                "/etc/certs/www.pem",
+                dead,
+                fallback_uris=(also_dead,),
             )
         ],
         update_settings=UpdateSettings(),
