@@ -264,6 +264,8 @@ class GlobalSettings:
     """staplegate extension: a shell command run when a served certificate is revoked."""
     ocsp_update_responder_url: str | None = None
     """staplegate extension: the OCSP responder every certificate is asked at (no AIA)."""
+    ocsp_update_must_staple_wait_ms: int = 30_000
+    """staplegate extension: how long systemd's READY=1 waits for must-staple staples."""
     crt_base: str | None = None
     key_base: str | None = None
     ca_base: str | None = None

@@ -196,6 +196,13 @@ def _hard_stop_after(parser: ParserState, args: list[str], where: SourceLocation
         parser.global_ = replace(parser.global_, hard_stop_after_ms=ms)
 
 
+def _must_staple_wait(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    # staplegate's own: READY=1 waits this long for every must-staple certificate's staple
+    ms = parser.time_arg(args[0], args[1] if len(args) > 1 else None, where)
+    if ms is not None:
+        parser.global_ = replace(parser.global_, ocsp_update_must_staple_wait_ms=ms)
+
+
 def _cipher_default(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     head = args[0]
     value = args[1] if len(args) > 1 else None
@@ -507,6 +514,7 @@ GLOBAL: KeywordTable[Handler] = KeywordTable(
         supported("ocsp-update.crl-watch", _crl_watch),
         supported("ocsp-update.revoked-hook", _revoked_hook),
         supported("ocsp-update.responder-url", _responder_url),
+        supported("ocsp-update.must-staple-wait", _must_staple_wait),
         supported("tune.ssl.ocsp-update.mindelay", _ocsp_delay_line),
         supported("tune.ssl.ocsp-update.maxdelay", _ocsp_delay_line),
         supported("crt-base", _base_dir),
