@@ -72,7 +72,8 @@ def test_valid_configuration_with_verbose_report(tmp_path: Path, ca: Certificate
     assert f"(from {www.issuer_path})" in result.stdout
     assert "refreshed automatically" in result.stdout
     assert "staplegate extensions (global):" in result.stdout
-    assert "  ocsp-update.crl-watch       no-ocsp-only (default)" in result.stdout
+    assert "  ocsp-update.crl-watch         no-ocsp-only (default)" in result.stdout
+    assert "  ocsp-update.must-staple-wait  30s (default)" in result.stdout
 
 
 def test_verbose_report_names_every_responder_and_the_overrides(
@@ -103,7 +104,7 @@ def test_verbose_report_names_every_responder_and_the_overrides(
         "OCSP URI:     http://127.0.0.1:9/mirror (ocsp-responder override; the AIA says: "
         "http://127.0.0.1:9)"
     ) in result.stdout
-    assert "  ocsp-update.revoked-hook    logger revoked\n" in result.stdout
+    assert "  ocsp-update.revoked-hook      logger revoked\n" in result.stdout
 
 
 def test_directory_of_cfg_files(tmp_path: Path, ca: CertificateAuthority) -> None:

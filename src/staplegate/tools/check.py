@@ -48,6 +48,7 @@ def extensions_report(settings: GlobalSettings) -> str:
         ("ocsp-update.crl-watch", settings.ocsp_update_crl_watch.value),
         ("ocsp-update.revoked-hook", settings.ocsp_update_revoked_hook or "none"),
         ("ocsp-update.responder-url", settings.ocsp_update_responder_url or "none (the AIA)"),
+        ("ocsp-update.must-staple-wait", f"{settings.ocsp_update_must_staple_wait_ms / 1000:g}s"),
     ]
     changed = {
         "ocsp-update.maxconn": settings.ocsp_update_maxconn != defaults.ocsp_update_maxconn,
@@ -57,10 +58,12 @@ def extensions_report(settings: GlobalSettings) -> str:
         is not defaults.ocsp_update_crl_watch,
         "ocsp-update.revoked-hook": settings.ocsp_update_revoked_hook is not None,
         "ocsp-update.responder-url": settings.ocsp_update_responder_url is not None,
+        "ocsp-update.must-staple-wait": settings.ocsp_update_must_staple_wait_ms
+        != defaults.ocsp_update_must_staple_wait_ms,
     }
     lines = ["staplegate extensions (global):"]
     for name, value in rows:
-        lines.append(f"  {name:<27} {value}{'' if changed[name] else ' (default)'}")
+        lines.append(f"  {name:<29} {value}{'' if changed[name] else ' (default)'}")
     return "\n".join(lines)
 
 
