@@ -141,9 +141,14 @@ class ResponseReader:
     """Feed server bytes for one request, get response events; raises `HttpError` (502).
 
     On a keep-alive server connection one reader serves request after request (`renew`),
-    as long as each response ended cleanly. llhttp calls back only at the end of the head,
-    per body piece and at the end; the head is cut out of the bytes fed (a response starts
-    where the bytes from the server start, or after an interim 1xx head).
+    as long as each response ended cleanly. llhttp validates every byte but calls back only
+    at the end of a head: the head is cut out of the bytes fed (a response starts where the
+    bytes from the server start, or after an interim 1xx head), and a Content-Length or
+    until-close body is cut out after it by counting, as llhttp counts it. A chunked body
+    cannot be located that way, so the first chunked response switches the connection to
+    a parser that calls back per body piece and at the end (`_ChunkedResponses`), for good.
+    One Python callback per response instead of four is what keeps `mode http` near the
+    featureless front (docs/performance.md).
     """
 
     def __init__(
@@ -166,7 +171,9 @@ class ResponseReader:
         self._parts: list[bytes] = []  # the incomplete head fed so far
         self._pending = 0  # its size
         self._start = 0  # where the next head starts in `_data`
-        self._clean_end = False  # llhttp ended the last message itself: it can parse another
+        self._clean_end = False  # the last message ended where llhttp ends it: it can go on
+        self._body_left = 0  # Content-Length body bytes to come (-1: until the close)
+        self._chunked: _ChunkedResponses | None = None  # the callback parser, once chunked
 
     @property
     def reusable(self) -> bool:
@@ -186,6 +193,7 @@ class ResponseReader:
         self.head = None
         self.complete = False
         self._clean_end = False
+        self._body_left = 0
         return True
 
     def feed(self, data: bytes) -> list[ResponseEvent]:
@@ -197,7 +205,11 @@ class ResponseReader:
             self._data = None
         else:
             self._data = data
+            left = self._body_left
+            if left:  # the body goes on (never while a head is incomplete: `_parts`)
+                self._body(data, 0, left)
         self._start = 0
+        switch_at: int | None = None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -205,12 +217,20 @@ class ResponseReader:
             self.upgraded = data[offset:]
         except httptools.HttpParserCallbackError as error:
             cause = error.__context__
-            if isinstance(cause, HttpError):
+            if isinstance(cause, _Chunked):
+                switch_at = cause.start
+            elif isinstance(cause, HttpError):
                 raise cause from None
-            if not isinstance(cause, _HeadDone):
+            elif not isinstance(cause, _HeadDone):
                 raise HttpError(HttpErrorReason.BAD_RESPONSE, str(error)) from None
         except httptools.HttpParserError as error:
             raise HttpError(HttpErrorReason.BAD_RESPONSE, str(error)) from None
+        if switch_at is not None:  # outside the handler: its errors have their own context
+            fed = self._data
+            assert fed is not None
+            chunked = self._chunked = _ChunkedResponses(self)
+            self._parser = httptools.HttpResponseParser(chunked)
+            return self.feed(fed[switch_at:])
         if self.head is None:
             fed = self._data
             if fed is not None and self._start < len(fed):
@@ -231,11 +251,31 @@ class ResponseReader:
             return [END]
         raise HttpError(HttpErrorReason.BAD_RESPONSE, "the server closed mid-response")
 
-    # httptools callbacks
-    def on_message_begin(self) -> None:
-        if self.complete:  # the start of another response in the same read: never reuse
+    def _body(self, data: bytes, start: int, left: int) -> None:
+        """Body bytes from `start` on, `left` of them still to come (-1: until the close);
+        at the end of the body, the response is complete, and bytes after it make the
+        connection one never to reuse (llhttp skips blank lines between messages)."""
+        if left < 0:
+            if start < len(data):
+                self.events.append(data[start:] if start else data)
+            return
+        end = start + left
+        size = len(data)
+        if end > size:
+            if start < size:
+                self.events.append(data[start:] if start else data)
+            self._body_left = end - size
+            return
+        if left:
+            self.events.append(data[start:end] if start or end < size else data)
+        self._body_left = 0
+        self.complete = True
+        self._clean_end = True
+        self.events.append(END)
+        if end < size and data[end:].lstrip(b"\r\n"):
             self.trailing = True
 
+    # httptools callback (with `_ChunkedResponses`, also per body piece and at the end)
     def on_headers_complete(self) -> None:
         data = self._data
         if data is None:
@@ -326,16 +366,60 @@ class ResponseReader:
             if data[self._start :].strip(b"\r\n"):  # a body after all: never reuse
                 self.trailing = True
             raise _HeadDone
-
-    def on_body(self, body: bytes) -> None:
-        self.events.append(body)
-
-    def on_message_complete(self) -> None:
-        if self.head is not None and not self.complete:
+        if self._chunked is not None:
+            return  # llhttp calls back with the body and its end
+        body = head.body
+        if body is _LENGTH:
+            self._body(data, self._start, head.content_length)  # type: ignore[arg-type]
+        elif body is _NO_BODY:  # 204, 304, 101: llhttp ends the message at the head
             self.complete = True
             self._clean_end = True
             self.events.append(END)
+            if status != 101 and data[self._start :].lstrip(b"\r\n"):
+                self.trailing = True
+        elif body is _CHUNKED:
+            self.head = None
+            self.events.pop()
+            raise _Chunked(start)
+        else:
+            self._body_left = -1
+            self._body(data, self._start, -1)
+
+
+class _ChunkedResponses:
+    """The llhttp callbacks of a connection that answered chunked: the body pieces
+    de-chunked, and the end of each message as llhttp finds it."""
+
+    __slots__ = ("reader",)
+
+    def __init__(self, reader: ResponseReader) -> None:
+        self.reader = reader
+
+    def on_message_begin(self) -> None:
+        if self.reader.complete:  # the start of another response in the same read: never reuse
+            self.reader.trailing = True
+
+    def on_headers_complete(self) -> None:
+        self.reader.on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self.reader.events.append(body)
+
+    def on_message_complete(self) -> None:
+        reader = self.reader
+        if reader.head is not None and not reader.complete:
+            reader.complete = True
+            reader._clean_end = True
+            reader.events.append(END)
 
 
 class _HeadDone(Exception):
     """Stops llhttp after the head of an answer to HEAD (or of a response too many)."""
+
+
+class _Chunked(Exception):
+    """Stops the counting parser at a chunked response (see `ResponseReader`)."""
+
+    def __init__(self, start: int) -> None:
+        super().__init__(start)
+        self.start = start
