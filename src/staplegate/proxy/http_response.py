@@ -14,11 +14,11 @@ from typing import Final
 import httptools
 
 from staplegate.proxy.http_message import (
+    CONTENT_LENGTH_MAX_DIGITS,
     END,
     FRAMING_NAMES,
     HEADER_LINE,
     HOP_BY_HOP,
-    HOP_LINE,
     MAX_HEAD_BYTES,
     MAX_HEADERS,
     BodyKind,
@@ -41,6 +41,12 @@ _BAD_RESPONSE: Final = HttpErrorReason.BAD_RESPONSE
 
 _FRAMING: Final = re.compile(
     rb"\r\n(content-length|transfer-encoding)[ \t]*:[ \t]*([^\r]*)", re.IGNORECASE
+)
+# The framing and hop-by-hop lines in one pass: (the whole line, its name, its value).
+_SPECIAL_LINE: Final = re.compile(
+    rb"(\r\n(content-length|transfer-encoding|connection|keep-alive|proxy-connection|te"
+    rb"|trailer|upgrade)[ \t]*:[ \t]*([^\r]*))",
+    re.IGNORECASE,
 )
 _CONTROL: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _new = object.__new__  # the reader fills a head's slots without a Python __init__ call
@@ -334,19 +340,28 @@ class ResponseReader:
             head._raw_block = block
             if len(line) == 12:  # no reason phrase: keep the space before it
                 line += b" "
-            head.wire = line + HOP_LINE.sub(b"", block)
+            wire = block
             chunked = False
             length: int | None = None
-            for name, value in _FRAMING.findall(block):
-                if len(name) == 14:  # content-length
+            for whole, name, value in _SPECIAL_LINE.findall(block):
+                size = len(name)  # the names differ in length but for hop-by-hop pairs
+                if size == 14:  # content-length
                     # llhttp already refused malformed or conflicting ones
-                    length = content_length(value, _BAD_RESPONSE)
-                elif chunked or value.strip(b" \t").lower() != b"chunked":
-                    # another coding: llhttp would read until close while the header
-                    # tells the client something else (HAProxy: 502 too)
-                    raise HttpError(_BAD_RESPONSE, "a transfer coding other than chunked")
-                else:
+                    length = (
+                        int(value)
+                        if len(value) <= CONTENT_LENGTH_MAX_DIGITS
+                        else content_length(value, _BAD_RESPONSE)
+                    )
+                elif size == 17:  # transfer-encoding
+                    if chunked or value.strip(b" \t").lower() != b"chunked":
+                        # another coding: llhttp would read until close while the header
+                        # tells the client something else (HAProxy: 502 too)
+                        raise HttpError(_BAD_RESPONSE, "a transfer coding other than chunked")
                     chunked = True
+                else:  # hop-by-hop: not passed on. Every line of the block is followed by
+                    # the CR of the next CRLF, so only whole lines equal to this one go.
+                    wire = wire.replace(whole + b"\r", b"\r")
+            head.wire = line + wire
             if self.head_request or status in (204, 304):
                 head.body, head.content_length = _NO_BODY, None
             elif chunked:
