@@ -385,7 +385,17 @@ class ResponseReader:
             return  # llhttp calls back with the body and its end
         body = head.body
         if body is _LENGTH:
-            self._body(data, self._start, head.content_length)  # type: ignore[arg-type]
+            start = self._start
+            body_size: int = head.content_length  # type: ignore[assignment]
+            if start + body_size != len(data):  # more to come, or bytes after it
+                self._body(data, start, body_size)
+                return
+            events = self.events  # the usual answer: the whole body in this read, no more
+            if body_size:
+                events.append(data[start:])
+            self.complete = True
+            self._clean_end = True
+            events.append(END)
         elif body is _NO_BODY:  # 204, 304, 101: llhttp ends the message at the head
             self.complete = True
             self._clean_end = True
