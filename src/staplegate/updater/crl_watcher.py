@@ -157,6 +157,14 @@ class CrlWatcher:
                 task.cancel()
             await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
 
+    async def refresh_now(self, url: str) -> None:
+        """Fetch `url`'s CRL at once (`update ssl crl`), or wait for the fetch under way."""
+        task = self._in_flight.get(url)
+        if task is None:
+            self._start(url)
+            task = self._in_flight[url]
+        await asyncio.shield(task)
+
     def _start(self, url: str) -> None:
         task = asyncio.get_running_loop().create_task(self._guarded_refresh(url))
         self._in_flight[url] = task
