@@ -10,10 +10,11 @@ holds nothing else.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from staplegate.config.model import GlobalSettings
 from staplegate.ocsp.certid import CertId
 from staplegate.updater.driver import UpdaterEntry
 
@@ -33,15 +34,36 @@ class SidecarCertificate:
 
 
 @dataclass(frozen=True)
+class SkippedCertificate:
+    """A certificate the configuration names that the sidecar does not keep stapled."""
+
+    name: str
+    """The certificate file (or store name) as the configuration names it."""
+    source: str
+    """`file:line` of the configuration line that names it."""
+    uri: str | None
+    """Its OCSP URI, if it has one."""
+    reason: str
+    """Why it is not updated: "no OCSP URI", "ocsp-update off", "no issuer found ..."."""
+
+
+@dataclass(frozen=True)
 class Discovery:
     """Everything one reading of a configuration found."""
 
     certificates: tuple[SidecarCertificate, ...]
+    """The certificates the sidecar keeps stapled (their `entry.auto_update` is True)."""
     messages: tuple[str, ...] = ()
     """`[WARNING]`/`[NOTICE]` lines for the operator, each naming file:line."""
     errors: tuple[str, ...] = ()
     """`[ALERT]` lines: `sidecar -c` exits 1 when there is any; the service refuses to start
     (or, on a re-read, keeps the previous discovery)."""
+
+    skipped: tuple[SkippedCertificate, ...] = ()
+    """Certificates found but not updated, for `sidecar -c`'s listing."""
+    settings: GlobalSettings = field(default_factory=GlobalSettings)
+    """The OCSP settings that apply (`ocsp-update.*`, `httpclient.*`; HAProxy: its `global`
+    section; nginx: the defaults); `--extra-config` may extend them."""
 
     @property
     def ok(self) -> bool:
