@@ -488,7 +488,7 @@ def _load_one(
     if uri is None:
         return SkippedCertificate(reference.name, where, None, "no OCSP URI")
     if not updates:
-        reason = "ocsp-update off" + ("" if settings.ocsp_update_mode else " (use --all)")
+        reason = "ocsp-update off" + ("" if settings.ocsp_update_mode else "; use --all")
         return SkippedCertificate(reference.name, where, uri, reason)
     issuer = next((c for c in chain if issued_by(leaf, c)), None)
     if issuer is None:

@@ -34,7 +34,7 @@ from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.process.ipc import StapleChanges
 from staplegate.process.systemd import sd_notify
-from staplegate.sidecar.targets import Delivery, DeliveryFactory, Discovery, Reader
+from staplegate.sidecar.targets import Delivery, DeliveryFactory, Discovery, Reader, Reloader
 from staplegate.store import FileStapleStore, StoreError, resolve_state_dir
 from staplegate.updater.service import OcspUpdater
 
@@ -234,7 +234,13 @@ def install_logging(level: str = "info") -> LogRouter:
     return router
 
 
-def serve(read: Reader, build: DeliveryFactory, *, state_dir: str | None) -> int:
+def serve(
+    read: Reader,
+    build: DeliveryFactory,
+    *,
+    state_dir: str | None,
+    reloader: Reloader | None = None,
+) -> int:
     """Run the sidecar in the foreground until SIGTERM; the exit status.
 
     The first reading must be free of `[ALERT]`s (printed, exit 1), as must the state
@@ -257,13 +263,18 @@ def serve(read: Reader, build: DeliveryFactory, *, state_dir: str | None) -> int
         return 1
     router = install_logging()
     try:
-        return asyncio.run(_serve(read, build, discovery, store, Path(directory)))
+        return asyncio.run(_serve(read, build, discovery, store, Path(directory), reloader))
     finally:
         router.close()
 
 
 async def _serve(
-    read: Reader, build: DeliveryFactory, discovery: Discovery, store: FileStapleStore, path: Path
+    read: Reader,
+    build: DeliveryFactory,
+    discovery: Discovery,
+    store: FileStapleStore,
+    path: Path,
+    reloader: Reloader | None,
 ) -> int:
     service = SidecarService(read, build, discovery, store=store)
     log.warning(
@@ -273,6 +284,10 @@ async def _serve(
         len(discovery.skipped),
         path,
     )
-    await service.run()
+    try:
+        await service.run()
+    finally:
+        if reloader is not None:
+            await reloader.close()  # a pending reload runs now
     log.warning("staplegate sidecar stopped")
     return 0
