@@ -1,0 +1,173 @@
+"""`staplegate sidecar`: keep the HAProxy or nginx an operator already runs stapled.
+
+    staplegate sidecar -f haproxy.cfg [-f MORE] [--haproxy-socket S ...] [--write-ocsp]
+        [--reload-cmd CMD] [--state-dir DIR] [--all] [-c]
+    staplegate sidecar --nginx nginx.conf [--reload-cmd CMD] [--state-dir DIR] [-c]
+
+This module owns the arguments and turns them into a reader and a delivery factory for
+sidecar/service.py; `-c` lists what was found and exits 0, or 1 on any `[ALERT]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from staplegate.sidecar.haproxy_config import HaproxyDiscovery, read_haproxy_config
+from staplegate.sidecar.haproxy_push import HaproxyPush, RuntimeAddress
+from staplegate.sidecar.ocsp_files import OcspFiles
+from staplegate.sidecar.reload_command import ReloadCommand
+from staplegate.sidecar.service import serve
+from staplegate.sidecar.targets import Delivery, Discovery
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="staplegate sidecar",
+        description="Keep the certificates of a running HAProxy (or nginx) stapled with "
+        "staplegate's OCSP engine, reading their own configuration.",
+    )
+    parser.add_argument(
+        "-f",
+        dest="config_paths",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="HAProxy configuration file or directory (repeatable)",
+    )
+    parser.add_argument(
+        "--nginx", action="append", default=[], metavar="CONF", help="nginx configuration"
+    )
+    parser.add_argument(
+        "--haproxy-socket",
+        action="append",
+        default=[],
+        metavar="SOCKET",
+        help="HAProxy's runtime API (a path or ipv4@HOST:PORT; repeatable; default: the "
+        "configuration's first 'stats socket' of level admin)",
+    )
+    parser.add_argument(
+        "--write-ocsp",
+        action="store_true",
+        help="keep <cert>.ocsp beside each certificate (HAProxy loads it at start)",
+    )
+    parser.add_argument(
+        "--reload-cmd", metavar="CMD", help="run after staple files changed (debounced)"
+    )
+    parser.add_argument("--state-dir", metavar="DIR", help="where fetched staples persist")
+    parser.add_argument(
+        "--all",
+        dest="update_all",
+        action="store_true",
+        help="update every certificate with an OCSP URI (HAProxy before 2.8 has no "
+        "ocsp-update keyword)",
+    )
+    parser.add_argument(
+        "--extra-config", metavar="FILE", help="staplegate extensions (not yet supported)"
+    )
+    parser.add_argument(
+        "--socket", metavar="PATH", help="the sidecar's own runtime API (not yet supported)"
+    )
+    parser.add_argument(
+        "-c", dest="check_only", action="store_true", help="list the certificates found and exit"
+    )
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(list(argv))
+    if args.nginx:
+        print("[ALERT] sidecar : --nginx is not yet available in this build.", file=sys.stderr)
+        return 1
+    if not args.config_paths:
+        print(
+            "[ALERT] sidecar : no configuration given: use -f haproxy.cfg or --nginx nginx.conf.",
+            file=sys.stderr,
+        )
+        return 1
+    for option, value in (("--extra-config", args.extra_config), ("--socket", args.socket)):
+        if value is not None:
+            print(f"[ALERT] sidecar : {option} is not supported yet.", file=sys.stderr)
+            return 1
+    try:
+        addresses = [RuntimeAddress.parse(s) for s in args.haproxy_socket]
+    except ValueError as exc:
+        print(f"[ALERT] sidecar : --haproxy-socket {exc}", file=sys.stderr)
+        return 1
+    paths: list[str] = args.config_paths
+    update_all: bool = args.update_all
+
+    def read_haproxy() -> HaproxyDiscovery:
+        return read_haproxy_config(paths, env=os.environ, update_all=update_all)
+
+    if args.check_only:
+        return check(read_haproxy(), addresses)
+    first = read_haproxy()
+    if not addresses and first.admin_socket is not None and first.discovery.ok:
+        try:
+            addresses = [RuntimeAddress.parse(first.admin_socket.address)]
+        except ValueError as exc:
+            print(
+                f"[ALERT] sidecar : the 'stats socket' at {first.admin_socket.source}: {exc}; "
+                "give --haproxy-socket",
+                file=sys.stderr,
+            )
+            return 1
+    if not addresses and not args.write_ocsp and first.discovery.ok:
+        print(
+            "[ALERT] sidecar : nowhere to deliver staples: give --haproxy-socket, add a "
+            "'stats socket PATH level admin' line to HAProxy's global section, or use "
+            "--write-ocsp.",
+            file=sys.stderr,
+        )
+        return 1
+    reloader = ReloadCommand(args.reload_cmd) if args.reload_cmd else None
+    write_ocsp: bool = args.write_ocsp
+    readings = [first]
+
+    def read() -> Discovery:
+        if readings:
+            return readings.pop().discovery
+        return read_haproxy().discovery
+
+    def build(discovery: Discovery) -> list[Delivery]:
+        certificates = discovery.certificates
+        deliveries: list[Delivery] = [
+            HaproxyPush(address, certificates, write_ocsp=write_ocsp) for address in addresses
+        ]
+        if write_ocsp:
+            deliveries.append(OcspFiles(certificates, reloader=reloader))
+        return deliveries
+
+    try:
+        return serve(read, build, state_dir=args.state_dir, reloader=reloader)
+    except KeyboardInterrupt:
+        return 130
+
+
+def check(found: HaproxyDiscovery, addresses: Sequence[RuntimeAddress]) -> int:
+    """`sidecar -c`: the certificates, whether each is updated, and any problem; 0 or 1."""
+    discovery = found.discovery
+    for line in discovery.messages:
+        print(line, file=sys.stderr)
+    for line in discovery.errors:
+        print(line, file=sys.stderr)
+    print("# certificate\tupdates\tOCSP URI\tsource")
+    for certificate in discovery.certificates:
+        entry = certificate.entry
+        print(f"{entry.path}\ton\t{entry.uri}\t{certificate.source}")
+    for skipped in discovery.skipped:
+        print(f"{skipped.name}\toff ({skipped.reason})\t{skipped.uri or '-'}\t{skipped.source}")
+    targets = [str(a) for a in addresses]
+    if not targets and found.admin_socket is not None:
+        targets = [f"{found.admin_socket.address} (stats socket at {found.admin_socket.source})"]
+    print(
+        f"# {len(discovery.certificates)} certificate(s) kept stapled, "
+        f"{len(discovery.skipped)} not; HAProxy runtime API: {', '.join(targets) or 'none'}"
+    )
+    if discovery.errors:
+        print("[ALERT] sidecar : Fatal errors found in configuration.", file=sys.stderr)
+        return 1
+    return 0
