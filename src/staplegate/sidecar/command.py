@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 from staplegate.sidecar.haproxy_config import HaproxyDiscovery, read_haproxy_config
 from staplegate.sidecar.haproxy_push import HaproxyPush, RuntimeAddress
+from staplegate.sidecar.nginx_config import discover as discover_nginx
+from staplegate.sidecar.nginx_delivery import build_deliveries as build_nginx_deliveries
 from staplegate.sidecar.ocsp_files import OcspFiles
 from staplegate.sidecar.reload_command import ReloadCommand
 from staplegate.sidecar.service import serve
@@ -79,8 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     if args.nginx:
-        print("[ALERT] sidecar : --nginx is not yet available in this build.", file=sys.stderr)
-        return 1
+        return nginx_main(args)
     if not args.config_paths:
         print(
             "[ALERT] sidecar : no configuration given: use -f haproxy.cfg or --nginx nginx.conf.",
@@ -147,7 +148,55 @@ def main(argv: Sequence[str]) -> int:
         return 130
 
 
-def check(found: HaproxyDiscovery, addresses: Sequence[RuntimeAddress]) -> int:
+def nginx_main(args: argparse.Namespace) -> int:
+    """`sidecar --nginx CONF`: keep nginx's ssl_stapling_files fresh (sidecar/nginx_*.py)."""
+    refused = [
+        option
+        for option, given in (
+            ("-f", bool(args.config_paths)),
+            ("--haproxy-socket", bool(args.haproxy_socket)),
+            ("--write-ocsp", args.write_ocsp),
+            ("--all", args.update_all),
+            ("--extra-config", args.extra_config is not None),
+            ("--socket", args.socket is not None),
+        )
+        if given
+    ]
+    if refused:
+        print(
+            f"[ALERT] sidecar : {', '.join(refused)} cannot be combined with --nginx "
+            "(nginx's certificates are kept through their ssl_stapling_file).",
+            file=sys.stderr,
+        )
+        return 1
+    paths: list[str] = args.nginx
+
+    def read() -> Discovery:
+        return discover_nginx(paths)
+
+    if args.check_only:
+        return check(HaproxyDiscovery(discovery=read()), (), server="nginx")
+    reloader = ReloadCommand(args.reload_cmd) if args.reload_cmd else None
+    if reloader is None:
+        print(
+            "[WARNING] sidecar : no --reload-cmd: nginx reads its ssl_stapling_files only at "
+            "start and reload, so new staples reach clients at its next reload "
+            "(use --reload-cmd 'nginx -s reload' or 'systemctl reload nginx').",
+            file=sys.stderr,
+        )
+
+    def build(discovery: Discovery) -> list[Delivery]:
+        return build_nginx_deliveries(discovery, reloader)
+
+    try:
+        return serve(read, build, state_dir=args.state_dir, reloader=reloader)
+    except KeyboardInterrupt:
+        return 130
+
+
+def check(
+    found: HaproxyDiscovery, addresses: Sequence[RuntimeAddress], *, server: str = "haproxy"
+) -> int:
     """`sidecar -c`: the certificates, whether each is updated, and any problem; 0 or 1."""
     discovery = found.discovery
     for line in discovery.messages:
@@ -163,9 +212,14 @@ def check(found: HaproxyDiscovery, addresses: Sequence[RuntimeAddress]) -> int:
     targets = [str(a) for a in addresses]
     if not targets and found.admin_socket is not None:
         targets = [f"{found.admin_socket.address} (stats socket at {found.admin_socket.source})"]
+    delivered_to = (
+        "nginx: through each ssl_stapling_file"
+        if server == "nginx"
+        else f"HAProxy runtime API: {', '.join(targets) or 'none'}"
+    )
     print(
         f"# {len(discovery.certificates)} certificate(s) kept stapled, "
-        f"{len(discovery.skipped)} not; HAProxy runtime API: {', '.join(targets) or 'none'}"
+        f"{len(discovery.skipped)} not; {delivered_to}"
     )
     if discovery.errors:
         print("[ALERT] sidecar : Fatal errors found in configuration.", file=sys.stderr)

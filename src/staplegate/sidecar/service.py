@@ -204,8 +204,8 @@ class SidecarService:
         for delivery in self._deliveries:
             sent = self._sent.get(id(delivery), {})
             changes = StapleChanges.between(sent, table)
-            if not changes:
-                continue
+            if not changes and id(delivery) in self._sent:
+                continue  # (a new delivery always gets its first call, even with no staple)
             try:
                 await delivery.deliver(changes.changed, changes.removed)
             except Exception:  # a delivery's bug must not stop the others or the updater
