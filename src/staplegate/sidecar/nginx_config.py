@@ -60,6 +60,10 @@ _INHERITED = (
     "ssl_client_certificate",
 )
 
+#: Where the message for a server without ssl_stapling_file suggests to keep the files (not
+#: the sidecar's state directory: that one is the sidecar's own, 0700).
+SUGGESTED_DIRECTORY = "/var/lib/staplegate-nginx"
+
 #: Most bytes read from an existing ssl_stapling_file (an OCSP response is a few KiB).
 _MAX_STAPLE_FILE = 1 << 20
 
@@ -90,6 +94,13 @@ class NginxServer:
     def last(self, name: str) -> Directive | None:
         found = self.settings.get(name, ())
         return found[-1] if found else None
+
+    @property
+    def file_stem(self) -> str:
+        """A file name for this server's staple: its first server_name, if it is a plain one."""
+        first = self.names[0] if self.names else ""
+        cleaned = first.lstrip("*.~").replace("*", "_")
+        return cleaned if cleaned and all(c.isalnum() or c in ".-_" for c in cleaned) else "<name>"
 
     @property
     def label(self) -> str:
@@ -254,7 +265,7 @@ def _read_server(server: NginxServer, prefix: Path, reading: _Reading) -> None:
             stapling.where,
             f"{server.label} has 'ssl_stapling on' but no ssl_stapling_file, so nginx fetches "
             "staples itself and the sidecar cannot help: add "
-            f"'ssl_stapling_file /var/lib/staplegate/nginx/<name>.ocsp;' after line "
+            f"'ssl_stapling_file {SUGGESTED_DIRECTORY}/{server.file_stem}.ocsp;' after line "
             f"{stapling.line} of {stapling.file}.",
         )
         for directive in certificates:

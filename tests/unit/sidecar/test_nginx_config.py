@@ -150,7 +150,7 @@ def test_stapling_on_without_a_file_says_which_line_to_add(pki: Pki, tmp_path: P
     (message,) = discovery.messages
     line = _line_of(conf, "ssl_stapling on;")
     assert message.startswith(f"[WARNING] nginx : parsing [{conf}:{line}] : server 'a.test'")
-    assert "add 'ssl_stapling_file " in message
+    assert "add 'ssl_stapling_file /var/lib/staplegate-nginx/a.test.ocsp;'" in message
     assert f"after line {line} of {conf}" in message
     assert [s.reason for s in discovery.skipped] == ["no ssl_stapling_file"]
 
