@@ -311,3 +311,71 @@ def test_a_directory_where_the_certificate_should_be_is_an_alert(tmp_path: Path)
     )
     (error,) = discover([conf]).errors
     assert "Is a directory" in error
+
+
+# -- real layouts -----------------------------------------------------------------------------
+
+DEBIAN_NGINX_CONF = Path("/etc/nginx/nginx.conf")
+
+
+@pytest.mark.skipif(not DEBIAN_NGINX_CONF.exists(), reason="Debian's nginx is not installed")
+def test_debians_stock_configuration_loads_without_a_message() -> None:
+    discovery = discover([DEBIAN_NGINX_CONF])
+    assert discovery.ok, discovery.errors
+    assert discovery.messages == ()
+
+
+def test_a_certbot_style_site_with_snippets_and_a_chain_file(pki: Pki, tmp_path: Path) -> None:
+    """The layout certbot's nginx plugin leaves: live/<name>/{fullchain,chain}.pem, its
+    options-ssl-nginx.conf include, an http->https redirect server, a map and upstream."""
+    live = tmp_path / "letsencrypt" / "live" / "shop.test"
+    site = write_site(pki, live, "shop.test")
+    site.crt.rename(live / "fullchain.pem")
+    site.key.rename(live / "privkey.pem")
+    write_ca_file(pki, live / "chain.pem")
+    (tmp_path / "letsencrypt" / "options-ssl-nginx.conf").write_text(
+        "ssl_session_cache shared:le_nginx_SSL:10m;\nssl_session_timeout 1440m;\n"
+        "ssl_session_tickets off;\nssl_protocols TLSv1.2 TLSv1.3;\n"
+        'ssl_ciphers "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";\n'
+    )
+    sites = tmp_path / "sites-enabled"
+    sites.mkdir()
+    (sites / "shop").write_text(
+        f"""upstream app {{ server 127.0.0.1:8000; keepalive 8; }}
+map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+server {{
+    listen 80; listen [::]:80;
+    server_name shop.test www.shop.test;
+    return 301 https://$host$request_uri;
+}}
+server {{
+    listen 443 ssl http2; listen [::]:443 ssl http2;
+    server_name shop.test www.shop.test;
+    root /var/www/shop; index index.html;
+    location / {{ try_files $uri $uri/ @app; }}
+    location @app {{ proxy_pass http://app; proxy_set_header Upgrade $http_upgrade; }}
+    ssl_certificate {live / "fullchain.pem"}; # managed by Certbot
+    ssl_certificate_key {live / "privkey.pem"}; # managed by Certbot
+    include {tmp_path / "letsencrypt" / "options-ssl-nginx.conf"}; # managed by Certbot
+    ssl_trusted_certificate {live / "chain.pem"};
+    ssl_stapling on; ssl_stapling_verify on;
+    ssl_stapling_file /var/lib/staplegate-nginx/shop.test.ocsp;
+    resolver 127.0.0.53 valid=300s;
+}}
+"""
+    )
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        "user www-data;\nworker_processes auto;\npid /run/nginx.pid;\n"
+        "include /etc/nginx/modules-enabled/*.conf;\n"
+        "events { worker_connections 768; }\n"
+        "http {\n    sendfile on;\n    include mime.types.missing-is-fine-with-a-glob*;\n"
+        "    gzip on;\n    include sites-enabled/*;\n}\n"
+    )
+    discovery = discover([conf])
+    assert discovery.ok, discovery.errors
+    assert discovery.messages == ()
+    (certificate,) = discovery.certificates
+    assert certificate.entry.path == str(live / "fullchain.pem")
+    assert certificate.ocsp_file == Path("/var/lib/staplegate-nginx/shop.test.ocsp")
+    assert certificate.entry.issuer == pki.ca.certificate
