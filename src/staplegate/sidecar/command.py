@@ -65,7 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         "ocsp-update keyword)",
     )
     parser.add_argument(
-        "--extra-config", metavar="FILE", help="staplegate extensions (not yet supported)"
+        "--extra-config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="staplegate's own OCSP settings (its 'global' ocsp-update.* lines), which "
+        "HAProxy's file cannot carry",
     )
     parser.add_argument(
         "--socket", metavar="PATH", help="the sidecar's own runtime API (not yet supported)"
@@ -87,10 +92,9 @@ def main(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 1
-    for option, value in (("--extra-config", args.extra_config), ("--socket", args.socket)):
-        if value is not None:
-            print(f"[ALERT] sidecar : {option} is not supported yet.", file=sys.stderr)
-            return 1
+    if args.socket is not None:
+        print("[ALERT] sidecar : --socket is not supported yet.", file=sys.stderr)
+        return 1
     try:
         addresses = [RuntimeAddress.parse(s) for s in args.haproxy_socket]
     except ValueError as exc:
@@ -98,9 +102,10 @@ def main(argv: Sequence[str]) -> int:
         return 1
     paths: list[str] = args.config_paths
     update_all: bool = args.update_all
+    extra: list[str] = args.extra_config
 
     def read_haproxy() -> HaproxyDiscovery:
-        return read_haproxy_config(paths, env=os.environ, update_all=update_all)
+        return read_haproxy_config(paths, env=os.environ, update_all=update_all, extra_config=extra)
 
     if args.check_only:
         return check(read_haproxy(), addresses)

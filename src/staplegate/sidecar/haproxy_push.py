@@ -194,9 +194,12 @@ class HaproxyPush:
         self._base64 = True  # until this HAProxy shows it cannot print base64 (2.6)
         self._unreachable: str | None = None
         self._wake = asyncio.Event()
+        self._syncing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.pushes = 0
         """Staples HAProxy accepted and showed back (for tests and the log)."""
+        self.rounds = 0
+        """Rounds tried, whatever their outcome (for tests)."""
 
     @property
     def instance(self) -> HaproxyInstance | None:
@@ -236,12 +239,17 @@ class HaproxyPush:
                 self._say_unreachable(str(exc))
             except Exception:  # a bug: say it, keep the sidecar's other work going
                 log.exception("pushing to HAProxy at %s failed; retrying", self._address)
+            self.rounds += 1
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._poll_interval):
                     await self._wake.wait()
 
     async def sync(self) -> None:
         """One round: notice a new HAProxy process, push what it lacks, check it took it."""
+        async with self._syncing:
+            await self._sync()
+
+    async def _sync(self) -> None:
         instance = HaproxyInstance.parse(await self._command("show info"))
         if self._unreachable is not None:
             log.warning("HAProxy's runtime API at %s answers again", self._address)
