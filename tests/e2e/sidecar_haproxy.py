@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import urllib.request
@@ -114,3 +117,55 @@ def fetch_der(pki: Pki, issued: IssuedCertificate) -> bytes:
     with urllib.request.urlopen(request, timeout=10) as answer:  # 127.0.0.1 only
         der: bytes = answer.read()
     return der
+
+
+class DaemonHaproxy(Haproxy):
+    """`haproxy -D -p PIDFILE`: what a reload command (`-sf OLD`) can replace, as in production."""
+
+    def __init__(self, directory: Path, crt_list: Path) -> None:
+        super().__init__(directory, crt_list)
+        self.pidfile = directory / "haproxy.pid"
+
+    @property
+    def reload_command(self) -> str:
+        """A soft reload: a new process loads the files again and replaces the old one."""
+        assert HAPROXY is not None
+        return (
+            f"{HAPROXY} -D -f {self.config} -p {self.pidfile} -sf $(cat {self.pidfile})"
+            f" >>{self.log} 2>&1"
+        )
+
+    def start(self) -> None:
+        assert HAPROXY is not None
+        with self.log.open("ab") as log:
+            subprocess.run(
+                [HAPROXY, "-D", "-f", str(self.config), "-p", str(self.pidfile)],
+                stdout=log, stderr=log, check=True, timeout=20,
+            )  # fmt: skip
+        poll(self._daemon_answers, timeout=10, failure=self._failure)
+
+    def _daemon_answers(self) -> bool | None:
+        try:
+            return "Pid:" in runtime(self.socket, "show info") or None
+        except OSError:
+            return None
+
+    def pid(self) -> int:
+        return int(self.pidfile.read_text().split()[0])
+
+    def stop(self) -> None:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+            pid = self.pid()
+            os.kill(pid, signal.SIGTERM)
+            poll(lambda: None if _alive(pid) else True, timeout=10, failure=self._failure)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket.unlink()
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie nobody reaped yet counts as gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, IndexError):
+        return False
+    return fields[0] != "Z"
