@@ -153,8 +153,17 @@ def main(argv: Sequence[str]) -> int:
 
 
 def check(found: HaproxyDiscovery, addresses: Sequence[RuntimeAddress]) -> int:
+    """`sidecar -c` for HAProxy: the listing, then where staples would be pushed."""
+    targets = [str(a) for a in addresses]
+    if not targets and found.admin_socket is not None:
+        targets = [f"{found.admin_socket.address} (stats socket at {found.admin_socket.source})"]
+    return list_certificates(
+        found.discovery, summary=f"HAProxy runtime API: {', '.join(targets) or 'none'}"
+    )
+
+
+def list_certificates(discovery: Discovery, *, summary: str = "") -> int:
     """`sidecar -c`: the certificates, whether each is updated, and any problem; 0 or 1."""
-    discovery = found.discovery
     for line in discovery.messages:
         print(line, file=sys.stderr)
     for line in discovery.errors:
@@ -165,13 +174,10 @@ def check(found: HaproxyDiscovery, addresses: Sequence[RuntimeAddress]) -> int:
         print(f"{entry.path}\ton\t{entry.uri}\t{certificate.source}")
     for skipped in discovery.skipped:
         print(f"{skipped.name}\toff ({skipped.reason})\t{skipped.uri or '-'}\t{skipped.source}")
-    targets = [str(a) for a in addresses]
-    if not targets and found.admin_socket is not None:
-        targets = [f"{found.admin_socket.address} (stats socket at {found.admin_socket.source})"]
-    print(
-        f"# {len(discovery.certificates)} certificate(s) kept stapled, "
-        f"{len(discovery.skipped)} not; HAProxy runtime API: {', '.join(targets) or 'none'}"
+    counts = (
+        f"# {len(discovery.certificates)} certificate(s) kept stapled, {len(discovery.skipped)} not"
     )
+    print(f"{counts}; {summary}" if summary else counts)
     if discovery.errors:
         print("[ALERT] sidecar : Fatal errors found in configuration.", file=sys.stderr)
         return 1
