@@ -140,10 +140,13 @@ def main(argv: Sequence[str]) -> int:
     def build(discovery: Discovery) -> list[Delivery]:
         certificates = discovery.certificates
         deliveries: list[Delivery] = [
-            HaproxyPush(address, certificates, write_ocsp=write_ocsp) for address in addresses
+            HaproxyPush(address, certificates, write_ocsp=write_ocsp, reloader=reloader)
+            for address in addresses
         ]
         if write_ocsp:
-            deliveries.append(OcspFiles(certificates, reloader=reloader))
+            # with a socket, HAProxy needs a reload only for a certificate it has no OCSP
+            # entry for (the push asks for it); without one, after every changed file
+            deliveries.append(OcspFiles(certificates, reloader=None if addresses else reloader))
         return deliveries
 
     try:
