@@ -110,7 +110,10 @@ def test_haproxy_26_without_an_entry_refuses_and_the_sidecar_says_so_once(
     haproxy, certificates = site
     b = _by_name(certificates, "CN=b.test")
     der = fetch_der(pki, pki.issued["b.test"])
-    push = HaproxyPush(RuntimeAddress(path=str(haproxy.socket)), certificates, write_ocsp=True)
+    reloads = _Reloads()
+    push = HaproxyPush(
+        RuntimeAddress(path=str(haproxy.socket)), certificates, write_ocsp=True, reloader=reloads
+    )
 
     async def scenario() -> None:
         await push.deliver({b.cert_id: der}, [])
@@ -126,6 +129,18 @@ def test_haproxy_26_without_an_entry_refuses_and_the_sidecar_says_so_once(
     assert "next start or reload" in said[0]
     assert push.served() == {}
     assert pyopenssl_staple(haproxy.port, "b.test") == b""
+    assert reloads.requests == 1  # HAProxy needs one reload to load b.test.pem.ocsp
+
+
+class _Reloads:
+    def __init__(self) -> None:
+        self.requests = 0
+
+    def request(self) -> None:
+        self.requests += 1
+
+    async def close(self) -> None:
+        return None
 
 
 @needs_haproxy
