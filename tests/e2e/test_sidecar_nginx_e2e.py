@@ -241,3 +241,18 @@ def test_check_lists_certificates_and_an_unreadable_one_is_an_alert(
     assert "[ALERT] nginx : parsing [" in result.stderr
     assert "cannot read ssl_certificate file" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_extra_config_brings_staplegates_ocsp_settings_to_the_nginx_sidecar(
+    pki: Pki, tmp_path: Path
+) -> None:
+    nginx = Nginx(tmp_path, [("a.test", write_site(pki, tmp_path / "certs", "a.test"))])
+    extra = tmp_path / "extra.cfg"
+    extra.write_text("global\n    ocsp-update.maxdelay 600\n    maxconn 10\n")
+    result = _sidecar_exit("--nginx", str(nginx.conf), "--extra-config", str(extra), "-c")
+    assert result.returncode == 0, result.stderr
+    assert f"[{extra}:3] : --extra-config: only OCSP settings are read" in result.stderr
+
+    result = _sidecar_exit("--nginx", str(nginx.conf), "--extra-config", str(tmp_path / "no"), "-c")
+    assert result.returncode == 1
+    assert "Could not open --extra-config file" in result.stderr

@@ -14,8 +14,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
-from staplegate.sidecar.haproxy_config import HaproxyDiscovery, read_haproxy_config
+from staplegate.sidecar.haproxy_config import (
+    HaproxyDiscovery,
+    read_extra_settings,
+    read_haproxy_config,
+)
 from staplegate.sidecar.haproxy_push import HaproxyPush, RuntimeAddress
 from staplegate.sidecar.nginx_config import discover as discover_nginx
 from staplegate.sidecar.nginx_delivery import build_deliveries as build_nginx_deliveries
@@ -67,7 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
         "ocsp-update keyword)",
     )
     parser.add_argument(
-        "--extra-config", metavar="FILE", help="staplegate extensions (not yet supported)"
+        "--extra-config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="staplegate's own OCSP settings (its 'global' ocsp-update.* lines), which "
+        "HAProxy's file cannot carry",
     )
     parser.add_argument(
         "--socket", metavar="PATH", help="the sidecar's own runtime API (not yet supported)"
@@ -88,10 +98,9 @@ def main(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 1
-    for option, value in (("--extra-config", args.extra_config), ("--socket", args.socket)):
-        if value is not None:
-            print(f"[ALERT] sidecar : {option} is not supported yet.", file=sys.stderr)
-            return 1
+    if args.socket is not None:
+        print("[ALERT] sidecar : --socket is not supported yet.", file=sys.stderr)
+        return 1
     try:
         addresses = [RuntimeAddress.parse(s) for s in args.haproxy_socket]
     except ValueError as exc:
@@ -99,9 +108,10 @@ def main(argv: Sequence[str]) -> int:
         return 1
     paths: list[str] = args.config_paths
     update_all: bool = args.update_all
+    extra: list[str] = args.extra_config
 
     def read_haproxy() -> HaproxyDiscovery:
-        return read_haproxy_config(paths, env=os.environ, update_all=update_all)
+        return read_haproxy_config(paths, env=os.environ, update_all=update_all, extra_config=extra)
 
     if args.check_only:
         return check(read_haproxy(), addresses)
@@ -136,10 +146,13 @@ def main(argv: Sequence[str]) -> int:
     def build(discovery: Discovery) -> list[Delivery]:
         certificates = discovery.certificates
         deliveries: list[Delivery] = [
-            HaproxyPush(address, certificates, write_ocsp=write_ocsp) for address in addresses
+            HaproxyPush(address, certificates, write_ocsp=write_ocsp, reloader=reloader)
+            for address in addresses
         ]
         if write_ocsp:
-            deliveries.append(OcspFiles(certificates, reloader=reloader))
+            # with a socket, HAProxy needs a reload only for a certificate it has no OCSP
+            # entry for (the push asks for it); without one, after every changed file
+            deliveries.append(OcspFiles(certificates, reloader=None if addresses else reloader))
         return deliveries
 
     try:
@@ -157,7 +170,6 @@ def nginx_main(args: argparse.Namespace) -> int:
             ("--haproxy-socket", bool(args.haproxy_socket)),
             ("--write-ocsp", args.write_ocsp),
             ("--all", args.update_all),
-            ("--extra-config", args.extra_config is not None),
             ("--socket", args.socket is not None),
         )
         if given
@@ -170,12 +182,23 @@ def nginx_main(args: argparse.Namespace) -> int:
         )
         return 1
     paths: list[str] = args.nginx
+    extra: list[str] = args.extra_config
 
     def read() -> Discovery:
-        return discover_nginx(paths)
+        found = discover_nginx(paths)
+        if not extra:
+            return found
+        # staplegate's own OCSP settings, read as for HAProxy (its `global` ocsp-update.* lines)
+        settings = read_extra_settings(extra, env=os.environ)
+        return replace(
+            found,
+            messages=found.messages + settings.messages,
+            errors=found.errors + settings.errors,
+            settings=settings.settings,
+        )
 
     if args.check_only:
-        return check(HaproxyDiscovery(discovery=read()), (), server="nginx")
+        return list_certificates(read(), summary="nginx: through each ssl_stapling_file")
     reloader = ReloadCommand(args.reload_cmd) if args.reload_cmd else None
     if reloader is None:
         print(
@@ -194,11 +217,18 @@ def nginx_main(args: argparse.Namespace) -> int:
         return 130
 
 
-def check(
-    found: HaproxyDiscovery, addresses: Sequence[RuntimeAddress], *, server: str = "haproxy"
-) -> int:
+def check(found: HaproxyDiscovery, addresses: Sequence[RuntimeAddress]) -> int:
+    """`sidecar -c` for HAProxy: the listing, then where staples would be pushed."""
+    targets = [str(a) for a in addresses]
+    if not targets and found.admin_socket is not None:
+        targets = [f"{found.admin_socket.address} (stats socket at {found.admin_socket.source})"]
+    return list_certificates(
+        found.discovery, summary=f"HAProxy runtime API: {', '.join(targets) or 'none'}"
+    )
+
+
+def list_certificates(discovery: Discovery, *, summary: str = "") -> int:
     """`sidecar -c`: the certificates, whether each is updated, and any problem; 0 or 1."""
-    discovery = found.discovery
     for line in discovery.messages:
         print(line, file=sys.stderr)
     for line in discovery.errors:
@@ -209,18 +239,10 @@ def check(
         print(f"{entry.path}\ton\t{entry.uri}\t{certificate.source}")
     for skipped in discovery.skipped:
         print(f"{skipped.name}\toff ({skipped.reason})\t{skipped.uri or '-'}\t{skipped.source}")
-    targets = [str(a) for a in addresses]
-    if not targets and found.admin_socket is not None:
-        targets = [f"{found.admin_socket.address} (stats socket at {found.admin_socket.source})"]
-    delivered_to = (
-        "nginx: through each ssl_stapling_file"
-        if server == "nginx"
-        else f"HAProxy runtime API: {', '.join(targets) or 'none'}"
+    counts = (
+        f"# {len(discovery.certificates)} certificate(s) kept stapled, {len(discovery.skipped)} not"
     )
-    print(
-        f"# {len(discovery.certificates)} certificate(s) kept stapled, "
-        f"{len(discovery.skipped)} not; {delivered_to}"
-    )
+    print(f"{counts}; {summary}" if summary else counts)
     if discovery.errors:
         print("[ALERT] sidecar : Fatal errors found in configuration.", file=sys.stderr)
         return 1

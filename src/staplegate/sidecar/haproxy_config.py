@@ -146,9 +146,17 @@ class _Reading:
 
 
 def read_haproxy_config(
-    paths: Sequence[str], *, env: Mapping[str, str], update_all: bool = False
+    paths: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    update_all: bool = False,
+    extra_config: Sequence[str] = (),
 ) -> HaproxyDiscovery:
     """Read the configuration at `paths` (files or directories) for its certificates.
+
+    `extra_config` files (`--extra-config`, staplegate's syntax) add OCSP settings HAProxy's
+    file cannot carry (`ocsp-update.maxconn`, `rate-limit`, or a `maxdelay` HAProxy 2.6 does
+    not know): their `global` OCSP lines are read after HAProxy's, so they win.
 
     Never raises for bad input: unreadable files and certificates are `[ALERT]` lines in
     `discovery.errors`, everything doubtful a `[WARNING]` in `discovery.messages`.
@@ -164,6 +172,8 @@ def read_haproxy_config(
             )
             continue
         _read_file(reading, str(path), text)
+    for extra_path in extra_config:
+        _read_extra_config(reading, extra_path)
     for diagnostic in sink.snapshot():
         reading.errors.append(str(diagnostic))
     settings = _ocsp_settings(reading)
@@ -177,6 +187,21 @@ def read_haproxy_config(
         settings=settings,
     )
     return HaproxyDiscovery(discovery, tuple(reading.sockets))
+
+
+def read_extra_settings(extra_config: Sequence[str], *, env: Mapping[str, str]) -> Discovery:
+    """`--extra-config` alone (for the nginx sidecar): a Discovery with no certificates whose
+    `settings`, `messages` and `errors` come from the files' `global` OCSP lines."""
+    reading = _Reading(env=env, update_all=False)
+    for extra_path in extra_config:
+        _read_extra_config(reading, extra_path)
+    settings = _ocsp_settings(reading)
+    return Discovery(
+        certificates=(),
+        messages=tuple(reading.messages),
+        errors=tuple(reading.errors),
+        settings=settings,
+    )
 
 
 # -- the configuration files ----------------------------------------------------------------
@@ -208,6 +233,48 @@ def _read_file(reading: _Reading, file: str, text: str) -> None:
         elif head == "bind":
             _read_bind(reading, line)
     if kept:
+        filtered = [raw if n in kept else "" for n, raw in enumerate(raw_lines, start=1)]
+        reading.global_texts.append((file, "\n".join(filtered)))
+
+
+def _read_extra_config(reading: _Reading, file: str) -> None:
+    """`--extra-config`: the `global` section's OCSP lines; anything else is said and skipped."""
+    try:
+        text = Path(file).read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as exc:
+        reading.errors.append(
+            f"[ALERT] config : Could not open --extra-config file {file} : {exc.strerror or exc}"
+        )
+        return
+    result = lex(text, file=file, env=reading.env)
+    for diagnostic in result.diagnostics:
+        reading.errors.append(str(diagnostic))
+    kept: set[int] = set()
+    section = ""
+    for line in result.lines:
+        head = line.args[0]
+        where = f"{file}:{line.number}"
+        if head in SECTION_KEYWORDS:
+            section = head
+            if head == "global":
+                kept.add(line.number)
+            else:
+                reading.warn(where, f"--extra-config: only 'global' is read here; '{head}' skipped")
+        elif section != "global":
+            continue
+        elif head == "ocsp-update.crl-watch":
+            reading.warn(
+                where, "the sidecar does not watch CRLs yet; 'ocsp-update.crl-watch' ignored"
+            )
+        elif head.startswith(_OCSP_GLOBAL_PREFIXES) or head in _OCSP_GLOBAL_WORDS:
+            kept.add(line.number)
+        else:
+            reading.warn(
+                where,
+                f"--extra-config: only OCSP settings are read from 'global'; '{head}' skipped",
+            )
+    if kept:
+        raw_lines = text.split("\n")
         filtered = [raw if n in kept else "" for n, raw in enumerate(raw_lines, start=1)]
         reading.global_texts.append((file, "\n".join(filtered)))
 

@@ -16,8 +16,11 @@ HAProxy 2.6 (Debian 12) refuses a staple for a certificate that had no `.ocsp` f
 started ("Certificate ID does not match any certificate or issuer": it created no OCSP entry
 for it). Nothing can be pushed for such a certificate until HAProxy restarts or reloads with
 a `.ocsp` file in place, which `--write-ocsp` writes (sidecar/ocsp_files.py); this is said
-once per certificate. A withdrawn (expired) staple needs no push: HAProxy stops stapling it
-itself at nextUpdate - 300 s and refuses an empty push.
+once per certificate, and the reload command (`--reload-cmd`), if any, is asked to run: that
+is the only time a HAProxy that takes pushes needs a reload.
+
+A withdrawn (expired) staple needs no push: HAProxy stops stapling it itself at
+nextUpdate - 300 s, and refuses an empty push.
 
 Every failure (socket missing or refusing, timeout, an answer that is not HAProxy's) is one
 warning line per streak and a retry at the next poll; nothing here raises into the service.
@@ -37,7 +40,7 @@ from dataclasses import dataclass
 from cryptography.x509 import ocsp
 
 from staplegate.ocsp.certid import CertId
-from staplegate.sidecar.targets import SidecarCertificate
+from staplegate.sidecar.targets import Reloader, SidecarCertificate
 
 log = logging.getLogger("staplegate.sidecar")
 
@@ -175,6 +178,7 @@ class HaproxyPush:
         certificates: Sequence[SidecarCertificate],
         *,
         write_ocsp: bool,
+        reloader: Reloader | None = None,
         poll_interval: float = 1.0,
         timeout: float = 5.0,
     ) -> None:
@@ -183,6 +187,7 @@ class HaproxyPush:
         for certificate in certificates:
             self._names.setdefault(certificate.cert_id, certificate.entry.path)
         self._write_ocsp = write_ocsp
+        self._reloader = reloader if write_ocsp else None
         self._poll_interval = poll_interval
         self._timeout = timeout
         self._wanted: dict[CertId, bytes] = {}
@@ -194,9 +199,12 @@ class HaproxyPush:
         self._base64 = True  # until this HAProxy shows it cannot print base64 (2.6)
         self._unreachable: str | None = None
         self._wake = asyncio.Event()
+        self._syncing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.pushes = 0
         """Staples HAProxy accepted and showed back (for tests and the log)."""
+        self.rounds = 0
+        """Rounds tried, whatever their outcome (for tests)."""
 
     @property
     def instance(self) -> HaproxyInstance | None:
@@ -236,12 +244,17 @@ class HaproxyPush:
                 self._say_unreachable(str(exc))
             except Exception:  # a bug: say it, keep the sidecar's other work going
                 log.exception("pushing to HAProxy at %s failed; retrying", self._address)
+            self.rounds += 1
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._poll_interval):
                     await self._wake.wait()
 
     async def sync(self) -> None:
         """One round: notice a new HAProxy process, push what it lacks, check it took it."""
+        async with self._syncing:
+            await self._sync()
+
+    async def _sync(self) -> None:
         instance = HaproxyInstance.parse(await self._command("show info"))
         if self._unreachable is not None:
             log.warning("HAProxy's runtime API at %s answers again", self._address)
@@ -271,6 +284,9 @@ class HaproxyPush:
         if NO_ENTRY in answer:
             self._no_entry.add(cert_id)
             self._say_no_entry(cert_id, name)
+            if self._reloader is not None:
+                # the .ocsp file is written in this same batch; the reload comes after it
+                self._reloader.request()
             return
         if UPDATED not in answer:
             self._say_refused(
