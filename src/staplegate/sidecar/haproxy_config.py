@@ -133,6 +133,7 @@ class _Reading:
     references: list[_Reference] = field(default_factory=list)
     sockets: list[StatsSocketLine] = field(default_factory=list)
     global_texts: list[tuple[str, str]] = field(default_factory=list)
+    files: dict[str, None] = field(default_factory=dict)  # read, in order, once each
     # the crt-store section being read: name, crt-base, key-base
     store_name: str | None = None
     store_crt_base: str | None = None
@@ -164,6 +165,7 @@ def read_haproxy_config(
     reading = _Reading(env=env, update_all=update_all)
     sink = DiagnosticSink()
     for path in expand_config_paths([Path(p) for p in paths], sink):
+        reading.files[str(path)] = None
         try:
             text = path.read_text(encoding="utf-8", errors="surrogateescape")
         except OSError as exc:
@@ -185,6 +187,7 @@ def read_haproxy_config(
         errors=tuple(reading.errors),
         skipped=tuple(skipped),
         settings=settings,
+        files=tuple(reading.files),
     )
     return HaproxyDiscovery(discovery, tuple(reading.sockets))
 
@@ -368,6 +371,7 @@ def _bind_crt(reading: _Reading, value: str, where: str) -> None:
         return
     path = join_base(reading.crt_base, value)
     if os.path.isdir(path):
+        reading.files[path] = None  # a certificate added or removed changes its mtime
         try:
             names = sorted(
                 entry.name
@@ -387,6 +391,7 @@ def _bind_crt(reading: _Reading, value: str, where: str) -> None:
 
 
 def _read_crt_list(reading: _Reading, list_path: str, where: str) -> None:
+    reading.files[list_path] = None
     try:
         text = Path(list_path).read_text(encoding="utf-8", errors="surrogateescape")
     except OSError as exc:
@@ -535,6 +540,7 @@ def _load_one(
 ) -> SidecarCertificate | SkippedCertificate | None:
     crt_path = Path(reference.crt_path)
     where = reference.source
+    reading.files[str(crt_path)] = None
     try:
         data = crt_path.read_bytes()
     except OSError as exc:
@@ -613,6 +619,7 @@ def _issuer_file(
     if reference.issuer_path is not None:
         candidates.append(Path(reference.issuer_path))
     for path in candidates:
+        reading.files[str(path)] = None  # watched even while absent: it may appear
         try:
             found = x509.load_pem_x509_certificates(path.read_bytes())
         except FileNotFoundError:

@@ -40,6 +40,9 @@ from staplegate.updater.service import OcspUpdater
 
 log = logging.getLogger("staplegate.sidecar")
 
+#: How often the files a configuration named are checked for changes (a stat each).
+WATCH_INTERVAL_S = 5.0
+
 
 def update_settings(settings: GlobalSettings) -> UpdateSettings:
     """`ocsp-update.mindelay`/`maxdelay` as the updater takes them."""
@@ -69,8 +72,11 @@ class SidecarService:
         *,
         store: FileStapleStore | None,
         clock: Clock | None = None,
+        watch_interval: float | None = WATCH_INTERVAL_S,
     ) -> None:
         self._read = read
+        self._watch_interval = watch_interval
+        self._watched: dict[str, tuple[int, int, int] | None] = {}
         self._build = build
         self._discovery = discovery
         settings = discovery.settings
@@ -116,6 +122,10 @@ class SidecarService:
         updater_started = asyncio.Event()
         updater_task = loop.create_task(self.updater.run(started=updater_started))
         pump_task = loop.create_task(self._pump())
+        watch_task = None
+        if self._watch_interval is not None:
+            self._watched = await asyncio.to_thread(_stat_all, self._discovery.files)
+            watch_task = loop.create_task(self._watch(self._watch_interval))
         handlers = self._install_signals(loop)
         try:
             waiter = loop.create_task(updater_started.wait())
@@ -130,6 +140,10 @@ class SidecarService:
             sd_notify("STOPPING=1")
             for signum in handlers:
                 loop.remove_signal_handler(signum)
+            if watch_task is not None:
+                watch_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watch_task
             self.updater.stop()
             with contextlib.suppress(asyncio.CancelledError):
                 await updater_task
@@ -192,6 +206,23 @@ class SidecarService:
         self._changed.set()
         return True
 
+    async def _watch(self, interval: float) -> None:
+        """Re-read when a file the configuration named changes (a renewed certificate, an
+        edited crt-list): its size, mtime or inode differs, or it appeared or vanished."""
+        while True:
+            await asyncio.sleep(interval)
+            current = await asyncio.to_thread(_stat_all, tuple(self._watched))
+            changed = [path for path, seen in current.items() if self._watched.get(path) != seen]
+            if not changed:
+                continue
+            log.warning("'%s' changed: re-reading the configuration", changed[0])
+            await self.reread()
+            # the state seen before the re-read is the new baseline (a failed re-read is not
+            # tried again until a file changes again; a change during it is seen next round)
+            files = self._discovery.files
+            fresh = await asyncio.to_thread(_stat_all, [p for p in files if p not in current])
+            self._watched = {p: current[p] for p in files if p in current} | fresh
+
     async def _pump(self) -> None:
         while True:
             await self._changed.wait()
@@ -212,6 +243,19 @@ class SidecarService:
                 log.exception("a staple delivery failed; it gets the changes again later")
                 continue
             self._sent[id(delivery)] = table
+
+
+def _stat_all(paths: Sequence[str]) -> dict[str, tuple[int, int, int] | None]:
+    """(mtime, size, inode) of each path; None for one that cannot be seen."""
+    seen: dict[str, tuple[int, int, int] | None] = {}
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError:
+            seen[path] = None
+        else:
+            seen[path] = (info.st_mtime_ns, info.st_size, info.st_ino)
+    return seen
 
 
 async def _close(delivery: Delivery) -> None:

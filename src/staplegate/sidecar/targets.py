@@ -65,6 +65,11 @@ class Discovery:
     """The OCSP settings that apply (`ocsp-update.*`, `httpclient.*`; HAProxy: its `global`
     section; nginx: the defaults); `--extra-config` may extend them."""
 
+    files: tuple[str, ...] = ()
+    """The files this reading depended on (configurations, crt-lists, certificates, issuer
+    files; never the staple files the sidecar writes): the service re-reads the
+    configuration when one of them changes, so a renewed certificate is picked up."""
+
     @property
     def ok(self) -> bool:
         return not self.errors

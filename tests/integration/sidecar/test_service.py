@@ -153,3 +153,33 @@ def test_staples_come_back_from_the_state_directory_with_the_responder_down(
 
     _run(SidecarService(read, lambda d: [second], read(), store=store), restored)
     assert second.held[a_id] == first.held[a_id]
+
+
+def test_a_renewed_certificate_is_picked_up_and_its_old_staple_left_behind(
+    tmp_path: Path, pki: Pki
+) -> None:
+    config, (old_id,) = _site(tmp_path, pki, "a.test")
+    read = _reader(config)
+    built: list[Recorder] = []
+
+    def build(discovery: Discovery) -> list[Delivery]:
+        built.append(Recorder())
+        return [built[-1]]
+
+    service = SidecarService(
+        read, build, read(), store=FileStapleStore(tmp_path / "state"), watch_interval=0.02
+    )
+
+    async def scenario(service: SidecarService) -> None:
+        await _until(lambda: old_id in built[0].held)
+        renewed = pki.issue("a-renewed.test")  # renewal: a new certificate in the same file
+        staged = tmp_path / "staged.pem"
+        staged.write_bytes(renewed.bundle_path.read_bytes())
+        staged.replace(pki.issued["a.test"].bundle_path)
+        new_id = CertId.for_certificate(renewed.certificate, renewed.issuer)
+        assert new_id != old_id
+        await _until(lambda: len(built) == 2 and new_id in built[-1].held)
+        assert old_id not in built[-1].held
+        assert service.rereads == 1
+
+    _run(service, scenario)

@@ -60,6 +60,9 @@ def test_crt_list_lines_follow_haproxys_ocsp_update_rules(tmp_path: Path, pki: P
         ("c.test.pem", "ocsp-update off; use --all"),
     ]
     assert _names(_read(config, update_all=True)) == ["a.test.pem", "b.test.pem", "c.test.pem"]
+    # what the service watches for changes: never the .ocsp files it writes itself
+    assert discovery.files[:3] == (str(config), str(crt_list), str(a.bundle_path))
+    assert not any(f.endswith(".ocsp") for f in discovery.files)
 
 
 def test_global_mode_on_and_disable(tmp_path: Path, pki: Pki) -> None:
