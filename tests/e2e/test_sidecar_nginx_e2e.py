@@ -256,3 +256,42 @@ def test_extra_config_brings_staplegates_ocsp_settings_to_the_nginx_sidecar(
     result = _sidecar_exit("--nginx", str(nginx.conf), "--extra-config", str(tmp_path / "no"), "-c")
     assert result.returncode == 1
     assert "Could not open --extra-config file" in result.stderr
+
+
+def test_a_renewed_certificate_gets_its_own_staple_and_nginx_is_reloaded(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """certbot-style renewal: new certificate and key replace the old files. The sidecar
+    notices (a stat every 5 s), re-reads, writes the new certificate's staple and reloads
+    nginx; the old certificate's answer is not left for the new certificate."""
+    site = write_site(pki, tmp_path / "certs", "a.test")
+    nginx = Nginx(tmp_path, [("a.test", site)])
+    path = nginx.staple_files["a.test"]
+    try:
+        with sidecar(nginx, tmp_path / "state", reload_cmd=nginx.reload_command) as run:
+            old = _wait_until(_staple_in(path), "no staple", run)
+            nginx.start()
+            assert pyopenssl_staple(nginx.port, "a.test") == old
+            renewed = write_site(pki, tmp_path / "renewal", "a.test-renewed")
+            for source, target in ((renewed.key, site.key), (renewed.crt, site.crt)):
+                staged = target.with_name(target.name + ".new")
+                staged.write_bytes(source.read_bytes())
+                staged.replace(target)
+            serial = renewed.issued.certificate.serial_number
+
+            def serves_the_new_certificates_staple() -> bool | None:
+                der = pyopenssl_staple(nginx.port, "a.test")
+                response = ocsp.load_der_ocsp_response(der)
+                good = response.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+                return (good and response.serial_number == serial) or None
+
+            poll(
+                serves_the_new_certificates_staple,
+                timeout=40,
+                interval=0.3,
+                failure=lambda: f"nginx does not staple the renewed certificate:\n{run.output}",
+            )
+            assert "re-reading the configuration" in run.output
+            assert _successful(path) == pyopenssl_staple(nginx.port, "a.test")
+    finally:
+        nginx.stop()

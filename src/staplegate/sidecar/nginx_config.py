@@ -25,6 +25,10 @@ For each `server` of the `http` block we take nginx's rules:
   certificate). Put such certificates in their own server, or let nginx fetch for them.
 - the private key is never read: the sidecar needs no access to it.
 
+`Discovery.files` lists every configuration file and certificate file read (never the staple
+files): the service re-reads when one changes, so a renewed certificate gets its own staple and
+its file a placeholder at once, never the old certificate's answer.
+
 A certificate is kept stapled when its server has `ssl_stapling on` and an `ssl_stapling_file`
 and it has a responder (`ssl_stapling_responder`, else its AIA OCSP URI) and an issuer. A
 server with `ssl_stapling on` and no file gets a `[WARNING]` saying which line to add; paths
@@ -117,6 +121,11 @@ class _Reading:
     skipped: list[SkippedCertificate] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    files: dict[str, None] = field(default_factory=dict)
+    """Files the reading depended on, in order (a dict as an ordered set)."""
+
+    def depends_on(self, path: Path | str) -> None:
+        self.files[str(path)] = None
 
     def alert(self, where: str, message: str) -> None:
         self.errors.append(f"[ALERT] nginx : parsing [{where}] : {message}")
@@ -147,6 +156,7 @@ def discover(paths: Sequence[str | Path]) -> Discovery:
         messages=tuple(reading.messages),
         errors=tuple(reading.errors),
         skipped=tuple(reading.skipped),
+        files=tuple(reading.files),
     )
 
 
@@ -155,6 +165,7 @@ def discover(paths: Sequence[str | Path]) -> Discovery:
 
 def parse_tree(main: Path, reading: _Reading) -> tuple[Directive, ...] | None:
     """The main file's directives with includes inlined, or None after an `[ALERT]`."""
+    reading.depends_on(main)
     if not main.is_file():
         reason = "no such file" if not main.exists() else "not a regular file"
         reading.errors.append(f"[ALERT] nginx : cannot read configuration file {main} : {reason}")
@@ -177,6 +188,8 @@ def parse_tree(main: Path, reading: _Reading) -> tuple[Directive, ...] | None:
     if reading.errors:
         return None
     configs: list[dict[str, Any]] = payload["config"]
+    for config in configs:
+        reading.depends_on(str(config["file"]))
     return _inline(configs, 0, seen=())
 
 
@@ -362,6 +375,7 @@ def _read_certificates(
     path: Path, where: str, keyword: str, reading: _Reading
 ) -> tuple[x509.Certificate, ...] | None:
     """The certificates of a PEM file in order, or None after an `[ALERT]`."""
+    reading.depends_on(path)  # even when unreadable: its appearance is a change too
     try:
         data = path.read_bytes()
     except OSError as exc:

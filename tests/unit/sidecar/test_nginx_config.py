@@ -379,3 +379,25 @@ server {{
     assert certificate.entry.path == str(live / "fullchain.pem")
     assert certificate.ocsp_file == Path("/var/lib/staplegate-nginx/shop.test.ocsp")
     assert certificate.entry.issuer == pki.ca.certificate
+
+
+def test_the_files_read_are_listed_for_the_renewal_watch(pki: Pki, tmp_path: Path) -> None:
+    a = write_site(pki, tmp_path, "a.test", fullchain=False)
+    ca = write_ca_file(pki, tmp_path / "ca.pem")
+    (tmp_path / "sites").mkdir()
+    (tmp_path / "sites" / "a.conf").write_text(
+        _server(
+            "a.test",
+            f"ssl_certificate {a.crt}; ssl_certificate_key {a.key}; ssl_trusted_certificate {ca};"
+            "\nssl_stapling on; ssl_stapling_file a.ocsp;",
+        )
+    )
+    conf = _conf(tmp_path, "include sites/*.conf;")
+    discovery = discover([conf])
+    assert discovery.files == (
+        str(conf),
+        str(tmp_path / "sites" / "a.conf"),
+        str(a.crt),
+        str(ca),
+    )
+    assert str(tmp_path / "a.ocsp") not in discovery.files  # what the sidecar writes
