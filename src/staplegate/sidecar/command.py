@@ -170,7 +170,6 @@ def nginx_main(args: argparse.Namespace) -> int:
             ("--haproxy-socket", bool(args.haproxy_socket)),
             ("--write-ocsp", args.write_ocsp),
             ("--all", args.update_all),
-            ("--socket", args.socket is not None),
         )
         if given
     ]
@@ -180,6 +179,9 @@ def nginx_main(args: argparse.Namespace) -> int:
             "(nginx's certificates are kept through their ssl_stapling_file).",
             file=sys.stderr,
         )
+        return 1
+    if args.socket is not None:
+        print("[ALERT] sidecar : --socket is not supported yet.", file=sys.stderr)
         return 1
     paths: list[str] = args.nginx
     extra: list[str] = args.extra_config
