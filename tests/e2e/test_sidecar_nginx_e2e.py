@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -295,3 +296,31 @@ def test_a_renewed_certificate_gets_its_own_staple_and_nginx_is_reloaded(
             assert _successful(path) == pyopenssl_staple(nginx.port, "a.test")
     finally:
         nginx.stop()
+
+
+def test_ready_means_every_file_exists_so_nginx_starts_even_with_the_responder_down(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """systemd's READY=1 comes after the first delivery round: a unit ordered Before=nginx
+    lets nginx start (it refuses to without its ssl_stapling_file), responder down or not."""
+    nginx = Nginx(tmp_path, [("a.test", write_site(pki, tmp_path / "certs", "a.test"))])
+    pki.responder.stop()
+    notify_path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(notify_path))
+    listener.settimeout(20)
+    process = StaplegateProcess(
+        ["sidecar", "--nginx", str(nginx.conf), "--state-dir", str(tmp_path / "state")],
+        {"NOTIFY_SOCKET": str(notify_path)},
+    )
+    try:
+        assert listener.recv(4096) == b"READY=1"
+        assert nginx.staple_files["a.test"].read_bytes() == PLACEHOLDER
+        nginx.start()
+        assert "OCSP Response Status: trylater" in s_client_status(nginx.port, "a.test")
+    finally:
+        nginx.stop()
+        listener.close()
+        if process.process.poll() is None:
+            process.stop(signal.SIGTERM)
+        process.close()
