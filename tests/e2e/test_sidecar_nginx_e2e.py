@@ -29,6 +29,7 @@ from tests.e2e.harness import (
     poll,
     pyopenssl_staple,
     s_client_status,
+    wait_for_output,
 )
 from tests.e2e.sidecar_nginx import Nginx, needs_nginx
 from tests.nginx_sites import write_ca_file, write_site
@@ -324,3 +325,33 @@ def test_ready_means_every_file_exists_so_nginx_starts_even_with_the_responder_d
         if process.process.poll() is None:
             process.stop(signal.SIGTERM)
         process.close()
+
+
+def test_a_revoked_answer_is_written_with_the_alert_and_nginx_staples_it(
+    site_pki: tuple[Pki, ShiftedClock], tmp_path: Path
+) -> None:
+    """A revoked answer is the truth: written and stapled, with staplegate's ALERT line."""
+    pki, responder_clock = site_pki
+    nginx = Nginx(tmp_path, [("a.test", write_site(pki, tmp_path / "certs", "a.test"))])
+    path = nginx.staple_files["a.test"]
+    state = tmp_path / "state"
+    try:
+        with sidecar(nginx, state, reload_cmd=None) as first:
+            good = _wait_until(_staple_in(path), "no staple", first)
+        nginx.start()
+        pki.revoke("a.test", reason="keyCompromise")
+        shift = 56 * 60  # the next refresh is due: the staple nears its withdrawal
+        responder_clock.offset = dt.timedelta(seconds=shift)
+        with sidecar(nginx, state, reload_cmd=nginx.reload_command, offset_s=shift) as later:
+            _wait_until(_staple_in(path, unlike=good), "not refreshed", later)
+            later.wait_for(r"reload command .* succeeded")
+            output = wait_for_output(
+                lambda: s_client_status(nginx.port, "a.test"),
+                "Cert Status: revoked",
+                timeout=10,
+                failure="nginx does not staple the revoked answer",
+            )
+            assert "Revocation Reason: keyCompromise" in output
+            assert "is REVOKED (since" in later.output  # the updater's ALERT line
+    finally:
+        nginx.stop()
