@@ -33,8 +33,9 @@ A certificate is kept stapled when its server has `ssl_stapling on` and an `ssl_
 and it has a responder (`ssl_stapling_responder`, else its AIA OCSP URI) and an issuer. A
 server with `ssl_stapling on` and no file gets a `[WARNING]` saying which line to add; paths
 with variables (`$ssl_server_name`), `data:` values and unreadable or broken certificates are
-named too. Two servers naming one `ssl_stapling_file` for different certificates is an
-`[ALERT]`: the file could only ever be right for one of them.
+named too (unreadable or broken certificates as `[ALERT]`s). Two servers naming one
+`ssl_stapling_file` for different certificates get the rule of one server with two: the
+first keeps the file, the others are skipped with a `[WARNING]`.
 """
 
 from __future__ import annotations
@@ -123,6 +124,8 @@ class _Reading:
     errors: list[str] = field(default_factory=list)
     files: dict[str, None] = field(default_factory=dict)
     """Files the reading depended on, in order (a dict as an ordered set)."""
+    pem: dict[Path, tuple[x509.Certificate, ...] | None] = field(default_factory=dict)
+    """Certificate files already read (a trusted bundle shared by many servers is read once)."""
 
     def depends_on(self, path: Path | str) -> None:
         self.files[str(path)] = None
@@ -153,8 +156,8 @@ def discover(paths: Sequence[str | Path]) -> Discovery:
     _check_shared_files(reading)
     return Discovery(
         certificates=tuple(reading.certificates),
-        messages=tuple(reading.messages),
-        errors=tuple(reading.errors),
+        messages=tuple(dict.fromkeys(reading.messages)),  # an http-level line: said once
+        errors=tuple(dict.fromkeys(reading.errors)),
         skipped=tuple(reading.skipped),
         files=tuple(reading.files),
     )
@@ -374,7 +377,15 @@ def _read_certificate(
 def _read_certificates(
     path: Path, where: str, keyword: str, reading: _Reading
 ) -> tuple[x509.Certificate, ...] | None:
-    """The certificates of a PEM file in order, or None after an `[ALERT]`."""
+    """The certificates of a PEM file in order, or None after an `[ALERT]` (said once)."""
+    if path not in reading.pem:
+        reading.pem[path] = _read_pem_file(path, where, keyword, reading)
+    return reading.pem[path]
+
+
+def _read_pem_file(
+    path: Path, where: str, keyword: str, reading: _Reading
+) -> tuple[x509.Certificate, ...] | None:
     reading.depends_on(path)  # even when unreadable: its appearance is a change too
     try:
         data = path.read_bytes()
@@ -443,15 +454,30 @@ def _path_arg(directive: Directive, prefix: Path, reading: _Reading) -> Path | N
 
 
 def _check_shared_files(reading: _Reading) -> None:
-    """Two servers naming one ssl_stapling_file for different certificates cannot both win."""
+    """One ssl_stapling_file named for different certificates: the first keeps it.
+
+    nginx would staple that one file for all of them, so it can be right for one only; the
+    others are skipped with a warning (the same certificate in several servers is fine).
+    """
     owners: dict[Path, SidecarCertificate] = {}
+    kept: list[SidecarCertificate] = []
     for certificate in reading.certificates:
         assert certificate.ocsp_file is not None
         first = owners.setdefault(certificate.ocsp_file, certificate)
-        if first.cert_id != certificate.cert_id:
-            reading.alert(
-                certificate.source,
-                f"ssl_stapling_file {certificate.ocsp_file} is also the file of "
-                f"{first.entry.path} ({first.source}), a different certificate: one file "
-                "can only carry one certificate's staple; give each server its own file.",
-            )
+        if first.cert_id == certificate.cert_id:
+            kept.append(certificate)
+            continue
+        reading.warning(
+            certificate.source,
+            f"ssl_stapling_file {certificate.ocsp_file} is also the file of "
+            f"{first.entry.path} ({first.source}), a different certificate: nginx would "
+            "staple that one answer for both, so it carries the first one's; give each server "
+            "its own file to have this certificate stapled.",
+        )
+        reading.skip(
+            certificate.entry.path,
+            certificate.source,
+            certificate.entry.uri,
+            f"shares ssl_stapling_file {certificate.ocsp_file} with {first.entry.path}",
+        )
+    reading.certificates[:] = kept

@@ -234,7 +234,7 @@ def test_the_current_staple_file_is_handed_to_the_updater(pki: Pki, tmp_path: Pa
     assert certificate.entry.sidecar_ocsp == b"whatever is there; the updater verifies it"
 
 
-def test_two_servers_sharing_one_file_for_different_certificates_is_an_alert(
+def test_two_servers_sharing_one_file_for_different_certificates_keep_it_for_the_first(
     pki: Pki, tmp_path: Path
 ) -> None:
     a = write_site(pki, tmp_path, "a.test")
@@ -244,9 +244,14 @@ def test_two_servers_sharing_one_file_for_different_certificates_is_an_alert(
         _server("a.test", f"ssl_certificate {a.crt}; ssl_stapling on; ssl_stapling_file s.ocsp;")
         + _server("b.test", f"ssl_certificate {b.crt}; ssl_stapling on; ssl_stapling_file s.ocsp;"),
     )
-    (error,) = discover([conf]).errors
-    assert error.startswith(f"[ALERT] nginx : parsing [{conf}:")
-    assert "give each server its own file" in error
+    discovery = discover([conf])
+    assert discovery.ok
+    assert [c.entry.path for c in discovery.certificates] == [str(a.crt)]
+    (message,) = discovery.messages
+    assert message.startswith(f"[WARNING] nginx : parsing [{conf}:")
+    assert "give each server its own file" in message
+    (skipped,) = discovery.skipped
+    assert skipped.name == str(b.crt)
 
 
 # -- bad input: never a traceback -------------------------------------------------------------
@@ -401,3 +406,19 @@ def test_the_files_read_are_listed_for_the_renewal_watch(pki: Pki, tmp_path: Pat
         str(ca),
     )
     assert str(tmp_path / "a.ocsp") not in discovery.files  # what the sidecar writes
+
+
+def test_a_file_named_by_two_servers_is_read_once_and_its_problem_said_once(
+    tmp_path: Path,
+) -> None:
+    gone = tmp_path / "gone.crt"
+    conf = _conf(
+        tmp_path,
+        "ssl_stapling on;\n"
+        + _server("a.test", f"ssl_certificate {gone}; ssl_stapling_file a.ocsp;")
+        + _server("b.test", f"ssl_certificate {gone}; ssl_stapling_file b.ocsp;"),
+    )
+    discovery = discover([conf])
+    (error,) = discovery.errors
+    assert f"cannot read ssl_certificate file '{gone}'" in error
+    assert len(discovery.skipped) == 2
