@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="SOCKET",
         help="HAProxy's runtime API (a path or ipv4@HOST:PORT; repeatable; default: the "
-        "configuration's first 'stats socket' of level admin)",
+        "configuration's first 'stats socket' of level admin, else its first one)",
     )
     parser.add_argument(
         "--write-ocsp",
@@ -110,12 +110,12 @@ def main(argv: Sequence[str]) -> int:
     if args.check_only:
         return check(read_haproxy(), addresses)
     first = read_haproxy()
-    if not addresses and first.admin_socket is not None and first.discovery.ok:
+    if not addresses and first.push_socket is not None and first.discovery.ok:
         try:
-            addresses = [RuntimeAddress.parse(first.admin_socket.address)]
+            addresses = [RuntimeAddress.parse(first.push_socket.address)]
         except ValueError as exc:
             print(
-                f"[ALERT] sidecar : the 'stats socket' at {first.admin_socket.source}: {exc}; "
+                f"[ALERT] sidecar : the 'stats socket' at {first.push_socket.source}: {exc}; "
                 "give --haproxy-socket",
                 file=sys.stderr,
             )
@@ -158,8 +158,8 @@ def main(argv: Sequence[str]) -> int:
 def check(found: HaproxyDiscovery, addresses: Sequence[RuntimeAddress]) -> int:
     """`sidecar -c` for HAProxy: the listing, then where staples would be pushed."""
     targets = [str(a) for a in addresses]
-    if not targets and found.admin_socket is not None:
-        targets = [f"{found.admin_socket.address} (stats socket at {found.admin_socket.source})"]
+    if not targets and found.push_socket is not None:
+        targets = [f"{found.push_socket.address} (stats socket at {found.push_socket.source})"]
     return list_certificates(
         found.discovery, summary=f"HAProxy runtime API: {', '.join(targets) or 'none'}"
     )
