@@ -73,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
         "HAProxy's file cannot carry",
     )
     parser.add_argument(
-        "--socket", metavar="PATH", help="the sidecar's own runtime API (not yet supported)"
+        "--socket",
+        metavar="PATH",
+        help="serve staplegate's runtime API on this Unix socket (mode 0600, level admin): "
+        "show/update ssl ocsp-response, show ssl ocsp-updates, reload",
     )
     parser.add_argument(
         "-c", dest="check_only", action="store_true", help="list the certificates found and exit"
@@ -91,9 +94,6 @@ def main(argv: Sequence[str]) -> int:
             "[ALERT] sidecar : no configuration given: use -f haproxy.cfg or --nginx nginx.conf.",
             file=sys.stderr,
         )
-        return 1
-    if args.socket is not None:
-        print("[ALERT] sidecar : --socket is not supported yet.", file=sys.stderr)
         return 1
     try:
         addresses = [RuntimeAddress.parse(s) for s in args.haproxy_socket]
@@ -150,7 +150,9 @@ def main(argv: Sequence[str]) -> int:
         return deliveries
 
     try:
-        return serve(read, build, state_dir=args.state_dir, reloader=reloader)
+        return serve(
+            read, build, state_dir=args.state_dir, reloader=reloader, runtime_socket=args.socket
+        )
     except KeyboardInterrupt:
         return 130
 
