@@ -25,12 +25,12 @@ needs_haproxy = pytest.mark.skipif(
 )
 
 
-def haproxy_config(directory: Path, crt_list: Path, *, port: int) -> Path:
-    """A TLS frontend on 127.0.0.1:`port` with the crt-list, and an admin stats socket."""
+def haproxy_config(directory: Path, crt_list: Path, *, port: int, level: str = "admin") -> Path:
+    """A TLS frontend on 127.0.0.1:`port` with the crt-list, and a stats socket (admin)."""
     config = directory / "haproxy.cfg"
     config.write_text(
         f"""global
-    stats socket {directory / "admin.sock"} level admin
+    stats socket {directory / "admin.sock"} level {level}
     pidfile {directory / "haproxy.pid"}
 
 defaults
@@ -65,9 +65,9 @@ def runtime(socket_path: Path, command: str, *, timeout: float = 5.0) -> str:
 class Haproxy:
     """`haproxy -db -f CONFIG`, started and stopped by the test."""
 
-    def __init__(self, directory: Path, crt_list: Path) -> None:
+    def __init__(self, directory: Path, crt_list: Path, *, level: str = "admin") -> None:
         self.port = free_port()
-        self.config = haproxy_config(directory, crt_list, port=self.port)
+        self.config = haproxy_config(directory, crt_list, port=self.port, level=level)
         self.socket = directory / "admin.sock"
         self.log = directory / "haproxy.log"
         self.process: subprocess.Popen[bytes] | None = None

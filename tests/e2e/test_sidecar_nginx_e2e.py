@@ -31,6 +31,7 @@ from tests.e2e.harness import (
     s_client_status,
     wait_for_output,
 )
+from tests.e2e.sidecar_haproxy import runtime
 from tests.e2e.sidecar_nginx import Nginx, needs_nginx
 from tests.nginx_sites import write_ca_file, write_site
 
@@ -355,3 +356,36 @@ def test_a_revoked_answer_is_written_with_the_alert_and_nginx_staples_it(
             assert "is REVOKED (since" in later.output  # the updater's ALERT line
     finally:
         nginx.stop()
+
+
+def test_update_over_the_sidecars_socket_rewrites_the_file_and_reloads_nginx(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """`--socket`: `update ssl ocsp-response <cert>` fetches now; the new answer (here: the
+    certificate was just revoked) reaches nginx's file and, after the reload, its clients."""
+    site = write_site(pki, tmp_path / "certs", "a.test")
+    nginx = Nginx(tmp_path, [("a.test", site)])
+    path = nginx.staple_files["a.test"]
+    socket_path = tmp_path / "sidecar.sock"
+    args = ["sidecar", "--nginx", str(nginx.conf), "--state-dir", str(tmp_path / "state")]
+    args += ["--reload-cmd", nginx.reload_command, "--socket", str(socket_path)]
+    process = StaplegateProcess(args)
+    try:
+        good = _wait_until(_staple_in(path), "no staple", process)
+        nginx.start()
+        assert "Cert Status: good" in s_client_status(nginx.port, "a.test")
+        pki.revoke("a.test")
+        answer = runtime(socket_path, f"update ssl ocsp-response {site.crt}")
+        assert answer.startswith(f'<OCSP-UPDATE> {site.crt} 1 "Update successful"'), answer
+        _wait_until(_staple_in(path, unlike=good), "file not rewritten", process)
+        wait_for_output(
+            lambda: s_client_status(nginx.port, "a.test"),
+            "Cert Status: revoked",
+            timeout=15,
+            failure="nginx was not reloaded with the new answer",
+        )
+    finally:
+        nginx.stop()
+        if process.process.poll() is None:
+            process.stop(signal.SIGTERM)
+        process.close()

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="SOCKET",
         help="HAProxy's runtime API (a path or ipv4@HOST:PORT; repeatable; default: the "
-        "configuration's first 'stats socket' of level admin)",
+        "configuration's first 'stats socket' of level admin, else its first one)",
     )
     parser.add_argument(
         "--write-ocsp",
@@ -80,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
         "HAProxy's file cannot carry",
     )
     parser.add_argument(
-        "--socket", metavar="PATH", help="the sidecar's own runtime API (not yet supported)"
+        "--socket",
+        metavar="PATH",
+        help="serve staplegate's runtime API on this Unix socket (mode 0600, level admin): "
+        "show/update ssl ocsp-response, show ssl ocsp-updates, reload",
     )
     parser.add_argument(
         "-c", dest="check_only", action="store_true", help="list the certificates found and exit"
@@ -98,9 +101,6 @@ def main(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 1
-    if args.socket is not None:
-        print("[ALERT] sidecar : --socket is not supported yet.", file=sys.stderr)
-        return 1
     try:
         addresses = [RuntimeAddress.parse(s) for s in args.haproxy_socket]
     except ValueError as exc:
@@ -116,12 +116,12 @@ def main(argv: Sequence[str]) -> int:
     if args.check_only:
         return check(read_haproxy(), addresses)
     first = read_haproxy()
-    if not addresses and first.admin_socket is not None and first.discovery.ok:
+    if not addresses and first.push_socket is not None and first.discovery.ok:
         try:
-            addresses = [RuntimeAddress.parse(first.admin_socket.address)]
+            addresses = [RuntimeAddress.parse(first.push_socket.address)]
         except ValueError as exc:
             print(
-                f"[ALERT] sidecar : the 'stats socket' at {first.admin_socket.source}: {exc}; "
+                f"[ALERT] sidecar : the 'stats socket' at {first.push_socket.source}: {exc}; "
                 "give --haproxy-socket",
                 file=sys.stderr,
             )
@@ -156,7 +156,9 @@ def main(argv: Sequence[str]) -> int:
         return deliveries
 
     try:
-        return serve(read, build, state_dir=args.state_dir, reloader=reloader)
+        return serve(
+            read, build, state_dir=args.state_dir, reloader=reloader, runtime_socket=args.socket
+        )
     except KeyboardInterrupt:
         return 130
 
@@ -179,9 +181,6 @@ def nginx_main(args: argparse.Namespace) -> int:
             "(nginx's certificates are kept through their ssl_stapling_file).",
             file=sys.stderr,
         )
-        return 1
-    if args.socket is not None:
-        print("[ALERT] sidecar : --socket is not supported yet.", file=sys.stderr)
         return 1
     paths: list[str] = args.nginx
     extra: list[str] = args.extra_config
@@ -214,7 +213,9 @@ def nginx_main(args: argparse.Namespace) -> int:
         return build_nginx_deliveries(discovery, reloader)
 
     try:
-        return serve(read, build, state_dir=args.state_dir, reloader=reloader)
+        return serve(
+            read, build, state_dir=args.state_dir, reloader=reloader, runtime_socket=args.socket
+        )
     except KeyboardInterrupt:
         return 130
 
@@ -222,8 +223,8 @@ def nginx_main(args: argparse.Namespace) -> int:
 def check(found: HaproxyDiscovery, addresses: Sequence[RuntimeAddress]) -> int:
     """`sidecar -c` for HAProxy: the listing, then where staples would be pushed."""
     targets = [str(a) for a in addresses]
-    if not targets and found.admin_socket is not None:
-        targets = [f"{found.admin_socket.address} (stats socket at {found.admin_socket.source})"]
+    if not targets and found.push_socket is not None:
+        targets = [f"{found.push_socket.address} (stats socket at {found.push_socket.source})"]
     return list_certificates(
         found.discovery, summary=f"HAProxy runtime API: {', '.join(targets) or 'none'}"
     )

@@ -98,9 +98,11 @@ class HaproxyDiscovery:
     stats_sockets: tuple[StatsSocketLine, ...] = ()
 
     @property
-    def admin_socket(self) -> StatsSocketLine | None:
-        """The first `stats socket` of level admin: the default push target."""
-        return next((s for s in self.stats_sockets if s.level == "admin"), None)
+    def push_socket(self) -> StatsSocketLine | None:
+        """The default push target: the first `stats socket` of level admin, else the first
+        one (HAProxy 2.6 takes `set ssl ocsp-response` at every level, even `user`)."""
+        admin = next((s for s in self.stats_sockets if s.level == "admin"), None)
+        return admin or next(iter(self.stats_sockets), None)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.process.ipc import StapleChanges
 from staplegate.process.systemd import sd_notify
+from staplegate.runtime.server import RuntimeServer, RuntimeServerError
+from staplegate.sidecar.runtime import runtime_server
 from staplegate.sidecar.targets import Delivery, DeliveryFactory, Discovery, Reader, Reloader
 from staplegate.store import FileStapleStore, StoreError, resolve_state_dir
 from staplegate.updater.service import OcspUpdater
@@ -76,8 +78,10 @@ class SidecarService:
         store: FileStapleStore | None,
         clock: Clock | None = None,
         watch_interval: float | None = WATCH_INTERVAL_S,
+        runtime_socket: str | None = None,
     ) -> None:
         self._read = read
+        self._runtime_socket = runtime_socket
         self._watch_interval = watch_interval
         self._watched: dict[str, tuple[int, int, int] | None] = {}
         self._build = build
@@ -131,12 +135,16 @@ class SidecarService:
             self._watched = await asyncio.to_thread(_stat_all, self._discovery.files)
             watch_task = loop.create_task(self._watch(self._watch_interval))
         handlers = self._install_signals(loop)
+        runtime: RuntimeServer | None = None
         try:
             waiter = loop.create_task(updater_started.wait())
             await asyncio.wait({waiter, updater_task}, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
             if updater_task.done():
                 updater_task.result()  # a crash at start: raise it
+            if self._runtime_socket is not None:
+                runtime = runtime_server(self, self._runtime_socket)
+                await runtime.start()
             self.started.set()
             # READY=1 once every delivery had its first call (bounded): with systemd's
             # `Before=nginx.service`, nginx then finds every ssl_stapling_file it names.
@@ -146,6 +154,8 @@ class SidecarService:
             await self._stop.wait()
         finally:
             sd_notify("STOPPING=1")
+            if runtime is not None:
+                await runtime.close()
             for signum in handlers:
                 loop.remove_signal_handler(signum)
             if watch_task is not None:
@@ -294,6 +304,7 @@ def serve(
     *,
     state_dir: str | None,
     reloader: Reloader | None = None,
+    runtime_socket: str | None = None,
 ) -> int:
     """Run the sidecar in the foreground until SIGTERM; the exit status.
 
@@ -317,7 +328,9 @@ def serve(
         return 1
     router = install_logging()
     try:
-        return asyncio.run(_serve(read, build, discovery, store, Path(directory), reloader))
+        return asyncio.run(
+            _serve(read, build, discovery, store, Path(directory), reloader, runtime_socket)
+        )
     finally:
         router.close()
 
@@ -329,8 +342,9 @@ async def _serve(
     store: FileStapleStore,
     path: Path,
     reloader: Reloader | None,
+    runtime_socket: str | None,
 ) -> int:
-    service = SidecarService(read, build, discovery, store=store)
+    service = SidecarService(read, build, discovery, store=store, runtime_socket=runtime_socket)
     log.warning(
         "staplegate sidecar started: %d certificate(s) to keep stapled, %d skipped, "
         "state directory %s",
@@ -340,6 +354,9 @@ async def _serve(
     )
     try:
         await service.run()
+    except RuntimeServerError as error:
+        log.error("[ALERT] cannot start the sidecar's runtime API: %s", error)
+        return 1
     finally:
         if reloader is not None:
             await reloader.close()  # a pending reload runs now

@@ -169,6 +169,36 @@ def test_a_restarted_haproxy_gets_every_staple_again(
     assert pyopenssl_staple(haproxy.port, "a.test") == revoked
 
 
+@needs_haproxy
+def test_haproxy_26_takes_a_push_on_a_user_level_socket(tmp_path: Path, pki: Pki) -> None:
+    """A finding, not a wish: 2.6 checks no level for `set ssl ocsp-response`."""
+    a = pki.issue("a.test")
+    Path(f"{a.bundle_path}.ocsp").write_bytes(fetch_der(pki, a))
+    crt_list = tmp_path / "crt-list.txt"
+    crt_list.write_text(f"{a.bundle_path}\n")
+    haproxy = Haproxy(tmp_path, crt_list, level="user")
+    found = read_haproxy_config([str(haproxy.config)], env=os.environ, update_all=True)
+    assert found.push_socket is not None
+    assert found.push_socket.level == "user"
+    certificate = found.discovery.certificates[0]
+    push = HaproxyPush(RuntimeAddress(path=str(haproxy.socket)), [certificate], write_ocsp=False)
+    pki.revoke("a.test")
+    revoked = fetch_der(pki, a)
+
+    async def scenario() -> None:
+        await push.deliver({certificate.cert_id: revoked}, [])
+        await push.sync()
+        await push.close()
+
+    haproxy.start()
+    try:
+        asyncio.run(scenario())
+        assert pyopenssl_staple(haproxy.port, "a.test") == revoked
+    finally:
+        haproxy.stop()
+    assert push.served() == {certificate.cert_id: revoked}
+
+
 def _one_certificate(pki: Pki) -> tuple[CertId, list[SidecarCertificate], bytes]:
     issued = pki.issue("c.test")
     cert_id = CertId.for_certificate(issued.certificate, issued.issuer)

@@ -57,7 +57,6 @@ def test_check_exits_1_on_an_alert(tmp_path: Path, capsys: pytest.CaptureFixture
     [
         ([], "no configuration given"),
         (["--haproxy-socket", "abns@x"], "--haproxy-socket 'abns@x': only Unix socket paths"),
-        (["--socket", "/tmp/x.sock"], "--socket is not supported yet"),
         (
             ["--nginx", "/etc/nginx/nginx.conf", "--write-ocsp", "--all"],
             "--write-ocsp, --all cannot be combined with --nginx",

@@ -165,9 +165,9 @@ def test_the_first_admin_stats_socket_is_the_push_target(tmp_path: Path) -> None
         "    stats socket /run/c.sock level admin\n",
     )
     found = _read(config)
-    assert found.admin_socket is not None
-    assert found.admin_socket.address == "ipv4@127.0.0.1:9999"
-    assert found.admin_socket.source == f"{config}:3"
+    assert found.push_socket is not None
+    assert found.push_socket.address == "ipv4@127.0.0.1:9999"
+    assert found.push_socket.source == f"{config}:3"
 
 
 def test_global_ocsp_settings_and_extra_config(tmp_path: Path) -> None:
