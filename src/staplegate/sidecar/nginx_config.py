@@ -194,7 +194,11 @@ def parse_tree(main: Path, reading: _Reading) -> tuple[Directive, ...] | None:
     configs: list[dict[str, Any]] = payload["config"]
     for config in configs:
         reading.depends_on(str(config["file"]))
-    return _inline(configs, 0, seen=())
+    try:
+        return _inline(configs, 0, seen=())
+    except RecursionError:  # crossplane took it; blocks nested ~1,000 deep are not a config
+        reading.errors.append(f"[ALERT] nginx : {main} : blocks nested too deeply")
+        return None
 
 
 def _inline(

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from staplegate.ocsp.certid import CertId
 from staplegate.sidecar.nginx_config import discover
@@ -422,3 +424,36 @@ def test_a_file_named_by_two_servers_is_read_once_and_its_problem_said_once(
     (error,) = discovery.errors
     assert f"cannot read ssl_certificate file '{gone}'" in error
     assert len(discovery.skipped) == 2
+
+
+def test_blocks_nested_beyond_pythons_stack_are_an_alert_not_a_traceback(tmp_path: Path) -> None:
+    conf = tmp_path / "nginx.conf"
+    depth = 3000
+    conf.write_text("events {}\nhttp { server {" + "x {" * depth + "}" * depth + "}}\n")
+    (error,) = discover([conf]).errors
+    assert error.startswith(f"[ALERT] nginx : parsing [{conf}]")
+    assert "recursion" in error
+
+
+_TOKENS = st.sampled_from(
+    [
+        "http", "server", "events", "{", "}", ";", "include", "ssl_certificate",
+        "ssl_stapling", "on", "off", "ssl_stapling_file", "ssl_trusted_certificate",
+        "ssl_stapling_responder", "server_name", "listen", '"', "'", "#", "\\", "$x",
+        "data:x", "/dev/null", "/nonexistent", "*.conf", "\n", " ", "\udcff",
+    ]
+)  # fmt: skip
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(_TOKENS, max_size=40))
+def test_any_token_soup_gives_a_discovery_never_a_traceback(
+    tmp_path: Path, tokens: list[str]
+) -> None:
+    conf = tmp_path / "nginx.conf"
+    conf.write_bytes(" ".join(tokens).encode("utf-8", "surrogateescape"))
+    discovery = discover([conf])
+    assert all(line.startswith("[ALERT] nginx : ") for line in discovery.errors)
+    assert all(line.startswith("[WARNING] nginx : ") for line in discovery.messages)
