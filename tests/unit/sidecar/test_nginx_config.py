@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -457,3 +458,38 @@ def test_any_token_soup_gives_a_discovery_never_a_traceback(
     discovery = discover([conf])
     assert all(line.startswith("[ALERT] nginx : ") for line in discovery.errors)
     assert all(line.startswith("[WARNING] nginx : ") for line in discovery.messages)
+
+
+def test_data_values_are_skipped_with_a_message(tmp_path: Path) -> None:
+    conf = _conf(
+        tmp_path,
+        _server("a.test", "ssl_certificate data:$cert_pem; ssl_stapling on; ssl_stapling_file a;"),
+    )
+    discovery = discover([conf])
+    assert discovery.certificates == ()
+    assert any("holds a variable" in m or "is not a file" in m for m in discovery.messages)
+
+    conf = _conf(
+        tmp_path,
+        _server("a.test", "ssl_certificate engine:pkcs11:x; ssl_stapling on; ssl_stapling_file a;"),
+    )
+    (message,) = discover([conf]).messages
+    assert "ssl_certificate 'engine:...' is not a file" in message
+
+
+def test_an_encrypted_key_in_the_certificate_file_is_not_our_business(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """nginx takes a passphrase (ssl_password_file); the sidecar needs the certificates only."""
+    a = write_site(pki, tmp_path, "a.test")
+    encrypted = a.issued.private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+    a.crt.write_bytes(a.crt.read_bytes() + encrypted)
+    body = f"ssl_certificate {a.crt};\nssl_stapling on; ssl_stapling_file a.ocsp;"
+    discovery = discover([_conf(tmp_path, _server("a.test", body))])
+    assert discovery.ok, discovery.errors
+    (certificate,) = discovery.certificates
+    assert certificate.entry.certificate == a.issued.certificate
