@@ -14,9 +14,16 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
-from staplegate.sidecar.haproxy_config import HaproxyDiscovery, read_haproxy_config
+from staplegate.sidecar.haproxy_config import (
+    HaproxyDiscovery,
+    read_extra_settings,
+    read_haproxy_config,
+)
 from staplegate.sidecar.haproxy_push import HaproxyPush, RuntimeAddress
+from staplegate.sidecar.nginx_config import discover as discover_nginx
+from staplegate.sidecar.nginx_delivery import build_deliveries as build_nginx_deliveries
 from staplegate.sidecar.ocsp_files import OcspFiles
 from staplegate.sidecar.reload_command import ReloadCommand
 from staplegate.sidecar.service import serve
@@ -87,8 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     if args.nginx:
-        print("[ALERT] sidecar : --nginx is not yet available in this build.", file=sys.stderr)
-        return 1
+        return nginx_main(args)
     if not args.config_paths:
         print(
             "[ALERT] sidecar : no configuration given: use -f haproxy.cfg or --nginx nginx.conf.",
@@ -148,6 +154,63 @@ def main(argv: Sequence[str]) -> int:
             # entry for (the push asks for it); without one, after every changed file
             deliveries.append(OcspFiles(certificates, reloader=None if addresses else reloader))
         return deliveries
+
+    try:
+        return serve(
+            read, build, state_dir=args.state_dir, reloader=reloader, runtime_socket=args.socket
+        )
+    except KeyboardInterrupt:
+        return 130
+
+
+def nginx_main(args: argparse.Namespace) -> int:
+    """`sidecar --nginx CONF`: keep nginx's ssl_stapling_files fresh (sidecar/nginx_*.py)."""
+    refused = [
+        option
+        for option, given in (
+            ("-f", bool(args.config_paths)),
+            ("--haproxy-socket", bool(args.haproxy_socket)),
+            ("--write-ocsp", args.write_ocsp),
+            ("--all", args.update_all),
+        )
+        if given
+    ]
+    if refused:
+        print(
+            f"[ALERT] sidecar : {', '.join(refused)} cannot be combined with --nginx "
+            "(nginx's certificates are kept through their ssl_stapling_file).",
+            file=sys.stderr,
+        )
+        return 1
+    paths: list[str] = args.nginx
+    extra: list[str] = args.extra_config
+
+    def read() -> Discovery:
+        found = discover_nginx(paths)
+        if not extra:
+            return found
+        # staplegate's own OCSP settings, read as for HAProxy (its `global` ocsp-update.* lines)
+        settings = read_extra_settings(extra, env=os.environ)
+        return replace(
+            found,
+            messages=found.messages + settings.messages,
+            errors=found.errors + settings.errors,
+            settings=settings.settings,
+        )
+
+    if args.check_only:
+        return list_certificates(read(), summary="nginx: through each ssl_stapling_file")
+    reloader = ReloadCommand(args.reload_cmd) if args.reload_cmd else None
+    if reloader is None:
+        print(
+            "[WARNING] sidecar : no --reload-cmd: nginx reads its ssl_stapling_files only at "
+            "start and reload, so new staples reach clients at its next reload "
+            "(use --reload-cmd 'nginx -s reload' or 'systemctl reload nginx').",
+            file=sys.stderr,
+        )
+
+    def build(discovery: Discovery) -> list[Delivery]:
+        return build_nginx_deliveries(discovery, reloader)
 
     try:
         return serve(

@@ -194,6 +194,21 @@ def read_haproxy_config(
     return HaproxyDiscovery(discovery, tuple(reading.sockets))
 
 
+def read_extra_settings(extra_config: Sequence[str], *, env: Mapping[str, str]) -> Discovery:
+    """`--extra-config` alone (for the nginx sidecar): a Discovery with no certificates whose
+    `settings`, `messages` and `errors` come from the files' `global` OCSP lines."""
+    reading = _Reading(env=env, update_all=False)
+    for extra_path in extra_config:
+        _read_extra_config(reading, extra_path)
+    settings = _ocsp_settings(reading)
+    return Discovery(
+        certificates=(),
+        messages=tuple(reading.messages),
+        errors=tuple(reading.errors),
+        settings=settings,
+    )
+
+
 # -- the configuration files ----------------------------------------------------------------
 
 

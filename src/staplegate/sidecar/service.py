@@ -42,6 +42,9 @@ from staplegate.updater.service import OcspUpdater
 
 log = logging.getLogger("staplegate.sidecar")
 
+#: How long READY=1 waits for the deliveries' first round (staple files written) at most.
+FIRST_DELIVERY_WAIT_S = 10.0
+
 #: How often the files a configuration named are checked for changes (a stat each).
 WATCH_INTERVAL_S = 5.0
 
@@ -102,6 +105,7 @@ class SidecarService:
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
+        self._delivered_once = asyncio.Event()
         self.rereads = 0
 
     @property
@@ -142,6 +146,10 @@ class SidecarService:
                 runtime = runtime_server(self, self._runtime_socket)
                 await runtime.start()
             self.started.set()
+            # READY=1 once every delivery had its first call (bounded): with systemd's
+            # `Before=nginx.service`, nginx then finds every ssl_stapling_file it names.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._delivered_once.wait(), FIRST_DELIVERY_WAIT_S)
             sd_notify("READY=1")
             await self._stop.wait()
         finally:
@@ -253,6 +261,8 @@ class SidecarService:
                 log.exception("a staple delivery failed; it gets the changes again later")
                 continue
             self._sent[id(delivery)] = table
+        if all(id(delivery) in self._sent for delivery in self._deliveries):
+            self._delivered_once.set()
 
 
 def _stat_all(paths: Sequence[str]) -> dict[str, tuple[int, int, int] | None]:

@@ -57,7 +57,10 @@ def test_check_exits_1_on_an_alert(tmp_path: Path, capsys: pytest.CaptureFixture
     [
         ([], "no configuration given"),
         (["--haproxy-socket", "abns@x"], "--haproxy-socket 'abns@x': only Unix socket paths"),
-        (["--nginx", "/etc/nginx/nginx.conf"], "--nginx is not yet available"),
+        (
+            ["--nginx", "/etc/nginx/nginx.conf", "--write-ocsp", "--all"],
+            "--write-ocsp, --all cannot be combined with --nginx",
+        ),
     ],
 )
 def test_refusals_are_one_alert_line(
