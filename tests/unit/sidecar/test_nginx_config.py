@@ -493,3 +493,11 @@ def test_an_encrypted_key_in_the_certificate_file_is_not_our_business(
     assert discovery.ok, discovery.errors
     (certificate,) = discovery.certificates
     assert certificate.entry.certificate == a.issued.certificate
+
+
+def test_a_file_ending_inside_a_quoted_string_is_an_alert(tmp_path: Path) -> None:
+    """nginx -t refuses it; crossplane 0.5.8 said "ok", the maintained 0.5.14 does not."""
+    conf = tmp_path / "nginx.conf"
+    conf.write_text('events {}\nhttp { server { server_name "a.test')
+    (error,) = discover([conf]).errors
+    assert error.startswith(f"[ALERT] nginx : parsing [{conf}:2] : unexpected end of file")
