@@ -108,6 +108,20 @@ def test_crt_stores_bind_crt_directories_and_crt_base(tmp_path: Path, pki: Pki) 
     assert [Path(c.entry.path).name for c in everything.discovery.certificates][-1] == "c.pem"
 
 
+def test_conditional_blocks_are_said_not_evaluated(tmp_path: Path, pki: Pki) -> None:
+    a, b = _issue(pki, "a.test", "b.test")
+    config = _write(
+        tmp_path,
+        "frontend f\n.if defined(PROD)\n"
+        f"    bind :443 ssl crt {a.bundle_path}\n.else\n    bind :443 ssl crt {b.bundle_path}\n"
+        ".endif\n",
+    )
+    found = _read(config, update_all=True)
+    assert _names(found) == ["a.test.pem", "b.test.pem"]
+    assert len(found.discovery.messages) == 1
+    assert f"[{config}:2] : conditional blocks" in found.discovery.messages[0]
+
+
 def test_missing_files_are_alerts_naming_the_line(tmp_path: Path) -> None:
     config = _write(
         tmp_path,
