@@ -229,6 +229,11 @@ class SidecarService:
             return False
         fresh = await asyncio.to_thread(_stat_all, [p for p in discovery.files if p not in before])
         self._watched = {p: before[p] for p in discovery.files if p in before} | fresh
+        if discovery.settings != self._discovery.settings:
+            log.warning(
+                "the OCSP settings changed (ocsp-update.*, httpclient.*): they apply when the "
+                "sidecar restarts; the certificates are re-read now"
+            )
         for delivery in self._deliveries:
             await _close(delivery)
         self._discovery = discovery
