@@ -220,8 +220,17 @@ def _read_file(reading: _Reading, file: str, text: str) -> None:
     raw_lines = text.split("\n")
     kept: set[int] = set()
     section = ""
+    conditional_said = False
     for line in result.lines:
         head = line.args[0]
+        if head in (".if", ".elif", ".else") and not conditional_said:
+            conditional_said = True
+            reading.warn(
+                f"{file}:{line.number}",
+                "conditional blocks (.if/.elif/.else) are not evaluated by the sidecar: the "
+                "certificates of every branch are read",
+            )
+            continue
         if head in SECTION_KEYWORDS:
             section = head
             if head == "global":

@@ -150,8 +150,8 @@ def served_matches(answer: str, der: bytes) -> bool | None:
     """
     stripped = answer.strip()
     with contextlib.suppress(binascii.Error, ValueError):
-        if stripped and " " not in stripped:
-            return base64.b64decode(stripped, validate=True) == der
+        if stripped and " " not in stripped:  # base64, perhaps folded over several lines
+            return base64.b64decode("".join(stripped.split()), validate=True) == der
     lines = answer.splitlines()
     for marker in ("Signature Value:", "Signature Algorithm:"):
         for index, line in enumerate(lines):

@@ -107,6 +107,8 @@ class SidecarService:
         self.started = asyncio.Event()
         self._delivered_once = asyncio.Event()
         self.rereads = 0
+        self.reread_attempts = 0
+        self.watch_rounds = 0
 
     @property
     def discovery(self) -> Discovery:
@@ -148,8 +150,16 @@ class SidecarService:
             self.started.set()
             # READY=1 once every delivery had its first call (bounded): with systemd's
             # `Before=nginx.service`, nginx then finds every ssl_stapling_file it names.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._delivered_once.wait(), FIRST_DELIVERY_WAIT_S)
+            # (a stop meanwhile is not held up by a delivery that keeps failing)
+            waits = {
+                loop.create_task(self._delivered_once.wait()),
+                loop.create_task(self._stop.wait()),
+            }
+            _, pending = await asyncio.wait(
+                waits, timeout=FIRST_DELIVERY_WAIT_S, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in pending:
+                task.cancel()
             sd_notify("READY=1")
             await self._stop.wait()
         finally:
@@ -199,10 +209,15 @@ class SidecarService:
 
     async def _reread(self) -> bool:
         log.warning("re-reading the configuration")
+        self.reread_attempts += 1
+        # the files' state before reading is the watch's new baseline: a failed re-read is
+        # not tried again until a file changes again, and a change during it is seen later
+        before = await asyncio.to_thread(_stat_all, tuple(self._watched))
         try:
             discovery = await asyncio.to_thread(self._read)
         except Exception:
             log.exception("re-reading the configuration failed; keeping the previous one")
+            self._watched.update(before)
             return False
         for line in discovery.messages:
             log.warning("%s", line)
@@ -210,7 +225,15 @@ class SidecarService:
             for line in discovery.errors:
                 log.error("%s", line)
             log.error("the configuration has errors: keeping the previous certificates")
+            self._watched.update(before)
             return False
+        fresh = await asyncio.to_thread(_stat_all, [p for p in discovery.files if p not in before])
+        self._watched = {p: before[p] for p in discovery.files if p in before} | fresh
+        if discovery.settings != self._discovery.settings:
+            log.warning(
+                "the OCSP settings changed (ocsp-update.*, httpclient.*): they apply when the "
+                "sidecar restarts; the certificates are re-read now"
+            )
         for delivery in self._deliveries:
             await _close(delivery)
         self._discovery = discovery
@@ -231,15 +254,11 @@ class SidecarService:
             await asyncio.sleep(interval)
             current = await asyncio.to_thread(_stat_all, tuple(self._watched))
             changed = [path for path, seen in current.items() if self._watched.get(path) != seen]
+            self.watch_rounds += 1
             if not changed:
                 continue
             log.warning("'%s' changed: re-reading the configuration", changed[0])
             await self.reread()
-            # the state seen before the re-read is the new baseline (a failed re-read is not
-            # tried again until a file changes again; a change during it is seen next round)
-            files = self._discovery.files
-            fresh = await asyncio.to_thread(_stat_all, [p for p in files if p not in current])
-            self._watched = {p: current[p] for p in files if p in current} | fresh
 
     async def _pump(self) -> None:
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -10,6 +11,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.x509 import ocsp
 
 from staplegate.ocsp.certid import CertId
 from staplegate.sidecar.haproxy_config import read_haproxy_config
@@ -47,6 +49,22 @@ def test_runtime_addresses_in_haproxys_spellings(text: str, expected: RuntimeAdd
 def test_runtime_addresses_it_cannot_use_are_refused_with_a_reason(text: str) -> None:
     with pytest.raises(ValueError, match=r"expected|only|needs"):
         RuntimeAddress.parse(text)
+
+
+def test_served_matches_reads_base64_and_text_answers(pki: Pki) -> None:
+    der = fetch_der(pki, pki.issue("a.test"))
+    encoded = base64.b64encode(der).decode()
+    assert served_matches(encoded + "\n", der) is True
+    assert served_matches("\n".join([encoded[:64], encoded[64:]]) + "\n", der) is True
+    assert served_matches(base64.b64encode(b"other").decode(), der) is False
+    signature = ocsp.load_der_ocsp_response(der).signature.hex()
+    pairs = ":".join(signature[i : i + 2] for i in range(0, len(signature), 2))
+    text = (
+        f"OCSP Response Data:\n    Signature Value:\n        {pairs[:54]}\n        {pairs[54:]}\n"
+    )
+    assert served_matches(text, der) is True
+    assert served_matches(text.replace(pairs[:2], "00"), der) is False
+    assert served_matches("Certificate ID does not match any certificate.\n", der) is None
 
 
 def test_a_new_pid_or_a_younger_process_is_another_haproxy() -> None:

@@ -183,3 +183,31 @@ def test_a_renewed_certificate_is_picked_up_and_its_old_staple_left_behind(
         assert service.rereads == 1
 
     _run(service, scenario)
+
+
+def test_a_broken_file_is_read_once_and_not_again_until_it_changes(
+    tmp_path: Path, pki: Pki
+) -> None:
+    config, _ = _site(tmp_path, pki, "a.test")
+    read = _reader(config)
+    service = SidecarService(
+        read,
+        lambda d: [Recorder()],
+        read(),
+        store=FileStapleStore(tmp_path / "state"),
+        watch_interval=0.02,
+    )
+    crt_list = tmp_path / "list.txt"
+
+    async def scenario(service: SidecarService) -> None:
+        crt_list.write_text(f"{tmp_path / 'gone.pem'}\n")
+        await _until(lambda: service.reread_attempts == 1)
+        rounds = service.watch_rounds
+        await _until(lambda: service.watch_rounds >= rounds + 5)
+        assert service.reread_attempts == 1  # the failure is not retried in a loop
+        assert service.rereads == 0
+        crt_list.write_text(f"{pki.issued['a.test'].bundle_path}\n# fixed\n")
+        await _until(lambda: service.rereads == 1)
+        assert service.reread_attempts == 2
+
+    _run(service, scenario)
