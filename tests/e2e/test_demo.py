@@ -1,39 +1,139 @@
-"""The README's first command runs this demo: it must build everything and show a staple."""
+"""The README's first command runs this demo: it must build everything, show a staple, and
+answer on its stats socket and stats frontend; the tutorial's "watch a revocation" step works
+on it as written (`staplegate ca revoke`, then `staplegate ctl … update ssl ocsp-response`)."""
 
 from __future__ import annotations
 
+import json
+import re
+import signal
 import subprocess
 import sys
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from staplegate.tools.demo import page_rows
+
+from .harness import poll, wait_for_output
+
 pytestmark = pytest.mark.slow
+
+DEMO = [sys.executable, "-m", "staplegate.tools.demo"]
 
 
 def test_demo_builds_everything_and_staples(tmp_path: Path) -> None:
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "staplegate.tools.demo",
-            "--dir",
-            str(tmp_path / "demo"),
-            "--port",
-            "0",
-            "--for",
-            "0",
-        ],
+        [*DEMO, "--dir", str(tmp_path / "demo"), "--port", "0", "--stats-port", "0", "--for", "0"],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Configuration file is valid" in result.stdout
-    assert '<OCSP-UPDATE> @demo/api 1 "Update successful" 0 1' in result.stdout
-    assert "Cert Status: good" in result.stdout
-    assert "curl --cert-status: Hello from the demo backend" in result.stdout
-    assert "Stapling works." in result.stdout
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "Configuration file is valid" in out
+    assert '<OCSP-UPDATE> @demo/api 1 "Update successful" 0 1' in out
+    assert "Cert Status: good" in out
+    assert "curl --cert-status: Hello from the demo backend" in out
+    assert "Stapling works." in out
     assert (tmp_path / "demo" / "pki" / "index.txt").exists()
     assert len(list((tmp_path / "demo" / "state").glob("*.ocsp"))) == 2
+    # the stats socket answered (mode 600, level admin) ...
+    socket_path = tmp_path / "demo" / "admin.sock"
+    assert f"[6/6] stats socket {socket_path} (level admin, mode 0o600)" in out
+    assert "OCSP Certid | Path | Next Update" in out
+    assert "| @demo/api |" in out
+    # ... and so did the stats frontend: /metrics and the page
+    www = tmp_path / "demo" / "certs" / "www.example.test.pem"
+    assert f'staplegate_ocsp_stapled{{certificate="{www}"}} 1' in out
+    assert re.search(r"stats page http://127\.0\.0\.1:\d+/stats: certificates .*api ok", out)
+    assert "legacy.example.test.pem failing" in out  # no OCSP URI: red, with its reason
+
+
+@contextmanager
+def running_demo(directory: Path, log: Path) -> Iterator[str]:
+    """The demo serving (until SIGINT, its Ctrl-C); its output so far once it serves."""
+    args = [*DEMO, "--dir", str(directory), "--port", "0", "--stats-port", "0", "--for", "120"]
+    with log.open("wb") as output:
+        demo = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        yield wait_for_output(
+            lambda: log.read_text(errors="replace"),
+            "Serving until",
+            timeout=60,
+            failure="the demo never started serving",
+        )
+    finally:
+        demo.send_signal(signal.SIGINT)  # Ctrl-C: it stops staplegate and the responder
+        try:
+            demo.wait(30)
+        except subprocess.TimeoutExpired:
+            demo.kill()
+            demo.wait()
+
+
+def ctl_json(socket_path: Path, *command: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, "-m", "staplegate", "ctl", "-S", str(socket_path), "--json", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        body: bytes = answer.read()
+        return body.decode()
+
+
+def test_tutorial_revocation_turns_the_row_red_and_the_metric_revoked(tmp_path: Path) -> None:
+    directory = tmp_path / "demo"
+    with running_demo(directory, tmp_path / "demo.log") as shown:
+        stats_url = re.findall(r"open (http://127\.0\.0\.1:\d+/stats) in a browser", shown)[0]
+        metrics_url = stats_url.removesuffix("/stats") + "/metrics"
+        revoke = re.findall(r" (ca revoke .*)$", shown, re.M)[0]
+        sock = directory / "admin.sock"
+        www = str(directory / "certs" / "www.example.test.pem")
+        assert f"ctl -S {sock} update ssl ocsp-response {www}\n" in shown
+        # the JSON forms of the commands this issue touches, before the revocation
+        info = ctl_json(sock, "show", "info")
+        assert info["OcspEntries"] == "2"
+        stat = ctl_json(sock, "show", "stat")
+        assert {row["svname"] for row in stat} >= {"FRONTEND", "BACKEND", "web1"}
+        updates = ctl_json(sock, "show", "ssl", "ocsp-updates")
+        assert {row["Path"] for row in updates} == {www, "@demo/api"}
+        # the tutorial's step 3, as the demo printed it (our checkout's staplegate)
+        subprocess.run(
+            [sys.executable, "-m", "staplegate", *revoke.split()],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        answer = ctl_json(sock, "update", "ssl", "ocsp-response", www)
+        assert answer == {
+            "path": www,
+            "status": 1,
+            "status_text": "Update successful",
+            "failures": 0,
+            "successes": 2,
+        }
+        revoked = f'staplegate_ocsp_response_status{{certificate="{www}",status="revoked"}} 1.0'
+        wait_for_output(
+            lambda: get(metrics_url), revoked, timeout=15, failure="/metrics never said revoked"
+        )
+        poll(
+            lambda: True if page_rows(get(stats_url)).get(www) == "failing" else None,
+            timeout=15,
+            failure=lambda: f"the page's row stayed {page_rows(get(stats_url)).get(www)}",
+        )
+        # the staple stays served: a revoked answer is the truth, stapled with an alert
+        assert f'staplegate_ocsp_stapled{{certificate="{www}"}} 1.0' in get(metrics_url)
+    assert "is REVOKED" in (directory / "staplegate.log").read_text()
