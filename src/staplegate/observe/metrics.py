@@ -17,10 +17,16 @@ Timestamps are Unix-seconds gauges; only counters end in `_total`.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from staplegate import __version__
@@ -31,6 +37,7 @@ from staplegate.ocsp.verify import CertStatus
 from staplegate.runtime.contract import ProcessView, StatRow
 from staplegate.updater.crl_watch import CrlSource, WatchStatus
 from staplegate.updater.results import EntrySnapshot
+from staplegate.updater.timing import DurationHistogram
 
 #: `staplegate_ocsp_updates_total{result}`: one value per `<OCSP-UPDATE>` status code
 UPDATE_RESULTS: Mapping[UpdateStatus, str] = {
@@ -120,6 +127,7 @@ class StaplegateCollector(Collector):
         updater = view.ocsp_updater()
         yield from _certificates(view.certificates(), updater.snapshot(), now=self._now())
         yield from _crl_watch(updater.crl_sources())
+        yield _fetch_durations(updater.fetch_durations())
 
     def _process(self, info: Mapping[str, str | int], rows: Sequence[StatRow]) -> Iterator[Metric]:
         def gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
@@ -389,6 +397,31 @@ def _crl_watch(sources: Sequence[CrlSource]) -> Iterator[Metric]:
             if status is not WatchStatus.UNKNOWN:
                 revoked.add_metric([target.path, "crl"], int(status is WatchStatus.REVOKED))
     yield from (next_update, last_success, fetches, revoked)
+
+
+def _fetch_durations(histograms: Mapping[str, DurationHistogram]) -> Metric:
+    """`staplegate_ocsp_fetch_duration_seconds{responder}`: each OCSP fetch's own time, from
+    the request to its answer or failure (a timeout counts at the timeout)."""
+    family = HistogramMetricFamily(
+        "staplegate_ocsp_fetch_duration_seconds",
+        "How long OCSP fetches took, per responder (request to answer or failure).",
+        labels=["responder"],
+    )
+    for responder, histogram in histograms.items():
+        family.add_metric(
+            [responder],
+            buckets=[
+                (_le(bound), count)
+                for bound, count in zip(histogram.bounds, histogram.cumulative, strict=True)
+            ],
+            sum_value=histogram.sum_s,
+        )
+    return family
+
+
+def _le(bound: float) -> str:
+    """A bucket's `le` label as prometheus-client writes it (`0.5`, `1.0`, `+Inf`)."""
+    return "+Inf" if bound == math.inf else repr(bound)
 
 
 def _status(status: CertStatus) -> str:

@@ -82,6 +82,7 @@ from staplegate.ocsp.verify import VerifiedStaple
 from staplegate.store.base import StapleStore
 from staplegate.updater.persist import StapleWriter
 from staplegate.updater.results import UpdateOutcome, UpdateResult, UpdaterNotRunning
+from staplegate.updater.timing import FetchDurations
 
 #: syslog "notice": HAProxy 3.x logs `<OCSP-UPDATE>` lines at this level.
 NOTICE = 25
@@ -207,6 +208,8 @@ class UpdaterDriver:
         self._seq = itertools.count()
         self._waiters: dict[CertId, list[asyncio.Future[UpdateOutcome]]] = {}
         self._fetches: set[asyncio.Task[None]] = set()
+        #: staplegate_ocsp_fetch_duration_seconds
+        self.fetch_durations_histogram = FetchDurations()
         self._wakeup: asyncio.Event | None = None
         self._running = False
         self._stopping = False
@@ -497,6 +500,7 @@ class UpdaterDriver:
         try:
             async with self._gate.slot(action.uri):
                 result = await self._client.send(action.request)
+            self.fetch_durations_histogram.observe(action.uri, result.elapsed)
             event = fetch_event(result, self._clock.now())
         except Exception as exc:  # a bug, not the network: the machine must leave FETCHING
             logger.exception("OCSP fetch for %s failed internally", managed.machine.path)

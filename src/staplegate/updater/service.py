@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -33,6 +33,7 @@ from staplegate.updater.results import (
     UpdateOutcome,
     UpdateResult,
 )
+from staplegate.updater.timing import DurationHistogram
 
 #: How much longer than a fetch's own deadline `update_now` waits by default, so a fetch
 #: that times out is reported as such, not as "still running".
@@ -74,6 +75,10 @@ class OcspUpdater(UpdaterDriver):
     def crl_sources(self) -> list[CrlSource]:
         """Every watched CRL URL with its certificates' verdicts (empty: no watch)."""
         return self._crl_watcher.sources if self._crl_watcher is not None else []
+
+    def fetch_durations(self) -> Mapping[str, DurationHistogram]:
+        """How long OCSP fetches took, per responder URL (the driver records them)."""
+        return self.fetch_durations_histogram.snapshot()
 
     def wake(self) -> None:
         super().wake()

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from staplegate.certs import CertificateSource, ExtraFiles, assess_ocsp, load_certificate
@@ -21,6 +22,7 @@ from staplegate.runtime.contract import StatRow
 from staplegate.testpki.ca import CertificateAuthority
 from staplegate.updater.crl_watch import CrlTarget, CrlWatch
 from staplegate.updater.results import EntrySnapshot
+from staplegate.updater.timing import FetchDurations
 from tests.fuzz_targets.crl_verify import CRL_URL, LEAF_SERIAL, build_crl, pki
 from tests.fuzz_targets.crl_verify import NOW as FUZZ_NOW
 from tests.unit.runtime.test_handlers import CERT_A, NOW, FakeBackend, FakeOcsp, _entry
@@ -213,3 +215,20 @@ def test_the_crl_watch_metrics_per_url_and_per_certificate() -> None:
     assert found[key("staplegate_crl_next_update_timestamp_seconds", url=CRL_URL)] == (
         (FUZZ_NOW + dt.timedelta(days=1)).timestamp()
     )
+
+
+def test_fetch_durations_are_a_histogram_per_responder() -> None:
+    durations = FetchDurations()
+    for seconds in (0.004, 0.02, 0.3, 16.0):
+        durations.observe("http://ocsp.example.test", seconds)
+    ocsp = FakeOcsp(entries=[], durations=dict(durations.snapshot()))
+    found = scrape(FakeView(ocsp))
+    name = "staplegate_ocsp_fetch_duration_seconds"
+    responder = "http://ocsp.example.test"
+    assert found[key(f"{name}_bucket", responder=responder, le="0.005")] == 1
+    assert found[key(f"{name}_bucket", responder=responder, le="0.025")] == 2
+    assert found[key(f"{name}_bucket", responder=responder, le="1.0")] == 3
+    assert found[key(f"{name}_bucket", responder=responder, le="15.0")] == 3
+    assert found[key(f"{name}_bucket", responder=responder, le="+Inf")] == 4
+    assert found[key(f"{name}_count", responder=responder)] == 4
+    assert found[key(f"{name}_sum", responder=responder)] == pytest.approx(16.324)

@@ -49,6 +49,7 @@ from staplegate.updater.results import (
     UpdateOutcome,
     UpdateResult,
 )
+from staplegate.updater.timing import DurationHistogram
 from tests.fuzz_targets.crl_verify import CRL_URL, LEAF_SERIAL, build_crl, pki
 from tests.fuzz_targets.crl_verify import NOW as FUZZ_NOW
 
@@ -108,6 +109,7 @@ class FakeOcsp:
     updates: list[tuple[CertId, float | None]] = field(default_factory=list)
     responses: list[bytes] = field(default_factory=list)
     crl: list[CrlSource] = field(default_factory=list)
+    durations: dict[str, DurationHistogram] = field(default_factory=dict)
 
     @property
     def table(self) -> Mapping[CertId, bytes]:
@@ -133,6 +135,9 @@ class FakeOcsp:
 
     def crl_sources(self) -> Sequence[CrlSource]:
         return self.crl
+
+    def fetch_durations(self) -> Mapping[str, DurationHistogram]:
+        return self.durations
 
     def set_response(self, der: bytes) -> SetOutcome:
         self.responses.append(der)
