@@ -15,7 +15,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from staplegate.certs import CertificateSource, ExtraFiles, assess_ocsp, load_certificate
 from staplegate.deploy.generation import CertificateEntry
-from staplegate.observe.metrics import StaplegateCollector, not_stapled_reasons, render
+from staplegate.observe.metrics import (
+    CollectedMetrics,
+    StaplegateCollector,
+    not_stapled_reasons,
+    render,
+)
 from staplegate.ocsp.logline import UpdateStatus
 from staplegate.ocsp.machine import State
 from staplegate.runtime.contract import StatRow
@@ -232,3 +237,20 @@ def test_fetch_durations_are_a_histogram_per_responder() -> None:
     assert found[key(f"{name}_bucket", responder=responder, le="+Inf")] == 4
     assert found[key(f"{name}_count", responder=responder)] == 4
     assert found[key(f"{name}_sum", responder=responder)] == pytest.approx(16.324)
+
+
+def test_collected_metrics_read_now_and_build_later() -> None:
+    """The master reads on its loop (`CollectedMetrics(...)`) and renders in a thread: what
+    the updater does in between does not reach the exposition being rendered."""
+    ocsp = FakeOcsp(entries=[served_entry(ODD)])
+    collector = StaplegateCollector(FakeView(ocsp), now=lambda: NOW, started_at=0.0)
+    collected = CollectedMetrics(collector)
+    ocsp.entries = []
+    late = FetchDurations()
+    late.observe("http://late", 0.1)
+    ocsp.durations = dict(late.snapshot())
+    found = samples(render(collected))
+    assert found[key("staplegate_ocsp_stapled", certificate=ODD)] == 1
+    assert not any(name.startswith("staplegate_ocsp_fetch") for name, _ in found)
+    assert samples(render(collected)) == found  # rendering twice gives the same text
+    assert key("staplegate_ocsp_stapled", certificate=ODD) not in scrape(FakeView(ocsp))

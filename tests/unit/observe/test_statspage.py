@@ -15,15 +15,19 @@ from staplegate.observe.statspage import (
     CertRow,
     PageOptions,
     certificate_rows,
+    collect_pages,
     health,
     page_options,
     render_csv,
     render_page,
+    render_pages,
     sort_by_urgency,
 )
 from staplegate.runtime import formats
-from tests.unit.observe.test_metrics import _store, served_entry
+from staplegate.runtime.contract import StatRow
+from tests.unit.observe.test_metrics import FakeView, _store, served_entry
 from tests.unit.runtime.test_handlers import NOW as METRICS_NOW
+from tests.unit.runtime.test_handlers import FakeOcsp
 
 NOW = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
 
@@ -202,3 +206,20 @@ def test_page_options_from_the_stats_lines() -> None:
     assert options.node == socket.gethostname()  # bare `stats show-node`
     assert options.refresh_s == 3
     assert page_options(StatsPage(where), "stats").node is None
+
+
+def test_pages_read_on_the_loop_are_built_and_rendered_later(tmp_path: Path) -> None:
+    served = _store(tmp_path / "a")
+    no_uri = _store(tmp_path / "c", ocsp_url=None)
+    ocsp = FakeOcsp(entries=[served_entry(served.name)])
+    view = FakeView(ocsp, rows=[StatRow(FRONTEND)], stores=[served, no_uri])
+    where = SourceLocation("t.cfg", 1)
+    pages = {"one": StatsPage(where), "two": StatsPage(where, hide_version=True)}
+    data = collect_pages(view, pages, now=METRICS_NOW, uptime_s=5)
+    ocsp.entries = []  # the updater moves on; what was read stays
+    rendered = render_pages(data)
+    assert set(rendered) == {"one", "two"}
+    for page, csv in rendered.values():
+        assert page.count(b'<tr class="failing"><td class="name">') == 1  # no OCSP URI
+        assert page.count(b'<tr class="soon"><td class="name">') == 1  # 2 failures
+        assert csv.startswith(b"# pxname,svname,")
