@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -19,7 +20,7 @@ import pytest
 
 from staplegate.tools.demo import page_rows
 
-from .harness import poll, wait_for_output
+from .harness import free_port, poll, s_client_status, wait_for_output
 
 pytestmark = pytest.mark.slow
 
@@ -136,4 +137,27 @@ def test_tutorial_revocation_turns_the_row_red_and_the_metric_revoked(tmp_path: 
         )
         # the staple stays served: a revoked answer is the truth, stapled with an alert
         assert f'staplegate_ocsp_stapled{{certificate="{www}"}} 1.0' in get(metrics_url)
+        https = int(re.findall(r"staplegate on https://127\.0\.0\.1:(\d+)", shown)[0])
+        wait_for_output(
+            lambda: s_client_status(https, "www.example.test"),
+            "Cert Status: revoked",
+            timeout=15,
+            failure="openssl s_client never saw the revoked staple",
+        )
     assert "is REVOKED" in (directory / "staplegate.log").read_text()
+
+
+def test_a_busy_port_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        busy = holder.getsockname()[1]
+        result = subprocess.run(
+            [*DEMO, "--dir", str(tmp_path / "demo"), "--port", str(free_port()),
+             "--stats-port", str(busy), "--for", "0"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"staplegate-demo: 127.0.0.1:{busy} is not free (Address already in use); "
+        "choose another port with --stats-port (0: any free port)\n"
+    )
+    assert not (tmp_path / "demo").exists()  # refused before building anything

@@ -89,6 +89,21 @@ def free_port() -> int:
         return port
 
 
+def require_free(port: int, option: str) -> None:
+    """Refuse, in one line, a fixed port something else holds (0 picks a free one later)."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            raise OSError(
+                error.errno,
+                f"127.0.0.1:{port} is not free ({error.strerror}); "
+                f"choose another port with {option} (0: any free port)",
+            ) from error
+
+
 @dataclass(frozen=True)
 class DemoLayout:
     directory: Path
@@ -359,6 +374,8 @@ def _demo(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     directory: Path = args.dir.resolve()
     python = sys.executable
+    require_free(args.port, "--port")
+    require_free(args.stats_port, "--stats-port")
     print(f"== staplegate demo in {directory} ==")
     layout = build(directory, https_port=args.port, stats_port=args.stats_port)
     print("[1/6] test CA (root + intermediate), OCSP signer, 3 certificates, haproxy.cfg")
