@@ -248,7 +248,27 @@ def real_scrape(tmp_path: Path, pki: Pki) -> str:
 def test_every_metric_and_label_the_rules_and_dashboard_name_is_scraped(
     tmp_path: Path, pki: Pki
 ) -> None:
-    found = exposed(real_scrape(tmp_path, pki))
+    text = real_scrape(tmp_path, pki)
+    found = exposed(text)
+    # staplegate_ocsp_fetch_duration_seconds: the good and the revoked certificate share the
+    # test responder, answering in well under a second; the dead one fails at once
+    counts = {
+        sample.labels["responder"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "staplegate_ocsp_fetch_duration_seconds_count"
+    }
+    fast = {
+        sample.labels["responder"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "staplegate_ocsp_fetch_duration_seconds_bucket"
+        and sample.labels["le"] == "1.0"
+    }
+    responder = pki.ca.default_ocsp_url
+    assert responder is not None
+    assert counts[responder] >= 2
+    assert fast[responder] == counts[responder]
     queries = rule_queries() + dashboard_queries()
     assert len(queries) > 15
     problems = []
