@@ -5,7 +5,9 @@ on it as written (`staplegate ca revoke`, then `staplegate ctl … update ssl oc
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -95,6 +97,17 @@ def get(url: str) -> str:
         return body.decode()
 
 
+def browser_dom(url: str, tmp_path: Path) -> str:
+    """The page as headless Chromium builds it (`--dump-dom`)."""
+    done = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chromium'}", "--dump-dom", url],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": str(tmp_path)},
+    )  # fmt: skip
+    return done.stdout
+
+
 def test_tutorial_revocation_turns_the_row_red_and_the_metric_revoked(tmp_path: Path) -> None:
     directory = tmp_path / "demo"
     with running_demo(directory, tmp_path / "demo.log") as shown:
@@ -135,6 +148,11 @@ def test_tutorial_revocation_turns_the_row_red_and_the_metric_revoked(tmp_path: 
             timeout=15,
             failure=lambda: f"the page's row stayed {page_rows(get(stats_url)).get(www)}",
         )
+        # what a person sees: the row in a real browser (./dev installs Debian's chromium)
+        assert shutil.which("chromium") is not None, "install chromium (./dev setup)"
+        seen = page_rows(browser_dom(stats_url, tmp_path))
+        assert seen[www] == "failing"
+        assert seen["@demo/api"] == "ok"
         # the staple stays served: a revoked answer is the truth, stapled with an alert
         assert f'staplegate_ocsp_stapled{{certificate="{www}"}} 1.0' in get(metrics_url)
         https = int(re.findall(r"staplegate on https://127\.0\.0\.1:(\d+)", shown)[0])
