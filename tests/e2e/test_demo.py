@@ -4,6 +4,7 @@ on it as written (`staplegate ca revoke`, then `staplegate ctl … update ssl oc
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
@@ -12,6 +13,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from staplegate.tools.demo import page_rows
+from staplegate.tools.demo import http_get, page_rows
 
 from .harness import free_port, poll, s_client_status, wait_for_output
 
@@ -179,3 +183,33 @@ def test_a_busy_port_is_one_clear_line(tmp_path: Path) -> None:
         "choose another port with --stats-port (0: any free port)\n"
     )
     assert not (tmp_path / "demo").exists()  # refused before building anything
+
+
+def test_the_demo_asks_again_while_the_master_has_not_pushed_yet() -> None:
+    """Before the master's first push a stats frontend answers 503 (docs/reference/metrics.md);
+    the demo's [6/6] step asks again instead of calling the frontend dead."""
+    answers = [503, 503, 200]
+
+    class Flaky(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status = answers.pop(0)
+            body = b"pushed" if status == 200 else b"not yet"
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        try:
+            assert http_get(url, deadline=time.monotonic() + 10) == "pushed"
+            answers[:] = [503]
+            with pytest.raises(urllib.error.HTTPError, match="503"):
+                http_get(url, deadline=time.monotonic() - 1)  # past its deadline: the error
+        finally:
+            server.shutdown()

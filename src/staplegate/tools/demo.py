@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import html
 import http.server
 import os
 import re
@@ -249,16 +250,22 @@ def stapled_s_client(port: int, servername: str, *, timeout: float = 5.0) -> str
         time.sleep(0.1)
 
 
-def http_get(url: str, *, timeout: float = 10.0) -> str:
-    """The body of a GET to one of the demo's own 127.0.0.1 listeners."""
-    with urllib.request.urlopen(url, timeout=timeout) as answer:
-        body: bytes = answer.read()
-        return body.decode("utf-8", errors="replace")
+def http_get(url: str, *, deadline: float) -> str:
+    """The body of a GET to one of the demo's own 127.0.0.1 listeners; a `503` (the master
+    has not pushed the page or the metrics yet) is asked again until `deadline`."""
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                body: bytes = answer.read()
+                return body.decode("utf-8", errors="replace")
+        except urllib.error.HTTPError as error:
+            if error.code != 503 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
 
 
-def stapled_metrics(url: str) -> dict[str, float]:
+def stapled_metrics(text: str) -> dict[str, float]:
     """`staplegate_ocsp_stapled` per certificate, as prometheus-client reads the scrape."""
-    text = http_get(url)
     return {
         sample.labels["certificate"]: sample.value
         for family in text_string_to_metric_families(text)
@@ -271,7 +278,7 @@ def page_rows(page: str) -> dict[str, str]:
     """The stats page's certificates table: first path of each row -> its colour class."""
     table = page.partition('<table class="certificates">')[2].partition("</table>")[0]
     rows = re.findall(r'<tr class="(\w+)"><td class="name">([^<]*)', table)
-    return {name: health for health, name in rows}
+    return {html.unescape(name): health for health, name in rows}
 
 
 def show_monitoring(layout: DemoLayout, *, timeout: float = 15.0) -> bool:
@@ -292,11 +299,11 @@ def show_monitoring(layout: DemoLayout, *, timeout: float = 15.0) -> bool:
     stapled: dict[str, float] = {}
     try:
         while stapled.get(www) != 1 and time.monotonic() < deadline:
-            stapled = stapled_metrics(layout.metrics_url)
+            stapled = stapled_metrics(http_get(layout.metrics_url, deadline=deadline))
             if stapled.get(www) != 1:
                 time.sleep(0.2)
-        page = http_get(layout.stats_url)
-    except (OSError, urllib.error.URLError) as error:
+        page = http_get(layout.stats_url, deadline=deadline)
+    except OSError as error:  # urllib's errors are OSErrors
         print(f"    stats frontend on 127.0.0.1:{layout.stats_port} did not answer: {error}")
         return False
     print(f"    metrics {layout.metrics_url}:")
