@@ -103,6 +103,9 @@ class WatchLog:
 
     message: str
     alert: bool = False
+    revoked: CrlTarget | None = None
+    """On an alert: the certificate that became revoked (its verdict is `verdict`)."""
+    verdict: WatchVerdict | None = None
 
 
 def watched_url(certificate: x509.Certificate) -> str | None:
@@ -193,6 +196,8 @@ class CrlWatch:
                         f"{LOG_TAG} certificate {path} is REVOKED by its CRL {url} "
                         f"(reason {verdict.reason or 'unspecified'}, revoked at {when})",
                         alert=True,
+                        revoked=next(t for t in source.targets if t.path == path),
+                        verdict=verdict,
                     )
                 )
             source.verdicts[path] = verdict

@@ -8,7 +8,8 @@ than `MAX_SLEEP`, so an offset clock or a wall-clock jump is noticed.
 Log lines go to the `staplegate.crl` logger: `<CRL-UPDATE>` lines at NOTICE like
 `<OCSP-UPDATE>`, a certificate becoming revoked at ALERT. Each source's verdicts are written
 to the state directory after every successful fetch (`crl-<hash>.json`, atomically) and read
-back before the first fetch, so a restart reports the last verdict at once.
+back before the first fetch, so a restart reports the last verdict at once. A certificate
+that becomes revoked is also handed to `on_revocation` (the revoked hook).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import contextlib
 import datetime as dt
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from staplegate.clock import Clock
@@ -27,6 +28,7 @@ from staplegate.fetch.gate import FetchGate
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.store.atomic import write_atomically
 from staplegate.updater.crl_watch import CrlSource, CrlTarget, CrlWatch, WatchLog, state_file_name
+from staplegate.updater.revoked_hook import Revocation
 
 #: syslog notice and alert, as the OCSP updater uses them (updater/driver.py).
 NOTICE = 25
@@ -52,8 +54,10 @@ class CrlWatcher:
         state_dir: Path | None,
         settings: UpdateSettings | None = None,
         rng: random.Random | None = None,
+        on_revocation: Callable[[Revocation], None] | None = None,
     ) -> None:
         self._clock = clock
+        self._on_revocation = on_revocation
         self._client = client
         self._gate = gate
         self._state_dir = state_dir
@@ -97,6 +101,7 @@ class CrlWatcher:
             failure = result.failure.value if result.failure else "unknown"
             logs = self.watch.failed(url, failure, result.detail, now)
         _emit(logs)
+        self._announce(logs)
         if result.ok and self.watch.sources[url].consecutive_failures == 0:
             await self._persist(url)
 
@@ -161,6 +166,25 @@ class CrlWatcher:
         self._wakeup.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+
+    def _announce(self, logs: list[WatchLog]) -> None:
+        """Hand each new revocation to the revoked hook (a failing hook is logged, no more)."""
+        if self._on_revocation is None:
+            return
+        for line in logs:
+            if line.revoked is None or line.verdict is None:
+                continue
+            revocation = Revocation(
+                path=line.revoked.path,
+                certificate=line.revoked.certificate,
+                reason=line.verdict.reason,
+                time=line.verdict.revocation_time,
+                source="crl",
+            )
+            try:
+                self._on_revocation(revocation)
+            except Exception:
+                logger.exception("CRL watch: the revocation callback failed")
 
 
 def _emit(logs: list[WatchLog]) -> None:
