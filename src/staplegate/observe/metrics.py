@@ -480,6 +480,12 @@ class CollectedMetrics(Collector):
             return self._collector.families(self._state)
         return iter(self._families)
 
+    @property
+    def snapshots(self) -> Sequence[EntrySnapshot] | None:
+        """The updater's snapshot read with the metrics (None for another collector): the
+        stats page of the same moment reuses it rather than taking a second one."""
+        return self._state.snapshots if self._state is not None else None
+
 
 def render(collector: Collector) -> bytes:
     """The exposition a scrape answers (prometheus-client's text format)."""

@@ -171,13 +171,21 @@ def page_options(page: StatsPage, proxy: str) -> PageOptions:
 
 
 def collect_pages(
-    view: ProcessView, pages: Mapping[str, StatsPage], *, now: dt.datetime, uptime_s: int
+    view: ProcessView,
+    pages: Mapping[str, StatsPage],
+    *,
+    now: dt.datetime,
+    uptime_s: int,
+    snapshots: Sequence[EntrySnapshot] | None = None,
 ) -> dict[str, PageData]:
     """Each stats frontend's data: the `show stat` rows (its scope, legends only when
-    `stats show-legends`) and the certificates, read once for all of them."""
+    `stats show-legends`) and the certificates, read once for all of them. `snapshots`: the
+    updater's snapshot when the caller just took one (the metrics'), else it is taken here
+    (10,000 certificates: ~0.15 s of the master's loop)."""
     stat_rows = [row.fields for row in view.stats()]
     entries = view.certificates()
-    snapshots = view.ocsp_updater().snapshot()
+    if snapshots is None:
+        snapshots = view.ocsp_updater().snapshot()
     found = {}
     for name, page in pages.items():
         options = page_options(page, name)

@@ -6,11 +6,16 @@ import dataclasses
 import datetime as dt
 import re
 import socket
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
 from staplegate.config.diagnostics import SourceLocation
 from staplegate.config.model import StatsPage
+from staplegate.observe.metrics import CollectedMetrics, StaplegateCollector
 from staplegate.observe.statspage import (
     CertRow,
     PageOptions,
@@ -223,3 +228,22 @@ def test_pages_read_on_the_loop_are_built_and_rendered_later(tmp_path: Path) -> 
         assert page.count(b'<tr class="failing"><td class="name">') == 1  # no OCSP URI
         assert page.count(b'<tr class="soon"><td class="name">') == 1  # 2 failures
         assert csv.startswith(b"# pxname,svname,")
+
+
+def test_pages_reuse_the_snapshot_the_metrics_just_took(tmp_path: Path) -> None:
+    served = _store(tmp_path / "a")
+    ocsp = FakeOcsp(entries=[])  # asking the updater again would find nothing
+    view = FakeView(ocsp, rows=[StatRow(FRONTEND)], stores=[served])
+    collected = CollectedMetrics(StaplegateCollector(view, now=lambda: METRICS_NOW, started_at=0))
+    assert collected.snapshots == []
+    shared = [served_entry(served.name)]
+    pages = {"one": StatsPage(SourceLocation("t.cfg", 1))}
+    data = collect_pages(view, pages, now=METRICS_NOW, uptime_s=5, snapshots=shared)
+    page, _ = render_pages(data)["one"]
+    assert page.count(b'<tr class="soon"><td class="name">') == 1  # stapled, 2 failures
+    assert CollectedMetrics(_Nothing()).snapshots is None  # another collector
+
+
+class _Nothing(Collector):
+    def collect(self) -> Iterator[Metric]:
+        return iter(())
