@@ -146,6 +146,10 @@ class OcspService(Protocol):
         """How long OCSP fetches took, per responder URL, since the master started."""
         ...
 
+    async def update_crl(self, name: str, *, timeout: float) -> CrlSource | None:
+        """Fetch the CRL named by URL or certificate path now; None when none is watched."""
+        ...
+
 
 class ProcessView(Protocol):
     """The running process as the runtime API sees it (see the module docstring)."""

@@ -36,6 +36,8 @@ def parse_answer(command: str, text: str) -> JsonValue:
         return _crt_list(text)
     if key == "update ssl ocsp-response":
         return _update_line(text)
+    if key == "update ssl crl":
+        return _crl_update(text)
     if words[:1] == ["reload"] or words[:2] == ["show", "reload"]:
         return _reload(text)
     return {"answer": text}
@@ -58,6 +60,24 @@ def _update_line(text: str) -> JsonValue:
         "status_text": match["text"],
         "failures": int(match["failures"]),
         "successes": int(match["successes"]),
+    }
+
+
+#: `update ssl crl`'s answer: the CRL's URL, the last <CRL-UPDATE> detail and its counters
+_CRL_UPDATE = re.compile(
+    r"(?P<url>\S+): (?P<detail>.*) \((?P<successes>\d+) successes, (?P<failures>\d+) failures\)"
+)
+
+
+def _crl_update(text: str) -> JsonValue:
+    match = _CRL_UPDATE.fullmatch(text.strip())
+    if match is None:
+        return {"answer": text}
+    return {
+        "url": match["url"],
+        "result": match["detail"],
+        "successes": int(match["successes"]),
+        "failures": int(match["failures"]),
     }
 
 

@@ -70,3 +70,15 @@ def test_update_and_reload_answers_become_structures() -> None:
     assert parse_answer("show reload", report) == expected
     assert parse_answer("show reload", "No reload yet.") == {"answer": "No reload yet."}
     assert parse_answer("disable server be/web1", "") == {"answer": ""}
+
+
+def test_update_ssl_crl_answer_becomes_a_structure() -> None:
+    answer = 'http://ca.test/crl: ok "2 certificate(s), 0 revoked" (3 successes, 1 failures)'
+    assert parse_answer("update ssl crl http://ca.test/crl", answer) == {
+        "url": "http://ca.test/crl",
+        "result": 'ok "2 certificate(s), 0 revoked"',
+        "successes": 3,
+        "failures": 1,
+    }
+    refused = "'x' is neither a watched CRL URL nor a certificate the CRL watch follows"
+    assert parse_answer("update ssl crl x", refused) == {"answer": refused}
