@@ -49,6 +49,7 @@ from staplegate.updater.results import (
     UpdateOutcome,
     UpdateResult,
 )
+from staplegate.updater.timing import DurationHistogram
 from tests.fuzz_targets.crl_verify import CRL_URL, LEAF_SERIAL, build_crl, pki
 from tests.fuzz_targets.crl_verify import NOW as FUZZ_NOW
 
@@ -108,6 +109,7 @@ class FakeOcsp:
     updates: list[tuple[CertId, float | None]] = field(default_factory=list)
     responses: list[bytes] = field(default_factory=list)
     crl: list[CrlSource] = field(default_factory=list)
+    durations: dict[str, DurationHistogram] = field(default_factory=dict)
     crl_updates: list[str] = field(default_factory=list)
 
     @property
@@ -134,6 +136,9 @@ class FakeOcsp:
 
     def crl_sources(self) -> Sequence[CrlSource]:
         return self.crl
+
+    def fetch_durations(self) -> Mapping[str, DurationHistogram]:
+        return self.durations
 
     async def update_crl(self, name: str, *, timeout: float) -> CrlSource | None:
         for source in self.crl:
