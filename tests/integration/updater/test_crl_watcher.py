@@ -145,7 +145,8 @@ def test_one_fetch_per_url_revocation_on_next_update_and_verdict_kept_offline(
                 assert source.verdict("/site-b.pem").status is WatchStatus.GOOD
                 assert (tmp_path / state_file_name(url)).exists()
                 # revoke one; the watch refetches on the CRL's nextUpdate (2 s away)
-                responder.body = _crl(revoked=(0x502,), next_update_s=60)
+                # (nextUpdate 10 min away: no scheduled refetch interferes below, however slow)
+                responder.body = _crl(revoked=(0x502,), next_update_s=600)
                 await _until(
                     lambda: source.verdict("/site-b.pem").status is WatchStatus.REVOKED,
                     "the revocation seen on the next refresh",
