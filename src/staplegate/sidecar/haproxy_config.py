@@ -26,6 +26,7 @@ that has an OCSP URI and an issuer — what HAProxy before 2.8, which has no upd
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -76,6 +77,10 @@ SECTION_KEYWORDS = frozenset(
 #: `global` lines handed to staplegate's own parser: the OCSP engine's settings.
 _OCSP_GLOBAL_PREFIXES = ("ocsp-update.", "tune.ssl.ocsp-update.")
 _OCSP_GLOBAL_WORDS = frozenset({"httpclient.retries", "httpclient.timeout.connect"})
+
+#: Larger than any configuration, crt-list, certificate bundle or staple: a file named by
+#: mistake (`/dev/zero`, a log) is refused instead of read to the end.
+MAX_FILE_BYTES = 16 * 1024 * 1024
 
 #: crt-list options that take no value (HAProxy's ssl bind options allowed on a crt-list line).
 _CRT_LIST_FLAGS = frozenset({"allow-0rtt", "no-ca-names", "no-alpn", "ssl"})
@@ -169,7 +174,7 @@ def read_haproxy_config(
     for path in expand_config_paths([Path(p) for p in paths], sink):
         reading.files[str(path)] = None
         try:
-            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+            text = _read_text(path)
         except OSError as exc:
             reading.errors.append(
                 f"[ALERT] config : Could not open configuration file {path} : {exc.strerror or exc}"
@@ -254,7 +259,7 @@ def _read_file(reading: _Reading, file: str, text: str) -> None:
 def _read_extra_config(reading: _Reading, file: str) -> None:
     """`--extra-config`: the `global` section's OCSP lines; anything else is said and skipped."""
     try:
-        text = Path(file).read_text(encoding="utf-8", errors="surrogateescape")
+        text = _read_text(Path(file))
     except OSError as exc:
         reading.errors.append(
             f"[ALERT] config : Could not open --extra-config file {file} : {exc.strerror or exc}"
@@ -404,7 +409,7 @@ def _bind_crt(reading: _Reading, value: str, where: str) -> None:
 def _read_crt_list(reading: _Reading, list_path: str, where: str) -> None:
     reading.files[list_path] = None
     try:
-        text = Path(list_path).read_text(encoding="utf-8", errors="surrogateescape")
+        text = _read_text(Path(list_path))
     except OSError as exc:
         reading.alert(where, f"'crt-list' : cannot open file '{list_path}' : {exc.strerror}")
         return
@@ -535,6 +540,8 @@ def _resolve(reading: _Reading, reference: _Reference) -> _Reference | None:
 
 def _members(reference: _Reference, extra: ExtraFiles) -> list[_Reference]:
     """The certificates one path names: itself, or HAProxy's `.rsa`/`.ecdsa`/`.dsa` bundle."""
+    if "\0" in reference.crt_path:
+        return [reference]  # no such file: loading it says so
     source = CertificateSource(
         name=reference.name,
         crt_path=Path(reference.crt_path),
@@ -553,12 +560,13 @@ def _load_one(
     where = reference.source
     reading.files[str(crt_path)] = None
     try:
-        data = crt_path.read_bytes()
+        data = _read_bytes(crt_path)
     except OSError as exc:
+        hint = ""
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            hint = " (the sidecar needs read access to the certificate files, not to their keys)"
         reading.alert(
-            where,
-            f"'{crt_path}' : unable to load the certificate: {exc.strerror or exc} "
-            "(the sidecar needs read access to the certificate files, not to their keys)",
+            where, f"'{crt_path}' : unable to load the certificate: {exc.strerror or exc}{hint}"
         )
         return None
     try:
@@ -588,7 +596,7 @@ def _load_one(
     sidecar_ocsp = None
     if ocsp_file is not None:
         try:
-            sidecar_ocsp = ocsp_file.read_bytes()
+            sidecar_ocsp = _read_bytes(ocsp_file)
         except FileNotFoundError:
             pass
         except OSError as exc:
@@ -632,7 +640,7 @@ def _issuer_file(
     for path in candidates:
         reading.files[str(path)] = None  # watched even while absent: it may appear
         try:
-            found = x509.load_pem_x509_certificates(path.read_bytes())
+            found = x509.load_pem_x509_certificates(_read_bytes(path))
         except FileNotFoundError:
             continue
         except (OSError, ValueError) as exc:
@@ -643,6 +651,21 @@ def _issuer_file(
             return found[0]
         reading.warn(reference.source, f"'{path}' : did not issue '{reference.name}'; ignored")
     return None
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes; OSError (EFBIG) past MAX_FILE_BYTES, whatever the file is."""
+    if "\0" in str(path):  # no file system path holds one (open() would raise ValueError)
+        raise OSError(errno.EINVAL, "a NUL character in the path", str(path).replace("\0", "\\0"))
+    with path.open("rb") as stream:
+        data = stream.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise OSError(errno.EFBIG, f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB", str(path))
+    return data
+
+
+def _read_text(path: Path) -> str:
+    return _read_bytes(path).decode("utf-8", errors="surrogateescape")
 
 
 def _ocsp_file(reference: _Reference, extra: ExtraFiles) -> Path | None:

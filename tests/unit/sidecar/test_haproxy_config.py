@@ -142,6 +142,16 @@ def test_missing_files_are_alerts_naming_the_line(tmp_path: Path) -> None:
     assert "Could not open configuration file" in absent.discovery.errors[0]
 
 
+def test_paths_that_cannot_be_files_are_alerts(tmp_path: Path) -> None:
+    config = _write(
+        tmp_path,
+        'frontend f\n    bind :443 ssl crt "a\\x00b.pem"\n    bind :444 ssl crt /dev/zero\n',
+    )
+    errors = _read(config).discovery.errors
+    assert "a NUL character in the path" in errors[0]
+    assert "'/dev/zero' : unable to load the certificate: larger than 16 MiB" in errors[1]
+
+
 def test_a_file_without_a_certificate_is_an_alert(tmp_path: Path) -> None:
     (tmp_path / "junk.pem").write_text("hello\n")
     config = _write(tmp_path, f"frontend f\n    bind :443 ssl crt {tmp_path / 'junk.pem'}\n")
