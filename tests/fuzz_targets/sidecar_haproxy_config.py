@@ -73,14 +73,21 @@ def run_one(data: bytes) -> None:
     config.write_text(text, encoding="utf-8", errors="surrogateescape")
     before = Path.cwd()
     os.chdir(_SCRATCH)  # relative paths in the input resolve in the scratch directory
+    # the same bytes as a crt-list, too
+    (_SCRATCH / "fuzz.lst").write_text(text, encoding="utf-8", errors="surrogateescape")
+    listing = _SCRATCH / "listing.cfg"
+    listing.write_text("frontend f\n    bind :443 ssl crt-list fuzz.lst\n")
     try:
-        found = read_haproxy_config([str(config)], env={"HOME": "/home/x"})
+        found = [
+            read_haproxy_config([str(path)], env={"HOME": "/home/x"}, update_all=True)
+            for path in (config, listing)
+        ]
     finally:
         os.chdir(before)
-    discovery = found.discovery
-    for line in discovery.errors:
-        if not line.startswith("[ALERT]"):
-            raise Disagreement(f"an error that is not an [ALERT]: {line}")
-    for line in discovery.messages:
-        if not line.startswith(("[WARNING]", "[NOTICE]")):
-            raise Disagreement(f"a message that is neither a warning nor a notice: {line}")
+    for discovery in (f.discovery for f in found):
+        for line in discovery.errors:
+            if not line.startswith("[ALERT]"):
+                raise Disagreement(f"an error that is not an [ALERT]: {line}")
+        for line in discovery.messages:
+            if not line.startswith(("[WARNING]", "[NOTICE]")):
+                raise Disagreement(f"a message that is neither a warning nor a notice: {line}")
