@@ -22,6 +22,7 @@ from cryptography.x509 import ocsp
 
 from staplegate.clock import CLOCK_OFFSET_VARIABLE
 from staplegate.sidecar.nginx_delivery import PLACEHOLDER
+from staplegate.testpki.ca import KeyKind
 from staplegate.testpki.pytest_plugin import Pki
 from tests.e2e.harness import (
     StaplegateProcess,
@@ -31,6 +32,7 @@ from tests.e2e.harness import (
     s_client_status,
     wait_for_output,
 )
+from tests.e2e.sidecar_haproxy import runtime
 from tests.e2e.sidecar_nginx import Nginx, needs_nginx
 from tests.nginx_sites import write_ca_file, write_site
 
@@ -353,5 +355,80 @@ def test_a_revoked_answer_is_written_with_the_alert_and_nginx_staples_it(
             )
             assert "Revocation Reason: keyCompromise" in output
             assert "is REVOKED (since" in later.output  # the updater's ALERT line
+    finally:
+        nginx.stop()
+
+
+def test_update_over_the_sidecars_socket_rewrites_the_file_and_reloads_nginx(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """`--socket`: `update ssl ocsp-response <cert>` fetches now; the new answer (here: the
+    certificate was just revoked) reaches nginx's file and, after the reload, its clients."""
+    site = write_site(pki, tmp_path / "certs", "a.test")
+    nginx = Nginx(tmp_path, [("a.test", site)])
+    path = nginx.staple_files["a.test"]
+    socket_path = tmp_path / "sidecar.sock"
+    args = ["sidecar", "--nginx", str(nginx.conf), "--state-dir", str(tmp_path / "state")]
+    args += ["--reload-cmd", nginx.reload_command, "--socket", str(socket_path)]
+    process = StaplegateProcess(args)
+    try:
+        good = _wait_until(_staple_in(path), "no staple", process)
+        nginx.start()
+        assert "Cert Status: good" in s_client_status(nginx.port, "a.test")
+        pki.revoke("a.test")
+        answer = runtime(socket_path, f"update ssl ocsp-response {site.crt}")
+        assert answer.startswith(f'<OCSP-UPDATE> {site.crt} 1 "Update successful"'), answer
+        _wait_until(_staple_in(path, unlike=good), "file not rewritten", process)
+        wait_for_output(
+            lambda: s_client_status(nginx.port, "a.test"),
+            "Cert Status: revoked",
+            timeout=15,
+            failure="nginx was not reloaded with the new answer",
+        )
+    finally:
+        nginx.stop()
+        if process.process.poll() is None:
+            process.stop(signal.SIGTERM)
+        process.close()
+
+
+def test_nginx_staples_a_servers_one_file_for_every_certificate_so_the_first_keeps_it(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """The finding behind the one-file-per-server rule, on Debian's nginx: an RSA handshake
+    is handed the staple of the server's ECDSA certificate (another serial)."""
+    ec = write_site(pki, tmp_path / "certs", "ec.test")
+    rsa = write_site(pki, tmp_path / "certs", "rsa.test", key=KeyKind.RSA2048)
+    nginx = Nginx(tmp_path, [("both.test", ec)])
+    conf = nginx.conf.read_text()
+    conf = conf.replace(
+        f"ssl_certificate_key {ec.key};",
+        f"ssl_certificate_key {ec.key};\n        ssl_certificate {rsa.crt};\n"
+        f"        ssl_certificate_key {rsa.key};",
+    )
+    nginx.conf.write_text(conf)
+    discovery = _sidecar_exit("--nginx", str(nginx.conf), "-c")
+    assert f"{ec.crt}\ton\t" in discovery.stdout
+    assert f"{rsa.crt}\toff (shares ssl_stapling_file" in discovery.stdout
+    serial_hex = f"{ec.issued.certificate.serial_number:X}"
+    ec_serial = serial_hex.zfill(len(serial_hex) + len(serial_hex) % 2)  # as openssl prints it
+    staple = nginx.staple_files["both.test"]
+    staple.parent.mkdir()
+    staple.write_bytes(pki.ca.good_response(ec.issued))
+    try:
+        nginx.start()
+        for cipher, served in (
+            ("ECDHE-ECDSA-AES128-GCM-SHA256", "ec.test"),
+            ("ECDHE-RSA-AES128-GCM-SHA256", "rsa.test"),
+        ):
+            output = subprocess.run(
+                [
+                    "openssl", "s_client", "-connect", f"127.0.0.1:{nginx.port}",
+                    "-servername", "both.test", "-status", "-tls1_2", "-cipher", cipher,
+                ],
+                input="", capture_output=True, text=True, timeout=20, check=False,
+            ).stdout  # fmt: skip
+            assert f"subject=CN = {served}" in output, output
+            assert f"Serial Number: {ec_serial}" in output, output
     finally:
         nginx.stop()

@@ -179,6 +179,7 @@ def parse_tree(main: Path, reading: _Reading) -> tuple[Directive, ...] | None:
         # crossplane catches what it knows; anything else still becomes one clear line.
         reading.errors.append(f"[ALERT] nginx : cannot read configuration file {main} : {exc}")
         return None
+    errors_before = len(reading.errors)
     for error in payload.get("errors", []):
         file = str(error.get("file", main))
         line = error.get("line")
@@ -188,12 +189,16 @@ def parse_tree(main: Path, reading: _Reading) -> tuple[Directive, ...] | None:
         if text.endswith(suffix):
             text = text[: -len(suffix)]
         reading.alert(where, text)
-    if reading.errors:
+    if len(reading.errors) > errors_before:
         return None
     configs: list[dict[str, Any]] = payload["config"]
     for config in configs:
         reading.depends_on(str(config["file"]))
-    return _inline(configs, 0, seen=())
+    try:
+        return _inline(configs, 0, seen=())
+    except RecursionError:  # crossplane took it; blocks nested ~1,000 deep are not a config
+        reading.errors.append(f"[ALERT] nginx : {main} : blocks nested too deeply")
+        return None
 
 
 def _inline(

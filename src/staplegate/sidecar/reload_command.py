@@ -98,6 +98,7 @@ class ReloadCommand:
         self._retry_at: float | None = None
         self._failures_in_row = 0
         self._closing = False
+        self._closed = False
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -115,7 +116,7 @@ class ReloadCommand:
 
     def request(self, changes: int = 1) -> None:
         """Note `changes` changed files; the command runs after the batch settles."""
-        if changes <= 0:
+        if changes <= 0 or self._closed:
             return
         self.start()
         self._pending += changes
@@ -136,6 +137,7 @@ class ReloadCommand:
         """Stop: a pending batch runs now (skipping the debounce, the rate limit and any
         backoff, bounded by the timeout), then the task ends; a command already running
         is given its timeout to finish."""
+        self._closed = True
         task, self._task = self._task, None
         if task is None:
             return
@@ -214,7 +216,10 @@ class ReloadCommand:
 
     async def _run_once(self, changes: int) -> ReloadResult:
         self._last_start = started = self._monotonic()
-        ok, detail = await self._execute()
+        try:
+            ok, detail = await self._execute()
+        except (OSError, RuntimeError) as exc:  # e.g. no file descriptor left: retried, not fatal
+            ok, detail = False, f"cannot run it: {exc}"
         duration = self._monotonic() - started
         noun = "change" if changes == 1 else "changes"
         if ok:
@@ -242,8 +247,8 @@ class ReloadCommand:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
-            except OSError as exc:
-                return False, f"cannot start it: {exc.strerror or exc}"
+            except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the command
+                return False, f"cannot start it: {getattr(exc, 'strerror', None) or exc}"
             try:
                 status = await asyncio.wait_for(process.wait(), timeout=self.settings.timeout)
             except TimeoutError:

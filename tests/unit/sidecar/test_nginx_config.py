@@ -9,6 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from staplegate.ocsp.certid import CertId
 from staplegate.sidecar.nginx_config import discover
@@ -422,3 +425,79 @@ def test_a_file_named_by_two_servers_is_read_once_and_its_problem_said_once(
     (error,) = discovery.errors
     assert f"cannot read ssl_certificate file '{gone}'" in error
     assert len(discovery.skipped) == 2
+
+
+def test_blocks_nested_beyond_pythons_stack_are_an_alert_not_a_traceback(tmp_path: Path) -> None:
+    conf = tmp_path / "nginx.conf"
+    depth = 3000
+    conf.write_text("events {}\nhttp { server {" + "x {" * depth + "}" * depth + "}}\n")
+    (error,) = discover([conf]).errors
+    assert error.startswith(f"[ALERT] nginx : parsing [{conf}]")
+    assert "recursion" in error
+
+
+_TOKENS = st.sampled_from(
+    [
+        "http", "server", "events", "{", "}", ";", "include", "ssl_certificate",
+        "ssl_stapling", "on", "off", "ssl_stapling_file", "ssl_trusted_certificate",
+        "ssl_stapling_responder", "server_name", "listen", '"', "'", "#", "\\", "$x",
+        "data:x", "/dev/null", "/nonexistent", "*.conf", "\n", " ", "\udcff",
+    ]
+)  # fmt: skip
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(_TOKENS, max_size=40))
+def test_any_token_soup_gives_a_discovery_never_a_traceback(
+    tmp_path: Path, tokens: list[str]
+) -> None:
+    conf = tmp_path / "nginx.conf"
+    conf.write_bytes(" ".join(tokens).encode("utf-8", "surrogateescape"))
+    discovery = discover([conf])
+    assert all(line.startswith("[ALERT] nginx : ") for line in discovery.errors)
+    assert all(line.startswith("[WARNING] nginx : ") for line in discovery.messages)
+
+
+def test_data_values_are_skipped_with_a_message(tmp_path: Path) -> None:
+    conf = _conf(
+        tmp_path,
+        _server("a.test", "ssl_certificate data:$cert_pem; ssl_stapling on; ssl_stapling_file a;"),
+    )
+    discovery = discover([conf])
+    assert discovery.certificates == ()
+    assert any("holds a variable" in m or "is not a file" in m for m in discovery.messages)
+
+    conf = _conf(
+        tmp_path,
+        _server("a.test", "ssl_certificate engine:pkcs11:x; ssl_stapling on; ssl_stapling_file a;"),
+    )
+    (message,) = discover([conf]).messages
+    assert "ssl_certificate 'engine:...' is not a file" in message
+
+
+def test_an_encrypted_key_in_the_certificate_file_is_not_our_business(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """nginx takes a passphrase (ssl_password_file); the sidecar needs the certificates only."""
+    a = write_site(pki, tmp_path, "a.test")
+    encrypted = a.issued.private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+    a.crt.write_bytes(a.crt.read_bytes() + encrypted)
+    body = f"ssl_certificate {a.crt};\nssl_stapling on; ssl_stapling_file a.ocsp;"
+    discovery = discover([_conf(tmp_path, _server("a.test", body))])
+    assert discovery.ok, discovery.errors
+    (certificate,) = discovery.certificates
+    assert certificate.entry.certificate == a.issued.certificate
+
+
+def test_a_file_ending_inside_a_quoted_string_is_an_alert(tmp_path: Path) -> None:
+    """nginx -t refuses it; crossplane 0.5.8 said "ok", the maintained 0.5.14 does not."""
+    conf = tmp_path / "nginx.conf"
+    conf.write_text('events {}\nhttp { server { server_name "a.test')
+    (error,) = discover([conf]).errors
+    assert error.startswith(f"[ALERT] nginx : parsing [{conf}:2] : unexpected end of file")

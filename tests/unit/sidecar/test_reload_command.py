@@ -260,3 +260,29 @@ def test_a_change_inside_the_debounce_window_pushes_the_run_back(tmp_path: Path)
 
     first, ran = asyncio.run(scenario())
     assert ran - first >= 0.29
+
+
+def test_a_command_that_cannot_start_is_a_logged_failure_not_a_dead_task() -> None:
+    async def scenario() -> ReloadCommand:
+        async with ReloadCommand("echo a\x00b", settings=FAST) as reload:
+            reload.request()
+            while not reload.results:
+                await asyncio.sleep(0.01)
+            return reload
+
+    reload = asyncio.run(scenario())
+    assert "cannot start it" in reload.results[0].detail
+    assert "null byte" in reload.results[0].detail
+
+
+def test_requests_after_close_are_ignored(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+
+    async def scenario() -> None:
+        reload = ReloadCommand(f"echo run >> {runs}", settings=FAST)
+        await reload.close()
+        reload.request()
+        await asyncio.sleep(0.2)  # behaviour under test: nothing may run after close
+
+    asyncio.run(scenario())
+    assert not runs.exists()
