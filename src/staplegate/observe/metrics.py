@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from staplegate import __version__
 from staplegate.certs import LoadedCertificate, OcspDisposition
+from staplegate.certs.readiness import is_short_lived
 from staplegate.deploy.generation import CertificateEntry
 from staplegate.ocsp.logline import UpdateStatus
 from staplegate.ocsp.verify import CertStatus
@@ -42,8 +43,6 @@ UPDATE_RESULTS: Mapping[UpdateStatus, str] = {
     UpdateStatus.INSERTION_ERROR: "insertion_error",
 }
 RESPONSE_STATUSES = ("good", "revoked", "unknown")
-#: a certificate valid this long or less is short-lived (CA/Browser Forum: no OCSP needed)
-SHORT_LIVED = dt.timedelta(days=10)
 _RESPONSE_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
 
 
@@ -76,8 +75,7 @@ def _first_reason(
     if cert.not_after <= now:
         return ["expired"]
     if cert.ocsp_uri is None:
-        short = cert.not_after - cert.not_before <= SHORT_LIVED
-        return ["short_lived" if short else "no_ocsp_uri"]
+        return ["short_lived" if is_short_lived(cert) else "no_ocsp_uri"]
     if cert.issuer is None:
         return ["no_issuer"]
     readiness = entry.readiness

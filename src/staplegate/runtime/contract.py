@@ -141,6 +141,10 @@ class OcspService(Protocol):
         """Every CRL URL the CRL watch follows, with its certificates' verdicts."""
         ...
 
+    async def update_crl(self, name: str, *, timeout: float) -> CrlSource | None:
+        """Fetch the CRL named by URL or certificate path now; None when none is watched."""
+        ...
+
 
 class ProcessView(Protocol):
     """The running process as the runtime API sees it (see the module docstring)."""

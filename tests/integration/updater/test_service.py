@@ -399,9 +399,9 @@ def test_revoked_certificate_is_stapled_and_raises_an_alert(
             leaf = openssl_pki.ca.issue("revoked.test", ocsp_url=ocsp_server.url)
             openssl_pki.ca.revoke("revoked.test", reason="keyCompromise")
             tables = Tables()
-            revoked: list[tuple[str, CertStatus]] = []
+            revoked: list[tuple[str, str | None, str]] = []
             updater = make_updater([entry(leaf)], tables)
-            updater._on_revocation = lambda path, staple: revoked.append((path, staple.status))
+            updater._on_revocation = lambda r: revoked.append((r.path, r.reason, r.source))
             async with running(updater):
                 outcome = await updater.update_now(cert_id(leaf), timeout=WAIT)
                 (row,) = updater.snapshot()
@@ -411,7 +411,7 @@ def test_revoked_certificate_is_stapled_and_raises_an_alert(
             assert row.staple.status is CertStatus.REVOKED
             assert row.revocations == 1
             assert updater.revocations_detected == 1
-            assert revoked == [(str(leaf.bundle_path), CertStatus.REVOKED)]
+            assert revoked == [(str(leaf.bundle_path), "keyCompromise", "ocsp")]
             alerts = [r.getMessage() for r in caplog.records if r.levelno == ALERT]
             assert len(alerts) == 1
             assert str(leaf.bundle_path) in alerts[0]

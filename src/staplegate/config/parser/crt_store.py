@@ -6,7 +6,12 @@ its `ocsp-update`, and the entry is referred to from `bind ... crt @store/name`.
 
 from __future__ import annotations
 
-from staplegate.config.crtlist import join_base, ocsp_update_error, parse_ocsp_update
+from staplegate.config.crtlist import (
+    join_base,
+    ocsp_update_error,
+    parse_ocsp_update,
+    responder_url_error,
+)
 from staplegate.config.diagnostics import Reason, SourceLocation
 from staplegate.config.model import CrtStoreLoad
 from staplegate.config.parser.registry import KeywordTable, refused_message, suggest, supported
@@ -63,7 +68,7 @@ def _load(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     assert store is not None
     values: dict[str, str] = {}
     i = 1
-    allowed = ("crt", "key", "ocsp", "issuer", "sctl", "ocsp-update", "alias")
+    allowed = ("crt", "key", "ocsp", "issuer", "sctl", "ocsp-update", "ocsp-responder", "alias")
     while i < len(args):
         opt = args[i]
         if opt not in allowed:
@@ -95,6 +100,12 @@ def _load(parser: ParserState, args: list[str], where: SourceLocation) -> None:
         if ocsp_update is None:
             parser.error(where, "ocsp-update", ocsp_update_error(values["ocsp-update"]))
             return
+    responder = values.get("ocsp-responder")
+    if responder is not None:
+        problem = responder_url_error("ocsp-responder", responder)
+        if problem is not None:
+            parser.error(where, "ocsp-responder", problem, Reason.INVALID_VALUE)
+            return
     crt_base = store.crt_base if store.crt_base is not None else parser.global_.crt_base
     key_base = store.key_base if store.key_base is not None else parser.global_.key_base
     load = CrtStoreLoad(
@@ -108,6 +119,7 @@ def _load(parser: ParserState, args: list[str], where: SourceLocation) -> None:
         sctl_path=join_base(crt_base, values["sctl"]) if "sctl" in values else None,
         ocsp_update=ocsp_update,
         alias=values.get("alias"),
+        ocsp_responder=responder,
     )
     clash = [other for other in _all_loads(parser) if other.name == load.name]
     if clash:
