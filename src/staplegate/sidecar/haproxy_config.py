@@ -34,16 +34,17 @@ from pathlib import Path
 
 from cryptography import x509
 
-from staplegate.certs.loader import expand_bundle, issued_by, ocsp_uri
+from staplegate.certs.loader import expand_bundle, issued_by, ocsp_uris
 from staplegate.certs.source import CertificateSource, ExtraFiles, Sidecar, sidecar_path
 from staplegate.config.crtlist import join_base, parse_ocsp_update
 from staplegate.config.diagnostics import DiagnosticSink, Severity
 from staplegate.config.lexer import Line, lex
 from staplegate.config.loader import SIDECAR_SUFFIXES, expand_config_paths
-from staplegate.config.model import GlobalSettings
+from staplegate.config.model import CrlWatchMode, GlobalSettings
 from staplegate.config.parser.dispatch import parse_texts
 from staplegate.ocsp.certid import CertId
 from staplegate.sidecar.targets import Discovery, SidecarCertificate, SkippedCertificate
+from staplegate.updater.crl_watch import CrlTarget, watched_url
 from staplegate.updater.driver import UpdaterEntry
 
 #: Words that open a section in HAProxy 2.x/3.x (anything else belongs to the current one).
@@ -141,6 +142,7 @@ class _Reading:
     sockets: list[StatsSocketLine] = field(default_factory=list)
     global_texts: list[tuple[str, str]] = field(default_factory=list)
     files: dict[str, None] = field(default_factory=dict)  # read, in order, once each
+    crl_targets: dict[str, CrlTarget] = field(default_factory=dict)
     # the crt-store section being read: name, crt-base, key-base
     store_name: str | None = None
     store_crt_base: str | None = None
@@ -195,6 +197,7 @@ def read_haproxy_config(
         skipped=tuple(skipped),
         settings=settings,
         files=tuple(reading.files),
+        crl_targets=tuple(reading.crl_targets.values()),
     )
     return HaproxyDiscovery(discovery, tuple(reading.sockets))
 
@@ -281,10 +284,8 @@ def _read_extra_config(reading: _Reading, file: str) -> None:
                 reading.warn(where, f"--extra-config: only 'global' is read here; '{head}' skipped")
         elif section != "global":
             continue
-        elif head == "ocsp-update.crl-watch":
-            reading.warn(
-                where, "the sidecar does not watch CRLs yet; 'ocsp-update.crl-watch' ignored"
-            )
+        elif head == "ocsp-update.must-staple-wait":
+            reading.warn(where, "the sidecar serves no TLS: 'ocsp-update.must-staple-wait' skipped")
         elif head.startswith(_OCSP_GLOBAL_PREFIXES) or head in _OCSP_GLOBAL_WORDS:
             kept.add(line.number)
         else:
@@ -575,8 +576,14 @@ def _load_one(
         reading.alert(where, f"'{crt_path}' : no PEM certificate found in the file")
         return None
     leaf, chain = certificates[0], certificates[1:]
-    uri = ocsp_uri(leaf)
+    # `ocsp-update.responder-url` (--extra-config: an internal mirror) replaces the AIA's
+    # URLs and covers certificates without one; otherwise the AIA's others are fallbacks
+    aia = ocsp_uris(leaf)
+    override = settings.ocsp_update_responder_url
+    uri = override or (aia[0] if aia else None)
+    fallback_uris = () if override else aia[1:]
     updates = _updates(reference, settings, reading.update_all)
+    _watch_crl(reading, reference, settings, leaf, chain, extra, has_ocsp=bool(aia))
     if uri is None:
         return SkippedCertificate(reference.name, where, None, "no OCSP URI")
     if not updates:
@@ -608,6 +615,7 @@ def _load_one(
         uri=uri,
         auto_update=True,
         sidecar_ocsp=sidecar_ocsp,
+        fallback_uris=fallback_uris,
     )
     return SidecarCertificate(
         entry=entry,
@@ -615,6 +623,31 @@ def _load_one(
         source=where,
         ocsp_file=ocsp_file,
     )
+
+
+def _watch_crl(
+    reading: _Reading,
+    reference: _Reference,
+    settings: GlobalSettings,
+    leaf: x509.Certificate,
+    chain: Sequence[x509.Certificate],
+    extra: ExtraFiles,
+    *,
+    has_ocsp: bool,
+) -> None:
+    """Note the certificate for the CRL watch, by `ocsp-update.crl-watch`'s rule (as the main
+    command: `no-ocsp-only`, the default, takes those without an OCSP URL in their AIA)."""
+    mode = settings.ocsp_update_crl_watch
+    if mode is CrlWatchMode.OFF or watched_url(leaf) is None:
+        return
+    if mode is CrlWatchMode.NO_OCSP_ONLY and has_ocsp:
+        return
+    if reference.name in reading.crl_targets:
+        return
+    issuer = next((c for c in chain if issued_by(leaf, c)), None)
+    issuer = issuer or _issuer_file(reading, reference, leaf, extra)
+    if issuer is not None:
+        reading.crl_targets[reference.name] = CrlTarget(reference.name, leaf, issuer)
 
 
 def _updates(reference: _Reference, settings: GlobalSettings, update_all: bool) -> bool:
