@@ -26,6 +26,7 @@ that has an OCSP URI and an issuer — what HAProxy before 2.8, which has no upd
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,16 +34,17 @@ from pathlib import Path
 
 from cryptography import x509
 
-from staplegate.certs.loader import expand_bundle, issued_by, ocsp_uri
+from staplegate.certs.loader import expand_bundle, issued_by, ocsp_uris
 from staplegate.certs.source import CertificateSource, ExtraFiles, Sidecar, sidecar_path
 from staplegate.config.crtlist import join_base, parse_ocsp_update
 from staplegate.config.diagnostics import DiagnosticSink, Severity
 from staplegate.config.lexer import Line, lex
 from staplegate.config.loader import SIDECAR_SUFFIXES, expand_config_paths
-from staplegate.config.model import GlobalSettings
+from staplegate.config.model import CrlWatchMode, GlobalSettings
 from staplegate.config.parser.dispatch import parse_texts
 from staplegate.ocsp.certid import CertId
 from staplegate.sidecar.targets import Discovery, SidecarCertificate, SkippedCertificate
+from staplegate.updater.crl_watch import CrlTarget, watched_url
 from staplegate.updater.driver import UpdaterEntry
 
 #: Words that open a section in HAProxy 2.x/3.x (anything else belongs to the current one).
@@ -76,6 +78,10 @@ SECTION_KEYWORDS = frozenset(
 #: `global` lines handed to staplegate's own parser: the OCSP engine's settings.
 _OCSP_GLOBAL_PREFIXES = ("ocsp-update.", "tune.ssl.ocsp-update.")
 _OCSP_GLOBAL_WORDS = frozenset({"httpclient.retries", "httpclient.timeout.connect"})
+
+#: Larger than any configuration, crt-list, certificate bundle or staple: a file named by
+#: mistake (`/dev/zero`, a log) is refused instead of read to the end.
+MAX_FILE_BYTES = 16 * 1024 * 1024
 
 #: crt-list options that take no value (HAProxy's ssl bind options allowed on a crt-list line).
 _CRT_LIST_FLAGS = frozenset({"allow-0rtt", "no-ca-names", "no-alpn", "ssl"})
@@ -136,6 +142,7 @@ class _Reading:
     sockets: list[StatsSocketLine] = field(default_factory=list)
     global_texts: list[tuple[str, str]] = field(default_factory=list)
     files: dict[str, None] = field(default_factory=dict)  # read, in order, once each
+    crl_targets: dict[str, CrlTarget] = field(default_factory=dict)
     # the crt-store section being read: name, crt-base, key-base
     store_name: str | None = None
     store_crt_base: str | None = None
@@ -169,7 +176,7 @@ def read_haproxy_config(
     for path in expand_config_paths([Path(p) for p in paths], sink):
         reading.files[str(path)] = None
         try:
-            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+            text = _read_text(path)
         except OSError as exc:
             reading.errors.append(
                 f"[ALERT] config : Could not open configuration file {path} : {exc.strerror or exc}"
@@ -190,6 +197,7 @@ def read_haproxy_config(
         skipped=tuple(skipped),
         settings=settings,
         files=tuple(reading.files),
+        crl_targets=tuple(reading.crl_targets.values()),
     )
     return HaproxyDiscovery(discovery, tuple(reading.sockets))
 
@@ -254,7 +262,7 @@ def _read_file(reading: _Reading, file: str, text: str) -> None:
 def _read_extra_config(reading: _Reading, file: str) -> None:
     """`--extra-config`: the `global` section's OCSP lines; anything else is said and skipped."""
     try:
-        text = Path(file).read_text(encoding="utf-8", errors="surrogateescape")
+        text = _read_text(Path(file))
     except OSError as exc:
         reading.errors.append(
             f"[ALERT] config : Could not open --extra-config file {file} : {exc.strerror or exc}"
@@ -276,10 +284,8 @@ def _read_extra_config(reading: _Reading, file: str) -> None:
                 reading.warn(where, f"--extra-config: only 'global' is read here; '{head}' skipped")
         elif section != "global":
             continue
-        elif head == "ocsp-update.crl-watch":
-            reading.warn(
-                where, "the sidecar does not watch CRLs yet; 'ocsp-update.crl-watch' ignored"
-            )
+        elif head == "ocsp-update.must-staple-wait":
+            reading.warn(where, "the sidecar serves no TLS: 'ocsp-update.must-staple-wait' skipped")
         elif head.startswith(_OCSP_GLOBAL_PREFIXES) or head in _OCSP_GLOBAL_WORDS:
             kept.add(line.number)
         else:
@@ -404,7 +410,7 @@ def _bind_crt(reading: _Reading, value: str, where: str) -> None:
 def _read_crt_list(reading: _Reading, list_path: str, where: str) -> None:
     reading.files[list_path] = None
     try:
-        text = Path(list_path).read_text(encoding="utf-8", errors="surrogateescape")
+        text = _read_text(Path(list_path))
     except OSError as exc:
         reading.alert(where, f"'crt-list' : cannot open file '{list_path}' : {exc.strerror}")
         return
@@ -535,6 +541,8 @@ def _resolve(reading: _Reading, reference: _Reference) -> _Reference | None:
 
 def _members(reference: _Reference, extra: ExtraFiles) -> list[_Reference]:
     """The certificates one path names: itself, or HAProxy's `.rsa`/`.ecdsa`/`.dsa` bundle."""
+    if "\0" in reference.crt_path:
+        return [reference]  # no such file: loading it says so
     source = CertificateSource(
         name=reference.name,
         crt_path=Path(reference.crt_path),
@@ -553,12 +561,13 @@ def _load_one(
     where = reference.source
     reading.files[str(crt_path)] = None
     try:
-        data = crt_path.read_bytes()
+        data = _read_bytes(crt_path)
     except OSError as exc:
+        hint = ""
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            hint = " (the sidecar needs read access to the certificate files, not to their keys)"
         reading.alert(
-            where,
-            f"'{crt_path}' : unable to load the certificate: {exc.strerror or exc} "
-            "(the sidecar needs read access to the certificate files, not to their keys)",
+            where, f"'{crt_path}' : unable to load the certificate: {exc.strerror or exc}{hint}"
         )
         return None
     try:
@@ -567,8 +576,14 @@ def _load_one(
         reading.alert(where, f"'{crt_path}' : no PEM certificate found in the file")
         return None
     leaf, chain = certificates[0], certificates[1:]
-    uri = ocsp_uri(leaf)
+    # `ocsp-update.responder-url` (--extra-config: an internal mirror) replaces the AIA's
+    # URLs and covers certificates without one; otherwise the AIA's others are fallbacks
+    aia = ocsp_uris(leaf)
+    override = settings.ocsp_update_responder_url
+    uri = override or (aia[0] if aia else None)
+    fallback_uris = () if override else aia[1:]
     updates = _updates(reference, settings, reading.update_all)
+    _watch_crl(reading, reference, settings, leaf, chain, extra, has_ocsp=bool(aia))
     if uri is None:
         return SkippedCertificate(reference.name, where, None, "no OCSP URI")
     if not updates:
@@ -588,7 +603,7 @@ def _load_one(
     sidecar_ocsp = None
     if ocsp_file is not None:
         try:
-            sidecar_ocsp = ocsp_file.read_bytes()
+            sidecar_ocsp = _read_bytes(ocsp_file)
         except FileNotFoundError:
             pass
         except OSError as exc:
@@ -600,6 +615,7 @@ def _load_one(
         uri=uri,
         auto_update=True,
         sidecar_ocsp=sidecar_ocsp,
+        fallback_uris=fallback_uris,
     )
     return SidecarCertificate(
         entry=entry,
@@ -607,6 +623,31 @@ def _load_one(
         source=where,
         ocsp_file=ocsp_file,
     )
+
+
+def _watch_crl(
+    reading: _Reading,
+    reference: _Reference,
+    settings: GlobalSettings,
+    leaf: x509.Certificate,
+    chain: Sequence[x509.Certificate],
+    extra: ExtraFiles,
+    *,
+    has_ocsp: bool,
+) -> None:
+    """Note the certificate for the CRL watch, by `ocsp-update.crl-watch`'s rule (as the main
+    command: `no-ocsp-only`, the default, takes those without an OCSP URL in their AIA)."""
+    mode = settings.ocsp_update_crl_watch
+    if mode is CrlWatchMode.OFF or watched_url(leaf) is None:
+        return
+    if mode is CrlWatchMode.NO_OCSP_ONLY and has_ocsp:
+        return
+    if reference.name in reading.crl_targets:
+        return
+    issuer = next((c for c in chain if issued_by(leaf, c)), None)
+    issuer = issuer or _issuer_file(reading, reference, leaf, extra)
+    if issuer is not None:
+        reading.crl_targets[reference.name] = CrlTarget(reference.name, leaf, issuer)
 
 
 def _updates(reference: _Reference, settings: GlobalSettings, update_all: bool) -> bool:
@@ -632,7 +673,7 @@ def _issuer_file(
     for path in candidates:
         reading.files[str(path)] = None  # watched even while absent: it may appear
         try:
-            found = x509.load_pem_x509_certificates(path.read_bytes())
+            found = x509.load_pem_x509_certificates(_read_bytes(path))
         except FileNotFoundError:
             continue
         except (OSError, ValueError) as exc:
@@ -643,6 +684,21 @@ def _issuer_file(
             return found[0]
         reading.warn(reference.source, f"'{path}' : did not issue '{reference.name}'; ignored")
     return None
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes; OSError (EFBIG) past MAX_FILE_BYTES, whatever the file is."""
+    if "\0" in str(path):  # no file system path holds one (open() would raise ValueError)
+        raise OSError(errno.EINVAL, "a NUL character in the path", str(path).replace("\0", "\\0"))
+    with path.open("rb") as stream:
+        data = stream.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise OSError(errno.EFBIG, f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB", str(path))
+    return data
+
+
+def _read_text(path: Path) -> str:
+    return _read_bytes(path).decode("utf-8", errors="surrogateescape")
 
 
 def _ocsp_file(reference: _Reference, extra: ExtraFiles) -> Path | None:

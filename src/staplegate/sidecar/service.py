@@ -98,6 +98,9 @@ class SidecarService:
             host_rate=settings.ocsp_update_rate_limit,
             host_burst=min(settings.ocsp_update_rate_limit, 50),
         )
+        # `ocsp-update.revoked-hook` (--extra-config): the operator's command on a revocation
+        self._state_dir = store.directory if store is not None else None
+        self.updater.configure_revoked_hook(settings.ocsp_update_revoked_hook, self._state_dir)
         self._table: Mapping[CertId, bytes] = {}
         self._deliveries: list[Delivery] = []
         self._sent: dict[int, Mapping[CertId, bytes]] = {}
@@ -147,6 +150,8 @@ class SidecarService:
             if self._runtime_socket is not None:
                 runtime = runtime_server(self, self._runtime_socket)
                 await runtime.start()
+            # the CRL watch (and the revoked hook's "cleared" events) over the certificates
+            self.updater.start_crl_watch(self._discovery.crl_targets, self._state_dir)
             self.started.set()
             # READY=1 once every delivery had its first call (bounded): with systemd's
             # `Before=nginx.service`, nginx then finds every ssl_stapling_file it names.
@@ -231,15 +236,19 @@ class SidecarService:
         self._watched = {p: before[p] for p in discovery.files if p in before} | fresh
         if discovery.settings != self._discovery.settings:
             log.warning(
-                "the OCSP settings changed (ocsp-update.*, httpclient.*): they apply when the "
-                "sidecar restarts; the certificates are re-read now"
+                "the OCSP settings changed (ocsp-update.*, httpclient.*): the revoked hook "
+                "applies now, the others when the sidecar restarts"
             )
+        self.updater.configure_revoked_hook(
+            discovery.settings.ocsp_update_revoked_hook, self._state_dir
+        )
         for delivery in self._deliveries:
             await _close(delivery)
         self._discovery = discovery
         self._deliveries = list(self._build(discovery))
         self._sent.clear()
         await self.updater.reconfigure([c.entry for c in discovery.certificates])
+        self.updater.start_crl_watch(discovery.crl_targets, self._state_dir)
         self.rereads += 1
         log.warning(
             "configuration re-read: %d certificate(s) kept stapled", len(discovery.certificates)

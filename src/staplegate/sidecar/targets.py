@@ -16,6 +16,7 @@ from typing import Protocol
 
 from staplegate.config.model import GlobalSettings
 from staplegate.ocsp.certid import CertId
+from staplegate.updater.crl_watch import CrlTarget
 from staplegate.updater.driver import UpdaterEntry
 
 
@@ -65,6 +66,9 @@ class Discovery:
     """The OCSP settings that apply (`ocsp-update.*`, `httpclient.*`; HAProxy: its `global`
     section; nginx: the defaults); `--extra-config` may extend them."""
 
+    crl_targets: tuple[CrlTarget, ...] = ()
+    """Certificates whose CRL the updater's watch follows (`ocsp-update.crl-watch`, from
+    `--extra-config`; default: those with a CRL distribution point and no OCSP URL)."""
     files: tuple[str, ...] = ()
     """The files this reading depended on (configurations, crt-lists, certificates, issuer
     files; never the staple files the sidecar writes): the service re-reads the

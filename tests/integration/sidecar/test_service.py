@@ -211,3 +211,61 @@ def test_a_broken_file_is_read_once_and_not_again_until_it_changes(
         assert service.reread_attempts == 2
 
     _run(service, scenario)
+
+
+def test_the_revoked_hook_from_extra_config_runs_on_a_revocation(tmp_path: Path, pki: Pki) -> None:
+    config, (a_id,) = _site(tmp_path, pki, "a.test")
+    seen = tmp_path / "revoked.txt"
+    extra = tmp_path / "extra.cfg"
+    extra.write_text(
+        "global\n    ocsp-update.revoked-hook "  # single quotes: no expansion by the lexer
+        f"'echo \"$STAPLEGATE_EVENT $STAPLEGATE_CERT_PATH\" >> {seen}'\n"
+    )
+
+    def read() -> Discovery:
+        return read_haproxy_config(
+            [str(config)], env={}, update_all=True, extra_config=[str(extra)]
+        ).discovery
+
+    recorder = Recorder()
+    service = SidecarService(
+        read, lambda d: [recorder], read(), store=FileStapleStore(tmp_path / "s")
+    )
+
+    async def scenario(service: SidecarService) -> None:
+        await _until(lambda: a_id in recorder.held)
+        pki.revoke("a.test")
+        await service.updater.update_now(a_id)
+        await _until(lambda: seen.exists() and "revoked" in seen.read_text())
+
+    _run(service, scenario)
+    assert seen.read_text() == f"revoked {pki.issued['a.test'].bundle_path}\n"
+
+
+def test_a_certificate_without_an_ocsp_url_is_watched_on_its_crl(tmp_path: Path, pki: Pki) -> None:
+    crl_only = pki.issue("crl-only.test", ocsp_url=None, crl_url=f"{pki.responder.url}/crl")
+    pki.revoke("crl-only.test")
+    pki.ca.crl()  # the responder serves it at /crl
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(f"frontend f\n    bind :443 ssl crt {crl_only.bundle_path}\n")
+    seen = tmp_path / "revoked.txt"
+    extra = tmp_path / "extra.cfg"
+    extra.write_text(
+        f"global\n    ocsp-update.revoked-hook 'echo \"$STAPLEGATE_REVOCATION_SOURCE\" >> {seen}'\n"
+    )
+
+    def read() -> Discovery:
+        return read_haproxy_config(
+            [str(config)], env={}, update_all=True, extra_config=[str(extra)]
+        ).discovery
+
+    discovery = read()
+    assert [t.path for t in discovery.crl_targets] == [str(crl_only.bundle_path)]
+    assert discovery.certificates == ()
+    service = SidecarService(read, lambda d: [], discovery, store=FileStapleStore(tmp_path / "s"))
+
+    async def scenario(service: SidecarService) -> None:
+        await _until(lambda: seen.exists() and seen.read_text() != "")
+
+    _run(service, scenario)
+    assert seen.read_text() == "crl\n"

@@ -142,6 +142,16 @@ def test_missing_files_are_alerts_naming_the_line(tmp_path: Path) -> None:
     assert "Could not open configuration file" in absent.discovery.errors[0]
 
 
+def test_paths_that_cannot_be_files_are_alerts(tmp_path: Path) -> None:
+    config = _write(
+        tmp_path,
+        'frontend f\n    bind :443 ssl crt "a\\x00b.pem"\n    bind :444 ssl crt /dev/zero\n',
+    )
+    errors = _read(config).discovery.errors
+    assert "a NUL character in the path" in errors[0]
+    assert "'/dev/zero' : unable to load the certificate: larger than 16 MiB" in errors[1]
+
+
 def test_a_file_without_a_certificate_is_an_alert(tmp_path: Path) -> None:
     (tmp_path / "junk.pem").write_text("hello\n")
     config = _write(tmp_path, f"frontend f\n    bind :443 ssl crt {tmp_path / 'junk.pem'}\n")
@@ -201,6 +211,48 @@ def test_global_ocsp_settings_and_extra_config(tmp_path: Path) -> None:
         "--extra-config: only OCSP settings are read from 'global'; 'nbthread' skipped",
         "--extra-config: only 'global' is read here; 'frontend' skipped",
     ]
+
+
+def test_a_responder_override_replaces_the_aia_and_covers_certificates_without_one(
+    tmp_path: Path, pki: Pki
+) -> None:
+    two = pki.issue("two.test", ocsp_url=["http://127.0.0.1:1/first", "http://127.0.0.1:2/next"])
+    none = pki.issue("none.test", ocsp_url=None)
+    config = _write(
+        tmp_path,
+        f"frontend f\n    bind :443 ssl crt {two.bundle_path} crt {none.bundle_path}\n",
+    )
+    plain = _read(config, update_all=True).discovery
+    assert [(c.entry.uri, c.entry.fallback_uris) for c in plain.certificates] == [
+        ("http://127.0.0.1:1/first", ("http://127.0.0.1:2/next",))
+    ]
+    assert plain.skipped[0].reason == "no OCSP URI"
+    mirror = _write(
+        tmp_path, "global\n    ocsp-update.responder-url http://127.0.0.1:3/mirror\n", name="x.cfg"
+    )
+    overridden = _read(config, update_all=True, extra=(str(mirror),)).discovery
+    assert [(c.entry.uri, c.entry.fallback_uris) for c in overridden.certificates] == [
+        ("http://127.0.0.1:3/mirror", ()),
+        ("http://127.0.0.1:3/mirror", ()),
+    ]
+
+
+def test_crl_watch_targets_follow_the_main_commands_rule(tmp_path: Path, pki: Pki) -> None:
+    crl = "http://127.0.0.1:9/crl"
+    only = pki.issue("only.test", ocsp_url=None, crl_url=crl)
+    both = pki.issue("both.test", crl_url=crl)
+    config = _write(
+        tmp_path, f"frontend f\n    bind :443 ssl crt {only.bundle_path} crt {both.bundle_path}\n"
+    )
+
+    def watched(mode: str | None) -> list[str]:
+        extra = () if mode is None else (str(_write(tmp_path, mode, name="extra.cfg")),)
+        found = _read(config, update_all=True, extra=extra).discovery
+        return [Path(t.path).name for t in found.crl_targets]
+
+    assert watched(None) == ["only.test.pem"]
+    assert watched("global\n    ocsp-update.crl-watch on\n") == ["only.test.pem", "both.test.pem"]
+    assert watched("global\n    ocsp-update.crl-watch off\n") == []
 
 
 def test_a_bad_ocsp_setting_is_staplegates_own_error(tmp_path: Path) -> None:
