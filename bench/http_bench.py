@@ -235,6 +235,46 @@ def wrk(port: int, seconds: int, connections: int, cpu: int) -> float:
     return float(match.group(1))
 
 
+CALIBRATION_LOOP = """
+import statistics, time
+def loop():
+    table = {}
+    total = 0
+    for i in range(200_000):
+        table[i & 255] = i
+        total += i * 3 % 7
+    return total
+runs = []
+for _ in range(5):
+    started = time.perf_counter()
+    loop()
+    runs.append(time.perf_counter() - started)
+print(f"{statistics.median(runs) / 200_000 * 1e9:.1f}")
+"""
+
+
+def calibration(cpu: int) -> str:
+    """How fast this machine runs Python right now, on the proxy's CPU: the in-process HTTP
+    layer (`http_layer_bench.py`) and a fixed pure-Python loop. Ratios between proxies are
+    read against these: a machine where they are slower moves the Python fronts more."""
+    layer = subprocess.run(
+        ["taskset", "-c", str(cpu), sys.executable,
+         str(Path(__file__).resolve().parent / "http_layer_bench.py"),
+         "--requests", "20000", "--runs", "3"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    found = re.search(r"([\d.]+) µs per keep-alive request", layer.stdout)
+    loop = subprocess.run(
+        ["taskset", "-c", str(cpu), sys.executable, "-c", CALIBRATION_LOOP],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return (
+        f"calibration (CPU {cpu}): HTTP layer in process "
+        f"{found.group(1) + ' µs per request' if found else 'failed: ' + layer.stderr[-200:]}, "
+        f"pure-Python loop {loop.stdout.strip() or 'failed'} ns per iteration"
+    )
+
+
 def proxy_command(name: str, files: Files, port: int, backend: int) -> list[str]:
     tmp = files.tmp
     if name == "haproxy":
@@ -287,7 +327,9 @@ def median_sample(samples: list[Sample]) -> Sample:
     return ordered[len(ordered) // 2]
 
 
-def report(medians: dict[str, Sample], options: argparse.Namespace) -> None:
+def report(
+    medians: dict[str, Sample], options: argparse.Namespace, calibrations: Sequence[str] = ()
+) -> None:
     print(
         f"\nkeep-alive HTTPS GET through each proxy (mode http), wrk -t1 -c{options.connections}"
         f" {options.duration}s x {options.rounds} rounds, proxy on CPU {options.proxy_cpu},"
@@ -300,6 +342,10 @@ def report(medians: dict[str, Sample], options: argparse.Namespace) -> None:
             f"| {name} | {s.rate:,.0f} | {s.cores:.2f} | {s.per_core:,.0f} |"
             f" {s.us_per_request:.1f} µs | {'yes' if s.stapled else 'NO'} |"
         )
+    if calibrations:
+        print()
+        for line in calibrations:
+            print(line)
     ours = medians.get("staplegate")
     if ours is None:
         return
@@ -341,6 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"needs {tool} on PATH (apt-get install wrk haproxy nginx-light)")
             return 2
     samples: dict[str, list[Sample]] = {name: [] for name in names}
+    calibrations = [calibration(options.proxy_cpu) + " (before)"]
+    print(calibrations[0], flush=True)
     with tempfile.TemporaryDirectory(prefix="http-bench-") as name, contextlib.ExitStack() as stack:
         files = make_files(Path(name))
         backend = free_port()
@@ -372,8 +420,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f" {sample.us_per_request:5.1f} µs/request",
                     flush=True,
                 )
+    calibrations.append(calibration(options.proxy_cpu) + " (after)")
     medians = {proxy: median_sample(runs) for proxy, runs in samples.items()}
-    report(medians, options)
+    report(medians, options, calibrations)
     if options.json is not None:
         options.json.write_text(
             json.dumps(

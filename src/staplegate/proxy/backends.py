@@ -119,6 +119,11 @@ class StateChange:
     checks_in_a_row: int
 
 
+# enum members as module constants for `take_now` (Python 3.11's slow enum lookups)
+_UP = ServerState.UP
+_READY = AdminState.READY
+
+
 class _Health:
     __slots__ = (
         "active",
@@ -312,6 +317,18 @@ class BackendPool:
         """
         if self._queue:
             return None  # those waiting come first
+        only = self._only
+        if only is not None:  # one server, no backup: `pick` and `acquire` inline (per request)
+            first, health = only
+            if (
+                not health.avoid_until
+                and health.state is _UP
+                and health.admin is _READY
+                and (first.maxconn is None or health.active < first.maxconn)
+            ):
+                health.active += 1
+                health.served += 1
+                return first
         server = self.pick(client_ip)
         if server is not None:
             self.acquire(server)

@@ -14,11 +14,11 @@ from typing import Final
 import httptools
 
 from staplegate.proxy.http_message import (
+    CONTENT_LENGTH_MAX_DIGITS,
     END,
     FRAMING_NAMES,
     HEADER_LINE,
     HOP_BY_HOP,
-    HOP_LINE,
     MAX_HEAD_BYTES,
     MAX_HEADERS,
     BodyKind,
@@ -41,6 +41,12 @@ _BAD_RESPONSE: Final = HttpErrorReason.BAD_RESPONSE
 
 _FRAMING: Final = re.compile(
     rb"\r\n(content-length|transfer-encoding)[ \t]*:[ \t]*([^\r]*)", re.IGNORECASE
+)
+# The framing and hop-by-hop lines in one pass: (the whole line, its name, its value).
+_SPECIAL_LINE: Final = re.compile(
+    rb"(\r\n(content-length|transfer-encoding|connection|keep-alive|proxy-connection|te"
+    rb"|trailer|upgrade)[ \t]*:[ \t]*([^\r]*))",
+    re.IGNORECASE,
 )
 _CONTROL: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _new = object.__new__  # the reader fills a head's slots without a Python __init__ call
@@ -141,9 +147,14 @@ class ResponseReader:
     """Feed server bytes for one request, get response events; raises `HttpError` (502).
 
     On a keep-alive server connection one reader serves request after request (`renew`),
-    as long as each response ended cleanly. llhttp calls back only at the end of the head,
-    per body piece and at the end; the head is cut out of the bytes fed (a response starts
-    where the bytes from the server start, or after an interim 1xx head).
+    as long as each response ended cleanly. llhttp validates every byte but calls back only
+    at the end of a head: the head is cut out of the bytes fed (a response starts where the
+    bytes from the server start, or after an interim 1xx head), and a Content-Length or
+    until-close body is cut out after it by counting, as llhttp counts it. A chunked body
+    cannot be located that way, so the first chunked response switches the connection to
+    a parser that calls back per body piece and at the end (`_ChunkedResponses`), for good.
+    One Python callback per response instead of four is what keeps `mode http` near the
+    featureless front (docs/performance.md).
     """
 
     def __init__(
@@ -166,7 +177,9 @@ class ResponseReader:
         self._parts: list[bytes] = []  # the incomplete head fed so far
         self._pending = 0  # its size
         self._start = 0  # where the next head starts in `_data`
-        self._clean_end = False  # llhttp ended the last message itself: it can parse another
+        self._clean_end = False  # the last message ended where llhttp ends it: it can go on
+        self._body_left = 0  # Content-Length body bytes to come (-1: until the close)
+        self._chunked: _ChunkedResponses | None = None  # the callback parser, once chunked
 
     @property
     def reusable(self) -> bool:
@@ -186,6 +199,7 @@ class ResponseReader:
         self.head = None
         self.complete = False
         self._clean_end = False
+        self._body_left = 0
         return True
 
     def feed(self, data: bytes) -> list[ResponseEvent]:
@@ -197,7 +211,11 @@ class ResponseReader:
             self._data = None
         else:
             self._data = data
+            left = self._body_left
+            if left:  # the body goes on (never while a head is incomplete: `_parts`)
+                self._body(data, 0, left)
         self._start = 0
+        switch_at: int | None = None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -205,12 +223,20 @@ class ResponseReader:
             self.upgraded = data[offset:]
         except httptools.HttpParserCallbackError as error:
             cause = error.__context__
-            if isinstance(cause, HttpError):
+            if isinstance(cause, _Chunked):
+                switch_at = cause.start
+            elif isinstance(cause, HttpError):
                 raise cause from None
-            if not isinstance(cause, _HeadDone):
+            elif not isinstance(cause, _HeadDone):
                 raise HttpError(HttpErrorReason.BAD_RESPONSE, str(error)) from None
         except httptools.HttpParserError as error:
             raise HttpError(HttpErrorReason.BAD_RESPONSE, str(error)) from None
+        if switch_at is not None:  # outside the handler: its errors have their own context
+            fed = self._data
+            assert fed is not None
+            chunked = self._chunked = _ChunkedResponses(self)
+            self._parser = httptools.HttpResponseParser(chunked)
+            return self.feed(fed[switch_at:])
         if self.head is None:
             fed = self._data
             if fed is not None and self._start < len(fed):
@@ -231,11 +257,31 @@ class ResponseReader:
             return [END]
         raise HttpError(HttpErrorReason.BAD_RESPONSE, "the server closed mid-response")
 
-    # httptools callbacks
-    def on_message_begin(self) -> None:
-        if self.complete:  # the start of another response in the same read: never reuse
+    def _body(self, data: bytes, start: int, left: int) -> None:
+        """Body bytes from `start` on, `left` of them still to come (-1: until the close);
+        at the end of the body, the response is complete, and bytes after it make the
+        connection one never to reuse (llhttp skips blank lines between messages)."""
+        if left < 0:
+            if start < len(data):
+                self.events.append(data[start:] if start else data)
+            return
+        end = start + left
+        size = len(data)
+        if end > size:
+            if start < size:
+                self.events.append(data[start:] if start else data)
+            self._body_left = end - size
+            return
+        if left:
+            self.events.append(data[start:end] if start or end < size else data)
+        self._body_left = 0
+        self.complete = True
+        self._clean_end = True
+        self.events.append(END)
+        if end < size and data[end:].lstrip(b"\r\n"):
             self.trailing = True
 
+    # httptools callback (with `_ChunkedResponses`, also per body piece and at the end)
     def on_headers_complete(self) -> None:
         data = self._data
         if data is None:
@@ -294,19 +340,28 @@ class ResponseReader:
             head._raw_block = block
             if len(line) == 12:  # no reason phrase: keep the space before it
                 line += b" "
-            head.wire = line + HOP_LINE.sub(b"", block)
+            wire = block
             chunked = False
             length: int | None = None
-            for name, value in _FRAMING.findall(block):
-                if len(name) == 14:  # content-length
+            for whole, name, value in _SPECIAL_LINE.findall(block):
+                size = len(name)  # the names differ in length but for hop-by-hop pairs
+                if size == 14:  # content-length
                     # llhttp already refused malformed or conflicting ones
-                    length = content_length(value, _BAD_RESPONSE)
-                elif chunked or value.strip(b" \t").lower() != b"chunked":
-                    # another coding: llhttp would read until close while the header
-                    # tells the client something else (HAProxy: 502 too)
-                    raise HttpError(_BAD_RESPONSE, "a transfer coding other than chunked")
-                else:
+                    length = (
+                        int(value)
+                        if len(value) <= CONTENT_LENGTH_MAX_DIGITS
+                        else content_length(value, _BAD_RESPONSE)
+                    )
+                elif size == 17:  # transfer-encoding
+                    if chunked or value.strip(b" \t").lower() != b"chunked":
+                        # another coding: llhttp would read until close while the header
+                        # tells the client something else (HAProxy: 502 too)
+                        raise HttpError(_BAD_RESPONSE, "a transfer coding other than chunked")
                     chunked = True
+                else:  # hop-by-hop: not passed on. Every line of the block is followed by
+                    # the CR of the next CRLF, so only whole lines equal to this one go.
+                    wire = wire.replace(whole + b"\r", b"\r")
+            head.wire = line + wire
             if self.head_request or status in (204, 304):
                 head.body, head.content_length = _NO_BODY, None
             elif chunked:
@@ -326,16 +381,70 @@ class ResponseReader:
             if data[self._start :].strip(b"\r\n"):  # a body after all: never reuse
                 self.trailing = True
             raise _HeadDone
-
-    def on_body(self, body: bytes) -> None:
-        self.events.append(body)
-
-    def on_message_complete(self) -> None:
-        if self.head is not None and not self.complete:
+        if self._chunked is not None:
+            return  # llhttp calls back with the body and its end
+        body = head.body
+        if body is _LENGTH:
+            start = self._start
+            body_size: int = head.content_length  # type: ignore[assignment]
+            if start + body_size != len(data):  # more to come, or bytes after it
+                self._body(data, start, body_size)
+                return
+            events = self.events  # the usual answer: the whole body in this read, no more
+            if body_size:
+                events.append(data[start:])
+            self.complete = True
+            self._clean_end = True
+            events.append(END)
+        elif body is _NO_BODY:  # 204, 304, 101: llhttp ends the message at the head
             self.complete = True
             self._clean_end = True
             self.events.append(END)
+            if status != 101 and data[self._start :].lstrip(b"\r\n"):
+                self.trailing = True
+        elif body is _CHUNKED:
+            self.head = None
+            self.events.pop()
+            raise _Chunked(start)
+        else:
+            self._body_left = -1
+            self._body(data, self._start, -1)
+
+
+class _ChunkedResponses:
+    """The llhttp callbacks of a connection that answered chunked: the body pieces
+    de-chunked, and the end of each message as llhttp finds it."""
+
+    __slots__ = ("reader",)
+
+    def __init__(self, reader: ResponseReader) -> None:
+        self.reader = reader
+
+    def on_message_begin(self) -> None:
+        if self.reader.complete:  # the start of another response in the same read: never reuse
+            self.reader.trailing = True
+
+    def on_headers_complete(self) -> None:
+        self.reader.on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self.reader.events.append(body)
+
+    def on_message_complete(self) -> None:
+        reader = self.reader
+        if reader.head is not None and not reader.complete:
+            reader.complete = True
+            reader._clean_end = True
+            reader.events.append(END)
 
 
 class _HeadDone(Exception):
     """Stops llhttp after the head of an answer to HEAD (or of a response too many)."""
+
+
+class _Chunked(Exception):
+    """Stops the counting parser at a chunked response (see `ResponseReader`)."""
+
+    def __init__(self, start: int) -> None:
+        super().__init__(start)
+        self.start = start

@@ -207,9 +207,31 @@ def read_records(conn: SSL.Connection, data: bytes, plaintext: list[bytes]) -> t
     answer) and whether the peer's close_notify arrived. One call per client read on the
     keep-alive path; errors raise what `recv` raises.
     """
-    closed = decrypt_into(conn, plaintext, data)
-    out = conn._from_ssl
-    if _lib.BIO_get_mem_data(out, _ffi.NULL):
+    # `decrypt_into`, inline: a Python call per request is worth saving here
+    ssl = conn._ssl
+    into = conn._into_ssl
+    lib = _lib
+    if data:
+        written = lib.BIO_write(into, data, len(data))
+        if written <= 0:
+            conn._handle_bio_errors(into, written)
+    buffer = _read_buffer
+    closed = False
+    while True:
+        result = lib.SSL_read(ssl, buffer, RECORD_PLAINTEXT)
+        if result <= 0:
+            error = lib.SSL_get_error(ssl, result)
+            if error == lib.SSL_ERROR_WANT_READ:
+                break
+            if error == lib.SSL_ERROR_ZERO_RETURN:
+                closed = True
+                break
+            conn._raise_ssl_error(ssl, result)
+            raise SSL.Error([("staplegate", "SSL_read", f"returned {result} without an error")])
+        plaintext.append(_ffi.buffer(buffer, result)[:])
+        if not lib.SSL_pending(ssl) and not lib.BIO_get_mem_data(into, _ffi.NULL):
+            break
+    if lib.BIO_get_mem_data(conn._from_ssl, _ffi.NULL):
         return take_outgoing(conn), closed
     return b"", closed
 
@@ -219,7 +241,14 @@ def encrypt_and_take(conn: SSL.Connection, data: bytes | memoryview) -> bytes:
     if type(data) is bytes:  # cffi passes bytes as they are: no buffer object to make
         size = len(data)
         result = _lib.SSL_write(conn._ssl, data, size)
-        if result == size:
+        if result == size:  # `take_outgoing`, inline (once per HTTP answer)
+            out = conn._from_ssl
+            size = int(_lib.BIO_get_mem_data(out, _ffi.NULL))
+            if size and size <= _READ_SIZE:
+                result = _lib.BIO_read(out, _read_buffer, size)
+                if result > 0:
+                    ciphertext: bytes = _ffi.buffer(_read_buffer, result)[:]
+                    return ciphertext
             return take_outgoing(conn)
         if result <= 0:
             conn._raise_ssl_error(conn._ssl, result)

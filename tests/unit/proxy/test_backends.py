@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from staplegate.proxy.backends import BackendPool, BackendServer, ServerState, StateChange
+from staplegate.proxy.backends import (
+    AdminState,
+    BackendPool,
+    BackendServer,
+    ServerState,
+    StateChange,
+)
 
 A = BackendServer("a", "127.0.0.1", 1, rise=2, fall=3)
 B = BackendServer("b", "127.0.0.1", 2)
@@ -38,3 +44,24 @@ def test_bad_server_settings() -> None:
         BackendServer("x", "127.0.0.1", 1, rise=0)
     with pytest.raises(ValueError, match="duplicate"):
         BackendPool("be", [A, A])
+
+
+def test_take_now_with_one_server_respects_maxconn_state_and_admin() -> None:
+    """`take_now`'s one-server shortcut gives what `pick` + `acquire` give."""
+    solo = BackendServer("s", "127.0.0.1", 1, maxconn=2, rise=1, fall=1, check=True)
+    pool = BackendPool("be", [solo])
+    assert pool.take_now() is solo
+    assert pool.take_now() is solo
+    assert pool.take_now() is None  # at its maxconn
+    assert (pool.active(solo), pool.served(solo)) == (2, 2)
+    pool.release(solo)
+    pool.set_admin("s", AdminState.MAINT)
+    assert pool.take_now() is None
+    pool.set_admin("s", AdminState.READY)
+    pool.set_state("s", ServerState.DOWN)
+    assert pool.take_now() is None
+    pool.set_state("s", ServerState.UP)
+    assert pool.observe(solo, ok=False)  # fall 1: avoided on traffic for a while
+    assert pool.take_now() is None
+    pool.set_state("s", ServerState.UP)  # the master's checks say UP again
+    assert pool.take_now() is solo

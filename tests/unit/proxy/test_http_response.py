@@ -284,3 +284,47 @@ def test_a_server_sending_a_bad_head_is_a_bad_response() -> None:
     with pytest.raises(HttpError) as caught:
         ResponseReader(head_request=False).feed(b"HTTP/1.1 200 OK\nContent-Length: 0\n\n")
     assert caught.value.status == 502
+
+
+def test_hop_by_hop_lines_go_whole_and_only_they() -> None:
+    """The wire drops every hop-by-hop line, repeated or not, and nothing of the others:
+    a line whose start equals a dropped one (`keep-alive-x`) stays whole."""
+    reader = ResponseReader(head_request=False)
+    events = reader.feed(
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nX-A: b\r\nKeep-Alive: timeout=5\r\n"
+        b"X-B: Connection: keep-alive\r\nconnection: keep-alive\r\nTE: x\r\n"
+        b"X-C: keep-alive-x\r\nContent-Length: 2\r\n\r\nok"
+    )
+    head = events[0]
+    assert isinstance(head, ResponseHead)
+    assert head.wire == (
+        b"HTTP/1.1 200 OK\r\nX-A: b\r\nX-B: Connection: keep-alive\r\n"
+        b"X-C: keep-alive-x\r\nContent-Length: 2\r\n"
+    )
+    assert events[1:] == [b"ok", END]
+    assert reader.reusable
+
+
+def test_a_counted_body_over_several_reads_then_reuse() -> None:
+    """Content-Length bodies are cut out by counting: across reads, with blank lines after
+    (reusable), or with bytes after (never reused); a chunked answer switches the
+    connection to llhttp's body callbacks, and the next answer is read there too."""
+    reader = ResponseReader(head_request=False)
+    assert reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab")[1:] == [b"ab"]
+    assert reader.feed(b"c") == [b"c"]
+    assert reader.feed(b"de\r\n") == [b"de", END]
+    assert reader.reusable
+    reader.reset(head_request=False)
+    events = reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxHTTP/1.1 2")
+    assert events[1:] == [b"x", END]
+    assert not reader.reusable
+    chunked = ResponseReader(head_request=False)
+    events = chunked.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n")
+    assert isinstance(events[0], ResponseHead)
+    assert events[0].body is BodyKind.CHUNKED
+    assert events[1:] == [b"ok"]
+    assert chunked.feed(b"0\r\n\r\n") == [END]
+    chunked.reset(head_request=False)
+    events = chunked.feed(b"HTTP/1.1 204 No Content\r\n\r\n")
+    assert events[1:] == [END]
+    assert chunked.reusable
