@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,24 +121,51 @@ class CertOrigin(enum.Enum):
 
 
 class AclFetch(enum.Enum):
-    """The only sample fetches staplegate evaluates in conditions."""
+    """The sample fetches staplegate evaluates in conditions (`config/parser/rules.py` maps
+    HAProxy's names and derived keywords such as `path_beg` or `hdr_sub(x)` onto these)."""
 
     SSL_FC_SNI = "ssl_fc_sni"
     REQ_SSL_SNI = "req.ssl_sni"
     SSL_FC = "ssl_fc"
     SSL_C_USED = "ssl_c_used"  # a client certificate was presented (boolean)
     SSL_C_VERIFY = "ssl_c_verify"  # its verification result, an X509_V_ERR code (integer)
+    SSL_C_S_DN = "ssl_c_s_dn"  # the client certificate's subject (or one entry of it)
+    SSL_C_I_DN = "ssl_c_i_dn"  # its issuer
     HDR_HOST = "hdr(host)"  # mode http only: the request's Host header, as sent
     PATH = "path"  # mode http only: the request's path, without the query string
     SRC = "src"  # the client's address (the PROXY header's source on accept-proxy binds)
     ALWAYS_TRUE = "always_true"
     ALWAYS_FALSE = "always_false"
+    # mode http only, from the request
+    HDR = "hdr"  # every comma-separated value of the header named by `arg`
+    FHDR = "req.fhdr"  # every full line of the header named by `arg` (commas kept)
+    HDR_CNT = "hdr_cnt"  # how many values the header named by `arg` has (integer)
+    URL = "url"  # the request target as sent
+    QUERY = "query"  # after the first `?`
+    URL_PARAM = "url_param"  # the value of the query parameter named by `arg`
+    METHOD = "method"
+    BASE = "base"  # Host then path
+    # the connection
+    DST_PORT = "dst_port"  # the port the client connected to (integer)
+    SRC_PORT = "src_port"
+    ANY_OF = "acl"  # a named ACL written on several lines: true when any line is (`members`)
 
 
 class AclMatch(enum.Enum):
+    """HAProxy's pattern matching methods (`-m`)."""
+
     EXACT = "str"
     BEGIN = "beg"
     END = "end"
+    SUB = "sub"
+    REG = "reg"
+    DOM = "dom"  # a whole dot/slash-delimited word
+    DIR = "dir"  # a whole slash-delimited word
+    FOUND = "found"  # the fetch returned something
+    LEN = "len"  # the length of the value, against integer patterns
+    INT = "int"  # the value as an integer, against integer patterns
+    BOOL = "bool"  # the value is non-zero (booleans: true)
+    IP = "ip"  # addresses and networks (`networks`)
 
 
 class LogTargetKind(enum.Enum):
@@ -324,11 +352,19 @@ class Timeouts:
     tarpit: int | None = None
 
 
+_BOOLEAN_FETCHES = frozenset(
+    (AclFetch.SSL_FC, AclFetch.SSL_C_USED, AclFetch.ALWAYS_TRUE, AclFetch.ALWAYS_FALSE)
+)
+
+
 @dataclass(frozen=True)
 class AclTerm:
     """`ssl_fc_sni -i a b` style test: true when the fetched value matches any value.
 
-    `src` keeps its values parsed as `networks` (an address is a /32 or /128 network).
+    Patterns are compiled when the configuration is read, never per request: `src` keeps its
+    values as `networks`, `-m reg` as `regexes`, integer matches as inclusive `ranges`
+    (None: unbounded). `arg` is the fetch's argument (a header or parameter name, lower case
+    for headers; a DN entry). A named ACL declared on several lines is one ANY_OF term.
     """
 
     fetch: AclFetch
@@ -337,14 +373,45 @@ class AclTerm:
     match: AclMatch = AclMatch.EXACT
     negated: bool = False
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    arg: str | None = None
+    occurrence: int | None = None  # `hdr(name,occ)`: only that occurrence (-1: the last)
+    regexes: tuple[re.Pattern[str], ...] = ()
+    ranges: tuple[tuple[int | None, int | None], ...] = ()
+    members: tuple[AclTerm, ...] = ()
+    converters: tuple[str, ...] = ()  # `lower`/`upper` applied to the fetched value
+
+    def __post_init__(self) -> None:
+        # a term built with the default match keeps the meaning it had before `-m` existed
+        if self.match is AclMatch.EXACT and not self.values:
+            if self.fetch in _BOOLEAN_FETCHES:
+                object.__setattr__(self, "match", AclMatch.BOOL)
+        if self.match is AclMatch.EXACT and self.fetch is AclFetch.SRC and self.networks:
+            object.__setattr__(self, "match", AclMatch.IP)
 
 
 @dataclass(frozen=True)
 class Condition:
-    """`if|unless` followed by terms that must all be true (AND)."""
+    """`if|unless` followed by terms that must all be true (AND); `||` (or `or`) starts
+    another group of terms in `alternatives`: the condition holds when any group does."""
 
     unless: bool
     terms: tuple[AclTerm, ...]
+    alternatives: tuple[tuple[AclTerm, ...], ...] = ()
+
+    @property
+    def groups(self) -> tuple[tuple[AclTerm, ...], ...]:
+        """Every AND group, the first one being `terms`."""
+        return (self.terms, *self.alternatives)
+
+    def all_terms(self) -> tuple[AclTerm, ...]:
+        """Every term, named ACLs' lines included (for checks on which fetches are used)."""
+        found: list[AclTerm] = []
+        pending = [t for group in self.groups for t in group]
+        while pending:
+            term = pending.pop()
+            found.append(term)
+            pending.extend(term.members)
+        return tuple(found)
 
 
 @dataclass(frozen=True)

@@ -13,22 +13,40 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-#: fetch -> (takes DN arguments, returns binary)
-SAMPLE_FETCHES: dict[str, tuple[bool, bool]] = {
-    "src": (False, False),
-    "src_port": (False, False),
-    "ssl_fc": (False, False),
-    "ssl_fc_sni": (False, False),
-    "ssl_c_used": (False, False),
-    "ssl_c_verify": (False, False),
-    "ssl_c_s_dn": (True, False),
-    "ssl_c_i_dn": (True, False),
-    "ssl_c_serial": (False, True),
-    "ssl_c_der": (False, True),
-    "ssl_c_sha1": (False, True),
-    "ssl_c_notbefore": (False, False),
-    "ssl_c_notafter": (False, False),
+#: fetch -> (what its argument is, returns binary); the argument: "" none, "dn" a client
+#: certificate DN entry, "name" a header or query parameter name, "uuid" the UUID version
+SAMPLE_FETCHES: dict[str, tuple[str, bool]] = {
+    "src": ("", False),
+    "src_port": ("", False),
+    "dst_port": ("", False),
+    "ssl_fc": ("", False),
+    "ssl_fc_sni": ("", False),
+    "ssl_c_used": ("", False),
+    "ssl_c_verify": ("", False),
+    "ssl_c_s_dn": ("dn", False),
+    "ssl_c_i_dn": ("dn", False),
+    "ssl_c_serial": ("", True),
+    "ssl_c_der": ("", True),
+    "ssl_c_sha1": ("", True),
+    "ssl_c_notbefore": ("", False),
+    "ssl_c_notafter": ("", False),
+    # mode http: the request as it is when the rule runs
+    "method": ("", False),
+    "path": ("", False),
+    "url": ("", False),
+    "query": ("", False),
+    "base": ("", False),
+    "hdr": ("name", False),
+    "req.hdr": ("name", False),
+    "req.fhdr": ("name", False),
+    "url_param": ("name", False),
+    "urlp": ("name", False),
+    "uuid": ("uuid", False),
 }
+#: the fetches that read the HTTP request (they need `mode http`)
+REQUEST_SAMPLE_FETCHES = frozenset(
+    ("method", "path", "url", "query", "base", "hdr", "req.hdr", "req.fhdr", "url_param", "urlp")
+)
 CONVERTERS = frozenset({"hex", "base64", "lower", "upper"})
 _TEXT_CONVERTERS = frozenset({"hex", "base64"})  # turn binary into text
 _EXPRESSION = re.compile(r"%(\{\+Q\})?\[([^\]]*)\]")
@@ -63,13 +81,20 @@ def _expression(text: str, quote: bool) -> SampleExpression:
     if fetch not in SAMPLE_FETCHES:
         known = ", ".join(sorted(SAMPLE_FETCHES))
         raise SampleSyntaxError(f"sample fetch '{fetch}' is not supported (known: {known})")
-    takes_dn, binary = SAMPLE_FETCHES[fetch]
+    arg_kind, binary = SAMPLE_FETCHES[fetch]
     raw_args = match.group("args")
     args = tuple(raw_args.split(",")) if raw_args else ()
-    if args and not takes_dn:
+    if args and not arg_kind:
         raise SampleSyntaxError(f"sample fetch '{fetch}' takes no argument")
-    if args:
+    if arg_kind == "dn" and args:
         _check_dn_args(fetch, args)
+    elif arg_kind == "name":
+        if not args or not args[0].strip() or len(args) > 2:
+            raise SampleSyntaxError(f"sample fetch '{fetch}' expects a name, as in '{fetch}(x)'")
+        if len(args) == 2 and not re.fullmatch(r"-?[0-9]+", args[1]):
+            raise SampleSyntaxError(f"'{fetch}' : occurrence '{args[1]}' is not a number")
+    elif arg_kind == "uuid" and args not in ((), ("4",)):
+        raise SampleSyntaxError("'uuid' : only version 4 is supported")
     converters = tuple(c for c in match.group("converters").split(",") if c)
     for converter in converters:
         if converter not in CONVERTERS:

@@ -18,7 +18,6 @@ from cryptography import x509
 from staplegate.config.diagnostics import Diagnostic, Reason, Severity, SourceLocation
 from staplegate.config.model import (
     IGNORE_ALL_ERRORS,
-    AclFetch,
     Backend,
     Bind,
     CertificateReference,
@@ -35,6 +34,7 @@ from staplegate.config.model import (
     TlsVersion,
     Verify,
 )
+from staplegate.config.parser.conditions import looks_past_host, request_fetches
 from staplegate.config.values import AddressFamily, SocketAddress
 from staplegate.deploy.generation import Generation, load_generation
 from staplegate.proxy.backends import (
@@ -279,7 +279,7 @@ def _frontend_plan(
     http_mode = frontend.mode is Mode.HTTP
     if not http_mode:
         for rule in frontend.use_backends:
-            for fetch in _http_fetches(rule.condition):
+            for fetch in request_fetches(rule.condition):
                 problems.append(
                     _refuse(
                         rule.location,
@@ -363,9 +363,7 @@ def _frontend_plan(
             keep_alive_timeout_s=_seconds(timeouts.http_keep_alive),
             client_timeout_s=_seconds(timeouts.client),
             max_headers=defaults.tune_http_maxhdr,
-            route_by_path=any(
-                AclFetch.PATH.value in _http_fetches(r.condition) for r in frontend.use_backends
-            ),
+            route_per_request=any(looks_past_host(r.condition) for r in frontend.use_backends),
             stats=_stats_service(frontend),
         )
     return FrontendPlan(
@@ -388,17 +386,6 @@ def _frontend_plan(
 
 def _first(*values: int | None) -> int | None:
     return next((v for v in values if v is not None), None)
-
-
-def _http_fetches(condition: Condition | None) -> list[str]:
-    """The fetches of `condition` that look at the HTTP request (`hdr(host)`, `path`)."""
-    if condition is None:
-        return []
-    found = {t.fetch.value for t in condition.terms if t.fetch in _HTTP_FETCHES}
-    return sorted(found)
-
-
-_HTTP_FETCHES = frozenset((AclFetch.HDR_HOST, AclFetch.PATH))
 
 
 def _http1_alpn(

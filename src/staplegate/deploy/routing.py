@@ -16,7 +16,8 @@ from staplegate.proxy.records import ConnectionInfo
 
 
 def condition_holds(condition: Condition | None, info: ConnectionInfo) -> bool:
-    """Evaluate `if|unless { ssl_fc_sni -i … }` (and `hdr(host)`, `path` in mode http)."""
+    """Evaluate a `use_backend` condition on what the router knows of the connection (and,
+    in mode http, of the request)."""
     facts = RequestFacts(
         info.client_address,
         info.server_name,
@@ -24,6 +25,8 @@ def condition_holds(condition: Condition | None, info: ConnectionInfo) -> bool:
         info.host,
         info.client_certificate,
         info.target,
+        info.head,
+        info.frontend_address,
     )
     return _facts_hold(condition, facts)
 

@@ -74,7 +74,10 @@ class ClientSide(Protocol):
     def frontend(self) -> StreamFrontend: ...
 
     def connection_info(
-        self, host: str | None = None, target: bytes | None = None
+        self,
+        host: str | None = None,
+        target: bytes | None = None,
+        head: RequestHead | None = None,
     ) -> ConnectionInfo: ...
 
     def route(self, info: ConnectionInfo) -> BackendPool | None: ...

@@ -52,7 +52,8 @@ class HttpSettings:
     max_head_bytes: int = MAX_HEAD_BYTES
     max_body_bytes: int | None = None
     max_headers: int = MAX_HEADERS  # `tune.http.maxhdr`
-    route_by_path: bool = False  # a `use_backend` rule looks at the path: route every request
+    # a `use_backend` rule looks at more than Host (path, method, headers): route every request
+    route_per_request: bool = False
     backends: Mapping[str, HttpBackendSettings] = field(default_factory=dict)
     stats: StatsService | None = None  # `stats enable`: answered after the rules
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,7 +34,11 @@ from staplegate.config.model import (
     HttpSetHeader,
     HttpUseService,
 )
-from staplegate.config.samples import SampleExpression, parse_header_format
+from staplegate.config.samples import (
+    REQUEST_SAMPLE_FETCHES,
+    SampleExpression,
+    parse_header_format,
+)
 from staplegate.proxy.http_message import LocalResponse, error_response, reason_phrase
 from staplegate.proxy.http_request import RequestHead
 from staplegate.tls.clientcert import ClientCertificate, escape
@@ -49,6 +54,8 @@ class RequestFacts:
     host: str | None = None  # None in mode tcp, or a request without Host
     client_certificate: ClientCertificate | None = None  # on binds that ask for one
     target: bytes | None = None  # the request line's target; None in mode tcp
+    head: RequestHead | None = None  # mode http: method and headers
+    frontend_address: tuple[str, int] | None = None  # `dst_port`
 
 
 def request_path(target: bytes | None) -> str | None:
@@ -87,47 +94,197 @@ def _source_in(
 
 
 def condition_holds(condition: Condition | None, facts: RequestFacts) -> bool:
-    """All terms must hold (AND); `unless` negates the result."""
+    """Any group (`||`) whose terms all hold (AND); `unless` negates the result."""
     if condition is None:
         return True
-    result = all(_term_holds(term, facts) for term in condition.terms)
+    if condition.alternatives:
+        result = any(all(_term_holds(term, facts) for term in group) for group in condition.groups)
+    else:
+        result = all(_term_holds(term, facts) for term in condition.terms)
     return not result if condition.unless else result
 
 
 def _term_holds(term: AclTerm, facts: RequestFacts) -> bool:
-    if term.fetch is AclFetch.SSL_FC:
-        value = facts.tls
-    elif term.fetch is AclFetch.SSL_C_USED:
-        value = facts.client_certificate is not None
-    elif term.fetch is AclFetch.SSL_C_VERIFY:
-        cert = facts.client_certificate
-        result = cert.verify_result if cert is not None else 0
-        value = any(int(v) == result for v in term.values)
-    elif term.fetch is AclFetch.SRC:
+    fetch = term.fetch
+    if fetch is AclFetch.ANY_OF:
+        value = any(_term_holds(member, facts) for member in term.members)
+    elif fetch is AclFetch.SRC and term.match is AclMatch.IP:
         value = _source_in(term.networks, facts.client_address[0])
-    elif term.fetch is AclFetch.ALWAYS_TRUE:
-        value = True
-    elif term.fetch is AclFetch.ALWAYS_FALSE:
-        value = False
     else:
-        if term.fetch is AclFetch.PATH:
-            raw = request_path(facts.target)
-        elif term.fetch is AclFetch.HDR_HOST:
-            raw = facts.host
-        else:
-            raw = facts.server_name
-        if raw is None:
-            value = False
-        else:
-            subject = raw.lower() if term.ignore_case else raw
-            wanted = [v.lower() if term.ignore_case else v for v in term.values]
-            if term.match is AclMatch.BEGIN:
-                value = any(subject.startswith(w) for w in wanted)
-            elif term.match is AclMatch.END:
-                value = any(subject.endswith(w) for w in wanted)
-            else:
-                value = subject in wanted
+        samples = _acl_samples(term, facts)
+        for converter in term.converters:
+            samples = [s.lower() if converter == "lower" else s.upper() for s in samples]
+        value = _matches(term, samples)
     return not value if term.negated else value
+
+
+def _acl_samples(term: AclTerm, facts: RequestFacts) -> list[str]:
+    """What `term`'s fetch returns for this request: [] when it has nothing (no sample)."""
+    fetch = term.fetch
+    if fetch is AclFetch.SSL_FC_SNI or fetch is AclFetch.REQ_SSL_SNI:
+        return [facts.server_name] if facts.server_name else []
+    if fetch is AclFetch.HDR_HOST:
+        return [facts.host] if facts.host is not None else []
+    if fetch is AclFetch.PATH:
+        path = request_path(facts.target)
+        return [path] if path is not None else []
+    if fetch is AclFetch.SSL_FC:
+        return ["1" if facts.tls else "0"]
+    if fetch is AclFetch.ALWAYS_TRUE:
+        return ["1"]
+    if fetch is AclFetch.ALWAYS_FALSE:
+        return ["0"]
+    if fetch is AclFetch.SSL_C_USED:
+        return ["1" if facts.client_certificate is not None else "0"]
+    if fetch is AclFetch.SSL_C_VERIFY:
+        cert = facts.client_certificate
+        return [str(cert.verify_result if cert is not None else 0)]
+    if fetch is AclFetch.SRC:
+        return [facts.client_address[0]]
+    if fetch is AclFetch.SRC_PORT:
+        return [str(facts.client_address[1])]
+    if fetch is AclFetch.DST_PORT:
+        address = facts.frontend_address
+        return [str(address[1])] if address is not None else []
+    if fetch is AclFetch.SSL_C_S_DN or fetch is AclFetch.SSL_C_I_DN:
+        cert = facts.client_certificate
+        if cert is None:
+            return []
+        dn = cert.subject if fetch is AclFetch.SSL_C_S_DN else cert.issuer
+        if term.arg is None:
+            return [dn.oneline()]
+        entry = dn.entry(term.arg, term.occurrence or 1)
+        return [entry] if entry is not None else []
+    if fetch is AclFetch.HDR or fetch is AclFetch.FHDR or fetch is AclFetch.HDR_CNT:
+        values = header_values(facts.head, term.arg or "", split=fetch is not AclFetch.FHDR)
+        if fetch is AclFetch.HDR_CNT:
+            return [str(len(values))]
+        if term.occurrence is not None:
+            return _occurrence(values, term.occurrence)
+        return values
+    sample = request_sample(fetch.value, term.arg, facts)
+    return [sample] if sample is not None else []
+
+
+def _occurrence(values: list[str], occurrence: int) -> list[str]:
+    """HAProxy's `occ`: 1 is the first, -1 the last, 0 every one."""
+    if occurrence == 0:
+        return values
+    index = occurrence - 1 if occurrence > 0 else occurrence
+    try:
+        return [values[index]]
+    except IndexError:
+        return []
+
+
+def header_values(head: RequestHead | None, name: str, *, split: bool) -> list[str]:
+    """Every value of header `name` (lower case) in order; `split`: HAProxy's `hdr`, which
+    cuts each line at its commas (`req.fhdr` does not)."""
+    if head is None:
+        return []
+    wanted = name.encode("latin-1")
+    found: list[str] = []
+    for key, raw in head.headers:
+        if key.lower() != wanted:
+            continue
+        text = raw.decode("latin-1").strip()
+        if split:
+            found.extend(part.strip() for part in text.split(","))
+        else:
+            found.append(text)
+    return found
+
+
+def request_sample(name: str, arg: str | None, facts: RequestFacts) -> str | None:
+    """`url`, `query`, `url_param(x)`, `method`, `base` (and `path`) of the request."""
+    target = facts.target
+    if target is None:
+        return None
+    if name == "path":
+        return request_path(target)
+    if name == "url":
+        return target.decode("latin-1")
+    if name == "method":
+        head = facts.head
+        return head.method if head is not None else None
+    if name == "base":
+        path = request_path(target)
+        if path is None:
+            return None
+        return (facts.host or "") + path
+    query_at = target.find(b"?")
+    if query_at < 0:
+        return None
+    query = target[query_at + 1 :].decode("latin-1")
+    if name == "query":
+        return query
+    # url_param / urlp: the first parameter of that name (its value as sent, not decoded)
+    for pair in query.split("&"):
+        key, sep, value = pair.partition("=")
+        if key == arg:
+            return value if sep else ""
+    return None
+
+
+def _matches(term: AclTerm, samples: list[str]) -> bool:
+    match = term.match
+    if match is AclMatch.FOUND:
+        return bool(samples)
+    if not samples:
+        return False
+    if match is AclMatch.BOOL:
+        return any(_integer(s) not in (None, 0) for s in samples)
+    if match is AclMatch.INT or match is AclMatch.LEN:
+        for sample in samples:
+            number = len(sample) if match is AclMatch.LEN else _integer(sample)
+            if number is None:
+                continue
+            for low, high in term.ranges:
+                if (low is None or number >= low) and (high is None or number <= high):
+                    return True
+        return False
+    if match is AclMatch.IP:
+        return any(_source_in(term.networks, s) for s in samples)
+    if match is AclMatch.REG:
+        return any(r.search(s) for s in samples for r in term.regexes)
+    values = term.values
+    for sample in samples:
+        subject = sample.lower() if term.ignore_case else sample
+        if match is AclMatch.EXACT:
+            if subject in values:
+                return True
+        elif match is AclMatch.BEGIN:
+            if subject.startswith(values):
+                return True
+        elif match is AclMatch.END:
+            if subject.endswith(values):
+                return True
+        elif match is AclMatch.SUB:
+            if any(v in subject for v in values):
+                return True
+        elif any(_delimited(subject, v, "/?.:" if match is AclMatch.DOM else "/?") for v in values):
+            return True
+    return False
+
+
+def _integer(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _delimited(subject: str, word: str, delimiters: str) -> bool:
+    """HAProxy's `-m dom` / `-m dir`: `word` appears bounded by delimiters or the ends."""
+    start = subject.find(word)
+    while start >= 0:
+        end = start + len(word)
+        before_ok = start == 0 or subject[start - 1] in delimiters
+        after_ok = end == len(subject) or subject[end] in delimiters
+        if before_ok and after_ok:
+            return True
+        start = subject.find(word, start + 1)
+    return False
 
 
 #: Prometheus' text exposition format (what prometheus_client's generate_latest writes)
@@ -162,10 +319,23 @@ def _fetch(expression: SampleExpression, facts: RequestFacts) -> str | bytes:
         return facts.client_address[0]
     if name == "src_port":
         return str(facts.client_address[1])
+    if name == "dst_port":
+        address = facts.frontend_address
+        return str(address[1]) if address is not None else ""
     if name == "ssl_fc_sni":
         return escape(facts.server_name or "")
     if name == "ssl_fc":
         return "1" if facts.tls else "0"
+    if name in REQUEST_SAMPLE_FETCHES:
+        args = expression.args
+        if name in ("hdr", "req.hdr", "req.fhdr"):
+            values = header_values(facts.head, args[0].strip().lower(), split=name != "req.fhdr")
+            # in a sample expression HAProxy returns the last occurrence unless told which
+            picked = _occurrence(values, int(args[1]) if len(args) > 1 else -1)
+            return picked[0] if picked else ""
+        return request_sample(name, args[0] if args else None, facts) or ""
+    if name == "uuid":
+        return str(uuid.uuid4())
     if name == "ssl_c_used":
         return "1" if cert is not None else "0"
     if name == "ssl_c_verify":
@@ -253,6 +423,8 @@ def apply_rules(
                 head.host,
                 facts.client_certificate,
                 facts.target,
+                facts.head,
+                facts.frontend_address,
             )
     return None, None
 

@@ -201,18 +201,22 @@ class HttpStream(ExchangeLifecycle):
             head.host,
             client_certificate,
             head.target,
+            head,
+            side.frontend_address,
         )
 
-    def _route(self, host: str | None, target: bytes) -> Route:
+    def _route(self, head: RequestHead) -> Route:
         """`use_backend`/`default_backend` for this Host, with what the backend adds; the
         rest of the facts are fixed for the connection, so each Host is routed once per
-        connection (unless a rule looks at the path: then every request is routed)."""
+        connection (unless a rule looks at more of the request, such as its path, method or
+        other headers: then every request is routed)."""
+        host = head.host
         try:
             return self._routes[host]
         except KeyError:
             pass
         side = self.client_side
-        pool = side.route(side.connection_info(host, target))
+        pool = side.route(side.connection_info(host, head.target, head))
         if pool is None:
             route: Route = (None, None, None)
         else:
@@ -227,7 +231,7 @@ class HttpStream(ExchangeLifecycle):
             else:
                 extra = name + b": " + self._client_ip_bytes + b"\r\n"
             route = (pool, backend, extra)
-        if len(self._routes) < 8 and not self.settings.route_by_path:
+        if len(self._routes) < 8 and not self.settings.route_per_request:
             self._routes[host] = route
         return route
 
@@ -260,7 +264,7 @@ class HttpStream(ExchangeLifecycle):
             return
         route = self._routes.get(head.host)
         if route is None:
-            route = self._route(head.host, head.target)
+            route = self._route(head)
         pool, backend, extra = route
         if pool is None or backend is None:
             self._respond_locally(exchange, error_response(503), "SC--")

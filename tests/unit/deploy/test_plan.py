@@ -68,7 +68,7 @@ def test_path_routing_routes_every_request_and_needs_mode_http(tmp_path: Path) -
     assert plan is not None, output
     http = plan.frontends[0].http
     assert http is not None
-    assert http.route_by_path
+    assert http.route_per_request
     plan, output = _plan(
         tmp_path,
         "frontend fe\n    mode http\n    bind 127.0.0.1:8080\n"
@@ -76,7 +76,7 @@ def test_path_routing_routes_every_request_and_needs_mode_http(tmp_path: Path) -
     )
     assert plan is not None, output
     assert plan.frontends[0].http is not None
-    assert not plan.frontends[0].http.route_by_path  # routed once per Host, as before
+    assert not plan.frontends[0].http.route_per_request  # routed once per Host, as before
     plan, output = _plan(tmp_path, "frontend fe\n    mode tcp\n    bind 127.0.0.1:8080\n" + rules)
     assert plan is None
     assert "frontend 'fe' is 'mode tcp': 'path' needs 'mode http'" in output

@@ -49,10 +49,13 @@ class FakeClientSide:
         self.reading = True
 
     def connection_info(
-        self, host: str | None = None, target: bytes | None = None
+        self,
+        host: str | None = None,
+        target: bytes | None = None,
+        head: RequestHead | None = None,
     ) -> ConnectionInfo:
         return ConnectionInfo(
-            "fe", self.client_address, self.server_name, None, host, target=target
+            "fe", self.client_address, self.server_name, None, host, target=target, head=head
         )
 
     def route(self, info: ConnectionInfo) -> BackendPool | None:

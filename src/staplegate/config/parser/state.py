@@ -142,6 +142,10 @@ def field_change(name: str, value: object) -> dict[str, Any]:
     return {name: value}
 
 
+def _no_pattern_files(path: str) -> str:
+    raise OSError(f"no file access while parsing (cannot read '{path}')")
+
+
 class ParserState:
     """The parser's memory across lines and files; see the module docstring."""
 
@@ -158,6 +162,8 @@ class ParserState:
         self.proxy: ProxyBuilder | None = None
         self.defaults_builder: DefaultsBuilder | None = None
         self.store: StoreBuilder | None = None
+        # `acl … -f FILE` reads through this (the loader's; the parser itself does no I/O)
+        self.read_pattern_file: Callable[[str], str] = _no_pattern_files
 
     # ---------------------------------------------------------------- diagnostics
     def error(

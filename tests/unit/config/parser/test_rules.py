@@ -12,6 +12,7 @@ from staplegate.config.model import (
     HttpSetHeader,
     HttpUseService,
 )
+from staplegate.config.parser.rules import CONDITION_HELP
 from tests.unit.config.helpers import BACKEND, A, check, one_error
 
 # ------------------------------------------------------------------ rules
@@ -46,17 +47,16 @@ def test_use_backend_conditions() -> None:
 
 
 def test_condition_errors() -> None:
-    help_text = (
-        "staplegate understands only 'if|unless { ssl_fc_sni -i HOST... }' conditions "
-        "(also req.ssl_sni, ssl_fc, ssl_c_used, ssl_c_verify N, src ADDRESS[/MASK], "
-        "always_true, always_false, and in mode http hdr(host), path and path_beg; "
-        "named ACLs of those forms and the predefined TRUE, FALSE and LOCALHOST)"
-    )
+    help_text = CONDITION_HELP
     cases = {
-        "use_backend app if { url_beg -i a }": "'use_backend' : fetch 'url_beg' is not "
-        f"supported: {help_text}; ignoring the condition would change traffic",
-        "use_backend app if { path_end .php }": "'use_backend' : fetch 'path_end' is not "
-        f"supported: {help_text}; ignoring the condition would change traffic",
+        "use_backend app if { req.cook(a) -m found }": "'use_backend' : fetch 'req.cook(a)' "
+        f"is not supported: {help_text}; ignoring the condition would change traffic",
+        "use_backend app if { hdr(host),map(a.map) -m found }": "'use_backend' : converter "
+        "'map(a.map)' is not supported in conditions (staplegate has: lower, upper); ignoring "
+        "the condition would change traffic",
+        "use_backend app if { hdr_beg }": "'use_backend' : fetch 'hdr_beg' needs an argument, "
+        "as in 'hdr_beg(x-name)'.",
+        "use_backend app if { path(x) /a }": "'use_backend' : fetch 'path' takes no argument.",
         "use_backend app if { src www.example.test }": "'use_backend' : 'www.example.test' "
         "is not an IPv4 or IPv6 address or network ('src' matches ADDRESS or ADDRESS/MASK; "
         "host names are not resolved).",
@@ -67,20 +67,29 @@ def test_condition_errors() -> None:
         "use_backend app if { path_beg -m end /a }": "'use_backend' : '-m end' cannot be used "
         "with 'path_beg' (use 'path -m …' to choose the match)",
         "use_backend app if { always_true 1 }": "'use_backend' : 'always_true' takes no value.",
+        "use_backend app if { path -m reg ^(a }": "'use_backend' : regex '^(a' is invalid: "
+        "missing ), unterminated subpattern at position 1.",
+        "use_backend app if { dst_port gt }": "'use_backend' : 'dst_port' : 'gt' expects a "
+        "number after it.",
+        "use_backend app if { dst_port 80:x }": "'use_backend' : 'dst_port' : '80:x' is not an "
+        "integer or a range.",
+        "use_backend app if { path -m fuzzy a }": "'use_backend' : match method '-m fuzzy' "
+        f"is not supported: {help_text}",
+        "use_backend app if { path -x a }": "'use_backend' : flag '-x' is not supported: "
+        f"{help_text}",
         "use_backend app if localhost": "'use_backend' : unknown or unsupported ACL "
         f"'localhost' in 'if localhost': {help_text}",
         "use_backend app if unknown_acl": "'use_backend' : unknown or unsupported ACL "
         f"'unknown_acl' in 'if unknown_acl': {help_text}",
-        "use_backend app if { ssl_fc_sni a } || { ssl_fc_sni b }": "'use_backend' : 'if { "
-        "ssl_fc_sni a } || { ssl_fc_sni b }' uses '||' : "
-        f"{help_text}; write one rule per alternative",
-        "use_backend app if { ssl_fc_sni -m reg ^a }": "'use_backend' : match method '-m reg' "
-        f"is not supported: {help_text}",
+        "use_backend app if { ssl_fc_sni a } || ": "'use_backend' : 'if { ssl_fc_sni a } ||' "
+        "has an empty alternative (around '||' or '!').",
+        "use_backend app if || { ssl_fc_sni a }": "'use_backend' : 'if || { ssl_fc_sni a }' "
+        "has an empty alternative (around '||' or '!').",
         "use_backend app if { ssl_fc_sni }": "'use_backend' : 'ssl_fc_sni' needs at least one "
         "host name to match.",
         "use_backend app if { ssl_fc_sni a": "'use_backend' : missing closing '}' in condition.",
         "use_backend": "'use_backend' expects a backend name.",
-        "acl host url -i a": "'acl host' : fetch 'url' is not supported: "
+        "acl host url_xyz -i a": "'acl host' : fetch 'url_xyz' is not supported: "
         f"{help_text}; ignoring the condition would change traffic",
     }
     for line, message in cases.items():
@@ -192,9 +201,10 @@ def test_http_request_errors() -> None:
         "http-request redirect scheme ftp": "'http-request redirect' : scheme 'ftp' is not "
         "supported (use http or https).",
         "http-request set-header X-A %[req.cook(x)]": "'http-request set-header' : sample "
-        "fetch 'req.cook' is not supported (known: src, src_port, ssl_c_der, ssl_c_i_dn, "
-        "ssl_c_notafter, ssl_c_notbefore, ssl_c_s_dn, ssl_c_serial, ssl_c_sha1, ssl_c_used, "
-        "ssl_c_verify, ssl_fc, ssl_fc_sni)",
+        "fetch 'req.cook' is not supported (known: base, dst_port, hdr, method, path, query, "
+        "req.fhdr, req.hdr, src, src_port, ssl_c_der, ssl_c_i_dn, ssl_c_notafter, "
+        "ssl_c_notbefore, ssl_c_s_dn, ssl_c_serial, ssl_c_sha1, ssl_c_used, ssl_c_verify, "
+        "ssl_fc, ssl_fc_sni, url, url_param, urlp, uuid)",
         "http-request set-header X-A %[ssl_c_der]": "'http-request set-header' : sample fetch "
         "'ssl_c_der' is binary: write '%[ssl_c_der,hex]' or '%[ssl_c_der,base64]'",
         "http-request set-header X-A %ci": "'http-request set-header' : log-format variable "
