@@ -382,9 +382,8 @@ class AclTerm:
 
     def __post_init__(self) -> None:
         # a term built with the default match keeps the meaning it had before `-m` existed
-        if self.match is AclMatch.EXACT and not self.values:
-            if self.fetch in _BOOLEAN_FETCHES:
-                object.__setattr__(self, "match", AclMatch.BOOL)
+        if self.match is AclMatch.EXACT and not self.values and self.fetch in _BOOLEAN_FETCHES:
+            object.__setattr__(self, "match", AclMatch.BOOL)
         if self.match is AclMatch.EXACT and self.fetch is AclFetch.SRC and self.networks:
             object.__setattr__(self, "match", AclMatch.IP)
 
@@ -431,6 +430,21 @@ class HttpDeny:
 class HttpRedirectScheme:
     scheme: str
     code: int = 302
+    drop_query: bool = False
+    append_slash: bool = False
+
+
+@dataclass(frozen=True)
+class HttpRedirect:
+    """`redirect location|prefix VALUE` (`http-request redirect` or the `redirect` keyword):
+    `location` is the whole Location (a log-format string: `%[…]` allowed); `prefix` comes
+    before the request's path and query (a prefix of `/` keeps the path alone)."""
+
+    kind: str  # "location" or "prefix"
+    value: str
+    code: int = 302
+    drop_query: bool = False
+    append_slash: bool = False
 
 
 @dataclass(frozen=True)
@@ -453,7 +467,13 @@ class HttpUseService:
 
 
 HttpAction = (
-    HttpReturn | HttpDeny | HttpRedirectScheme | HttpSetHeader | HttpDelHeader | HttpUseService
+    HttpRedirect
+    | HttpReturn
+    | HttpDeny
+    | HttpRedirectScheme
+    | HttpSetHeader
+    | HttpDelHeader
+    | HttpUseService
 )
 
 

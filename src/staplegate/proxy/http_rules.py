@@ -29,6 +29,7 @@ from staplegate.config.model import (
     HttpAction,
     HttpDelHeader,
     HttpDeny,
+    HttpRedirect,
     HttpRedirectScheme,
     HttpReturn,
     HttpSetHeader,
@@ -411,8 +412,8 @@ def apply_rules(
             return error_response(action.status), "deny"
         elif isinstance(action, HttpReturn):
             return _return(action, rule.file_body), "return"
-        elif isinstance(action, HttpRedirectScheme):
-            return _redirect(action, head), "redirect"
+        elif isinstance(action, (HttpRedirectScheme, HttpRedirect)):
+            return _redirect(action, head, facts), "redirect"
         elif isinstance(action, HttpUseService):
             return _service(rule.service), "use-service"
         if head.host != facts.host:  # a rule rewrote Host: later conditions see the new one
@@ -444,15 +445,33 @@ def _service(snapshot: ServiceSnapshot | None) -> LocalResponse:
     return LocalResponse(200, reason_phrase(200), headers, snapshot.body, close=False)
 
 
-def _redirect(action: HttpRedirectScheme, head: RequestHead) -> LocalResponse:
-    host = head.host or ""
+def _origin_uri(head: RequestHead, action: HttpRedirect | HttpRedirectScheme) -> str:
+    """The request's path and query as a redirect appends them (HAProxy's `drop-query`
+    and `append-slash` applied)."""
     target = head.target
     scheme_end = target.find(b"://")
     if scheme_end > 0 and target[:1] != b"/":  # absolute-form: keep its path (and query)
         rest = target[scheme_end + 3 :]
         cut = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
         target = rest[cut:] if rest[cut:].startswith(b"/") else b"/" + rest[cut:]
-    location = f"{action.scheme}://{host}{target.decode('latin-1')}"
+    uri = target.decode("latin-1")
+    if action.drop_query:
+        uri = uri.split("?", 1)[0]
+    if action.append_slash and not uri.endswith("/"):
+        uri += "/"
+    return uri
+
+
+def _redirect(
+    action: HttpRedirect | HttpRedirectScheme, head: RequestHead, facts: RequestFacts
+) -> LocalResponse:
+    if isinstance(action, HttpRedirectScheme):
+        location = f"{action.scheme}://{head.host or ''}{_origin_uri(head, action)}"
+    elif action.kind == "location":
+        location = expand(action.value, facts)
+    else:  # prefix: HAProxy drops a prefix of "/" (the path already starts with one)
+        prefix = expand(action.value, facts)
+        location = ("" if prefix == "/" else prefix) + _origin_uri(head, action)
     return LocalResponse(
         action.code,
         reason_phrase(action.code),

@@ -29,6 +29,7 @@ from staplegate.config.parser.rules import (
     HTTP_REQUEST_ACTIONS,
     read_acl,
     read_http_request,
+    read_redirect,
     read_use_backend,
 )
 from staplegate.config.parser.server import merge_server, read_server, read_server_options
@@ -478,6 +479,20 @@ def _http_request_rule(parser: ParserState, args: list[str], where: SourceLocati
         parser.proxy.rules.append(rule)
 
 
+def _redirect(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    if _section(parser) is Section.DEFAULTS:
+        parser.error(
+            where,
+            "redirect",
+            "'redirect' rules in a 'defaults' section are not supported by staplegate; "
+            "write them in each proxy",
+            Reason.UNSUPPORTED,
+        )
+        return
+    assert parser.proxy is not None
+    read_redirect(parser, args, where, parser.proxy)
+
+
 def _http_request_family(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     """An `http-request` action staplegate does not implement: refused, or unknown."""
     action = args[1] if len(args) > 1 else ""
@@ -515,6 +530,7 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         supported("timeout client", _timeout),
         supported("timeout server", _timeout),
         supported("timeout http-request", _timeout),
+        supported("redirect", _redirect),
         supported("timeout http-keep-alive", _timeout),
         supported("timeout check", _timeout),
         supported("timeout queue", _timeout),
@@ -657,7 +673,6 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "persist",
                 "quic-initial",
                 "rate-limit",
-                "redirect",
                 "retry-on",
                 "server-state-file-name",
                 "server-template",

@@ -16,6 +16,7 @@ from staplegate.config.model import (
     HttpAction,
     HttpDelHeader,
     HttpDeny,
+    HttpRedirect,
     HttpRedirectScheme,
     HttpRequestRule,
     HttpReturn,
@@ -192,9 +193,14 @@ def _http_deny(
     return None
 
 
+_REDIRECT_CODES = (301, 302, 303, 307, 308)
+
+
 def _http_redirect(
     parser: ParserState, body: list[str], where: SourceLocation, kw: str
 ) -> HttpAction | None:
+    """`scheme|location|prefix VALUE [code N] [drop-query] [append-slash]` (HAProxy's
+    redirect rule, shared by `http-request redirect` and the `redirect` keyword)."""
     if len(body) < 2 or body[0] not in ("scheme", "location", "prefix"):
         parser.error(
             where,
@@ -203,31 +209,69 @@ def _http_redirect(
             Reason.MISSING_ARGUMENT,
         )
         return None
-    if body[0] != "scheme":
-        parser.error(where, kw, refused_message(f"{kw} {body[0]}"), Reason.UNSUPPORTED)
-        return None
-    scheme = body[1]
-    if scheme not in ("http", "https"):
+    kind, value = body[0], body[1]
+    if kind == "scheme" and value not in ("http", "https"):
         parser.error(
             where,
             kw,
-            f"'{kw}' : scheme '{scheme}' is not supported (use http or https).",
+            f"'{kw}' : scheme '{value}' is not supported (use http or https).",
             Reason.UNSUPPORTED,
         )
         return None
+    if kind != "scheme":
+        try:
+            parse_header_format(value)
+        except SampleSyntaxError as error:
+            parser.error(where, kw, f"'{kw}' : {error}", Reason.UNSUPPORTED)
+            return None
     code = 302
+    drop_query = append_slash = False
     rest = body[2:]
     while rest:
         if rest[0] == "code" and len(rest) >= 2:
             parsed = parser.status_arg(rest[1], where, kw, 301, 308)
             if parsed is None:
                 return None
+            if parsed not in _REDIRECT_CODES:
+                parser.error(
+                    where,
+                    kw,
+                    f"'{kw}' : unsupported HTTP code '{parsed}' (301, 302, 303, 307 or 308).",
+                    Reason.INVALID_VALUE,
+                )
+                return None
             code = parsed
             rest = rest[2:]
+        elif rest[0] == "drop-query":
+            drop_query = True
+            rest = rest[1:]
+        elif rest[0] == "append-slash":
+            append_slash = True
+            rest = rest[1:]
+        elif rest[0] == "ignore-empty":  # only empty log-format locations differ: refuse
+            parser.error(where, kw, refused_message(f"{kw} {rest[0]}"), Reason.UNSUPPORTED)
+            return None
         else:
             parser.error(where, kw, refused_message(f"{kw} {rest[0]}"), Reason.UNSUPPORTED)
             return None
-    return HttpRedirectScheme(scheme, code)
+    if kind == "scheme":
+        return HttpRedirectScheme(value, code, drop_query, append_slash)
+    return HttpRedirect(kind, value, code, drop_query, append_slash)
+
+
+def read_redirect(
+    parser: ParserState, args: list[str], where: SourceLocation, proxy: ProxyBuilder
+) -> None:
+    """The `redirect` keyword: HAProxy runs these after the `http-request` rules."""
+    body, cond_words = _split_condition(args[1:])
+    condition = None
+    if cond_words:
+        condition = read_condition(parser, cond_words, where, "redirect", proxy.acls)
+        if condition is None:
+            return
+    action = _http_redirect(parser, body, where, "redirect")
+    if action is not None:
+        proxy.redirect_rules.append(HttpRequestRule(where, action, condition))
 
 
 #: the services `http-request use-service` can name (HAProxy's built-in promex exporter)

@@ -101,6 +101,7 @@ class ProxyBuilder:
     binds: list[Bind] = field(default_factory=list)
     use_backends: list[UseBackendRule] = field(default_factory=list)
     rules: list[HttpRequestRule] = field(default_factory=list)
+    redirect_rules: list[HttpRequestRule] = field(default_factory=list)  # `redirect` lines
     servers: list[RawServer] = field(default_factory=list)
     acls: dict[str, list[AclTerm]] = field(default_factory=dict)
     stats: StatsPage | None = None
@@ -114,7 +115,7 @@ class ProxyBuilder:
             self.settings,
             tuple(self.binds),
             tuple(self.use_backends),
-            tuple(self.rules),
+            (*self.rules, *self.redirect_rules),
             tuple(self.servers),
             self.stats,
         )

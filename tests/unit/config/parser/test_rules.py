@@ -196,8 +196,16 @@ def test_http_request_errors() -> None:
         "are mutually exclusive.",
         "http-request deny deny_status x": "'http-request deny' : status code must be an "
         "integer between 200 and 599 (got 'x').",
-        "http-request redirect location /x": "'http-request redirect location' is a HAProxy "
-        "keyword that staplegate does not support and it would change traffic",
+        "http-request redirect location /x set-cookie A=1": "'http-request redirect "
+        "set-cookie' is a HAProxy keyword that staplegate does not support and it would "
+        "change traffic",
+        "redirect location /x code 305": "'redirect' : unsupported HTTP code '305' (301, 302, "
+        "303, 307 or 308).",
+        "redirect prefix %[req.cook(a)]": "'redirect' : sample fetch 'req.cook' is not "
+        "supported (known: base, dst_port, hdr, method, path, query, req.fhdr, req.hdr, src, "
+        "src_port, ssl_c_der, ssl_c_i_dn, ssl_c_notafter, ssl_c_notbefore, ssl_c_s_dn, "
+        "ssl_c_serial, ssl_c_sha1, ssl_c_used, ssl_c_verify, ssl_fc, ssl_fc_sni, url, "
+        "url_param, urlp, uuid)",
         "http-request redirect scheme ftp": "'http-request redirect' : scheme 'ftp' is not "
         "supported (use http or https).",
         "http-request set-header X-A %[req.cook(x)]": "'http-request set-header' : sample "
