@@ -4,7 +4,7 @@ real backends that record what they receive.
 One configuration in the style of the real-world corpus (HAProxy's content-switching
 example, home-server Host routing, easy-haproxy's certbot paths): named ACLs on several
 lines, `||`, `!`, `-m`, derived keywords, header/method/query/port fetches, `-f FILE`,
-`%[…]` values from the request, and the `redirect` keyword.
+`%[…]` values from the request, `return … lf-string`, and the `redirect` keyword.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ frontend www
     http-request set-header X-Host %[req.hdr(host),lower]
     http-request return status 200 content-type text/plain string debug-on \
         if debug tls_port || {{ hdr_cnt(x-probe) ge 2 }}
+    http-request return status 200 content-type text/plain \
+        lf-string "hello %[src] n=%[url_param(n)]" if {{ path /hello }}
     redirect prefix https://new.example.test code 301 drop-query if {{ path_beg /old/ }}
     redirect location https://docs.example.test/ if {{ hdr(host) -m str docs.test }}
     use_backend static if static || tagged
@@ -112,6 +114,8 @@ def test_conditions_route_deny_rewrite_and_redirect(tmp_path: Path, pki: Pki) ->
             response = conn.getresponse()
             assert (response.status, response.read()) == (200, b"debug-on")
             conn.close()
+            # `return … lf-string`: evaluated for each request
+            assert get(port, pki, "/hello?n=5")[:2] == (200, b"hello 127.0.0.1 n=5")
             # the `redirect` keyword: prefix with drop-query and code, and location
             status, _body, response = get(port, pki, "/old/page?q=1")
             assert (status, response.getheader("location")) == (

@@ -419,6 +419,7 @@ class HttpReturn:
     content_type: str | None = None
     body: str | None = None
     file: str | None = None
+    log_format: bool = False  # `lf-string`: `body` holds `%[…]` evaluated per request
 
 
 @dataclass(frozen=True)

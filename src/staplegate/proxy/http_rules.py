@@ -411,7 +411,7 @@ def apply_rules(
         elif isinstance(action, HttpDeny):
             return error_response(action.status), "deny"
         elif isinstance(action, HttpReturn):
-            return _return(action, rule.file_body), "return"
+            return _return(action, rule.file_body, facts), "return"
         elif isinstance(action, (HttpRedirectScheme, HttpRedirect)):
             return _redirect(action, head, facts), "redirect"
         elif isinstance(action, HttpUseService):
@@ -430,8 +430,11 @@ def apply_rules(
     return None, None
 
 
-def _return(action: HttpReturn, file_body: bytes | None) -> LocalResponse:
-    body = file_body if file_body is not None else (action.body or "").encode()
+def _return(action: HttpReturn, file_body: bytes | None, facts: RequestFacts) -> LocalResponse:
+    if action.log_format:  # `lf-string`: evaluated for this request
+        body = expand(action.body or "", facts).encode("utf-8", "surrogateescape")
+    else:
+        body = file_body if file_body is not None else (action.body or "").encode()
     headers: tuple[tuple[str, str], ...] = ()
     if action.content_type is not None:
         headers = (("content-type", action.content_type),)

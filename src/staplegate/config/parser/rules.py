@@ -126,11 +126,12 @@ def _http_return(
     content_type: str | None = None
     payload: str | None = None
     file: str | None = None
+    log_format = False
     i = 0
     while i < len(body):
         opt = body[i]
         val = body[i + 1] if i + 1 < len(body) else None
-        if opt in ("status", "content-type", "string", "file") and val is None:
+        if opt in ("status", "content-type", "string", "lf-string", "file") and val is None:
             parser.error(
                 where, kw, f"'{kw}' : '{opt}' expects an argument.", Reason.MISSING_ARGUMENT
             )
@@ -142,12 +143,18 @@ def _http_return(
             status = parsed
         elif opt == "content-type":
             content_type = val
-        elif opt == "string":
+        elif opt in ("string", "lf-string"):
+            if opt == "lf-string":
+                try:
+                    parse_header_format(val or "")
+                except SampleSyntaxError as error:
+                    parser.error(where, kw, f"'{kw}' : {error}", Reason.UNSUPPORTED)
+                    return None
+                log_format = True
             payload = val
         elif opt == "file":
             file = val
         elif opt in (
-            "lf-string",
             "lf-file",
             "errorfile",
             "errorfiles",
@@ -165,7 +172,7 @@ def _http_return(
             where, kw, f"'{kw}' : 'string' and 'file' are mutually exclusive.", Reason.CONFLICT
         )
         return None
-    return HttpReturn(status, content_type, payload, file)
+    return HttpReturn(status, content_type, payload, file, log_format)
 
 
 def _http_deny(

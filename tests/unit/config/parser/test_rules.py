@@ -190,8 +190,13 @@ def test_http_request_errors() -> None:
     cases = {
         "http-request return status 99": "'http-request return' : status code must be an "
         "integer between 200 and 599 (got '99').",
-        "http-request return status 200 lf-string x": "'http-request return lf-string' is a "
+        "http-request return status 200 lf-file x": "'http-request return lf-file' is a "
         "HAProxy keyword that staplegate does not support and it would change traffic",
+        "http-request return lf-string %[var(txn.x)]": "'http-request return' : sample fetch "
+        "'var' is not supported (known: base, dst_port, hdr, method, path, query, req.fhdr, "
+        "req.hdr, src, src_port, ssl_c_der, ssl_c_i_dn, ssl_c_notafter, ssl_c_notbefore, "
+        "ssl_c_s_dn, ssl_c_serial, ssl_c_sha1, ssl_c_used, ssl_c_verify, ssl_fc, ssl_fc_sni, "
+        "url, url_param, urlp, uuid)",
         "http-request return string a file b": "'http-request return' : 'string' and 'file' "
         "are mutually exclusive.",
         "http-request deny deny_status x": "'http-request deny' : status code must be an "
