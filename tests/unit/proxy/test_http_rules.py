@@ -291,7 +291,7 @@ def test_redirect_location_prefix_and_their_options() -> None:
     `append-slash` edit what is appended, `code` picks the status."""
     head = RequestHead("GET", b"/docs?x=1", "1.1", [(b"Host", b"a.test")], keep_alive=True)
     facts = RequestFacts(("192.0.2.1", 1), None, True, "a.test", None, b"/docs?x=1", head)
-    cases = [
+    cases: list[tuple[HttpRedirect | HttpRedirectScheme, int, str]] = [
         (
             HttpRedirect("location", "https://b.test/%[path]?from=%[hdr(host)]"),
             302,

@@ -15,6 +15,7 @@ from staplegate.proxy.http_pool import (
     HttpSettings,
     ServerConnection,
 )
+from staplegate.proxy.http_request import RequestHead
 from staplegate.proxy.http_stream import HttpStream
 from staplegate.proxy.records import ConnectionInfo, FrontendStats
 from staplegate.tls.endpoint import SessionInfo
