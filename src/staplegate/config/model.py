@@ -662,10 +662,14 @@ class ProxyOptions:
     tcplog: bool | None = None
     forwardfor: bool | None = None
     forwardfor_header: str | None = None
+    # `option forwardfor except NET`: no header for clients in it ("" = written without)
+    forwardfor_except: str | None = None
     httpchk: bool | None = None
     httpchk_method: str | None = None
     httpchk_uri: str | None = None
     httpchk_expect_status: int | None = None  # `http-check expect status N`
+    httpchk_version: str | None = None  # `http-check send ver V` (else HTTP/1.0)
+    httpchk_headers: tuple[tuple[str, str], ...] | None = None  # `http-check send hdr N V`
     redispatch: bool | None = None
     dontlognull: bool | None = None
 

@@ -8,6 +8,7 @@ is refused here with a message naming the file:line, instead of being silently s
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from staplegate.config.model import (
     HttpReturn,
     HttpUseService,
     Mode,
+    ProxyOptions,
     ProxyProtocol,
     Server,
     SslOptions,
@@ -358,6 +360,7 @@ def _frontend_plan(
         http = HttpSettings(
             rules=_compile_rules(frontend.http_request_rules, problems, exporter),
             forwardfor_header=_forwardfor(options.forwardfor, options.forwardfor_header),
+            forwardfor_except=_forwardfor_except(options),
             httplog=bool(options.httplog),
             request_timeout_s=_seconds(timeouts.http_request),
             keep_alive_timeout_s=_seconds(timeouts.http_keep_alive),
@@ -421,6 +424,15 @@ def _forwardfor(enabled: bool | None, name: str | None) -> bytes | None:
     if not enabled:
         return None
     return (name or "X-Forwarded-For").encode("latin-1")
+
+
+def _forwardfor_except(
+    options: ProxyOptions,
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """`option forwardfor except NET` (checked by the parser)."""
+    if not options.forwardfor or not options.forwardfor_except:
+        return ()
+    return (ipaddress.ip_network(options.forwardfor_except, strict=False),)
 
 
 def _stats_service(frontend: Frontend) -> StatsService | None:
@@ -518,6 +530,8 @@ def _backend_plan(
             method=options.httpchk_method or "OPTIONS",
             uri=options.httpchk_uri or "/",
             expect_status=options.httpchk_expect_status,
+            version=options.httpchk_version or "HTTP/1.0",
+            headers=options.httpchk_headers or (),
         )
     for server in backend.servers:
         if server.disabled:
@@ -576,6 +590,7 @@ def _backend_plan(
             if backend.mode is Mode.HTTP
             else (),
             forwardfor_header=_forwardfor(options.forwardfor, options.forwardfor_header),
+            forwardfor_except=_forwardfor_except(options),
             connect_timeout_s=_seconds(timeouts.connect),
             server_timeout_s=_seconds(timeouts.server),
             retries=retries,

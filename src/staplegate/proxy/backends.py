@@ -63,12 +63,15 @@ class ServerTls:
 
 @dataclass(frozen=True)
 class HttpCheck:
-    """`option httpchk [METH URI]` with `http-check expect status N` (else any 2xx/3xx)."""
+    """`option httpchk [METH URI]` or `http-check send meth|uri|ver|hdr …`, with
+    `http-check expect status N` (else any 2xx/3xx)."""
 
     method: str = "OPTIONS"
     uri: str = "/"
     expect_status: int | None = None
     host: str | None = None
+    version: str = "HTTP/1.0"  # `http-check send ver`
+    headers: tuple[tuple[str, str], ...] = ()  # `http-check send hdr NAME VALUE`
 
     def accepts(self, status: int) -> bool:
         if self.expect_status is not None:

@@ -10,6 +10,7 @@ everything it reads goes to that stream (`ServerConnectionOwner`, `http_stream.H
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ class HttpBackendSettings:
     name: str
     rules: tuple[CompiledRule, ...] = ()
     forwardfor_header: bytes | None = None
+    forwardfor_except: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     connect_timeout_s: float | None = None
     server_timeout_s: float | None = None
     retries: int = 3
@@ -45,6 +47,7 @@ class HttpSettings:
 
     rules: tuple[CompiledRule, ...] = ()
     forwardfor_header: bytes | None = None
+    forwardfor_except: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     httplog: bool = False
     request_timeout_s: float | None = None
     keep_alive_timeout_s: float | None = None

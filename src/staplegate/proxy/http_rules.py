@@ -76,7 +76,7 @@ def request_path(target: bytes | None) -> str | None:
     return (target if query < 0 else target[:query]).decode("latin-1")
 
 
-def _source_in(
+def source_in(
     networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network], address: str
 ) -> bool:
     """HAProxy's `src` match: an IPv4 pattern also matches an IPv4-mapped IPv6 client."""
@@ -110,7 +110,7 @@ def _term_holds(term: AclTerm, facts: RequestFacts) -> bool:
     if fetch is AclFetch.ANY_OF:
         value = any(_term_holds(member, facts) for member in term.members)
     elif fetch is AclFetch.SRC and term.match is AclMatch.IP:
-        value = _source_in(term.networks, facts.client_address[0])
+        value = source_in(term.networks, facts.client_address[0])
     else:
         samples = _acl_samples(term, facts)
         for converter in term.converters:
@@ -245,7 +245,7 @@ def _matches(term: AclTerm, samples: list[str]) -> bool:
                     return True
         return False
     if match is AclMatch.IP:
-        return any(_source_in(term.networks, s) for s in samples)
+        return any(source_in(term.networks, s) for s in samples)
     if match is AclMatch.REG:
         return any(r.search(s) for s in samples for r in term.regexes)
     values = term.values

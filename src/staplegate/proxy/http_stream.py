@@ -51,7 +51,7 @@ from staplegate.proxy.http_message import (
 from staplegate.proxy.http_pool import HttpBackendSettings, ServerConnection
 from staplegate.proxy.http_request import RequestHead
 from staplegate.proxy.http_response import ResponseEvent, ResponseHead, ResponseReader
-from staplegate.proxy.http_rules import RequestFacts, apply_rules
+from staplegate.proxy.http_rules import RequestFacts, apply_rules, source_in
 from staplegate.proxy.upstream import open_server
 
 log = logging.getLogger("staplegate.http")
@@ -222,7 +222,12 @@ class HttpStream(ExchangeLifecycle):
         else:
             backend = self.http.backend(pool.name)
             name = backend.forwardfor_header or self.settings.forwardfor_header
-            if name is None:
+            excepted = (
+                backend.forwardfor_except
+                if backend.forwardfor_header
+                else self.settings.forwardfor_except
+            )
+            if name is None or (excepted and source_in(excepted, self._client_ip)):
                 extra: bytes | None = b""
             elif name.lower() in _LOOKED_UP or has_line_break(self._client_ip_bytes):
                 # not expected (a PROXY-protocol address is checked where it is parsed):

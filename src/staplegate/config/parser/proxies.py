@@ -8,6 +8,8 @@ no handler of its own is classified (ignored, refused) or reported as unknown.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -194,14 +196,24 @@ def _option_forwardfor(parser: ParserState, args: list[str], where: SourceLocati
     kw = f"option {words[0]}"
     extra = words[1:]
     header: str | None = None
+    excepted = ""
     i = 0
     while i < len(extra):
         if extra[i] in ("except", "header") and i + 1 < len(extra):
             if extra[i] == "header":
                 header = extra[i + 1]
             else:
-                parser.error(where, kw, refused_message(f"{kw} except"), Reason.UNSUPPORTED)
-                return
+                excepted = extra[i + 1]
+                try:
+                    ipaddress.ip_network(excepted, strict=False)
+                except ValueError:
+                    parser.error(
+                        where,
+                        kw,
+                        f"'{kw}' : 'except' expects an IPv4 or IPv6 network, got '{excepted}'.",
+                        Reason.INVALID_VALUE,
+                    )
+                    return
             i += 2
         elif extra[i] == "if-none":
             parser.error(where, kw, refused_message(f"{kw} if-none"), Reason.UNSUPPORTED)
@@ -209,7 +221,9 @@ def _option_forwardfor(parser: ParserState, args: list[str], where: SourceLocati
         else:
             parser.error(where, kw, f"'{kw}' : unexpected argument '{extra[i]}'.", Reason.SYNTAX)
             return
-    _set_options(parser, forwardfor=not negate, forwardfor_header=header)
+    _set_options(
+        parser, forwardfor=not negate, forwardfor_header=header, forwardfor_except=excepted
+    )
 
 
 def _option_httpchk(parser: ParserState, args: list[str], where: SourceLocation) -> None:
@@ -284,7 +298,11 @@ def _balance(parser: ParserState, args: list[str], where: SourceLocation) -> Non
 
 
 def _http_check(parser: ParserState, args: list[str], where: SourceLocation) -> None:
-    """Only `http-check expect status <code>` is read; every other form is refused."""
+    """`http-check expect status <code>` and `http-check send …` are read; every other form
+    (`connect`, `expect string|rstatus|…`, several `send` lines) is refused."""
+    if len(args) >= 2 and args[1] == "send":
+        _http_check_send(parser, args, where)
+        return
     if len(args) < 2 or args[1] != "expect":
         parser.classify_rest(_section(parser), PROXY, args, where)
         return
@@ -292,7 +310,8 @@ def _http_check(parser: ParserState, args: list[str], where: SourceLocation) -> 
         parser.error(
             where,
             "http-check",
-            "staplegate understands only 'http-check expect status <code>'.",
+            "staplegate understands only 'http-check expect status <code>' and "
+            "'http-check send [meth M] [uri U] [ver V] [hdr NAME VALUE]...'.",
             Reason.UNSUPPORTED,
         )
         return
@@ -300,6 +319,49 @@ def _http_check(parser: ParserState, args: list[str], where: SourceLocation) -> 
     parser.set_proxy_settings(
         replace(settings, options=replace(settings.options, httpchk_expect_status=int(args[3])))
     )
+
+
+def _http_check_send(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """HAProxy 2.2+'s way to write the check request (`option httpchk` with no argument)."""
+    kw = "http-check send"
+    request: dict[str, str] = {}
+    headers: list[tuple[str, str]] = []
+    words = args[2:]
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in ("meth", "uri", "ver") and i + 1 < len(words):
+            value = words[i + 1]
+            if any(c in value for c in " \r\n") or not value:
+                parser.error(where, kw, f"'{kw}' : invalid {word} '{value}'.", Reason.SYNTAX)
+                return
+            request[word] = value
+            i += 2
+        elif word == "hdr" and i + 2 < len(words):
+            name, value = words[i + 1], words[i + 2]
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name) or any(
+                c in value for c in "\r\n"
+            ):
+                parser.error(where, kw, f"'{kw}' : invalid header '{name}'.", Reason.SYNTAX)
+                return
+            headers.append((name, value))
+            i += 3
+        elif word in ("meth", "uri", "ver", "hdr"):
+            parser.error(where, kw, f"'{kw}' : '{word}' expects a value.", Reason.MISSING_ARGUMENT)
+            return
+        else:
+            parser.error(where, kw, refused_message(f"{kw} {word}"), Reason.UNSUPPORTED)
+            return
+    settings = parser.proxy_settings
+    options = settings.options
+    options = replace(
+        options,
+        httpchk_method=request.get("meth", options.httpchk_method),
+        httpchk_uri=request.get("uri", options.httpchk_uri),
+        httpchk_version=request.get("ver", options.httpchk_version),
+        httpchk_headers=tuple(headers),
+    )
+    parser.set_proxy_settings(replace(settings, options=options))
 
 
 def _default_backend(parser: ParserState, args: list[str], where: SourceLocation) -> None:
