@@ -1,4 +1,5 @@
-"""`http-check send` and `option forwardfor except` end to end (issue 18): a live
+"""`http-check send`, `option forwardfor except`, `monitor-uri` with `monitor fail` and
+`nbsrv` end to end (issue 18): a live
 staplegate, a real TLS client, real backends recording what they receive.
 
 Both come from the real-world corpus (Kazoo's CouchDB balancer, the OCSP-stapling demo, the
@@ -15,7 +16,7 @@ import pytest
 from staplegate.testpki.pytest_plugin import Pki
 
 from .harness import free_port, poll, staplegate
-from .test_http_mode_e2e import HOST, backends, get, started, write_config
+from .test_http_mode_e2e import HOST, backends, connect, get, started, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -69,3 +70,52 @@ def test_http_check_send_and_forwardfor_except(tmp_path: Path, pki: Pki) -> None
             assert "x-forwarded-for" not in first_headers  # the client is in 127.0.0.0/8
             assert second_headers["x-client"] == "127.0.0.1"
             assert first_headers["host"] == HOST
+
+
+MONITOR = """\
+backend web
+    option httpchk GET /health
+    server w 127.0.0.1:{web} check inter 100ms rise 1 fall 1
+
+backend sorry
+    server s 127.0.0.1:{sorry}
+
+frontend www
+    bind 127.0.0.1:{port} ssl crt-list {crt_list}
+    monitor-uri /healthz
+    acl web_down nbsrv(web) lt 1
+    monitor fail if web_down
+    use_backend sorry if {{ nbsrv(web) eq 0 }}
+    default_backend web
+"""
+
+MONITOR_OK = b"<html><body><h1>200 OK</h1>\nService ready.\n</body></html>\n"
+
+
+def test_monitor_uri_and_monitor_fail_on_nbsrv(tmp_path: Path, pki: Pki) -> None:
+    """An outer balancer's probe: 200 while `web` has a usable server, 503 (and requests
+    routed to `sorry`, decided per request on a kept-alive connection) once it has none."""
+    with backends("web", "sorry") as (web, sorry):
+        config, port = write_config(tmp_path, pki, MONITOR, web=web.port, sorry=sorry.port)
+        with staplegate(config, tmp_path / "state", workers=1) as proc:
+            started(proc)
+            status, body, response = get(port, pki, "/healthz")
+            assert (status, body) == (200, MONITOR_OK)
+            assert response.getheader("content-type") == "text/html"
+            conn = connect(port, pki)
+            conn.request("GET", "/a", headers={"Host": HOST})
+            response = conn.getresponse()
+            assert response.read() == b"web /a"
+            web.health_status = 500
+            proc.wait_for(r"Server web/w is DOWN")
+            poll(
+                lambda: True if get(port, pki, "/healthz")[0] == 503 else None,
+                timeout=10,
+                failure=lambda: "the monitor never answered 503",
+            )
+            conn.request("GET", "/b", headers={"Host": HOST})
+            response = conn.getresponse()
+            assert response.read() == b"sorry /b"
+            conn.close()
+            assert get(port, pki, "/healthz")[1].startswith(b"<html><body><h1>503 Service")
+            assert "/healthz" not in web.paths() + sorry.paths()

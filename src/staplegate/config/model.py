@@ -148,6 +148,7 @@ class AclFetch(enum.Enum):
     # the connection
     DST_PORT = "dst_port"  # the port the client connected to (integer)
     SRC_PORT = "src_port"
+    NBSRV = "nbsrv"  # usable servers of the backend named by `arg` (integer)
     ANY_OF = "acl"  # a named ACL written on several lines: true when any line is (`members`)
 
 
@@ -436,6 +437,23 @@ class HttpRedirectScheme:
 
 
 @dataclass(frozen=True)
+class MonitorFail:
+    """One `monitor fail if|unless COND` line."""
+
+    location: SourceLocation
+    condition: Condition
+
+
+@dataclass(frozen=True)
+class HttpMonitor:
+    """`monitor-uri` (and the frontend's `monitor fail` conditions), run before the rules:
+    a request for `uri` is answered 200, or 503 when a `monitor fail` condition holds."""
+
+    uri: str
+    fail: tuple[Condition, ...] = ()
+
+
+@dataclass(frozen=True)
 class HttpRedirect:
     """`redirect location|prefix VALUE` (`http-request redirect` or the `redirect` keyword):
     `location` is the whole Location (a log-format string: `%[…]` allowed); `prefix` comes
@@ -469,6 +487,7 @@ class HttpUseService:
 
 HttpAction = (
     HttpRedirect
+    | HttpMonitor
     | HttpReturn
     | HttpDeny
     | HttpRedirectScheme
@@ -688,6 +707,7 @@ class ProxySettings:
     retries: int | None = None
     default_backend: str | None = None
     default_server: ServerOptions = ServerOptions()
+    monitor_uri: str | None = None  # `monitor-uri`: answered 200 (503 on `monitor fail`)
 
 
 @dataclass(frozen=True)
@@ -726,6 +746,7 @@ class Frontend:
     use_backends: tuple[UseBackendRule, ...] = ()
     http_request_rules: tuple[HttpRequestRule, ...] = ()
     stats: StatsPage | None = None
+    monitor_fail: tuple[MonitorFail, ...] = ()  # `monitor fail if|unless …` (any fails)
 
     @property
     def timeouts(self) -> Timeouts:

@@ -80,6 +80,7 @@ def merge_settings(base: ProxySettings, own: ProxySettings) -> ProxySettings:
         if own.default_backend is not None
         else base.default_backend,
         default_server=_merge(base.default_server, own.default_server),  # type: ignore[arg-type]
+        monitor_uri=own.monitor_uri if own.monitor_uri is not None else base.monitor_uri,
     )
     assert isinstance(merged.timeouts, Timeouts)
     assert isinstance(merged.options, ProxyOptions)
@@ -159,6 +160,7 @@ class _Builder:
                         raw.use_backends,
                         raw.http_request_rules,
                         raw.stats,
+                        raw.monitor_fail,
                     )
                 )
             if raw.kind in (ProxyKind.BACKEND, ProxyKind.LISTEN):

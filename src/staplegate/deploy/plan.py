@@ -25,6 +25,7 @@ from staplegate.config.model import (
     Condition,
     Frontend,
     GlobalSettings,
+    HttpMonitor,
     HttpRequestRule,
     HttpReturn,
     HttpUseService,
@@ -36,7 +37,11 @@ from staplegate.config.model import (
     TlsVersion,
     Verify,
 )
-from staplegate.config.parser.conditions import looks_past_host, request_fetches
+from staplegate.config.parser.conditions import (
+    backends_counted,
+    looks_past_host,
+    request_fetches,
+)
 from staplegate.config.values import AddressFamily, SocketAddress
 from staplegate.deploy.generation import Generation, load_generation
 from staplegate.proxy.backends import (
@@ -279,6 +284,18 @@ def _frontend_plan(
     config = generation.config
     defaults = config.global_
     http_mode = frontend.mode is Mode.HTTP
+    known = {b.name for b in config.backends}
+    for location, kw, condition in _conditions(frontend):
+        for name in backends_counted(condition):
+            if name not in known:
+                problems.append(
+                    _refuse(
+                        location,
+                        kw,
+                        f"frontend '{frontend.name}': 'nbsrv({name})' names no backend "
+                        f"(unable to find backend '{name}').",
+                    )
+                )
     if not http_mode:
         for rule in frontend.use_backends:
             for fetch in request_fetches(rule.condition):
@@ -296,6 +313,15 @@ def _frontend_plan(
                     "http-request",
                     f"frontend '{frontend.name}' is 'mode tcp': its 'http-request' rules are "
                     "ignored, as HAProxy ignores them",
+                )
+            )
+        if frontend.settings.monitor_uri is not None:
+            problems.append(
+                _warn(
+                    frontend.location,
+                    "monitor-uri",
+                    f"'monitor-uri' ignored for frontend '{frontend.name}' as it requires "
+                    "HTTP mode.",
                 )
             )
         if frontend.stats is not None:
@@ -358,7 +384,9 @@ def _frontend_plan(
     http = None
     if http_mode:
         http = HttpSettings(
-            rules=_compile_rules(frontend.http_request_rules, problems, exporter),
+            rules=_compile_rules(
+                _monitor(frontend) + frontend.http_request_rules, problems, exporter
+            ),
             forwardfor_header=_forwardfor(options.forwardfor, options.forwardfor_header),
             forwardfor_except=_forwardfor_except(options),
             httplog=bool(options.httplog),
@@ -418,6 +446,28 @@ def _replace_alpn(
 ) -> CertificateReference:
     alpn = _http1_alpn(reference.alpn, reference.location, frontend, problems)
     return replace(reference, alpn=alpn)
+
+
+def _conditions(frontend: Frontend) -> list[tuple[SourceLocation, str, Condition | None]]:
+    """Every condition written in a frontend, with where and under which keyword."""
+    found: list[tuple[SourceLocation, str, Condition | None]] = [
+        (r.location, "use_backend", r.condition) for r in frontend.use_backends
+    ]
+    found += [(r.location, "http-request", r.condition) for r in frontend.http_request_rules]
+    found += [(m.location, "monitor fail", m.condition) for m in frontend.monitor_fail]
+    return found
+
+
+def _monitor(frontend: Frontend) -> tuple[HttpRequestRule, ...]:
+    """`monitor-uri`, answered before any `http-request` rule (as in HAProxy)."""
+    uri = frontend.settings.monitor_uri
+    if uri is None:
+        return ()
+    return (
+        HttpRequestRule(
+            frontend.location, HttpMonitor(uri, tuple(m.condition for m in frontend.monitor_fail))
+        ),
+    )
 
 
 def _forwardfor(enabled: bool | None, name: str | None) -> bytes | None:

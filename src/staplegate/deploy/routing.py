@@ -15,7 +15,11 @@ from staplegate.proxy.http_rules import condition_holds as _facts_hold
 from staplegate.proxy.records import ConnectionInfo
 
 
-def condition_holds(condition: Condition | None, info: ConnectionInfo) -> bool:
+def condition_holds(
+    condition: Condition | None,
+    info: ConnectionInfo,
+    usable_servers: Callable[[str], int] | None = None,
+) -> bool:
     """Evaluate a `use_backend` condition on what the router knows of the connection (and,
     in mode http, of the request)."""
     facts = RequestFacts(
@@ -27,6 +31,7 @@ def condition_holds(condition: Condition | None, info: ConnectionInfo) -> bool:
         info.target,
         info.head,
         info.frontend_address,
+        usable_servers,
     )
     return _facts_hold(condition, facts)
 
@@ -38,9 +43,13 @@ def make_router(
     rules = tuple((pools[r.backend], r.condition) for r in plan.rules)
     default = pools.get(plan.default_backend) if plan.default_backend else None
 
+    def usable_servers(name: str) -> int:
+        pool = pools.get(name)
+        return pool.usable_count() if pool is not None else 0
+
     def route(info: ConnectionInfo) -> BackendPool | None:
         for pool, condition in rules:
-            if condition_holds(condition, info):
+            if condition_holds(condition, info, usable_servers):
                 return pool
         return default
 

@@ -204,6 +204,14 @@ class BackendPool:
     def up_servers(self) -> tuple[BackendServer, ...]:
         return tuple(s for s in self.servers if self._health[s.name].usable)
 
+    def usable_count(self) -> int:
+        """HAProxy's `nbsrv`: the usable active servers, else the usable backups."""
+        health = self._health
+        active = sum(1 for s, h in self._primaries if h.usable)
+        if active:
+            return active
+        return sum(1 for s in self.servers if s.backup and health[s.name].usable)
+
     def active(self, server: BackendServer) -> int:
         """Connections (tcp) or requests (http) this worker has on the server now."""
         return self._health[server.name].active

@@ -78,6 +78,8 @@ class HttpFrontend:
         self.idle_server_timeout_s = idle_server_timeout_s
         self.stats = HttpStats()
         self.default_backends: dict[str, HttpBackendSettings] = {}
+        # `nbsrv(backend)` in conditions: the worker's pools answer (None outside a worker)
+        self.usable_servers: Callable[[str], int] | None = None
         # oldest first: put_idle appends, take_idle pops the newest (warm) one
         self._idle: dict[tuple[str, str, str | None], list[ServerConnection]] = {}
         self._sweeper: asyncio.TimerHandle | None = None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from staplegate.config.model import (
@@ -29,6 +29,7 @@ from staplegate.config.model import (
     HttpAction,
     HttpDelHeader,
     HttpDeny,
+    HttpMonitor,
     HttpRedirect,
     HttpRedirectScheme,
     HttpReturn,
@@ -57,6 +58,7 @@ class RequestFacts:
     target: bytes | None = None  # the request line's target; None in mode tcp
     head: RequestHead | None = None  # mode http: method and headers
     frontend_address: tuple[str, int] | None = None  # `dst_port`
+    usable_servers: Callable[[str], int] | None = None  # `nbsrv(backend)`
 
 
 def request_path(target: bytes | None) -> str | None:
@@ -147,6 +149,9 @@ def _acl_samples(term: AclTerm, facts: RequestFacts) -> list[str]:
     if fetch is AclFetch.DST_PORT:
         address = facts.frontend_address
         return [str(address[1])] if address is not None else []
+    if fetch is AclFetch.NBSRV:
+        count = facts.usable_servers
+        return [str(count(term.arg or ""))] if count is not None else []
     if fetch is AclFetch.SSL_C_S_DN or fetch is AclFetch.SSL_C_I_DN:
         cert = facts.client_certificate
         if cert is None:
@@ -416,6 +421,9 @@ def apply_rules(
             return _redirect(action, head, facts), "redirect"
         elif isinstance(action, HttpUseService):
             return _service(rule.service), "use-service"
+        elif isinstance(action, HttpMonitor) and _monitored(action.uri, head.target):
+            failing = any(condition_holds(c, facts) for c in action.fail)
+            return _monitor_answer(503 if failing else 200), "monitor"
         if head.host != facts.host:  # a rule rewrote Host: later conditions see the new one
             facts = RequestFacts(
                 facts.client_address,
@@ -426,8 +434,31 @@ def apply_rules(
                 facts.target,
                 facts.head,
                 facts.frontend_address,
+                facts.usable_servers,
             )
     return None, None
+
+
+def _monitored(uri: str, target: bytes) -> bool:
+    """HAProxy's `monitor-uri` match: the request's URI as sent, or the path of an
+    absolute-form one."""
+    wanted = uri.encode("latin-1")
+    return target == wanted or (target[:1] != b"/" and request_path(target) == uri)
+
+
+#: HAProxy's monitor answers (its `http_err_msgs` texts for 200 and 503)
+_MONITOR_BODIES = {
+    200: b"<html><body><h1>200 OK</h1>\nService ready.\n</body></html>\n",
+    503: b"<html><body><h1>503 Service Unavailable</h1>\n"
+    b"No server is available to handle this request.\n</body></html>\n",
+}
+
+
+def _monitor_answer(status: int) -> LocalResponse:
+    headers = (("content-type", "text/html"), ("cache-control", "no-cache"))
+    return LocalResponse(
+        status, reason_phrase(status), headers, _MONITOR_BODIES[status], close=False
+    )
 
 
 def _return(action: HttpReturn, file_body: bytes | None, facts: RequestFacts) -> LocalResponse:

@@ -203,6 +203,7 @@ class HttpStream(ExchangeLifecycle):
             head.target,
             head,
             side.frontend_address,
+            self.http.usable_servers,
         )
 
     def _route(self, head: RequestHead) -> Route:

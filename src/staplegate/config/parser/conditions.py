@@ -22,7 +22,8 @@ from staplegate.config.parser.state import ParserState
 
 CONDITION_HELP = (
     "staplegate evaluates the fetches ssl_fc_sni, req.ssl_sni, ssl_fc, ssl_c_used, "
-    "ssl_c_verify, ssl_c_s_dn, ssl_c_i_dn, src, src_port, dst_port, always_true, always_false "
+    "ssl_c_verify, ssl_c_s_dn, ssl_c_i_dn, src, src_port, dst_port, nbsrv(), always_true, "
+    "always_false "
     "and in mode http hdr(), req.hdr(), req.fhdr(), hdr_cnt(), path, url, base, query, "
     "url_param(), method (with their _beg/_end/_sub/_reg/_dom/_dir/_len forms), the "
     "converters lower and upper, the matches -m str|beg|end|sub|reg|dom|dir|len|int|bool|found "
@@ -61,6 +62,7 @@ _BASE_FETCHES: dict[str, _FetchSpec] = {
     "src": _FetchSpec(AclFetch.SRC, AclMatch.IP, ""),
     "src_port": _FetchSpec(AclFetch.SRC_PORT, AclMatch.INT, ""),
     "dst_port": _FetchSpec(AclFetch.DST_PORT, AclMatch.INT, ""),
+    "nbsrv": _FetchSpec(AclFetch.NBSRV, AclMatch.INT, "required"),
     "always_true": _FetchSpec(AclFetch.ALWAYS_TRUE, AclMatch.BOOL, ""),
     "always_false": _FetchSpec(AclFetch.ALWAYS_FALSE, AclMatch.BOOL, ""),
 }
@@ -129,13 +131,22 @@ def request_fetches(condition: Condition | None) -> list[str]:
 
 
 def looks_past_host(condition: Condition | None) -> bool:
-    """True when `condition` reads more of a request than its Host (routing per request)."""
+    """True when `condition` reads more of a request than its Host, or something that
+    changes while a connection lives (`nbsrv`): then routing is decided per request."""
     if condition is None:
         return False
     return any(
-        t.fetch in _REQUEST_FETCHES and t.fetch is not AclFetch.HDR_HOST
+        (t.fetch in _REQUEST_FETCHES and t.fetch is not AclFetch.HDR_HOST)
+        or t.fetch is AclFetch.NBSRV
         for t in condition.all_terms()
     )
+
+
+def backends_counted(condition: Condition | None) -> list[str]:
+    """The backends whose usable servers `condition` counts (`nbsrv(NAME)`)."""
+    if condition is None:
+        return []
+    return sorted({t.arg or "" for t in condition.all_terms() if t.fetch is AclFetch.NBSRV})
 
 
 def read_acl(

@@ -14,7 +14,15 @@ from dataclasses import replace
 from typing import Any
 
 from staplegate.config.diagnostics import Reason, SourceLocation
-from staplegate.config.model import Balance, Mode, ProxyKind, ProxySettings, StatsPage, Timeouts
+from staplegate.config.model import (
+    Balance,
+    Mode,
+    MonitorFail,
+    ProxyKind,
+    ProxySettings,
+    StatsPage,
+    Timeouts,
+)
 from staplegate.config.parser.bind import read_bind
 from staplegate.config.parser.readers import read_log
 from staplegate.config.parser.registry import (
@@ -30,6 +38,7 @@ from staplegate.config.parser.registry import (
 from staplegate.config.parser.rules import (
     HTTP_REQUEST_ACTIONS,
     read_acl,
+    read_condition,
     read_http_request,
     read_redirect,
     read_use_backend,
@@ -479,6 +488,40 @@ def _stats(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     parser.proxy.stats = page
 
 
+def _monitor_uri(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    if not parser.has_cap(_section(parser), frontend=True, kw="monitor-uri", where=where):
+        return
+    if len(args) != 2 or not args[1]:
+        parser.error(where, "monitor-uri", "'monitor-uri' expects an URI.", Reason.MISSING_ARGUMENT)
+        return
+    parser.set_proxy_settings(replace(parser.proxy_settings, monitor_uri=args[1]))
+
+
+def _monitor_fail(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    kw = "monitor fail"
+    if _section(parser) is Section.DEFAULTS or parser.proxy is None:
+        parser.error(
+            where,
+            kw,
+            "'monitor fail' is not allowed in a 'defaults' section (HAProxy neither).",
+            Reason.UNSUPPORTED,
+        )
+        return
+    if not parser.has_cap(_section(parser), frontend=True, kw=kw, where=where):
+        return
+    if len(args) < 4 or args[2] not in ("if", "unless"):
+        parser.error(
+            where,
+            kw,
+            "'monitor fail' expects 'if' or 'unless' followed by a condition.",
+            Reason.MISSING_ARGUMENT,
+        )
+        return
+    condition = read_condition(parser, args[2:], where, kw, parser.proxy.acls)
+    if condition is not None:
+        parser.proxy.monitor_fail.append(MonitorFail(where, condition))
+
+
 def _stats_admin(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     parser.error(
         where,
@@ -593,6 +636,8 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         supported("timeout server", _timeout),
         supported("timeout http-request", _timeout),
         supported("redirect", _redirect),
+        supported("monitor-uri", _monitor_uri),
+        supported("monitor fail", _monitor_fail),
         supported("timeout http-keep-alive", _timeout),
         supported("timeout check", _timeout),
         supported("timeout queue", _timeout),
@@ -703,8 +748,6 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "max-keep-alive-queue",
                 "max-session-srv-conns",
                 "monitor",
-                "monitor fail",
-                "monitor-uri",
                 "option accept-invalid-http-request",
                 "option accept-invalid-http-response",
                 "option accept-unsafe-violations-in-http-request",

@@ -24,6 +24,7 @@ from staplegate.config.model import (
     Defaults,
     GlobalSettings,
     HttpRequestRule,
+    MonitorFail,
     ProxyKind,
     ProxySettings,
     ServerOptions,
@@ -77,6 +78,7 @@ class RawProxy:
     http_request_rules: tuple[HttpRequestRule, ...] = ()
     servers: tuple[RawServer, ...] = ()
     stats: StatsPage | None = None
+    monitor_fail: tuple[MonitorFail, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class ProxyBuilder:
     servers: list[RawServer] = field(default_factory=list)
     acls: dict[str, list[AclTerm]] = field(default_factory=dict)
     stats: StatsPage | None = None
+    monitor_fail: list[MonitorFail] = field(default_factory=list)
 
     def build(self) -> RawProxy:
         return RawProxy(
@@ -118,6 +121,7 @@ class ProxyBuilder:
             (*self.rules, *self.redirect_rules),
             tuple(self.servers),
             self.stats,
+            tuple(self.monitor_fail),
         )
 
 
