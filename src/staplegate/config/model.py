@@ -499,6 +499,9 @@ HttpAction = (
 
 @dataclass(frozen=True)
 class HttpRequestRule:
+    """One rule (`http-request`, `redirect`, and the header rules of `http-response` and
+    `http-after-response`): where, what, and when."""
+
     location: SourceLocation
     action: HttpAction
     condition: Condition | None = None
@@ -747,6 +750,9 @@ class Frontend:
     http_request_rules: tuple[HttpRequestRule, ...] = ()
     stats: StatsPage | None = None
     monitor_fail: tuple[MonitorFail, ...] = ()  # `monitor fail if|unless …` (any fails)
+    # `http-response` / `http-after-response` header rules (set-header, add-header, del-header)
+    http_response_rules: tuple[HttpRequestRule, ...] = ()
+    http_after_response_rules: tuple[HttpRequestRule, ...] = ()
 
     @property
     def timeouts(self) -> Timeouts:
@@ -769,6 +775,8 @@ class Backend:
     balance: Balance
     servers: tuple[Server, ...]
     http_request_rules: tuple[HttpRequestRule, ...] = ()
+    http_response_rules: tuple[HttpRequestRule, ...] = ()
+    http_after_response_rules: tuple[HttpRequestRule, ...] = ()
 
     @property
     def timeouts(self) -> Timeouts:

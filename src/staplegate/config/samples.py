@@ -42,11 +42,38 @@ SAMPLE_FETCHES: dict[str, tuple[str, bool]] = {
     "url_param": ("name", False),
     "urlp": ("name", False),
     "uuid": ("uuid", False),
+    # response rules only: the server's answer
+    "status": ("", False),
+    "res.hdr": ("name", False),
+    "res.fhdr": ("name", False),
+    "res.ver": ("", False),
 }
-#: the fetches that read the HTTP request (they need `mode http`)
+#: the fetches that read the HTTP request (they need `mode http`, and a request rule)
 REQUEST_SAMPLE_FETCHES = frozenset(
     ("method", "path", "url", "query", "base", "hdr", "req.hdr", "req.fhdr", "url_param", "urlp")
 )
+#: the fetches that read the response (only `http-response` rules see one)
+RESPONSE_SAMPLE_FETCHES = frozenset(("status", "res.hdr", "res.fhdr", "res.ver"))
+
+
+def check_context(segments: tuple[Segment, ...], *, response: bool) -> None:
+    """Refuse what the rule cannot see, as HAProxy does: a request rule has no response yet,
+    and a response rule no longer has the request."""
+    for segment in segments:
+        if isinstance(segment, str):
+            continue
+        if response and segment.fetch in REQUEST_SAMPLE_FETCHES:
+            raise SampleSyntaxError(
+                f"sample fetch '{segment.fetch}' reads the request, which a response rule "
+                "does not see (HAProxy refuses it too)"
+            )
+        if not response and segment.fetch in RESPONSE_SAMPLE_FETCHES:
+            raise SampleSyntaxError(
+                f"sample fetch '{segment.fetch}' reads the response, which a request rule "
+                "does not have yet"
+            )
+
+
 CONVERTERS = frozenset({"hex", "base64", "lower", "upper"})
 _TEXT_CONVERTERS = frozenset({"hex", "base64"})  # turn binary into text
 _EXPRESSION = re.compile(r"%(\{\+Q\})?\[([^\]]*)\]")

@@ -161,6 +161,8 @@ class _Builder:
                         raw.http_request_rules,
                         raw.stats,
                         raw.monitor_fail,
+                        raw.http_response_rules,
+                        raw.http_after_response_rules,
                     )
                 )
             if raw.kind in (ProxyKind.BACKEND, ProxyKind.LISTEN):
@@ -174,6 +176,8 @@ class _Builder:
                         settings.balance or Balance.ROUNDROBIN,
                         tuple(_server(s, settings.default_server) for s in raw.servers),
                         raw.http_request_rules if raw.kind is ProxyKind.BACKEND else (),
+                        raw.http_response_rules if raw.kind is ProxyKind.BACKEND else (),
+                        raw.http_after_response_rules if raw.kind is ProxyKind.BACKEND else (),
                     )
                 )
         return tuple(frontends), tuple(backends)
@@ -247,6 +251,15 @@ class _Builder:
                     )
                 else:
                     self._check_mode(fe, names[rule.backend], rule.location)
+            if fe.mode is Mode.TCP and (fe.http_response_rules or fe.http_after_response_rules):
+                first = (fe.http_response_rules or fe.http_after_response_rules)[0]
+                self.sink.warning(
+                    first.location,
+                    "http-response",
+                    f"'http-response' rules ignored for {fe.kind.value} '{fe.name}' as they "
+                    "require HTTP mode.",
+                    Reason.CONFLICT,
+                )
             if fe.mode is Mode.TCP and fe.http_request_rules:
                 self.sink.warning(
                     fe.http_request_rules[0].location,

@@ -387,6 +387,10 @@ def _frontend_plan(
             rules=_compile_rules(
                 _monitor(frontend) + frontend.http_request_rules, problems, exporter
             ),
+            response_rules=_compile_rules(frontend.http_response_rules, problems, exporter),
+            after_response_rules=_compile_rules(
+                frontend.http_after_response_rules, problems, exporter
+            ),
             forwardfor_header=_forwardfor(options.forwardfor, options.forwardfor_header),
             forwardfor_except=_forwardfor_except(options),
             httplog=bool(options.httplog),
@@ -639,6 +643,10 @@ def _backend_plan(
             rules=_compile_rules(backend.http_request_rules, problems, exporter)
             if backend.mode is Mode.HTTP
             else (),
+            response_rules=_compile_rules(backend.http_response_rules, problems, exporter),
+            after_response_rules=_compile_rules(
+                backend.http_after_response_rules, problems, exporter
+            ),
             forwardfor_header=_forwardfor(options.forwardfor, options.forwardfor_header),
             forwardfor_except=_forwardfor_except(options),
             connect_timeout_s=_seconds(timeouts.connect),

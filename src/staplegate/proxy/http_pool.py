@@ -33,6 +33,8 @@ class HttpBackendSettings:
 
     name: str
     rules: tuple[CompiledRule, ...] = ()
+    response_rules: tuple[CompiledRule, ...] = ()  # `http-response` header rules
+    after_response_rules: tuple[CompiledRule, ...] = ()  # `http-after-response`
     forwardfor_header: bytes | None = None
     forwardfor_except: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     connect_timeout_s: float | None = None
@@ -40,12 +42,18 @@ class HttpBackendSettings:
     retries: int = 3
     tunnel_timeout_s: float | None = None  # HAProxy's `timeout tunnel`: a backend keyword
 
+    @property
+    def has_response_rules(self) -> bool:
+        return bool(self.response_rules or self.after_response_rules)
+
 
 @dataclass(frozen=True)
 class HttpSettings:
     """A mode-http frontend's settings (timeouts in seconds, None = not set)."""
 
     rules: tuple[CompiledRule, ...] = ()
+    response_rules: tuple[CompiledRule, ...] = ()  # `http-response` header rules
+    after_response_rules: tuple[CompiledRule, ...] = ()  # `http-after-response`
     forwardfor_header: bytes | None = None
     forwardfor_except: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     httplog: bool = False

@@ -38,11 +38,13 @@ from staplegate.config.model import (
 )
 from staplegate.config.samples import (
     REQUEST_SAMPLE_FETCHES,
+    RESPONSE_SAMPLE_FETCHES,
     SampleExpression,
     parse_header_format,
 )
 from staplegate.proxy.http_message import LocalResponse, error_response, reason_phrase
 from staplegate.proxy.http_request import RequestHead
+from staplegate.proxy.http_response import ResponseHead
 from staplegate.tls.clientcert import ClientCertificate, escape
 
 
@@ -59,6 +61,7 @@ class RequestFacts:
     head: RequestHead | None = None  # mode http: method and headers
     frontend_address: tuple[str, int] | None = None  # `dst_port`
     usable_servers: Callable[[str], int] | None = None  # `nbsrv(backend)`
+    response: ResponseHead | None = None  # response rules: the answer being sent
 
 
 def request_path(target: bytes | None) -> str | None:
@@ -183,7 +186,7 @@ def _occurrence(values: list[str], occurrence: int) -> list[str]:
         return []
 
 
-def header_values(head: RequestHead | None, name: str, *, split: bool) -> list[str]:
+def header_values(head: RequestHead | ResponseHead | None, name: str, *, split: bool) -> list[str]:
     """Every value of header `name` (lower case) in order; `split`: HAProxy's `hdr`, which
     cuts each line at its commas (`req.fhdr` does not)."""
     if head is None:
@@ -342,6 +345,18 @@ def _fetch(expression: SampleExpression, facts: RequestFacts) -> str | bytes:
         return request_sample(name, args[0] if args else None, facts) or ""
     if name == "uuid":
         return str(uuid.uuid4())
+    if name in RESPONSE_SAMPLE_FETCHES:
+        response = facts.response
+        if response is None:
+            return ""
+        if name == "status":
+            return str(response.status)
+        if name == "res.ver":
+            return response.version
+        args = expression.args
+        values = header_values(response, args[0].strip().lower(), split=name != "res.fhdr")
+        picked = _occurrence(values, int(args[1]) if len(args) > 1 else -1)
+        return picked[0] if picked else ""
     if name == "ssl_c_used":
         return "1" if cert is not None else "0"
     if name == "ssl_c_verify":
@@ -437,6 +452,67 @@ def apply_rules(
                 facts.usable_servers,
             )
     return None, None
+
+
+def apply_response_rules(
+    rules: Sequence[CompiledRule], response: ResponseHead, facts: RequestFacts
+) -> None:
+    """`http-response` (then `http-after-response`) header rules on a server's answer, in
+    order; later conditions and values see the headers earlier rules left."""
+    facts = RequestFacts(
+        facts.client_address,
+        facts.server_name,
+        facts.tls,
+        facts.host,
+        facts.client_certificate,
+        facts.target,
+        facts.head,
+        facts.frontend_address,
+        facts.usable_servers,
+        response,
+    )
+    for rule in rules:
+        if not condition_holds(rule.condition, facts):
+            continue
+        action = rule.action
+        headers = response.headers
+        if isinstance(action, HttpSetHeader):
+            name = action.name.encode("latin-1")
+            value = expand(action.value, facts).encode("latin-1", "replace")
+            if not action.add:
+                lower = name.lower()
+                headers = [(k, v) for k, v in headers if k.lower() != lower]
+            else:
+                headers = list(headers)
+            headers.append((name, value))
+        elif isinstance(action, HttpDelHeader):
+            lower = action.name.encode("latin-1").lower()
+            headers = [(k, v) for k, v in headers if k.lower() != lower]
+        else:  # the parser admits only header actions here
+            continue
+        response.set_headers(headers)
+
+
+def apply_after_response_rules(
+    rules: Sequence[CompiledRule], answer: LocalResponse, facts: RequestFacts
+) -> LocalResponse:
+    """`http-after-response` rules on an answer staplegate makes itself (HAProxy runs them
+    on every response, its own included)."""
+    head = ResponseHead(
+        answer.status,
+        answer.reason.encode("latin-1"),
+        "1.1",
+        [(n.encode("latin-1"), v.encode("latin-1", "replace")) for n, v in answer.headers],
+        keep_alive=not answer.close,
+        head_request=False,
+    )
+    apply_response_rules(rules, head, facts)
+    headers = tuple(
+        (n.decode("latin-1"), v.decode("latin-1"))
+        for n, v in head.headers
+        if n.lower() != b"content-length"
+    )
+    return LocalResponse(answer.status, answer.reason, headers, answer.body, answer.close)
 
 
 def _monitored(uri: str, target: bytes) -> bool:

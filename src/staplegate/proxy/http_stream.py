@@ -51,7 +51,7 @@ from staplegate.proxy.http_message import (
 from staplegate.proxy.http_pool import HttpBackendSettings, ServerConnection
 from staplegate.proxy.http_request import RequestHead
 from staplegate.proxy.http_response import ResponseEvent, ResponseHead, ResponseReader
-from staplegate.proxy.http_rules import RequestFacts, apply_rules, source_in
+from staplegate.proxy.http_rules import apply_response_rules, apply_rules, source_in
 from staplegate.proxy.upstream import open_server
 
 log = logging.getLogger("staplegate.http")
@@ -189,22 +189,6 @@ class HttpStream(ExchangeLifecycle):
                 self._pump(exchange)
             break
         self._arm()
-
-    def _facts(self, head: RequestHead) -> RequestFacts:
-        side = self.client_side
-        session = side.session
-        client_certificate = session.client_certificate if session is not None else None
-        return RequestFacts(  # no session: a plain bind (`ssl_fc` false)
-            side.client_address,
-            side.server_name,
-            session is not None,
-            head.host,
-            client_certificate,
-            head.target,
-            head,
-            side.frontend_address,
-            self.http.usable_servers,
-        )
 
     def _route(self, head: RequestHead) -> Route:
         """`use_backend`/`default_backend` for this Host, with what the backend adds; the
@@ -616,6 +600,10 @@ class HttpStream(ExchangeLifecycle):
                     self._server_failed(exchange, "SH--")  # 502: no tunnel was asked for
                     return
                 exchange.response = response
+                if self._response_rules or (
+                    exchange.backend is not None and exchange.backend.has_response_rules
+                ):
+                    self._rewrite_response(exchange, response)
                 if self._httplog:
                     exchange.response_at = self.loop.time()
                 status = exchange.status = response.status
@@ -641,6 +629,21 @@ class HttpStream(ExchangeLifecycle):
             limit = exchange.backend.server_timeout_s if exchange.backend else None
             if limit and self._timer is None:
                 self._arm()
+
+    def _rewrite_response(self, exchange: Exchange, response: ResponseHead) -> None:
+        """`http-response` then `http-after-response` rules, the backend's before the
+        frontend's (HAProxy's order); never on a 101 (the tunnel's head)."""
+        if response.status == 101:
+            return
+        backend = exchange.backend
+        settings = self.settings
+        rules = (
+            *(backend.response_rules if backend is not None else ()),
+            *settings.response_rules,
+            *(backend.after_response_rules if backend is not None else ()),
+            *settings.after_response_rules,
+        )
+        apply_response_rules(rules, response, self._facts(exchange.head))
 
     def server_eof(self, conn: ServerConnection) -> None:
         if self.tunnel is conn:

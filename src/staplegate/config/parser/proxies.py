@@ -37,9 +37,11 @@ from staplegate.config.parser.registry import (
 )
 from staplegate.config.parser.rules import (
     HTTP_REQUEST_ACTIONS,
+    HTTP_RESPONSE_ACTIONS,
     read_acl,
     read_condition,
     read_http_request,
+    read_http_response,
     read_redirect,
     read_use_backend,
 )
@@ -598,6 +600,32 @@ def _redirect(parser: ParserState, args: list[str], where: SourceLocation) -> No
     read_redirect(parser, args, where, parser.proxy)
 
 
+def _http_response_rule(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    kw = f"{args[0]} {args[1]}"
+    if _section(parser) is Section.DEFAULTS:
+        parser.error(
+            where,
+            kw,
+            f"'{args[0]}' rules in a 'defaults' section are not supported by staplegate; "
+            "write them in each proxy",
+            Reason.UNSUPPORTED,
+        )
+        return
+    assert parser.proxy is not None
+    rule = read_http_response(parser, args, where, parser.proxy.acls)
+    if rule is not None:
+        target = parser.proxy.response_rules
+        if args[0] == "http-after-response":
+            target = parser.proxy.after_response_rules
+        target.append(rule)
+
+
+def _http_response_family(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """An `http-response` / `http-after-response` action other than the header ones."""
+    kw = f"{args[0]} {args[1]}" if len(args) > 1 else args[0]
+    parser.error(where, kw, refused_message(kw), Reason.UNSUPPORTED)
+
+
 def _http_request_family(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     """An `http-request` action staplegate does not implement: refused, or unknown."""
     action = args[1] if len(args) > 1 else ""
@@ -621,6 +649,13 @@ _HTTP_REQUEST_RULES: list[Keyword[Handler]] = [
     supported(f"http-request {action.name}", _http_request_rule)
     for action in HTTP_REQUEST_ACTIONS
     if action.parsed
+]
+
+# `http-response|http-after-response set-header|add-header|del-header`
+_HTTP_RESPONSE_RULES: list[Keyword[Handler]] = [
+    supported(f"{head} {action}", _http_response_rule)
+    for head in ("http-response", "http-after-response")
+    for action in HTTP_RESPONSE_ACTIONS
 ]
 
 # every keyword a proxy section knows; a keyword with a handler is read, the others classified
@@ -659,6 +694,7 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         supported("retries", _count),
         supported("acl", _acl),
         *_HTTP_REQUEST_RULES,
+        *_HTTP_RESPONSE_RULES,
         ignored("errorfile", "staplegate serves its own error responses", _errorfile),
         ignored("stats timeout", "it has no meaning in a proxy section", _stats_timeout),
         ignored("option dontlognull", "staplegate logs every connection", _option_dontlognull),
@@ -812,5 +848,7 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         "no": _option_family,
         "http-check": _http_check,
         "http-request": _http_request_family,
+        "http-response": _http_response_family,
+        "http-after-response": _http_response_family,
     },
 )

@@ -29,10 +29,11 @@ from staplegate.config.parser.conditions import (
     PREDEFINED_ACLS,
     read_acl,
     read_condition,
+    request_fetches,
 )
 from staplegate.config.parser.registry import KeywordTable, refused_all, refused_message, supported
 from staplegate.config.parser.state import ParserState, ProxyBuilder
-from staplegate.config.samples import SampleSyntaxError, parse_header_format
+from staplegate.config.samples import SampleSyntaxError, check_context, parse_header_format
 
 # reads an action's words (condition removed) into the action, or diagnoses and gives None
 ActionReader = Callable[[ParserState, list[str], SourceLocation, str], HttpAction | None]
@@ -89,18 +90,53 @@ def read_http_request(
     return HttpRequestRule(where, action, condition)
 
 
+_RESPONSE_UNTOUCHABLE = frozenset(
+    (
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    )
+)
+
+
+def _is_response_rule(kw: str) -> bool:
+    return kw.startswith(("http-response", "http-after-response"))
+
+
+def _checked_name(parser: ParserState, name: str, where: SourceLocation, kw: str) -> bool:
+    """A response rule may not touch framing or hop-by-hop headers (staplegate frames the
+    response itself; a rule there would desynchronise the client)."""
+    if _is_response_rule(kw) and name.lower() in _RESPONSE_UNTOUCHABLE:
+        parser.error(
+            where,
+            kw,
+            f"'{kw}' : '{name}' is a framing or hop-by-hop header, which staplegate writes "
+            "itself; a rule cannot change it.",
+            Reason.UNSUPPORTED,
+        )
+        return False
+    return True
+
+
 def _http_set_header(
     parser: ParserState, body: list[str], where: SourceLocation, kw: str
 ) -> HttpAction | None:
     if len(body) != 2:
         parser.error(where, kw, f"'{kw}' expects exactly 2 arguments.", Reason.MISSING_ARGUMENT)
         return None
+    if not _checked_name(parser, body[0], where, kw):
+        return None
     try:
-        parse_header_format(body[1])
+        check_context(parse_header_format(body[1]), response=_is_response_rule(kw))
     except SampleSyntaxError as error:
         parser.error(where, kw, f"'{kw}' : {error}", Reason.UNSUPPORTED)
         return None
-    return HttpSetHeader(body[0], body[1], add=kw == "http-request add-header")
+    return HttpSetHeader(body[0], body[1], add=kw.endswith(" add-header"))
 
 
 def _http_del_header(
@@ -116,7 +152,44 @@ def _http_del_header(
             Reason.MISSING_ARGUMENT,
         )
         return None
+    if not _checked_name(parser, body[0], where, kw):
+        return None
     return HttpDelHeader(body[0])
+
+
+#: the `http-response` and `http-after-response` actions staplegate runs
+HTTP_RESPONSE_ACTIONS: dict[str, ActionReader] = {
+    "set-header": _http_set_header,
+    "add-header": _http_set_header,
+    "del-header": _http_del_header,
+}
+
+
+def read_http_response(
+    parser: ParserState, args: list[str], where: SourceLocation, acls: dict[str, list[AclTerm]]
+) -> HttpRequestRule | None:
+    """An `http-response|http-after-response set-header|add-header|del-header` line."""
+    kw = f"{args[0]} {args[1]}"
+    body, cond_words = _split_condition(args[2:])
+    condition = None
+    if cond_words:
+        condition = read_condition(parser, cond_words, where, kw, acls)
+        if condition is None:
+            return None
+        needed = request_fetches(condition)
+        if needed:
+            parser.error(
+                where,
+                kw,
+                f"'{kw}' : fetch '{needed[0]}' reads the request, which a response rule does "
+                "not see (HAProxy refuses it too).",
+                Reason.UNSUPPORTED,
+            )
+            return None
+    action = HTTP_RESPONSE_ACTIONS[args[1]](parser, body, where, kw)
+    if action is None:
+        return None
+    return HttpRequestRule(where, action, condition)
 
 
 def _http_return(
@@ -146,7 +219,7 @@ def _http_return(
         elif opt in ("string", "lf-string"):
             if opt == "lf-string":
                 try:
-                    parse_header_format(val or "")
+                    check_context(parse_header_format(val or ""), response=False)
                 except SampleSyntaxError as error:
                     parser.error(where, kw, f"'{kw}' : {error}", Reason.UNSUPPORTED)
                     return None
@@ -227,7 +300,7 @@ def _http_redirect(
         return None
     if kind != "scheme":
         try:
-            parse_header_format(value)
+            check_context(parse_header_format(value), response=False)
         except SampleSyntaxError as error:
             parser.error(where, kw, f"'{kw}' : {error}", Reason.UNSUPPORTED)
             return None

@@ -79,6 +79,8 @@ class RawProxy:
     servers: tuple[RawServer, ...] = ()
     stats: StatsPage | None = None
     monitor_fail: tuple[MonitorFail, ...] = ()
+    http_response_rules: tuple[HttpRequestRule, ...] = ()
+    http_after_response_rules: tuple[HttpRequestRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,8 @@ class ProxyBuilder:
     acls: dict[str, list[AclTerm]] = field(default_factory=dict)
     stats: StatsPage | None = None
     monitor_fail: list[MonitorFail] = field(default_factory=list)
+    response_rules: list[HttpRequestRule] = field(default_factory=list)
+    after_response_rules: list[HttpRequestRule] = field(default_factory=list)
 
     def build(self) -> RawProxy:
         return RawProxy(
@@ -122,6 +126,8 @@ class ProxyBuilder:
             tuple(self.servers),
             self.stats,
             tuple(self.monitor_fail),
+            tuple(self.response_rules),
+            tuple(self.after_response_rules),
         )
 
 

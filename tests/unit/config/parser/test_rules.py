@@ -194,9 +194,9 @@ def test_http_request_errors() -> None:
         "HAProxy keyword that staplegate does not support and it would change traffic",
         "http-request return lf-string %[var(txn.x)]": "'http-request return' : sample fetch "
         "'var' is not supported (known: base, dst_port, hdr, method, path, query, req.fhdr, "
-        "req.hdr, src, src_port, ssl_c_der, ssl_c_i_dn, ssl_c_notafter, ssl_c_notbefore, "
-        "ssl_c_s_dn, ssl_c_serial, ssl_c_sha1, ssl_c_used, ssl_c_verify, ssl_fc, ssl_fc_sni, "
-        "url, url_param, urlp, uuid)",
+        "req.hdr, res.fhdr, res.hdr, res.ver, src, src_port, ssl_c_der, ssl_c_i_dn, "
+        "ssl_c_notafter, ssl_c_notbefore, ssl_c_s_dn, ssl_c_serial, ssl_c_sha1, ssl_c_used, "
+        "ssl_c_verify, ssl_fc, ssl_fc_sni, status, url, url_param, urlp, uuid)",
         "http-request return string a file b": "'http-request return' : 'string' and 'file' "
         "are mutually exclusive.",
         "http-request deny deny_status x": "'http-request deny' : status code must be an "
@@ -207,17 +207,17 @@ def test_http_request_errors() -> None:
         "redirect location /x code 305": "'redirect' : unsupported HTTP code '305' (301, 302, "
         "303, 307 or 308).",
         "redirect prefix %[req.cook(a)]": "'redirect' : sample fetch 'req.cook' is not "
-        "supported (known: base, dst_port, hdr, method, path, query, req.fhdr, req.hdr, src, "
-        "src_port, ssl_c_der, ssl_c_i_dn, ssl_c_notafter, ssl_c_notbefore, ssl_c_s_dn, "
-        "ssl_c_serial, ssl_c_sha1, ssl_c_used, ssl_c_verify, ssl_fc, ssl_fc_sni, url, "
-        "url_param, urlp, uuid)",
+        "supported (known: base, dst_port, hdr, method, path, query, req.fhdr, req.hdr, "
+        "res.fhdr, res.hdr, res.ver, src, src_port, ssl_c_der, ssl_c_i_dn, ssl_c_notafter, "
+        "ssl_c_notbefore, ssl_c_s_dn, ssl_c_serial, ssl_c_sha1, ssl_c_used, ssl_c_verify, "
+        "ssl_fc, ssl_fc_sni, status, url, url_param, urlp, uuid)",
         "http-request redirect scheme ftp": "'http-request redirect' : scheme 'ftp' is not "
         "supported (use http or https).",
         "http-request set-header X-A %[req.cook(x)]": "'http-request set-header' : sample "
         "fetch 'req.cook' is not supported (known: base, dst_port, hdr, method, path, query, "
-        "req.fhdr, req.hdr, src, src_port, ssl_c_der, ssl_c_i_dn, ssl_c_notafter, "
-        "ssl_c_notbefore, ssl_c_s_dn, ssl_c_serial, ssl_c_sha1, ssl_c_used, ssl_c_verify, "
-        "ssl_fc, ssl_fc_sni, url, url_param, urlp, uuid)",
+        "req.fhdr, req.hdr, res.fhdr, res.hdr, res.ver, src, src_port, ssl_c_der, ssl_c_i_dn, "
+        "ssl_c_notafter, ssl_c_notbefore, ssl_c_s_dn, ssl_c_serial, ssl_c_sha1, ssl_c_used, "
+        "ssl_c_verify, ssl_fc, ssl_fc_sni, status, url, url_param, urlp, uuid)",
         "http-request set-header X-A %[ssl_c_der]": "'http-request set-header' : sample fetch "
         "'ssl_c_der' is binary: write '%[ssl_c_der,hex]' or '%[ssl_c_der,base64]'",
         "http-request set-header X-A %ci": "'http-request set-header' : log-format variable "
@@ -267,3 +267,49 @@ def test_use_service_prometheus_exporter() -> None:
     assert "expects a service name" in one_error(
         "frontend stats\n    mode http\n    bind 127.0.0.1:8404\n    http-request use-service\n"
     )
+
+
+def test_http_response_rules() -> None:
+    config, diags = check(
+        "frontend fe\n    mode http\n    bind :80\n"
+        "    http-response set-header X-A %[status] if { ssl_fc }\n"
+        "    http-response del-header Server\n"
+        "    http-after-response add-header Via staplegate\n"
+        "    default_backend app\n"
+        "backend app\n    mode http\n    http-response set-header X-B 1\n"
+        "    server a 127.0.0.1:1\n"
+    )
+    assert diags == []
+    assert config is not None
+    frontend = config.frontend("fe")
+    assert [r.action for r in frontend.http_response_rules] == [
+        HttpSetHeader("X-A", "%[status]"),
+        HttpDelHeader("Server"),
+    ]
+    assert [r.action for r in frontend.http_after_response_rules] == [
+        HttpSetHeader("Via", "staplegate", add=True)
+    ]
+    assert [r.action for r in config.backend("app").http_response_rules] == [
+        HttpSetHeader("X-B", "1")
+    ]
+    cases = {
+        "http-response set-header Content-Length 0": "'http-response set-header' : "
+        "'Content-Length' is a framing or hop-by-hop header, which staplegate writes itself; "
+        "a rule cannot change it.",
+        "http-after-response del-header connection": "'http-after-response del-header' : "
+        "'connection' is a framing or hop-by-hop header, which staplegate writes itself; a "
+        "rule cannot change it.",
+        "http-response set-header X-P %[path]": "'http-response set-header' : sample fetch "
+        "'path' reads the request, which a response rule does not see (HAProxy refuses it "
+        "too)",
+        "http-response set-header X-P 1 if { path /a }": "'http-response set-header' : fetch "
+        "'path' reads the request, which a response rule does not see (HAProxy refuses it "
+        "too).",
+        "http-request set-header X-S %[status]": "'http-request set-header' : sample fetch "
+        "'status' reads the response, which a request rule does not have yet",
+        "http-response deny": "'http-response deny' is a HAProxy keyword that staplegate does "
+        "not support and it would change traffic",
+    }
+    for line, message in cases.items():
+        text = f"frontend fe\n    bind :80\n    {line}\n    default_backend app\n" + BACKEND
+        assert one_error(text) == A.format(3, message), line
