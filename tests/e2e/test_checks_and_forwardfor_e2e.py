@@ -119,3 +119,28 @@ def test_monitor_uri_and_monitor_fail_on_nbsrv(tmp_path: Path, pki: Pki) -> None
             conn.close()
             assert get(port, pki, "/healthz")[1].startswith(b"<html><body><h1>503 Service")
             assert "/healthz" not in web.paths() + sorry.paths()
+
+
+CHECK_PORT = """\
+backend web
+    option httpchk GET /health
+    server w 127.0.0.1:{web} check port {probe} inter 100ms rise 1 fall 1
+
+frontend www
+    bind 127.0.0.1:{port} ssl crt-list {crt_list}
+    default_backend web
+"""
+
+
+def test_server_port_sends_the_checks_elsewhere(tmp_path: Path, pki: Pki) -> None:
+    """Patroni's pattern: traffic to the database port, checks to the agent's port."""
+    with backends("web", "probe") as (web, probe):
+        config, port = write_config(tmp_path, pki, CHECK_PORT, web=web.port, probe=probe.port)
+        with staplegate(config, tmp_path / "state", workers=1) as proc:
+            started(proc)
+            assert get(port, pki, "/a")[:2] == (200, b"web /a")
+            probe.health_status = 503  # the server itself would still answer 200
+            proc.wait_for(r"Server web/w is DOWN, reason: Layer7 wrong status, code: 503")
+            web.health_status = 503
+            probe.health_status = 200
+            proc.wait_for(r"Server web/w is UP")

@@ -531,6 +531,7 @@ class ServerOptions:
     verify: Verify | None = None
     ca_file: str | None = None
     sni: str | None = None
+    check_port: int | None = None  # `port N`: the health checks' port
 
 
 @dataclass(frozen=True)
@@ -553,6 +554,7 @@ class Server:
     verify: Verify = Verify.REQUIRED
     ca_file: str | None = None
     sni: str | None = None
+    check_port: int | None = None
 
 
 @dataclass(frozen=True)

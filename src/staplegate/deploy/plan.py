@@ -620,6 +620,7 @@ def _backend_plan(
                 tls=_server_tls(server, defaults),
                 httpchk=httpchk,
                 check_timeout_s=_seconds(timeouts.check),
+                check_port=server.check_port,
             )
         )
     retries = backend.settings.retries if backend.settings.retries is not None else 3

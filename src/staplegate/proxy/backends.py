@@ -97,6 +97,7 @@ class BackendServer:
     tls: ServerTls | None = None
     httpchk: HttpCheck | None = None
     check_timeout_s: float | None = None
+    check_port: int | None = None  # `port N`: checks go there instead of `port`
 
     def __post_init__(self) -> None:
         if self.rise < 1 or self.fall < 1:

@@ -65,7 +65,7 @@ class CheckResult:
 async def run_check(server: BackendServer, timeout_s: float) -> CheckResult:
     """Layer 4 (connect) or layer 7 (`option httpchk`) check of one server."""
     started = time.monotonic()
-    target = replace(server, send_proxy=SendProxy.NONE)
+    target = replace(server, send_proxy=SendProxy.NONE, port=server.check_port or server.port)
     check = server.httpchk
     reader = asyncio.StreamReader()
     try:
