@@ -46,6 +46,7 @@ class Balance(enum.Enum):
     LEASTCONN = "leastconn"
     SOURCE = "source"
     FIRST = "first"
+    RANDOM = "random"  # `random[(draws)]`: the least loaded of `draws` weighted random picks
 
 
 class TlsVersion(enum.Enum):
@@ -709,6 +710,7 @@ class ProxySettings:
     logs: tuple[LogTarget, ...] = ()
     maxconn: int | None = None
     balance: Balance | None = None
+    balance_draws: int | None = None  # `balance random(N)` (HAProxy's default: 2)
     retries: int | None = None
     default_backend: str | None = None
     default_server: ServerOptions = ServerOptions()

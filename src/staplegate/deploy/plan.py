@@ -109,6 +109,7 @@ class BackendPlan:
     timeouts: ProxyTimeouts
     retries: int
     algorithm: Algorithm = Algorithm.ROUNDROBIN
+    draws: int = 2  # `balance random(N)`
     redispatch: bool = False
     queue_timeout_s: float | None = None
     http: HttpBackendSettings = field(default_factory=lambda: HttpBackendSettings(""))
@@ -120,6 +121,7 @@ class BackendPlan:
             self.name,
             self.servers,
             algorithm=self.algorithm,
+            draws=self.draws,
             redispatch=self.redispatch,
             queue_timeout_s=self.queue_timeout_s,
         )
@@ -635,6 +637,7 @@ def _backend_plan(
         ),
         retries=retries,
         algorithm=Algorithm(backend.balance.value),
+        draws=backend.settings.balance_draws or 2,
         redispatch=bool(options.redispatch),
         queue_timeout_s=_seconds(
             timeouts.queue if timeouts.queue is not None else timeouts.connect

@@ -174,6 +174,7 @@ class BackendPool:
         algorithm: Algorithm = Algorithm.ROUNDROBIN,
         redispatch: bool = True,
         queue_timeout_s: float | None = None,
+        draws: int = 2,
     ) -> None:
         names = [s.name for s in servers]
         if len(set(names)) != len(names):
@@ -188,7 +189,9 @@ class BackendPool:
             (s, self._health[s.name]) for s in self.servers if not s.backup and s.weight > 0
         )
         self._only = self._primaries[0] if len(self.servers) == 1 and self._primaries else None
-        self._balancer = Balancer(algorithm, self.servers, lambda n: self._health[n].active)
+        self._balancer = Balancer(
+            algorithm, self.servers, lambda n: self._health[n].active, draws=draws
+        )
         self._queue: collections.deque[_Waiter] = collections.deque()
         self.queued_total = 0
 

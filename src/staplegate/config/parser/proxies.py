@@ -69,7 +69,7 @@ _TIMEOUT_FIELDS = {
 }
 _BALANCE = {b.value: b for b in Balance}
 _REFUSED_BALANCE = frozenset(
-    {"uri", "url_param", "hdr", "random", "rdp-cookie", "hash", "hdr(host)", "log-hash", "sticky"}
+    {"uri", "url_param", "hdr", "rdp-cookie", "hash", "hdr(host)", "log-hash", "sticky"}
 )
 
 
@@ -298,6 +298,21 @@ def _balance(parser: ParserState, args: list[str], where: SourceLocation) -> Non
             )
             return
         parser.set_proxy_settings(replace(parser.proxy_settings, balance=_BALANCE[algo]))
+        return
+    draws = re.fullmatch(r"random\(([0-9]+)\)", algo)
+    if draws is not None and len(args) == 2:
+        count = int(draws.group(1))
+        if not 1 <= count <= 100:
+            parser.error(
+                where,
+                "balance",
+                f"'balance random' : draws must be between 1 and 100 (got {count}).",
+                Reason.INVALID_VALUE,
+            )
+            return
+        parser.set_proxy_settings(
+            replace(parser.proxy_settings, balance=Balance.RANDOM, balance_draws=count)
+        )
         return
     base = algo.split("(")[0]
     if base in _REFUSED_BALANCE or algo in _REFUSED_BALANCE:

@@ -1,10 +1,9 @@
-"""`http-check send`, `option forwardfor except`, `monitor-uri` with `monitor fail` and
-`nbsrv` end to end (issue 18): a live
+"""Load-balancer keywords of the real-world corpus end to end (issue 18): a live
 staplegate, a real TLS client, real backends recording what they receive.
 
-Both come from the real-world corpus (Kazoo's CouchDB balancer, the OCSP-stapling demo, the
-RHEL default): the check request is what the server sees (method, URI, version, headers),
-and the forwarded-for header is left out for the excepted network only.
+`http-check send` (Kazoo's CouchDB balancer, the OCSP-stapling demo), `option forwardfor
+except` (the RHEL default), `monitor-uri` with `monitor fail` on `nbsrv` (Cloud Foundry),
+`server … port` (Patroni) and `balance random` (HAProxy's quick-test example).
 """
 
 from __future__ import annotations
@@ -144,3 +143,32 @@ def test_server_port_sends_the_checks_elsewhere(tmp_path: Path, pki: Pki) -> Non
             web.health_status = 503
             probe.health_status = 200
             proc.wait_for(r"Server web/w is UP")
+
+
+RANDOM = """\
+backend web
+    balance random
+    server a 127.0.0.1:{a}
+    server b 127.0.0.1:{b} weight 3
+
+frontend www
+    bind 127.0.0.1:{port} ssl crt-list {crt_list}
+    default_backend web
+"""
+
+
+def test_balance_random_spreads_by_weight(tmp_path: Path, pki: Pki) -> None:
+    with backends("a", "b") as (a, b):
+        config, port = write_config(tmp_path, pki, RANDOM, a=a.port, b=b.port)
+        with staplegate(config, tmp_path / "state", workers=1) as proc:
+            started(proc)
+            conn = connect(port, pki)
+            for i in range(40):
+                conn.request("GET", f"/r{i}", headers={"Host": HOST})
+                response = conn.getresponse()
+                assert response.status == 200
+                response.read()
+            conn.close()
+            assert len(a.paths()) + len(b.paths()) == 40
+            assert a.paths()  # both used
+            assert len(b.paths()) > len(a.paths())  # b weighs 3 times more
