@@ -172,3 +172,47 @@ def test_balance_random_spreads_by_weight(tmp_path: Path, pki: Pki) -> None:
             assert len(a.paths()) + len(b.paths()) == 40
             assert a.paths()  # both used
             assert len(b.paths()) > len(a.paths())  # b weighs 3 times more
+
+
+COOKIE = """\
+backend web
+    balance roundrobin
+    cookie SERVERID insert indirect nocache httponly
+    server a 127.0.0.1:{a} cookie s1
+    server b 127.0.0.1:{b} cookie s2
+
+frontend www
+    bind 127.0.0.1:{port} ssl crt-list {crt_list}
+    default_backend web
+"""
+
+
+def test_cookie_insert_keeps_a_client_on_its_server(tmp_path: Path, pki: Pki) -> None:
+    """The socket.io pattern: round robin for new clients, the inserted cookie after."""
+    with backends("a", "b") as (a, b):
+        config, port = write_config(tmp_path, pki, COOKIE, a=a.port, b=b.port)
+        with staplegate(config, tmp_path / "state", workers=1) as proc:
+            started(proc)
+            status, _body, response = get(port, pki, "/first")
+            assert status == 200
+            cookie = response.getheader("set-cookie")
+            assert cookie in ("SERVERID=s1; path=/; HttpOnly", "SERVERID=s2; path=/; HttpOnly")
+            assert response.getheader("cache-control") == "private"
+            chosen, other = (a, b) if cookie.startswith("SERVERID=s1") else (b, a)
+            value = cookie.split(";")[0]
+            for i in range(4):  # round robin would alternate; the cookie keeps the server
+                status, _body, response = get(
+                    port, pki, f"/again{i}", {"Cookie": f"lang=fr; {value}"}
+                )
+                assert status == 200
+                assert response.getheader("set-cookie") is None  # the cookie chose it
+            assert [p for p in chosen.paths() if p.startswith("/again")] == [
+                f"/again{i}" for i in range(4)
+            ]
+            assert not [p for p in other.paths() if p.startswith("/again")]
+            _path, seen = chosen.requests[-1]
+            assert seen["cookie"] == "lang=fr"  # indirect: the server never sees it
+            # a cookie naming no server: balanced, and a fresh cookie inserted
+            status, _body, response = get(port, pki, "/stale", {"Cookie": "SERVERID=gone"})
+            assert status == 200
+            assert response.getheader("set-cookie", "").startswith("SERVERID=s")

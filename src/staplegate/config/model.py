@@ -533,6 +533,7 @@ class ServerOptions:
     ca_file: str | None = None
     sni: str | None = None
     check_port: int | None = None  # `port N`: the health checks' port
+    cookie: str | None = None  # `cookie VALUE`: this server's persistence cookie
 
 
 @dataclass(frozen=True)
@@ -556,6 +557,7 @@ class Server:
     ca_file: str | None = None
     sni: str | None = None
     check_port: int | None = None
+    cookie: str | None = None
 
 
 @dataclass(frozen=True)
@@ -700,6 +702,19 @@ class ProxyOptions:
 
 
 @dataclass(frozen=True)
+class CookiePersistence:
+    """`cookie NAME insert [indirect] [nocache] [httponly] [secure] [domain D]`: a client
+    keeps its server through a cookie staplegate inserts (HAProxy's insert mode)."""
+
+    name: str
+    indirect: bool = False
+    nocache: bool = False
+    httponly: bool = False
+    secure: bool = False
+    domain: str | None = None
+
+
+@dataclass(frozen=True)
 class ProxySettings:
     """What a `defaults` section can carry and a proxy inherits (None = not set)."""
 
@@ -715,6 +730,7 @@ class ProxySettings:
     default_backend: str | None = None
     default_server: ServerOptions = ServerOptions()
     monitor_uri: str | None = None  # `monitor-uri`: answered 200 (503 on `monitor fail`)
+    cookie: CookiePersistence | None = None  # `cookie NAME insert …`
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,7 @@ def merge_settings(base: ProxySettings, own: ProxySettings) -> ProxySettings:
         else base.default_backend,
         default_server=_merge(base.default_server, own.default_server),  # type: ignore[arg-type]
         monitor_uri=own.monitor_uri if own.monitor_uri is not None else base.monitor_uri,
+        cookie=own.cookie if own.cookie is not None else base.cookie,
     )
     assert isinstance(merged.timeouts, Timeouts)
     assert isinstance(merged.options, ProxyOptions)

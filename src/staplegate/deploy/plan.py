@@ -623,6 +623,7 @@ def _backend_plan(
                 httpchk=httpchk,
                 check_timeout_s=_seconds(timeouts.check),
                 check_port=server.check_port,
+                cookie=server.cookie,
             )
         )
     retries = backend.settings.retries if backend.settings.retries is not None else 3
@@ -648,6 +649,7 @@ def _backend_plan(
             if backend.mode is Mode.HTTP
             else (),
             response_rules=_compile_rules(backend.http_response_rules, problems, exporter),
+            cookie=backend.settings.cookie if backend.mode is Mode.HTTP else None,
             after_response_rules=_compile_rules(
                 backend.http_after_response_rules, problems, exporter
             ),

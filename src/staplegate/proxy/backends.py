@@ -98,6 +98,7 @@ class BackendServer:
     httpchk: HttpCheck | None = None
     check_timeout_s: float | None = None
     check_port: int | None = None  # `port N`: checks go there instead of `port`
+    cookie: str | None = None  # `cookie VALUE`: the persistence cookie naming this server
 
     def __post_init__(self) -> None:
         if self.rise < 1 or self.fall < 1:
@@ -318,6 +319,19 @@ class BackendPool:
             health.active -= 1
         if self._queue:
             self._wake()
+
+    def take_by_cookie(self, value: str) -> BackendServer | None:
+        """Cookie persistence: the usable server whose `cookie` is `value`, acquired, if it
+        has a free slot; None sends the request to the balancing algorithm (which then
+        inserts a new cookie)."""
+        for server in self.servers:
+            if server.cookie == value:
+                health = self._health[server.name]
+                if health.usable and self._free(server) and not self._queue:
+                    self.acquire(server)
+                    return server
+                return None
+        return None
 
     def take_now(self, client_ip: str | None = None) -> BackendServer | None:
         """`take` when it would not wait: a server with a free slot, acquired, or None.

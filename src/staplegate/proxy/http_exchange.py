@@ -117,6 +117,7 @@ class Exchange:
     status = 0
     retries = 0
     task: asyncio.Task[None] | None = None
+    direct = False  # the persistence cookie chose the server (no new cookie to insert)
 
     def __init__(self, head: RequestHead, started: float, received_at: object) -> None:
         self.head = head

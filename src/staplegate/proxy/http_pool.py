@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol, cast
 
 from staplegate.clock import Clock, SystemClock
+from staplegate.config.model import CookiePersistence
 from staplegate.proxy.http_message import MAX_HEAD_BYTES, MAX_HEADERS
 from staplegate.proxy.http_response import ResponseEvent, ResponseReader
 from staplegate.proxy.http_rules import CompiledRule, StatsService
@@ -41,10 +42,12 @@ class HttpBackendSettings:
     server_timeout_s: float | None = None
     retries: int = 3
     tunnel_timeout_s: float | None = None  # HAProxy's `timeout tunnel`: a backend keyword
+    cookie: CookiePersistence | None = None  # `cookie NAME insert …`
 
     @property
     def has_response_rules(self) -> bool:
-        return bool(self.response_rules or self.after_response_rules)
+        """Something to do on each response head: rules, or a persistence cookie."""
+        return bool(self.response_rules or self.after_response_rules or self.cookie)
 
 
 @dataclass(frozen=True)

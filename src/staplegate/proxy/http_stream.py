@@ -35,7 +35,8 @@ import asyncio
 import logging
 from typing import Final
 
-from staplegate.proxy.backends import BackendServer, QueueTimeout, SendProxy
+from staplegate.config.model import CookiePersistence
+from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout, SendProxy
 from staplegate.proxy.http_exchange import STATUS_CLASSES, Exchange, ExchangeLifecycle, Route
 from staplegate.proxy.http_message import (
     END,
@@ -52,6 +53,7 @@ from staplegate.proxy.http_pool import HttpBackendSettings, ServerConnection
 from staplegate.proxy.http_request import RequestHead
 from staplegate.proxy.http_response import ResponseEvent, ResponseHead, ResponseReader
 from staplegate.proxy.http_rules import apply_response_rules, apply_rules, source_in
+from staplegate.proxy.persistence import insert_cookie, request_cookie
 from staplegate.proxy.upstream import open_server
 
 log = logging.getLogger("staplegate.http")
@@ -274,7 +276,11 @@ class HttpStream(ExchangeLifecycle):
             head.headers.append((forwardfor, self._client_ip_bytes))
             head.headers_changed()
         # The common case needs no task: a free slot at once and an idle connection to it.
-        server = pool.take_now(self._client_ip)
+        server = None
+        if backend.cookie is not None:
+            server = self._persistent_server(exchange, backend.cookie, pool)
+        if server is None:
+            server = pool.take_now(self._client_ip)
         if server is None:
             exchange.task = self.loop.create_task(self._connect(exchange, None))
             return
@@ -630,9 +636,23 @@ class HttpStream(ExchangeLifecycle):
             if limit and self._timer is None:
                 self._arm()
 
+    def _persistent_server(
+        self, exchange: Exchange, persistence: CookiePersistence, pool: BackendPool
+    ) -> BackendServer | None:
+        """Cookie persistence on the request: the server the client's cookie names (taken
+        when usable and free); with `indirect` the cookie does not reach the server."""
+        head = exchange.head
+        value = request_cookie(head, persistence.name, remove=persistence.indirect)
+        if value is None:
+            return None
+        server = pool.take_by_cookie(value)
+        exchange.direct = server is not None
+        return server
+
     def _rewrite_response(self, exchange: Exchange, response: ResponseHead) -> None:
         """`http-response` then `http-after-response` rules, the backend's before the
-        frontend's (HAProxy's order); never on a 101 (the tunnel's head)."""
+        frontend's (HAProxy's order), then the persistence cookie; never on a 101 (the
+        tunnel's head)."""
         if response.status == 101:
             return
         backend = exchange.backend
@@ -643,7 +663,10 @@ class HttpStream(ExchangeLifecycle):
             *(backend.after_response_rules if backend is not None else ()),
             *settings.after_response_rules,
         )
-        apply_response_rules(rules, response, self._facts(exchange.head))
+        if rules:
+            apply_response_rules(rules, response, self._facts(exchange.head))
+        if backend is not None and backend.cookie is not None and exchange.server is not None:
+            insert_cookie(response, backend.cookie, exchange.server.cookie, direct=exchange.direct)
 
     def server_eof(self, conn: ServerConnection) -> None:
         if self.tunnel is conn:

@@ -16,6 +16,7 @@ from typing import Any
 from staplegate.config.diagnostics import Reason, SourceLocation
 from staplegate.config.model import (
     Balance,
+    CookiePersistence,
     Mode,
     MonitorFail,
     ProxyKind,
@@ -505,6 +506,49 @@ def _stats(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     parser.proxy.stats = page
 
 
+_COOKIE_FLAGS = ("indirect", "nocache", "httponly", "secure")
+
+
+def _cookie(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """`cookie NAME insert [indirect] [nocache] [httponly] [secure] [domain D]`."""
+    if not parser.has_cap(_section(parser), frontend=False, kw="cookie", where=where):
+        return
+    if len(args) < 2:
+        parser.error(where, "cookie", "'cookie' expects <cookie_name> as argument.")
+        return
+    name, words = args[1], args[2:]
+    if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+        parser.error(where, "cookie", f"'cookie' : invalid cookie name '{name}'.")
+        return
+    if "insert" not in words:
+        mode = next((w for w in words if w in ("rewrite", "prefix")), "")
+        parser.error(
+            where,
+            "cookie",
+            refused_message(f"cookie {mode}".strip()) + " (staplegate supports the 'insert' mode)",
+            Reason.UNSUPPORTED,
+        )
+        return
+    flags: dict[str, bool] = {}
+    domain: str | None = None
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "insert":
+            pass
+        elif word in _COOKIE_FLAGS:
+            flags[word] = True
+        elif word == "domain" and i + 1 < len(words):
+            domain = words[i + 1]
+            i += 1
+        else:
+            parser.error(where, "cookie", refused_message(f"cookie {word}"), Reason.UNSUPPORTED)
+            return
+        i += 1
+    persistence = CookiePersistence(name, domain=domain, **flags)
+    parser.set_proxy_settings(replace(parser.proxy_settings, cookie=persistence))
+
+
 def _monitor_uri(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     if not parser.has_cap(_section(parser), frontend=True, kw="monitor-uri", where=where):
         return
@@ -687,6 +731,7 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         supported("timeout http-request", _timeout),
         supported("redirect", _redirect),
         supported("monitor-uri", _monitor_uri),
+        supported("cookie", _cookie),
         supported("monitor fail", _monitor_fail),
         supported("timeout http-keep-alive", _timeout),
         supported("timeout check", _timeout),
@@ -773,7 +818,6 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "capture request",
                 "capture response",
                 "compression",
-                "cookie",
                 "declare capture",
                 "default_backend-fallback",
                 "disabled",

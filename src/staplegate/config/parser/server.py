@@ -162,6 +162,17 @@ def _count(
         line.options = replace(line.options, **field_change(_COUNT_FIELDS.get(opt, opt), number))
 
 
+def _cookie(
+    parser: ParserState, line: _ServerLine, opt: str, val: str | None, where: SourceLocation
+) -> None:
+    """`cookie VALUE`: what the backend's persistence cookie says for this server."""
+    if not val or any(c in val for c in ';, \t"\\'):
+        parser.error(where, opt, f"'{line.label}' : 'cookie' : invalid value '{val}'.")
+        line.ok = False
+        return
+    line.options = replace(line.options, cookie=val)
+
+
 def _backup(
     parser: ParserState, line: _ServerLine, opt: str, val: str | None, where: SourceLocation
 ) -> None:
@@ -222,6 +233,7 @@ SERVER_OPTIONS: KeywordTable[ServerOption] = KeywordTable(
         supported("fall", _count, takes_value=True),
         supported("weight", _count, takes_value=True),
         supported("port", _count, takes_value=True),
+        supported("cookie", _cookie, takes_value=True),
         supported("backup", _backup),
         supported("no-backup", _backup),
         supported("disabled", _disabled),
@@ -288,7 +300,6 @@ SERVER_OPTIONS: KeywordTable[ServerOption] = KeywordTable(
                 "check-proto",
                 "ciphers",
                 "ciphersuites",
-                "cookie",
                 "crl-file",
                 "crt",
                 "curves",

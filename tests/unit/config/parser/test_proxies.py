@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from staplegate.config.model import (
     Balance,
+    CookiePersistence,
     Mode,
     ProxyKind,
 )
@@ -273,6 +274,31 @@ def test_http_check_send_and_forwardfor_except() -> None:
         "http-check send hdr Bad:Name x": "'http-check send' : invalid header 'Bad:Name'.",
         "http-check expect string ok": "staplegate understands only 'http-check expect status "
         "<code>' and 'http-check send [meth M] [uri U] [ver V] [hdr NAME VALUE]...'.",
+    }
+    for line, message in cases.items():
+        text = f"backend app\n    {line}\n    server a 127.0.0.1:1\n"
+        assert one_error(text) == A.format(2, message), line
+
+
+def test_cookie_insert_and_what_is_refused() -> None:
+    config, diags = check(
+        "defaults\n    mode http\n"
+        "backend app\n    cookie SRV insert indirect nocache secure domain .a.test\n"
+        "    server a 127.0.0.1:1 cookie s1\n"
+    )
+    assert diags == []
+    assert config is not None
+    backend = config.backend("app")
+    assert backend.settings.cookie == CookiePersistence(
+        "SRV", indirect=True, nocache=True, secure=True, domain=".a.test"
+    )
+    assert backend.servers[0].cookie == "s1"
+    refused = "is a HAProxy keyword that staplegate does not support and it would change traffic"
+    cases = {
+        "cookie SRV rewrite": f"'cookie rewrite' {refused} (staplegate supports the 'insert' mode)",
+        "cookie SRV": f"'cookie' {refused} (staplegate supports the 'insert' mode)",
+        "cookie SRV insert maxidle 30m": f"'cookie maxidle' {refused}",
+        "cookie": "'cookie' expects <cookie_name> as argument.",
     }
     for line, message in cases.items():
         text = f"backend app\n    {line}\n    server a 127.0.0.1:1\n"
