@@ -3,11 +3,16 @@ staplegate, a real TLS client, real backends recording what they receive.
 
 `http-check send` (Kazoo's CouchDB balancer, the OCSP-stapling demo), `option forwardfor
 except` (the RHEL default), `monitor-uri` with `monitor fail` on `nbsrv` (Cloud Foundry),
-`server … port` (Patroni) and `balance random` (HAProxy's quick-test example).
+`server … port` (Patroni), `balance random` (HAProxy's quick-test example), cookie
+persistence (socket.io) and SNI/ALPN passthrough with `tcp-request content` (TLS muxes).
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import ssl
+import threading
 from pathlib import Path
 
 import pytest
@@ -216,3 +221,102 @@ def test_cookie_insert_keeps_a_client_on_its_server(tmp_path: Path, pki: Pki) ->
             status, _body, response = get(port, pki, "/stale", {"Cookie": "SERVERID=gone"})
             assert status == 200
             assert response.getheader("set-cookie", "").startswith("SERVERID=s")
+
+
+class _TinyServer:
+    """A threaded TCP (or TLS) server answering `PREFIX:` + what it first receives."""
+
+    def __init__(self, prefix: bytes, context: ssl.SSLContext | None = None) -> None:
+        self.prefix = prefix
+        self.context = context
+        self.received: list[bytes] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError, ssl.SSLError):
+            conn.settimeout(10)
+            if self.context is not None:
+                conn = self.context.wrap_socket(conn, server_side=True)
+            data = conn.recv(4096)
+            self.received.append(data)
+            conn.sendall(self.prefix + b":" + data)
+        conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+PASSTHROUGH = """\
+frontend mux
+    mode tcp
+    bind 127.0.0.1:{port}
+    tcp-request inspect-delay 3s
+    tcp-request content reject if {{ req.len gt 100 }} !{{ req.ssl_hello_type 1 }}
+    tcp-request content accept if {{ req_ssl_hello_type 1 }}
+    use_backend tls_a if {{ req.ssl_sni -i a.example.test }}
+    use_backend acme if {{ req.ssl_alpn acme-tls/1 }}
+    default_backend raw
+
+backend tls_a
+    mode tcp
+    server a 127.0.0.1:{a}
+
+backend acme
+    mode tcp
+    server b 127.0.0.1:{b}
+
+backend raw
+    mode tcp
+    server r 127.0.0.1:{raw}
+"""
+
+
+def test_sni_and_alpn_passthrough_with_tcp_request_content(tmp_path: Path, pki: Pki) -> None:
+    """The corpus' TLS multiplexers: a plain mode-tcp bind reads the ClientHello (without
+    terminating TLS) to route on its SNI or ALPN, other protocols go elsewhere, and a
+    `tcp-request content reject` closes what it refuses."""
+    servers = []
+    for name in ("a.example.test", "acme.example.test"):
+        issued = pki.issue(name)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(issued.bundle_path))
+        context.set_alpn_protocols(["acme-tls/1", "http/1.1"])
+        servers.append(_TinyServer(name.split(".")[0].encode(), context))
+    raw = _TinyServer(b"raw")
+    try:
+        config, port = write_config(
+            tmp_path, pki, PASSTHROUGH, a=servers[0].port, b=servers[1].port, raw=raw.port
+        )
+        with staplegate(config, tmp_path / "state", workers=1) as proc:
+            started(proc)
+            client = ssl.create_default_context(cafile=str(pki.ca.root_cert_path))
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            with client.wrap_socket(sock, server_hostname="a.example.test") as tls:
+                tls.sendall(b"hello")  # the backend's own certificate was verified
+                assert tls.recv(100) == b"a:hello"
+            client.set_alpn_protocols(["acme-tls/1"])
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            with client.wrap_socket(sock, server_hostname="acme.example.test") as tls:
+                assert tls.selected_alpn_protocol() == "acme-tls/1"
+                tls.sendall(b"challenge")
+                assert tls.recv(100) == b"acme:challenge"
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"\x00\x0eOPENVPN-RESET")  # not TLS: decided at once
+                assert sock.recv(100) == b"raw:\x00\x0eOPENVPN-RESET"
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"x" * 200)  # refused by the first rule
+                assert sock.recv(100) == b""
+            assert raw.received == [b"\x00\x0eOPENVPN-RESET"]
+    finally:
+        for server in (*servers, raw):
+            server.close()

@@ -149,6 +149,10 @@ class AclFetch(enum.Enum):
     # the connection
     DST_PORT = "dst_port"  # the port the client connected to (integer)
     SRC_PORT = "src_port"
+    # mode tcp, plain binds with `tcp-request inspect-delay`: the client's first bytes
+    REQ_SSL_HELLO_TYPE = "req.ssl_hello_type"  # 1 when they are a TLS ClientHello
+    REQ_SSL_ALPN = "req.ssl_alpn"  # the first protocol its ALPN extension offers
+    REQ_LEN = "req.len"  # how many bytes were read
     NBSRV = "nbsrv"  # usable servers of the backend named by `arg` (integer)
     ANY_OF = "acl"  # a named ACL written on several lines: true when any line is (`members`)
 
@@ -509,6 +513,15 @@ class HttpRequestRule:
 
 
 @dataclass(frozen=True)
+class TcpContentRule:
+    """`tcp-request content accept|reject [if|unless COND]`."""
+
+    location: SourceLocation
+    accept: bool
+    condition: Condition | None = None
+
+
+@dataclass(frozen=True)
 class UseBackendRule:
     location: SourceLocation
     backend: str
@@ -731,6 +744,7 @@ class ProxySettings:
     default_server: ServerOptions = ServerOptions()
     monitor_uri: str | None = None  # `monitor-uri`: answered 200 (503 on `monitor fail`)
     cookie: CookiePersistence | None = None  # `cookie NAME insert …`
+    inspect_delay_ms: int | None = None  # `tcp-request inspect-delay`
 
 
 @dataclass(frozen=True)
@@ -773,6 +787,7 @@ class Frontend:
     # `http-response` / `http-after-response` header rules (set-header, add-header, del-header)
     http_response_rules: tuple[HttpRequestRule, ...] = ()
     http_after_response_rules: tuple[HttpRequestRule, ...] = ()
+    tcp_content_rules: tuple[TcpContentRule, ...] = ()
 
     @property
     def timeouts(self) -> Timeouts:

@@ -83,6 +83,9 @@ def merge_settings(base: ProxySettings, own: ProxySettings) -> ProxySettings:
         default_server=_merge(base.default_server, own.default_server),  # type: ignore[arg-type]
         monitor_uri=own.monitor_uri if own.monitor_uri is not None else base.monitor_uri,
         cookie=own.cookie if own.cookie is not None else base.cookie,
+        inspect_delay_ms=own.inspect_delay_ms
+        if own.inspect_delay_ms is not None
+        else base.inspect_delay_ms,
     )
     assert isinstance(merged.timeouts, Timeouts)
     assert isinstance(merged.options, ProxyOptions)
@@ -165,6 +168,7 @@ class _Builder:
                         raw.monitor_fail,
                         raw.http_response_rules,
                         raw.http_after_response_rules,
+                        raw.tcp_content_rules,
                     )
                 )
             if raw.kind in (ProxyKind.BACKEND, ProxyKind.LISTEN):

@@ -34,6 +34,7 @@ from staplegate.config.model import (
     ProxyProtocol,
     Server,
     SslOptions,
+    TcpContentRule,
     TlsVersion,
     Verify,
 )
@@ -100,6 +101,9 @@ class FrontendPlan:
     mode: Mode = Mode.TCP
     http: HttpSettings | None = None  # mode http (backends filled in by the worker)
     tcplog: bool = False
+    # `tcp-request inspect-delay` and `tcp-request content` (mode tcp, plain binds)
+    inspect_delay_s: float | None = None
+    content_rules: tuple[TcpContentRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -418,6 +422,8 @@ def _frontend_plan(
         mode=frontend.mode,
         http=http,
         tcplog=bool(options.tcplog) and not http_mode,
+        inspect_delay_s=_inspect_delay(frontend, binds, problems),
+        content_rules=frontend.tcp_content_rules if not http_mode else (),
     )
 
 
@@ -454,6 +460,38 @@ def _replace_alpn(
     return replace(reference, alpn=alpn)
 
 
+def _inspect_delay(
+    frontend: Frontend, binds: list[BindPlan], problems: list[Diagnostic]
+) -> float | None:
+    """`tcp-request inspect-delay` where staplegate can honour it: a mode-tcp frontend on
+    plain binds (its rules read the client's first bytes, a TLS ClientHello among them)."""
+    delay_ms = frontend.settings.inspect_delay_ms
+    rules = frontend.tcp_content_rules
+    if frontend.mode is Mode.HTTP:
+        if rules:
+            problems.append(
+                _refuse(
+                    rules[0].location,
+                    "tcp-request content",
+                    f"frontend '{frontend.name}' is 'mode http': staplegate evaluates "
+                    "'tcp-request content' rules in 'mode tcp' only (write them as "
+                    "'http-request' rules)",
+                )
+            )
+        return None
+    if (rules or delay_ms) and any(b.tls is not None for b in binds):
+        problems.append(
+            _refuse(
+                (rules[0].location if rules else frontend.location),
+                "tcp-request content",
+                f"frontend '{frontend.name}' terminates TLS: staplegate inspects the first "
+                "bytes (a ClientHello) on plain binds only; route a TLS bind with ssl_fc_sni",
+            )
+        )
+        return None
+    return delay_ms / 1000.0 if delay_ms else None
+
+
 def _conditions(frontend: Frontend) -> list[tuple[SourceLocation, str, Condition | None]]:
     """Every condition written in a frontend, with where and under which keyword."""
     found: list[tuple[SourceLocation, str, Condition | None]] = [
@@ -461,6 +499,7 @@ def _conditions(frontend: Frontend) -> list[tuple[SourceLocation, str, Condition
     ]
     found += [(r.location, "http-request", r.condition) for r in frontend.http_request_rules]
     found += [(m.location, "monitor fail", m.condition) for m in frontend.monitor_fail]
+    found += [(r.location, "tcp-request content", r.condition) for r in frontend.tcp_content_rules]
     return found
 
 

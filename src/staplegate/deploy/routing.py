@@ -32,8 +32,32 @@ def condition_holds(
         info.head,
         info.frontend_address,
         usable_servers,
+        None,
+        info.inspected,
     )
     return _facts_hold(condition, facts)
+
+
+def make_content_check(
+    plan: FrontendPlan, pools: dict[str, BackendPool]
+) -> Callable[[ConnectionInfo], bool] | None:
+    """The frontend's `tcp-request content` rules as one check (None without rules):
+    True lets the connection go on to routing, False refuses it."""
+    rules = tuple((r.accept, r.condition) for r in plan.content_rules)
+    if not rules:
+        return None
+
+    def usable_servers(name: str) -> int:
+        pool = pools.get(name)
+        return pool.usable_count() if pool is not None else 0
+
+    def accepted(info: ConnectionInfo) -> bool:
+        for accept, condition in rules:
+            if condition_holds(condition, info, usable_servers):
+                return accept
+        return True
+
+    return accepted
 
 
 def make_router(

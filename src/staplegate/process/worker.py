@@ -32,7 +32,7 @@ import uvloop
 
 from staplegate.clock import SystemClock
 from staplegate.deploy.plan import ServePlan
-from staplegate.deploy.routing import make_router
+from staplegate.deploy.routing import make_content_check, make_router
 from staplegate.observe.accesslog import tcplog_writer
 from staplegate.observe.log import LogRouter, SyslogTarget
 from staplegate.ocsp.certid import CertId
@@ -121,6 +121,8 @@ async def _run(setup: WorkerSetup) -> None:
             name=fplan.name,
             staples=table,
             backend_router=make_router(fplan, pools),
+            inspect_delay_s=fplan.inspect_delay_s,
+            content_check=make_content_check(fplan, pools),
             only_backend=None if fplan.rules else pools.get(fplan.default_backend or ""),
             timeouts=fplan.timeouts,
             maxconn=fplan.maxconn,

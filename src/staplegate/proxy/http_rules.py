@@ -49,6 +49,16 @@ from staplegate.tls.clientcert import ClientCertificate, escape
 
 
 @dataclass(frozen=True, slots=True)
+class Inspected:
+    """What `tcp-request inspect-delay` read of a plain mode-tcp connection before routing:
+    the bytes' length and, when they are a TLS ClientHello, its first ALPN protocol."""
+
+    length: int
+    client_hello: bool = False
+    alpn: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RequestFacts:
     """What conditions may look at."""
 
@@ -62,6 +72,7 @@ class RequestFacts:
     frontend_address: tuple[str, int] | None = None  # `dst_port`
     usable_servers: Callable[[str], int] | None = None  # `nbsrv(backend)`
     response: ResponseHead | None = None  # response rules: the answer being sent
+    inspected: Inspected | None = None  # mode tcp after `tcp-request inspect-delay`
 
 
 def request_path(target: bytes | None) -> str | None:
@@ -152,6 +163,16 @@ def _acl_samples(term: AclTerm, facts: RequestFacts) -> list[str]:
     if fetch is AclFetch.DST_PORT:
         address = facts.frontend_address
         return [str(address[1])] if address is not None else []
+    if fetch is AclFetch.REQ_SSL_HELLO_TYPE or fetch is AclFetch.REQ_SSL_ALPN:
+        inspected = facts.inspected
+        if inspected is None or not inspected.client_hello:
+            return []  # not a ClientHello: no sample, as in HAProxy
+        if fetch is AclFetch.REQ_SSL_HELLO_TYPE:
+            return ["1"]
+        return [inspected.alpn] if inspected.alpn is not None else []
+    if fetch is AclFetch.REQ_LEN:
+        inspected = facts.inspected
+        return [str(inspected.length if inspected is not None else 0)]
     if fetch is AclFetch.NBSRV:
         count = facts.usable_servers
         return [str(count(term.arg or ""))] if count is not None else []

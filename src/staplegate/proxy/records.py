@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from staplegate.proxy.backends import BackendPool
 from staplegate.proxy.http_request import RequestHead
+from staplegate.proxy.http_rules import Inspected
 from staplegate.tls.clientcert import ClientCertificate
 from staplegate.tls.endpoint import SessionInfo
 from staplegate.tls.staples import StapleStats
@@ -73,6 +74,7 @@ class ConnectionInfo:
     target: bytes | None = None  # mode http: the request line's target (`path` fetches)
     head: RequestHead | None = None  # mode http: the request (method and header fetches)
     frontend_address: tuple[str, int] | None = None  # `dst_port`
+    inspected: Inspected | None = None  # mode tcp: what `tcp-request inspect-delay` read
 
 
 BackendRouter = Callable[[ConnectionInfo], BackendPool | None]

@@ -148,3 +148,18 @@ def test_nbsrv_routes_per_request_names_a_backend_and_monitor_uri_comes_first(
     )
     assert plan is not None, output
     assert "'monitor-uri' ignored for frontend 'fe' as it requires HTTP mode." in output
+
+
+def test_tcp_request_content_needs_mode_tcp_on_plain_binds(tmp_path: Path) -> None:
+    rules = (
+        "    tcp-request inspect-delay 2s\n"
+        "    tcp-request content accept if { req.ssl_hello_type 1 }\n"
+        "    default_backend app\n"
+    )
+    plan, output = _plan(tmp_path, "frontend fe\n    bind 127.0.0.1:8443\n" + rules)
+    assert plan is not None, output
+    assert plan.frontends[0].inspect_delay_s == 2.0
+    assert len(plan.frontends[0].content_rules) == 1
+    plan, output = _plan(tmp_path, "frontend fe\n    mode http\n    bind 127.0.0.1:80\n" + rules)
+    assert plan is None
+    assert "staplegate evaluates 'tcp-request content' rules in 'mode tcp' only" in output

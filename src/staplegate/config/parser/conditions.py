@@ -23,7 +23,7 @@ from staplegate.config.parser.state import ParserState
 CONDITION_HELP = (
     "staplegate evaluates the fetches ssl_fc_sni, req.ssl_sni, ssl_fc, ssl_c_used, "
     "ssl_c_verify, ssl_c_s_dn, ssl_c_i_dn, src, src_port, dst_port, nbsrv(), always_true, "
-    "always_false "
+    "always_false, in mode tcp req.ssl_hello_type, req.ssl_alpn and req.len "
     "and in mode http hdr(), req.hdr(), req.fhdr(), hdr_cnt(), path, url, base, query, "
     "url_param(), method (with their _beg/_end/_sub/_reg/_dom/_dir/_len forms), the "
     "converters lower and upper, the matches -m str|beg|end|sub|reg|dom|dir|len|int|bool|found "
@@ -63,6 +63,11 @@ _BASE_FETCHES: dict[str, _FetchSpec] = {
     "src_port": _FetchSpec(AclFetch.SRC_PORT, AclMatch.INT, ""),
     "dst_port": _FetchSpec(AclFetch.DST_PORT, AclMatch.INT, ""),
     "nbsrv": _FetchSpec(AclFetch.NBSRV, AclMatch.INT, "required"),
+    "req.ssl_hello_type": _FetchSpec(AclFetch.REQ_SSL_HELLO_TYPE, AclMatch.INT, ""),
+    "req_ssl_hello_type": _FetchSpec(AclFetch.REQ_SSL_HELLO_TYPE, AclMatch.INT, ""),
+    "req.ssl_alpn": _FetchSpec(AclFetch.REQ_SSL_ALPN, AclMatch.EXACT, ""),
+    "req.len": _FetchSpec(AclFetch.REQ_LEN, AclMatch.INT, ""),
+    "req_len": _FetchSpec(AclFetch.REQ_LEN, AclMatch.INT, ""),
     "always_true": _FetchSpec(AclFetch.ALWAYS_TRUE, AclMatch.BOOL, ""),
     "always_false": _FetchSpec(AclFetch.ALWAYS_FALSE, AclMatch.BOOL, ""),
 }

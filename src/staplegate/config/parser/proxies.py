@@ -22,6 +22,7 @@ from staplegate.config.model import (
     ProxyKind,
     ProxySettings,
     StatsPage,
+    TcpContentRule,
     Timeouts,
 )
 from staplegate.config.parser.bind import read_bind
@@ -549,6 +550,42 @@ def _cookie(parser: ParserState, args: list[str], where: SourceLocation) -> None
     parser.set_proxy_settings(replace(parser.proxy_settings, cookie=persistence))
 
 
+def _inspect_delay(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    kw = "tcp-request inspect-delay"
+    ms = parser.time_arg(kw, args[2] if len(args) > 2 else None, where, label="inspect-delay")
+    if ms is not None:
+        parser.set_proxy_settings(replace(parser.proxy_settings, inspect_delay_ms=ms))
+
+
+def _tcp_content(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """`tcp-request content accept|reject [if|unless COND]` in a frontend or listen."""
+    kw = "tcp-request content"
+    action = args[2] if len(args) > 2 else ""
+    if action not in ("accept", "reject"):
+        label = f"{kw} {action}".strip()
+        parser.error(where, label, refused_message(label), Reason.UNSUPPORTED)
+        return
+    section = _section(parser)
+    if section in (Section.DEFAULTS, Section.BACKEND) or parser.proxy is None:
+        parser.error(
+            where,
+            kw,
+            f"'{kw}' rules in a '{section.value}' section are not supported by staplegate; "
+            "write them in the frontend or listen section",
+            Reason.UNSUPPORTED,
+        )
+        return
+    condition = None
+    if len(args) > 3:
+        if args[3] not in ("if", "unless"):
+            parser.error(where, kw, f"'{kw} {action}' : unexpected argument '{args[3]}'.")
+            return
+        condition = read_condition(parser, args[3:], where, kw, parser.proxy.acls)
+        if condition is None:
+            return
+    parser.proxy.tcp_content_rules.append(TcpContentRule(where, action == "accept", condition))
+
+
 def _monitor_uri(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     if not parser.has_cap(_section(parser), frontend=True, kw="monitor-uri", where=where):
         return
@@ -732,6 +769,8 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         supported("redirect", _redirect),
         supported("monitor-uri", _monitor_uri),
         supported("cookie", _cookie),
+        supported("tcp-request inspect-delay", _inspect_delay),
+        supported("tcp-request content", _tcp_content),
         supported("monitor fail", _monitor_fail),
         supported("timeout http-keep-alive", _timeout),
         supported("timeout check", _timeout),
@@ -887,8 +926,6 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "tcp-check",
                 "tcp-request",
                 "tcp-request connection",
-                "tcp-request content",
-                "tcp-request inspect-delay",
                 "tcp-request session",
                 "tcp-response",
                 "tcp-response content",

@@ -29,6 +29,7 @@ from staplegate.config.model import (
     ProxySettings,
     ServerOptions,
     StatsPage,
+    TcpContentRule,
     UseBackendRule,
 )
 from staplegate.config.parser.registry import (
@@ -81,6 +82,7 @@ class RawProxy:
     monitor_fail: tuple[MonitorFail, ...] = ()
     http_response_rules: tuple[HttpRequestRule, ...] = ()
     http_after_response_rules: tuple[HttpRequestRule, ...] = ()
+    tcp_content_rules: tuple[TcpContentRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ class ProxyBuilder:
     monitor_fail: list[MonitorFail] = field(default_factory=list)
     response_rules: list[HttpRequestRule] = field(default_factory=list)
     after_response_rules: list[HttpRequestRule] = field(default_factory=list)
+    tcp_content_rules: list[TcpContentRule] = field(default_factory=list)
 
     def build(self) -> RawProxy:
         return RawProxy(
@@ -128,6 +131,7 @@ class ProxyBuilder:
             tuple(self.monitor_fail),
             tuple(self.response_rules),
             tuple(self.after_response_rules),
+            tuple(self.tcp_content_rules),
         )
 
 

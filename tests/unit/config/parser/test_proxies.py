@@ -303,3 +303,32 @@ def test_cookie_insert_and_what_is_refused() -> None:
     for line, message in cases.items():
         text = f"backend app\n    {line}\n    server a 127.0.0.1:1\n"
         assert one_error(text) == A.format(2, message), line
+
+
+def test_tcp_request_content_forms() -> None:
+    config, diags = check(
+        "frontend fe\n    bind :443\n    tcp-request inspect-delay 5s\n"
+        "    tcp-request content accept if { req_ssl_hello_type 1 }\n"
+        "    tcp-request content reject\n    default_backend app\n" + BACKEND
+    )
+    assert diags == []
+    assert config is not None
+    frontend = config.frontend("fe")
+    assert frontend.settings.inspect_delay_ms == 5000
+    assert [r.accept for r in frontend.tcp_content_rules] == [True, False]
+    refused = "is a HAProxy keyword that staplegate does not support and it would change traffic"
+    cases = {
+        "tcp-request content track-sc0 src": f"'tcp-request content track-sc0' {refused}",
+        "tcp-request connection reject": f"'tcp-request connection' {refused}",
+        "tcp-request content accept when x": "'tcp-request content accept' : unexpected "
+        "argument 'when'.",
+    }
+    for line, message in cases.items():
+        text = f"frontend fe\n    bind :80\n    {line}\n    default_backend app\n" + BACKEND
+        assert one_error(text) == A.format(3, message), line
+    text = "backend app\n    tcp-request content reject\n    server a 127.0.0.1:1\n"
+    assert one_error(text) == A.format(
+        2,
+        "'tcp-request content' rules in a 'backend' section are not supported by staplegate; "
+        "write them in the frontend or listen section",
+    )
