@@ -450,6 +450,15 @@ class MonitorFail:
 
 
 @dataclass(frozen=True)
+class HttpSetTarget:
+    """`http-request set-path|set-pathq|set-query|set-uri FMT`: rewrites that part of the
+    request target (later rules and routing see the new one)."""
+
+    part: str  # "path", "pathq", "query" or "uri"
+    value: str  # a log-format string (literal text and `%[…]`)
+
+
+@dataclass(frozen=True)
 class HttpMonitor:
     """`monitor-uri` (and the frontend's `monitor fail` conditions), run before the rules:
     a request for `uri` is answered 200, or 503 when a `monitor fail` condition holds."""
@@ -493,6 +502,7 @@ class HttpUseService:
 HttpAction = (
     HttpRedirect
     | HttpMonitor
+    | HttpSetTarget
     | HttpReturn
     | HttpDeny
     | HttpRedirectScheme

@@ -19,7 +19,7 @@ import base64
 import ipaddress
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from staplegate.config.model import (
     AclFetch,
@@ -34,6 +34,7 @@ from staplegate.config.model import (
     HttpRedirectScheme,
     HttpReturn,
     HttpSetHeader,
+    HttpSetTarget,
     HttpUseService,
 )
 from staplegate.config.samples import (
@@ -457,21 +458,16 @@ def apply_rules(
             return _redirect(action, head, facts), "redirect"
         elif isinstance(action, HttpUseService):
             return _service(rule.service), "use-service"
+        elif isinstance(action, HttpSetTarget):
+            value = expand(action.value, facts).encode("latin-1", "replace")
+            if not _set_target(head, action, value):  # HAProxy's strict-mode: a failed
+                return error_response(500), f"set-{action.part}"  # rewrite is an error
         elif isinstance(action, HttpMonitor) and _monitored(action.uri, head.target):
             failing = any(condition_holds(c, facts) for c in action.fail)
             return _monitor_answer(503 if failing else 200), "monitor"
-        if head.host != facts.host:  # a rule rewrote Host: later conditions see the new one
-            facts = RequestFacts(
-                facts.client_address,
-                facts.server_name,
-                facts.tls,
-                head.host,
-                facts.client_certificate,
-                facts.target,
-                facts.head,
-                facts.frontend_address,
-                facts.usable_servers,
-            )
+        if head.host != facts.host or head.target is not facts.target:
+            # a rule rewrote Host or the target: later conditions see the new one
+            facts = replace(facts, host=head.host, target=head.target)
     return None, None
 
 
@@ -534,6 +530,33 @@ def apply_after_response_rules(
         if n.lower() != b"content-length"
     )
     return LocalResponse(answer.status, answer.reason, headers, answer.body, answer.close)
+
+
+def _set_target(head: RequestHead, action: HttpSetTarget, value: bytes) -> bool:
+    """HAProxy's set-path/set-pathq/set-query/set-uri on the request line; the head is then
+    sent as rebuilt from its parts (its bytes as read are dropped). False: the result would
+    not be a valid request target (empty, or with a space or a line break)."""
+    target = head.target
+    origin = b""
+    if target[:1] != b"/" and action.part != "uri":  # absolute-form: keep scheme://authority
+        scheme_end = target.find(b"://")
+        if scheme_end > 0:
+            slash = target.find(b"/", scheme_end + 3)
+            origin, target = (target, b"") if slash < 0 else (target[:slash], target[slash:])
+    path, question, query = target.partition(b"?")
+    if action.part == "uri":
+        target = value
+    elif action.part == "path":
+        target = value + question + query
+    elif action.part == "pathq":
+        target = value
+    elif question or value:  # query: the `?` stays, and is added only for a value
+        target = path + b"?" + value
+    if any(c in target for c in b" \r\n\t") or not target:
+        return False
+    head.target = origin + target
+    head.headers = head.headers  # drop the bytes as read: `encode` rebuilds the line
+    return True
 
 
 def _monitored(uri: str, target: bytes) -> bool:

@@ -18,6 +18,7 @@ from staplegate.config.model import (
     HttpRedirect,
     HttpRedirectScheme,
     HttpSetHeader,
+    HttpSetTarget,
     HttpUseService,
 )
 from staplegate.config.parser.rules import PREDEFINED_ACLS
@@ -306,3 +307,34 @@ def test_redirect_location_prefix_and_their_options() -> None:
         assert name == "redirect"
         assert answer is not None
         assert (answer.status, dict(answer.headers)["location"]) == (status, location), action
+
+
+def test_set_path_query_pathq_and_uri() -> None:
+    """HAProxy's target rewrites: the other parts kept (an absolute-form target keeps its
+    scheme and authority), `set-query` adds `?` only for a value, later conditions see the
+    new target, and a result that is no valid target is a 500 (HAProxy's strict-mode)."""
+    cases = [
+        (b"/a/b?x=1", HttpSetTarget("path", "/new%[path]"), b"/new/a/b?x=1"),
+        (b"/a?x=1", HttpSetTarget("query", "y=2&%[query]"), b"/a?y=2&x=1"),
+        (b"/a", HttpSetTarget("query", ""), b"/a"),
+        (b"/a?", HttpSetTarget("query", ""), b"/a?"),
+        (b"/a?x=1", HttpSetTarget("pathq", "/b?z"), b"/b?z"),
+        (b"http://h.test/a?x", HttpSetTarget("path", "/c"), b"http://h.test/c?x"),
+        (b"/a", HttpSetTarget("uri", "/u?%[method]"), b"/u?GET"),
+    ]
+    for target, action, expected in cases:
+        head = RequestHead("GET", target, "1.1", [(b"Host", b"h.test")], keep_alive=True)
+        facts = RequestFacts(("192.0.2.1", 1), None, True, "h.test", None, target, head)
+        then = CompiledRule(
+            HttpSetHeader("X-Seen", "%[path]"),
+            Condition(False, (AclTerm(AclFetch.PATH, ("/nothing",)),), ()),
+        )
+        answer, _ = apply_rules((CompiledRule(action), then), head, facts)
+        assert answer is None
+        assert head.target == expected, action
+        assert head.encode().startswith(b"GET " + expected + b" HTTP/1.1\r\n")
+    head = RequestHead("GET", b"/a", "1.1", [(b"Host", b"h.test")], keep_alive=True)
+    facts = RequestFacts(("192.0.2.1", 1), None, True, "h.test", None, b"/a", head)
+    answer, name = apply_rules((CompiledRule(HttpSetTarget("path", "/a b")),), head, facts)
+    assert answer is not None
+    assert (answer.status, name, head.target) == (500, "set-path", b"/a")

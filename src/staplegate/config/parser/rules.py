@@ -21,6 +21,7 @@ from staplegate.config.model import (
     HttpRequestRule,
     HttpReturn,
     HttpSetHeader,
+    HttpSetTarget,
     HttpUseService,
     UseBackendRule,
 )
@@ -155,6 +156,20 @@ def _http_del_header(
     if not _checked_name(parser, body[0], where, kw):
         return None
     return HttpDelHeader(body[0])
+
+
+def _http_set_target(
+    parser: ParserState, body: list[str], where: SourceLocation, kw: str
+) -> HttpAction | None:
+    if len(body) != 1:
+        parser.error(where, kw, f"'{kw}' expects exactly 1 argument.", Reason.MISSING_ARGUMENT)
+        return None
+    try:
+        check_context(parse_header_format(body[0]), response=False)
+    except SampleSyntaxError as error:
+        parser.error(where, kw, f"'{kw}' : {error}", Reason.UNSUPPORTED)
+        return None
+    return HttpSetTarget(kw.rsplit("set-", 1)[1], body[0])
 
 
 #: the `http-response` and `http-after-response` actions staplegate runs
@@ -385,6 +400,10 @@ HTTP_REQUEST_ACTIONS: KeywordTable[ActionReader] = KeywordTable(
         supported("add-header", _http_set_header),
         supported("del-header", _http_del_header),
         supported("use-service", _http_use_service),
+        supported("set-path", _http_set_target),
+        supported("set-pathq", _http_set_target),
+        supported("set-query", _http_set_target),
+        supported("set-uri", _http_set_target),
         *refused_all(
             [
                 "add-acl",
@@ -401,6 +420,9 @@ HTTP_REQUEST_ACTIONS: KeywordTable[ActionReader] = KeywordTable(
                 "normalize-uri",
                 "reject",
                 "replace-header",
+                "replace-path",
+                "replace-pathq",
+                "replace-uri",
                 "replace-value",
                 "sc-inc-gpc",
                 "sc-inc-gpc0",
@@ -418,16 +440,12 @@ HTTP_REQUEST_ACTIONS: KeywordTable[ActionReader] = KeywordTable(
                 "set-mark",
                 "set-method",
                 "set-nice",
-                "set-path",
-                "set-pathq",
                 "set-priority-class",
                 "set-priority-offset",
-                "set-query",
                 "set-src",
                 "set-src-port",
                 "set-timeout",
                 "set-tos",
-                "set-uri",
                 "set-var",
                 "set-var-fmt",
                 "silent-drop",

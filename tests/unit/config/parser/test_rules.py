@@ -228,8 +228,9 @@ def test_http_request_errors() -> None:
         "keyword that staplegate does not support and it would change traffic",
         "http-request set-hdr X-A b": "'http-request' : unknown action 'set-hdr'; did you mean "
         "'set-header' maybe ?",
-        "http-request set-path /x": "'http-request set-path' is a HAProxy keyword that "
-        "staplegate does not support and it would change traffic",
+        "http-request set-path /x y": "'http-request set-path' expects exactly 1 argument.",
+        "http-request replace-path /x y": "'http-request replace-path' is a HAProxy keyword "
+        "that staplegate does not support and it would change traffic",
     }
     for line, message in cases.items():
         text = f"frontend fe\n    bind :80\n    {line}\n    default_backend app\n" + BACKEND
