@@ -10,6 +10,7 @@ persistence (socket.io) and SNI/ALPN passthrough with `tcp-request content` (TLS
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import ssl
 import threading
@@ -320,3 +321,39 @@ def test_sni_and_alpn_passthrough_with_tcp_request_content(tmp_path: Path, pki: 
     finally:
         for server in (*servers, raw):
             server.close()
+
+
+UNIQUE_ID = """\
+defaults unique
+    mode http
+    unique-id-format %{{+X}}o\\ %ci:%cp_%fi:%fp_%Ts_%rt:%pid
+    unique-id-header X-Edge-Request-ID
+
+frontend www from unique
+    bind 127.0.0.1:{port} ssl crt-list {crt_list}
+    acl is_index path /
+    http-request set-path /dashboard.html if is_index
+    http-request set-query lang=fr&%[query] if {{ path_beg /docs }}
+    default_backend web
+
+backend web from unique
+    server w 127.0.0.1:{web}
+"""
+
+
+def test_unique_id_header_and_target_rewrites(tmp_path: Path, pki: Pki) -> None:
+    """easy-haproxy's defaults: a request id in HAProxy's hexadecimal layout, and the
+    index page rewritten with set-path; set-query keeps the client's query."""
+    with backends("web") as (web,):
+        config, port = write_config(tmp_path, pki, UNIQUE_ID, web=web.port)
+        with staplegate(config, tmp_path / "state", workers=1) as proc:
+            started(proc)
+            assert get(port, pki, "/")[:2] == (200, b"web /dashboard.html")
+            assert get(port, pki, "/docs/a?x=1")[:2] == (200, b"web /docs/a?lang=fr&x=1")
+            ids = [headers["x-edge-request-id"] for _path, headers in web.requests]
+            pattern = re.compile(
+                rf"7F000001:[0-9A-F]{{4}}_7F000001:{port:04X}_[0-9A-F]{{8}}_[0-9A-F]{{4}}:"
+                r"[0-9A-F]{4}"
+            )
+            assert all(pattern.fullmatch(i) for i in ids), ids
+            assert ids[0] != ids[1]  # the request counter moved

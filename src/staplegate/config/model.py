@@ -755,6 +755,8 @@ class ProxySettings:
     monitor_uri: str | None = None  # `monitor-uri`: answered 200 (503 on `monitor fail`)
     cookie: CookiePersistence | None = None  # `cookie NAME insert …`
     inspect_delay_ms: int | None = None  # `tcp-request inspect-delay`
+    unique_id_format: str | None = None  # `unique-id-format` (log-format)
+    unique_id_header: str | None = None  # `unique-id-header`: sent to servers
 
 
 @dataclass(frozen=True)

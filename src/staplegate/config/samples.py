@@ -174,3 +174,60 @@ def parse_header_format(text: str) -> tuple[Segment, ...]:
     if literal:
         segments.append("".join(literal))
     return tuple(segments)
+
+
+@dataclass(frozen=True, slots=True)
+class LogVariable:
+    """One `%ci`-style log-format variable; `hexa` after `%{+X}o` (HAProxy's hex output)."""
+
+    name: str
+    hexa: bool = False
+
+
+#: the log-format variables `unique-id-format` may use: client and frontend address and
+#: port, the request's date (seconds), the process's request counter and its pid
+UNIQUE_ID_VARIABLES = ("ci", "cp", "fi", "fp", "Ts", "rt", "pid")
+_LOG_VARIABLE = re.compile(r"%(?:\{([^}]*)\})?([A-Za-z]+)")
+
+
+def parse_unique_id_format(text: str) -> tuple[str | SampleExpression | LogVariable, ...]:
+    """`unique-id-format`: literal text, `%%`, `%[…]`, the variables of
+    `UNIQUE_ID_VARIABLES`, and `%{+X}o` (what follows in hexadecimal, as HAProxy writes)."""
+    parts: list[str | SampleExpression | LogVariable] = []
+    hexa = False
+    i = 0
+    literal: list[str] = []
+    while i < len(text):
+        if text[i] != "%":
+            literal.append(text[i])
+            i += 1
+            continue
+        if text.startswith("%%", i):
+            literal.append("%")
+            i += 2
+            continue
+        if literal:
+            parts.append("".join(literal))
+            literal = []
+        expression = _EXPRESSION.match(text, i)
+        if expression is not None:
+            parts.append(_expression(expression.group(2), expression.group(1) is not None))
+            i = expression.end()
+            continue
+        variable = _LOG_VARIABLE.match(text, i)
+        if variable is None:
+            raise SampleSyntaxError(f"cannot parse the log-format at '{text[i : i + 8]}'")
+        options, name = variable.group(1), variable.group(2)
+        if name == "o":  # global options: `%{+X}o` turns hexadecimal on
+            hexa = "+X" in (options or "") or (hexa and "-X" not in (options or ""))
+        elif name not in UNIQUE_ID_VARIABLES:
+            known = ", ".join(f"%{v}" for v in UNIQUE_ID_VARIABLES)
+            raise SampleSyntaxError(
+                f"log-format variable '%{name}' is not supported here (known: {known}, %[…])"
+            )
+        else:
+            parts.append(LogVariable(name, hexa or "+X" in (options or "")))
+        i = variable.end()
+    if literal:
+        parts.append("".join(literal))
+    return tuple(parts)

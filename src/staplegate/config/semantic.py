@@ -83,6 +83,8 @@ def merge_settings(base: ProxySettings, own: ProxySettings) -> ProxySettings:
         default_server=_merge(base.default_server, own.default_server),  # type: ignore[arg-type]
         monitor_uri=own.monitor_uri if own.monitor_uri is not None else base.monitor_uri,
         cookie=own.cookie if own.cookie is not None else base.cookie,
+        unique_id_format=own.unique_id_format or base.unique_id_format,
+        unique_id_header=own.unique_id_header or base.unique_id_header,
         inspect_delay_ms=own.inspect_delay_ms
         if own.inspect_delay_ms is not None
         else base.inspect_delay_ms,

@@ -43,6 +43,7 @@ from staplegate.config.parser.conditions import (
     looks_past_host,
     request_fetches,
 )
+from staplegate.config.samples import parse_unique_id_format
 from staplegate.config.values import AddressFamily, SocketAddress
 from staplegate.deploy.generation import Generation, load_generation
 from staplegate.proxy.backends import (
@@ -394,6 +395,8 @@ def _frontend_plan(
                 _monitor(frontend) + frontend.http_request_rules, problems, exporter
             ),
             response_rules=_compile_rules(frontend.http_response_rules, problems, exporter),
+            unique_id=parse_unique_id_format(frontend.settings.unique_id_format or ""),
+            unique_id_header=(frontend.settings.unique_id_header or "").encode("latin-1") or None,
             after_response_rules=_compile_rules(
                 frontend.http_after_response_rules, problems, exporter
             ),

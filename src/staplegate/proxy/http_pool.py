@@ -18,6 +18,7 @@ from typing import Final, Protocol, cast
 
 from staplegate.clock import Clock, SystemClock
 from staplegate.config.model import CookiePersistence
+from staplegate.config.samples import LogVariable, SampleExpression
 from staplegate.proxy.http_message import MAX_HEAD_BYTES, MAX_HEADERS
 from staplegate.proxy.http_response import ResponseEvent, ResponseReader
 from staplegate.proxy.http_rules import CompiledRule, StatsService
@@ -57,6 +58,9 @@ class HttpSettings:
     rules: tuple[CompiledRule, ...] = ()
     response_rules: tuple[CompiledRule, ...] = ()  # `http-response` header rules
     after_response_rules: tuple[CompiledRule, ...] = ()  # `http-after-response`
+    # `unique-id-format` and `unique-id-header`: each request gets the header (both set)
+    unique_id: tuple[str | SampleExpression | LogVariable, ...] = ()
+    unique_id_header: bytes | None = None
     forwardfor_header: bytes | None = None
     forwardfor_except: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     httplog: bool = False

@@ -40,6 +40,7 @@ from staplegate.config.model import (
 from staplegate.config.samples import (
     REQUEST_SAMPLE_FETCHES,
     RESPONSE_SAMPLE_FETCHES,
+    LogVariable,
     SampleExpression,
     parse_header_format,
 )
@@ -530,6 +531,53 @@ def apply_after_response_rules(
         if n.lower() != b"content-length"
     )
     return LocalResponse(answer.status, answer.reason, headers, answer.body, answer.close)
+
+
+def render_unique_id(
+    parts: Sequence[str | SampleExpression | LogVariable],
+    facts: RequestFacts,
+    *,
+    now_s: int,
+    request_number: int,
+    pid: int,
+) -> str:
+    """`unique-id-format` for one request (HAProxy's widths in hexadecimal: addresses byte
+    by byte, ports, counter and pid on 4 digits, the date on 8)."""
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, str):
+            out.append(part)
+        elif isinstance(part, SampleExpression):
+            out.append(evaluate(part, facts))
+        else:
+            out.append(_log_variable(part, facts, now_s, request_number, pid))
+    return "".join(out)
+
+
+def _log_variable(
+    variable: LogVariable, facts: RequestFacts, now_s: int, request_number: int, pid: int
+) -> str:
+    name = variable.name
+    if name in ("ci", "fi"):
+        address = facts.client_address if name == "ci" else facts.frontend_address
+        host = address[0] if address is not None else "0.0.0.0"
+        if not variable.hexa:
+            return host
+        try:
+            return ipaddress.ip_address(host.split("%", 1)[0]).packed.hex().upper()
+        except ValueError:
+            return host
+    if name == "cp":
+        number = facts.client_address[1]
+    elif name == "fp":
+        number = facts.frontend_address[1] if facts.frontend_address is not None else 0
+    elif name == "Ts":
+        return f"{now_s:08X}" if variable.hexa else str(now_s)
+    elif name == "rt":
+        number = request_number
+    else:
+        number = pid
+    return f"{number:04X}" if variable.hexa else str(number)
 
 
 def _set_target(head: RequestHead, action: HttpSetTarget, value: bytes) -> bool:

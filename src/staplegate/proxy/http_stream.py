@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Final
 
 from staplegate.config.model import CookiePersistence
@@ -52,7 +53,12 @@ from staplegate.proxy.http_message import (
 from staplegate.proxy.http_pool import HttpBackendSettings, ServerConnection
 from staplegate.proxy.http_request import RequestHead
 from staplegate.proxy.http_response import ResponseEvent, ResponseHead, ResponseReader
-from staplegate.proxy.http_rules import apply_response_rules, apply_rules, source_in
+from staplegate.proxy.http_rules import (
+    apply_response_rules,
+    apply_rules,
+    render_unique_id,
+    source_in,
+)
 from staplegate.proxy.persistence import insert_cookie, request_cookie
 from staplegate.proxy.upstream import open_server
 
@@ -249,6 +255,8 @@ class HttpStream(ExchangeLifecycle):
             if answer is not None:
                 self._respond_locally(exchange, answer, "LR--" if answer.status < 400 else "PR--")
                 return
+        if settings.unique_id_header is not None and settings.unique_id:
+            self._add_unique_id(head)
         stats = settings.stats
         if stats is not None and stats.matches(head):
             answer = stats.answer(head)
@@ -635,6 +643,20 @@ class HttpStream(ExchangeLifecycle):
             limit = exchange.backend.server_timeout_s if exchange.backend else None
             if limit and self._timer is None:
                 self._arm()
+
+    def _add_unique_id(self, head: RequestHead) -> None:
+        """`unique-id-header`: this request's `unique-id-format`, sent to the server."""
+        settings = self.settings
+        assert settings.unique_id_header is not None
+        value = render_unique_id(
+            settings.unique_id,
+            self._facts(head),
+            now_s=int(self.http.clock.now().timestamp()),
+            request_number=self.http.stats.requests,
+            pid=os.getpid(),
+        )
+        head.headers.append((settings.unique_id_header, value.encode("latin-1", "replace")))
+        head.headers_changed()
 
     def _persistent_server(
         self, exchange: Exchange, persistence: CookiePersistence, pool: BackendPool

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from staplegate.config.samples import SampleExpression, SampleSyntaxError, parse_header_format
+from staplegate.config.samples import (
+    LogVariable,
+    SampleExpression,
+    SampleSyntaxError,
+    parse_header_format,
+    parse_unique_id_format,
+)
 
 
 def test_literals_percent_and_expressions() -> None:
@@ -42,3 +48,19 @@ def test_literals_percent_and_expressions() -> None:
 def test_refusals_say_why(text: str, message: str) -> None:
     with pytest.raises(SampleSyntaxError, match=message):
         parse_header_format(text)
+
+
+def test_unique_id_format() -> None:
+    """`%{+X}o` turns hexadecimal on for what follows; `%[…]` and `%%` as in header values."""
+    assert parse_unique_id_format("%{+X}o %ci:%cp_%[src]%%") == (
+        " ",
+        LogVariable("ci", hexa=True),
+        ":",
+        LogVariable("cp", hexa=True),
+        "_",
+        SampleExpression("src"),
+        "%",
+    )
+    assert parse_unique_id_format("%Ts") == (LogVariable("Ts"),)
+    with pytest.raises(SampleSyntaxError, match="'%hr' is not supported here"):
+        parse_unique_id_format("%hr")

@@ -55,6 +55,12 @@ from staplegate.config.parser.state import (
     ProxyBuilder,
     field_change,
 )
+from staplegate.config.samples import (
+    LogVariable,
+    SampleSyntaxError,
+    check_context,
+    parse_unique_id_format,
+)
 
 _TIMEOUT_FIELDS = {
     "connect": "connect",
@@ -586,6 +592,30 @@ def _tcp_content(parser: ParserState, args: list[str], where: SourceLocation) ->
     parser.proxy.tcp_content_rules.append(TcpContentRule(where, action == "accept", condition))
 
 
+def _unique_id(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    kw = args[0]
+    if not parser.has_cap(_section(parser), frontend=True, kw=kw, where=where):
+        return
+    if len(args) != 2 or not args[1]:
+        parser.error(where, kw, f"'{kw}' expects one argument.", Reason.MISSING_ARGUMENT)
+        return
+    if kw == "unique-id-format":
+        try:
+            check_context(
+                tuple(p for p in parse_unique_id_format(args[1]) if not isinstance(p, LogVariable)),
+                response=False,
+            )
+        except SampleSyntaxError as error:
+            parser.error(where, kw, f"'{kw}' : {error}", Reason.UNSUPPORTED)
+            return
+        parser.set_proxy_settings(replace(parser.proxy_settings, unique_id_format=args[1]))
+    else:
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", args[1]):
+            parser.error(where, kw, f"'{kw}' : invalid header name '{args[1]}'.")
+            return
+        parser.set_proxy_settings(replace(parser.proxy_settings, unique_id_header=args[1]))
+
+
 def _monitor_uri(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     if not parser.has_cap(_section(parser), frontend=True, kw="monitor-uri", where=where):
         return
@@ -768,6 +798,8 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         supported("timeout http-request", _timeout),
         supported("redirect", _redirect),
         supported("monitor-uri", _monitor_uri),
+        supported("unique-id-format", _unique_id),
+        supported("unique-id-header", _unique_id),
         supported("cookie", _cookie),
         supported("tcp-request inspect-delay", _inspect_delay),
         supported("tcp-request content", _tcp_content),
@@ -931,8 +963,6 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "tcp-response content",
                 "tcp-response inspect-delay",
                 "timeout http-check",
-                "unique-id-format",
-                "unique-id-header",
                 "use-fcgi-app",
                 "use-server",
             ]
