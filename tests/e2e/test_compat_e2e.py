@@ -45,14 +45,27 @@ frontend others_excepted
     bind 127.0.0.1:{second} ssl crt-list {crt_list}
     option forwardfor except 10.0.0.0/8 header X-Client
     default_backend plain
+
+frontend acme_envvars
+    bind 127.0.0.1:{third} ssl crt-list {crt_list}
+    option forwardfor if-none
+    http-request return status 200 content-type text/plain \
+        lf-string "%[path,field(-1,/)].thumbprint" if {{ path_beg /.well-known/acme-challenge/ }}
+    default_backend plain
 """
 
 
 def test_http_check_send_and_forwardfor_except(tmp_path: Path, pki: Pki) -> None:
-    second = free_port()
+    second, third = free_port(), free_port()
     with backends("checked", "plain") as (checked, plain):
         config, port = write_config(
-            tmp_path, pki, CONFIG, checked=checked.port, plain=plain.port, second=second
+            tmp_path,
+            pki,
+            CONFIG,
+            checked=checked.port,
+            plain=plain.port,
+            second=second,
+            third=third,
         )
         with staplegate(config, tmp_path / "state", workers=1) as proc:
             started(proc)
@@ -75,6 +88,16 @@ def test_http_check_send_and_forwardfor_except(tmp_path: Path, pki: Pki) -> None
             assert "x-forwarded-for" not in first_headers  # the client is in 127.0.0.0/8
             assert second_headers["x-client"] == "127.0.0.1"
             assert first_headers["host"] == HOST
+            # if-none: a header the client sent is kept, else ours is added
+            assert get(third, pki, "/kept", {"X-Forwarded-For": "198.51.100.7"})[0] == 200
+            assert get(third, pki, "/added")[0] == 200
+            assert [h["x-forwarded-for"] for _, h in plain.requests[2:]] == [
+                "198.51.100.7",
+                "127.0.0.1",
+            ]
+            # the ACME http-01 answer of docker-haproxy-acme: the token's last path field
+            challenge = "/.well-known/acme-challenge/t0k3n"
+            assert get(third, pki, challenge)[:2] == (200, b"t0k3n.thumbprint")
 
 
 MONITOR = """\

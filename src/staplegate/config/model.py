@@ -306,6 +306,7 @@ class GlobalSettings:
     ssl_default_bind_options: SslOptions = SslOptions()
     ssl_default_server_options: SslOptions = SslOptions()
     ssl_default_server_ciphers: str | None = None
+    ssl_server_verify: Verify | None = None  # `ssl-server-verify`: servers without `verify`
     ssl_default_server_ciphersuites: str | None = None
     ssl_dh_param_file: str | None = None
     tune_ssl_default_dh_param: int | None = None
@@ -576,7 +577,7 @@ class Server:
     maxconn: int | None = None
     send_proxy: ProxyProtocol = ProxyProtocol.NONE
     ssl: bool = False
-    verify: Verify = Verify.REQUIRED
+    verify: Verify | None = None  # None: `ssl-server-verify` (default required)
     ca_file: str | None = None
     sni: str | None = None
     check_port: int | None = None
@@ -714,6 +715,7 @@ class ProxyOptions:
     forwardfor_header: str | None = None
     # `option forwardfor except NET`: no header for clients in it ("" = written without)
     forwardfor_except: str | None = None
+    forwardfor_if_none: bool | None = None  # `if-none`: keep a header the client sent
     httpchk: bool | None = None
     httpchk_method: str | None = None
     httpchk_uri: str | None = None

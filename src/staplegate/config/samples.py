@@ -74,12 +74,14 @@ def check_context(segments: tuple[Segment, ...], *, response: bool) -> None:
             )
 
 
-CONVERTERS = frozenset({"hex", "base64", "lower", "upper"})
+CONVERTERS = frozenset({"hex", "base64", "lower", "upper", "field", "regsub"})
 _TEXT_CONVERTERS = frozenset({"hex", "base64"})  # turn binary into text
 _EXPRESSION = re.compile(r"%(\{\+Q\})?\[([^\]]*)\]")
 _FETCH = re.compile(
-    r"(?P<fetch>[a-z0-9_.]+)(?:\((?P<args>[^()]*)\))?(?P<converters>(?:,[a-z0-9_]+)*)"
+    r"(?P<fetch>[a-z0-9_.]+)(?:\((?P<args>[^()]*)\))?"
+    r"(?P<converters>(?:,[a-z0-9_]+(?:\([^()]*\))?)*)"
 )
+_CONVERTER = re.compile(r",([a-z0-9_]+)(?:\(([^()]*)\))?")
 _DN_ENTRY = re.compile(r"[A-Za-z][A-Za-z0-9.]*")
 
 
@@ -122,11 +124,9 @@ def _expression(text: str, quote: bool) -> SampleExpression:
             raise SampleSyntaxError(f"'{fetch}' : occurrence '{args[1]}' is not a number")
     elif arg_kind == "uuid" and args not in ((), ("4",)):
         raise SampleSyntaxError("'uuid' : only version 4 is supported")
-    converters = tuple(c for c in match.group("converters").split(",") if c)
+    converters = tuple(m.group(0)[1:] for m in _CONVERTER.finditer(match.group("converters")))
     for converter in converters:
-        if converter not in CONVERTERS:
-            known = ", ".join(sorted(CONVERTERS))
-            raise SampleSyntaxError(f"converter '{converter}' is not supported (known: {known})")
+        compile_converter(converter)  # refuses what it cannot run, now
     if binary and (not converters or converters[0] not in _TEXT_CONVERTERS):
         raise SampleSyntaxError(
             f"sample fetch '{fetch}' is binary: write '%[{fetch},hex]' or '%[{fetch},base64]'"
@@ -141,6 +141,48 @@ def _check_dn_args(fetch: str, args: tuple[str, ...]) -> None:
         raise SampleSyntaxError(f"'{fetch}' : occurrence '{args[1]}' is not a non-zero number")
     if len(args) > 2 and args[2] != "rfc2253":
         raise SampleSyntaxError(f"'{fetch}' : format '{args[2]}' is not supported (rfc2253)")
+
+
+@dataclass(frozen=True, slots=True)
+class Converter:
+    """A converter ready to run: `field` uses index and delimiters, `regsub` the rest."""
+
+    name: str
+    index: int = 0
+    delimiters: str = ""
+    regex: re.Pattern[str] | None = None
+    replacement: str = ""
+    count: int = 1
+
+
+@lru_cache(maxsize=512)
+def compile_converter(spec: str) -> Converter:
+    """A converter written `name` or `name(args)`, checked once: its name and its arguments
+    made ready (`field(N,DELIMS)`: the index and the delimiters; `regsub(RE,SUBST[,g|i])`:
+    the compiled expression, the replacement, and how many to replace)."""
+    name, _, rest = spec.partition("(")
+    args = rest[:-1].split(",") if rest else []
+    if name not in CONVERTERS:
+        known = ", ".join(sorted(CONVERTERS))
+        raise SampleSyntaxError(f"converter '{name}' is not supported (known: {known})")
+    if name == "field":
+        if len(args) != 2 or not re.fullmatch(r"-?[1-9][0-9]*", args[0]) or not args[1]:
+            raise SampleSyntaxError("'field' expects (<index>,<delimiters>), index not 0")
+        return Converter(name, index=int(args[0]), delimiters=args[1])
+    if name == "regsub":
+        if len(args) not in (2, 3) or (len(args) == 3 and not set(args[2]) <= {"g", "i"}):
+            raise SampleSyntaxError("'regsub' expects (<regex>,<subst>[,<flags g|i>])")
+        flags = re.IGNORECASE if len(args) == 3 and "i" in args[2] else 0
+        try:
+            regex = re.compile(args[0], flags)
+        except re.error as error:
+            raise SampleSyntaxError(f"'regsub' : regex '{args[0]}' is invalid: {error}") from None
+        count = 0 if len(args) == 3 and "g" in args[2] else 1
+        # HAProxy's \1..\9 back-references are Python's too
+        return Converter(name, regex=regex, replacement=args[1], count=count)
+    if args:
+        raise SampleSyntaxError(f"converter '{name}' takes no argument")
+    return Converter(name)
 
 
 @lru_cache(maxsize=256)

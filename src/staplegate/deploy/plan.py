@@ -402,6 +402,7 @@ def _frontend_plan(
             ),
             forwardfor_header=_forwardfor(options.forwardfor, options.forwardfor_header),
             forwardfor_except=_forwardfor_except(options),
+            forwardfor_if_none=bool(options.forwardfor and options.forwardfor_if_none),
             httplog=bool(options.httplog),
             request_timeout_s=_seconds(timeouts.http_request),
             keep_alive_timeout_s=_seconds(timeouts.http_keep_alive),
@@ -603,7 +604,7 @@ def _server_tls(server: Server, defaults: GlobalSettings) -> ServerTls | None:
             sni, from_client = None, True
     low, high = _server_versions(defaults.ssl_default_server_options)
     return ServerTls(
-        verify=server.verify.value == "required",
+        verify=(server.verify or defaults.ssl_server_verify or Verify.REQUIRED) is Verify.REQUIRED,
         ca_file=server.ca_file,
         sni=sni,
         sni_from_client=from_client,
@@ -697,6 +698,7 @@ def _backend_plan(
             ),
             forwardfor_header=_forwardfor(options.forwardfor, options.forwardfor_header),
             forwardfor_except=_forwardfor_except(options),
+            forwardfor_if_none=bool(options.forwardfor and options.forwardfor_if_none),
             connect_timeout_s=_seconds(timeouts.connect),
             server_timeout_s=_seconds(timeouts.server),
             retries=retries,

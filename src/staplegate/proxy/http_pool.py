@@ -39,6 +39,7 @@ class HttpBackendSettings:
     after_response_rules: tuple[CompiledRule, ...] = ()  # `http-after-response`
     forwardfor_header: bytes | None = None
     forwardfor_except: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    forwardfor_if_none: bool = False  # only when the request has no such header
     connect_timeout_s: float | None = None
     server_timeout_s: float | None = None
     retries: int = 3
@@ -63,6 +64,7 @@ class HttpSettings:
     unique_id_header: bytes | None = None
     forwardfor_header: bytes | None = None
     forwardfor_except: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    forwardfor_if_none: bool = False  # only when the request has no such header
     httplog: bool = False
     request_timeout_s: float | None = None
     keep_alive_timeout_s: float | None = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -42,6 +43,7 @@ from staplegate.config.samples import (
     RESPONSE_SAMPLE_FETCHES,
     LogVariable,
     SampleExpression,
+    compile_converter,
     parse_header_format,
 )
 from staplegate.proxy.http_message import LocalResponse, error_response, reason_phrase
@@ -401,7 +403,15 @@ def _fetch(expression: SampleExpression, facts: RequestFacts) -> str | bytes:
     return dn.entry(args[0], int(args[1]) if len(args) > 1 else 1) or ""
 
 
-def _convert(value: str | bytes, converter: str) -> str | bytes:
+def _convert(value: str | bytes, spec: str) -> str | bytes:
+    compiled = compile_converter(spec)  # cached: compiled when the config was read
+    converter = compiled.name
+    if converter == "field":
+        text = value if isinstance(value, str) else value.decode("latin-1")
+        return _field(text, compiled.index, compiled.delimiters)
+    if converter == "regsub" and compiled.regex is not None:
+        text = value if isinstance(value, str) else value.decode("latin-1")
+        return compiled.regex.sub(compiled.replacement, text, count=compiled.count)
     if converter == "hex":
         data = value if isinstance(value, bytes) else value.encode("utf-8")
         return data.hex().upper()
@@ -410,6 +420,17 @@ def _convert(value: str | bytes, converter: str) -> str | bytes:
         return base64.b64encode(data).decode("ascii")
     text = value if isinstance(value, str) else value.decode("latin-1")
     return text.lower() if converter == "lower" else text.upper()
+
+
+def _field(text: str, index: int, delimiters: str) -> str:
+    """HAProxy's `field`: the INDEXth field (from the end when negative) between any of the
+    delimiter characters; empty when there is none."""
+    fields = re.split("[" + re.escape(delimiters) + "]", text)
+    position = index - 1 if index > 0 else index
+    try:
+        return fields[position]
+    except IndexError:
+        return ""
 
 
 def evaluate(expression: SampleExpression, facts: RequestFacts) -> str:

@@ -220,9 +220,16 @@ class HttpStream(ExchangeLifecycle):
                 if backend.forwardfor_header
                 else self.settings.forwardfor_except
             )
+            if_none = (
+                backend.forwardfor_if_none
+                if backend.forwardfor_header
+                else self.settings.forwardfor_if_none
+            )
             if name is None or (excepted and source_in(excepted, self._client_ip)):
                 extra: bytes | None = b""
-            elif name.lower() in _LOOKED_UP or has_line_break(self._client_ip_bytes):
+            elif (
+                if_none or name.lower() in _LOOKED_UP or has_line_break(self._client_ip_bytes)
+            ):  # `if-none` looks at each request's headers
                 # not expected (a PROXY-protocol address is checked where it is parsed):
                 # the header list, whose lines `RequestHead.encode` checks one by one
                 extra = None
@@ -281,8 +288,15 @@ class HttpStream(ExchangeLifecycle):
         elif extra is None:
             forwardfor = backend.forwardfor_header or settings.forwardfor_header
             assert forwardfor is not None
-            head.headers.append((forwardfor, self._client_ip_bytes))
-            head.headers_changed()
+            lower = forwardfor.lower()
+            if_none = (
+                backend.forwardfor_if_none
+                if backend.forwardfor_header
+                else settings.forwardfor_if_none
+            )
+            if not (if_none and any(k.lower() == lower for k, _ in head.headers)):
+                head.headers.append((forwardfor, self._client_ip_bytes))
+                head.headers_changed()
         # The common case needs no task: a free slot at once and an idle connection to it.
         server = None
         if backend.cookie is not None:

@@ -163,3 +163,21 @@ def test_tcp_request_content_needs_mode_tcp_on_plain_binds(tmp_path: Path) -> No
     plan, output = _plan(tmp_path, "frontend fe\n    mode http\n    bind 127.0.0.1:80\n" + rules)
     assert plan is None
     assert "staplegate evaluates 'tcp-request content' rules in 'mode tcp' only" in output
+
+
+def test_ssl_server_verify_is_the_default_of_server_lines(tmp_path: Path) -> None:
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        "global\n    ssl-server-verify none\n"
+        "frontend fe\n    bind 127.0.0.1:8080\n    default_backend app\n"
+        "backend app\n    server a 127.0.0.1:9000 ssl\n"
+        "    server b 127.0.0.1:9001 ssl verify required ca-file /etc/ssl/certs/ca.pem\n",
+        encoding="utf-8",
+    )
+    err = io.StringIO()
+    _generation, plan = validate([str(config)], now=NOW, err=err, startup=True)
+    assert plan is not None, err.getvalue()
+    a, b = plan.backends[0].servers
+    assert a.tls is not None
+    assert b.tls is not None
+    assert (a.tls.verify, b.tls.verify) == (False, True)

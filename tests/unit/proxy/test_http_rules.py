@@ -22,6 +22,7 @@ from staplegate.config.model import (
     HttpUseService,
 )
 from staplegate.config.parser.rules import PREDEFINED_ACLS
+from staplegate.config.samples import SampleSyntaxError, parse_header_format
 from staplegate.proxy.http_message import BodyKind
 from staplegate.proxy.http_request import RequestHead, RequestReader
 from staplegate.proxy.http_rules import (
@@ -32,6 +33,7 @@ from staplegate.proxy.http_rules import (
     StatsService,
     apply_rules,
     condition_holds,
+    expand,
     request_path,
 )
 
@@ -338,3 +340,19 @@ def test_set_path_query_pathq_and_uri() -> None:
     answer, name = apply_rules((CompiledRule(HttpSetTarget("path", "/a b")),), head, facts)
     assert answer is not None
     assert (answer.status, name, head.target) == (500, "set-path", b"/a")
+
+
+def test_field_and_regsub_converters() -> None:
+    head = RequestHead(
+        "GET", b"/.well-known/acme-challenge/tok3n", "1.1", [(b"Host", b"a.test")], keep_alive=True
+    )
+    facts = RequestFacts(("192.0.2.1", 1), None, True, "a.test", None, head.target, head)
+    assert expand("%[path,field(-1,/)].thumb", facts) == "tok3n.thumb"
+    assert expand("%[path,field(2,/)]", facts) == ".well-known"
+    assert expand("%[path,field(9,/)]", facts) == ""
+    assert expand("%[path,regsub(^/\\.well-known,)]", facts) == "/acme-challenge/tok3n"
+    assert expand("%[path,regsub(e,E,g)]", facts) == "/.wEll-known/acmE-challEngE/tok3n"
+    assert expand("%[path,regsub(E,x,i)]", facts) == "/.wxll-known/acme-challenge/tok3n"
+    for bad in ("%[path,field(0,/)]", "%[path,regsub(a)]", "%[path,lower(1)]", "%[path,json]"):
+        with pytest.raises(SampleSyntaxError):
+            parse_header_format(bad)

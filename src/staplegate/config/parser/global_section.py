@@ -173,6 +173,20 @@ def _hard_stop_after(parser: ParserState, args: list[str], where: SourceLocation
         parser.global_ = replace(parser.global_, hard_stop_after_ms=ms)
 
 
+def _ssl_server_verify(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """`ssl-server-verify none|required`: the `verify` of server lines that do not say."""
+    value = args[1] if len(args) == 2 else None
+    if value not in ("none", "required"):
+        parser.error(
+            where,
+            "ssl-server-verify",
+            "'ssl-server-verify' expects 'none' or 'required' as argument.",
+            Reason.INVALID_VALUE,
+        )
+        return
+    parser.global_ = replace(parser.global_, ssl_server_verify=Verify(value))
+
+
 def _cipher_default(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     head = args[0]
     value = args[1] if len(args) > 1 else None
@@ -516,6 +530,7 @@ GLOBAL: KeywordTable[Handler] = KeywordTable(
         supported("ssl-default-bind-ciphersuites", _cipher_default),
         supported("ssl-default-bind-options", _ssl_default_options),
         supported("ssl-default-server-ciphers", _cipher_default),
+        supported("ssl-server-verify", _ssl_server_verify),
         ignored(
             "ssl-default-server-ciphersuites",
             "Python's ssl module cannot restrict TLS 1.3 suites: server connections "
@@ -627,7 +642,6 @@ GLOBAL: KeywordTable[Handler] = KeywordTable(
                 "ssl-provider",
                 "ssl-provider-path",
                 "ssl-security-level",
-                "ssl-server-verify",
                 "stats bind-process",
                 "tune.ssl.ocsp-update.mode",
                 "unsetenv",

@@ -216,6 +216,7 @@ def _option_forwardfor(parser: ParserState, args: list[str], where: SourceLocati
     extra = words[1:]
     header: str | None = None
     excepted = ""
+    if_none = False
     i = 0
     while i < len(extra):
         if extra[i] in ("except", "header") and i + 1 < len(extra):
@@ -235,13 +236,17 @@ def _option_forwardfor(parser: ParserState, args: list[str], where: SourceLocati
                     return
             i += 2
         elif extra[i] == "if-none":
-            parser.error(where, kw, refused_message(f"{kw} if-none"), Reason.UNSUPPORTED)
-            return
+            if_none = True
+            i += 1
         else:
             parser.error(where, kw, f"'{kw}' : unexpected argument '{extra[i]}'.", Reason.SYNTAX)
             return
     _set_options(
-        parser, forwardfor=not negate, forwardfor_header=header, forwardfor_except=excepted
+        parser,
+        forwardfor=not negate,
+        forwardfor_header=header,
+        forwardfor_except=excepted,
+        forwardfor_if_none=if_none,
     )
 
 

@@ -60,8 +60,7 @@ def test_proxy_value_errors() -> None:
         "option frobnicate": "unknown option 'frobnicate'.",
         "option httpclose": "'option httpclose' is a HAProxy keyword that staplegate does not "
         "support and it would change traffic",
-        "option forwardfor if-none": "'option forwardfor if-none' is a HAProxy keyword that "
-        "staplegate does not support and it would change traffic",
+        "option forwardfor if-nothing": "'option forwardfor' : unexpected argument 'if-nothing'.",
         "maxconn lots": "'maxconn' expects an integer argument ('lots' is not an integer).",
         "default_backend": "'default_backend' expects a backend name.",
         "stick-table type ip size 1m": "'stick-table' is a HAProxy keyword that staplegate "
