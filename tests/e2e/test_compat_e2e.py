@@ -380,3 +380,36 @@ def test_unique_id_header_and_target_rewrites(tmp_path: Path, pki: Pki) -> None:
             )
             assert all(pattern.fullmatch(i) for i in ids), ids
             assert ids[0] != ids[1]  # the request counter moved
+
+
+MINCONN = """\
+backend web
+    fullconn 100
+    server a 127.0.0.1:{a} minconn 1 maxconn 10
+
+frontend www
+    bind 127.0.0.1:{port} ssl crt-list {crt_list}
+    default_backend web
+"""
+
+
+def test_minconn_keeps_a_lightly_loaded_server_at_its_floor(tmp_path: Path, pki: Pki) -> None:
+    """HAProxy's content-switching example: `minconn 1 maxconn 10` with `fullconn 100`
+    lets one request at a time reach the server while the backend is nearly idle; the
+    others wait in the queue (HAProxy's dynamic limit), none is refused."""
+    with backends("a") as (a,):
+        a.slow_s = 0.3
+        config, port = write_config(tmp_path, pki, MINCONN, a=a.port)
+        with staplegate(config, tmp_path / "state", workers=1) as proc:
+            started(proc)
+            results: list[int] = []
+            threads = [
+                threading.Thread(target=lambda i=i: results.append(get(port, pki, f"/slow{i}")[0]))
+                for i in range(3)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=15)
+            assert results == [200, 200, 200]
+            assert a.max_in_flight == 1

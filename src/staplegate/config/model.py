@@ -558,6 +558,7 @@ class ServerOptions:
     sni: str | None = None
     check_port: int | None = None  # `port N`: the health checks' port
     cookie: str | None = None  # `cookie VALUE`: this server's persistence cookie
+    minconn: int | None = None  # `minconn N`: the dynamic limit's floor (with maxconn)
 
 
 @dataclass(frozen=True)
@@ -582,6 +583,7 @@ class Server:
     sni: str | None = None
     check_port: int | None = None
     cookie: str | None = None
+    minconn: int | None = None
 
 
 @dataclass(frozen=True)
@@ -751,6 +753,7 @@ class ProxySettings:
     maxconn: int | None = None
     balance: Balance | None = None
     balance_draws: int | None = None  # `balance random(N)` (HAProxy's default: 2)
+    fullconn: int | None = None  # `fullconn`: the load at which `minconn` servers reach maxconn
     retries: int | None = None
     default_backend: str | None = None
     default_server: ServerOptions = ServerOptions()

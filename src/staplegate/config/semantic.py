@@ -76,6 +76,7 @@ def merge_settings(base: ProxySettings, own: ProxySettings) -> ProxySettings:
         maxconn=own.maxconn if own.maxconn is not None else base.maxconn,
         balance=own.balance if own.balance is not None else base.balance,
         balance_draws=own.balance_draws if own.balance is not None else base.balance_draws,
+        fullconn=own.fullconn if own.fullconn is not None else base.fullconn,
         retries=own.retries if own.retries is not None else base.retries,
         default_backend=own.default_backend
         if own.default_backend is not None

@@ -115,6 +115,7 @@ class BackendPlan:
     retries: int
     algorithm: Algorithm = Algorithm.ROUNDROBIN
     draws: int = 2  # `balance random(N)`
+    fullconn: int = 0  # `fullconn` (or HAProxy's default from the frontends' maxconn)
     redispatch: bool = False
     queue_timeout_s: float | None = None
     http: HttpBackendSettings = field(default_factory=lambda: HttpBackendSettings(""))
@@ -127,6 +128,7 @@ class BackendPlan:
             self.servers,
             algorithm=self.algorithm,
             draws=self.draws,
+            fullconn=self.fullconn,
             redispatch=self.redispatch,
             queue_timeout_s=self.queue_timeout_s,
         )
@@ -496,6 +498,18 @@ def _inspect_delay(
     return delay_ms / 1000.0 if delay_ms else None
 
 
+def _default_fullconn(backend: str, frontends: Sequence[Frontend], defaults: GlobalSettings) -> int:
+    """HAProxy's `fullconn` when none is written: 10 % of the maxconn of the frontends whose
+    `default_backend` or `use_backend` can send traffic to `backend` (at least 1)."""
+    total = 0
+    for frontend in frontends:
+        if frontend.default_backend == backend or any(
+            r.backend == backend for r in frontend.use_backends
+        ):
+            total += frontend.maxconn or defaults.maxconn or DEFAULT_MAXCONN
+    return max(1, total // 10)
+
+
 def _conditions(frontend: Frontend) -> list[tuple[SourceLocation, str, Condition | None]]:
     """Every condition written in a frontend, with where and under which keyword."""
     found: list[tuple[SourceLocation, str, Condition | None]] = [
@@ -619,6 +633,7 @@ def _backend_plan(
     problems: list[Diagnostic],
     defaults: GlobalSettings,
     exporter: ServiceSnapshot,
+    fullconn: int = 0,
 ) -> BackendPlan:
     servers = []
     options = backend.settings.options
@@ -667,6 +682,7 @@ def _backend_plan(
                 check_timeout_s=_seconds(timeouts.check),
                 check_port=server.check_port,
                 cookie=server.cookie,
+                minconn=server.minconn,
             )
         )
     retries = backend.settings.retries if backend.settings.retries is not None else 3
@@ -682,6 +698,7 @@ def _backend_plan(
         retries=retries,
         algorithm=Algorithm(backend.balance.value),
         draws=backend.settings.balance_draws or 2,
+        fullconn=backend.settings.fullconn or fullconn,
         redispatch=bool(options.redispatch),
         queue_timeout_s=_seconds(
             timeouts.queue if timeouts.queue is not None else timeouts.connect
@@ -724,7 +741,13 @@ def build_plan(
         if plan is not None:
             frontends.append(plan)
     backends = tuple(
-        _backend_plan(b, problems, generation.config.global_, exporter)
+        _backend_plan(
+            b,
+            problems,
+            generation.config.global_,
+            exporter,
+            _default_fullconn(b.name, generation.config.frontends, generation.config.global_),
+        )
         for b in generation.config.backends
     )
     if not any(f.binds for f in frontends) and not any(

@@ -99,6 +99,7 @@ class BackendServer:
     check_timeout_s: float | None = None
     check_port: int | None = None  # `port N`: checks go there instead of `port`
     cookie: str | None = None  # `cookie VALUE`: the persistence cookie naming this server
+    minconn: int | None = None  # with maxconn: HAProxy's dynamic limit (see `BackendPool`)
 
     def __post_init__(self) -> None:
         if self.rise < 1 or self.fall < 1:
@@ -176,6 +177,7 @@ class BackendPool:
         redispatch: bool = True,
         queue_timeout_s: float | None = None,
         draws: int = 2,
+        fullconn: int = 0,
     ) -> None:
         names = [s.name for s in servers]
         if len(set(names)) != len(names):
@@ -184,6 +186,9 @@ class BackendPool:
         self.servers = tuple(servers)
         self.redispatch = redispatch
         self.queue_timeout_s = queue_timeout_s
+        # `fullconn`: at this many connections on the backend, `minconn` servers take their
+        # whole `maxconn`; below it their limit grows with the load (per worker)
+        self.fullconn = fullconn
         self._health = {s.name: _Health() for s in self.servers}
         # what `_usable` walks for every request: primaries in order, with their health
         self._primaries = tuple(
@@ -256,7 +261,24 @@ class BackendPool:
         return []
 
     def _free(self, server: BackendServer) -> bool:
-        return server.maxconn is None or self._health[server.name].active < server.maxconn
+        limit = server.maxconn
+        if limit is None:
+            return True
+        if server.minconn is not None:
+            limit = self.dynamic_maxconn(server)
+        return self._health[server.name].active < limit
+
+    def dynamic_maxconn(self, server: BackendServer) -> int:
+        """HAProxy's `srv_dynamic_maxconn`: max(minconn, maxconn × backend load / fullconn),
+        and maxconn itself once the backend has `fullconn` connections."""
+        maxconn = server.maxconn or 0
+        minconn = server.minconn
+        if minconn is None or minconn >= maxconn:
+            return maxconn
+        load = sum(h.active for h in self._health.values())
+        if load >= self.fullconn:
+            return maxconn
+        return max(minconn, load * maxconn // self.fullconn, 1)
 
     def pick(
         self, client_ip: str | None = None, exclude: Collection[str] = ()
@@ -264,7 +286,11 @@ class BackendPool:
         """The balancing algorithm's choice among usable servers with a free slot, or None."""
         if self._only is not None and not exclude:  # one server, no backup: nothing to choose
             server, health = self._only
-            if health.usable and (server.maxconn is None or health.active < server.maxconn):
+            if health.usable and (
+                server.maxconn is None
+                or health.active
+                < (server.maxconn if server.minconn is None else self.dynamic_maxconn(server))
+            ):
                 return server
             if health.usable:
                 return None

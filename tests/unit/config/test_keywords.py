@@ -89,7 +89,6 @@ REVIEWED: dict[str, frozenset[str]] = {
             "email-alert myhostname",
             "email-alert to",
             "errorfile",
-            "fullconn",
             "grace",
             "guid",
             "hash-balance-factor",

@@ -129,3 +129,22 @@ def test_random_draws_pick_the_least_loaded_of_weighted_draws() -> None:
     single = Balancer(Algorithm.RANDOM, [A, B], active.__getitem__, draws=1, rng=random.Random(7))
     picks = [single.choose([A, B], None) for _ in range(400)]
     assert 250 < sum(1 for s in picks if s is A) < 350  # weight 3:1, load ignored
+
+
+def test_minconn_grows_with_the_backend_load_up_to_maxconn() -> None:
+    """HAProxy's dynamic limit: max(minconn, maxconn × load / fullconn); maxconn at
+    fullconn connections on the backend."""
+    a = BackendServer("a", "127.0.0.1", 1, maxconn=100, minconn=10)
+    b = BackendServer("b", "127.0.0.1", 2)
+    pool = BackendPool("be", [a, b], fullconn=200)
+    assert pool.dynamic_maxconn(a) == 10  # idle backend: the floor
+    for _ in range(10):
+        pool.acquire(a)
+    assert pool.pick(exclude=("b",)) is None  # a is at its dynamic limit
+    for _ in range(90):
+        pool.acquire(b)
+    assert pool.dynamic_maxconn(a) == 50  # 100 connections of 200: half of maxconn
+    assert pool.pick(exclude=("b",)) is a
+    for _ in range(100):
+        pool.acquire(b)
+    assert pool.dynamic_maxconn(a) == 100  # the backend is full: maxconn

@@ -858,7 +858,7 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         ignored("description", "it only labels statistics"),
         ignored("id", "it only numbers statistics"),
         ignored("backlog", "it is a socket tuning"),
-        ignored("fullconn", "dynamic server limits are not supported"),
+        supported("fullconn", _count),
         ignored("hash-balance-factor", "hash balancing is not supported"),
         ignored(
             "http-reuse",

@@ -145,6 +145,7 @@ _COUNT_BOUNDS = {
     "weight": (0, 256),
     "maxconn": (0, None),
     "port": (1, 65535),
+    "minconn": (0, None),
 }
 _COUNT_FIELDS = {"port": "check_port"}  # `port N`: where the health checks connect
 
@@ -233,6 +234,7 @@ SERVER_OPTIONS: KeywordTable[ServerOption] = KeywordTable(
         supported("fall", _count, takes_value=True),
         supported("weight", _count, takes_value=True),
         supported("port", _count, takes_value=True),
+        supported("minconn", _count, takes_value=True),
         supported("cookie", _cookie, takes_value=True),
         supported("backup", _backup),
         supported("no-backup", _backup),
@@ -308,7 +310,6 @@ SERVER_OPTIONS: KeywordTable[ServerOption] = KeywordTable(
                 "mark",
                 "max-reuse",
                 "maxqueue",
-                "minconn",
                 "namespace",
                 "npn",
                 "observe",
