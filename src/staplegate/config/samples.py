@@ -143,6 +143,21 @@ def _check_dn_args(fetch: str, args: tuple[str, ...]) -> None:
         raise SampleSyntaxError(f"'{fetch}' : format '{args[2]}' is not supported (rfc2253)")
 
 
+_INLINE_FLAGS = re.compile(r"\(\?([aiLmsux]+)\)")
+
+
+def compile_pcre(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    """A HAProxy (PCRE) regular expression in Python's `re`. PCRE takes `(?i)` anywhere,
+    Python only at the start: such global flags are moved there. Raises `re.error`."""
+    try:
+        return re.compile(pattern, flags)
+    except re.error as error:
+        if "global flags not at the start" not in str(error):
+            raise
+    found = "".join(sorted(set("".join(_INLINE_FLAGS.findall(pattern)))))
+    return re.compile(f"(?{found})" + _INLINE_FLAGS.sub("", pattern), flags)
+
+
 @dataclass(frozen=True, slots=True)
 class Converter:
     """A converter ready to run: `field` uses index and delimiters, `regsub` the rest."""
@@ -174,7 +189,7 @@ def compile_converter(spec: str) -> Converter:
             raise SampleSyntaxError("'regsub' expects (<regex>,<subst>[,<flags g|i>])")
         flags = re.IGNORECASE if len(args) == 3 and "i" in args[2] else 0
         try:
-            regex = re.compile(args[0], flags)
+            regex = compile_pcre(args[0], flags)
         except re.error as error:
             raise SampleSyntaxError(f"'regsub' : regex '{args[0]}' is invalid: {error}") from None
         count = 0 if len(args) == 3 and "g" in args[2] else 1

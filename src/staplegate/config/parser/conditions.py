@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from staplegate.config.diagnostics import Reason, SourceLocation
 from staplegate.config.model import AclFetch, AclMatch, AclTerm, Condition
 from staplegate.config.parser.state import ParserState
+from staplegate.config.samples import compile_pcre
 
 CONDITION_HELP = (
     "staplegate evaluates the fetches ssl_fc_sni, req.ssl_sni, ssl_fc, ssl_c_used, "
@@ -369,7 +370,7 @@ def _with_patterns(term: AclTerm, fetch_name: str, values: list[str]) -> AclTerm
         regexes = []
         for value in values:
             try:
-                regexes.append(re.compile(value, flags))
+                regexes.append(compile_pcre(value, flags))
             except re.error as error:
                 raise _TermError(f"regex '{value}' is invalid: {error}.") from None
         return replace(term, values=tuple(values), regexes=tuple(regexes))

@@ -205,3 +205,13 @@ def test_a_missing_pattern_file_is_an_alert_naming_the_line() -> None:
         "[ALERT] config : parsing [t.cfg:4] : 'acl bad' : failed to open pattern file "
         "</nonexistent/staplegate-list.txt> : No such file or directory."
     )
+
+
+def test_pcre_inline_flags_anywhere_as_haproxy_takes_them() -> None:
+    """Authelia's example writes `^(?i)(admin|home)\\.example\\.com`: PCRE accepts the flag
+    there, Python's `re` only at the start, so it is moved."""
+    (condition,) = _conditions(
+        "    http-request deny if { hdr(host) -m reg ^(?i)(admin|home)\\.example\\.com }\n"
+    )
+    facts = _request(headers=[(b"Host", b"HOME.example.com")])
+    assert condition_holds(condition, facts)
