@@ -89,6 +89,7 @@ def _address(address: object) -> tuple[str, int]:
 # Read per request: a module constant, because on Python 3.11 `ConnectionPhase.CLOSED` goes through
 # the enum metaclass's __getattr__ (about ten times a global's cost).
 _CLOSED: Final = ConnectionPhase.CLOSED
+_HELLO: Final = ConnectionPhase.HELLO
 _EMBRYONIC: Final = frozenset(
     (ConnectionPhase.PROXY_HEADER, ConnectionPhase.HELLO, ConnectionPhase.HANDSHAKE)
 )
@@ -410,7 +411,7 @@ class ClientConnection(asyncio.Protocol):
         """Client bytes on a plain bind: to the HTTP stream or the server, as they are."""
         if self.phase is _CLOSED:
             return
-        if self.phase is ConnectionPhase.HELLO:  # still inspecting (`tcp-request`)
+        if self.phase is _HELLO:  # still inspecting (`tcp-request inspect-delay`)
             self._inspect_received(data)
             return
         http = self.http

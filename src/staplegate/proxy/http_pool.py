@@ -45,11 +45,13 @@ class HttpBackendSettings:
     retries: int = 3
     tunnel_timeout_s: float | None = None  # HAProxy's `timeout tunnel`: a backend keyword
     cookie: CookiePersistence | None = None  # `cookie NAME insert …`
+    # something to do on each response head (rules, a persistence cookie): one test per
+    # response on the data plane, set from the fields above
+    has_response_rules: bool = field(init=False, default=False)
 
-    @property
-    def has_response_rules(self) -> bool:
-        """Something to do on each response head: rules, or a persistence cookie."""
-        return bool(self.response_rules or self.after_response_rules or self.cookie)
+    def __post_init__(self) -> None:
+        busy = bool(self.response_rules or self.after_response_rules or self.cookie)
+        object.__setattr__(self, "has_response_rules", busy)
 
 
 @dataclass(frozen=True)
