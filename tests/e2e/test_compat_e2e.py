@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shutil
 import socket
 import ssl
+import subprocess
 import threading
 from pathlib import Path
 
@@ -413,3 +415,81 @@ def test_minconn_keeps_a_lightly_loaded_server_at_its_floor(tmp_path: Path, pki:
                 thread.join(timeout=15)
             assert results == [200, 200, 200]
             assert a.max_in_flight == 1
+
+
+REDIS = """\
+frontend redis_in
+    mode tcp
+    bind 127.0.0.1:{port}
+    default_backend redis
+
+backend redis
+    mode tcp
+    option tcp-check
+    tcp-check comment "the master answers PING, then says role:master"
+    tcp-check connect
+    tcp-check send "PING\\r\\n"
+    tcp-check expect string +PONG
+    tcp-check send "info replication\\r\\n"
+    tcp-check expect rstring role:(master|leader)
+    tcp-check send "QUIT\\r\\n"
+    tcp-check expect string +OK
+    server master 127.0.0.1:{redis} check inter 200ms rise 1 fall 1
+    server impostor 127.0.0.1:{impostor} check inter 200ms rise 1 fall 1
+"""
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs Debian's redis-server")
+def test_tcp_check_finds_the_redis_master(tmp_path: Path, pki: Pki) -> None:
+    """HariSekhon's Redis master detection, against a real redis-server: the server that
+    answers like a master stays up, one that does not goes down with HAProxy's reason."""
+    redis_port = free_port()
+    redis = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    impostor = _TinyServer(b"+PONG\r\nrole:slave")
+    try:
+        poll(
+            lambda: True if _answers(redis_port) else None,
+            timeout=10,
+            failure=lambda: "redis-server did not start",
+        )
+        config, port = write_config(tmp_path, pki, REDIS, redis=redis_port, impostor=impostor.port)
+        with staplegate(config, tmp_path / "state", workers=1) as proc:
+            started(proc)
+            proc.wait_for(
+                r"Server redis/impostor is DOWN, reason: Layer7 wrong content, info: "
+                r"\"TCPCHK did not match content 'role:\(master\|leader\)' at step 4\""
+            )
+            for _ in range(3):  # only the master is left
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                    sock.sendall(b"PING\r\n")
+                    assert sock.recv(100) == b"+PONG\r\n"
+            assert "redis/master is DOWN" not in "\n".join(proc.lines)
+    finally:
+        impostor.close()
+        redis.terminate()
+        redis.wait(timeout=10)
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(100) == b"+PONG\r\n"
+    except OSError:
+        return False

@@ -742,6 +742,18 @@ class CookiePersistence:
 
 
 @dataclass(frozen=True)
+class TcpCheckStep:
+    """One `tcp-check` rule: `send` (bytes out) or `expect` (`negate`d or not, `kind`
+    string, rstring or binary, against `pattern`)."""
+
+    action: str  # "send" or "expect"
+    data: bytes = b""  # send: what to write; expect string/binary: what to find
+    kind: str = ""  # expect: "string", "rstring" or "binary"
+    pattern: str = ""  # expect: as written (rstring: the regular expression)
+    negate: bool = False
+
+
+@dataclass(frozen=True)
 class ProxySettings:
     """What a `defaults` section can carry and a proxy inherits (None = not set)."""
 
@@ -754,6 +766,7 @@ class ProxySettings:
     balance: Balance | None = None
     balance_draws: int | None = None  # `balance random(N)` (HAProxy's default: 2)
     fullconn: int | None = None  # `fullconn`: the load at which `minconn` servers reach maxconn
+    tcp_check: tuple[TcpCheckStep, ...] | None = None  # `option tcp-check` and its rules
     retries: int | None = None
     default_backend: str | None = None
     default_server: ServerOptions = ServerOptions()

@@ -77,6 +77,7 @@ def merge_settings(base: ProxySettings, own: ProxySettings) -> ProxySettings:
         balance=own.balance if own.balance is not None else base.balance,
         balance_draws=own.balance_draws if own.balance is not None else base.balance_draws,
         fullconn=own.fullconn if own.fullconn is not None else base.fullconn,
+        tcp_check=own.tcp_check if own.tcp_check is not None else base.tcp_check,
         retries=own.retries if own.retries is not None else base.retries,
         default_backend=own.default_backend
         if own.default_backend is not None

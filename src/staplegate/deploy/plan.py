@@ -683,6 +683,7 @@ def _backend_plan(
                 check_port=server.check_port,
                 cookie=server.cookie,
                 minconn=server.minconn,
+                tcp_check=backend.settings.tcp_check if httpchk is None else None,
             )
         )
     retries = backend.settings.retries if backend.settings.retries is not None else 3

@@ -21,7 +21,7 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from staplegate.config.model import TlsVersion
+from staplegate.config.model import TcpCheckStep, TlsVersion
 from staplegate.proxy.balance import Algorithm, Balancer
 
 log = logging.getLogger("staplegate.proxy")
@@ -100,6 +100,7 @@ class BackendServer:
     check_port: int | None = None  # `port N`: checks go there instead of `port`
     cookie: str | None = None  # `cookie VALUE`: the persistence cookie naming this server
     minconn: int | None = None  # with maxconn: HAProxy's dynamic limit (see `BackendPool`)
+    tcp_check: tuple[TcpCheckStep, ...] | None = None  # `option tcp-check` rules
 
     def __post_init__(self) -> None:
         if self.rise < 1 or self.fall < 1:

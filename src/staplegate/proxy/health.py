@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from staplegate.config.model import TcpCheckStep
 from staplegate.proxy.backends import (
     BackendPool,
     BackendServer,
@@ -77,6 +79,8 @@ async def run_check(server: BackendServer, timeout_s: float) -> CheckResult:
                 frontend_address=("0.0.0.0", 0),
             )
             try:
+                if check is None and server.tcp_check:
+                    return await _scripted_check(transport, reader, server.tcp_check, started)
                 if check is None:
                     return CheckResult(True, "Layer4 check passed", None, None, _since(started))
                 lines = [f"{check.method} {check.uri} {check.version}"]
@@ -101,6 +105,47 @@ async def run_check(server: BackendServer, timeout_s: float) -> CheckResult:
     if check.accepts(status):
         return CheckResult(True, "Layer7 check passed", text, status, _since(started))
     return CheckResult(False, "Layer7 wrong status", text, status, _since(started))
+
+
+async def _scripted_check(
+    transport: asyncio.Transport,
+    reader: asyncio.StreamReader,
+    steps: tuple[TcpCheckStep, ...],
+    started: float,
+) -> CheckResult:
+    """`option tcp-check` rules in order: send writes, expect reads until its pattern is in
+    what arrived (or, negated, until the server closes without it)."""
+    received = b""
+    for number, step in enumerate(steps, start=1):
+        if step.action == "send":
+            transport.write(step.data)
+            continue
+        while not (_tcp_found(step, received) and not step.negate):
+            chunk = await reader.read(4096)
+            if not chunk:  # the server closed: what it sent is all there is
+                if _tcp_found(step, received) != step.negate:
+                    break
+                info = f"TCPCHK did not match content '{step.pattern}' at step {number}"
+                return CheckResult(False, "Layer7 wrong content", info, None, _since(started))
+            received += chunk
+            if len(received) > _TCP_CHECK_LIMIT:
+                info = f"TCPCHK got more than {_TCP_CHECK_LIMIT} bytes at step {number}"
+                return CheckResult(False, "Layer7 wrong content", info, None, _since(started))
+        if step.negate and _tcp_found(step, received):
+            info = f"TCPCHK matched unwanted content '{step.pattern}' at step {number}"
+            return CheckResult(False, "Layer7 wrong content", info, None, _since(started))
+        received = b""  # the next expect looks at what comes after
+    return CheckResult(True, "Layer7 check passed", None, None, _since(started))
+
+
+#: a tcp-check reads at most this much looking for its pattern (HAProxy: one buffer)
+_TCP_CHECK_LIMIT = 16384
+
+
+def _tcp_found(step: TcpCheckStep, received: bytes) -> bool:
+    if step.kind == "rstring":
+        return re.search(step.pattern, received.decode("latin-1")) is not None
+    return step.data in received
 
 
 def _since(started: float) -> float:

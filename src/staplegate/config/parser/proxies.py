@@ -22,6 +22,7 @@ from staplegate.config.model import (
     ProxyKind,
     ProxySettings,
     StatsPage,
+    TcpCheckStep,
     TcpContentRule,
     Timeouts,
 )
@@ -259,6 +260,76 @@ def _option_httpchk(parser: ParserState, args: list[str], where: SourceLocation)
     elif len(extra) >= 2:
         method, uri = extra[0], extra[1]
     _set_options(parser, httpchk=not negate, httpchk_method=method, httpchk_uri=uri)
+
+
+def _option_tcp_check(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """`option tcp-check` (its `tcp-check` rules follow; none: a connect check) and
+    `option redis-check` (HAProxy's: PING, then +PONG expected)."""
+    negate, words = _option_words(args)
+    if words[0] == "redis-check":
+        steps: tuple[TcpCheckStep, ...] | None = (
+            TcpCheckStep("send", b"PING\r\n"),
+            TcpCheckStep("expect", b"+PONG", "string", "+PONG"),
+        )
+    else:
+        steps = parser.proxy_settings.tcp_check or ()
+    parser.set_proxy_settings(replace(parser.proxy_settings, tcp_check=None if negate else steps))
+
+
+def _tcp_check(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """`tcp-check send STRING | send-binary HEX | expect [!] string|rstring|binary PATTERN
+    | comment TEXT | connect` (connect: the first step, without options)."""
+    action = args[1] if len(args) > 1 else ""
+    kw = f"tcp-check {action}".strip()
+    rest = args[2:]
+    step: TcpCheckStep | None = None
+    if action == "comment":
+        return
+    if action == "connect" and not rest:
+        return  # the check connects first anyway
+    if action in ("send", "send-binary") and len(rest) == 1:
+        if action == "send":  # the lexer already turned `\r\n` into CR LF
+            step = TcpCheckStep("send", rest[0].encode("latin-1", "replace"))
+        else:
+            try:
+                step = TcpCheckStep("send", bytes.fromhex(rest[0]))
+            except ValueError:
+                parser.error(where, kw, f"'{kw}' : '{rest[0]}' is not hexadecimal.")
+                return
+    elif action == "expect" and rest:
+        negate = rest[0] == "!"
+        words = rest[1:] if negate else rest
+        if len(words) == 2 and words[0] in ("string", "rstring", "binary"):
+            kind, pattern = words
+            wanted = pattern.encode("latin-1", "replace")
+            try:
+                if kind == "rstring":
+                    re.compile(pattern)
+                elif kind == "binary":
+                    wanted = bytes.fromhex(pattern)
+            except (re.error, ValueError) as error:
+                parser.error(where, kw, f"'{kw}' : invalid {kind} '{pattern}': {error}.")
+                return
+            step = TcpCheckStep("expect", wanted, kind, pattern, negate)
+    if step is None:
+        parser.error(
+            where,
+            kw,
+            refused_message(kw) + " (staplegate runs 'tcp-check send|send-binary', 'expect [!] "
+            "string|rstring|binary', 'connect' without options and 'comment')",
+            Reason.UNSUPPORTED,
+        )
+        return
+    settings = parser.proxy_settings
+    if settings.tcp_check is None:
+        parser.error(
+            where,
+            kw,
+            f"'{kw}' needs 'option tcp-check' written before it in this section.",
+            Reason.MISSING_ARGUMENT,
+        )
+        return
+    parser.set_proxy_settings(replace(settings, tcp_check=(*settings.tcp_check, step)))
 
 
 def _option_redispatch(parser: ParserState, args: list[str], where: SourceLocation) -> None:
@@ -818,6 +889,8 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         supported("option tcplog", _option_log),
         supported("option forwardfor", _option_forwardfor),
         supported("option httpchk", _option_httpchk),
+        supported("option tcp-check", _option_tcp_check),
+        supported("option redis-check", _option_tcp_check),
         supported("option redispatch", _option_redispatch),
         supported("log", _log),
         supported("maxconn", _count),
@@ -940,11 +1013,9 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "option originalto",
                 "option persist",
                 "option pgsql-check",
-                "option redis-check",
                 "option smtpchk",
                 "option spop-check",
                 "option ssl-hello-chk",
-                "option tcp-check",
                 "option transparent",
                 "persist",
                 "quic-initial",
@@ -960,7 +1031,6 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "stick store-request",
                 "stick store-response",
                 "stick-table",
-                "tcp-check",
                 "tcp-request",
                 "tcp-request connection",
                 "tcp-request session",
@@ -978,6 +1048,7 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         "option": _option_family,
         "no": _option_family,
         "http-check": _http_check,
+        "tcp-check": _tcp_check,
         "http-request": _http_request_family,
         "http-response": _http_response_family,
         "http-after-response": _http_response_family,

@@ -7,6 +7,7 @@ from staplegate.config.model import (
     CookiePersistence,
     Mode,
     ProxyKind,
+    TcpCheckStep,
 )
 from tests.unit.config.helpers import BACKEND, A, W, check, one_error, warnings
 
@@ -331,3 +332,32 @@ def test_tcp_request_content_forms() -> None:
         "'tcp-request content' rules in a 'backend' section are not supported by staplegate; "
         "write them in the frontend or listen section",
     )
+
+
+def test_tcp_check_rules() -> None:
+    config, diags = check(
+        "backend app\n    option tcp-check\n    tcp-check send-binary 2a310d0a\n"
+        "    tcp-check expect ! string -ERR\n    server a 127.0.0.1:1 check\n"
+        "backend cache\n    option redis-check\n    server a 127.0.0.1:2 check\n"
+    )
+    assert diags == []
+    assert config is not None
+    assert config.backend("app").settings.tcp_check == (
+        TcpCheckStep("send", b"*1\r\n"),
+        TcpCheckStep("expect", b"-ERR", "string", "-ERR", negate=True),
+    )
+    assert config.backend("cache").settings.tcp_check == (
+        TcpCheckStep("send", b"PING\r\n"),
+        TcpCheckStep("expect", b"+PONG", "string", "+PONG"),
+    )
+    cases = {
+        "tcp-check send x": "'tcp-check send' needs 'option tcp-check' written before it in "
+        "this section.",
+        "tcp-check expect status 200": "'tcp-check expect' is a HAProxy keyword that "
+        "staplegate does not support and it would change traffic (staplegate runs "
+        "'tcp-check send|send-binary', 'expect [!] string|rstring|binary', 'connect' "
+        "without options and 'comment')",
+    }
+    for line, message in cases.items():
+        text = f"backend app\n    {line}\n    server a 127.0.0.1:1\n"
+        assert one_error(text) == A.format(2, message), line
