@@ -493,3 +493,47 @@ def _answers(port: int) -> bool:
             return sock.recv(100) == b"+PONG\r\n"
     except OSError:
         return False
+
+
+SLOWSTART = """\
+backend web
+    option httpchk GET /health
+    default-server inter 100ms rise 1 fall 1 slowstart 10s maxqueue 256
+    server a 127.0.0.1:{a} check
+    server b 127.0.0.1:{b} check
+
+frontend www
+    bind 127.0.0.1:{port} ssl crt-list {crt_list}
+    default_backend web
+"""
+
+
+def test_slowstart_spares_a_server_just_back_up(tmp_path: Path, pki: Pki) -> None:
+    """The Kubernetes API server example's `default-server … slowstart 60s maxqueue 256`:
+    round robin at first; a server back from DOWN gets almost nothing at once, then more."""
+    with backends("a", "b") as (a, b):
+        config, port = write_config(tmp_path, pki, SLOWSTART, a=a.port, b=b.port)
+        with staplegate(config, tmp_path / "state", workers=1) as proc:
+            started(proc)
+            for i in range(4):
+                assert get(port, pki, f"/before{i}")[0] == 200
+            assert len(a.paths()) == len(b.paths()) == 2  # up since the start: no ramp
+            a.health_status = 503
+            proc.wait_for(r"Server web/a is DOWN")
+            a.health_status = 200
+            proc.wait_for(r"Server web/a is UP")
+            poll(
+                lambda: True if get(port, pki, "/probe")[0] == 200 else None,
+                timeout=5,
+                failure=lambda: "no answer",
+            )
+            before = len(a.paths())
+            for i in range(20):
+                assert get(port, pki, f"/after{i}")[0] == 200
+            assert len(a.paths()) - before <= 2  # well under a second into a 10 s ramp
+
+            def a_served_again() -> bool | None:
+                get(port, pki, "/later")  # the ramp is the behaviour under test
+                return True if any(p == "/later" for p in a.paths()) else None
+
+            poll(a_served_again, timeout=15, failure=lambda: "a never came back")

@@ -559,6 +559,7 @@ class ServerOptions:
     check_port: int | None = None  # `port N`: the health checks' port
     cookie: str | None = None  # `cookie VALUE`: this server's persistence cookie
     minconn: int | None = None  # `minconn N`: the dynamic limit's floor (with maxconn)
+    slowstart_ms: int | None = None  # `slowstart T`: ramp after coming back up
 
 
 @dataclass(frozen=True)
@@ -584,6 +585,7 @@ class Server:
     check_port: int | None = None
     cookie: str | None = None
     minconn: int | None = None
+    slowstart_ms: int | None = None
 
 
 @dataclass(frozen=True)

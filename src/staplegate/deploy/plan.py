@@ -683,6 +683,7 @@ def _backend_plan(
                 check_port=server.check_port,
                 cookie=server.cookie,
                 minconn=server.minconn,
+                slowstart_s=(server.slowstart_ms or 0) / 1000.0,
                 tcp_check=backend.settings.tcp_check if httpchk is None else None,
             )
         )

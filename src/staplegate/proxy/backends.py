@@ -17,6 +17,7 @@ import asyncio
 import collections
 import enum
 import logging
+import random
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -100,6 +101,7 @@ class BackendServer:
     check_port: int | None = None  # `port N`: checks go there instead of `port`
     cookie: str | None = None  # `cookie VALUE`: the persistence cookie naming this server
     minconn: int | None = None  # with maxconn: HAProxy's dynamic limit (see `BackendPool`)
+    slowstart_s: float = 0.0  # `slowstart`: the ramp after the server comes back up
     tcp_check: tuple[TcpCheckStep, ...] | None = None  # `option tcp-check` rules
 
     def __post_init__(self) -> None:
@@ -136,6 +138,7 @@ class _Health:
         "served",
         "state",
         "successes",
+        "up_since",
     )
 
     def __init__(self) -> None:
@@ -147,6 +150,7 @@ class _Health:
         self.served = 0
         self.observed_failures = 0
         self.avoid_until = 0.0
+        self.up_since = 0.0  # when it came back up (`slowstart`); 0: up from the start
 
     @property
     def usable(self) -> bool:
@@ -190,6 +194,7 @@ class BackendPool:
         # `fullconn`: at this many connections on the backend, `minconn` servers take their
         # whole `maxconn`; below it their limit grows with the load (per worker)
         self.fullconn = fullconn
+        self._rng = random.Random()  # `slowstart`'s draws
         self._health = {s.name: _Health() for s in self.servers}
         # what `_usable` walks for every request: primaries in order, with their health
         self._primaries = tuple(
@@ -237,6 +242,8 @@ class BackendPool:
     def set_state(self, name: str, state: ServerState) -> None:
         """Adopt a health state decided elsewhere (the master runs the checks)."""
         health = self._health[name]
+        if state is ServerState.UP and health.state is ServerState.DOWN:
+            health.up_since = time.monotonic()  # `slowstart` ramps from here
         health.state = state
         health.avoid_until = 0.0
         self._wake()
@@ -301,7 +308,24 @@ class BackendPool:
             chosen = self._balancer.choose(usable, client_ip)
             return chosen if chosen is not None and self._free(chosen) else None
         free = self._free
-        return self._balancer.choose([s for s in usable if free(s)], client_ip)
+        candidates = [s for s in usable if free(s)]
+        chosen = self._balancer.choose(candidates, client_ip)
+        if chosen is not None and chosen.slowstart_s and len(candidates) > 1:
+            return self._slow_start(chosen, candidates, client_ip)
+        return chosen
+
+    def _slow_start(
+        self, chosen: BackendServer, candidates: list[BackendServer], client_ip: str | None
+    ) -> BackendServer | None:
+        """HAProxy's `slowstart`: a server back up for a fraction f of its slowstart period
+        takes about f of its share (it is passed over with probability 1 − f)."""
+        up_since = self._health[chosen.name].up_since
+        if not up_since:
+            return chosen  # up since the start: HAProxy does not ramp then either
+        elapsed = (time.monotonic() - up_since) / chosen.slowstart_s
+        if elapsed >= 1.0 or self._rng.random() < elapsed:
+            return chosen
+        return self._balancer.choose([s for s in candidates if s is not chosen], client_ip)
 
     def observe(self, server: BackendServer, *, ok: bool) -> bool:
         """Passive check on traffic (HAProxy's `observe layer4`, for `check` servers only).

@@ -138,6 +138,7 @@ REVIEWED: dict[str, frozenset[str]] = {
         {
             "check-sni",
             "downinter",
+            "maxqueue",
             "fastinter",
             "guid",
             "id",

@@ -148,3 +148,22 @@ def test_minconn_grows_with_the_backend_load_up_to_maxconn() -> None:
     for _ in range(100):
         pool.acquire(b)
     assert pool.dynamic_maxconn(a) == 100  # the backend is full: maxconn
+
+
+def test_slowstart_ramps_a_server_back_from_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server back up for a fraction f of `slowstart` takes about f of its share; one up
+    since the start is not ramped (HAProxy's rule)."""
+    now = [1000.0]
+    monkeypatch.setattr("staplegate.proxy.backends.time.monotonic", lambda: now[0])
+    a = BackendServer("a", "127.0.0.1", 1, slowstart_s=60.0)
+    b = BackendServer("b", "127.0.0.1", 2)
+    pool = BackendPool("be", [a, b])
+    assert names([pool.pick() for _ in range(4)]) == ["a", "b", "a", "b"]  # never down
+    pool.set_state("a", ServerState.DOWN)
+    pool.set_state("a", ServerState.UP)
+    assert names([pool.pick() for _ in range(20)]) == ["b"] * 20  # just back: f = 0
+    now[0] += 30.0  # half way
+    picks = names([pool.pick() for _ in range(400)])
+    assert 50 < picks.count("a") < 150  # about half of its 200
+    now[0] += 30.0  # ramp over
+    assert names([pool.pick() for _ in range(4)]).count("a") == 2

@@ -163,6 +163,16 @@ def _count(
         line.options = replace(line.options, **field_change(_COUNT_FIELDS.get(opt, opt), number))
 
 
+def _slowstart(
+    parser: ParserState, line: _ServerLine, opt: str, val: str | None, where: SourceLocation
+) -> None:
+    ms = parser.time_arg(f"{line.label} slowstart", val, where, label="slowstart")
+    if ms is None:
+        line.ok = False
+    else:
+        line.options = replace(line.options, slowstart_ms=ms)
+
+
 def _cookie(
     parser: ParserState, line: _ServerLine, opt: str, val: str | None, where: SourceLocation
 ) -> None:
@@ -235,6 +245,14 @@ SERVER_OPTIONS: KeywordTable[ServerOption] = KeywordTable(
         supported("weight", _count, takes_value=True),
         supported("port", _count, takes_value=True),
         supported("minconn", _count, takes_value=True),
+        supported("slowstart", _slowstart, takes_value=True),
+        ignored(
+            "maxqueue",
+            "staplegate never queues a request for one particular server (requests wait in the "
+            "backend's queue for the first free server; a persistent one whose server is full "
+            "is balanced), so the limit always holds",
+            takes_value=True,
+        ),
         supported("cookie", _cookie, takes_value=True),
         supported("backup", _backup),
         supported("no-backup", _backup),
@@ -309,7 +327,6 @@ SERVER_OPTIONS: KeywordTable[ServerOption] = KeywordTable(
                 "hash-key",
                 "mark",
                 "max-reuse",
-                "maxqueue",
                 "namespace",
                 "npn",
                 "observe",
@@ -326,7 +343,6 @@ SERVER_OPTIONS: KeywordTable[ServerOption] = KeywordTable(
                 "set-proxy-v2-tlv-fmt",
                 "shard",
                 "sigalgs",
-                "slowstart",
                 "socks4",
                 "source",
                 "ssl-max-ver",

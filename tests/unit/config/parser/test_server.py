@@ -44,7 +44,8 @@ def test_server_errors() -> None:
         "'required'.",
         "server s1 127.0.0.1:80 cookie a;b": "'server s1' : 'cookie' : invalid value 'a;b'.",
         "server s1 127.0.0.1:80 port 0": "'server s1' : 'port' : 0 is lower than the minimum 1.",
-        "server s1 127.0.0.1:80 slowstart 5s": "'server s1' : 'slowstart' is a HAProxy "
+        "server s1 127.0.0.1:80 slowstart 5x": "unexpected character 'x' in 'slowstart'",
+        "server s1 127.0.0.1:80 agent-check": "'server s1' : 'agent-check' is a HAProxy "
         "keyword that staplegate does not support and it would change traffic",
         "server s1 127.0.0.1:80 chek": "'server s1' unknown keyword 'chek'. Did you mean "
         "'check' maybe ?",
