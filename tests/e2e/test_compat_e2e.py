@@ -537,3 +537,59 @@ def test_slowstart_spares_a_server_just_back_up(tmp_path: Path, pki: Pki) -> Non
                 return True if any(p == "/later" for p in a.paths()) else None
 
             poll(a_served_again, timeout=15, failure=lambda: "a never came back")
+
+
+EXTERNAL = """\
+global
+    external-check
+    insecure-fork-wanted
+
+backend db
+    option external-check
+    external-check path "/usr/bin:/bin"
+    external-check command {script}
+    server node1 127.0.0.1:{web} check inter 100ms rise 1 fall 1
+
+frontend www
+    bind 127.0.0.1:{port} ssl crt-list {crt_list}
+    default_backend db
+"""
+
+
+def test_external_check_runs_the_command_haproxys_way(tmp_path: Path, pki: Pki) -> None:
+    """Percona's PXC operator checks a Galera node with a script: HAProxy's arguments and
+    environment, exit status 0 up, anything else down."""
+    marker = tmp_path / "synced"
+    marker.touch()
+    seen = tmp_path / "seen"
+    script = tmp_path / "check_node.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$* $HAPROXY_PROXY_NAME $HAPROXY_SERVER_NAME $PATH" > {seen}\n'
+        f"test -e {marker}\n",
+        encoding="utf-8",
+    )
+    script.chmod(0o700)
+    with backends("web") as (web,):
+        config, port = write_config(tmp_path, pki, EXTERNAL, web=web.port, script=script)
+        # (write_config's head has a `global` section: this one is a second, as HAProxy allows)
+        with staplegate(config, tmp_path / "state", workers=1) as proc:
+            started(proc)
+            poll(
+                lambda: True if seen.exists() and seen.read_text() else None,
+                timeout=10,
+                failure=lambda: "the check command never ran",
+            )
+            assert seen.read_text().split() == [
+                "NOT_USED",
+                "NOT_USED",
+                "127.0.0.1",
+                str(web.port),
+                "db",
+                "node1",
+                "/usr/bin:/bin",
+            ]
+            assert get(port, pki, "/q")[:2] == (200, b"web /q")
+            marker.unlink()
+            proc.wait_for(r"Server db/node1 is DOWN, reason: External check error, code: 1")
+            assert get(port, pki, "/q")[0] == 503

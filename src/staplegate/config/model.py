@@ -307,6 +307,7 @@ class GlobalSettings:
     ssl_default_server_options: SslOptions = SslOptions()
     ssl_default_server_ciphers: str | None = None
     ssl_server_verify: Verify | None = None  # `ssl-server-verify`: servers without `verify`
+    external_check: bool = False  # `external-check`: proxies may run check commands
     ssl_default_server_ciphersuites: str | None = None
     ssl_dh_param_file: str | None = None
     tune_ssl_default_dh_param: int | None = None
@@ -769,6 +770,9 @@ class ProxySettings:
     balance_draws: int | None = None  # `balance random(N)` (HAProxy's default: 2)
     fullconn: int | None = None  # `fullconn`: the load at which `minconn` servers reach maxconn
     tcp_check: tuple[TcpCheckStep, ...] | None = None  # `option tcp-check` and its rules
+    external_check: bool | None = None  # `option external-check`
+    external_check_command: str | None = None  # `external-check command PATH`
+    external_check_path: str | None = None  # `external-check path PATH` (the command's PATH)
     retries: int | None = None
     default_backend: str | None = None
     default_server: ServerOptions = ServerOptions()

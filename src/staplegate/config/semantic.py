@@ -78,6 +78,11 @@ def merge_settings(base: ProxySettings, own: ProxySettings) -> ProxySettings:
         balance_draws=own.balance_draws if own.balance is not None else base.balance_draws,
         fullconn=own.fullconn if own.fullconn is not None else base.fullconn,
         tcp_check=own.tcp_check if own.tcp_check is not None else base.tcp_check,
+        external_check=own.external_check
+        if own.external_check is not None
+        else base.external_check,
+        external_check_command=own.external_check_command or base.external_check_command,
+        external_check_path=own.external_check_path or base.external_check_path,
         retries=own.retries if own.retries is not None else base.retries,
         default_backend=own.default_backend
         if own.default_backend is not None

@@ -49,6 +49,7 @@ from staplegate.deploy.generation import Generation, load_generation
 from staplegate.proxy.backends import (
     BackendPool,
     BackendServer,
+    ExternalCheck,
     HttpCheck,
     SendProxy,
     ServerTls,
@@ -498,6 +499,33 @@ def _inspect_delay(
     return delay_ms / 1000.0 if delay_ms else None
 
 
+def _external_check(
+    backend: Backend, problems: list[Diagnostic], defaults: GlobalSettings, proxy_id: int
+) -> ExternalCheck | None:
+    """`option external-check` with its command, allowed by the global `external-check`."""
+    settings = backend.settings
+    if not settings.external_check:
+        return None
+    command = settings.external_check_command
+    if not defaults.external_check or command is None:
+        problems.append(
+            _refuse(
+                backend.location,
+                "option external-check",
+                f"backend '{backend.name}': 'option external-check' needs "
+                + (
+                    "the global 'external-check' keyword (commands run only when allowed)"
+                    if not defaults.external_check
+                    else "'external-check command PATH'"
+                ),
+            )
+        )
+        return None
+    return ExternalCheck(
+        command, settings.external_check_path or "", backend.name, proxy_id=proxy_id
+    )
+
+
 def _default_fullconn(backend: str, frontends: Sequence[Frontend], defaults: GlobalSettings) -> int:
     """HAProxy's `fullconn` when none is written: 10 % of the maxconn of the frontends whose
     `default_backend` or `use_backend` can send traffic to `backend` (at least 1)."""
@@ -634,6 +662,7 @@ def _backend_plan(
     defaults: GlobalSettings,
     exporter: ServiceSnapshot,
     fullconn: int = 0,
+    proxy_id: int = 0,
 ) -> BackendPlan:
     servers = []
     options = backend.settings.options
@@ -647,7 +676,8 @@ def _backend_plan(
             version=options.httpchk_version or "HTTP/1.0",
             headers=options.httpchk_headers or (),
         )
-    for server in backend.servers:
+    external = _external_check(backend, problems, defaults, proxy_id)
+    for index, server in enumerate(backend.servers, start=1):
         if server.disabled:
             continue
         if server.sni is not None and not (
@@ -685,6 +715,7 @@ def _backend_plan(
                 minconn=server.minconn,
                 slowstart_s=(server.slowstart_ms or 0) / 1000.0,
                 tcp_check=backend.settings.tcp_check if httpchk is None else None,
+                external_check=replace(external, server_id=index) if external is not None else None,
             )
         )
     retries = backend.settings.retries if backend.settings.retries is not None else 3
@@ -749,8 +780,9 @@ def build_plan(
             generation.config.global_,
             exporter,
             _default_fullconn(b.name, generation.config.frontends, generation.config.global_),
+            proxy_id=number,
         )
-        for b in generation.config.backends
+        for number, b in enumerate(generation.config.backends, start=1)
     )
     if not any(f.binds for f in frontends) and not any(
         p.severity is Severity.ERROR for p in problems

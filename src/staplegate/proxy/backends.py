@@ -81,6 +81,21 @@ class HttpCheck:
 
 
 @dataclass(frozen=True)
+class ExternalCheck:
+    """`option external-check`: a command run per check, HAProxy's way (arguments proxy
+    address and port, server address and port; a cleared environment with the
+    HAPROXY_* variables and PATH); exit status 0 means up."""
+
+    command: str
+    path: str = ""
+    proxy_name: str = ""
+    proxy_id: int = 0
+    proxy_address: str = "NOT_USED"
+    proxy_port: str = "NOT_USED"
+    server_id: int = 0
+
+
+@dataclass(frozen=True)
 class BackendServer:
     """One `server` line: address, check, balancing and connection settings (seconds)."""
 
@@ -103,6 +118,7 @@ class BackendServer:
     minconn: int | None = None  # with maxconn: HAProxy's dynamic limit (see `BackendPool`)
     slowstart_s: float = 0.0  # `slowstart`: the ramp after the server comes back up
     tcp_check: tuple[TcpCheckStep, ...] | None = None  # `option tcp-check` rules
+    external_check: ExternalCheck | None = None  # `option external-check`
 
     def __post_init__(self) -> None:
         if self.rise < 1 or self.fall < 1:

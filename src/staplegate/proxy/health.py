@@ -22,6 +22,7 @@ from staplegate.config.model import TcpCheckStep
 from staplegate.proxy.backends import (
     BackendPool,
     BackendServer,
+    ExternalCheck,
     SendProxy,
     ServerState,
     StateChange,
@@ -67,6 +68,8 @@ class CheckResult:
 async def run_check(server: BackendServer, timeout_s: float) -> CheckResult:
     """Layer 4 (connect) or layer 7 (`option httpchk`) check of one server."""
     started = time.monotonic()
+    if server.external_check is not None:
+        return await _external_check(server, server.external_check, timeout_s, started)
     target = replace(server, send_proxy=SendProxy.NONE, port=server.check_port or server.port)
     check = server.httpchk
     reader = asyncio.StreamReader()
@@ -146,6 +149,52 @@ def _tcp_found(step: TcpCheckStep, received: bytes) -> bool:
     if step.kind == "rstring":
         return re.search(step.pattern, received.decode("latin-1")) is not None
     return step.data in received
+
+
+async def _external_check(
+    server: BackendServer, check: ExternalCheck, timeout_s: float, started: float
+) -> CheckResult:
+    """Run the command; exit status 0 is up, anything else (or the timeout) down."""
+    port = str(server.check_port or server.port)
+    environment = {
+        "PATH": check.path,
+        "HAPROXY_PROXY_ADDR": check.proxy_address,
+        "HAPROXY_PROXY_ID": str(check.proxy_id),
+        "HAPROXY_PROXY_NAME": check.proxy_name,
+        "HAPROXY_PROXY_PORT": check.proxy_port,
+        "HAPROXY_SERVER_ADDR": server.host,
+        "HAPROXY_SERVER_CURCONN": "0",
+        "HAPROXY_SERVER_ID": str(check.server_id),
+        "HAPROXY_SERVER_MAXCONN": str(server.maxconn or 0),
+        "HAPROXY_SERVER_NAME": server.name,
+        "HAPROXY_SERVER_PORT": port,
+    }
+    try:
+        process = await asyncio.create_subprocess_exec(
+            check.command,
+            check.proxy_address,
+            check.proxy_port,
+            server.host,
+            port,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            env=environment,
+        )
+    except OSError as error:
+        info = f"{check.command}: {error.strerror or error}"
+        return CheckResult(False, "External check error", info, None, _since(started))
+    try:
+        async with asyncio.timeout(timeout_s):
+            status = await process.wait()
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        return CheckResult(False, "External check timeout", None, None, _since(started))
+    if status == 0:
+        return CheckResult(True, "External check passed", None, None, _since(started))
+    return CheckResult(False, "External check error", None, status, _since(started))
 
 
 def _since(started: float) -> float:

@@ -531,6 +531,7 @@ GLOBAL: KeywordTable[Handler] = KeywordTable(
         supported("ssl-default-bind-options", _ssl_default_options),
         supported("ssl-default-server-ciphers", _cipher_default),
         supported("ssl-server-verify", _ssl_server_verify),
+        supported("external-check", _flag),
         ignored(
             "ssl-default-server-ciphersuites",
             "Python's ssl module cannot restrict TLS 1.3 suites: server connections "
@@ -613,7 +614,6 @@ GLOBAL: KeywordTable[Handler] = KeywordTable(
                 "51degrees-data-file",
                 "default-path",
                 "deviceatlas-json-file",
-                "external-check",
                 "h1-case-adjust",
                 "h1-case-adjust-file",
                 "h2-workaround-bogus-websocket-clients",

@@ -332,6 +332,21 @@ def _tcp_check(parser: ParserState, args: list[str], where: SourceLocation) -> N
     parser.set_proxy_settings(replace(settings, tcp_check=(*settings.tcp_check, step)))
 
 
+def _option_external_check(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    negate, _words = _option_words(args)
+    parser.set_proxy_settings(replace(parser.proxy_settings, external_check=not negate))
+
+
+def _external_check(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """`external-check command PATH` / `external-check path PATH`."""
+    kw = f"{args[0]} {args[1]}"
+    if len(args) != 3 or not args[2]:
+        parser.error(where, kw, f"'{kw}' expects one argument.", Reason.MISSING_ARGUMENT)
+        return
+    field_name = "external_check_command" if args[1] == "command" else "external_check_path"
+    parser.set_proxy_settings(replace(parser.proxy_settings, **field_change(field_name, args[2])))
+
+
 def _option_redispatch(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     negate, _words = _option_words(args)
     _set_options(parser, redispatch=not negate)
@@ -891,6 +906,9 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         supported("option httpchk", _option_httpchk),
         supported("option tcp-check", _option_tcp_check),
         supported("option redis-check", _option_tcp_check),
+        supported("option external-check", _option_external_check),
+        supported("external-check command", _external_check),
+        supported("external-check path", _external_check),
         supported("option redispatch", _option_redispatch),
         supported("log", _log),
         supported("maxconn", _count),
@@ -976,8 +994,6 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "errorloc",
                 "errorloc302",
                 "errorloc303",
-                "external-check command",
-                "external-check path",
                 "filter",
                 "force-persist",
                 "hash-type",
@@ -999,7 +1015,6 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "option allbackups",
                 "option checkcache",
                 "option disable-h2-upgrade",
-                "option external-check",
                 "option h1-case-adjust-bogus-client",
                 "option h1-case-adjust-bogus-server",
                 "option http-ignore-probes",
