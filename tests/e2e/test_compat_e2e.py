@@ -593,3 +593,32 @@ def test_external_check_runs_the_command_haproxys_way(tmp_path: Path, pki: Pki) 
             marker.unlink()
             proc.wait_for(r"Server db/node1 is DOWN, reason: External check error, code: 1")
             assert get(port, pki, "/q")[0] == 503
+
+
+NO_LOG = """\
+frontend healthz
+    bind 127.0.0.1:{port} ssl crt-list {crt_list}
+    no log
+    monitor-uri /healthz
+
+frontend www
+    bind 127.0.0.1:{second} ssl crt-list {crt_list}
+    default_backend web
+
+backend web
+    server w 127.0.0.1:{web}
+"""
+
+
+def test_no_log_silences_one_frontend(tmp_path: Path, pki: Pki) -> None:
+    """The Kubernetes ingress controller's health frontend: `no log` (the defaults say
+    `option httplog`), so probes do not flood the logs; the other frontend still logs."""
+    second = free_port()
+    with backends("web") as (web,):
+        config, port = write_config(tmp_path, pki, NO_LOG, web=web.port, second=second)
+        with staplegate(config, tmp_path / "state", workers=1) as proc:
+            started(proc)
+            assert get(port, pki, "/healthz")[0] == 200
+            assert get(second, pki, "/logged")[0] == 200
+            proc.wait_for(r"www~ web/w .* \"GET /logged HTTP/1.1\"")
+            assert not [line for line in proc.lines if "healthz~" in line]

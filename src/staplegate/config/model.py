@@ -764,6 +764,7 @@ class ProxySettings:
     timeouts: Timeouts = Timeouts()
     options: ProxyOptions = ProxyOptions()
     log_global: bool | None = None
+    no_log: bool | None = None  # `no log`: this proxy logs nothing (no httplog/tcplog lines)
     logs: tuple[LogTarget, ...] = ()
     maxconn: int | None = None
     balance: Balance | None = None

@@ -72,6 +72,7 @@ def merge_settings(base: ProxySettings, own: ProxySettings) -> ProxySettings:
         timeouts=_merge(base.timeouts, own.timeouts),  # type: ignore[arg-type]
         options=_merge(base.options, own.options),  # type: ignore[arg-type]
         log_global=own.log_global if own.log_global is not None else base.log_global,
+        no_log=own.no_log if own.no_log is not None else base.no_log,
         logs=own.logs or base.logs,
         maxconn=own.maxconn if own.maxconn is not None else base.maxconn,
         balance=own.balance if own.balance is not None else base.balance,

@@ -406,7 +406,7 @@ def _frontend_plan(
             forwardfor_header=_forwardfor(options.forwardfor, options.forwardfor_header),
             forwardfor_except=_forwardfor_except(options),
             forwardfor_if_none=bool(options.forwardfor and options.forwardfor_if_none),
-            httplog=bool(options.httplog),
+            httplog=bool(options.httplog) and not frontend.settings.no_log,
             request_timeout_s=_seconds(timeouts.http_request),
             keep_alive_timeout_s=_seconds(timeouts.http_keep_alive),
             client_timeout_s=_seconds(timeouts.client),
@@ -428,7 +428,7 @@ def _frontend_plan(
         maxconn=frontend.maxconn or defaults.maxconn or DEFAULT_MAXCONN,
         mode=frontend.mode,
         http=http,
-        tcplog=bool(options.tcplog) and not http_mode,
+        tcplog=bool(options.tcplog) and not http_mode and not frontend.settings.no_log,
         inspect_delay_s=_inspect_delay(frontend, binds, problems),
         content_rules=frontend.tcp_content_rules if not http_mode else (),
     )

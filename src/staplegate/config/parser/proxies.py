@@ -182,6 +182,11 @@ def _option_words(args: list[str]) -> tuple[bool, list[str]]:
 
 def _option_family(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     """`option X` or `no option X` that no option handler took (or `no <anything>`)."""
+    if args == ["no", "log"]:  # HAProxy: the proxy logs nothing, defaults' `log` lines too
+        parser.set_proxy_settings(
+            replace(parser.proxy_settings, no_log=True, log_global=False, logs=())
+        )
+        return
     if args[0] == "no" and (len(args) < 2 or args[1] != "option"):
         parser.classify_rest(_section(parser), PROXY, args, where)
         return
@@ -364,11 +369,11 @@ def _option_dontlognull(parser: ParserState, args: list[str], where: SourceLocat
 def _log(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     settings = parser.proxy_settings
     if len(args) > 1 and args[1] == "global":
-        parser.set_proxy_settings(replace(settings, log_global=True))
+        parser.set_proxy_settings(replace(settings, log_global=True, no_log=False))
         return
     target = read_log(parser, args, where, allow_global=True)
     if target is not None:
-        parser.set_proxy_settings(replace(settings, logs=(*settings.logs, target)))
+        parser.set_proxy_settings(replace(settings, logs=(*settings.logs, target), no_log=False))
 
 
 def _count(parser: ParserState, args: list[str], where: SourceLocation) -> None:
