@@ -176,3 +176,19 @@ def test_ocsp_file_with_a_malformed_responder_name_is_ignored_with_a_warning(
     assert warning.startswith(f"[WARNING] config : parsing [{crt_list}:1] : Loading: ")
     assert "Unable to parse OCSP response" in warning
     assert warning.endswith("Content will be ignored.")
+
+
+def test_conditional_blocks_pick_the_lines_checked(tmp_path: Path) -> None:
+    """HAProxy's edge example wraps its QUIC listener in `.if feature(QUIC)`: staplegate,
+    built without QUIC, skips the block as such an HAProxy does, and `-c` passes."""
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        "frontend fe\n    mode http\n    bind 127.0.0.1:18080\n"
+        ".if feature(QUIC)\n    bind quic4@:443 ssl crt /missing.pem alpn h3\n.endif\n"
+        ".if defined(NO_SUCH_VARIABLE_HERE)\n    unknown-keyword\n.else\n"
+        "    http-request return status 200 string ok\n.endif\n",
+        encoding="utf-8",
+    )
+    result = run("-c", "-f", config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Configuration file is valid" in result.stdout
