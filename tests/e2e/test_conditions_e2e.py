@@ -125,3 +125,43 @@ def test_conditions_route_deny_rewrite_and_redirect(tmp_path: Path, pki: Pki) ->
             status, _body, response = get(port, pki, "/any", {"Host": "docs.test"})
             assert (status, response.getheader("location")) == (302, "https://docs.example.test/")
             assert "/any" not in web.paths() + static.paths() + api.paths()
+
+
+VARIABLES = """\
+frontend www
+    bind 127.0.0.1:{port} ssl crt-list {crt_list}
+    http-request set-var(txn.base) base
+    http-request set-var(txn.path_match) path,field(3,/),lower if {{ path_beg /svc/ }}
+    http-request set-var-fmt(txn.route) "to %[var(txn.path_match)]"
+    http-request set-header X-Base %[var(txn.base)]
+    http-request set-header X-Route %[var(txn.route)]
+    use_backend %[var(txn.path_match)] if {{ var(txn.path_match) -m found }}
+    default_backend web
+
+backend web
+    server w 127.0.0.1:{web}
+
+backend api
+    server a 127.0.0.1:{api}
+"""
+
+
+def test_variables_and_a_dynamic_use_backend(tmp_path: Path, pki: Pki) -> None:
+    """The Kubernetes ingress controller's routing: a variable computed from the request
+    names the backend; an unknown name falls back to default_backend, as in HAProxy."""
+    with backends("web", "api") as (web, api):
+        config, port = write_config(tmp_path, pki, VARIABLES, web=web.port, api=api.port)
+        with staplegate(config, tmp_path / "state", workers=1) as proc:
+            started(proc)
+            conn = connect(port, pki)  # one connection: routed per request
+            for path in ("/svc/API/users", "/svc/nothing/x", "/plain"):
+                conn.request("GET", path, headers={"Host": HOST})
+                response = conn.getresponse()
+                assert response.status == 200, path
+                response.read()
+            conn.close()
+            assert api.paths() == ["/svc/API/users"]
+            assert web.paths() == ["/svc/nothing/x", "/plain"]
+            _path, headers = api.requests[0]
+            assert headers["x-base"] == f"{HOST}/svc/API/users"
+            assert headers["x-route"] == "to api"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from staplegate.config.diagnostics import SourceLocation
+from staplegate.config.samples import SampleExpression
 from staplegate.config.values import SocketAddress
 
 DEFAULT_OCSP_MINDELAY_S = 300
@@ -153,6 +154,7 @@ class AclFetch(enum.Enum):
     REQ_SSL_HELLO_TYPE = "req.ssl_hello_type"  # 1 when they are a TLS ClientHello
     REQ_SSL_ALPN = "req.ssl_alpn"  # the first protocol its ALPN extension offers
     REQ_LEN = "req.len"  # how many bytes were read
+    VAR = "var"  # a variable `set-var` stored for this request (`arg`: "txn.name")
     NBSRV = "nbsrv"  # usable servers of the backend named by `arg` (integer)
     ANY_OF = "acl"  # a named ACL written on several lines: true when any line is (`members`)
 
@@ -452,6 +454,17 @@ class MonitorFail:
 
 
 @dataclass(frozen=True)
+class HttpSetVar:
+    """`http-request set-var(NAME) EXPR` (`expression`), `set-var-fmt(NAME) FMT` (`value`),
+    `unset-var(NAME)` (`unset`): a variable of this request, read back by `var(NAME)`."""
+
+    name: str  # with its scope: "txn.path_match"
+    expression: SampleExpression | None = None
+    value: str = ""
+    unset: bool = False
+
+
+@dataclass(frozen=True)
 class HttpSetTarget:
     """`http-request set-path|set-pathq|set-query|set-uri FMT`: rewrites that part of the
     request target (later rules and routing see the new one)."""
@@ -502,7 +515,8 @@ class HttpUseService:
 
 
 HttpAction = (
-    HttpRedirect
+    HttpSetVar
+    | HttpRedirect
     | HttpMonitor
     | HttpSetTarget
     | HttpReturn

@@ -42,6 +42,7 @@ SAMPLE_FETCHES: dict[str, tuple[str, bool]] = {
     "url_param": ("name", False),
     "urlp": ("name", False),
     "uuid": ("uuid", False),
+    "var": ("var", False),
     # response rules only: the server's answer
     "status": ("", False),
     "res.hdr": ("name", False),
@@ -122,6 +123,8 @@ def _expression(text: str, quote: bool) -> SampleExpression:
             raise SampleSyntaxError(f"sample fetch '{fetch}' expects a name, as in '{fetch}(x)'")
         if len(args) == 2 and not re.fullmatch(r"-?[0-9]+", args[1]):
             raise SampleSyntaxError(f"'{fetch}' : occurrence '{args[1]}' is not a number")
+    elif arg_kind == "var":
+        check_variable_name(fetch, args)
     elif arg_kind == "uuid" and args not in ((), ("4",)):
         raise SampleSyntaxError("'uuid' : only version 4 is supported")
     converters = tuple(m.group(0)[1:] for m in _CONVERTER.finditer(match.group("converters")))
@@ -132,6 +135,27 @@ def _expression(text: str, quote: bool) -> SampleExpression:
             f"sample fetch '{fetch}' is binary: write '%[{fetch},hex]' or '%[{fetch},base64]'"
         )
     return SampleExpression(fetch, args, converters, quote)
+
+
+#: the variable scopes staplegate keeps (one request's); `sess` and `proc` are refused
+VARIABLE_SCOPES = ("txn", "req", "res")
+_VARIABLE = re.compile(r"(txn|req|res|sess|proc)\.[A-Za-z0-9_.]+")
+
+
+def check_variable_name(fetch: str, args: tuple[str, ...]) -> None:
+    """`var(txn.name)`: a scope staplegate keeps, and a name."""
+    if len(args) != 1 or not _VARIABLE.fullmatch(args[0]):
+        raise SampleSyntaxError(f"'{fetch}' expects a variable such as 'txn.name'")
+    if args[0].split(".", 1)[0] not in VARIABLE_SCOPES:
+        raise SampleSyntaxError(
+            f"variable '{args[0]}' : staplegate keeps variables for one request "
+            f"({', '.join(VARIABLE_SCOPES)} scopes), not 'sess' or 'proc'"
+        )
+
+
+def parse_sample_expression(text: str) -> SampleExpression:
+    """A bare sample expression (`set-var`'s): `fetch[(args)][,converter…]`."""
+    return _expression(text.strip(), False)
 
 
 def _check_dn_args(fetch: str, args: tuple[str, ...]) -> None:

@@ -51,6 +51,7 @@ from staplegate.config.model import (
     Timeouts,
 )
 from staplegate.config.parser.state import ParsedConfig, RawProxy, RawServer
+from staplegate.config.samples import SampleSyntaxError, parse_header_format
 
 _FIELDS = ("key", "ocsp", "issuer", "sctl")
 
@@ -257,6 +258,17 @@ class _Builder:
                         fe, names[fe.default_backend], self._default_backend_location(fe)
                     )
             for rule in fe.use_backends:
+                if "%[" in rule.backend:  # a dynamic name: looked up per request
+                    try:
+                        parse_header_format(rule.backend)
+                    except SampleSyntaxError as error:
+                        self.sink.error(
+                            rule.location,
+                            "use_backend",
+                            f"{fe.kind.value} '{fe.name}': 'use_backend {rule.backend}' : {error}",
+                            Reason.UNSUPPORTED,
+                        )
+                    continue
                 if rule.backend not in names:
                     self.sink.error(
                         rule.location,

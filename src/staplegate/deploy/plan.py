@@ -106,6 +106,8 @@ class FrontendPlan:
     # `tcp-request inspect-delay` and `tcp-request content` (mode tcp, plain binds)
     inspect_delay_s: float | None = None
     content_rules: tuple[TcpContentRule, ...] = ()
+    # the backends a dynamic `use_backend %[…]` may name (those of the frontend's mode)
+    dynamic_backends: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -411,7 +413,9 @@ def _frontend_plan(
             keep_alive_timeout_s=_seconds(timeouts.http_keep_alive),
             client_timeout_s=_seconds(timeouts.client),
             max_headers=defaults.tune_http_maxhdr,
-            route_per_request=any(looks_past_host(r.condition) for r in frontend.use_backends),
+            route_per_request=any(
+                looks_past_host(r.condition) or "%[" in r.backend for r in frontend.use_backends
+            ),
             stats=_stats_service(frontend),
         )
     return FrontendPlan(
@@ -430,6 +434,11 @@ def _frontend_plan(
         http=http,
         tcplog=bool(options.tcplog) and not http_mode and not frontend.settings.no_log,
         inspect_delay_s=_inspect_delay(frontend, binds, problems),
+        dynamic_backends=frozenset(
+            b.name for b in config.backends if b.mode is frontend.mode or not http_mode
+        )
+        if any("%[" in r.backend for r in frontend.use_backends)
+        else frozenset(),
         content_rules=frontend.tcp_content_rules if not http_mode else (),
     )
 

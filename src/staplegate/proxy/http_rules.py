@@ -36,6 +36,7 @@ from staplegate.config.model import (
     HttpReturn,
     HttpSetHeader,
     HttpSetTarget,
+    HttpSetVar,
     HttpUseService,
 )
 from staplegate.config.samples import (
@@ -177,6 +178,9 @@ def _acl_samples(term: AclTerm, facts: RequestFacts) -> list[str]:
     if fetch is AclFetch.REQ_LEN:
         inspected = facts.inspected
         return [str(inspected.length if inspected is not None else 0)]
+    if fetch is AclFetch.VAR:
+        value = variable(facts, term.arg or "")
+        return [value] if value is not None else []
     if fetch is AclFetch.NBSRV:
         count = facts.usable_servers
         return [str(count(term.arg or ""))] if count is not None else []
@@ -209,6 +213,13 @@ def _occurrence(values: list[str], occurrence: int) -> list[str]:
         return [values[index]]
     except IndexError:
         return []
+
+
+def variable(facts: RequestFacts, name: str) -> str | None:
+    """`var(txn.x)`: what a `set-var` rule stored for this request, or None."""
+    head = facts.head
+    variables: dict[str, str] | None = getattr(head, "variables", None)
+    return variables.get(name) if variables is not None else None
 
 
 def header_values(head: RequestHead | ResponseHead | None, name: str, *, split: bool) -> list[str]:
@@ -370,6 +381,8 @@ def _fetch(expression: SampleExpression, facts: RequestFacts) -> str | bytes:
         return request_sample(name, args[0] if args else None, facts) or ""
     if name == "uuid":
         return str(uuid.uuid4())
+    if name == "var":
+        return variable(facts, expression.args[0]) or ""
     if name in RESPONSE_SAMPLE_FETCHES:
         response = facts.response
         if response is None:
@@ -480,6 +493,8 @@ def apply_rules(
             return _redirect(action, head, facts), "redirect"
         elif isinstance(action, HttpUseService):
             return _service(rule.service), "use-service"
+        elif isinstance(action, HttpSetVar):
+            _set_variable(head, action, facts)
         elif isinstance(action, HttpSetTarget):
             value = expand(action.value, facts).encode("latin-1", "replace")
             if not _set_target(head, action, value):  # HAProxy's strict-mode: a failed
@@ -599,6 +614,19 @@ def _log_variable(
     else:
         number = pid
     return f"{number:04X}" if variable.hexa else str(number)
+
+
+def _set_variable(head: RequestHead, action: HttpSetVar, facts: RequestFacts) -> None:
+    """`set-var(NAME) EXPR`, `set-var-fmt(NAME) FMT`, `unset-var(NAME)` on this request."""
+    variables: dict[str, str] | None = getattr(head, "variables", None)
+    if variables is None:
+        variables = head.variables = {}
+    if action.unset:
+        variables.pop(action.name, None)
+    elif action.expression is not None:
+        variables[action.name] = evaluate(action.expression, facts)
+    else:
+        variables[action.name] = expand(action.value, facts)
 
 
 def _set_target(head: RequestHead, action: HttpSetTarget, value: bytes) -> bool:

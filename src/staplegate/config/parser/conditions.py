@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from staplegate.config.diagnostics import Reason, SourceLocation
 from staplegate.config.model import AclFetch, AclMatch, AclTerm, Condition
 from staplegate.config.parser.state import ParserState
-from staplegate.config.samples import compile_pcre
+from staplegate.config.samples import SampleSyntaxError, check_variable_name, compile_pcre
 
 CONDITION_HELP = (
     "staplegate evaluates the fetches ssl_fc_sni, req.ssl_sni, ssl_fc, ssl_c_used, "
@@ -64,6 +64,7 @@ _BASE_FETCHES: dict[str, _FetchSpec] = {
     "src_port": _FetchSpec(AclFetch.SRC_PORT, AclMatch.INT, ""),
     "dst_port": _FetchSpec(AclFetch.DST_PORT, AclMatch.INT, ""),
     "nbsrv": _FetchSpec(AclFetch.NBSRV, AclMatch.INT, "required"),
+    "var": _FetchSpec(AclFetch.VAR, AclMatch.EXACT, "required"),
     "req.ssl_hello_type": _FetchSpec(AclFetch.REQ_SSL_HELLO_TYPE, AclMatch.INT, ""),
     "req_ssl_hello_type": _FetchSpec(AclFetch.REQ_SSL_HELLO_TYPE, AclMatch.INT, ""),
     "req.ssl_alpn": _FetchSpec(AclFetch.REQ_SSL_ALPN, AclMatch.EXACT, ""),
@@ -245,6 +246,11 @@ def _compile_term(parser: ParserState, words: list[str], label: str) -> AclTerm:
             occurrence = int(occ)
         if fetch is AclFetch.HDR and arg == "host" and occurrence is None:
             fetch, arg = AclFetch.HDR_HOST, None
+    elif fetch is AclFetch.VAR:
+        try:
+            check_variable_name("var", (arg or "",))
+        except SampleSyntaxError as error:
+            raise _TermError(str(error)) from None
     elif arg is not None and fetch in (AclFetch.SSL_C_S_DN, AclFetch.SSL_C_I_DN):
         entry, _, occ = arg.partition(",")
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9.]*", entry) or (

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from staplegate.config.diagnostics import Reason, SourceLocation
 from staplegate.config.model import (
+    AclTerm,
     Balance,
     CookiePersistence,
+    HttpRequestRule,
     Mode,
     MonitorFail,
     ProxyKind,
@@ -41,11 +44,13 @@ from staplegate.config.parser.registry import (
 from staplegate.config.parser.rules import (
     HTTP_REQUEST_ACTIONS,
     HTTP_RESPONSE_ACTIONS,
+    VARIABLE_ACTIONS,
     read_acl,
     read_condition,
     read_http_request,
     read_http_response,
     read_redirect,
+    read_set_var,
     read_use_backend,
 )
 from staplegate.config.parser.server import merge_server, read_server, read_server_options
@@ -792,6 +797,30 @@ def _use_backend(parser: ParserState, args: list[str], where: SourceLocation) ->
         read_use_backend(parser, args, where, parser.proxy)
 
 
+def _http_request_rule_with(
+    parser: ParserState,
+    args: list[str],
+    where: SourceLocation,
+    reader: Callable[
+        [ParserState, list[str], SourceLocation, dict[str, list[AclTerm]]],
+        HttpRequestRule | None,
+    ],
+) -> None:
+    if _section(parser) is Section.DEFAULTS:
+        parser.error(
+            where,
+            f"http-request {args[1]}",
+            "'http-request' rules in a 'defaults' section are not supported by "
+            "staplegate; write them in each proxy",
+            Reason.UNSUPPORTED,
+        )
+        return
+    assert parser.proxy is not None
+    rule = reader(parser, args, where, parser.proxy.acls)
+    if rule is not None:
+        parser.proxy.rules.append(rule)
+
+
 def _http_request_rule(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     if _section(parser) is Section.DEFAULTS:
         parser.error(
@@ -853,6 +882,9 @@ def _http_request_family(parser: ParserState, args: list[str], where: SourceLoca
     action = args[1] if len(args) > 1 else ""
     kw = f"http-request {action}" if len(args) > 1 else "http-request"
     base = action.split("(", 1)[0]
+    if base in VARIABLE_ACTIONS and "(" in action:
+        _http_request_rule_with(parser, args, where, read_set_var)
+        return
     if base in HTTP_REQUEST_ACTIONS or action.startswith(("track-sc", "sc-", "lua.")):
         parser.error(where, kw, refused_message(kw), Reason.UNSUPPORTED)
     else:

@@ -22,6 +22,7 @@ from staplegate.config.model import (
     HttpReturn,
     HttpSetHeader,
     HttpSetTarget,
+    HttpSetVar,
     HttpUseService,
     UseBackendRule,
 )
@@ -34,7 +35,13 @@ from staplegate.config.parser.conditions import (
 )
 from staplegate.config.parser.registry import KeywordTable, refused_all, refused_message, supported
 from staplegate.config.parser.state import ParserState, ProxyBuilder
-from staplegate.config.samples import SampleSyntaxError, check_context, parse_header_format
+from staplegate.config.samples import (
+    SampleSyntaxError,
+    check_context,
+    check_variable_name,
+    parse_header_format,
+    parse_sample_expression,
+)
 
 # reads an action's words (condition removed) into the action, or diagnoses and gives None
 ActionReader = Callable[[ParserState, list[str], SourceLocation, str], HttpAction | None]
@@ -170,6 +177,48 @@ def _http_set_target(
         parser.error(where, kw, f"'{kw}' : {error}", Reason.UNSUPPORTED)
         return None
     return HttpSetTarget(kw.rsplit("set-", 1)[1], body[0])
+
+
+#: `http-request set-var(NAME) EXPR`, `set-var-fmt(NAME) FMT`, `unset-var(NAME)`
+VARIABLE_ACTIONS = ("set-var", "set-var-fmt", "unset-var")
+
+
+def read_set_var(
+    parser: ParserState, args: list[str], where: SourceLocation, acls: dict[str, list[AclTerm]]
+) -> HttpRequestRule | None:
+    """A variable action line; the variable lives as long as the request (txn/req)."""
+    action = args[1]
+    base, _, rest = action.partition("(")
+    kw = f"http-request {base}"
+    name = rest[:-1] if rest.endswith(")") else ""
+    name = name.split(",", 1)[0]  # HAProxy's set-var conditions (ifexists…) are refused below
+    body, cond_words = _split_condition(args[2:])
+    try:
+        check_variable_name(base, (name,))
+        if "," in rest:
+            raise SampleSyntaxError(f"'{base}' : conditions after the name are not supported")
+        if base == "unset-var":
+            if body:
+                raise SampleSyntaxError("'unset-var' takes no value")
+            result = HttpSetVar(name, unset=True)
+        elif len(body) != 1:
+            raise SampleSyntaxError(f"'{base}({name})' expects exactly one expression")
+        elif base == "set-var":
+            expression = parse_sample_expression(body[0])
+            check_context((expression,), response=False)
+            result = HttpSetVar(name, expression=expression)
+        else:
+            check_context(parse_header_format(body[0]), response=False)
+            result = HttpSetVar(name, value=body[0])
+    except SampleSyntaxError as error:
+        parser.error(where, kw, f"'{kw}' : {error}", Reason.UNSUPPORTED)
+        return None
+    condition = None
+    if cond_words:
+        condition = read_condition(parser, cond_words, where, kw, acls)
+        if condition is None:
+            return None
+    return HttpRequestRule(where, result, condition)
 
 
 #: the `http-response` and `http-after-response` actions staplegate runs

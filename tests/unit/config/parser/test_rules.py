@@ -192,11 +192,9 @@ def test_http_request_errors() -> None:
         "integer between 200 and 599 (got '99').",
         "http-request return status 200 lf-file x": "'http-request return lf-file' is a "
         "HAProxy keyword that staplegate does not support and it would change traffic",
-        "http-request return lf-string %[var(txn.x)]": "'http-request return' : sample fetch "
-        "'var' is not supported (known: base, dst_port, hdr, method, path, query, req.fhdr, "
-        "req.hdr, res.fhdr, res.hdr, res.ver, src, src_port, ssl_c_der, ssl_c_i_dn, "
-        "ssl_c_notafter, ssl_c_notbefore, ssl_c_s_dn, ssl_c_serial, ssl_c_sha1, ssl_c_used, "
-        "ssl_c_verify, ssl_fc, ssl_fc_sni, status, url, url_param, urlp, uuid)",
+        "http-request return lf-string %[var(sess.x)]": "'http-request return' : variable "
+        "'sess.x' : staplegate keeps variables for one request (txn, req, res scopes), not "
+        "'sess' or 'proc'",
         "http-request return string a file b": "'http-request return' : 'string' and 'file' "
         "are mutually exclusive.",
         "http-request deny deny_status x": "'http-request deny' : status code must be an "
@@ -210,22 +208,27 @@ def test_http_request_errors() -> None:
         "supported (known: base, dst_port, hdr, method, path, query, req.fhdr, req.hdr, "
         "res.fhdr, res.hdr, res.ver, src, src_port, ssl_c_der, ssl_c_i_dn, ssl_c_notafter, "
         "ssl_c_notbefore, ssl_c_s_dn, ssl_c_serial, ssl_c_sha1, ssl_c_used, ssl_c_verify, "
-        "ssl_fc, ssl_fc_sni, status, url, url_param, urlp, uuid)",
+        "ssl_fc, ssl_fc_sni, status, url, url_param, urlp, uuid, var)",
         "http-request redirect scheme ftp": "'http-request redirect' : scheme 'ftp' is not "
         "supported (use http or https).",
         "http-request set-header X-A %[req.cook(x)]": "'http-request set-header' : sample "
         "fetch 'req.cook' is not supported (known: base, dst_port, hdr, method, path, query, "
         "req.fhdr, req.hdr, res.fhdr, res.hdr, res.ver, src, src_port, ssl_c_der, ssl_c_i_dn, "
         "ssl_c_notafter, ssl_c_notbefore, ssl_c_s_dn, ssl_c_serial, ssl_c_sha1, ssl_c_used, "
-        "ssl_c_verify, ssl_fc, ssl_fc_sni, status, url, url_param, urlp, uuid)",
+        "ssl_c_verify, ssl_fc, ssl_fc_sni, status, url, url_param, urlp, uuid, var)",
         "http-request set-header X-A %[ssl_c_der]": "'http-request set-header' : sample fetch "
         "'ssl_c_der' is binary: write '%[ssl_c_der,hex]' or '%[ssl_c_der,base64]'",
         "http-request set-header X-A %ci": "'http-request set-header' : log-format variable "
         "'%ci…' is not supported in header values; use '%[fetch]' or write '%%' for a "
         "literal '%'",
         "http-request set-header X-A": "'http-request set-header' expects exactly 2 arguments.",
-        "http-request set-var(txn.x) str(a)": "'http-request set-var(txn.x)' is a HAProxy "
-        "keyword that staplegate does not support and it would change traffic",
+        "http-request set-var(proc.x) src": "'http-request set-var' : variable 'proc.x' : "
+        "staplegate keeps variables for one request (txn, req, res scopes), not 'sess' or "
+        "'proc'",
+        "http-request set-var(txn.x,ifnotexists) src": "'http-request set-var' : 'set-var' : "
+        "conditions after the name are not supported",
+        "http-request unset-var(txn.x) src": "'http-request unset-var' : 'unset-var' takes no "
+        "value",
         "http-request set-hdr X-A b": "'http-request' : unknown action 'set-hdr'; did you mean "
         "'set-header' maybe ?",
         "http-request set-path /x y": "'http-request set-path' expects exactly 1 argument.",
