@@ -71,6 +71,16 @@ def join_base(base: str | None, path: str) -> str:
     return f"{base.rstrip('/')}/{path}"
 
 
+def effective_base(default_path: str | None, base: str | None) -> str | None:
+    """`crt-base`/`ca-base`/`key-base` as `default-path` makes them: a relative base (or no
+    base) starts from the default path, as HAProxy opens relative paths from there."""
+    if default_path is None:
+        return base
+    if base is None:
+        return default_path
+    return join_base(default_path, base)
+
+
 def parse_ocsp_update(value: str | None) -> bool | None:
     """`on` / `off` exactly (3.0+ rule); anything else is None."""
     if value == "on":

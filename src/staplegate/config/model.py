@@ -310,6 +310,7 @@ class GlobalSettings:
     ssl_default_server_ciphers: str | None = None
     ssl_server_verify: Verify | None = None  # `ssl-server-verify`: servers without `verify`
     external_check: bool = False  # `external-check`: proxies may run check commands
+    default_path: str | None = None  # `default-path`: where relative file paths start
     ssl_default_server_ciphersuites: str | None = None
     ssl_dh_param_file: str | None = None
     tune_ssl_default_dh_param: int | None = None

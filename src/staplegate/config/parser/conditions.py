@@ -16,6 +16,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, replace
 
+from staplegate.config.crtlist import join_base
 from staplegate.config.diagnostics import Reason, SourceLocation
 from staplegate.config.model import AclFetch, AclMatch, AclTerm, Condition
 from staplegate.config.parser.state import ParserState
@@ -317,7 +318,7 @@ def _compile_term(parser: ParserState, words: list[str], label: str) -> AclTerm:
 def _pattern_file(parser: ParserState, path: str) -> list[str]:
     """HAProxy's pattern file: one pattern per line, blank lines and `#` comments skipped."""
     try:
-        text = parser.read_pattern_file(path)
+        text = parser.read_pattern_file(join_base(parser.global_.default_path, path))
     except OSError as exc:
         raise _TermError(
             f"failed to open pattern file <{path}> : {exc.strerror or exc}.", Reason.IO

@@ -6,7 +6,12 @@ its `ocsp-update`, and the entry is referred to from `bind ... crt @store/name`.
 
 from __future__ import annotations
 
-from staplegate.config.crtlist import join_base, ocsp_update_error, parse_ocsp_update
+from staplegate.config.crtlist import (
+    effective_base,
+    join_base,
+    ocsp_update_error,
+    parse_ocsp_update,
+)
 from staplegate.config.diagnostics import Reason, SourceLocation
 from staplegate.config.model import CrtStoreLoad
 from staplegate.config.parser.registry import KeywordTable, refused_message, suggest, supported
@@ -95,8 +100,11 @@ def _load(parser: ParserState, args: list[str], where: SourceLocation) -> None:
         if ocsp_update is None:
             parser.error(where, "ocsp-update", ocsp_update_error(values["ocsp-update"]))
             return
+    default_path = parser.global_.default_path
     crt_base = store.crt_base if store.crt_base is not None else parser.global_.crt_base
     key_base = store.key_base if store.key_base is not None else parser.global_.key_base
+    crt_base = effective_base(default_path, crt_base)
+    key_base = effective_base(default_path, key_base)
     load = CrtStoreLoad(
         location=where,
         store=store.name,

@@ -8,6 +8,7 @@ fetcher honours. Unknown `tune.*` keywords are warnings: tunings do not change t
 from __future__ import annotations
 
 import grp
+import os
 import pwd
 import re
 from dataclasses import replace
@@ -171,6 +172,30 @@ def _hard_stop_after(parser: ParserState, args: list[str], where: SourceLocation
     ms = parser.time_arg(args[0], args[1] if len(args) > 1 else None, where)
     if ms is not None:
         parser.global_ = replace(parser.global_, hard_stop_after_ms=ms)
+
+
+def _default_path(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """`default-path current|config|parent|origin <path>`: the directory relative file
+    paths (certificates, crt-lists, CA/CRL files, pattern and return files) start from."""
+    mode = args[1] if len(args) > 1 else ""
+    config_dir = os.path.dirname(where.file) or "."
+    if mode == "current" and len(args) == 2:
+        base: str | None = None
+    elif mode == "config" and len(args) == 2:
+        base = config_dir
+    elif mode == "parent" and len(args) == 2:
+        base = os.path.dirname(os.path.abspath(config_dir))
+    elif mode == "origin" and len(args) == 3:
+        base = args[2]
+    else:
+        parser.error(
+            where,
+            "default-path",
+            "'default-path' expects 'current', 'config', 'parent' or 'origin <path>'.",
+            Reason.INVALID_VALUE,
+        )
+        return
+    parser.global_ = replace(parser.global_, default_path=base)
 
 
 def _ssl_server_verify(parser: ParserState, args: list[str], where: SourceLocation) -> None:
@@ -531,6 +556,7 @@ GLOBAL: KeywordTable[Handler] = KeywordTable(
         supported("ssl-default-bind-options", _ssl_default_options),
         supported("ssl-default-server-ciphers", _cipher_default),
         supported("ssl-server-verify", _ssl_server_verify),
+        supported("default-path", _default_path),
         supported("external-check", _flag),
         ignored(
             "ssl-default-server-ciphersuites",
@@ -612,7 +638,6 @@ GLOBAL: KeywordTable[Handler] = KeywordTable(
         *refused_all(
             [
                 "51degrees-data-file",
-                "default-path",
                 "deviceatlas-json-file",
                 "h1-case-adjust",
                 "h1-case-adjust-file",

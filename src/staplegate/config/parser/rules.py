@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from staplegate.config.crtlist import join_base
 from staplegate.config.diagnostics import Reason, SourceLocation
 from staplegate.config.model import (
     AclTerm,
@@ -290,7 +291,7 @@ def _http_return(
                 log_format = True
             payload = val
         elif opt == "file":
-            file = val
+            file = join_base(parser.global_.default_path, val or "")
         elif opt in (
             "lf-file",
             "errorfile",

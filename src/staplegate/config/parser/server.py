@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 
-from staplegate.config.crtlist import join_base
+from staplegate.config.crtlist import effective_base, join_base
 from staplegate.config.diagnostics import Reason, SourceLocation
 from staplegate.config.model import ProxyProtocol, ServerOptions, Verify
 from staplegate.config.parser.registry import (
@@ -225,7 +225,10 @@ def _ca_file(
     parser: ParserState, line: _ServerLine, opt: str, val: str | None, where: SourceLocation
 ) -> None:
     assert val is not None
-    line.options = replace(line.options, ca_file=join_base(parser.global_.ca_base, val))
+    line.options = replace(
+        line.options,
+        ca_file=join_base(effective_base(parser.global_.default_path, parser.global_.ca_base), val),
+    )
 
 
 def _sni(
