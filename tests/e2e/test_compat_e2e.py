@@ -622,3 +622,34 @@ def test_no_log_silences_one_frontend(tmp_path: Path, pki: Pki) -> None:
             assert get(second, pki, "/logged")[0] == 200
             proc.wait_for(r"www~ web/w .* \"GET /logged HTTP/1.1\"")
             assert not [line for line in proc.lines if "healthz~" in line]
+
+
+EXPECT_STRING = """\
+backend es
+    option httpchk GET /version
+    http-check expect rstring "^a /ver"
+    server a 127.0.0.1:{a} check inter 100ms rise 1 fall 1
+    server b 127.0.0.1:{b} check inter 100ms rise 1 fall 1
+
+frontend www
+    bind 127.0.0.1:{port} ssl crt-list {crt_list}
+    default_backend es
+"""
+
+
+def test_http_check_expect_looks_at_the_body(tmp_path: Path, pki: Pki) -> None:
+    """The Elasticsearch example's `http-check expect string lucene_version`, here as a
+    regular expression only server a's answer matches: b goes down on its content."""
+    with backends("a", "b") as (a, b):
+        config, port = write_config(tmp_path, pki, EXPECT_STRING, a=a.port, b=b.port)
+        with staplegate(config, tmp_path / "state", workers=1) as proc:
+            started(proc)
+            proc.wait_for(r"Server es/b is DOWN, reason: Layer7 wrong content, code: 200")
+            poll(
+                lambda: True if get(port, pki, "/only-a")[1] == b"a /only-a" else None,
+                timeout=5,
+                failure=lambda: "traffic still reaches b",
+            )
+            for i in range(4):
+                assert get(port, pki, f"/q{i}")[1] == f"a /q{i}".encode()
+            assert "es/a is DOWN" not in "\n".join(proc.lines)

@@ -740,6 +740,8 @@ class ProxyOptions:
     httpchk_method: str | None = None
     httpchk_uri: str | None = None
     httpchk_expect_status: int | None = None  # `http-check expect status N`
+    # `http-check expect [!] rstatus|string|rstring PATTERN` (and a negated status)
+    httpchk_expect: tuple[str, str, bool] | None = None
     httpchk_version: str | None = None  # `http-check send ver V` (else HTTP/1.0)
     httpchk_headers: tuple[tuple[str, str], ...] | None = None  # `http-check send hdr N V`
     redispatch: bool | None = None

@@ -682,6 +682,7 @@ def _backend_plan(
             method=options.httpchk_method or "OPTIONS",
             uri=options.httpchk_uri or "/",
             expect_status=options.httpchk_expect_status,
+            expect=options.httpchk_expect,
             version=options.httpchk_version or "HTTP/1.0",
             headers=options.httpchk_headers or (),
         )

@@ -23,6 +23,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from staplegate.config.model import TcpCheckStep, TlsVersion
+from staplegate.config.samples import compile_pcre
 from staplegate.proxy.balance import Algorithm, Balancer
 
 log = logging.getLogger("staplegate.proxy")
@@ -73,6 +74,27 @@ class HttpCheck:
     host: str | None = None
     version: str = "HTTP/1.0"  # `http-check send ver`
     headers: tuple[tuple[str, str], ...] = ()  # `http-check send hdr NAME VALUE`
+    # `http-check expect [!] status|rstatus|string|rstring P`: (kind, pattern, negate)
+    expect: tuple[str, str, bool] | None = None
+
+    @property
+    def reads_body(self) -> bool:
+        return self.expect is not None and self.expect[0] in ("string", "rstring")
+
+    def judge(self, status: int, body: bytes) -> bool:
+        """The expect rule on a response (the default: `accepts`)."""
+        if self.expect is None:
+            return self.accepts(status)
+        kind, pattern, negate = self.expect
+        if kind == "status":
+            found = str(status) == pattern
+        elif kind == "rstatus":
+            found = compile_pcre(pattern).search(str(status)) is not None
+        elif kind == "string":
+            found = pattern.encode("latin-1", "replace") in body
+        else:
+            found = compile_pcre(pattern).search(body.decode("latin-1")) is not None
+        return found != negate
 
     def accepts(self, status: int) -> bool:
         if self.expect_status is not None:

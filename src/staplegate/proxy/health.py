@@ -92,6 +92,7 @@ async def run_check(server: BackendServer, timeout_s: float) -> CheckResult:
                 lines.extend(f"{name}: {value}" for name, value in check.headers)
                 transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
                 line = await reader.readline()
+                body = await _check_body(reader) if check.reads_body else b""
             finally:
                 transport.close()
     except TimeoutError:
@@ -105,9 +106,33 @@ async def run_check(server: BackendServer, timeout_s: float) -> CheckResult:
         return CheckResult(False, "Layer7 invalid response", None, None, _since(started))
     status = int(parts[1])
     text = parts[2].strip().decode("latin-1") if len(parts) > 2 else None
-    if check.accepts(status):
+    if check.judge(status, body):
         return CheckResult(True, "Layer7 check passed", text, status, _since(started))
+    if check.expect is not None and check.expect[0] in ("string", "rstring"):
+        return CheckResult(False, "Layer7 wrong content", text, status, _since(started))
     return CheckResult(False, "Layer7 wrong status", text, status, _since(started))
+
+
+async def _check_body(reader: asyncio.StreamReader) -> bytes:
+    """The response body a string expect looks at: Content-Length bytes, else up to the
+    server's close (or the limit)."""
+    length: int | None = None
+    while True:
+        header = await reader.readline()
+        if header in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = header.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            length = int(value.strip())
+    if length is not None:
+        return await reader.read(min(length, _TCP_CHECK_LIMIT))
+    body = b""
+    while len(body) < _TCP_CHECK_LIMIT:
+        chunk = await reader.read(4096)
+        if not chunk:
+            break
+        body += chunk
+    return body
 
 
 async def _scripted_check(

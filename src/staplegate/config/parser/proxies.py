@@ -65,6 +65,7 @@ from staplegate.config.samples import (
     LogVariable,
     SampleSyntaxError,
     check_context,
+    compile_pcre,
     parse_unique_id_format,
 )
 
@@ -441,19 +442,37 @@ def _http_check(parser: ParserState, args: list[str], where: SourceLocation) -> 
     if len(args) < 2 or args[1] != "expect":
         parser.classify_rest(_section(parser), PROXY, args, where)
         return
-    if len(args) != 4 or args[2] != "status" or not args[3].isdigit():
+    negate = len(args) > 2 and args[2] == "!"
+    words = args[3:] if negate else args[2:]
+    kinds = ("status", "rstatus", "string", "rstring")
+    if (
+        len(words) != 2
+        or words[0] not in kinds
+        or (words[0] == "status" and not words[1].isdigit())
+    ):
         parser.error(
             where,
             "http-check",
-            "staplegate understands only 'http-check expect status <code>' and "
-            "'http-check send [meth M] [uri U] [ver V] [hdr NAME VALUE]...'.",
+            "staplegate understands 'http-check expect [!] status|rstatus|string|rstring "
+            "<pattern>' and 'http-check send [meth M] [uri U] [ver V] [hdr NAME VALUE]...'.",
             Reason.UNSUPPORTED,
         )
         return
+    kind, pattern = words
+    if kind in ("rstatus", "rstring"):
+        try:
+            compile_pcre(pattern)
+        except re.error as error:
+            parser.error(where, "http-check", f"'http-check expect' : invalid regex: {error}.")
+            return
     settings = parser.proxy_settings
-    parser.set_proxy_settings(
-        replace(settings, options=replace(settings.options, httpchk_expect_status=int(args[3])))
-    )
+    if kind == "status" and not negate:
+        options = replace(settings.options, httpchk_expect_status=int(pattern), httpchk_expect=None)
+    else:
+        options = replace(
+            settings.options, httpchk_expect_status=None, httpchk_expect=(kind, pattern, negate)
+        )
+    parser.set_proxy_settings(replace(settings, options=options))
 
 
 def _http_check_send(parser: ParserState, args: list[str], where: SourceLocation) -> None:

@@ -272,8 +272,11 @@ def test_http_check_send_and_forwardfor_except() -> None:
         "http-check send body x": "'http-check send body' is a HAProxy keyword that staplegate "
         "does not support and it would change traffic",
         "http-check send hdr Bad:Name x": "'http-check send' : invalid header 'Bad:Name'.",
-        "http-check expect string ok": "staplegate understands only 'http-check expect status "
-        "<code>' and 'http-check send [meth M] [uri U] [ver V] [hdr NAME VALUE]...'.",
+        "http-check expect header name x": "staplegate understands 'http-check expect [!] "
+        "status|rstatus|string|rstring <pattern>' and 'http-check send [meth M] [uri U] "
+        "[ver V] [hdr NAME VALUE]...'.",
+        "http-check expect rstring (x": "'http-check expect' : invalid regex: missing ), "
+        "unterminated subpattern at position 0.",
     }
     for line, message in cases.items():
         text = f"backend app\n    {line}\n    server a 127.0.0.1:1\n"
