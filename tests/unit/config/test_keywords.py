@@ -56,6 +56,7 @@ REVIEWED: dict[str, frozenset[str]] = {
             "server-state-file",
             "set-dumpable",
             "spread-checks",
+            "max-spread-checks",
             "ssl-mode-async",
             "strict-limits",
             "thread-groups",

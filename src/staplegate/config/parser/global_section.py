@@ -621,6 +621,7 @@ GLOBAL: KeywordTable[Handler] = KeywordTable(
         ignored("maxpipes", "it is an I/O tuning"),
         ignored("maxzlibmem", "compression is not supported"),
         ignored("spread-checks", "health checks are spread by staplegate's own rules"),
+        ignored("max-spread-checks", "health checks are spread by staplegate's own rules"),
         ignored("server-state-base", "server state is not persisted"),
         ignored("server-state-file", "server state is not persisted"),
         ignored("ssl-mode-async", "it is an engine tuning"),
