@@ -174,6 +174,7 @@ def run(
         host_rate=settings.ocsp_update_rate_limit,
         host_burst=min(settings.ocsp_update_rate_limit, 50),
     )
+    updater.configure_revoked_hook(settings.ocsp_update_revoked_hook, directory)
     # Fork before the master's event loop exists (restarts later fork from inside it).
     for slot in range(worker_count):
         master.spawn(slot)

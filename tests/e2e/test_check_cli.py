@@ -71,6 +71,40 @@ def test_valid_configuration_with_verbose_report(tmp_path: Path, ca: Certificate
     # no intermediate in the bundle: the issuer comes from the .issuer sidecar
     assert f"(from {www.issuer_path})" in result.stdout
     assert "refreshed automatically" in result.stdout
+    assert "staplegate extensions (global):" in result.stdout
+    assert "  ocsp-update.crl-watch         no-ocsp-only (default)" in result.stdout
+    assert "  ocsp-update.must-staple-wait  30s (default)" in result.stdout
+
+
+def test_verbose_report_names_every_responder_and_the_overrides(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    ca.issue(
+        "two.example.test",
+        out_dir=tmp_path / "certs",
+        ocsp_url=["http://127.0.0.1:9/a", "http://127.0.0.1:9/b"],
+    )
+    ca.issue("www.example.test", out_dir=tmp_path / "certs")
+    config, _ = write_setup(
+        tmp_path,
+        [
+            "two.example.test.pem two.example.test",
+            "www.example.test.pem [ocsp-responder http://127.0.0.1:9/mirror] www.example.test",
+        ],
+    )
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        text.replace("global\n", "global\n    ocsp-update.revoked-hook 'logger revoked'\n"),
+        encoding="utf-8",
+    )
+    result = run("-c", "-V", "-f", config)
+    assert result.returncode == 0, result.stderr
+    assert "OCSP URI:     http://127.0.0.1:9/a, then http://127.0.0.1:9/b" in result.stdout
+    assert (
+        "OCSP URI:     http://127.0.0.1:9/mirror (ocsp-responder override; the AIA says: "
+        "http://127.0.0.1:9)"
+    ) in result.stdout
+    assert "  ocsp-update.revoked-hook      logger revoked\n" in result.stdout
 
 
 def test_directory_of_cfg_files(tmp_path: Path, ca: CertificateAuthority) -> None:

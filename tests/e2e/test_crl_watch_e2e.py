@@ -72,10 +72,25 @@ def _until_file_says(path: Path, needle: bytes, timeout: float = 20.0) -> None:
     )
 
 
+def _hook(tmp_path: Path) -> tuple[str, Path]:
+    """A revoked-hook command that appends its STAPLEGATE_* environment to a JSON-lines file."""
+    out = tmp_path / "hook-runs.jsonl"
+    script = tmp_path / "hook.py"
+    script.write_text(
+        "import json, os\n"
+        f"with open({str(out)!r}, 'a') as f:\n"
+        "    f.write(json.dumps({k: v for k, v in os.environ.items()"
+        " if k.startswith('STAPLEGATE_')}) + '\\n')\n",
+        encoding="utf-8",
+    )
+    return f'    ocsp-update.revoked-hook "{sys.executable} {script}"\n', out
+
+
 def test_good_then_revoked_on_the_next_refresh_then_known_at_restart(
     tmp_path: Path, pki: Pki
 ) -> None:
     crl_url = f"{pki.responder.url}/crl"
+    hook_line, hook_runs = _hook(tmp_path)
     name = "crl-only.example.test"
     _cli("ca", "issue", pki.directory, name, "--no-ocsp-url", "--crl-url", crl_url)
     bundle = pki.directory / "issued" / f"{name}.pem"
@@ -88,7 +103,12 @@ def test_good_then_revoked_on_the_next_refresh_then_known_at_restart(
         config = tmp_path / "haproxy.cfg"
         config.write_text(
             CONFIG.format(
-                user=sock, port=free_port(), crt=bundle, other=both, backend=backend, extra=""
+                user=sock,
+                port=free_port(),
+                crt=bundle,
+                other=both,
+                backend=backend,
+                extra=hook_line,
             ),
             encoding="utf-8",
         )
@@ -111,6 +131,15 @@ def test_good_then_revoked_on_the_next_refresh_then_known_at_restart(
 
             assert proc.output.count("is REVOKED by its CRL") == 1  # alerted once
             _until_file_says(state / state_file_name(crl_url), b'"revoked"')
+            # the revoked hook ran once, with the certificate in its environment
+            proc.wait_for(rf"revoked-hook for {bundle} \(revoked\) done in")
+            (run,) = [json.loads(line) for line in hook_runs.read_text().splitlines()]
+            assert run["STAPLEGATE_EVENT"] == "revoked"
+            assert run["STAPLEGATE_CERT_PATH"] == str(bundle)
+            assert run["STAPLEGATE_CERT_NAMES"] == name
+            assert run["STAPLEGATE_REVOCATION_SOURCE"] == "crl"
+            assert run["STAPLEGATE_REVOCATION_REASON"] == "keyCompromise"
+            assert run["STAPLEGATE_REVOCATION_TIME"].startswith("20")
         # a restart knows the verdict before any fetch: the responder is stopped (its
         # socket stays open, so the fetch hangs; a refused fetch is tests/integration's)
         pki.responder.stop()
@@ -119,6 +148,7 @@ def test_good_then_revoked_on_the_next_refresh_then_known_at_restart(
             (row,) = _crl_watch(sock)
             assert row["Status"] == "revoked"
             assert row["Successes"] == "0"
+        assert len(hook_runs.read_text().splitlines()) == 1  # not run again at the restart
 
 
 @pytest.mark.parametrize("mode", ["off", "on"])
@@ -168,3 +198,30 @@ def test_crl_watch_off_watches_nothing_and_on_watches_every_distribution_point(
                 assert _crl_watch(sock) == []
     crl_fetches = [r for r in pki.responder.requests if r.path == "/crl"]
     assert len(crl_fetches) == (0 if mode == "off" else 1)  # one fetch for both certificates
+
+
+def test_update_ssl_crl_learns_a_revocation_at_once(tmp_path: Path, pki: Pki) -> None:
+    """`update ssl crl` (operator level) fetches now instead of at the CRL's nextUpdate."""
+    crl_url = f"{pki.responder.url}/crl"
+    name = "crl-only.example.test"
+    _cli("ca", "issue", pki.directory, name, "--no-ocsp-url", "--crl-url", crl_url)
+    bundle = pki.directory / "issued" / f"{name}.pem"
+    both = pki.issue("both.example.test", crl_url=crl_url).bundle_path
+    _cli("ca", "crl", pki.directory, "--days", "1")
+    sock = tmp_path / "operator.sock"
+    with http_backend() as backend:
+        config = tmp_path / "haproxy.cfg"
+        text = CONFIG.format(
+            user=sock, port=free_port(), crt=bundle, other=both, backend=backend, extra=""
+        ).replace("level user", "level operator")
+        config.write_text(text, encoding="utf-8")
+        with staplegate(config, tmp_path / "state") as proc:
+            proc.wait_for(rf'<CRL-UPDATE> {crl_url} ok "1 certificate\(s\), 0 revoked" 0 1')
+            proc.wait_for("runtime API listening")
+            _cli("ca", "revoke", pki.directory, name, "--reason", "keyCompromise")
+            _cli("ca", "crl", pki.directory, "--days", "1")
+            answer = _cli("ctl", "-S", sock, "update", "ssl", "crl", bundle)
+            assert answer == f"{crl_url}: 1 certificate(s), 1 revoked (2 successes, 0 failures)\n"
+            (row,) = _crl_watch(sock)
+            assert row["Status"] == "revoked"
+            proc.wait_for(rf"certificate {bundle} is REVOKED by its CRL")

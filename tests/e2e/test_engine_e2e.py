@@ -215,7 +215,10 @@ def test_first_fetch_at_start_then_refresh_on_schedule(
 
 def test_revocation_is_stapled_at_the_next_refresh(tmp_path: Path, responders: Responders) -> None:
     leaf = responders.issue("www.example.test")
-    config, port = write_config(tmp_path, [leaf], extra=FAST_SCHEDULE)
+    runs = tmp_path / "hook-runs"
+    # single quotes: HAProxy's syntax expands "$VARS" itself; the shell must see this one
+    hook = f"    ocsp-update.revoked-hook 'echo $STAPLEGATE_REVOCATION_SOURCE >> {runs}'"
+    config, port = write_config(tmp_path, [leaf], extra=FAST_SCHEDULE + "\n" + hook)
     with staplegate(config, tmp_path / "state") as proc:
         proc.wait_for(success(leaf, 0, 1), timeout=10)
         wait_for_status(port, "www.example.test", "good")
@@ -223,6 +226,10 @@ def test_revocation_is_stapled_at_the_next_refresh(tmp_path: Path, responders: R
         output = wait_for_status(port, "www.example.test", "revoked", timeout=10)
         assert "Revocation Reason: keyCompromise" in output
         proc.wait_for(r"www\.example\.test\.pem: certificate serial [0-9A-F]+ is REVOKED")
+        proc.wait_for(r"revoked-hook for .*www\.example\.test\.pem \(revoked\) done in")
+        # maxdelay 2: the responder says `revoked` again at each refresh; the hook ran once
+        proc.wait_for(success(leaf, 0, 4), timeout=10)
+        assert runs.read_text() == "ocsp\n"
         assert proc.stop() == 0
 
 

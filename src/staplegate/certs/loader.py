@@ -140,6 +140,7 @@ def assemble_certificate(
         not_before=leaf.not_valid_before_utc,
         not_after=leaf.not_valid_after_utc,
         ocsp_uri=ocsp_uri(leaf),
+        ocsp_uris=ocsp_uris(leaf),
         must_staple=must_staple(leaf),
         issuer=issuer,
         issuer_source=issuer_source,
@@ -624,17 +625,24 @@ def split_leaf(
 
 
 def ocsp_uri(certificate: x509.Certificate) -> str | None:
-    """The first id-ad-ocsp accessLocation, verbatim, as HAProxy takes it (others unused)."""
+    """The first id-ad-ocsp accessLocation, verbatim, as HAProxy takes it."""
+    uris = ocsp_uris(certificate)
+    return uris[0] if uris else None
+
+
+def ocsp_uris(certificate: x509.Certificate) -> tuple[str, ...]:
+    """Every id-ad-ocsp URI accessLocation, verbatim, in certificate order (HAProxy uses
+    the first only; staplegate tries the others when it fails)."""
     try:
         aia = certificate.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
-    except x509.ExtensionNotFound:
-        return None
-    for description in aia.value:
-        if description.access_method == x509.oid.AuthorityInformationAccessOID.OCSP and isinstance(
-            description.access_location, x509.UniformResourceIdentifier
-        ):
-            return description.access_location.value
-    return None
+    except (x509.ExtensionNotFound, ValueError):
+        return ()
+    return tuple(
+        description.access_location.value
+        for description in aia.value
+        if description.access_method == x509.oid.AuthorityInformationAccessOID.OCSP
+        and isinstance(description.access_location, x509.UniformResourceIdentifier)
+    )
 
 
 def must_staple(certificate: x509.Certificate) -> bool:

@@ -119,6 +119,7 @@ class LoadedCertificate:
     not_before: dt.datetime
     not_after: dt.datetime
     ocsp_uri: str | None
+    """The first OCSP URL of the AIA, verbatim (the one HAProxy uses)."""
     must_staple: bool
     issuer: x509.Certificate | None
     issuer_source: IssuerSource
@@ -128,6 +129,8 @@ class LoadedCertificate:
     sctl_path: Path | None
     has_dh_params: bool
     warnings: tuple[str, ...] = ()
+    ocsp_uris: tuple[str, ...] = ()
+    """Every OCSP URL of the AIA in order (ours: the later ones are tried when one fails)."""
 
     @property
     def serial_hex(self) -> str:

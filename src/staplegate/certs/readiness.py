@@ -11,6 +11,8 @@ Differences from HAProxy 3.2, on purpose:
 
 - `ocsp-update on` for a certificate without an OCSP URI is not silent: one INFO line says
   it is not updated (HAProxy 3.x says nothing; 2.8 refused to start).
+- a short-lived certificate (valid 10 days or less) with neither an OCSP URI nor a CRL is
+  reported as such in one INFO line, whatever `ocsp-update` says: nothing is wrong with it.
 - a `.ocsp` file on a certificate without an OCSP URI creates an entry (the staple is served)
   but the entry is never auto-updated, instead of failing on every update attempt.
 - a `.ocsp` file's signature is verified like any other staple (HAProxy skips that).
@@ -23,11 +25,28 @@ import datetime as dt
 import enum
 from dataclasses import dataclass
 
+from cryptography import x509
+
 from staplegate.certs.model import LoadedCertificate
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.verify import VerificationError, VerifiedStaple, verify_response
 
 NO_URI_INFO = "certificates without an OCSP URI are not updated"
+#: A certificate valid this long or less is short-lived: the CA/Browser Forum requires
+#: neither OCSP nor a CRL for it (Baseline Requirements 7.1.2.11.2, 4.9.7).
+SHORT_LIVED = dt.timedelta(days=10)
+
+
+def is_short_lived(cert: LoadedCertificate) -> bool:
+    return cert.not_after - cert.not_before <= SHORT_LIVED
+
+
+def has_crl_distribution_point(cert: LoadedCertificate) -> bool:
+    try:
+        cert.leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+    return True
 
 
 class OcspDisposition(enum.Enum):
@@ -62,10 +81,16 @@ class OcspReadiness:
         return self.disposition is not OcspDisposition.FATAL
 
 
-def assess_ocsp(cert: LoadedCertificate, *, ocsp_update: bool) -> OcspReadiness:
-    """Apply HAProxy 3.2's load-time OCSP rules to `cert` with its effective `ocsp-update`."""
+def assess_ocsp(
+    cert: LoadedCertificate, *, ocsp_update: bool, responder: str | None = None
+) -> OcspReadiness:
+    """Apply HAProxy 3.2's load-time OCSP rules to `cert` with its effective `ocsp-update`.
+
+    `responder` (staplegate's `ocsp-responder` / `ocsp-update.responder-url`) stands in for
+    the AIA's URI: a certificate without one is updated from it too.
+    """
     has_data = cert.ocsp is not None
-    uri = cert.ocsp_uri
+    uri = responder or cert.ocsp_uri
     info: list[str] = []
     warnings: list[str] = []
 
@@ -82,7 +107,14 @@ def assess_ocsp(cert: LoadedCertificate, *, ocsp_update: bool) -> OcspReadiness:
             "(maybe the OCSP URI or the issuer could not be found).",
         )
 
-    if ocsp_update and uri is None:
+    if uri is None and is_short_lived(cert) and not has_crl_distribution_point(cert):
+        days = (cert.not_after - cert.not_before).total_seconds() / 86400
+        info.append(
+            f"'{cert.name}' is short-lived (valid {days:.1f} days) with no OCSP URI and no "
+            "CRL: there is nothing to staple or watch, as the CA/Browser Forum allows; "
+            "replace it before it expires."
+        )
+    elif ocsp_update and uri is None:
         info.append(f"'{cert.name}' has no OCSP URI: {NO_URI_INFO}.")
     creates_entry = has_data or (ocsp_update and uri is not None)
     auto_update = creates_entry and ocsp_update and uri is not None

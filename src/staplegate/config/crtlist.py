@@ -9,6 +9,7 @@ as in HAProxy (docs/reference/configuration.md).
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 from staplegate.config.diagnostics import Diagnostic, DiagnosticSink, Reason, SourceLocation
 from staplegate.config.lexer import lex
@@ -33,6 +34,7 @@ CRT_LIST_OPTIONS: KeywordTable[None] = KeywordTable(
             for name in (
                 "alpn",
                 "ocsp-update",
+                "ocsp-responder",
                 "ocsp",
                 "issuer",
                 "key",
@@ -92,6 +94,20 @@ def parse_ocsp_update(value: str | None) -> bool | None:
 
 def ocsp_update_error(value: str) -> str:
     return f"cannot parse 'ocsp-update' value '{value}', 'on' or 'off' is expected."
+
+
+def responder_url_error(keyword: str, value: str) -> str | None:
+    """Why `value` cannot override a certificate's OCSP responder, or None when it can.
+
+    `ocsp-update.responder-url` / `ocsp-responder` (staplegate extensions): an http or
+    https URL with a host, as an internal mirror of the CA's responder would have.
+    """
+    parsed = urlsplit(value)
+    if parsed.scheme.lower() not in ("http", "https") or not parsed.hostname:
+        return f"'{keyword}' expects an http:// or https:// URL with a host, not '{value}'."
+    if any(ch.isspace() or ord(ch) < 0x20 for ch in value):
+        return f"'{keyword}' : the URL '{value}' contains spaces or control characters."
+    return None
 
 
 def parse_crt_list(
@@ -193,6 +209,12 @@ def _parse_line(
         if ocsp_update is None:
             sink.error(where, "ocsp-update", ocsp_update_error(values["ocsp-update"]))
             ok = False
+    responder = values.get("ocsp-responder")
+    if responder is not None:
+        problem = responder_url_error("ocsp-responder", responder)
+        if problem is not None:
+            sink.error(where, "ocsp-responder", problem)
+            ok = False
     versions: dict[str, TlsVersion | None] = {}
     for keyword in ("ssl-min-ver", "ssl-max-ver"):
         versions[keyword] = None
@@ -222,6 +244,7 @@ def _parse_line(
         sni_filters=tuple(f.lower() for f in filters),
         alpn=alpn,
         ocsp_update=ocsp_update,
+        ocsp_responder=responder,
         key=join_base(key_base, values["key"]) if "key" in values else None,
         ocsp=join_base(crt_base, values["ocsp"]) if "ocsp" in values else None,
         issuer=join_base(crt_base, values["issuer"]) if "issuer" in values else None,

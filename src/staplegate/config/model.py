@@ -296,6 +296,12 @@ class GlobalSettings:
     """staplegate extension: OCSP requests per second to one responder host at most."""
     ocsp_update_crl_watch: CrlWatchMode = CrlWatchMode.NO_OCSP_ONLY
     """staplegate extension: which certificates' CRL distribution points are watched."""
+    ocsp_update_revoked_hook: str | None = None
+    """staplegate extension: a shell command run when a served certificate is revoked."""
+    ocsp_update_responder_url: str | None = None
+    """staplegate extension: the OCSP responder every certificate is asked at (no AIA)."""
+    ocsp_update_must_staple_wait_ms: int = 30_000
+    """staplegate extension: how long systemd's READY=1 waits for must-staple staples."""
     crt_base: str | None = None
     key_base: str | None = None
     ca_base: str | None = None
@@ -614,6 +620,8 @@ class CrtListEntry:
     sni_filters: tuple[str, ...] = ()
     alpn: tuple[str, ...] | None = None
     ocsp_update: bool | None = None
+    ocsp_responder: str | None = None
+    """staplegate extension: this certificate's OCSP responder instead of its AIA."""
     key: str | None = None
     ocsp: str | None = None
     issuer: str | None = None
@@ -661,6 +669,8 @@ class CrtStoreLoad:
     sctl_path: str | None = None
     ocsp_update: bool | None = None
     alias: str | None = None
+    ocsp_responder: str | None = None
+    """staplegate extension: this certificate's OCSP responder instead of its AIA."""
 
     @property
     def name(self) -> str:
@@ -900,6 +910,8 @@ class CertificateReference:
     verify: Verify | None = None
     ca_file: str | None = None
     crl_file: str | None = None
+    ocsp_responder: str | None = None
+    """The responder asked instead of the AIA (`ocsp-responder`, `ocsp-update.responder-url`)."""
 
     @property
     def file(self) -> str:

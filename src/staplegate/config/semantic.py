@@ -649,6 +649,9 @@ class _Builder:
             verify=entry.verify if entry is not None else None,
             ca_file=entry.ca_file if entry is not None else None,
             crl_file=entry.crl_file if entry is not None else None,
+            ocsp_responder=(entry.ocsp_responder if entry is not None else None)
+            or (load.ocsp_responder if load is not None else None)
+            or self.g.ocsp_update_responder_url,
         )
 
 

@@ -115,7 +115,8 @@ def build_generation(config: Config, *, now: dt.datetime) -> Generation:
         for warning in certificate.warnings:
             diagnostics.append(_diagnostic(Severity.WARNING, first, warning, Reason.IO))
         entry_update = any(ref.effective_ocsp_update for ref in references)
-        readiness = assess_ocsp(certificate, ocsp_update=entry_update)
+        responder = next((r.ocsp_responder for r in references if r.ocsp_responder), None)
+        readiness = assess_ocsp(certificate, ocsp_update=entry_update, responder=responder)
         sidecar = check_ocsp_sidecar(certificate, now)
         if readiness.disposition is OcspDisposition.FATAL and readiness.fatal:
             diagnostics.append(_diagnostic(Severity.ERROR, first, readiness.fatal, Reason.IO))

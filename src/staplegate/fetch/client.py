@@ -39,6 +39,7 @@ import aiohttp
 from yarl import URL
 
 from staplegate import __version__
+from staplegate.fetch.caching import fresh_for
 
 OCSP_RESPONSE_CONTENT_TYPE = "application/ocsp-response"
 #: Ours, so a responder's logs tell us from HAProxy (whose User-Agent is `HAProxy`).
@@ -136,6 +137,8 @@ class FetchResult:
     elapsed: float
     attempts: int = 1
     """Connection attempts made (1 unless connecting failed and was retried)."""
+    fresh_for: float | None = None
+    """Seconds the responder says the answer stays fresh (`fetch.caching.fresh_for`)."""
 
 
 class OcspHttpRequestLike(Protocol):
@@ -251,7 +254,7 @@ class OcspHttpClient:
         try:
             target = _parse_url(url, what=what)
             async with asyncio.timeout(total):
-                status, payload = await self._exchange(
+                status, payload, fresh = await self._exchange(
                     method, target, url, headers, body, progress, rule
                 )
         except _Failed as failed:
@@ -282,6 +285,7 @@ class OcspHttpClient:
             http_status=status,
             elapsed=loop.time() - started,
             attempts=progress.attempts,
+            fresh_for=fresh,
         )
 
     async def _exchange(
@@ -293,7 +297,7 @@ class OcspHttpClient:
         body: bytes | None,
         progress: _Progress,
         rule: _BodyRule,
-    ) -> tuple[int, bytes]:
+    ) -> tuple[int, bytes, float | None]:
         settings = self._settings
         session = self._get_session()
         per_attempt = aiohttp.ClientTimeout(
@@ -317,7 +321,15 @@ class OcspHttpClient:
                     progress.phase = "reading the body from"
                     progress.http_status = response.status
                     max_body = settings.max_body if rule.max_body is None else rule.max_body
-                    return response.status, await _accept(response, url, max_body, rule.kind)
+                    payload = await _accept(response, url, max_body, rule.kind)
+                    hints = response.headers
+                    fresh = fresh_for(
+                        cache_control=hints.get("Cache-Control"),
+                        expires=hints.get("Expires"),
+                        date=hints.get("Date"),
+                        age=hints.get("Age"),
+                    )
+                    return response.status, payload, fresh
             except aiohttp.ClientConnectorCertificateError as exc:
                 raise _Failed(
                     FetchFailure.TLS_FAILED,

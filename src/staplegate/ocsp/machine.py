@@ -31,6 +31,7 @@ top complaint in HAProxy's issue tracker.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 import random
@@ -50,10 +51,11 @@ from staplegate.ocsp.request import (
 )
 from staplegate.ocsp.schedule import (
     UpdateSettings,
-    base_refresh_at,
+    fetched_at,
     jitter,
     refresh_at_after_failure,
     refresh_at_after_success,
+    refresh_at_start,
 )
 from staplegate.ocsp.verify import (
     DEFAULT_SKEW,
@@ -141,10 +143,17 @@ class Tick:
 
 @dataclass(frozen=True)
 class FetchSucceeded:
-    """The responder answered 200 with the right Content-Type; `der` is the body."""
+    """The responder answered 200 with the right Content-Type; `der` is the body.
+
+    `fresh_until`: until when the responder's caching headers (max-age, Expires) say asking
+    again returns the same answer (fetch/caching.py); None without a hint.
+    """
 
     now: dt.datetime
     der: bytes
+    fresh_until: dt.datetime | None = None
+    answered_by: str | None = None
+    """The responder URI that answered (one of the certificate's; None: the first)."""
 
 
 @dataclass(frozen=True)
@@ -184,9 +193,12 @@ Event = (
 
 @dataclass(frozen=True)
 class Fetch:
+    """Ask `uri`; when it fails (no HTTP answer, an HTTP error), each of `alternatives`."""
+
     cert_id: CertId
     uri: str
     request: OcspHttpRequest
+    alternatives: tuple[tuple[str, OcspHttpRequest], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -271,6 +283,8 @@ class CertificateMachine:
     skew: dt.timedelta = DEFAULT_SKEW
     user_agent: str = field(kw_only=True)
     """The requests' User-Agent (`fetch.client.USER_AGENT`)."""
+    fallback_uris: tuple[str, ...] = field(default=(), kw_only=True)
+    """Further responders (the AIA's other OCSP URLs), asked in order when one fails."""
 
     state: State = field(default=State.NEW, init=False)
     staple: VerifiedStaple | None = field(default=None, init=False)
@@ -281,15 +295,31 @@ class CertificateMachine:
     cert_id: CertId = field(init=False)
     _request: OcspHttpRequest | None = field(default=None, init=False, repr=False)
     _uri_problem: str | None = field(default=None, init=False, repr=False)
+    _endpoints: list[tuple[str, OcspHttpRequest]] = field(
+        default_factory=list, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         self.cert_id = CertId.for_certificate(self.certificate, self.issuer)
+        der = build_request(self.cert_id)
         try:
-            self._request = http_request_for(
-                self.uri or "", build_request(self.cert_id), user_agent=self.user_agent
-            )
+            self._request = http_request_for(self.uri or "", der, user_agent=self.user_agent)
         except OcspUriError as error:
             self._uri_problem = str(error)
+        else:
+            self._endpoints.append((self.uri or "", self._request))
+        if self._request is None:
+            return  # as HAProxy: an unusable first URI disables updates
+        for uri in self.fallback_uris:
+            with contextlib.suppress(OcspUriError):  # an unusable fallback is skipped
+                self._endpoints.append(
+                    (uri, http_request_for(uri, der, user_agent=self.user_agent))
+                )
+
+    @property
+    def answering_uri(self) -> str | None:
+        """The responder asked first: the last one that answered (initially `uri`)."""
+        return self._endpoints[0][0] if self._endpoints else self.uri
 
     # --- public ---
 
@@ -348,8 +378,20 @@ class CertificateMachine:
             return Outcome.UNSCHEDULED
         if not self.auto_update:
             return Outcome.UNSCHEDULED
-        attempt = base_refresh_at(now=now, expire=self._expire(), settings=self.settings)
-        return self._schedule(attempt, now)
+        if self.staple is None:
+            return self._schedule(now, now)  # no staple: due now
+        staple = self.staple
+        attempt = refresh_at_start(
+            now=now,
+            fetched=fetched_at(
+                produced_at=staple.produced_at, this_update=staple.this_update, now=now
+            ),
+            expire=staple.expire(),
+            settings=self.settings,
+            rng=self.rng,
+        )
+        self.next_attempt = attempt  # already jittered
+        return Outcome.SCHEDULED
 
     def _on_tick(self, event: Tick, actions: list[Action]) -> Outcome:
         """WAITING only: fetch when the scheduled attempt is due."""
@@ -358,11 +400,17 @@ class CertificateMachine:
         self.next_attempt = None
         # status 0 while fetching; the previous detail stays, as 3.2 shows it
         self.counters = replace(self.counters, last_status=UpdateStatus.UNKNOWN)
-        actions.append(Fetch(self.cert_id, self.uri or "", self._request))
+        (uri, request), *others = self._endpoints
+        actions.append(Fetch(self.cert_id, uri, request, tuple(others)))
         return Outcome.DUE
 
     def _on_fetch_succeeded(self, event: FetchSucceeded, actions: list[Action]) -> Outcome:
         now = event.now
+        # remember the responder that answered: it is asked first next time
+        for index, (uri, _) in enumerate(self._endpoints):
+            if uri == event.answered_by and index > 0:
+                self._endpoints.insert(0, self._endpoints.pop(index))
+                break
         try:
             staple = self._verify(event.der, now)
         except VerificationError as error:
@@ -392,8 +440,10 @@ class CertificateMachine:
         else:
             self._install(staple, actions, persist=True)
         held_expire = self.staple.expire() if self.staple is not None else staple.expire()
-        attempt = refresh_at_after_success(now=now, expire=held_expire, settings=self.settings)
-        return self._after_attempt(attempt, now)
+        attempt = refresh_at_after_success(
+            now=now, expire=held_expire, settings=self.settings, fresh_until=event.fresh_until
+        )
+        return self._after_attempt(attempt, now, actions, not_before=event.fresh_until)
 
     def _on_fetch_failed(self, event: FetchFailed, actions: list[Action]) -> Outcome:
         return self._failed(event.now, event.kind.status, event.detail, actions)
@@ -500,7 +550,7 @@ class CertificateMachine:
             consecutive_failures=self.counters.consecutive_failures,
             settings=self.settings,
         )
-        return self._after_attempt(attempt, now)
+        return self._after_attempt(attempt, now, actions)
 
     def _log_update(self, actions: list[Action]) -> None:
         line = format_update_line(
@@ -512,16 +562,44 @@ class CertificateMachine:
         )
         actions.append(Log(LogLevel.NOTICE, line))
 
-    def _after_attempt(self, attempt: dt.datetime, now: dt.datetime) -> Outcome:
+    def _after_attempt(
+        self,
+        attempt: dt.datetime,
+        now: dt.datetime,
+        actions: list[Action],
+        *,
+        not_before: dt.datetime | None = None,
+    ) -> Outcome:
         if self.one_shot or not self.auto_update:
             self.one_shot = False
             self.next_attempt = None
             return Outcome.UNSCHEDULED
-        return self._schedule(attempt, now)
+        expiry = self.certificate.not_valid_after_utc
+        if attempt >= expiry:
+            # a staple never outlives its certificate in the schedule: asking about an
+            # expired certificate serves nobody (`update ssl ocsp-response` still can)
+            self.next_attempt = None
+            actions.append(
+                Log(
+                    LogLevel.INFO,
+                    f"{self.path}: the certificate expires at {expiry:%Y-%m-%dT%H:%M:%SZ}, "
+                    "before its next OCSP update would be due; automatic updates stop "
+                    "(replace the certificate)",
+                )
+            )
+            return Outcome.UNSCHEDULED
+        return self._schedule(attempt, now, not_before=not_before)
 
-    def _schedule(self, attempt: dt.datetime, now: dt.datetime) -> Outcome:
+    def _schedule(
+        self, attempt: dt.datetime, now: dt.datetime, *, not_before: dt.datetime | None = None
+    ) -> Outcome:
         self.next_attempt = jitter(
-            attempt, now=now, expire=self._expire(), settings=self.settings, rng=self.rng
+            attempt,
+            now=now,
+            expire=self._expire(),
+            settings=self.settings,
+            rng=self.rng,
+            not_before=not_before,
         )
         return Outcome.SCHEDULED
 

@@ -23,6 +23,18 @@ nextUpdate - `verify.WITHDRAWAL_MARGIN`) of the staple we hold, if any, and `Upd
   staple is held) after now.
 - Also ours: after any success or failure the next attempt is at least 1 s away, so a
   configuration of `mindelay 0`/`maxdelay 0` (HAProxy accepts both) cannot spin.
+- Also ours, the responder's caching hint (`fresh_until`, from Cache-Control max-age or
+  Expires; fetch/caching.py): after a success the next attempt is not before the answer can
+  have changed — `max(formula, min(fresh_until, now + maxdelay))`, because of the hint never
+  later than margin/2 before the withdrawal — and jitter does not pull it before
+  `fresh_until` either.
+  `update ssl ocsp-response` still fetches at once.
+- Also ours, `refresh_at_start`: a staple loaded at start (state directory, `.ocsp` file) is
+  refreshed as if the process had never stopped — HAProxy's formula applied at the moment
+  the staple was fetched (its producedAt or thisUpdate, whichever is later and not in the
+  future), not at the start time, so a restart never stretches the gap between two questions
+  to the responder beyond maxdelay. Staples already overdue are spread over the first
+  `jitter * maxdelay` (at most until their withdrawal) instead of all going out at once.
 """
 
 from __future__ import annotations
@@ -75,6 +87,39 @@ def base_refresh_at(
     return max(candidate, now + _seconds(settings.mindelay))
 
 
+def fetched_at(
+    *, produced_at: dt.datetime, this_update: dt.datetime, now: dt.datetime
+) -> dt.datetime:
+    """When a stored staple was (at the latest) fetched: the later of producedAt and
+    thisUpdate that is not in the future; `now` when both are (a responder's clock ahead)."""
+    past = [t for t in (produced_at, this_update) if t <= now]
+    return max(past) if past else now
+
+
+def refresh_at_start(
+    *,
+    now: dt.datetime,
+    fetched: dt.datetime,
+    expire: dt.datetime,
+    settings: UpdateSettings,
+    rng: random.Random,
+) -> dt.datetime:
+    """The first attempt, jittered, for a staple loaded at start and fetched at `fetched`.
+
+    HAProxy's formula as of `fetched`, jittered like any attempt; when that is already past,
+    a random point in the next `jitter * maxdelay` seconds (never after the withdrawal time
+    less the margin).
+    """
+    due = base_refresh_at(now=fetched, expire=expire, settings=settings)
+    if due > now:
+        return jitter(due, now=now, expire=expire, settings=settings, rng=rng)
+    spread = min(
+        settings.jitter * settings.maxdelay,
+        max((expire - _seconds(settings.margin) - now).total_seconds(), 0.0),
+    )
+    return now + dt.timedelta(seconds=spread * rng.random())
+
+
 def backoff_delay(consecutive_failures: int, settings: UpdateSettings) -> dt.timedelta:
     """HAProxy's replay delay for the n-th failure in a row (n >= 1): 120 s, 240 s, ..."""
     if consecutive_failures < 1:
@@ -84,10 +129,25 @@ def backoff_delay(consecutive_failures: int, settings: UpdateSettings) -> dt.tim
 
 
 def refresh_at_after_success(
-    *, now: dt.datetime, expire: dt.datetime, settings: UpdateSettings
+    *,
+    now: dt.datetime,
+    expire: dt.datetime,
+    settings: UpdateSettings,
+    fresh_until: dt.datetime | None = None,
 ) -> dt.datetime:
-    """After installing a staple withdrawn at `expire`: HAProxy's formula, at least 1 s."""
-    return max(base_refresh_at(now=now, expire=expire, settings=settings), now + MIN_GAP)
+    """After installing a staple withdrawn at `expire`: HAProxy's formula, at least 1 s.
+
+    With the responder's caching hint `fresh_until` (ours, RFC 5019/9919): not before the
+    answer can have changed, `max(formula, min(fresh_until, now + maxdelay))`, but because
+    of the hint never later than half the margin before the withdrawal time, so the fetch
+    itself has 30 s before the staple would be withdrawn.
+    """
+    attempt = max(base_refresh_at(now=now, expire=expire, settings=settings), now + MIN_GAP)
+    if fresh_until is not None:
+        latest = expire - _seconds(settings.margin) / 2
+        hinted = min(fresh_until, now + _seconds(settings.maxdelay), latest)
+        attempt = max(attempt, hinted)
+    return attempt
 
 
 def refresh_at_after_failure(
@@ -110,15 +170,19 @@ def jitter(
     expire: dt.datetime | None,
     settings: UpdateSettings,
     rng: random.Random,
+    not_before: dt.datetime | None = None,
 ) -> dt.datetime:
     """Pull `attempt` earlier by up to `settings.jitter` of its delay; never past a floor.
 
-    The floor is now + 1 s, or now + mindelay while a staple is held; an attempt already
-    sooner than the floor (e.g. due now at startup) is left alone.
+    The floor is now + 1 s, or now + mindelay while a staple is held, or `not_before` (the
+    responder's caching hint) when later; an attempt already sooner than the floor (e.g. due
+    now at startup) is left alone.
     """
     delay = attempt - now
     if delay <= dt.timedelta(0) or settings.jitter == 0:
         return attempt
     earlier = delay * (settings.jitter * rng.random())
     floor = now + max(MIN_GAP, _seconds(settings.mindelay) if expire is not None else MIN_GAP)
+    if not_before is not None:
+        floor = max(floor, not_before)
     return max(attempt - earlier, min(attempt, floor))

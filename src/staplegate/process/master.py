@@ -92,8 +92,10 @@ def updater_entries(generation: Generation) -> list[UpdaterEntry]:
                 certificate=cert.leaf,
                 issuer=cert.issuer,
                 path=entry.name,
-                uri=cert.ocsp_uri,
+                uri=readiness.ocsp_uri,
                 auto_update=readiness.auto_update and not disabled,
+                # the AIA's other OCSP URLs, unless an override replaced them all
+                fallback_uris=cert.ocsp_uris[1:] if readiness.ocsp_uri == cert.ocsp_uri else (),
                 sidecar_ocsp=cert.ocsp.der if cert.ocsp else None,
             )
         )
@@ -489,6 +491,9 @@ class Master:
         self.current = Deployment(number, generation, plan, sockets)
         self.pools = self._pools_for(plan)
         await updater.reconfigure(updater_entries(generation))
+        updater.configure_revoked_hook(
+            generation.config.global_.ocsp_update_revoked_hook, self.state_dir
+        )
         updater.start_crl_watch(crl_targets(generation), self.state_dir)
         old_workers = [h for h in self.workers.values() if h.deployment == previous.number]
         for slot in range(self.worker_count):

@@ -26,6 +26,7 @@ from staplegate.ocsp.certid import CertId
 from staplegate.proxy.backends import AdminState
 from staplegate.updater.crl_watch import CrlSource
 from staplegate.updater.results import EntrySnapshot, SetOutcome, UpdateOutcome
+from staplegate.updater.timing import DurationHistogram
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,14 @@ class OcspService(Protocol):
 
     def crl_sources(self) -> Sequence[CrlSource]:
         """Every CRL URL the CRL watch follows, with its certificates' verdicts."""
+        ...
+
+    def fetch_durations(self) -> Mapping[str, DurationHistogram]:
+        """How long OCSP fetches took, per responder URL, since the master started."""
+        ...
+
+    async def update_crl(self, name: str, *, timeout: float) -> CrlSource | None:
+        """Fetch the CRL named by URL or certificate path now; None when none is watched."""
         ...
 
 

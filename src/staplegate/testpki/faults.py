@@ -41,6 +41,7 @@ class FaultKind(enum.Enum):
     WRONG_CERTID = "wrong-certid"  # answers for another certificate of the same CA
     CONNECTION_RESET = "reset"  # TCP RST instead of an answer
     FIXED_BODY = "fixed-body"  # 200, right Content-Type, the fault's `body` (base64 in JSON)
+    MAX_AGE = "max-age"  # answer normally, with `Cache-Control: max-age=<seconds>` (GET and POST)
 
     @property
     def is_http_level(self) -> bool:
@@ -60,6 +61,7 @@ _HTTP_LEVEL: Final = frozenset(
         FaultKind.HUGE_BODY,
         FaultKind.CONNECTION_RESET,
         FaultKind.FIXED_BODY,
+        FaultKind.MAX_AGE,
     }
 )
 
@@ -95,7 +97,7 @@ class Fault:
         data: dict[str, Any] = {"kind": self.kind.value}
         if self.serial is not None:
             data["serial"] = f"{self.serial:X}"
-        if self.kind in (FaultKind.DELAY, FaultKind.HANG):
+        if self.kind in (FaultKind.DELAY, FaultKind.HANG, FaultKind.MAX_AGE):
             data["seconds"] = self.seconds
         if self.kind is FaultKind.HUGE_BODY:
             data["size"] = self.size

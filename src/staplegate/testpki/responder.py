@@ -485,6 +485,8 @@ class OcspResponder:
                 del headers["Content-Type"]
                 self._record(replace(base, http_status=304), started)
                 return web.Response(status=304, headers=headers)
+        if fault is not None and fault.kind is FaultKind.MAX_AGE:
+            headers["Cache-Control"] = f"max-age={int(fault.seconds)}, public, no-transform"
         body_out = b"" if method == "HEAD" else answer.der
         self._record(replace(base, http_status=200, body_bytes=len(answer.der)), started)
         return web.Response(body=body_out, headers=headers)
@@ -557,6 +559,8 @@ class OcspResponder:
         request_der: bytes | None,
     ) -> web.StreamResponse | None:
         kind = fault.kind
+        if kind is FaultKind.MAX_AGE:
+            return None  # answered normally; the header is set with the others
         if kind is FaultKind.DELAY:
             await asyncio.sleep(fault.seconds)
             return None

@@ -3,7 +3,8 @@
 Every problem is printed (`[ALERT]`, `[WARNING]`, `[NOTICE]` lines naming file:line), then the
 verdict: `Configuration file is valid` and exit 0, or `Fatal errors found in configuration.`
 and exit 1. With `-V`, a report of every certificate follows: names, key, expiry, OCSP URI,
-issuer and where it was found, CertId, `.ocsp` state and the effective `ocsp-update`.
+issuer and where it was found, CertId, `.ocsp` state and the effective `ocsp-update`, then
+the value of each of staplegate's own `global` keywords (extensions HAProxy does not know).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 
 from staplegate.certs import IssuerSource, OcspDisposition, SidecarOutcome
 from staplegate.clock import SystemClock
+from staplegate.config.model import GlobalSettings
 from staplegate.deploy.generation import CertificateEntry, Generation
 from staplegate.deploy.plan import validate
 
@@ -32,7 +34,37 @@ def run_check(paths: Sequence[str], *, verbose: bool) -> int:
     if verbose and generation is not None:
         print()
         print(certificate_report(generation, now=now))
+        print()
+        print(extensions_report(generation.config.global_))
     return 0 if valid else 1
+
+
+def extensions_report(settings: GlobalSettings) -> str:
+    """The `-V` list of staplegate's own `global` keywords (HAProxy has none of them)."""
+    defaults = GlobalSettings()
+    rows = [
+        ("ocsp-update.maxconn", str(settings.ocsp_update_maxconn)),
+        ("ocsp-update.rate-limit", str(settings.ocsp_update_rate_limit)),
+        ("ocsp-update.crl-watch", settings.ocsp_update_crl_watch.value),
+        ("ocsp-update.revoked-hook", settings.ocsp_update_revoked_hook or "none"),
+        ("ocsp-update.responder-url", settings.ocsp_update_responder_url or "none (the AIA)"),
+        ("ocsp-update.must-staple-wait", f"{settings.ocsp_update_must_staple_wait_ms / 1000:g}s"),
+    ]
+    changed = {
+        "ocsp-update.maxconn": settings.ocsp_update_maxconn != defaults.ocsp_update_maxconn,
+        "ocsp-update.rate-limit": settings.ocsp_update_rate_limit
+        != defaults.ocsp_update_rate_limit,
+        "ocsp-update.crl-watch": settings.ocsp_update_crl_watch
+        is not defaults.ocsp_update_crl_watch,
+        "ocsp-update.revoked-hook": settings.ocsp_update_revoked_hook is not None,
+        "ocsp-update.responder-url": settings.ocsp_update_responder_url is not None,
+        "ocsp-update.must-staple-wait": settings.ocsp_update_must_staple_wait_ms
+        != defaults.ocsp_update_must_staple_wait_ms,
+    }
+    lines = ["staplegate extensions (global):"]
+    for name, value in rows:
+        lines.append(f"  {name:<29} {value}{'' if changed[name] else ' (default)'}")
+    return "\n".join(lines)
 
 
 def _when(moment: dt.datetime, now: dt.datetime) -> str:
@@ -71,6 +103,16 @@ def _ocsp_file_line(entry: CertificateEntry) -> str:
     return f"{path}: ignored ({sidecar.warning})"
 
 
+def _uri_line(entry: CertificateEntry) -> str:
+    cert = entry.certificate
+    assert cert is not None
+    aia = ", then ".join(cert.ocsp_uris) or NO_URI
+    override = next((r for r in entry.references if r.ocsp_responder), None)
+    if override is None:
+        return aia
+    return f"{override.ocsp_responder} (ocsp-responder override; the AIA says: {aia})"
+
+
 def _update_line(entry: CertificateEntry) -> str:
     readiness = entry.readiness
     places = ", ".join(
@@ -106,7 +148,7 @@ def certificate_report(generation: Generation, *, now: dt.datetime) -> str:
         lines.append(f"    serial:       {cert.serial_hex}")
         lines.append(f"    expires:      {_when(cert.not_after, now)}")
         lines.append(f"    must-staple:  {'yes' if cert.must_staple else 'no'}")
-        lines.append(f"    OCSP URI:     {cert.ocsp_uri or NO_URI}")
+        lines.append(f"    OCSP URI:     {_uri_line(entry)}")
         lines.append(f"    issuer:       {_issuer_line(entry)}")
         lines.append(f"    CertId:       {cert.cert_id.hex if cert.cert_id else '-'}")
         lines.append(f"    .ocsp:        {_ocsp_file_line(entry)}")

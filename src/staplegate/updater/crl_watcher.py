@@ -8,7 +8,8 @@ than `MAX_SLEEP`, so an offset clock or a wall-clock jump is noticed.
 Log lines go to the `staplegate.crl` logger: `<CRL-UPDATE>` lines at NOTICE like
 `<OCSP-UPDATE>`, a certificate becoming revoked at ALERT. Each source's verdicts are written
 to the state directory after every successful fetch (`crl-<hash>.json`, atomically) and read
-back before the first fetch, so a restart reports the last verdict at once.
+back before the first fetch, so a restart reports the last verdict at once. A certificate
+that becomes revoked is also handed to `on_revocation` (the revoked hook).
 """
 
 from __future__ import annotations
@@ -18,15 +19,23 @@ import contextlib
 import datetime as dt
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from staplegate.clock import Clock
-from staplegate.fetch.client import OcspHttpClient
+from staplegate.fetch.client import FetchResult, OcspHttpClient
 from staplegate.fetch.gate import FetchGate
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.store.atomic import write_atomically
-from staplegate.updater.crl_watch import CrlSource, CrlTarget, CrlWatch, WatchLog, state_file_name
+from staplegate.updater.crl_watch import (
+    LOG_TAG,
+    CrlSource,
+    CrlTarget,
+    CrlWatch,
+    WatchLog,
+    state_file_name,
+)
+from staplegate.updater.revoked_hook import Revocation
 
 #: syslog notice and alert, as the OCSP updater uses them (updater/driver.py).
 NOTICE = 25
@@ -52,8 +61,10 @@ class CrlWatcher:
         state_dir: Path | None,
         settings: UpdateSettings | None = None,
         rng: random.Random | None = None,
+        on_revocation: Callable[[Revocation], None] | None = None,
     ) -> None:
         self._clock = clock
+        self._on_revocation = on_revocation
         self._client = client
         self._gate = gate
         self._state_dir = state_dir
@@ -87,17 +98,35 @@ class CrlWatcher:
                 logger.warning("CRL watch: ignoring damaged state file %s for %s", path, url)
 
     async def refresh(self, url: str) -> None:
-        """Fetch `url` once (through the gate), apply the result, log, persist."""
-        async with self._gate.slot(url):
-            result = await self._client.fetch_crl(url)
+        """Fetch the CRL of `url`'s source once (through the gate), from `url` or, when it
+        fails, from the certificates' other distribution points; apply, log, persist."""
+        source = self.watch.sources[url]
+        failures: list[tuple[str, FetchResult]] = []
+        result: FetchResult | None = None
+        for candidate in source.fetch_order():
+            async with self._gate.slot(candidate):
+                attempt = await self._client.fetch_crl(candidate)
+            if attempt.ok and attempt.body is not None:
+                result = attempt
+                if failures:
+                    failed = ", ".join(f"{u} ({r.detail})" for u, r in failures)
+                    logger.info("%s %s: %s failed; %s answered", LOG_TAG, url, failed, candidate)
+                source.answering = candidate
+                break
+            failures.append((candidate, attempt))
         now = self._clock.now()
-        if result.ok and result.body is not None:
+        if result is not None and result.body is not None:
             logs = self.watch.fetched(url, result.body, now)
         else:
-            failure = result.failure.value if result.failure else "unknown"
-            logs = self.watch.failed(url, failure, result.detail, now)
+            first = failures[0][1]
+            failure = first.failure.value if first.failure else "unknown"
+            detail = first.detail
+            if len(failures) > 1:
+                detail += "; also failed: " + ", ".join(u for u, _ in failures[1:])
+            logs = self.watch.failed(url, failure, detail, now)
         _emit(logs)
-        if result.ok and self.watch.sources[url].consecutive_failures == 0:
+        self._announce(logs)
+        if result is not None and self.watch.sources[url].consecutive_failures == 0:
             await self._persist(url)
 
     async def _persist(self, url: str) -> None:
@@ -127,6 +156,14 @@ class CrlWatcher:
             for task in self._in_flight.values():
                 task.cancel()
             await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
+
+    async def refresh_now(self, url: str) -> None:
+        """Fetch `url`'s CRL at once (`update ssl crl`), or wait for the fetch under way."""
+        task = self._in_flight.get(url)
+        if task is None:
+            self._start(url)
+            task = self._in_flight[url]
+        await asyncio.shield(task)
 
     def _start(self, url: str) -> None:
         task = asyncio.get_running_loop().create_task(self._guarded_refresh(url))
@@ -161,6 +198,25 @@ class CrlWatcher:
         self._wakeup.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+
+    def _announce(self, logs: list[WatchLog]) -> None:
+        """Hand each new revocation to the revoked hook (a failing hook is logged, no more)."""
+        if self._on_revocation is None:
+            return
+        for line in logs:
+            if line.revoked is None or line.verdict is None:
+                continue
+            revocation = Revocation(
+                path=line.revoked.path,
+                certificate=line.revoked.certificate,
+                reason=line.verdict.reason,
+                time=line.verdict.revocation_time,
+                source="crl",
+            )
+            try:
+                self._on_revocation(revocation)
+            except Exception:
+                logger.exception("CRL watch: the revocation callback failed")
 
 
 def _emit(logs: list[WatchLog]) -> None:

@@ -41,7 +41,7 @@ import itertools
 import logging
 import random
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -78,10 +78,11 @@ from staplegate.ocsp.machine import (
     Withdraw,
 )
 from staplegate.ocsp.schedule import UpdateSettings
-from staplegate.ocsp.verify import VerifiedStaple
 from staplegate.store.base import StapleStore
 from staplegate.updater.persist import StapleWriter
 from staplegate.updater.results import UpdateOutcome, UpdateResult, UpdaterNotRunning
+from staplegate.updater.revoked_hook import Revocation
+from staplegate.updater.timing import FetchDurations
 
 #: syslog "notice": HAProxy 3.x logs `<OCSP-UPDATE>` lines at this level.
 NOTICE = 25
@@ -134,14 +135,23 @@ class UpdaterEntry:
     auto_update: bool = True
     sidecar_ocsp: bytes | None = field(default=None, repr=False)
     """The raw bytes of the certificate's `.ocsp` sidecar, if any (verified before use)."""
+    fallback_uris: tuple[str, ...] = ()
+    """Further responders to try, in order, when `uri` fails (the AIA's other OCSP URLs)."""
 
 
-def fetch_event(result: FetchResult, now: dt.datetime) -> FetchSucceeded | FetchFailed:
+def fetch_event(
+    result: FetchResult, now: dt.datetime, *, answered_by: str | None = None
+) -> FetchSucceeded | FetchFailed:
     """Translate the HTTP client's result into the machine's event (FetchFailureKind docs)."""
     if result.ok and result.body is not None:
-        return FetchSucceeded(now, result.body)
+        fresh_until = (
+            now + dt.timedelta(seconds=min(result.fresh_for, 10 * 365 * 86400))
+            if result.fresh_for is not None
+            else None
+        )
+        return FetchSucceeded(now, result.body, fresh_until, answered_by)
     if result.failure is FetchFailure.EMPTY_BODY:
-        return FetchSucceeded(now, b"")  # fails verification as unparsable: status 4
+        return FetchSucceeded(now, b"", answered_by=answered_by)  # unparsable: status 4
     if result.failure is None:
         return FetchFailed(now, FetchFailureKind.INTERNAL, result.detail)
     return FetchFailed(now, _FAILURE_KINDS[result.failure], result.detail)
@@ -157,7 +167,7 @@ class _Managed:
 
 
 StaplesCallback = Callable[[Mapping[CertId, bytes]], None]
-RevocationCallback = Callable[[str, VerifiedStaple], None]
+RevocationCallback = Callable[[Revocation], None]
 
 
 class UpdaterDriver:
@@ -207,6 +217,8 @@ class UpdaterDriver:
         self._seq = itertools.count()
         self._waiters: dict[CertId, list[asyncio.Future[UpdateOutcome]]] = {}
         self._fetches: set[asyncio.Task[None]] = set()
+        #: staplegate_ocsp_fetch_duration_seconds
+        self.fetch_durations_histogram = FetchDurations()
         self._wakeup: asyncio.Event | None = None
         self._running = False
         self._stopping = False
@@ -229,6 +241,7 @@ class UpdaterDriver:
             rng=self._rng,
             auto_update=any(e.auto_update for e in group),
             user_agent=USER_AGENT,
+            fallback_uris=next((e.fallback_uris for e in group if e.uri is not None), ()),
         )
 
     def _add(self, cert_id: CertId, group: list[UpdaterEntry]) -> _Managed:
@@ -301,7 +314,11 @@ class UpdaterDriver:
             else:
                 machine = managed.machine
                 wanted = self._new_machine(group)
-                if (wanted.uri, wanted.auto_update) == (machine.uri, machine.auto_update):
+                if (wanted.uri, wanted.fallback_uris, wanted.auto_update) == (
+                    machine.uri,
+                    machine.fallback_uris,
+                    machine.auto_update,
+                ):
                     managed.entries = group
                     machine.path = group[0].path
                     continue
@@ -385,12 +402,16 @@ class UpdaterDriver:
             task.cancel()
         await asyncio.gather(*fetches, return_exceptions=True)
         await self.flush()  # writes are short; losing one would refetch after restart
+        await self._close_hooks()
         for cert_id, waiters in self._waiters.items():
             for future in waiters:
                 if not future.done():
                     future.set_result(self._outcome(cert_id, UpdateResult.STOPPED))
         self._waiters.clear()
         await self._client.close()
+
+    async def _close_hooks(self) -> None:
+        """Let what runs on revocations finish (OcspUpdater's revoked hook)."""
 
     # --- timers ---
 
@@ -465,7 +486,14 @@ class UpdaterDriver:
                 # The machine's own Log(ALERT) action names the certificate; count and hook.
                 managed.revocations += 1
                 if self._on_revocation is not None:
-                    self._call_safely(self._on_revocation, managed.machine.path, action.staple)
+                    revocation = Revocation(
+                        path=managed.machine.path,
+                        certificate=managed.machine.certificate,
+                        reason=action.staple.revocation_reason,
+                        time=action.staple.revocation_time,
+                        source="ocsp",
+                    )
+                    self._call_safely(self._on_revocation, revocation)
             # Rejected is returned to the caller (set_response).
         if changed and publish:
             self._publish()
@@ -495,9 +523,7 @@ class UpdaterDriver:
     async def _fetch(self, managed: _Managed, action: Fetch) -> None:
         event: FetchSucceeded | FetchFailed
         try:
-            async with self._gate.slot(action.uri):
-                result = await self._client.send(action.request)
-            event = fetch_event(result, self._clock.now())
+            event = await self._ask_responders(managed.machine.path, action)
         except Exception as exc:  # a bug, not the network: the machine must leave FETCHING
             logger.exception("OCSP fetch for %s failed internally", managed.machine.path)
             event = FetchFailed(
@@ -505,6 +531,36 @@ class UpdaterDriver:
             )
         if managed.machine.state is State.FETCHING:
             self._finish_fetch(managed, event)
+
+    async def _ask_responders(self, path: str, action: Fetch) -> FetchSucceeded | FetchFailed:
+        """Ask the action's responders in order until one answers with a body.
+
+        A responder that gives no usable HTTP answer (connection, timeout, HTTP status,
+        Content-Type) hands over to the next; the first body ends the round and the machine
+        judges it. When all fail, the first one's failure is reported, naming the others.
+        """
+        failures: list[tuple[str, FetchResult]] = []
+        for uri, request in ((action.uri, action.request), *action.alternatives):
+            async with self._gate.slot(uri):
+                result = await self._client.send(request)
+            self.fetch_durations_histogram.observe(uri, result.elapsed)
+            if result.ok or result.failure is FetchFailure.EMPTY_BODY:
+                if failures:
+                    failed = ", ".join(f"{u} ({r.detail})" for u, r in failures)
+                    logger.info(
+                        "%s: OCSP responder %s failed; %s answered",
+                        path,
+                        failed,
+                        uri,
+                        extra={"ocsp_path": path},
+                    )
+                return fetch_event(result, self._clock.now(), answered_by=uri)
+            failures.append((uri, result))
+        first = fetch_event(failures[0][1], self._clock.now())
+        if len(failures) > 1 and isinstance(first, FetchFailed):
+            others = ", ".join(u for u, _ in failures[1:])
+            first = replace(first, detail=f"{first.detail}; also failed: {others}")
+        return first
 
     def _finish_fetch(self, managed: _Managed, event: FetchSucceeded | FetchFailed) -> None:
         """Hand the result to the machine; whatever raises, it leaves FETCHING.

@@ -9,8 +9,9 @@ them on the loop running `run()`, after its `started` event is set (else `Update
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -33,6 +34,8 @@ from staplegate.updater.results import (
     UpdateOutcome,
     UpdateResult,
 )
+from staplegate.updater.revoked_hook import RevokedHook
+from staplegate.updater.timing import DurationHistogram
 
 #: How much longer than a fetch's own deadline `update_now` waits by default, so a fetch
 #: that times out is reported as such, not as "still running".
@@ -52,10 +55,38 @@ class OcspUpdater(UpdaterDriver):
 
     _crl_watcher: CrlWatcher | None = None
     _crl_task: asyncio.Task[None] | None = None
+    _revoked_hook: RevokedHook | None = None
+
+    def configure_revoked_hook(self, command: str | None, state_dir: Path | None) -> None:
+        """Run `command` on each verified revocation from now on (None: no hook).
+
+        Call before `run()` and on every reload, before `start_crl_watch`, which tells the
+        hook which certificates are served (to announce cleared revocations).
+        """
+        if command is None:
+            self._revoked_hook = None
+            self._on_revocation = None
+            return
+        if self._revoked_hook is None:
+            self._revoked_hook = RevokedHook(command, state_dir=state_dir)
+        self._revoked_hook.command = command
+        self._on_revocation = self._revoked_hook.revoked
+
+    @property
+    def revoked_hook(self) -> RevokedHook | None:
+        return self._revoked_hook
+
+    async def _close_hooks(self) -> None:
+        if self._revoked_hook is not None:
+            await self._revoked_hook.close()
 
     def start_crl_watch(self, targets: Sequence[CrlTarget], state_dir: Path | None) -> None:
         """Watch `targets`' CRLs from now on (call on the running loop)."""
         self._stop_crl_watch()
+        if self._revoked_hook is not None:
+            served = {e.path: e.certificate for m in self._managed.values() for e in m.entries}
+            served.update((t.path, t.certificate) for t in targets)
+            self._revoked_hook.configured(served)
         if not targets:
             self._crl_watcher = None
             return
@@ -67,6 +98,7 @@ class OcspUpdater(UpdaterDriver):
             state_dir=state_dir,
             settings=self._settings,
             rng=self._rng,
+            on_revocation=self._on_revocation,
         )
         self._crl_watcher = watcher
         self._crl_task = asyncio.get_running_loop().create_task(watcher.run())
@@ -74,6 +106,27 @@ class OcspUpdater(UpdaterDriver):
     def crl_sources(self) -> list[CrlSource]:
         """Every watched CRL URL with its certificates' verdicts (empty: no watch)."""
         return self._crl_watcher.sources if self._crl_watcher is not None else []
+
+    def fetch_durations(self) -> Mapping[str, DurationHistogram]:
+        """How long OCSP fetches took, per responder URL (the driver records them)."""
+        return self.fetch_durations_histogram.snapshot()
+
+    async def update_crl(self, name: str, *, timeout: float) -> CrlSource | None:
+        """Refresh at once the watched CRL named by its URL or by one of its certificates'
+        paths, waiting up to `timeout` s; the source afterwards (None: no such CRL)."""
+        watcher = self._crl_watcher
+        if watcher is None:
+            return None
+        source = next(
+            (s for s in watcher.sources if s.url == name or any(t.path == name for t in s.targets)),
+            None,
+        )
+        if source is None:
+            return None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await watcher.refresh_now(source.url)
+        return source
 
     def wake(self) -> None:
         super().wake()

@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import logging
 import random
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -351,3 +352,144 @@ def test_a_bug_on_one_certificates_timer_costs_it_one_attempt_and_nothing_else(
     asyncio.run(scenario())
     assert len(raised) == 1
     assert "/c/broken.pem failed internally; trying again in 60 s" in caplog.text
+
+
+def test_a_responders_max_age_moves_the_next_refresh(pki_factory: Any) -> None:
+    """Issue 19 item 5: responses valid 10 minutes (withdrawn 5 minutes from now); HAProxy's
+    formula refreshes 60 s before that (now + 240 s, less jitter). The responder says
+    `max-age=250`: the next refresh waits for it (jitter included). A hint past the
+    withdrawal (the test responder's own: half the life, 300 s) stops 30 s before it."""
+    pki = pki_factory("short", validity=dt.timedelta(minutes=10))
+    leaf = pki.issue("www.cache.test")
+    cert_id = CertId.for_certificate(leaf.certificate, leaf.issuer)
+    updater = OcspUpdater(
+        [UpdaterEntry(leaf.certificate, leaf.issuer, "/etc/certs/www.pem", pki.responder.url)],
+        update_settings=UpdateSettings(mindelay=0, maxdelay=3600),
+        fetch_settings=FAST,
+        on_staples=lambda table: None,
+        rng=random.Random(3),
+    )
+
+    async def scenario() -> None:
+        started = asyncio.Event()
+        task = asyncio.create_task(updater.run(started=started))
+        try:
+            await started.wait()
+            pki.responder.set_fault(Fault(FaultKind.MAX_AGE, seconds=250))
+            before = SystemClock().now()
+            assert (await updater.update_now(cert_id, timeout=10)).ok
+            (row,) = updater.snapshot()
+            assert row.next_attempt is not None
+            assert row.staple is not None
+            withdrawal = row.staple.next_update - dt.timedelta(seconds=300)
+            assert withdrawal - before < dt.timedelta(seconds=301)
+            hinted = row.next_attempt - before
+            assert dt.timedelta(seconds=249) <= hinted <= dt.timedelta(seconds=252), hinted
+            pki.responder.clear_faults()
+            before = SystemClock().now()
+            assert (await updater.update_now(cert_id, timeout=10)).ok
+            (row,) = updater.snapshot()
+            assert row.next_attempt is not None
+            assert row.staple is not None
+            withdrawal = row.staple.next_update - dt.timedelta(seconds=300)
+            assert row.next_attempt == withdrawal - dt.timedelta(seconds=30)
+        finally:
+            updater.stop()
+            await task
+
+    asyncio.run(scenario())
+
+
+def _dead_url() -> str:
+    """An http URL on 127.0.0.1 where nothing listens (connection refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/ocsp"
+
+
+def test_a_dead_first_responder_hands_over_to_the_next_and_is_asked_last_after(
+    pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 19 item 4: two AIA OCSP URLs, the first refusing connections."""
+    caplog.set_level(logging.INFO, logger="staplegate.ocsp")
+    dead = _dead_url()
+    leaf = pki.issue("www.failover.test", ocsp_url=[dead, pki.responder.url])
+    cert_id = CertId.for_certificate(leaf.certificate, leaf.issuer)
+    tables: list[Mapping[CertId, bytes]] = []
+    updater = OcspUpdater(
+        [
+            UpdaterEntry(
+                leaf.certificate,
+                leaf.issuer,
+                "/etc/certs/www.pem",
+                dead,
+                fallback_uris=(pki.responder.url,),
+            )
+        ],
+        update_settings=UpdateSettings(),
+        fetch_settings=FAST,
+        on_staples=tables.append,
+        rng=random.Random(3),
+    )
+
+    async def scenario() -> None:
+        started = asyncio.Event()
+        task = asyncio.create_task(updater.run(started=started))
+        try:
+            await started.wait()
+            first = await updater.update_now(cert_id, timeout=10)
+            assert first.ok, first
+            assert cert_id in tables[-1]
+            handovers = [r.getMessage() for r in caplog.records if "answered" in r.getMessage()]
+            assert len(handovers) == 1
+            assert f"OCSP responder {dead} (" in handovers[0]
+            assert handovers[0].endswith(f"; {pki.responder.url} answered")
+            second = await updater.update_now(cert_id, timeout=10)
+            assert second.ok, second
+            # the one that answered is asked first now: no second hand-over
+            assert len([r for r in caplog.records if "answered" in r.getMessage()]) == 1
+            assert len(pki.responder.requests) == 2
+        finally:
+            updater.stop()
+            await task
+
+    asyncio.run(scenario())
+
+
+def test_when_every_responder_fails_the_first_failure_is_reported_naming_the_others(
+    pki: Pki,
+) -> None:
+    dead, also_dead = _dead_url(), _dead_url()
+    leaf = pki.issue("www.nobody.test", ocsp_url=[dead, also_dead])
+    cert_id = CertId.for_certificate(leaf.certificate, leaf.issuer)
+    updater = OcspUpdater(
+        [
+            UpdaterEntry(
+                leaf.certificate,
+                leaf.issuer,
+                "/etc/certs/www.pem",
+                dead,
+                fallback_uris=(also_dead,),
+            )
+        ],
+        update_settings=UpdateSettings(),
+        fetch_settings=FAST,
+        on_staples=lambda table: None,
+        rng=random.Random(3),
+    )
+
+    async def scenario() -> None:
+        started = asyncio.Event()
+        task = asyncio.create_task(updater.run(started=started))
+        try:
+            await started.wait()
+            outcome = await updater.update_now(cert_id, timeout=10)
+            assert outcome.status is UpdateStatus.HTTP_ERROR
+            assert dead.split("/ocsp")[0].removeprefix("http://") in outcome.text
+            assert outcome.text.endswith(f"; also failed: {also_dead})"), outcome.text
+        finally:
+            updater.stop()
+            await task
+
+    asyncio.run(scenario())

@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from staplegate.certs import (
     CertificateSource,
@@ -20,7 +21,7 @@ from staplegate.certs import (
 from staplegate.certs.readiness import NO_URI_INFO, loading_warning
 from staplegate.ocsp.verify import FailureReason
 
-from .certs_pki import NOW, OCSP_URI, Issued, Pki, bundle, write
+from .certs_pki import NOW, OCSP_URI, Issued, Pki, bundle, issue, write
 
 
 def _load(
@@ -215,3 +216,27 @@ def test_sidecar_signed_by_a_stranger_is_ignored(pki: Pki, tmp_path: Path) -> No
 def test_loading_warning_keeps_one_period() -> None:
     assert loading_warning("a.") == "Loading: a. Content will be ignored."
     assert loading_warning("a") == "Loading: a. Content will be ignored."
+
+
+@pytest.mark.parametrize("ocsp_update", [True, False])
+def test_a_short_lived_certificate_without_ocsp_or_crl_is_reported_as_such(
+    pki: Pki, tmp_path: Path, ocsp_update: bool
+) -> None:
+    short = issue(
+        "short.example.test",
+        ec.generate_private_key(ec.SECP256R1()),
+        issuer=pki.intermediate,
+        serial=0x5157,
+        not_before=NOW - dt.timedelta(days=1),
+        not_after=NOW + dt.timedelta(days=6),
+    )
+    cert = _load(pki, tmp_path, short)
+    readiness = assess_ocsp(cert, ocsp_update=ocsp_update)
+    assert readiness.ok
+    assert readiness.disposition is OcspDisposition.NOT_USED
+    assert readiness.info == (
+        f"'{cert.name}' is short-lived (valid 7.0 days) with no OCSP URI and no CRL: there is "
+        "nothing to staple or watch, as the CA/Browser Forum allows; replace it before it "
+        "expires.",
+    )
+    assert readiness.warnings == ()

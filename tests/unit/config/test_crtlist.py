@@ -135,3 +135,24 @@ def test_client_certificate_options_use_ca_base() -> None:
         "/abs/ca.pem",
         None,
     )
+
+
+def test_ocsp_responder_overrides_the_aia_and_must_be_http() -> None:
+    crt_list, problems = parse(
+        "a.pem [ocsp-responder http://ocsp.mirror.internal/ca1]\n"
+        "b.pem [ocsp-responder ftp://ocsp.mirror.internal]\n"
+        "c.pem [ocsp-responder https:///no-host]\n"
+    )
+    assert [e.ocsp_responder for e in crt_list.entries] == ["http://ocsp.mirror.internal/ca1"]
+    assert problems == [
+        A.format(
+            2,
+            "'ocsp-responder' expects an http:// or https:// URL with a host, "
+            "not 'ftp://ocsp.mirror.internal'.",
+        ),
+        A.format(
+            3,
+            "'ocsp-responder' expects an http:// or https:// URL with a host, "
+            "not 'https:///no-host'.",
+        ),
+    ]

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -44,7 +45,7 @@ from staplegate.ocsp.request import HttpMethod, build_request, get_url
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.ocsp.verify import CertStatus, FailureReason
 
-from .ocsp_pki import NOW, OCSP_URI, Authority, Pki, sign_response
+from .ocsp_pki import NOW, OCSP_URI, Authority, Pki, make_certificate, sign_response
 
 PATH = "/etc/haproxy/certs/www.pem"
 A = TypeVar("A")
@@ -154,7 +155,8 @@ def test_start_with_stored_staples_installs_the_newest_valid_one(pki: Pki) -> No
         "2026-03-01T11:00:00Z is more than 300 s before 2026-03-01T12:00:00Z). "
         "Content will be ignored."
     ]
-    assert wake(actions) == NOW + s(3600)  # HAProxy: a .ocsp valid 7 days -> now + maxdelay
+    # as if never stopped: fetched at thisUpdate (60 s ago), due maxdelay after that
+    assert wake(actions) == NOW + s(3540)
 
 
 def test_failures_back_off_120_240_and_keep_status_detail(pki: Pki) -> None:
@@ -282,7 +284,8 @@ def test_older_fetched_response_is_not_installed(pki: Pki) -> None:
 def test_withdrawn_at_expire_when_no_refresh_succeeds(pki: Pki) -> None:
     clock = ManualClock(NOW)
     machine = make_machine(pki)
-    actions = machine.handle(Start(clock.now(), stored=(response(pki.ec_ca, valid_for=1000),)))
+    stored = response(pki.ec_ca, valid_for=1000, this_update=NOW)
+    actions = machine.handle(Start(clock.now(), stored=(stored,)))
     # expire = now + 700; next attempt = max(min(now+3600, expire-60), now+300) = now + 640
     assert wake(actions) == NOW + s(640)
     clock.set(NOW + s(640))
@@ -337,7 +340,7 @@ def test_manual_set_of_a_short_lived_staple_reschedules_before_it_is_withdrawn(
     """Issue 14, defect 10: the next refresh stayed where the old week-long staple had put
     it (maxdelay, 1 h), so a pushed 17-minute staple was withdrawn 48 minutes before it."""
     machine = make_machine(pki)
-    machine.handle(Start(NOW, stored=(response(pki.ec_ca),)))
+    machine.handle(Start(NOW, stored=(response(pki.ec_ca, this_update=NOW),)))
     assert machine.next_attempt == NOW + s(3600)
     short = response(pki.ec_ca, this_update=NOW - s(10), valid_for=17 * 60)
     actions = machine.handle(ManualSet(NOW, short))
@@ -400,7 +403,7 @@ def test_update_requested_with_auto_update_off_is_one_shot(pki: Pki) -> None:
 
 def test_update_requested_moves_a_queued_attempt_to_now(pki: Pki) -> None:
     machine = make_machine(pki)
-    machine.handle(Start(NOW, stored=(response(pki.ec_ca),)))
+    machine.handle(Start(NOW, stored=(response(pki.ec_ca, this_update=NOW),)))
     assert machine.next_attempt == NOW + s(3600)
     assert wake(machine.handle(UpdateRequested(NOW + s(10)))) == NOW + s(10)
     fetch_now(machine, NOW + s(10))
@@ -448,7 +451,7 @@ def test_results_without_a_fetch_are_misuse(pki: Pki, event: Event) -> None:
 
 
 def test_jitter_spreads_the_first_refresh_of_many_certificates(pki: Pki) -> None:
-    stored = (response(pki.ec_ca),)
+    stored = (response(pki.ec_ca, this_update=NOW),)
     times = set()
     for seed in range(20):
         machine = CertificateMachine(
@@ -462,6 +465,46 @@ def test_jitter_spreads_the_first_refresh_of_many_certificates(pki: Pki) -> None
         times.add(wake(machine.handle(Start(NOW, stored=stored))))
     assert len(times) == 20
     assert all(NOW + s(3240) <= t <= NOW + s(3600) for t in times)
+
+
+def test_restart_schedules_from_when_the_stored_staple_was_fetched(pki: Pki) -> None:
+    """Issue 19 item 7: a staple fetched 50 minutes before a restart is refreshed 10 minutes
+    after it (maxdelay after its fetch), not a full maxdelay after the restart."""
+    machine = make_machine(pki)
+    actions = machine.handle(Start(NOW, stored=(response(pki.ec_ca, this_update=NOW - s(3000)),)))
+    assert of(Fetch, actions) == []  # served at once from the store, no request first
+    assert of(Install, actions) != []
+    assert wake(actions) == NOW + s(600)
+
+
+def test_overdue_stored_staples_are_spread_over_a_tenth_of_maxdelay(pki: Pki) -> None:
+    """After a long downtime every stored staple is overdue: they are refreshed within the
+    first jitter * maxdelay (360 s), spread, and served meanwhile."""
+    stored = (response(pki.ec_ca, this_update=NOW - s(86400), at=NOW),)
+    times = set()
+    for seed in range(20):
+        machine = CertificateMachine(
+            certificate=pki.ec_ca.leaf,
+            issuer=pki.ec_ca.certificate,
+            path=PATH,
+            uri=OCSP_URI,
+            rng=random.Random(seed),
+            user_agent=USER_AGENT,
+        )
+        actions = machine.handle(Start(NOW, stored=stored))
+        assert machine.servable_staple(NOW) is not None
+        times.add(wake(actions))
+    assert len(times) == 20
+    assert all(NOW <= t <= NOW + s(360) for t in times)
+
+
+def test_overdue_spread_never_passes_the_withdrawal_time(pki: Pki) -> None:
+    stored = (response(pki.ec_ca, this_update=NOW - s(86400), valid_for=400),)
+    machine = make_machine(pki, jitter=0.5)
+    machine.handle(Start(NOW, stored=stored))
+    # expire = NOW + 100 (nextUpdate - 300 s); minus the 60 s margin leaves 40 s to spread in
+    assert machine.next_attempt is not None
+    assert NOW <= machine.next_attempt <= NOW + s(40)
 
 
 # --- every (state, event) pair, random walks ---
@@ -540,3 +583,81 @@ def test_retired_is_terminal_and_every_live_state_can_be_retired() -> None:
     assert accepted_events(State.RETIRED) == [Tick]
     for state in (State.NEW, State.WAITING, State.FETCHING, State.IDLE):
         assert CertificateReplaced in accepted_events(state)
+
+
+# --- several responders (issue 19 item 4) ---
+
+
+def test_every_usable_responder_is_offered_in_order(pki: Pki) -> None:
+    machine = CertificateMachine(
+        certificate=pki.ec_ca.leaf,
+        issuer=pki.ec_ca.certificate,
+        path=PATH,
+        uri=OCSP_URI,
+        user_agent=USER_AGENT,
+        fallback_uris=("ldap://skipped.test", "http://mirror.test/ocsp"),
+    )
+    machine.handle(Start(NOW))
+    fetch = fetch_now(machine, NOW)
+    assert fetch.uri == OCSP_URI
+    assert [uri for uri, _ in fetch.alternatives] == ["http://mirror.test/ocsp"]
+
+
+def test_the_responder_that_answered_is_asked_first_next_time(pki: Pki) -> None:
+    machine = CertificateMachine(
+        certificate=pki.ec_ca.leaf,
+        issuer=pki.ec_ca.certificate,
+        path=PATH,
+        uri=OCSP_URI,
+        user_agent=USER_AGENT,
+        fallback_uris=("http://mirror.test/ocsp",),
+    )
+    machine.handle(Start(NOW))
+    fetch_now(machine, NOW)
+    good = response(pki.ec_ca, this_update=NOW)
+    machine.handle(FetchSucceeded(NOW, good, answered_by="http://mirror.test/ocsp"))
+    assert machine.answering_uri == "http://mirror.test/ocsp"
+    assert machine.uri == OCSP_URI  # the configured one, for reloads and the runtime API
+    assert machine.next_attempt is not None
+    fetch = fetch_now(machine, machine.next_attempt)
+    assert fetch.uri == "http://mirror.test/ocsp"
+    assert [uri for uri, _ in fetch.alternatives] == [OCSP_URI]
+
+
+def test_no_update_is_scheduled_past_the_certificates_own_expiry(pki: Pki) -> None:
+    """Issue 19 item 6: a certificate expiring in 30 minutes is not asked about again after
+    this fetch (the next one would be maxdelay, 1 h, away); the staple stays served."""
+    expiring = make_certificate(
+        subject="expiring.test",
+        key=ec.generate_private_key(ec.SECP256R1()),
+        issuer_name=pki.ec_ca.name,
+        issuer_key=pki.ec_ca.signer.key,
+        serial=0xE1,
+        not_after=NOW + s(1800),
+        ocsp_uri=OCSP_URI,
+    )
+    machine = CertificateMachine(
+        certificate=expiring,
+        issuer=pki.ec_ca.certificate,
+        path=PATH,
+        uri=OCSP_URI,
+        settings=UpdateSettings(jitter=0),
+        user_agent=USER_AGENT,
+    )
+    machine.handle(Start(NOW))
+    fetch_now(machine, NOW)
+    der = sign_response(
+        certificate=expiring,
+        issuer=pki.ec_ca.certificate,
+        signer=pki.ec_ca.signer,
+        this_update=NOW,
+        next_update=NOW + s(7 * 86400),
+    )
+    actions = machine.handle(FetchSucceeded(NOW, der))
+    assert of(Install, actions) != []
+    assert machine.state is State.IDLE
+    assert machine.next_attempt is None
+    assert any("automatic updates stop" in a.message for a in of(Log, actions))
+    # an operator's `update ssl ocsp-response` still fetches
+    machine.handle(UpdateRequested(NOW + s(60)))
+    assert fetch_now(machine, NOW + s(60)).uri == OCSP_URI

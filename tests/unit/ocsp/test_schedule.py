@@ -14,9 +14,11 @@ from staplegate.ocsp.schedule import (
     UpdateSettings,
     backoff_delay,
     base_refresh_at,
+    fetched_at,
     jitter,
     refresh_at_after_failure,
     refresh_at_after_success,
+    refresh_at_start,
 )
 
 NOW = dt.datetime(2026, 11, 24, 13, 22, 35, tzinfo=dt.UTC)
@@ -195,3 +197,79 @@ def test_jitter_is_deterministic_per_seed_and_spreads_a_herd() -> None:
 
 def test_due_now_is_not_delayed_by_jitter() -> None:
     assert jitter(NOW, now=NOW, expire=None, settings=DEFAULT, rng=random.Random(0)) == NOW
+
+
+# --- a staple loaded at start (issue 19 item 7) ---
+
+
+def test_fetched_at_is_the_later_past_time_of_produced_at_and_this_update() -> None:
+    assert fetched_at(produced_at=NOW - s(10), this_update=NOW - s(60), now=NOW) == NOW - s(10)
+    assert fetched_at(produced_at=NOW + s(10), this_update=NOW - s(60), now=NOW) == NOW - s(60)
+    assert fetched_at(produced_at=NOW + s(1), this_update=NOW + s(5), now=NOW) == NOW
+
+
+@given(
+    age=st.integers(min_value=0, max_value=30 * 86400),
+    valid_for=st.integers(min_value=400, max_value=30 * 86400),
+    seed=st.integers(min_value=0, max_value=2**32),
+)
+def test_a_restart_never_stretches_the_gap_beyond_maxdelay(
+    age: int, valid_for: int, seed: int
+) -> None:
+    fetched = NOW - s(age)
+    expire = expire_for_validity(valid_for)
+    when = refresh_at_start(
+        now=NOW, fetched=fetched, expire=expire, settings=DEFAULT, rng=random.Random(seed)
+    )
+    assert when >= NOW
+    # never later than maxdelay after the fetch, unless overdue: then within the spread
+    assert when <= max(fetched + s(DEFAULT.maxdelay), NOW + s(DEFAULT.jitter * DEFAULT.maxdelay))
+    # and never after the withdrawal time less the margin, except where HAProxy's mindelay
+    # floor (counted from the fetch) puts it later, as after any success
+    assert when <= max(expire - s(DEFAULT.margin), fetched + s(DEFAULT.mindelay), NOW)
+
+
+# --- the responder's caching hint (issue 19 item 5) ---
+
+
+def test_a_hint_within_maxdelay_delays_a_short_staples_refresh() -> None:
+    expire = expire_for_validity(600)  # now + 300
+    settings = UpdateSettings(mindelay=0)
+    plain = refresh_at_after_success(now=NOW, expire=expire, settings=settings)
+    assert plain == NOW + s(240)
+    hinted = refresh_at_after_success(
+        now=NOW, expire=expire, settings=settings, fresh_until=NOW + s(250)
+    )
+    assert hinted == NOW + s(250)
+
+
+def test_a_hint_never_goes_past_maxdelay_nor_near_the_withdrawal() -> None:
+    week = expire_for_validity(7 * 86400)
+    assert refresh_at_after_success(
+        now=NOW, expire=week, settings=DEFAULT, fresh_until=NOW + s(86400)
+    ) == NOW + s(3600)
+    short = expire_for_validity(600)
+    assert refresh_at_after_success(
+        now=NOW, expire=short, settings=UpdateSettings(mindelay=0), fresh_until=NOW + s(9999)
+    ) == short - s(30)
+
+
+def test_a_hint_sooner_than_the_formula_changes_nothing() -> None:
+    week = expire_for_validity(7 * 86400)
+    assert refresh_at_after_success(
+        now=NOW, expire=week, settings=DEFAULT, fresh_until=NOW + s(10)
+    ) == NOW + s(3600)
+
+
+@given(seed=st.integers(min_value=0, max_value=2**32), hint=st.integers(0, 7200))
+def test_jitter_never_pulls_an_attempt_before_the_hint(seed: int, hint: int) -> None:
+    attempt = NOW + s(3600)
+    jittered = jitter(
+        attempt,
+        now=NOW,
+        expire=expire_for_validity(7 * 86400),
+        settings=DEFAULT,
+        rng=random.Random(seed),
+        not_before=NOW + s(hint),
+    )
+    assert min(attempt, NOW + s(hint)) <= jittered <= attempt

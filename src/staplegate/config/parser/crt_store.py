@@ -11,6 +11,7 @@ from staplegate.config.crtlist import (
     join_base,
     ocsp_update_error,
     parse_ocsp_update,
+    responder_url_error,
 )
 from staplegate.config.diagnostics import Reason, SourceLocation
 from staplegate.config.model import CrtStoreLoad
@@ -68,7 +69,7 @@ def _load(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     assert store is not None
     values: dict[str, str] = {}
     i = 1
-    allowed = ("crt", "key", "ocsp", "issuer", "sctl", "ocsp-update", "alias")
+    allowed = ("crt", "key", "ocsp", "issuer", "sctl", "ocsp-update", "ocsp-responder", "alias")
     while i < len(args):
         opt = args[i]
         if opt not in allowed:
@@ -100,6 +101,12 @@ def _load(parser: ParserState, args: list[str], where: SourceLocation) -> None:
         if ocsp_update is None:
             parser.error(where, "ocsp-update", ocsp_update_error(values["ocsp-update"]))
             return
+    responder = values.get("ocsp-responder")
+    if responder is not None:
+        problem = responder_url_error("ocsp-responder", responder)
+        if problem is not None:
+            parser.error(where, "ocsp-responder", problem, Reason.INVALID_VALUE)
+            return
     default_path = parser.global_.default_path
     crt_base = store.crt_base if store.crt_base is not None else parser.global_.crt_base
     key_base = store.key_base if store.key_base is not None else parser.global_.key_base
@@ -116,6 +123,7 @@ def _load(parser: ParserState, args: list[str], where: SourceLocation) -> None:
         sctl_path=join_base(crt_base, values["sctl"]) if "sctl" in values else None,
         ocsp_update=ocsp_update,
         alias=values.get("alias"),
+        ocsp_responder=responder,
     )
     clash = [other for other in _all_loads(parser) if other.name == load.name]
     if clash:

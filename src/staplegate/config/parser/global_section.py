@@ -13,7 +13,7 @@ import pwd
 import re
 from dataclasses import replace
 
-from staplegate.config.crtlist import parse_ocsp_update
+from staplegate.config.crtlist import parse_ocsp_update, responder_url_error
 from staplegate.config.diagnostics import Reason, SourceLocation
 from staplegate.config.model import (
     EXTRA_FILE_KINDS,
@@ -114,6 +114,29 @@ def _crl_watch(parser: ParserState, args: list[str], where: SourceLocation) -> N
     parser.global_ = replace(parser.global_, ocsp_update_crl_watch=mode)
 
 
+def _revoked_hook(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    # staplegate's own: a command run on each verified revocation (updater/revoked_hook.py)
+    head = args[0]
+    command = " ".join(args[1:]).strip()
+    if not command:
+        parser.error(where, head, f"'{head}' expects a command to run.", Reason.MISSING_ARGUMENT)
+        return
+    parser.global_ = replace(parser.global_, ocsp_update_revoked_hook=command)
+
+
+def _responder_url(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    # staplegate's own: one responder for every certificate (an internal mirror)
+    head = args[0]
+    if len(args) != 2:
+        parser.error(where, head, f"'{head}' expects one URL.", Reason.MISSING_ARGUMENT)
+        return
+    problem = responder_url_error(head, args[1])
+    if problem is not None:
+        parser.error(where, head, problem, Reason.INVALID_VALUE)
+        return
+    parser.global_ = replace(parser.global_, ocsp_update_responder_url=args[1])
+
+
 def _base_dir(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     head = args[0]
     value = args[1] if len(args) > 1 else None
@@ -210,6 +233,13 @@ def _ssl_server_verify(parser: ParserState, args: list[str], where: SourceLocati
         )
         return
     parser.global_ = replace(parser.global_, ssl_server_verify=Verify(value))
+
+
+def _must_staple_wait(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    # staplegate's own: READY=1 waits this long for every must-staple certificate's staple
+    ms = parser.time_arg(args[0], args[1] if len(args) > 1 else None, where)
+    if ms is not None:
+        parser.global_ = replace(parser.global_, ocsp_update_must_staple_wait_ms=ms)
 
 
 def _cipher_default(parser: ParserState, args: list[str], where: SourceLocation) -> None:
@@ -521,6 +551,9 @@ GLOBAL: KeywordTable[Handler] = KeywordTable(
         supported("ocsp-update.maxconn", _ocsp_limit),
         supported("ocsp-update.rate-limit", _ocsp_limit),
         supported("ocsp-update.crl-watch", _crl_watch),
+        supported("ocsp-update.revoked-hook", _revoked_hook),
+        supported("ocsp-update.responder-url", _responder_url),
+        supported("ocsp-update.must-staple-wait", _must_staple_wait),
         supported("tune.ssl.ocsp-update.mindelay", _ocsp_delay_line),
         supported("tune.ssl.ocsp-update.maxdelay", _ocsp_delay_line),
         supported("crt-base", _base_dir),

@@ -69,3 +69,19 @@ def test_load_line_joins_the_store_bases() -> None:
 )
 def test_crt_store_errors(text: str, line: int, message: str) -> None:
     assert one_error(text) == A.format(line, message)
+
+
+def test_load_line_takes_an_ocsp_responder_override() -> None:
+    config, diags = check(
+        "crt-store web\n    load crt a.pem ocsp-responder http://mirror.internal/ocsp\n"
+    )
+    assert diags == []
+    assert config is not None
+    assert config.crt_stores[0].loads[0].ocsp_responder == "http://mirror.internal/ocsp"
+    assert one_error("crt-store web\n    load crt a.pem ocsp-responder mirror.internal\n") == (
+        A.format(
+            2,
+            "'ocsp-responder' expects an http:// or https:// URL with a host, "
+            "not 'mirror.internal'.",
+        )
+    )

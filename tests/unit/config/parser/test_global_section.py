@@ -351,3 +351,18 @@ def test_ocsp_update_crl_watch_is_a_staplegate_knob_defaulting_to_no_ocsp_only()
         assert one_error(f"global\n    ocsp-update.crl-watch{bad}\n") == A.format(
             2, "'ocsp-update.crl-watch' expects <on|off|no-ocsp-only>."
         )
+
+
+def test_ocsp_update_revoked_hook_takes_the_rest_of_the_line_as_a_command() -> None:
+    defaults, _ = check("global\n")
+    assert defaults is not None
+    assert defaults.global_.ocsp_update_revoked_hook is None
+    config, diags = check(
+        'global\n    ocsp-update.revoked-hook "/usr/local/bin/page-oncall --team tls" now\n'
+    )
+    assert diags == []
+    assert config is not None
+    assert config.global_.ocsp_update_revoked_hook == "/usr/local/bin/page-oncall --team tls now"
+    assert one_error("global\n    ocsp-update.revoked-hook\n") == A.format(
+        2, "'ocsp-update.revoked-hook' expects a command to run."
+    )
