@@ -15,8 +15,8 @@ state between calls (one event loop per worker, so no locking):
   its server while the set of usable servers stays the same.
 - `first`: the first candidate in declaration order (the pool skips full servers).
 - `random[(draws)]`: HAProxy's "power of two choices": `draws` servers drawn at random
-  by weight, the one with the fewest active connections per unit of weight wins (draws=1
-  is plain weighted random).
+  by weight, the one with the fewest active connections per unit of weight wins, ties to
+  the first drawn (so idle servers share by weight; draws=1 is plain weighted random).
 """
 
 from __future__ import annotations
@@ -89,9 +89,11 @@ class Balancer:
         weights = [max(s.weight, 1) for s in candidates]
         drawn = self._rng.choices(candidates, weights, k=self.draws)
         best = drawn[0]
-        best_load = (self._active(best.name) + 1) / max(best.weight, 1)
+        # HAProxy compares served × other's weight: a tie (idle servers) keeps the first
+        # draw, so an idle backend is weighted random
+        best_load = self._active(best.name) / max(best.weight, 1)
         for server in drawn[1:]:
-            load = (self._active(server.name) + 1) / max(server.weight, 1)
+            load = self._active(server.name) / max(server.weight, 1)
             if load < best_load:
                 best, best_load = server, load
         return best
