@@ -9,7 +9,7 @@ from staplegate.config.model import (
     ProxyKind,
     TcpCheckStep,
 )
-from tests.unit.config.helpers import BACKEND, A, W, check, one_error, warnings
+from tests.unit.config.helpers import BACKEND, SIDECAR, A, W, check, one_error, warnings
 
 # ------------------------------------------------------------------ proxy keywords
 
@@ -65,7 +65,7 @@ def test_proxy_value_errors() -> None:
         "maxconn lots": "'maxconn' expects an integer argument ('lots' is not an integer).",
         "default_backend": "'default_backend' expects a backend name.",
         "stick-table type ip size 1m": "'stick-table' is a HAProxy keyword that staplegate "
-        "does not support and it would change traffic",
+        "does not support and it would change traffic" + SIDECAR.format("stick tables"),
         "tcp-request connection reject": "'tcp-request connection' is a HAProxy keyword that "
         "staplegate does not support and it would change traffic",
         "defualt_backend app": "unknown keyword 'defualt_backend' in 'frontend' section; did "
@@ -321,7 +321,8 @@ def test_tcp_request_content_forms() -> None:
     assert [r.accept for r in frontend.tcp_content_rules] == [True, False]
     refused = "is a HAProxy keyword that staplegate does not support and it would change traffic"
     cases = {
-        "tcp-request content track-sc0 src": f"'tcp-request content track-sc0' {refused}",
+        "tcp-request content track-sc0 src": f"'tcp-request content track-sc0' {refused}"
+        + SIDECAR.format("stick tables"),
         "tcp-request connection reject": f"'tcp-request connection' {refused}",
         "tcp-request content accept when x": "'tcp-request content accept' : unexpected "
         "argument 'when'.",
