@@ -210,3 +210,54 @@ def test_ocsp_file_with_a_malformed_responder_name_is_ignored_with_a_warning(
     assert warning.startswith(f"[WARNING] config : parsing [{crt_list}:1] : Loading: ")
     assert "Unable to parse OCSP response" in warning
     assert warning.endswith("Content will be ignored.")
+
+
+def test_conditional_blocks_pick_the_lines_checked(tmp_path: Path) -> None:
+    """HAProxy's edge example wraps its QUIC listener in `.if feature(QUIC)`: staplegate,
+    built without QUIC, skips the block as such an HAProxy does, and `-c` passes."""
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        "frontend fe\n    mode http\n    bind 127.0.0.1:18080\n"
+        ".if feature(QUIC)\n    bind quic4@:443 ssl crt /missing.pem alpn h3\n.endif\n"
+        ".if defined(NO_SUCH_VARIABLE_HERE)\n    unknown-keyword\n.else\n"
+        "    http-request return status 200 string ok\n.endif\n",
+        encoding="utf-8",
+    )
+    result = run("-c", "-f", config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Configuration file is valid" in result.stdout
+
+
+def test_default_path_config_finds_files_beside_the_configuration(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    """`default-path config` (the Kubernetes ingress controller's): relative certificate and
+    crt-list paths start from the configuration's directory, whatever the working one."""
+    ca.issue("www.example.test", out_dir=tmp_path / "certs")
+    (tmp_path / "list.txt").write_text("www.example.test.pem www.example.test\n")
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        "global\n    default-path config\n    crt-base certs\n"
+        "frontend fe\n    bind 127.0.0.1:18443 ssl crt-list list.txt\n"
+        "    default_backend app\nbackend app\n    server a 127.0.0.1:9000\n",
+        encoding="utf-8",
+    )
+    elsewhere = subprocess.run(
+        [sys.executable, "-m", "staplegate", "-c", "-f", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd="/",
+    )
+    assert elsewhere.returncode == 0, elsewhere.stdout + elsewhere.stderr
+    config.write_text(config.read_text().replace("    default-path config\n", ""))
+    without = subprocess.run(
+        [sys.executable, "-m", "staplegate", "-c", "-f", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd="/",
+    )
+    assert without.returncode != 0  # relative to / they are not there

@@ -73,6 +73,16 @@ def join_base(base: str | None, path: str) -> str:
     return f"{base.rstrip('/')}/{path}"
 
 
+def effective_base(default_path: str | None, base: str | None) -> str | None:
+    """`crt-base`/`ca-base`/`key-base` as `default-path` makes them: a relative base (or no
+    base) starts from the default path, as HAProxy opens relative paths from there."""
+    if default_path is None:
+        return base
+    if base is None:
+        return default_path
+    return join_base(default_path, base)
+
+
 def parse_ocsp_update(value: str | None) -> bool | None:
     """`on` / `off` exactly (3.0+ rule); anything else is None."""
     if value == "on":
@@ -153,12 +163,15 @@ def _parse_line(
     ok = True
     for sni in filters:
         if not _SNI_FILTER.fullmatch(sni):
-            sink.error(
+            # HAProxy (3.x) takes any word as a filter; one that is no host name can never
+            # equal a client's SNI, so the line's certificate is simply never chosen for it
+            sink.warning(
                 where,
                 "crt-list",
-                f"invalid SNI filter '{sni}': use a host name, '*.domain' or '!host'",
+                f"SNI filter '{sni}' is not a host name ('name', '*.domain' or '!name'): "
+                "no client can send it, so this certificate is never chosen for it",
+                Reason.INVALID_VALUE,
             )
-            ok = False
     values: dict[str, str] = {}
     index = 0
     while index < len(options):

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from staplegate.config.crtlist import parse_crt_list
+from staplegate.config.crtlist import effective_base, parse_crt_list
 from staplegate.config.diagnostics import (
     Diagnostic,
     DiagnosticSink,
@@ -92,9 +92,9 @@ def _resolve_source(
         crt_list, problems = parse_crt_list(
             text,
             path=source.path,
-            crt_base=parsed.global_.crt_base,
-            key_base=parsed.global_.key_base,
-            ca_base=parsed.global_.ca_base,
+            crt_base=effective_base(parsed.global_.default_path, parsed.global_.crt_base),
+            key_base=effective_base(parsed.global_.default_path, parsed.global_.key_base),
+            ca_base=effective_base(parsed.global_.default_path, parsed.global_.ca_base),
         )
         sink.extend(problems)
         return replace(source, crt_list=crt_list)
@@ -127,10 +127,15 @@ def _resolve_proxy(proxy: RawProxy, parsed: ParsedConfig, sink: DiagnosticSink) 
     return replace(proxy, binds=binds)
 
 
+def read_pattern_file(path: str) -> str:
+    """An ACL pattern file (`-f FILE`), read while the configuration is parsed."""
+    return Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+
+
 def load_config(paths: Sequence[Path], *, env: Mapping[str, str]) -> LoadResult:
     """Parse and check the configuration at `paths` (files or directories, in order)."""
     sink = DiagnosticSink()
-    parser = ConfigParser(env=env)
+    parser = ConfigParser(env=env, read_file=read_pattern_file)
     for path in expand_config_paths(paths, sink):
         try:
             text = path.read_text(encoding="utf-8", errors="surrogateescape")

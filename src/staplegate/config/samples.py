@@ -13,28 +13,76 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-#: fetch -> (takes DN arguments, returns binary)
-SAMPLE_FETCHES: dict[str, tuple[bool, bool]] = {
-    "src": (False, False),
-    "src_port": (False, False),
-    "ssl_fc": (False, False),
-    "ssl_fc_sni": (False, False),
-    "ssl_c_used": (False, False),
-    "ssl_c_verify": (False, False),
-    "ssl_c_s_dn": (True, False),
-    "ssl_c_i_dn": (True, False),
-    "ssl_c_serial": (False, True),
-    "ssl_c_der": (False, True),
-    "ssl_c_sha1": (False, True),
-    "ssl_c_notbefore": (False, False),
-    "ssl_c_notafter": (False, False),
+#: fetch -> (what its argument is, returns binary); the argument: "" none, "dn" a client
+#: certificate DN entry, "name" a header or query parameter name, "uuid" the UUID version
+SAMPLE_FETCHES: dict[str, tuple[str, bool]] = {
+    "src": ("", False),
+    "src_port": ("", False),
+    "dst_port": ("", False),
+    "ssl_fc": ("", False),
+    "ssl_fc_sni": ("", False),
+    "ssl_c_used": ("", False),
+    "ssl_c_verify": ("", False),
+    "ssl_c_s_dn": ("dn", False),
+    "ssl_c_i_dn": ("dn", False),
+    "ssl_c_serial": ("", True),
+    "ssl_c_der": ("", True),
+    "ssl_c_sha1": ("", True),
+    "ssl_c_notbefore": ("", False),
+    "ssl_c_notafter": ("", False),
+    # mode http: the request as it is when the rule runs
+    "method": ("", False),
+    "path": ("", False),
+    "url": ("", False),
+    "query": ("", False),
+    "base": ("", False),
+    "hdr": ("name", False),
+    "req.hdr": ("name", False),
+    "req.fhdr": ("name", False),
+    "url_param": ("name", False),
+    "urlp": ("name", False),
+    "uuid": ("uuid", False),
+    "var": ("var", False),
+    # response rules only: the server's answer
+    "status": ("", False),
+    "res.hdr": ("name", False),
+    "res.fhdr": ("name", False),
+    "res.ver": ("", False),
 }
-CONVERTERS = frozenset({"hex", "base64", "lower", "upper"})
+#: the fetches that read the HTTP request (they need `mode http`, and a request rule)
+REQUEST_SAMPLE_FETCHES = frozenset(
+    ("method", "path", "url", "query", "base", "hdr", "req.hdr", "req.fhdr", "url_param", "urlp")
+)
+#: the fetches that read the response (only `http-response` rules see one)
+RESPONSE_SAMPLE_FETCHES = frozenset(("status", "res.hdr", "res.fhdr", "res.ver"))
+
+
+def check_context(segments: tuple[Segment, ...], *, response: bool) -> None:
+    """Refuse what the rule cannot see, as HAProxy does: a request rule has no response yet,
+    and a response rule no longer has the request."""
+    for segment in segments:
+        if isinstance(segment, str):
+            continue
+        if response and segment.fetch in REQUEST_SAMPLE_FETCHES:
+            raise SampleSyntaxError(
+                f"sample fetch '{segment.fetch}' reads the request, which a response rule "
+                "does not see (HAProxy refuses it too)"
+            )
+        if not response and segment.fetch in RESPONSE_SAMPLE_FETCHES:
+            raise SampleSyntaxError(
+                f"sample fetch '{segment.fetch}' reads the response, which a request rule "
+                "does not have yet"
+            )
+
+
+CONVERTERS = frozenset({"hex", "base64", "lower", "upper", "field", "regsub"})
 _TEXT_CONVERTERS = frozenset({"hex", "base64"})  # turn binary into text
 _EXPRESSION = re.compile(r"%(\{\+Q\})?\[([^\]]*)\]")
 _FETCH = re.compile(
-    r"(?P<fetch>[a-z0-9_.]+)(?:\((?P<args>[^()]*)\))?(?P<converters>(?:,[a-z0-9_]+)*)"
+    r"(?P<fetch>[a-z0-9_.]+)(?:\((?P<args>[^()]*)\))?"
+    r"(?P<converters>(?:,[a-z0-9_]+(?:\([^()]*\))?)*)"
 )
+_CONVERTER = re.compile(r",([a-z0-9_]+)(?:\(([^()]*)\))?")
 _DN_ENTRY = re.compile(r"[A-Za-z][A-Za-z0-9.]*")
 
 
@@ -63,23 +111,51 @@ def _expression(text: str, quote: bool) -> SampleExpression:
     if fetch not in SAMPLE_FETCHES:
         known = ", ".join(sorted(SAMPLE_FETCHES))
         raise SampleSyntaxError(f"sample fetch '{fetch}' is not supported (known: {known})")
-    takes_dn, binary = SAMPLE_FETCHES[fetch]
+    arg_kind, binary = SAMPLE_FETCHES[fetch]
     raw_args = match.group("args")
     args = tuple(raw_args.split(",")) if raw_args else ()
-    if args and not takes_dn:
+    if args and not arg_kind:
         raise SampleSyntaxError(f"sample fetch '{fetch}' takes no argument")
-    if args:
+    if arg_kind == "dn" and args:
         _check_dn_args(fetch, args)
-    converters = tuple(c for c in match.group("converters").split(",") if c)
+    elif arg_kind == "name":
+        if not args or not args[0].strip() or len(args) > 2:
+            raise SampleSyntaxError(f"sample fetch '{fetch}' expects a name, as in '{fetch}(x)'")
+        if len(args) == 2 and not re.fullmatch(r"-?[0-9]+", args[1]):
+            raise SampleSyntaxError(f"'{fetch}' : occurrence '{args[1]}' is not a number")
+    elif arg_kind == "var":
+        check_variable_name(fetch, args)
+    elif arg_kind == "uuid" and args not in ((), ("4",)):
+        raise SampleSyntaxError("'uuid' : only version 4 is supported")
+    converters = tuple(m.group(0)[1:] for m in _CONVERTER.finditer(match.group("converters")))
     for converter in converters:
-        if converter not in CONVERTERS:
-            known = ", ".join(sorted(CONVERTERS))
-            raise SampleSyntaxError(f"converter '{converter}' is not supported (known: {known})")
+        compile_converter(converter)  # refuses what it cannot run, now
     if binary and (not converters or converters[0] not in _TEXT_CONVERTERS):
         raise SampleSyntaxError(
             f"sample fetch '{fetch}' is binary: write '%[{fetch},hex]' or '%[{fetch},base64]'"
         )
     return SampleExpression(fetch, args, converters, quote)
+
+
+#: the variable scopes staplegate keeps (one request's); `sess` and `proc` are refused
+VARIABLE_SCOPES = ("txn", "req", "res")
+_VARIABLE = re.compile(r"(txn|req|res|sess|proc)\.[A-Za-z0-9_.]+")
+
+
+def check_variable_name(fetch: str, args: tuple[str, ...]) -> None:
+    """`var(txn.name)`: a scope staplegate keeps, and a name."""
+    if len(args) != 1 or not _VARIABLE.fullmatch(args[0]):
+        raise SampleSyntaxError(f"'{fetch}' expects a variable such as 'txn.name'")
+    if args[0].split(".", 1)[0] not in VARIABLE_SCOPES:
+        raise SampleSyntaxError(
+            f"variable '{args[0]}' : staplegate keeps variables for one request "
+            f"({', '.join(VARIABLE_SCOPES)} scopes), not 'sess' or 'proc'"
+        )
+
+
+def parse_sample_expression(text: str) -> SampleExpression:
+    """A bare sample expression (`set-var`'s): `fetch[(args)][,converter…]`."""
+    return _expression(text.strip(), False)
 
 
 def _check_dn_args(fetch: str, args: tuple[str, ...]) -> None:
@@ -89,6 +165,63 @@ def _check_dn_args(fetch: str, args: tuple[str, ...]) -> None:
         raise SampleSyntaxError(f"'{fetch}' : occurrence '{args[1]}' is not a non-zero number")
     if len(args) > 2 and args[2] != "rfc2253":
         raise SampleSyntaxError(f"'{fetch}' : format '{args[2]}' is not supported (rfc2253)")
+
+
+_INLINE_FLAGS = re.compile(r"\(\?([aiLmsux]+)\)")
+
+
+def compile_pcre(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    """A HAProxy (PCRE) regular expression in Python's `re`. PCRE takes `(?i)` anywhere,
+    Python only at the start: such global flags are moved there. Raises `re.error`."""
+    try:
+        return re.compile(pattern, flags)
+    except re.error as error:
+        if "global flags not at the start" not in str(error):
+            raise
+    found = "".join(sorted(set("".join(_INLINE_FLAGS.findall(pattern)))))
+    return re.compile(f"(?{found})" + _INLINE_FLAGS.sub("", pattern), flags)
+
+
+@dataclass(frozen=True, slots=True)
+class Converter:
+    """A converter ready to run: `field` uses index and delimiters, `regsub` the rest."""
+
+    name: str
+    index: int = 0
+    delimiters: str = ""
+    regex: re.Pattern[str] | None = None
+    replacement: str = ""
+    count: int = 1
+
+
+@lru_cache(maxsize=512)
+def compile_converter(spec: str) -> Converter:
+    """A converter written `name` or `name(args)`, checked once: its name and its arguments
+    made ready (`field(N,DELIMS)`: the index and the delimiters; `regsub(RE,SUBST[,g|i])`:
+    the compiled expression, the replacement, and how many to replace)."""
+    name, _, rest = spec.partition("(")
+    args = rest[:-1].split(",") if rest else []
+    if name not in CONVERTERS:
+        known = ", ".join(sorted(CONVERTERS))
+        raise SampleSyntaxError(f"converter '{name}' is not supported (known: {known})")
+    if name == "field":
+        if len(args) != 2 or not re.fullmatch(r"-?[1-9][0-9]*", args[0]) or not args[1]:
+            raise SampleSyntaxError("'field' expects (<index>,<delimiters>), index not 0")
+        return Converter(name, index=int(args[0]), delimiters=args[1])
+    if name == "regsub":
+        if len(args) not in (2, 3) or (len(args) == 3 and not set(args[2]) <= {"g", "i"}):
+            raise SampleSyntaxError("'regsub' expects (<regex>,<subst>[,<flags g|i>])")
+        flags = re.IGNORECASE if len(args) == 3 and "i" in args[2] else 0
+        try:
+            regex = compile_pcre(args[0], flags)
+        except re.error as error:
+            raise SampleSyntaxError(f"'regsub' : regex '{args[0]}' is invalid: {error}") from None
+        count = 0 if len(args) == 3 and "g" in args[2] else 1
+        # HAProxy's \1..\9 back-references are Python's too
+        return Converter(name, regex=regex, replacement=args[1], count=count)
+    if args:
+        raise SampleSyntaxError(f"converter '{name}' takes no argument")
+    return Converter(name)
 
 
 @lru_cache(maxsize=256)
@@ -122,3 +255,60 @@ def parse_header_format(text: str) -> tuple[Segment, ...]:
     if literal:
         segments.append("".join(literal))
     return tuple(segments)
+
+
+@dataclass(frozen=True, slots=True)
+class LogVariable:
+    """One `%ci`-style log-format variable; `hexa` after `%{+X}o` (HAProxy's hex output)."""
+
+    name: str
+    hexa: bool = False
+
+
+#: the log-format variables `unique-id-format` may use: client and frontend address and
+#: port, the request's date (seconds), the process's request counter and its pid
+UNIQUE_ID_VARIABLES = ("ci", "cp", "fi", "fp", "Ts", "rt", "pid")
+_LOG_VARIABLE = re.compile(r"%(?:\{([^}]*)\})?([A-Za-z]+)")
+
+
+def parse_unique_id_format(text: str) -> tuple[str | SampleExpression | LogVariable, ...]:
+    """`unique-id-format`: literal text, `%%`, `%[…]`, the variables of
+    `UNIQUE_ID_VARIABLES`, and `%{+X}o` (what follows in hexadecimal, as HAProxy writes)."""
+    parts: list[str | SampleExpression | LogVariable] = []
+    hexa = False
+    i = 0
+    literal: list[str] = []
+    while i < len(text):
+        if text[i] != "%":
+            literal.append(text[i])
+            i += 1
+            continue
+        if text.startswith("%%", i):
+            literal.append("%")
+            i += 2
+            continue
+        if literal:
+            parts.append("".join(literal))
+            literal = []
+        expression = _EXPRESSION.match(text, i)
+        if expression is not None:
+            parts.append(_expression(expression.group(2), expression.group(1) is not None))
+            i = expression.end()
+            continue
+        variable = _LOG_VARIABLE.match(text, i)
+        if variable is None:
+            raise SampleSyntaxError(f"cannot parse the log-format at '{text[i : i + 8]}'")
+        options, name = variable.group(1), variable.group(2)
+        if name == "o":  # global options: `%{+X}o` turns hexadecimal on
+            hexa = "+X" in (options or "") or (hexa and "-X" not in (options or ""))
+        elif name not in UNIQUE_ID_VARIABLES:
+            known = ", ".join(f"%{v}" for v in UNIQUE_ID_VARIABLES)
+            raise SampleSyntaxError(
+                f"log-format variable '%{name}' is not supported here (known: {known}, %[…])"
+            )
+        else:
+            parts.append(LogVariable(name, hexa or "+X" in (options or "")))
+        i = variable.end()
+    if literal:
+        parts.append("".join(literal))
+    return tuple(parts)

@@ -51,6 +51,7 @@ from staplegate.config.model import (
     Timeouts,
 )
 from staplegate.config.parser.state import ParsedConfig, RawProxy, RawServer
+from staplegate.config.samples import SampleSyntaxError, parse_header_format
 
 _FIELDS = ("key", "ocsp", "issuer", "sctl")
 
@@ -72,14 +73,30 @@ def merge_settings(base: ProxySettings, own: ProxySettings) -> ProxySettings:
         timeouts=_merge(base.timeouts, own.timeouts),  # type: ignore[arg-type]
         options=_merge(base.options, own.options),  # type: ignore[arg-type]
         log_global=own.log_global if own.log_global is not None else base.log_global,
+        no_log=own.no_log if own.no_log is not None else base.no_log,
         logs=own.logs or base.logs,
         maxconn=own.maxconn if own.maxconn is not None else base.maxconn,
         balance=own.balance if own.balance is not None else base.balance,
+        balance_draws=own.balance_draws if own.balance is not None else base.balance_draws,
+        fullconn=own.fullconn if own.fullconn is not None else base.fullconn,
+        tcp_check=own.tcp_check if own.tcp_check is not None else base.tcp_check,
+        external_check=own.external_check
+        if own.external_check is not None
+        else base.external_check,
+        external_check_command=own.external_check_command or base.external_check_command,
+        external_check_path=own.external_check_path or base.external_check_path,
         retries=own.retries if own.retries is not None else base.retries,
         default_backend=own.default_backend
         if own.default_backend is not None
         else base.default_backend,
         default_server=_merge(base.default_server, own.default_server),  # type: ignore[arg-type]
+        monitor_uri=own.monitor_uri if own.monitor_uri is not None else base.monitor_uri,
+        cookie=own.cookie if own.cookie is not None else base.cookie,
+        unique_id_format=own.unique_id_format or base.unique_id_format,
+        unique_id_header=own.unique_id_header or base.unique_id_header,
+        inspect_delay_ms=own.inspect_delay_ms
+        if own.inspect_delay_ms is not None
+        else base.inspect_delay_ms,
     )
     assert isinstance(merged.timeouts, Timeouts)
     assert isinstance(merged.options, ProxyOptions)
@@ -159,6 +176,10 @@ class _Builder:
                         raw.use_backends,
                         raw.http_request_rules,
                         raw.stats,
+                        raw.monitor_fail,
+                        raw.http_response_rules,
+                        raw.http_after_response_rules,
+                        raw.tcp_content_rules,
                     )
                 )
             if raw.kind in (ProxyKind.BACKEND, ProxyKind.LISTEN):
@@ -172,6 +193,8 @@ class _Builder:
                         settings.balance or Balance.ROUNDROBIN,
                         tuple(_server(s, settings.default_server) for s in raw.servers),
                         raw.http_request_rules if raw.kind is ProxyKind.BACKEND else (),
+                        raw.http_response_rules if raw.kind is ProxyKind.BACKEND else (),
+                        raw.http_after_response_rules if raw.kind is ProxyKind.BACKEND else (),
                     )
                 )
         return tuple(frontends), tuple(backends)
@@ -235,6 +258,17 @@ class _Builder:
                         fe, names[fe.default_backend], self._default_backend_location(fe)
                     )
             for rule in fe.use_backends:
+                if "%[" in rule.backend:  # a dynamic name: looked up per request
+                    try:
+                        parse_header_format(rule.backend)
+                    except SampleSyntaxError as error:
+                        self.sink.error(
+                            rule.location,
+                            "use_backend",
+                            f"{fe.kind.value} '{fe.name}': 'use_backend {rule.backend}' : {error}",
+                            Reason.UNSUPPORTED,
+                        )
+                    continue
                 if rule.backend not in names:
                     self.sink.error(
                         rule.location,
@@ -245,6 +279,15 @@ class _Builder:
                     )
                 else:
                     self._check_mode(fe, names[rule.backend], rule.location)
+            if fe.mode is Mode.TCP and (fe.http_response_rules or fe.http_after_response_rules):
+                first = (fe.http_response_rules or fe.http_after_response_rules)[0]
+                self.sink.warning(
+                    first.location,
+                    "http-response",
+                    f"'http-response' rules ignored for {fe.kind.value} '{fe.name}' as they "
+                    "require HTTP mode.",
+                    Reason.CONFLICT,
+                )
             if fe.mode is Mode.TCP and fe.http_request_rules:
                 self.sink.warning(
                     fe.http_request_rules[0].location,

@@ -8,6 +8,7 @@ is refused here with a message naming the file:line, instead of being silently s
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,28 +19,37 @@ from cryptography import x509
 from staplegate.config.diagnostics import Diagnostic, Reason, Severity, SourceLocation
 from staplegate.config.model import (
     IGNORE_ALL_ERRORS,
-    AclFetch,
     Backend,
     Bind,
     CertificateReference,
     Condition,
     Frontend,
     GlobalSettings,
+    HttpMonitor,
     HttpRequestRule,
     HttpReturn,
     HttpUseService,
     Mode,
+    ProxyOptions,
     ProxyProtocol,
     Server,
     SslOptions,
+    TcpContentRule,
     TlsVersion,
     Verify,
 )
+from staplegate.config.parser.conditions import (
+    backends_counted,
+    looks_past_host,
+    request_fetches,
+)
+from staplegate.config.samples import parse_unique_id_format
 from staplegate.config.values import AddressFamily, SocketAddress
 from staplegate.deploy.generation import Generation, load_generation
 from staplegate.proxy.backends import (
     BackendPool,
     BackendServer,
+    ExternalCheck,
     HttpCheck,
     SendProxy,
     ServerTls,
@@ -93,6 +103,11 @@ class FrontendPlan:
     mode: Mode = Mode.TCP
     http: HttpSettings | None = None  # mode http (backends filled in by the worker)
     tcplog: bool = False
+    # `tcp-request inspect-delay` and `tcp-request content` (mode tcp, plain binds)
+    inspect_delay_s: float | None = None
+    content_rules: tuple[TcpContentRule, ...] = ()
+    # the backends a dynamic `use_backend %[…]` may name (those of the frontend's mode)
+    dynamic_backends: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,8 @@ class BackendPlan:
     timeouts: ProxyTimeouts
     retries: int
     algorithm: Algorithm = Algorithm.ROUNDROBIN
+    draws: int = 2  # `balance random(N)`
+    fullconn: int = 0  # `fullconn` (or HAProxy's default from the frontends' maxconn)
     redispatch: bool = False
     queue_timeout_s: float | None = None
     http: HttpBackendSettings = field(default_factory=lambda: HttpBackendSettings(""))
@@ -113,6 +130,8 @@ class BackendPlan:
             self.name,
             self.servers,
             algorithm=self.algorithm,
+            draws=self.draws,
+            fullconn=self.fullconn,
             redispatch=self.redispatch,
             queue_timeout_s=self.queue_timeout_s,
         )
@@ -277,9 +296,21 @@ def _frontend_plan(
     config = generation.config
     defaults = config.global_
     http_mode = frontend.mode is Mode.HTTP
+    known = {b.name for b in config.backends}
+    for location, kw, condition in _conditions(frontend):
+        for name in backends_counted(condition):
+            if name not in known:
+                problems.append(
+                    _refuse(
+                        location,
+                        kw,
+                        f"frontend '{frontend.name}': 'nbsrv({name})' names no backend "
+                        f"(unable to find backend '{name}').",
+                    )
+                )
     if not http_mode:
         for rule in frontend.use_backends:
-            for fetch in _http_fetches(rule.condition):
+            for fetch in request_fetches(rule.condition):
                 problems.append(
                     _refuse(
                         rule.location,
@@ -294,6 +325,15 @@ def _frontend_plan(
                     "http-request",
                     f"frontend '{frontend.name}' is 'mode tcp': its 'http-request' rules are "
                     "ignored, as HAProxy ignores them",
+                )
+            )
+        if frontend.settings.monitor_uri is not None:
+            problems.append(
+                _warn(
+                    frontend.location,
+                    "monitor-uri",
+                    f"'monitor-uri' ignored for frontend '{frontend.name}' as it requires "
+                    "HTTP mode.",
                 )
             )
         if frontend.stats is not None:
@@ -356,15 +396,25 @@ def _frontend_plan(
     http = None
     if http_mode:
         http = HttpSettings(
-            rules=_compile_rules(frontend.http_request_rules, problems, exporter),
+            rules=_compile_rules(
+                _monitor(frontend) + frontend.http_request_rules, problems, exporter
+            ),
+            response_rules=_compile_rules(frontend.http_response_rules, problems, exporter),
+            unique_id=parse_unique_id_format(frontend.settings.unique_id_format or ""),
+            unique_id_header=(frontend.settings.unique_id_header or "").encode("latin-1") or None,
+            after_response_rules=_compile_rules(
+                frontend.http_after_response_rules, problems, exporter
+            ),
             forwardfor_header=_forwardfor(options.forwardfor, options.forwardfor_header),
-            httplog=bool(options.httplog),
+            forwardfor_except=_forwardfor_except(options),
+            forwardfor_if_none=bool(options.forwardfor and options.forwardfor_if_none),
+            httplog=bool(options.httplog) and not frontend.settings.no_log,
             request_timeout_s=_seconds(timeouts.http_request),
             keep_alive_timeout_s=_seconds(timeouts.http_keep_alive),
             client_timeout_s=_seconds(timeouts.client),
             max_headers=defaults.tune_http_maxhdr,
-            route_by_path=any(
-                AclFetch.PATH.value in _http_fetches(r.condition) for r in frontend.use_backends
+            route_per_request=any(
+                looks_past_host(r.condition) or "%[" in r.backend for r in frontend.use_backends
             ),
             stats=_stats_service(frontend),
         )
@@ -382,23 +432,19 @@ def _frontend_plan(
         maxconn=frontend.maxconn or defaults.maxconn or DEFAULT_MAXCONN,
         mode=frontend.mode,
         http=http,
-        tcplog=bool(options.tcplog) and not http_mode,
+        tcplog=bool(options.tcplog) and not http_mode and not frontend.settings.no_log,
+        inspect_delay_s=_inspect_delay(frontend, binds, problems),
+        dynamic_backends=frozenset(
+            b.name for b in config.backends if b.mode is frontend.mode or not http_mode
+        )
+        if any("%[" in r.backend for r in frontend.use_backends)
+        else frozenset(),
+        content_rules=frontend.tcp_content_rules if not http_mode else (),
     )
 
 
 def _first(*values: int | None) -> int | None:
     return next((v for v in values if v is not None), None)
-
-
-def _http_fetches(condition: Condition | None) -> list[str]:
-    """The fetches of `condition` that look at the HTTP request (`hdr(host)`, `path`)."""
-    if condition is None:
-        return []
-    found = {t.fetch.value for t in condition.terms if t.fetch in _HTTP_FETCHES}
-    return sorted(found)
-
-
-_HTTP_FETCHES = frozenset((AclFetch.HDR_HOST, AclFetch.PATH))
 
 
 def _http1_alpn(
@@ -430,10 +476,113 @@ def _replace_alpn(
     return replace(reference, alpn=alpn)
 
 
+def _inspect_delay(
+    frontend: Frontend, binds: list[BindPlan], problems: list[Diagnostic]
+) -> float | None:
+    """`tcp-request inspect-delay` where staplegate can honour it: a mode-tcp frontend on
+    plain binds (its rules read the client's first bytes, a TLS ClientHello among them)."""
+    delay_ms = frontend.settings.inspect_delay_ms
+    rules = frontend.tcp_content_rules
+    if frontend.mode is Mode.HTTP:
+        if rules:
+            problems.append(
+                _refuse(
+                    rules[0].location,
+                    "tcp-request content",
+                    f"frontend '{frontend.name}' is 'mode http': staplegate evaluates "
+                    "'tcp-request content' rules in 'mode tcp' only (write them as "
+                    "'http-request' rules)",
+                )
+            )
+        return None
+    if (rules or delay_ms) and any(b.tls is not None for b in binds):
+        problems.append(
+            _refuse(
+                (rules[0].location if rules else frontend.location),
+                "tcp-request content",
+                f"frontend '{frontend.name}' terminates TLS: staplegate inspects the first "
+                "bytes (a ClientHello) on plain binds only; route a TLS bind with ssl_fc_sni",
+            )
+        )
+        return None
+    return delay_ms / 1000.0 if delay_ms else None
+
+
+def _external_check(
+    backend: Backend, problems: list[Diagnostic], defaults: GlobalSettings, proxy_id: int
+) -> ExternalCheck | None:
+    """`option external-check` with its command, allowed by the global `external-check`."""
+    settings = backend.settings
+    if not settings.external_check:
+        return None
+    command = settings.external_check_command
+    if not defaults.external_check or command is None:
+        problems.append(
+            _refuse(
+                backend.location,
+                "option external-check",
+                f"backend '{backend.name}': 'option external-check' needs "
+                + (
+                    "the global 'external-check' keyword (commands run only when allowed)"
+                    if not defaults.external_check
+                    else "'external-check command PATH'"
+                ),
+            )
+        )
+        return None
+    return ExternalCheck(
+        command, settings.external_check_path or "", backend.name, proxy_id=proxy_id
+    )
+
+
+def _default_fullconn(backend: str, frontends: Sequence[Frontend], defaults: GlobalSettings) -> int:
+    """HAProxy's `fullconn` when none is written: 10 % of the maxconn of the frontends whose
+    `default_backend` or `use_backend` can send traffic to `backend` (at least 1)."""
+    total = 0
+    for frontend in frontends:
+        if frontend.default_backend == backend or any(
+            r.backend == backend for r in frontend.use_backends
+        ):
+            total += frontend.maxconn or defaults.maxconn or DEFAULT_MAXCONN
+    return max(1, total // 10)
+
+
+def _conditions(frontend: Frontend) -> list[tuple[SourceLocation, str, Condition | None]]:
+    """Every condition written in a frontend, with where and under which keyword."""
+    found: list[tuple[SourceLocation, str, Condition | None]] = [
+        (r.location, "use_backend", r.condition) for r in frontend.use_backends
+    ]
+    found += [(r.location, "http-request", r.condition) for r in frontend.http_request_rules]
+    found += [(m.location, "monitor fail", m.condition) for m in frontend.monitor_fail]
+    found += [(r.location, "tcp-request content", r.condition) for r in frontend.tcp_content_rules]
+    return found
+
+
+def _monitor(frontend: Frontend) -> tuple[HttpRequestRule, ...]:
+    """`monitor-uri`, answered before any `http-request` rule (as in HAProxy)."""
+    uri = frontend.settings.monitor_uri
+    if uri is None:
+        return ()
+    return (
+        HttpRequestRule(
+            frontend.location, HttpMonitor(uri, tuple(m.condition for m in frontend.monitor_fail))
+        ),
+    )
+
+
 def _forwardfor(enabled: bool | None, name: str | None) -> bytes | None:
     if not enabled:
         return None
     return (name or "X-Forwarded-For").encode("latin-1")
+
+
+def _forwardfor_except(
+    options: ProxyOptions,
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """`option forwardfor except NET` (checked by the parser)."""
+    if not options.forwardfor or not options.forwardfor_except:
+        return ()
+    return (ipaddress.ip_network(options.forwardfor_except, strict=False),)
 
 
 def _stats_service(frontend: Frontend) -> StatsService | None:
@@ -506,7 +655,7 @@ def _server_tls(server: Server, defaults: GlobalSettings) -> ServerTls | None:
             sni, from_client = None, True
     low, high = _server_versions(defaults.ssl_default_server_options)
     return ServerTls(
-        verify=server.verify.value == "required",
+        verify=(server.verify or defaults.ssl_server_verify or Verify.REQUIRED) is Verify.REQUIRED,
         ca_file=server.ca_file,
         sni=sni,
         sni_from_client=from_client,
@@ -521,6 +670,8 @@ def _backend_plan(
     problems: list[Diagnostic],
     defaults: GlobalSettings,
     exporter: ServiceSnapshot,
+    fullconn: int = 0,
+    proxy_id: int = 0,
 ) -> BackendPlan:
     servers = []
     options = backend.settings.options
@@ -531,8 +682,12 @@ def _backend_plan(
             method=options.httpchk_method or "OPTIONS",
             uri=options.httpchk_uri or "/",
             expect_status=options.httpchk_expect_status,
+            expect=options.httpchk_expect,
+            version=options.httpchk_version or "HTTP/1.0",
+            headers=options.httpchk_headers or (),
         )
-    for server in backend.servers:
+    external = _external_check(backend, problems, defaults, proxy_id)
+    for index, server in enumerate(backend.servers, start=1):
         if server.disabled:
             continue
         if server.sni is not None and not (
@@ -565,6 +720,12 @@ def _backend_plan(
                 tls=_server_tls(server, defaults),
                 httpchk=httpchk,
                 check_timeout_s=_seconds(timeouts.check),
+                check_port=server.check_port,
+                cookie=server.cookie,
+                minconn=server.minconn,
+                slowstart_s=(server.slowstart_ms or 0) / 1000.0,
+                tcp_check=backend.settings.tcp_check if httpchk is None else None,
+                external_check=replace(external, server_id=index) if external is not None else None,
             )
         )
     retries = backend.settings.retries if backend.settings.retries is not None else 3
@@ -579,6 +740,8 @@ def _backend_plan(
         ),
         retries=retries,
         algorithm=Algorithm(backend.balance.value),
+        draws=backend.settings.balance_draws or 2,
+        fullconn=backend.settings.fullconn or fullconn,
         redispatch=bool(options.redispatch),
         queue_timeout_s=_seconds(
             timeouts.queue if timeouts.queue is not None else timeouts.connect
@@ -588,7 +751,14 @@ def _backend_plan(
             rules=_compile_rules(backend.http_request_rules, problems, exporter)
             if backend.mode is Mode.HTTP
             else (),
+            response_rules=_compile_rules(backend.http_response_rules, problems, exporter),
+            cookie=backend.settings.cookie if backend.mode is Mode.HTTP else None,
+            after_response_rules=_compile_rules(
+                backend.http_after_response_rules, problems, exporter
+            ),
             forwardfor_header=_forwardfor(options.forwardfor, options.forwardfor_header),
+            forwardfor_except=_forwardfor_except(options),
+            forwardfor_if_none=bool(options.forwardfor and options.forwardfor_if_none),
             connect_timeout_s=_seconds(timeouts.connect),
             server_timeout_s=_seconds(timeouts.server),
             retries=retries,
@@ -614,8 +784,15 @@ def build_plan(
         if plan is not None:
             frontends.append(plan)
     backends = tuple(
-        _backend_plan(b, problems, generation.config.global_, exporter)
-        for b in generation.config.backends
+        _backend_plan(
+            b,
+            problems,
+            generation.config.global_,
+            exporter,
+            _default_fullconn(b.name, generation.config.frontends, generation.config.global_),
+            proxy_id=number,
+        )
+        for number, b in enumerate(generation.config.backends, start=1)
     )
     if not any(f.binds for f in frontends) and not any(
         p.severity is Severity.ERROR for p in problems

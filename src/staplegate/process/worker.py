@@ -24,7 +24,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -32,7 +32,7 @@ import uvloop
 
 from staplegate.clock import SystemClock
 from staplegate.deploy.plan import ServePlan
-from staplegate.deploy.routing import make_router
+from staplegate.deploy.routing import make_content_check, make_router
 from staplegate.observe.accesslog import tcplog_writer
 from staplegate.observe.log import LogRouter, SyslogTarget
 from staplegate.ocsp.certid import CertId
@@ -86,6 +86,16 @@ def collect_report(
     return WorkerReport(by_frontend, servers)
 
 
+def _usable_servers(pools: dict[str, BackendPool]) -> Callable[[str], int]:
+    """`nbsrv(backend)` for conditions, from this worker's pools (health from the master)."""
+
+    def count(name: str) -> int:
+        pool = pools.get(name)
+        return pool.usable_count() if pool is not None else 0
+
+    return count
+
+
 async def _run(setup: WorkerSetup) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -106,10 +116,13 @@ async def _run(setup: WorkerSetup) -> None:
         http = None
         if fplan.http is not None:
             http = HttpFrontend(dataclasses.replace(fplan.http, backends=http_backends))
+            http.usable_servers = _usable_servers(pools)
         frontend = FrontendRuntime(
             name=fplan.name,
             staples=table,
             backend_router=make_router(fplan, pools),
+            inspect_delay_s=fplan.inspect_delay_s,
+            content_check=make_content_check(fplan, pools),
             only_backend=None if fplan.rules else pools.get(fplan.default_backend or ""),
             timeouts=fplan.timeouts,
             maxconn=fplan.maxconn,

@@ -17,11 +17,13 @@ import asyncio
 import collections
 import enum
 import logging
+import random
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from staplegate.config.model import TlsVersion
+from staplegate.config.model import TcpCheckStep, TlsVersion
+from staplegate.config.samples import compile_pcre
 from staplegate.proxy.balance import Algorithm, Balancer
 
 log = logging.getLogger("staplegate.proxy")
@@ -63,17 +65,56 @@ class ServerTls:
 
 @dataclass(frozen=True)
 class HttpCheck:
-    """`option httpchk [METH URI]` with `http-check expect status N` (else any 2xx/3xx)."""
+    """`option httpchk [METH URI]` or `http-check send meth|uri|ver|hdr …`, with
+    `http-check expect status N` (else any 2xx/3xx)."""
 
     method: str = "OPTIONS"
     uri: str = "/"
     expect_status: int | None = None
     host: str | None = None
+    version: str = "HTTP/1.0"  # `http-check send ver`
+    headers: tuple[tuple[str, str], ...] = ()  # `http-check send hdr NAME VALUE`
+    # `http-check expect [!] status|rstatus|string|rstring P`: (kind, pattern, negate)
+    expect: tuple[str, str, bool] | None = None
+
+    @property
+    def reads_body(self) -> bool:
+        return self.expect is not None and self.expect[0] in ("string", "rstring")
+
+    def judge(self, status: int, body: bytes) -> bool:
+        """The expect rule on a response (the default: `accepts`)."""
+        if self.expect is None:
+            return self.accepts(status)
+        kind, pattern, negate = self.expect
+        if kind == "status":
+            found = str(status) == pattern
+        elif kind == "rstatus":
+            found = compile_pcre(pattern).search(str(status)) is not None
+        elif kind == "string":
+            found = pattern.encode("latin-1", "replace") in body
+        else:
+            found = compile_pcre(pattern).search(body.decode("latin-1")) is not None
+        return found != negate
 
     def accepts(self, status: int) -> bool:
         if self.expect_status is not None:
             return status == self.expect_status
         return 200 <= status < 400
+
+
+@dataclass(frozen=True)
+class ExternalCheck:
+    """`option external-check`: a command run per check, HAProxy's way (arguments proxy
+    address and port, server address and port; a cleared environment with the
+    HAPROXY_* variables and PATH); exit status 0 means up."""
+
+    command: str
+    path: str = ""
+    proxy_name: str = ""
+    proxy_id: int = 0
+    proxy_address: str = "NOT_USED"
+    proxy_port: str = "NOT_USED"
+    server_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -94,6 +135,12 @@ class BackendServer:
     tls: ServerTls | None = None
     httpchk: HttpCheck | None = None
     check_timeout_s: float | None = None
+    check_port: int | None = None  # `port N`: checks go there instead of `port`
+    cookie: str | None = None  # `cookie VALUE`: the persistence cookie naming this server
+    minconn: int | None = None  # with maxconn: HAProxy's dynamic limit (see `BackendPool`)
+    slowstart_s: float = 0.0  # `slowstart`: the ramp after the server comes back up
+    tcp_check: tuple[TcpCheckStep, ...] | None = None  # `option tcp-check` rules
+    external_check: ExternalCheck | None = None  # `option external-check`
 
     def __post_init__(self) -> None:
         if self.rise < 1 or self.fall < 1:
@@ -134,6 +181,7 @@ class _Health:
         "served",
         "state",
         "successes",
+        "up_since",
     )
 
     def __init__(self) -> None:
@@ -145,6 +193,7 @@ class _Health:
         self.served = 0
         self.observed_failures = 0
         self.avoid_until = 0.0
+        self.up_since = 0.0  # when it came back up (`slowstart`); 0: up from the start
 
     @property
     def usable(self) -> bool:
@@ -175,6 +224,8 @@ class BackendPool:
         algorithm: Algorithm = Algorithm.ROUNDROBIN,
         redispatch: bool = True,
         queue_timeout_s: float | None = None,
+        draws: int = 2,
+        fullconn: int = 0,
     ) -> None:
         names = [s.name for s in servers]
         if len(set(names)) != len(names):
@@ -183,13 +234,19 @@ class BackendPool:
         self.servers = tuple(servers)
         self.redispatch = redispatch
         self.queue_timeout_s = queue_timeout_s
+        # `fullconn`: at this many connections on the backend, `minconn` servers take their
+        # whole `maxconn`; below it their limit grows with the load (per worker)
+        self.fullconn = fullconn
+        self._rng = random.Random()  # `slowstart`'s draws
         self._health = {s.name: _Health() for s in self.servers}
         # what `_usable` walks for every request: primaries in order, with their health
         self._primaries = tuple(
             (s, self._health[s.name]) for s in self.servers if not s.backup and s.weight > 0
         )
         self._only = self._primaries[0] if len(self.servers) == 1 and self._primaries else None
-        self._balancer = Balancer(algorithm, self.servers, lambda n: self._health[n].active)
+        self._balancer = Balancer(
+            algorithm, self.servers, lambda n: self._health[n].active, draws=draws
+        )
         self._queue: collections.deque[_Waiter] = collections.deque()
         self.queued_total = 0
 
@@ -206,6 +263,14 @@ class BackendPool:
     def up_servers(self) -> tuple[BackendServer, ...]:
         return tuple(s for s in self.servers if self._health[s.name].usable)
 
+    def usable_count(self) -> int:
+        """HAProxy's `nbsrv`: the usable active servers, else the usable backups."""
+        health = self._health
+        active = sum(1 for s, h in self._primaries if h.usable)
+        if active:
+            return active
+        return sum(1 for s in self.servers if s.backup and health[s.name].usable)
+
     def active(self, server: BackendServer) -> int:
         """Connections (tcp) or requests (http) this worker has on the server now."""
         return self._health[server.name].active
@@ -220,6 +285,8 @@ class BackendPool:
     def set_state(self, name: str, state: ServerState) -> None:
         """Adopt a health state decided elsewhere (the master runs the checks)."""
         health = self._health[name]
+        if state is ServerState.UP and health.state is ServerState.DOWN:
+            health.up_since = time.monotonic()  # `slowstart` ramps from here
         health.state = state
         health.avoid_until = 0.0
         self._wake()
@@ -245,7 +312,24 @@ class BackendPool:
         return []
 
     def _free(self, server: BackendServer) -> bool:
-        return server.maxconn is None or self._health[server.name].active < server.maxconn
+        limit = server.maxconn
+        if limit is None:
+            return True
+        if server.minconn is not None:
+            limit = self.dynamic_maxconn(server)
+        return self._health[server.name].active < limit
+
+    def dynamic_maxconn(self, server: BackendServer) -> int:
+        """HAProxy's `srv_dynamic_maxconn`: max(minconn, maxconn × backend load / fullconn),
+        and maxconn itself once the backend has `fullconn` connections."""
+        maxconn = server.maxconn or 0
+        minconn = server.minconn
+        if minconn is None or minconn >= maxconn:
+            return maxconn
+        load = sum(h.active for h in self._health.values())
+        if load >= self.fullconn:
+            return maxconn
+        return max(minconn, load * maxconn // self.fullconn, 1)
 
     def pick(
         self, client_ip: str | None = None, exclude: Collection[str] = ()
@@ -253,7 +337,11 @@ class BackendPool:
         """The balancing algorithm's choice among usable servers with a free slot, or None."""
         if self._only is not None and not exclude:  # one server, no backup: nothing to choose
             server, health = self._only
-            if health.usable and (server.maxconn is None or health.active < server.maxconn):
+            if health.usable and (
+                server.maxconn is None
+                or health.active
+                < (server.maxconn if server.minconn is None else self.dynamic_maxconn(server))
+            ):
                 return server
             if health.usable:
                 return None
@@ -263,7 +351,24 @@ class BackendPool:
             chosen = self._balancer.choose(usable, client_ip)
             return chosen if chosen is not None and self._free(chosen) else None
         free = self._free
-        return self._balancer.choose([s for s in usable if free(s)], client_ip)
+        candidates = [s for s in usable if free(s)]
+        chosen = self._balancer.choose(candidates, client_ip)
+        if chosen is not None and chosen.slowstart_s and len(candidates) > 1:
+            return self._slow_start(chosen, candidates, client_ip)
+        return chosen
+
+    def _slow_start(
+        self, chosen: BackendServer, candidates: list[BackendServer], client_ip: str | None
+    ) -> BackendServer | None:
+        """HAProxy's `slowstart`: a server back up for a fraction f of its slowstart period
+        takes about f of its share (it is passed over with probability 1 − f)."""
+        up_since = self._health[chosen.name].up_since
+        if not up_since:
+            return chosen  # up since the start: HAProxy does not ramp then either
+        elapsed = (time.monotonic() - up_since) / chosen.slowstart_s
+        if elapsed >= 1.0 or self._rng.random() < elapsed:
+            return chosen
+        return self._balancer.choose([s for s in candidates if s is not chosen], client_ip)
 
     def observe(self, server: BackendServer, *, ok: bool) -> bool:
         """Passive check on traffic (HAProxy's `observe layer4`, for `check` servers only).
@@ -308,6 +413,19 @@ class BackendPool:
             health.active -= 1
         if self._queue:
             self._wake()
+
+    def take_by_cookie(self, value: str) -> BackendServer | None:
+        """Cookie persistence: the usable server whose `cookie` is `value`, acquired, if it
+        has a free slot; None sends the request to the balancing algorithm (which then
+        inserts a new cookie)."""
+        for server in self.servers:
+            if server.cookie == value:
+                health = self._health[server.name]
+                if health.usable and self._free(server) and not self._queue:
+                    self.acquire(server)
+                    return server
+                return None
+        return None
 
     def take_now(self, client_ip: str | None = None) -> BackendServer | None:
         """`take` when it would not wait: a server with a free slot, acquired, or None.

@@ -49,7 +49,10 @@ from staplegate.proxy.backend_connection import BackendConnection
 from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout, SendProxy
 from staplegate.proxy.deadlines import TICK_S
 from staplegate.proxy.frontend import BindSocket
+from staplegate.proxy.http_request import RequestHead
+from staplegate.proxy.http_rules import Inspected
 from staplegate.proxy.http_stream import HttpStream
+from staplegate.proxy.inspection import inspect, wants_more
 from staplegate.proxy.proxyproto import NeedMore, ProxyHeaderError, parse_proxy_header
 from staplegate.proxy.records import (
     ConnectionInfo,
@@ -86,6 +89,7 @@ def _address(address: object) -> tuple[str, int]:
 # Read per request: a module constant, because on Python 3.11 `ConnectionPhase.CLOSED` goes through
 # the enum metaclass's __getattr__ (about ten times a global's cost).
 _CLOSED: Final = ConnectionPhase.CLOSED
+_HELLO: Final = ConnectionPhase.HELLO
 _EMBRYONIC: Final = frozenset(
     (ConnectionPhase.PROXY_HEADER, ConnectionPhase.HELLO, ConnectionPhase.HANDSHAKE)
 )
@@ -110,6 +114,8 @@ class ClientConnection(asyncio.Protocol):
         "_frontend_address",
         "_held",
         "_hello_buffer",
+        "_inspect_timer",
+        "_inspected",
         "_queue_s",
         "_server_activity",
         "_slot_server",
@@ -170,6 +176,8 @@ class ClientConnection(asyncio.Protocol):
         self.bytes_from_client = 0
         self.bytes_to_client = 0
         self._hello_buffer = bytearray()
+        self._inspect_timer: asyncio.TimerHandle | None = None  # `tcp-request inspect-delay`
+        self._inspected: Inspected | None = None  # what the inspection read
         self._held = b""  # handshake output waiting to go out with the first answer
         self._to_server: list[bytes] = []
         self._started = self.loop.time()
@@ -235,7 +243,7 @@ class ClientConnection(asyncio.Protocol):
         if client_s:
             self._deadline_key = frontend.deadlines.add(self, self._started + client_s)
         if self.listener.tls is None and self.phase is ConnectionPhase.HELLO:
-            self._open()  # a plain bind: nothing to read before routing
+            self._plain_ready()  # a plain bind: nothing to read before routing (or inspect)
 
     @property
     def frontend_address(self) -> tuple[str, int]:
@@ -348,7 +356,7 @@ class ClientConnection(asyncio.Protocol):
         self._hello_buffer = bytearray()
         self.phase = ConnectionPhase.HELLO
         if self.listener.tls is None:
-            self._open()
+            self._plain_ready()
             if rest:
                 self._plain_received(rest)
         elif rest:
@@ -356,9 +364,55 @@ class ClientConnection(asyncio.Protocol):
 
     # -- plain binds ------------------------------------------------------------------------
 
+    def _plain_ready(self) -> None:
+        """A plain bind's client is there: route now, or first read what `tcp-request
+        inspect-delay` waits for (a whole ClientHello, other bytes, or the delay's end)."""
+        frontend = self.frontend
+        delay = frontend.inspect_delay_s
+        if delay is not None:
+            self._inspect_timer = self.loop.call_later(delay, self._inspect_done)
+            return
+        if frontend.content_check is None or self._content_accepted():
+            self._open()
+
+    def _inspect_received(self, data: bytes) -> None:
+        """Bytes read while inspecting: wait for more only while they are the beginning of a
+        ClientHello (anything else decides at once, as HAProxy's fetches do)."""
+        self._hello_buffer += data
+        if not wants_more(self._hello_buffer):
+            self._inspect_done()
+
+    def _inspect_done(self) -> None:
+        """Evaluate `tcp-request content` on what was read, route, and pass the bytes on."""
+        timer = self._inspect_timer
+        if timer is not None:
+            self._inspect_timer = None
+            timer.cancel()
+        if self.phase is not ConnectionPhase.HELLO:  # closed meanwhile
+            return
+        data = bytes(self._hello_buffer)
+        self._hello_buffer = bytearray()
+        self._inspected, self._sni = inspect(data)  # `req.ssl_*` fetches, `req.ssl_sni`
+        if self.frontend.content_check is not None and not self._content_accepted():
+            return
+        self._open()
+        if data:
+            self._plain_received(data)  # to the server (or dropped if `_open` refused)
+
+    def _content_accepted(self) -> bool:
+        """`tcp-request content` rules; a reject closes the connection (`PR--`)."""
+        check = self.frontend.content_check
+        if check is None or check(self.connection_info()):
+            return True
+        self._finish(Termination.PROXY_REFUSED)
+        return False
+
     def _plain_received(self, data: bytes) -> None:
         """Client bytes on a plain bind: to the HTTP stream or the server, as they are."""
         if self.phase is _CLOSED:
+            return
+        if self.phase is _HELLO:  # still inspecting (`tcp-request inspect-delay`)
+            self._inspect_received(data)
             return
         http = self.http
         if http is not None:
@@ -383,7 +437,10 @@ class ClientConnection(asyncio.Protocol):
         return self.frontend.stopping
 
     def connection_info(
-        self, host: str | None = None, target: bytes | None = None
+        self,
+        host: str | None = None,
+        target: bytes | None = None,
+        head: RequestHead | None = None,
     ) -> ConnectionInfo:
         session = self.session
         return ConnectionInfo(
@@ -395,6 +452,9 @@ class ClientConnection(asyncio.Protocol):
             client_certificate=session.client_certificate if session else None,
             tls=session is not None,
             target=target,
+            head=head,
+            frontend_address=self.frontend_address,
+            inspected=self._inspected,
         )
 
     def route(self, info: ConnectionInfo) -> BackendPool | None:
@@ -824,6 +884,9 @@ class ClientConnection(asyncio.Protocol):
         self.phase = _CLOSED
         self.termination = termination
         self._disarm()
+        if self._inspect_timer is not None:
+            self._inspect_timer.cancel()
+            self._inspect_timer = None
         task = self._connect_task
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()

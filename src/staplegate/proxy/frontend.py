@@ -25,6 +25,7 @@ from staplegate.proxy.http_pool import HttpFrontend
 from staplegate.proxy.http_stream import HttpStream
 from staplegate.proxy.records import (
     BackendRouter,
+    ConnectionInfo,
     ConnectionPhase,
     ConnectionRecord,
     FrontendStats,
@@ -107,6 +108,8 @@ class FrontendRuntime:
         buffer_limit: int = DEFAULT_BUFFER_LIMIT,
         http: HttpFrontend | None = None,
         only_backend: BackendPool | None = None,
+        inspect_delay_s: float | None = None,
+        content_check: Callable[[ConnectionInfo], bool] | None = None,
     ) -> None:
         if maxconn < 1:
             raise ValueError(f"frontend {name}: maxconn must be at least 1")
@@ -122,6 +125,9 @@ class FrontendRuntime:
         # What `backend_router` answers for every connection (no use_backend rule): then
         # mode tcp skips building a ConnectionInfo and asking the router.
         self.only_backend = only_backend
+        # `tcp-request inspect-delay` / `tcp-request content` (mode tcp, plain binds)
+        self.inspect_delay_s = inspect_delay_s
+        self.content_check = content_check
         self.stopping = False
         self.stats = FrontendStats()
         self.connections: set[FrontendConnection] = set()

@@ -13,13 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from staplegate.config.model import TcpCheckStep
 from staplegate.proxy.backends import (
     BackendPool,
     BackendServer,
+    ExternalCheck,
     SendProxy,
     ServerState,
     StateChange,
@@ -65,7 +68,9 @@ class CheckResult:
 async def run_check(server: BackendServer, timeout_s: float) -> CheckResult:
     """Layer 4 (connect) or layer 7 (`option httpchk`) check of one server."""
     started = time.monotonic()
-    target = replace(server, send_proxy=SendProxy.NONE)
+    if server.external_check is not None:
+        return await _external_check(server, server.external_check, timeout_s, started)
+    target = replace(server, send_proxy=SendProxy.NONE, port=server.check_port or server.port)
     check = server.httpchk
     reader = asyncio.StreamReader()
     try:
@@ -77,11 +82,17 @@ async def run_check(server: BackendServer, timeout_s: float) -> CheckResult:
                 frontend_address=("0.0.0.0", 0),
             )
             try:
+                if check is None and server.tcp_check:
+                    return await _scripted_check(transport, reader, server.tcp_check, started)
                 if check is None:
                     return CheckResult(True, "Layer4 check passed", None, None, _since(started))
-                host = f"Host: {check.host}\r\n" if check.host else ""
-                transport.write(f"{check.method} {check.uri} HTTP/1.0\r\n{host}\r\n".encode())
+                lines = [f"{check.method} {check.uri} {check.version}"]
+                if check.host and not any(n.lower() == "host" for n, _ in check.headers):
+                    lines.append(f"Host: {check.host}")
+                lines.extend(f"{name}: {value}" for name, value in check.headers)
+                transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
                 line = await reader.readline()
+                body = await _check_body(reader) if check.reads_body else b""
             finally:
                 transport.close()
     except TimeoutError:
@@ -95,9 +106,120 @@ async def run_check(server: BackendServer, timeout_s: float) -> CheckResult:
         return CheckResult(False, "Layer7 invalid response", None, None, _since(started))
     status = int(parts[1])
     text = parts[2].strip().decode("latin-1") if len(parts) > 2 else None
-    if check.accepts(status):
+    if check.judge(status, body):
         return CheckResult(True, "Layer7 check passed", text, status, _since(started))
+    if check.expect is not None and check.expect[0] in ("string", "rstring"):
+        return CheckResult(False, "Layer7 wrong content", text, status, _since(started))
     return CheckResult(False, "Layer7 wrong status", text, status, _since(started))
+
+
+async def _check_body(reader: asyncio.StreamReader) -> bytes:
+    """The response body a string expect looks at: Content-Length bytes, else up to the
+    server's close (or the limit)."""
+    length: int | None = None
+    while True:
+        header = await reader.readline()
+        if header in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = header.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            length = int(value.strip())
+    if length is not None:
+        return await reader.read(min(length, _TCP_CHECK_LIMIT))
+    body = b""
+    while len(body) < _TCP_CHECK_LIMIT:
+        chunk = await reader.read(4096)
+        if not chunk:
+            break
+        body += chunk
+    return body
+
+
+async def _scripted_check(
+    transport: asyncio.Transport,
+    reader: asyncio.StreamReader,
+    steps: tuple[TcpCheckStep, ...],
+    started: float,
+) -> CheckResult:
+    """`option tcp-check` rules in order: send writes, expect reads until its pattern is in
+    what arrived (or, negated, until the server closes without it)."""
+    received = b""
+    for number, step in enumerate(steps, start=1):
+        if step.action == "send":
+            transport.write(step.data)
+            continue
+        while not (_tcp_found(step, received) and not step.negate):
+            chunk = await reader.read(4096)
+            if not chunk:  # the server closed: what it sent is all there is
+                if _tcp_found(step, received) != step.negate:
+                    break
+                info = f"TCPCHK did not match content '{step.pattern}' at step {number}"
+                return CheckResult(False, "Layer7 wrong content", info, None, _since(started))
+            received += chunk
+            if len(received) > _TCP_CHECK_LIMIT:
+                info = f"TCPCHK got more than {_TCP_CHECK_LIMIT} bytes at step {number}"
+                return CheckResult(False, "Layer7 wrong content", info, None, _since(started))
+        if step.negate and _tcp_found(step, received):
+            info = f"TCPCHK matched unwanted content '{step.pattern}' at step {number}"
+            return CheckResult(False, "Layer7 wrong content", info, None, _since(started))
+        received = b""  # the next expect looks at what comes after
+    return CheckResult(True, "Layer7 check passed", None, None, _since(started))
+
+
+#: a tcp-check reads at most this much looking for its pattern (HAProxy: one buffer)
+_TCP_CHECK_LIMIT = 16384
+
+
+def _tcp_found(step: TcpCheckStep, received: bytes) -> bool:
+    if step.kind == "rstring":
+        return re.search(step.pattern, received.decode("latin-1")) is not None
+    return step.data in received
+
+
+async def _external_check(
+    server: BackendServer, check: ExternalCheck, timeout_s: float, started: float
+) -> CheckResult:
+    """Run the command; exit status 0 is up, anything else (or the timeout) down."""
+    port = str(server.check_port or server.port)
+    environment = {
+        "PATH": check.path,
+        "HAPROXY_PROXY_ADDR": check.proxy_address,
+        "HAPROXY_PROXY_ID": str(check.proxy_id),
+        "HAPROXY_PROXY_NAME": check.proxy_name,
+        "HAPROXY_PROXY_PORT": check.proxy_port,
+        "HAPROXY_SERVER_ADDR": server.host,
+        "HAPROXY_SERVER_CURCONN": "0",
+        "HAPROXY_SERVER_ID": str(check.server_id),
+        "HAPROXY_SERVER_MAXCONN": str(server.maxconn or 0),
+        "HAPROXY_SERVER_NAME": server.name,
+        "HAPROXY_SERVER_PORT": port,
+    }
+    try:
+        process = await asyncio.create_subprocess_exec(
+            check.command,
+            check.proxy_address,
+            check.proxy_port,
+            server.host,
+            port,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            env=environment,
+        )
+    except OSError as error:
+        info = f"{check.command}: {error.strerror or error}"
+        return CheckResult(False, "External check error", info, None, _since(started))
+    try:
+        async with asyncio.timeout(timeout_s):
+            status = await process.wait()
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        return CheckResult(False, "External check timeout", None, None, _since(started))
+    if status == 0:
+        return CheckResult(True, "External check passed", None, None, _since(started))
+    return CheckResult(False, "External check error", None, status, _since(started))
 
 
 def _since(started: float) -> float:

@@ -179,8 +179,10 @@ class RequestHead:
         "plain",
         "target",
         "upgrade",
+        "variables",  # `set-var(txn.x)`: set only by rules that use variables (else unset)
         "version",
     )
+    variables: dict[str, str]  # read with getattr(head, "variables", None)
 
     def __init__(
         self,

@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Final
 
-from staplegate.proxy.backends import BackendServer, QueueTimeout, SendProxy
+from staplegate.config.model import CookiePersistence
+from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout, SendProxy
 from staplegate.proxy.http_exchange import STATUS_CLASSES, Exchange, ExchangeLifecycle, Route
 from staplegate.proxy.http_message import (
     END,
@@ -51,7 +53,13 @@ from staplegate.proxy.http_message import (
 from staplegate.proxy.http_pool import HttpBackendSettings, ServerConnection
 from staplegate.proxy.http_request import RequestHead
 from staplegate.proxy.http_response import ResponseEvent, ResponseHead, ResponseReader
-from staplegate.proxy.http_rules import RequestFacts, apply_rules
+from staplegate.proxy.http_rules import (
+    apply_response_rules,
+    apply_rules,
+    render_unique_id,
+    source_in,
+)
+from staplegate.proxy.persistence import insert_cookie, request_cookie
 from staplegate.proxy.upstream import open_server
 
 log = logging.getLogger("staplegate.http")
@@ -190,44 +198,45 @@ class HttpStream(ExchangeLifecycle):
             break
         self._arm()
 
-    def _facts(self, head: RequestHead) -> RequestFacts:
-        side = self.client_side
-        session = side.session
-        client_certificate = session.client_certificate if session is not None else None
-        return RequestFacts(  # no session: a plain bind (`ssl_fc` false)
-            side.client_address,
-            side.server_name,
-            session is not None,
-            head.host,
-            client_certificate,
-            head.target,
-        )
-
-    def _route(self, host: str | None, target: bytes) -> Route:
+    def _route(self, head: RequestHead) -> Route:
         """`use_backend`/`default_backend` for this Host, with what the backend adds; the
         rest of the facts are fixed for the connection, so each Host is routed once per
-        connection (unless a rule looks at the path: then every request is routed)."""
+        connection (unless a rule looks at more of the request, such as its path, method or
+        other headers: then every request is routed)."""
+        host = head.host
         try:
             return self._routes[host]
         except KeyError:
             pass
         side = self.client_side
-        pool = side.route(side.connection_info(host, target))
+        pool = side.route(side.connection_info(host, head.target, head))
         if pool is None:
             route: Route = (None, None, None)
         else:
             backend = self.http.backend(pool.name)
             name = backend.forwardfor_header or self.settings.forwardfor_header
-            if name is None:
+            excepted = (
+                backend.forwardfor_except
+                if backend.forwardfor_header
+                else self.settings.forwardfor_except
+            )
+            if_none = (
+                backend.forwardfor_if_none
+                if backend.forwardfor_header
+                else self.settings.forwardfor_if_none
+            )
+            if name is None or (excepted and source_in(excepted, self._client_ip)):
                 extra: bytes | None = b""
-            elif name.lower() in _LOOKED_UP or has_line_break(self._client_ip_bytes):
+            elif (
+                if_none or name.lower() in _LOOKED_UP or has_line_break(self._client_ip_bytes)
+            ):  # `if-none` looks at each request's headers
                 # not expected (a PROXY-protocol address is checked where it is parsed):
                 # the header list, whose lines `RequestHead.encode` checks one by one
                 extra = None
             else:
                 extra = name + b": " + self._client_ip_bytes + b"\r\n"
             route = (pool, backend, extra)
-        if len(self._routes) < 8 and not self.settings.route_by_path:
+        if len(self._routes) < 8 and not self.settings.route_per_request:
             self._routes[host] = route
         return route
 
@@ -253,6 +262,8 @@ class HttpStream(ExchangeLifecycle):
             if answer is not None:
                 self._respond_locally(exchange, answer, "LR--" if answer.status < 400 else "PR--")
                 return
+        if settings.unique_id_header is not None and settings.unique_id:
+            self._add_unique_id(head)
         stats = settings.stats
         if stats is not None and stats.matches(head):
             answer = stats.answer(head)
@@ -260,7 +271,7 @@ class HttpStream(ExchangeLifecycle):
             return
         route = self._routes.get(head.host)
         if route is None:
-            route = self._route(head.host, head.target)
+            route = self._route(head)
         pool, backend, extra = route
         if pool is None or backend is None:
             self._respond_locally(exchange, error_response(503), "SC--")
@@ -277,10 +288,21 @@ class HttpStream(ExchangeLifecycle):
         elif extra is None:
             forwardfor = backend.forwardfor_header or settings.forwardfor_header
             assert forwardfor is not None
-            head.headers.append((forwardfor, self._client_ip_bytes))
-            head.headers_changed()
+            lower = forwardfor.lower()
+            if_none = (
+                backend.forwardfor_if_none
+                if backend.forwardfor_header
+                else settings.forwardfor_if_none
+            )
+            if not (if_none and any(k.lower() == lower for k, _ in head.headers)):
+                head.headers.append((forwardfor, self._client_ip_bytes))
+                head.headers_changed()
         # The common case needs no task: a free slot at once and an idle connection to it.
-        server = pool.take_now(self._client_ip)
+        server = None
+        if backend.cookie is not None:
+            server = self._persistent_server(exchange, backend.cookie, pool)
+        if server is None:
+            server = pool.take_now(self._client_ip)
         if server is None:
             exchange.task = self.loop.create_task(self._connect(exchange, None))
             return
@@ -606,6 +628,10 @@ class HttpStream(ExchangeLifecycle):
                     self._server_failed(exchange, "SH--")  # 502: no tunnel was asked for
                     return
                 exchange.response = response
+                if self._response_rules or (
+                    exchange.backend is not None and exchange.backend.has_response_rules
+                ):
+                    self._rewrite_response(exchange, response)
                 if self._httplog:
                     exchange.response_at = self.loop.time()
                 status = exchange.status = response.status
@@ -631,6 +657,52 @@ class HttpStream(ExchangeLifecycle):
             limit = exchange.backend.server_timeout_s if exchange.backend else None
             if limit and self._timer is None:
                 self._arm()
+
+    def _add_unique_id(self, head: RequestHead) -> None:
+        """`unique-id-header`: this request's `unique-id-format`, sent to the server."""
+        settings = self.settings
+        assert settings.unique_id_header is not None
+        value = render_unique_id(
+            settings.unique_id,
+            self._facts(head),
+            now_s=int(self.http.clock.now().timestamp()),
+            request_number=self.http.stats.requests,
+            pid=os.getpid(),
+        )
+        head.headers.append((settings.unique_id_header, value.encode("latin-1", "replace")))
+        head.headers_changed()
+
+    def _persistent_server(
+        self, exchange: Exchange, persistence: CookiePersistence, pool: BackendPool
+    ) -> BackendServer | None:
+        """Cookie persistence on the request: the server the client's cookie names (taken
+        when usable and free); with `indirect` the cookie does not reach the server."""
+        head = exchange.head
+        value = request_cookie(head, persistence.name, remove=persistence.indirect)
+        if value is None:
+            return None
+        server = pool.take_by_cookie(value)
+        exchange.direct = server is not None
+        return server
+
+    def _rewrite_response(self, exchange: Exchange, response: ResponseHead) -> None:
+        """`http-response` then `http-after-response` rules, the backend's before the
+        frontend's (HAProxy's order), then the persistence cookie; never on a 101 (the
+        tunnel's head)."""
+        if response.status == 101:
+            return
+        backend = exchange.backend
+        settings = self.settings
+        rules = (
+            *(backend.response_rules if backend is not None else ()),
+            *settings.response_rules,
+            *(backend.after_response_rules if backend is not None else ()),
+            *settings.after_response_rules,
+        )
+        if rules:
+            apply_response_rules(rules, response, self._facts(exchange.head))
+        if backend is not None and backend.cookie is not None and exchange.server is not None:
+            insert_cookie(response, backend.cookie, exchange.server.cookie, direct=exchange.direct)
 
     def server_eof(self, conn: ServerConnection) -> None:
         if self.tunnel is conn:

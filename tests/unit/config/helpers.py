@@ -10,6 +10,11 @@ from staplegate.config.semantic import build_config
 BACKEND = "\nbackend app\n    server a1 127.0.0.1:9000\n"
 A = "[ALERT] config : parsing [t.cfg:{}] : {}"
 W = "[WARNING] config : parsing [t.cfg:{}] : {}"
+#: what a refusal of an out-of-scope HAProxy feature adds (the family in braces)
+SIDECAR = (
+    "; this is out of staplegate's scope ({}): keep HAProxy for it and run 'staplegate "
+    "sidecar' beside it for the stapling (docs/how-to/sidecar-haproxy.md)"
+)
 
 
 def check(text: str, env: dict[str, str] | None = None) -> tuple[Config | None, list[str]]:

@@ -56,6 +56,7 @@ REVIEWED: dict[str, frozenset[str]] = {
             "server-state-file",
             "set-dumpable",
             "spread-checks",
+            "max-spread-checks",
             "ssl-mode-async",
             "strict-limits",
             "thread-groups",
@@ -89,7 +90,6 @@ REVIEWED: dict[str, frozenset[str]] = {
             "email-alert myhostname",
             "email-alert to",
             "errorfile",
-            "fullconn",
             "grace",
             "guid",
             "hash-balance-factor",
@@ -139,6 +139,7 @@ REVIEWED: dict[str, frozenset[str]] = {
         {
             "check-sni",
             "downinter",
+            "maxqueue",
             "fastinter",
             "guid",
             "id",

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from staplegate.config.samples import SampleExpression, SampleSyntaxError, parse_header_format
+from staplegate.config.samples import (
+    LogVariable,
+    SampleExpression,
+    SampleSyntaxError,
+    parse_header_format,
+    parse_unique_id_format,
+)
 
 
 def test_literals_percent_and_expressions() -> None:
@@ -25,7 +31,10 @@ def test_literals_percent_and_expressions() -> None:
         ("%[ssl_c_sha1]", "is binary"),
         ("%[ssl_c_r_dn]", "not supported"),
         ("%[ssl_c_serial,lower]", "is binary"),
-        ("%[req.hdr(x)]", "not supported"),
+        ("%[req.cook(x)]", "not supported"),
+        ("%[req.hdr]", "expects a name"),
+        ("%[hdr(x,y)]", "occurrence 'y'"),
+        ("%[uuid(1)]", "only version 4"),
         ("%[src(1)]", "takes no argument"),
         ("%[ssl_c_s_dn(CN,0)]", "not a non-zero number"),
         ("%[ssl_c_s_dn(CN,1,oneline)]", "format"),
@@ -39,3 +48,19 @@ def test_literals_percent_and_expressions() -> None:
 def test_refusals_say_why(text: str, message: str) -> None:
     with pytest.raises(SampleSyntaxError, match=message):
         parse_header_format(text)
+
+
+def test_unique_id_format() -> None:
+    """`%{+X}o` turns hexadecimal on for what follows; `%[…]` and `%%` as in header values."""
+    assert parse_unique_id_format("%{+X}o %ci:%cp_%[src]%%") == (
+        " ",
+        LogVariable("ci", hexa=True),
+        ":",
+        LogVariable("cp", hexa=True),
+        "_",
+        SampleExpression("src"),
+        "%",
+    )
+    assert parse_unique_id_format("%Ts") == (LogVariable("Ts"),)
+    with pytest.raises(SampleSyntaxError, match="'%hr' is not supported here"):
+        parse_unique_id_format("%hr")

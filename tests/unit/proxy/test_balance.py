@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
 from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout, ServerState
-from staplegate.proxy.balance import Algorithm, smooth_schedule
+from staplegate.proxy.balance import Algorithm, Balancer, smooth_schedule
 
 A = BackendServer("a", "127.0.0.1", 1, weight=3)
 B = BackendServer("b", "127.0.0.1", 2)
@@ -111,3 +112,58 @@ def test_a_server_taken_out_on_traffic_is_logged_as_haproxy_does(
         "Server be/c is DOWN, reason: Layer4 connection problem (observed on traffic). "
         "1 active servers left."  # HAProxy counts what is left: b
     ]
+
+
+def test_random_draws_pick_the_least_loaded_of_weighted_draws() -> None:
+    """HAProxy's `balance random` (draws 2 by default): weighted random picks, the least
+    loaded of them wins; draws=1 is plain weighted random."""
+    active = {"a": 0, "b": 0}
+    balancer = Balancer(Algorithm.RANDOM, [A, B], active.__getitem__, rng=random.Random(7))
+    picks = [balancer.choose([A, B], None) for _ in range(400)]
+    assert {s.name for s in picks if s} == {"a", "b"}
+    # with no load a tie keeps the first draw: weighted random, 3:1
+    assert 250 < sum(1 for s in picks if s is A) < 350
+    active["a"] = 50  # A is busy: whenever B is drawn at all, it wins
+    busy = [balancer.choose([A, B], None) for _ in range(400)]
+    assert sum(1 for s in busy if s is B) > 100
+    single = Balancer(Algorithm.RANDOM, [A, B], active.__getitem__, draws=1, rng=random.Random(7))
+    picks = [single.choose([A, B], None) for _ in range(400)]
+    assert 250 < sum(1 for s in picks if s is A) < 350  # weight 3:1, load ignored
+
+
+def test_minconn_grows_with_the_backend_load_up_to_maxconn() -> None:
+    """HAProxy's dynamic limit: max(minconn, maxconn × load / fullconn); maxconn at
+    fullconn connections on the backend."""
+    a = BackendServer("a", "127.0.0.1", 1, maxconn=100, minconn=10)
+    b = BackendServer("b", "127.0.0.1", 2)
+    pool = BackendPool("be", [a, b], fullconn=200)
+    assert pool.dynamic_maxconn(a) == 10  # idle backend: the floor
+    for _ in range(10):
+        pool.acquire(a)
+    assert pool.pick(exclude=("b",)) is None  # a is at its dynamic limit
+    for _ in range(90):
+        pool.acquire(b)
+    assert pool.dynamic_maxconn(a) == 50  # 100 connections of 200: half of maxconn
+    assert pool.pick(exclude=("b",)) is a
+    for _ in range(100):
+        pool.acquire(b)
+    assert pool.dynamic_maxconn(a) == 100  # the backend is full: maxconn
+
+
+def test_slowstart_ramps_a_server_back_from_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server back up for a fraction f of `slowstart` takes about f of its share; one up
+    since the start is not ramped (HAProxy's rule)."""
+    now = [1000.0]
+    monkeypatch.setattr("staplegate.proxy.backends.time.monotonic", lambda: now[0])
+    a = BackendServer("a", "127.0.0.1", 1, slowstart_s=60.0)
+    b = BackendServer("b", "127.0.0.1", 2)
+    pool = BackendPool("be", [a, b])
+    assert names([pool.pick() for _ in range(4)]) == ["a", "b", "a", "b"]  # never down
+    pool.set_state("a", ServerState.DOWN)
+    pool.set_state("a", ServerState.UP)
+    assert names([pool.pick() for _ in range(20)]) == ["b"] * 20  # just back: f = 0
+    now[0] += 30.0  # half way
+    picks = names([pool.pick() for _ in range(400)])
+    assert 50 < picks.count("a") < 150  # about half of its 200
+    now[0] += 30.0  # ramp over
+    assert names([pool.pick() for _ in range(4)]).count("a") == 2

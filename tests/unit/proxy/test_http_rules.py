@@ -15,11 +15,14 @@ from staplegate.config.model import (
     Condition,
     HttpDelHeader,
     HttpDeny,
+    HttpRedirect,
     HttpRedirectScheme,
     HttpSetHeader,
+    HttpSetTarget,
     HttpUseService,
 )
 from staplegate.config.parser.rules import PREDEFINED_ACLS
+from staplegate.config.samples import SampleSyntaxError, parse_header_format
 from staplegate.proxy.http_message import BodyKind
 from staplegate.proxy.http_request import RequestHead, RequestReader
 from staplegate.proxy.http_rules import (
@@ -30,6 +33,7 @@ from staplegate.proxy.http_rules import (
     StatsService,
     apply_rules,
     condition_holds,
+    expand,
     request_path,
 )
 
@@ -282,3 +286,73 @@ def test_a_stats_realm_with_a_quote_stays_one_header_value() -> None:
     open_page = StatsService("stats", "/", [], None)
     open_page.html = b"x"
     assert open_page.answer(_stats_get(b"/")).status == 200
+
+
+def test_redirect_location_prefix_and_their_options() -> None:
+    """HAProxy's redirect forms: `location` is the whole Location (log-format), `prefix`
+    comes before the path and query (`/` alone adds nothing), `drop-query` and
+    `append-slash` edit what is appended, `code` picks the status."""
+    head = RequestHead("GET", b"/docs?x=1", "1.1", [(b"Host", b"a.test")], keep_alive=True)
+    facts = RequestFacts(("192.0.2.1", 1), None, True, "a.test", None, b"/docs?x=1", head)
+    cases: list[tuple[HttpRedirect | HttpRedirectScheme, int, str]] = [
+        (
+            HttpRedirect("location", "https://b.test/%[path]?from=%[hdr(host)]"),
+            302,
+            "https://b.test//docs?from=a.test",
+        ),
+        (HttpRedirect("prefix", "https://b.test", 301), 301, "https://b.test/docs?x=1"),
+        (HttpRedirect("prefix", "/", 308, drop_query=True, append_slash=True), 308, "/docs/"),
+        (HttpRedirectScheme("https", 303, drop_query=True), 303, "https://a.test/docs"),
+    ]
+    for action, status, location in cases:
+        answer, name = apply_rules((CompiledRule(action),), head, facts)
+        assert name == "redirect"
+        assert answer is not None
+        assert (answer.status, dict(answer.headers)["location"]) == (status, location), action
+
+
+def test_set_path_query_pathq_and_uri() -> None:
+    """HAProxy's target rewrites: the other parts kept (an absolute-form target keeps its
+    scheme and authority), `set-query` adds `?` only for a value, later conditions see the
+    new target, and a result that is no valid target is a 500 (HAProxy's strict-mode)."""
+    cases = [
+        (b"/a/b?x=1", HttpSetTarget("path", "/new%[path]"), b"/new/a/b?x=1"),
+        (b"/a?x=1", HttpSetTarget("query", "y=2&%[query]"), b"/a?y=2&x=1"),
+        (b"/a", HttpSetTarget("query", ""), b"/a"),
+        (b"/a?", HttpSetTarget("query", ""), b"/a?"),
+        (b"/a?x=1", HttpSetTarget("pathq", "/b?z"), b"/b?z"),
+        (b"http://h.test/a?x", HttpSetTarget("path", "/c"), b"http://h.test/c?x"),
+        (b"/a", HttpSetTarget("uri", "/u?%[method]"), b"/u?GET"),
+    ]
+    for target, action, expected in cases:
+        head = RequestHead("GET", target, "1.1", [(b"Host", b"h.test")], keep_alive=True)
+        facts = RequestFacts(("192.0.2.1", 1), None, True, "h.test", None, target, head)
+        then = CompiledRule(
+            HttpSetHeader("X-Seen", "%[path]"),
+            Condition(False, (AclTerm(AclFetch.PATH, ("/nothing",)),), ()),
+        )
+        answer, _ = apply_rules((CompiledRule(action), then), head, facts)
+        assert answer is None
+        assert head.target == expected, action
+        assert head.encode().startswith(b"GET " + expected + b" HTTP/1.1\r\n")
+    head = RequestHead("GET", b"/a", "1.1", [(b"Host", b"h.test")], keep_alive=True)
+    facts = RequestFacts(("192.0.2.1", 1), None, True, "h.test", None, b"/a", head)
+    answer, name = apply_rules((CompiledRule(HttpSetTarget("path", "/a b")),), head, facts)
+    assert answer is not None
+    assert (answer.status, name, head.target) == (500, "set-path", b"/a")
+
+
+def test_field_and_regsub_converters() -> None:
+    head = RequestHead(
+        "GET", b"/.well-known/acme-challenge/tok3n", "1.1", [(b"Host", b"a.test")], keep_alive=True
+    )
+    facts = RequestFacts(("192.0.2.1", 1), None, True, "a.test", None, head.target, head)
+    assert expand("%[path,field(-1,/)].thumb", facts) == "tok3n.thumb"
+    assert expand("%[path,field(2,/)]", facts) == ".well-known"
+    assert expand("%[path,field(9,/)]", facts) == ""
+    assert expand("%[path,regsub(^/\\.well-known,)]", facts) == "/acme-challenge/tok3n"
+    assert expand("%[path,regsub(e,E,g)]", facts) == "/.wEll-known/acmE-challEngE/tok3n"
+    assert expand("%[path,regsub(E,x,i)]", facts) == "/.wxll-known/acme-challenge/tok3n"
+    for bad in ("%[path,field(0,/)]", "%[path,regsub(a)]", "%[path,lower(1)]", "%[path,json]"):
+        with pytest.raises(SampleSyntaxError):
+            parse_header_format(bad)

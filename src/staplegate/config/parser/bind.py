@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from staplegate.config.crtlist import TLS_VERSIONS, join_base
+from staplegate.config.crtlist import TLS_VERSIONS, effective_base, join_base
 from staplegate.config.diagnostics import Reason, SourceLocation
 from staplegate.config.model import (
     Bind,
@@ -161,9 +161,20 @@ def _certificates(
     if opt == "crt" and val.startswith("@"):
         line.sources.append(CertSource(where, opt, val, val, CertSourceKind.STORE))
     elif opt == "crt":
-        line.sources.append(CertSource(where, opt, val, join_base(parser.global_.crt_base, val)))
+        line.sources.append(
+            CertSource(
+                where,
+                opt,
+                val,
+                join_base(
+                    effective_base(parser.global_.default_path, parser.global_.crt_base), val
+                ),
+            )
+        )
     else:
-        line.sources.append(CertSource(where, opt, val, val, CertSourceKind.CRT_LIST))
+        # a crt-list's own path ignores crt-base (HAProxy), not default-path
+        path = join_base(parser.global_.default_path, val)
+        line.sources.append(CertSource(where, opt, val, path, CertSourceKind.CRT_LIST))
     return True
 
 
@@ -254,9 +265,19 @@ def _client_auth_option(
             )
             return None
     if opt == "ca-file":
-        return replace(auth, ca_file=join_base(parser.global_.ca_base, val))
+        return replace(
+            auth,
+            ca_file=join_base(
+                effective_base(parser.global_.default_path, parser.global_.ca_base), val
+            ),
+        )
     if opt == "crl-file":
-        return replace(auth, crl_file=join_base(parser.global_.ca_base, val))
+        return replace(
+            auth,
+            crl_file=join_base(
+                effective_base(parser.global_.default_path, parser.global_.ca_base), val
+            ),
+        )
     codes = parse_ignore_errors(val)
     if isinstance(codes, str):
         parser.error(where, opt, f"'{label}' : '{opt}' : {codes}.")

@@ -7,6 +7,7 @@ its `ocsp-update`, and the entry is referred to from `bind ... crt @store/name`.
 from __future__ import annotations
 
 from staplegate.config.crtlist import (
+    effective_base,
     join_base,
     ocsp_update_error,
     parse_ocsp_update,
@@ -106,8 +107,11 @@ def _load(parser: ParserState, args: list[str], where: SourceLocation) -> None:
         if problem is not None:
             parser.error(where, "ocsp-responder", problem, Reason.INVALID_VALUE)
             return
+    default_path = parser.global_.default_path
     crt_base = store.crt_base if store.crt_base is not None else parser.global_.crt_base
     key_base = store.key_base if store.key_base is not None else parser.global_.key_base
+    crt_base = effective_base(default_path, crt_base)
+    key_base = effective_base(default_path, key_base)
     load = CrtStoreLoad(
         location=where,
         store=store.name,

@@ -12,11 +12,12 @@ becomes a diagnostic and parsing continues, so one run reports them all. `finish
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from staplegate.config.diagnostics import Reason, SourceLocation
 from staplegate.config.lexer import lex
 from staplegate.config.model import CrtStore, Defaults
+from staplegate.config.parser.conditional import ConditionalBlocks, ConditionError
 from staplegate.config.parser.crt_store import CRT_STORE, open_crt_store
 from staplegate.config.parser.global_section import GLOBAL
 from staplegate.config.parser.proxies import PROXY, open_proxy
@@ -41,6 +42,8 @@ _TABLES: dict[Section, KeywordTable[Handler]] = {
 }
 
 _NO_USE = "staplegate supports none of the keywords that could use it"
+_BLOCK_DIRECTIVES = frozenset((".if", ".elif", ".else", ".endif"))
+_MESSAGES = frozenset((".notice", ".warning", ".alert", ".diag"))
 
 # the section keywords: the ones staplegate reads, and HAProxy's others, whose only uses are
 # keywords staplegate refuses anyway (ignored), or that would change traffic (refused)
@@ -71,9 +74,14 @@ SECTIONS: KeywordTable[None] = KeywordTable(
 class ConfigParser:
     """Feeds files in order and accumulates a ParsedConfig; see the module docstring."""
 
-    def __init__(self, *, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, *, env: Mapping[str, str], read_file: Callable[[str], str] | None = None
+    ) -> None:
+        """`read_file` reads the pattern files of `acl … -f FILE` (the loader's I/O)."""
         self._env = env
         self._state = ParserState()
+        if read_file is not None:
+            self._state.read_pattern_file = read_file
 
     def feed(self, text: str, *, file: str) -> None:
         """Parse one file; sections never continue across files (HAProxy's rule)."""
@@ -81,9 +89,36 @@ class ConfigParser:
         state.files.append(file)
         result = lex(text, file=file, env=self._env)
         state.sink.extend(result.diagnostics)
+        blocks = ConditionalBlocks(self._env)
+        last = SourceLocation(file, 0)
         for line in result.lines:
-            self._line(list(line.args), SourceLocation(file, line.number))
+            args = list(line.args)
+            where = last = SourceLocation(file, line.number)
+            head = args[0]
+            if head in _BLOCK_DIRECTIVES:
+                try:
+                    blocks.directive(head, args[1:])
+                except ConditionError as error:
+                    state.error(where, head, str(error), Reason.SYNTAX)
+                continue
+            if not blocks.active:
+                continue
+            if head in _MESSAGES:
+                self._message(head, args[1:], where)
+                continue
+            self._line(args, where)
+        if blocks.open_blocks:
+            state.error(last, ".if", "missing '.endif' at the end of the file.", Reason.SYNTAX)
         self._close_section()
+
+    def _message(self, head: str, words: list[str], where: SourceLocation) -> None:
+        """`.warning`/`.alert` speak as HAProxy does (an alert is fatal); `.notice` and
+        `.diag` say nothing staplegate reports."""
+        text = " ".join(words)
+        if head == ".warning":
+            self._state.warn(where, head, text, Reason.IGNORED)
+        elif head == ".alert":
+            self._state.error(where, head, text, Reason.INVALID_VALUE)
 
     def finish(self) -> ParsedConfig:
         self._close_section()
@@ -129,8 +164,8 @@ class ConfigParser:
             state.error(
                 where,
                 head,
-                f"'{head}' directives (conditional blocks and messages) are not supported by "
-                "staplegate",
+                f"unknown directive '{head}' (staplegate knows .if, .elif, .else, .endif, "
+                ".notice, .warning, .alert and .diag)",
                 Reason.UNSUPPORTED,
             )
             return

@@ -8,6 +8,7 @@ fetcher honours. Unknown `tune.*` keywords are warnings: tunings do not change t
 from __future__ import annotations
 
 import grp
+import os
 import pwd
 import re
 from dataclasses import replace
@@ -194,6 +195,44 @@ def _hard_stop_after(parser: ParserState, args: list[str], where: SourceLocation
     ms = parser.time_arg(args[0], args[1] if len(args) > 1 else None, where)
     if ms is not None:
         parser.global_ = replace(parser.global_, hard_stop_after_ms=ms)
+
+
+def _default_path(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """`default-path current|config|parent|origin <path>`: the directory relative file
+    paths (certificates, crt-lists, CA/CRL files, pattern and return files) start from."""
+    mode = args[1] if len(args) > 1 else ""
+    config_dir = os.path.dirname(where.file) or "."
+    if mode == "current" and len(args) == 2:
+        base: str | None = None
+    elif mode == "config" and len(args) == 2:
+        base = config_dir
+    elif mode == "parent" and len(args) == 2:
+        base = os.path.dirname(os.path.abspath(config_dir))
+    elif mode == "origin" and len(args) == 3:
+        base = args[2]
+    else:
+        parser.error(
+            where,
+            "default-path",
+            "'default-path' expects 'current', 'config', 'parent' or 'origin <path>'.",
+            Reason.INVALID_VALUE,
+        )
+        return
+    parser.global_ = replace(parser.global_, default_path=base)
+
+
+def _ssl_server_verify(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """`ssl-server-verify none|required`: the `verify` of server lines that do not say."""
+    value = args[1] if len(args) == 2 else None
+    if value not in ("none", "required"):
+        parser.error(
+            where,
+            "ssl-server-verify",
+            "'ssl-server-verify' expects 'none' or 'required' as argument.",
+            Reason.INVALID_VALUE,
+        )
+        return
+    parser.global_ = replace(parser.global_, ssl_server_verify=Verify(value))
 
 
 def _must_staple_wait(parser: ParserState, args: list[str], where: SourceLocation) -> None:
@@ -549,6 +588,9 @@ GLOBAL: KeywordTable[Handler] = KeywordTable(
         supported("ssl-default-bind-ciphersuites", _cipher_default),
         supported("ssl-default-bind-options", _ssl_default_options),
         supported("ssl-default-server-ciphers", _cipher_default),
+        supported("ssl-server-verify", _ssl_server_verify),
+        supported("default-path", _default_path),
+        supported("external-check", _flag),
         ignored(
             "ssl-default-server-ciphersuites",
             "Python's ssl module cannot restrict TLS 1.3 suites: server connections "
@@ -612,6 +654,7 @@ GLOBAL: KeywordTable[Handler] = KeywordTable(
         ignored("maxpipes", "it is an I/O tuning"),
         ignored("maxzlibmem", "compression is not supported"),
         ignored("spread-checks", "health checks are spread by staplegate's own rules"),
+        ignored("max-spread-checks", "health checks are spread by staplegate's own rules"),
         ignored("server-state-base", "server state is not persisted"),
         ignored("server-state-file", "server state is not persisted"),
         ignored("ssl-mode-async", "it is an engine tuning"),
@@ -629,9 +672,7 @@ GLOBAL: KeywordTable[Handler] = KeywordTable(
         *refused_all(
             [
                 "51degrees-data-file",
-                "default-path",
                 "deviceatlas-json-file",
-                "external-check",
                 "h1-case-adjust",
                 "h1-case-adjust-file",
                 "h2-workaround-bogus-websocket-clients",
@@ -660,7 +701,6 @@ GLOBAL: KeywordTable[Handler] = KeywordTable(
                 "ssl-provider",
                 "ssl-provider-path",
                 "ssl-security-level",
-                "ssl-server-verify",
                 "stats bind-process",
                 "tune.ssl.ocsp-update.mode",
                 "unsetenv",

@@ -8,11 +8,27 @@ no handler of its own is classified (ignored, refused) or reported as unknown.
 
 from __future__ import annotations
 
+import ipaddress
+import re
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from staplegate.config.diagnostics import Reason, SourceLocation
-from staplegate.config.model import Balance, Mode, ProxyKind, ProxySettings, StatsPage, Timeouts
+from staplegate.config.model import (
+    AclTerm,
+    Balance,
+    CookiePersistence,
+    HttpRequestRule,
+    Mode,
+    MonitorFail,
+    ProxyKind,
+    ProxySettings,
+    StatsPage,
+    TcpCheckStep,
+    TcpContentRule,
+    Timeouts,
+)
 from staplegate.config.parser.bind import read_bind
 from staplegate.config.parser.readers import read_log
 from staplegate.config.parser.registry import (
@@ -27,8 +43,14 @@ from staplegate.config.parser.registry import (
 )
 from staplegate.config.parser.rules import (
     HTTP_REQUEST_ACTIONS,
+    HTTP_RESPONSE_ACTIONS,
+    VARIABLE_ACTIONS,
     read_acl,
+    read_condition,
     read_http_request,
+    read_http_response,
+    read_redirect,
+    read_set_var,
     read_use_backend,
 )
 from staplegate.config.parser.server import merge_server, read_server, read_server_options
@@ -38,6 +60,13 @@ from staplegate.config.parser.state import (
     ParserState,
     ProxyBuilder,
     field_change,
+)
+from staplegate.config.samples import (
+    LogVariable,
+    SampleSyntaxError,
+    check_context,
+    compile_pcre,
+    parse_unique_id_format,
 )
 
 _TIMEOUT_FIELDS = {
@@ -55,7 +84,7 @@ _TIMEOUT_FIELDS = {
 }
 _BALANCE = {b.value: b for b in Balance}
 _REFUSED_BALANCE = frozenset(
-    {"uri", "url_param", "hdr", "random", "rdp-cookie", "hash", "hdr(host)", "log-hash", "sticky"}
+    {"uri", "url_param", "hdr", "rdp-cookie", "hash", "hdr(host)", "log-hash", "sticky"}
 )
 
 
@@ -159,6 +188,11 @@ def _option_words(args: list[str]) -> tuple[bool, list[str]]:
 
 def _option_family(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     """`option X` or `no option X` that no option handler took (or `no <anything>`)."""
+    if args == ["no", "log"]:  # HAProxy: the proxy logs nothing, defaults' `log` lines too
+        parser.set_proxy_settings(
+            replace(parser.proxy_settings, no_log=True, log_global=False, logs=())
+        )
+        return
     if args[0] == "no" and (len(args) < 2 or args[1] != "option"):
         parser.classify_rest(_section(parser), PROXY, args, where)
         return
@@ -193,22 +227,39 @@ def _option_forwardfor(parser: ParserState, args: list[str], where: SourceLocati
     kw = f"option {words[0]}"
     extra = words[1:]
     header: str | None = None
+    excepted = ""
+    if_none = False
     i = 0
     while i < len(extra):
         if extra[i] in ("except", "header") and i + 1 < len(extra):
             if extra[i] == "header":
                 header = extra[i + 1]
             else:
-                parser.error(where, kw, refused_message(f"{kw} except"), Reason.UNSUPPORTED)
-                return
+                excepted = extra[i + 1]
+                try:
+                    ipaddress.ip_network(excepted, strict=False)
+                except ValueError:
+                    parser.error(
+                        where,
+                        kw,
+                        f"'{kw}' : 'except' expects an IPv4 or IPv6 network, got '{excepted}'.",
+                        Reason.INVALID_VALUE,
+                    )
+                    return
             i += 2
         elif extra[i] == "if-none":
-            parser.error(where, kw, refused_message(f"{kw} if-none"), Reason.UNSUPPORTED)
-            return
+            if_none = True
+            i += 1
         else:
             parser.error(where, kw, f"'{kw}' : unexpected argument '{extra[i]}'.", Reason.SYNTAX)
             return
-    _set_options(parser, forwardfor=not negate, forwardfor_header=header)
+    _set_options(
+        parser,
+        forwardfor=not negate,
+        forwardfor_header=header,
+        forwardfor_except=excepted,
+        forwardfor_if_none=if_none,
+    )
 
 
 def _option_httpchk(parser: ParserState, args: list[str], where: SourceLocation) -> None:
@@ -220,6 +271,91 @@ def _option_httpchk(parser: ParserState, args: list[str], where: SourceLocation)
     elif len(extra) >= 2:
         method, uri = extra[0], extra[1]
     _set_options(parser, httpchk=not negate, httpchk_method=method, httpchk_uri=uri)
+
+
+def _option_tcp_check(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """`option tcp-check` (its `tcp-check` rules follow; none: a connect check) and
+    `option redis-check` (HAProxy's: PING, then +PONG expected)."""
+    negate, words = _option_words(args)
+    if words[0] == "redis-check":
+        steps: tuple[TcpCheckStep, ...] | None = (
+            TcpCheckStep("send", b"PING\r\n"),
+            TcpCheckStep("expect", b"+PONG", "string", "+PONG"),
+        )
+    else:
+        steps = parser.proxy_settings.tcp_check or ()
+    parser.set_proxy_settings(replace(parser.proxy_settings, tcp_check=None if negate else steps))
+
+
+def _tcp_check(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """`tcp-check send STRING | send-binary HEX | expect [!] string|rstring|binary PATTERN
+    | comment TEXT | connect` (connect: the first step, without options)."""
+    action = args[1] if len(args) > 1 else ""
+    kw = f"tcp-check {action}".strip()
+    rest = args[2:]
+    step: TcpCheckStep | None = None
+    if action == "comment":
+        return
+    if action == "connect" and not rest:
+        return  # the check connects first anyway
+    if action in ("send", "send-binary") and len(rest) == 1:
+        if action == "send":  # the lexer already turned `\r\n` into CR LF
+            step = TcpCheckStep("send", rest[0].encode("latin-1", "replace"))
+        else:
+            try:
+                step = TcpCheckStep("send", bytes.fromhex(rest[0]))
+            except ValueError:
+                parser.error(where, kw, f"'{kw}' : '{rest[0]}' is not hexadecimal.")
+                return
+    elif action == "expect" and rest:
+        negate = rest[0] == "!"
+        words = rest[1:] if negate else rest
+        if len(words) == 2 and words[0] in ("string", "rstring", "binary"):
+            kind, pattern = words
+            wanted = pattern.encode("latin-1", "replace")
+            try:
+                if kind == "rstring":
+                    re.compile(pattern)
+                elif kind == "binary":
+                    wanted = bytes.fromhex(pattern)
+            except (re.error, ValueError) as error:
+                parser.error(where, kw, f"'{kw}' : invalid {kind} '{pattern}': {error}.")
+                return
+            step = TcpCheckStep("expect", wanted, kind, pattern, negate)
+    if step is None:
+        parser.error(
+            where,
+            kw,
+            refused_message(kw) + " (staplegate runs 'tcp-check send|send-binary', 'expect [!] "
+            "string|rstring|binary', 'connect' without options and 'comment')",
+            Reason.UNSUPPORTED,
+        )
+        return
+    settings = parser.proxy_settings
+    if settings.tcp_check is None:
+        parser.error(
+            where,
+            kw,
+            f"'{kw}' needs 'option tcp-check' written before it in this section.",
+            Reason.MISSING_ARGUMENT,
+        )
+        return
+    parser.set_proxy_settings(replace(settings, tcp_check=(*settings.tcp_check, step)))
+
+
+def _option_external_check(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    negate, _words = _option_words(args)
+    parser.set_proxy_settings(replace(parser.proxy_settings, external_check=not negate))
+
+
+def _external_check(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """`external-check command PATH` / `external-check path PATH`."""
+    kw = f"{args[0]} {args[1]}"
+    if len(args) != 3 or not args[2]:
+        parser.error(where, kw, f"'{kw}' expects one argument.", Reason.MISSING_ARGUMENT)
+        return
+    field_name = "external_check_command" if args[1] == "command" else "external_check_path"
+    parser.set_proxy_settings(replace(parser.proxy_settings, **field_change(field_name, args[2])))
 
 
 def _option_redispatch(parser: ParserState, args: list[str], where: SourceLocation) -> None:
@@ -239,11 +375,11 @@ def _option_dontlognull(parser: ParserState, args: list[str], where: SourceLocat
 def _log(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     settings = parser.proxy_settings
     if len(args) > 1 and args[1] == "global":
-        parser.set_proxy_settings(replace(settings, log_global=True))
+        parser.set_proxy_settings(replace(settings, log_global=True, no_log=False))
         return
     target = read_log(parser, args, where, allow_global=True)
     if target is not None:
-        parser.set_proxy_settings(replace(settings, logs=(*settings.logs, target)))
+        parser.set_proxy_settings(replace(settings, logs=(*settings.logs, target), no_log=False))
 
 
 def _count(parser: ParserState, args: list[str], where: SourceLocation) -> None:
@@ -273,6 +409,21 @@ def _balance(parser: ParserState, args: list[str], where: SourceLocation) -> Non
             return
         parser.set_proxy_settings(replace(parser.proxy_settings, balance=_BALANCE[algo]))
         return
+    draws = re.fullmatch(r"random\(([0-9]+)\)", algo)
+    if draws is not None and len(args) == 2:
+        count = int(draws.group(1))
+        if not 1 <= count <= 100:
+            parser.error(
+                where,
+                "balance",
+                f"'balance random' : draws must be between 1 and 100 (got {count}).",
+                Reason.INVALID_VALUE,
+            )
+            return
+        parser.set_proxy_settings(
+            replace(parser.proxy_settings, balance=Balance.RANDOM, balance_draws=count)
+        )
+        return
     base = algo.split("(")[0]
     if base in _REFUSED_BALANCE or algo in _REFUSED_BALANCE:
         parser.error(where, "balance", refused_message(f"balance {algo}"), Reason.UNSUPPORTED)
@@ -283,22 +434,88 @@ def _balance(parser: ParserState, args: list[str], where: SourceLocation) -> Non
 
 
 def _http_check(parser: ParserState, args: list[str], where: SourceLocation) -> None:
-    """Only `http-check expect status <code>` is read; every other form is refused."""
+    """`http-check expect status <code>` and `http-check send …` are read; every other form
+    (`connect`, `expect string|rstatus|…`, several `send` lines) is refused."""
+    if len(args) >= 2 and args[1] == "send":
+        _http_check_send(parser, args, where)
+        return
     if len(args) < 2 or args[1] != "expect":
         parser.classify_rest(_section(parser), PROXY, args, where)
         return
-    if len(args) != 4 or args[2] != "status" or not args[3].isdigit():
+    negate = len(args) > 2 and args[2] == "!"
+    words = args[3:] if negate else args[2:]
+    kinds = ("status", "rstatus", "string", "rstring")
+    if (
+        len(words) != 2
+        or words[0] not in kinds
+        or (words[0] == "status" and not words[1].isdigit())
+    ):
         parser.error(
             where,
             "http-check",
-            "staplegate understands only 'http-check expect status <code>'.",
+            "staplegate understands 'http-check expect [!] status|rstatus|string|rstring "
+            "<pattern>' and 'http-check send [meth M] [uri U] [ver V] [hdr NAME VALUE]...'.",
             Reason.UNSUPPORTED,
         )
         return
+    kind, pattern = words
+    if kind in ("rstatus", "rstring"):
+        try:
+            compile_pcre(pattern)
+        except re.error as error:
+            parser.error(where, "http-check", f"'http-check expect' : invalid regex: {error}.")
+            return
     settings = parser.proxy_settings
-    parser.set_proxy_settings(
-        replace(settings, options=replace(settings.options, httpchk_expect_status=int(args[3])))
+    if kind == "status" and not negate:
+        options = replace(settings.options, httpchk_expect_status=int(pattern), httpchk_expect=None)
+    else:
+        options = replace(
+            settings.options, httpchk_expect_status=None, httpchk_expect=(kind, pattern, negate)
+        )
+    parser.set_proxy_settings(replace(settings, options=options))
+
+
+def _http_check_send(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """HAProxy 2.2+'s way to write the check request (`option httpchk` with no argument)."""
+    kw = "http-check send"
+    request: dict[str, str] = {}
+    headers: list[tuple[str, str]] = []
+    words = args[2:]
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in ("meth", "uri", "ver") and i + 1 < len(words):
+            value = words[i + 1]
+            if any(c in value for c in " \r\n") or not value:
+                parser.error(where, kw, f"'{kw}' : invalid {word} '{value}'.", Reason.SYNTAX)
+                return
+            request[word] = value
+            i += 2
+        elif word == "hdr" and i + 2 < len(words):
+            name, value = words[i + 1], words[i + 2]
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name) or any(
+                c in value for c in "\r\n"
+            ):
+                parser.error(where, kw, f"'{kw}' : invalid header '{name}'.", Reason.SYNTAX)
+                return
+            headers.append((name, value))
+            i += 3
+        elif word in ("meth", "uri", "ver", "hdr"):
+            parser.error(where, kw, f"'{kw}' : '{word}' expects a value.", Reason.MISSING_ARGUMENT)
+            return
+        else:
+            parser.error(where, kw, refused_message(f"{kw} {word}"), Reason.UNSUPPORTED)
+            return
+    settings = parser.proxy_settings
+    options = settings.options
+    options = replace(
+        options,
+        httpchk_method=request.get("meth", options.httpchk_method),
+        httpchk_uri=request.get("uri", options.httpchk_uri),
+        httpchk_version=request.get("ver", options.httpchk_version),
+        httpchk_headers=tuple(headers),
     )
+    parser.set_proxy_settings(replace(settings, options=options))
 
 
 def _default_backend(parser: ParserState, args: list[str], where: SourceLocation) -> None:
@@ -416,6 +633,143 @@ def _stats(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     parser.proxy.stats = page
 
 
+_COOKIE_FLAGS = ("indirect", "nocache", "httponly", "secure")
+
+
+def _cookie(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """`cookie NAME insert [indirect] [nocache] [httponly] [secure] [domain D]`."""
+    if not parser.has_cap(_section(parser), frontend=False, kw="cookie", where=where):
+        return
+    if len(args) < 2:
+        parser.error(where, "cookie", "'cookie' expects <cookie_name> as argument.")
+        return
+    name, words = args[1], args[2:]
+    if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+        parser.error(where, "cookie", f"'cookie' : invalid cookie name '{name}'.")
+        return
+    if "insert" not in words:
+        mode = next((w for w in words if w in ("rewrite", "prefix")), "")
+        parser.error(
+            where,
+            "cookie",
+            refused_message(f"cookie {mode}".strip()) + " (staplegate supports the 'insert' mode)",
+            Reason.UNSUPPORTED,
+        )
+        return
+    flags: dict[str, bool] = {}
+    domain: str | None = None
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "insert":
+            pass
+        elif word in _COOKIE_FLAGS:
+            flags[word] = True
+        elif word == "domain" and i + 1 < len(words):
+            domain = words[i + 1]
+            i += 1
+        else:
+            parser.error(where, "cookie", refused_message(f"cookie {word}"), Reason.UNSUPPORTED)
+            return
+        i += 1
+    persistence = CookiePersistence(name, domain=domain, **flags)
+    parser.set_proxy_settings(replace(parser.proxy_settings, cookie=persistence))
+
+
+def _inspect_delay(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    kw = "tcp-request inspect-delay"
+    ms = parser.time_arg(kw, args[2] if len(args) > 2 else None, where, label="inspect-delay")
+    if ms is not None:
+        parser.set_proxy_settings(replace(parser.proxy_settings, inspect_delay_ms=ms))
+
+
+def _tcp_content(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """`tcp-request content accept|reject [if|unless COND]` in a frontend or listen."""
+    kw = "tcp-request content"
+    action = args[2] if len(args) > 2 else ""
+    if action not in ("accept", "reject"):
+        label = f"{kw} {action}".strip()
+        parser.error(where, label, refused_message(label), Reason.UNSUPPORTED)
+        return
+    section = _section(parser)
+    if section in (Section.DEFAULTS, Section.BACKEND) or parser.proxy is None:
+        parser.error(
+            where,
+            kw,
+            f"'{kw}' rules in a '{section.value}' section are not supported by staplegate; "
+            "write them in the frontend or listen section",
+            Reason.UNSUPPORTED,
+        )
+        return
+    condition = None
+    if len(args) > 3:
+        if args[3] not in ("if", "unless"):
+            parser.error(where, kw, f"'{kw} {action}' : unexpected argument '{args[3]}'.")
+            return
+        condition = read_condition(parser, args[3:], where, kw, parser.proxy.acls)
+        if condition is None:
+            return
+    parser.proxy.tcp_content_rules.append(TcpContentRule(where, action == "accept", condition))
+
+
+def _unique_id(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    kw = args[0]
+    if not parser.has_cap(_section(parser), frontend=True, kw=kw, where=where):
+        return
+    if len(args) != 2 or not args[1]:
+        parser.error(where, kw, f"'{kw}' expects one argument.", Reason.MISSING_ARGUMENT)
+        return
+    if kw == "unique-id-format":
+        try:
+            check_context(
+                tuple(p for p in parse_unique_id_format(args[1]) if not isinstance(p, LogVariable)),
+                response=False,
+            )
+        except SampleSyntaxError as error:
+            parser.error(where, kw, f"'{kw}' : {error}", Reason.UNSUPPORTED)
+            return
+        parser.set_proxy_settings(replace(parser.proxy_settings, unique_id_format=args[1]))
+    else:
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", args[1]):
+            parser.error(where, kw, f"'{kw}' : invalid header name '{args[1]}'.")
+            return
+        parser.set_proxy_settings(replace(parser.proxy_settings, unique_id_header=args[1]))
+
+
+def _monitor_uri(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    if not parser.has_cap(_section(parser), frontend=True, kw="monitor-uri", where=where):
+        return
+    if len(args) != 2 or not args[1]:
+        parser.error(where, "monitor-uri", "'monitor-uri' expects an URI.", Reason.MISSING_ARGUMENT)
+        return
+    parser.set_proxy_settings(replace(parser.proxy_settings, monitor_uri=args[1]))
+
+
+def _monitor_fail(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    kw = "monitor fail"
+    if _section(parser) is Section.DEFAULTS or parser.proxy is None:
+        parser.error(
+            where,
+            kw,
+            "'monitor fail' is not allowed in a 'defaults' section (HAProxy neither).",
+            Reason.UNSUPPORTED,
+        )
+        return
+    if not parser.has_cap(_section(parser), frontend=True, kw=kw, where=where):
+        return
+    if len(args) < 4 or args[2] not in ("if", "unless"):
+        parser.error(
+            where,
+            kw,
+            "'monitor fail' expects 'if' or 'unless' followed by a condition.",
+            Reason.MISSING_ARGUMENT,
+        )
+        return
+    condition = read_condition(parser, args[2:], where, kw, parser.proxy.acls)
+    if condition is not None:
+        parser.proxy.monitor_fail.append(MonitorFail(where, condition))
+
+
 def _stats_admin(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     parser.error(
         where,
@@ -462,6 +816,30 @@ def _use_backend(parser: ParserState, args: list[str], where: SourceLocation) ->
         read_use_backend(parser, args, where, parser.proxy)
 
 
+def _http_request_rule_with(
+    parser: ParserState,
+    args: list[str],
+    where: SourceLocation,
+    reader: Callable[
+        [ParserState, list[str], SourceLocation, dict[str, list[AclTerm]]],
+        HttpRequestRule | None,
+    ],
+) -> None:
+    if _section(parser) is Section.DEFAULTS:
+        parser.error(
+            where,
+            f"http-request {args[1]}",
+            "'http-request' rules in a 'defaults' section are not supported by "
+            "staplegate; write them in each proxy",
+            Reason.UNSUPPORTED,
+        )
+        return
+    assert parser.proxy is not None
+    rule = reader(parser, args, where, parser.proxy.acls)
+    if rule is not None:
+        parser.proxy.rules.append(rule)
+
+
 def _http_request_rule(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     if _section(parser) is Section.DEFAULTS:
         parser.error(
@@ -478,11 +856,54 @@ def _http_request_rule(parser: ParserState, args: list[str], where: SourceLocati
         parser.proxy.rules.append(rule)
 
 
+def _redirect(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    if _section(parser) is Section.DEFAULTS:
+        parser.error(
+            where,
+            "redirect",
+            "'redirect' rules in a 'defaults' section are not supported by staplegate; "
+            "write them in each proxy",
+            Reason.UNSUPPORTED,
+        )
+        return
+    assert parser.proxy is not None
+    read_redirect(parser, args, where, parser.proxy)
+
+
+def _http_response_rule(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    kw = f"{args[0]} {args[1]}"
+    if _section(parser) is Section.DEFAULTS:
+        parser.error(
+            where,
+            kw,
+            f"'{args[0]}' rules in a 'defaults' section are not supported by staplegate; "
+            "write them in each proxy",
+            Reason.UNSUPPORTED,
+        )
+        return
+    assert parser.proxy is not None
+    rule = read_http_response(parser, args, where, parser.proxy.acls)
+    if rule is not None:
+        target = parser.proxy.response_rules
+        if args[0] == "http-after-response":
+            target = parser.proxy.after_response_rules
+        target.append(rule)
+
+
+def _http_response_family(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """An `http-response` / `http-after-response` action other than the header ones."""
+    kw = f"{args[0]} {args[1]}" if len(args) > 1 else args[0]
+    parser.error(where, kw, refused_message(kw), Reason.UNSUPPORTED)
+
+
 def _http_request_family(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     """An `http-request` action staplegate does not implement: refused, or unknown."""
     action = args[1] if len(args) > 1 else ""
     kw = f"http-request {action}" if len(args) > 1 else "http-request"
     base = action.split("(", 1)[0]
+    if base in VARIABLE_ACTIONS and "(" in action:
+        _http_request_rule_with(parser, args, where, read_set_var)
+        return
     if base in HTTP_REQUEST_ACTIONS or action.startswith(("track-sc", "sc-", "lua.")):
         parser.error(where, kw, refused_message(kw), Reason.UNSUPPORTED)
     else:
@@ -503,6 +924,13 @@ _HTTP_REQUEST_RULES: list[Keyword[Handler]] = [
     if action.parsed
 ]
 
+# `http-response|http-after-response set-header|add-header|del-header`
+_HTTP_RESPONSE_RULES: list[Keyword[Handler]] = [
+    supported(f"{head} {action}", _http_response_rule)
+    for head in ("http-response", "http-after-response")
+    for action in HTTP_RESPONSE_ACTIONS
+]
+
 # every keyword a proxy section knows; a keyword with a handler is read, the others classified
 _STATS_TABLE: list[Keyword[Handler]] = [supported(name, _stats) for name in STATS_KEYWORDS]
 _STATS_TABLE.append(supported("stats admin", _stats_admin))
@@ -515,6 +943,14 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         supported("timeout client", _timeout),
         supported("timeout server", _timeout),
         supported("timeout http-request", _timeout),
+        supported("redirect", _redirect),
+        supported("monitor-uri", _monitor_uri),
+        supported("unique-id-format", _unique_id),
+        supported("unique-id-header", _unique_id),
+        supported("cookie", _cookie),
+        supported("tcp-request inspect-delay", _inspect_delay),
+        supported("tcp-request content", _tcp_content),
+        supported("monitor fail", _monitor_fail),
         supported("timeout http-keep-alive", _timeout),
         supported("timeout check", _timeout),
         supported("timeout queue", _timeout),
@@ -524,6 +960,11 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         supported("option tcplog", _option_log),
         supported("option forwardfor", _option_forwardfor),
         supported("option httpchk", _option_httpchk),
+        supported("option tcp-check", _option_tcp_check),
+        supported("option redis-check", _option_tcp_check),
+        supported("option external-check", _option_external_check),
+        supported("external-check command", _external_check),
+        supported("external-check path", _external_check),
         supported("option redispatch", _option_redispatch),
         supported("log", _log),
         supported("maxconn", _count),
@@ -536,6 +977,7 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         supported("retries", _count),
         supported("acl", _acl),
         *_HTTP_REQUEST_RULES,
+        *_HTTP_RESPONSE_RULES,
         ignored("errorfile", "staplegate serves its own error responses", _errorfile),
         ignored("stats timeout", "it has no meaning in a proxy section", _stats_timeout),
         ignored("option dontlognull", "staplegate logs every connection", _option_dontlognull),
@@ -563,7 +1005,7 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         ignored("description", "it only labels statistics"),
         ignored("id", "it only numbers statistics"),
         ignored("backlog", "it is a socket tuning"),
-        ignored("fullconn", "dynamic server limits are not supported"),
+        supported("fullconn", _count),
         ignored("hash-balance-factor", "hash balancing is not supported"),
         ignored(
             "http-reuse",
@@ -599,7 +1041,6 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "capture request",
                 "capture response",
                 "compression",
-                "cookie",
                 "declare capture",
                 "default_backend-fallback",
                 "disabled",
@@ -609,8 +1050,6 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "errorloc",
                 "errorloc302",
                 "errorloc303",
-                "external-check command",
-                "external-check path",
                 "filter",
                 "force-persist",
                 "hash-type",
@@ -625,8 +1064,6 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "max-keep-alive-queue",
                 "max-session-srv-conns",
                 "monitor",
-                "monitor fail",
-                "monitor-uri",
                 "option accept-invalid-http-request",
                 "option accept-invalid-http-response",
                 "option accept-unsafe-violations-in-http-request",
@@ -634,7 +1071,6 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "option allbackups",
                 "option checkcache",
                 "option disable-h2-upgrade",
-                "option external-check",
                 "option h1-case-adjust-bogus-client",
                 "option h1-case-adjust-bogus-server",
                 "option http-ignore-probes",
@@ -648,16 +1084,13 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "option originalto",
                 "option persist",
                 "option pgsql-check",
-                "option redis-check",
                 "option smtpchk",
                 "option spop-check",
                 "option ssl-hello-chk",
-                "option tcp-check",
                 "option transparent",
                 "persist",
                 "quic-initial",
                 "rate-limit",
-                "redirect",
                 "retry-on",
                 "server-state-file-name",
                 "server-template",
@@ -669,18 +1102,13 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "stick store-request",
                 "stick store-response",
                 "stick-table",
-                "tcp-check",
                 "tcp-request",
                 "tcp-request connection",
-                "tcp-request content",
-                "tcp-request inspect-delay",
                 "tcp-request session",
                 "tcp-response",
                 "tcp-response content",
                 "tcp-response inspect-delay",
                 "timeout http-check",
-                "unique-id-format",
-                "unique-id-header",
                 "use-fcgi-app",
                 "use-server",
             ]
@@ -691,6 +1119,9 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         "option": _option_family,
         "no": _option_family,
         "http-check": _http_check,
+        "tcp-check": _tcp_check,
         "http-request": _http_request_family,
+        "http-response": _http_response_family,
+        "http-after-response": _http_response_family,
     },
 )

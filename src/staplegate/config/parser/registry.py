@@ -179,11 +179,33 @@ def suggest(keyword: str, candidates: frozenset[str] | set[str]) -> str | None:
     return matches[0] if matches else None
 
 
+#: HAProxy features staplegate leaves out on purpose (issue 18): a configuration that needs
+#: them keeps HAProxy, and `staplegate sidecar` staples its certificates
+_OUT_OF_SCOPE = (
+    (("lua", "http-request lua.", "http-response lua.", "tcp-request content lua."), "Lua"),
+    (("http-request send-spoe-group", "tcp-request content send-spoe-group"), "SPOE"),
+    (("stick", "http-request track-sc", "tcp-request content track-sc"), "stick tables"),
+    (
+        ("tcp-request connection track-sc", "http-request sc-", "tcp-request content sc-"),
+        "stick tables",
+    ),
+    (("resolvers", "server-template"), "DNS resolvers"),
+)
+_SIDECAR = (
+    "; this is out of staplegate's scope ({family}): keep HAProxy for it and run "
+    "'staplegate sidecar' beside it for the stapling (docs/how-to/sidecar-haproxy.md)"
+)
+
+
 def refused_message(keyword: str) -> str:
-    return (
+    message = (
         f"'{keyword}' is a HAProxy keyword that staplegate does not support "
         "and it would change traffic"
     )
+    for prefixes, family in _OUT_OF_SCOPE:
+        if keyword.startswith(prefixes):
+            return message + _SIDECAR.format(family=family)
+    return message
 
 
 def ignored_message(keyword: str, reason: str) -> str:

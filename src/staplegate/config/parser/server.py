@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 
-from staplegate.config.crtlist import join_base
+from staplegate.config.crtlist import effective_base, join_base
 from staplegate.config.diagnostics import Reason, SourceLocation
 from staplegate.config.model import ProxyProtocol, ServerOptions, Verify
 from staplegate.config.parser.registry import (
@@ -139,7 +139,15 @@ def _inter(
         line.options = replace(line.options, inter_ms=ms)
 
 
-_COUNT_BOUNDS = {"rise": (1, None), "fall": (1, None), "weight": (0, 256), "maxconn": (0, None)}
+_COUNT_BOUNDS = {
+    "rise": (1, None),
+    "fall": (1, None),
+    "weight": (0, 256),
+    "maxconn": (0, None),
+    "port": (1, 65535),
+    "minconn": (0, None),
+}
+_COUNT_FIELDS = {"port": "check_port"}  # `port N`: where the health checks connect
 
 
 def _count(
@@ -152,7 +160,28 @@ def _count(
         parser.error(where, opt, f"'{line.label}' : '{opt}' : {exc.message}.")
         line.ok = False
     else:
-        line.options = replace(line.options, **field_change(opt, number))
+        line.options = replace(line.options, **field_change(_COUNT_FIELDS.get(opt, opt), number))
+
+
+def _slowstart(
+    parser: ParserState, line: _ServerLine, opt: str, val: str | None, where: SourceLocation
+) -> None:
+    ms = parser.time_arg(f"{line.label} slowstart", val, where, label="slowstart")
+    if ms is None:
+        line.ok = False
+    else:
+        line.options = replace(line.options, slowstart_ms=ms)
+
+
+def _cookie(
+    parser: ParserState, line: _ServerLine, opt: str, val: str | None, where: SourceLocation
+) -> None:
+    """`cookie VALUE`: what the backend's persistence cookie says for this server."""
+    if not val or any(c in val for c in ';, \t"\\'):
+        parser.error(where, opt, f"'{line.label}' : 'cookie' : invalid value '{val}'.")
+        line.ok = False
+        return
+    line.options = replace(line.options, cookie=val)
 
 
 def _backup(
@@ -196,7 +225,10 @@ def _ca_file(
     parser: ParserState, line: _ServerLine, opt: str, val: str | None, where: SourceLocation
 ) -> None:
     assert val is not None
-    line.options = replace(line.options, ca_file=join_base(parser.global_.ca_base, val))
+    line.options = replace(
+        line.options,
+        ca_file=join_base(effective_base(parser.global_.default_path, parser.global_.ca_base), val),
+    )
 
 
 def _sni(
@@ -214,6 +246,17 @@ SERVER_OPTIONS: KeywordTable[ServerOption] = KeywordTable(
         supported("rise", _count, takes_value=True),
         supported("fall", _count, takes_value=True),
         supported("weight", _count, takes_value=True),
+        supported("port", _count, takes_value=True),
+        supported("minconn", _count, takes_value=True),
+        supported("slowstart", _slowstart, takes_value=True),
+        ignored(
+            "maxqueue",
+            "staplegate never queues a request for one particular server (requests wait in the "
+            "backend's queue for the first free server; a persistent one whose server is full "
+            "is balanced), so the limit always holds",
+            takes_value=True,
+        ),
+        supported("cookie", _cookie, takes_value=True),
         supported("backup", _backup),
         supported("no-backup", _backup),
         supported("disabled", _disabled),
@@ -280,7 +323,6 @@ SERVER_OPTIONS: KeywordTable[ServerOption] = KeywordTable(
                 "check-proto",
                 "ciphers",
                 "ciphersuites",
-                "cookie",
                 "crl-file",
                 "crt",
                 "curves",
@@ -288,15 +330,12 @@ SERVER_OPTIONS: KeywordTable[ServerOption] = KeywordTable(
                 "hash-key",
                 "mark",
                 "max-reuse",
-                "maxqueue",
-                "minconn",
                 "namespace",
                 "npn",
                 "observe",
                 "on-error",
                 "on-marked-down",
                 "on-marked-up",
-                "port",
                 "proto",
                 "proxy-v2-options",
                 "redir",
@@ -307,7 +346,6 @@ SERVER_OPTIONS: KeywordTable[ServerOption] = KeywordTable(
                 "set-proxy-v2-tlv-fmt",
                 "shard",
                 "sigalgs",
-                "slowstart",
                 "socks4",
                 "source",
                 "ssl-max-ver",

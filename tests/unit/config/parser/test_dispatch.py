@@ -9,8 +9,11 @@ from tests.unit.config.helpers import BACKEND, A, W, errors, one_error, warnings
 
 def test_keyword_out_of_section_and_directives() -> None:
     assert one_error("maxconn 10\n") == A.format(1, "unknown keyword 'maxconn' out of section.")
-    assert one_error(".if defined(X)\n") == A.format(
-        1, "'.if' directives (conditional blocks and messages) are not supported by staplegate"
+    assert one_error(".if defined(X)\n") == A.format(1, "missing '.endif' at the end of the file.")
+    assert one_error(".unless x\n") == A.format(
+        1,
+        "unknown directive '.unless' (staplegate knows .if, .elif, .else, .endif, .notice, "
+        ".warning, .alert and .diag)",
     )
 
 

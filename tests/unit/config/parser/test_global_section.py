@@ -11,7 +11,7 @@ from staplegate.config.model import (
     TlsVersion,
 )
 from staplegate.config.values import AddressFamily
-from tests.unit.config.helpers import A, W, check, diagnostics, one_error, warnings
+from tests.unit.config.helpers import SIDECAR, A, W, check, diagnostics, one_error, warnings
 
 # ------------------------------------------------------------------ global keywords
 
@@ -289,7 +289,7 @@ def test_ignored_and_refused_and_unknown_global_keywords() -> None:
     assert one_error("global\n    lua-load x.lua\n") == A.format(
         2,
         "'lua-load' is a HAProxy keyword that staplegate does not support and it would "
-        "change traffic",
+        "change traffic" + SIDECAR.format("Lua"),
     )
     assert one_error("global\n    ocsp-update.mod on\n") == A.format(
         2,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from staplegate.config.model import (
     Balance,
+    CookiePersistence,
     Mode,
     ProxyKind,
+    TcpCheckStep,
 )
-from tests.unit.config.helpers import BACKEND, A, W, check, one_error, warnings
+from tests.unit.config.helpers import BACKEND, SIDECAR, A, W, check, one_error, warnings
 
 # ------------------------------------------------------------------ proxy keywords
 
@@ -59,12 +61,11 @@ def test_proxy_value_errors() -> None:
         "option frobnicate": "unknown option 'frobnicate'.",
         "option httpclose": "'option httpclose' is a HAProxy keyword that staplegate does not "
         "support and it would change traffic",
-        "option forwardfor if-none": "'option forwardfor if-none' is a HAProxy keyword that "
-        "staplegate does not support and it would change traffic",
+        "option forwardfor if-nothing": "'option forwardfor' : unexpected argument 'if-nothing'.",
         "maxconn lots": "'maxconn' expects an integer argument ('lots' is not an integer).",
         "default_backend": "'default_backend' expects a backend name.",
         "stick-table type ip size 1m": "'stick-table' is a HAProxy keyword that staplegate "
-        "does not support and it would change traffic",
+        "does not support and it would change traffic" + SIDECAR.format("stick tables"),
         "tcp-request connection reject": "'tcp-request connection' is a HAProxy keyword that "
         "staplegate does not support and it would change traffic",
         "defualt_backend app": "unknown keyword 'defualt_backend' in 'frontend' section; did "
@@ -244,3 +245,123 @@ def test_stats_errors_and_stats_admin_refused() -> None:
         "backend app\n    mode http\n    stats enable\n    server a1 127.0.0.1:9000\n"
     )
     assert "'defaults' section" in one_error("defaults\n    stats enable\n")
+
+
+def test_http_check_send_and_forwardfor_except() -> None:
+    config, diags = check(
+        "defaults\n    mode http\n    option forwardfor except 127.0.0.0/8\n"
+        "frontend fe\n    bind :80\n    default_backend app\n"
+        "backend app\n    option httpchk\n"
+        "    http-check send meth HEAD uri /ready ver HTTP/1.1 hdr Host a.test hdr X-A 1\n"
+        "    server a 127.0.0.1:1 check\n"
+    )
+    assert diags == []
+    assert config is not None
+    options = config.backend("app").settings.options
+    assert (options.httpchk_method, options.httpchk_uri, options.httpchk_version) == (
+        "HEAD",
+        "/ready",
+        "HTTP/1.1",
+    )
+    assert options.httpchk_headers == (("Host", "a.test"), ("X-A", "1"))
+    assert config.frontend("fe").settings.options.forwardfor_except == "127.0.0.0/8"
+    cases = {
+        "option forwardfor except nowhere": "'option forwardfor' : 'except' expects an IPv4 "
+        "or IPv6 network, got 'nowhere'.",
+        "http-check send meth": "'http-check send' : 'meth' expects a value.",
+        "http-check send body x": "'http-check send body' is a HAProxy keyword that staplegate "
+        "does not support and it would change traffic",
+        "http-check send hdr Bad:Name x": "'http-check send' : invalid header 'Bad:Name'.",
+        "http-check expect header name x": "staplegate understands 'http-check expect [!] "
+        "status|rstatus|string|rstring <pattern>' and 'http-check send [meth M] [uri U] "
+        "[ver V] [hdr NAME VALUE]...'.",
+        "http-check expect rstring (x": "'http-check expect' : invalid regex: missing ), "
+        "unterminated subpattern at position 0.",
+    }
+    for line, message in cases.items():
+        text = f"backend app\n    {line}\n    server a 127.0.0.1:1\n"
+        assert one_error(text) == A.format(2, message), line
+
+
+def test_cookie_insert_and_what_is_refused() -> None:
+    config, diags = check(
+        "defaults\n    mode http\n"
+        "backend app\n    cookie SRV insert indirect nocache secure domain .a.test\n"
+        "    server a 127.0.0.1:1 cookie s1\n"
+    )
+    assert diags == []
+    assert config is not None
+    backend = config.backend("app")
+    assert backend.settings.cookie == CookiePersistence(
+        "SRV", indirect=True, nocache=True, secure=True, domain=".a.test"
+    )
+    assert backend.servers[0].cookie == "s1"
+    refused = "is a HAProxy keyword that staplegate does not support and it would change traffic"
+    cases = {
+        "cookie SRV rewrite": f"'cookie rewrite' {refused} (staplegate supports the 'insert' mode)",
+        "cookie SRV": f"'cookie' {refused} (staplegate supports the 'insert' mode)",
+        "cookie SRV insert maxidle 30m": f"'cookie maxidle' {refused}",
+        "cookie": "'cookie' expects <cookie_name> as argument.",
+    }
+    for line, message in cases.items():
+        text = f"backend app\n    {line}\n    server a 127.0.0.1:1\n"
+        assert one_error(text) == A.format(2, message), line
+
+
+def test_tcp_request_content_forms() -> None:
+    config, diags = check(
+        "frontend fe\n    bind :443\n    tcp-request inspect-delay 5s\n"
+        "    tcp-request content accept if { req_ssl_hello_type 1 }\n"
+        "    tcp-request content reject\n    default_backend app\n" + BACKEND
+    )
+    assert diags == []
+    assert config is not None
+    frontend = config.frontend("fe")
+    assert frontend.settings.inspect_delay_ms == 5000
+    assert [r.accept for r in frontend.tcp_content_rules] == [True, False]
+    refused = "is a HAProxy keyword that staplegate does not support and it would change traffic"
+    cases = {
+        "tcp-request content track-sc0 src": f"'tcp-request content track-sc0' {refused}"
+        + SIDECAR.format("stick tables"),
+        "tcp-request connection reject": f"'tcp-request connection' {refused}",
+        "tcp-request content accept when x": "'tcp-request content accept' : unexpected "
+        "argument 'when'.",
+    }
+    for line, message in cases.items():
+        text = f"frontend fe\n    bind :80\n    {line}\n    default_backend app\n" + BACKEND
+        assert one_error(text) == A.format(3, message), line
+    text = "backend app\n    tcp-request content reject\n    server a 127.0.0.1:1\n"
+    assert one_error(text) == A.format(
+        2,
+        "'tcp-request content' rules in a 'backend' section are not supported by staplegate; "
+        "write them in the frontend or listen section",
+    )
+
+
+def test_tcp_check_rules() -> None:
+    config, diags = check(
+        "backend app\n    option tcp-check\n    tcp-check send-binary 2a310d0a\n"
+        "    tcp-check expect ! string -ERR\n    server a 127.0.0.1:1 check\n"
+        "backend cache\n    option redis-check\n    server a 127.0.0.1:2 check\n"
+    )
+    assert diags == []
+    assert config is not None
+    assert config.backend("app").settings.tcp_check == (
+        TcpCheckStep("send", b"*1\r\n"),
+        TcpCheckStep("expect", b"-ERR", "string", "-ERR", negate=True),
+    )
+    assert config.backend("cache").settings.tcp_check == (
+        TcpCheckStep("send", b"PING\r\n"),
+        TcpCheckStep("expect", b"+PONG", "string", "+PONG"),
+    )
+    cases = {
+        "tcp-check send x": "'tcp-check send' needs 'option tcp-check' written before it in "
+        "this section.",
+        "tcp-check expect status 200": "'tcp-check expect' is a HAProxy keyword that "
+        "staplegate does not support and it would change traffic (staplegate runs "
+        "'tcp-check send|send-binary', 'expect [!] string|rstring|binary', 'connect' "
+        "without options and 'comment')",
+    }
+    for line, message in cases.items():
+        text = f"backend app\n    {line}\n    server a 127.0.0.1:1\n"
+        assert one_error(text) == A.format(2, message), line

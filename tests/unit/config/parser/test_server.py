@@ -42,8 +42,11 @@ def test_server_errors() -> None:
         "server s1 127.0.0.1:80 inter 2x": "unexpected character 'x' in 'inter'",
         "server s1 127.0.0.1:80 verify optional": "'server s1' : 'verify' : expects 'none' or "
         "'required'.",
-        "server s1 127.0.0.1:80 cookie a": "'server s1' : 'cookie' is a HAProxy keyword that "
-        "staplegate does not support and it would change traffic",
+        "server s1 127.0.0.1:80 cookie a;b": "'server s1' : 'cookie' : invalid value 'a;b'.",
+        "server s1 127.0.0.1:80 port 0": "'server s1' : 'port' : 0 is lower than the minimum 1.",
+        "server s1 127.0.0.1:80 slowstart 5x": "unexpected character 'x' in 'slowstart'",
+        "server s1 127.0.0.1:80 agent-check": "'server s1' : 'agent-check' is a HAProxy "
+        "keyword that staplegate does not support and it would change traffic",
         "server s1 127.0.0.1:80 chek": "'server s1' unknown keyword 'chek'. Did you mean "
         "'check' maybe ?",
     }

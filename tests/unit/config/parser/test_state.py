@@ -7,6 +7,7 @@ from staplegate.config.parser.global_section import GLOBAL
 from staplegate.config.parser.proxies import PROXY
 from staplegate.config.parser.registry import Section
 from staplegate.config.parser.state import ParserState
+from tests.unit.config.helpers import SIDECAR
 
 HERE = SourceLocation("t.cfg", 7)
 
@@ -65,7 +66,7 @@ def test_classify_rest_warns_errs_and_suggests() -> None:
     assert found[1][1].endswith("(performance tunings do not change traffic)")
     assert found[2][1] == (
         "'lua-load' is a HAProxy keyword that staplegate does not support and it would "
-        "change traffic"
+        "change traffic" + SIDECAR.format("Lua")
     )
     assert (
         found[3][1] == "unknown keyword 'chrot' in 'global' section; did you mean 'chroot' maybe ?"
