@@ -153,12 +153,15 @@ def _parse_line(
     ok = True
     for sni in filters:
         if not _SNI_FILTER.fullmatch(sni):
-            sink.error(
+            # HAProxy (3.x) takes any word as a filter; one that is no host name can never
+            # equal a client's SNI, so the line's certificate is simply never chosen for it
+            sink.warning(
                 where,
                 "crt-list",
-                f"invalid SNI filter '{sni}': use a host name, '*.domain' or '!host'",
+                f"SNI filter '{sni}' is not a host name ('name', '*.domain' or '!name'): "
+                "no client can send it, so this certificate is never chosen for it",
+                Reason.INVALID_VALUE,
             )
-            ok = False
     values: dict[str, str] = {}
     index = 0
     while index < len(options):

@@ -127,10 +127,15 @@ def _resolve_proxy(proxy: RawProxy, parsed: ParsedConfig, sink: DiagnosticSink) 
     return replace(proxy, binds=binds)
 
 
+def read_pattern_file(path: str) -> str:
+    """An ACL pattern file (`-f FILE`), read while the configuration is parsed."""
+    return Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+
+
 def load_config(paths: Sequence[Path], *, env: Mapping[str, str]) -> LoadResult:
     """Parse and check the configuration at `paths` (files or directories, in order)."""
     sink = DiagnosticSink()
-    parser = ConfigParser(env=env)
+    parser = ConfigParser(env=env, read_file=read_pattern_file)
     for path in expand_config_paths(paths, sink):
         try:
             text = path.read_text(encoding="utf-8", errors="surrogateescape")

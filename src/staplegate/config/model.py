@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,7 @@ class Balance(enum.Enum):
     LEASTCONN = "leastconn"
     SOURCE = "source"
     FIRST = "first"
+    RANDOM = "random"  # `random[(draws)]`: the least loaded of `draws` weighted random picks
 
 
 class TlsVersion(enum.Enum):
@@ -120,24 +122,52 @@ class CertOrigin(enum.Enum):
 
 
 class AclFetch(enum.Enum):
-    """The only sample fetches staplegate evaluates in conditions."""
+    """The sample fetches staplegate evaluates in conditions (`config/parser/rules.py` maps
+    HAProxy's names and derived keywords such as `path_beg` or `hdr_sub(x)` onto these)."""
 
     SSL_FC_SNI = "ssl_fc_sni"
     REQ_SSL_SNI = "req.ssl_sni"
     SSL_FC = "ssl_fc"
     SSL_C_USED = "ssl_c_used"  # a client certificate was presented (boolean)
     SSL_C_VERIFY = "ssl_c_verify"  # its verification result, an X509_V_ERR code (integer)
+    SSL_C_S_DN = "ssl_c_s_dn"  # the client certificate's subject (or one entry of it)
+    SSL_C_I_DN = "ssl_c_i_dn"  # its issuer
     HDR_HOST = "hdr(host)"  # mode http only: the request's Host header, as sent
     PATH = "path"  # mode http only: the request's path, without the query string
     SRC = "src"  # the client's address (the PROXY header's source on accept-proxy binds)
     ALWAYS_TRUE = "always_true"
     ALWAYS_FALSE = "always_false"
+    # mode http only, from the request
+    HDR = "hdr"  # every comma-separated value of the header named by `arg`
+    FHDR = "req.fhdr"  # every full line of the header named by `arg` (commas kept)
+    HDR_CNT = "hdr_cnt"  # how many values the header named by `arg` has (integer)
+    URL = "url"  # the request target as sent
+    QUERY = "query"  # after the first `?`
+    URL_PARAM = "url_param"  # the value of the query parameter named by `arg`
+    METHOD = "method"
+    BASE = "base"  # Host then path
+    # the connection
+    DST_PORT = "dst_port"  # the port the client connected to (integer)
+    SRC_PORT = "src_port"
+    NBSRV = "nbsrv"  # usable servers of the backend named by `arg` (integer)
+    ANY_OF = "acl"  # a named ACL written on several lines: true when any line is (`members`)
 
 
 class AclMatch(enum.Enum):
+    """HAProxy's pattern matching methods (`-m`)."""
+
     EXACT = "str"
     BEGIN = "beg"
     END = "end"
+    SUB = "sub"
+    REG = "reg"
+    DOM = "dom"  # a whole dot/slash-delimited word
+    DIR = "dir"  # a whole slash-delimited word
+    FOUND = "found"  # the fetch returned something
+    LEN = "len"  # the length of the value, against integer patterns
+    INT = "int"  # the value as an integer, against integer patterns
+    BOOL = "bool"  # the value is non-zero (booleans: true)
+    IP = "ip"  # addresses and networks (`networks`)
 
 
 class LogTargetKind(enum.Enum):
@@ -330,11 +360,19 @@ class Timeouts:
     tarpit: int | None = None
 
 
+_BOOLEAN_FETCHES = frozenset(
+    (AclFetch.SSL_FC, AclFetch.SSL_C_USED, AclFetch.ALWAYS_TRUE, AclFetch.ALWAYS_FALSE)
+)
+
+
 @dataclass(frozen=True)
 class AclTerm:
     """`ssl_fc_sni -i a b` style test: true when the fetched value matches any value.
 
-    `src` keeps its values parsed as `networks` (an address is a /32 or /128 network).
+    Patterns are compiled when the configuration is read, never per request: `src` keeps its
+    values as `networks`, `-m reg` as `regexes`, integer matches as inclusive `ranges`
+    (None: unbounded). `arg` is the fetch's argument (a header or parameter name, lower case
+    for headers; a DN entry). A named ACL declared on several lines is one ANY_OF term.
     """
 
     fetch: AclFetch
@@ -343,14 +381,44 @@ class AclTerm:
     match: AclMatch = AclMatch.EXACT
     negated: bool = False
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    arg: str | None = None
+    occurrence: int | None = None  # `hdr(name,occ)`: only that occurrence (-1: the last)
+    regexes: tuple[re.Pattern[str], ...] = ()
+    ranges: tuple[tuple[int | None, int | None], ...] = ()
+    members: tuple[AclTerm, ...] = ()
+    converters: tuple[str, ...] = ()  # `lower`/`upper` applied to the fetched value
+
+    def __post_init__(self) -> None:
+        # a term built with the default match keeps the meaning it had before `-m` existed
+        if self.match is AclMatch.EXACT and not self.values and self.fetch in _BOOLEAN_FETCHES:
+            object.__setattr__(self, "match", AclMatch.BOOL)
+        if self.match is AclMatch.EXACT and self.fetch is AclFetch.SRC and self.networks:
+            object.__setattr__(self, "match", AclMatch.IP)
 
 
 @dataclass(frozen=True)
 class Condition:
-    """`if|unless` followed by terms that must all be true (AND)."""
+    """`if|unless` followed by terms that must all be true (AND); `||` (or `or`) starts
+    another group of terms in `alternatives`: the condition holds when any group does."""
 
     unless: bool
     terms: tuple[AclTerm, ...]
+    alternatives: tuple[tuple[AclTerm, ...], ...] = ()
+
+    @property
+    def groups(self) -> tuple[tuple[AclTerm, ...], ...]:
+        """Every AND group, the first one being `terms`."""
+        return (self.terms, *self.alternatives)
+
+    def all_terms(self) -> tuple[AclTerm, ...]:
+        """Every term, named ACLs' lines included (for checks on which fetches are used)."""
+        found: list[AclTerm] = []
+        pending = [t for group in self.groups for t in group]
+        while pending:
+            term = pending.pop()
+            found.append(term)
+            pending.extend(term.members)
+        return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -359,6 +427,7 @@ class HttpReturn:
     content_type: str | None = None
     body: str | None = None
     file: str | None = None
+    log_format: bool = False  # `lf-string`: `body` holds `%[…]` evaluated per request
 
 
 @dataclass(frozen=True)
@@ -370,6 +439,38 @@ class HttpDeny:
 class HttpRedirectScheme:
     scheme: str
     code: int = 302
+    drop_query: bool = False
+    append_slash: bool = False
+
+
+@dataclass(frozen=True)
+class MonitorFail:
+    """One `monitor fail if|unless COND` line."""
+
+    location: SourceLocation
+    condition: Condition
+
+
+@dataclass(frozen=True)
+class HttpMonitor:
+    """`monitor-uri` (and the frontend's `monitor fail` conditions), run before the rules:
+    a request for `uri` is answered 200, or 503 when a `monitor fail` condition holds."""
+
+    uri: str
+    fail: tuple[Condition, ...] = ()
+
+
+@dataclass(frozen=True)
+class HttpRedirect:
+    """`redirect location|prefix VALUE` (`http-request redirect` or the `redirect` keyword):
+    `location` is the whole Location (a log-format string: `%[…]` allowed); `prefix` comes
+    before the request's path and query (a prefix of `/` keeps the path alone)."""
+
+    kind: str  # "location" or "prefix"
+    value: str
+    code: int = 302
+    drop_query: bool = False
+    append_slash: bool = False
 
 
 @dataclass(frozen=True)
@@ -392,12 +493,22 @@ class HttpUseService:
 
 
 HttpAction = (
-    HttpReturn | HttpDeny | HttpRedirectScheme | HttpSetHeader | HttpDelHeader | HttpUseService
+    HttpRedirect
+    | HttpMonitor
+    | HttpReturn
+    | HttpDeny
+    | HttpRedirectScheme
+    | HttpSetHeader
+    | HttpDelHeader
+    | HttpUseService
 )
 
 
 @dataclass(frozen=True)
 class HttpRequestRule:
+    """One rule (`http-request`, `redirect`, and the header rules of `http-response` and
+    `http-after-response`): where, what, and when."""
+
     location: SourceLocation
     action: HttpAction
     condition: Condition | None = None
@@ -427,6 +538,7 @@ class ServerOptions:
     verify: Verify | None = None
     ca_file: str | None = None
     sni: str | None = None
+    check_port: int | None = None  # `port N`: the health checks' port
 
 
 @dataclass(frozen=True)
@@ -449,6 +561,7 @@ class Server:
     verify: Verify = Verify.REQUIRED
     ca_file: str | None = None
     sni: str | None = None
+    check_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -584,10 +697,14 @@ class ProxyOptions:
     tcplog: bool | None = None
     forwardfor: bool | None = None
     forwardfor_header: str | None = None
+    # `option forwardfor except NET`: no header for clients in it ("" = written without)
+    forwardfor_except: str | None = None
     httpchk: bool | None = None
     httpchk_method: str | None = None
     httpchk_uri: str | None = None
     httpchk_expect_status: int | None = None  # `http-check expect status N`
+    httpchk_version: str | None = None  # `http-check send ver V` (else HTTP/1.0)
+    httpchk_headers: tuple[tuple[str, str], ...] | None = None  # `http-check send hdr N V`
     redispatch: bool | None = None
     dontlognull: bool | None = None
 
@@ -603,9 +720,11 @@ class ProxySettings:
     logs: tuple[LogTarget, ...] = ()
     maxconn: int | None = None
     balance: Balance | None = None
+    balance_draws: int | None = None  # `balance random(N)` (HAProxy's default: 2)
     retries: int | None = None
     default_backend: str | None = None
     default_server: ServerOptions = ServerOptions()
+    monitor_uri: str | None = None  # `monitor-uri`: answered 200 (503 on `monitor fail`)
 
 
 @dataclass(frozen=True)
@@ -644,6 +763,10 @@ class Frontend:
     use_backends: tuple[UseBackendRule, ...] = ()
     http_request_rules: tuple[HttpRequestRule, ...] = ()
     stats: StatsPage | None = None
+    monitor_fail: tuple[MonitorFail, ...] = ()  # `monitor fail if|unless …` (any fails)
+    # `http-response` / `http-after-response` header rules (set-header, add-header, del-header)
+    http_response_rules: tuple[HttpRequestRule, ...] = ()
+    http_after_response_rules: tuple[HttpRequestRule, ...] = ()
 
     @property
     def timeouts(self) -> Timeouts:
@@ -666,6 +789,8 @@ class Backend:
     balance: Balance
     servers: tuple[Server, ...]
     http_request_rules: tuple[HttpRequestRule, ...] = ()
+    http_response_rules: tuple[HttpRequestRule, ...] = ()
+    http_after_response_rules: tuple[HttpRequestRule, ...] = ()
 
     @property
     def timeouts(self) -> Timeouts:

@@ -13,22 +13,67 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-#: fetch -> (takes DN arguments, returns binary)
-SAMPLE_FETCHES: dict[str, tuple[bool, bool]] = {
-    "src": (False, False),
-    "src_port": (False, False),
-    "ssl_fc": (False, False),
-    "ssl_fc_sni": (False, False),
-    "ssl_c_used": (False, False),
-    "ssl_c_verify": (False, False),
-    "ssl_c_s_dn": (True, False),
-    "ssl_c_i_dn": (True, False),
-    "ssl_c_serial": (False, True),
-    "ssl_c_der": (False, True),
-    "ssl_c_sha1": (False, True),
-    "ssl_c_notbefore": (False, False),
-    "ssl_c_notafter": (False, False),
+#: fetch -> (what its argument is, returns binary); the argument: "" none, "dn" a client
+#: certificate DN entry, "name" a header or query parameter name, "uuid" the UUID version
+SAMPLE_FETCHES: dict[str, tuple[str, bool]] = {
+    "src": ("", False),
+    "src_port": ("", False),
+    "dst_port": ("", False),
+    "ssl_fc": ("", False),
+    "ssl_fc_sni": ("", False),
+    "ssl_c_used": ("", False),
+    "ssl_c_verify": ("", False),
+    "ssl_c_s_dn": ("dn", False),
+    "ssl_c_i_dn": ("dn", False),
+    "ssl_c_serial": ("", True),
+    "ssl_c_der": ("", True),
+    "ssl_c_sha1": ("", True),
+    "ssl_c_notbefore": ("", False),
+    "ssl_c_notafter": ("", False),
+    # mode http: the request as it is when the rule runs
+    "method": ("", False),
+    "path": ("", False),
+    "url": ("", False),
+    "query": ("", False),
+    "base": ("", False),
+    "hdr": ("name", False),
+    "req.hdr": ("name", False),
+    "req.fhdr": ("name", False),
+    "url_param": ("name", False),
+    "urlp": ("name", False),
+    "uuid": ("uuid", False),
+    # response rules only: the server's answer
+    "status": ("", False),
+    "res.hdr": ("name", False),
+    "res.fhdr": ("name", False),
+    "res.ver": ("", False),
 }
+#: the fetches that read the HTTP request (they need `mode http`, and a request rule)
+REQUEST_SAMPLE_FETCHES = frozenset(
+    ("method", "path", "url", "query", "base", "hdr", "req.hdr", "req.fhdr", "url_param", "urlp")
+)
+#: the fetches that read the response (only `http-response` rules see one)
+RESPONSE_SAMPLE_FETCHES = frozenset(("status", "res.hdr", "res.fhdr", "res.ver"))
+
+
+def check_context(segments: tuple[Segment, ...], *, response: bool) -> None:
+    """Refuse what the rule cannot see, as HAProxy does: a request rule has no response yet,
+    and a response rule no longer has the request."""
+    for segment in segments:
+        if isinstance(segment, str):
+            continue
+        if response and segment.fetch in REQUEST_SAMPLE_FETCHES:
+            raise SampleSyntaxError(
+                f"sample fetch '{segment.fetch}' reads the request, which a response rule "
+                "does not see (HAProxy refuses it too)"
+            )
+        if not response and segment.fetch in RESPONSE_SAMPLE_FETCHES:
+            raise SampleSyntaxError(
+                f"sample fetch '{segment.fetch}' reads the response, which a request rule "
+                "does not have yet"
+            )
+
+
 CONVERTERS = frozenset({"hex", "base64", "lower", "upper"})
 _TEXT_CONVERTERS = frozenset({"hex", "base64"})  # turn binary into text
 _EXPRESSION = re.compile(r"%(\{\+Q\})?\[([^\]]*)\]")
@@ -63,13 +108,20 @@ def _expression(text: str, quote: bool) -> SampleExpression:
     if fetch not in SAMPLE_FETCHES:
         known = ", ".join(sorted(SAMPLE_FETCHES))
         raise SampleSyntaxError(f"sample fetch '{fetch}' is not supported (known: {known})")
-    takes_dn, binary = SAMPLE_FETCHES[fetch]
+    arg_kind, binary = SAMPLE_FETCHES[fetch]
     raw_args = match.group("args")
     args = tuple(raw_args.split(",")) if raw_args else ()
-    if args and not takes_dn:
+    if args and not arg_kind:
         raise SampleSyntaxError(f"sample fetch '{fetch}' takes no argument")
-    if args:
+    if arg_kind == "dn" and args:
         _check_dn_args(fetch, args)
+    elif arg_kind == "name":
+        if not args or not args[0].strip() or len(args) > 2:
+            raise SampleSyntaxError(f"sample fetch '{fetch}' expects a name, as in '{fetch}(x)'")
+        if len(args) == 2 and not re.fullmatch(r"-?[0-9]+", args[1]):
+            raise SampleSyntaxError(f"'{fetch}' : occurrence '{args[1]}' is not a number")
+    elif arg_kind == "uuid" and args not in ((), ("4",)):
+        raise SampleSyntaxError("'uuid' : only version 4 is supported")
     converters = tuple(c for c in match.group("converters").split(",") if c)
     for converter in converters:
         if converter not in CONVERTERS:

@@ -75,11 +75,13 @@ def merge_settings(base: ProxySettings, own: ProxySettings) -> ProxySettings:
         logs=own.logs or base.logs,
         maxconn=own.maxconn if own.maxconn is not None else base.maxconn,
         balance=own.balance if own.balance is not None else base.balance,
+        balance_draws=own.balance_draws if own.balance is not None else base.balance_draws,
         retries=own.retries if own.retries is not None else base.retries,
         default_backend=own.default_backend
         if own.default_backend is not None
         else base.default_backend,
         default_server=_merge(base.default_server, own.default_server),  # type: ignore[arg-type]
+        monitor_uri=own.monitor_uri if own.monitor_uri is not None else base.monitor_uri,
     )
     assert isinstance(merged.timeouts, Timeouts)
     assert isinstance(merged.options, ProxyOptions)
@@ -159,6 +161,9 @@ class _Builder:
                         raw.use_backends,
                         raw.http_request_rules,
                         raw.stats,
+                        raw.monitor_fail,
+                        raw.http_response_rules,
+                        raw.http_after_response_rules,
                     )
                 )
             if raw.kind in (ProxyKind.BACKEND, ProxyKind.LISTEN):
@@ -172,6 +177,8 @@ class _Builder:
                         settings.balance or Balance.ROUNDROBIN,
                         tuple(_server(s, settings.default_server) for s in raw.servers),
                         raw.http_request_rules if raw.kind is ProxyKind.BACKEND else (),
+                        raw.http_response_rules if raw.kind is ProxyKind.BACKEND else (),
+                        raw.http_after_response_rules if raw.kind is ProxyKind.BACKEND else (),
                     )
                 )
         return tuple(frontends), tuple(backends)
@@ -245,6 +252,15 @@ class _Builder:
                     )
                 else:
                     self._check_mode(fe, names[rule.backend], rule.location)
+            if fe.mode is Mode.TCP and (fe.http_response_rules or fe.http_after_response_rules):
+                first = (fe.http_response_rules or fe.http_after_response_rules)[0]
+                self.sink.warning(
+                    first.location,
+                    "http-response",
+                    f"'http-response' rules ignored for {fe.kind.value} '{fe.name}' as they "
+                    "require HTTP mode.",
+                    Reason.CONFLICT,
+                )
             if fe.mode is Mode.TCP and fe.http_request_rules:
                 self.sink.warning(
                     fe.http_request_rules[0].location,

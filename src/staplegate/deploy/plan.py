@@ -8,6 +8,7 @@ is refused here with a message naming the file:line, instead of being silently s
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,22 +19,28 @@ from cryptography import x509
 from staplegate.config.diagnostics import Diagnostic, Reason, Severity, SourceLocation
 from staplegate.config.model import (
     IGNORE_ALL_ERRORS,
-    AclFetch,
     Backend,
     Bind,
     CertificateReference,
     Condition,
     Frontend,
     GlobalSettings,
+    HttpMonitor,
     HttpRequestRule,
     HttpReturn,
     HttpUseService,
     Mode,
+    ProxyOptions,
     ProxyProtocol,
     Server,
     SslOptions,
     TlsVersion,
     Verify,
+)
+from staplegate.config.parser.conditions import (
+    backends_counted,
+    looks_past_host,
+    request_fetches,
 )
 from staplegate.config.values import AddressFamily, SocketAddress
 from staplegate.deploy.generation import Generation, load_generation
@@ -102,6 +109,7 @@ class BackendPlan:
     timeouts: ProxyTimeouts
     retries: int
     algorithm: Algorithm = Algorithm.ROUNDROBIN
+    draws: int = 2  # `balance random(N)`
     redispatch: bool = False
     queue_timeout_s: float | None = None
     http: HttpBackendSettings = field(default_factory=lambda: HttpBackendSettings(""))
@@ -113,6 +121,7 @@ class BackendPlan:
             self.name,
             self.servers,
             algorithm=self.algorithm,
+            draws=self.draws,
             redispatch=self.redispatch,
             queue_timeout_s=self.queue_timeout_s,
         )
@@ -277,9 +286,21 @@ def _frontend_plan(
     config = generation.config
     defaults = config.global_
     http_mode = frontend.mode is Mode.HTTP
+    known = {b.name for b in config.backends}
+    for location, kw, condition in _conditions(frontend):
+        for name in backends_counted(condition):
+            if name not in known:
+                problems.append(
+                    _refuse(
+                        location,
+                        kw,
+                        f"frontend '{frontend.name}': 'nbsrv({name})' names no backend "
+                        f"(unable to find backend '{name}').",
+                    )
+                )
     if not http_mode:
         for rule in frontend.use_backends:
-            for fetch in _http_fetches(rule.condition):
+            for fetch in request_fetches(rule.condition):
                 problems.append(
                     _refuse(
                         rule.location,
@@ -294,6 +315,15 @@ def _frontend_plan(
                     "http-request",
                     f"frontend '{frontend.name}' is 'mode tcp': its 'http-request' rules are "
                     "ignored, as HAProxy ignores them",
+                )
+            )
+        if frontend.settings.monitor_uri is not None:
+            problems.append(
+                _warn(
+                    frontend.location,
+                    "monitor-uri",
+                    f"'monitor-uri' ignored for frontend '{frontend.name}' as it requires "
+                    "HTTP mode.",
                 )
             )
         if frontend.stats is not None:
@@ -356,16 +386,21 @@ def _frontend_plan(
     http = None
     if http_mode:
         http = HttpSettings(
-            rules=_compile_rules(frontend.http_request_rules, problems, exporter),
+            rules=_compile_rules(
+                _monitor(frontend) + frontend.http_request_rules, problems, exporter
+            ),
+            response_rules=_compile_rules(frontend.http_response_rules, problems, exporter),
+            after_response_rules=_compile_rules(
+                frontend.http_after_response_rules, problems, exporter
+            ),
             forwardfor_header=_forwardfor(options.forwardfor, options.forwardfor_header),
+            forwardfor_except=_forwardfor_except(options),
             httplog=bool(options.httplog),
             request_timeout_s=_seconds(timeouts.http_request),
             keep_alive_timeout_s=_seconds(timeouts.http_keep_alive),
             client_timeout_s=_seconds(timeouts.client),
             max_headers=defaults.tune_http_maxhdr,
-            route_by_path=any(
-                AclFetch.PATH.value in _http_fetches(r.condition) for r in frontend.use_backends
-            ),
+            route_per_request=any(looks_past_host(r.condition) for r in frontend.use_backends),
             stats=_stats_service(frontend),
         )
     return FrontendPlan(
@@ -388,17 +423,6 @@ def _frontend_plan(
 
 def _first(*values: int | None) -> int | None:
     return next((v for v in values if v is not None), None)
-
-
-def _http_fetches(condition: Condition | None) -> list[str]:
-    """The fetches of `condition` that look at the HTTP request (`hdr(host)`, `path`)."""
-    if condition is None:
-        return []
-    found = {t.fetch.value for t in condition.terms if t.fetch in _HTTP_FETCHES}
-    return sorted(found)
-
-
-_HTTP_FETCHES = frozenset((AclFetch.HDR_HOST, AclFetch.PATH))
 
 
 def _http1_alpn(
@@ -430,10 +454,41 @@ def _replace_alpn(
     return replace(reference, alpn=alpn)
 
 
+def _conditions(frontend: Frontend) -> list[tuple[SourceLocation, str, Condition | None]]:
+    """Every condition written in a frontend, with where and under which keyword."""
+    found: list[tuple[SourceLocation, str, Condition | None]] = [
+        (r.location, "use_backend", r.condition) for r in frontend.use_backends
+    ]
+    found += [(r.location, "http-request", r.condition) for r in frontend.http_request_rules]
+    found += [(m.location, "monitor fail", m.condition) for m in frontend.monitor_fail]
+    return found
+
+
+def _monitor(frontend: Frontend) -> tuple[HttpRequestRule, ...]:
+    """`monitor-uri`, answered before any `http-request` rule (as in HAProxy)."""
+    uri = frontend.settings.monitor_uri
+    if uri is None:
+        return ()
+    return (
+        HttpRequestRule(
+            frontend.location, HttpMonitor(uri, tuple(m.condition for m in frontend.monitor_fail))
+        ),
+    )
+
+
 def _forwardfor(enabled: bool | None, name: str | None) -> bytes | None:
     if not enabled:
         return None
     return (name or "X-Forwarded-For").encode("latin-1")
+
+
+def _forwardfor_except(
+    options: ProxyOptions,
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """`option forwardfor except NET` (checked by the parser)."""
+    if not options.forwardfor or not options.forwardfor_except:
+        return ()
+    return (ipaddress.ip_network(options.forwardfor_except, strict=False),)
 
 
 def _stats_service(frontend: Frontend) -> StatsService | None:
@@ -531,6 +586,8 @@ def _backend_plan(
             method=options.httpchk_method or "OPTIONS",
             uri=options.httpchk_uri or "/",
             expect_status=options.httpchk_expect_status,
+            version=options.httpchk_version or "HTTP/1.0",
+            headers=options.httpchk_headers or (),
         )
     for server in backend.servers:
         if server.disabled:
@@ -565,6 +622,7 @@ def _backend_plan(
                 tls=_server_tls(server, defaults),
                 httpchk=httpchk,
                 check_timeout_s=_seconds(timeouts.check),
+                check_port=server.check_port,
             )
         )
     retries = backend.settings.retries if backend.settings.retries is not None else 3
@@ -579,6 +637,7 @@ def _backend_plan(
         ),
         retries=retries,
         algorithm=Algorithm(backend.balance.value),
+        draws=backend.settings.balance_draws or 2,
         redispatch=bool(options.redispatch),
         queue_timeout_s=_seconds(
             timeouts.queue if timeouts.queue is not None else timeouts.connect
@@ -588,7 +647,12 @@ def _backend_plan(
             rules=_compile_rules(backend.http_request_rules, problems, exporter)
             if backend.mode is Mode.HTTP
             else (),
+            response_rules=_compile_rules(backend.http_response_rules, problems, exporter),
+            after_response_rules=_compile_rules(
+                backend.http_after_response_rules, problems, exporter
+            ),
             forwardfor_header=_forwardfor(options.forwardfor, options.forwardfor_header),
+            forwardfor_except=_forwardfor_except(options),
             connect_timeout_s=_seconds(timeouts.connect),
             server_timeout_s=_seconds(timeouts.server),
             retries=retries,

@@ -15,8 +15,13 @@ from staplegate.proxy.http_rules import condition_holds as _facts_hold
 from staplegate.proxy.records import ConnectionInfo
 
 
-def condition_holds(condition: Condition | None, info: ConnectionInfo) -> bool:
-    """Evaluate `if|unless { ssl_fc_sni -i … }` (and `hdr(host)`, `path` in mode http)."""
+def condition_holds(
+    condition: Condition | None,
+    info: ConnectionInfo,
+    usable_servers: Callable[[str], int] | None = None,
+) -> bool:
+    """Evaluate a `use_backend` condition on what the router knows of the connection (and,
+    in mode http, of the request)."""
     facts = RequestFacts(
         info.client_address,
         info.server_name,
@@ -24,6 +29,9 @@ def condition_holds(condition: Condition | None, info: ConnectionInfo) -> bool:
         info.host,
         info.client_certificate,
         info.target,
+        info.head,
+        info.frontend_address,
+        usable_servers,
     )
     return _facts_hold(condition, facts)
 
@@ -35,9 +43,13 @@ def make_router(
     rules = tuple((pools[r.backend], r.condition) for r in plan.rules)
     default = pools.get(plan.default_backend) if plan.default_backend else None
 
+    def usable_servers(name: str) -> int:
+        pool = pools.get(name)
+        return pool.usable_count() if pool is not None else 0
+
     def route(info: ConnectionInfo) -> BackendPool | None:
         for pool, condition in rules:
-            if condition_holds(condition, info):
+            if condition_holds(condition, info, usable_servers):
                 return pool
         return default
 

@@ -24,7 +24,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -86,6 +86,16 @@ def collect_report(
     return WorkerReport(by_frontend, servers)
 
 
+def _usable_servers(pools: dict[str, BackendPool]) -> Callable[[str], int]:
+    """`nbsrv(backend)` for conditions, from this worker's pools (health from the master)."""
+
+    def count(name: str) -> int:
+        pool = pools.get(name)
+        return pool.usable_count() if pool is not None else 0
+
+    return count
+
+
 async def _run(setup: WorkerSetup) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -106,6 +116,7 @@ async def _run(setup: WorkerSetup) -> None:
         http = None
         if fplan.http is not None:
             http = HttpFrontend(dataclasses.replace(fplan.http, backends=http_backends))
+            http.usable_servers = _usable_servers(pools)
         frontend = FrontendRuntime(
             name=fplan.name,
             staples=table,

@@ -63,12 +63,15 @@ class ServerTls:
 
 @dataclass(frozen=True)
 class HttpCheck:
-    """`option httpchk [METH URI]` with `http-check expect status N` (else any 2xx/3xx)."""
+    """`option httpchk [METH URI]` or `http-check send meth|uri|ver|hdr …`, with
+    `http-check expect status N` (else any 2xx/3xx)."""
 
     method: str = "OPTIONS"
     uri: str = "/"
     expect_status: int | None = None
     host: str | None = None
+    version: str = "HTTP/1.0"  # `http-check send ver`
+    headers: tuple[tuple[str, str], ...] = ()  # `http-check send hdr NAME VALUE`
 
     def accepts(self, status: int) -> bool:
         if self.expect_status is not None:
@@ -94,6 +97,7 @@ class BackendServer:
     tls: ServerTls | None = None
     httpchk: HttpCheck | None = None
     check_timeout_s: float | None = None
+    check_port: int | None = None  # `port N`: checks go there instead of `port`
 
     def __post_init__(self) -> None:
         if self.rise < 1 or self.fall < 1:
@@ -170,6 +174,7 @@ class BackendPool:
         algorithm: Algorithm = Algorithm.ROUNDROBIN,
         redispatch: bool = True,
         queue_timeout_s: float | None = None,
+        draws: int = 2,
     ) -> None:
         names = [s.name for s in servers]
         if len(set(names)) != len(names):
@@ -184,7 +189,9 @@ class BackendPool:
             (s, self._health[s.name]) for s in self.servers if not s.backup and s.weight > 0
         )
         self._only = self._primaries[0] if len(self.servers) == 1 and self._primaries else None
-        self._balancer = Balancer(algorithm, self.servers, lambda n: self._health[n].active)
+        self._balancer = Balancer(
+            algorithm, self.servers, lambda n: self._health[n].active, draws=draws
+        )
         self._queue: collections.deque[_Waiter] = collections.deque()
         self.queued_total = 0
 
@@ -200,6 +207,14 @@ class BackendPool:
 
     def up_servers(self) -> tuple[BackendServer, ...]:
         return tuple(s for s in self.servers if self._health[s.name].usable)
+
+    def usable_count(self) -> int:
+        """HAProxy's `nbsrv`: the usable active servers, else the usable backups."""
+        health = self._health
+        active = sum(1 for s, h in self._primaries if h.usable)
+        if active:
+            return active
+        return sum(1 for s in self.servers if s.backup and health[s.name].usable)
 
     def active(self, server: BackendServer) -> int:
         """Connections (tcp) or requests (http) this worker has on the server now."""

@@ -14,11 +14,15 @@ state between calls (one event loop per worker, so no locking):
 - `source`: a hash of the client address over the weighted candidates, so one client keeps
   its server while the set of usable servers stays the same.
 - `first`: the first candidate in declaration order (the pool skips full servers).
+- `random[(draws)]`: HAProxy's "power of two choices": `draws` servers drawn at random
+  by weight, the one with the fewest active connections per unit of weight wins (draws=1
+  is plain weighted random).
 """
 
 from __future__ import annotations
 
 import enum
+import random
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
@@ -30,6 +34,7 @@ class Algorithm(enum.Enum):
     LEASTCONN = "leastconn"
     SOURCE = "source"
     FIRST = "first"
+    RANDOM = "random"
 
 
 class Weighted(Protocol):
@@ -47,9 +52,17 @@ class Balancer:
     """Picks among candidates; `active(name)` gives a server's current connection count."""
 
     def __init__(
-        self, algorithm: Algorithm, servers: Sequence[Weighted], active: Callable[[str], int]
+        self,
+        algorithm: Algorithm,
+        servers: Sequence[Weighted],
+        active: Callable[[str], int],
+        *,
+        draws: int = 2,
+        rng: random.Random | None = None,
     ) -> None:
         self.algorithm = algorithm
+        self.draws = draws
+        self._rng = rng or random.Random()
         self._active = active
         self._schedule = smooth_schedule(servers)
         self._cursor = 0
@@ -69,6 +82,19 @@ class Balancer:
                 return source_choice(candidates, client_ip or "")
             case Algorithm.FIRST:
                 return candidates[0]
+            case Algorithm.RANDOM:
+                return self._random_draws(candidates)
+
+    def _random_draws(self, candidates: Sequence[S]) -> S:
+        weights = [max(s.weight, 1) for s in candidates]
+        drawn = self._rng.choices(candidates, weights, k=self.draws)
+        best = drawn[0]
+        best_load = (self._active(best.name) + 1) / max(best.weight, 1)
+        for server in drawn[1:]:
+            load = (self._active(server.name) + 1) / max(server.weight, 1)
+            if load < best_load:
+                best, best_load = server, load
+        return best
 
     def _smooth_round_robin(self, candidates: Sequence[S]) -> S:
         by_name = {s.name: s for s in candidates}

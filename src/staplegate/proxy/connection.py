@@ -49,6 +49,7 @@ from staplegate.proxy.backend_connection import BackendConnection
 from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout, SendProxy
 from staplegate.proxy.deadlines import TICK_S
 from staplegate.proxy.frontend import BindSocket
+from staplegate.proxy.http_request import RequestHead
 from staplegate.proxy.http_stream import HttpStream
 from staplegate.proxy.proxyproto import NeedMore, ProxyHeaderError, parse_proxy_header
 from staplegate.proxy.records import (
@@ -383,7 +384,10 @@ class ClientConnection(asyncio.Protocol):
         return self.frontend.stopping
 
     def connection_info(
-        self, host: str | None = None, target: bytes | None = None
+        self,
+        host: str | None = None,
+        target: bytes | None = None,
+        head: RequestHead | None = None,
     ) -> ConnectionInfo:
         session = self.session
         return ConnectionInfo(
@@ -395,6 +399,8 @@ class ClientConnection(asyncio.Protocol):
             client_certificate=session.client_certificate if session else None,
             tls=session is not None,
             target=target,
+            head=head,
+            frontend_address=self.frontend_address,
         )
 
     def route(self, info: ConnectionInfo) -> BackendPool | None:

@@ -65,7 +65,7 @@ class CheckResult:
 async def run_check(server: BackendServer, timeout_s: float) -> CheckResult:
     """Layer 4 (connect) or layer 7 (`option httpchk`) check of one server."""
     started = time.monotonic()
-    target = replace(server, send_proxy=SendProxy.NONE)
+    target = replace(server, send_proxy=SendProxy.NONE, port=server.check_port or server.port)
     check = server.httpchk
     reader = asyncio.StreamReader()
     try:
@@ -79,8 +79,11 @@ async def run_check(server: BackendServer, timeout_s: float) -> CheckResult:
             try:
                 if check is None:
                     return CheckResult(True, "Layer4 check passed", None, None, _since(started))
-                host = f"Host: {check.host}\r\n" if check.host else ""
-                transport.write(f"{check.method} {check.uri} HTTP/1.0\r\n{host}\r\n".encode())
+                lines = [f"{check.method} {check.uri} {check.version}"]
+                if check.host and not any(n.lower() == "host" for n, _ in check.headers):
+                    lines.append(f"Host: {check.host}")
+                lines.extend(f"{name}: {value}" for name, value in check.headers)
+                transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
                 line = await reader.readline()
             finally:
                 transport.close()

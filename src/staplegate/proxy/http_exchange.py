@@ -21,6 +21,7 @@ from staplegate.proxy.http_message import END, End, HttpError, LocalResponse, er
 from staplegate.proxy.http_pool import HttpBackendSettings, HttpFrontend, ServerConnection
 from staplegate.proxy.http_request import RequestEvent, RequestHead, RequestReader
 from staplegate.proxy.http_response import ResponseHead, ResponseReader
+from staplegate.proxy.http_rules import RequestFacts, apply_after_response_rules
 from staplegate.proxy.records import ConnectionInfo, FrontendStats, HttpStats
 from staplegate.tls.endpoint import SessionInfo
 
@@ -74,7 +75,10 @@ class ClientSide(Protocol):
     def frontend(self) -> StreamFrontend: ...
 
     def connection_info(
-        self, host: str | None = None, target: bytes | None = None
+        self,
+        host: str | None = None,
+        target: bytes | None = None,
+        head: RequestHead | None = None,
     ) -> ConnectionInfo: ...
 
     def route(self, info: ConnectionInfo) -> BackendPool | None: ...
@@ -161,6 +165,8 @@ class ExchangeLifecycle:
         self._send_plain = client_side.send_plain
         self._httplog = self.settings.httplog
         settings = self.settings
+        # the frontend has `http-response` rules (a backend's are checked per response)
+        self._response_rules = bool(settings.response_rules or settings.after_response_rules)
         self._keep_alive_s = (
             settings.keep_alive_timeout_s or settings.request_timeout_s or settings.client_timeout_s
         )
@@ -180,8 +186,29 @@ class ExchangeLifecycle:
 
     # -- local answers and failures ------------------------------------------------------
 
+    def _facts(self, head: RequestHead) -> RequestFacts:
+        side = self.client_side
+        session = side.session
+        client_certificate = session.client_certificate if session is not None else None
+        return RequestFacts(  # no session: a plain bind (`ssl_fc` false)
+            side.client_address,
+            side.server_name,
+            session is not None,
+            head.host,
+            client_certificate,
+            head.target,
+            head,
+            side.frontend_address,
+            self.http.usable_servers,
+        )
+
     def _respond_locally(self, exchange: Exchange, answer: LocalResponse, code: str) -> None:
         self._drop_request_body(exchange)
+        backend = exchange.backend
+        after = self.settings.after_response_rules
+        if after or (backend is not None and backend.after_response_rules):
+            rules = (*(backend.after_response_rules if backend is not None else ()), *after)
+            answer = apply_after_response_rules(rules, answer, self._facts(exchange.head))
         close = answer.close or not exchange.request_done or exchange.close_client
         if close and not answer.close:
             answer = LocalResponse(answer.status, answer.reason, answer.headers, answer.body)

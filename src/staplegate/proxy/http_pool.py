@@ -10,6 +10,7 @@ everything it reads goes to that stream (`ServerConnectionOwner`, `http_stream.H
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,11 +33,18 @@ class HttpBackendSettings:
 
     name: str
     rules: tuple[CompiledRule, ...] = ()
+    response_rules: tuple[CompiledRule, ...] = ()  # `http-response` header rules
+    after_response_rules: tuple[CompiledRule, ...] = ()  # `http-after-response`
     forwardfor_header: bytes | None = None
+    forwardfor_except: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     connect_timeout_s: float | None = None
     server_timeout_s: float | None = None
     retries: int = 3
     tunnel_timeout_s: float | None = None  # HAProxy's `timeout tunnel`: a backend keyword
+
+    @property
+    def has_response_rules(self) -> bool:
+        return bool(self.response_rules or self.after_response_rules)
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,10 @@ class HttpSettings:
     """A mode-http frontend's settings (timeouts in seconds, None = not set)."""
 
     rules: tuple[CompiledRule, ...] = ()
+    response_rules: tuple[CompiledRule, ...] = ()  # `http-response` header rules
+    after_response_rules: tuple[CompiledRule, ...] = ()  # `http-after-response`
     forwardfor_header: bytes | None = None
+    forwardfor_except: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     httplog: bool = False
     request_timeout_s: float | None = None
     keep_alive_timeout_s: float | None = None
@@ -52,7 +63,8 @@ class HttpSettings:
     max_head_bytes: int = MAX_HEAD_BYTES
     max_body_bytes: int | None = None
     max_headers: int = MAX_HEADERS  # `tune.http.maxhdr`
-    route_by_path: bool = False  # a `use_backend` rule looks at the path: route every request
+    # a `use_backend` rule looks at more than Host (path, method, headers): route every request
+    route_per_request: bool = False
     backends: Mapping[str, HttpBackendSettings] = field(default_factory=dict)
     stats: StatsService | None = None  # `stats enable`: answered after the rules
 
@@ -74,6 +86,8 @@ class HttpFrontend:
         self.idle_server_timeout_s = idle_server_timeout_s
         self.stats = HttpStats()
         self.default_backends: dict[str, HttpBackendSettings] = {}
+        # `nbsrv(backend)` in conditions: the worker's pools answer (None outside a worker)
+        self.usable_servers: Callable[[str], int] | None = None
         # oldest first: put_idle appends, take_idle pops the newest (warm) one
         self._idle: dict[tuple[str, str, str | None], list[ServerConnection]] = {}
         self._sweeper: asyncio.TimerHandle | None = None

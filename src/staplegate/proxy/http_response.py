@@ -83,25 +83,18 @@ class ResponseHead:
         self._raw_block = b""
         self.keep_alive = keep_alive
         self.informational = 100 <= status < 200 and status != 101
-        # One pass: the body's framing and the header lines passed on (hop-by-hop dropped,
-        # Upgrade kept on a 101), so `encode` only adds the status and connection lines.
-        upgrade = status == 101
+        # the body's framing, and the lines passed on (`_wire`), so `encode` only adds the
+        # connection line
         chunked = False
         length: int | None = None
-        lines = [b"HTTP/%s %d %b" % (version.encode(), status, reason)]
         for key, value in headers:
             lower = key.lower()
-            if lower in _RESPONSE_SPECIAL:
-                if lower == b"content-length":
-                    # llhttp already refused malformed or conflicting values
-                    length = content_length(value, _BAD_RESPONSE)
-                elif lower == b"transfer-encoding":
-                    chunked = chunked or b"chunked" in value.lower()
-                elif not (upgrade and lower == b"upgrade"):
-                    continue  # hop-by-hop
-            lines.append(b"\r\n" + key + b": " + value)
-        lines.append(b"\r\n")
-        self.wire = b"".join(lines)
+            if lower == b"content-length":
+                # llhttp already refused malformed or conflicting values
+                length = content_length(value, _BAD_RESPONSE)
+            elif lower == b"transfer-encoding":
+                chunked = chunked or b"chunked" in value.lower()
+        self.wire = _wire(version, status, reason, headers)
         self.body, self.content_length = _response_body(status, chunked, length, head_request)
 
     @property
@@ -110,6 +103,12 @@ class ResponseHead:
         if self._headers is None:
             self._headers = HEADER_LINE.findall(self._raw_block)
         return self._headers
+
+    def set_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """Forward `headers` instead (`http-response` rules). The framing stays what the
+        server sent: the rules cannot name framing or hop-by-hop headers."""
+        self._headers = headers
+        self.wire = _wire(self.version, self.status, self.reason, headers)
 
     def encode(self, *, close: bool, client_version: str) -> bytes:
         """The head as sent to the client: `connection: close` when we close after it."""
@@ -120,6 +119,21 @@ class ResponseHead:
         if client_version == "1.0":
             return self.wire + b"connection: keep-alive\r\n\r\n"
         return self.wire + b"\r\n"
+
+
+def _wire(version: str, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The status line and the headers passed on (hop-by-hop dropped, Upgrade kept on a
+    101), without the connection line and the final CRLF."""
+    upgrade = status == 101
+    lines = [b"HTTP/%s %d %b" % (version.encode(), status, reason)]
+    for key, value in headers:
+        lower = key.lower()
+        hop_by_hop = lower in _RESPONSE_SPECIAL and lower not in FRAMING_NAMES
+        if hop_by_hop and not (upgrade and lower == b"upgrade"):
+            continue
+        lines.append(b"\r\n" + key + b": " + value)
+    lines.append(b"\r\n")
+    return b"".join(lines)
 
 
 def _response_body(

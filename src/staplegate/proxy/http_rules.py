@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from staplegate.config.model import (
@@ -28,14 +29,22 @@ from staplegate.config.model import (
     HttpAction,
     HttpDelHeader,
     HttpDeny,
+    HttpMonitor,
+    HttpRedirect,
     HttpRedirectScheme,
     HttpReturn,
     HttpSetHeader,
     HttpUseService,
 )
-from staplegate.config.samples import SampleExpression, parse_header_format
+from staplegate.config.samples import (
+    REQUEST_SAMPLE_FETCHES,
+    RESPONSE_SAMPLE_FETCHES,
+    SampleExpression,
+    parse_header_format,
+)
 from staplegate.proxy.http_message import LocalResponse, error_response, reason_phrase
 from staplegate.proxy.http_request import RequestHead
+from staplegate.proxy.http_response import ResponseHead
 from staplegate.tls.clientcert import ClientCertificate, escape
 
 
@@ -49,6 +58,10 @@ class RequestFacts:
     host: str | None = None  # None in mode tcp, or a request without Host
     client_certificate: ClientCertificate | None = None  # on binds that ask for one
     target: bytes | None = None  # the request line's target; None in mode tcp
+    head: RequestHead | None = None  # mode http: method and headers
+    frontend_address: tuple[str, int] | None = None  # `dst_port`
+    usable_servers: Callable[[str], int] | None = None  # `nbsrv(backend)`
+    response: ResponseHead | None = None  # response rules: the answer being sent
 
 
 def request_path(target: bytes | None) -> str | None:
@@ -68,7 +81,7 @@ def request_path(target: bytes | None) -> str | None:
     return (target if query < 0 else target[:query]).decode("latin-1")
 
 
-def _source_in(
+def source_in(
     networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network], address: str
 ) -> bool:
     """HAProxy's `src` match: an IPv4 pattern also matches an IPv4-mapped IPv6 client."""
@@ -87,47 +100,200 @@ def _source_in(
 
 
 def condition_holds(condition: Condition | None, facts: RequestFacts) -> bool:
-    """All terms must hold (AND); `unless` negates the result."""
+    """Any group (`||`) whose terms all hold (AND); `unless` negates the result."""
     if condition is None:
         return True
-    result = all(_term_holds(term, facts) for term in condition.terms)
+    if condition.alternatives:
+        result = any(all(_term_holds(term, facts) for term in group) for group in condition.groups)
+    else:
+        result = all(_term_holds(term, facts) for term in condition.terms)
     return not result if condition.unless else result
 
 
 def _term_holds(term: AclTerm, facts: RequestFacts) -> bool:
-    if term.fetch is AclFetch.SSL_FC:
-        value = facts.tls
-    elif term.fetch is AclFetch.SSL_C_USED:
-        value = facts.client_certificate is not None
-    elif term.fetch is AclFetch.SSL_C_VERIFY:
-        cert = facts.client_certificate
-        result = cert.verify_result if cert is not None else 0
-        value = any(int(v) == result for v in term.values)
-    elif term.fetch is AclFetch.SRC:
-        value = _source_in(term.networks, facts.client_address[0])
-    elif term.fetch is AclFetch.ALWAYS_TRUE:
-        value = True
-    elif term.fetch is AclFetch.ALWAYS_FALSE:
-        value = False
+    fetch = term.fetch
+    if fetch is AclFetch.ANY_OF:
+        value = any(_term_holds(member, facts) for member in term.members)
+    elif fetch is AclFetch.SRC and term.match is AclMatch.IP:
+        value = source_in(term.networks, facts.client_address[0])
     else:
-        if term.fetch is AclFetch.PATH:
-            raw = request_path(facts.target)
-        elif term.fetch is AclFetch.HDR_HOST:
-            raw = facts.host
-        else:
-            raw = facts.server_name
-        if raw is None:
-            value = False
-        else:
-            subject = raw.lower() if term.ignore_case else raw
-            wanted = [v.lower() if term.ignore_case else v for v in term.values]
-            if term.match is AclMatch.BEGIN:
-                value = any(subject.startswith(w) for w in wanted)
-            elif term.match is AclMatch.END:
-                value = any(subject.endswith(w) for w in wanted)
-            else:
-                value = subject in wanted
+        samples = _acl_samples(term, facts)
+        for converter in term.converters:
+            samples = [s.lower() if converter == "lower" else s.upper() for s in samples]
+        value = _matches(term, samples)
     return not value if term.negated else value
+
+
+def _acl_samples(term: AclTerm, facts: RequestFacts) -> list[str]:
+    """What `term`'s fetch returns for this request: [] when it has nothing (no sample)."""
+    fetch = term.fetch
+    if fetch is AclFetch.SSL_FC_SNI or fetch is AclFetch.REQ_SSL_SNI:
+        return [facts.server_name] if facts.server_name else []
+    if fetch is AclFetch.HDR_HOST:
+        return [facts.host] if facts.host is not None else []
+    if fetch is AclFetch.PATH:
+        path = request_path(facts.target)
+        return [path] if path is not None else []
+    if fetch is AclFetch.SSL_FC:
+        return ["1" if facts.tls else "0"]
+    if fetch is AclFetch.ALWAYS_TRUE:
+        return ["1"]
+    if fetch is AclFetch.ALWAYS_FALSE:
+        return ["0"]
+    if fetch is AclFetch.SSL_C_USED:
+        return ["1" if facts.client_certificate is not None else "0"]
+    if fetch is AclFetch.SSL_C_VERIFY:
+        cert = facts.client_certificate
+        return [str(cert.verify_result if cert is not None else 0)]
+    if fetch is AclFetch.SRC:
+        return [facts.client_address[0]]
+    if fetch is AclFetch.SRC_PORT:
+        return [str(facts.client_address[1])]
+    if fetch is AclFetch.DST_PORT:
+        address = facts.frontend_address
+        return [str(address[1])] if address is not None else []
+    if fetch is AclFetch.NBSRV:
+        count = facts.usable_servers
+        return [str(count(term.arg or ""))] if count is not None else []
+    if fetch is AclFetch.SSL_C_S_DN or fetch is AclFetch.SSL_C_I_DN:
+        cert = facts.client_certificate
+        if cert is None:
+            return []
+        dn = cert.subject if fetch is AclFetch.SSL_C_S_DN else cert.issuer
+        if term.arg is None:
+            return [dn.oneline()]
+        entry = dn.entry(term.arg, term.occurrence or 1)
+        return [entry] if entry is not None else []
+    if fetch is AclFetch.HDR or fetch is AclFetch.FHDR or fetch is AclFetch.HDR_CNT:
+        values = header_values(facts.head, term.arg or "", split=fetch is not AclFetch.FHDR)
+        if fetch is AclFetch.HDR_CNT:
+            return [str(len(values))]
+        if term.occurrence is not None:
+            return _occurrence(values, term.occurrence)
+        return values
+    sample = request_sample(fetch.value, term.arg, facts)
+    return [sample] if sample is not None else []
+
+
+def _occurrence(values: list[str], occurrence: int) -> list[str]:
+    """HAProxy's `occ`: 1 is the first, -1 the last, 0 every one."""
+    if occurrence == 0:
+        return values
+    index = occurrence - 1 if occurrence > 0 else occurrence
+    try:
+        return [values[index]]
+    except IndexError:
+        return []
+
+
+def header_values(head: RequestHead | ResponseHead | None, name: str, *, split: bool) -> list[str]:
+    """Every value of header `name` (lower case) in order; `split`: HAProxy's `hdr`, which
+    cuts each line at its commas (`req.fhdr` does not)."""
+    if head is None:
+        return []
+    wanted = name.encode("latin-1")
+    found: list[str] = []
+    for key, raw in head.headers:
+        if key.lower() != wanted:
+            continue
+        text = raw.decode("latin-1").strip()
+        if split:
+            found.extend(part.strip() for part in text.split(","))
+        else:
+            found.append(text)
+    return found
+
+
+def request_sample(name: str, arg: str | None, facts: RequestFacts) -> str | None:
+    """`url`, `query`, `url_param(x)`, `method`, `base` (and `path`) of the request."""
+    target = facts.target
+    if target is None:
+        return None
+    if name == "path":
+        return request_path(target)
+    if name == "url":
+        return target.decode("latin-1")
+    if name == "method":
+        head = facts.head
+        return head.method if head is not None else None
+    if name == "base":
+        path = request_path(target)
+        if path is None:
+            return None
+        return (facts.host or "") + path
+    query_at = target.find(b"?")
+    if query_at < 0:
+        return None
+    query = target[query_at + 1 :].decode("latin-1")
+    if name == "query":
+        return query
+    # url_param / urlp: the first parameter of that name (its value as sent, not decoded)
+    for pair in query.split("&"):
+        key, sep, value = pair.partition("=")
+        if key == arg:
+            return value if sep else ""
+    return None
+
+
+def _matches(term: AclTerm, samples: list[str]) -> bool:
+    match = term.match
+    if match is AclMatch.FOUND:
+        return bool(samples)
+    if not samples:
+        return False
+    if match is AclMatch.BOOL:
+        return any(_integer(s) not in (None, 0) for s in samples)
+    if match is AclMatch.INT or match is AclMatch.LEN:
+        for sample in samples:
+            number = len(sample) if match is AclMatch.LEN else _integer(sample)
+            if number is None:
+                continue
+            for low, high in term.ranges:
+                if (low is None or number >= low) and (high is None or number <= high):
+                    return True
+        return False
+    if match is AclMatch.IP:
+        return any(source_in(term.networks, s) for s in samples)
+    if match is AclMatch.REG:
+        return any(r.search(s) for s in samples for r in term.regexes)
+    values = term.values
+    for sample in samples:
+        subject = sample.lower() if term.ignore_case else sample
+        if match is AclMatch.EXACT:
+            if subject in values:
+                return True
+        elif match is AclMatch.BEGIN:
+            if subject.startswith(values):
+                return True
+        elif match is AclMatch.END:
+            if subject.endswith(values):
+                return True
+        elif match is AclMatch.SUB:
+            if any(v in subject for v in values):
+                return True
+        elif any(_delimited(subject, v, "/?.:" if match is AclMatch.DOM else "/?") for v in values):
+            return True
+    return False
+
+
+def _integer(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _delimited(subject: str, word: str, delimiters: str) -> bool:
+    """HAProxy's `-m dom` / `-m dir`: `word` appears bounded by delimiters or the ends."""
+    start = subject.find(word)
+    while start >= 0:
+        end = start + len(word)
+        before_ok = start == 0 or subject[start - 1] in delimiters
+        after_ok = end == len(subject) or subject[end] in delimiters
+        if before_ok and after_ok:
+            return True
+        start = subject.find(word, start + 1)
+    return False
 
 
 #: Prometheus' text exposition format (what prometheus_client's generate_latest writes)
@@ -162,10 +328,35 @@ def _fetch(expression: SampleExpression, facts: RequestFacts) -> str | bytes:
         return facts.client_address[0]
     if name == "src_port":
         return str(facts.client_address[1])
+    if name == "dst_port":
+        address = facts.frontend_address
+        return str(address[1]) if address is not None else ""
     if name == "ssl_fc_sni":
         return escape(facts.server_name or "")
     if name == "ssl_fc":
         return "1" if facts.tls else "0"
+    if name in REQUEST_SAMPLE_FETCHES:
+        args = expression.args
+        if name in ("hdr", "req.hdr", "req.fhdr"):
+            values = header_values(facts.head, args[0].strip().lower(), split=name != "req.fhdr")
+            # in a sample expression HAProxy returns the last occurrence unless told which
+            picked = _occurrence(values, int(args[1]) if len(args) > 1 else -1)
+            return picked[0] if picked else ""
+        return request_sample(name, args[0] if args else None, facts) or ""
+    if name == "uuid":
+        return str(uuid.uuid4())
+    if name in RESPONSE_SAMPLE_FETCHES:
+        response = facts.response
+        if response is None:
+            return ""
+        if name == "status":
+            return str(response.status)
+        if name == "res.ver":
+            return response.version
+        args = expression.args
+        values = header_values(response, args[0].strip().lower(), split=name != "res.fhdr")
+        picked = _occurrence(values, int(args[1]) if len(args) > 1 else -1)
+        return picked[0] if picked else ""
     if name == "ssl_c_used":
         return "1" if cert is not None else "0"
     if name == "ssl_c_verify":
@@ -240,11 +431,14 @@ def apply_rules(
         elif isinstance(action, HttpDeny):
             return error_response(action.status), "deny"
         elif isinstance(action, HttpReturn):
-            return _return(action, rule.file_body), "return"
-        elif isinstance(action, HttpRedirectScheme):
-            return _redirect(action, head), "redirect"
+            return _return(action, rule.file_body, facts), "return"
+        elif isinstance(action, (HttpRedirectScheme, HttpRedirect)):
+            return _redirect(action, head, facts), "redirect"
         elif isinstance(action, HttpUseService):
             return _service(rule.service), "use-service"
+        elif isinstance(action, HttpMonitor) and _monitored(action.uri, head.target):
+            failing = any(condition_holds(c, facts) for c in action.fail)
+            return _monitor_answer(503 if failing else 200), "monitor"
         if head.host != facts.host:  # a rule rewrote Host: later conditions see the new one
             facts = RequestFacts(
                 facts.client_address,
@@ -253,12 +447,101 @@ def apply_rules(
                 head.host,
                 facts.client_certificate,
                 facts.target,
+                facts.head,
+                facts.frontend_address,
+                facts.usable_servers,
             )
     return None, None
 
 
-def _return(action: HttpReturn, file_body: bytes | None) -> LocalResponse:
-    body = file_body if file_body is not None else (action.body or "").encode()
+def apply_response_rules(
+    rules: Sequence[CompiledRule], response: ResponseHead, facts: RequestFacts
+) -> None:
+    """`http-response` (then `http-after-response`) header rules on a server's answer, in
+    order; later conditions and values see the headers earlier rules left."""
+    facts = RequestFacts(
+        facts.client_address,
+        facts.server_name,
+        facts.tls,
+        facts.host,
+        facts.client_certificate,
+        facts.target,
+        facts.head,
+        facts.frontend_address,
+        facts.usable_servers,
+        response,
+    )
+    for rule in rules:
+        if not condition_holds(rule.condition, facts):
+            continue
+        action = rule.action
+        headers = response.headers
+        if isinstance(action, HttpSetHeader):
+            name = action.name.encode("latin-1")
+            value = expand(action.value, facts).encode("latin-1", "replace")
+            if not action.add:
+                lower = name.lower()
+                headers = [(k, v) for k, v in headers if k.lower() != lower]
+            else:
+                headers = list(headers)
+            headers.append((name, value))
+        elif isinstance(action, HttpDelHeader):
+            lower = action.name.encode("latin-1").lower()
+            headers = [(k, v) for k, v in headers if k.lower() != lower]
+        else:  # the parser admits only header actions here
+            continue
+        response.set_headers(headers)
+
+
+def apply_after_response_rules(
+    rules: Sequence[CompiledRule], answer: LocalResponse, facts: RequestFacts
+) -> LocalResponse:
+    """`http-after-response` rules on an answer staplegate makes itself (HAProxy runs them
+    on every response, its own included)."""
+    head = ResponseHead(
+        answer.status,
+        answer.reason.encode("latin-1"),
+        "1.1",
+        [(n.encode("latin-1"), v.encode("latin-1", "replace")) for n, v in answer.headers],
+        keep_alive=not answer.close,
+        head_request=False,
+    )
+    apply_response_rules(rules, head, facts)
+    headers = tuple(
+        (n.decode("latin-1"), v.decode("latin-1"))
+        for n, v in head.headers
+        if n.lower() != b"content-length"
+    )
+    return LocalResponse(answer.status, answer.reason, headers, answer.body, answer.close)
+
+
+def _monitored(uri: str, target: bytes) -> bool:
+    """HAProxy's `monitor-uri` match: the request's URI as sent, or the path of an
+    absolute-form one."""
+    wanted = uri.encode("latin-1")
+    return target == wanted or (target[:1] != b"/" and request_path(target) == uri)
+
+
+#: HAProxy's monitor answers (its `http_err_msgs` texts for 200 and 503)
+_MONITOR_BODIES = {
+    200: b"<html><body><h1>200 OK</h1>\nService ready.\n</body></html>\n",
+    503: b"<html><body><h1>503 Service Unavailable</h1>\n"
+    b"No server is available to handle this request.\n</body></html>\n",
+}
+
+
+def _monitor_answer(status: int) -> LocalResponse:
+    headers = (("content-type", "text/html"), ("cache-control", "no-cache"))
+    return LocalResponse(
+        status, reason_phrase(status), headers, _MONITOR_BODIES[status], close=False
+    )
+
+
+def _return(action: HttpReturn, file_body: bytes | None, facts: RequestFacts) -> LocalResponse:
+    if action.log_format:  # `lf-string`: evaluated for this request
+        body = expand(action.body or "", facts).encode("utf-8", "surrogateescape")
+    else:
+        body = file_body if file_body is not None else (action.body or "").encode()
     headers: tuple[tuple[str, str], ...] = ()
     if action.content_type is not None:
         headers = (("content-type", action.content_type),)
@@ -272,15 +555,33 @@ def _service(snapshot: ServiceSnapshot | None) -> LocalResponse:
     return LocalResponse(200, reason_phrase(200), headers, snapshot.body, close=False)
 
 
-def _redirect(action: HttpRedirectScheme, head: RequestHead) -> LocalResponse:
-    host = head.host or ""
+def _origin_uri(head: RequestHead, action: HttpRedirect | HttpRedirectScheme) -> str:
+    """The request's path and query as a redirect appends them (HAProxy's `drop-query`
+    and `append-slash` applied)."""
     target = head.target
     scheme_end = target.find(b"://")
     if scheme_end > 0 and target[:1] != b"/":  # absolute-form: keep its path (and query)
         rest = target[scheme_end + 3 :]
         cut = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
         target = rest[cut:] if rest[cut:].startswith(b"/") else b"/" + rest[cut:]
-    location = f"{action.scheme}://{host}{target.decode('latin-1')}"
+    uri = target.decode("latin-1")
+    if action.drop_query:
+        uri = uri.split("?", 1)[0]
+    if action.append_slash and not uri.endswith("/"):
+        uri += "/"
+    return uri
+
+
+def _redirect(
+    action: HttpRedirect | HttpRedirectScheme, head: RequestHead, facts: RequestFacts
+) -> LocalResponse:
+    if isinstance(action, HttpRedirectScheme):
+        location = f"{action.scheme}://{head.host or ''}{_origin_uri(head, action)}"
+    elif action.kind == "location":
+        location = expand(action.value, facts)
+    else:  # prefix: HAProxy drops a prefix of "/" (the path already starts with one)
+        prefix = expand(action.value, facts)
+        location = ("" if prefix == "/" else prefix) + _origin_uri(head, action)
     return LocalResponse(
         action.code,
         reason_phrase(action.code),

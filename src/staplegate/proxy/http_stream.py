@@ -51,7 +51,7 @@ from staplegate.proxy.http_message import (
 from staplegate.proxy.http_pool import HttpBackendSettings, ServerConnection
 from staplegate.proxy.http_request import RequestHead
 from staplegate.proxy.http_response import ResponseEvent, ResponseHead, ResponseReader
-from staplegate.proxy.http_rules import RequestFacts, apply_rules
+from staplegate.proxy.http_rules import apply_response_rules, apply_rules, source_in
 from staplegate.proxy.upstream import open_server
 
 log = logging.getLogger("staplegate.http")
@@ -190,35 +190,29 @@ class HttpStream(ExchangeLifecycle):
             break
         self._arm()
 
-    def _facts(self, head: RequestHead) -> RequestFacts:
-        side = self.client_side
-        session = side.session
-        client_certificate = session.client_certificate if session is not None else None
-        return RequestFacts(  # no session: a plain bind (`ssl_fc` false)
-            side.client_address,
-            side.server_name,
-            session is not None,
-            head.host,
-            client_certificate,
-            head.target,
-        )
-
-    def _route(self, host: str | None, target: bytes) -> Route:
+    def _route(self, head: RequestHead) -> Route:
         """`use_backend`/`default_backend` for this Host, with what the backend adds; the
         rest of the facts are fixed for the connection, so each Host is routed once per
-        connection (unless a rule looks at the path: then every request is routed)."""
+        connection (unless a rule looks at more of the request, such as its path, method or
+        other headers: then every request is routed)."""
+        host = head.host
         try:
             return self._routes[host]
         except KeyError:
             pass
         side = self.client_side
-        pool = side.route(side.connection_info(host, target))
+        pool = side.route(side.connection_info(host, head.target, head))
         if pool is None:
             route: Route = (None, None, None)
         else:
             backend = self.http.backend(pool.name)
             name = backend.forwardfor_header or self.settings.forwardfor_header
-            if name is None:
+            excepted = (
+                backend.forwardfor_except
+                if backend.forwardfor_header
+                else self.settings.forwardfor_except
+            )
+            if name is None or (excepted and source_in(excepted, self._client_ip)):
                 extra: bytes | None = b""
             elif name.lower() in _LOOKED_UP or has_line_break(self._client_ip_bytes):
                 # not expected (a PROXY-protocol address is checked where it is parsed):
@@ -227,7 +221,7 @@ class HttpStream(ExchangeLifecycle):
             else:
                 extra = name + b": " + self._client_ip_bytes + b"\r\n"
             route = (pool, backend, extra)
-        if len(self._routes) < 8 and not self.settings.route_by_path:
+        if len(self._routes) < 8 and not self.settings.route_per_request:
             self._routes[host] = route
         return route
 
@@ -260,7 +254,7 @@ class HttpStream(ExchangeLifecycle):
             return
         route = self._routes.get(head.host)
         if route is None:
-            route = self._route(head.host, head.target)
+            route = self._route(head)
         pool, backend, extra = route
         if pool is None or backend is None:
             self._respond_locally(exchange, error_response(503), "SC--")
@@ -606,6 +600,10 @@ class HttpStream(ExchangeLifecycle):
                     self._server_failed(exchange, "SH--")  # 502: no tunnel was asked for
                     return
                 exchange.response = response
+                if self._response_rules or (
+                    exchange.backend is not None and exchange.backend.has_response_rules
+                ):
+                    self._rewrite_response(exchange, response)
                 if self._httplog:
                     exchange.response_at = self.loop.time()
                 status = exchange.status = response.status
@@ -631,6 +629,21 @@ class HttpStream(ExchangeLifecycle):
             limit = exchange.backend.server_timeout_s if exchange.backend else None
             if limit and self._timer is None:
                 self._arm()
+
+    def _rewrite_response(self, exchange: Exchange, response: ResponseHead) -> None:
+        """`http-response` then `http-after-response` rules, the backend's before the
+        frontend's (HAProxy's order); never on a 101 (the tunnel's head)."""
+        if response.status == 101:
+            return
+        backend = exchange.backend
+        settings = self.settings
+        rules = (
+            *(backend.response_rules if backend is not None else ()),
+            *settings.response_rules,
+            *(backend.after_response_rules if backend is not None else ()),
+            *settings.after_response_rules,
+        )
+        apply_response_rules(rules, response, self._facts(exchange.head))
 
     def server_eof(self, conn: ServerConnection) -> None:
         if self.tunnel is conn:

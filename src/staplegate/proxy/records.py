@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from staplegate.proxy.backends import BackendPool
+from staplegate.proxy.http_request import RequestHead
 from staplegate.tls.clientcert import ClientCertificate
 from staplegate.tls.endpoint import SessionInfo
 from staplegate.tls.staples import StapleStats
@@ -70,6 +71,8 @@ class ConnectionInfo:
     client_certificate: ClientCertificate | None = None  # binds that ask for one
     tls: bool = True  # `ssl_fc`: False on a plain bind
     target: bytes | None = None  # mode http: the request line's target (`path` fetches)
+    head: RequestHead | None = None  # mode http: the request (method and header fetches)
+    frontend_address: tuple[str, int] | None = None  # `dst_port`
 
 
 BackendRouter = Callable[[ConnectionInfo], BackendPool | None]

@@ -68,7 +68,7 @@ def test_path_routing_routes_every_request_and_needs_mode_http(tmp_path: Path) -
     assert plan is not None, output
     http = plan.frontends[0].http
     assert http is not None
-    assert http.route_by_path
+    assert http.route_per_request
     plan, output = _plan(
         tmp_path,
         "frontend fe\n    mode http\n    bind 127.0.0.1:8080\n"
@@ -76,7 +76,7 @@ def test_path_routing_routes_every_request_and_needs_mode_http(tmp_path: Path) -
     )
     assert plan is not None, output
     assert plan.frontends[0].http is not None
-    assert not plan.frontends[0].http.route_by_path  # routed once per Host, as before
+    assert not plan.frontends[0].http.route_per_request  # routed once per Host, as before
     plan, output = _plan(tmp_path, "frontend fe\n    mode tcp\n    bind 127.0.0.1:8080\n" + rules)
     assert plan is None
     assert "frontend 'fe' is 'mode tcp': 'path' needs 'mode http'" in output
@@ -116,3 +116,35 @@ def test_a_stats_frontend_gets_its_page_service(tmp_path: Path) -> None:
     )
     assert plan is not None, output
     assert plan.stats_pages == {}
+
+
+def test_nbsrv_routes_per_request_names_a_backend_and_monitor_uri_comes_first(
+    tmp_path: Path,
+) -> None:
+    plan, output = _plan(
+        tmp_path,
+        "frontend fe\n    mode http\n    bind 127.0.0.1:8080\n    monitor-uri /up\n"
+        "    monitor fail if { nbsrv(app) lt 1 }\n    http-request deny if { path /x }\n"
+        "    use_backend api if { nbsrv(app) eq 0 }\n    default_backend app\n",
+    )
+    assert plan is not None, output
+    http = plan.frontends[0].http
+    assert http is not None
+    assert http.route_per_request  # server health changes while a connection lives
+    monitor, deny = (rule.action for rule in http.rules)
+    assert type(monitor).__name__ == "HttpMonitor"
+    assert type(deny).__name__ == "HttpDeny"
+    plan, output = _plan(
+        tmp_path,
+        "frontend fe\n    mode http\n    bind 127.0.0.1:8080\n"
+        "    monitor fail if { nbsrv(nowhere) eq 0 }\n    monitor-uri /up\n"
+        "    default_backend app\n",
+    )
+    assert plan is None
+    assert "'nbsrv(nowhere)' names no backend (unable to find backend 'nowhere')." in output
+    plan, output = _plan(
+        tmp_path,
+        "frontend fe\n    bind 127.0.0.1:8080\n    monitor-uri /up\n    default_backend app\n",
+    )
+    assert plan is not None, output
+    assert "'monitor-uri' ignored for frontend 'fe' as it requires HTTP mode." in output

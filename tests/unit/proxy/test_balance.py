@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
 from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout, ServerState
-from staplegate.proxy.balance import Algorithm, smooth_schedule
+from staplegate.proxy.balance import Algorithm, Balancer, smooth_schedule
 
 A = BackendServer("a", "127.0.0.1", 1, weight=3)
 B = BackendServer("b", "127.0.0.1", 2)
@@ -111,3 +112,20 @@ def test_a_server_taken_out_on_traffic_is_logged_as_haproxy_does(
         "Server be/c is DOWN, reason: Layer4 connection problem (observed on traffic). "
         "1 active servers left."  # HAProxy counts what is left: b
     ]
+
+
+def test_random_draws_pick_the_least_loaded_of_weighted_draws() -> None:
+    """HAProxy's `balance random` (draws 2 by default): weighted random picks, the least
+    loaded of them wins; draws=1 is plain weighted random."""
+    active = {"a": 0, "b": 0}
+    balancer = Balancer(Algorithm.RANDOM, [A, B], active.__getitem__, rng=random.Random(7))
+    picks = [balancer.choose([A, B], None) for _ in range(400)]
+    assert {s.name for s in picks if s} == {"a", "b"}
+    # with no load, two weighted draws favour the heavier server
+    assert sum(1 for s in picks if s is A) > 250
+    active["a"] = 50  # A is busy: whenever B is drawn at all, it wins
+    busy = [balancer.choose([A, B], None) for _ in range(400)]
+    assert sum(1 for s in busy if s is B) > 100
+    single = Balancer(Algorithm.RANDOM, [A, B], active.__getitem__, draws=1, rng=random.Random(7))
+    picks = [single.choose([A, B], None) for _ in range(400)]
+    assert 250 < sum(1 for s in picks if s is A) < 350  # weight 3:1, load ignored

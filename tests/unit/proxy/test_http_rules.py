@@ -15,6 +15,7 @@ from staplegate.config.model import (
     Condition,
     HttpDelHeader,
     HttpDeny,
+    HttpRedirect,
     HttpRedirectScheme,
     HttpSetHeader,
     HttpUseService,
@@ -282,3 +283,26 @@ def test_a_stats_realm_with_a_quote_stays_one_header_value() -> None:
     open_page = StatsService("stats", "/", [], None)
     open_page.html = b"x"
     assert open_page.answer(_stats_get(b"/")).status == 200
+
+
+def test_redirect_location_prefix_and_their_options() -> None:
+    """HAProxy's redirect forms: `location` is the whole Location (log-format), `prefix`
+    comes before the path and query (`/` alone adds nothing), `drop-query` and
+    `append-slash` edit what is appended, `code` picks the status."""
+    head = RequestHead("GET", b"/docs?x=1", "1.1", [(b"Host", b"a.test")], keep_alive=True)
+    facts = RequestFacts(("192.0.2.1", 1), None, True, "a.test", None, b"/docs?x=1", head)
+    cases: list[tuple[HttpRedirect | HttpRedirectScheme, int, str]] = [
+        (
+            HttpRedirect("location", "https://b.test/%[path]?from=%[hdr(host)]"),
+            302,
+            "https://b.test//docs?from=a.test",
+        ),
+        (HttpRedirect("prefix", "https://b.test", 301), 301, "https://b.test/docs?x=1"),
+        (HttpRedirect("prefix", "/", 308, drop_query=True, append_slash=True), 308, "/docs/"),
+        (HttpRedirectScheme("https", 303, drop_query=True), 303, "https://a.test/docs"),
+    ]
+    for action, status, location in cases:
+        answer, name = apply_rules((CompiledRule(action),), head, facts)
+        assert name == "redirect"
+        assert answer is not None
+        assert (answer.status, dict(answer.headers)["location"]) == (status, location), action

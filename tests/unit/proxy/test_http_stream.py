@@ -15,6 +15,7 @@ from staplegate.proxy.http_pool import (
     HttpSettings,
     ServerConnection,
 )
+from staplegate.proxy.http_request import RequestHead
 from staplegate.proxy.http_stream import HttpStream
 from staplegate.proxy.records import ConnectionInfo, FrontendStats
 from staplegate.tls.endpoint import SessionInfo
@@ -49,10 +50,13 @@ class FakeClientSide:
         self.reading = True
 
     def connection_info(
-        self, host: str | None = None, target: bytes | None = None
+        self,
+        host: str | None = None,
+        target: bytes | None = None,
+        head: RequestHead | None = None,
     ) -> ConnectionInfo:
         return ConnectionInfo(
-            "fe", self.client_address, self.server_name, None, host, target=target
+            "fe", self.client_address, self.server_name, None, host, target=target, head=head
         )
 
     def route(self, info: ConnectionInfo) -> BackendPool | None:

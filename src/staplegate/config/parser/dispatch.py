@@ -12,7 +12,7 @@ becomes a diagnostic and parsing continues, so one run reports them all. `finish
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from staplegate.config.diagnostics import Reason, SourceLocation
 from staplegate.config.lexer import lex
@@ -71,9 +71,14 @@ SECTIONS: KeywordTable[None] = KeywordTable(
 class ConfigParser:
     """Feeds files in order and accumulates a ParsedConfig; see the module docstring."""
 
-    def __init__(self, *, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, *, env: Mapping[str, str], read_file: Callable[[str], str] | None = None
+    ) -> None:
+        """`read_file` reads the pattern files of `acl … -f FILE` (the loader's I/O)."""
         self._env = env
         self._state = ParserState()
+        if read_file is not None:
+            self._state.read_pattern_file = read_file
 
     def feed(self, text: str, *, file: str) -> None:
         """Parse one file; sections never continue across files (HAProxy's rule)."""

@@ -8,11 +8,21 @@ no handler of its own is classified (ignored, refused) or reported as unknown.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import replace
 from typing import Any
 
 from staplegate.config.diagnostics import Reason, SourceLocation
-from staplegate.config.model import Balance, Mode, ProxyKind, ProxySettings, StatsPage, Timeouts
+from staplegate.config.model import (
+    Balance,
+    Mode,
+    MonitorFail,
+    ProxyKind,
+    ProxySettings,
+    StatsPage,
+    Timeouts,
+)
 from staplegate.config.parser.bind import read_bind
 from staplegate.config.parser.readers import read_log
 from staplegate.config.parser.registry import (
@@ -27,8 +37,12 @@ from staplegate.config.parser.registry import (
 )
 from staplegate.config.parser.rules import (
     HTTP_REQUEST_ACTIONS,
+    HTTP_RESPONSE_ACTIONS,
     read_acl,
+    read_condition,
     read_http_request,
+    read_http_response,
+    read_redirect,
     read_use_backend,
 )
 from staplegate.config.parser.server import merge_server, read_server, read_server_options
@@ -55,7 +69,7 @@ _TIMEOUT_FIELDS = {
 }
 _BALANCE = {b.value: b for b in Balance}
 _REFUSED_BALANCE = frozenset(
-    {"uri", "url_param", "hdr", "random", "rdp-cookie", "hash", "hdr(host)", "log-hash", "sticky"}
+    {"uri", "url_param", "hdr", "rdp-cookie", "hash", "hdr(host)", "log-hash", "sticky"}
 )
 
 
@@ -193,14 +207,24 @@ def _option_forwardfor(parser: ParserState, args: list[str], where: SourceLocati
     kw = f"option {words[0]}"
     extra = words[1:]
     header: str | None = None
+    excepted = ""
     i = 0
     while i < len(extra):
         if extra[i] in ("except", "header") and i + 1 < len(extra):
             if extra[i] == "header":
                 header = extra[i + 1]
             else:
-                parser.error(where, kw, refused_message(f"{kw} except"), Reason.UNSUPPORTED)
-                return
+                excepted = extra[i + 1]
+                try:
+                    ipaddress.ip_network(excepted, strict=False)
+                except ValueError:
+                    parser.error(
+                        where,
+                        kw,
+                        f"'{kw}' : 'except' expects an IPv4 or IPv6 network, got '{excepted}'.",
+                        Reason.INVALID_VALUE,
+                    )
+                    return
             i += 2
         elif extra[i] == "if-none":
             parser.error(where, kw, refused_message(f"{kw} if-none"), Reason.UNSUPPORTED)
@@ -208,7 +232,9 @@ def _option_forwardfor(parser: ParserState, args: list[str], where: SourceLocati
         else:
             parser.error(where, kw, f"'{kw}' : unexpected argument '{extra[i]}'.", Reason.SYNTAX)
             return
-    _set_options(parser, forwardfor=not negate, forwardfor_header=header)
+    _set_options(
+        parser, forwardfor=not negate, forwardfor_header=header, forwardfor_except=excepted
+    )
 
 
 def _option_httpchk(parser: ParserState, args: list[str], where: SourceLocation) -> None:
@@ -273,6 +299,21 @@ def _balance(parser: ParserState, args: list[str], where: SourceLocation) -> Non
             return
         parser.set_proxy_settings(replace(parser.proxy_settings, balance=_BALANCE[algo]))
         return
+    draws = re.fullmatch(r"random\(([0-9]+)\)", algo)
+    if draws is not None and len(args) == 2:
+        count = int(draws.group(1))
+        if not 1 <= count <= 100:
+            parser.error(
+                where,
+                "balance",
+                f"'balance random' : draws must be between 1 and 100 (got {count}).",
+                Reason.INVALID_VALUE,
+            )
+            return
+        parser.set_proxy_settings(
+            replace(parser.proxy_settings, balance=Balance.RANDOM, balance_draws=count)
+        )
+        return
     base = algo.split("(")[0]
     if base in _REFUSED_BALANCE or algo in _REFUSED_BALANCE:
         parser.error(where, "balance", refused_message(f"balance {algo}"), Reason.UNSUPPORTED)
@@ -283,7 +324,11 @@ def _balance(parser: ParserState, args: list[str], where: SourceLocation) -> Non
 
 
 def _http_check(parser: ParserState, args: list[str], where: SourceLocation) -> None:
-    """Only `http-check expect status <code>` is read; every other form is refused."""
+    """`http-check expect status <code>` and `http-check send …` are read; every other form
+    (`connect`, `expect string|rstatus|…`, several `send` lines) is refused."""
+    if len(args) >= 2 and args[1] == "send":
+        _http_check_send(parser, args, where)
+        return
     if len(args) < 2 or args[1] != "expect":
         parser.classify_rest(_section(parser), PROXY, args, where)
         return
@@ -291,7 +336,8 @@ def _http_check(parser: ParserState, args: list[str], where: SourceLocation) -> 
         parser.error(
             where,
             "http-check",
-            "staplegate understands only 'http-check expect status <code>'.",
+            "staplegate understands only 'http-check expect status <code>' and "
+            "'http-check send [meth M] [uri U] [ver V] [hdr NAME VALUE]...'.",
             Reason.UNSUPPORTED,
         )
         return
@@ -299,6 +345,49 @@ def _http_check(parser: ParserState, args: list[str], where: SourceLocation) -> 
     parser.set_proxy_settings(
         replace(settings, options=replace(settings.options, httpchk_expect_status=int(args[3])))
     )
+
+
+def _http_check_send(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """HAProxy 2.2+'s way to write the check request (`option httpchk` with no argument)."""
+    kw = "http-check send"
+    request: dict[str, str] = {}
+    headers: list[tuple[str, str]] = []
+    words = args[2:]
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in ("meth", "uri", "ver") and i + 1 < len(words):
+            value = words[i + 1]
+            if any(c in value for c in " \r\n") or not value:
+                parser.error(where, kw, f"'{kw}' : invalid {word} '{value}'.", Reason.SYNTAX)
+                return
+            request[word] = value
+            i += 2
+        elif word == "hdr" and i + 2 < len(words):
+            name, value = words[i + 1], words[i + 2]
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name) or any(
+                c in value for c in "\r\n"
+            ):
+                parser.error(where, kw, f"'{kw}' : invalid header '{name}'.", Reason.SYNTAX)
+                return
+            headers.append((name, value))
+            i += 3
+        elif word in ("meth", "uri", "ver", "hdr"):
+            parser.error(where, kw, f"'{kw}' : '{word}' expects a value.", Reason.MISSING_ARGUMENT)
+            return
+        else:
+            parser.error(where, kw, refused_message(f"{kw} {word}"), Reason.UNSUPPORTED)
+            return
+    settings = parser.proxy_settings
+    options = settings.options
+    options = replace(
+        options,
+        httpchk_method=request.get("meth", options.httpchk_method),
+        httpchk_uri=request.get("uri", options.httpchk_uri),
+        httpchk_version=request.get("ver", options.httpchk_version),
+        httpchk_headers=tuple(headers),
+    )
+    parser.set_proxy_settings(replace(settings, options=options))
 
 
 def _default_backend(parser: ParserState, args: list[str], where: SourceLocation) -> None:
@@ -416,6 +505,40 @@ def _stats(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     parser.proxy.stats = page
 
 
+def _monitor_uri(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    if not parser.has_cap(_section(parser), frontend=True, kw="monitor-uri", where=where):
+        return
+    if len(args) != 2 or not args[1]:
+        parser.error(where, "monitor-uri", "'monitor-uri' expects an URI.", Reason.MISSING_ARGUMENT)
+        return
+    parser.set_proxy_settings(replace(parser.proxy_settings, monitor_uri=args[1]))
+
+
+def _monitor_fail(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    kw = "monitor fail"
+    if _section(parser) is Section.DEFAULTS or parser.proxy is None:
+        parser.error(
+            where,
+            kw,
+            "'monitor fail' is not allowed in a 'defaults' section (HAProxy neither).",
+            Reason.UNSUPPORTED,
+        )
+        return
+    if not parser.has_cap(_section(parser), frontend=True, kw=kw, where=where):
+        return
+    if len(args) < 4 or args[2] not in ("if", "unless"):
+        parser.error(
+            where,
+            kw,
+            "'monitor fail' expects 'if' or 'unless' followed by a condition.",
+            Reason.MISSING_ARGUMENT,
+        )
+        return
+    condition = read_condition(parser, args[2:], where, kw, parser.proxy.acls)
+    if condition is not None:
+        parser.proxy.monitor_fail.append(MonitorFail(where, condition))
+
+
 def _stats_admin(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     parser.error(
         where,
@@ -478,6 +601,46 @@ def _http_request_rule(parser: ParserState, args: list[str], where: SourceLocati
         parser.proxy.rules.append(rule)
 
 
+def _redirect(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    if _section(parser) is Section.DEFAULTS:
+        parser.error(
+            where,
+            "redirect",
+            "'redirect' rules in a 'defaults' section are not supported by staplegate; "
+            "write them in each proxy",
+            Reason.UNSUPPORTED,
+        )
+        return
+    assert parser.proxy is not None
+    read_redirect(parser, args, where, parser.proxy)
+
+
+def _http_response_rule(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    kw = f"{args[0]} {args[1]}"
+    if _section(parser) is Section.DEFAULTS:
+        parser.error(
+            where,
+            kw,
+            f"'{args[0]}' rules in a 'defaults' section are not supported by staplegate; "
+            "write them in each proxy",
+            Reason.UNSUPPORTED,
+        )
+        return
+    assert parser.proxy is not None
+    rule = read_http_response(parser, args, where, parser.proxy.acls)
+    if rule is not None:
+        target = parser.proxy.response_rules
+        if args[0] == "http-after-response":
+            target = parser.proxy.after_response_rules
+        target.append(rule)
+
+
+def _http_response_family(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """An `http-response` / `http-after-response` action other than the header ones."""
+    kw = f"{args[0]} {args[1]}" if len(args) > 1 else args[0]
+    parser.error(where, kw, refused_message(kw), Reason.UNSUPPORTED)
+
+
 def _http_request_family(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     """An `http-request` action staplegate does not implement: refused, or unknown."""
     action = args[1] if len(args) > 1 else ""
@@ -503,6 +666,13 @@ _HTTP_REQUEST_RULES: list[Keyword[Handler]] = [
     if action.parsed
 ]
 
+# `http-response|http-after-response set-header|add-header|del-header`
+_HTTP_RESPONSE_RULES: list[Keyword[Handler]] = [
+    supported(f"{head} {action}", _http_response_rule)
+    for head in ("http-response", "http-after-response")
+    for action in HTTP_RESPONSE_ACTIONS
+]
+
 # every keyword a proxy section knows; a keyword with a handler is read, the others classified
 _STATS_TABLE: list[Keyword[Handler]] = [supported(name, _stats) for name in STATS_KEYWORDS]
 _STATS_TABLE.append(supported("stats admin", _stats_admin))
@@ -515,6 +685,9 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         supported("timeout client", _timeout),
         supported("timeout server", _timeout),
         supported("timeout http-request", _timeout),
+        supported("redirect", _redirect),
+        supported("monitor-uri", _monitor_uri),
+        supported("monitor fail", _monitor_fail),
         supported("timeout http-keep-alive", _timeout),
         supported("timeout check", _timeout),
         supported("timeout queue", _timeout),
@@ -536,6 +709,7 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         supported("retries", _count),
         supported("acl", _acl),
         *_HTTP_REQUEST_RULES,
+        *_HTTP_RESPONSE_RULES,
         ignored("errorfile", "staplegate serves its own error responses", _errorfile),
         ignored("stats timeout", "it has no meaning in a proxy section", _stats_timeout),
         ignored("option dontlognull", "staplegate logs every connection", _option_dontlognull),
@@ -625,8 +799,6 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "max-keep-alive-queue",
                 "max-session-srv-conns",
                 "monitor",
-                "monitor fail",
-                "monitor-uri",
                 "option accept-invalid-http-request",
                 "option accept-invalid-http-response",
                 "option accept-unsafe-violations-in-http-request",
@@ -657,7 +829,6 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "persist",
                 "quic-initial",
                 "rate-limit",
-                "redirect",
                 "retry-on",
                 "server-state-file-name",
                 "server-template",
@@ -692,5 +863,7 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         "no": _option_family,
         "http-check": _http_check,
         "http-request": _http_request_family,
+        "http-response": _http_response_family,
+        "http-after-response": _http_response_family,
     },
 )

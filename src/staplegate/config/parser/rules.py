@@ -1,27 +1,22 @@
-"""Rules and their conditions: `acl`, `use_backend`, and the `http-request` actions.
+"""Rules: `use_backend` and the `http-request` actions, with their conditions.
 
-Conditions are the subset staplegate evaluates (`if|unless { ssl_fc_sni -i HOST... }` and
-the fetches in `CONDITION_HELP`, plus HAProxy's predefined ACLs `TRUE`, `FALSE` and
-`LOCALHOST`); anything else is refused, because ignoring a condition would change traffic.
+Conditions and `acl` lines are read by `conditions.py` (re-exported here); anything staplegate
+cannot evaluate is refused there, because ignoring a condition would change traffic.
 Each `http-request` action is registered in `HTTP_REQUEST_ACTIONS`: the supported ones with
 their reader, every other HAProxy action as refused.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
-from dataclasses import replace
 
 from staplegate.config.diagnostics import Reason, SourceLocation
 from staplegate.config.model import (
-    AclFetch,
-    AclMatch,
     AclTerm,
-    Condition,
     HttpAction,
     HttpDelHeader,
     HttpDeny,
+    HttpRedirect,
     HttpRedirectScheme,
     HttpRequestRule,
     HttpReturn,
@@ -29,261 +24,21 @@ from staplegate.config.model import (
     HttpUseService,
     UseBackendRule,
 )
+from staplegate.config.parser.conditions import (
+    CONDITION_HELP,
+    PREDEFINED_ACLS,
+    read_acl,
+    read_condition,
+    request_fetches,
+)
 from staplegate.config.parser.registry import KeywordTable, refused_all, refused_message, supported
 from staplegate.config.parser.state import ParserState, ProxyBuilder
-from staplegate.config.samples import SampleSyntaxError, parse_header_format
-
-_ACL_FETCHES = {
-    "ssl_fc_sni": AclFetch.SSL_FC_SNI,
-    "req.ssl_sni": AclFetch.REQ_SSL_SNI,
-    "req_ssl_sni": AclFetch.REQ_SSL_SNI,
-    "ssl_fc": AclFetch.SSL_FC,
-    "ssl_c_used": AclFetch.SSL_C_USED,
-    "ssl_c_verify": AclFetch.SSL_C_VERIFY,
-    "hdr(host)": AclFetch.HDR_HOST,
-    "req.hdr(host)": AclFetch.HDR_HOST,
-    "path": AclFetch.PATH,
-    "path_beg": AclFetch.PATH,  # HAProxy's derived keyword: `path -m beg`
-    "src": AclFetch.SRC,
-    "always_true": AclFetch.ALWAYS_TRUE,
-    "always_false": AclFetch.ALWAYS_FALSE,
-}
-_VALUELESS = frozenset(
-    (AclFetch.SSL_FC, AclFetch.SSL_C_USED, AclFetch.ALWAYS_TRUE, AclFetch.ALWAYS_FALSE)
-)
-CONDITION_HELP = (
-    "staplegate understands only 'if|unless { ssl_fc_sni -i HOST... }' conditions "
-    "(also req.ssl_sni, ssl_fc, ssl_c_used, ssl_c_verify N, src ADDRESS[/MASK], "
-    "always_true, always_false, and in mode http hdr(host), path and path_beg; "
-    "named ACLs of those forms and the predefined TRUE, FALSE and LOCALHOST)"
-)
-# HAProxy's predefined ACLs this subset can express (HAProxy's acl.c `default_acl_list`);
-# a user's `acl` of the same name wins, as in HAProxy.
-PREDEFINED_ACLS: dict[str, AclTerm] = {
-    "TRUE": AclTerm(AclFetch.ALWAYS_TRUE),
-    "FALSE": AclTerm(AclFetch.ALWAYS_FALSE),
-    "LOCALHOST": AclTerm(
-        AclFetch.SRC,
-        ("127.0.0.1/8", "::1"),
-        networks=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
-    ),
-}
+from staplegate.config.samples import SampleSyntaxError, check_context, parse_header_format
 
 # reads an action's words (condition removed) into the action, or diagnoses and gives None
 ActionReader = Callable[[ParserState, list[str], SourceLocation, str], HttpAction | None]
 
-
-def read_acl(
-    parser: ParserState, args: list[str], where: SourceLocation, acls: dict[str, list[AclTerm]]
-) -> None:
-    if len(args) < 3:
-        parser.error(
-            where, "acl", "'acl' expects an ACL name and a criterion.", Reason.MISSING_ARGUMENT
-        )
-        return
-    name = args[1]
-    term = _acl_term(parser, args[2:], where, f"acl {name}")
-    if term is not None:
-        acls.setdefault(name, []).append(term)
-
-
-def _acl_term(
-    parser: ParserState, words: list[str], where: SourceLocation, label: str
-) -> AclTerm | None:
-    fetch_name = words[0]
-    fetch = _ACL_FETCHES.get(fetch_name)
-    if fetch is None:
-        parser.error(
-            where,
-            label.split()[0],
-            f"'{label}' : fetch '{fetch_name}' is not supported: {CONDITION_HELP}; "
-            "ignoring the condition would change traffic",
-            Reason.UNSUPPORTED,
-        )
-        return None
-    ignore_case = False
-    match = AclMatch.BEGIN if fetch_name == "path_beg" else AclMatch.EXACT
-    values: list[str] = []
-    i = 1
-    while i < len(words):
-        w = words[i]
-        if w == "-i":
-            ignore_case = True
-        elif w == "-m" and i + 1 < len(words) and fetch_name in ("path_beg", "src"):
-            parser.error(
-                where,
-                label.split()[0],
-                f"'{label}' : '-m {words[i + 1]}' cannot be used with '{fetch_name}' "
-                f"(use 'path -m …' to choose the match)"
-                if fetch_name == "path_beg"
-                else f"'{label}' : 'src' matches addresses and networks only (no '-m').",
-                Reason.UNSUPPORTED,
-            )
-            return None
-        elif w == "-m" and i + 1 < len(words):
-            try:
-                match = AclMatch(words[i + 1])
-            except ValueError:
-                parser.error(
-                    where,
-                    label.split()[0],
-                    f"'{label}' : match method "
-                    f"'-m {words[i + 1]}' is not supported: {CONDITION_HELP}",
-                    Reason.UNSUPPORTED,
-                )
-                return None
-            i += 1
-        elif w == "--":
-            values.extend(words[i + 1 :])
-            break
-        elif w.startswith("-") and not values:
-            parser.error(
-                where,
-                label.split()[0],
-                f"'{label}' : flag '{w}' is not supported: {CONDITION_HELP}",
-                Reason.UNSUPPORTED,
-            )
-            return None
-        else:
-            values.append(w)
-        i += 1
-    if fetch in _VALUELESS:
-        if values:
-            parser.error(
-                where,
-                label.split()[0],
-                f"'{label}' : '{fetch_name}' takes no value.",
-                Reason.SYNTAX,
-            )
-            return None
-    elif fetch is AclFetch.SSL_C_VERIFY:
-        if not values or not all(v.isdigit() for v in values) or match is not AclMatch.EXACT:
-            parser.error(
-                where,
-                label.split()[0],
-                f"'{label}' : 'ssl_c_verify' needs one or more verify error numbers "
-                "(0 means verified).",
-                Reason.SYNTAX,
-            )
-            return None
-    elif not values:
-        what = {AclFetch.PATH: "path", AclFetch.SRC: "address or network"}.get(fetch, "host name")
-        parser.error(
-            where,
-            label.split()[0],
-            f"'{label}' : '{fetch_name}' needs at least one {what} to match.",
-            Reason.MISSING_ARGUMENT,
-        )
-        return None
-    elif fetch is AclFetch.SRC:
-        networks = []
-        for value in values:
-            try:
-                networks.append(ipaddress.ip_network(value, strict=False))
-            except ValueError:
-                parser.error(
-                    where,
-                    label.split()[0],
-                    f"'{label}' : '{value}' is not an IPv4 or IPv6 address or network "
-                    "('src' matches ADDRESS or ADDRESS/MASK; host names are not resolved).",
-                    Reason.SYNTAX,
-                )
-                return None
-        return AclTerm(fetch, tuple(values), match=match, networks=tuple(networks))
-    if ignore_case:
-        values = [v.lower() for v in values]
-    return AclTerm(fetch, tuple(values), ignore_case, match)
-
-
-def read_condition(
-    parser: ParserState,
-    words: list[str],
-    where: SourceLocation,
-    label: str,
-    acls: dict[str, list[AclTerm]],
-) -> Condition | None:
-    """Parse `if|unless …` words (first word is if/unless)."""
-    unless = words[0] == "unless"
-    rest = words[1:]
-    terms: list[AclTerm] = []
-    text = " ".join(words)
-    if not rest:
-        parser.error(
-            where,
-            label,
-            f"'{label}' : missing condition after '{words[0]}'.",
-            Reason.MISSING_ARGUMENT,
-        )
-        return None
-    i = 0
-    while i < len(rest):
-        w = rest[i]
-        negated = False
-        if w in ("||", "or", "OR"):
-            parser.error(
-                where,
-                label,
-                f"'{label}' : '{text}' uses '||' : {CONDITION_HELP}; "
-                "write one rule per alternative",
-                Reason.UNSUPPORTED,
-            )
-            return None
-        if w == "!":
-            negated = True
-            i += 1
-            if i >= len(rest):
-                break
-            w = rest[i]
-        elif w.startswith("!"):
-            negated = True
-            w = w[1:]
-        if w == "{":
-            try:
-                close = rest.index("}", i)
-            except ValueError:
-                parser.error(
-                    where,
-                    label,
-                    f"'{label}' : missing closing '}}' in condition.",
-                    Reason.SYNTAX,
-                )
-                return None
-            inner = rest[i + 1 : close]
-            if not inner:
-                parser.error(where, label, f"'{label}' : empty anonymous ACL.", Reason.SYNTAX)
-                return None
-            term = _acl_term(parser, inner, where, label)
-            if term is None:
-                return None
-            terms.append(replace(term, negated=negated))
-            i = close + 1
-            continue
-        if w in acls:
-            named = acls[w]
-            if len(named) > 1:
-                parser.error(
-                    where,
-                    label,
-                    f"'{label}' : ACL '{w}' is declared on several "
-                    f"lines (an OR) : {CONDITION_HELP}",
-                    Reason.UNSUPPORTED,
-                )
-                return None
-            terms.append(replace(named[0], negated=negated))
-            i += 1
-            continue
-        if w in PREDEFINED_ACLS:
-            terms.append(replace(PREDEFINED_ACLS[w], negated=negated))
-            i += 1
-            continue
-        parser.error(
-            where,
-            label,
-            f"'{label}' : unknown or unsupported ACL '{w}' in '{text}': {CONDITION_HELP}",
-            Reason.UNSUPPORTED,
-        )
-        return None
-    return Condition(unless, tuple(terms))
+__all__ = ["CONDITION_HELP", "PREDEFINED_ACLS", "read_acl", "read_condition"]
 
 
 def _split_condition(args: list[str]) -> tuple[list[str], list[str]]:
@@ -335,18 +90,53 @@ def read_http_request(
     return HttpRequestRule(where, action, condition)
 
 
+_RESPONSE_UNTOUCHABLE = frozenset(
+    (
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    )
+)
+
+
+def _is_response_rule(kw: str) -> bool:
+    return kw.startswith(("http-response", "http-after-response"))
+
+
+def _checked_name(parser: ParserState, name: str, where: SourceLocation, kw: str) -> bool:
+    """A response rule may not touch framing or hop-by-hop headers (staplegate frames the
+    response itself; a rule there would desynchronise the client)."""
+    if _is_response_rule(kw) and name.lower() in _RESPONSE_UNTOUCHABLE:
+        parser.error(
+            where,
+            kw,
+            f"'{kw}' : '{name}' is a framing or hop-by-hop header, which staplegate writes "
+            "itself; a rule cannot change it.",
+            Reason.UNSUPPORTED,
+        )
+        return False
+    return True
+
+
 def _http_set_header(
     parser: ParserState, body: list[str], where: SourceLocation, kw: str
 ) -> HttpAction | None:
     if len(body) != 2:
         parser.error(where, kw, f"'{kw}' expects exactly 2 arguments.", Reason.MISSING_ARGUMENT)
         return None
+    if not _checked_name(parser, body[0], where, kw):
+        return None
     try:
-        parse_header_format(body[1])
+        check_context(parse_header_format(body[1]), response=_is_response_rule(kw))
     except SampleSyntaxError as error:
         parser.error(where, kw, f"'{kw}' : {error}", Reason.UNSUPPORTED)
         return None
-    return HttpSetHeader(body[0], body[1], add=kw == "http-request add-header")
+    return HttpSetHeader(body[0], body[1], add=kw.endswith(" add-header"))
 
 
 def _http_del_header(
@@ -362,7 +152,44 @@ def _http_del_header(
             Reason.MISSING_ARGUMENT,
         )
         return None
+    if not _checked_name(parser, body[0], where, kw):
+        return None
     return HttpDelHeader(body[0])
+
+
+#: the `http-response` and `http-after-response` actions staplegate runs
+HTTP_RESPONSE_ACTIONS: dict[str, ActionReader] = {
+    "set-header": _http_set_header,
+    "add-header": _http_set_header,
+    "del-header": _http_del_header,
+}
+
+
+def read_http_response(
+    parser: ParserState, args: list[str], where: SourceLocation, acls: dict[str, list[AclTerm]]
+) -> HttpRequestRule | None:
+    """An `http-response|http-after-response set-header|add-header|del-header` line."""
+    kw = f"{args[0]} {args[1]}"
+    body, cond_words = _split_condition(args[2:])
+    condition = None
+    if cond_words:
+        condition = read_condition(parser, cond_words, where, kw, acls)
+        if condition is None:
+            return None
+        needed = request_fetches(condition)
+        if needed:
+            parser.error(
+                where,
+                kw,
+                f"'{kw}' : fetch '{needed[0]}' reads the request, which a response rule does "
+                "not see (HAProxy refuses it too).",
+                Reason.UNSUPPORTED,
+            )
+            return None
+    action = HTTP_RESPONSE_ACTIONS[args[1]](parser, body, where, kw)
+    if action is None:
+        return None
+    return HttpRequestRule(where, action, condition)
 
 
 def _http_return(
@@ -372,11 +199,12 @@ def _http_return(
     content_type: str | None = None
     payload: str | None = None
     file: str | None = None
+    log_format = False
     i = 0
     while i < len(body):
         opt = body[i]
         val = body[i + 1] if i + 1 < len(body) else None
-        if opt in ("status", "content-type", "string", "file") and val is None:
+        if opt in ("status", "content-type", "string", "lf-string", "file") and val is None:
             parser.error(
                 where, kw, f"'{kw}' : '{opt}' expects an argument.", Reason.MISSING_ARGUMENT
             )
@@ -388,12 +216,18 @@ def _http_return(
             status = parsed
         elif opt == "content-type":
             content_type = val
-        elif opt == "string":
+        elif opt in ("string", "lf-string"):
+            if opt == "lf-string":
+                try:
+                    check_context(parse_header_format(val or ""), response=False)
+                except SampleSyntaxError as error:
+                    parser.error(where, kw, f"'{kw}' : {error}", Reason.UNSUPPORTED)
+                    return None
+                log_format = True
             payload = val
         elif opt == "file":
             file = val
         elif opt in (
-            "lf-string",
             "lf-file",
             "errorfile",
             "errorfiles",
@@ -411,7 +245,7 @@ def _http_return(
             where, kw, f"'{kw}' : 'string' and 'file' are mutually exclusive.", Reason.CONFLICT
         )
         return None
-    return HttpReturn(status, content_type, payload, file)
+    return HttpReturn(status, content_type, payload, file, log_format)
 
 
 def _http_deny(
@@ -439,9 +273,14 @@ def _http_deny(
     return None
 
 
+_REDIRECT_CODES = (301, 302, 303, 307, 308)
+
+
 def _http_redirect(
     parser: ParserState, body: list[str], where: SourceLocation, kw: str
 ) -> HttpAction | None:
+    """`scheme|location|prefix VALUE [code N] [drop-query] [append-slash]` (HAProxy's
+    redirect rule, shared by `http-request redirect` and the `redirect` keyword)."""
     if len(body) < 2 or body[0] not in ("scheme", "location", "prefix"):
         parser.error(
             where,
@@ -450,31 +289,69 @@ def _http_redirect(
             Reason.MISSING_ARGUMENT,
         )
         return None
-    if body[0] != "scheme":
-        parser.error(where, kw, refused_message(f"{kw} {body[0]}"), Reason.UNSUPPORTED)
-        return None
-    scheme = body[1]
-    if scheme not in ("http", "https"):
+    kind, value = body[0], body[1]
+    if kind == "scheme" and value not in ("http", "https"):
         parser.error(
             where,
             kw,
-            f"'{kw}' : scheme '{scheme}' is not supported (use http or https).",
+            f"'{kw}' : scheme '{value}' is not supported (use http or https).",
             Reason.UNSUPPORTED,
         )
         return None
+    if kind != "scheme":
+        try:
+            check_context(parse_header_format(value), response=False)
+        except SampleSyntaxError as error:
+            parser.error(where, kw, f"'{kw}' : {error}", Reason.UNSUPPORTED)
+            return None
     code = 302
+    drop_query = append_slash = False
     rest = body[2:]
     while rest:
         if rest[0] == "code" and len(rest) >= 2:
             parsed = parser.status_arg(rest[1], where, kw, 301, 308)
             if parsed is None:
                 return None
+            if parsed not in _REDIRECT_CODES:
+                parser.error(
+                    where,
+                    kw,
+                    f"'{kw}' : unsupported HTTP code '{parsed}' (301, 302, 303, 307 or 308).",
+                    Reason.INVALID_VALUE,
+                )
+                return None
             code = parsed
             rest = rest[2:]
+        elif rest[0] == "drop-query":
+            drop_query = True
+            rest = rest[1:]
+        elif rest[0] == "append-slash":
+            append_slash = True
+            rest = rest[1:]
+        elif rest[0] == "ignore-empty":  # only empty log-format locations differ: refuse
+            parser.error(where, kw, refused_message(f"{kw} {rest[0]}"), Reason.UNSUPPORTED)
+            return None
         else:
             parser.error(where, kw, refused_message(f"{kw} {rest[0]}"), Reason.UNSUPPORTED)
             return None
-    return HttpRedirectScheme(scheme, code)
+    if kind == "scheme":
+        return HttpRedirectScheme(value, code, drop_query, append_slash)
+    return HttpRedirect(kind, value, code, drop_query, append_slash)
+
+
+def read_redirect(
+    parser: ParserState, args: list[str], where: SourceLocation, proxy: ProxyBuilder
+) -> None:
+    """The `redirect` keyword: HAProxy runs these after the `http-request` rules."""
+    body, cond_words = _split_condition(args[1:])
+    condition = None
+    if cond_words:
+        condition = read_condition(parser, cond_words, where, "redirect", proxy.acls)
+        if condition is None:
+            return
+    action = _http_redirect(parser, body, where, "redirect")
+    if action is not None:
+        proxy.redirect_rules.append(HttpRequestRule(where, action, condition))
 
 
 #: the services `http-request use-service` can name (HAProxy's built-in promex exporter)

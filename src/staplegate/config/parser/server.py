@@ -139,7 +139,14 @@ def _inter(
         line.options = replace(line.options, inter_ms=ms)
 
 
-_COUNT_BOUNDS = {"rise": (1, None), "fall": (1, None), "weight": (0, 256), "maxconn": (0, None)}
+_COUNT_BOUNDS = {
+    "rise": (1, None),
+    "fall": (1, None),
+    "weight": (0, 256),
+    "maxconn": (0, None),
+    "port": (1, 65535),
+}
+_COUNT_FIELDS = {"port": "check_port"}  # `port N`: where the health checks connect
 
 
 def _count(
@@ -152,7 +159,7 @@ def _count(
         parser.error(where, opt, f"'{line.label}' : '{opt}' : {exc.message}.")
         line.ok = False
     else:
-        line.options = replace(line.options, **field_change(opt, number))
+        line.options = replace(line.options, **field_change(_COUNT_FIELDS.get(opt, opt), number))
 
 
 def _backup(
@@ -214,6 +221,7 @@ SERVER_OPTIONS: KeywordTable[ServerOption] = KeywordTable(
         supported("rise", _count, takes_value=True),
         supported("fall", _count, takes_value=True),
         supported("weight", _count, takes_value=True),
+        supported("port", _count, takes_value=True),
         supported("backup", _backup),
         supported("no-backup", _backup),
         supported("disabled", _disabled),
@@ -296,7 +304,6 @@ SERVER_OPTIONS: KeywordTable[ServerOption] = KeywordTable(
                 "on-error",
                 "on-marked-down",
                 "on-marked-up",
-                "port",
                 "proto",
                 "proxy-v2-options",
                 "redir",

@@ -24,6 +24,7 @@ from staplegate.config.model import (
     Defaults,
     GlobalSettings,
     HttpRequestRule,
+    MonitorFail,
     ProxyKind,
     ProxySettings,
     ServerOptions,
@@ -77,6 +78,9 @@ class RawProxy:
     http_request_rules: tuple[HttpRequestRule, ...] = ()
     servers: tuple[RawServer, ...] = ()
     stats: StatsPage | None = None
+    monitor_fail: tuple[MonitorFail, ...] = ()
+    http_response_rules: tuple[HttpRequestRule, ...] = ()
+    http_after_response_rules: tuple[HttpRequestRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,9 +105,13 @@ class ProxyBuilder:
     binds: list[Bind] = field(default_factory=list)
     use_backends: list[UseBackendRule] = field(default_factory=list)
     rules: list[HttpRequestRule] = field(default_factory=list)
+    redirect_rules: list[HttpRequestRule] = field(default_factory=list)  # `redirect` lines
     servers: list[RawServer] = field(default_factory=list)
     acls: dict[str, list[AclTerm]] = field(default_factory=dict)
     stats: StatsPage | None = None
+    monitor_fail: list[MonitorFail] = field(default_factory=list)
+    response_rules: list[HttpRequestRule] = field(default_factory=list)
+    after_response_rules: list[HttpRequestRule] = field(default_factory=list)
 
     def build(self) -> RawProxy:
         return RawProxy(
@@ -114,9 +122,12 @@ class ProxyBuilder:
             self.settings,
             tuple(self.binds),
             tuple(self.use_backends),
-            tuple(self.rules),
+            (*self.rules, *self.redirect_rules),
             tuple(self.servers),
             self.stats,
+            tuple(self.monitor_fail),
+            tuple(self.response_rules),
+            tuple(self.after_response_rules),
         )
 
 
@@ -142,6 +153,10 @@ def field_change(name: str, value: object) -> dict[str, Any]:
     return {name: value}
 
 
+def _no_pattern_files(path: str) -> str:
+    raise OSError(f"no file access while parsing (cannot read '{path}')")
+
+
 class ParserState:
     """The parser's memory across lines and files; see the module docstring."""
 
@@ -158,6 +173,8 @@ class ParserState:
         self.proxy: ProxyBuilder | None = None
         self.defaults_builder: DefaultsBuilder | None = None
         self.store: StoreBuilder | None = None
+        # `acl … -f FILE` reads through this (the loader's; the parser itself does no I/O)
+        self.read_pattern_file: Callable[[str], str] = _no_pattern_files
 
     # ---------------------------------------------------------------- diagnostics
     def error(

@@ -244,3 +244,36 @@ def test_stats_errors_and_stats_admin_refused() -> None:
         "backend app\n    mode http\n    stats enable\n    server a1 127.0.0.1:9000\n"
     )
     assert "'defaults' section" in one_error("defaults\n    stats enable\n")
+
+
+def test_http_check_send_and_forwardfor_except() -> None:
+    config, diags = check(
+        "defaults\n    mode http\n    option forwardfor except 127.0.0.0/8\n"
+        "frontend fe\n    bind :80\n    default_backend app\n"
+        "backend app\n    option httpchk\n"
+        "    http-check send meth HEAD uri /ready ver HTTP/1.1 hdr Host a.test hdr X-A 1\n"
+        "    server a 127.0.0.1:1 check\n"
+    )
+    assert diags == []
+    assert config is not None
+    options = config.backend("app").settings.options
+    assert (options.httpchk_method, options.httpchk_uri, options.httpchk_version) == (
+        "HEAD",
+        "/ready",
+        "HTTP/1.1",
+    )
+    assert options.httpchk_headers == (("Host", "a.test"), ("X-A", "1"))
+    assert config.frontend("fe").settings.options.forwardfor_except == "127.0.0.0/8"
+    cases = {
+        "option forwardfor except nowhere": "'option forwardfor' : 'except' expects an IPv4 "
+        "or IPv6 network, got 'nowhere'.",
+        "http-check send meth": "'http-check send' : 'meth' expects a value.",
+        "http-check send body x": "'http-check send body' is a HAProxy keyword that staplegate "
+        "does not support and it would change traffic",
+        "http-check send hdr Bad:Name x": "'http-check send' : invalid header 'Bad:Name'.",
+        "http-check expect string ok": "staplegate understands only 'http-check expect status "
+        "<code>' and 'http-check send [meth M] [uri U] [ver V] [hdr NAME VALUE]...'.",
+    }
+    for line, message in cases.items():
+        text = f"backend app\n    {line}\n    server a 127.0.0.1:1\n"
+        assert one_error(text) == A.format(2, message), line

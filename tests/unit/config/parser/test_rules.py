@@ -12,6 +12,7 @@ from staplegate.config.model import (
     HttpSetHeader,
     HttpUseService,
 )
+from staplegate.config.parser.rules import CONDITION_HELP
 from tests.unit.config.helpers import BACKEND, A, check, one_error
 
 # ------------------------------------------------------------------ rules
@@ -46,17 +47,16 @@ def test_use_backend_conditions() -> None:
 
 
 def test_condition_errors() -> None:
-    help_text = (
-        "staplegate understands only 'if|unless { ssl_fc_sni -i HOST... }' conditions "
-        "(also req.ssl_sni, ssl_fc, ssl_c_used, ssl_c_verify N, src ADDRESS[/MASK], "
-        "always_true, always_false, and in mode http hdr(host), path and path_beg; "
-        "named ACLs of those forms and the predefined TRUE, FALSE and LOCALHOST)"
-    )
+    help_text = CONDITION_HELP
     cases = {
-        "use_backend app if { url_beg -i a }": "'use_backend' : fetch 'url_beg' is not "
-        f"supported: {help_text}; ignoring the condition would change traffic",
-        "use_backend app if { path_end .php }": "'use_backend' : fetch 'path_end' is not "
-        f"supported: {help_text}; ignoring the condition would change traffic",
+        "use_backend app if { req.cook(a) -m found }": "'use_backend' : fetch 'req.cook(a)' "
+        f"is not supported: {help_text}; ignoring the condition would change traffic",
+        "use_backend app if { hdr(host),map(a.map) -m found }": "'use_backend' : converter "
+        "'map(a.map)' is not supported in conditions (staplegate has: lower, upper); ignoring "
+        "the condition would change traffic",
+        "use_backend app if { hdr_beg }": "'use_backend' : fetch 'hdr_beg' needs an argument, "
+        "as in 'hdr_beg(x-name)'.",
+        "use_backend app if { path(x) /a }": "'use_backend' : fetch 'path' takes no argument.",
         "use_backend app if { src www.example.test }": "'use_backend' : 'www.example.test' "
         "is not an IPv4 or IPv6 address or network ('src' matches ADDRESS or ADDRESS/MASK; "
         "host names are not resolved).",
@@ -67,20 +67,29 @@ def test_condition_errors() -> None:
         "use_backend app if { path_beg -m end /a }": "'use_backend' : '-m end' cannot be used "
         "with 'path_beg' (use 'path -m …' to choose the match)",
         "use_backend app if { always_true 1 }": "'use_backend' : 'always_true' takes no value.",
+        "use_backend app if { path -m reg ^(a }": "'use_backend' : regex '^(a' is invalid: "
+        "missing ), unterminated subpattern at position 1.",
+        "use_backend app if { dst_port gt }": "'use_backend' : 'dst_port' : 'gt' expects a "
+        "number after it.",
+        "use_backend app if { dst_port 80:x }": "'use_backend' : 'dst_port' : '80:x' is not an "
+        "integer or a range.",
+        "use_backend app if { path -m fuzzy a }": "'use_backend' : match method '-m fuzzy' "
+        f"is not supported: {help_text}",
+        "use_backend app if { path -x a }": "'use_backend' : flag '-x' is not supported: "
+        f"{help_text}",
         "use_backend app if localhost": "'use_backend' : unknown or unsupported ACL "
         f"'localhost' in 'if localhost': {help_text}",
         "use_backend app if unknown_acl": "'use_backend' : unknown or unsupported ACL "
         f"'unknown_acl' in 'if unknown_acl': {help_text}",
-        "use_backend app if { ssl_fc_sni a } || { ssl_fc_sni b }": "'use_backend' : 'if { "
-        "ssl_fc_sni a } || { ssl_fc_sni b }' uses '||' : "
-        f"{help_text}; write one rule per alternative",
-        "use_backend app if { ssl_fc_sni -m reg ^a }": "'use_backend' : match method '-m reg' "
-        f"is not supported: {help_text}",
+        "use_backend app if { ssl_fc_sni a } || ": "'use_backend' : 'if { ssl_fc_sni a } ||' "
+        "has an empty alternative (around '||' or '!').",
+        "use_backend app if || { ssl_fc_sni a }": "'use_backend' : 'if || { ssl_fc_sni a }' "
+        "has an empty alternative (around '||' or '!').",
         "use_backend app if { ssl_fc_sni }": "'use_backend' : 'ssl_fc_sni' needs at least one "
         "host name to match.",
         "use_backend app if { ssl_fc_sni a": "'use_backend' : missing closing '}' in condition.",
         "use_backend": "'use_backend' expects a backend name.",
-        "acl host url -i a": "'acl host' : fetch 'url' is not supported: "
+        "acl host url_xyz -i a": "'acl host' : fetch 'url_xyz' is not supported: "
         f"{help_text}; ignoring the condition would change traffic",
     }
     for line, message in cases.items():
@@ -181,20 +190,34 @@ def test_http_request_errors() -> None:
     cases = {
         "http-request return status 99": "'http-request return' : status code must be an "
         "integer between 200 and 599 (got '99').",
-        "http-request return status 200 lf-string x": "'http-request return lf-string' is a "
+        "http-request return status 200 lf-file x": "'http-request return lf-file' is a "
         "HAProxy keyword that staplegate does not support and it would change traffic",
+        "http-request return lf-string %[var(txn.x)]": "'http-request return' : sample fetch "
+        "'var' is not supported (known: base, dst_port, hdr, method, path, query, req.fhdr, "
+        "req.hdr, res.fhdr, res.hdr, res.ver, src, src_port, ssl_c_der, ssl_c_i_dn, "
+        "ssl_c_notafter, ssl_c_notbefore, ssl_c_s_dn, ssl_c_serial, ssl_c_sha1, ssl_c_used, "
+        "ssl_c_verify, ssl_fc, ssl_fc_sni, status, url, url_param, urlp, uuid)",
         "http-request return string a file b": "'http-request return' : 'string' and 'file' "
         "are mutually exclusive.",
         "http-request deny deny_status x": "'http-request deny' : status code must be an "
         "integer between 200 and 599 (got 'x').",
-        "http-request redirect location /x": "'http-request redirect location' is a HAProxy "
-        "keyword that staplegate does not support and it would change traffic",
+        "http-request redirect location /x set-cookie A=1": "'http-request redirect "
+        "set-cookie' is a HAProxy keyword that staplegate does not support and it would "
+        "change traffic",
+        "redirect location /x code 305": "'redirect' : unsupported HTTP code '305' (301, 302, "
+        "303, 307 or 308).",
+        "redirect prefix %[req.cook(a)]": "'redirect' : sample fetch 'req.cook' is not "
+        "supported (known: base, dst_port, hdr, method, path, query, req.fhdr, req.hdr, "
+        "res.fhdr, res.hdr, res.ver, src, src_port, ssl_c_der, ssl_c_i_dn, ssl_c_notafter, "
+        "ssl_c_notbefore, ssl_c_s_dn, ssl_c_serial, ssl_c_sha1, ssl_c_used, ssl_c_verify, "
+        "ssl_fc, ssl_fc_sni, status, url, url_param, urlp, uuid)",
         "http-request redirect scheme ftp": "'http-request redirect' : scheme 'ftp' is not "
         "supported (use http or https).",
         "http-request set-header X-A %[req.cook(x)]": "'http-request set-header' : sample "
-        "fetch 'req.cook' is not supported (known: src, src_port, ssl_c_der, ssl_c_i_dn, "
+        "fetch 'req.cook' is not supported (known: base, dst_port, hdr, method, path, query, "
+        "req.fhdr, req.hdr, res.fhdr, res.hdr, res.ver, src, src_port, ssl_c_der, ssl_c_i_dn, "
         "ssl_c_notafter, ssl_c_notbefore, ssl_c_s_dn, ssl_c_serial, ssl_c_sha1, ssl_c_used, "
-        "ssl_c_verify, ssl_fc, ssl_fc_sni)",
+        "ssl_c_verify, ssl_fc, ssl_fc_sni, status, url, url_param, urlp, uuid)",
         "http-request set-header X-A %[ssl_c_der]": "'http-request set-header' : sample fetch "
         "'ssl_c_der' is binary: write '%[ssl_c_der,hex]' or '%[ssl_c_der,base64]'",
         "http-request set-header X-A %ci": "'http-request set-header' : log-format variable "
@@ -244,3 +267,49 @@ def test_use_service_prometheus_exporter() -> None:
     assert "expects a service name" in one_error(
         "frontend stats\n    mode http\n    bind 127.0.0.1:8404\n    http-request use-service\n"
     )
+
+
+def test_http_response_rules() -> None:
+    config, diags = check(
+        "frontend fe\n    mode http\n    bind :80\n"
+        "    http-response set-header X-A %[status] if { ssl_fc }\n"
+        "    http-response del-header Server\n"
+        "    http-after-response add-header Via staplegate\n"
+        "    default_backend app\n"
+        "backend app\n    mode http\n    http-response set-header X-B 1\n"
+        "    server a 127.0.0.1:1\n"
+    )
+    assert diags == []
+    assert config is not None
+    frontend = config.frontend("fe")
+    assert [r.action for r in frontend.http_response_rules] == [
+        HttpSetHeader("X-A", "%[status]"),
+        HttpDelHeader("Server"),
+    ]
+    assert [r.action for r in frontend.http_after_response_rules] == [
+        HttpSetHeader("Via", "staplegate", add=True)
+    ]
+    assert [r.action for r in config.backend("app").http_response_rules] == [
+        HttpSetHeader("X-B", "1")
+    ]
+    cases = {
+        "http-response set-header Content-Length 0": "'http-response set-header' : "
+        "'Content-Length' is a framing or hop-by-hop header, which staplegate writes itself; "
+        "a rule cannot change it.",
+        "http-after-response del-header connection": "'http-after-response del-header' : "
+        "'connection' is a framing or hop-by-hop header, which staplegate writes itself; a "
+        "rule cannot change it.",
+        "http-response set-header X-P %[path]": "'http-response set-header' : sample fetch "
+        "'path' reads the request, which a response rule does not see (HAProxy refuses it "
+        "too)",
+        "http-response set-header X-P 1 if { path /a }": "'http-response set-header' : fetch "
+        "'path' reads the request, which a response rule does not see (HAProxy refuses it "
+        "too).",
+        "http-request set-header X-S %[status]": "'http-request set-header' : sample fetch "
+        "'status' reads the response, which a request rule does not have yet",
+        "http-response deny": "'http-response deny' is a HAProxy keyword that staplegate does "
+        "not support and it would change traffic",
+    }
+    for line, message in cases.items():
+        text = f"frontend fe\n    bind :80\n    {line}\n    default_backend app\n" + BACKEND
+        assert one_error(text) == A.format(3, message), line
