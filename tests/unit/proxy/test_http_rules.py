@@ -306,3 +306,16 @@ def test_redirect_location_prefix_and_their_options() -> None:
         assert name == "redirect"
         assert answer is not None
         assert (answer.status, dict(answer.headers)["location"]) == (status, location), action
+
+
+def test_must_staple_gate_fails_while_one_key_has_no_staple() -> None:
+    from staplegate.proxy.http_rules import MustStapleGate
+
+    gate = MustStapleGate((b"a", b"b"))
+    assert not gate.unstapled()  # no table yet (a worker before its first message)
+    held = {b"a": b"staple"}
+    gate.lookup = lambda key: held.get(key, b"")
+    assert gate.unstapled()
+    held[b"b"] = b"staple"
+    assert not gate.unstapled()
+    assert not MustStapleGate(()).unstapled()
