@@ -9,6 +9,8 @@ or stopped with the test responder's faults.
 from __future__ import annotations
 
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +21,7 @@ from staplegate.testpki.ca import KeyKind
 from staplegate.testpki.faults import Fault, FaultKind
 from staplegate.testpki.pytest_plugin import Pki
 
-from .harness import free_port, s_client_status, staplegate, wait_for_output
+from .harness import free_port, poll, s_client_status, staplegate, wait_for_output
 
 pytestmark = [pytest.mark.slow, pytest.mark.openssl]
 
@@ -130,4 +132,56 @@ def test_an_unstapled_must_staple_certificate_gives_way_to_another_for_the_same_
             failure="the stapled must-staple certificate was never chosen again",
         )
         assert "Cert Status: good" in stapled
+        assert proc.stop() == 0
+
+
+HTTP_CONFIG = """\
+global
+    log stdout format raw local0 info
+    ocsp-update.mode on
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+
+frontend www
+    bind 127.0.0.1:{port} ssl crt {crt}
+    bind 127.0.0.1:{plain}
+    monitor-uri /healthz
+    default_backend web
+
+backend web
+    server web1 127.0.0.1:9
+"""
+
+
+def _health(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_monitor_uri_answers_503_until_the_must_staple_certificate_is_stapled(
+    tmp_path: Path, pki: Pki
+) -> None:
+    leaf = pki.issue("strict.example.test", must_staple=True)
+    pki.responder.set_faults(Fault(FaultKind.DELAY, seconds=4, times=1))
+    port, plain = free_port(), free_port()
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        HTTP_CONFIG.format(port=port, plain=plain, crt=leaf.bundle_path), encoding="utf-8"
+    )
+    with staplegate(config, tmp_path / "state") as proc:
+        proc.wait_for("staplegate started")
+        assert _health(plain) == 503  # the responder is still answering
+        proc.wait_for(r'strict\.example\.test\.pem 1 "Update successful"', timeout=20)
+        poll(
+            lambda: True if _health(plain) == 200 else None,
+            timeout=10,
+            failure=lambda: "monitor-uri never answered 200 after the staple",
+        )
         assert proc.stop() == 0

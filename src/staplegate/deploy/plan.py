@@ -56,7 +56,12 @@ from staplegate.proxy.backends import (
 )
 from staplegate.proxy.balance import Algorithm
 from staplegate.proxy.http_pool import HttpBackendSettings, HttpSettings
-from staplegate.proxy.http_rules import CompiledRule, ServiceSnapshot, StatsService
+from staplegate.proxy.http_rules import (
+    CompiledRule,
+    MustStapleGate,
+    ServiceSnapshot,
+    StatsService,
+)
 from staplegate.proxy.records import ProxyTimeouts
 from staplegate.tls.contexts import (
     IGNORE_ALL,
@@ -145,6 +150,8 @@ class ServePlan:
     exporter: ServiceSnapshot | None = None
     #: each `stats`-enabled frontend's page, by frontend name (the master renders them)
     stats_pages: Mapping[str, StatsService] = field(default_factory=dict)
+    #: the must-staple certificates `monitor-uri` answers 503 for while unstapled
+    must_staple: MustStapleGate = field(default_factory=MustStapleGate)
 
 
 def _seconds(ms: int | None) -> float | None:
@@ -292,6 +299,7 @@ def _frontend_plan(
     problems: list[Diagnostic],
     gen_number: int,
     exporter: ServiceSnapshot,
+    gate: MustStapleGate | None = None,
 ) -> FrontendPlan | None:
     config = generation.config
     defaults = config.global_
@@ -397,7 +405,7 @@ def _frontend_plan(
     if http_mode:
         http = HttpSettings(
             rules=_compile_rules(
-                _monitor(frontend) + frontend.http_request_rules, problems, exporter
+                _monitor(frontend) + frontend.http_request_rules, problems, exporter, gate
             ),
             response_rules=_compile_rules(frontend.http_response_rules, problems, exporter),
             unique_id=parse_unique_id_format(frontend.settings.unique_id_format or ""),
@@ -593,7 +601,10 @@ def _stats_service(frontend: Frontend) -> StatsService | None:
 
 
 def _compile_rules(
-    rules: Sequence[HttpRequestRule], problems: list[Diagnostic], exporter: ServiceSnapshot
+    rules: Sequence[HttpRequestRule],
+    problems: list[Diagnostic],
+    exporter: ServiceSnapshot,
+    gate: MustStapleGate | None = None,
 ) -> tuple[CompiledRule, ...]:
     compiled = []
     for rule in rules:
@@ -613,7 +624,8 @@ def _compile_rules(
                 )
                 continue
         service = exporter if isinstance(action, HttpUseService) else None
-        compiled.append(CompiledRule(action, rule.condition, body, service))
+        monitor = gate if isinstance(action, HttpMonitor) else None
+        compiled.append(CompiledRule(action, rule.condition, body, service, monitor))
     return tuple(compiled)
 
 
@@ -779,8 +791,17 @@ def build_plan(
     problems: list[Diagnostic] = []
     frontends = []
     exporter = ServiceSnapshot()
+    gate = MustStapleGate(
+        tuple(
+            entry.certificate.cert_id.der
+            for entry in generation.loaded()
+            if entry.certificate is not None
+            and entry.certificate.must_staple
+            and entry.certificate.cert_id is not None
+        )
+    )
     for frontend in generation.config.frontends:
-        plan = _frontend_plan(frontend, generation, problems, number, exporter)
+        plan = _frontend_plan(frontend, generation, problems, number, exporter, gate)
         if plan is not None:
             frontends.append(plan)
     backends = tuple(
@@ -813,7 +834,8 @@ def build_plan(
     rules += [r for b in backends for r in b.http.rules]
     used = any(rule.service is exporter for rule in rules)
     pages = {f.name: f.http.stats for f in frontends if f.http is not None and f.http.stats}
-    return ServePlan(tuple(frontends), backends, exporter if used else None, pages), problems
+    serve = ServePlan(tuple(frontends), backends, exporter if used else None, pages, gate)
+    return serve, problems
 
 
 def validate(

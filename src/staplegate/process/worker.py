@@ -149,6 +149,7 @@ async def _run(setup: WorkerSetup) -> None:
     # Blocked since the fork (`Master.spawn`): what came meanwhile is delivered now, here.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
 
+    setup.plan.must_staple.lookup = table.lookup  # monitor-uri's must-staple check
     reader = asyncio.StreamReader()
     pipe = os.fdopen(setup.table_fd, "rb", buffering=0)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)

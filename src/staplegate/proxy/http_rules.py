@@ -347,6 +347,23 @@ class ServiceSnapshot:
         self.body = body
 
 
+class MustStapleGate:
+    """`monitor-uri`'s must-staple check in one worker: the staple table keys of every
+    must-staple certificate the configuration serves, and the worker's staple lookup
+    (set by the worker once its table exists). The monitor answers 503 while one of them
+    has no staple: clients refuse such a certificate (RFC 7633)."""
+
+    __slots__ = ("keys", "lookup")
+
+    def __init__(self, keys: tuple[bytes, ...] = ()) -> None:
+        self.keys = keys
+        self.lookup: Callable[[bytes], bytes] | None = None
+
+    def unstapled(self) -> bool:
+        lookup = self.lookup
+        return lookup is not None and any(not lookup(key) for key in self.keys)
+
+
 @dataclass(frozen=True)
 class CompiledRule:
     """An `http-request` rule ready to run (a `return ... file` already read)."""
@@ -355,6 +372,7 @@ class CompiledRule:
     condition: Condition | None = None
     file_body: bytes | None = None
     service: ServiceSnapshot | None = None  # set for `use-service`
+    gate: MustStapleGate | None = None  # set for `monitor-uri`
 
 
 def _fetch(expression: SampleExpression, facts: RequestFacts) -> str | bytes:
@@ -500,7 +518,9 @@ def apply_rules(
             if not _set_target(head, action, value):  # HAProxy's strict-mode: a failed
                 return error_response(500), f"set-{action.part}"  # rewrite is an error
         elif isinstance(action, HttpMonitor) and _monitored(action.uri, head.target):
-            failing = any(condition_holds(c, facts) for c in action.fail)
+            failing = (rule.gate is not None and rule.gate.unstapled()) or any(
+                condition_holds(c, facts) for c in action.fail
+            )
             return _monitor_answer(503 if failing else 200), "monitor"
         if head.host != facts.host or head.target is not facts.target:
             # a rule rewrote Host or the target: later conditions see the new one

@@ -356,3 +356,16 @@ def test_field_and_regsub_converters() -> None:
     for bad in ("%[path,field(0,/)]", "%[path,regsub(a)]", "%[path,lower(1)]", "%[path,json]"):
         with pytest.raises(SampleSyntaxError):
             parse_header_format(bad)
+
+
+def test_must_staple_gate_fails_while_one_key_has_no_staple() -> None:
+    from staplegate.proxy.http_rules import MustStapleGate
+
+    gate = MustStapleGate((b"a", b"b"))
+    assert not gate.unstapled()  # no table yet (a worker before its first message)
+    held = {b"a": b"staple"}
+    gate.lookup = lambda key: held.get(key, b"")
+    assert gate.unstapled()
+    held[b"b"] = b"staple"
+    assert not gate.unstapled()
+    assert not MustStapleGate(()).unstapled()
