@@ -48,6 +48,7 @@ listen stats
     stats auth admin:s3cret
     stats auth ops:other
     stats hide-version
+    stats show-desc Stats for the edge pair
     http-request return status 404 content-type text/plain string nothing-here if {{ path /x }}
 
 backend web
@@ -119,6 +120,7 @@ def test_the_stats_page_with_auth_certificates_and_csv(tmp_path: Path, pki: Pki)
             # most urgent first: the certificate without OCSP comes before the stapled one
             assert page.index(plain) < page.index(stapled)
             assert "staplegate " not in page.split("</title>")[0]  # stats hide-version
+            assert "Description: Stats for the edge pair" in page  # stats show-desc
             status, head, csv = curl(url + ";csv", "-u", "admin:s3cret")
             assert status == 200
             assert "text/plain" in head

@@ -830,6 +830,7 @@ class StatsPage:
     hide_version: bool = False
     show_legends: bool = False
     node: str | None = None
+    description: str | None = None  # `stats show-desc [text]`; "" without text
     scope: tuple[str, ...] = ()
 
 

@@ -82,6 +82,7 @@ class PageOptions:
     hide_version: bool = False  # `stats hide-version`
     show_legends: bool = False  # `stats show-legends`: server addresses and algorithms
     node: str | None = None  # `stats show-node [name]`
+    description: str | None = None  # `stats show-desc [text]`
     scope: tuple[str, ...] = ()  # `stats scope`: only these proxies (empty: all)
 
 
@@ -166,6 +167,9 @@ def page_options(page: StatsPage, proxy: str) -> PageOptions:
         hide_version=page.hide_version,
         show_legends=page.show_legends,
         node=node,
+        # a bare `stats show-desc` shows the global `description`, which staplegate does not
+        # keep (it changes nothing else): nothing then
+        description=page.description or None,
         scope=tuple(proxy if name == "." else name for name in page.scope),
     )
 
@@ -252,6 +256,8 @@ def render_page(
     parts.append(f"<h1>{e(title)}</h1>")
     if options.node is not None:
         parts.append(f'<p class="node">Node: {e(options.node)}</p>')
+    if options.description is not None:
+        parts.append(f'<p class="desc">Description: {e(options.description)}</p>')
     parts.append(
         f"<p>Generated {e(formats.log_date(now))}; uptime {e(formats.uptime_text(uptime_s))}"
     )

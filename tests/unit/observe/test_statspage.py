@@ -170,12 +170,15 @@ def test_refresh_version_node_and_scope() -> None:
     tuned = render_page(
         [FRONTEND, SERVER, BACKEND],
         [],
-        PageOptions(refresh_s=10, hide_version=True, node="lb1", scope=("be",)),
+        PageOptions(
+            refresh_s=10, hide_version=True, node="lb1", description="edge <pair>", scope=("be",)
+        ),
         now=NOW,
     )
     assert '<meta http-equiv="refresh" content="10">' in tuned
     assert "staplegate " not in tuned.split("</title>")[0]
     assert "Node: lb1" in tuned
+    assert "Description: edge &lt;pair&gt;" in tuned
     assert '<th colspan="16">be</th>' in tuned
     assert '<th colspan="16">fe</th>' not in tuned
     assert '<tr class="down"><td class="name">s1</td>' in tuned

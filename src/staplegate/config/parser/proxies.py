@@ -570,6 +570,7 @@ STATS_KEYWORDS = (
     "stats hide-version",
     "stats show-legends",
     "stats show-node",
+    "stats show-desc",
     "stats scope",
 )
 
@@ -581,6 +582,7 @@ _STATS_ARITY = {
     "stats scope": "1",
     "stats realm": "+",
     "stats show-node": "?",
+    "stats show-desc": "*",
 }
 
 
@@ -603,7 +605,7 @@ def _stats(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     # how many arguments: exactly one, none, at least one ("+"), at most one ("?")
     arity = _STATS_ARITY.get(kw, "0")
     count = len(value)
-    bad = {"1": count != 1, "0": count != 0, "+": count == 0, "?": count > 1}[arity]
+    bad = {"1": count != 1, "0": count != 0, "+": count == 0, "?": count > 1, "*": False}[arity]
     if bad:
         usage = {"1": "one argument", "0": "no argument", "+": "an argument", "?": "one name"}
         parser.error(where, kw, f"'{kw}' expects {usage[arity]}.", Reason.SYNTAX)
@@ -628,6 +630,8 @@ def _stats(parser: ParserState, args: list[str], where: SourceLocation) -> None:
         page = replace(page, show_legends=True)
     elif kw == "stats show-node":
         page = replace(page, node=value[0] if value else "")  # "": the host name
+    elif kw == "stats show-desc":
+        page = replace(page, description=" ".join(value))  # "": no text of its own
     elif kw == "stats scope":
         page = replace(page, scope=(*page.scope, value[0]))
     parser.proxy.stats = page

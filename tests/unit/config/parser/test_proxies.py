@@ -196,6 +196,7 @@ def test_stats_lines_build_the_page_settings() -> None:
         + "    stats hide-version\n"
         + "    stats show-legends\n"
         + "    stats show-node lb1\n"
+        + "    stats show-desc Stats for the edge <pair>\n"
         + "    stats scope www\n"
         + "    stats scope stats\n"
     )
@@ -210,6 +211,7 @@ def test_stats_lines_build_the_page_settings() -> None:
     assert page.hide_version
     assert page.show_legends
     assert page.node == "lb1"
+    assert page.description == "Stats for the edge <pair>"
     assert page.scope == ("www", "stats")
 
 
