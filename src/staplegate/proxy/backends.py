@@ -442,6 +442,7 @@ class BackendPool:
                 not health.avoid_until
                 and health.state is _UP
                 and health.admin is _READY
+                and first.minconn is None  # `minconn`'s dynamic limit: `pick` computes it
                 and (first.maxconn is None or health.active < first.maxconn)
             ):
                 health.active += 1

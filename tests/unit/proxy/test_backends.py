@@ -65,3 +65,13 @@ def test_take_now_with_one_server_respects_maxconn_state_and_admin() -> None:
     assert pool.take_now() is None
     pool.set_state("s", ServerState.UP)  # the master's checks say UP again
     assert pool.take_now() is solo
+
+
+def test_take_now_with_one_server_keeps_minconns_dynamic_limit() -> None:
+    """`minconn 1 maxconn 10` with `fullconn 100`: an idle backend lets one request in."""
+    solo = BackendServer("s", "127.0.0.1", 1, maxconn=10, minconn=1)
+    pool = BackendPool("be", [solo], fullconn=100)
+    assert pool.take_now() is solo
+    assert pool.take_now() is None  # the dynamic limit is 1 at this load, not maxconn
+    pool.release(solo)
+    assert pool.take_now() is solo
