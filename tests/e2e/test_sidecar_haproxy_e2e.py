@@ -11,6 +11,7 @@ restart staples at once from the files and gets the pushes again.
 from __future__ import annotations
 
 import signal
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from staplegate.sidecar.haproxy_push import served_matches
 from staplegate.testpki.pytest_plugin import Pki
 from tests.e2e.harness import (
     StaplegateProcess,
+    free_port,
     poll,
     pyopenssl_staple,
     s_client_status,
@@ -43,10 +45,12 @@ def test_the_sidecar_keeps_haproxy_26_stapled(tmp_path: Path, pki: Pki) -> None:
     extra.write_text("global\n    ocsp-update.mindelay 1\n    ocsp-update.maxdelay 3\n")
     haproxy = DaemonHaproxy(tmp_path, crt_list)
     haproxy.start()
+    metrics_port = free_port()
     sidecar = StaplegateProcess(
         ["sidecar", "-f", str(haproxy.config), "--all", "--write-ocsp",
          "--haproxy-socket", str(haproxy.socket), "--extra-config", str(extra),
-         "--reload-cmd", haproxy.reload_command, "--state-dir", str(tmp_path / "state")]
+         "--reload-cmd", haproxy.reload_command, "--state-dir", str(tmp_path / "state"),
+         "--metrics", f"127.0.0.1:{metrics_port}"]
     )  # fmt: skip
     try:
         assert _staple(haproxy, "a.test") is None
@@ -59,6 +63,10 @@ def test_the_sidecar_keeps_haproxy_26_stapled(tmp_path: Path, pki: Pki) -> None:
         a_id = CertId.for_certificate(a.certificate, a.issuer)
         assert served_matches(haproxy.command(f"show ssl ocsp-response {a_id.hex}"), good)
         assert "Cert Status: good" in s_client_status(haproxy.port, "b.test")
+        # --metrics: the sidecar's staples in Prometheus' format
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+            scrape = r.read().decode()
+        assert f'staplegate_ocsp_stapled{{certificate="{a.bundle_path}"}} 1.0' in scrape
         sidecar.wait_for("restarted or reloaded")  # the new process is noticed
 
         # a revocation reaches clients at the next refresh, by a push

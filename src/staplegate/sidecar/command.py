@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
+from staplegate.observe.endpoint import parse_metrics_address
 from staplegate.sidecar.haproxy_config import (
     HaproxyDiscovery,
     read_extra_settings,
@@ -86,13 +87,32 @@ def build_parser() -> argparse.ArgumentParser:
         "show/update ssl ocsp-response, show ssl ocsp-updates, reload",
     )
     parser.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (staplegate_ocsp_* per "
+        "certificate, the CRL watch; keep it on a loopback or management address)",
+    )
+    parser.add_argument(
         "-c", dest="check_only", action="store_true", help="list the certificates found and exit"
     )
     return parser
 
 
+def _metrics_address(args: argparse.Namespace) -> tuple[str, int] | str | None:
+    """`--metrics` as (host, port), None when absent, or the error line to print."""
+    if args.metrics is None:
+        return None
+    try:
+        return parse_metrics_address(args.metrics)
+    except ValueError as error:
+        return f"[ALERT] sidecar : {error}"
+
+
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
+    if isinstance(_metrics_address(args), str):
+        print(_metrics_address(args), file=sys.stderr)
+        return 1
     if args.nginx:
         return nginx_main(args)
     if not args.config_paths:
@@ -155,9 +175,16 @@ def main(argv: Sequence[str]) -> int:
             deliveries.append(OcspFiles(certificates, reloader=None if addresses else reloader))
         return deliveries
 
+    metrics = _metrics_address(args)
+    assert not isinstance(metrics, str)  # refused in main()
     try:
         return serve(
-            read, build, state_dir=args.state_dir, reloader=reloader, runtime_socket=args.socket
+            read,
+            build,
+            state_dir=args.state_dir,
+            reloader=reloader,
+            runtime_socket=args.socket,
+            metrics_address=metrics,
         )
     except KeyboardInterrupt:
         return 130
@@ -212,9 +239,16 @@ def nginx_main(args: argparse.Namespace) -> int:
     def build(discovery: Discovery) -> list[Delivery]:
         return build_nginx_deliveries(discovery, reloader)
 
+    metrics = _metrics_address(args)
+    assert not isinstance(metrics, str)  # refused in main()
     try:
         return serve(
-            read, build, state_dir=args.state_dir, reloader=reloader, runtime_socket=args.socket
+            read,
+            build,
+            state_dir=args.state_dir,
+            reloader=reloader,
+            runtime_socket=args.socket,
+            metrics_address=metrics,
         )
     except KeyboardInterrupt:
         return 130

@@ -29,13 +29,14 @@ from pathlib import Path
 from staplegate.clock import Clock, SystemClock
 from staplegate.config.model import GlobalSettings
 from staplegate.fetch.client import FetchSettings
+from staplegate.observe.endpoint import MetricsEndpoint
 from staplegate.observe.log import LogRouter, SyslogTarget
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.process.ipc import StapleChanges
 from staplegate.process.systemd import sd_notify
 from staplegate.runtime.server import RuntimeServer, RuntimeServerError
-from staplegate.sidecar.runtime import runtime_server
+from staplegate.sidecar.runtime import SidecarRuntime, runtime_server
 from staplegate.sidecar.targets import Delivery, DeliveryFactory, Discovery, Reader, Reloader
 from staplegate.store import FileStapleStore, StoreError, resolve_state_dir
 from staplegate.updater.service import OcspUpdater
@@ -79,9 +80,12 @@ class SidecarService:
         clock: Clock | None = None,
         watch_interval: float | None = WATCH_INTERVAL_S,
         runtime_socket: str | None = None,
+        metrics_address: tuple[str, int] | None = None,
     ) -> None:
         self._read = read
         self._runtime_socket = runtime_socket
+        self._metrics_address = metrics_address
+        self.metrics: MetricsEndpoint | None = None
         self._watch_interval = watch_interval
         self._watched: dict[str, tuple[int, int, int] | None] = {}
         self._build = build
@@ -150,6 +154,9 @@ class SidecarService:
             if self._runtime_socket is not None:
                 runtime = runtime_server(self, self._runtime_socket)
                 await runtime.start()
+            if self._metrics_address is not None:
+                self.metrics = MetricsEndpoint(SidecarRuntime(self), *self._metrics_address)
+                await self.metrics.start()
             # the CRL watch (and the revoked hook's "cleared" events) over the certificates
             self.updater.start_crl_watch(self._discovery.crl_targets, self._state_dir)
             self.started.set()
@@ -171,6 +178,8 @@ class SidecarService:
             sd_notify("STOPPING=1")
             if runtime is not None:
                 await runtime.close()
+            if self.metrics is not None:
+                await self.metrics.close()
             for signum in handlers:
                 loop.remove_signal_handler(signum)
             if watch_task is not None:
@@ -333,6 +342,7 @@ def serve(
     state_dir: str | None,
     reloader: Reloader | None = None,
     runtime_socket: str | None = None,
+    metrics_address: tuple[str, int] | None = None,
 ) -> int:
     """Run the sidecar in the foreground until SIGTERM; the exit status.
 
@@ -357,7 +367,16 @@ def serve(
     router = install_logging()
     try:
         return asyncio.run(
-            _serve(read, build, discovery, store, Path(directory), reloader, runtime_socket)
+            _serve(
+                read,
+                build,
+                discovery,
+                store,
+                Path(directory),
+                reloader,
+                runtime_socket,
+                metrics_address,
+            )
         )
     finally:
         router.close()
@@ -371,8 +390,16 @@ async def _serve(
     path: Path,
     reloader: Reloader | None,
     runtime_socket: str | None,
+    metrics_address: tuple[str, int] | None = None,
 ) -> int:
-    service = SidecarService(read, build, discovery, store=store, runtime_socket=runtime_socket)
+    service = SidecarService(
+        read,
+        build,
+        discovery,
+        store=store,
+        runtime_socket=runtime_socket,
+        metrics_address=metrics_address,
+    )
     log.warning(
         "staplegate sidecar started: %d certificate(s) to keep stapled, %d skipped, "
         "state directory %s",
@@ -384,6 +411,9 @@ async def _serve(
         await service.run()
     except RuntimeServerError as error:
         log.error("[ALERT] cannot start the sidecar's runtime API: %s", error)
+        return 1
+    except OSError as error:  # --metrics: the address is taken or not ours
+        log.error("[ALERT] cannot start the sidecar's metrics endpoint: %s", error)
         return 1
     finally:
         if reloader is not None:
