@@ -1,0 +1,95 @@
+"""The fleet's protocol on Redis, without Redis: key names, scripts, messages, staple times.
+
+Sans-IO like ocsp/: nothing here connects, sleeps or reads a clock, so the rules are
+unit-tested on plain values. Everything read back from Redis is untrusted: the parsers here
+return None for anything malformed and never raise; the real verdict on a staple is the
+same `verify_response` a fetched answer gets (the updater's machine decides).
+
+Keys (one namespace, `staplegate:`; a CertId is its SHA-1 hex, the staple table's key):
+
+- `staplegate:staple:<certid>` — the DER of the newest staple any instance fetched, with a
+  time to live until its nextUpdate;
+- `staplegate:lease:<certid>` — the single-flight lease: a random token, set with
+  `SET NX PX`, renewed while the fetch runs (`RENEW_SCRIPT`), removed with a
+  compare-and-delete (`RELEASE_SCRIPT`) so an instance never frees a lease that expired and
+  was taken by another;
+- channel `staplegate:staples` — one message per new staple: the CertId hex.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from cryptography.x509 import ocsp
+
+from staplegate.ocsp.certid import CertId
+
+NAMESPACE = "staplegate"
+CHANNEL = f"{NAMESPACE}:staples"
+
+#: Renew the lease only while it is still ours (the token matches); 1 renewed, 0 lost.
+RENEW_SCRIPT = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+#: Delete the lease only while it is still ours; 1 released, 0 it was no longer ours.
+RELEASE_SCRIPT = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+_HEX_CERT_ID = re.compile(r"[0-9a-f]{40,200}")
+
+
+def staple_key(cert_id: CertId) -> str:
+    return f"{NAMESPACE}:staple:{cert_id.hex}"
+
+
+def lease_key(cert_id: CertId) -> str:
+    return f"{NAMESPACE}:lease:{cert_id.hex}"
+
+
+def parse_message(data: object) -> str | None:
+    """The CertId hex a `staplegate:staples` message names, or None when it is not one."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if not isinstance(data, str):
+        return None
+    text = data.strip().lower()
+    return text if _HEX_CERT_ID.fullmatch(text) else None
+
+
+@dataclass(frozen=True)
+class StapleTimes:
+    """What a quick, unverified look at a DER response says; only for choosing what to verify."""
+
+    this_update: dt.datetime
+    next_update: dt.datetime | None
+
+
+def staple_times(der: bytes) -> StapleTimes | None:
+    """The first SingleResponse's times, or None for anything that does not parse."""
+    try:
+        response = ocsp.load_der_ocsp_response(der)
+        if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
+            return None
+        return StapleTimes(response.this_update_utc, response.next_update_utc)
+    except Exception:  # untrusted bytes: cryptography parses lazily and raises many types
+        return None
+
+
+def ttl_ms(next_update: dt.datetime | None, now: dt.datetime) -> int | None:
+    """How long Redis keeps a staple: until its nextUpdate (None: already past it)."""
+    if next_update is None:
+        return 24 * 3600 * 1000  # no nextUpdate never verifies; keep the key bounded anyway
+    remaining = (next_update - now).total_seconds()
+    return int(remaining * 1000) if remaining >= 1 else None
