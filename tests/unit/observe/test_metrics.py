@@ -20,7 +20,7 @@ from staplegate.ocsp.machine import State
 from staplegate.runtime.contract import StatRow
 from staplegate.testpki.ca import CertificateAuthority
 from staplegate.updater.crl_watch import CrlTarget, CrlWatch
-from staplegate.updater.results import EntrySnapshot
+from staplegate.updater.results import EntrySnapshot, SharedStoreState
 from tests.fuzz_targets.crl_verify import CRL_URL, LEAF_SERIAL, build_crl, pki
 from tests.fuzz_targets.crl_verify import NOW as FUZZ_NOW
 from tests.unit.runtime.test_handlers import CERT_A, NOW, FakeBackend, FakeOcsp, _entry
@@ -213,3 +213,18 @@ def test_the_crl_watch_metrics_per_url_and_per_certificate() -> None:
     assert found[key("staplegate_crl_next_update_timestamp_seconds", url=CRL_URL)] == (
         (FUZZ_NOW + dt.timedelta(days=1)).timestamp()
     )
+
+
+def test_the_shared_store_metrics_only_when_one_is_configured() -> None:
+    absent = scrape(FakeView(FakeOcsp(entries=[])))
+    assert not any(name.startswith("staplegate_shared_store") for name, _ in absent)
+    url = "redis://10.0.0.5:6379/0"
+    state = SharedStoreState(
+        url=url, up=False, leases_held=2, fallbacks=7, outages=1, peer_staples=40, published=9
+    )
+    found = scrape(FakeView(FakeOcsp(entries=[], shared=state)))
+    assert found[key("staplegate_shared_store_up", url=url)] == 0
+    assert found[key("staplegate_shared_store_leases_held", url=url)] == 2
+    assert found[key("staplegate_shared_store_fallbacks_total", url=url)] == 7
+    assert found[key("staplegate_shared_store_outages_total", url=url)] == 1
+    assert found[key("staplegate_shared_store_peer_staples_total", url=url)] == 40

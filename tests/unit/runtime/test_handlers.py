@@ -45,6 +45,7 @@ from staplegate.updater.results import (
     EntrySnapshot,
     SetOutcome,
     SetRefusal,
+    SharedStoreState,
     StapleSummary,
     UpdateOutcome,
     UpdateResult,
@@ -108,6 +109,7 @@ class FakeOcsp:
     updates: list[tuple[CertId, float | None]] = field(default_factory=list)
     responses: list[bytes] = field(default_factory=list)
     crl: list[CrlSource] = field(default_factory=list)
+    shared: SharedStoreState | None = None
 
     @property
     def table(self) -> Mapping[CertId, bytes]:
@@ -133,6 +135,9 @@ class FakeOcsp:
 
     def crl_sources(self) -> Sequence[CrlSource]:
         return self.crl
+
+    def shared_store(self) -> SharedStoreState | None:
+        return self.shared
 
     def set_response(self, der: bytes) -> SetOutcome:
         self.responses.append(der)
