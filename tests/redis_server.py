@@ -28,8 +28,9 @@ def _free_port() -> int:
 class RedisServer:
     """One redis-server process; `url` for staplegate, `kill()`/`restart()` for faults."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, password: str | None = None) -> None:
         self.directory = directory
+        self.password = password
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -48,6 +49,7 @@ class RedisServer:
                 "--appendonly", "no",
                 "--dir", str(self.directory),
                 "--protected-mode", "yes",
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -62,7 +64,7 @@ class RedisServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
                 conn.sendall(b"PING\r\n")
-                return conn.recv(16).startswith(b"+PONG")
+                return conn.recv(64).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 
@@ -79,11 +81,17 @@ class RedisServer:
 
     def command(self, *args: str | bytes) -> bytes:
         """One raw RESP command (tests write forged staples and leases by hand)."""
-        parts = [a.encode() if isinstance(a, str) else a for a in args]
-        payload = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as conn:
-            conn.sendall(payload)
+            if self.password:
+                conn.sendall(_resp("AUTH", self.password))
+                assert conn.recv(64).startswith(b"+OK")
+            conn.sendall(_resp(*args))
             return conn.recv(65536)
+
+
+def _resp(*args: str | bytes) -> bytes:
+    parts = [a.encode() if isinstance(a, str) else a for a in args]
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
 
 
 @pytest.fixture
