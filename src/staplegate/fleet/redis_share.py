@@ -22,7 +22,8 @@ Redis is never required. Any Redis error or slow answer (each operation bounded 
 `op_timeout`) puts the store `down`: one WARNING, then every flight is an own fetch
 (counted in `fallbacks`) and staples stay in the file state directory as without a fleet.
 The listener pings every `retry` seconds; once Redis answers, one NOTICE, and the instance
-rejoins: staples newer in Redis are handed to `on_staple`, its own newer ones are published.
+rejoins: staples in Redis are handed to `on_staple`, its own newer ones are written (not
+announced: an announcement tells a waiting peer "just fetched").
 Nothing is ever withdrawn because of Redis.
 """
 
