@@ -210,6 +210,7 @@ class UpdaterDriver:
         )
         self._settings = update_settings
         self._shared = shared
+        self._refused_shared: dict[CertId, bytes] = {}  # the last DER refused, per certificate
         self._managed: dict[CertId, _Managed] = {}
         self._aliases: dict[CertId, CertId] = {}  # SHA-1 and SHA-256 CertIds -> table key
         for cert_id, group in _group(entries).items():
@@ -531,8 +532,15 @@ class UpdaterDriver:
 
     async def _fetch(self, managed: _Managed, action: Fetch) -> None:
         if self._shared is not None:
-            await self._fetch_in_fleet(self._shared, managed, action)
-            return
+            try:
+                await self._fetch_in_fleet(self._shared, managed, action)
+            except Exception:  # a bug: the certificate must not stay "fetching"
+                logger.exception(
+                    "%s: shared store failed internally; fetching on our own",
+                    managed.machine.path,
+                )
+            if managed.machine.state is not State.FETCHING:
+                return
         await self._fetch_and_finish(managed, action)
 
     async def _fetch_and_finish(self, managed: _Managed, action: Fetch) -> None:
@@ -583,22 +591,8 @@ class UpdaterDriver:
         it is newer than ours and not yet due by its own times. A refused one is logged."""
         if held is not None and der == held.der and not announced:
             return False
-        machine = managed.machine
-        try:
-            staple = verify_response(
-                der,
-                certificate=machine.certificate,
-                issuer=machine.issuer,
-                now=self._clock.now(),
-                skew=machine.skew,
-            )
-        except VerificationError as error:
-            logger.warning(
-                "%s: staple from the shared store refused: %s",
-                machine.path,
-                error,
-                extra={"ocsp_path": machine.path, "ocsp_cert_id": machine.cert_id.hex},
-            )
+        staple = self._verify_shared(managed, der)
+        if staple is None:
             return False
         if announced:  # a peer asked the responder during this fetch
             return held is None or staple.this_update >= held.this_update
@@ -615,14 +609,41 @@ class UpdaterDriver:
         )
         return due > now and (held is None or staple.this_update > held.this_update)
 
+    def _verify_shared(self, managed: _Managed, der: bytes) -> VerifiedStaple | None:
+        """Verify a DER read from Redis like a fetched answer; a refusal is logged once per
+        distinct DER (the reconcile and the waits read the same bad key again and again)."""
+        machine = managed.machine
+        if self._refused_shared.get(machine.cert_id) == der:
+            return None
+        try:
+            return verify_response(
+                der,
+                certificate=machine.certificate,
+                issuer=machine.issuer,
+                now=self._clock.now(),
+                skew=machine.skew,
+            )
+        except VerificationError as error:
+            self._refused_shared[machine.cert_id] = der
+            logger.warning(
+                "%s: staple from the shared store refused: %s",
+                machine.path,
+                error,
+                extra={"ocsp_path": machine.path, "ocsp_cert_id": machine.cert_id.hex},
+            )
+            return None
+
     def _shared_staple(self, cert_id: CertId, der: bytes) -> None:
-        """A staple announced by (or reconciled from) the fleet: the machine judges it; a
+        """A staple announced by (or reconciled from) the fleet: verified here (a refusal
+        logged once), then the machine judges it again and installs it if newer; a
         certificate fetching now leaves it to its flight."""
         managed = self._managed.get(cert_id)
         if managed is None or managed.machine.state not in (State.WAITING, State.IDLE):
             return
         held = managed.machine.staple
         if held is not None and der == held.der:
+            return
+        if self._verify_shared(managed, der) is None:
             return
         try:
             self._handle(managed, SharedStaple(self._clock.now(), der))

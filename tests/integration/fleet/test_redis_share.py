@@ -232,6 +232,7 @@ def test_a_forged_or_stale_shared_staple_is_refused_by_every_instance(
 
     asyncio.run(scenario())
     refused = [m for m in caplog.messages if "shared store refused" in m]
+    assert len(refused) == 3, refused  # once per instance, though read again in round 2
     assert all("refused: OCSP response signer not authorized" in m for m in refused), refused
 
 
