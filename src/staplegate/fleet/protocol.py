@@ -13,7 +13,9 @@ Keys (one namespace, `staplegate:`; a CertId is its SHA-1 hex, the staple table'
   `SET NX PX`, renewed while the fetch runs (`RENEW_SCRIPT`), removed with a
   compare-and-delete (`RELEASE_SCRIPT`) so an instance never frees a lease that expired and
   was taken by another;
-- channel `staplegate:staples` — one message per new staple: the CertId hex.
+- channel `staplegate:staples` — one message per new staple: the CertId hex, a space and the
+  announcing instance's random id (so an instance ignores its own announcements, which its
+  listener may read late, after its next flight began).
 """
 
 from __future__ import annotations
@@ -55,8 +57,17 @@ def lease_key(cert_id: CertId) -> str:
     return f"{NAMESPACE}:lease:{cert_id.hex}"
 
 
-def parse_message(data: object) -> str | None:
-    """The CertId hex a `staplegate:staples` message names, or None when it is not one."""
+_ORIGIN = re.compile(r"[0-9a-f]{1,64}")
+
+
+def announcement(cert_id: CertId, origin: str) -> str:
+    """The message announcing `cert_id`'s new staple, from instance `origin`."""
+    return f"{cert_id.hex} {origin}"
+
+
+def parse_message(data: object) -> tuple[str, str | None] | None:
+    """(CertId hex, announcing instance or None) of a `staplegate:staples` message, or None
+    when it is not one."""
     if isinstance(data, bytes):
         try:
             data = data.decode("ascii")
@@ -64,8 +75,12 @@ def parse_message(data: object) -> str | None:
             return None
     if not isinstance(data, str):
         return None
-    text = data.strip().lower()
-    return text if _HEX_CERT_ID.fullmatch(text) else None
+    parts = data.strip().lower().split(" ")
+    if len(parts) > 2 or not _HEX_CERT_ID.fullmatch(parts[0]):
+        return None
+    if len(parts) == 1:
+        return parts[0], None
+    return (parts[0], parts[1]) if _ORIGIN.fullmatch(parts[1]) else None
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from staplegate.fleet.protocol import (
     RELEASE_SCRIPT,
     RENEW_SCRIPT,
     StapleTimes,
+    announcement,
     lease_key,
     parse_message,
     staple_key,
@@ -174,6 +175,7 @@ class RedisShare:
         self._held: HeldCallback = dict
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._origin = secrets.token_hex(8)  # this instance, in its announcements
         self.stats = SharedStoreStats()
         self._ever_up = False
 
@@ -310,7 +312,7 @@ class RedisShare:
             return
         with contextlib.suppress(StoreDown):
             await self._op(self._client.set(staple_key(cert_id), der, px=ttl))
-            await self._op(self._client.publish(CHANNEL, cert_id.hex))
+            await self._op(self._client.publish(CHANNEL, announcement(cert_id, self._origin)))
             self.stats.published += 1
 
     # --- fan-out: the listener, reconcile and rejoin ---
@@ -346,8 +348,10 @@ class RedisShare:
                 self._mark_down(error)
 
     async def _announced(self, data: object) -> None:
-        cert_hex = parse_message(data)
-        cert_id = self._by_hex.get(cert_hex) if cert_hex is not None else None
+        parsed = parse_message(data)
+        if parsed is None or parsed[1] == self._origin:
+            return  # garbage, or our own announcement (read late: not a peer's news)
+        cert_id = self._by_hex.get(parsed[0])
         if cert_id is None:
             return  # not ours (another fleet member's certificate) or garbage
         event = self._notified.get(cert_id)

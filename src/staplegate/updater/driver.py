@@ -532,14 +532,17 @@ class UpdaterDriver:
 
     async def _fetch(self, managed: _Managed, action: Fetch) -> None:
         if self._shared is not None:
+            answered: list[bool] = []  # set once this attempt's result reached the machine
             try:
-                await self._fetch_in_fleet(self._shared, managed, action)
+                await self._fetch_in_fleet(self._shared, managed, action, answered)
             except Exception:  # a bug: the certificate must not stay "fetching"
                 logger.exception(
                     "%s: shared store failed internally; fetching on our own",
                     managed.machine.path,
                 )
-            if managed.machine.state is not State.FETCHING:
+            # Publishing and releasing may outlast the attempt (a slow Redis): a newer
+            # attempt may be FETCHING by now, and it is not this task's to answer.
+            if answered or managed.machine.state is not State.FETCHING:
                 return
         await self._fetch_and_finish(managed, action)
 
@@ -565,7 +568,9 @@ class UpdaterDriver:
             self._managed, on_staple=self._shared_staple, held=self._held_staples
         )
 
-    async def _fetch_in_fleet(self, shared: RedisShare, managed: _Managed, action: Fetch) -> None:
+    async def _fetch_in_fleet(
+        self, shared: RedisShare, managed: _Managed, action: Fetch, answered: list[bool]
+    ) -> None:
         """Single flight: a peer's staple answers this fetch, or we fetch under the lease and
         share the staple our machine verified and installed."""
         machine = managed.machine
@@ -577,11 +582,13 @@ class UpdaterDriver:
         ) as flight:
             if flight.peer_der is None:
                 await self._fetch_and_finish(managed, action)
+                answered.append(True)
                 staple = machine.staple
                 if staple is not None and staple is not held:
                     await shared.publish(machine.cert_id, staple.der, staple.next_update)
             elif machine.state is State.FETCHING:
                 self._finish_fetch(managed, FetchSucceeded(self._clock.now(), flight.peer_der))
+                answered.append(True)
 
     def _usable_from_peer(
         self, managed: _Managed, der: bytes, held: VerifiedStaple | None, announced: bool

@@ -12,6 +12,7 @@ from staplegate.fleet.protocol import (
     CHANNEL,
     RELEASE_SCRIPT,
     RENEW_SCRIPT,
+    announcement,
     lease_key,
     parse_message,
     staple_key,
@@ -35,11 +36,13 @@ def test_scripts_compare_the_token_before_touching_the_lease() -> None:
         assert "redis.call('get', KEYS[1]) == ARGV[1]" in script
 
 
-def test_messages_are_certid_hex_or_nothing() -> None:
-    assert parse_message(CERT_ID.hex.encode()) == CERT_ID.hex
-    assert parse_message(CERT_ID.hex.upper()) == CERT_ID.hex
-    for junk in (b"", b"\xff\xfe", "not hex at all", 42, None, "ab" * 500, b"0" * 39):
-        assert parse_message(junk) is None
+def test_messages_are_certid_hex_and_origin_or_nothing() -> None:
+    assert parse_message(announcement(CERT_ID, "0a1b").encode()) == (CERT_ID.hex, "0a1b")
+    assert parse_message(CERT_ID.hex.upper()) == (CERT_ID.hex, None)  # written by hand
+    junk: list[object] = [b"", b"\xff\xfe", "not hex at all", 42, None, "ab" * 500, b"0" * 39]
+    junk += [f"{CERT_ID.hex} x y", f"{CERT_ID.hex} not-hex", f"{CERT_ID.hex} {'a' * 65}"]
+    for message in junk:
+        assert parse_message(message) is None
 
 
 @given(st.binary(max_size=300))
