@@ -13,6 +13,7 @@ Keys (one namespace, `staplegate:`; a CertId is its SHA-1 hex, the staple table'
   `SET NX PX`, renewed while the fetch runs (`RENEW_SCRIPT`), removed with a
   compare-and-delete (`RELEASE_SCRIPT`) so an instance never frees a lease that expired and
   was taken by another;
+- `staplegate:rate:<host>` — the fleet's token bucket for one responder host (`RATE_SCRIPT`);
 - channel `staplegate:staples` — one message per new staple: the CertId hex, a space and the
   announcing instance's random id (so an instance ignores its own announcements, which its
   listener may read late, after its next flight began).
@@ -46,6 +47,25 @@ end
 return 0
 """
 
+#: A token bucket per responder host shared by the fleet (`ocsp-update.rate-limit`), timed
+#: by Redis's own clock: take a token and return "0", or return the seconds to wait (as a
+#: string: Redis turns Lua numbers into integers).
+RATE_SCRIPT = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or burst
+local ts = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return tostring(wait)
+"""
+
 _HEX_CERT_ID = re.compile(r"[0-9a-f]{40,200}")
 
 
@@ -55,6 +75,11 @@ def staple_key(cert_id: CertId) -> str:
 
 def lease_key(cert_id: CertId) -> str:
     return f"{NAMESPACE}:lease:{cert_id.hex}"
+
+
+def rate_key(host: str) -> str:
+    """The fleet's token bucket for one responder host (`fetch.gate.responder_key`)."""
+    return f"{NAMESPACE}:rate:{host}"
 
 
 _ORIGIN = re.compile(r"[0-9a-f]{1,64}")

@@ -47,12 +47,14 @@ from redis.exceptions import RedisError
 from staplegate.clock import Clock
 from staplegate.fleet.protocol import (
     CHANNEL,
+    RATE_SCRIPT,
     RELEASE_SCRIPT,
     RENEW_SCRIPT,
     StapleTimes,
     announcement,
     lease_key,
     parse_message,
+    rate_key,
     staple_key,
     staple_times,
     ttl_ms,
@@ -167,6 +169,7 @@ class RedisShare:
         )
         self._renew = self._client.register_script(RENEW_SCRIPT)
         self._release = self._client.register_script(RELEASE_SCRIPT)
+        self._rate = self._client.register_script(RATE_SCRIPT)
         self._pubsub: Any = None
         self._managed: set[CertId] = set()
         self._by_hex: dict[str, CertId] = {}
@@ -302,6 +305,19 @@ class RedisShare:
             await asyncio.sleep(self._lease_ms / 3000)
             with contextlib.suppress(StoreDown):
                 await self._op(self._renew(keys=[lease_key(cert_id)], args=[token, self._lease_ms]))
+
+    async def rate_token(self, host: str, *, rate: float, burst: int) -> None:
+        """Wait for a token of the fleet's bucket for `host` (`ocsp-update.rate-limit`
+        shared by every instance). Without Redis, return at once: each instance's own
+        bucket (fetch/gate.py) still applies."""
+        while self.up:
+            try:
+                wait = float(await self._op(self._rate(keys=[rate_key(host)], args=[rate, burst])))
+            except (StoreDown, ValueError):
+                return
+            if wait <= 0:
+                return
+            await asyncio.sleep(min(wait, 1.0))
 
     async def publish(self, cert_id: CertId, der: bytes, next_update: dt.datetime) -> None:
         """Share a staple this instance verified and installed (SET with TTL, PUBLISH)."""

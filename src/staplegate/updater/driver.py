@@ -55,7 +55,7 @@ from staplegate.fetch.client import (
     FetchSettings,
     OcspHttpClient,
 )
-from staplegate.fetch.gate import FetchGate, HostRateLimiter
+from staplegate.fetch.gate import FetchGate, HostRateLimiter, responder_key
 from staplegate.fleet.redis_share import RedisShare
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.machine import (
@@ -95,6 +95,10 @@ logging.addLevelName(ALERT, "ALERT")
 
 logger = logging.getLogger("staplegate.ocsp")
 
+#: How long a fetch waits for the instance holding its lease (a fleet member fetching the same
+#: certificate) before fetching on its own: this many fetch timeouts, at least LEASE_WAIT_MIN_S.
+LEASE_WAIT_FETCHES = 6
+LEASE_WAIT_MIN_S = 60.0
 #: Longest sleep between looks at the wall clock (timers are wall-clock times).
 MAX_SLEEP = 30.0
 #: When handling a certificate's timer raised (a bug), its next look comes this much later;
@@ -208,6 +212,7 @@ class UpdaterDriver:
         self._gate = FetchGate(
             HostRateLimiter(rate=host_rate, burst=host_burst), max_concurrent=max_concurrent
         )
+        self._host_rate, self._host_burst = host_rate, host_burst
         self._settings = update_settings
         self._shared = shared
         self._refused_shared: dict[CertId, bytes] = {}  # the last DER refused, per certificate
@@ -578,9 +583,15 @@ class UpdaterDriver:
         async with shared.flight(
             machine.cert_id,
             lambda der, announced: self._usable_from_peer(managed, der, held, announced),
-            wait=self._fetch_timeout,
+            # A live holder renews its lease while it waits for its own rate limit and then
+            # fetches; a dead one's lease expires (10 s) and the next look takes it over.
+            wait=max(LEASE_WAIT_FETCHES * self._fetch_timeout, LEASE_WAIT_MIN_S),
         ) as flight:
             if flight.peer_der is None:
+                if flight.token is not None:  # the fleet's rate limit, then our own
+                    await shared.rate_token(
+                        responder_key(action.uri), rate=self._host_rate, burst=self._host_burst
+                    )
                 await self._fetch_and_finish(managed, action)
                 answered.append(True)
                 staple = machine.staple

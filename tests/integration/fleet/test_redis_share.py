@@ -68,20 +68,31 @@ async def until(condition: Callable[[], bool], what: str) -> None:
 
 @asynccontextmanager
 async def fleet(
-    pki: Pki, url: str, clock: OffsetClock, entries: list[UpdaterEntry], count: int = 3
+    pki: Pki,
+    url: str,
+    clock: OffsetClock,
+    entries: list[UpdaterEntry],
+    count: int = 3,
+    *,
+    host_rate: float = 250.0,
+    host_burst: int = 50,
+    split: bool = False,
 ) -> AsyncIterator[list[Instance]]:
+    """`count` instances serving `entries` (with `split`, each a disjoint share of them)."""
     instances = []
     for number in range(count):
         share = RedisShare(url, password=None, clock=clock, lease_ttl=3.0, retry=0.1)
         tables: list[Mapping[CertId, bytes]] = []
         updater = OcspUpdater(
-            entries,
+            entries[number::count] if split else entries,
             update_settings=SETTINGS,
             fetch_settings=FAST,
             on_staples=tables.append,
             clock=clock,
             rng=random.Random(number),
             shared=share,
+            host_rate=host_rate,
+            host_burst=host_burst,
         )
         instances.append(Instance(updater, share, tables))
     events = [asyncio.Event() for _ in instances]
@@ -276,3 +287,29 @@ def test_unreachable_at_start_staples_on_its_own_and_says_so_once(
     down = [m for m in caplog.messages if "unavailable" in m]
     assert len(down) == 1, down
     assert f"redis://127.0.0.1:{closed.port}/0" in down[0]
+
+
+def test_the_rate_limit_is_shared_by_the_fleet(
+    pki_factory: Callable[..., Pki], redis_server: RedisServer
+) -> None:
+    """3 instances serving 4 certificates each from one responder host at 4 requests/s
+    (burst 2): with the fleet's bucket the 12 requests need (12 - 2) / 4 = 2.5 s; with only
+    each instance's own bucket, (4 - 2) / 4 = 0.5 s."""
+    clock = OffsetClock()
+    pki = pki_factory(clock=clock, validity=VALIDITY)
+    entries, ids = make_entries(pki, 12)
+
+    async def scenario() -> float:
+        started = time.monotonic()
+        async with fleet(
+            pki, redis_server.url, clock, entries, host_rate=4.0, host_burst=2, split=True
+        ) as fl:
+            await until(
+                lambda: all(set(i.table) == set(ids[n::3]) for n, i in enumerate(fl)),
+                "every instance stapled its certificates",
+            )
+            return time.monotonic() - started
+
+    elapsed = asyncio.run(scenario())
+    assert len(pki.responder.requests) == 12
+    assert elapsed >= 2.0, elapsed
