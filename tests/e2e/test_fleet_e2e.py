@@ -35,6 +35,7 @@ global
     log stdout format raw local0 info
     ocsp-update.mode on
     ocsp-update.shared-store {url}
+    stats socket {directory}/admin.sock mode 600 level admin
 {extra}
 defaults
     mode tcp
@@ -56,7 +57,8 @@ def write_config(directory: Path, url: str, crt_list: Path, *, extra: str = "") 
     port = free_port()
     config = directory / "haproxy.cfg"
     config.write_text(
-        CONFIG.format(url=url, port=port, crt_list=crt_list, extra=extra), encoding="utf-8"
+        CONFIG.format(url=url, port=port, crt_list=crt_list, extra=extra, directory=directory),
+        encoding="utf-8",
     )
     return config, port
 
@@ -70,6 +72,14 @@ def stapled_for(port: int, leaf: IssuedCertificate) -> bool:
         response.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
         and response.serial_number == leaf.serial
     )
+
+
+def show_info(sock: Path) -> dict[str, str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "staplegate", "ctl", "-S", str(sock), "show", "info"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    return dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
 
 
 def wait_stapled(port: int, leaf: IssuedCertificate) -> None:
@@ -117,6 +127,10 @@ def test_three_instances_one_request_per_certificate_all_stapled(tmp_path: Path,
                 assert "Cert Status: good" in out
             # the fleet asked once per certificate, whoever asked
             assert len(pki.responder.requests) == CERTS
+            info = show_info(tmp_path / "instance1" / "admin.sock")
+            assert info["SharedStore"] == redis.url
+            assert info["SharedStoreUp"] == "1"
+            assert info["SharedStoreLeasesHeld"] == "0"
             for proc, _ in running:
                 assert proc.stop() == 0
                 assert PASSWORD not in proc.output
