@@ -52,6 +52,8 @@ class Instance:
     updater: OcspUpdater
     share: RedisShare
     tables: list[Mapping[CertId, bytes]]
+    installed: dict[bytes, float]
+    """When each staple (DER) first reached this instance's table (monotonic seconds)."""
 
     @property
     def table(self) -> Mapping[CertId, bytes]:
@@ -83,18 +85,29 @@ async def fleet(
     for number in range(count):
         share = RedisShare(url, password=None, clock=clock, lease_ttl=3.0, retry=0.1)
         tables: list[Mapping[CertId, bytes]] = []
+        installed: dict[bytes, float] = {}
+
+        def record(
+            table: Mapping[CertId, bytes],
+            tables: list[Mapping[CertId, bytes]] = tables,
+            installed: dict[bytes, float] = installed,
+        ) -> None:
+            tables.append(table)
+            for der in table.values():
+                installed.setdefault(der, time.monotonic())
+
         updater = OcspUpdater(
             entries[number::count] if split else entries,
             update_settings=SETTINGS,
             fetch_settings=FAST,
-            on_staples=tables.append,
+            on_staples=record,
             clock=clock,
             rng=random.Random(number),
             shared=share,
             host_rate=host_rate,
             host_burst=host_burst,
         )
-        instances.append(Instance(updater, share, tables))
+        instances.append(Instance(updater, share, tables, installed))
     events = [asyncio.Event() for _ in instances]
     tasks = [
         asyncio.create_task(i.updater.run(started=e))
@@ -153,6 +166,9 @@ def test_one_request_per_certificate_first_and_per_refresh_round(
                 "every instance installed the second round's staples",
             )
             assert [dict(i.table) for i in instances][1:] == [dict(instances[0].table)] * 2
+            for der in instances[0].table.values():  # every instance installs it within 1 s
+                times = [i.installed[der] for i in instances]
+                assert max(times) - min(times) < 1.0
             assert sum(i.share.stats.fallbacks for i in instances) == 0
             assert sum(i.share.stats.peer_staples for i in instances) == 2 * 2 * CERTS
         return None
@@ -313,3 +329,23 @@ def test_the_rate_limit_is_shared_by_the_fleet(
     elapsed = asyncio.run(scenario())
     assert len(pki.responder.requests) == 12
     assert elapsed >= 2.0, elapsed
+
+
+def test_a_certificate_added_by_a_reload_takes_the_fleets_staple_without_asking(
+    pki_factory: Callable[..., Pki], redis_server: RedisServer
+) -> None:
+    clock = OffsetClock()
+    pki = pki_factory(clock=clock, validity=VALIDITY)
+    entries, ids = make_entries(pki, 2)
+
+    async def scenario() -> None:
+        async with fleet(pki, redis_server.url, clock, entries, count=2, split=True) as pair:
+            await until(
+                lambda: all(set(i.table) == {ids[n]} for n, i in enumerate(pair)), "stapled"
+            )
+            await pair[0].updater.reconfigure(entries)  # a reload adds the other certificate
+            await until(lambda: set(pair[0].table) == set(ids), "the added one stapled")
+            assert pair[0].table[ids[1]] == pair[1].table[ids[1]]
+
+    asyncio.run(scenario())
+    assert len(pki.responder.requests) == 2
