@@ -47,6 +47,7 @@ from redis.exceptions import RedisError
 from staplegate.clock import Clock
 from staplegate.fleet.protocol import (
     CHANNEL,
+    NAMESPACE,
     RATE_SCRIPT,
     RELEASE_SCRIPT,
     RENEW_SCRIPT,
@@ -396,6 +397,9 @@ class RedisShare:
 
     async def _rejoin(self) -> None:
         """Take newer staples from Redis, publish ours where Redis has none or older ones."""
+        # a Redis that answers PING but refuses writes (OOM, a read-only replica after a
+        # failover) is still down: probe a write, or we would flap between up and down
+        await self._op(self._client.set(f"{NAMESPACE}:probe", self._origin, px=1000), quiet=True)
         shared = await self._read_all()
         for cert_id, der in shared.items():
             self._hand_over(cert_id, der)

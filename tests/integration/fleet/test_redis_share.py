@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import logging
 import random
+import signal
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -349,3 +350,60 @@ def test_a_certificate_added_by_a_reload_takes_the_fleets_staple_without_asking(
 
     asyncio.run(scenario())
     assert len(pki.responder.requests) == 2
+
+
+def test_a_frozen_redis_is_a_slow_one_each_fetches_on_its_own_then_rejoins(
+    pki_factory: Callable[..., Pki], redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGSTOP: connections stay open and nothing answers — what a hung or overloaded Redis
+    looks like. Operations time out (1 s), each instance falls back at once."""
+    caplog.set_level(logging.INFO, logger="staplegate")
+    clock = OffsetClock()
+    pki = pki_factory(clock=clock, validity=VALIDITY)
+    entries, ids = make_entries(pki, 3)
+
+    async def scenario() -> None:
+        async with fleet(pki, redis_server.url, clock, entries, count=2) as pair:
+            await until(lambda: all_stapled(pair, ids), "stapled")
+            assert redis_server.process is not None
+            redis_server.process.send_signal(signal.SIGSTOP)
+            try:
+                before = [dict(i.table) for i in pair]
+                await next_round(clock, pair)
+                await until(
+                    lambda: all(
+                        i.table[c] != b[c] for i, b in zip(pair, before, strict=True) for c in ids
+                    ),
+                    "every instance refreshed on its own",
+                )
+                assert not any(i.share.up for i in pair)
+            finally:
+                redis_server.process.send_signal(signal.SIGCONT)
+            await until(lambda: all(i.share.up for i in pair), "rejoined")
+
+    asyncio.run(scenario())
+    assert len(pki.responder.requests) == 3 + 2 * 3
+    assert len([m for m in caplog.messages if "unavailable" in m]) == 2
+
+
+def test_a_redis_out_of_memory_is_down_until_it_takes_writes_again(
+    pki_factory: Callable[..., Pki], redis_server: RedisServer
+) -> None:
+    clock = OffsetClock()
+    pki = pki_factory(clock=clock, validity=VALIDITY)
+    entries, ids = make_entries(pki, 3)
+
+    async def scenario() -> None:
+        async with fleet(pki, redis_server.url, clock, entries, count=2) as pair:
+            await until(lambda: all_stapled(pair, ids), "stapled")
+            redis_server.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
+            redis_server.command("CONFIG", "SET", "maxmemory", "1")  # every write: -OOM
+            await next_round(clock, pair)
+            await until(lambda: len(pki.responder.requests) >= 3 + 2 * 3, "own fetches")
+            await until(lambda: not any(i.updater.fetches_in_flight for i in pair), "done")
+            assert not any(i.share.up for i in pair)
+            redis_server.command("CONFIG", "SET", "maxmemory", "0")
+            await until(lambda: all(i.share.up for i in pair), "rejoined")
+
+    asyncio.run(scenario())
+    assert len(pki.responder.requests) == 3 + 2 * 3
