@@ -176,6 +176,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--svg", type=Path, help="write a bar chart (docs/img/fleet.svg)")
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
         raise SystemExit("redis-server is not installed (apt install redis-server)")
@@ -212,6 +213,50 @@ def main() -> None:
             redis.wait()
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    if args.svg is not None:
+        args.svg.write_text(plot(rows), encoding="utf-8")
+
+
+def plot(rows: list[dict[str, float]]) -> str:
+    """A bar chart (SVG, no plotting library): mean requests per certificate per round, by
+    fleet size, with and without the shared store."""
+    sizes = sorted({int(r["instances"]) for r in rows})
+    series = [(True, "#2b7bba", "shared store"), (False, "#c0504d", "each alone")]
+    mean = {
+        (n, shared): sum(r["requests_per_certificate"] for r in picked) / len(picked)
+        for n in sizes
+        for shared in (True, False)
+        if (picked := [r for r in rows if r["instances"] == n and bool(r["shared"]) is shared])
+    }
+    top = max(mean.values(), default=1.0)
+    width, height, left, bottom, bar = 120 + 110 * len(sizes), 260, 50, 220, 36
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="12">',
+        f'<text x="{left}" y="16">responder requests per certificate per refresh</text>',
+        f'<line x1="{left}" y1="{bottom}" x2="{width - 10}" y2="{bottom}" stroke="black"/>',
+    ]
+    for index, n in enumerate(sizes):
+        x0 = left + 20 + index * 110
+        for offset, (shared, colour, _) in enumerate(series):
+            value = mean.get((n, shared))
+            if value is None:
+                continue
+            h = (bottom - 80) * value / top  # the legend sits above the tallest bar
+            x = x0 + offset * (bar + 4)
+            parts.append(
+                f'<rect x="{x}" y="{bottom - h:.1f}" width="{bar}" height="{h:.1f}" '
+                f'fill="{colour}"/>'
+            )
+            parts.append(f'<text x="{x + 4}" y="{bottom - h - 4:.1f}">{value:.2f}</text>')
+        parts.append(f'<text x="{x0 + 10}" y="{bottom + 16}">{n} instance(s)</text>')
+    for offset, (_, colour, label) in enumerate(series):
+        parts.append(
+            f'<rect x="{left + offset * 130}" y="28" width="10" height="10" fill="{colour}"/>'
+        )
+        parts.append(f'<text x="{left + 15 + offset * 130}" y="37">{label}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
 
 
 if __name__ == "__main__":
