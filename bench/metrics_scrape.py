@@ -7,7 +7,11 @@ loads them (`load_certificate`, `assess_ocsp`) and a real `OcspUpdater` fetches 
 every one. Then the master's metrics collector (`observe.metrics.StaplegateCollector`, the
 one `process.supervisor` pushes to workers) is rendered `--repeat` times through
 prometheus-client's `generate_latest`, against a `ProcessView` holding those certificates and
-the real updater. What a scrape costs a worker is a copy of the bytes rendered here: the
+the real updater, the way `process.supervisor` does it: the state read on the event loop
+(`CollectedMetrics`), the families built and formatted in a thread (`asyncio.to_thread`),
+while a 1 ms ticker on the loop records how long the loop was blocked. The stats page (its
+certificates table of the same N) is timed the same way (`collect_pages` on the loop,
+`render_pages` in a thread). What a scrape costs a worker is a copy of the bytes rendered here: the
 workers never compute metrics (docs/explanation/architecture.md), so the data plane's hot
 path is unchanged and only the master pays this, at most once per `METRICS_INTERVAL_S` (or
 `METRICS_COST_FACTOR` x the render time, when longer).
@@ -35,9 +39,12 @@ from ocsp_scale import _reissue_url, make_pki, responder
 from staplegate.certs import CertificateSource, ExtraFiles, LoadedCertificate, load_certificate
 from staplegate.certs.readiness import assess_ocsp
 from staplegate.clock import SystemClock
+from staplegate.config.diagnostics import SourceLocation
+from staplegate.config.model import StatsPage
 from staplegate.deploy.generation import CertificateEntry
 from staplegate.fetch.client import FetchSettings
 from staplegate.observe.metrics import CollectedMetrics, StaplegateCollector, render
+from staplegate.observe.statspage import collect_pages, render_pages
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.proxy.backends import AdminState
@@ -121,9 +128,32 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.count} certificates: render median {figures['median']:.3f} s "
         f"(min {figures['min']:.3f}, max {figures['max']:.3f}), "
         f"{figures['bytes'] / 1e6:.1f} MB, {figures['lines']} lines; "
-        f"of which reading the state (on the master's loop): {figures['read']:.3f} s"
+        f"of which reading the state (on the master's loop): {figures['read']:.3f} s; "
+        f"longest loop block {figures['blocked']:.3f} s"
+    )
+    print(
+        f"stats page: median {figures['page']:.3f} s, of which on the loop "
+        f"{figures['page_read']:.3f} s ({figures['page_read_shared']:.3f} s with the metrics' "
+        f"snapshot); longest loop block {figures['page_blocked']:.3f} s; "
+        f"{figures['page_bytes'] / 1e6:.1f} MB"
     )
     return 0
+
+
+class LoopLag:
+    """The longest the event loop went without running a 1 ms ticker (its blocking)."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(0.001)
+            now = loop.time()
+            self.longest = max(self.longest, now - last - 0.001)
+            last = now
 
 
 async def _scrape(
@@ -163,15 +193,38 @@ async def _scrape(
     collector = StaplegateCollector(
         BenchView(stores, updater), now=SystemClock().now, started_at=time.time()
     )
+    view = BenchView(stores, updater)
     times = []
     reads = []
     body = b""
+    lag = LoopLag()
+    ticker = asyncio.create_task(lag.run())
+    await asyncio.sleep(0.01)
     for _ in range(repeat):
         began = time.perf_counter()
         collected = CollectedMetrics(collector)  # what the master's loop does
         reads.append(time.perf_counter() - began)
-        body = render(collected)  # what its thread does
+        body = await asyncio.to_thread(render, collected)  # what its thread does
         times.append(time.perf_counter() - began)
+    blocked, lag.longest = lag.longest, 0.0
+    pages = {"stats": StatsPage(SourceLocation("bench.cfg", 1), uri="/stats")}
+    page_times = []
+    page_reads = []
+    shared_reads = []
+    page = b""
+    for _ in range(repeat):
+        began = time.perf_counter()
+        data = collect_pages(view, pages, now=SystemClock().now(), uptime_s=1)
+        page_reads.append(time.perf_counter() - began)
+        page = (await asyncio.to_thread(render_pages, data))["stats"][0]
+        page_times.append(time.perf_counter() - began)
+        # with /metrics on too, the supervisor hands the page the metrics' snapshot
+        began = time.perf_counter()
+        collect_pages(
+            view, pages, now=SystemClock().now(), uptime_s=1, snapshots=collected.snapshots
+        )
+        shared_reads.append(time.perf_counter() - began)
+    ticker.cancel()
     updater.stop()
     await task
     return {
@@ -181,6 +234,12 @@ async def _scrape(
         "bytes": len(body),
         "lines": body.count(b"\n"),
         "read": statistics.median(reads),
+        "blocked": blocked,
+        "page": statistics.median(page_times),
+        "page_read": statistics.median(page_reads),
+        "page_read_shared": statistics.median(shared_reads),
+        "page_blocked": lag.longest,
+        "page_bytes": len(page),
     }
 
 

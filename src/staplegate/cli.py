@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "ocsp": "staplegate.tools.ocsp",
     "crl": "staplegate.tools.crl",
     "ctl": "staplegate.tools.ctl",
+    "sidecar": "staplegate.sidecar.command",
 }
 
 _ACTION_WORD = re.compile(r"[a-z][a-z-]*")

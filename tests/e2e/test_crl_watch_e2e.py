@@ -198,3 +198,30 @@ def test_crl_watch_off_watches_nothing_and_on_watches_every_distribution_point(
                 assert _crl_watch(sock) == []
     crl_fetches = [r for r in pki.responder.requests if r.path == "/crl"]
     assert len(crl_fetches) == (0 if mode == "off" else 1)  # one fetch for both certificates
+
+
+def test_update_ssl_crl_learns_a_revocation_at_once(tmp_path: Path, pki: Pki) -> None:
+    """`update ssl crl` (operator level) fetches now instead of at the CRL's nextUpdate."""
+    crl_url = f"{pki.responder.url}/crl"
+    name = "crl-only.example.test"
+    _cli("ca", "issue", pki.directory, name, "--no-ocsp-url", "--crl-url", crl_url)
+    bundle = pki.directory / "issued" / f"{name}.pem"
+    both = pki.issue("both.example.test", crl_url=crl_url).bundle_path
+    _cli("ca", "crl", pki.directory, "--days", "1")
+    sock = tmp_path / "operator.sock"
+    with http_backend() as backend:
+        config = tmp_path / "haproxy.cfg"
+        text = CONFIG.format(
+            user=sock, port=free_port(), crt=bundle, other=both, backend=backend, extra=""
+        ).replace("level user", "level operator")
+        config.write_text(text, encoding="utf-8")
+        with staplegate(config, tmp_path / "state") as proc:
+            proc.wait_for(rf'<CRL-UPDATE> {crl_url} ok "1 certificate\(s\), 0 revoked" 0 1')
+            proc.wait_for("runtime API listening")
+            _cli("ca", "revoke", pki.directory, name, "--reason", "keyCompromise")
+            _cli("ca", "crl", pki.directory, "--days", "1")
+            answer = _cli("ctl", "-S", sock, "update", "ssl", "crl", bundle)
+            assert answer == f"{crl_url}: 1 certificate(s), 1 revoked (2 successes, 0 failures)\n"
+            (row,) = _crl_watch(sock)
+            assert row["Status"] == "revoked"
+            proc.wait_for(rf"certificate {bundle} is REVOKED by its CRL")

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from staplegate.testpki.ca import KeyKind
 from staplegate.testpki.faults import Fault, FaultKind
 from staplegate.testpki.pytest_plugin import Pki
 
-from .harness import free_port, s_client_status, staplegate
+from .harness import free_port, s_client_status, staplegate, wait_for_output
 
 pytestmark = [pytest.mark.slow, pytest.mark.openssl]
 
@@ -96,3 +97,37 @@ def test_ready_comes_after_the_wait_with_a_warning_when_no_staple_can_be_had(
             assert str(leaf.bundle_path) in line
             assert "ocsp-update.must-staple-wait 1 s passed" in line
             assert proc.stop() == 0
+
+
+def test_an_unstapled_must_staple_certificate_gives_way_to_another_for_the_same_name(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """An ECDSA must-staple certificate and an RSA one for the same name: while the ECDSA
+    one has no staple, a client accepting both gets the RSA one; once stapled, the ECDSA."""
+    name = "both.example.test"
+    strict = pki.issue("strict-ec", sans=[name], must_staple=True)
+    plain = pki.issue("plain-rsa", sans=[name], key=KeyKind.RSA2048)
+    pki.responder.set_faults(Fault(FaultKind.HTTP_500, serial=strict.serial, times=1))
+    port = free_port()
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        CONFIG.format(
+            port=port,
+            crt=f"{strict.bundle_path} crt {plain.bundle_path}",
+            extra="    ocsp-update.mindelay 1\n    ocsp-update.maxdelay 2\n",
+        ),
+        encoding="utf-8",
+    )
+    with staplegate(config, tmp_path / "state") as proc:
+        proc.wait_for(r'plain-rsa\.pem 1 "Update successful"')
+        proc.wait_for(r'strict-ec\.pem 2 "HTTP error')
+        assert "subject=CN = plain-rsa" in s_client_status(port, name)
+        proc.wait_for(r'strict-ec\.pem 1 "Update successful"', timeout=30)
+        stapled = wait_for_output(
+            lambda: s_client_status(port, name),
+            "subject=CN = strict-ec",
+            timeout=10,
+            failure="the stapled must-staple certificate was never chosen again",
+        )
+        assert "Cert Status: good" in stapled
+        assert proc.stop() == 0

@@ -17,10 +17,17 @@ Timestamps are Unix-seconds gauges; only counters end in `_total`.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from staplegate import __version__
@@ -32,6 +39,7 @@ from staplegate.ocsp.verify import CertStatus
 from staplegate.runtime.contract import ProcessView, StatRow
 from staplegate.updater.crl_watch import CrlSource, WatchStatus
 from staplegate.updater.results import EntrySnapshot, SharedStoreState
+from staplegate.updater.timing import DurationHistogram
 
 #: `staplegate_ocsp_updates_total{result}`: one value per `<OCSP-UPDATE>` status code
 UPDATE_RESULTS: Mapping[UpdateStatus, str] = {
@@ -92,6 +100,21 @@ def _first_reason(
     return []  # the first fetch is still running
 
 
+@dataclass(frozen=True, slots=True)
+class MetricsState:
+    """What one scrape shows (`StaplegateCollector.read`)."""
+
+    info: Mapping[str, str | int]
+    rows: Sequence[StatRow]
+    entries: Sequence[CertificateEntry]
+    snapshots: Sequence[EntrySnapshot]
+    durations: Mapping[str, DurationHistogram]
+    crl: tuple[Metric, ...]
+    now: dt.datetime
+    shared: SharedStoreState | None = None
+    """The fleet's Redis store (`ocsp-update.shared-store`), None when not used."""
+
+
 class StaplegateCollector(Collector):
     """Every metric, computed from `view` at each scrape (see the module docstring)."""
 
@@ -107,18 +130,39 @@ class StaplegateCollector(Collector):
         self._started_at = started_at
 
     def collect(self) -> Iterator[Metric]:
+        return self.families(self.read())
+
+    def read(self) -> MetricsState:
+        """Everything a scrape shows, read from the master (call on its loop): fresh values
+        and frozen snapshots, so `families` can run in a thread while the state moves on.
+
+        The CRL watch's families are built here: its sources are live objects."""
         view = self._view
-        rows = view.stats()
-        yield from self._process(view.info(), rows)
+        updater = view.ocsp_updater()
+        return MetricsState(
+            info=view.info(),
+            rows=view.stats(),
+            entries=view.certificates(),
+            snapshots=updater.snapshot(),
+            durations=updater.fetch_durations(),
+            crl=tuple(_crl_watch(updater.crl_sources())),
+            now=self._now(),
+            shared=updater.shared_store(),
+        )
+
+    def families(self, state: MetricsState) -> Iterator[Metric]:
+        """The metric families of `state` (pure: safe in a thread)."""
+        rows = state.rows
+        yield from self._process(state.info, rows)
         yield from _frontends([r for r in rows if r.fields.get("svname") == "FRONTEND"])
         yield from _backends([r for r in rows if r.fields.get("svname") == "BACKEND"])
         yield from _servers(
             [r for r in rows if r.fields.get("svname") not in ("FRONTEND", "BACKEND")]
         )
-        updater = view.ocsp_updater()
-        yield from _certificates(view.certificates(), updater.snapshot(), now=self._now())
-        yield from _crl_watch(updater.crl_sources())
-        yield from _shared_store(updater.shared_store())
+        yield from _certificates(state.entries, state.snapshots, now=state.now)
+        yield from state.crl
+        yield _fetch_durations(state.durations)
+        yield from _shared_store(state.shared)
 
     def _process(self, info: Mapping[str, str | int], rows: Sequence[StatRow]) -> Iterator[Metric]:
         def gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
@@ -426,19 +470,61 @@ def _shared_store(state: SharedStoreState | None) -> Iterator[Metric]:
     yield from (up, leases, fallbacks, outages, peer)
 
 
+def _fetch_durations(histograms: Mapping[str, DurationHistogram]) -> Metric:
+    """`staplegate_ocsp_fetch_duration_seconds{responder}`: each OCSP fetch's own time, from
+    the request to its answer or failure (a timeout counts at the timeout)."""
+    family = HistogramMetricFamily(
+        "staplegate_ocsp_fetch_duration_seconds",
+        "How long OCSP fetches took, per responder (request to answer or failure).",
+        labels=["responder"],
+    )
+    for responder, histogram in histograms.items():
+        family.add_metric(
+            [responder],
+            buckets=[
+                (_le(bound), count)
+                for bound, count in zip(histogram.bounds, histogram.cumulative, strict=True)
+            ],
+            sum_value=histogram.sum_s,
+        )
+    return family
+
+
+def _le(bound: float) -> str:
+    """A bucket's `le` label as prometheus-client writes it (`0.5`, `1.0`, `+Inf`)."""
+    return "+Inf" if bound == math.inf else repr(bound)
+
+
 def _status(status: CertStatus) -> str:
     return status.value if status.value in RESPONSE_STATUSES else "unknown"
 
 
 class CollectedMetrics(Collector):
-    """Metric families already collected: `render` them anywhere, e.g. in a thread, while the
-    state they were read from goes on changing."""
+    """Metrics read now and built later: construct it on the master's loop (a
+    `StaplegateCollector` only reads its state there, `read`), then `render` it in a thread,
+    where the families are built and formatted while the state goes on changing. With 10,000
+    certificates building the families is most of the reading's old cost (docs/performance.md).
+    Any other collector is collected whole at construction."""
 
     def __init__(self, collector: Collector) -> None:
-        self._families = list(collector.collect())
+        self._state: MetricsState | None = None
+        self._families: list[Metric] = []
+        if isinstance(collector, StaplegateCollector):
+            self._collector = collector
+            self._state = collector.read()
+        else:
+            self._families = list(collector.collect())
 
     def collect(self) -> Iterator[Metric]:
+        if self._state is not None:
+            return self._collector.families(self._state)
         return iter(self._families)
+
+    @property
+    def snapshots(self) -> Sequence[EntrySnapshot] | None:
+        """The updater's snapshot read with the metrics (None for another collector): the
+        stats page of the same moment reuses it rather than taking a second one."""
+        return self._state.snapshots if self._state is not None else None
 
 
 def render(collector: Collector) -> bytes:

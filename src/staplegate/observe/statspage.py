@@ -145,11 +145,15 @@ def sort_by_urgency(rows: Sequence[CertRow]) -> list[CertRow]:
 
 @dataclass(frozen=True, slots=True)
 class PageData:
-    """What one frontend's page shows, read from the master's state (cheap; on its loop)."""
+    """What one frontend's page shows, read from the master's state (cheap; on its loop).
+
+    The certificates stay as read (configured entries and the updater's frozen snapshot):
+    turning 10,000 of them into sorted rows is left to `render_pages`, in the thread."""
 
     options: PageOptions
     stat_rows: tuple[Row, ...]
-    certs: tuple[CertRow, ...]
+    entries: Sequence[CertificateEntry]
+    snapshots: Sequence[EntrySnapshot]
     now: dt.datetime
     uptime_s: int
 
@@ -167,12 +171,21 @@ def page_options(page: StatsPage, proxy: str) -> PageOptions:
 
 
 def collect_pages(
-    view: ProcessView, pages: Mapping[str, StatsPage], *, now: dt.datetime, uptime_s: int
+    view: ProcessView,
+    pages: Mapping[str, StatsPage],
+    *,
+    now: dt.datetime,
+    uptime_s: int,
+    snapshots: Sequence[EntrySnapshot] | None = None,
 ) -> dict[str, PageData]:
     """Each stats frontend's data: the `show stat` rows (its scope, legends only when
-    `stats show-legends`) and the certificates, read once for all of them."""
+    `stats show-legends`) and the certificates, read once for all of them. `snapshots`: the
+    updater's snapshot when the caller just took one (the metrics'), else it is taken here
+    (10,000 certificates: ~0.15 s of the master's loop)."""
     stat_rows = [row.fields for row in view.stats()]
-    certs = tuple(certificate_rows(view.certificates(), view.ocsp_updater().snapshot(), now=now))
+    entries = view.certificates()
+    if snapshots is None:
+        snapshots = view.ocsp_updater().snapshot()
     found = {}
     for name, page in pages.items():
         options = page_options(page, name)
@@ -183,19 +196,23 @@ def collect_pages(
             if not options.show_legends:
                 fields = {k: v for k, v in fields.items() if k not in formats.LEGEND_FIELDS}
             rows.append(fields)
-        found[name] = PageData(options, tuple(rows), certs, now, uptime_s)
+        found[name] = PageData(options, tuple(rows), entries, snapshots, now, uptime_s)
     return found
 
 
 def render_pages(data: Mapping[str, PageData]) -> dict[str, tuple[bytes, bytes]]:
-    """Each frontend's page and `;csv` export, encoded (run in a thread by the master)."""
-    return {
-        name: (
-            render_page(d.stat_rows, d.certs, d.options, now=d.now, uptime_s=d.uptime_s).encode(),
-            render_csv(d.stat_rows).encode(),
-        )
-        for name, d in data.items()
-    }
+    """Each frontend's page and `;csv` export, encoded (run in a thread by the master); the
+    certificates table is built once for all the pages read together."""
+    tables: dict[tuple[int, int], list[CertRow]] = {}
+    pages = {}
+    for name, d in data.items():
+        key = (id(d.entries), id(d.snapshots))
+        certs = tables.get(key)
+        if certs is None:
+            certs = tables[key] = certificate_rows(d.entries, d.snapshots, now=d.now)
+        page = render_page(d.stat_rows, certs, d.options, now=d.now, uptime_s=d.uptime_s)
+        pages[name] = (page.encode(), render_csv(d.stat_rows).encode())
+    return pages
 
 
 def render_csv(stat_rows: Sequence[Row]) -> str:

@@ -459,7 +459,7 @@ class CertificateMachine:
         attempt = refresh_at_after_success(
             now=now, expire=held_expire, settings=self.settings, fresh_until=event.fresh_until
         )
-        return self._after_attempt(attempt, now, not_before=event.fresh_until)
+        return self._after_attempt(attempt, now, actions, not_before=event.fresh_until)
 
     def _on_fetch_failed(self, event: FetchFailed, actions: list[Action]) -> Outcome:
         return self._failed(event.now, event.kind.status, event.detail, actions)
@@ -606,7 +606,7 @@ class CertificateMachine:
             consecutive_failures=self.counters.consecutive_failures,
             settings=self.settings,
         )
-        return self._after_attempt(attempt, now)
+        return self._after_attempt(attempt, now, actions)
 
     def _log_update(self, actions: list[Action]) -> None:
         line = format_update_line(
@@ -619,11 +619,30 @@ class CertificateMachine:
         actions.append(Log(LogLevel.NOTICE, line))
 
     def _after_attempt(
-        self, attempt: dt.datetime, now: dt.datetime, *, not_before: dt.datetime | None = None
+        self,
+        attempt: dt.datetime,
+        now: dt.datetime,
+        actions: list[Action],
+        *,
+        not_before: dt.datetime | None = None,
     ) -> Outcome:
         if self.one_shot or not self.auto_update:
             self.one_shot = False
             self.next_attempt = None
+            return Outcome.UNSCHEDULED
+        expiry = self.certificate.not_valid_after_utc
+        if attempt >= expiry:
+            # a staple never outlives its certificate in the schedule: asking about an
+            # expired certificate serves nobody (`update ssl ocsp-response` still can)
+            self.next_attempt = None
+            actions.append(
+                Log(
+                    LogLevel.INFO,
+                    f"{self.path}: the certificate expires at {expiry:%Y-%m-%dT%H:%M:%SZ}, "
+                    "before its next OCSP update would be due; automatic updates stop "
+                    "(replace the certificate)",
+                )
+            )
             return Outcome.UNSCHEDULED
         return self._schedule(attempt, now, not_before=not_before)
 

@@ -297,11 +297,12 @@ async def _publish_metrics(master: Master, view: MasterRuntime) -> None:
     )
     while True:
         spent = 0.0
+        collected = None
         if master.current.plan.exporter is not None:
             began = time.perf_counter()
             try:
-                # read the state here, on the loop; format it in a thread, so the loop keeps
-                # answering (the GIL is shared, the latency is not)
+                # read the state here, on the loop; build and format it in a thread, so the
+                # loop keeps answering (the GIL is shared, the latency is not)
                 collected = CollectedMetrics(collector)
                 master.push_metrics(await asyncio.to_thread(render, collected))
             except Exception:
@@ -320,6 +321,9 @@ async def _publish_metrics(master: Master, view: MasterRuntime) -> None:
                     pages,
                     now=master.clock.now(),
                     uptime_s=int(time.monotonic() - view.started),
+                    # the metrics' snapshot of this round, not a second one: ~0.15 s of the
+                    # loop at 10,000 certificates (docs/performance.md)
+                    snapshots=collected.snapshots if collected is not None else None,
                 )
                 master.push_stats_pages(await asyncio.to_thread(render_pages, data))
             except Exception:

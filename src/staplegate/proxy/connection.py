@@ -461,7 +461,7 @@ class ClientConnection(asyncio.Protocol):
                 buffered += data
             return
         self._sni = parsed.server_name
-        choice = tls.sni.choose(parsed)
+        choice = tls.sni.choose(parsed, self.frontend.staples.lookup)
         if choice is None:
             stats.strict_sni_refusals += 1
             self.tls_error = f"strict-sni: no certificate for {parsed.server_name!r}"

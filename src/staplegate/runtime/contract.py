@@ -31,6 +31,7 @@ from staplegate.updater.results import (
     SharedStoreState,
     UpdateOutcome,
 )
+from staplegate.updater.timing import DurationHistogram
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,14 @@ class OcspService(Protocol):
 
     def shared_store(self) -> SharedStoreState | None:
         """The fleet's Redis store (`ocsp-update.shared-store`), or None when not used."""
+        ...
+
+    def fetch_durations(self) -> Mapping[str, DurationHistogram]:
+        """How long OCSP fetches took, per responder URL, since the master started."""
+        ...
+
+    async def update_crl(self, name: str, *, timeout: float) -> CrlSource | None:
+        """Fetch the CRL named by URL or certificate path now; None when none is watched."""
         ...
 
 

@@ -58,6 +58,7 @@ class CommandName(enum.Enum):
     UPDATE_SSL_OCSP_RESPONSE = "update ssl ocsp-response"
     SHOW_SSL_OCSP_UPDATES = "show ssl ocsp-updates"
     SHOW_SSL_CRL_WATCH = "show ssl crl-watch"
+    UPDATE_SSL_CRL = "update ssl crl"
     RELOAD = "reload"
     SHOW_RELOAD = "show reload"
 
@@ -197,6 +198,12 @@ COMMANDS: tuple[CommandSpec, ...] = (
         StatsLevel.USER,
         "show ssl crl-watch",
         "display every watched certificate's CRL verdict (staplegate extension)",
+    ),
+    CommandSpec(
+        CommandName.UPDATE_SSL_CRL,
+        StatsLevel.OPERATOR,
+        "update ssl crl <url|certfile>",
+        "fetch a watched CRL now and report its verdicts (staplegate extension)",
     ),
     CommandSpec(
         CommandName.RELOAD,

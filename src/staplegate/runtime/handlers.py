@@ -552,6 +552,22 @@ class RuntimeHandlers:
                 lines.append(" | ".join(fields) + "\n")
         return "".join(lines)
 
+    async def _update_ssl_crl(self, command: Command, level: StatsLevel) -> str:
+        if not command.args:
+            return "'update ssl crl' expects a CRL URL or a certificate path.\n"
+        name = command.args[0]
+        updater = self._updater()
+        source = await updater.update_crl(name, timeout=updater.update_wait)
+        if source is None:
+            return (
+                f"'{name}' is neither a watched CRL URL nor a certificate the CRL watch "
+                "follows (see 'show ssl crl-watch').\n"
+            )
+        return (
+            f"{source.url}: {source.last_detail or 'no answer yet'} "
+            f"({source.successes} successes, {source.failures} failures)\n"
+        )
+
 
 def _date_or_dash(when: dt.datetime | None) -> str:
     return formats.log_date(when) if when is not None else "-"
@@ -577,6 +593,7 @@ _HANDLERS = {
     CommandName.UPDATE_SSL_OCSP_RESPONSE: RuntimeHandlers._update_ssl_ocsp_response,
     CommandName.SHOW_SSL_OCSP_UPDATES: RuntimeHandlers._show_ssl_ocsp_updates,
     CommandName.SHOW_SSL_CRL_WATCH: RuntimeHandlers._show_ssl_crl_watch,
+    CommandName.UPDATE_SSL_CRL: RuntimeHandlers._update_ssl_crl,
     CommandName.RELOAD: RuntimeHandlers._reload,
     CommandName.SHOW_RELOAD: RuntimeHandlers._show_reload,
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from typing import Any
 
 JsonValue = Any
@@ -33,7 +34,58 @@ def parse_answer(command: str, text: str) -> JsonValue:
         return _cert_list(text) if len(words) == 3 else _colon_pairs(text, repeat=True)
     if key == "show ssl crt-list":
         return _crt_list(text)
+    if key == "update ssl ocsp-response":
+        return _update_line(text)
+    if key == "update ssl crl":
+        return _crl_update(text)
+    if words[:1] == ["reload"] or words[:2] == ["show", "reload"]:
+        return _reload(text)
     return {"answer": text}
+
+
+#: `update ssl ocsp-response`'s answer when an attempt completed: its `<OCSP-UPDATE>` line
+_UPDATE_LINE = re.compile(
+    r'<OCSP-UPDATE> (?P<path>.+) (?P<status>\d+) "(?P<text>.*)" (?P<failures>\d+) '
+    r"(?P<successes>\d+)"
+)
+
+
+def _update_line(text: str) -> JsonValue:
+    match = _UPDATE_LINE.fullmatch(text.strip())
+    if match is None:  # still running, cannot fetch, unknown certificate: say it as it came
+        return {"answer": text}
+    return {
+        "path": match["path"],
+        "status": int(match["status"]),
+        "status_text": match["text"],
+        "failures": int(match["failures"]),
+        "successes": int(match["successes"]),
+    }
+
+
+#: `update ssl crl`'s answer: the CRL's URL, the last <CRL-UPDATE> detail and its counters
+_CRL_UPDATE = re.compile(
+    r"(?P<url>\S+): (?P<detail>.*) \((?P<successes>\d+) successes, (?P<failures>\d+) failures\)"
+)
+
+
+def _crl_update(text: str) -> JsonValue:
+    match = _CRL_UPDATE.fullmatch(text.strip())
+    if match is None:
+        return {"answer": text}
+    return {
+        "url": match["url"],
+        "result": match["detail"],
+        "successes": int(match["successes"]),
+        "failures": int(match["failures"]),
+    }
+
+
+def _reload(text: str) -> JsonValue:
+    lines = text.splitlines()
+    if len(lines) < 3 or not lines[0].startswith("Success=") or lines[1] != "--":
+        return {"answer": text}
+    return {"success": lines[0] == "Success=1", "message": lines[2], "lines": lines[3:]}
 
 
 def _colon_pairs(text: str, *, repeat: bool = False) -> JsonValue:

@@ -372,6 +372,7 @@ def build_tls_bind(
             names=sc.certificate.names,
             key_algorithm=sc.certificate.key_type.algorithm,
             sni_filters=sc.binding.sni_filters,
+            must_staple_key=sc.slot.key if sc.slot.must_staple else None,
         )
         for sc in contexts
     ]

@@ -13,12 +13,17 @@ Rules (HAProxy's bind/crt-list behaviour, with the `!` semantics made explicit):
   configuration order.
 - No match: the bind's first certificate (the default), unless `strict-sni` is on, which
   refuses the handshake; without SNI, strict-sni refuses too (HAProxy does the same).
+- Ours: a must-staple certificate (RFC 7633) without a staple right now is passed over for
+  another certificate of the winning tier that the client accepts and that is not in the
+  same state (clients refuse a must-staple certificate without a staple); when there is no
+  such other certificate it is served anyway. `choose` asks `staple_of` (the worker's staple
+  table lookup) only for must-staple candidates, so binds without one pay nothing.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -45,6 +50,8 @@ class SniEntry(Generic[T]):
     names: tuple[str, ...]  # certificate names (used when there are no filters)
     key_algorithm: KeyAlgorithm
     sni_filters: tuple[str, ...] = ()
+    must_staple_key: bytes | None = None
+    """For a must-staple certificate: its staple table key (CertId DER); else None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +129,14 @@ class SniIndex(Generic[T]):
         strict-sni): the data plane then need not parse the hello at all."""
         return self._only
 
-    def choose(self, hello: ClientHello) -> SniChoice[T] | None:
-        """The certificate for this hello, or None when strict-sni refuses the handshake."""
+    def choose(
+        self, hello: ClientHello, staple_of: Callable[[bytes], bytes] | None = None
+    ) -> SniChoice[T] | None:
+        """The certificate for this hello, or None when strict-sni refuses the handshake.
+
+        `staple_of(key)` returns a certificate's current staple (b"" for none); given, it
+        lets an unstapled must-staple certificate be passed over (module docstring).
+        """
         if self._only is not None:
             return self._only
         server_name = hello.server_name
@@ -131,14 +144,14 @@ class SniIndex(Generic[T]):
         if name:
             candidates = self._exact.get(name)
             if candidates:
-                picked = self._pick(candidates, name, hello)
+                picked = self._pick(candidates, name, hello, staple_of)
                 if picked is not None:
                     return SniChoice(picked, SniMatch.EXACT)
             _, dot, parent = name.partition(".")
             if dot and parent:
                 candidates = self._wildcard.get(parent)
                 if candidates:
-                    picked = self._pick(candidates, name, hello)
+                    picked = self._pick(candidates, name, hello, staple_of)
                     if picked is not None:
                         return SniChoice(picked, SniMatch.WILDCARD)
         if self.strict_sni:
@@ -146,19 +159,50 @@ class SniIndex(Generic[T]):
         return self._default_choice
 
     def _pick(
-        self, candidates: tuple[_Candidate[T], ...], name: str, hello: ClientHello
+        self,
+        candidates: tuple[_Candidate[T], ...],
+        name: str,
+        hello: ClientHello,
+        staple_of: Callable[[bytes], bytes] | None,
     ) -> T | None:
         if len(candidates) == 1 and not self._excluded:  # one certificate: nothing to weigh
             return candidates[0].entry.value
         allowed = [c for c in candidates if (c.order, name) not in self._excluded]
         if not allowed:
             return None
-        if hello.accepts_ecdsa():
-            for candidate in allowed:
-                if candidate.entry.key_algorithm is KeyAlgorithm.ECDSA:
-                    return candidate.entry.value
-        if hello.accepts_rsa():
-            for candidate in allowed:
-                if candidate.entry.key_algorithm is KeyAlgorithm.RSA:
-                    return candidate.entry.value
-        return allowed[0].entry.value
+        picked = _preferred(allowed, hello)
+        key = picked.must_staple_key
+        if key is None or staple_of is None or staple_of(key):
+            return picked.value
+        # an unstapled must-staple certificate: another one the client accepts, if any
+        usable = [
+            c
+            for c in allowed
+            if c.entry.must_staple_key is None or staple_of(c.entry.must_staple_key)
+        ]
+        if usable:
+            other = _preferred(usable, hello)
+            if other.key_algorithm is picked.key_algorithm or _accepts(hello, other):
+                return other.value
+        return picked.value
+
+
+def _accepts(hello: ClientHello, entry: SniEntry[T]) -> bool:
+    if entry.key_algorithm is KeyAlgorithm.ECDSA:
+        return hello.accepts_ecdsa()
+    if entry.key_algorithm is KeyAlgorithm.RSA:
+        return hello.accepts_rsa()
+    return False
+
+
+def _preferred(allowed: Sequence[_Candidate[T]], hello: ClientHello) -> SniEntry[T]:
+    """ECDSA when the client takes it, else RSA, else the first (configuration order)."""
+    if hello.accepts_ecdsa():
+        for candidate in allowed:
+            if candidate.entry.key_algorithm is KeyAlgorithm.ECDSA:
+                return candidate.entry
+    if hello.accepts_rsa():
+        for candidate in allowed:
+            if candidate.entry.key_algorithm is KeyAlgorithm.RSA:
+                return candidate.entry
+    return allowed[0].entry

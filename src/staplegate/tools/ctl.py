@@ -6,8 +6,10 @@
 SOCKET is a Unix socket path or `[ipv4@]HOST:PORT` (default: $STAPLEGATE_SOCKET, else
 /run/staplegate/admin.sock). A command ending with `<<` sends standard input as its payload
 (`staplegate ctl set ssl cert site.pem '<<' < site.pem`); blank lines are dropped from it,
-since an empty line ends a payload. `--json` turns the answers of `show` commands into JSON
-(parsed from HAProxy's text on this side; the server speaks only HAProxy's format).
+since an empty line ends a payload. `--json` turns every answer into JSON: the `show`
+tables, `update ssl ocsp-response`'s outcome and `reload`'s report as structures, any other
+answer as `{"answer": text}` (parsed from HAProxy's text on this side; the server speaks only
+HAProxy's format).
 Each command uses its own connection, like `echo CMD | socat stdio SOCKET`.
 
 Exit status: 0 answered, 1 refused (`Permission denied`, unknown command), 2 no connection.
@@ -46,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Unix socket path or [ipv4@]HOST:PORT (default: $STAPLEGATE_SOCKET or "
         f"{DEFAULT_SOCKET})",
     )
-    parser.add_argument("--json", action="store_true", help="print show answers as JSON")
+    parser.add_argument("--json", action="store_true", help="print answers as JSON")
     parser.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for an answer (default 60)"
     )
@@ -102,7 +104,7 @@ def send(target: str, command: str, payload: str | None = None, *, timeout: floa
 
 
 def _print_answer(command: str, answer: str, *, as_json: bool) -> int:
-    if as_json and command.split()[:1] == ["show"]:
+    if as_json:
         print(json.dumps(parse_answer(command, answer), indent=2))
     elif answer:
         print(answer, end="" if answer.endswith("\n") else "\n")

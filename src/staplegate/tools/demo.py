@@ -5,33 +5,45 @@ OCSP signer, issues certificates that point at a local OCSP responder, writes a 
 configuration using the ways HAProxy enables OCSP updates (global mode, crt-list, crt-store),
 checks it with `staplegate -c -V`, then starts the responder (`staplegate responder`), a
 small HTTP backend and staplegate itself, waits for the first OCSP updates, and shows the
-staple with `openssl s_client -status` and `curl --cert-status`. Everything lives under one
-directory (default `./demo`) and binds 127.0.0.1 only. It serves on https://localhost:8443
-until Ctrl-C; `--for SECONDS` bounds it (0 = show the result and stop).
+staple with `openssl s_client -status` and `curl --cert-status`. It then shows what an
+operator watches: the stats socket (`staplegate ctl`, level admin, mode 600, in the demo
+directory) and a stats frontend on 127.0.0.1 (the stats page at `/stats`, Prometheus
+metrics at `/metrics`). Everything lives under one directory (default `./demo`) and binds
+127.0.0.1 only. It serves on https://localhost:8443 until Ctrl-C; `--for SECONDS` bounds it
+(0 = show the result and stop).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import html
 import http.server
+import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from staplegate.cli import describe_os_error
 from staplegate.testpki.ca import CertificateAuthority, KeyKind
+from staplegate.tools import ctl
 
 CONFIG_TEMPLATE = """\
 # staplegate demo configuration, in HAProxy's syntax.
 global
     log stdout format raw local0 info
+    stats socket {admin_socket} mode 600 level admin
     ocsp-update.mode on
     ocsp-update.mindelay 300
     ocsp-update.maxdelay 3600
@@ -50,6 +62,14 @@ crt-store demo
 frontend www
     bind 127.0.0.1:{https_port} ssl crt-list {crt_list} crt "@demo/api"
     default_backend webservers
+
+frontend stats
+    bind 127.0.0.1:{stats_port}
+    mode http
+    http-request use-service prometheus-exporter if {{ path /metrics }}
+    stats enable
+    stats uri /stats
+    stats refresh 10s
 
 backend webservers
     server web1 127.0.0.1:{backend_port} check
@@ -70,6 +90,21 @@ def free_port() -> int:
         return port
 
 
+def require_free(port: int, option: str) -> None:
+    """Refuse, in one line, a fixed port something else holds (0 picks a free one later)."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            raise OSError(
+                error.errno,
+                f"127.0.0.1:{port} is not free ({error.strerror}); "
+                f"choose another port with {option} (0: any free port)",
+            ) from error
+
+
 @dataclass(frozen=True)
 class DemoLayout:
     directory: Path
@@ -80,10 +115,25 @@ class DemoLayout:
     responder_port: int
     https_port: int
     backend_port: int
+    stats_port: int
+    admin_socket: Path
+
+    @property
+    def stats_url(self) -> str:
+        return f"http://127.0.0.1:{self.stats_port}/stats"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.stats_port}/metrics"
+
+    @property
+    def www_certificate(self) -> Path:
+        """The certificate the tutorial revokes (its path as `show ssl ocsp-updates` prints it)."""
+        return self.directory / "certs" / "www.example.test.pem"
 
 
-def build(directory: Path, *, https_port: int = 8443) -> DemoLayout:
-    """Create the CA, certificates and configuration under `directory`."""
+def build(directory: Path, *, https_port: int = 8443, stats_port: int = 8404) -> DemoLayout:
+    """Create the CA, certificates and configuration under `directory` (a port 0: any free)."""
     if directory.exists():
         shutil.rmtree(directory)
     certs = directory / "certs"
@@ -103,6 +153,8 @@ def build(directory: Path, *, https_port: int = 8443) -> DemoLayout:
     crt_list.write_text(CRT_LIST_TEMPLATE, encoding="utf-8")
     https_port = https_port or free_port()
     backend_port = free_port()
+    stats_port = stats_port or free_port()
+    admin_socket = directory / "admin.sock"
     config = directory / "haproxy.cfg"
     config.write_text(
         CONFIG_TEMPLATE.format(
@@ -110,6 +162,8 @@ def build(directory: Path, *, https_port: int = 8443) -> DemoLayout:
             crt_list=crt_list,
             https_port=https_port,
             backend_port=backend_port,
+            stats_port=stats_port,
+            admin_socket=admin_socket,
         ),
         encoding="utf-8",
     )
@@ -122,6 +176,8 @@ def build(directory: Path, *, https_port: int = 8443) -> DemoLayout:
         responder_port=responder_port,
         https_port=https_port,
         backend_port=backend_port,
+        stats_port=stats_port,
+        admin_socket=admin_socket,
     )
 
 
@@ -194,9 +250,85 @@ def stapled_s_client(port: int, servername: str, *, timeout: float = 5.0) -> str
         time.sleep(0.1)
 
 
+def http_get(url: str, *, deadline: float) -> str:
+    """The body of a GET to one of the demo's own 127.0.0.1 listeners; a `503` (the master
+    has not pushed the page or the metrics yet) is asked again until `deadline`."""
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                body: bytes = answer.read()
+                return body.decode("utf-8", errors="replace")
+        except urllib.error.HTTPError as error:
+            if error.code != 503 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+
+
+def stapled_metrics(text: str) -> dict[str, float]:
+    """`staplegate_ocsp_stapled` per certificate, as prometheus-client reads the scrape."""
+    return {
+        sample.labels["certificate"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "staplegate_ocsp_stapled"
+        for sample in family.samples
+    }
+
+
+def page_rows(page: str) -> dict[str, str]:
+    """The stats page's certificates table: first path of each row -> its colour class."""
+    table = page.partition('<table class="certificates">')[2].partition("</table>")[0]
+    rows = re.findall(r'<tr class="(\w+)"><td class="name">([^<]*)', table)
+    return {html.unescape(name): health for health, name in rows}
+
+
+def show_monitoring(layout: DemoLayout, *, timeout: float = 15.0) -> bool:
+    """Print what the stats socket, /metrics and /stats answer; True when all three did and
+    the metrics show the www certificate stapled (the master pushes them every second)."""
+    socket_path = layout.admin_socket
+    mode = oct(os.stat(socket_path).st_mode & 0o777)
+    print(f"[6/6] stats socket {socket_path} (level admin, mode {mode}): show ssl ocsp-updates")
+    try:
+        answer = ctl.send(str(socket_path), "show ssl ocsp-updates", timeout=10)
+    except ctl.CtlError as error:
+        print(f"    {error}")
+        return False
+    for line in answer.splitlines():
+        print(f"    {line}")
+    www = str(layout.www_certificate)
+    deadline = time.monotonic() + timeout
+    stapled: dict[str, float] = {}
+    try:
+        while stapled.get(www) != 1 and time.monotonic() < deadline:
+            stapled = stapled_metrics(http_get(layout.metrics_url, deadline=deadline))
+            if stapled.get(www) != 1:
+                time.sleep(0.2)
+        page = http_get(layout.stats_url, deadline=deadline)
+    except OSError as error:  # urllib's errors are OSErrors
+        print(f"    stats frontend on 127.0.0.1:{layout.stats_port} did not answer: {error}")
+        return False
+    print(f"    metrics {layout.metrics_url}:")
+    for certificate, value in sorted(stapled.items()):
+        print(f'    staplegate_ocsp_stapled{{certificate="{certificate}"}} {value:g}')
+    rows = page_rows(page)
+    colours = ", ".join(
+        f"{name if name.startswith('@') else Path(name).name} {health}"
+        for name, health in sorted(rows.items())
+    )
+    print(f"    stats page {layout.stats_url}: certificates {colours}")
+    return stapled.get(www) == 1 and bool(rows)
+
+
+def _staplegate_command() -> str:
+    """How to run staplegate from a shell: the virtualenv's script when there is one."""
+    script = Path(sys.executable).parent / "staplegate"
+    return str(script) if script.exists() else f"{sys.executable} -m staplegate"
+
+
 def print_try_it(layout: DemoLayout) -> None:
     port = layout.https_port
     root = layout.ca.root_cert_path
+    staplegate = _staplegate_command()
+    sock = layout.admin_socket
     print("Try it yourself:")
     print(
         f"    openssl s_client -connect 127.0.0.1:{port} -servername www.example.test "
@@ -206,7 +338,15 @@ def print_try_it(layout: DemoLayout) -> None:
         f"    curl --cert-status --cacert {root} "
         f"--resolve www.example.test:{port}:127.0.0.1 https://www.example.test:{port}/"
     )
-    print(f"    staplegate -c -V -f {layout.config}")
+    print(f"    {staplegate} -c -V -f {layout.config}")
+    print(f"    {staplegate} ctl -S {sock} show ssl ocsp-updates")
+    print(f"    {staplegate} ctl -S {sock} --json show stat")
+    print(f"    curl -s {layout.metrics_url} | grep '^staplegate_ocsp'")
+    print(f"    open {layout.stats_url} in a browser (it refreshes every 10 s)")
+    print("Watch a revocation (docs/tutorial/getting-started.md, step 3):")
+    pki = layout.ca.directory
+    print(f"    {staplegate} ca revoke {pki} www.example.test --reason keyCompromise")
+    print(f"    {staplegate} ctl -S {sock} update ssl ocsp-response {layout.www_certificate}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -225,6 +365,12 @@ def _demo(argv: Sequence[str] | None) -> int:
         "--port", type=int, default=8443, help="HTTPS port on 127.0.0.1 (0: any free port)"
     )
     parser.add_argument(
+        "--stats-port",
+        type=int,
+        default=8404,
+        help="stats page and /metrics port on 127.0.0.1 (0: any free port)",
+    )
+    parser.add_argument(
         "--for",
         dest="duration",
         type=float,
@@ -235,10 +381,12 @@ def _demo(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     directory: Path = args.dir.resolve()
     python = sys.executable
+    require_free(args.port, "--port")
+    require_free(args.stats_port, "--stats-port")
     print(f"== staplegate demo in {directory} ==")
-    layout = build(directory, https_port=args.port)
-    print("[1/5] test CA (root + intermediate), OCSP signer, 3 certificates, haproxy.cfg")
-    print(f"[2/5] staplegate -c -V -f {layout.config}")
+    layout = build(directory, https_port=args.port, stats_port=args.stats_port)
+    print("[1/6] test CA (root + intermediate), OCSP signer, 3 certificates, haproxy.cfg")
+    print(f"[2/6] staplegate -c -V -f {layout.config}")
     sys.stdout.flush()
     check = subprocess.run(
         [python, "-m", "staplegate", "-c", "-V", "-f", str(layout.config)],
@@ -264,14 +412,14 @@ def _demo(argv: Sequence[str] | None) -> int:
         backend(layout.backend_port),
     ):
         wait_for_text(responder_log, "listening on", timeout=20)
-        print(f"[3/5] OCSP responder on http://127.0.0.1:{layout.responder_port}, "
+        print(f"[3/6] OCSP responder on http://127.0.0.1:{layout.responder_port}, "
               f"backend on 127.0.0.1:{layout.backend_port}")  # fmt: skip
         with process(run_args, staplegate_log):
             wait_for_text(staplegate_log, '"Update successful"', timeout=30, count=2)
-            print(f"[4/5] staplegate on https://127.0.0.1:{layout.https_port}; its log:")
+            print(f"[4/6] staplegate on https://127.0.0.1:{layout.https_port}; its log:")
             for line in staplegate_log.read_text().splitlines():
                 print(f"    {line}")
-            print("[5/5] openssl s_client -status -servername www.example.test:")
+            print("[5/6] openssl s_client -status -servername www.example.test:")
             output = stapled_s_client(layout.https_port, "www.example.test")
             for line in output.splitlines():
                 if any(
@@ -295,6 +443,10 @@ def _demo(argv: Sequence[str] | None) -> int:
             print(f"    curl --cert-status: {(curl.stdout or curl.stderr).strip()}")
             stapled = "Cert Status: good" in output and curl.returncode == 0
             print("Stapling works." if stapled else "Stapling did NOT work; see the logs above.")
+            watched = show_monitoring(layout)
+            if not watched:
+                print(f"Monitoring did NOT answer; see above and {staplegate_log}.")
+            stapled = stapled and watched
             if stapled and args.duration != 0:
                 print_try_it(layout)
                 until = "Ctrl-C" if args.duration is None else f"{args.duration:g} s"

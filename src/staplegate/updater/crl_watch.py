@@ -92,6 +92,18 @@ class CrlSource:
     failures: int = 0
     consecutive_failures: int = 0
     last_detail: str = ""
+    mirrors: list[str] = field(default_factory=list)
+    """The certificates' other http(s) distribution points, asked when `url` fails."""
+    answering: str | None = None
+    """The URL that answered last (asked first next time); None: `url`."""
+
+    def fetch_order(self) -> list[str]:
+        """`url` and its mirrors, the one that answered last first."""
+        order = [self.url, *self.mirrors]
+        if self.answering in order and self.answering != self.url:
+            order.remove(self.answering)
+            order.insert(0, self.answering)
+        return order
 
     def verdict(self, path: str) -> WatchVerdict:
         return self.verdicts.get(path, WatchVerdict(WatchStatus.UNKNOWN, UNKNOWN_VERDICT_SERIAL))
@@ -109,7 +121,8 @@ class WatchLog:
 
 
 def watched_url(certificate: x509.Certificate) -> str | None:
-    """The CRL URL the watch fetches for `certificate`: its first http(s) one, if any."""
+    """The CRL URL the watch fetches for `certificate`: its first http(s) one, if any (the
+    others are its source's mirrors, asked when it fails)."""
     urls = crl_urls(certificate)
     return urls[0] if urls else None
 
@@ -143,6 +156,9 @@ class CrlWatch:
                 continue
             source = self.sources.setdefault(url, CrlSource(url, [], next_refresh=now))
             source.targets.append(target)
+            for mirror in crl_urls(target.certificate)[1:]:
+                if mirror != url and mirror not in source.mirrors:
+                    source.mirrors.append(mirror)
 
     def due(self, now: dt.datetime) -> list[str]:
         """The URLs whose refresh time has come, earliest first."""

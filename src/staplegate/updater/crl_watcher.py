@@ -23,11 +23,18 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from staplegate.clock import Clock
-from staplegate.fetch.client import OcspHttpClient
+from staplegate.fetch.client import FetchResult, OcspHttpClient
 from staplegate.fetch.gate import FetchGate
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.store.atomic import write_atomically
-from staplegate.updater.crl_watch import CrlSource, CrlTarget, CrlWatch, WatchLog, state_file_name
+from staplegate.updater.crl_watch import (
+    LOG_TAG,
+    CrlSource,
+    CrlTarget,
+    CrlWatch,
+    WatchLog,
+    state_file_name,
+)
 from staplegate.updater.revoked_hook import Revocation
 
 #: syslog notice and alert, as the OCSP updater uses them (updater/driver.py).
@@ -91,18 +98,35 @@ class CrlWatcher:
                 logger.warning("CRL watch: ignoring damaged state file %s for %s", path, url)
 
     async def refresh(self, url: str) -> None:
-        """Fetch `url` once (through the gate), apply the result, log, persist."""
-        async with self._gate.slot(url):
-            result = await self._client.fetch_crl(url)
+        """Fetch the CRL of `url`'s source once (through the gate), from `url` or, when it
+        fails, from the certificates' other distribution points; apply, log, persist."""
+        source = self.watch.sources[url]
+        failures: list[tuple[str, FetchResult]] = []
+        result: FetchResult | None = None
+        for candidate in source.fetch_order():
+            async with self._gate.slot(candidate):
+                attempt = await self._client.fetch_crl(candidate)
+            if attempt.ok and attempt.body is not None:
+                result = attempt
+                if failures:
+                    failed = ", ".join(f"{u} ({r.detail})" for u, r in failures)
+                    logger.info("%s %s: %s failed; %s answered", LOG_TAG, url, failed, candidate)
+                source.answering = candidate
+                break
+            failures.append((candidate, attempt))
         now = self._clock.now()
-        if result.ok and result.body is not None:
+        if result is not None and result.body is not None:
             logs = self.watch.fetched(url, result.body, now)
         else:
-            failure = result.failure.value if result.failure else "unknown"
-            logs = self.watch.failed(url, failure, result.detail, now)
+            first = failures[0][1]
+            failure = first.failure.value if first.failure else "unknown"
+            detail = first.detail
+            if len(failures) > 1:
+                detail += "; also failed: " + ", ".join(u for u, _ in failures[1:])
+            logs = self.watch.failed(url, failure, detail, now)
         _emit(logs)
         self._announce(logs)
-        if result.ok and self.watch.sources[url].consecutive_failures == 0:
+        if result is not None and self.watch.sources[url].consecutive_failures == 0:
             await self._persist(url)
 
     async def _persist(self, url: str) -> None:
@@ -132,6 +156,14 @@ class CrlWatcher:
             for task in self._in_flight.values():
                 task.cancel()
             await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
+
+    async def refresh_now(self, url: str) -> None:
+        """Fetch `url`'s CRL at once (`update ssl crl`), or wait for the fetch under way."""
+        task = self._in_flight.get(url)
+        if task is None:
+            self._start(url)
+            task = self._in_flight[url]
+        await asyncio.shield(task)
 
     def _start(self, url: str) -> None:
         task = asyncio.get_running_loop().create_task(self._guarded_refresh(url))

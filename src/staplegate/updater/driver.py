@@ -85,6 +85,7 @@ from staplegate.store.base import StapleStore
 from staplegate.updater.persist import StapleWriter
 from staplegate.updater.results import UpdateOutcome, UpdateResult, UpdaterNotRunning
 from staplegate.updater.revoked_hook import Revocation
+from staplegate.updater.timing import FetchDurations
 
 #: syslog "notice": HAProxy 3.x logs `<OCSP-UPDATE>` lines at this level.
 NOTICE = 25
@@ -227,6 +228,8 @@ class UpdaterDriver:
         self._seq = itertools.count()
         self._waiters: dict[CertId, list[asyncio.Future[UpdateOutcome]]] = {}
         self._fetches: set[asyncio.Task[None]] = set()
+        #: staplegate_ocsp_fetch_duration_seconds
+        self.fetch_durations_histogram = FetchDurations()
         self._wakeup: asyncio.Event | None = None
         self._running = False
         self._stopping = False
@@ -688,6 +691,7 @@ class UpdaterDriver:
         for uri, request in ((action.uri, action.request), *action.alternatives):
             async with self._gate.slot(uri):
                 result = await self._client.send(request)
+            self.fetch_durations_histogram.observe(uri, result.elapsed)
             if result.ok or result.failure is FetchFailure.EMPTY_BODY:
                 if failures:
                     failed = ", ".join(f"{u} ({r.detail})" for u, r in failures)

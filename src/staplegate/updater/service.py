@@ -9,8 +9,9 @@ them on the loop running `run()`, after its `started` event is set (else `Update
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -35,6 +36,7 @@ from staplegate.updater.results import (
     UpdateResult,
 )
 from staplegate.updater.revoked_hook import RevokedHook
+from staplegate.updater.timing import DurationHistogram
 
 #: How much longer than a fetch's own deadline `update_now` waits by default, so a fetch
 #: that times out is reported as such, not as "still running".
@@ -121,6 +123,27 @@ class OcspUpdater(UpdaterDriver):
     def crl_sources(self) -> list[CrlSource]:
         """Every watched CRL URL with its certificates' verdicts (empty: no watch)."""
         return self._crl_watcher.sources if self._crl_watcher is not None else []
+
+    def fetch_durations(self) -> Mapping[str, DurationHistogram]:
+        """How long OCSP fetches took, per responder URL (the driver records them)."""
+        return self.fetch_durations_histogram.snapshot()
+
+    async def update_crl(self, name: str, *, timeout: float) -> CrlSource | None:
+        """Refresh at once the watched CRL named by its URL or by one of its certificates'
+        paths, waiting up to `timeout` s; the source afterwards (None: no such CRL)."""
+        watcher = self._crl_watcher
+        if watcher is None:
+            return None
+        source = next(
+            (s for s in watcher.sources if s.url == name or any(t.path == name for t in s.targets)),
+            None,
+        )
+        if source is None:
+            return None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await watcher.refresh_now(source.url)
+        return source
 
     def wake(self) -> None:
         super().wake()

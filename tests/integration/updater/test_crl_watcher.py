@@ -59,12 +59,12 @@ def _port(runner: web.AppRunner) -> int:
     return int(runner.addresses[0][1])
 
 
-def _leaf(url: str, serial: int) -> x509.Certificate:
+def _leaf(url: str, serial: int, *mirrors: str) -> x509.Certificate:
     world = pki()
     key = ed25519.Ed25519PrivateKey.from_private_bytes(bytes([9]) * 32)
     now = dt.datetime.now(dt.UTC)
     point = x509.DistributionPoint(
-        full_name=[x509.UniformResourceIdentifier(url)],
+        full_name=[x509.UniformResourceIdentifier(u) for u in (url, *mirrors)],
         relative_name=None,
         reasons=None,
         crl_issuer=None,
@@ -145,7 +145,8 @@ def test_one_fetch_per_url_revocation_on_next_update_and_verdict_kept_offline(
                 assert source.verdict("/site-b.pem").status is WatchStatus.GOOD
                 assert (tmp_path / state_file_name(url)).exists()
                 # revoke one; the watch refetches on the CRL's nextUpdate (2 s away)
-                responder.body = _crl(revoked=(0x502,), next_update_s=60)
+                # (nextUpdate 10 min away: no scheduled refetch interferes below, however slow)
+                responder.body = _crl(revoked=(0x502,), next_update_s=600)
                 await _until(
                     lambda: source.verdict("/site-b.pem").status is WatchStatus.REVOKED,
                     "the revocation seen on the next refresh",
@@ -177,5 +178,41 @@ def test_one_fetch_per_url_revocation_on_next_update_and_verdict_kept_offline(
             assert again.successes == 0
         finally:
             await client.close()
+
+    _run(scenario)
+
+
+def test_a_dead_first_distribution_point_hands_over_to_the_next(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 19: the certificates' other distribution points are asked when the first fails,
+    and the one that answered is asked first afterwards."""
+    caplog.set_level(logging.INFO, logger="staplegate.crl")
+
+    async def scenario() -> None:
+        responder = Responder(_crl(revoked=(0x502,), next_update_s=60))
+        async with serving(responder) as runner:
+            dead = "http://127.0.0.1:9/crl"  # the discard port: connection refused
+            mirror = f"http://127.0.0.1:{_port(runner)}/crl"
+            client = OcspHttpClient(FetchSettings(connect_timeout=2, connect_retries=0))
+            gate = FetchGate(HostRateLimiter(rate=50, burst=50), max_concurrent=4)
+            targets = [CrlTarget("/site-b.pem", _leaf(dead, 0x502, mirror), pki().ca)]
+            watcher = CrlWatcher(
+                targets, client=client, gate=gate, clock=SystemClock(), state_dir=tmp_path
+            )
+            try:
+                await watcher.refresh(dead)
+                (source,) = watcher.sources
+                assert source.verdict("/site-b.pem").status is WatchStatus.REVOKED
+                assert source.answering == mirror
+                handovers = [r.getMessage() for r in caplog.records if "answered" in r.getMessage()]
+                assert handovers == [
+                    next(h for h in handovers if h.endswith(f"; {mirror} answered"))
+                ]
+                await watcher.refresh(dead)
+                assert responder.requests == 2
+                assert len([r for r in caplog.records if "answered" in r.getMessage()]) == 1
+            finally:
+                await client.close()
 
     _run(scenario)

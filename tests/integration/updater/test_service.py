@@ -442,6 +442,12 @@ def test_hung_responder_does_not_delay_a_certificate_on_another_responder(
                 assert updater.fetches_in_flight == 1  # the hung one, still waiting
                 states = {row.cert_id: row.state for row in updater.snapshot()}
                 assert states == {cert_id(slow): State.FETCHING, cert_id(fast): State.WAITING}
+                # staplegate_ocsp_fetch_duration_seconds: a finished fetch is timed, per
+                # responder; the hung one is not there until it ends
+                durations = updater.fetch_durations()
+                assert set(durations) == {healthy.url}
+                assert durations[healthy.url].count == 1
+                assert 0 < durations[healthy.url].sum_s < elapsed
             assert elapsed < 3.0
             assert update_lines(caplog) == [
                 f'<OCSP-UPDATE> {fast.bundle_path} 1 "Update successful" 0 1'
@@ -466,6 +472,9 @@ def test_hung_responder_times_out_with_a_specific_reason(
             assert outcome.status is UpdateStatus.HTTP_ERROR
             assert outcome.detail is not None
             assert "timeout after 0.5s" in outcome.detail
+            (timed,) = updater.fetch_durations().values()  # a timeout counts at the timeout
+            assert (timed.count, timed.cumulative[:7]) == (1, (0,) * 7)  # none within 0.5 s
+            assert 0.5 <= timed.sum_s < 1.0
             (line,) = update_lines(caplog)
             assert line.startswith(f'<OCSP-UPDATE> {leaf.bundle_path} 2 "HTTP error (timeout')
             assert line.endswith('" 1 0')

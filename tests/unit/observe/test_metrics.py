@@ -10,17 +10,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from staplegate.certs import CertificateSource, ExtraFiles, assess_ocsp, load_certificate
 from staplegate.deploy.generation import CertificateEntry
-from staplegate.observe.metrics import StaplegateCollector, not_stapled_reasons, render
+from staplegate.observe.metrics import (
+    CollectedMetrics,
+    StaplegateCollector,
+    not_stapled_reasons,
+    render,
+)
 from staplegate.ocsp.logline import UpdateStatus
 from staplegate.ocsp.machine import State
 from staplegate.runtime.contract import StatRow
 from staplegate.testpki.ca import CertificateAuthority
 from staplegate.updater.crl_watch import CrlTarget, CrlWatch
 from staplegate.updater.results import EntrySnapshot, SharedStoreState
+from staplegate.updater.timing import FetchDurations
 from tests.fuzz_targets.crl_verify import CRL_URL, LEAF_SERIAL, build_crl, pki
 from tests.fuzz_targets.crl_verify import NOW as FUZZ_NOW
 from tests.unit.runtime.test_handlers import CERT_A, NOW, FakeBackend, FakeOcsp, _entry
@@ -213,6 +220,40 @@ def test_the_crl_watch_metrics_per_url_and_per_certificate() -> None:
     assert found[key("staplegate_crl_next_update_timestamp_seconds", url=CRL_URL)] == (
         (FUZZ_NOW + dt.timedelta(days=1)).timestamp()
     )
+
+
+def test_fetch_durations_are_a_histogram_per_responder() -> None:
+    durations = FetchDurations()
+    for seconds in (0.004, 0.02, 0.3, 16.0):
+        durations.observe("http://ocsp.example.test", seconds)
+    ocsp = FakeOcsp(entries=[], durations=dict(durations.snapshot()))
+    found = scrape(FakeView(ocsp))
+    name = "staplegate_ocsp_fetch_duration_seconds"
+    responder = "http://ocsp.example.test"
+    assert found[key(f"{name}_bucket", responder=responder, le="0.005")] == 1
+    assert found[key(f"{name}_bucket", responder=responder, le="0.025")] == 2
+    assert found[key(f"{name}_bucket", responder=responder, le="1.0")] == 3
+    assert found[key(f"{name}_bucket", responder=responder, le="15.0")] == 3
+    assert found[key(f"{name}_bucket", responder=responder, le="+Inf")] == 4
+    assert found[key(f"{name}_count", responder=responder)] == 4
+    assert found[key(f"{name}_sum", responder=responder)] == pytest.approx(16.324)
+
+
+def test_collected_metrics_read_now_and_build_later() -> None:
+    """The master reads on its loop (`CollectedMetrics(...)`) and renders in a thread: what
+    the updater does in between does not reach the exposition being rendered."""
+    ocsp = FakeOcsp(entries=[served_entry(ODD)])
+    collector = StaplegateCollector(FakeView(ocsp), now=lambda: NOW, started_at=0.0)
+    collected = CollectedMetrics(collector)
+    ocsp.entries = []
+    late = FetchDurations()
+    late.observe("http://late", 0.1)
+    ocsp.durations = dict(late.snapshot())
+    found = samples(render(collected))
+    assert found[key("staplegate_ocsp_stapled", certificate=ODD)] == 1
+    assert not any(name.startswith("staplegate_ocsp_fetch") for name, _ in found)
+    assert samples(render(collected)) == found  # rendering twice gives the same text
+    assert key("staplegate_ocsp_stapled", certificate=ODD) not in scrape(FakeView(ocsp))
 
 
 def test_the_shared_store_metrics_only_when_one_is_configured() -> None:

@@ -6,24 +6,33 @@ import dataclasses
 import datetime as dt
 import re
 import socket
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
 from staplegate.config.diagnostics import SourceLocation
 from staplegate.config.model import StatsPage
+from staplegate.observe.metrics import CollectedMetrics, StaplegateCollector
 from staplegate.observe.statspage import (
     CertRow,
     PageOptions,
     certificate_rows,
+    collect_pages,
     health,
     page_options,
     render_csv,
     render_page,
+    render_pages,
     sort_by_urgency,
 )
 from staplegate.runtime import formats
-from tests.unit.observe.test_metrics import _store, served_entry
+from staplegate.runtime.contract import StatRow
+from tests.unit.observe.test_metrics import FakeView, _store, served_entry
 from tests.unit.runtime.test_handlers import NOW as METRICS_NOW
+from tests.unit.runtime.test_handlers import FakeOcsp
 
 NOW = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
 
@@ -202,3 +211,39 @@ def test_page_options_from_the_stats_lines() -> None:
     assert options.node == socket.gethostname()  # bare `stats show-node`
     assert options.refresh_s == 3
     assert page_options(StatsPage(where), "stats").node is None
+
+
+def test_pages_read_on_the_loop_are_built_and_rendered_later(tmp_path: Path) -> None:
+    served = _store(tmp_path / "a")
+    no_uri = _store(tmp_path / "c", ocsp_url=None)
+    ocsp = FakeOcsp(entries=[served_entry(served.name)])
+    view = FakeView(ocsp, rows=[StatRow(FRONTEND)], stores=[served, no_uri])
+    where = SourceLocation("t.cfg", 1)
+    pages = {"one": StatsPage(where), "two": StatsPage(where, hide_version=True)}
+    data = collect_pages(view, pages, now=METRICS_NOW, uptime_s=5)
+    ocsp.entries = []  # the updater moves on; what was read stays
+    rendered = render_pages(data)
+    assert set(rendered) == {"one", "two"}
+    for page, csv in rendered.values():
+        assert page.count(b'<tr class="failing"><td class="name">') == 1  # no OCSP URI
+        assert page.count(b'<tr class="soon"><td class="name">') == 1  # 2 failures
+        assert csv.startswith(b"# pxname,svname,")
+
+
+def test_pages_reuse_the_snapshot_the_metrics_just_took(tmp_path: Path) -> None:
+    served = _store(tmp_path / "a")
+    ocsp = FakeOcsp(entries=[])  # asking the updater again would find nothing
+    view = FakeView(ocsp, rows=[StatRow(FRONTEND)], stores=[served])
+    collected = CollectedMetrics(StaplegateCollector(view, now=lambda: METRICS_NOW, started_at=0))
+    assert collected.snapshots == []
+    shared = [served_entry(served.name)]
+    pages = {"one": StatsPage(SourceLocation("t.cfg", 1))}
+    data = collect_pages(view, pages, now=METRICS_NOW, uptime_s=5, snapshots=shared)
+    page, _ = render_pages(data)["one"]
+    assert page.count(b'<tr class="soon"><td class="name">') == 1  # stapled, 2 failures
+    assert CollectedMetrics(_Nothing()).snapshots is None  # another collector
+
+
+class _Nothing(Collector):
+    def collect(self) -> Iterator[Metric]:
+        return iter(())

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -45,7 +46,7 @@ from staplegate.ocsp.request import HttpMethod, build_request, get_url
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.ocsp.verify import CertStatus, FailureReason
 
-from .ocsp_pki import NOW, OCSP_URI, Authority, Pki, sign_response
+from .ocsp_pki import NOW, OCSP_URI, Authority, Pki, make_certificate, sign_response
 
 PATH = "/etc/haproxy/certs/www.pem"
 A = TypeVar("A")
@@ -622,6 +623,45 @@ def test_the_responder_that_answered_is_asked_first_next_time(pki: Pki) -> None:
     fetch = fetch_now(machine, machine.next_attempt)
     assert fetch.uri == "http://mirror.test/ocsp"
     assert [uri for uri, _ in fetch.alternatives] == [OCSP_URI]
+
+
+def test_no_update_is_scheduled_past_the_certificates_own_expiry(pki: Pki) -> None:
+    """Issue 19 item 6: a certificate expiring in 30 minutes is not asked about again after
+    this fetch (the next one would be maxdelay, 1 h, away); the staple stays served."""
+    expiring = make_certificate(
+        subject="expiring.test",
+        key=ec.generate_private_key(ec.SECP256R1()),
+        issuer_name=pki.ec_ca.name,
+        issuer_key=pki.ec_ca.signer.key,
+        serial=0xE1,
+        not_after=NOW + s(1800),
+        ocsp_uri=OCSP_URI,
+    )
+    machine = CertificateMachine(
+        certificate=expiring,
+        issuer=pki.ec_ca.certificate,
+        path=PATH,
+        uri=OCSP_URI,
+        settings=UpdateSettings(jitter=0),
+        user_agent=USER_AGENT,
+    )
+    machine.handle(Start(NOW))
+    fetch_now(machine, NOW)
+    der = sign_response(
+        certificate=expiring,
+        issuer=pki.ec_ca.certificate,
+        signer=pki.ec_ca.signer,
+        this_update=NOW,
+        next_update=NOW + s(7 * 86400),
+    )
+    actions = machine.handle(FetchSucceeded(NOW, der))
+    assert of(Install, actions) != []
+    assert machine.state is State.IDLE
+    assert machine.next_attempt is None
+    assert any("automatic updates stop" in a.message for a in of(Log, actions))
+    # an operator's `update ssl ocsp-response` still fetches
+    machine.handle(UpdateRequested(NOW + s(60)))
+    assert fetch_now(machine, NOW + s(60)).uri == OCSP_URI
 
 
 # --- a fleet member's staple (ocsp-update.shared-store) ---

@@ -50,6 +50,7 @@ from staplegate.updater.results import (
     UpdateOutcome,
     UpdateResult,
 )
+from staplegate.updater.timing import DurationHistogram
 from tests.fuzz_targets.crl_verify import CRL_URL, LEAF_SERIAL, build_crl, pki
 from tests.fuzz_targets.crl_verify import NOW as FUZZ_NOW
 
@@ -109,6 +110,8 @@ class FakeOcsp:
     updates: list[tuple[CertId, float | None]] = field(default_factory=list)
     responses: list[bytes] = field(default_factory=list)
     crl: list[CrlSource] = field(default_factory=list)
+    durations: dict[str, DurationHistogram] = field(default_factory=dict)
+    crl_updates: list[str] = field(default_factory=list)
     shared: SharedStoreState | None = None
 
     @property
@@ -138,6 +141,16 @@ class FakeOcsp:
 
     def shared_store(self) -> SharedStoreState | None:
         return self.shared
+
+    def fetch_durations(self) -> Mapping[str, DurationHistogram]:
+        return self.durations
+
+    async def update_crl(self, name: str, *, timeout: float) -> CrlSource | None:
+        for source in self.crl:
+            if source.url == name or any(t.path == name for t in source.targets):
+                self.crl_updates.append(name)
+                return source
+        return None
 
     def set_response(self, der: bytes) -> SetOutcome:
         self.responses.append(der)
@@ -203,6 +216,7 @@ def ask(
         ("show ssl ocsp-response", StatsLevel.USER),
         ("show ssl ocsp-updates", StatsLevel.USER),
         ("show ssl crl-watch", StatsLevel.USER),
+        ("update ssl crl x", StatsLevel.OPERATOR),
         ("update ssl ocsp-response /c/a.pem", StatsLevel.OPERATOR),
         ("set ssl ocsp-response QUJD", StatsLevel.ADMIN),
     ],
@@ -220,7 +234,7 @@ def test_ocsp_commands_answer_permission_denied_below_their_level(
     below = sum(1 for level in StatsLevel if level < needed)
     allowed = len(StatsLevel) - below
     # a refused command never reaches the service
-    if command.startswith("update"):
+    if command.startswith("update ssl ocsp-response"):
         assert len(ocsp.updates) == allowed
     if command.startswith("set"):
         assert len(ocsp.responses) == allowed
@@ -393,3 +407,25 @@ def test_show_ssl_crl_watch_lists_each_watched_certificate_with_its_verdict() ->
     assert fields[8:] == [formats.log_date(FUZZ_NOW), "1", "0", "1 certificate(s), 1 revoked"]
     assert end == ""
     assert ask(FakeOcsp(), "show ssl crl-watch", StatsLevel.USER) == formats.CRL_WATCH_HEADER + "\n"
+
+
+def test_update_ssl_crl_refreshes_by_url_or_certificate_and_needs_operator() -> None:
+    world = pki()
+    watch = CrlWatch(
+        [CrlTarget("/c/crl-only.pem", world.leaf, world.ca)], now=FUZZ_NOW, rng=random.Random(0)
+    )
+    watch.fetched(CRL_URL, build_crl(revoked=()), FUZZ_NOW)
+    ocsp = FakeOcsp(crl=list(watch.sources.values()))
+    answer = ask(ocsp, "update ssl crl /c/crl-only.pem", StatsLevel.OPERATOR)
+    assert answer == f"{CRL_URL}: 1 certificate(s), 0 revoked (1 successes, 0 failures)\n"
+    assert ask(ocsp, f"update ssl crl {CRL_URL}", StatsLevel.OPERATOR).startswith(CRL_URL)
+    assert ocsp.crl_updates == ["/c/crl-only.pem", CRL_URL]
+    assert ask(ocsp, "update ssl crl /c/other.pem", StatsLevel.OPERATOR) == (
+        "'/c/other.pem' is neither a watched CRL URL nor a certificate the CRL watch follows "
+        "(see 'show ssl crl-watch').\n"
+    )
+    assert ask(ocsp, "update ssl crl", StatsLevel.OPERATOR) == (
+        "'update ssl crl' expects a CRL URL or a certificate path.\n"
+    )
+    assert "Permission denied" in ask(ocsp, "update ssl crl /c/crl-only.pem", StatsLevel.USER)
+    assert ocsp.crl_updates == ["/c/crl-only.pem", CRL_URL]

@@ -51,3 +51,34 @@ def test_an_answer_without_the_expected_layout_comes_back_as_text() -> None:
     for command in ("show stat", "show servers state", "show ssl ocsp-updates", "frobnicate"):
         assert parse_answer(command, "Unknown command.") == {"answer": "Unknown command."}
     assert parse_answer("show ssl ocsp-response 30ab", "base64") == {"answer": "base64"}
+
+
+def test_update_and_reload_answers_become_structures() -> None:
+    line = '<OCSP-UPDATE> /etc/my certs/www.pem 2 "HTTP error (HTTP 500 from http://r)" 3 5'
+    assert parse_answer("update ssl ocsp-response /etc/my certs/www.pem", line) == {
+        "path": "/etc/my certs/www.pem",
+        "status": 2,
+        "status_text": "HTTP error (HTTP 500 from http://r)",
+        "failures": 3,
+        "successes": 5,
+    }
+    running = "OCSP update for /a.pem still running: all fetch slots busy"
+    assert parse_answer("update ssl ocsp-response /a.pem", running) == {"answer": running}
+    report = "Success=1\n--\nreloaded: 2 workers\n[WARNING] a"
+    expected = {"success": True, "message": "reloaded: 2 workers", "lines": ["[WARNING] a"]}
+    assert parse_answer("reload", report) == expected
+    assert parse_answer("show reload", report) == expected
+    assert parse_answer("show reload", "No reload yet.") == {"answer": "No reload yet."}
+    assert parse_answer("disable server be/web1", "") == {"answer": ""}
+
+
+def test_update_ssl_crl_answer_becomes_a_structure() -> None:
+    answer = 'http://ca.test/crl: ok "2 certificate(s), 0 revoked" (3 successes, 1 failures)'
+    assert parse_answer("update ssl crl http://ca.test/crl", answer) == {
+        "url": "http://ca.test/crl",
+        "result": 'ok "2 certificate(s), 0 revoked"',
+        "successes": 3,
+        "failures": 1,
+    }
+    refused = "'x' is neither a watched CRL URL nor a certificate the CRL watch follows"
+    assert parse_answer("update ssl crl x", refused) == {"answer": refused}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from staplegate.certs.model import KeyAlgorithm
@@ -95,3 +97,52 @@ def test_strict_sni_refuses_instead_of_default() -> None:
 def test_an_empty_bind_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one certificate"):
         SniIndex([])
+
+
+# --- must-staple certificates without a staple (issue 19 item 3) ---
+
+STRICT = SniIndex(
+    [
+        entry("default", "default.test"),
+        SniEntry("strict-ec", ("both.test",), KeyAlgorithm.ECDSA, must_staple_key=b"ec-key"),
+        entry("plain-rsa", "both.test", key=KeyAlgorithm.RSA),
+        SniEntry("lonely", ("lonely.test",), KeyAlgorithm.ECDSA, must_staple_key=b"lonely"),
+        entry("lonely-filler", "other.test"),
+    ]
+)
+
+
+def staples(*keys: bytes) -> Callable[[bytes], bytes]:
+    held = set(keys)
+    return lambda key: b"staple" if key in held else b""
+
+
+def test_an_unstapled_must_staple_certificate_gives_way_to_one_the_client_accepts() -> None:
+    choice = STRICT.choose(hello("both.test"), staples())
+    assert choice is not None
+    assert choice.value == "plain-rsa"
+
+
+def test_a_stapled_must_staple_certificate_keeps_its_place() -> None:
+    choice = STRICT.choose(hello("both.test"), staples(b"ec-key"))
+    assert choice is not None
+    assert choice.value == "strict-ec"
+
+
+def test_without_another_certificate_for_the_name_it_is_served_anyway() -> None:
+    choice = STRICT.choose(hello("lonely.test"), staples())
+    assert choice is not None
+    assert choice.value == "lonely"
+
+
+def test_no_other_certificate_the_client_can_use_means_no_change() -> None:
+    ecdsa_only = hello("both.test", sigalgs=(0x0403,))
+    choice = STRICT.choose(ecdsa_only, staples())
+    assert choice is not None
+    assert choice.value == "strict-ec"
+
+
+def test_without_a_staple_lookup_the_choice_is_haproxys() -> None:
+    choice = STRICT.choose(hello("both.test"))
+    assert choice is not None
+    assert choice.value == "strict-ec"

@@ -189,3 +189,14 @@ def test_a_crl_past_its_next_update_but_within_the_skew_is_asked_again_a_minute_
     logs = watch.fetched(CRL_URL, build_crl(), late + dt.timedelta(days=1))
     assert " ok " in logs[0].message
     assert watch.sources[CRL_URL].next_refresh == late + dt.timedelta(days=1, seconds=60)
+
+
+def test_fetch_order_puts_the_distribution_point_that_answered_last_first() -> None:
+    from staplegate.updater.crl_watch import CrlSource
+
+    source = CrlSource("http://a/crl", [], mirrors=["http://b/crl", "http://c/crl"])
+    assert source.fetch_order() == ["http://a/crl", "http://b/crl", "http://c/crl"]
+    source.answering = "http://c/crl"
+    assert source.fetch_order() == ["http://c/crl", "http://a/crl", "http://b/crl"]
+    source.answering = "http://gone/crl"  # no longer one of the certificate's: ignored
+    assert source.fetch_order() == ["http://a/crl", "http://b/crl", "http://c/crl"]
