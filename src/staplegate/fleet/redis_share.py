@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import inspect
 import logging
 import os
 import secrets
@@ -65,6 +66,8 @@ from staplegate.ocsp.certid import CertId
 logger = logging.getLogger("staplegate.fleet")
 
 PASSWORD_VARIABLE = "STAPLEGATE_REDIS_PASSWORD"
+#: Connections to Redis per instance at most (one of them the pub/sub listener's).
+MAX_CONNECTIONS = 32
 #: Keys read per MGET while reconciling (50,000 certificates: 50 round trips).
 RECONCILE_BATCH = 1000
 
@@ -148,7 +151,7 @@ class RedisShare:
         clock: Clock,
         op_timeout: float = 1.0,
         lease_ttl: float = 10.0,
-        poll: float = 0.5,
+        poll: float | None = None,
         retry: float = 2.0,
         reconcile: float = 60.0,
     ) -> None:
@@ -157,17 +160,25 @@ class RedisShare:
         self._clock = clock
         self._op_timeout = op_timeout
         self._lease_ms = int(lease_ttl * 1000)
-        self._poll = poll
+        # announcements wake a waiting flight at once; the poll only finds a dead holder's
+        # expired lease (or a lost message), so a few looks per lease lifetime suffice
+        self._poll = poll if poll is not None else lease_ttl / 4
         self._retry = retry
         self._reconcile_every = reconcile
-        self._client: aioredis.Redis = aioredis.Redis.from_url(
+        # A bounded pool that makes an operation wait for a free connection (within its own
+        # timeout): a thousand certificates due at once must not open a thousand
+        # connections, nor fail with "Too many connections" (measured: bench/fleet.py).
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=op_timeout * 2,
             password=password,
             socket_timeout=op_timeout,
             socket_connect_timeout=op_timeout,
             retry_on_timeout=False,
             health_check_interval=0,
         )
+        self._client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._renew = self._client.register_script(RENEW_SCRIPT)
         self._release = self._client.register_script(RELEASE_SCRIPT)
         self._rate = self._client.register_script(RATE_SCRIPT)
@@ -179,6 +190,7 @@ class RedisShare:
         self._held: HeldCallback = dict
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._turns = asyncio.Semaphore(MAX_CONNECTIONS - 1)  # one connection: the listener
         self._origin = secrets.token_hex(8)  # this instance, in its announcements
         self.stats = SharedStoreStats()
         self._ever_up = False
@@ -226,7 +238,7 @@ class RedisShare:
                     await self._pubsub.aclose()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self._op_timeout):
-                await self._client.aclose()
+                await self._client.aclose(close_connection_pool=True)
 
     # --- single flight ---
 
@@ -373,7 +385,8 @@ class RedisShare:
             return  # not ours (another fleet member's certificate) or garbage
         event = self._notified.get(cert_id)
         if event is not None:
-            event.set()
+            event.set()  # the waiting flight reads the staple itself
+            return
         der = await self._op(self._client.get(staple_key(cert_id)))
         if isinstance(der, bytes):
             self._hand_over(cert_id, der)
@@ -429,7 +442,17 @@ class RedisShare:
     # --- state ---
 
     async def _op(self, operation: Awaitable[Any], *, quiet: bool = False) -> Any:
-        """One Redis operation, bounded; any failure marks the store down (StoreDown)."""
+        """One Redis operation, bounded; any failure marks the store down (StoreDown).
+
+        At most MAX_CONNECTIONS run at once: waiting for a turn (a thousand certificates due
+        together) is not Redis being slow, so the timeout starts with the turn.
+        """
+        try:
+            await self._turns.acquire()
+        except BaseException:
+            if inspect.iscoroutine(operation):
+                operation.close()  # never started: no "coroutine was never awaited"
+            raise
         try:
             async with asyncio.timeout(self._op_timeout * 2):
                 return await operation
@@ -437,6 +460,8 @@ class RedisShare:
             if not quiet:
                 self._mark_down(error)
             raise StoreDown(str(error)) from None
+        finally:
+            self._turns.release()
 
     def _mark_down(self, error: BaseException) -> None:
         was_up = self.stats.up
