@@ -48,8 +48,9 @@ return 0
 """
 
 #: A token bucket per responder host shared by the fleet (`ocsp-update.rate-limit`), timed
-#: by Redis's own clock: take a token and return "0", or return the seconds to wait (as a
-#: string: Redis turns Lua numbers into integers).
+#: by Redis's own clock. Each call takes a token at once, going into debt when there is none,
+#: and returns how long to wait for it (as a string: Redis turns Lua numbers into integers):
+#: callers are queued by the bucket itself, one call per request, no retry storm.
 RATE_SCRIPT = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
@@ -58,11 +59,11 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(state[1]) or burst
 local ts = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate) - 1
 local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+if tokens < 0 then wait = -tokens / rate end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
 return tostring(wait)
 """
 

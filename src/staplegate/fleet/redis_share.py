@@ -320,17 +320,17 @@ class RedisShare:
                 await self._op(self._renew(keys=[lease_key(cert_id)], args=[token, self._lease_ms]))
 
     async def rate_token(self, host: str, *, rate: float, burst: int) -> None:
-        """Wait for a token of the fleet's bucket for `host` (`ocsp-update.rate-limit`
-        shared by every instance). Without Redis, return at once: each instance's own
-        bucket (fetch/gate.py) still applies."""
-        while self.up:
-            try:
-                wait = float(await self._op(self._rate(keys=[rate_key(host)], args=[rate, burst])))
-            except (StoreDown, ValueError):
-                return
-            if wait <= 0:
-                return
-            await asyncio.sleep(min(wait, 1.0))
+        """Take a token of the fleet's bucket for `host` (`ocsp-update.rate-limit` shared by
+        every instance) and wait for its time. Without Redis, return at once: each
+        instance's own bucket (fetch/gate.py) still applies."""
+        if not self.up:
+            return
+        try:
+            wait = float(await self._op(self._rate(keys=[rate_key(host)], args=[rate, burst])))
+        except (StoreDown, ValueError):
+            return
+        if wait > 0:
+            await asyncio.sleep(wait)  # our turn in the fleet's queue for this responder
 
     async def publish(self, cert_id: CertId, der: bytes, next_update: dt.datetime) -> None:
         """Share a staple this instance verified and installed (SET with TTL, PUBLISH)."""
