@@ -259,10 +259,11 @@ class RedisShare:
         if flight.peer_der is None and flight.token is None:
             self.stats.fallbacks += 1
         renewing = None
+        done = asyncio.Event()
         if flight.token is not None:
             self.stats.leases_held += 1
             renewing = asyncio.get_running_loop().create_task(
-                self._keep_lease(cert_id, flight.token), name=f"fleet-lease {cert_id.hex}"
+                self._keep_lease(cert_id, flight.token, done), name=f"fleet-lease {cert_id.hex}"
             )
         try:
             yield flight
@@ -270,9 +271,11 @@ class RedisShare:
             self._notified.pop(cert_id, None)
             if renewing is not None and flight.token is not None:
                 self.stats.leases_held -= 1
+                # A flag, not only cancel(): redis-py can swallow a cancellation in the middle
+                # of a command, and a renewer that kept running would hold the lease forever.
+                done.set()
                 renewing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewing
+                await asyncio.wait({renewing}, timeout=self._op_timeout * 2)
                 if self.up:
                     with contextlib.suppress(StoreDown):
                         await self._op(
@@ -298,6 +301,15 @@ class RedisShare:
                 self._client.set(lease_key(cert_id), token, nx=True, px=self._lease_ms)
             )
             if taken:
+                # A holder may have published and released between our GET and our SET:
+                # its announcement tells; then its staple answers and our lease goes back.
+                if announced.is_set():
+                    der = await self._op(self._client.get(staple_key(cert_id)))
+                    if isinstance(der, bytes) and accept(der, True):
+                        await self._op(self._release(keys=[lease_key(cert_id)], args=[token]))
+                        flight.peer_der = der
+                        self.stats.peer_staples += 1
+                        return
                 flight.token = token
                 return
             remaining = deadline - loop.time()
@@ -313,9 +325,13 @@ class RedisShare:
                 async with asyncio.timeout(min(self._poll, remaining)):
                     await announced.wait()
 
-    async def _keep_lease(self, cert_id: CertId, token: str) -> None:
-        while True:
-            await asyncio.sleep(self._lease_ms / 3000)
+    async def _keep_lease(self, cert_id: CertId, token: str, done: asyncio.Event) -> None:
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._lease_ms / 3000):
+                    await done.wait()
+            if done.is_set():
+                return
             with contextlib.suppress(StoreDown):
                 await self._op(self._renew(keys=[lease_key(cert_id)], args=[token, self._lease_ms]))
 
