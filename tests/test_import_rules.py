@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "staplegate"
 RULES: dict[str, tuple[str, ...]] = {
     "OpenSSL.SSL": ("tls",),
     "aiohttp": ("fetch", "testpki/responder", "observe"),
+    "redis": ("fleet/redis_share",),  # the only code talking to the fleet's Redis
 }
 
 

@@ -24,6 +24,7 @@ from staplegate.clock import SystemClock
 from staplegate.config.model import GlobalSettings, LogTargetKind
 from staplegate.deploy.plan import validate
 from staplegate.fetch.client import FetchSettings
+from staplegate.fleet.redis_share import PasswordError, RedisShare, read_password
 from staplegate.observe.log import LogRouter, SyslogTarget
 from staplegate.process.master import Deployment, Master, update_settings_of, updater_entries
 from staplegate.process.sockets import open_sockets
@@ -63,6 +64,15 @@ def log_targets(settings: GlobalSettings) -> list[SyslogTarget]:
     if not targets:
         targets.append(SyslogTarget(kind="stderr", address=None, max_level="notice", format="raw"))
     return targets
+
+
+def shared_store(settings: GlobalSettings, clock: SystemClock) -> RedisShare | None:
+    """The fleet's Redis store (`ocsp-update.shared-store`), or None; PasswordError when the
+    password file cannot be read. Nothing connects yet: the updater joins when it runs."""
+    if settings.ocsp_update_shared_store is None:
+        return None
+    password = read_password(settings.ocsp_update_shared_store_password_file, os.environ)
+    return RedisShare(settings.ocsp_update_shared_store, password=password, clock=clock)
 
 
 def _daemonize() -> None:
@@ -134,6 +144,18 @@ def run(
             with contextlib.suppress(OSError):
                 os.unlink(pid_handle.name)
         return 1
+    try:
+        shared = shared_store(settings, clock)
+    except PasswordError as error:
+        print(f"[ALERT] config : ocsp-update.shared-store: {error}.", file=sys.stderr)
+        for socks in sockets.values():
+            for sock in socks:
+                sock.close()
+        if pid_handle is not None:
+            pid_handle.close()
+            with contextlib.suppress(OSError):
+                os.unlink(pid_handle.name)
+        return 1
     if daemon or settings.daemon:
         _daemonize()
     if pid_handle is not None:
@@ -173,6 +195,7 @@ def run(
         max_concurrent=settings.ocsp_update_maxconn,
         host_rate=settings.ocsp_update_rate_limit,
         host_burst=min(settings.ocsp_update_rate_limit, 50),
+        shared=shared,
     )
     updater.configure_revoked_hook(settings.ocsp_update_revoked_hook, directory)
     # Fork before the master's event loop exists (restarts later fork from inside it).

@@ -74,6 +74,8 @@ def test_valid_configuration_with_verbose_report(tmp_path: Path, ca: Certificate
     assert "staplegate extensions (global):" in result.stdout
     assert "  ocsp-update.crl-watch         no-ocsp-only (default)" in result.stdout
     assert "  ocsp-update.must-staple-wait  30s (default)" in result.stdout
+    assert "  ocsp-update.shared-store      none (default)" in result.stdout
+    assert "  ocsp-update.shared-store-password-file none (default)" in result.stdout
 
 
 def test_verbose_report_names_every_responder_and_the_overrides(

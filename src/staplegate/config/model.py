@@ -302,6 +302,10 @@ class GlobalSettings:
     """staplegate extension: the OCSP responder every certificate is asked at (no AIA)."""
     ocsp_update_must_staple_wait_ms: int = 30_000
     """staplegate extension: how long systemd's READY=1 waits for must-staple staples."""
+    ocsp_update_shared_store: str | None = None
+    """staplegate extension: the fleet's Redis URL (`redis://` or `rediss://`, no password)."""
+    ocsp_update_shared_store_password_file: str | None = None
+    """staplegate extension: a file holding the Redis password (else $STAPLEGATE_REDIS_PASSWORD)."""
     crt_base: str | None = None
     key_base: str | None = None
     ca_base: str | None = None

@@ -38,7 +38,7 @@ from staplegate.ocsp.logline import UpdateStatus
 from staplegate.ocsp.verify import CertStatus
 from staplegate.runtime.contract import ProcessView, StatRow
 from staplegate.updater.crl_watch import CrlSource, WatchStatus
-from staplegate.updater.results import EntrySnapshot
+from staplegate.updater.results import EntrySnapshot, SharedStoreState
 from staplegate.updater.timing import DurationHistogram
 
 #: `staplegate_ocsp_updates_total{result}`: one value per `<OCSP-UPDATE>` status code
@@ -111,6 +111,8 @@ class MetricsState:
     durations: Mapping[str, DurationHistogram]
     crl: tuple[Metric, ...]
     now: dt.datetime
+    shared: SharedStoreState | None = None
+    """The fleet's Redis store (`ocsp-update.shared-store`), None when not used."""
 
 
 class StaplegateCollector(Collector):
@@ -145,6 +147,7 @@ class StaplegateCollector(Collector):
             durations=updater.fetch_durations(),
             crl=tuple(_crl_watch(updater.crl_sources())),
             now=self._now(),
+            shared=updater.shared_store(),
         )
 
     def families(self, state: MetricsState) -> Iterator[Metric]:
@@ -159,6 +162,7 @@ class StaplegateCollector(Collector):
         yield from _certificates(state.entries, state.snapshots, now=state.now)
         yield from state.crl
         yield _fetch_durations(state.durations)
+        yield from _shared_store(state.shared)
 
     def _process(self, info: Mapping[str, str | int], rows: Sequence[StatRow]) -> Iterator[Metric]:
         def gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
@@ -428,6 +432,42 @@ def _crl_watch(sources: Sequence[CrlSource]) -> Iterator[Metric]:
             if status is not WatchStatus.UNKNOWN:
                 revoked.add_metric([target.path, "crl"], int(status is WatchStatus.REVOKED))
     yield from (next_update, last_success, fetches, revoked)
+
+
+def _shared_store(state: SharedStoreState | None) -> Iterator[Metric]:
+    """The fleet's Redis store (`ocsp-update.shared-store`); nothing when it is not used."""
+    if state is None:
+        return
+    labels = ["url"]
+    up = GaugeMetricFamily(
+        "staplegate_shared_store_up", "1 while the shared store answers.", labels=labels
+    )
+    up.add_metric([state.url], int(state.up))
+    leases = GaugeMetricFamily(
+        "staplegate_shared_store_leases_held",
+        "Single-flight leases this instance holds now (its fetches in flight).",
+        labels=labels,
+    )
+    leases.add_metric([state.url], state.leases_held)
+    fallbacks = CounterMetricFamily(
+        "staplegate_shared_store_fallbacks",
+        "Fetches made without the fleet: Redis down, or a lease holder's staple late.",
+        labels=labels,
+    )
+    fallbacks.add_metric([state.url], state.fallbacks)
+    outages = CounterMetricFamily(
+        "staplegate_shared_store_outages",
+        "Times the shared store became unavailable.",
+        labels=labels,
+    )
+    outages.add_metric([state.url], state.outages)
+    peer = CounterMetricFamily(
+        "staplegate_shared_store_peer_staples",
+        "Fetches answered by another instance's staple, without a request of ours.",
+        labels=labels,
+    )
+    peer.add_metric([state.url], state.peer_staples)
+    yield from (up, leases, fallbacks, outages, peer)
 
 
 def _fetch_durations(histograms: Mapping[str, DurationHistogram]) -> Metric:

@@ -15,7 +15,8 @@ bug in the caller and raises `MachineMisuse`. In short::
     IDLE      --UpdateRequested-->        WAITING (one-shot, due now)
     any       --CertificateReplaced-->    RETIRED (withdraws the staple; terminal)
 
-`Tick`, `ManualSet` and `UpdateRequested` are accepted in every live state; a `ManualSet`
+`Tick`, `ManualSet` and `UpdateRequested` are accepted in every live state (`SharedStaple`,
+a fleet member's staple, in WAITING and IDLE: a fetch in flight decides for itself); a `ManualSet`
 while WAITING brings the next attempt forward when the new staple needs it sooner. Staple
 rules, whatever the state: only a verified, unexpired staple is installed; the last good
 staple keeps being served while `servable`; it is withdrawn at its `expire` (nextUpdate -
@@ -172,6 +173,14 @@ class ManualSet:
 
 
 @dataclass(frozen=True)
+class SharedStaple:
+    """Another fleet member's staple, read from the shared store: untrusted until verified."""
+
+    now: dt.datetime
+    der: bytes
+
+
+@dataclass(frozen=True)
 class UpdateRequested:
     """`update ssl ocsp-response`: fetch as soon as possible (once, if auto-update is off)."""
 
@@ -184,7 +193,14 @@ class CertificateReplaced:
 
 
 Event = (
-    Start | Tick | FetchSucceeded | FetchFailed | ManualSet | UpdateRequested | CertificateReplaced
+    Start
+    | Tick
+    | FetchSucceeded
+    | FetchFailed
+    | ManualSet
+    | SharedStaple
+    | UpdateRequested
+    | CertificateReplaced
 )
 
 
@@ -466,6 +482,46 @@ class CertificateMachine:
                 self._schedule(attempt, event.now)
         return Outcome.UNCHANGED
 
+    def _on_shared_staple(self, event: SharedStaple, actions: list[Action]) -> Outcome:
+        """A fleet member's staple: installed only when it verifies and is newer than the one
+        held (a replayed or equally old one changes nothing); while WAITING, the next attempt
+        follows its times (when it was fetched), so the fleet asks once per refresh, not
+        once per instance."""
+        now = event.now
+        try:
+            staple = self._verify(event.der, now)
+        except VerificationError as error:
+            actions.append(
+                Log(
+                    LogLevel.WARNING,
+                    f"{self.path}: staple from the shared store refused: {error}. "
+                    "Content will be ignored.",
+                )
+            )
+            return Outcome.UNCHANGED
+        held = self.staple
+        if held is not None and staple.this_update <= held.this_update:
+            return Outcome.UNCHANGED
+        self._install(staple, actions, persist=True)
+        actions.append(
+            Log(
+                LogLevel.NOTICE,
+                f"{self.path}: staple from the shared store installed "
+                f"(thisUpdate {staple.this_update:%Y-%m-%d %H:%M:%S}Z)",
+            )
+        )
+        if self.state is State.WAITING:
+            self.next_attempt = refresh_at_start(
+                now=now,
+                fetched=fetched_at(
+                    produced_at=staple.produced_at, this_update=staple.this_update, now=now
+                ),
+                expire=staple.expire(),
+                settings=self.settings,
+                rng=self.rng,
+            )
+        return Outcome.UNCHANGED
+
     def _on_update_requested(self, event: UpdateRequested, actions: list[Action]) -> Outcome:
         if self._request is None:
             actions.append(
@@ -632,6 +688,7 @@ _TRANSITIONS: dict[tuple[State, type[Event]], tuple[_Handler, dict[Outcome, Stat
     (_NEW, CertificateReplaced): (_M._on_replaced, {_ENDED: _RETIRED}),
     (_WAITING, Tick): (_M._on_tick, {_DUE: _FETCHING, _UNCHANGED: _WAITING}),
     (_WAITING, ManualSet): (_M._on_manual_set, {_UNCHANGED: _WAITING}),
+    (_WAITING, SharedStaple): (_M._on_shared_staple, {_UNCHANGED: _WAITING}),
     (_WAITING, UpdateRequested): (
         _M._on_update_requested, {_SCHEDULED: _WAITING, _UNCHANGED: _WAITING},
     ),
@@ -646,6 +703,7 @@ _TRANSITIONS: dict[tuple[State, type[Event]], tuple[_Handler, dict[Outcome, Stat
     (_FETCHING, CertificateReplaced): (_M._on_replaced, {_ENDED: _RETIRED}),
     (_IDLE, Tick): (_M._ignore, {_UNCHANGED: _IDLE}),  # only the staple's withdrawal
     (_IDLE, ManualSet): (_M._on_manual_set, {_UNCHANGED: _IDLE}),
+    (_IDLE, SharedStaple): (_M._on_shared_staple, {_UNCHANGED: _IDLE}),
     (_IDLE, UpdateRequested): (_M._on_update_requested, {_SCHEDULED: _WAITING, _UNCHANGED: _IDLE}),
     (_IDLE, CertificateReplaced): (_M._on_replaced, {_ENDED: _RETIRED}),
     (_RETIRED, Tick): (_M._ignore, {_UNCHANGED: _RETIRED}),  # a timer that fired after retirement

@@ -102,6 +102,11 @@ def updater_entries(generation: Generation) -> list[UpdaterEntry]:
     return entries
 
 
+def _shared_store_of(generation: Generation) -> tuple[str | None, str | None]:
+    settings = generation.config.global_
+    return settings.ocsp_update_shared_store, settings.ocsp_update_shared_store_password_file
+
+
 def crl_targets(generation: Generation) -> list[CrlTarget]:
     """The certificates whose CRL the watch follows (`ocsp-update.crl-watch`): with
     `no-ocsp-only` those without an OCSP URL, with `on` all, with `off` none; each needs an
@@ -491,6 +496,8 @@ class Master:
         self.current = Deployment(number, generation, plan, sockets)
         self.pools = self._pools_for(plan)
         await updater.reconfigure(updater_entries(generation))
+        if _shared_store_of(generation) != _shared_store_of(previous.generation):
+            log.warning("reload: ocsp-update.shared-store changes take effect at the next restart")
         updater.configure_revoked_hook(
             generation.config.global_.ocsp_update_revoked_hook, self.state_dir
         )

@@ -144,7 +144,7 @@ class MasterRuntime:
     def info(self) -> Mapping[str, str | int]:
         master = self._master
         uptime = int(time.monotonic() - self._started)
-        return {
+        info: dict[str, str | int] = {
             "Name": "staplegate",
             "Version": __version__,
             "Release_date": "",
@@ -158,6 +158,16 @@ class MasterRuntime:
             "Stopping": int(master.stopping),
             "DroppedLogs": master.dropped_logs(),
         }
+        shared = self._updater.shared_store()
+        if shared is not None:  # ocsp-update.shared-store: the fleet's Redis, as metrics show it
+            info.update(
+                SharedStore=shared.url,
+                SharedStoreUp=int(shared.up),
+                SharedStoreLeasesHeld=shared.leases_held,
+                SharedStoreFallbacks=shared.fallbacks,
+                SharedStorePeerStaples=shared.peer_staples,
+            )
+        return info
 
     def stats(self) -> Sequence[StatRow]:
         """The configuration's rows with the workers' traffic counters (`process.traffic`:

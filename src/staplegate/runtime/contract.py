@@ -25,7 +25,12 @@ from staplegate.deploy.generation import CertificateEntry
 from staplegate.ocsp.certid import CertId
 from staplegate.proxy.backends import AdminState
 from staplegate.updater.crl_watch import CrlSource
-from staplegate.updater.results import EntrySnapshot, SetOutcome, UpdateOutcome
+from staplegate.updater.results import (
+    EntrySnapshot,
+    SetOutcome,
+    SharedStoreState,
+    UpdateOutcome,
+)
 from staplegate.updater.timing import DurationHistogram
 
 
@@ -140,6 +145,10 @@ class OcspService(Protocol):
 
     def crl_sources(self) -> Sequence[CrlSource]:
         """Every CRL URL the CRL watch follows, with its certificates' verdicts."""
+        ...
+
+    def shared_store(self) -> SharedStoreState | None:
+        """The fleet's Redis store (`ocsp-update.shared-store`), or None when not used."""
         ...
 
     def fetch_durations(self) -> Mapping[str, DurationHistogram]:

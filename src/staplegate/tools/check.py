@@ -49,6 +49,11 @@ def extensions_report(settings: GlobalSettings) -> str:
         ("ocsp-update.revoked-hook", settings.ocsp_update_revoked_hook or "none"),
         ("ocsp-update.responder-url", settings.ocsp_update_responder_url or "none (the AIA)"),
         ("ocsp-update.must-staple-wait", f"{settings.ocsp_update_must_staple_wait_ms / 1000:g}s"),
+        ("ocsp-update.shared-store", settings.ocsp_update_shared_store or "none"),
+        (
+            "ocsp-update.shared-store-password-file",
+            settings.ocsp_update_shared_store_password_file or "none",
+        ),
     ]
     changed = {
         "ocsp-update.maxconn": settings.ocsp_update_maxconn != defaults.ocsp_update_maxconn,
@@ -60,6 +65,10 @@ def extensions_report(settings: GlobalSettings) -> str:
         "ocsp-update.responder-url": settings.ocsp_update_responder_url is not None,
         "ocsp-update.must-staple-wait": settings.ocsp_update_must_staple_wait_ms
         != defaults.ocsp_update_must_staple_wait_ms,
+        "ocsp-update.shared-store": settings.ocsp_update_shared_store is not None,
+        "ocsp-update.shared-store-password-file": (
+            settings.ocsp_update_shared_store_password_file is not None
+        ),
     }
     lines = ["staplegate extensions (global):"]
     for name, value in rows:

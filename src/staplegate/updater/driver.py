@@ -55,7 +55,8 @@ from staplegate.fetch.client import (
     FetchSettings,
     OcspHttpClient,
 )
-from staplegate.fetch.gate import FetchGate, HostRateLimiter
+from staplegate.fetch.gate import FetchGate, HostRateLimiter, responder_key
+from staplegate.fleet.redis_share import RedisShare
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.machine import (
     Action,
@@ -71,13 +72,15 @@ from staplegate.ocsp.machine import (
     LogLevel,
     Persist,
     RevocationDetected,
+    SharedStaple,
     Start,
     State,
     Tick,
     WakeAt,
     Withdraw,
 )
-from staplegate.ocsp.schedule import UpdateSettings
+from staplegate.ocsp.schedule import UpdateSettings, fetched_at
+from staplegate.ocsp.verify import VerificationError, VerifiedStaple, verify_response
 from staplegate.store.base import StapleStore
 from staplegate.updater.persist import StapleWriter
 from staplegate.updater.results import UpdateOutcome, UpdateResult, UpdaterNotRunning
@@ -93,6 +96,10 @@ logging.addLevelName(ALERT, "ALERT")
 
 logger = logging.getLogger("staplegate.ocsp")
 
+#: How long a fetch waits for the instance holding its lease (a fleet member fetching the same
+#: certificate) before fetching on its own: this many fetch timeouts, at least LEASE_WAIT_MIN_S.
+LEASE_WAIT_FETCHES = 6
+LEASE_WAIT_MIN_S = 60.0
 #: Longest sleep between looks at the wall clock (timers are wall-clock times).
 MAX_SLEEP = 30.0
 #: When handling a certificate's timer raised (a bug), its next look comes this much later;
@@ -192,6 +199,7 @@ class UpdaterDriver:
         host_rate: float = 250.0,
         host_burst: int = 50,
         on_revocation: RevocationCallback | None = None,
+        shared: RedisShare | None = None,
     ) -> None:
         self._clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()
@@ -205,7 +213,10 @@ class UpdaterDriver:
         self._gate = FetchGate(
             HostRateLimiter(rate=host_rate, burst=host_burst), max_concurrent=max_concurrent
         )
+        self._host_rate, self._host_burst = host_rate, host_burst
         self._settings = update_settings
+        self._shared = shared
+        self._refused_shared: dict[CertId, bytes] = {}  # the last DER refused, per certificate
         self._managed: dict[CertId, _Managed] = {}
         self._aliases: dict[CertId, CertId] = {}  # SHA-1 and SHA-256 CertIds -> table key
         for cert_id, group in _group(entries).items():
@@ -264,11 +275,14 @@ class UpdaterDriver:
         self._wakeup = asyncio.Event()
         try:
             stored = await self._writer.load()
+            shared = await self._start_shared()
             now = self._clock.now()
             for cert_id, managed in self._managed.items():
                 candidates = [e.sidecar_ocsp for e in managed.entries if e.sidecar_ocsp]
                 if cert_id in stored:
                     candidates.append(stored[cert_id])
+                if cert_id in shared:
+                    candidates.append(shared[cert_id])
                 self._start(managed, now, candidates)
             self._publish()
             if started is not None:
@@ -302,6 +316,8 @@ class UpdaterDriver:
         added = [cert_id for cert_id in groups if cert_id not in self._managed]
         stored = await self._writer.load() if added else {}
         self._require_running()  # stop() may have come while the store was read
+        if self._shared is not None:
+            self._shared.manage(groups)
         now = self._clock.now()
         for cert_id in [c for c in self._managed if c not in groups]:
             self._retire(cert_id, now)
@@ -403,6 +419,8 @@ class UpdaterDriver:
         await asyncio.gather(*fetches, return_exceptions=True)
         await self.flush()  # writes are short; losing one would refetch after restart
         await self._close_hooks()
+        if self._shared is not None:
+            await self._shared.close()
         for cert_id, waiters in self._waiters.items():
             for future in waiters:
                 if not future.done():
@@ -521,6 +539,22 @@ class UpdaterDriver:
         task.add_done_callback(self._fetches.discard)
 
     async def _fetch(self, managed: _Managed, action: Fetch) -> None:
+        if self._shared is not None:
+            answered: list[bool] = []  # set once this attempt's result reached the machine
+            try:
+                await self._fetch_in_fleet(self._shared, managed, action, answered)
+            except Exception:  # a bug: the certificate must not stay "fetching"
+                logger.exception(
+                    "%s: shared store failed internally; fetching on our own",
+                    managed.machine.path,
+                )
+            # Publishing and releasing may outlast the attempt (a slow Redis): a newer
+            # attempt may be FETCHING by now, and it is not this task's to answer.
+            if answered or managed.machine.state is not State.FETCHING:
+                return
+        await self._fetch_and_finish(managed, action)
+
+    async def _fetch_and_finish(self, managed: _Managed, action: Fetch) -> None:
         event: FetchSucceeded | FetchFailed
         try:
             event = await self._ask_responders(managed.machine.path, action)
@@ -531,6 +565,120 @@ class UpdaterDriver:
             )
         if managed.machine.state is State.FETCHING:
             self._finish_fetch(managed, event)
+
+    # --- the fleet (ocsp-update.shared-store; fleet/redis_share.py) ---
+
+    async def _start_shared(self) -> dict[CertId, bytes]:
+        """Join the fleet: Redis's staples become start candidates (verified like any)."""
+        if self._shared is None:
+            return {}
+        return await self._shared.start(
+            self._managed, on_staple=self._shared_staple, held=self._held_staples
+        )
+
+    async def _fetch_in_fleet(
+        self, shared: RedisShare, managed: _Managed, action: Fetch, answered: list[bool]
+    ) -> None:
+        """Single flight: a peer's staple answers this fetch, or we fetch under the lease and
+        share the staple our machine verified and installed."""
+        machine = managed.machine
+        held = machine.staple
+        async with shared.flight(
+            machine.cert_id,
+            lambda der, announced: self._usable_from_peer(managed, der, held, announced),
+            # A live holder renews its lease while it waits for its own rate limit and then
+            # fetches; a dead one's lease expires (10 s) and the next look takes it over.
+            wait=max(LEASE_WAIT_FETCHES * self._fetch_timeout, LEASE_WAIT_MIN_S),
+        ) as flight:
+            if flight.peer_der is None:
+                if flight.token is not None:  # the fleet's rate limit, then our own
+                    await shared.rate_token(
+                        responder_key(action.uri), rate=self._host_rate, burst=self._host_burst
+                    )
+                await self._fetch_and_finish(managed, action)
+                answered.append(True)
+                staple = machine.staple
+                if staple is not None and staple is not held:
+                    await shared.publish(machine.cert_id, staple.der, staple.next_update)
+            elif machine.state is State.FETCHING:
+                self._finish_fetch(managed, FetchSucceeded(self._clock.now(), flight.peer_der))
+                answered.append(True)
+
+    def _usable_from_peer(
+        self, managed: _Managed, der: bytes, held: VerifiedStaple | None, announced: bool
+    ) -> bool:
+        """Whether a peer's DER answers our fetch: it verifies, and either a peer announced it
+        during this fetch (then it may equal ours: a caching responder answers the same) or
+        it is newer than ours and not yet due by its own times. A refused one is logged."""
+        if held is not None and der == held.der and not announced:
+            return False
+        staple = self._verify_shared(managed, der)
+        if staple is None:
+            return False
+        if announced:  # a peer asked the responder during this fetch
+            return held is None or staple.this_update >= held.this_update
+        # Otherwise only an answer still fresh by its own (signed) times is this round's:
+        # one from a round ago, or a replay, would be due now; we fetch instead.
+        now = self._clock.now()
+        fetched = fetched_at(
+            produced_at=staple.produced_at, this_update=staple.this_update, now=now
+        )
+        settings = self._settings
+        due = min(
+            fetched + dt.timedelta(seconds=settings.maxdelay),
+            staple.expire() - dt.timedelta(seconds=settings.margin),
+        )
+        return due > now and (held is None or staple.this_update > held.this_update)
+
+    def _verify_shared(self, managed: _Managed, der: bytes) -> VerifiedStaple | None:
+        """Verify a DER read from Redis like a fetched answer; a refusal is logged once per
+        distinct DER (the reconcile and the waits read the same bad key again and again)."""
+        machine = managed.machine
+        if self._refused_shared.get(machine.cert_id) == der:
+            return None
+        try:
+            return verify_response(
+                der,
+                certificate=machine.certificate,
+                issuer=machine.issuer,
+                now=self._clock.now(),
+                skew=machine.skew,
+            )
+        except VerificationError as error:
+            self._refused_shared[machine.cert_id] = der
+            logger.warning(
+                "%s: staple from the shared store refused: %s",
+                machine.path,
+                error,
+                extra={"ocsp_path": machine.path, "ocsp_cert_id": machine.cert_id.hex},
+            )
+            return None
+
+    def _shared_staple(self, cert_id: CertId, der: bytes) -> None:
+        """A staple announced by (or reconciled from) the fleet: verified here (a refusal
+        logged once), then the machine judges it again and installs it if newer; a
+        certificate fetching now leaves it to its flight."""
+        managed = self._managed.get(cert_id)
+        if managed is None or managed.machine.state not in (State.WAITING, State.IDLE):
+            return
+        held = managed.machine.staple
+        if held is not None and der == held.der:
+            return
+        if self._verify_shared(managed, der) is None:
+            return
+        try:
+            self._handle(managed, SharedStaple(self._clock.now(), der))
+        except Exception:  # untrusted bytes: a bug here costs this staple, nothing else
+            logger.exception("%s: checking a shared staple failed", managed.machine.path)
+
+    def _held_staples(self) -> dict[CertId, tuple[bytes, dt.datetime, dt.datetime]]:
+        """The staples we serve, for publishing when the fleet store comes back."""
+        held = {}
+        for cert_id, managed in self._managed.items():
+            staple = managed.machine.staple
+            if staple is not None and cert_id in self._table:
+                held[cert_id] = (staple.der, staple.this_update, staple.next_update)
+        return held
 
     async def _ask_responders(self, path: str, action: Fetch) -> FetchSucceeded | FetchFailed:
         """Ask the action's responders in order until one answers with a body.

@@ -131,3 +131,19 @@ class EntrySnapshot:
 
 class UpdaterNotRunning(RuntimeError):
     """A runtime hook was called before `run()` set `started` or after it ended."""
+
+
+@dataclass(frozen=True)
+class SharedStoreState:
+    """The fleet's shared store as the metrics show it (`ocsp-update.shared-store`)."""
+
+    url: str
+    """Scheme, host, port and database; never a password."""
+    up: bool
+    leases_held: int
+    fallbacks: int
+    """Fetches made on our own because Redis was down or a peer's lease wait ran out."""
+    outages: int
+    peer_staples: int
+    """Fetches answered by another instance's staple (no request of ours)."""
+    published: int

@@ -30,6 +30,7 @@ from staplegate.updater.results import (
     EntrySnapshot,
     SetOutcome,
     SetRefusal,
+    SharedStoreState,
     StapleSummary,
     UpdateOutcome,
     UpdateResult,
@@ -102,6 +103,22 @@ class OcspUpdater(UpdaterDriver):
         )
         self._crl_watcher = watcher
         self._crl_task = asyncio.get_running_loop().create_task(watcher.run())
+
+    def shared_store(self) -> SharedStoreState | None:
+        """The fleet store's state, or None without `ocsp-update.shared-store`."""
+        share = self._shared
+        if share is None:
+            return None
+        stats = share.stats
+        return SharedStoreState(
+            url=share.display_url,
+            up=stats.up,
+            leases_held=stats.leases_held,
+            fallbacks=stats.fallbacks,
+            outages=stats.outages,
+            peer_staples=stats.peer_staples,
+            published=stats.published,
+        )
 
     def crl_sources(self) -> list[CrlSource]:
         """Every watched CRL URL with its certificates' verdicts (empty: no watch)."""

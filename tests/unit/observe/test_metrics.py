@@ -26,7 +26,7 @@ from staplegate.ocsp.machine import State
 from staplegate.runtime.contract import StatRow
 from staplegate.testpki.ca import CertificateAuthority
 from staplegate.updater.crl_watch import CrlTarget, CrlWatch
-from staplegate.updater.results import EntrySnapshot
+from staplegate.updater.results import EntrySnapshot, SharedStoreState
 from staplegate.updater.timing import FetchDurations
 from tests.fuzz_targets.crl_verify import CRL_URL, LEAF_SERIAL, build_crl, pki
 from tests.fuzz_targets.crl_verify import NOW as FUZZ_NOW
@@ -254,3 +254,18 @@ def test_collected_metrics_read_now_and_build_later() -> None:
     assert not any(name.startswith("staplegate_ocsp_fetch") for name, _ in found)
     assert samples(render(collected)) == found  # rendering twice gives the same text
     assert key("staplegate_ocsp_stapled", certificate=ODD) not in scrape(FakeView(ocsp))
+
+
+def test_the_shared_store_metrics_only_when_one_is_configured() -> None:
+    absent = scrape(FakeView(FakeOcsp(entries=[])))
+    assert not any(name.startswith("staplegate_shared_store") for name, _ in absent)
+    url = "redis://10.0.0.5:6379/0"
+    state = SharedStoreState(
+        url=url, up=False, leases_held=2, fallbacks=7, outages=1, peer_staples=40, published=9
+    )
+    found = scrape(FakeView(FakeOcsp(entries=[], shared=state)))
+    assert found[key("staplegate_shared_store_up", url=url)] == 0
+    assert found[key("staplegate_shared_store_leases_held", url=url)] == 2
+    assert found[key("staplegate_shared_store_fallbacks_total", url=url)] == 7
+    assert found[key("staplegate_shared_store_outages_total", url=url)] == 1
+    assert found[key("staplegate_shared_store_peer_staples_total", url=url)] == 40

@@ -33,6 +33,7 @@ from staplegate.ocsp.machine import (
     Persist,
     Rejected,
     RevocationDetected,
+    SharedStaple,
     Start,
     State,
     Tick,
@@ -661,3 +662,45 @@ def test_no_update_is_scheduled_past_the_certificates_own_expiry(pki: Pki) -> No
     # an operator's `update ssl ocsp-response` still fetches
     machine.handle(UpdateRequested(NOW + s(60)))
     assert fetch_now(machine, NOW + s(60)).uri == OCSP_URI
+
+
+# --- a fleet member's staple (ocsp-update.shared-store) ---
+
+
+def test_shared_staple_newer_is_installed_and_the_refresh_follows_its_times(pki: Pki) -> None:
+    machine = make_machine(pki)
+    machine.handle(Start(NOW, stored=(response(pki.ec_ca, this_update=NOW - s(3000)),)))
+    assert machine.next_attempt == NOW + s(600)  # fetched 3000 s ago: maxdelay from then
+    peer = response(pki.ec_ca, this_update=NOW - s(10))
+    actions = machine.handle(SharedStaple(NOW, peer))
+    assert [type(a) for a in actions] == [Install, Persist, Log, WakeAt]
+    assert machine.staple is not None
+    assert machine.staple.der == peer
+    assert machine.next_attempt == NOW - s(10) + s(3600)  # the peer's fetch + maxdelay
+    assert machine.counters.successes == 0  # no request of ours
+
+
+def test_shared_staple_older_equal_or_forged_changes_nothing(pki: Pki) -> None:
+    machine = make_machine(pki)
+    held = response(pki.ec_ca, this_update=NOW - s(10))
+    machine.handle(Start(NOW, stored=(held,)))
+    before = machine.next_attempt
+    for der in (response(pki.ec_ca, this_update=NOW - s(60)), held):
+        actions = machine.handle(SharedStaple(NOW, der))
+        assert [type(a) for a in actions] == [WakeAt]
+    forged = sign_response(
+        certificate=pki.ec_ca.leaf,
+        issuer=pki.ec_ca.certificate,
+        signer=pki.rogue,
+        status=ocsp.OCSPCertStatus.GOOD,
+        this_update=NOW,
+        next_update=NOW + s(86400),
+    )
+    actions = machine.handle(SharedStaple(NOW, forged))
+    (log,) = of(Log, actions)
+    assert log.level is LogLevel.WARNING
+    assert "staple from the shared store refused: OCSP response" in log.message
+    assert machine.staple is not None
+    assert machine.staple.der == held
+    assert machine.next_attempt == before
+    assert not of(Install, actions)

@@ -45,6 +45,7 @@ from staplegate.updater.results import (
     EntrySnapshot,
     SetOutcome,
     SetRefusal,
+    SharedStoreState,
     StapleSummary,
     UpdateOutcome,
     UpdateResult,
@@ -111,6 +112,7 @@ class FakeOcsp:
     crl: list[CrlSource] = field(default_factory=list)
     durations: dict[str, DurationHistogram] = field(default_factory=dict)
     crl_updates: list[str] = field(default_factory=list)
+    shared: SharedStoreState | None = None
 
     @property
     def table(self) -> Mapping[CertId, bytes]:
@@ -136,6 +138,9 @@ class FakeOcsp:
 
     def crl_sources(self) -> Sequence[CrlSource]:
         return self.crl
+
+    def shared_store(self) -> SharedStoreState | None:
+        return self.shared
 
     def fetch_durations(self) -> Mapping[str, DurationHistogram]:
         return self.durations

@@ -33,6 +33,7 @@ from staplegate.config.parser.registry import (
     supported,
 )
 from staplegate.config.parser.state import Handler, ParserState, field_change
+from staplegate.config.shared_store import shared_store_url_error
 from staplegate.config.values import AddressFamily, ValueSyntaxError, c_atoi, parse_socket_address
 
 
@@ -122,6 +123,31 @@ def _revoked_hook(parser: ParserState, args: list[str], where: SourceLocation) -
         parser.error(where, head, f"'{head}' expects a command to run.", Reason.MISSING_ARGUMENT)
         return
     parser.global_ = replace(parser.global_, ocsp_update_revoked_hook=command)
+
+
+def _shared_store(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    # staplegate's own: a fleet shares staples and single-flight leases through Redis
+    head = args[0]
+    if len(args) != 2:
+        parser.error(
+            where, head, f"'{head}' expects one redis:// or rediss:// URL.", Reason.MISSING_ARGUMENT
+        )
+        return
+    problem = shared_store_url_error(args[1])
+    if problem is not None:
+        parser.error(where, head, f"'{head}': {problem}", Reason.INVALID_VALUE)
+        return
+    parser.global_ = replace(parser.global_, ocsp_update_shared_store=args[1])
+
+
+def _shared_store_password_file(
+    parser: ParserState, args: list[str], where: SourceLocation
+) -> None:
+    head = args[0]
+    if len(args) != 2:
+        parser.error(where, head, f"'{head}' expects a file name.", Reason.MISSING_ARGUMENT)
+        return
+    parser.global_ = replace(parser.global_, ocsp_update_shared_store_password_file=args[1])
 
 
 def _responder_url(parser: ParserState, args: list[str], where: SourceLocation) -> None:
@@ -554,6 +580,8 @@ GLOBAL: KeywordTable[Handler] = KeywordTable(
         supported("ocsp-update.revoked-hook", _revoked_hook),
         supported("ocsp-update.responder-url", _responder_url),
         supported("ocsp-update.must-staple-wait", _must_staple_wait),
+        supported("ocsp-update.shared-store", _shared_store),
+        supported("ocsp-update.shared-store-password-file", _shared_store_password_file),
         supported("tune.ssl.ocsp-update.mindelay", _ocsp_delay_line),
         supported("tune.ssl.ocsp-update.maxdelay", _ocsp_delay_line),
         supported("crt-base", _base_dir),

@@ -366,3 +366,41 @@ def test_ocsp_update_revoked_hook_takes_the_rest_of_the_line_as_a_command() -> N
     assert one_error("global\n    ocsp-update.revoked-hook\n") == A.format(
         2, "'ocsp-update.revoked-hook' expects a command to run."
     )
+
+
+def test_shared_store_url_and_password_file() -> None:
+    config, diags = check(
+        "global\n"
+        "    ocsp-update.shared-store rediss://redis.internal:6380/2\n"
+        "    ocsp-update.shared-store-password-file /etc/staplegate/redis.pass\n"
+    )
+    assert diags == []
+    assert config is not None
+    assert config.global_.ocsp_update_shared_store == "rediss://redis.internal:6380/2"
+    assert config.global_.ocsp_update_shared_store_password_file == "/etc/staplegate/redis.pass"
+
+
+def test_shared_store_with_a_password_in_the_url_is_an_alert_that_never_echoes_it() -> None:
+    error = one_error("global\n    ocsp-update.shared-store redis://:hunter2@127.0.0.1:6379/0\n")
+    assert error.startswith(A.format(2, "'ocsp-update.shared-store': the URL must not carry")[:40])
+    assert "line 2" in error or ":2]" in error
+    assert "hunter2" not in error
+    assert "STAPLEGATE_REDIS_PASSWORD" in error
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://127.0.0.1:6379", "must start with redis://"),
+        ("redis://127.0.0.1:notaport/0", "port"),
+        ("redis:///0", "names no host"),
+        ("redis://127.0.0.1:6379/zero", "database number"),
+        ("redis://127.0.0.1:6379/0?ssl=1", "no query"),
+    ],
+)
+def test_shared_store_bad_urls_are_alerts(url: str, why: str) -> None:
+    error = one_error(f"global\n    ocsp-update.shared-store {url}\n")
+    assert why in error
+    assert one_error("global\n    ocsp-update.shared-store\n").endswith(
+        "'ocsp-update.shared-store' expects one redis:// or rediss:// URL."
+    )
