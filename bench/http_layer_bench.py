@@ -87,7 +87,9 @@ class _ClientSide:
         self.pool = pool
         self.responses = 0
 
-    def connection_info(self, host: str | None = None, target: bytes | None = None) -> str | None:
+    def connection_info(
+        self, host: str | None = None, target: bytes | None = None, head: object = None
+    ) -> str | None:
         return host
 
     def route(self, info: object) -> BackendPool:
