@@ -67,6 +67,9 @@ def test_the_sidecar_keeps_haproxy_26_stapled(tmp_path: Path, pki: Pki) -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
             scrape = r.read().decode()
         assert f'staplegate_ocsp_stapled{{certificate="{a.bundle_path}"}} 1.0' in scrape
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/stats", timeout=10) as r:
+            page = r.read().decode()
+        assert f'<td class="name">{a.bundle_path}</td>' in page  # the certificates table
         sidecar.wait_for("restarted or reloaded")  # the new process is noticed
 
         # a revocation reaches clients at the next refresh, by a push

@@ -117,6 +117,42 @@ def certificate_rows(
     return sort_by_urgency(list(unique.values()))
 
 
+def snapshot_rows(
+    snapshots: Sequence[EntrySnapshot],
+    key_types: Mapping[str, str],
+    not_after: Mapping[str, dt.datetime],
+    *,
+    now: dt.datetime,
+) -> list[CertRow]:
+    """The certificates table of a process without loaded certificates (the sidecar): rows
+    from the updater's snapshot alone, key types and expiry by path; in urgency order."""
+    rows = []
+    for snap in snapshots:
+        staple = snap.staple
+        stapled = staple is not None and staple.served
+        reasons: tuple[str, ...] = ()
+        expiry = not_after.get(snap.path)
+        if expiry is not None and expiry <= now:
+            reasons = ("expired",)
+        elif not stapled and snap.failures:
+            reasons = ("responder_failing",)
+        rows.append(
+            CertRow(
+                names=snap.paths,
+                key_type=key_types.get(snap.path),
+                status=_status_name(staple.status) if staple is not None else None,
+                stapled=stapled,
+                this_update=staple.this_update if staple is not None else None,
+                next_update=staple.next_update if staple is not None else None,
+                next_refresh=snap.next_attempt,
+                last_success=snap.last_success,
+                failures=snap.failures,
+                reasons=reasons,
+            )
+        )
+    return sort_by_urgency(rows)
+
+
 def _status_name(status: CertStatus) -> str:
     return status.name.lower()
 

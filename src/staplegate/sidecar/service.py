@@ -18,19 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from staplegate.certs.model import KeyType
 from staplegate.clock import Clock, SystemClock
 from staplegate.config.model import GlobalSettings
 from staplegate.fetch.client import FetchSettings
 from staplegate.observe.endpoint import MetricsEndpoint
 from staplegate.observe.log import LogRouter, SyslogTarget
+from staplegate.observe.statspage import PageOptions, render_page, snapshot_rows
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.schedule import UpdateSettings
 from staplegate.process.ipc import StapleChanges
@@ -45,6 +48,8 @@ log = logging.getLogger("staplegate.sidecar")
 
 #: How long READY=1 waits for the deliveries' first round (staple files written) at most.
 FIRST_DELIVERY_WAIT_S = 10.0
+#: `--metrics`' `/stats` page refreshes itself this often (seconds).
+STATS_REFRESH_S = 10
 
 #: How often the files a configuration named are checked for changes (a stat each).
 WATCH_INTERVAL_S = 5.0
@@ -86,6 +91,7 @@ class SidecarService:
         self._runtime_socket = runtime_socket
         self._metrics_address = metrics_address
         self.metrics: MetricsEndpoint | None = None
+        self._started_at = time.monotonic()
         self._watch_interval = watch_interval
         self._watched: dict[str, tuple[int, int, int] | None] = {}
         self._build = build
@@ -125,6 +131,25 @@ class SidecarService:
     def deliveries(self) -> Sequence[Delivery]:
         return tuple(self._deliveries)
 
+    def _stats_page(self) -> Callable[[], str]:
+        """`--metrics`' `/stats`: the certificates table of what the sidecar keeps stapled
+        (read now, on the loop; the returned call renders it, in a thread)."""
+        now = dt.datetime.now(dt.UTC)
+        snapshots = self.updater.snapshot()
+        certificates = [c.entry for c in self._discovery.certificates]
+        key_types = {
+            e.path: KeyType.of(e.certificate.public_key()).haproxy_name for e in certificates
+        }
+        not_after = {e.path: e.certificate.not_valid_after_utc for e in certificates}
+        uptime_s = int(time.monotonic() - self._started_at)
+        options = PageOptions(refresh_s=STATS_REFRESH_S)
+
+        def render() -> str:
+            rows = snapshot_rows(snapshots, key_types, not_after, now=now)
+            return render_page([], rows, options, now=now, uptime_s=uptime_s)
+
+        return render
+
     def _on_staples(self, table: Mapping[CertId, bytes]) -> None:
         self._table = table
         self._changed.set()
@@ -155,7 +180,9 @@ class SidecarService:
                 runtime = runtime_server(self, self._runtime_socket)
                 await runtime.start()
             if self._metrics_address is not None:
-                self.metrics = MetricsEndpoint(SidecarRuntime(self), *self._metrics_address)
+                self.metrics = MetricsEndpoint(
+                    SidecarRuntime(self), *self._metrics_address, page=self._stats_page
+                )
                 await self.metrics.start()
             # the CRL watch (and the revoked hook's "cleared" events) over the certificates
             self.updater.start_crl_watch(self._discovery.crl_targets, self._state_dir)

@@ -40,7 +40,7 @@ def test_a_scrape_shows_each_certificate_stapled_with_its_times(tmp_path: Path, 
         metrics_address=("127.0.0.1", 0),
     )
 
-    async def main() -> tuple[tuple[int, str, str], tuple[int, str, str]]:
+    async def main() -> tuple[tuple[int, str, str], tuple[int, str, str], tuple[int, str, str]]:
         task = asyncio.get_running_loop().create_task(service.run())
         try:
             async with asyncio.timeout(10):
@@ -49,13 +49,14 @@ def test_a_scrape_shows_each_certificate_stapled_with_its_times(tmp_path: Path, 
             assert service.metrics is not None
             base = f"http://127.0.0.1:{service.metrics.port}"
             scrape = await asyncio.to_thread(_get, base + "/metrics")
-            other = await asyncio.to_thread(_get, base + "/stats")
+            other = await asyncio.to_thread(_get, base + "/nothing")
+            page = await asyncio.to_thread(_get, base + "/stats")
         finally:
             service.stop()
             await task
-        return scrape, other
+        return scrape, other, page
 
-    (status, kind, body), other = asyncio.run(main())
+    (status, kind, body), other, page = asyncio.run(main())
     assert status == 200
     assert kind.startswith("text/plain; version=0.0.4")
     samples = {
@@ -74,3 +75,7 @@ def test_a_scrape_shows_each_certificate_stapled_with_its_times(tmp_path: Path, 
     )
     assert any(name == "staplegate_ocsp_fetch_duration_seconds_count" for name, _ in samples)
     assert other[0] == 404
+    # /stats: the certificates table of the stats page, this certificate's row green
+    page_status, page_kind, html = page
+    assert (page_status, page_kind) == (200, "text/html; charset=utf-8")
+    assert f'<tr class="ok"><td class="name">{path}</td>' in html.replace("&#x27;", "'")

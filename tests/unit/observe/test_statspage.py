@@ -250,3 +250,28 @@ def test_pages_reuse_the_snapshot_the_metrics_just_took(tmp_path: Path) -> None:
 class _Nothing(Collector):
     def collect(self) -> Iterator[Metric]:
         return iter(())
+
+
+def test_snapshot_rows_give_a_sidecar_its_certificates_table() -> None:
+    """The sidecar has no loaded certificates: rows come from the updater's snapshot, the
+    failing one first with its reason, an expired one as expired."""
+    from staplegate.observe.statspage import snapshot_rows
+    from staplegate.ocsp.machine import State
+    from tests.unit.runtime.test_handlers import CERT_A, CERT_B, _entry
+
+    good = _entry(CERT_A, "/c/a.pem", State.WAITING)
+    failing = _entry(CERT_B, "/c/b.pem", State.WAITING)
+    rows = snapshot_rows(
+        [good, failing],
+        {"/c/a.pem": "ecdsa", "/c/b.pem": "rsa"},
+        {"/c/a.pem": METRICS_NOW + dt.timedelta(days=30)},
+        now=METRICS_NOW,
+    )
+    assert [(r.names, r.key_type, r.stapled, r.reasons) for r in rows] == [
+        (("/c/b.pem",), "rsa", False, ("responder_failing",)),
+        (("/c/a.pem",), "ecdsa", True, ()),
+    ]
+    expired = snapshot_rows(
+        [good], {}, {"/c/a.pem": METRICS_NOW - dt.timedelta(days=1)}, now=METRICS_NOW
+    )
+    assert expired[0].reasons == ("expired",)
