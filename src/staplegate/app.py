@@ -24,7 +24,7 @@ from staplegate.clock import SystemClock
 from staplegate.config.model import GlobalSettings, LogTargetKind
 from staplegate.deploy.plan import validate
 from staplegate.fetch.client import FetchSettings
-from staplegate.fleet.redis_share import PasswordError, RedisShare, read_password
+from staplegate.fleet.redis_share import PasswordError, RedisShare, shared_store
 from staplegate.observe.log import LogRouter, SyslogTarget
 from staplegate.process.master import Deployment, Master, update_settings_of, updater_entries
 from staplegate.process.sockets import open_sockets
@@ -66,13 +66,15 @@ def log_targets(settings: GlobalSettings) -> list[SyslogTarget]:
     return targets
 
 
-def shared_store(settings: GlobalSettings, clock: SystemClock) -> RedisShare | None:
-    """The fleet's Redis store (`ocsp-update.shared-store`), or None; PasswordError when the
-    password file cannot be read. Nothing connects yet: the updater joins when it runs."""
-    if settings.ocsp_update_shared_store is None:
-        return None
-    password = read_password(settings.ocsp_update_shared_store_password_file, os.environ)
-    return RedisShare(settings.ocsp_update_shared_store, password=password, clock=clock)
+def _shared_store(settings: GlobalSettings, clock: SystemClock) -> RedisShare | None:
+    """The fleet's Redis store (`ocsp-update.shared-store`), or None (PasswordError: see
+    fleet.redis_share.shared_store)."""
+    return shared_store(
+        settings.ocsp_update_shared_store,
+        settings.ocsp_update_shared_store_password_file,
+        clock=clock,
+        environ=os.environ,
+    )
 
 
 def _daemonize() -> None:
@@ -145,7 +147,7 @@ def run(
                 os.unlink(pid_handle.name)
         return 1
     try:
-        shared = shared_store(settings, clock)
+        shared = _shared_store(settings, clock)
     except PasswordError as error:
         print(f"[ALERT] config : ocsp-update.shared-store: {error}.", file=sys.stderr)
         for socks in sockets.values():

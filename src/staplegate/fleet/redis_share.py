@@ -500,3 +500,14 @@ class RedisShare:
             logger.log(25, "shared store %s reachable again: rejoined the fleet", self.display_url)
         else:
             logger.log(25, "shared store %s connected", self.display_url)
+
+
+def shared_store(
+    url: str | None, password_file: str | None, *, clock: Clock, environ: Mapping[str, str]
+) -> RedisShare | None:
+    """The fleet's store for `ocsp-update.shared-store URL` (None without one), its password
+    from `ocsp-update.shared-store-password-file` or the environment; PasswordError when the
+    file cannot be read. Used by the main command and the sidecar alike."""
+    if url is None:
+        return None
+    return RedisShare(url, password=read_password(password_file, environ), clock=clock)

@@ -31,6 +31,7 @@ from staplegate.certs.model import KeyType
 from staplegate.clock import Clock, SystemClock
 from staplegate.config.model import GlobalSettings
 from staplegate.fetch.client import FetchSettings
+from staplegate.fleet.redis_share import PasswordError, RedisShare, shared_store
 from staplegate.observe.endpoint import MetricsEndpoint
 from staplegate.observe.log import LogRouter, SyslogTarget
 from staplegate.observe.statspage import PageOptions, render_page, snapshot_rows
@@ -86,6 +87,7 @@ class SidecarService:
         watch_interval: float | None = WATCH_INTERVAL_S,
         runtime_socket: str | None = None,
         metrics_address: tuple[str, int] | None = None,
+        shared: RedisShare | None = None,
     ) -> None:
         self._read = read
         self._runtime_socket = runtime_socket
@@ -107,6 +109,7 @@ class SidecarService:
             max_concurrent=settings.ocsp_update_maxconn,
             host_rate=settings.ocsp_update_rate_limit,
             host_burst=min(settings.ocsp_update_rate_limit, 50),
+            shared=shared,  # `ocsp-update.shared-store` (--extra-config): the fleet's Redis
         )
         # `ocsp-update.revoked-hook` (--extra-config): the operator's command on a revocation
         self._state_dir = store.directory if store is not None else None
@@ -391,6 +394,17 @@ def serve(
     except StoreError as error:
         print(f"[ALERT] Cannot use the state directory {error}.", file=sys.stderr)
         return 1
+    settings = discovery.settings
+    try:
+        shared = shared_store(
+            settings.ocsp_update_shared_store,
+            settings.ocsp_update_shared_store_password_file,
+            clock=SystemClock(),
+            environ=os.environ,
+        )
+    except PasswordError as error:
+        print(f"[ALERT] sidecar : ocsp-update.shared-store: {error}.", file=sys.stderr)
+        return 1
     router = install_logging()
     try:
         return asyncio.run(
@@ -403,6 +417,7 @@ def serve(
                 reloader,
                 runtime_socket,
                 metrics_address,
+                shared,
             )
         )
     finally:
@@ -418,6 +433,7 @@ async def _serve(
     reloader: Reloader | None,
     runtime_socket: str | None,
     metrics_address: tuple[str, int] | None = None,
+    shared: RedisShare | None = None,
 ) -> int:
     service = SidecarService(
         read,
@@ -426,6 +442,7 @@ async def _serve(
         store=store,
         runtime_socket=runtime_socket,
         metrics_address=metrics_address,
+        shared=shared,
     )
     log.warning(
         "staplegate sidecar started: %d certificate(s) to keep stapled, %d skipped, "
