@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 from staplegate.clock import SystemClock
@@ -12,6 +13,7 @@ from staplegate.fleet.redis_share import shared_store
 from staplegate.ocsp.certid import CertId
 from staplegate.sidecar.haproxy_config import read_extra_settings, read_haproxy_config
 from staplegate.sidecar.service import SidecarService
+from staplegate.sidecar.targets import Delivery, Discovery
 from staplegate.store import FileStapleStore
 from staplegate.testpki.pytest_plugin import Pki
 from tests.integration.sidecar.test_service import Recorder
@@ -34,10 +36,14 @@ def test_two_sidecars_on_one_redis_ask_the_responder_once(
     found = read_haproxy_config([str(config)], env={}, update_all=True).discovery
     discovery = dataclasses.replace(found, settings=settings.settings)
     recorders = [Recorder(), Recorder()]
+
+    def deliveries(recorder: Recorder) -> Callable[[Discovery], list[Delivery]]:
+        return lambda _discovery: [recorder]
+
     services = [
         SidecarService(
             lambda: discovery,
-            lambda d, r=recorder: [r],
+            deliveries(recorder),
             discovery,
             store=FileStapleStore(tmp_path / f"state{n}"),
             shared=shared_store(
