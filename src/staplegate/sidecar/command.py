@@ -28,7 +28,7 @@ from staplegate.sidecar.nginx_delivery import build_deliveries as build_nginx_de
 from staplegate.sidecar.ocsp_files import OcspFiles
 from staplegate.sidecar.reload_command import ReloadCommand
 from staplegate.sidecar.service import serve
-from staplegate.sidecar.targets import Delivery, Discovery
+from staplegate.sidecar.targets import Delivery, DeliveryFactory, Discovery, Reader, Reloader
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,19 +175,7 @@ def main(argv: Sequence[str]) -> int:
             deliveries.append(OcspFiles(certificates, reloader=None if addresses else reloader))
         return deliveries
 
-    metrics = _metrics_address(args)
-    assert not isinstance(metrics, str)  # refused in main()
-    try:
-        return serve(
-            read,
-            build,
-            state_dir=args.state_dir,
-            reloader=reloader,
-            runtime_socket=args.socket,
-            metrics_address=metrics,
-        )
-    except KeyboardInterrupt:
-        return 130
+    return _serve_until_stopped(args, read, build, reloader)
 
 
 def nginx_main(args: argparse.Namespace) -> int:
@@ -239,6 +227,13 @@ def nginx_main(args: argparse.Namespace) -> int:
     def build(discovery: Discovery) -> list[Delivery]:
         return build_nginx_deliveries(discovery, reloader)
 
+    return _serve_until_stopped(args, read, build, reloader)
+
+
+def _serve_until_stopped(
+    args: argparse.Namespace, read: Reader, build: DeliveryFactory, reloader: Reloader | None
+) -> int:
+    """Run the sidecar with the options both modes share; 130 on Ctrl-C."""
     metrics = _metrics_address(args)
     assert not isinstance(metrics, str)  # refused in main()
     try:
