@@ -15,7 +15,9 @@ report shows the count).
 
 staplegate runs as a user runs it: `staplegate -f CFG --state-dir STATE --workers 2`,
 `ocsp-update.mode on`, logging at debug to a file. Clocks from spawning it:
-- "started": its `staplegate started` line; "listening": the first TCP connect that succeeds;
+- "listening": the first TCP connect that succeeds (the master has bound the socket; the kernel
+  queues connections before any worker serves); "serving": the first TLS handshake that
+  completes (1 s timeout per try); "started": its `staplegate started` line;
 - "stapled": every worker has logged a staple table of N staples (the workers log each staple
   message they apply) — read from the log, not from N handshakes; then `--verify` handshakes
   (`openssl s_client -status`, random names) must each show a successful OCSP response.
@@ -44,6 +46,7 @@ import random
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -234,6 +237,22 @@ def accepts(port: int) -> bool:
         return False
 
 
+def handshakes(port: int) -> bool:
+    """True when a TLS handshake completes within 1 s: a worker serves, not only the kernel's
+    backlog of a socket the master has bound."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=1) as raw,
+            context.wrap_socket(raw, server_hostname="host0.bench.test"),
+        ):
+            return True
+    except OSError:
+        return False
+
+
 def openssl_stapled(port: int, name: str) -> bool:
     """One `openssl s_client -status` handshake; True when it shows a successful OCSP response."""
     result = subprocess.run(
@@ -302,9 +321,11 @@ def run_staplegate(args: argparse.Namespace, setup: Setup, work: Path) -> dict[s
                         result[f"worker {parsed[0]}"] = time.perf_counter() - t0
             if "listening" not in result and accepts(port):
                 result["listening"] = time.perf_counter() - t0
+            if "listening" in result and "serving" not in result and handshakes(port):
+                result["serving"] = time.perf_counter() - t0
             workers = [p for p in descendants(process.pid) if p != process.pid]
             if (
-                "listening" in result
+                "serving" in result
                 and len(workers) >= args.workers
                 and all(held.get(p) == count for p in workers)
             ):
@@ -345,11 +366,11 @@ def run_haproxy(args: argparse.Namespace, setup: Setup, work: Path) -> dict[str,
         )
     try:
         deadline = t0 + args.timeout
-        while not accepts(port):
+        while not handshakes(port):
             if process.poll() is not None or time.perf_counter() > deadline:
                 raise RuntimeError(f"haproxy did not listen:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.05)
-        result["listening"] = time.perf_counter() - t0
+        result["serving"] = time.perf_counter() - t0
         result["pss"], result["rss"] = tree_memory(process.pid)
         return result
     finally:
@@ -405,17 +426,18 @@ def main(argv: list[str] | None = None) -> int:
     def ok(met: bool) -> str:
         return "met" if met else "MISSED"
 
-    stapled_after = sg["stapled"] - sg["listening"]
+    stapled_after = sg["stapled"] - sg["serving"]
+    nan = float("nan")
     print("| | staplegate | HAProxy 2.6 | target |")
     print("|---|---|---|---|")
+    print(f"| TCP connect accepted (socket bound) | {sg['listening']:.1f} s | — | |")
     print(
-        f"| listening after start | {sg['listening']:.1f} s (`started` line "
-        f"{sg.get('started', float('nan')):.1f} s) | {hp.get('listening', float('nan')):.1f} s "
-        f"(`haproxy -c` {hp.get('check', float('nan')):.1f} s) | < 60 s: "
-        f"{ok(sg['listening'] < 60)} |"
+        f"| first TLS handshake served | {sg['serving']:.1f} s (`started` line "
+        f"{sg.get('started', nan):.1f} s) | {hp.get('serving', nan):.1f} s "
+        f"(`haproxy -c` {hp.get('check', nan):.1f} s) | < 60 s: {ok(sg['serving'] < 60)} |"
     )
     print(
-        f"| every worker stapled, after listening | {stapled_after:.1f} s "
+        f"| every worker stapled, after serving | {stapled_after:.1f} s "
         f"({sg['stapled']:.1f} s after start) | no staples loaded | < 10 s: "
         f"{ok(stapled_after < 10)} |"
     )
