@@ -21,6 +21,8 @@ staplegate runs as a user runs it: `staplegate -f CFG --state-dir STATE --worker
 - "stapled": every worker has logged a staple table of N staples (the workers log each staple
   message they apply) — read from the log, not from N handshakes; then `--verify` handshakes
   (`openssl s_client -status`, random names) must each show a successful OCSP response.
+Then `show ssl ocsp-updates`, `show ssl cert` and `show info` on the admin stats socket: time,
+lines and bytes of each answer (staplegate's cost to list N certificates).
 Memory: the sum of Pss (/proc/PID/smaps_rollup, shared copy-on-write pages counted once) of the
 master and every descendant, once all is stapled.
 
@@ -68,6 +70,7 @@ from staplegate.testpki.ca import CertificateAuthority
 
 WORKER_TABLE = re.compile(r"worker (\d+): staple table.*: (\d+) staples$")
 MIB = 2**20
+RUNTIME_COMMANDS = ("show ssl ocsp-updates", "show ssl cert", "show info")
 
 
 def parse_pss(smaps_rollup: str) -> int:
@@ -253,6 +256,20 @@ def handshakes(port: int) -> bool:
         return False
 
 
+def runtime_command(sock: Path, command: str) -> tuple[float, int, int]:
+    """Seconds, lines and bytes of one runtime API answer (read until the server closes)."""
+    t0 = time.perf_counter()
+    with socket.socket(socket.AF_UNIX) as client:
+        client.settimeout(120)
+        client.connect(str(sock))
+        client.sendall(command.encode() + b"\n")
+        chunks = []
+        while chunk := client.recv(1 << 20):
+            chunks.append(chunk)
+    data = b"".join(chunks)
+    return time.perf_counter() - t0, data.count(b"\n"), len(data)
+
+
 def openssl_stapled(port: int, name: str) -> bool:
     """One `openssl s_client -status` handshake; True when it shows a successful OCSP response."""
     result = subprocess.run(
@@ -282,6 +299,7 @@ def run_staplegate(args: argparse.Namespace, setup: Setup, work: Path) -> dict[s
     config = work / "staplegate.cfg"
     config.write_text(
         "global\n    log stdout format raw local0 debug\n    ocsp-update.mode on\n"
+        f"    stats socket {work / 'admin.sock'} mode 600 level admin\n"
         "defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 10s\n"
         "    timeout server 10s\n"
         f"frontend www\n    bind 127.0.0.1:{port} ssl crt-list {setup.crt_list}\n"
@@ -333,6 +351,11 @@ def run_staplegate(args: argparse.Namespace, setup: Setup, work: Path) -> dict[s
                 break
             time.sleep(0.05)
         result["pss"], result["rss"] = tree_memory(process.pid)
+        for command in RUNTIME_COMMANDS:
+            seconds, line_count, size = runtime_command(work / "admin.sock", command)
+            result[f"{command} seconds"] = seconds
+            result[f"{command} lines"] = line_count
+            result[f"{command} bytes"] = size
         sample = random.sample(setup.names, min(args.verify, count))
         result["verified"] = len(sample)
         result["verified_ok"] = sum(openssl_stapled(port, name) for name in sample)
@@ -453,6 +476,11 @@ def main(argv: list[str] | None = None) -> int:
         f"| Pss per certificate | {sg['pss'] / args.count / 1024:.1f} KiB | "
         f"{hp_pss / args.count / 1024:.1f} KiB | |"
     )
+    for command in RUNTIME_COMMANDS:
+        print(
+            f"runtime API `{command}`: {sg[f'{command} seconds']:.2f} s, "
+            f"{sg[f'{command} lines']:,.0f} lines, {sg[f'{command} bytes'] / MIB:.1f} MiB"
+        )
     print(
         f"openssl s_client -status: {sg['verified_ok']:.0f} of {sg['verified']:.0f} "
         "handshakes stapled"
