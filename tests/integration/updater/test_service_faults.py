@@ -17,7 +17,8 @@ import datetime as dt
 import logging
 import random
 import socket
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -85,6 +86,19 @@ CASES = [
 ]
 
 
+@asynccontextmanager
+async def running(updater: OcspUpdater) -> AsyncIterator[OcspUpdater]:
+    """The updater running on this loop, started (its first table published), then stopped."""
+    started = asyncio.Event()
+    task = asyncio.create_task(updater.run(started=started))
+    try:
+        await started.wait()
+        yield updater
+    finally:
+        updater.stop()
+        await task
+
+
 @pytest.mark.parametrize(("fault", "status", "text"), CASES, ids=[c[0].value for c in CASES])
 def test_fault_is_reported_specifically_and_the_last_good_staple_stays(
     pki: Pki, caplog: pytest.LogCaptureFixture, fault: FaultKind, status: UpdateStatus, text: str
@@ -105,10 +119,7 @@ def test_fault_is_reported_specifically_and_the_last_good_staple_stays(
     assert other.serial != leaf.serial
 
     async def scenario() -> None:
-        started = asyncio.Event()
-        task = asyncio.create_task(updater.run(started=started))
-        try:
-            await started.wait()
+        async with running(updater):
             first = await updater.update_now(cert_id, timeout=10)
             assert first.ok, first
             assert pki.responder.requests[-1].method == "POST"
@@ -120,9 +131,6 @@ def test_fault_is_reported_specifically_and_the_last_good_staple_stays(
             assert outcome.text.startswith(text), outcome.text
             assert (outcome.failures, outcome.successes) == (1, 1)
             assert tables[-1] == {cert_id: good}
-        finally:
-            updater.stop()
-            await task
 
     asyncio.run(scenario())
     lines = [m for m in caplog.messages if m.startswith("<OCSP-UPDATE>")]
@@ -167,10 +175,7 @@ def test_a_malformed_name_in_the_answer_is_a_failure_and_refreshes_go_on(
     )
 
     async def scenario() -> None:
-        started = asyncio.Event()
-        task = asyncio.create_task(updater.run(started=started))
-        try:
-            await started.wait()
+        async with running(updater):
             assert (await updater.update_now(cert_id, timeout=10)).ok
             good = tables[-1][cert_id]
             responder = ocsp.load_der_ocsp_response(good).responder_name
@@ -191,9 +196,6 @@ def test_a_malformed_name_in_the_answer_is_a_failure_and_refreshes_go_on(
             again = await updater.update_now(cert_id, timeout=10)
             assert again.ok, again
             assert (again.failures, again.successes) == (1, 2)
-        finally:
-            updater.stop()
-            await task
 
     asyncio.run(scenario())
     assert not [r for r in caplog.records if r.exc_info], "nothing may crash"
@@ -220,10 +222,7 @@ def test_whatever_handling_a_fetch_raises_the_certificate_leaves_fetching(
         raise TypeError("a bug in the verifier")
 
     async def scenario() -> None:
-        started = asyncio.Event()
-        task = asyncio.create_task(updater.run(started=started))
-        try:
-            await started.wait()
+        async with running(updater):
             monkeypatch.setattr("staplegate.ocsp.machine.verify_response", broken_verifier)
             outcome = await updater.update_now(cert_id, timeout=10)
             assert outcome.result is UpdateResult.COMPLETED, outcome
@@ -234,9 +233,6 @@ def test_whatever_handling_a_fetch_raises_the_certificate_leaves_fetching(
             assert row.next_attempt is not None
             monkeypatch.undo()
             assert (await updater.update_now(cert_id, timeout=10)).ok
-        finally:
-            updater.stop()
-            await task
 
     asyncio.run(scenario())
     (crash,) = [r for r in caplog.records if r.exc_info]
@@ -336,18 +332,12 @@ def test_a_bug_on_one_certificates_timer_costs_it_one_attempt_and_nothing_else(
                 await asyncio.sleep(0.01)
 
     async def scenario() -> None:
-        started = asyncio.Event()
-        task = asyncio.create_task(updater.run(started=started))
-        try:
-            await started.wait()
+        async with running(updater):
             await wait_for(ids[1])
             assert ids[0] not in tables[-1]
             clock.offset = dt.timedelta(seconds=RETRY_AFTER_INTERNAL_ERROR_S + 1)
             updater.wake()
             await wait_for(ids[0])
-        finally:
-            updater.stop()
-            await task
 
     asyncio.run(scenario())
     assert len(raised) == 1
@@ -371,10 +361,7 @@ def test_a_responders_max_age_moves_the_next_refresh(pki_factory: Any) -> None:
     )
 
     async def scenario() -> None:
-        started = asyncio.Event()
-        task = asyncio.create_task(updater.run(started=started))
-        try:
-            await started.wait()
+        async with running(updater):
             pki.responder.set_fault(Fault(FaultKind.MAX_AGE, seconds=250))
             before = SystemClock().now()
             assert (await updater.update_now(cert_id, timeout=10)).ok
@@ -393,9 +380,6 @@ def test_a_responders_max_age_moves_the_next_refresh(pki_factory: Any) -> None:
             assert row.staple is not None
             withdrawal = row.staple.next_update - dt.timedelta(seconds=300)
             assert row.next_attempt == withdrawal - dt.timedelta(seconds=30)
-        finally:
-            updater.stop()
-            await task
 
     asyncio.run(scenario())
 
@@ -434,10 +418,7 @@ def test_a_dead_first_responder_hands_over_to_the_next_and_is_asked_last_after(
     )
 
     async def scenario() -> None:
-        started = asyncio.Event()
-        task = asyncio.create_task(updater.run(started=started))
-        try:
-            await started.wait()
+        async with running(updater):
             first = await updater.update_now(cert_id, timeout=10)
             assert first.ok, first
             assert cert_id in tables[-1]
@@ -450,9 +431,6 @@ def test_a_dead_first_responder_hands_over_to_the_next_and_is_asked_last_after(
             # the one that answered is asked first now: no second hand-over
             assert len([r for r in caplog.records if "answered" in r.getMessage()]) == 1
             assert len(pki.responder.requests) == 2
-        finally:
-            updater.stop()
-            await task
 
     asyncio.run(scenario())
 
@@ -480,16 +458,10 @@ def test_when_every_responder_fails_the_first_failure_is_reported_naming_the_oth
     )
 
     async def scenario() -> None:
-        started = asyncio.Event()
-        task = asyncio.create_task(updater.run(started=started))
-        try:
-            await started.wait()
+        async with running(updater):
             outcome = await updater.update_now(cert_id, timeout=10)
             assert outcome.status is UpdateStatus.HTTP_ERROR
             assert dead.split("/ocsp")[0].removeprefix("http://") in outcome.text
             assert outcome.text.endswith(f"; also failed: {also_dead})"), outcome.text
-        finally:
-            updater.stop()
-            await task
 
     asyncio.run(scenario())
