@@ -12,6 +12,7 @@ import base64
 import selectors
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,6 +169,17 @@ def responder(seed_ca: SeedCA, tmp_path: Path) -> Iterator[Running]:
     running.process.stdout.close()
 
 
+def wait_for_log(path: Path, needle: str, *, timeout: float = 10.0) -> str:
+    """The responder's log once it holds `needle` (it is written after each answer)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = path.read_text()
+        if needle in text or time.monotonic() > deadline:
+            assert needle in text, text
+            return text
+        time.sleep(0.02)
+
+
 def query(ca: SeedCA, url: str, *extra: str) -> str:
     return openssl(
         "ocsp", "-issuer", ca.ca_cert, "-cert", ca.leaf, "-url", url,
@@ -195,9 +207,9 @@ def test_good_then_revoked_after_openssl_ca_revoke(
     assert "Response verify OK" in out
     assert f"{seed_ca.leaf}: revoked" in out
     assert "Reason: keyCompromise" in out
-    log = responder.log.read_text()
+    # the responder writes its log line after the answer is sent: poll for it
+    log = wait_for_log(responder.log, "cert=revoked")
     assert "cert=good" in log
-    assert "cert=revoked" in log
     assert f"nonce={'yes' if nonce else 'no'}" in log
 
 
