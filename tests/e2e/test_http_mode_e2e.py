@@ -37,6 +37,7 @@ class RecordingBackend:
     def __init__(self, name: str, port: int = 0) -> None:
         self.name = name
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.peers: list[tuple[str, tuple[str, int]]] = []  # (path, client address) per request
         self.health_status = 200
         self.slow_s = 0.0
         self.in_flight = 0
@@ -48,6 +49,8 @@ class RecordingBackend:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                with backend.lock:
+                    backend.peers.append((self.path, self.client_address[:2]))
                 if self.path == "/health":
                     self.send_response(backend.health_status)
                     self.send_header("Content-Length", "0")

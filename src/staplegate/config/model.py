@@ -108,6 +108,34 @@ class ProxyProtocol(enum.Enum):
     V2 = "send-proxy-v2"
 
 
+class UseSrc(enum.Enum):
+    """What `source … usesrc` presents to servers (full transparent proxy)."""
+
+    ADDRESS = "address"  # a fixed address (and port)
+    CLIENT = "client"  # the client's address and port
+    CLIENT_IP = "clientip"  # the client's address, any free port
+
+
+@dataclass(frozen=True)
+class SourceBinding:
+    """`source <addr>[:<port>] [usesrc …]`: the address backend connections come from.
+
+    `host` is also the health checks' source; "0.0.0.0"/"::" with port 0 leaves the choice to
+    the system. `usesrc` applies to forwarded connections only, never to health checks.
+    """
+
+    host: str
+    port: int = 0
+    usesrc: UseSrc | None = None
+    usesrc_host: str | None = None  # with UseSrc.ADDRESS
+    usesrc_port: int = 0
+
+    @property
+    def per_client(self) -> bool:
+        """Whether a connection made for one client must never carry another's requests."""
+        return self.usesrc is UseSrc.CLIENT or self.usesrc is UseSrc.CLIENT_IP
+
+
 class ProxyKind(enum.Enum):
     FRONTEND = "frontend"
     BACKEND = "backend"
@@ -586,6 +614,7 @@ class ServerOptions:
     cookie: str | None = None  # `cookie VALUE`: this server's persistence cookie
     minconn: int | None = None  # `minconn N`: the dynamic limit's floor (with maxconn)
     slowstart_ms: int | None = None  # `slowstart T`: ramp after coming back up
+    source: SourceBinding | None = None  # `source …`: overrides the backend's `source`
 
 
 @dataclass(frozen=True)
@@ -612,6 +641,7 @@ class Server:
     cookie: str | None = None
     minconn: int | None = None
     slowstart_ms: int | None = None
+    source: SourceBinding | None = None
 
 
 @dataclass(frozen=True)
@@ -813,6 +843,7 @@ class ProxySettings:
     inspect_delay_ms: int | None = None  # `tcp-request inspect-delay`
     unique_id_format: str | None = None  # `unique-id-format` (log-format)
     unique_id_header: str | None = None  # `unique-id-header`: sent to servers
+    source: SourceBinding | None = None  # `source …`: where server connections come from
 
 
 @dataclass(frozen=True)

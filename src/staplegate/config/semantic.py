@@ -94,6 +94,7 @@ def merge_settings(base: ProxySettings, own: ProxySettings) -> ProxySettings:
         cookie=own.cookie if own.cookie is not None else base.cookie,
         unique_id_format=own.unique_id_format or base.unique_id_format,
         unique_id_header=own.unique_id_header or base.unique_id_header,
+        source=own.source if own.source is not None else base.source,
         inspect_delay_ms=own.inspect_delay_ms
         if own.inspect_delay_ms is not None
         else base.inspect_delay_ms,

@@ -738,6 +738,7 @@ def _backend_plan(
                 slowstart_s=(server.slowstart_ms or 0) / 1000.0,
                 tcp_check=backend.settings.tcp_check if httpchk is None else None,
                 external_check=replace(external, server_id=index) if external is not None else None,
+                source=server.source or backend.settings.source,
             )
         )
     retries = backend.settings.retries if backend.settings.retries is not None else 3

@@ -20,9 +20,9 @@ import logging
 import random
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from staplegate.config.model import TcpCheckStep, TlsVersion
+from staplegate.config.model import SourceBinding, TcpCheckStep, TlsVersion
 from staplegate.config.samples import compile_pcre
 from staplegate.proxy.balance import Algorithm, Balancer
 
@@ -141,8 +141,18 @@ class BackendServer:
     slowstart_s: float = 0.0  # `slowstart`: the ramp after the server comes back up
     tcp_check: tuple[TcpCheckStep, ...] | None = None  # `option tcp-check` rules
     external_check: ExternalCheck | None = None  # `option external-check`
+    source: SourceBinding | None = None  # `source …`: the server's or its backend's
+    # a connection opened for one client never carries another client's requests: the PROXY
+    # header or the transparent source address (`usesrc client[ip]`) names that client
+    private_connections: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "private_connections",
+            self.send_proxy is not SendProxy.NONE
+            or (self.source is not None and self.source.per_client),
+        )
         if self.rise < 1 or self.fall < 1:
             raise ValueError(f"server {self.name}: rise and fall must be at least 1")
         if self.inter_s <= 0:

@@ -674,7 +674,11 @@ class ClientConnection(asyncio.Protocol):
                     self._connect_due = due = self.loop.time() + connect_s
                     self._wake_by(due)
                 try:
-                    if server.send_proxy is SendProxy.NONE and server.tls is None:
+                    if (
+                        server.send_proxy is SendProxy.NONE
+                        and server.tls is None
+                        and server.source is None
+                    ):
                         # plain TCP: the loop's connect (both loops set TCP_NODELAY)
                         transport, protocol = await self.loop.create_connection(
                             lambda: BackendConnection(self), server.host, server.port

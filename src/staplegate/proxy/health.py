@@ -80,6 +80,7 @@ async def run_check(server: BackendServer, timeout_s: float) -> CheckResult:
                 lambda: asyncio.StreamReaderProtocol(reader),
                 client_address=("0.0.0.0", 0),
                 frontend_address=("0.0.0.0", 0),
+                transparent=False,  # checks come from `source`'s own address
             )
             try:
                 if check is None and server.tcp_check:

@@ -37,7 +37,7 @@ import os
 from typing import Final
 
 from staplegate.config.model import CookiePersistence
-from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout, SendProxy
+from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout
 from staplegate.proxy.http_exchange import STATUS_CLASSES, Exchange, ExchangeLifecycle, Route
 from staplegate.proxy.http_message import (
     END,
@@ -65,7 +65,6 @@ from staplegate.proxy.upstream import open_server
 log = logging.getLogger("staplegate.http")
 
 # enum members as globals on hot paths (see http_message: Python 3.11's EnumType.__getattr__)
-_NO_PROXY: Final = SendProxy.NONE
 _CHUNKED: Final = BodyKind.CHUNKED
 _UNTIL_CLOSE: Final = BodyKind.UNTIL_CLOSE
 _LOOKED_UP: Final = HOP_BY_HOP | {b"host"}  # what RequestHead.headers_changed recomputes
@@ -316,7 +315,7 @@ class HttpStream(ExchangeLifecycle):
             server.name,
             self.client_side.server_name if tls and tls.sni_from_client else None,
         )
-        if self._private is not None or server.send_proxy is not _NO_PROXY:
+        if self._private is not None or server.private_connections:
             conn = self._reuse(server)
         else:
             idle = self.http._idle.get(key)
@@ -443,7 +442,7 @@ class HttpStream(ExchangeLifecycle):
         if private is not None and private.key == key and private.usable:
             self._private = None
             return private
-        if server.send_proxy is not SendProxy.NONE:
+        if server.private_connections:
             return None
         return self.http.take_idle(key)
 
@@ -597,7 +596,7 @@ class HttpStream(ExchangeLifecycle):
                     and final.body is not _UNTIL_CLOSE
                     and server is not None
                 ):
-                    if server.send_proxy is _NO_PROXY:  # `HttpFrontend.put_idle`, inline
+                    if not server.private_connections:  # `HttpFrontend.put_idle`, inline
                         http = self.http
                         conn.attached = False
                         conn.idle_since = now

@@ -54,6 +54,7 @@ from staplegate.config.parser.rules import (
     read_use_backend,
 )
 from staplegate.config.parser.server import merge_server, read_server, read_server_options
+from staplegate.config.parser.source import read_source_words
 from staplegate.config.parser.state import (
     DefaultsBuilder,
     Handler,
@@ -68,6 +69,7 @@ from staplegate.config.samples import (
     compile_pcre,
     parse_unique_id_format,
 )
+from staplegate.config.values import ValueSyntaxError
 
 _TIMEOUT_FIELDS = {
     "connect": "connect",
@@ -387,6 +389,18 @@ def _count(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     number = parser.int_arg(head, args[1] if len(args) > 1 else None, where, minimum=0)
     if number is not None:
         parser.set_proxy_settings(replace(parser.proxy_settings, **field_change(head, number)))
+
+
+def _source(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """`source <addr>[:<port>] [usesrc …]`: the servers' source address (backend side)."""
+    if not parser.has_cap(_section(parser), frontend=False, kw="source", where=where):
+        return
+    try:
+        binding = read_source_words(args[1:])
+    except ValueSyntaxError as exc:
+        parser.error(where, "source", f"'source' : {exc.message}.", Reason.UNSUPPORTED)
+        return
+    parser.set_proxy_settings(replace(parser.proxy_settings, source=binding))
 
 
 def _balance(parser: ParserState, args: list[str], where: SourceLocation) -> None:
@@ -979,6 +993,7 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         supported("default-server", _default_server),
         supported("bind", _bind),
         supported("retries", _count),
+        supported("source", _source),
         supported("acl", _acl),
         *_HTTP_REQUEST_RULES,
         *_HTTP_RESPONSE_RULES,
@@ -1098,7 +1113,6 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "retry-on",
                 "server-state-file-name",
                 "server-template",
-                "source",
                 "stats",
                 "stick",
                 "stick match",

@@ -23,6 +23,7 @@ from staplegate.config.parser.registry import (
     suggest,
     supported,
 )
+from staplegate.config.parser.source import INTERFACE_REFUSED, read_source, with_usesrc
 from staplegate.config.parser.state import ParserState, RawServer, field_change
 from staplegate.config.values import (
     AddressFamily,
@@ -237,6 +238,26 @@ def _sni(
     line.options = replace(line.options, sni=val)
 
 
+def _source(
+    parser: ParserState, line: _ServerLine, opt: str, val: str | None, where: SourceLocation
+) -> None:
+    """`source <addr>[:<port>]`, and the `usesrc` / `interface` words that may follow it."""
+    try:
+        if opt == "source":
+            binding = read_source(val or "")
+        elif line.options.source is None:
+            raise ValueSyntaxError(f"'{opt}' is only valid after 'source'")
+        elif opt == "usesrc":
+            binding = with_usesrc(line.options.source, val or "")
+        else:
+            raise ValueSyntaxError(INTERFACE_REFUSED)
+    except ValueSyntaxError as exc:
+        parser.error(where, opt, f"'{line.label}' : '{opt}' : {exc.message}.", Reason.UNSUPPORTED)
+        line.ok = False
+        return
+    line.options = replace(line.options, source=binding)
+
+
 # every option a server (or default-server) line knows
 SERVER_OPTIONS: KeywordTable[ServerOption] = KeywordTable(
     [
@@ -271,6 +292,9 @@ SERVER_OPTIONS: KeywordTable[ServerOption] = KeywordTable(
         supported("verify", _verify, takes_value=True),
         supported("ca-file", _ca_file, takes_value=True),
         supported("sni", _sni, takes_value=True),
+        supported("source", _source, takes_value=True),
+        supported("usesrc", _source, takes_value=True),
+        supported("interface", _source, takes_value=True),
         ignored("fastinter", "health checks use 'inter'", takes_value=True),
         ignored("downinter", "health checks use 'inter'", takes_value=True),
         ignored("id", "it only numbers statistics", takes_value=True),
@@ -347,13 +371,11 @@ SERVER_OPTIONS: KeywordTable[ServerOption] = KeywordTable(
                 "shard",
                 "sigalgs",
                 "socks4",
-                "source",
                 "ssl-max-ver",
                 "ssl-min-ver",
                 "tcp-ut",
                 "tos",
                 "track",
-                "usesrc",
                 "ws",
             ],
             takes_value=True,
