@@ -108,6 +108,15 @@ class ProxyProtocol(enum.Enum):
     V2 = "send-proxy-v2"
 
 
+@dataclass(frozen=True)
+class ErrorFile:
+    """`errorfile <code> <file>`: the file answered instead of HAProxy's error `status`."""
+
+    location: SourceLocation
+    status: int
+    path: str
+
+
 class UseSrc(enum.Enum):
     """What `source … usesrc` presents to servers (full transparent proxy)."""
 
@@ -844,6 +853,7 @@ class ProxySettings:
     unique_id_format: str | None = None  # `unique-id-format` (log-format)
     unique_id_header: str | None = None  # `unique-id-header`: sent to servers
     source: SourceBinding | None = None  # `source …`: where server connections come from
+    errorfiles: tuple[ErrorFile, ...] = ()  # `errorfile`: at most one per status
 
 
 @dataclass(frozen=True)

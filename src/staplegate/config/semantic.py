@@ -40,6 +40,7 @@ from staplegate.config.model import (
     Config,
     CrtListEntry,
     CrtStoreLoad,
+    ErrorFile,
     Frontend,
     GlobalSettings,
     Mode,
@@ -95,6 +96,7 @@ def merge_settings(base: ProxySettings, own: ProxySettings) -> ProxySettings:
         unique_id_format=own.unique_id_format or base.unique_id_format,
         unique_id_header=own.unique_id_header or base.unique_id_header,
         source=own.source if own.source is not None else base.source,
+        errorfiles=_merge_errorfiles(base.errorfiles, own.errorfiles),
         inspect_delay_ms=own.inspect_delay_ms
         if own.inspect_delay_ms is not None
         else base.inspect_delay_ms,
@@ -102,6 +104,14 @@ def merge_settings(base: ProxySettings, own: ProxySettings) -> ProxySettings:
     assert isinstance(merged.timeouts, Timeouts)
     assert isinstance(merged.options, ProxyOptions)
     return merged
+
+
+def _merge_errorfiles(
+    base: tuple[ErrorFile, ...], own: tuple[ErrorFile, ...]
+) -> tuple[ErrorFile, ...]:
+    """A proxy's `errorfile` lines over its defaults', status by status."""
+    mine = {e.status for e in own}
+    return tuple(e for e in base if e.status not in mine) + own
 
 
 def _server(raw: RawServer, defaults: ServerOptions) -> Server:

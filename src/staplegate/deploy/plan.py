@@ -17,12 +17,14 @@ from typing import TextIO, TypeVar
 from cryptography import x509
 
 from staplegate.config.diagnostics import Diagnostic, Reason, Severity, SourceLocation
+from staplegate.config.errorfile import ErrorFileError, parse_error_file
 from staplegate.config.model import (
     IGNORE_ALL_ERRORS,
     Backend,
     Bind,
     CertificateReference,
     Condition,
+    ErrorFile,
     Frontend,
     GlobalSettings,
     HttpMonitor,
@@ -55,6 +57,7 @@ from staplegate.proxy.backends import (
     ServerTls,
 )
 from staplegate.proxy.balance import Algorithm
+from staplegate.proxy.http_message import LocalResponse, reason_phrase
 from staplegate.proxy.http_pool import HttpBackendSettings, HttpSettings
 from staplegate.proxy.http_rules import (
     CompiledRule,
@@ -425,6 +428,7 @@ def _frontend_plan(
                 looks_past_host(r.condition) or "%[" in r.backend for r in frontend.use_backends
             ),
             stats=_stats_service(frontend),
+            errorfiles=_errorfiles(frontend.settings.errorfiles, problems),
         )
     return FrontendPlan(
         name=frontend.name,
@@ -598,6 +602,32 @@ def _stats_service(frontend: Frontend) -> StatsService | None:
     if page is None:
         return None
     return StatsService(frontend.name, page.uri, page.auth, page.realm)
+
+
+def _errorfiles(
+    errorfiles: Sequence[ErrorFile], problems: list[Diagnostic]
+) -> dict[int, LocalResponse]:
+    """Each `errorfile` read and parsed, as the answer for its status."""
+    pages = {}
+    for errorfile in errorfiles:
+        try:
+            page = parse_error_file(Path(errorfile.path).read_bytes())
+        except OSError as error:
+            reason = f"cannot read {errorfile.path}: {error.strerror}"
+        except ErrorFileError as error:
+            reason = f"{errorfile.path} is no HTTP response staplegate can send: {error}"
+        else:
+            pages[errorfile.status] = LocalResponse(
+                page.status,
+                page.reason or reason_phrase(page.status),
+                page.headers,
+                page.body,
+                # without a Content-Length, HAProxy's answer ends with the connection
+                close=not page.delimited,
+            )
+            continue
+        problems.append(_refuse(errorfile.location, "errorfile", f"'errorfile' : {reason}"))
+    return pages
 
 
 def _compile_rules(
@@ -776,6 +806,9 @@ def _backend_plan(
             server_timeout_s=_seconds(timeouts.server),
             retries=retries,
             tunnel_timeout_s=_seconds(timeouts.tunnel),
+            errorfiles=_errorfiles(backend.settings.errorfiles, problems)
+            if backend.mode is Mode.HTTP
+            else {},
         ),
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+from dataclasses import replace
 from typing import Final, Protocol
 
 from staplegate.observe.accesslog import HttpLogRecord, LogCounters
@@ -206,6 +207,8 @@ class ExchangeLifecycle:
     def _respond_locally(self, exchange: Exchange, answer: LocalResponse, code: str) -> None:
         self._drop_request_body(exchange)
         backend = exchange.backend
+        if answer.builtin:
+            answer = self._errorfile(backend, answer)
         after = self.settings.after_response_rules
         if after or (backend is not None and backend.after_response_rules):
             rules = (*(backend.after_response_rules if backend is not None else ()), *after)
@@ -227,6 +230,22 @@ class ExchangeLifecycle:
             elif isinstance(event, RequestHead):
                 self.events.appendleft(event)
                 break
+
+    def _errorfile(
+        self, backend: HttpBackendSettings | None, answer: LocalResponse
+    ) -> LocalResponse:
+        """HAProxy's message `answer`, or the `errorfile` for its status: the backend's
+        (once the request has one), else the frontend's."""
+        page = None
+        if backend is not None and backend.errorfiles:
+            page = backend.errorfiles.get(answer.status)
+        if page is None and self.settings.errorfiles:
+            page = self.settings.errorfiles.get(answer.status)
+        if page is None:
+            return answer
+        if answer.close and not page.close:
+            return replace(page, close=True)
+        return page
 
     def _fail(self, exchange: Exchange, status: int, code: str) -> None:
         if self.closed or self.exchange is not exchange:
@@ -267,6 +286,8 @@ class ExchangeLifecycle:
         exchange.request_done = True
         self.exchange = exchange
         exchange.status = code
+        # HAProxy's own page even with an `errorfile` for the code: HAProxy 2.6's HTTP/1
+        # parser answers these before a stream exists, without the proxy's errorfiles
         self._send(exchange, error_response(code).encode())
         termination = "cR--" if code == 408 else "PR--"
         self._log(exchange, termination, bad=True)

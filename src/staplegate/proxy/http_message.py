@@ -136,6 +136,9 @@ class LocalResponse:
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
     close: bool = True
+    # one of HAProxy's own messages (errors, monitor answers): an `errorfile` for its
+    # status replaces it
+    builtin: bool = False
 
     def encode(self, *, version: str = "1.1") -> bytes:
         lines = [f"HTTP/{version} {self.status} {self.reason}\r\n"]
@@ -204,4 +207,5 @@ def error_response(status: int, *, close: bool = True) -> LocalResponse:
         (("cache-control", "no-cache"), ("content-type", "text/html")),
         body,
         close=close,
+        builtin=True,
     )

@@ -19,7 +19,7 @@ from typing import Final, Protocol, cast
 from staplegate.clock import Clock, SystemClock
 from staplegate.config.model import CookiePersistence
 from staplegate.config.samples import LogVariable, SampleExpression
-from staplegate.proxy.http_message import MAX_HEAD_BYTES, MAX_HEADERS
+from staplegate.proxy.http_message import MAX_HEAD_BYTES, MAX_HEADERS, LocalResponse
 from staplegate.proxy.http_response import ResponseEvent, ResponseReader
 from staplegate.proxy.http_rules import CompiledRule, StatsService
 from staplegate.proxy.records import HttpStats
@@ -45,6 +45,7 @@ class HttpBackendSettings:
     retries: int = 3
     tunnel_timeout_s: float | None = None  # HAProxy's `timeout tunnel`: a backend keyword
     cookie: CookiePersistence | None = None  # `cookie NAME insert …`
+    errorfiles: Mapping[int, LocalResponse] = field(default_factory=dict)  # by status
     # something to do on each response head (rules, a persistence cookie): one test per
     # response on the data plane, set from the fields above
     has_response_rules: bool = field(init=False, default=False)
@@ -78,6 +79,9 @@ class HttpSettings:
     route_per_request: bool = False
     backends: Mapping[str, HttpBackendSettings] = field(default_factory=dict)
     stats: StatsService | None = None  # `stats enable`: answered after the rules
+    # `errorfile`: the answer instead of HAProxy's own message, by status (a backend's
+    # own errorfile for that status wins once the request has one)
+    errorfiles: Mapping[int, LocalResponse] = field(default_factory=dict)
 
 
 class HttpFrontend:

@@ -694,7 +694,7 @@ _MONITOR_BODIES = {
 def _monitor_answer(status: int) -> LocalResponse:
     headers = (("content-type", "text/html"), ("cache-control", "no-cache"))
     return LocalResponse(
-        status, reason_phrase(status), headers, _MONITOR_BODIES[status], close=False
+        status, reason_phrase(status), headers, _MONITOR_BODIES[status], close=False, builtin=True
     )
 
 

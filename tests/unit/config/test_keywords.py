@@ -89,7 +89,6 @@ REVIEWED: dict[str, frozenset[str]] = {
             "email-alert mailers",
             "email-alert myhostname",
             "email-alert to",
-            "errorfile",
             "grace",
             "guid",
             "hash-balance-factor",
@@ -185,11 +184,13 @@ def test_ignored_sections_are_the_reviewed_list() -> None:
     assert keywords.IGNORED_SECTIONS == REVIEWED_SECTIONS
 
 
-def test_errorfile_stays_a_warning() -> None:
-    """The one exception the issue names: Debian's stock file carries seven."""
+def test_errorfile_is_served_not_ignored() -> None:
+    """Issue 18: `errorfile` changes traffic, so it is served (the file is read by the plan,
+    tests/unit/deploy/test_plan.py) and no longer an ignored keyword."""
     text = "defaults\n    errorfile 503 /etc/haproxy/errors/503.http\n" + BACKEND
     assert errors(text) == []
-    assert any("'errorfile'" in w for w in warnings(text))
+    assert not any("'errorfile'" in w for w in warnings(text))
+    assert "errorfile" not in keywords.PROXY_IGNORED
 
 
 def test_client_certificate_options_are_no_longer_refused() -> None:

@@ -181,3 +181,31 @@ def test_ssl_server_verify_is_the_default_of_server_lines(tmp_path: Path) -> Non
     assert a.tls is not None
     assert b.tls is not None
     assert (a.tls.verify, b.tls.verify) == (False, True)
+
+
+def test_errorfiles_are_read_into_answers_and_a_bad_one_names_its_line(tmp_path: Path) -> None:
+    good = tmp_path / "503.http"
+    good.write_bytes(b"HTTP/1.1 503 Busy\r\nContent-Type: text/plain\r\n\r\nbusy\n")
+    plan, output = _plan(
+        tmp_path,
+        "frontend fe\n    mode http\n    bind 127.0.0.1:8080\n"
+        f"    errorfile 503 {good}\n    default_backend app\n",
+    )
+    assert plan is not None, output
+    http = plan.frontends[0].http
+    assert http is not None
+    page = http.errorfiles[503]
+    assert (page.status, page.reason, page.body, page.close) == (503, "Busy", b"busy\n", True)
+    assert page.headers == (("content-type", "text/plain"),)
+
+    (tmp_path / "bad.http").write_bytes(b"<h1>oops</h1>\n\n")
+    plan, output = _plan(
+        tmp_path,
+        "frontend fe\n    mode http\n    bind 127.0.0.1:8080\n"
+        f"    errorfile 503 {tmp_path / 'bad.http'}\n    errorfile 403 {tmp_path / 'gone'}\n"
+        "    default_backend app\n",
+    )
+    assert plan is None
+    assert "haproxy.cfg:4] : 'errorfile' : " in output
+    assert "is no HTTP response staplegate can send: the first line" in output
+    assert "haproxy.cfg:5] : 'errorfile' : cannot read" in output

@@ -14,11 +14,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from staplegate.config.crtlist import join_base
 from staplegate.config.diagnostics import Reason, SourceLocation
+from staplegate.config.errorfile import HANDLED_CODES
 from staplegate.config.model import (
     AclTerm,
     Balance,
     CookiePersistence,
+    ErrorFile,
     HttpRequestRule,
     Mode,
     MonitorFail,
@@ -69,7 +72,7 @@ from staplegate.config.samples import (
     compile_pcre,
     parse_unique_id_format,
 )
-from staplegate.config.values import ValueSyntaxError
+from staplegate.config.values import ValueSyntaxError, parse_int
 
 _TIMEOUT_FIELDS = {
     "connect": "connect",
@@ -567,7 +570,24 @@ def _errorfile(parser: ParserState, args: list[str], where: SourceLocation) -> N
             Reason.MISSING_ARGUMENT,
         )
         return
-    parser.note_parsed_but_ignored(where, "errorfile", PROXY)
+    try:
+        status = parse_int(args[1], minimum=100, maximum=599)
+    except ValueSyntaxError as exc:
+        parser.error(where, "errorfile", f"'errorfile' : {exc.message}.")
+        return
+    if status not in HANDLED_CODES:
+        parser.warn(
+            where,
+            "errorfile",
+            f"status code '{status}' not handled, error customization will be ignored.",
+            Reason.IGNORED,
+        )
+        return
+    path = join_base(parser.global_.default_path, args[2])
+    mine = tuple(e for e in parser.proxy_settings.errorfiles if e.status != status)
+    parser.set_proxy_settings(
+        replace(parser.proxy_settings, errorfiles=(*mine, ErrorFile(where, status, path)))
+    )
 
 
 def _stats_timeout(parser: ParserState, args: list[str], where: SourceLocation) -> None:
@@ -997,7 +1017,7 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         supported("acl", _acl),
         *_HTTP_REQUEST_RULES,
         *_HTTP_RESPONSE_RULES,
-        ignored("errorfile", "staplegate serves its own error responses", _errorfile),
+        supported("errorfile", _errorfile),
         ignored("stats timeout", "it has no meaning in a proxy section", _stats_timeout),
         ignored("option dontlognull", "staplegate logs every connection", _option_dontlognull),
         ignored("option log-health-checks", "health check changes are always logged"),

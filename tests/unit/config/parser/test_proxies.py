@@ -110,17 +110,12 @@ def test_ignored_proxy_keywords_warn() -> None:
     got = warnings(
         "defaults\n    option dontlognull\n    errorfile 503 /e/503.http\n    option tcpka\n"
         "    log-format %ci\n"
-    )
+    )  # errorfile: served (tests/e2e/test_errorfile_e2e.py), no warning
     assert got == [
         W.format(
             2,
             "'option dontlognull' is accepted but ignored by staplegate (staplegate "
             "logs every connection)",
-        ),
-        W.format(
-            3,
-            "'errorfile' is accepted but ignored by staplegate (staplegate serves its "
-            "own error responses)",
         ),
         W.format(
             4,
@@ -367,3 +362,21 @@ def test_tcp_check_rules() -> None:
     for line, message in cases.items():
         text = f"backend app\n    {line}\n    server a 127.0.0.1:1\n"
         assert one_error(text) == A.format(2, message), line
+
+
+def test_errorfile_lines_merge_over_the_defaults_status_by_status() -> None:
+    config, diags = check(
+        "defaults\n    mode http\n    errorfile 503 /e/503.http\n    errorfile 400 /e/400.http\n"
+        "backend app\n    errorfile 503 /mine/503.http\n    server a 127.0.0.1:9000\n"
+    )
+    assert diags == []
+    assert config is not None
+    files = {e.status: e.path for e in config.backend("app").settings.errorfiles}
+    assert files == {400: "/e/400.http", 503: "/mine/503.http"}
+
+
+def test_errorfile_codes() -> None:
+    found = warnings("defaults\n    errorfile 418 /e/418.http\n")
+    assert any("status code '418' not handled" in w for w in found)
+    assert "'errorfile' expects <code> and <file>" in one_error("defaults\n    errorfile 503\n")
+    assert "'errorfile'" in one_error("defaults\n    errorfile five /e/5.http\n")
