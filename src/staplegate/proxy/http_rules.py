@@ -800,10 +800,21 @@ class StatsService:
         """HAProxy's rule: the URI begins with the `stats uri` prefix."""
         return head.target.startswith(self._uri)
 
-    def answer(self, head: RequestHead, facts: RequestFacts | None = None) -> LocalResponse | None:
-        """The page, its `;csv` export, or 401 when `stats auth` is set and not met; None
-        for a POST that `stats admin` allows (the caller reads its form). `facts`: what the
-        `stats admin` condition looks at (None: the condition is not met)."""
+    def takes_form(self, head: RequestHead, facts: RequestFacts | None) -> bool:
+        """A POST that `stats auth` (when set) and `stats admin` allow: the caller reads its
+        form and sends the action to the master (`proxy.stats_admin`)."""
+        return (
+            head.method == "POST"
+            and self.admin is not None
+            and facts is not None
+            and (not self._credentials or self._authorized(head))
+            and condition_holds(self.admin, facts)
+        )
+
+    def answer(self, head: RequestHead, facts: RequestFacts | None = None) -> LocalResponse:
+        """The page (its admin variant when `stats admin` holds for `facts`), its `;csv`
+        export, or 401 when `stats auth` is set and not met; any POST that reaches here is
+        denied (303 to `;st=DENY`, as HAProxy)."""
         if self._credentials and not self._authorized(head):
             realm = self.realm.replace("\\", "\\\\").replace('"', '\\"')
             return LocalResponse(
@@ -818,9 +829,9 @@ class StatsService:
                 b"You need a valid user and password to access this content.\n</body></html>\n",
                 close=False,
             )
-        admin = self.admin is not None and facts is not None and condition_holds(self.admin, facts)
         if head.method == "POST":
-            return None if admin else stats_admin.redirect(self._uri, stats_admin.DENY)
+            return stats_admin.redirect(self._uri, stats_admin.DENY)
+        admin = self.admin is not None and facts is not None and condition_holds(self.admin, facts)
         csv = b";csv" in head.target[len(self._uri) :]
         body = self.csv if csv else (self.admin_html or self.html) if admin else self.html
         if not body:  # the master has not pushed a page yet

@@ -267,12 +267,13 @@ class HttpStream(ExchangeLifecycle):
             self._add_unique_id(head)
         stats = settings.stats
         if stats is not None and stats.matches(head):
-            answer = stats.answer(head, self._facts(head) if stats.admin is not None else None)
-            if answer is None:  # a `stats admin` POST: read its form first
+            facts = self._facts(head) if stats.admin is not None else None
+            if stats.takes_form(head, facts):  # a `stats admin` POST: read its form first
                 exchange.stats = stats
                 exchange.form = bytearray()
                 self._read_form(exchange)
                 return
+            answer = stats.answer(head, facts)
             self._respond_locally(exchange, answer, "LR--" if answer.status < 400 else "PR--")
             return
         route = self._routes.get(head.host)

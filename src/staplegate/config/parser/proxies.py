@@ -786,7 +786,7 @@ def _stats_admin(parser: ParserState, args: list[str], where: SourceLocation) ->
             Reason.MISSING_ARGUMENT,
         )
         return
-    _stats(parser, ["stats", "enable"], where)  # like any `stats` line, it enables the page
+    _stats(parser, ["stats", "admin"], where)  # like any `stats` line, it enables the page
     if parser.proxy is None or parser.proxy.stats is None:
         return  # refused by `_stats` (a backend or defaults section)
     condition = read_condition(parser, args[2:], where, kw, parser.proxy.acls)
