@@ -4,7 +4,8 @@ Every problem is printed (`[ALERT]`, `[WARNING]`, `[NOTICE]` lines naming file:l
 verdict: `Configuration file is valid` and exit 0, or `Fatal errors found in configuration.`
 and exit 1. With `-V`, a report of every certificate follows: names, key, expiry, OCSP URI,
 issuer and where it was found, CertId, `.ocsp` state and the effective `ocsp-update`, then
-the value of each of staplegate's own `global` keywords (extensions HAProxy does not know).
+the value of each of staplegate's own `global` keywords (extensions HAProxy does not know),
+then the stats pages: URI, and `stats admin`'s condition or `read-only`.
 """
 
 from __future__ import annotations
