@@ -5,13 +5,19 @@ and slow forms."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import json
+import os
 import shutil
 import socket
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
 from .harness import free_port, poll, staplegate
@@ -227,3 +233,110 @@ def test_oversize_and_slow_forms_hold_nothing(tmp_path: Path) -> None:
             assert admin_state(sock, "a") == 0
             assert admin_state(sock, "b") == 1
             assert proc.stop() == 0
+
+
+def test_a_person_puts_a_server_in_maintenance_in_chromium(tmp_path: Path) -> None:
+    """Headless Chromium, driven over its DevTools protocol: tick server a, choose "Set
+    state to MAINT", click Apply; the browser follows the 303 and a's row is MAINT."""
+    # ./dev (and so CI) installs Debian's chromium: the browser check always runs
+    assert shutil.which("chromium") is not None, "install chromium (./dev setup)"
+    sock = tmp_path / "admin.sock"
+    www, stats, readonly = free_port(), free_port(), free_port()
+    with backends("a", "b") as (a, b):
+        config = tmp_path / "haproxy.cfg"
+        config.write_text(
+            CONFIG.format(sock=sock, www=www, stats=stats, readonly=readonly, a=a.port, b=b.port),
+            encoding="utf-8",
+        )
+        with staplegate(config, tmp_path / "state", workers=2) as proc:
+            started(proc)
+            url = f"http://127.0.0.1:{stats}/stats"
+            wait_page(url, '<form method="post">')
+            after = asyncio.run(_apply_in_chromium(tmp_path, url))
+            assert after["location"] == url + ";st=DONE"
+            assert "Action processed successfully." in after["banner"]
+            assert after["row_class"] == "maint"
+            assert "MAINT" in after["row_text"]
+            assert admin_state(sock, "a") == 1
+            assert admin_state(sock, "b") == 0
+
+
+async def _apply_in_chromium(tmp_path: Path, url: str) -> dict[str, str]:
+    port = free_port()
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium'}", f"--remote-debugging-port={port}",
+    ]  # fmt: skip
+    browser = subprocess.Popen(
+        ["chromium", *flags, "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            target = await _page_target(session, port)
+            async with session.ws_connect(target, max_msg_size=0) as ws:
+                numbers = itertools.count(1)
+
+                async def call(method: str, **params: object) -> dict[str, Any]:
+                    number = next(numbers)
+                    await ws.send_json({"id": number, "method": method, "params": params})
+                    async for message in ws:
+                        data = json.loads(message.data)
+                        if data.get("id") == number:
+                            result: dict[str, Any] = data.get("result", {})
+                            return result
+                    raise AssertionError("the browser closed the DevTools connection")
+
+                async def evaluate(expression: str) -> Any:
+                    answer = await call(
+                        "Runtime.evaluate", expression=expression, returnByValue=True
+                    )
+                    return answer.get("result", {}).get("value")
+
+                async def until(expression: str) -> Any:
+                    async with asyncio.timeout(30):
+                        while not (value := await evaluate(expression)):
+                            await asyncio.sleep(0.1)
+                    return value
+
+                await call("Page.navigate", url=url)
+                await until("document.readyState == 'complete' && !!document.forms.length")
+                # what a person does: tick a, pick the action, click Apply
+                await evaluate(
+                    "document.querySelector('input.web-checkbox[value=\"a\"]').click();"
+                    "document.querySelector('select[name=action]').value = 'maint';"
+                    "document.querySelector('input[type=submit][value=Apply]').click(); true"
+                )
+                await until(
+                    "location.href.endsWith(';st=DONE') && document.readyState == 'complete'"
+                    " && !!document.querySelector('div.banner')"
+                )
+                state: dict[str, str] = await evaluate(
+                    "(() => { const box = document.querySelector("
+                    "'input.web-checkbox[value=\"a\"]'); const row = box.closest('tr');"
+                    " return {location: location.href, row_class: row.className,"
+                    " row_text: row.innerText,"
+                    " banner: document.querySelector('div.banner').innerText}; })()"
+                )
+                return state
+    finally:
+        browser.kill()
+        browser.wait(10)
+
+
+async def _page_target(session: aiohttp.ClientSession, port: int) -> str:
+    """The DevTools WebSocket URL of the browser's page, once it listens."""
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/json/list") as answer:
+                    targets = await answer.json()
+            except aiohttp.ClientError:
+                targets = []
+            pages = [t["webSocketDebuggerUrl"] for t in targets if t.get("type") == "page"]
+            if pages:
+                return str(pages[0])
+            await asyncio.sleep(0.1)
