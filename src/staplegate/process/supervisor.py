@@ -14,6 +14,10 @@ why the workers answer); the same for each `stats`-enabled frontend's page. Rend
 10,000 certificates takes a noticeable fraction of a second (docs/performance.md), so the
 interval stretches to `METRICS_COST_FACTOR` times the last render: the master never spends
 more than ~1/5 of its time on metrics.
+
+A `stats admin` action a worker sends (`proxy.stats_admin`) is applied here, through the
+runtime API's `set server … state` at level admin; the pages are rendered and pushed again
+before the worker is answered, so the page its 303 leads to shows the change.
 """
 
 from __future__ import annotations
