@@ -877,6 +877,8 @@ class StatsPage:
     node: str | None = None
     description: str | None = None  # `stats show-desc [text]`; "" without text
     scope: tuple[str, ...] = ()
+    admin: Condition | None = None  # `stats admin if|unless <cond>`: server actions allowed
+    admin_rule: str | None = None  # that condition as written (`-c -V` shows it)
 
 
 @dataclass(frozen=True)

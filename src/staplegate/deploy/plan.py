@@ -601,7 +601,7 @@ def _stats_service(frontend: Frontend) -> StatsService | None:
     page = frontend.stats
     if page is None:
         return None
-    return StatsService(frontend.name, page.uri, page.auth, page.realm)
+    return StatsService(frontend.name, page.uri, page.auth, page.realm, page.admin)
 
 
 def _errorfiles(

@@ -24,6 +24,7 @@ from staplegate.config.model import StatsPage
 from staplegate.deploy.generation import CertificateEntry
 from staplegate.observe.metrics import not_stapled_reasons
 from staplegate.ocsp.verify import CertStatus
+from staplegate.proxy.stats_admin import ACTION_LABELS, BANNER_MARK
 from staplegate.runtime import formats
 from staplegate.runtime.contract import ProcessView
 from staplegate.updater.results import EntrySnapshot
@@ -193,6 +194,7 @@ class PageData:
     snapshots: Sequence[EntrySnapshot]
     now: dt.datetime
     uptime_s: int
+    admin: bool = False  # `stats admin`: render the admin variant too
 
 
 def page_options(page: StatsPage, proxy: str) -> PageOptions:
@@ -236,13 +238,15 @@ def collect_pages(
             if not options.show_legends:
                 fields = {k: v for k, v in fields.items() if k not in formats.LEGEND_FIELDS}
             rows.append(fields)
-        found[name] = PageData(options, tuple(rows), entries, snapshots, now, uptime_s)
+        admin = page.admin is not None
+        found[name] = PageData(options, tuple(rows), entries, snapshots, now, uptime_s, admin)
     return found
 
 
-def render_pages(data: Mapping[str, PageData]) -> dict[str, tuple[bytes, bytes]]:
-    """Each frontend's page and `;csv` export, encoded (run in a thread by the master); the
-    certificates table is built once for all the pages read together."""
+def render_pages(data: Mapping[str, PageData]) -> dict[str, tuple[bytes, bytes, bytes]]:
+    """Each frontend's page, `;csv` export and, with `stats admin`, the page's admin variant
+    (else b""), encoded (run in a thread by the master); the certificates table is built
+    once for all the pages read together."""
     tables: dict[tuple[int, int], list[CertRow]] = {}
     pages = {}
     for name, d in data.items():
@@ -251,7 +255,12 @@ def render_pages(data: Mapping[str, PageData]) -> dict[str, tuple[bytes, bytes]]
         if certs is None:
             certs = tables[key] = certificate_rows(d.entries, d.snapshots, now=d.now)
         page = render_page(d.stat_rows, certs, d.options, now=d.now, uptime_s=d.uptime_s)
-        pages[name] = (page.encode(), render_csv(d.stat_rows).encode())
+        admin = ""
+        if d.admin:
+            admin = render_page(
+                d.stat_rows, certs, d.options, now=d.now, uptime_s=d.uptime_s, admin=True
+            )
+        pages[name] = (page.encode(), render_csv(d.stat_rows).encode(), admin.encode())
     return pages
 
 
@@ -271,6 +280,14 @@ tr.backend td{background:#e8e8d0}
 tr.up td,tr.ok td{background:#c0ffc0}
 tr.down td,tr.failing td{background:#ff9090}
 tr.soon td{background:#ffd020}
+tr.maint td{background:#c07820}
+tr.drain td{background:#20a0ff}
+div.banner{padding:2px 4px;margin-bottom:1em}
+div.active_up{background:#c0ffc0}
+div.active_going_down{background:#ffffa0}
+div.active_down{background:#ff9090}
+div.active_no_check{background:#e0e0e0}
+a.lfsb{color:#000;text-decoration:none}
 """
 
 
@@ -281,8 +298,11 @@ def render_page(
     *,
     now: dt.datetime,
     uptime_s: int = 0,
+    admin: bool = False,
 ) -> str:
-    """The whole HTML page (UTF-8 text); every dynamic value is escaped."""
+    """The whole HTML page (UTF-8 text); every dynamic value is escaped. `admin`: the
+    `stats admin` variant (HAProxy's form: a checkbox per server, the actions per backend).
+    The worker puts the status banner of `;st=<code>` at `stats_admin.BANNER_MARK`."""
     e = html.escape
     parts = ['<!DOCTYPE html>\n<html><head><meta charset="utf-8">']
     if options.refresh_s:
@@ -300,8 +320,9 @@ def render_page(
     if options.refresh_s:
         parts.append(f"; refreshes every {int(options.refresh_s)}s")
     parts.append("</p>")
+    parts.append(BANNER_MARK.decode())
     parts.append(_certificates_table(certs, now=now))
-    parts.append(_proxy_tables(stat_rows, options))
+    parts.append(_proxy_tables(stat_rows, options, admin=admin))
     parts.append("</body></html>\n")
     return "".join(parts)
 
@@ -346,7 +367,7 @@ def _certificates_table(certs: Sequence[CertRow], *, now: dt.datetime) -> str:
     return "".join(out)
 
 
-def _proxy_tables(stat_rows: Sequence[Row], options: PageOptions) -> str:
+def _proxy_tables(stat_rows: Sequence[Row], options: PageOptions, *, admin: bool = False) -> str:
     by_proxy: dict[str, list[Row]] = {}
     for row in stat_rows:
         proxy = str(row.get("pxname") or "")
@@ -356,16 +377,48 @@ def _proxy_tables(stat_rows: Sequence[Row], options: PageOptions) -> str:
     columns = PROXY_COLUMNS + (LEGEND_COLUMNS if options.show_legends else ())
     out = []
     for proxy, rows in by_proxy.items():
-        out.append(f'<table class="proxy"><tr class="px"><th colspan="{len(columns)}">')
-        out.append(f"{html.escape(proxy)}</th></tr><tr>")
+        px = html.escape(proxy)
+        # HAProxy's form: on a backend with servers, when the request may act on them
+        form = admin and any(str(r.get("svname")) not in ("FRONTEND", "BACKEND") for r in rows)
+        if form:
+            out.append('<form method="post">')
+        span = len(columns) + (1 if form else 0)
+        out.append(f'<table class="proxy"><tr class="px"><th colspan="{span}">')
+        out.append(f"{px}</th></tr><tr>")
+        if form:
+            out.append(
+                '<th><input type="checkbox" title="all servers" onclick="for (const c of '
+                f"document.getElementsByClassName('{px}-checkbox')) c.checked = this.checked"
+                '"></th>'
+            )
         out.extend(f"<th>{html.escape(heading)}</th>" for heading, _ in columns)
         out.append("</tr>")
         for row in rows:
             out.append(f'<tr class="{_proxy_row_class(row)}">')
+            if form:
+                name = str(row.get("svname") or "")
+                if name in ("FRONTEND", "BACKEND"):
+                    out.append("<td></td>")
+                else:
+                    out.append(
+                        f'<td><input class="{px}-checkbox" type="checkbox" name="s" '
+                        f'value="{html.escape(name)}"></td>'
+                    )
             for _, field in columns:
                 out.append(_cell(row.get(field), name=field == "svname"))
             out.append("</tr>")
         out.append("</table>")
+        if form:
+            options_html = "".join(
+                f'<option value="{value}">{html.escape(label)}</option>'
+                for value, label in ACTION_LABELS.items()
+            )
+            out.append(
+                "Choose the action to perform on the checked servers : "
+                f'<select name="action"><option value=""></option>{options_html}</select>'
+                f'<input type="hidden" name="b" value="{px}">'
+                '&nbsp;<input type="submit" value="Apply"></form>'
+            )
     return "".join(out)
 
 
@@ -374,4 +427,8 @@ def _proxy_row_class(row: Row) -> str:
     if name in ("FRONTEND", "BACKEND"):
         return name.lower()
     status = str(row.get("status") or "")
+    if status.startswith("MAINT"):
+        return "maint"
+    if status.startswith("DRAIN"):
+        return "drain"
     return "up" if status.startswith("UP") or status == "no check" else "down"

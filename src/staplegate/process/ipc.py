@@ -6,6 +6,10 @@ counters (`process.traffic.WorkerReport`) at least once a second and once more a
 and newer ones replace it); the master reads them (`read_reports`) until the pipe closes,
 which is how it learns that the worker's counters are final.
 
+The report pipe also carries the `stats admin` actions a worker's stats page received
+(`ReportWriter.send_admin`: queued, never replaced), which the master applies and answers
+on the other pipe (`encode_admin_result`).
+
 The other pipe, from the master, written only by the master (length-prefixed
 pickles; both ends are our own processes): the whole staple table when the pipe opens, then
 only what changed (`StapleChanges`: new or replaced staples and withdrawn CertIds, relative to
@@ -30,6 +34,7 @@ from staplegate.ocsp.certid import CertId
 from staplegate.process.traffic import WorkerReport
 from staplegate.proxy.backends import AdminState, BackendPool, ServerState
 from staplegate.proxy.http_rules import ServiceSnapshot, StatsService
+from staplegate.proxy.stats_admin import AdminChannel, AdminMessage
 from staplegate.tls.staples import StapleTable
 
 # the worker's logger: `read_messages` runs in the worker
@@ -90,9 +95,20 @@ def encode_metrics(exposition: bytes) -> bytes:
     return _frame("metrics", exposition)
 
 
-def encode_stats_pages(pages: Mapping[str, tuple[bytes, bytes]]) -> bytes:
-    """A master→worker message: each stats frontend's page (HTML, `;csv`) from now on."""
+def encode_stats_pages(pages: Mapping[str, tuple[bytes, bytes, bytes]]) -> bytes:
+    """A master→worker message: each stats frontend's page (HTML, `;csv`, the `stats admin`
+    variant or b"") from now on."""
     return _frame("stats-pages", dict(pages))
+
+
+def encode_admin_result(request_id: int, code: str) -> bytes:
+    """A master→worker message: the status code of a `stats admin` action it asked for."""
+    return _frame("stats-admin-result", (request_id, code))
+
+
+def encode_admin(message: AdminMessage) -> bytes:
+    """A worker→master message: a `stats admin` action to apply."""
+    return _frame("stats-admin", message)
 
 
 def encode_report(report: WorkerReport) -> bytes:
@@ -108,14 +124,20 @@ async def _read_frame(reader: asyncio.StreamReader) -> tuple[str, Any]:
 
 
 async def read_reports(
-    reader: asyncio.StreamReader, on_report: Callable[[WorkerReport], None]
+    reader: asyncio.StreamReader,
+    on_report: Callable[[WorkerReport], None],
+    on_admin: Callable[[AdminMessage], None] | None = None,
 ) -> None:
-    """Pass each report a worker writes to `on_report`, until the pipe closes (returns)."""
+    """Pass each report a worker writes to `on_report`, and each `stats admin` action to
+    `on_admin`, until the pipe closes (returns)."""
     with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
         while True:
             kind, payload = await _read_frame(reader)
             if kind == "report" and isinstance(payload, WorkerReport):
                 on_report(payload)
+            elif kind == "stats-admin" and isinstance(payload, AdminMessage):
+                if on_admin is not None:
+                    on_admin(payload)
             else:
                 log.warning("unknown report %r from a worker", kind)
 
@@ -135,6 +157,13 @@ class ReportWriter:
             return
         if not self._pending:
             self._pending = encode_report(report)
+        self._flush()
+
+    def send_admin(self, message: AdminMessage) -> None:
+        """Write a `stats admin` action: queued after what is pending, never replaced."""
+        if self.closed:
+            return
+        self._pending += encode_admin(message)
         self._flush()
 
     def _flush(self) -> None:
@@ -173,6 +202,7 @@ async def read_messages(
     pools: Mapping[str, BackendPool],
     exporter: ServiceSnapshot | None = None,
     stats_pages: Mapping[str, StatsService] | None = None,
+    channel: AdminChannel | None = None,
 ) -> None:
     """Apply each message the master sends until the pipe closes."""
     while True:
@@ -181,10 +211,13 @@ async def read_messages(
             if exporter is not None and isinstance(payload, bytes):
                 exporter.body = payload
         elif kind == "stats-pages":
-            for name, (page_html, page_csv) in payload.items():
+            for name, (page_html, page_csv, admin_html) in payload.items():
                 service = (stats_pages or {}).get(name)
                 if service is not None:
-                    service.html, service.csv = page_html, page_csv
+                    service.html, service.csv, service.admin_html = page_html, page_csv, admin_html
+        elif kind == "stats-admin-result":
+            if channel is not None:
+                channel.answered(*payload)
         elif kind == "staples":
             table.replace(payload)
             log.debug("worker %d: staple table replaced: %d staples", os.getpid(), len(table))

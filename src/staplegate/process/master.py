@@ -52,6 +52,7 @@ from staplegate.process.ipc import (
     ServerStates,
     StapleChanges,
     WorkerPipe,
+    encode_admin_result,
     encode_changes,
     encode_metrics,
     encode_servers,
@@ -63,6 +64,7 @@ from staplegate.process.sockets import PlanSockets, open_sockets, sockets_by_add
 from staplegate.process.traffic import TrafficTotals, WorkerReport
 from staplegate.process.worker import WORKER_SIGNALS, WorkerSetup, worker_main
 from staplegate.proxy.backends import BackendPool, StateChange
+from staplegate.proxy.stats_admin import AdminMessage
 from staplegate.updater.crl_watch import CrlTarget, watched_url
 from staplegate.updater.driver import UpdaterEntry
 from staplegate.updater.service import OcspUpdater
@@ -213,8 +215,10 @@ class Master:
     traffic: TrafficTotals = field(default_factory=TrafficTotals)
     #: the latest exposition pushed to workers (None: none yet, or no rule uses the service)
     exposition: bytes | None = None
-    #: the latest stats pages pushed to workers: frontend name -> (HTML, `;csv`)
-    stats_pages: Mapping[str, tuple[bytes, bytes]] = field(default_factory=dict)
+    #: the latest stats pages pushed to workers: frontend name -> (HTML, `;csv`, admin HTML)
+    stats_pages: Mapping[str, tuple[bytes, bytes, bytes]] = field(default_factory=dict)
+    #: applies a `stats admin` action a worker sent (the supervisor sets it)
+    on_stats_admin: Callable[[WorkerHandle, AdminMessage], None] | None = None
     _report_tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -337,9 +341,13 @@ class Master:
         def update(report: WorkerReport) -> None:
             self.traffic.update(pid, report)
 
+        def admin(message: AdminMessage) -> None:
+            if self.on_stats_admin is not None:
+                self.on_stats_admin(handle, message)
+
         async def follow() -> None:
             try:
-                await read_reports(reader, update)
+                await read_reports(reader, update, admin)
             finally:
                 transport.close()
                 self.traffic.retire(pid)
@@ -363,14 +371,27 @@ class Master:
             if pipe is not None and not pipe.is_closing() and pipe.get_write_buffer_size() == 0:
                 pipe.write(message)
 
-    def push_stats_pages(self, pages: Mapping[str, tuple[bytes, bytes]]) -> None:
-        """Give every current worker each stats frontend's page (skipped like metrics)."""
+    def push_stats_pages(
+        self, pages: Mapping[str, tuple[bytes, bytes, bytes]], *, always: bool = False
+    ) -> None:
+        """Give every current worker each stats frontend's page (skipped like metrics,
+        unless `always`: after a `stats admin` action, the next page load shows it)."""
         self.stats_pages = pages
         message = encode_stats_pages(pages)
         for handle in self.current_workers():
             pipe = handle.pipe
-            if pipe is not None and not pipe.is_closing() and pipe.get_write_buffer_size() == 0:
+            if (
+                pipe is not None
+                and not pipe.is_closing()
+                and (always or pipe.get_write_buffer_size() == 0)
+            ):
                 pipe.write(message)
+
+    def answer_stats_admin(self, handle: WorkerHandle, request_id: int, code: str) -> None:
+        """Tell the worker that asked how its `stats admin` action went."""
+        pipe = handle.pipe
+        if pipe is not None and not pipe.is_closing():
+            pipe.write(encode_admin_result(request_id, code))
 
     def broadcast(self, table: Mapping[CertId, bytes]) -> None:
         """Take the updater's new staple table (read-only, not copied); send it coalesced."""

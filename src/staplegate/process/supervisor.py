@@ -14,6 +14,10 @@ why the workers answer); the same for each `stats`-enabled frontend's page. Rend
 10,000 certificates takes a noticeable fraction of a second (docs/performance.md), so the
 interval stretches to `METRICS_COST_FACTOR` times the last render: the master never spends
 more than ~1/5 of its time on metrics.
+
+A `stats admin` action a worker sends (`proxy.stats_admin`) is applied here, through the
+runtime API's `set server … state` at level admin; the pages are rendered and pushed again
+before the worker is answered, so the page its 303 leads to shows the change.
 """
 
 from __future__ import annotations
@@ -26,15 +30,20 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 
+from staplegate.config.model import StatsLevel
 from staplegate.deploy.must_staple import unstapled
 from staplegate.observe.log import NOTICE
 from staplegate.observe.metrics import CollectedMetrics, StaplegateCollector, render
 from staplegate.observe.statspage import collect_pages, render_pages
-from staplegate.process.master import Master, ReloadResult, crl_targets
+from staplegate.process.master import Master, ReloadResult, WorkerHandle, crl_targets
 from staplegate.process.runtime_view import MasterRuntime
 from staplegate.process.systemd import sd_notify
+from staplegate.proxy import stats_admin
 from staplegate.proxy.health import HealthChecker
+from staplegate.proxy.stats_admin import AdminMessage
+from staplegate.runtime.grammar import parse_words
 from staplegate.runtime.handlers import RuntimeHandlers
 from staplegate.runtime.server import (
     RuntimeServer,
@@ -42,6 +51,7 @@ from staplegate.runtime.server import (
     limits_from_config,
     listeners_from_config,
 )
+from staplegate.updater.results import EntrySnapshot
 from staplegate.updater.service import OcspUpdater
 
 log = logging.getLogger("staplegate")
@@ -156,6 +166,18 @@ async def supervise(master: Master, updater: OcspUpdater) -> int:
     updater_task = loop.create_task(updater.run(started=started))
     runtime: RuntimeServer | None = None
     view = MasterRuntime(master, updater, reload)
+    admin_handlers = RuntimeHandlers(view, clock=master.clock)
+
+    async def stats_admin_action(handle: WorkerHandle, message: AdminMessage) -> None:
+        code = stats_admin.UNKN
+        try:
+            code = await _apply_stats_admin(master, view, admin_handlers, message)
+        finally:
+            master.answer_stats_admin(handle, message.request_id, code)
+
+    master.on_stats_admin = lambda handle, message: keep(
+        loop.create_task(stats_admin_action(handle, message))
+    )
     metrics: asyncio.Task[None] | None = None
     ready: asyncio.Task[None] | None = None
     try:
@@ -308,28 +330,81 @@ async def _publish_metrics(master: Master, view: MasterRuntime) -> None:
             except Exception:
                 log.exception("metrics: rendering failed; scrapes get the previous snapshot")
             spent = time.perf_counter() - began
-        pages = {
-            f.name: f.stats
-            for f in master.current.generation.config.frontends
-            if f.stats is not None and f.name in master.current.plan.stats_pages
-        }
-        if pages:
-            began = time.perf_counter()
-            try:
-                data = collect_pages(
-                    view,
-                    pages,
-                    now=master.clock.now(),
-                    uptime_s=int(time.monotonic() - view.started),
-                    # the metrics' snapshot of this round, not a second one: ~0.15 s of the
-                    # loop at 10,000 certificates (docs/performance.md)
-                    snapshots=collected.snapshots if collected is not None else None,
-                )
-                master.push_stats_pages(await asyncio.to_thread(render_pages, data))
-            except Exception:
-                log.exception("stats page: rendering failed; visitors get the previous page")
-            spent += time.perf_counter() - began
+        # the metrics' snapshot of this round, not a second one: ~0.15 s of the loop at
+        # 10,000 certificates (docs/performance.md)
+        spent += await _push_stats_pages(
+            master, view, collected.snapshots if collected is not None else None
+        )
         await asyncio.sleep(max(METRICS_INTERVAL_S, spent * METRICS_COST_FACTOR))
+
+
+async def _push_stats_pages(
+    master: Master,
+    view: MasterRuntime,
+    snapshots: Sequence[EntrySnapshot] | None = None,
+    *,
+    always: bool = False,
+) -> float:
+    """Render each stats frontend's page and push it to the workers; the time it took."""
+    pages = {
+        f.name: f.stats
+        for f in master.current.generation.config.frontends
+        if f.stats is not None and f.name in master.current.plan.stats_pages
+    }
+    if not pages:
+        return 0.0
+    began = time.perf_counter()
+    try:
+        data = collect_pages(
+            view,
+            pages,
+            now=master.clock.now(),
+            uptime_s=int(time.monotonic() - view.started),
+            snapshots=snapshots,
+        )
+        master.push_stats_pages(await asyncio.to_thread(render_pages, data), always=always)
+    except Exception:
+        log.exception("stats page: rendering failed; visitors get the previous page")
+    return time.perf_counter() - began
+
+
+async def _apply_stats_admin(
+    master: Master, view: MasterRuntime, handlers: RuntimeHandlers, message: AdminMessage
+) -> str:
+    """Apply a `stats admin` action a worker sent, through the runtime API's own
+    `set server <b>/<s> state …` at level admin (same checks, same effect, every worker
+    told); re-render the pages when something changed, so the page the worker's 303 leads
+    to shows it; HAProxy's status code."""
+    request = message.request
+    page = next(
+        (f.stats for f in master.current.generation.config.frontends if f.name == request.frontend),
+        None,
+    )
+    if page is None or page.admin is None:  # a reload took `stats admin` away meanwhile
+        return stats_admin.DENY
+    scope = tuple(request.frontend if name == "." else name for name in page.scope)
+    planned = stats_admin.plan_commands(
+        request, [(s.backend, s.name) for s in view.servers()], scope
+    )
+    if isinstance(planned, str):
+        return planned
+    commands, unknown = planned
+    altered = 0
+    for words in commands:
+        answer = await handlers.execute(parse_words(words), StatsLevel.ADMIN)
+        if answer:
+            log.warning(
+                "stats admin on frontend %s: %s: %s",
+                request.frontend,
+                " ".join(words),
+                answer.strip(),
+            )
+        else:
+            altered += 1
+            log.log(NOTICE, "stats admin on frontend %s: %s", request.frontend, " ".join(words))
+    if altered:
+        await _push_stats_pages(master, view, always=True)
+    return stats_admin.outcome(altered, len(commands) + unknown)
 
 
 async def _start_runtime_api(master: Master, view: MasterRuntime) -> RuntimeServer | None:

@@ -42,6 +42,7 @@ from staplegate.proxy.accept import serve
 from staplegate.proxy.backends import BackendPool
 from staplegate.proxy.frontend import BindSocket, FrontendRuntime
 from staplegate.proxy.http_pool import HttpFrontend
+from staplegate.proxy.stats_admin import AdminChannel
 from staplegate.tls.staples import StapleTable
 
 log = logging.getLogger("staplegate.worker")
@@ -154,12 +155,18 @@ async def _run(setup: WorkerSetup) -> None:
     pipe = os.fdopen(setup.table_fd, "rb", buffering=0)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
 
+    reports = ReportWriter(setup.report_fd) if setup.report_fd >= 0 else None
+    # `stats admin` actions go to the master on the report pipe; answers come on the other
+    channel = AdminChannel(reports.send_admin if reports is not None else None)
+    for service in setup.plan.stats_pages.values():
+        service.channel = channel
+
     async def follow_master() -> None:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-            await read_messages(reader, table, pools, setup.plan.exporter, setup.plan.stats_pages)
+            await read_messages(
+                reader, table, pools, setup.plan.exporter, setup.plan.stats_pages, channel
+            )
         stop.set()  # the master is gone: finish what we have and leave
-
-    reports = ReportWriter(setup.report_fd) if setup.report_fd >= 0 else None
 
     async def report_traffic() -> None:
         assert reports is not None

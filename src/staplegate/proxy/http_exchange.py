@@ -22,7 +22,7 @@ from staplegate.proxy.http_message import END, End, HttpError, LocalResponse, er
 from staplegate.proxy.http_pool import HttpBackendSettings, HttpFrontend, ServerConnection
 from staplegate.proxy.http_request import RequestEvent, RequestHead, RequestReader
 from staplegate.proxy.http_response import ResponseHead, ResponseReader
-from staplegate.proxy.http_rules import RequestFacts, apply_after_response_rules
+from staplegate.proxy.http_rules import RequestFacts, StatsService, apply_after_response_rules
 from staplegate.proxy.records import ConnectionInfo, FrontendStats, HttpStats
 from staplegate.tls.endpoint import SessionInfo
 
@@ -119,6 +119,8 @@ class Exchange:
     retries = 0
     task: asyncio.Task[None] | None = None
     direct = False  # the persistence cookie chose the server (no new cookie to insert)
+    form: bytearray | None = None  # a `stats admin` POST: its body, as it is read
+    stats: StatsService | None = None  # ...and the page it was posted to
 
     def __init__(self, head: RequestHead, started: float, received_at: object) -> None:
         self.head = head

@@ -47,6 +47,7 @@ from staplegate.config.samples import (
     compile_converter,
     parse_header_format,
 )
+from staplegate.proxy import stats_admin
 from staplegate.proxy.http_message import LocalResponse, error_response, reason_phrase
 from staplegate.proxy.http_request import RequestHead
 from staplegate.proxy.http_response import ResponseHead
@@ -757,24 +758,63 @@ DEFAULT_STATS_REALM = "HAProxy Statistics"
 
 class StatsService:
     """A frontend's `stats` page in one worker: its URI and credentials, and the page the
-    master last rendered for it (replaced whole by `process.ipc.read_messages`)."""
+    master last rendered for it (replaced whole by `process.ipc.read_messages`); with
+    `stats admin`, also the page's admin variant and the channel its actions take
+    (`proxy.stats_admin`)."""
 
-    __slots__ = ("_credentials", "_uri", "csv", "html", "name", "realm")
+    __slots__ = (
+        "_credentials",
+        "_uri",
+        "admin",
+        "admin_html",
+        "channel",
+        "csv",
+        "html",
+        "name",
+        "realm",
+    )
 
-    def __init__(self, name: str, uri: str, auth: Sequence[str], realm: str | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        uri: str,
+        auth: Sequence[str],
+        realm: str | None,
+        admin: Condition | None = None,
+    ) -> None:
         self.name = name
         self._uri = uri.encode("latin-1", "replace")
         self._credentials = frozenset(base64.b64encode(pair.encode()) for pair in auth)
         self.realm = realm or DEFAULT_STATS_REALM
         self.html = b""
         self.csv = b""
+        self.admin = admin  # `stats admin if|unless …`
+        self.admin_html = b""
+        self.channel = stats_admin.AdminChannel()  # the worker wires it to the master
+
+    @property
+    def uri(self) -> bytes:
+        return self._uri
 
     def matches(self, head: RequestHead) -> bool:
         """HAProxy's rule: the URI begins with the `stats uri` prefix."""
         return head.target.startswith(self._uri)
 
-    def answer(self, head: RequestHead) -> LocalResponse:
-        """The page, its `;csv` export, or 401 when `stats auth` is set and not met."""
+    def takes_form(self, head: RequestHead, facts: RequestFacts | None) -> bool:
+        """A POST that `stats auth` (when set) and `stats admin` allow: the caller reads its
+        form and sends the action to the master (`proxy.stats_admin`)."""
+        return (
+            head.method == "POST"
+            and self.admin is not None
+            and facts is not None
+            and (not self._credentials or self._authorized(head))
+            and condition_holds(self.admin, facts)
+        )
+
+    def answer(self, head: RequestHead, facts: RequestFacts | None = None) -> LocalResponse:
+        """The page (its admin variant when `stats admin` holds for `facts`), its `;csv`
+        export, or 401 when `stats auth` is set and not met; any POST that reaches here is
+        denied (303 to `;st=DENY`, as HAProxy)."""
         if self._credentials and not self._authorized(head):
             realm = self.realm.replace("\\", "\\\\").replace('"', '\\"')
             return LocalResponse(
@@ -789,10 +829,15 @@ class StatsService:
                 b"You need a valid user and password to access this content.\n</body></html>\n",
                 close=False,
             )
+        if head.method == "POST":
+            return stats_admin.redirect(self._uri, stats_admin.DENY)
+        admin = self.admin is not None and facts is not None and condition_holds(self.admin, facts)
         csv = b";csv" in head.target[len(self._uri) :]
-        body = self.csv if csv else self.html
+        body = self.csv if csv else (self.admin_html or self.html) if admin else self.html
         if not body:  # the master has not pushed a page yet
             return error_response(503)
+        if not csv and b";st=" in head.target:
+            body = body.replace(stats_admin.BANNER_MARK, stats_admin.banner(head.target, self._uri))
         kind = "text/plain; charset=utf-8" if csv else "text/html; charset=utf-8"
         headers = (("content-type", kind), ("cache-control", "no-cache"))
         return LocalResponse(200, reason_phrase(200), headers, body, close=False)

@@ -37,6 +37,7 @@ import os
 from typing import Final
 
 from staplegate.config.model import CookiePersistence
+from staplegate.proxy import stats_admin
 from staplegate.proxy.backends import BackendPool, BackendServer, QueueTimeout
 from staplegate.proxy.http_exchange import STATUS_CLASSES, Exchange, ExchangeLifecycle, Route
 from staplegate.proxy.http_message import (
@@ -265,7 +266,13 @@ class HttpStream(ExchangeLifecycle):
             self._add_unique_id(head)
         stats = settings.stats
         if stats is not None and stats.matches(head):
-            answer = stats.answer(head)
+            facts = self._facts(head) if stats.admin is not None else None
+            if stats.takes_form(head, facts):  # a `stats admin` POST: read its form first
+                exchange.stats = stats
+                exchange.form = bytearray()
+                self._read_form(exchange)
+                return
+            answer = stats.answer(head, facts)
             self._respond_locally(exchange, answer, "LR--" if answer.status < 400 else "PR--")
             return
         route = self._routes.get(head.host)
@@ -498,6 +505,8 @@ class HttpStream(ExchangeLifecycle):
         """
         conn = exchange.conn
         if conn is None:
+            if exchange.form is not None:
+                self._read_form(exchange)
             return
         kind = exchange.head.body
         events = self.events
@@ -523,6 +532,52 @@ class HttpStream(ExchangeLifecycle):
             self.pause_client()  # a pipelined request waits its turn / the server is full
             if conn.write_paused:
                 self._arm()  # the server owes an acknowledgement: `timeout server`
+
+    def _read_form(self, exchange: Exchange) -> None:
+        """Take a `stats admin` POST's body as it arrives (bounded; `timeout client` runs
+        meanwhile); once whole, send its action to the master and answer 303. A body over
+        `MAX_FORM_BYTES` is answered `EXCD` at once, and the connection closed."""
+        form = exchange.form
+        assert form is not None
+        events = self.events
+        while events and not exchange.request_done:
+            event = events[0]
+            if isinstance(event, RequestHead):
+                break
+            events.popleft()
+            if isinstance(event, End):
+                exchange.request_done = True
+            else:
+                form += event
+                if len(form) > stats_admin.MAX_FORM_BYTES:
+                    exchange.form = None
+                    self._stats_answer(exchange, stats_admin.EXCD)
+                    return
+        if not exchange.request_done:
+            return
+        exchange.form = None
+        if events:
+            self.pause_client()  # a pipelined request waits its turn
+        stats = exchange.stats
+        assert stats is not None
+        parsed = stats_admin.parse_form(stats.name, bytes(form))
+        if isinstance(parsed, str):
+            self._stats_answer(exchange, parsed)
+        else:
+            exchange.task = self.loop.create_task(self._stats_action(exchange, parsed))
+
+    async def _stats_action(self, exchange: Exchange, request: stats_admin.AdminRequest) -> None:
+        stats = exchange.stats
+        assert stats is not None
+        code = await stats.channel.submit(request)
+        if not self.closed and self.exchange is exchange:
+            exchange.task = None
+            self._stats_answer(exchange, code)
+
+    def _stats_answer(self, exchange: Exchange, code: str) -> None:
+        stats = exchange.stats
+        assert stats is not None
+        self._respond_locally(exchange, stats_admin.redirect(stats.uri, code), "LR--")
 
     # -- server side ---------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ Every problem is printed (`[ALERT]`, `[WARNING]`, `[NOTICE]` lines naming file:l
 verdict: `Configuration file is valid` and exit 0, or `Fatal errors found in configuration.`
 and exit 1. With `-V`, a report of every certificate follows: names, key, expiry, OCSP URI,
 issuer and where it was found, CertId, `.ocsp` state and the effective `ocsp-update`, then
-the value of each of staplegate's own `global` keywords (extensions HAProxy does not know).
+the value of each of staplegate's own `global` keywords (extensions HAProxy does not know),
+then the stats pages: URI, and `stats admin`'s condition or `read-only`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 
 from staplegate.certs import IssuerSource, OcspDisposition, SidecarOutcome
 from staplegate.clock import SystemClock
-from staplegate.config.model import GlobalSettings
+from staplegate.config.model import Frontend, GlobalSettings
 from staplegate.deploy.generation import CertificateEntry, Generation
 from staplegate.deploy.plan import validate
 
@@ -36,7 +37,23 @@ def run_check(paths: Sequence[str], *, verbose: bool) -> int:
         print(certificate_report(generation, now=now))
         print()
         print(extensions_report(generation.config.global_))
+        pages = stats_report(generation.config.frontends)
+        if pages:
+            print()
+            print(pages)
     return 0 if valid else 1
+
+
+def stats_report(frontends: Sequence[Frontend]) -> str:
+    """The `-V` list of stats pages: URI, and who may act on servers (`stats admin`)."""
+    lines = []
+    for frontend in frontends:
+        page = frontend.stats
+        if page is None:
+            continue
+        admin = f"stats admin {page.admin_rule}" if page.admin_rule else "read-only"
+        lines.append(f"  {frontend.name:<29} {page.uri}  {admin}")
+    return "\n".join(["Stats pages:", *lines]) if lines else ""
 
 
 def extensions_report(settings: GlobalSettings) -> str:

@@ -14,7 +14,8 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from staplegate.config.diagnostics import SourceLocation
-from staplegate.config.model import StatsPage
+from staplegate.config.model import Condition, StatsPage
+from staplegate.config.parser.rules import PREDEFINED_ACLS
 from staplegate.observe.metrics import CollectedMetrics, StaplegateCollector
 from staplegate.observe.statspage import (
     CertRow,
@@ -28,6 +29,7 @@ from staplegate.observe.statspage import (
     render_pages,
     sort_by_urgency,
 )
+from staplegate.proxy.stats_admin import BANNER_MARK
 from staplegate.runtime import formats
 from staplegate.runtime.contract import StatRow
 from tests.unit.observe.test_metrics import FakeView, _store, served_entry
@@ -222,15 +224,46 @@ def test_pages_read_on_the_loop_are_built_and_rendered_later(tmp_path: Path) -> 
     ocsp = FakeOcsp(entries=[served_entry(served.name)])
     view = FakeView(ocsp, rows=[StatRow(FRONTEND)], stores=[served, no_uri])
     where = SourceLocation("t.cfg", 1)
-    pages = {"one": StatsPage(where), "two": StatsPage(where, hide_version=True)}
+    admin = Condition(False, (PREDEFINED_ACLS["TRUE"],))
+    pages = {
+        "one": StatsPage(where),
+        "two": StatsPage(where, hide_version=True),
+        "three": StatsPage(where, admin=admin),
+    }
     data = collect_pages(view, pages, now=METRICS_NOW, uptime_s=5)
     ocsp.entries = []  # the updater moves on; what was read stays
     rendered = render_pages(data)
-    assert set(rendered) == {"one", "two"}
-    for page, csv in rendered.values():
+    assert set(rendered) == {"one", "two", "three"}
+    for page, csv, _ in rendered.values():
         assert page.count(b'<tr class="failing"><td class="name">') == 1  # no OCSP URI
         assert page.count(b'<tr class="soon"><td class="name">') == 1  # 2 failures
         assert csv.startswith(b"# pxname,svname,")
+    # only a page with `stats admin` has an admin variant
+    assert rendered["one"][2] == rendered["two"][2] == b""
+    assert rendered["three"][2].count(b'<tr class="failing"><td class="name">') == 1
+
+
+def test_the_admin_variant_has_haproxys_form() -> None:
+    """A checkbox per server, the actions and Apply per backend with servers; the
+    read-only page has none of it; both have the place of the status banner."""
+    rows = [FRONTEND, SERVER, {**SERVER, "svname": "s2", "status": "MAINT"}, BACKEND]
+    plain = render_page(rows, [], PageOptions(), now=NOW)
+    admin = render_page(rows, [], PageOptions(), now=NOW, admin=True)
+    assert "<form" not in plain
+    assert 'type="checkbox"' not in plain
+    assert plain.count(BANNER_MARK.decode()) == admin.count(BANNER_MARK.decode()) == 1
+    assert admin.count('<form method="post">') == 1  # the frontend's table has no servers
+    assert '<input class="be-checkbox" type="checkbox" name="s" value="s1">' in admin
+    assert '<input class="be-checkbox" type="checkbox" name="s" value="s2">' in admin
+    assert '<option value="maint">Set state to MAINT</option>' in admin
+    assert '<option value="ready">Set state to READY</option>' in admin
+    assert '<option value="drain">Set state to DRAIN</option>' in admin
+    assert '<input type="hidden" name="b" value="be">' in admin
+    assert '<input type="submit" value="Apply"></form>' in admin
+    # a server in maintenance has HAProxy's colour on both pages
+    for page in (plain, admin):
+        row = page[page.rindex("<tr", 0, page.index(">s2<")) : page.index(">s2<")]
+        assert 'class="maint"' in row
 
 
 def test_pages_reuse_the_snapshot_the_metrics_just_took(tmp_path: Path) -> None:
@@ -242,7 +275,7 @@ def test_pages_reuse_the_snapshot_the_metrics_just_took(tmp_path: Path) -> None:
     shared = [served_entry(served.name)]
     pages = {"one": StatsPage(SourceLocation("t.cfg", 1))}
     data = collect_pages(view, pages, now=METRICS_NOW, uptime_s=5, snapshots=shared)
-    page, _ = render_pages(data)["one"]
+    page, _, _ = render_pages(data)["one"]
     assert page.count(b'<tr class="soon"><td class="name">') == 1  # stapled, 2 failures
     assert CollectedMetrics(_Nothing()).snapshots is None  # another collector
 

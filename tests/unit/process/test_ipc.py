@@ -10,14 +10,17 @@ from staplegate.ocsp.certid import CertId
 from staplegate.process.ipc import (
     ReportWriter,
     StapleChanges,
+    encode_admin_result,
     encode_changes,
     encode_metrics,
+    encode_stats_pages,
     encode_table,
     read_messages,
     read_reports,
 )
 from staplegate.process.traffic import WorkerReport
-from staplegate.proxy.http_rules import ServiceSnapshot
+from staplegate.proxy.http_rules import ServiceSnapshot, StatsService
+from staplegate.proxy.stats_admin import DONE, AdminChannel, AdminMessage, AdminRequest
 from staplegate.tls.staples import StapleTable
 
 
@@ -122,3 +125,57 @@ def test_the_metrics_snapshot_reaches_the_worker_service() -> None:
         return snapshot.body
 
     assert asyncio.run(scenario()) == b"# metrics\n"
+
+
+def test_stats_admin_actions_go_up_the_report_pipe_between_reports() -> None:
+    report = WorkerReport({"www": {"stot": 1}}, {})
+    action = AdminMessage(7, AdminRequest("stats", "web", "maint", ("a", "b")))
+
+    async def scenario() -> tuple[list[WorkerReport], list[AdminMessage]]:
+        read_fd, write_fd = os.pipe()
+        writer = ReportWriter(write_fd)
+        writer.send(report)
+        writer.send_admin(action)  # queued behind the report, never replaced by the next
+        writer.finish(report)
+        writer.send_admin(action)  # after the end: ignored
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        pipe = os.fdopen(read_fd, "rb", buffering=0)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+        reports: list[WorkerReport] = []
+        actions: list[AdminMessage] = []
+        await read_reports(reader, reports.append, actions.append)
+        transport.close()
+        return reports, actions
+
+    assert asyncio.run(scenario()) == ([report, report], [action])
+
+
+def test_the_worker_takes_its_pages_and_the_answers_to_its_actions() -> None:
+    service = StatsService("stats", "/", [], None)
+    channel = AdminChannel(lambda message: None)
+
+    async def scenario() -> str:
+        read_fd, write_fd = os.pipe()
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        pipe = os.fdopen(read_fd, "rb", buffering=0)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+        waiting = asyncio.create_task(
+            channel.submit(AdminRequest("stats", "web", "ready", ("a",)), timeout=10)
+        )
+        await asyncio.sleep(0)
+        os.write(write_fd, encode_stats_pages({"stats": (b"ro", b"csv", b"rw")}))
+        os.write(write_fd, encode_admin_result(1, DONE))
+        os.close(write_fd)
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            await read_messages(reader, StapleTable({}), {}, None, {"stats": service}, channel)
+        transport.close()
+        return await waiting
+
+    assert asyncio.run(scenario()) == DONE
+    assert (service.html, service.csv, service.admin_html) == (b"ro", b"csv", b"rw")

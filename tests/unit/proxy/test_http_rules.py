@@ -288,6 +288,51 @@ def test_a_stats_realm_with_a_quote_stays_one_header_value() -> None:
     assert open_page.answer(_stats_get(b"/")).status == 200
 
 
+def test_stats_admin_gives_the_admin_page_and_takes_posts_when_its_condition_holds() -> None:
+    local = AclTerm(
+        AclFetch.SRC, (), match=AclMatch.IP, networks=(ipaddress.ip_network("127.0.0.1"),)
+    )
+    service = StatsService("stats", "/stats", [], None, Condition(False, (local,)))
+    service.html, service.csv, service.admin_html = b"ro <!--stats-admin-status-->", b"c", b"rw"
+    inside = RequestFacts(("127.0.0.1", 1), None, False)
+    outside = RequestFacts(("192.0.2.9", 1), None, False)
+    page = _stats_get(b"/stats")
+    assert service.answer(page, inside).body == b"rw"
+    assert service.answer(page, outside).body == b"ro <!--stats-admin-status-->"
+    assert service.answer(page).body == b"ro <!--stats-admin-status-->"  # no facts: not met
+    assert service.answer(_stats_get(b"/stats;csv"), inside).body == b"c"
+    # the status banner of `;st=<code>`, where the page marks its place
+    shown = service.answer(_stats_get(b"/stats;st=DENY"), outside).body
+    assert b"Action denied." in shown
+    assert b"<!--stats-admin-status-->" not in shown
+    post = RequestHead("POST", b"/stats", "1.1", [(b"Host", b"a.test")], keep_alive=True)
+    assert service.takes_form(post, inside)
+    assert not service.takes_form(post, outside)
+    assert not service.takes_form(page, inside)  # a GET is a page
+    denied = service.answer(post, outside)
+    assert denied.status == 303
+    assert ("location", "/stats;st=DENY") in denied.headers
+    # `unless`, and a page without `stats admin` never takes a form
+    unless = StatsService("stats", "/", [], None, Condition(True, (local,)))
+    assert unless.takes_form(post, outside)
+    assert not unless.takes_form(post, inside)
+    assert not StatsService("stats", "/", [], None).takes_form(post, inside)
+
+
+def test_stats_auth_comes_before_stats_admin() -> None:
+    always = Condition(False, (PREDEFINED_ACLS["TRUE"],))
+    service = StatsService("stats", "/", ["admin:pw"], None, always)
+    facts = RequestFacts(("127.0.0.1", 1), None, False)
+    post = RequestHead("POST", b"/", "1.1", [(b"Host", b"a.test")], keep_alive=True)
+    assert not service.takes_form(post, facts)
+    assert service.answer(post, facts).status == 401
+    token = b"Basic " + base64.b64encode(b"admin:pw")
+    signed = RequestHead(
+        "POST", b"/", "1.1", [(b"Host", b"a.test"), (b"Authorization", token)], keep_alive=True
+    )
+    assert service.takes_form(signed, facts)
+
+
 def test_redirect_location_prefix_and_their_options() -> None:
     """HAProxy's redirect forms: `location` is the whole Location (log-format), `prefix`
     comes before the path and query (`/` alone adds nothing), `drop-query` and

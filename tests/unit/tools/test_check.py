@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from staplegate.deploy.plan import validate
+from staplegate.tools.check import run_check
 
 CONFIGS = Path(__file__).resolve().parents[2] / "data" / "configs"
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
@@ -47,3 +48,20 @@ def test_plain_binds_are_accepted_by_both(name: str, monkeypatch: pytest.MonkeyP
         accepted, output = verdict(name, startup=startup)
         assert accepted, output
         assert "has no 'ssl'" not in output
+
+
+def test_verbose_lists_the_stats_pages_and_their_admin_condition(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "stats.cfg"
+    config.write_text(
+        "frontend ro\n    bind 127.0.0.1:8404\n    mode http\n    stats uri /ro\n"
+        "listen rw\n    bind 127.0.0.1:8405\n    mode http\n    stats uri /\n"
+        "    acl LOCAL src 127.0.0.1\n    stats admin if LOCAL\n",
+        encoding="utf-8",
+    )
+    assert run_check([str(config)], verbose=True) == 0
+    out = capsys.readouterr().out
+    report = out[out.index("Stats pages:") :].splitlines()
+    assert report[1].split() == ["ro", "/ro", "read-only"]
+    assert report[2].split() == ["rw", "/", "stats", "admin", "if", "LOCAL"]

@@ -594,7 +594,7 @@ def _stats_timeout(parser: ParserState, args: list[str], where: SourceLocation) 
     parser.note_parsed_but_ignored(where, "stats timeout", PROXY)
 
 
-#: the `stats` keywords staplegate serves; `stats admin` needs worker→master actions (later)
+#: the `stats` keywords read by `_stats` (`stats admin`, with its condition, by `_stats_admin`)
 STATS_KEYWORDS = (
     "stats enable",
     "stats uri",
@@ -809,14 +809,24 @@ def _monitor_fail(parser: ParserState, args: list[str], where: SourceLocation) -
 
 
 def _stats_admin(parser: ParserState, args: list[str], where: SourceLocation) -> None:
-    parser.error(
-        where,
-        "stats admin",
-        "'stats admin' is not supported by staplegate yet: the page is answered by the "
-        "workers from the master's data, and actions from the page need a worker-to-master "
-        "channel (use the runtime API's 'enable server'/'disable server' meanwhile)",
-        Reason.UNSUPPORTED,
-    )
+    """`stats admin { if | unless } <cond>`: the page's server actions, for the requests
+    that meet the condition (HAProxy requires one)."""
+    kw = "stats admin"
+    if len(args) < 4 or args[2] not in ("if", "unless"):
+        parser.error(
+            where,
+            kw,
+            "'stats admin' requires either 'if' or 'unless' followed by a condition.",
+            Reason.MISSING_ARGUMENT,
+        )
+        return
+    _stats(parser, ["stats", "admin"], where)  # like any `stats` line, it enables the page
+    if parser.proxy is None or parser.proxy.stats is None:
+        return  # refused by `_stats` (a backend or defaults section)
+    condition = read_condition(parser, args[2:], where, kw, parser.proxy.acls)
+    if condition is not None:
+        rule = " ".join(args[2:])
+        parser.proxy.stats = replace(parser.proxy.stats, admin=condition, admin_rule=rule)
 
 
 def _not_in_defaults(parser: ParserState, kw: str, where: SourceLocation) -> bool:

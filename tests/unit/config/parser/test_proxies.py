@@ -226,7 +226,43 @@ def test_any_stats_line_enables_the_page_with_haproxys_default_uri() -> None:
     assert plain.frontends[0].stats is None
 
 
-def test_stats_errors_and_stats_admin_refused() -> None:
+def test_stats_admin_reads_its_condition() -> None:
+    config, problems = check(
+        STATS_FRONTEND + "    acl LOCAL src 127.0.0.1\n    stats admin if LOCAL !FALSE\n"
+    )
+    assert problems == []
+    assert config is not None
+    page = config.frontends[0].stats
+    assert page is not None  # `stats admin` alone enables the page, as any `stats` line
+    assert page.uri == "/haproxy?stats"
+    assert page.admin is not None
+    assert not page.admin.unless
+    assert len(page.admin.terms) == 2
+    assert page.admin_rule == "if LOCAL !FALSE"
+    unless, problems = check(STATS_FRONTEND + "    stats admin unless { src 10.0.0.0/8 }\n")
+    assert problems == []
+    assert unless is not None
+    assert unless.frontends[0].stats is not None
+    assert unless.frontends[0].stats.admin is not None
+    assert unless.frontends[0].stats.admin.unless
+    plain, _ = check(STATS_FRONTEND + "    stats enable\n")
+    assert plain is not None
+    assert plain.frontends[0].stats is not None
+    assert plain.frontends[0].stats.admin is None
+
+
+def test_stats_admin_needs_a_condition() -> None:
+    wanted = "'stats admin' requires either 'if' or 'unless' followed by a condition."
+    assert one_error(STATS_FRONTEND + "    stats admin\n") == A.format(4, wanted)
+    assert one_error(STATS_FRONTEND + "    stats admin if\n") == A.format(4, wanted)
+    assert one_error(STATS_FRONTEND + "    stats admin when TRUE\n") == A.format(4, wanted)
+    assert "UNDEFINED" in one_error(STATS_FRONTEND + "    stats admin if UNDEFINED\n")
+    assert "'stats admin' in a 'backend' section" in one_error(
+        "backend app\n    mode http\n    stats admin if TRUE\n    server a1 127.0.0.1:9000\n"
+    )
+
+
+def test_stats_errors() -> None:
     assert one_error(STATS_FRONTEND + "    stats auth admin\n") == A.format(
         4, "'stats auth' expects <user>:<passwd>."
     )
@@ -236,8 +272,6 @@ def test_stats_errors_and_stats_admin_refused() -> None:
     assert one_error(STATS_FRONTEND + "    stats enable now\n") == A.format(
         4, "'stats enable' expects no argument."
     )
-    assert "stats admin" in one_error(STATS_FRONTEND + "    stats admin if TRUE\n")
-    assert "worker-to-master" in one_error(STATS_FRONTEND + "    stats admin if TRUE\n")
     assert "'stats enable' in a 'backend' section" in one_error(
         "backend app\n    mode http\n    stats enable\n    server a1 127.0.0.1:9000\n"
     )
