@@ -597,7 +597,8 @@ def _stats_service(frontend: Frontend) -> StatsService | None:
     page = frontend.stats
     if page is None:
         return None
-    return StatsService(frontend.name, page.uri, page.auth, page.realm)
+    rules = tuple(CompiledRule(rule.action, rule.condition) for rule in page.rules)
+    return StatsService(frontend.name, page.uri, page.auth, page.realm, rules)
 
 
 def _compile_rules(

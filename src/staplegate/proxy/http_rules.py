@@ -28,6 +28,8 @@ from staplegate.config.model import (
     AclTerm,
     Condition,
     HttpAction,
+    HttpAllow,
+    HttpAuth,
     HttpDelHeader,
     HttpDeny,
     HttpMonitor,
@@ -47,6 +49,7 @@ from staplegate.config.samples import (
     compile_converter,
     parse_header_format,
 )
+from staplegate.proxy.basic_auth import authenticated_user
 from staplegate.proxy.http_message import LocalResponse, error_response, reason_phrase
 from staplegate.proxy.http_request import RequestHead
 from staplegate.proxy.http_response import ResponseHead
@@ -184,6 +187,14 @@ def _acl_samples(term: AclTerm, facts: RequestFacts) -> list[str]:
     if fetch is AclFetch.NBSRV:
         count = facts.usable_servers
         return [str(count(term.arg or ""))] if count is not None else []
+    if fetch is AclFetch.HTTP_AUTH or fetch is AclFetch.HTTP_AUTH_GROUP:
+        user = authenticated_user(term.auth, facts.head)
+        if fetch is AclFetch.HTTP_AUTH:
+            return ["1" if user is not None else "0"]
+        userlist = term.auth.userlist if term.auth is not None else None
+        if user is None or userlist is None:
+            return []
+        return sorted(userlist.users[user].groups)  # matched against the rule's groups
     if fetch is AclFetch.SSL_C_S_DN or fetch is AclFetch.SSL_C_I_DN:
         cert = facts.client_certificate
         if cert is None:
@@ -505,6 +516,10 @@ def apply_rules(
             head.headers_changed()
         elif isinstance(action, HttpDeny):
             return error_response(action.status), "deny"
+        elif isinstance(action, HttpAuth):
+            return unauthorized(action.realm), "auth"
+        elif isinstance(action, HttpAllow):
+            return None, "allow"  # no later rule of this list runs
         elif isinstance(action, HttpReturn):
             return _return(action, rule.file_body, facts), "return"
         elif isinstance(action, (HttpRedirectScheme, HttpRedirect)):
@@ -755,17 +770,43 @@ def _redirect(
 DEFAULT_STATS_REALM = "HAProxy Statistics"
 
 
+def unauthorized(realm: str) -> LocalResponse:
+    """HAProxy's 401 asking for Basic credentials (`http-request auth`, `stats auth`)."""
+    quoted = realm.replace("\\", "\\\\").replace('"', '\\"')
+    return LocalResponse(
+        401,
+        reason_phrase(401),
+        (
+            ("www-authenticate", f'Basic realm="{quoted}"'),
+            ("cache-control", "no-cache"),
+            ("content-type", "text/html"),
+        ),
+        b"<html><body><h1>401 Unauthorized</h1>\n"
+        b"You need a valid user and password to access this content.\n</body></html>\n",
+        close=False,
+    )
+
+
 class StatsService:
-    """A frontend's `stats` page in one worker: its URI and credentials, and the page the
-    master last rendered for it (replaced whole by `process.ipc.read_messages`)."""
+    """A frontend's `stats` page in one worker: its URI, credentials or `stats
+    http-request` rules, and the page the master last rendered for it (replaced whole by
+    `process.ipc.read_messages`)."""
 
-    __slots__ = ("_credentials", "_uri", "csv", "html", "name", "realm")
+    __slots__ = ("_credentials", "_uri", "csv", "html", "name", "realm", "rules")
 
-    def __init__(self, name: str, uri: str, auth: Sequence[str], realm: str | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        uri: str,
+        auth: Sequence[str],
+        realm: str | None,
+        rules: Sequence[CompiledRule] = (),
+    ) -> None:
         self.name = name
         self._uri = uri.encode("latin-1", "replace")
         self._credentials = frozenset(base64.b64encode(pair.encode()) for pair in auth)
         self.realm = realm or DEFAULT_STATS_REALM
+        self.rules = tuple(rules)  # HAProxy: never together with `stats auth`
         self.html = b""
         self.csv = b""
 
@@ -773,22 +814,18 @@ class StatsService:
         """HAProxy's rule: the URI begins with the `stats uri` prefix."""
         return head.target.startswith(self._uri)
 
-    def answer(self, head: RequestHead) -> LocalResponse:
-        """The page, its `;csv` export, or 401 when `stats auth` is set and not met."""
-        if self._credentials and not self._authorized(head):
-            realm = self.realm.replace("\\", "\\\\").replace('"', '\\"')
-            return LocalResponse(
-                401,
-                reason_phrase(401),
-                (
-                    ("www-authenticate", f'Basic realm="{realm}"'),
-                    ("cache-control", "no-cache"),
-                    ("content-type", "text/html"),
-                ),
-                b"<html><body><h1>401 Unauthorized</h1>\n"
-                b"You need a valid user and password to access this content.\n</body></html>\n",
-                close=False,
-            )
+    def answer(self, head: RequestHead, facts: RequestFacts | None = None) -> LocalResponse:
+        """The page, its `;csv` export, or what the first applying `stats http-request`
+        rule says (deny: 403, auth: 401), or 401 when `stats auth` is set and not met.
+        `facts` are needed only when there are rules."""
+        if self.rules:
+            if facts is None:  # cannot happen (the stream passes them): fail closed
+                return error_response(403)
+            verdict, _ = apply_rules(self.rules, head, facts)
+            if verdict is not None:
+                return verdict
+        elif self._credentials and not self._authorized(head):
+            return unauthorized(self.realm)
         csv = b";csv" in head.target[len(self._uri) :]
         body = self.csv if csv else self.html
         if not body:  # the master has not pushed a page yet

@@ -266,7 +266,7 @@ class HttpStream(ExchangeLifecycle):
             self._add_unique_id(head)
         stats = settings.stats
         if stats is not None and stats.matches(head):
-            answer = stats.answer(head)
+            answer = stats.answer(head, self._facts(head) if stats.rules else None)
             self._respond_locally(exchange, answer, "LR--" if answer.status < 400 else "PR--")
             return
         route = self._routes.get(head.host)

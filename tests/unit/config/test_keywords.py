@@ -165,7 +165,6 @@ REVIEWED_SECTIONS = frozenset(
         "resolvers",
         "ring",
         "traces",
-        "userlist",
     }
 )
 

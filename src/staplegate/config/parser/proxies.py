@@ -19,6 +19,7 @@ from staplegate.config.model import (
     AclTerm,
     Balance,
     CookiePersistence,
+    HttpAuth,
     HttpRequestRule,
     Mode,
     MonitorFail,
@@ -610,6 +611,9 @@ def _stats(parser: ParserState, args: list[str], where: SourceLocation) -> None:
         usage = {"1": "one argument", "0": "no argument", "+": "an argument", "?": "one name"}
         parser.error(where, kw, f"'{kw}' expects {usage[arity]}.", Reason.SYNTAX)
         return
+    if kw in ("stats auth", "stats realm") and page.rules:
+        parser.error(where, kw, _STATS_EXCLUSIVE, Reason.CONFLICT)
+        return
     if kw == "stats uri":
         page = replace(page, uri=value[0])
     elif kw == "stats refresh":
@@ -772,6 +776,51 @@ def _monitor_fail(parser: ParserState, args: list[str], where: SourceLocation) -
     condition = read_condition(parser, args[2:], where, kw, parser.proxy.acls)
     if condition is not None:
         parser.proxy.monitor_fail.append(MonitorFail(where, condition))
+
+
+#: the realm of `stats http-request auth` without one (HAProxy's STATS_DEFAULT_REALM)
+STATS_DEFAULT_REALM = "HAProxy Statistics"
+_STATS_RULE_ACTIONS = ("allow", "deny", "auth")
+
+
+def _stats_http_request(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """`stats http-request allow|deny|auth [realm R] [if|unless COND]`: checked in order
+    when a request asks for the page; the first that applies decides (allow: serve it)."""
+    kw = "stats http-request"
+    section = _section(parser)
+    if section is not Section.FRONTEND and section is not Section.LISTEN:
+        parser.error(
+            where,
+            kw,
+            f"'{kw}' in a '{section.value}' section is not supported by staplegate; write "
+            "the 'stats' lines in the 'frontend' or 'listen' section that serves the page",
+            Reason.UNSUPPORTED,
+        )
+        return
+    assert parser.proxy is not None
+    action = args[2] if len(args) > 2 else ""
+    if action not in _STATS_RULE_ACTIONS:
+        parser.error(
+            where,
+            kw,
+            f"'{kw}' expects 'allow', 'deny' or 'auth' as an action"
+            + (f", not '{action}'." if action else "."),
+            Reason.SYNTAX,
+        )
+        return
+    page = parser.proxy.stats or StatsPage(where)
+    if page.auth or page.realm is not None:
+        parser.error(where, kw, _STATS_EXCLUSIVE, Reason.CONFLICT)
+        return
+    rule = read_http_request(parser, args[1:], where, parser.proxy.acls)
+    if rule is None:
+        return
+    if isinstance(rule.action, HttpAuth) and args[3:4] != ["realm"]:
+        rule = replace(rule, action=HttpAuth(STATS_DEFAULT_REALM))  # not the proxy's name
+    parser.proxy.stats = replace(page, rules=(*page.rules, rule))
+
+
+_STATS_EXCLUSIVE = "stats 'auth'/'realm' and 'http-request' can't be used at the same time."
 
 
 def _stats_admin(parser: ParserState, args: list[str], where: SourceLocation) -> None:
@@ -938,6 +987,7 @@ _HTTP_RESPONSE_RULES: list[Keyword[Handler]] = [
 # every keyword a proxy section knows; a keyword with a handler is read, the others classified
 _STATS_TABLE: list[Keyword[Handler]] = [supported(name, _stats) for name in STATS_KEYWORDS]
 _STATS_TABLE.append(supported("stats admin", _stats_admin))
+_STATS_TABLE.append(supported("stats http-request", _stats_http_request))
 
 PROXY: KeywordTable[Handler] = KeywordTable(
     [
