@@ -961,6 +961,8 @@ class Backend:
     http_request_rules: tuple[HttpRequestRule, ...] = ()
     http_response_rules: tuple[HttpRequestRule, ...] = ()
     http_after_response_rules: tuple[HttpRequestRule, ...] = ()
+    # a `backend` section's own `tcp-request content` rules (a listen's are its frontend's)
+    tcp_content_rules: tuple[TcpContentRule, ...] = ()
 
     @property
     def timeouts(self) -> Timeouts:

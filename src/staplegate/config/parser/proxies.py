@@ -692,7 +692,8 @@ def _inspect_delay(parser: ParserState, args: list[str], where: SourceLocation) 
 
 
 def _tcp_content(parser: ParserState, args: list[str], where: SourceLocation) -> None:
-    """`tcp-request content accept|reject [if|unless COND]` in a frontend or listen."""
+    """`tcp-request content accept|reject [if|unless COND]` in a frontend, listen or
+    backend (a backend's run when a connection enters it, after the frontend's routing)."""
     kw = "tcp-request content"
     action = args[2] if len(args) > 2 else ""
     if action not in ("accept", "reject"):
@@ -700,12 +701,12 @@ def _tcp_content(parser: ParserState, args: list[str], where: SourceLocation) ->
         parser.error(where, label, refused_message(label), Reason.UNSUPPORTED)
         return
     section = _section(parser)
-    if section in (Section.DEFAULTS, Section.BACKEND) or parser.proxy is None:
+    if section is Section.DEFAULTS or parser.proxy is None:
         parser.error(
             where,
             kw,
             f"'{kw}' rules in a '{section.value}' section are not supported by staplegate; "
-            "write them in the frontend or listen section",
+            "write them in each frontend, listen or backend section",
             Reason.UNSUPPORTED,
         )
         return
