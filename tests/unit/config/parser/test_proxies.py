@@ -332,12 +332,28 @@ def test_tcp_request_content_forms() -> None:
     for line, message in cases.items():
         text = f"frontend fe\n    bind :80\n    {line}\n    default_backend app\n" + BACKEND
         assert one_error(text) == A.format(3, message), line
-    text = "backend app\n    tcp-request content reject\n    server a 127.0.0.1:1\n"
+    text = "defaults\n    tcp-request content reject\n" + BACKEND
     assert one_error(text) == A.format(
         2,
-        "'tcp-request content' rules in a 'backend' section are not supported by staplegate; "
-        "write them in the frontend or listen section",
+        "'tcp-request content' rules in a 'defaults' section are not supported by "
+        "staplegate; write them in each frontend, listen or backend section",
     )
+
+
+def test_tcp_request_content_in_a_backend() -> None:
+    """A backend's rules are its own (checked when a connection enters it)."""
+    config, diags = check(
+        "frontend fe\n    mode tcp\n    bind :3306\n    default_backend db\n"
+        "backend db\n    mode tcp\n    acl internal src 10.0.0.0/8 127.0.0.1\n"
+        "    tcp-request content reject if ! internal\n    server a 127.0.0.1:1\n"
+    )
+    assert diags == []
+    assert config is not None
+    (rule,) = config.backend("db").tcp_content_rules
+    assert rule.accept is False
+    assert rule.condition is not None
+    assert rule.condition.terms[0].negated
+    assert config.frontend("fe").tcp_content_rules == ()
 
 
 def test_tcp_check_rules() -> None:
