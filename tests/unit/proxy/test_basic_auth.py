@@ -10,6 +10,7 @@ from passlib.hash import sha512_crypt
 
 from staplegate.config.diagnostics import SourceLocation
 from staplegate.config.model import PasswordScheme, Userlist, UserlistRef, UserlistUser
+from staplegate.config.passwords import password_matches
 from staplegate.proxy import basic_auth
 from staplegate.proxy.basic_auth import (
     VERDICT_CACHE_SIZE,
@@ -70,11 +71,10 @@ def test_hashed_verdicts_are_cached_and_bounded(monkeypatch: pytest.MonkeyPatch)
     basic_auth._verdicts.clear()
     ref = UserlistRef("ops", {"ops": userlist()})
     calls: list[bytes] = []
-    real = basic_auth.password_matches
 
     def counting(scheme: PasswordScheme, secret: str, password: bytes) -> bool:
         calls.append(password)
-        return real(scheme, secret, password)
+        return password_matches(scheme, secret, password)
 
     monkeypatch.setattr(basic_auth, "password_matches", counting)
     for _ in range(3):
