@@ -856,11 +856,12 @@ class CookiePersistence:
 @dataclass(frozen=True)
 class TcpCheckStep:
     """One `tcp-check` rule: `send` (bytes out) or `expect` (`negate`d or not, `kind`
-    string, rstring or binary, against `pattern`)."""
+    string, rstring or binary, against `pattern`; or `mysql`: one MySQL packet that is not
+    an error packet, `option mysql-check`'s, `pattern` naming which)."""
 
     action: str  # "send" or "expect"
     data: bytes = b""  # send: what to write; expect string/binary: what to find
-    kind: str = ""  # expect: "string", "rstring" or "binary"
+    kind: str = ""  # expect: "string", "rstring", "binary" or "mysql"
     pattern: str = ""  # expect: as written (rstring: the regular expression)
     negate: bool = False
 

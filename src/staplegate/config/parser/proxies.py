@@ -274,6 +274,56 @@ def _option_httpchk(parser: ParserState, args: list[str], where: SourceLocation)
     _set_options(parser, httpchk=not negate, httpchk_method=method, httpchk_uri=uri)
 
 
+def mysql_check_steps(user: str | None, *, post_41: bool = True) -> tuple[TcpCheckStep, ...]:
+    """HAProxy's `option mysql-check` ruleset: read the server's handshake (an error packet
+    fails); with a user, send a Client Authentication packet without password (protocol
+    4.1's, or the pre-4.1 one) and COM_QUIT, and read the answer (an error packet fails)."""
+    handshake = TcpCheckStep("expect", kind="mysql", pattern="handshake")
+    if user is None:
+        return (handshake,)
+    name = user.encode("utf-8")
+    if post_41:  # capabilities PROTOCOL_41|SECURE_CONNECTION, max packet, utf8, 23 zeroes
+        payload = b"\x00\x82\x00\x00" + b"\x00\x80\x00\x01" + b"\x21" + bytes(23)
+    else:  # capabilities, max packet
+        payload = b"\x00\x80" + b"\x00\x00\x01"
+    payload += name + b"\x00" + b"\x00"  # the user, an empty password
+    login = len(payload).to_bytes(3, "little") + b"\x01" + payload
+    quit_command = b"\x01\x00\x00\x00\x01"  # COM_QUIT, sequence 0
+    answer = TcpCheckStep("expect", kind="mysql", pattern="authentication")
+    return handshake, TcpCheckStep("send", login + quit_command), answer
+
+
+def _option_mysql_check(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """`option mysql-check [user <name> [post-41|pre-41]]` (post-41 is the default)."""
+    negate, words = _option_words(args)
+    rest = words[1:]
+    user: str | None = None
+    post_41 = True
+    if rest:
+        if rest[0] != "user" or len(rest) < 2 or len(rest) > 3:
+            parser.error(
+                where,
+                "option mysql-check",
+                "'option mysql-check' only supports 'user <username> [post-41|pre-41]'.",
+                Reason.SYNTAX,
+            )
+            return
+        user = rest[1]
+        if len(rest) == 3:
+            if rest[2] not in ("post-41", "pre-41"):
+                parser.error(
+                    where,
+                    "option mysql-check",
+                    f"'option mysql-check' : unknown client version '{rest[2]}' (expects "
+                    "'post-41' or 'pre-41').",
+                    Reason.SYNTAX,
+                )
+                return
+            post_41 = rest[2] == "post-41"
+    steps = None if negate else mysql_check_steps(user, post_41=post_41)
+    parser.set_proxy_settings(replace(parser.proxy_settings, tcp_check=steps))
+
+
 def _option_tcp_check(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     """`option tcp-check` (its `tcp-check` rules follow; none: a connect check) and
     `option redis-check` (HAProxy's: PING, then +PONG expected)."""
@@ -1017,6 +1067,7 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         supported("option httpchk", _option_httpchk),
         supported("option tcp-check", _option_tcp_check),
         supported("option redis-check", _option_tcp_check),
+        supported("option mysql-check", _option_mysql_check),
         supported("option external-check", _option_external_check),
         supported("external-check command", _external_check),
         supported("external-check path", _external_check),
@@ -1134,7 +1185,6 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "option http-restrict-req-hdr-names",
                 "option httpclose",
                 "option ldap-check",
-                "option mysql-check",
                 "option nbsrv",
                 "option originalto",
                 "option persist",
