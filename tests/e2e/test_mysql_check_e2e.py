@@ -2,7 +2,8 @@
 real MariaDB: the check without a user (the handshake) and with a passwordless check user
 keep the server up (with `fall 1`, through every check that runs until the refused user is
 created); a user the server refuses takes it down with MariaDB's own message, and back up
-once the server accepts it."""
+once the server accepts it. HAProxy 2.6 gives the same verdicts and messages against such a
+server."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def test_mysql_check_against_mariadb(
         started(proc)
         proc.wait_for(
             r"Server refused_user/refused is DOWN, reason: Layer7 wrong status, code: 1045, "
-            r"info: \"Access denied for user 'nobody'@'127.0.0.1' \(using password: NO\)\""
+            r"info: \"#28000Access denied for user 'nobody'@'127.0.0.1' \(using password: NO\)\""
         )
         mariadb_server.sql("CREATE USER 'nobody'@'127.0.0.1';")  # now the server lets it in
         proc.wait_for(r"Server refused_user/refused is UP")  # several checks ran meanwhile

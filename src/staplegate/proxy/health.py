@@ -203,10 +203,8 @@ def _mysql_failure(packet: bytes | None, number: int, started: float) -> CheckRe
     if packet[0] != 0xFF:
         return None
     code = int.from_bytes(packet[1:3], "little") if len(packet) >= 3 else None
-    message = packet[3:]
-    if message[:1] == b"#":  # protocol 4.1: `#` and a five-character SQL state first
-        message = message[6:]
-    text = message.decode("utf-8", "replace")[:200]
+    # the message as HAProxy shows it: protocol 4.1's `#` and SQL state kept (`#28000Access…`)
+    text = packet[3:].decode("utf-8", "replace")[:200]
     return CheckResult(False, "Layer7 wrong status", text, code, _since(started))
 
 

@@ -64,7 +64,7 @@ def _mysql_packet(payload: bytes, sequence: int = 0) -> bytes:
             _mysql_packet(b"\xff\x69\x04#HY000Host '1.2.3.4' is blocked"),
             False,
             "Layer7 wrong status",
-            "Host '1.2.3.4' is blocked",
+            "#HY000Host '1.2.3.4' is blocked",
         ),
         (_mysql_packet(b"\x0a10.11")[:6], False, "Layer7 invalid response", None),
         (b"", False, "Layer7 invalid response", None),
