@@ -12,6 +12,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "OpenSSL.SSL": ("tls",),
     "aiohttp": ("fetch", "testpki/responder", "observe"),
     "redis": ("fleet/redis_share",),  # the only code talking to the fleet's Redis
+    "passlib": ("config/passwords",),  # userlist password hashes (libpass)
 }
 
 

@@ -18,6 +18,7 @@ from staplegate.config.parser.proxies import PROXY
 from staplegate.config.parser.registry import KeywordClass
 from staplegate.config.parser.rules import HTTP_REQUEST_ACTIONS
 from staplegate.config.parser.server import SERVER_OPTIONS
+from staplegate.config.parser.userlist import USERLIST
 
 IGNORED_SECTIONS = SECTIONS.of_kind(KeywordClass.IGNORED)
 REFUSED_SECTIONS = SECTIONS.of_kind(KeywordClass.REFUSED)
@@ -34,6 +35,7 @@ PROXY_REFUSED = PROXY.of_kind(KeywordClass.REFUSED)
 HTTP_REQUEST_SUPPORTED = HTTP_REQUEST_ACTIONS.of_kind(KeywordClass.SUPPORTED)
 
 CRT_STORE_SUPPORTED = CRT_STORE.of_kind(KeywordClass.SUPPORTED)
+USERLIST_SUPPORTED = USERLIST.of_kind(KeywordClass.SUPPORTED)
 
 BIND_SUPPORTED = BIND_OPTIONS.of_kind(KeywordClass.SUPPORTED)
 BIND_IGNORED = BIND_OPTIONS.reasons()

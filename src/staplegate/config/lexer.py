@@ -12,7 +12,8 @@ at a time by a small character state machine:
 - single quotes ("strong") keep everything literal up to the next single quote;
 - `$NAME`, `${NAME}`, `${NAME-default}` and `${NAME[*]}` expand from the supplied
   environment in bare words and inside double quotes. HAProxy expands only inside double
-  quotes; staplegate also expands bare words (documented divergence). `[*]` splits the
+  quotes; staplegate also expands bare words (documented divergence), except a bare word
+  written as a crypt(3) hash (`$6$salt$hash`), kept as written for `userlist`. `[*]` splits the
   value into several words. An unset variable expands to nothing; a bare word made only of
   empty expansions disappears, a quoted one stays as an empty word.
 
@@ -33,6 +34,9 @@ _SIMPLE_ESCAPES = {" ": " ", "#": "#", "\\": "\\", "'": "'", '"': '"', "$": "$"}
 _CONTROL_ESCAPES = {"n": "\n", "r": "\r", "t": "\t"}
 _HEX = frozenset("0123456789abcdefABCDEF")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# a bare word written as a crypt(3) string (`$6$salt$hash`, `$2y$10$…`, `$y$j9T$…`): kept
+# as written, as HAProxy keeps every bare word, so `user … password $6$…` lines survive
+_CRYPT_HASH = re.compile(r"\$[A-Za-z0-9]{1,4}\$[A-Za-z0-9./=,$+-]*(?=[ \t\r\f\v]|$)")
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,11 @@ def _lex_line(raw: str, file: str, number: int, env: Mapping[str, str]) -> tuple
             i = _escape(raw, i, builder)
             continue
         if char == "$":
+            crypt = _CRYPT_HASH.match(raw, i) if quote is None and not builder.started else None
+            if crypt is not None:  # `$6$salt$hash`: a password hash, never variables
+                builder.add(crypt.group(0), column)
+                i = crypt.end()
+                continue
             i = _expand(raw, i, builder, env, quoted=quote == '"')
             continue
         if quote == '"':

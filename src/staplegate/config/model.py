@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -193,6 +194,9 @@ class AclFetch(enum.Enum):
     REQ_LEN = "req.len"  # how many bytes were read
     VAR = "var"  # a variable `set-var` stored for this request (`arg`: "txn.name")
     NBSRV = "nbsrv"  # usable servers of the backend named by `arg` (integer)
+    # mode http: the request's Basic credentials checked against the `userlist` in `auth`
+    HTTP_AUTH = "http_auth"  # valid for some user of the list (boolean)
+    HTTP_AUTH_GROUP = "http_auth_group"  # the valid user belongs to one of `values` (groups)
     ANY_OF = "acl"  # a named ACL written on several lines: true when any line is (`members`)
 
 
@@ -411,8 +415,66 @@ class Timeouts:
 
 
 _BOOLEAN_FETCHES = frozenset(
-    (AclFetch.SSL_FC, AclFetch.SSL_C_USED, AclFetch.ALWAYS_TRUE, AclFetch.ALWAYS_FALSE)
+    (
+        AclFetch.SSL_FC,
+        AclFetch.SSL_C_USED,
+        AclFetch.ALWAYS_TRUE,
+        AclFetch.ALWAYS_FALSE,
+        AclFetch.HTTP_AUTH,
+    )
 )
+
+
+class PasswordScheme(enum.Enum):
+    """How a `userlist` password is written: in clear (`insecure-password`) or as one of
+    the crypt(3) hashes staplegate verifies (`password`)."""
+
+    INSECURE = "insecure-password"
+    MD5_CRYPT = "$1$"
+    BCRYPT = "$2"  # $2a$, $2b$, $2y$
+    SHA256_CRYPT = "$5$"
+    SHA512_CRYPT = "$6$"
+
+
+@dataclass(frozen=True, eq=False)
+class UserlistUser:
+    """One `user` line; `secret` is the hash (or the clear password) and is never logged
+    nor shown (its repr hides it)."""
+
+    name: str
+    scheme: PasswordScheme | None  # None: a user without password never authenticates
+    secret: str = field(repr=False)
+    groups: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, eq=False)
+class Userlist:
+    """A `userlist` section: its users and, per group, the users in it (both from
+    `group … users …` and `user … groups …`). Compared by identity: the data plane's
+    verification cache keys on the list of one generation."""
+
+    location: SourceLocation
+    name: str
+    users: Mapping[str, UserlistUser]
+    groups: frozenset[str] = frozenset()  # every `group` line's name
+
+    def in_group(self, user: str, groups: tuple[str, ...]) -> bool:
+        entry = self.users.get(user)
+        return entry is not None and not entry.groups.isdisjoint(groups)
+
+
+@dataclass(frozen=True, eq=False)
+class UserlistRef:
+    """A condition's reference to a `userlist` by name. HAProxy resolves it once the whole
+    configuration is read (a list may be declared after its use), so `lists` is the
+    parser's table of lists, complete when parsing ends and never changed after."""
+
+    name: str
+    lists: Mapping[str, Userlist] = field(repr=False)
+
+    @property
+    def userlist(self) -> Userlist | None:
+        return self.lists.get(self.name)
 
 
 @dataclass(frozen=True)
@@ -437,6 +499,7 @@ class AclTerm:
     ranges: tuple[tuple[int | None, int | None], ...] = ()
     members: tuple[AclTerm, ...] = ()
     converters: tuple[str, ...] = ()  # `lower`/`upper` applied to the fetched value
+    auth: UserlistRef | None = None  # `http_auth(L)`, `http_auth_group(L)`: the list L
 
     def __post_init__(self) -> None:
         # a term built with the default match keeps the meaning it had before `-m` existed
@@ -483,6 +546,19 @@ class HttpReturn:
 @dataclass(frozen=True)
 class HttpDeny:
     status: int = 403
+
+
+@dataclass(frozen=True)
+class HttpAuth:
+    """`http-request auth [realm R]`: 401 asking for Basic credentials (`realm` already
+    defaulted to the proxy's name, or to the stats realm for `stats http-request`)."""
+
+    realm: str
+
+
+@dataclass(frozen=True)
+class HttpAllow:
+    """`stats http-request allow`: stop evaluating the rules and serve the page."""
 
 
 @dataclass(frozen=True)
@@ -569,6 +645,8 @@ HttpAction = (
     | HttpSetTarget
     | HttpReturn
     | HttpDeny
+    | HttpAuth
+    | HttpAllow
     | HttpRedirectScheme
     | HttpSetHeader
     | HttpDelHeader
@@ -817,11 +895,12 @@ class CookiePersistence:
 @dataclass(frozen=True)
 class TcpCheckStep:
     """One `tcp-check` rule: `send` (bytes out) or `expect` (`negate`d or not, `kind`
-    string, rstring or binary, against `pattern`)."""
+    string, rstring or binary, against `pattern`; or `mysql`: one MySQL packet that is not
+    an error packet, `option mysql-check`'s, `pattern` naming which)."""
 
     action: str  # "send" or "expect"
     data: bytes = b""  # send: what to write; expect string/binary: what to find
-    kind: str = ""  # expect: "string", "rstring" or "binary"
+    kind: str = ""  # expect: "string", "rstring", "binary" or "mysql"
     pattern: str = ""  # expect: as written (rstring: the regular expression)
     negate: bool = False
 
@@ -879,6 +958,8 @@ class StatsPage:
     scope: tuple[str, ...] = ()
     admin: Condition | None = None  # `stats admin if|unless <cond>`: server actions allowed
     admin_rule: str | None = None  # that condition as written (`-c -V` shows it)
+    # `stats http-request allow|deny|auth` (HAProxy: not with `stats auth`/`stats realm`)
+    rules: tuple[HttpRequestRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -924,6 +1005,8 @@ class Backend:
     http_request_rules: tuple[HttpRequestRule, ...] = ()
     http_response_rules: tuple[HttpRequestRule, ...] = ()
     http_after_response_rules: tuple[HttpRequestRule, ...] = ()
+    # a `backend` section's own `tcp-request content` rules (a listen's are its frontend's)
+    tcp_content_rules: tuple[TcpContentRule, ...] = ()
 
     @property
     def timeouts(self) -> Timeouts:

@@ -206,6 +206,7 @@ class _Builder:
                         raw.http_request_rules if raw.kind is ProxyKind.BACKEND else (),
                         raw.http_response_rules if raw.kind is ProxyKind.BACKEND else (),
                         raw.http_after_response_rules if raw.kind is ProxyKind.BACKEND else (),
+                        raw.tcp_content_rules if raw.kind is ProxyKind.BACKEND else (),
                     )
                 )
         return tuple(frontends), tuple(backends)

@@ -130,6 +130,8 @@ class BackendPlan:
     redispatch: bool = False
     queue_timeout_s: float | None = None
     http: HttpBackendSettings = field(default_factory=lambda: HttpBackendSettings(""))
+    # `tcp-request content` of a mode-tcp backend: checked when a connection enters it
+    content_rules: tuple[TcpContentRule, ...] = ()
 
     def pool(self) -> BackendPool:
         """A fresh pool: one per worker (balancing state is per process, as in HAProxy) and
@@ -601,7 +603,8 @@ def _stats_service(frontend: Frontend) -> StatsService | None:
     page = frontend.stats
     if page is None:
         return None
-    return StatsService(frontend.name, page.uri, page.auth, page.realm, page.admin)
+    rules = tuple(CompiledRule(rule.action, rule.condition) for rule in page.rules)
+    return StatsService(frontend.name, page.uri, page.auth, page.realm, page.admin, rules)
 
 
 def _errorfiles(
@@ -772,8 +775,21 @@ def _backend_plan(
             )
         )
     retries = backend.settings.retries if backend.settings.retries is not None else 3
+    content_rules = backend.tcp_content_rules
+    if content_rules and backend.mode is Mode.HTTP:
+        problems.append(
+            _refuse(
+                content_rules[0].location,
+                "tcp-request content",
+                f"backend '{backend.name}' is 'mode http': staplegate evaluates "
+                "'tcp-request content' rules in 'mode tcp' only (write them as "
+                "'http-request' rules)",
+            )
+        )
+        content_rules = ()
     return BackendPlan(
         name=backend.name,
+        content_rules=content_rules,
         servers=tuple(servers),
         timeouts=ProxyTimeouts(
             connect_s=_seconds(timeouts.connect),

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from staplegate.config.model import Condition
 from staplegate.config.samples import parse_header_format
-from staplegate.deploy.plan import FrontendPlan
+from staplegate.deploy.plan import BackendPlan, FrontendPlan
 from staplegate.proxy.backends import BackendPool
 from staplegate.proxy.http_rules import RequestFacts, evaluate
 from staplegate.proxy.http_rules import condition_holds as _facts_hold
@@ -43,10 +43,11 @@ def condition_holds(
 
 
 def make_content_check(
-    plan: FrontendPlan, pools: dict[str, BackendPool]
+    plan: FrontendPlan | BackendPlan, pools: dict[str, BackendPool]
 ) -> Callable[[ConnectionInfo], bool] | None:
-    """The frontend's `tcp-request content` rules as one check (None without rules):
-    True lets the connection go on to routing, False refuses it."""
+    """A frontend's (or backend's) `tcp-request content` rules as one check (None without
+    rules): True lets the connection go on (to routing, or to the backend's servers),
+    False refuses it."""
     rules = tuple((r.accept, r.condition) for r in plan.content_rules)
     if not rules:
         return None

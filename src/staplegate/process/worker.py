@@ -107,6 +107,11 @@ async def _run(setup: WorkerSetup) -> None:
             pools[backend].set_state(server, health)
             pools[backend].set_admin(server, admin)
     backend_plans = {b.name: b for b in setup.plan.backends}
+    backend_checks = {
+        b.name: check
+        for b in setup.plan.backends
+        if (check := make_content_check(b, pools)) is not None
+    }
     http_backends = {b.name: b.http for b in setup.plan.backends}
     listeners: list[BindSocket] = []
     frontends: list[FrontendRuntime] = []
@@ -124,6 +129,7 @@ async def _run(setup: WorkerSetup) -> None:
             backend_router=make_router(fplan, pools),
             inspect_delay_s=fplan.inspect_delay_s,
             content_check=make_content_check(fplan, pools),
+            backend_checks=backend_checks,
             only_backend=None if fplan.rules else pools.get(fplan.default_backend or ""),
             timeouts=fplan.timeouts,
             maxconn=fplan.maxconn,

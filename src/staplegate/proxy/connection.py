@@ -619,6 +619,11 @@ class ClientConnection(asyncio.Protocol):
                 self._write_client(self.endpoint.close_notify())
             self._finish(Termination.PROXY_REFUSED)
             return
+        if frontend.backend_checks:  # the backend's `tcp-request content` rules
+            check = frontend.backend_checks.get(pool.name)
+            if check is not None and not check(self.connection_info()):
+                self._finish(Termination.PROXY_REFUSED)
+                return
         self.pool = pool
         self.phase = ConnectionPhase.CONNECTING
         # Client data read meanwhile waits in `_to_server`; reading pauses only if that

@@ -15,7 +15,7 @@ import asyncio
 import collections
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -110,6 +110,7 @@ class FrontendRuntime:
         only_backend: BackendPool | None = None,
         inspect_delay_s: float | None = None,
         content_check: Callable[[ConnectionInfo], bool] | None = None,
+        backend_checks: Mapping[str, Callable[[ConnectionInfo], bool]] | None = None,
     ) -> None:
         if maxconn < 1:
             raise ValueError(f"frontend {name}: maxconn must be at least 1")
@@ -128,6 +129,8 @@ class FrontendRuntime:
         # `tcp-request inspect-delay` / `tcp-request content` (mode tcp, plain binds)
         self.inspect_delay_s = inspect_delay_s
         self.content_check = content_check
+        # the backends' own `tcp-request content` rules, by backend name (mode tcp)
+        self.backend_checks = backend_checks or {}
         self.stopping = False
         self.stats = FrontendStats()
         self.connections: set[FrontendConnection] = set()

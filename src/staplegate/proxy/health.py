@@ -143,11 +143,21 @@ async def _scripted_check(
     started: float,
 ) -> CheckResult:
     """`option tcp-check` rules in order: send writes, expect reads until its pattern is in
-    what arrived (or, negated, until the server closes without it)."""
+    what arrived (or, negated, until the server closes without it); `option mysql-check`'s
+    expects read one MySQL packet each (the info of a pass: the server's version)."""
     received = b""
+    version: str | None = None
     for number, step in enumerate(steps, start=1):
         if step.action == "send":
             transport.write(step.data)
+            continue
+        if step.kind == "mysql":
+            packet, received = await _mysql_packet(reader, received)
+            failed = _mysql_failure(packet, number, started)
+            if failed is not None:
+                return failed
+            if step.pattern == "handshake" and packet is not None:
+                version = packet[1:].split(b"\x00", 1)[0].decode("latin-1", "replace")
             continue
         while not (_tcp_found(step, received) and not step.negate):
             chunk = await reader.read(4096)
@@ -164,7 +174,39 @@ async def _scripted_check(
             info = f"TCPCHK matched unwanted content '{step.pattern}' at step {number}"
             return CheckResult(False, "Layer7 wrong content", info, None, _since(started))
         received = b""  # the next expect looks at what comes after
-    return CheckResult(True, "Layer7 check passed", None, None, _since(started))
+    return CheckResult(True, "Layer7 check passed", version, None, _since(started))
+
+
+async def _mysql_packet(
+    reader: asyncio.StreamReader, received: bytes
+) -> tuple[bytes | None, bytes]:
+    """One MySQL packet's payload (3-byte length, 1-byte sequence, payload) and what
+    follows it; None when the server closed before a whole one arrived."""
+    while True:
+        if len(received) >= 4:
+            length = int.from_bytes(received[:3], "little")
+            if len(received) >= 4 + length:
+                return received[4 : 4 + length], received[4 + length :]
+            if length > _TCP_CHECK_LIMIT:
+                return None, b""
+        chunk = await reader.read(4096)
+        if not chunk:
+            return None, b""
+        received += chunk
+
+
+def _mysql_failure(packet: bytes | None, number: int, started: float) -> CheckResult | None:
+    """HAProxy's mysql-check verdicts: no whole packet is an invalid response, an error
+    packet (0xff, code, message) a wrong status; None: the packet passes."""
+    if packet is None or not packet:
+        info = f"TCPCHK got no complete MySQL packet at step {number}"
+        return CheckResult(False, "Layer7 invalid response", info, None, _since(started))
+    if packet[0] != 0xFF:
+        return None
+    code = int.from_bytes(packet[1:3], "little") if len(packet) >= 3 else None
+    # the message as HAProxy shows it: protocol 4.1's `#` and SQL state kept (`#28000Access…`)
+    text = packet[3:].decode("utf-8", "replace")[:200]
+    return CheckResult(False, "Layer7 wrong status", text, code, _since(started))
 
 
 #: a tcp-check reads at most this much looking for its pattern (HAProxy: one buffer)

@@ -28,6 +28,8 @@ from staplegate.config.model import (
     AclTerm,
     Condition,
     HttpAction,
+    HttpAllow,
+    HttpAuth,
     HttpDelHeader,
     HttpDeny,
     HttpMonitor,
@@ -48,6 +50,7 @@ from staplegate.config.samples import (
     parse_header_format,
 )
 from staplegate.proxy import stats_admin
+from staplegate.proxy.basic_auth import authenticated_user
 from staplegate.proxy.http_message import LocalResponse, error_response, reason_phrase
 from staplegate.proxy.http_request import RequestHead
 from staplegate.proxy.http_response import ResponseHead
@@ -185,6 +188,14 @@ def _acl_samples(term: AclTerm, facts: RequestFacts) -> list[str]:
     if fetch is AclFetch.NBSRV:
         count = facts.usable_servers
         return [str(count(term.arg or ""))] if count is not None else []
+    if fetch is AclFetch.HTTP_AUTH or fetch is AclFetch.HTTP_AUTH_GROUP:
+        user = authenticated_user(term.auth, facts.head)
+        if fetch is AclFetch.HTTP_AUTH:
+            return ["1" if user is not None else "0"]
+        userlist = term.auth.userlist if term.auth is not None else None
+        if user is None or userlist is None:
+            return []
+        return sorted(userlist.users[user].groups)  # matched against the rule's groups
     if fetch is AclFetch.SSL_C_S_DN or fetch is AclFetch.SSL_C_I_DN:
         cert = facts.client_certificate
         if cert is None:
@@ -506,6 +517,10 @@ def apply_rules(
             head.headers_changed()
         elif isinstance(action, HttpDeny):
             return error_response(action.status), "deny"
+        elif isinstance(action, HttpAuth):
+            return unauthorized(action.realm), "auth"
+        elif isinstance(action, HttpAllow):
+            return None, "allow"  # no later rule of this list runs
         elif isinstance(action, HttpReturn):
             return _return(action, rule.file_body, facts), "return"
         elif isinstance(action, (HttpRedirectScheme, HttpRedirect)):
@@ -756,11 +771,28 @@ def _redirect(
 DEFAULT_STATS_REALM = "HAProxy Statistics"
 
 
+def unauthorized(realm: str) -> LocalResponse:
+    """HAProxy's 401 asking for Basic credentials (`http-request auth`, `stats auth`)."""
+    quoted = realm.replace("\\", "\\\\").replace('"', '\\"')
+    return LocalResponse(
+        401,
+        reason_phrase(401),
+        (
+            ("www-authenticate", f'Basic realm="{quoted}"'),
+            ("cache-control", "no-cache"),
+            ("content-type", "text/html"),
+        ),
+        b"<html><body><h1>401 Unauthorized</h1>\n"
+        b"You need a valid user and password to access this content.\n</body></html>\n",
+        close=False,
+    )
+
+
 class StatsService:
-    """A frontend's `stats` page in one worker: its URI and credentials, and the page the
-    master last rendered for it (replaced whole by `process.ipc.read_messages`); with
-    `stats admin`, also the page's admin variant and the channel its actions take
-    (`proxy.stats_admin`)."""
+    """A frontend's `stats` page in one worker: its URI, credentials or `stats
+    http-request` rules, and the page the master last rendered for it (replaced whole by
+    `process.ipc.read_messages`); with `stats admin`, also the page's admin variant and the
+    channel its actions take (`proxy.stats_admin`)."""
 
     __slots__ = (
         "_credentials",
@@ -772,6 +804,7 @@ class StatsService:
         "html",
         "name",
         "realm",
+        "rules",
     )
 
     def __init__(
@@ -781,11 +814,13 @@ class StatsService:
         auth: Sequence[str],
         realm: str | None,
         admin: Condition | None = None,
+        rules: Sequence[CompiledRule] = (),
     ) -> None:
         self.name = name
         self._uri = uri.encode("latin-1", "replace")
         self._credentials = frozenset(base64.b64encode(pair.encode()) for pair in auth)
         self.realm = realm or DEFAULT_STATS_REALM
+        self.rules = tuple(rules)  # HAProxy: never together with `stats auth`
         self.html = b""
         self.csv = b""
         self.admin = admin  # `stats admin if|unless …`
@@ -800,35 +835,38 @@ class StatsService:
         """HAProxy's rule: the URI begins with the `stats uri` prefix."""
         return head.target.startswith(self._uri)
 
+    def _gate(self, head: RequestHead, facts: RequestFacts | None) -> LocalResponse | None:
+        """What the first applying `stats http-request` rule answers (deny: 403, auth: 401),
+        or 401 when `stats auth` is set and not met; None lets the request through."""
+        if self.rules:
+            if facts is None:  # cannot happen (the stream passes them): fail closed
+                return error_response(403)
+            verdict, _ = apply_rules(self.rules, head, facts)
+            return verdict
+        if self._credentials and not self._authorized(head):
+            return unauthorized(self.realm)
+        return None
+
     def takes_form(self, head: RequestHead, facts: RequestFacts | None) -> bool:
-        """A POST that `stats auth` (when set) and `stats admin` allow: the caller reads its
-        form and sends the action to the master (`proxy.stats_admin`)."""
+        """A POST that the `stats http-request` rules or `stats auth` and `stats admin`
+        allow: the caller reads its form and sends the action to the master
+        (`proxy.stats_admin`)."""
         return (
             head.method == "POST"
             and self.admin is not None
             and facts is not None
-            and (not self._credentials or self._authorized(head))
+            and self._gate(head, facts) is None
             and condition_holds(self.admin, facts)
         )
 
     def answer(self, head: RequestHead, facts: RequestFacts | None = None) -> LocalResponse:
         """The page (its admin variant when `stats admin` holds for `facts`), its `;csv`
-        export, or 401 when `stats auth` is set and not met; any POST that reaches here is
-        denied (303 to `;st=DENY`, as HAProxy)."""
-        if self._credentials and not self._authorized(head):
-            realm = self.realm.replace("\\", "\\\\").replace('"', '\\"')
-            return LocalResponse(
-                401,
-                reason_phrase(401),
-                (
-                    ("www-authenticate", f'Basic realm="{realm}"'),
-                    ("cache-control", "no-cache"),
-                    ("content-type", "text/html"),
-                ),
-                b"<html><body><h1>401 Unauthorized</h1>\n"
-                b"You need a valid user and password to access this content.\n</body></html>\n",
-                close=False,
-            )
+        export, or what the rules or `stats auth` answer instead (`_gate`); any POST that
+        reaches here is denied (303 to `;st=DENY`, as HAProxy). `facts` are needed when
+        there are rules or an admin condition."""
+        gate = self._gate(head, facts)
+        if gate is not None:
+            return gate
         if head.method == "POST":
             return stats_admin.redirect(self._uri, stats_admin.DENY)
         admin = self.admin is not None and facts is not None and condition_holds(self.admin, facts)

@@ -266,7 +266,7 @@ class HttpStream(ExchangeLifecycle):
             self._add_unique_id(head)
         stats = settings.stats
         if stats is not None and stats.matches(head):
-            facts = self._facts(head) if stats.admin is not None else None
+            facts = self._facts(head) if stats.admin is not None or stats.rules else None
             if stats.takes_form(head, facts):  # a `stats admin` POST: read its form first
                 exchange.stats = stats
                 exchange.form = bytearray()

@@ -164,7 +164,6 @@ REVIEWED_SECTIONS = frozenset(
         "resolvers",
         "ring",
         "traces",
-        "userlist",
     }
 )
 

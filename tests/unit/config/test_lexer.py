@@ -112,3 +112,19 @@ def test_quote_round_trips(items: list[str]) -> None:
     found, problems = lex_line(quote(items), file="rt.cfg", number=1, env=ENV)
     assert problems == ()
     assert [w.text for w in found] == items
+
+
+def test_a_bare_crypt_hash_is_kept_as_written() -> None:
+    """`user … password $6$salt$hash`: HAProxy keeps bare words; staplegate, which expands
+    bare variables, keeps a word shaped as a crypt(3) string whatever the environment."""
+    env = {"salt": "X", "HOME": "/root", "y": "Y"}
+    result = lex("user a password $6$salt$hash.x/ $y$j9T$a$b $HOME\n", file="t", env=env)
+    assert result.lines[0].args == (
+        "user",
+        "a",
+        "password",
+        "$6$salt$hash.x/",
+        "$y$j9T$a$b",
+        "/root",
+    )
+    assert lex('x "$HOME$y"\n', file="t", env=env).lines[0].args == ("x", "/rootY")

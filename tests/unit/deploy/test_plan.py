@@ -209,3 +209,18 @@ def test_errorfiles_are_read_into_answers_and_a_bad_one_names_its_line(tmp_path:
     assert "haproxy.cfg:4] : 'errorfile' : " in output
     assert "is no HTTP response staplegate can send: the first line" in output
     assert "haproxy.cfg:5] : 'errorfile' : cannot read" in output
+
+
+def test_a_backend_keeps_its_tcp_request_content_rules_in_mode_tcp_only(tmp_path: Path) -> None:
+    backend = (
+        "backend db\n    mode {mode}\n    tcp-request content reject if {{ src 10.0.0.0/8 }}\n"
+        "    server d 127.0.0.1:9002\n"
+    )
+    front = "frontend fe\n    mode {mode}\n    bind 127.0.0.1:3306\n    default_backend db\n"
+    plan, output = _plan(tmp_path, front.format(mode="tcp") + backend.format(mode="tcp"))
+    assert plan is not None, output
+    (db,) = [b for b in plan.backends if b.name == "db"]
+    assert len(db.content_rules) == 1
+    plan, output = _plan(tmp_path, front.format(mode="http") + backend.format(mode="http"))
+    assert plan is None
+    assert "backend 'db' is 'mode http': staplegate evaluates 'tcp-request content'" in output

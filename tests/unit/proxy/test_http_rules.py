@@ -5,14 +5,18 @@ from __future__ import annotations
 import base64
 import ipaddress
 from dataclasses import replace
+from types import MappingProxyType
 
 import pytest
 
+from staplegate.config.diagnostics import SourceLocation
 from staplegate.config.model import (
     AclFetch,
     AclMatch,
     AclTerm,
     Condition,
+    HttpAllow,
+    HttpAuth,
     HttpDelHeader,
     HttpDeny,
     HttpRedirect,
@@ -20,6 +24,10 @@ from staplegate.config.model import (
     HttpSetHeader,
     HttpSetTarget,
     HttpUseService,
+    PasswordScheme,
+    Userlist,
+    UserlistRef,
+    UserlistUser,
 )
 from staplegate.config.parser.rules import PREDEFINED_ACLS
 from staplegate.config.samples import SampleSyntaxError, parse_header_format
@@ -414,3 +422,62 @@ def test_must_staple_gate_fails_while_one_key_has_no_staple() -> None:
     held[b"b"] = b"staple"
     assert not gate.unstapled()
     assert not MustStapleGate(()).unstapled()
+
+
+def _userlist_ref() -> UserlistRef:
+    users = {
+        "admin": UserlistUser("admin", PasswordScheme.INSECURE, "pw", frozenset({"admin"})),
+        "ro": UserlistUser("ro", PasswordScheme.INSECURE, "pw", frozenset({"readonly"})),
+    }
+    userlist = Userlist(SourceLocation("t.cfg", 1), "ops", MappingProxyType(users))
+    return UserlistRef("ops", {"ops": userlist})
+
+
+def _basic(user: str) -> tuple[bytes, bytes]:
+    return b"Authorization", b"Basic " + base64.b64encode(f"{user}:pw".encode())
+
+
+def _auth_facts(head: RequestHead) -> RequestFacts:
+    return RequestFacts(("127.0.0.1", 1), None, False, None, None, head.target, head)
+
+
+def test_http_auth_conditions_and_the_auth_and_allow_actions() -> None:
+    ref = _userlist_ref()
+    valid = AclTerm(AclFetch.HTTP_AUTH, match=AclMatch.BOOL, auth=ref)
+    admin = AclTerm(AclFetch.HTTP_AUTH_GROUP, ("admin",), auth=ref)
+    for user, is_valid, is_admin in (("admin", True, True), ("ro", True, False)):
+        facts = _auth_facts(_stats_get(b"/", _basic(user)))
+        assert condition_holds(Condition(False, (valid,)), facts) is is_valid
+        assert condition_holds(Condition(False, (admin,)), facts) is is_admin
+    anonymous = _auth_facts(_stats_get(b"/"))
+    assert not condition_holds(Condition(False, (valid,)), anonymous)
+    assert not condition_holds(Condition(False, (admin,)), anonymous)
+    rules = [
+        CompiledRule(HttpAllow(), Condition(False, (admin,))),
+        CompiledRule(HttpAuth('Ops "zone"'), Condition(True, (valid,))),
+        CompiledRule(HttpDeny()),
+    ]
+    head = _stats_get(b"/")
+    answer, action = apply_rules(rules, head, _auth_facts(head))
+    assert answer is not None
+    assert (answer.status, action) == (401, "auth")
+    assert ("www-authenticate", 'Basic realm="Ops \\"zone\\""') in answer.headers
+    head = _stats_get(b"/", _basic("admin"))
+    assert apply_rules(rules, head, _auth_facts(head)) == (None, "allow")  # the deny never ran
+    head = _stats_get(b"/", _basic("ro"))
+    answer, action = apply_rules(rules, head, _auth_facts(head))
+    assert answer is not None
+    assert (answer.status, action) == (403, "deny")
+
+
+def test_stats_http_request_rules_decide_before_the_page() -> None:
+    ref = _userlist_ref()
+    valid = AclTerm(AclFetch.HTTP_AUTH, match=AclMatch.BOOL, auth=ref)
+    rules = [CompiledRule(HttpAuth("HAProxy Statistics"), Condition(True, (valid,)))]
+    service = StatsService("stats", "/", [], None, rules=rules)
+    service.html = b"<html>page</html>"
+    head = _stats_get(b"/")
+    assert service.answer(head, _auth_facts(head)).status == 401
+    assert service.answer(head).status == 403  # rules without facts: closed, never open
+    head = _stats_get(b"/", _basic("ro"))
+    assert service.answer(head, _auth_facts(head)).body == b"<html>page</html>"

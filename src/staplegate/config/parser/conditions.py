@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from staplegate.config.crtlist import join_base
 from staplegate.config.diagnostics import Reason, SourceLocation
-from staplegate.config.model import AclFetch, AclMatch, AclTerm, Condition
+from staplegate.config.model import AclFetch, AclMatch, AclTerm, Condition, UserlistRef
 from staplegate.config.parser.state import ParserState
 from staplegate.config.samples import SampleSyntaxError, check_variable_name, compile_pcre
 
@@ -27,7 +27,8 @@ CONDITION_HELP = (
     "ssl_c_verify, ssl_c_s_dn, ssl_c_i_dn, src, src_port, dst_port, nbsrv(), always_true, "
     "always_false, in mode tcp req.ssl_hello_type, req.ssl_alpn and req.len "
     "and in mode http hdr(), req.hdr(), req.fhdr(), hdr_cnt(), path, url, base, query, "
-    "url_param(), method (with their _beg/_end/_sub/_reg/_dom/_dir/_len forms), the "
+    "url_param(), method (with their _beg/_end/_sub/_reg/_dom/_dir/_len forms), "
+    "http_auth(<userlist>), http_auth_group(<userlist>) <group>…, the "
     "converters lower and upper, the matches -m str|beg|end|sub|reg|dom|dir|len|int|bool|found "
     "and -f FILE, named ACLs and the predefined TRUE, FALSE and LOCALHOST"
 )
@@ -73,6 +74,8 @@ _BASE_FETCHES: dict[str, _FetchSpec] = {
     "req_len": _FetchSpec(AclFetch.REQ_LEN, AclMatch.INT, ""),
     "always_true": _FetchSpec(AclFetch.ALWAYS_TRUE, AclMatch.BOOL, ""),
     "always_false": _FetchSpec(AclFetch.ALWAYS_FALSE, AclMatch.BOOL, ""),
+    "http_auth": _FetchSpec(AclFetch.HTTP_AUTH, AclMatch.BOOL, "required"),
+    "http_auth_group": _FetchSpec(AclFetch.HTTP_AUTH_GROUP, AclMatch.EXACT, "required"),
 }
 # HAProxy's derived keywords: `path_beg` is `path -m beg`; `hdr_beg(x)` is `hdr(x) -m beg`
 _SUFFIXES = {
@@ -109,6 +112,8 @@ _REQUEST_FETCHES = frozenset(
         AclFetch.URL_PARAM,
         AclFetch.METHOD,
         AclFetch.BASE,
+        AclFetch.HTTP_AUTH,
+        AclFetch.HTTP_AUTH_GROUP,
     )
 )
 #: the converters a condition's fetch may carry (`hdr(host),lower`)
@@ -185,10 +190,13 @@ def acl_term(
 ) -> AclTerm | None:
     """One criterion (`fetch [flags] [--] [values]`), compiled; None after a diagnostic."""
     try:
-        return _compile_term(parser, words, label)
+        term = _compile_term(parser, words, label)
     except _TermError as error:
         parser.error(where, label.split()[0], f"'{label}' : {error}", error.reason)
         return None
+    if term.auth is not None:  # checked once the whole configuration is read
+        parser.userlist_refs.append((where, words[0].split("(")[0], term.auth, term.values))
+    return term
 
 
 def _resolve_fetch(word: str) -> tuple[_FetchSpec, AclMatch | None, str | None, tuple[str, ...]]:
@@ -238,6 +246,7 @@ def _compile_term(parser: ParserState, words: list[str], label: str) -> AclTerm:
     spec, derived, arg, converters = _resolve_fetch(fetch_name)
     fetch = spec.fetch
     occurrence: int | None = None
+    auth: UserlistRef | None = None
     if arg is not None and fetch in (AclFetch.HDR, AclFetch.FHDR, AclFetch.HDR_CNT):
         name, _, occ = arg.partition(",")
         arg = name.strip().lower()
@@ -247,6 +256,16 @@ def _compile_term(parser: ParserState, words: list[str], label: str) -> AclTerm:
             occurrence = int(occ)
         if fetch is AclFetch.HDR and arg == "host" and occurrence is None:
             fetch, arg = AclFetch.HDR_HOST, None
+    elif fetch is AclFetch.HTTP_AUTH or fetch is AclFetch.HTTP_AUTH_GROUP:
+        if converters:
+            raise _TermError(f"'{fetch_name}' takes no converter.", Reason.UNSUPPORTED)
+        if len(words) > 1 and words[1].startswith("-") and words[1] != "--":
+            raise _TermError(
+                f"'{fetch_name}' : flag '{words[1]}' is not supported (HAProxy's "
+                "'http_auth' is a boolean and 'http_auth_group' matches group names).",
+                Reason.UNSUPPORTED,
+            )
+        auth = UserlistRef(arg or "", parser.userlists)
     elif fetch is AclFetch.VAR:
         try:
             check_variable_name("var", (arg or "",))
@@ -311,6 +330,7 @@ def _compile_term(parser: ParserState, words: list[str], label: str) -> AclTerm:
         arg=arg,
         occurrence=occurrence,
         converters=converters,
+        auth=auth,
     )
     return _with_patterns(term, fetch_name, values)
 

@@ -31,6 +31,12 @@ from staplegate.config.parser.registry import (
     supported,
 )
 from staplegate.config.parser.state import Handler, ParsedConfig, ParserState
+from staplegate.config.parser.userlist import (
+    USERLIST,
+    check_references,
+    close_userlist,
+    open_userlist,
+)
 
 _TABLES: dict[Section, KeywordTable[Handler]] = {
     Section.GLOBAL: GLOBAL,
@@ -39,6 +45,7 @@ _TABLES: dict[Section, KeywordTable[Handler]] = {
     Section.BACKEND: PROXY,
     Section.LISTEN: PROXY,
     Section.CRT_STORE: CRT_STORE,
+    Section.USERLIST: USERLIST,
 }
 
 _NO_USE = "staplegate supports none of the keywords that could use it"
@@ -53,7 +60,6 @@ SECTIONS: KeywordTable[None] = KeywordTable(
         *(
             ignored(name, _NO_USE)
             for name in (
-                "userlist",
                 "peers",
                 "resolvers",
                 "mailers",
@@ -123,6 +129,7 @@ class ConfigParser:
     def finish(self) -> ParsedConfig:
         self._close_section()
         state = self._state
+        check_references(state)
         return ParsedConfig(
             state.global_,
             tuple(state.defaults),
@@ -130,6 +137,7 @@ class ConfigParser:
             tuple(state.stores),
             tuple(state.files),
             state.sink.snapshot(),
+            tuple(state.userlists.values()),
         )
 
     def _close_section(self) -> None:
@@ -149,6 +157,7 @@ class ConfigParser:
                 CrtStore(s.location, s.name, s.crt_base, s.key_base, tuple(s.loads))
             )
             state.store = None
+        close_userlist(state)
         state.section = None
         state.ignored_section = False
 
@@ -208,6 +217,8 @@ class ConfigParser:
         state.section = section
         if section is Section.CRT_STORE:
             open_crt_store(state, args, where)
+        elif section is Section.USERLIST:
+            open_userlist(state, args, where)
         elif section is not Section.GLOBAL:
             open_proxy(state, args, where)
 

@@ -22,6 +22,7 @@ from staplegate.config.model import (
     Balance,
     CookiePersistence,
     ErrorFile,
+    HttpAuth,
     HttpRequestRule,
     Mode,
     MonitorFail,
@@ -276,6 +277,56 @@ def _option_httpchk(parser: ParserState, args: list[str], where: SourceLocation)
     elif len(extra) >= 2:
         method, uri = extra[0], extra[1]
     _set_options(parser, httpchk=not negate, httpchk_method=method, httpchk_uri=uri)
+
+
+def mysql_check_steps(user: str | None, *, post_41: bool = True) -> tuple[TcpCheckStep, ...]:
+    """HAProxy's `option mysql-check` ruleset: read the server's handshake (an error packet
+    fails); with a user, send a Client Authentication packet without password (protocol
+    4.1's, or the pre-4.1 one) and COM_QUIT, and read the answer (an error packet fails)."""
+    handshake = TcpCheckStep("expect", kind="mysql", pattern="handshake")
+    if user is None:
+        return (handshake,)
+    name = user.encode("utf-8")
+    if post_41:  # capabilities PROTOCOL_41|SECURE_CONNECTION, max packet, utf8, 23 zeroes
+        payload = b"\x00\x82\x00\x00" + b"\x00\x80\x00\x01" + b"\x21" + bytes(23)
+    else:  # capabilities, max packet
+        payload = b"\x00\x80" + b"\x00\x00\x01"
+    payload += name + b"\x00" + b"\x00"  # the user, an empty password
+    login = len(payload).to_bytes(3, "little") + b"\x01" + payload
+    quit_command = b"\x01\x00\x00\x00\x01"  # COM_QUIT, sequence 0
+    answer = TcpCheckStep("expect", kind="mysql", pattern="authentication")
+    return handshake, TcpCheckStep("send", login + quit_command), answer
+
+
+def _option_mysql_check(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """`option mysql-check [user <name> [post-41|pre-41]]` (post-41 is the default)."""
+    negate, words = _option_words(args)
+    rest = words[1:]
+    user: str | None = None
+    post_41 = True
+    if rest:
+        if rest[0] != "user" or len(rest) < 2 or len(rest) > 3:
+            parser.error(
+                where,
+                "option mysql-check",
+                "'option mysql-check' only supports 'user <username> [post-41|pre-41]'.",
+                Reason.SYNTAX,
+            )
+            return
+        user = rest[1]
+        if len(rest) == 3:
+            if rest[2] not in ("post-41", "pre-41"):
+                parser.error(
+                    where,
+                    "option mysql-check",
+                    f"'option mysql-check' : unknown client version '{rest[2]}' (expects "
+                    "'post-41' or 'pre-41').",
+                    Reason.SYNTAX,
+                )
+                return
+            post_41 = rest[2] == "post-41"
+    steps = None if negate else mysql_check_steps(user, post_41=post_41)
+    parser.set_proxy_settings(replace(parser.proxy_settings, tcp_check=steps))
 
 
 def _option_tcp_check(parser: ParserState, args: list[str], where: SourceLocation) -> None:
@@ -644,6 +695,9 @@ def _stats(parser: ParserState, args: list[str], where: SourceLocation) -> None:
         usage = {"1": "one argument", "0": "no argument", "+": "an argument", "?": "one name"}
         parser.error(where, kw, f"'{kw}' expects {usage[arity]}.", Reason.SYNTAX)
         return
+    if kw in ("stats auth", "stats realm") and page.rules:
+        parser.error(where, kw, _STATS_EXCLUSIVE, Reason.CONFLICT)
+        return
     if kw == "stats uri":
         page = replace(page, uri=value[0])
     elif kw == "stats refresh":
@@ -722,7 +776,8 @@ def _inspect_delay(parser: ParserState, args: list[str], where: SourceLocation) 
 
 
 def _tcp_content(parser: ParserState, args: list[str], where: SourceLocation) -> None:
-    """`tcp-request content accept|reject [if|unless COND]` in a frontend or listen."""
+    """`tcp-request content accept|reject [if|unless COND]` in a frontend, listen or
+    backend (a backend's run when a connection enters it, after the frontend's routing)."""
     kw = "tcp-request content"
     action = args[2] if len(args) > 2 else ""
     if action not in ("accept", "reject"):
@@ -730,12 +785,12 @@ def _tcp_content(parser: ParserState, args: list[str], where: SourceLocation) ->
         parser.error(where, label, refused_message(label), Reason.UNSUPPORTED)
         return
     section = _section(parser)
-    if section in (Section.DEFAULTS, Section.BACKEND) or parser.proxy is None:
+    if section is Section.DEFAULTS or parser.proxy is None:
         parser.error(
             where,
             kw,
             f"'{kw}' rules in a '{section.value}' section are not supported by staplegate; "
-            "write them in the frontend or listen section",
+            "write them in each frontend, listen or backend section",
             Reason.UNSUPPORTED,
         )
         return
@@ -806,6 +861,51 @@ def _monitor_fail(parser: ParserState, args: list[str], where: SourceLocation) -
     condition = read_condition(parser, args[2:], where, kw, parser.proxy.acls)
     if condition is not None:
         parser.proxy.monitor_fail.append(MonitorFail(where, condition))
+
+
+#: the realm of `stats http-request auth` without one (HAProxy's STATS_DEFAULT_REALM)
+STATS_DEFAULT_REALM = "HAProxy Statistics"
+_STATS_RULE_ACTIONS = ("allow", "deny", "auth")
+
+
+def _stats_http_request(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """`stats http-request allow|deny|auth [realm R] [if|unless COND]`: checked in order
+    when a request asks for the page; the first that applies decides (allow: serve it)."""
+    kw = "stats http-request"
+    section = _section(parser)
+    if section is not Section.FRONTEND and section is not Section.LISTEN:
+        parser.error(
+            where,
+            kw,
+            f"'{kw}' in a '{section.value}' section is not supported by staplegate; write "
+            "the 'stats' lines in the 'frontend' or 'listen' section that serves the page",
+            Reason.UNSUPPORTED,
+        )
+        return
+    assert parser.proxy is not None
+    action = args[2] if len(args) > 2 else ""
+    if action not in _STATS_RULE_ACTIONS:
+        parser.error(
+            where,
+            kw,
+            f"'{kw}' expects 'allow', 'deny' or 'auth' as an action"
+            + (f", not '{action}'." if action else "."),
+            Reason.SYNTAX,
+        )
+        return
+    page = parser.proxy.stats or StatsPage(where)
+    if page.auth or page.realm is not None:
+        parser.error(where, kw, _STATS_EXCLUSIVE, Reason.CONFLICT)
+        return
+    rule = read_http_request(parser, args[1:], where, parser.proxy.acls)
+    if rule is None:
+        return
+    if isinstance(rule.action, HttpAuth) and args[3:4] != ["realm"]:
+        rule = replace(rule, action=HttpAuth(STATS_DEFAULT_REALM))  # not the proxy's name
+    parser.proxy.stats = replace(page, rules=(*page.rules, rule))
+
+
+_STATS_EXCLUSIVE = "stats 'auth'/'realm' and 'http-request' can't be used at the same time."
 
 
 def _stats_admin(parser: ParserState, args: list[str], where: SourceLocation) -> None:
@@ -982,6 +1082,7 @@ _HTTP_RESPONSE_RULES: list[Keyword[Handler]] = [
 # every keyword a proxy section knows; a keyword with a handler is read, the others classified
 _STATS_TABLE: list[Keyword[Handler]] = [supported(name, _stats) for name in STATS_KEYWORDS]
 _STATS_TABLE.append(supported("stats admin", _stats_admin))
+_STATS_TABLE.append(supported("stats http-request", _stats_http_request))
 
 PROXY: KeywordTable[Handler] = KeywordTable(
     [
@@ -1010,6 +1111,7 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         supported("option httpchk", _option_httpchk),
         supported("option tcp-check", _option_tcp_check),
         supported("option redis-check", _option_tcp_check),
+        supported("option mysql-check", _option_mysql_check),
         supported("option external-check", _option_external_check),
         supported("external-check command", _external_check),
         supported("external-check path", _external_check),
@@ -1128,7 +1230,6 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "option http-restrict-req-hdr-names",
                 "option httpclose",
                 "option ldap-check",
-                "option mysql-check",
                 "option nbsrv",
                 "option originalto",
                 "option persist",

@@ -26,6 +26,7 @@ class Section(enum.Enum):
     BACKEND = "backend"
     LISTEN = "listen"
     CRT_STORE = "crt-store"
+    USERLIST = "userlist"
 
 
 PROXY_SECTIONS = frozenset({Section.DEFAULTS, Section.FRONTEND, Section.BACKEND, Section.LISTEN})

@@ -15,6 +15,8 @@ from staplegate.config.diagnostics import Reason, SourceLocation
 from staplegate.config.model import (
     AclTerm,
     HttpAction,
+    HttpAllow,
+    HttpAuth,
     HttpDelHeader,
     HttpDeny,
     HttpRedirect,
@@ -440,11 +442,39 @@ def _http_use_service(
     return HttpUseService(body[0])
 
 
+def _http_auth(
+    parser: ParserState, body: list[str], where: SourceLocation, kw: str
+) -> HttpAction | None:
+    """`auth [realm <realm>]`: HAProxy's default realm is the proxy's name (the stats
+    page's rules get theirs from `proxies._stats_http_request`)."""
+    if not body:
+        name = parser.proxy.name if parser.proxy is not None else ""
+        return HttpAuth(name)
+    if body[0] == "realm" and len(body) == 2:
+        return HttpAuth(body[1])
+    if body[0] == "realm":
+        parser.error(where, kw, f"'{kw}' : missing realm value.", Reason.MISSING_ARGUMENT)
+        return None
+    parser.error(where, kw, f"'{kw}' : expects 'realm' for 'auth', got '{body[0]}'.")
+    return None
+
+
+def _http_allow(
+    parser: ParserState, body: list[str], where: SourceLocation, kw: str
+) -> HttpAction | None:
+    if body:
+        parser.error(where, kw, f"'{kw}' : unexpected argument '{body[0]}'.", Reason.SYNTAX)
+        return None
+    return HttpAllow()
+
+
 # every action HAProxy's `http-request` knows; only the ones with a reader are supported
 HTTP_REQUEST_ACTIONS: KeywordTable[ActionReader] = KeywordTable(
     [
         supported("return", _http_return),
         supported("deny", _http_deny),
+        supported("auth", _http_auth),
+        supported("allow", _http_allow),
         supported("redirect", _http_redirect),
         supported("set-header", _http_set_header),
         supported("add-header", _http_set_header),
@@ -457,8 +487,6 @@ HTTP_REQUEST_ACTIONS: KeywordTable[ActionReader] = KeywordTable(
         *refused_all(
             [
                 "add-acl",
-                "allow",
-                "auth",
                 "cache-use",
                 "capture",
                 "del-acl",

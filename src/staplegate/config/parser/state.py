@@ -25,12 +25,15 @@ from staplegate.config.model import (
     GlobalSettings,
     HttpRequestRule,
     MonitorFail,
+    PasswordScheme,
     ProxyKind,
     ProxySettings,
     ServerOptions,
     StatsPage,
     TcpContentRule,
     UseBackendRule,
+    Userlist,
+    UserlistRef,
 )
 from staplegate.config.parser.registry import (
     TWO_WORD_HEADS,
@@ -95,6 +98,7 @@ class ParsedConfig:
     crt_stores: tuple[CrtStore, ...]
     files: tuple[str, ...]
     diagnostics: tuple[Diagnostic, ...] = field(default=())
+    userlists: tuple[Userlist, ...] = ()
 
 
 @dataclass
@@ -144,6 +148,19 @@ class DefaultsBuilder:
 
 
 @dataclass
+class UserlistBuilder:
+    """A `userlist` section being read: users in order, groups with the users they name,
+    and where each was declared (the checks at the section's end name those lines)."""
+
+    location: SourceLocation
+    name: str | None  # None: a duplicate or bad name (its lines are still checked)
+    users: dict[str, tuple[SourceLocation, PasswordScheme | None, str, tuple[str, ...]]] = field(
+        default_factory=dict
+    )
+    groups: dict[str, tuple[SourceLocation, tuple[str, ...]]] = field(default_factory=dict)
+
+
+@dataclass
 class StoreBuilder:
     location: SourceLocation
     name: str | None
@@ -177,6 +194,11 @@ class ParserState:
         self.proxy: ProxyBuilder | None = None
         self.defaults_builder: DefaultsBuilder | None = None
         self.store: StoreBuilder | None = None
+        self.userlist: UserlistBuilder | None = None
+        # every `userlist` by name; conditions hold references into it (`UserlistRef`),
+        # checked when parsing ends since HAProxy lets a list follow its first use
+        self.userlists: dict[str, Userlist] = {}
+        self.userlist_refs: list[tuple[SourceLocation, str, UserlistRef, tuple[str, ...]]] = []
         # `acl … -f FILE` reads through this (the loader's; the parser itself does no I/O)
         self.read_pattern_file: Callable[[str], str] = _no_pattern_files
 

@@ -18,10 +18,10 @@ def test_keyword_out_of_section_and_directives() -> None:
 
 
 def test_ignored_and_refused_sections() -> None:
-    assert warnings("userlist admins\n    user bob password x\n") == [
+    assert warnings("peers mypeers\n    peer a 127.0.0.1:1024\n") == [
         W.format(
             1,
-            "'userlist' section is ignored: staplegate supports none of the keywords "
+            "'peers' section is ignored: staplegate supports none of the keywords "
             "that could use it",
         )
     ]

@@ -361,12 +361,28 @@ def test_tcp_request_content_forms() -> None:
     for line, message in cases.items():
         text = f"frontend fe\n    bind :80\n    {line}\n    default_backend app\n" + BACKEND
         assert one_error(text) == A.format(3, message), line
-    text = "backend app\n    tcp-request content reject\n    server a 127.0.0.1:1\n"
+    text = "defaults\n    tcp-request content reject\n" + BACKEND
     assert one_error(text) == A.format(
         2,
-        "'tcp-request content' rules in a 'backend' section are not supported by staplegate; "
-        "write them in the frontend or listen section",
+        "'tcp-request content' rules in a 'defaults' section are not supported by "
+        "staplegate; write them in each frontend, listen or backend section",
     )
+
+
+def test_tcp_request_content_in_a_backend() -> None:
+    """A backend's rules are its own (checked when a connection enters it)."""
+    config, diags = check(
+        "frontend fe\n    mode tcp\n    bind :3306\n    default_backend db\n"
+        "backend db\n    mode tcp\n    acl internal src 10.0.0.0/8 127.0.0.1\n"
+        "    tcp-request content reject if ! internal\n    server a 127.0.0.1:1\n"
+    )
+    assert diags == []
+    assert config is not None
+    (rule,) = config.backend("db").tcp_content_rules
+    assert rule.accept is False
+    assert rule.condition is not None
+    assert rule.condition.terms[0].negated
+    assert config.frontend("fe").tcp_content_rules == ()
 
 
 def test_tcp_check_rules() -> None:
@@ -414,3 +430,36 @@ def test_errorfile_codes() -> None:
     assert any("status code '418' not handled" in w for w in found)
     assert "'errorfile' expects <code> and <file>" in one_error("defaults\n    errorfile 503\n")
     assert "'errorfile'" in one_error("defaults\n    errorfile five /e/5.http\n")
+
+
+def test_option_mysql_check_forms() -> None:
+    config, diags = check(
+        "backend a\n    option mysql-check\n    server a 127.0.0.1:1 check\n"
+        "backend b\n    option mysql-check user chk\n    server b 127.0.0.1:2 check\n"
+        "backend c\n    option mysql-check user chk pre-41\n    server c 127.0.0.1:3 check\n"
+    )
+    assert diags == []
+    assert config is not None
+    (handshake,) = config.backend("a").settings.tcp_check or ()
+    assert (handshake.action, handshake.kind) == ("expect", "mysql")
+    b_steps = config.backend("b").settings.tcp_check or ()
+    c_steps = config.backend("c").settings.tcp_check or ()
+    assert [s.action for s in b_steps] == ["expect", "send", "expect"]
+    # post-41 (the default): 4 capability bytes, max packet, charset, 23 zeroes, user, 2 NULs
+    login = b_steps[1].data
+    assert login[:4] == (37).to_bytes(3, "little") + b"\x01"
+    assert login[4:8] == b"\x00\x82\x00\x00"
+    assert login[36:40] == b"chk\x00"
+    assert login.endswith(b"\x00\x00" + b"\x01\x00\x00\x00\x01")  # then COM_QUIT
+    pre_41 = c_steps[1].data
+    assert pre_41[:4] == (10).to_bytes(3, "little") + b"\x01"
+    assert pre_41[4:9] == b"\x00\x80\x00\x00\x01"
+    for line, message in {
+        "option mysql-check user": "'option mysql-check' only supports 'user <username> "
+        "[post-41|pre-41]'.",
+        "option mysql-check user chk post-80": "'option mysql-check' : unknown client version "
+        "'post-80' (expects 'post-41' or 'pre-41').",
+    }.items():
+        assert one_error(f"backend app\n    {line}\n    server a 127.0.0.1:1\n") == A.format(
+            2, message
+        )
