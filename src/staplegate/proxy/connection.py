@@ -928,9 +928,14 @@ class ClientConnection(asyncio.Protocol):
             backend=self.pool.name
             if self.pool
             else (self.http.last_backend if self.http else None),
+            # the server tried names the line even when its connect failed (HAProxy's `b/s SC--`)
             server=self.server.name
             if self.server
-            else (self.http.last_server if self.http else None),
+            else (
+                self._slot_server.name
+                if self._slot_server
+                else (self.http.last_server if self.http else None)
+            ),
             bytes_from_client=self.bytes_from_client,
             bytes_to_client=self.bytes_to_client,
             termination=self.termination,

@@ -451,7 +451,7 @@ class ExchangeLifecycle:
             frontend=side.frontend.name,
             tls=side.session is not None,  # no session: a plain bind
             backend=pool.name if pool else side.frontend.name,
-            server=exchange.server.name if exchange.server and exchange.sent_at else None,
+            server=exchange.server.name if exchange.server else None,  # chosen: tried
             request_s=None if bad else exchange.head_at - exchange.started,
             queue_s=exchange.queue_s,
             connect_s=exchange.connect_s,
