@@ -770,6 +770,16 @@ def _cookie(parser: ParserState, args: list[str], where: SourceLocation) -> None
 
 def _inspect_delay(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     kw = "tcp-request inspect-delay"
+    if _section(parser) is Section.BACKEND:
+        parser.error(
+            where,
+            kw,
+            f"'{kw}' in a 'backend' section is not supported by staplegate: a backend's "
+            "'tcp-request content' rules see what the frontend's inspection read; set the "
+            "delay in the frontend or listen section",
+            Reason.UNSUPPORTED,
+        )
+        return
     ms = parser.time_arg(kw, args[2] if len(args) > 2 else None, where, label="inspect-delay")
     if ms is not None:
         parser.set_proxy_settings(replace(parser.proxy_settings, inspect_delay_ms=ms))

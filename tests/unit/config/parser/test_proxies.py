@@ -463,3 +463,17 @@ def test_option_mysql_check_forms() -> None:
         assert one_error(f"backend app\n    {line}\n    server a 127.0.0.1:1\n") == A.format(
             2, message
         )
+
+
+def test_inspect_delay_in_a_backend_is_refused_not_ignored() -> None:
+    message = one_error(
+        "backend app\n    mode tcp\n    tcp-request inspect-delay 5s\n    server a 127.0.0.1:1\n"
+    )
+    assert message.startswith(A.format(3, "'tcp-request inspect-delay' in a 'backend' section"))
+    config, diags = check(
+        "frontend fe\n    mode tcp\n    bind 127.0.0.1:1\n    tcp-request inspect-delay 5s\n"
+        "    default_backend app\n"
+        "backend app\n    mode tcp\n    server a1 127.0.0.1:9000\n"
+    )
+    assert diags == []
+    assert config is not None
