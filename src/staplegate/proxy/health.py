@@ -73,6 +73,7 @@ async def run_check(server: BackendServer, timeout_s: float) -> CheckResult:
     target = replace(server, send_proxy=SendProxy.NONE, port=server.check_port or server.port)
     check = server.httpchk
     reader = asyncio.StreamReader()
+    progress = _Progress()
     try:
         async with asyncio.timeout(timeout_s):
             transport, _ = await open_server(
@@ -82,9 +83,12 @@ async def run_check(server: BackendServer, timeout_s: float) -> CheckResult:
                 frontend_address=("0.0.0.0", 0),
                 transparent=False,  # checks come from `source`'s own address
             )
+            progress.connected = True
             try:
                 if check is None and server.tcp_check:
-                    return await _scripted_check(transport, reader, server.tcp_check, started)
+                    return await _scripted_check(
+                        transport, reader, server.tcp_check, started, progress
+                    )
                 if check is None:
                     return CheckResult(True, "Layer4 check passed", None, None, _since(started))
                 lines = [f"{check.method} {check.uri} {check.version}"]
@@ -97,7 +101,9 @@ async def run_check(server: BackendServer, timeout_s: float) -> CheckResult:
             finally:
                 transport.close()
     except TimeoutError:
-        return CheckResult(False, "Layer4 timeout", None, None, _since(started))
+        if not progress.connected:
+            return CheckResult(False, "Layer4 timeout", None, None, _since(started))
+        return CheckResult(False, "Layer7 timeout", progress.info, None, _since(started))
     except (OSError, ValueError) as error:
         info = getattr(error, "strerror", None) or str(error)
         return CheckResult(False, "Layer4 connection problem", info, None, _since(started))
@@ -136,18 +142,51 @@ async def _check_body(reader: asyncio.StreamReader) -> bytes:
     return body
 
 
+class _Progress:
+    """How far a check got, for HAProxy's timeout verdict: before the connection is made a
+    Layer4 timeout, after it a Layer7 one naming the `tcp-check` step that waited."""
+
+    __slots__ = ("connected", "info")
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.info: str | None = None
+
+
+def _step_info(number: int, step: TcpCheckStep) -> str | None:
+    """HAProxy's " at step N of tcp-check (…)" for a scripted check's step (None for the
+    protocol checks, whose rules HAProxy does not name)."""
+    if step.kind == "mysql":
+        return None
+    if step.action == "send":
+        what = "send"
+    elif step.kind == "rstring":
+        what = "expect regex"
+    elif step.kind == "binary":
+        what = f"expect binary '{step.data.hex()}'"
+    else:
+        what = f"expect string '{step.pattern}'"
+    return f" at step {number} of tcp-check ({what})"
+
+
 async def _scripted_check(
     transport: asyncio.Transport,
     reader: asyncio.StreamReader,
     steps: tuple[TcpCheckStep, ...],
     started: float,
+    progress: _Progress | None = None,
 ) -> CheckResult:
     """`option tcp-check` rules in order: send writes, expect reads until its pattern is in
     what arrived (or, negated, until the server closes without it); `option mysql-check`'s
-    expects read one MySQL packet each (the info of a pass: the server's version)."""
+    expects read one MySQL packet each (the info of a pass: the server's version).
+
+    Steps are numbered as HAProxy numbers its rules: the connect (written or implicit) is
+    step 1, so the first send or expect is step 2."""
     received = b""
     version: str | None = None
-    for number, step in enumerate(steps, start=1):
+    for number, step in enumerate(steps, start=2):
+        if progress is not None:
+            progress.info = _step_info(number, step)
         if step.action == "send":
             transport.write(step.data)
             continue
@@ -164,6 +203,11 @@ async def _scripted_check(
             if not chunk:  # the server closed: what it sent is all there is
                 if _tcp_found(step, received) != step.negate:
                     break
+                if not received:
+                    info = f"TCPCHK got an empty response at step {number}"
+                    return CheckResult(
+                        False, "Layer7 invalid response", info, None, _since(started)
+                    )
                 info = f"TCPCHK did not match content '{step.pattern}' at step {number}"
                 return CheckResult(False, "Layer7 wrong content", info, None, _since(started))
             received += chunk

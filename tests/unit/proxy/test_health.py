@@ -7,9 +7,16 @@ import socket
 
 import pytest
 
+from staplegate.config.model import TcpCheckStep
 from staplegate.config.parser.proxies import mysql_check_steps
 from staplegate.proxy.backends import BackendPool, BackendServer, ServerState, StateChange
-from staplegate.proxy.health import CheckResult, HealthChecker, _scripted_check, tcp_check
+from staplegate.proxy.health import (
+    CheckResult,
+    HealthChecker,
+    _scripted_check,
+    run_check,
+    tcp_check,
+)
 
 
 def _free_port() -> int:
@@ -95,3 +102,70 @@ def test_mysql_check_reads_one_packet_each(
 class _NullTransport(asyncio.Transport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         pass
+
+
+def _tcp_steps() -> tuple[TcpCheckStep, ...]:
+    return (
+        TcpCheckStep("send", b"PING\r\n"),
+        TcpCheckStep("expect", b"+PONG", "string", "+PONG"),
+        TcpCheckStep("send", b"info replication\r\n"),
+        TcpCheckStep("expect", b"", "rstring", "role:(master|leader)"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("sent", "reason", "info"),
+    [
+        # HAProxy 2.6's verdicts, seen against it: a server that closes after answering PING
+        # leaves the next expect nothing ("an empty response"), one that says something else
+        # fails on content; steps count the connect as step 1
+        (b"+PONG\r\n", "Layer7 invalid response", "TCPCHK got an empty response at step 5"),
+        (
+            b"+PONG\r\n",
+            "Layer7 wrong content",
+            "TCPCHK did not match content 'role:(master|leader)' at step 5",
+        ),
+    ],
+)
+def test_tcp_check_verdicts_when_the_server_closes(sent: bytes, reason: str, info: str) -> None:
+    async def run() -> CheckResult:
+        reader = asyncio.StreamReader()
+        reader.feed_data(sent)
+        if reason == "Layer7 wrong content":
+            asyncio.get_running_loop().call_soon(reader.feed_data, b"role:slave\r\n")
+        asyncio.get_running_loop().call_soon(reader.feed_eof)
+        return await _scripted_check(_NullTransport(), reader, _tcp_steps(), 0.0)
+
+    result = asyncio.run(run())
+    assert (result.ok, result.reason, result.info) == (False, reason, info)
+
+
+def test_a_check_that_waits_past_its_timeout_names_its_step() -> None:
+    """Connected, then silent: HAProxy's Layer7 timeout naming the step that waited (not a
+    Layer4 one, which is for a connect that never completes)."""
+
+    async def run() -> CheckResult:
+        async def answer_ping(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await reader.readline()
+                writer.write(b"+PONG\r\n")  # then nothing: the regex waits
+                await reader.read()
+            finally:
+                writer.close()
+                await writer.wait_closed()
+
+        listener = await asyncio.start_server(answer_ping, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        try:
+            silent = BackendServer("r", "127.0.0.1", port, tcp_check=_tcp_steps())
+            return await run_check(silent, 0.3)
+        finally:
+            listener.close()
+            await listener.wait_closed()
+
+    waited = asyncio.run(run())
+    assert (waited.ok, waited.reason, waited.info) == (
+        False,
+        "Layer7 timeout",
+        " at step 5 of tcp-check (expect regex)",
+    )
