@@ -461,12 +461,11 @@ def test_tcp_check_finds_the_redis_master(tmp_path: Path, pki: Pki) -> None:
         replica_port, tmp_path / "replica", "--replicaof", "127.0.0.1", str(redis_port)
     )
     try:
-        for started_port in (redis_port, replica_port):
-            poll(
-                lambda p=started_port: True if _answers(p) else None,
-                timeout=10,
-                failure=lambda: "redis-server did not start",
-            )
+        poll(
+            lambda: True if _answers(redis_port) and _answers(replica_port) else None,
+            timeout=10,
+            failure=lambda: "redis-server did not start",
+        )
         config, port = write_config(tmp_path, pki, REDIS, redis=redis_port, impostor=replica_port)
         with staplegate(config, tmp_path / "state", workers=1) as proc:
             started(proc)
