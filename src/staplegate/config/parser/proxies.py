@@ -671,18 +671,25 @@ _STATS_ARITY = {
 }
 
 
+def _in_stats_section(parser: ParserState, kw: str, where: SourceLocation) -> bool:
+    """Whether this section may serve a stats page (a frontend or listen); an error if not."""
+    section = _section(parser)
+    if section is Section.FRONTEND or section is Section.LISTEN:
+        return True
+    parser.error(
+        where,
+        kw,
+        f"'{kw}' in a '{section.value}' section is not supported by staplegate; write "
+        "the 'stats' lines in the 'frontend' or 'listen' section that serves the page",
+        Reason.UNSUPPORTED,
+    )
+    return False
+
+
 def _stats(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     """One `stats` line; any of them enables the page (HAProxy's rule)."""
     kw = f"stats {args[1]}"
-    section = _section(parser)
-    if section is not Section.FRONTEND and section is not Section.LISTEN:
-        parser.error(
-            where,
-            kw,
-            f"'{kw}' in a '{section.value}' section is not supported by staplegate; write "
-            "the 'stats' lines in the 'frontend' or 'listen' section that serves the page",
-            Reason.UNSUPPORTED,
-        )
+    if not _in_stats_section(parser, kw, where):
         return
     assert parser.proxy is not None
     page = parser.proxy.stats or StatsPage(where)
@@ -882,15 +889,7 @@ def _stats_http_request(parser: ParserState, args: list[str], where: SourceLocat
     """`stats http-request allow|deny|auth [realm R] [if|unless COND]`: checked in order
     when a request asks for the page; the first that applies decides (allow: serve it)."""
     kw = "stats http-request"
-    section = _section(parser)
-    if section is not Section.FRONTEND and section is not Section.LISTEN:
-        parser.error(
-            where,
-            kw,
-            f"'{kw}' in a '{section.value}' section is not supported by staplegate; write "
-            "the 'stats' lines in the 'frontend' or 'listen' section that serves the page",
-            Reason.UNSUPPORTED,
-        )
+    if not _in_stats_section(parser, kw, where):
         return
     assert parser.proxy is not None
     action = args[2] if len(args) > 2 else ""
