@@ -197,6 +197,10 @@ class AclFetch(enum.Enum):
     # mode http: the request's Basic credentials checked against the `userlist` in `auth`
     HTTP_AUTH = "http_auth"  # valid for some user of the list (boolean)
     HTTP_AUTH_GROUP = "http_auth_group"  # the valid user belongs to one of `values` (groups)
+    # mode http, `http-response` / `http-after-response` rules only: the server's answer
+    STATUS = "status"  # its status code (integer)
+    RES_HDR = "res.hdr"  # every comma-separated value of its header named by `arg`
+    RES_HDR_CNT = "res.hdr_cnt"  # how many values that header has (integer)
     ANY_OF = "acl"  # a named ACL written on several lines: true when any line is (`members`)
 
 
@@ -549,6 +553,15 @@ class HttpDeny:
 
 
 @dataclass(frozen=True)
+class HttpSetStatus:
+    """`http-response set-status N [reason R]`: the status line the client sees (the body
+    and its framing stay the server's)."""
+
+    status: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class HttpAuth:
     """`http-request auth [realm R]`: 401 asking for Basic credentials (`realm` already
     defaulted to the proxy's name, or to the stats realm for `stats http-request`)."""
@@ -645,6 +658,7 @@ HttpAction = (
     | HttpSetTarget
     | HttpReturn
     | HttpDeny
+    | HttpSetStatus
     | HttpAuth
     | HttpAllow
     | HttpRedirectScheme

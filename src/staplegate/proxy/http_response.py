@@ -116,6 +116,13 @@ class ResponseHead:
         self._headers = headers
         self.wire = _wire(self.version, self.status, self.reason, headers)
 
+    def set_status(self, status: int, reason: bytes) -> None:
+        """Forward this status line instead (`http-response set-status`); the body's framing
+        stays what the server sent (the rule refuses bodiless statuses)."""
+        self.status = status
+        self.reason = reason
+        self.wire = _wire(self.version, status, reason, self.headers)
+
     def encode(self, *, close: bool, client_version: str) -> bytes:
         """The head as sent to the client: `connection: close` when we close after it."""
         if self.status == 101:

@@ -37,6 +37,7 @@ from staplegate.config.model import (
     HttpRedirectScheme,
     HttpReturn,
     HttpSetHeader,
+    HttpSetStatus,
     HttpSetTarget,
     HttpSetVar,
     HttpUseService,
@@ -205,6 +206,16 @@ def _acl_samples(term: AclTerm, facts: RequestFacts) -> list[str]:
             return [dn.oneline()]
         entry = dn.entry(term.arg, term.occurrence or 1)
         return [entry] if entry is not None else []
+    if fetch is AclFetch.STATUS:
+        response = facts.response
+        return [str(response.status)] if response is not None else []
+    if fetch is AclFetch.RES_HDR or fetch is AclFetch.RES_HDR_CNT:
+        values = header_values(facts.response, term.arg or "", split=True)
+        if fetch is AclFetch.RES_HDR_CNT:
+            return [str(len(values))]
+        if term.occurrence is not None:
+            return _occurrence(values, term.occurrence)
+        return values
     if fetch is AclFetch.HDR or fetch is AclFetch.FHDR or fetch is AclFetch.HDR_CNT:
         values = header_values(facts.head, term.arg or "", split=fetch is not AclFetch.FHDR)
         if fetch is AclFetch.HDR_CNT:
@@ -546,9 +557,10 @@ def apply_rules(
 
 def apply_response_rules(
     rules: Sequence[CompiledRule], response: ResponseHead, facts: RequestFacts
-) -> None:
-    """`http-response` (then `http-after-response`) header rules on a server's answer, in
-    order; later conditions and values see the headers earlier rules left."""
+) -> LocalResponse | None:
+    """`http-response` (then `http-after-response`) rules on a server's answer, in order;
+    later conditions and values see the headers and status earlier rules left. A `deny`
+    that applies ends the rules: its answer replaces the server's."""
     facts = RequestFacts(
         facts.client_address,
         facts.server_name,
@@ -578,9 +590,16 @@ def apply_response_rules(
         elif isinstance(action, HttpDelHeader):
             lower = action.name.encode("latin-1").lower()
             headers = [(k, v) for k, v in headers if k.lower() != lower]
-        else:  # the parser admits only header actions here
+        elif isinstance(action, HttpSetStatus):
+            reason = action.reason if action.reason is not None else reason_phrase(action.status)
+            response.set_status(action.status, reason.encode("latin-1", "replace"))
+            continue
+        elif isinstance(action, HttpDeny):
+            return error_response(action.status)
+        else:  # the parser admits only these actions here
             continue
         response.set_headers(headers)
+    return None
 
 
 def apply_after_response_rules(
@@ -596,13 +615,14 @@ def apply_after_response_rules(
         keep_alive=not answer.close,
         head_request=False,
     )
-    apply_response_rules(rules, head, facts)
+    apply_response_rules(rules, head, facts)  # no deny: the parser refuses it here
     headers = tuple(
         (n.decode("latin-1"), v.decode("latin-1"))
         for n, v in head.headers
         if n.lower() != b"content-length"
     )
-    return LocalResponse(answer.status, answer.reason, headers, answer.body, answer.close)
+    reason = head.reason.decode("latin-1")
+    return LocalResponse(head.status, reason, headers, answer.body, answer.close)
 
 
 def render_unique_id(

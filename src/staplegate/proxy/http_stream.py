@@ -46,6 +46,7 @@ from staplegate.proxy.http_message import (
     BodyKind,
     End,
     HttpError,
+    LocalResponse,
     body_chunk,
     body_end,
     error_response,
@@ -681,11 +682,14 @@ class HttpStream(ExchangeLifecycle):
                 if response.status == 101 and not (exchange.head.upgrade and exchange.request_done):
                     self._server_failed(exchange, "SH--")  # 502: no tunnel was asked for
                     return
-                exchange.response = response
                 if self._response_rules or (
                     exchange.backend is not None and exchange.backend.has_response_rules
                 ):
-                    self._rewrite_response(exchange, response)
+                    denied = self._rewrite_response(exchange, response)
+                    if denied is not None:
+                        self._deny_response(exchange, denied)
+                        return
+                exchange.response = response
                 if self._httplog:
                     exchange.response_at = self.loop.time()
                 status = exchange.status = response.status
@@ -739,12 +743,13 @@ class HttpStream(ExchangeLifecycle):
         exchange.direct = server is not None
         return server
 
-    def _rewrite_response(self, exchange: Exchange, response: ResponseHead) -> None:
+    def _rewrite_response(self, exchange: Exchange, response: ResponseHead) -> LocalResponse | None:
         """`http-response` then `http-after-response` rules, the backend's before the
         frontend's (HAProxy's order), then the persistence cookie; never on a 101 (the
-        tunnel's head)."""
+        tunnel's head). An `http-response deny` that applies: its answer, for the client
+        instead of the server's."""
         if response.status == 101:
-            return
+            return None
         backend = exchange.backend
         settings = self.settings
         rules = (
@@ -754,9 +759,22 @@ class HttpStream(ExchangeLifecycle):
             *settings.after_response_rules,
         )
         if rules:
-            apply_response_rules(rules, response, self._facts(exchange.head))
+            denied = apply_response_rules(rules, response, self._facts(exchange.head))
+            if denied is not None:
+                return denied
         if backend is not None and backend.cookie is not None and exchange.server is not None:
             insert_cookie(response, backend.cookie, exchange.server.cookie, direct=exchange.direct)
+        return None
+
+    def _deny_response(self, exchange: Exchange, answer: LocalResponse) -> None:
+        """`http-response deny`: the server's answer never reaches the client (its connection
+        is closed, body unread) and the client gets `answer`; HAProxy logs `PH--`."""
+        conn = exchange.conn
+        if conn is not None:
+            conn.owner = None
+            conn.abort()
+        exchange.close_client = True
+        self._respond_locally(exchange, answer, "PH--")
 
     def server_eof(self, conn: ServerConnection) -> None:
         if self.tunnel is conn:

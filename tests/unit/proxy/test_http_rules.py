@@ -22,6 +22,7 @@ from staplegate.config.model import (
     HttpRedirect,
     HttpRedirectScheme,
     HttpSetHeader,
+    HttpSetStatus,
     HttpSetTarget,
     HttpUseService,
     PasswordScheme,
@@ -33,12 +34,14 @@ from staplegate.config.parser.rules import PREDEFINED_ACLS
 from staplegate.config.samples import SampleSyntaxError, parse_header_format
 from staplegate.proxy.http_message import BodyKind
 from staplegate.proxy.http_request import RequestHead, RequestReader
+from staplegate.proxy.http_response import ResponseHead
 from staplegate.proxy.http_rules import (
     EXPOSITION_CONTENT_TYPE,
     CompiledRule,
     RequestFacts,
     ServiceSnapshot,
     StatsService,
+    apply_response_rules,
     apply_rules,
     condition_holds,
     expand,
@@ -481,3 +484,34 @@ def test_stats_http_request_rules_decide_before_the_page() -> None:
     assert service.answer(head).status == 403  # rules without facts: closed, never open
     head = _stats_get(b"/", _basic("ro"))
     assert service.answer(head, _auth_facts(head)).body == b"<html>page</html>"
+
+
+def test_response_rules_set_the_status_and_deny_ends_them() -> None:
+    def server_answer(status: int, kind: bytes) -> ResponseHead:
+        return ResponseHead(
+            status,
+            b"Whatever",
+            "1.1",
+            [(b"Content-Type", kind), (b"Content-Length", b"2")],
+            keep_alive=True,
+            head_request=False,
+        )
+
+    facts = RequestFacts(("192.0.2.1", 1), None, True, "a")
+    mp3 = AclTerm(AclFetch.RES_HDR, ("audio/mp3",), arg="content-type")
+    failed = AclTerm(AclFetch.STATUS, ("500",), match=AclMatch.INT, ranges=((500, 500),))
+    rules = (
+        CompiledRule(HttpSetStatus(503, "Try later"), Condition(False, (failed,))),
+        CompiledRule(HttpDeny(502), Condition(False, (mp3,))),
+        CompiledRule(HttpSetHeader("X-After", "%[status]"), None),
+    )
+    broken = server_answer(500, b"text/plain")
+    assert apply_response_rules(rules, broken, facts) is None
+    assert (broken.status, broken.reason) == (503, b"Try later")
+    assert broken.wire.startswith(b"HTTP/1.1 503 Try later\r\n")
+    assert b"x-after: 503" in broken.wire.lower()  # later rules see the new status
+    song = server_answer(200, b"audio/mp3")
+    denied = apply_response_rules(rules, song, facts)
+    assert denied is not None
+    assert (denied.status, denied.builtin) == (502, True)  # an errorfile may replace it
+    assert b"x-after" not in song.wire.lower()  # deny ended the rules

@@ -28,7 +28,8 @@ CONDITION_HELP = (
     "always_false, in mode tcp req.ssl_hello_type, req.ssl_alpn and req.len "
     "and in mode http hdr(), req.hdr(), req.fhdr(), hdr_cnt(), path, url, base, query, "
     "url_param(), method (with their _beg/_end/_sub/_reg/_dom/_dir/_len forms), "
-    "http_auth(<userlist>), http_auth_group(<userlist>) <group>…, the "
+    "http_auth(<userlist>), http_auth_group(<userlist>) <group>…, in response rules "
+    "status, res.hdr()/shdr() and res.hdr_cnt(), the "
     "converters lower and upper, the matches -m str|beg|end|sub|reg|dom|dir|len|int|bool|found "
     "and -f FILE, named ACLs and the predefined TRUE, FALSE and LOCALHOST"
 )
@@ -76,6 +77,11 @@ _BASE_FETCHES: dict[str, _FetchSpec] = {
     "always_false": _FetchSpec(AclFetch.ALWAYS_FALSE, AclMatch.BOOL, ""),
     "http_auth": _FetchSpec(AclFetch.HTTP_AUTH, AclMatch.BOOL, "required"),
     "http_auth_group": _FetchSpec(AclFetch.HTTP_AUTH_GROUP, AclMatch.EXACT, "required"),
+    "status": _FetchSpec(AclFetch.STATUS, AclMatch.INT, ""),
+    "res.hdr": _FetchSpec(AclFetch.RES_HDR, AclMatch.EXACT, "required"),
+    "shdr": _FetchSpec(AclFetch.RES_HDR, AclMatch.EXACT, "required"),
+    "res.hdr_cnt": _FetchSpec(AclFetch.RES_HDR_CNT, AclMatch.INT, "required"),
+    "shdr_cnt": _FetchSpec(AclFetch.RES_HDR_CNT, AclMatch.INT, "required"),
 }
 # HAProxy's derived keywords: `path_beg` is `path -m beg`; `hdr_beg(x)` is `hdr(x) -m beg`
 _SUFFIXES = {
@@ -87,7 +93,9 @@ _SUFFIXES = {
     "_dir": AclMatch.DIR,
     "_len": AclMatch.LEN,
 }
-_DERIVABLE = ("path", "url", "base", "hdr", "req.hdr", "urlp", "url_param", "ssl_fc_sni")
+_DERIVABLE = (
+    "path", "url", "base", "hdr", "req.hdr", "urlp", "url_param", "ssl_fc_sni", "shdr",
+)  # fmt: skip
 _STRING_MATCHES = frozenset(
     (
         AclMatch.EXACT,
@@ -116,6 +124,8 @@ _REQUEST_FETCHES = frozenset(
         AclFetch.HTTP_AUTH_GROUP,
     )
 )
+#: what only a response rule can read
+_RESPONSE_FETCHES = frozenset((AclFetch.STATUS, AclFetch.RES_HDR, AclFetch.RES_HDR_CNT))
 #: the converters a condition's fetch may carry (`hdr(host),lower`)
 ACL_CONVERTERS = ("lower", "upper")
 _FETCH_WORD = re.compile(r"(?P<name>[a-z0-9_.]+)(?:\((?P<args>[^()]*)\))?(?P<conv>(?:,.*)?)")
@@ -247,11 +257,18 @@ def _compile_term(parser: ParserState, words: list[str], label: str) -> AclTerm:
     fetch = spec.fetch
     occurrence: int | None = None
     auth: UserlistRef | None = None
-    if arg is not None and fetch in (AclFetch.HDR, AclFetch.FHDR, AclFetch.HDR_CNT):
+    if arg is not None and fetch in (
+        AclFetch.HDR,
+        AclFetch.FHDR,
+        AclFetch.HDR_CNT,
+        AclFetch.RES_HDR,
+        AclFetch.RES_HDR_CNT,
+    ):
         name, _, occ = arg.partition(",")
         arg = name.strip().lower()
         if occ:
-            if fetch is AclFetch.HDR_CNT or not re.fullmatch(r"-?[0-9]+", occ.strip()):
+            counted = fetch is AclFetch.HDR_CNT or fetch is AclFetch.RES_HDR_CNT
+            if counted or not re.fullmatch(r"-?[0-9]+", occ.strip()):
                 raise _TermError(f"'{fetch_name}' : occurrence '{occ}' is not a number.")
             occurrence = int(occ)
         if fetch is AclFetch.HDR and arg == "host" and occurrence is None:
@@ -445,8 +462,36 @@ def read_condition(
     where: SourceLocation,
     label: str,
     acls: dict[str, list[AclTerm]],
+    *,
+    response: bool = False,
 ) -> Condition | None:
-    """Parse `if|unless …` words (first word is if/unless); None after a diagnostic."""
+    """Parse `if|unless …` words (first word is if/unless); None after a diagnostic.
+
+    Only a `response` rule's condition may read the server's answer (`status`, `res.hdr`),
+    as in HAProxy."""
+    condition = _read_condition(parser, words, where, label, acls)
+    if condition is None or response:
+        return condition
+    seen = sorted({t.fetch.value for t in condition.all_terms() if t.fetch in _RESPONSE_FETCHES})
+    if seen:
+        parser.error(
+            where,
+            label,
+            f"'{label}' : fetch '{seen[0]}' reads the server's response, which this rule "
+            "does not see (HAProxy refuses it too).",
+            Reason.UNSUPPORTED,
+        )
+        return None
+    return condition
+
+
+def _read_condition(
+    parser: ParserState,
+    words: list[str],
+    where: SourceLocation,
+    label: str,
+    acls: dict[str, list[AclTerm]],
+) -> Condition | None:
     unless = words[0] == "unless"
     rest = words[1:]
     text = " ".join(words)

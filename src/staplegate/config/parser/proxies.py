@@ -48,6 +48,7 @@ from staplegate.config.parser.registry import (
 from staplegate.config.parser.rules import (
     HTTP_REQUEST_ACTIONS,
     HTTP_RESPONSE_ACTIONS,
+    RESPONSE_ONLY_ACTIONS,
     VARIABLE_ACTIONS,
     read_acl,
     read_condition,
@@ -1086,6 +1087,7 @@ _HTTP_RESPONSE_RULES: list[Keyword[Handler]] = [
     supported(f"{head} {action}", _http_response_rule)
     for head in ("http-response", "http-after-response")
     for action in HTTP_RESPONSE_ACTIONS
+    if head == "http-response" or action not in RESPONSE_ONLY_ACTIONS
 ]
 
 # every keyword a proxy section knows; a keyword with a handler is read, the others classified

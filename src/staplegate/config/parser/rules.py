@@ -24,6 +24,7 @@ from staplegate.config.model import (
     HttpRequestRule,
     HttpReturn,
     HttpSetHeader,
+    HttpSetStatus,
     HttpSetTarget,
     HttpSetVar,
     HttpUseService,
@@ -224,12 +225,58 @@ def read_set_var(
     return HttpRequestRule(where, result, condition)
 
 
+def _http_set_status(
+    parser: ParserState, body: list[str], where: SourceLocation, kw: str
+) -> HttpAction | None:
+    """`set-status N [reason TEXT]`. Statuses whose responses carry no body (1xx, 204,
+    304) are refused: the server's body and framing are forwarded unchanged."""
+    if not body:
+        parser.error(where, kw, f"'{kw}' expects a status code.", Reason.MISSING_ARGUMENT)
+        return None
+    status = parser.status_arg(body[0], where, kw, 200, 599)
+    if status is None:
+        return None
+    if status in (204, 304):
+        parser.error(
+            where,
+            kw,
+            f"'{kw}' : status {status} has no body, but the server's body would still be "
+            "forwarded; staplegate refuses it",
+            Reason.UNSUPPORTED,
+        )
+        return None
+    reason = None
+    if len(body) == 3 and body[1] == "reason":
+        reason = body[2]
+        if "\r" in reason or "\n" in reason:
+            parser.error(where, kw, f"'{kw}' : the reason has a line break.", Reason.SYNTAX)
+            return None
+    elif len(body) != 1:
+        parser.error(where, kw, f"'{kw}' : unexpected argument '{body[1]}'.", Reason.SYNTAX)
+        return None
+    return HttpSetStatus(status, reason)
+
+
+def _http_response_deny(
+    parser: ParserState, body: list[str], where: SourceLocation, kw: str
+) -> HttpAction | None:
+    """`http-response deny [deny_status N]`: HAProxy's default is 502, not 403."""
+    action = _http_deny(parser, body, where, kw)
+    if isinstance(action, HttpDeny) and not body:
+        return HttpDeny(502)
+    return action
+
+
 #: the `http-response` and `http-after-response` actions staplegate runs
 HTTP_RESPONSE_ACTIONS: dict[str, ActionReader] = {
     "set-header": _http_set_header,
     "add-header": _http_set_header,
     "del-header": _http_del_header,
+    "set-status": _http_set_status,
+    "deny": _http_response_deny,
 }
+#: what `http-after-response` does not take (HAProxy has no deny there)
+RESPONSE_ONLY_ACTIONS = frozenset({"deny"})
 
 
 def read_http_response(
@@ -240,7 +287,7 @@ def read_http_response(
     body, cond_words = _split_condition(args[2:])
     condition = None
     if cond_words:
-        condition = read_condition(parser, cond_words, where, kw, acls)
+        condition = read_condition(parser, cond_words, where, kw, acls, response=True)
         if condition is None:
             return None
         needed = request_fetches(condition)

@@ -10,6 +10,7 @@ from staplegate.config.model import (
     HttpRedirectScheme,
     HttpReturn,
     HttpSetHeader,
+    HttpSetStatus,
     HttpUseService,
 )
 from staplegate.config.parser.rules import CONDITION_HELP
@@ -311,9 +312,46 @@ def test_http_response_rules() -> None:
         "too).",
         "http-request set-header X-S %[status]": "'http-request set-header' : sample fetch "
         "'status' reads the response, which a request rule does not have yet",
-        "http-response deny": "'http-response deny' is a HAProxy keyword that staplegate does "
-        "not support and it would change traffic",
+        "http-after-response deny": "'http-after-response deny' is a HAProxy keyword that "
+        "staplegate does not support and it would change traffic",
+        "http-response set-status 204": "'http-response set-status' : status 204 has no body, "
+        "but the server's body would still be forwarded; staplegate refuses it",
+        "http-response set-status 503 why": "'http-response set-status' : unexpected "
+        "argument 'why'.",
+        "http-request deny if { status 500 }": "'http-request deny' : fetch 'status' reads the "
+        "server's response, which this rule does not see (HAProxy refuses it too).",
+        "use_backend app if { res.hdr(x-a) b }": "'use_backend' : fetch 'res.hdr' reads the "
+        "server's response, which this rule does not see (HAProxy refuses it too).",
     }
     for line, message in cases.items():
         text = f"frontend fe\n    bind :80\n    {line}\n    default_backend app\n" + BACKEND
         assert one_error(text) == A.format(3, message), line
+
+
+def test_response_deny_and_set_status() -> None:
+    config, diags = check(
+        "frontend fe\n    mode http\n    bind :80\n"
+        "    acl mp3 res.hdr(content-type) -m sub audio\n"
+        "    http-response deny if mp3\n"
+        "    http-response deny deny_status 451 if { shdr_beg(x-region) eu }\n"
+        '    http-response set-status 503 reason "Try later" if { status 500 }\n'
+        "    http-after-response set-status 299 if { res.hdr_cnt(x-a) gt 1 }\n"
+        "    default_backend app\n"
+        + BACKEND.replace("backend app\n", "backend app\n    mode http\n")
+    )
+    assert diags == []
+    assert config is not None
+    frontend = config.frontend("fe")
+    assert [r.action for r in frontend.http_response_rules] == [
+        HttpDeny(502),  # HAProxy's default on a response
+        HttpDeny(451),
+        HttpSetStatus(503, "Try later"),
+    ]
+    assert [r.action for r in frontend.http_after_response_rules] == [HttpSetStatus(299)]
+    (deny_rule, eu_rule, _) = frontend.http_response_rules
+    assert deny_rule.condition is not None
+    assert [t.fetch for t in deny_rule.condition.terms] == [AclFetch.RES_HDR]
+    assert eu_rule.condition is not None
+    assert [(t.fetch, t.match) for t in eu_rule.condition.terms] == [
+        (AclFetch.RES_HDR, AclMatch.BEGIN)
+    ]
