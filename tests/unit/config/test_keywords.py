@@ -103,6 +103,7 @@ REVIEWED: dict[str, frozenset[str]] = {
             "option dontlognull",
             "option http-buffer-request",
             "option http-keep-alive",
+            "option http-pretend-keepalive",  # we never announce close to servers
             "option http-server-close",
             "option independent-streams",
             "option log-health-checks",

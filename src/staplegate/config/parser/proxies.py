@@ -1146,6 +1146,11 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         ignored("option log-health-checks", "health check changes are always logged"),
         ignored("option http-server-close", "staplegate manages server connections itself"),
         ignored("option http-keep-alive", "staplegate keeps client connections alive per HTTP/1.1"),
+        ignored(
+            "option http-pretend-keepalive",
+            "staplegate never tells a server it will close: server connections are kept "
+            "alive and pooled, which is what this option asks for",
+        ),
         ignored("option http-buffer-request", "it is a buffering tuning"),
         ignored("option logasap", "it only changes when log lines are emitted"),
         ignored("option contstats", "it only changes statistics"),
@@ -1237,7 +1242,6 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "option h1-case-adjust-bogus-server",
                 "option http-ignore-probes",
                 "option http-no-delay",
-                "option http-pretend-keepalive",
                 "option http-restrict-req-hdr-names",
                 "option httpclose",
                 "option ldap-check",
