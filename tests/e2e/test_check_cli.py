@@ -222,7 +222,7 @@ def test_conditional_blocks_pick_the_lines_checked(tmp_path: Path) -> None:
         "frontend fe\n    mode http\n    bind 127.0.0.1:18080\n"
         ".if feature(QUIC)\n    bind quic4@:443 ssl crt /missing.pem alpn h3\n.endif\n"
         ".if defined(NO_SUCH_VARIABLE_HERE)\n    unknown-keyword\n.else\n"
-        "    http-request return status 200 string ok\n.endif\n",
+        "    http-request return status 200 content-type text/plain string ok\n.endif\n",
         encoding="utf-8",
     )
     result = run("-c", "-f", config)

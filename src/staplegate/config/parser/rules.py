@@ -359,6 +359,14 @@ def _http_return(
             where, kw, f"'{kw}' : 'string' and 'file' are mutually exclusive.", Reason.CONFLICT
         )
         return None
+    if content_type is None and (payload or file is not None):
+        parser.error(  # HAProxy's words: a body without a type is refused
+            where,
+            kw,
+            f"'{kw}' : a content type must be defined when non-empty payload is configured.",
+            Reason.MISSING_ARGUMENT,
+        )
+        return None
     return HttpReturn(status, content_type, payload, file, log_format)
 
 

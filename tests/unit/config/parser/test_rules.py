@@ -196,6 +196,8 @@ def test_http_request_errors() -> None:
         "http-request return lf-string %[var(sess.x)]": "'http-request return' : variable "
         "'sess.x' : staplegate keeps variables for one request (txn, req, res scopes), not "
         "'sess' or 'proc'",
+        "http-request return status 200 string ok": "'http-request return' : a content type "
+        "must be defined when non-empty payload is configured.",
         "http-request return string a file b": "'http-request return' : 'string' and 'file' "
         "are mutually exclusive.",
         "http-request deny deny_status x": "'http-request deny' : status code must be an "
