@@ -259,3 +259,46 @@ def pyopenssl_staple(port: int, servername: str, *, request: bytes | None = None
         if not reply.startswith(b"HTTP/1.0 200"):
             raise AssertionError(f"bad reply {reply[:80]!r}")
     return staple
+
+
+def check_accepts(config: Path) -> str:
+    """`staplegate -c -f CONFIG` as a user runs it: it must accept; its output."""
+    result = subprocess.run(
+        [sys.executable, "-m", "staplegate", "-c", "-f", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def debian_haproxy(config: Path, port: int, log: Path) -> Iterator[None]:
+    """Debian's `haproxy -db -f CONFIG`, for a side-by-side run, until it listens on
+    127.0.0.1:`port`. CI installs the package (`./dev`): its absence fails the test."""
+    import shutil
+
+    binary = shutil.which("haproxy")
+    if binary is None:
+        raise AssertionError("Debian's haproxy is not installed: `./dev setup` installs it")
+    with log.open("wb") as sink:
+        process = subprocess.Popen([binary, "-db", "-f", str(config)], stdout=sink, stderr=sink)
+        try:
+            poll(
+                lambda: True if _listening(port) else None,
+                timeout=10,
+                failure=lambda: log.read_text(errors="replace"),
+            )
+            yield
+        finally:
+            process.terminate()
+            process.wait(10)

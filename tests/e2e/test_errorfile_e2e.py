@@ -5,22 +5,18 @@ refuses keeps HAProxy's own 400 page in both)."""
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from staplegate.testpki.pytest_plugin import Pki
 
-from .harness import free_port, poll, staplegate
+from .harness import check_accepts, debian_haproxy, free_port, staplegate
 from .test_http_mode_e2e import started, write_config
 
 pytestmark = pytest.mark.slow
 
-HAPROXY = shutil.which("haproxy")
 
 BODY_503 = b"<html><body><h1>All servers are resting</h1></body></html>\n"
 FILES = {
@@ -127,42 +123,15 @@ def test_errorfiles_answer_like_haproxy(tmp_path: Path, pki: Pki) -> None:
         (tmp_path / name).write_bytes(data)
     ports = {"http": free_port(), "plain": free_port(), "dead": closed_port()}
     config, _ = write_config(tmp_path, pki, CONFIG, dir=tmp_path, **ports)
-    check = subprocess.run(
-        [sys.executable, "-m", "staplegate", "-c", "-f", str(config)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert check.returncode == 0, check.stdout + check.stderr
-    assert "errorfile" not in check.stdout + check.stderr  # served, so no warning
+    output = check_accepts(config)
+    assert "errorfile" not in output  # served, so no warning
     with staplegate(config, tmp_path / "state", workers=1) as proc:
         started(proc)
         check_cases(run_cases(ports["http"], ports["plain"]))
         proc.wait_for(r" web down/gone .* 503 .* SC-- ")  # HAProxy names the server it tried
 
-    if HAPROXY is None:  # the comparison needs Debian's haproxy; CI installs it
-        pytest.fail("Debian's haproxy is not installed: `./dev setup` installs it")
     ha_ports = {"http": free_port(), "plain": free_port(), "dead": ports["dead"]}
     (tmp_path / "ha").mkdir()
     ha_config, _ = write_config(tmp_path / "ha", pki, CONFIG, dir=tmp_path, **ha_ports)
-    log = (tmp_path / "haproxy.log").open("wb")
-    process = subprocess.Popen([HAPROXY, "-db", "-f", str(ha_config)], stdout=log, stderr=log)
-    try:
-        poll(
-            lambda: True if _listening(ha_ports["plain"]) else None,
-            timeout=10,
-            failure=lambda: (tmp_path / "haproxy.log").read_text(),
-        )
+    with debian_haproxy(ha_config, ha_ports["plain"], tmp_path / "haproxy.log"):
         check_cases(run_cases(ha_ports["http"], ha_ports["plain"]))
-    finally:
-        process.terminate()
-        process.wait(10)
-        log.close()
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True

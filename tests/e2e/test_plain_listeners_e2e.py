@@ -8,7 +8,6 @@ import http.client
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from staplegate.proxy.proxyproto import build_v1
 from staplegate.testpki.pytest_plugin import Pki
 
-from .harness import free_port, staplegate
+from .harness import check_accepts, free_port, staplegate
 from .test_http_mode_e2e import HOST, backends, get, started, write_config
 
 pytestmark = pytest.mark.slow
@@ -61,13 +60,7 @@ def test_plain_http_and_tcp_binds_forward(tmp_path: Path, pki: Pki) -> None:
     ports = {"http": free_port(), "proxied": free_port(), "tcp": free_port()}
     with backends("a") as (a,):
         config, tls_port = write_config(tmp_path, pki, PLAIN, a=a.port, **ports)
-        check = subprocess.run(
-            [sys.executable, "-m", "staplegate", "-c", "-f", str(config)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert check.returncode == 0, check.stdout + check.stderr
+        check_accepts(config)
         with staplegate(config, tmp_path / "state", workers=1) as proc:
             started(proc)
             # mode http, plain: ssl_fc false, ssl_fc_sni empty, an httplog line without `~`

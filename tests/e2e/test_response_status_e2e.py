@@ -5,10 +5,6 @@ in one run, give a client the same statuses, reasons and bodies."""
 from __future__ import annotations
 
 import http.server
-import shutil
-import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,13 +14,12 @@ import pytest
 
 from staplegate.testpki.pytest_plugin import Pki
 
-from .harness import free_port, poll, staplegate
+from .harness import check_accepts, debian_haproxy, free_port, staplegate
 from .test_errorfile_e2e import answer, exchange
 from .test_http_mode_e2e import started, write_config
 
 pytestmark = pytest.mark.slow
 
-HAPROXY = shutil.which("haproxy")
 
 #: path → (status, content type) the server answers
 ANSWERS = {
@@ -104,41 +99,14 @@ def test_response_deny_and_set_status_like_haproxy(tmp_path: Path, pki: Pki) -> 
     with typed_server() as server:
         ports = {"http": free_port(), "server": server}
         config, _ = write_config(tmp_path, pki, CONFIG, **ports)
-        check = subprocess.run(
-            [sys.executable, "-m", "staplegate", "-c", "-f", str(config)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert check.returncode == 0, check.stdout + check.stderr
+        check_accepts(config)
         with staplegate(config, tmp_path / "state", workers=1) as proc:
             started(proc)
             check_cases(run_cases(ports["http"]))
             proc.wait_for(r" web app/s .* 502 .* PH-- ")
 
-        if HAPROXY is None:  # the comparison needs Debian's haproxy; CI installs it
-            pytest.fail("Debian's haproxy is not installed: `./dev setup` installs it")
         ha_ports = {"http": free_port(), "server": server}
         (tmp_path / "ha").mkdir()
         ha_config, _ = write_config(tmp_path / "ha", pki, CONFIG, **ha_ports)
-        log = (tmp_path / "haproxy.log").open("wb")
-        process = subprocess.Popen([HAPROXY, "-db", "-f", str(ha_config)], stdout=log, stderr=log)
-        try:
-            poll(
-                lambda: True if _listening(ha_ports["http"]) else None,
-                timeout=10,
-                failure=lambda: (tmp_path / "haproxy.log").read_text(),
-            )
+        with debian_haproxy(ha_config, ha_ports["http"], tmp_path / "haproxy.log"):
             check_cases(run_cases(ha_ports["http"]))
-        finally:
-            process.terminate()
-            process.wait(10)
-            log.close()
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
