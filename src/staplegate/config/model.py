@@ -611,6 +611,19 @@ class HttpSetTarget:
 
 
 @dataclass(frozen=True)
+class HttpReplace:
+    """`replace-header|replace-value NAME REGEX FMT` and `replace-path|replace-pathq|
+    replace-uri REGEX FMT`: where REGEX is found, the whole value (each header line, each
+    comma-separated value, or that part of the target) becomes FMT, its `\\1`…`\\9` taken
+    from the match (HAProxy's rule)."""
+
+    part: str  # "header", "value", "path", "pathq" or "uri"
+    name: str | None  # the header's, for "header" and "value"
+    regex: re.Pattern[str]
+    replacement: str  # a log-format string, expanded before the back-references
+
+
+@dataclass(frozen=True)
 class HttpMonitor:
     """`monitor-uri` (and the frontend's `monitor fail` conditions), run before the rules:
     a request for `uri` is answered 200, or 503 when a `monitor fail` condition holds."""
@@ -656,6 +669,7 @@ HttpAction = (
     | HttpRedirect
     | HttpMonitor
     | HttpSetTarget
+    | HttpReplace
     | HttpReturn
     | HttpDeny
     | HttpSetStatus

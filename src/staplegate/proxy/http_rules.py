@@ -35,6 +35,7 @@ from staplegate.config.model import (
     HttpMonitor,
     HttpRedirect,
     HttpRedirectScheme,
+    HttpReplace,
     HttpReturn,
     HttpSetHeader,
     HttpSetStatus,
@@ -52,7 +53,12 @@ from staplegate.config.samples import (
 )
 from staplegate.proxy import stats_admin
 from staplegate.proxy.basic_auth import authenticated_user
-from staplegate.proxy.http_message import LocalResponse, error_response, reason_phrase
+from staplegate.proxy.http_message import (
+    LocalResponse,
+    error_response,
+    has_line_break,
+    reason_phrase,
+)
 from staplegate.proxy.http_request import RequestHead
 from staplegate.proxy.http_response import ResponseHead
 from staplegate.tls.clientcert import ClientCertificate, escape
@@ -544,6 +550,14 @@ def apply_rules(
             value = expand(action.value, facts).encode("latin-1", "replace")
             if not _set_target(head, action, value):  # HAProxy's strict-mode: a failed
                 return error_response(500), f"set-{action.part}"  # rewrite is an error
+        elif isinstance(action, HttpReplace):
+            if action.name is not None:
+                changed = replace_headers(head.headers, action, facts)
+                if changed is not None:
+                    head.headers = changed
+                    head.headers_changed()
+            elif not _replace_target(head, action, facts):
+                return error_response(500), f"replace-{action.part}"
         elif isinstance(action, HttpMonitor) and _monitored(action.uri, head.target):
             failing = (rule.gate is not None and rule.gate.unstapled()) or any(
                 condition_holds(c, facts) for c in action.fail
@@ -590,6 +604,11 @@ def apply_response_rules(
         elif isinstance(action, HttpDelHeader):
             lower = action.name.encode("latin-1").lower()
             headers = [(k, v) for k, v in headers if k.lower() != lower]
+        elif isinstance(action, HttpReplace):
+            changed = replace_headers(headers, action, facts)
+            if changed is None:
+                continue
+            headers = changed
         elif isinstance(action, HttpSetStatus):
             reason = action.reason if action.reason is not None else reason_phrase(action.status)
             response.set_status(action.status, reason.encode("latin-1", "replace"))
@@ -710,6 +729,82 @@ def _set_target(head: RequestHead, action: HttpSetTarget, value: bytes) -> bool:
     head.target = origin + target
     head.headers = head.headers  # drop the bytes as read: `encode` rebuilds the line
     return True
+
+
+_BACKREF = re.compile(r"\\([0-9])")
+
+
+def _replaced(action: HttpReplace, value: str, facts: RequestFacts) -> str | None:
+    """`value` rewritten when the rule's regex is found in it (the whole value becomes the
+    expanded format, `\\N` being the match's group N), else None."""
+    found = action.regex.search(value)
+    if found is None:
+        return None
+    template = expand(action.replacement, facts)
+    groups = found.groups()
+
+    def group(ref: re.Match[str]) -> str:
+        index = int(ref.group(1))
+        if index == 0:
+            return found.group(0)
+        return (groups[index - 1] or "") if index <= len(groups) else ""
+
+    return _BACKREF.sub(group, template)
+
+
+def replace_headers(
+    headers: list[tuple[bytes, bytes]], action: HttpReplace, facts: RequestFacts
+) -> list[tuple[bytes, bytes]] | None:
+    """`replace-header` (each line of the header) or `replace-value` (each comma-separated
+    value) on a copy of `headers`; None when nothing matched."""
+    assert action.name is not None
+    wanted = action.name.lower().encode("latin-1")
+    out: list[tuple[bytes, bytes]] = []
+    changed = False
+    for key, raw in headers:
+        if key.lower() != wanted:
+            out.append((key, raw))
+            continue
+        text = raw.decode("latin-1")
+        if action.part == "header":
+            new = _replaced(action, text, facts)
+            values = [text if new is None else new]
+            changed = changed or new is not None
+        else:
+            values = []
+            for part in text.split(","):
+                part = part.strip()
+                new = _replaced(action, part, facts)
+                values.append(part if new is None else new)
+                changed = changed or new is not None
+        value = ", ".join(values)
+        if has_line_break(value.encode("latin-1", "replace")):
+            out.append((key, raw))  # never split a header line: the rewrite is dropped
+            continue
+        out.append((key, value.encode("latin-1", "replace")))
+    return out if changed else None
+
+
+def _replace_target(head: RequestHead, action: HttpReplace, facts: RequestFacts) -> bool:
+    """`replace-path|replace-pathq|replace-uri`; False when the result is no valid target
+    (HAProxy's strict mode answers 500)."""
+    target = head.target
+    if action.part == "uri":
+        current = target
+    else:
+        path = request_path(target)
+        if path is None:
+            return True
+        current = path.encode("latin-1")
+        if action.part == "pathq":
+            query_at = target.find(b"?")
+            if query_at >= 0:
+                current += target[query_at:]
+    new = _replaced(action, current.decode("latin-1"), facts)
+    if new is None:
+        return True
+    part = {"path": "path", "pathq": "pathq", "uri": "uri"}[action.part]
+    return _set_target(head, HttpSetTarget(part, ""), new.encode("latin-1", "replace"))
 
 
 def _monitored(uri: str, target: bytes) -> bool:

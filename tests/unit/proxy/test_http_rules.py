@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import re
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -21,6 +22,7 @@ from staplegate.config.model import (
     HttpDeny,
     HttpRedirect,
     HttpRedirectScheme,
+    HttpReplace,
     HttpSetHeader,
     HttpSetStatus,
     HttpSetTarget,
@@ -45,6 +47,7 @@ from staplegate.proxy.http_rules import (
     apply_rules,
     condition_holds,
     expand,
+    replace_headers,
     request_path,
 )
 
@@ -515,3 +518,42 @@ def test_response_rules_set_the_status_and_deny_ends_them() -> None:
     assert denied is not None
     assert (denied.status, denied.builtin) == (502, True)  # an errorfile may replace it
     assert b"x-after" not in song.wire.lower()  # deny ended the rules
+
+
+def test_replace_rules_rewrite_whole_values_with_back_references() -> None:
+    facts = RequestFacts(("192.0.2.1", 1), None, True, "a")
+    cookie = HttpReplace(
+        "header", "X-Cookie", re.compile(r"foo=([^;]*);(.*)"), r"foo=\1;ip=%[src];\2"
+    )
+    headers = [(b"X-Cookie", b"foo=bar;rest"), (b"Other", b"foo=1")]
+    assert replace_headers(headers, cookie, facts) == [
+        (b"X-Cookie", b"foo=bar;ip=192.0.2.1;rest"),
+        (b"Other", b"foo=1"),
+    ]
+    value = HttpReplace("value", "X-F", re.compile(r"^192\.168\.(.*)$"), r"172.16.\1")
+    assert replace_headers([(b"x-f", b"10.0.0.1, 192.168.1.5")], value, facts) == [
+        (b"x-f", b"10.0.0.1, 172.16.1.5")
+    ]
+    assert replace_headers([(b"x-f", b"10.0.0.1")], value, facts) is None  # nothing matched
+    # the format is expanded for each request before the back-references
+    from_request = HttpReplace("header", "X-A", re.compile("a"), "x%[hdr(x-b)]")
+    head = RequestHead("GET", b"/", "1.1", [(b"x-b", b"1")], keep_alive=True)
+    assert replace_headers([(b"X-A", b"a")], from_request, replace(facts, head=head)) == [
+        (b"X-A", b"x1")
+    ]
+
+
+def test_replace_path_keeps_the_query_and_a_bad_result_is_an_error() -> None:
+    def run(action: HttpReplace, target: bytes) -> tuple[int | None, bytes]:
+        head = RequestHead("GET", target, "1.1", [(b"host", b"a")], keep_alive=True)
+        facts = RequestFacts(("192.0.2.1", 1), None, True, "a", None, target, head)
+        answer, _ = apply_rules((CompiledRule(action, None),), head, facts)
+        return (answer.status if answer is not None else None), head.target
+
+    path = HttpReplace("path", None, re.compile("/old/(.*)"), r"/new/\1")
+    assert run(path, b"/old/a?x=1") == (None, b"/new/a?x=1")
+    assert run(path, b"/other") == (None, b"/other")
+    pathq = HttpReplace("pathq", None, re.compile(r"\?x=1$"), "/q")
+    assert run(pathq, b"/a?x=1") == (None, b"/q")
+    empty = HttpReplace("uri", None, re.compile(".*"), "")
+    assert run(empty, b"/a")[0] == 500  # HAProxy's strict mode: no valid target

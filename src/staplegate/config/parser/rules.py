@@ -8,6 +8,7 @@ their reader, every other HAProxy action as refused.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from staplegate.config.crtlist import join_base
@@ -21,6 +22,7 @@ from staplegate.config.model import (
     HttpDeny,
     HttpRedirect,
     HttpRedirectScheme,
+    HttpReplace,
     HttpRequestRule,
     HttpReturn,
     HttpSetHeader,
@@ -43,6 +45,7 @@ from staplegate.config.samples import (
     SampleSyntaxError,
     check_context,
     check_variable_name,
+    compile_pcre,
     parse_header_format,
     parse_sample_expression,
 )
@@ -169,6 +172,36 @@ def _http_del_header(
     return HttpDelHeader(body[0])
 
 
+def _http_replace(
+    parser: ParserState, body: list[str], where: SourceLocation, kw: str
+) -> HttpAction | None:
+    """`replace-header|replace-value NAME REGEX FMT`, `replace-path|replace-pathq|
+    replace-uri REGEX FMT`."""
+    part = kw.rsplit("replace-", 1)[1]
+    named = part in ("header", "value")
+    wanted = 3 if named else 2
+    if len(body) != wanted:
+        parser.error(
+            where, kw, f"'{kw}' expects exactly {wanted} arguments.", Reason.MISSING_ARGUMENT
+        )
+        return None
+    name = body[0] if named else None
+    if name is not None and not _checked_name(parser, name, where, kw):
+        return None
+    pattern, fmt = body[-2], body[-1]
+    try:
+        regex = compile_pcre(pattern)
+    except re.error as error:
+        parser.error(where, kw, f"'{kw}' : regex '{pattern}' is invalid: {error}.")
+        return None
+    try:
+        check_context(parse_header_format(fmt), response=_is_response_rule(kw))
+    except SampleSyntaxError as error:
+        parser.error(where, kw, f"'{kw}' : {error}", Reason.UNSUPPORTED)
+        return None
+    return HttpReplace(part, name, regex, fmt)
+
+
 def _http_set_target(
     parser: ParserState, body: list[str], where: SourceLocation, kw: str
 ) -> HttpAction | None:
@@ -274,6 +307,8 @@ HTTP_RESPONSE_ACTIONS: dict[str, ActionReader] = {
     "del-header": _http_del_header,
     "set-status": _http_set_status,
     "deny": _http_response_deny,
+    "replace-header": _http_replace,
+    "replace-value": _http_replace,
 }
 #: what `http-after-response` does not take (HAProxy has no deny there)
 RESPONSE_ONLY_ACTIONS = frozenset({"deny"})
@@ -539,6 +574,11 @@ HTTP_REQUEST_ACTIONS: KeywordTable[ActionReader] = KeywordTable(
         supported("set-pathq", _http_set_target),
         supported("set-query", _http_set_target),
         supported("set-uri", _http_set_target),
+        supported("replace-header", _http_replace),
+        supported("replace-value", _http_replace),
+        supported("replace-path", _http_replace),
+        supported("replace-pathq", _http_replace),
+        supported("replace-uri", _http_replace),
         *refused_all(
             [
                 "add-acl",
@@ -552,11 +592,6 @@ HTTP_REQUEST_ACTIONS: KeywordTable[ActionReader] = KeywordTable(
                 "lua",
                 "normalize-uri",
                 "reject",
-                "replace-header",
-                "replace-path",
-                "replace-pathq",
-                "replace-uri",
-                "replace-value",
                 "sc-inc-gpc",
                 "sc-inc-gpc0",
                 "sc-inc-gpc1",

@@ -8,6 +8,7 @@ from staplegate.config.model import (
     HttpDelHeader,
     HttpDeny,
     HttpRedirectScheme,
+    HttpReplace,
     HttpReturn,
     HttpSetHeader,
     HttpSetStatus,
@@ -235,8 +236,6 @@ def test_http_request_errors() -> None:
         "http-request set-hdr X-A b": "'http-request' : unknown action 'set-hdr'; did you mean "
         "'set-header' maybe ?",
         "http-request set-path /x y": "'http-request set-path' expects exactly 1 argument.",
-        "http-request replace-path /x y": "'http-request replace-path' is a HAProxy keyword "
-        "that staplegate does not support and it would change traffic",
     }
     for line, message in cases.items():
         text = f"frontend fe\n    bind :80\n    {line}\n    default_backend app\n" + BACKEND
@@ -357,3 +356,38 @@ def test_response_deny_and_set_status() -> None:
     assert [(t.fetch, t.match) for t in eu_rule.condition.terms] == [
         (AclFetch.RES_HDR, AclMatch.BEGIN)
     ]
+
+
+def test_replace_actions() -> None:
+    config, diags = check(
+        "frontend fe\n    mode http\n    bind :80\n"
+        "    http-request replace-header Cookie foo=([^;]*);(.*) foo=\\1;ip=%[src];\\2\n"
+        "    http-request replace-value X-F ^192\\.168\\.(.*)$ 172.16.\\1\n"
+        "    http-request replace-path /old/(.*) /new/\\1 if { hdr(host) a }\n"
+        "    http-response replace-header Location ^http://(.*)$ https://\\1\n"
+        "    default_backend app\n"
+        "backend app\n    mode http\n    server a1 127.0.0.1:9000\n"
+    )
+    assert diags == []
+    assert config is not None
+    frontend = config.frontend("fe")
+    parts = [(r.action.part, r.action.name) for r in frontend.http_request_rules]  # type: ignore[union-attr]
+    assert parts == [("header", "Cookie"), ("value", "X-F"), ("path", None)]
+    (location,) = frontend.http_response_rules
+    assert isinstance(location.action, HttpReplace)
+    assert location.action.regex.pattern == "^http://(.*)$"
+    cases = {
+        "http-request replace-header X-A (": "'http-request replace-header' expects exactly 3 "
+        "arguments.",
+        "http-request replace-path ( x": "'http-request replace-path' : regex '(' is invalid: "
+        "missing ), unterminated subpattern at position 0.",
+        "http-response replace-header Content-Length a b": "'http-response replace-header' : "
+        "'Content-Length' is a framing or hop-by-hop header, which staplegate writes itself; "
+        "a rule cannot change it.",
+        "http-response replace-value X-A a %[path]": "'http-response replace-value' : sample "
+        "fetch 'path' reads the request, which a response rule does not see (HAProxy refuses "
+        "it too)",
+    }
+    for line, message in cases.items():
+        text = f"frontend fe\n    bind :80\n    {line}\n    default_backend app\n" + BACKEND
+        assert one_error(text) == A.format(3, message), line
