@@ -13,6 +13,14 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from staplegate.config.maps import (
+    MAP_METHODS,
+    REFUSED_MAP_CONVERTERS,
+    MapError,
+    MapTable,
+    load_map,
+)
+
 #: fetch -> (what its argument is, returns binary); the argument: "" none, "dn" a client
 #: certificate DN entry, "name" a header or query parameter name, "uuid" the UUID version
 SAMPLE_FETCHES: dict[str, tuple[str, bool]] = {
@@ -75,7 +83,7 @@ def check_context(segments: tuple[Segment, ...], *, response: bool) -> None:
             )
 
 
-CONVERTERS = frozenset({"hex", "base64", "lower", "upper", "field", "regsub"})
+CONVERTERS = frozenset({"hex", "base64", "lower", "upper", "field", "regsub", *MAP_METHODS})
 _TEXT_CONVERTERS = frozenset({"hex", "base64"})  # turn binary into text
 _EXPRESSION = re.compile(r"%(\{\+Q\})?\[([^\]]*)\]")
 _FETCH = re.compile(
@@ -192,6 +200,8 @@ class Converter:
     regex: re.Pattern[str] | None = None
     replacement: str = ""
     count: int = 1
+    table: MapTable | None = None  # `map_*`: the file, read when the configuration was
+    default: str | None = None  # `map_*(FILE,DEFAULT)`: the value when no line matches
 
 
 @lru_cache(maxsize=512)
@@ -201,6 +211,13 @@ def compile_converter(spec: str) -> Converter:
     the compiled expression, the replacement, and how many to replace)."""
     name, _, rest = spec.partition("(")
     args = rest[:-1].split(",") if rest else []
+    if name in MAP_METHODS:
+        return _map_converter(name, rest[:-1] if rest else "")
+    if name in REFUSED_MAP_CONVERTERS:
+        raise SampleSyntaxError(
+            f"converter '{name}' is not supported (map converters staplegate runs: "
+            f"{', '.join(sorted(MAP_METHODS))})"
+        )
     if name not in CONVERTERS:
         known = ", ".join(sorted(CONVERTERS))
         raise SampleSyntaxError(f"converter '{name}' is not supported (known: {known})")
@@ -222,6 +239,27 @@ def compile_converter(spec: str) -> Converter:
     if args:
         raise SampleSyntaxError(f"converter '{name}' takes no argument")
     return Converter(name)
+
+
+def _map_converter(name: str, inside: str) -> Converter:
+    """`map_*(FILE[,DEFAULT])`: the file is read now, once per configuration reading."""
+    path, comma, default = inside.partition(",")
+    if not path:
+        raise SampleSyntaxError(f"'{name}' expects (<map file>[,<default value>])")
+    if path.startswith("opt@"):
+        raise SampleSyntaxError(f"'{name}' : 'opt@' (HAProxy 3.x) is not supported")
+    try:
+        table = load_map(path, MAP_METHODS[name])
+    except MapError as error:
+        raise SampleSyntaxError(f"'{name}' : {error}") from None
+    return Converter(name, table=table, default=default if comma else None)
+
+
+def forget_compiled() -> None:
+    """Drop what earlier readings compiled: a new reading of the configuration (reload)
+    reads its map files again."""
+    compile_converter.cache_clear()
+    parse_header_format.cache_clear()
 
 
 @lru_cache(maxsize=256)

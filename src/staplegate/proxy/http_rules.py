@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from staplegate.config.maps import lookup
 from staplegate.config.model import (
     AclFetch,
     AclMatch,
@@ -46,6 +47,7 @@ from staplegate.config.model import (
 from staplegate.config.samples import (
     REQUEST_SAMPLE_FETCHES,
     RESPONSE_SAMPLE_FETCHES,
+    Converter,
     LogVariable,
     SampleExpression,
     compile_converter,
@@ -146,7 +148,12 @@ def _term_holds(term: AclTerm, facts: RequestFacts) -> bool:
     else:
         samples = _acl_samples(term, facts)
         for converter in term.converters:
-            samples = [s.lower() if converter == "lower" else s.upper() for s in samples]
+            if converter == "lower" or converter == "upper":
+                samples = [s.lower() if converter == "lower" else s.upper() for s in samples]
+                continue
+            compiled = compile_converter(converter)  # a map, read with the configuration
+            mapped = (map_value(compiled, sample) for sample in samples)
+            samples = [value for value in mapped if value is not None]
         value = _matches(term, samples)
     return not value if term.negated else value
 
@@ -463,9 +470,18 @@ def _fetch(expression: SampleExpression, facts: RequestFacts) -> str | bytes:
     return dn.entry(args[0], int(args[1]) if len(args) > 1 else 1) or ""
 
 
+def map_value(compiled: Converter, text: str) -> str | None:
+    """A `map_*` converter on `text`: the mapped value, its default, or None (no sample)."""
+    assert compiled.table is not None
+    found = lookup(compiled.table, text)
+    return found if found is not None else compiled.default
+
+
 def _convert(value: str | bytes, spec: str) -> str | bytes:
     compiled = compile_converter(spec)  # cached: compiled when the config was read
     converter = compiled.name
+    if compiled.table is not None:  # no sample: the expression's value is empty
+        return map_value(compiled, value if isinstance(value, str) else value.decode()) or ""
     if converter == "field":
         text = value if isinstance(value, str) else value.decode("latin-1")
         return _field(text, compiled.index, compiled.delimiters)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from staplegate.config.samples import (
     LogVariable,
     SampleExpression,
     SampleSyntaxError,
+    compile_converter,
+    forget_compiled,
     parse_header_format,
     parse_unique_id_format,
 )
@@ -64,3 +69,37 @@ def test_unique_id_format() -> None:
     assert parse_unique_id_format("%Ts") == (LogVariable("Ts"),)
     with pytest.raises(SampleSyntaxError, match="'%hr' is not supported here"):
         parse_unique_id_format("%hr")
+
+
+def test_map_converters_read_their_file_once_per_configuration_reading(tmp_path: Path) -> None:
+    tiers = tmp_path / "tiers.map"
+    tiers.write_text("gold.test gold\n", encoding="utf-8")
+    text = f"%[req.hdr(host),lower,map_str({tiers},free)]"
+    (expression,) = parse_header_format(text)
+    assert isinstance(expression, SampleExpression)
+    compiled = compile_converter(expression.converters[1])
+    assert compiled.table is not None
+    assert compiled.default == "free"
+    assert dict(compiled.table.exact) == {"gold.test": "gold"}
+    tiers.write_text("gold.test platinum\n", encoding="utf-8")
+    assert dict(compile_converter(expression.converters[1]).table.exact) == {  # type: ignore[union-attr]
+        "gold.test": "gold"
+    }  # a request never reads the file
+    forget_compiled()  # what a new reading of the configuration (a reload) does first
+    assert dict(compile_converter(expression.converters[1]).table.exact) == {  # type: ignore[union-attr]
+        "gold.test": "platinum"
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("%[path,map_dom(/x.map)]", "converter 'map_dom' is not supported (map converters"),
+        ("%[path,map_str(/nonexistent/x.map)]", "map file '/nonexistent/x.map' cannot be read"),
+        ("%[path,map_beg()]", "'map_beg' expects (<map file>[,<default value>])"),
+        ("%[path,map(opt@/x.map)]", "'opt@' (HAProxy 3.x) is not supported"),
+    ],
+)
+def test_map_refusals(text: str, message: str) -> None:
+    with pytest.raises(SampleSyntaxError, match=re.escape(message)):
+        parse_header_format(text)

@@ -18,9 +18,15 @@ from dataclasses import dataclass, replace
 
 from staplegate.config.crtlist import join_base
 from staplegate.config.diagnostics import Reason, SourceLocation
+from staplegate.config.maps import MAP_METHODS, REFUSED_MAP_CONVERTERS
 from staplegate.config.model import AclFetch, AclMatch, AclTerm, Condition, UserlistRef
 from staplegate.config.parser.state import ParserState
-from staplegate.config.samples import SampleSyntaxError, check_variable_name, compile_pcre
+from staplegate.config.samples import (
+    SampleSyntaxError,
+    check_variable_name,
+    compile_converter,
+    compile_pcre,
+)
 
 CONDITION_HELP = (
     "staplegate evaluates the fetches ssl_fc_sni, req.ssl_sni, ssl_fc, ssl_c_used, "
@@ -30,7 +36,8 @@ CONDITION_HELP = (
     "url_param(), method (with their _beg/_end/_sub/_reg/_dom/_dir/_len forms), "
     "http_auth(<userlist>), http_auth_group(<userlist>) <group>…, in response rules "
     "status, res.hdr()/shdr() and res.hdr_cnt(), the "
-    "converters lower and upper, the matches -m str|beg|end|sub|reg|dom|dir|len|int|bool|found "
+    "converters lower, upper and map/map_str/map_beg/map_sub/map_end/map_reg/map_ip, "
+    "the matches -m str|beg|end|sub|reg|dom|dir|len|int|bool|found "
     "and -f FILE, named ACLs and the predefined TRUE, FALSE and LOCALHOST"
 )
 
@@ -209,6 +216,29 @@ def acl_term(
     return term
 
 
+_MAP_CONVERTER_NAMES = frozenset(MAP_METHODS) | REFUSED_MAP_CONVERTERS
+
+
+def split_converters(text: str) -> tuple[str, ...]:
+    """`,lower,map_str(FILE,DEFAULT)` → ("lower", "map_str(FILE,DEFAULT)"): commas inside
+    a converter's parentheses are its arguments'."""
+    out: list[str] = []
+    depth = 0
+    current: list[str] = []
+    for char in text:
+        if char == "," and depth == 0:
+            if current:
+                out.append("".join(current))
+            current = []
+            continue
+        depth += char == "("
+        depth -= char == ")"
+        current.append(char)
+    if current:
+        out.append("".join(current))
+    return tuple(out)
+
+
 def _resolve_fetch(word: str) -> tuple[_FetchSpec, AclMatch | None, str | None, tuple[str, ...]]:
     """HAProxy's fetch word → (spec, derived match, argument, converters)."""
     parsed = _FETCH_WORD.fullmatch(word)
@@ -239,13 +269,19 @@ def _resolve_fetch(word: str) -> tuple[_FetchSpec, AclMatch | None, str | None, 
         raise _TermError(f"fetch '{name}' needs an argument, as in '{name}(x-name)'.")
     if spec.arg == "" and raw_args is not None:
         raise _TermError(f"fetch '{name}' takes no argument.")
-    converters = tuple(c for c in parsed.group("conv").split(",") if c)
+    converters = split_converters(parsed.group("conv"))
     for converter in converters:
+        if converter.split("(", 1)[0] in _MAP_CONVERTER_NAMES:
+            try:
+                compile_converter(converter)  # reads the map file now
+            except SampleSyntaxError as error:
+                raise _TermError(str(error), Reason.UNSUPPORTED) from None
+            continue
         if converter not in ACL_CONVERTERS:
             raise _TermError(
                 f"converter '{converter}' is not supported in conditions "
-                f"(staplegate has: {', '.join(ACL_CONVERTERS)}); ignoring the condition "
-                "would change traffic",
+                f"(staplegate has: {', '.join(ACL_CONVERTERS)} and the map lookups); "
+                "ignoring the condition would change traffic",
                 Reason.UNSUPPORTED,
             )
     return spec, derived, arg, converters

@@ -37,6 +37,7 @@ from staplegate.config.parser.userlist import (
     close_userlist,
     open_userlist,
 )
+from staplegate.config.samples import forget_compiled
 
 _TABLES: dict[Section, KeywordTable[Handler]] = {
     Section.GLOBAL: GLOBAL,
@@ -84,6 +85,7 @@ class ConfigParser:
         self, *, env: Mapping[str, str], read_file: Callable[[str], str] | None = None
     ) -> None:
         """`read_file` reads the pattern files of `acl … -f FILE` (the loader's I/O)."""
+        forget_compiled()  # each reading reads its map files again (a reload sees edits)
         self._env = env
         self._state = ParserState()
         if read_file is not None:

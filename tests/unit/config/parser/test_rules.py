@@ -53,8 +53,11 @@ def test_condition_errors() -> None:
     cases = {
         "use_backend app if { req.cook(a) -m found }": "'use_backend' : fetch 'req.cook(a)' "
         f"is not supported: {help_text}; ignoring the condition would change traffic",
-        "use_backend app if { hdr(host),map(a.map) -m found }": "'use_backend' : converter "
-        "'map(a.map)' is not supported in conditions (staplegate has: lower, upper); ignoring "
+        "use_backend app if { hdr(host),map(/nonexistent/a.map) -m found }": "'use_backend' : "
+        "'map' : map file '/nonexistent/a.map' cannot be read: No such file or directory",
+        "use_backend app if { hdr(host),base64 -m found }": "'use_backend' : converter "
+        "'base64' is not supported in conditions (staplegate has: lower, upper and the map "
+        "lookups); ignoring "
         "the condition would change traffic",
         "use_backend app if { hdr_beg }": "'use_backend' : fetch 'hdr_beg' needs an argument, "
         "as in 'hdr_beg(x-name)'.",
