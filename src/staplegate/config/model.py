@@ -167,6 +167,7 @@ class AclFetch(enum.Enum):
     SSL_FC_SNI = "ssl_fc_sni"
     REQ_SSL_SNI = "req.ssl_sni"
     SSL_FC = "ssl_fc"
+    SSL_FC_ALPN = "ssl_fc_alpn"  # the protocol the client's TLS handshake agreed on
     SSL_C_USED = "ssl_c_used"  # a client certificate was presented (boolean)
     SSL_C_VERIFY = "ssl_c_verify"  # its verification result, an X509_V_ERR code (integer)
     SSL_C_S_DN = "ssl_c_s_dn"  # the client certificate's subject (or one entry of it)

@@ -29,6 +29,7 @@ SAMPLE_FETCHES: dict[str, tuple[str, bool]] = {
     "dst_port": ("", False),
     "ssl_fc": ("", False),
     "ssl_fc_sni": ("", False),
+    "ssl_fc_alpn": ("", False),
     "ssl_c_used": ("", False),
     "ssl_c_verify": ("", False),
     "ssl_c_s_dn": ("dn", False),

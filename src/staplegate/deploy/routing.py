@@ -29,6 +29,7 @@ def _facts(info: ConnectionInfo, usable_servers: Callable[[str], int] | None) ->
         usable_servers,
         None,
         info.inspected,
+        info.alpn.decode("latin-1") if info.alpn else None,
     )
 
 

@@ -204,6 +204,7 @@ class ExchangeLifecycle:
             head,
             side.frontend_address,
             self.http.usable_servers,
+            alpn=session.alpn.decode("latin-1") if session is not None and session.alpn else None,
         )
 
     def _respond_locally(self, exchange: Exchange, answer: LocalResponse, code: str) -> None:

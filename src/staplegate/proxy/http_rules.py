@@ -91,6 +91,7 @@ class RequestFacts:
     usable_servers: Callable[[str], int] | None = None  # `nbsrv(backend)`
     response: ResponseHead | None = None  # response rules: the answer being sent
     inspected: Inspected | None = None  # mode tcp after `tcp-request inspect-delay`
+    alpn: str | None = None  # `ssl_fc_alpn`: the protocol the TLS handshake agreed on
 
 
 def request_path(target: bytes | None) -> str | None:
@@ -170,6 +171,8 @@ def _acl_samples(term: AclTerm, facts: RequestFacts) -> list[str]:
         return [path] if path is not None else []
     if fetch is AclFetch.SSL_FC:
         return ["1" if facts.tls else "0"]
+    if fetch is AclFetch.SSL_FC_ALPN:
+        return [facts.alpn] if facts.alpn else []
     if fetch is AclFetch.ALWAYS_TRUE:
         return ["1"]
     if fetch is AclFetch.ALWAYS_FALSE:
@@ -425,6 +428,8 @@ def _fetch(expression: SampleExpression, facts: RequestFacts) -> str | bytes:
         return escape(facts.server_name or "")
     if name == "ssl_fc":
         return "1" if facts.tls else "0"
+    if name == "ssl_fc_alpn":
+        return facts.alpn or ""
     if name in REQUEST_SAMPLE_FETCHES:
         args = expression.args
         if name in ("hdr", "req.hdr", "req.fhdr"):
@@ -591,18 +596,7 @@ def apply_response_rules(
     """`http-response` (then `http-after-response`) rules on a server's answer, in order;
     later conditions and values see the headers and status earlier rules left. A `deny`
     that applies ends the rules: its answer replaces the server's."""
-    facts = RequestFacts(
-        facts.client_address,
-        facts.server_name,
-        facts.tls,
-        facts.host,
-        facts.client_certificate,
-        facts.target,
-        facts.head,
-        facts.frontend_address,
-        facts.usable_servers,
-        response,
-    )
+    facts = replace(facts, response=response, inspected=None)
     for rule in rules:
         if not condition_holds(rule.condition, facts):
             continue

@@ -29,7 +29,7 @@ from staplegate.config.samples import (
 )
 
 CONDITION_HELP = (
-    "staplegate evaluates the fetches ssl_fc_sni, req.ssl_sni, ssl_fc, ssl_c_used, "
+    "staplegate evaluates the fetches ssl_fc_sni, req.ssl_sni, ssl_fc, ssl_fc_alpn, ssl_c_used, "
     "ssl_c_verify, ssl_c_s_dn, ssl_c_i_dn, src, src_port, dst_port, nbsrv(), always_true, "
     "always_false, in mode tcp req.ssl_hello_type, req.ssl_alpn and req.len "
     "and in mode http hdr(), req.hdr(), req.fhdr(), hdr_cnt(), path, url, base, query, "
@@ -54,6 +54,7 @@ _BASE_FETCHES: dict[str, _FetchSpec] = {
     "req.ssl_sni": _FetchSpec(AclFetch.REQ_SSL_SNI, AclMatch.EXACT, ""),
     "req_ssl_sni": _FetchSpec(AclFetch.REQ_SSL_SNI, AclMatch.EXACT, ""),
     "ssl_fc": _FetchSpec(AclFetch.SSL_FC, AclMatch.BOOL, ""),
+    "ssl_fc_alpn": _FetchSpec(AclFetch.SSL_FC_ALPN, AclMatch.EXACT, ""),
     "ssl_c_used": _FetchSpec(AclFetch.SSL_C_USED, AclMatch.BOOL, ""),
     "ssl_c_verify": _FetchSpec(AclFetch.SSL_C_VERIFY, AclMatch.INT, ""),
     "ssl_c_s_dn": _FetchSpec(AclFetch.SSL_C_S_DN, AclMatch.EXACT, "optional"),

@@ -215,14 +215,14 @@ def test_http_request_errors() -> None:
         "supported (known: base, dst_port, hdr, method, path, query, req.fhdr, req.hdr, "
         "res.fhdr, res.hdr, res.ver, src, src_port, ssl_c_der, ssl_c_i_dn, ssl_c_notafter, "
         "ssl_c_notbefore, ssl_c_s_dn, ssl_c_serial, ssl_c_sha1, ssl_c_used, ssl_c_verify, "
-        "ssl_fc, ssl_fc_sni, status, url, url_param, urlp, uuid, var)",
+        "ssl_fc, ssl_fc_alpn, ssl_fc_sni, status, url, url_param, urlp, uuid, var)",
         "http-request redirect scheme ftp": "'http-request redirect' : scheme 'ftp' is not "
         "supported (use http or https).",
         "http-request set-header X-A %[req.cook(x)]": "'http-request set-header' : sample "
         "fetch 'req.cook' is not supported (known: base, dst_port, hdr, method, path, query, "
         "req.fhdr, req.hdr, res.fhdr, res.hdr, res.ver, src, src_port, ssl_c_der, ssl_c_i_dn, "
         "ssl_c_notafter, ssl_c_notbefore, ssl_c_s_dn, ssl_c_serial, ssl_c_sha1, ssl_c_used, "
-        "ssl_c_verify, ssl_fc, ssl_fc_sni, status, url, url_param, urlp, uuid, var)",
+        "ssl_c_verify, ssl_fc, ssl_fc_alpn, ssl_fc_sni, status, url, url_param, urlp, uuid, var)",
         "http-request set-header X-A %[ssl_c_der]": "'http-request set-header' : sample fetch "
         "'ssl_c_der' is binary: write '%[ssl_c_der,hex]' or '%[ssl_c_der,base64]'",
         "http-request set-header X-A %ci": "'http-request set-header' : log-format variable "
