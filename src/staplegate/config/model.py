@@ -193,6 +193,9 @@ class AclFetch(enum.Enum):
     REQ_SSL_HELLO_TYPE = "req.ssl_hello_type"  # 1 when they are a TLS ClientHello
     REQ_SSL_ALPN = "req.ssl_alpn"  # the first protocol its ALPN extension offers
     REQ_LEN = "req.len"  # how many bytes were read
+    # HAProxy's `HTTP` ACL: the request is HTTP (always in mode http; in mode tcp, the first
+    # bytes read hold an HTTP/1.x request line)
+    REQ_PROTO_HTTP = "req.proto_http"
     VAR = "var"  # a variable `set-var` stored for this request (`arg`: "txn.name")
     NBSRV = "nbsrv"  # usable servers of the backend named by `arg` (integer)
     # mode http: the request's Basic credentials checked against the `userlist` in `auth`

@@ -30,6 +30,8 @@ SAMPLE_FETCHES: dict[str, tuple[str, bool]] = {
     "ssl_fc": ("", False),
     "ssl_fc_sni": ("", False),
     "ssl_fc_alpn": ("", False),
+    "req.ssl_sni": ("", False),  # mode tcp: the ClientHello's SNI read by inspection
+    "req_ssl_sni": ("", False),
     "ssl_c_used": ("", False),
     "ssl_c_verify": ("", False),
     "ssl_c_s_dn": ("dn", False),

@@ -430,6 +430,7 @@ def _frontend_plan(
                 looks_past_host(r.condition) or "%[" in r.backend for r in frontend.use_backends
             ),
             stats=_stats_service(frontend),
+            content_rules=tuple(frontend.tcp_content_rules),
             errorfiles=_errorfiles(frontend.settings.errorfiles, problems),
         )
     return FrontendPlan(
@@ -498,17 +499,7 @@ def _inspect_delay(
     delay_ms = frontend.settings.inspect_delay_ms
     rules = frontend.tcp_content_rules
     if frontend.mode is Mode.HTTP:
-        if rules:
-            problems.append(
-                _refuse(
-                    rules[0].location,
-                    "tcp-request content",
-                    f"frontend '{frontend.name}' is 'mode http': staplegate evaluates "
-                    "'tcp-request content' rules in 'mode tcp' only (write them as "
-                    "'http-request' rules)",
-                )
-            )
-        return None
+        return None  # each request is read whole before its rules: nothing to wait for
     if (rules or delay_ms) and any(b.tls is not None for b in binds):
         problems.append(
             _refuse(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol, cast
 
 from staplegate.clock import Clock, SystemClock
-from staplegate.config.model import CookiePersistence
+from staplegate.config.model import CookiePersistence, TcpContentRule
 from staplegate.config.samples import LogVariable, SampleExpression
 from staplegate.proxy.http_message import MAX_HEAD_BYTES, MAX_HEADERS, LocalResponse
 from staplegate.proxy.http_response import ResponseEvent, ResponseReader
@@ -79,6 +79,8 @@ class HttpSettings:
     route_per_request: bool = False
     backends: Mapping[str, HttpBackendSettings] = field(default_factory=dict)
     stats: StatsService | None = None  # `stats enable`: answered after the rules
+    # `tcp-request content accept|reject`: checked for each request before the rules
+    content_rules: tuple[TcpContentRule, ...] = ()
     # `errorfile`: the answer instead of HAProxy's own message, by status (a backend's
     # own errorfile for that status wins once the request has one)
     errorfiles: Mapping[int, LocalResponse] = field(default_factory=dict)

@@ -74,6 +74,7 @@ class Inspected:
     length: int
     client_hello: bool = False
     alpn: str | None = None
+    http_request: bool = False  # they begin with an HTTP/1.x request line (`HTTP`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +197,11 @@ def _acl_samples(term: AclTerm, facts: RequestFacts) -> list[str]:
         if fetch is AclFetch.REQ_SSL_HELLO_TYPE:
             return ["1"]
         return [inspected.alpn] if inspected.alpn is not None else []
+    if fetch is AclFetch.REQ_PROTO_HTTP:
+        if facts.head is not None:  # mode http: the request parsed
+            return ["1"]
+        inspected = facts.inspected
+        return ["1" if inspected is not None and inspected.http_request else "0"]
     if fetch is AclFetch.REQ_LEN:
         inspected = facts.inspected
         return [str(inspected.length if inspected is not None else 0)]
@@ -424,7 +430,7 @@ def _fetch(expression: SampleExpression, facts: RequestFacts) -> str | bytes:
     if name == "dst_port":
         address = facts.frontend_address
         return str(address[1]) if address is not None else ""
-    if name == "ssl_fc_sni":
+    if name == "ssl_fc_sni" or name == "req.ssl_sni" or name == "req_ssl_sni":
         return escape(facts.server_name or "")
     if name == "ssl_fc":
         return "1" if facts.tls else "0"

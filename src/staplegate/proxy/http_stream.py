@@ -58,6 +58,7 @@ from staplegate.proxy.http_response import ResponseEvent, ResponseHead, Response
 from staplegate.proxy.http_rules import (
     apply_response_rules,
     apply_rules,
+    condition_holds,
     render_unique_id,
     source_in,
 )
@@ -241,6 +242,15 @@ class HttpStream(ExchangeLifecycle):
             self._routes[host] = route
         return route
 
+    def _content_accepted(self, head: RequestHead) -> bool:
+        """`tcp-request content` in mode http: the first rule whose condition holds decides;
+        none holding accepts (HAProxy evaluates them for each request)."""
+        facts = self._facts(head)
+        for rule in self.settings.content_rules:
+            if condition_holds(rule.condition, facts):
+                return rule.accept
+        return True
+
     def _start(self, head: RequestHead, now: float) -> None:
         """Rules, routing, a server slot; with an idle connection to it, send at once."""
         started = self._first_byte
@@ -258,6 +268,9 @@ class HttpStream(ExchangeLifecycle):
         exchange.close_client = not head.keep_alive
         self.exchange = exchange
         self.http.stats.requests += 1
+        if settings.content_rules and not self._content_accepted(head):
+            self._abort_exchange("PR--", status=-1)  # HAProxy: closed without an answer
+            return
         if settings.rules:
             answer, _ = apply_rules(settings.rules, head, self._facts(head))
             if answer is not None:

@@ -7,6 +7,7 @@ fetches give no sample for it.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from staplegate.proxy.http_rules import Inspected
@@ -19,6 +20,8 @@ from staplegate.tls.clienthello import (
 
 #: decide once this much is read (HAProxy inspects one buffer)
 INSPECT_LIMIT: Final = 16384
+#: what HAProxy's `HTTP` ACL recognises in mode tcp: an HTTP/1.x request line
+_REQUEST_LINE: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^ \r\n]+ HTTP/1\.[01]\r?\n")
 
 
 def wants_more(buffer: bytes | bytearray) -> bool:
@@ -42,7 +45,7 @@ def inspect(data: bytes) -> tuple[Inspected, str | None]:
         if isinstance(parsed, ClientHello):
             hello = parsed
     if hello is None:
-        return Inspected(len(data)), None
+        return Inspected(len(data), http_request=_REQUEST_LINE.match(data) is not None), None
     offered = hello.alpn_protocols
     alpn = offered[0].decode("latin-1") if offered else None
     return Inspected(len(data), True, alpn), hello.server_name

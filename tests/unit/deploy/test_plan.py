@@ -150,7 +150,7 @@ def test_nbsrv_routes_per_request_names_a_backend_and_monitor_uri_comes_first(
     assert "'monitor-uri' ignored for frontend 'fe' as it requires HTTP mode." in output
 
 
-def test_tcp_request_content_needs_mode_tcp_on_plain_binds(tmp_path: Path) -> None:
+def test_tcp_request_content_on_plain_binds_and_in_mode_http(tmp_path: Path) -> None:
     rules = (
         "    tcp-request inspect-delay 2s\n"
         "    tcp-request content accept if { req.ssl_hello_type 1 }\n"
@@ -160,9 +160,13 @@ def test_tcp_request_content_needs_mode_tcp_on_plain_binds(tmp_path: Path) -> No
     assert plan is not None, output
     assert plan.frontends[0].inspect_delay_s == 2.0
     assert len(plan.frontends[0].content_rules) == 1
+    # mode http: checked for each request before the rules, nothing is waited for
     plan, output = _plan(tmp_path, "frontend fe\n    mode http\n    bind 127.0.0.1:80\n" + rules)
-    assert plan is None
-    assert "staplegate evaluates 'tcp-request content' rules in 'mode tcp' only" in output
+    assert plan is not None, output
+    (frontend,) = plan.frontends
+    assert frontend.inspect_delay_s is None
+    assert frontend.http is not None
+    assert len(frontend.http.content_rules) == 1
 
 
 def test_ssl_server_verify_is_the_default_of_server_lines(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ CONDITION_HELP = (
     "status, res.hdr()/shdr() and res.hdr_cnt(), the "
     "converters lower, upper and map/map_str/map_beg/map_sub/map_end/map_reg/map_ip, "
     "the matches -m str|beg|end|sub|reg|dom|dir|len|int|bool|found "
-    "and -f FILE, named ACLs and the predefined TRUE, FALSE and LOCALHOST"
+    "and -f FILE, named ACLs and the predefined TRUE, FALSE, HTTP and LOCALHOST"
 )
 
 
@@ -80,6 +80,8 @@ _BASE_FETCHES: dict[str, _FetchSpec] = {
     "req_ssl_hello_type": _FetchSpec(AclFetch.REQ_SSL_HELLO_TYPE, AclMatch.INT, ""),
     "req.ssl_alpn": _FetchSpec(AclFetch.REQ_SSL_ALPN, AclMatch.EXACT, ""),
     "req.len": _FetchSpec(AclFetch.REQ_LEN, AclMatch.INT, ""),
+    "req.proto_http": _FetchSpec(AclFetch.REQ_PROTO_HTTP, AclMatch.BOOL, ""),
+    "req_proto_http": _FetchSpec(AclFetch.REQ_PROTO_HTTP, AclMatch.BOOL, ""),
     "req_len": _FetchSpec(AclFetch.REQ_LEN, AclMatch.INT, ""),
     "always_true": _FetchSpec(AclFetch.ALWAYS_TRUE, AclMatch.BOOL, ""),
     "always_false": _FetchSpec(AclFetch.ALWAYS_FALSE, AclMatch.BOOL, ""),
@@ -145,6 +147,7 @@ _INT_RANGE = re.compile(r"(-?[0-9]+)?(:)?(-?[0-9]+)?")
 PREDEFINED_ACLS: dict[str, AclTerm] = {
     "TRUE": AclTerm(AclFetch.ALWAYS_TRUE, match=AclMatch.BOOL),
     "FALSE": AclTerm(AclFetch.ALWAYS_FALSE, match=AclMatch.BOOL),
+    "HTTP": AclTerm(AclFetch.REQ_PROTO_HTTP, match=AclMatch.BOOL),
     "LOCALHOST": AclTerm(
         AclFetch.SRC,
         ("127.0.0.1/8", "::1"),
