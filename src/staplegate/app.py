@@ -30,6 +30,7 @@ from staplegate.process.master import Deployment, Master, update_settings_of, up
 from staplegate.process.sockets import open_sockets
 from staplegate.process.supervisor import supervise
 from staplegate.store import FileStapleStore, StoreError, resolve_state_dir
+from staplegate.store.preload import BackgroundScan
 from staplegate.updater.service import OcspUpdater
 
 log = logging.getLogger("staplegate")
@@ -100,64 +101,73 @@ def run(
 ) -> int:
     """Run staplegate on the configuration at `paths` until stopped; the exit status."""
     clock = SystemClock()
-    generation, plan = validate(paths, now=clock.now(), err=sys.stderr, startup=True)
-    if generation is None or plan is None:
-        print("[ALERT] config : Fatal errors found in configuration.", file=sys.stderr)
-        return 1
+    directory = resolve_state_dir(state_dir, os.environ, is_root=os.geteuid() == 0)
+    store = FileStapleStore(directory)
+    # The stored staples are read by a child while the certificates load (store/preload.py);
+    # the updater verifies them as ever, only sooner after the workers start serving.
+    preload = BackgroundScan(store.scan)
     try:
-        sockets = open_sockets(plan, {})
-    except OSError as error:
-        print(
-            "[ALERT] config : Some protocols failed to start their listeners! Exiting. "
-            f"({error.strerror})",
-            file=sys.stderr,
-        )
-        return 1
-
-    settings = generation.config.global_
-    pidfile = pidfile or settings.pidfile
-    pid_handle = None
-    if pidfile:
-        # opened before detaching, as HAProxy does, so `-D` reports it instead of dying silently
+        generation, plan = validate(paths, now=clock.now(), err=sys.stderr, startup=True)
+        if generation is None or plan is None:
+            print("[ALERT] config : Fatal errors found in configuration.", file=sys.stderr)
+            return 1
         try:
-            pid_handle = open(pidfile, "w", encoding="ascii")  # noqa: SIM115 - closed below
+            sockets = open_sockets(plan, {})
         except OSError as error:
             print(
-                f"[ALERT] Cannot create pidfile {pidfile}: {error.strerror or error}.",
+                "[ALERT] config : Some protocols failed to start their listeners! Exiting. "
+                f"({error.strerror})",
                 file=sys.stderr,
             )
+            return 1
+
+        settings = generation.config.global_
+        pidfile = pidfile or settings.pidfile
+        pid_handle = None
+        if pidfile:
+            # opened before detaching, as HAProxy does, so `-D` reports it instead of dying silently
+            try:
+                pid_handle = open(pidfile, "w", encoding="ascii")  # noqa: SIM115 - closed below
+            except OSError as error:
+                print(
+                    f"[ALERT] Cannot create pidfile {pidfile}: {error.strerror or error}.",
+                    file=sys.stderr,
+                )
+                for socks in sockets.values():
+                    for sock in socks:
+                        sock.close()
+                return 1
+        try:
+            # checked before detaching, like the pidfile: a state directory that cannot be used
+            # would otherwise be found at the first save, by a daemon nobody watches
+            store.ensure_directory()
+        except StoreError as error:
+            print(f"[ALERT] Cannot use the state directory {error}.", file=sys.stderr)
             for socks in sockets.values():
                 for sock in socks:
                     sock.close()
+            if pid_handle is not None:
+                pid_handle.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(pid_handle.name)
             return 1
-    directory = resolve_state_dir(state_dir, os.environ, is_root=os.geteuid() == 0)
-    store = FileStapleStore(directory)
-    try:
-        # checked before detaching, like the pidfile: a state directory that cannot be used
-        # would otherwise be found at the first save, by a daemon nobody watches
-        store.ensure_directory()
-    except StoreError as error:
-        print(f"[ALERT] Cannot use the state directory {error}.", file=sys.stderr)
-        for socks in sockets.values():
-            for sock in socks:
-                sock.close()
-        if pid_handle is not None:
-            pid_handle.close()
-            with contextlib.suppress(OSError):
-                os.unlink(pid_handle.name)
-        return 1
-    try:
-        shared = _shared_store(settings, clock)
-    except PasswordError as error:
-        print(f"[ALERT] config : ocsp-update.shared-store: {error}.", file=sys.stderr)
-        for socks in sockets.values():
-            for sock in socks:
-                sock.close()
-        if pid_handle is not None:
-            pid_handle.close()
-            with contextlib.suppress(OSError):
-                os.unlink(pid_handle.name)
-        return 1
+        try:
+            shared = _shared_store(settings, clock)
+        except PasswordError as error:
+            print(f"[ALERT] config : ocsp-update.shared-store: {error}.", file=sys.stderr)
+            for socks in sockets.values():
+                for sock in socks:
+                    sock.close()
+            if pid_handle is not None:
+                pid_handle.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(pid_handle.name)
+            return 1
+        preloaded = preload.result()  # before detaching: only this process can reap it
+        if preloaded is not None:
+            store.use_preloaded(preloaded)
+    finally:
+        preload.cancel()  # does nothing once collected
     if daemon or settings.daemon:
         _daemonize()
     if pid_handle is not None:
