@@ -47,16 +47,20 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
+import socketserver
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -64,11 +68,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+from OpenSSL import SSL
 
 from staplegate.ocsp.certid import CertId
 from staplegate.testpki.ca import CertificateAuthority
 
 WORKER_TABLE = re.compile(r"worker (\d+): staple table.*: (\d+) staples$")
+METRICS_RENDER = re.compile(r"metrics: (\d+) bytes rendered in ([\d.]+) s \(([\d.]+) s reading")
+WORKER_EXITED = re.compile(r"worker #\d+ \((\d+)\) exited")
+#: log lines worth a place in the timeline (`--timeline`, and the plot's markers)
+TIMELINE = re.compile(
+    r"stored staples:|staples sent to worker|staple table|staplegate started|reload|exited"
+)
 MIB = 2**20
 RUNTIME_COMMANDS = ("show ssl ocsp-updates", "show ssl cert", "show info")
 
@@ -294,18 +305,191 @@ def log_lines(path: Path, offset: int) -> tuple[list[str], int]:
     return data[:end].decode("utf-8", "replace").splitlines(), offset + end
 
 
-def run_staplegate(args: argparse.Namespace, setup: Setup, work: Path) -> dict[str, float]:
+def parse_metrics_render(line: str) -> tuple[int, float, float] | None:
+    """(bytes, seconds, seconds on the loop) from the master's metrics debug line, else None."""
+    match = METRICS_RENDER.search(line)
+    return (int(match[1]), float(match[2]), float(match[3])) if match else None
+
+
+def parse_worker_exit(line: str) -> int | None:
+    """The pid of a worker whose exit the master logged, else None."""
+    match = WORKER_EXITED.search(line)
+    return int(match[1]) if match else None
+
+
+@dataclass
+class Follower:
+    """Follows staplegate's log file: every worker's table size, the timeline, render lines."""
+
+    path: Path
+    t0: float
+    offset: int = 0
+    held: dict[int, int] = field(default_factory=dict)  # worker pid -> staples in its table
+    full_at: dict[int, float] = field(default_factory=dict)  # worker pid -> when it held N
+    exited: dict[int, float] = field(default_factory=dict)  # worker pid -> when it exited
+    events: list[tuple[float, str]] = field(default_factory=list)
+    tables: list[tuple[float, int, int]] = field(default_factory=list)  # (t, pid, size)
+    renders: list[tuple[int, float, float]] = field(default_factory=list)
+
+    def poll(self, count: int) -> list[str]:
+        lines, self.offset = log_lines(self.path, self.offset)
+        now = time.perf_counter() - self.t0
+        for line in lines:
+            if TIMELINE.search(line):
+                self.events.append((now, line))
+            parsed = parse_worker_table(line)
+            if parsed:
+                self.held[parsed[0]] = parsed[1]
+                self.tables.append((now, *parsed))
+                if parsed[1] == count:
+                    self.full_at.setdefault(parsed[0], now)
+            pid = parse_worker_exit(line)
+            if pid is not None:
+                self.exited[pid] = now
+            render = parse_metrics_render(line)
+            if render:
+                self.renders.append(render)
+        return lines
+
+    def first(self, text: str) -> float | None:
+        return next((t for t, line in self.events if text in line), None)
+
+
+class EchoBackend(socketserver.ThreadingTCPServer):
+    """The frontend's server: echoes what it reads, so a client checks the whole path."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Echo)
+
+    @property
+    def port(self) -> int:
+        port: int = self.server_address[1]
+        return port
+
+
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        while data := self.request.recv(65536):
+            self.request.sendall(data)
+
+
+def stapled_round_trip(port: int, name: str, context: SSL.Context) -> bool:
+    """One new connection: TLS handshake asking for a staple, `ping` echoed through the
+    backend; True when a staple came. Raises on any failure (a dropped connection)."""
+    staple: list[bytes] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.settimeout(None)  # pyOpenSSL wants a blocking socket; SO_RCVTIMEO bounds it
+        timeval = struct.pack("ll", 10, 0)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        conn = SSL.Connection(context, raw)
+        conn.set_app_data(staple)
+        conn.set_tlsext_host_name(name.encode())
+        conn.request_ocsp()
+        conn.set_connect_state()
+        conn.do_handshake()
+        conn.sendall(b"ping\n")
+        echoed = b""
+        while len(echoed) < 5:
+            chunk = conn.recv(16)
+            if not chunk:
+                break
+            echoed += chunk
+        if echoed != b"ping\n":
+            raise ConnectionError(f"echo {echoed!r}")
+        conn.shutdown()
+    return bool(staple and staple[0])
+
+
+def _on_staple(conn: SSL.Connection, data: bytes, _arg: object) -> bool:
+    conn.get_app_data().append(data)
+    return True
+
+
+@dataclass
+class ClientLoad:
+    """Threads making new connections (handshake + echo) until stopped; counts what failed."""
+
+    port: int
+    names: list[str]
+    threads: int = 1
+    done: int = 0
+    stapled: int = 0
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _running: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> ClientLoad:
+        for index in range(self.threads):
+            thread = threading.Thread(target=self._run, args=(index,), daemon=True)
+            thread.start()
+            self._running.append(thread)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._running:
+            thread.join(30)
+
+    def _run(self, index: int) -> None:
+        context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        context.set_ocsp_client_callback(_on_staple)
+        rng = random.Random(index)
+        while not self._stop.is_set():
+            try:
+                stapled = stapled_round_trip(self.port, rng.choice(self.names), context)
+            except Exception as error:  # every failure is a dropped connection
+                self.failures.append(f"{type(error).__name__}: {error}")
+                continue
+            self.done += 1
+            self.stapled += stapled
+
+
+def staplegate_config(args: argparse.Namespace, setup: Setup, work: Path) -> tuple[Path, int]:
+    """The configuration file and its TLS port (`--scrape` adds an exporter frontend on
+    `args.metrics_port`; `--crt-store` loads the bundles in a crt-store)."""
     port = free_port()
+    if args.crt_store:
+        # HAProxy 3.x syntax: every bundle loaded in a crt-store, the crt-list names entries
+        store = "".join(
+            f"    load crt {work / 'bundles' / f'host{i}.pem'} alias host{i}\n"
+            for i in range(len(setup.names))
+        )
+        store_list = work / "crt-list-store.txt"
+        store_list.write_text(
+            "".join(f"@bench/host{i} {name}\n" for i, name in enumerate(setup.names))
+        )
+        certificates, crt_list = f"crt-store bench\n{store}", store_list
+    else:
+        certificates, crt_list = "", setup.crt_list
+    exporter = ""
+    if args.scrape:
+        exporter = (
+            f"frontend prometheus\n    mode http\n    bind 127.0.0.1:{args.metrics_port}\n"
+            "    http-request use-service prometheus-exporter\n"
+        )
     config = work / "staplegate.cfg"
     config.write_text(
         "global\n    log stdout format raw local0 debug\n    ocsp-update.mode on\n"
         f"    stats socket {work / 'admin.sock'} mode 600 level admin\n"
         "defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 10s\n"
         "    timeout server 10s\n"
-        f"frontend www\n    bind 127.0.0.1:{port} ssl crt-list {setup.crt_list}\n"
+        f"{certificates}"
+        f"frontend www\n    bind 127.0.0.1:{port} ssl crt-list {crt_list}\n"
         "    default_backend web\n"
-        "backend web\n    server web1 127.0.0.1:9\n"
+        f"{exporter}"
+        f"backend web\n    server web1 127.0.0.1:{args.backend_port}\n"
     )
+    return config, port
+
+
+def run_staplegate(
+    args: argparse.Namespace, setup: Setup, work: Path
+) -> tuple[dict[str, float], Follower]:
+    config, port = staplegate_config(args, setup, work)
     log_path = work / "staplegate.log"
     count = len(setup.names)
     with log_path.open("wb") as log:
@@ -318,25 +502,16 @@ def run_staplegate(args: argparse.Namespace, setup: Setup, work: Path) -> dict[s
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+    follow = Follower(log_path, t0)
     result: dict[str, float] = {}
     try:
-        offset = 0
-        held: dict[int, int] = {}  # worker pid -> staples in its table
         deadline = t0 + args.timeout
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"staplegate exited:\n{log_path.read_text()[-3000:]}")
             if time.perf_counter() > deadline:
-                raise RuntimeError(f"not all stapled within {args.timeout}s: {held}")
-            lines, offset = log_lines(log_path, offset)
-            for line in lines:
-                if "started" not in result and "staplegate started" in line:
-                    result["started"] = time.perf_counter() - t0
-                parsed = parse_worker_table(line)
-                if parsed:
-                    held[parsed[0]] = parsed[1]
-                    if parsed[1] == count:
-                        result[f"worker {parsed[0]}"] = time.perf_counter() - t0
+                raise RuntimeError(f"not all stapled within {args.timeout}s: {follow.held}")
+            follow.poll(count)
             if "listening" not in result and accepts(port):
                 result["listening"] = time.perf_counter() - t0
             if "listening" in result and "serving" not in result and handshakes(port):
@@ -345,11 +520,14 @@ def run_staplegate(args: argparse.Namespace, setup: Setup, work: Path) -> dict[s
             if (
                 "serving" in result
                 and len(workers) >= args.workers
-                and all(held.get(p) == count for p in workers)
+                and all(follow.held.get(p) == count for p in workers)
             ):
-                result["stapled"] = max(result[f"worker {p}"] for p in workers)
+                result["stapled"] = max(follow.full_at[p] for p in workers)
                 break
             time.sleep(0.05)
+        started = follow.first("staplegate started")
+        if started is not None:
+            result["started"] = started
         result["pss"], result["rss"] = tree_memory(process.pid)
         for command in RUNTIME_COMMANDS:
             seconds, line_count, size = runtime_command(work / "admin.sock", command)
@@ -359,10 +537,119 @@ def run_staplegate(args: argparse.Namespace, setup: Setup, work: Path) -> dict[s
         sample = random.sample(setup.names, min(args.verify, count))
         result["verified"] = len(sample)
         result["verified_ok"] = sum(openssl_stapled(port, name) for name in sample)
-        return result
+        if args.scrape:
+            result.update(scrape(args, follow, count))
+        if args.reload:
+            result.update(reload_under_load(args, process, follow, port, setup.names))
+        return result, follow
     finally:
         process.terminate()
-        process.wait(120)
+        process.wait(300)
+
+
+def scrape(args: argparse.Namespace, follow: Follower, count: int) -> dict[str, float]:
+    """`/metrics` from the prometheus-exporter frontend: `--scrapes` GETs timed, once the
+    master has rendered at least once; and the master's own render time (its debug line)."""
+    deadline = time.perf_counter() + args.timeout
+    while not follow.renders:
+        if time.perf_counter() > deadline:
+            raise RuntimeError("no metrics render logged")
+        follow.poll(count)
+        time.sleep(0.2)
+    times, size, lines = [], 0, 0
+    for _ in range(args.scrapes):
+        t0 = time.perf_counter()
+        url = f"http://127.0.0.1:{args.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=120) as answer:
+            body = answer.read()
+        times.append(time.perf_counter() - t0)
+        size, lines = len(body), body.count(b"\n")
+    follow.poll(count)
+    rendered, seconds, on_loop = follow.renders[-1]
+    return {
+        "scrape seconds": sorted(times)[len(times) // 2],
+        "scrape max seconds": max(times),
+        "scrape bytes": size,
+        "scrape lines": lines,
+        "render seconds": seconds,
+        "render loop seconds": on_loop,
+        "render bytes": rendered,
+        "renders": len(follow.renders),
+    }
+
+
+def reload_under_load(
+    args: argparse.Namespace,
+    process: subprocess.Popen[bytes],
+    follow: Follower,
+    port: int,
+    names: list[str],
+) -> dict[str, float]:
+    """SIGUSR2 while `--clients` threads keep making new connections (handshake + echo):
+    until the new generation serves, its workers hold every staple and the old workers have
+    exited; connections that failed, handshakes without a staple, the peak sum of Pss."""
+    count = len(names)
+    old = {p for p in descendants(process.pid) if p != process.pid}
+    peak_pss = 0.0
+    result: dict[str, float] = {}
+    with ClientLoad(port, names, threads=args.clients) as load:
+        while load.done < 20 and not load.failures:  # the load runs before the signal
+            time.sleep(0.05)
+        before = load.done
+        signalled = time.perf_counter()
+        result["signalled"] = signalled - follow.t0
+        process.send_signal(signal.SIGUSR2)
+        deadline = signalled + args.timeout
+        last_sample = 0.0
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError("staplegate exited during the reload")
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"reload not finished within {args.timeout}s: {follow.held}")
+            follow.poll(count)
+            now = time.perf_counter()
+            if now - last_sample >= 1.0:
+                peak_pss = max(peak_pss, tree_memory(process.pid)[0])
+                last_sample = now
+            if "serving" not in result and follow.first("reload: generation 2 serving"):
+                result["serving"] = now - signalled
+            new = {p for p in descendants(process.pid) if p != process.pid} - old
+            if (
+                "serving" in result
+                and "stapled" not in result
+                and len(new) >= args.workers
+                and all(follow.held.get(p) == count for p in new)
+            ):
+                result["stapled"] = now - signalled
+            if "stapled" in result and all(p in follow.exited for p in old):
+                result["drained"] = now - signalled
+                break
+            time.sleep(0.05)
+        after_until = time.perf_counter() + 2.0
+        while time.perf_counter() < after_until:  # and keeps running on the new generation
+            time.sleep(0.1)
+    failed = failures_summary(load.failures)
+    if failed:
+        print(f"reload: failed connections: {failed}", flush=True)
+    return {
+        "reload signalled": result["signalled"],
+        "reload serving": result["serving"],
+        "reload stapled": result["stapled"],
+        "reload drained": result["drained"],
+        "reload connections": load.done + len(load.failures),
+        "reload during": load.done - before,
+        "reload failed": len(load.failures),
+        "reload unstapled": load.done - load.stapled,
+        "reload peak pss": peak_pss,
+    }
+
+
+def failures_summary(failures: list[str]) -> str:
+    """`3× ConnectionResetError: ...` per distinct failure, most frequent first."""
+    counted: dict[str, int] = {}
+    for failure in failures:
+        counted[failure] = counted.get(failure, 0) + 1
+    return "; ".join(f"{n}× {text}" for text, n in sorted(counted.items(), key=lambda i: -i[1]))
 
 
 def run_haproxy(args: argparse.Namespace, setup: Setup, work: Path) -> dict[str, float]:
@@ -415,32 +702,114 @@ def calibration() -> str:
     return f"calibration: 2M-step Python loop {loop * 1000:.0f} ms, P-256 sign {sign * 1e6:.0f} µs"
 
 
+def plot(follow: Follower, result: dict[str, float], count: int) -> str:
+    """A step chart (SVG, no plotting library): staples in each worker's table over the
+    seconds since staplegate was spawned, with the start-up (and reload) moments marked."""
+    width, height, left, right, top, bottom = 760, 330, 70, 20, 40, 270
+    end = max([t for t, _, _ in follow.tables] + [result.get("stapled", 1.0)]) * 1.05
+    if "reload drained" in result:
+        end = max(end, max(follow.exited.values(), default=end) * 1.02)
+
+    def x(t: float) -> float:
+        return left + (width - left - right) * t / end
+
+    def y(n: float) -> float:
+        return bottom - (bottom - top) * n / max(count, 1)
+
+    colours = ["#2b7bba", "#c0504d", "#9bbb59", "#8064a2", "#f79646", "#4bacc6"]
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="12">',
+        f'<text x="{left}" y="18">staples in each worker\'s table, {count:,} certificates '
+        "(seconds since start)</text>",
+        f'<line x1="{left}" y1="{bottom}" x2="{width - right}" y2="{bottom}" stroke="black"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="black"/>',
+        f'<text x="{left - 6}" y="{y(count) + 4:.1f}" text-anchor="end">{count:,}</text>',
+        f'<text x="{left - 6}" y="{bottom + 4}" text-anchor="end">0</text>',
+    ]
+    step = 10 ** max(0, len(str(int(end))) - 1)
+    for tick in range(0, int(end) + 1, step if end / step >= 3 else max(1, step // 2)):
+        parts.append(
+            f'<text x="{x(tick):.1f}" y="{bottom + 16}" text-anchor="middle">{tick}</text>'
+        )
+    markers = [
+        ("socket bound", result.get("listening")),
+        ("first handshake", result.get("serving")),
+        ("all stapled", result.get("stapled")),
+    ]
+    if "reload signalled" in result:
+        markers.append(("SIGUSR2", result["reload signalled"]))
+    for index, (label, when) in enumerate(markers):
+        if when is None:
+            continue
+        parts.append(
+            f'<line x1="{x(when):.1f}" y1="{top}" x2="{x(when):.1f}" y2="{bottom}" '
+            'stroke="#888" stroke-dasharray="4 3"/>'
+        )
+        parts.append(
+            f'<text x="{x(when) + 3:.1f}" y="{top + 12 + 14 * (index % 3)}" '
+            f'fill="#555">{label} {when:.1f} s</text>'
+        )
+    pids = list(dict.fromkeys(pid for _, pid, _ in follow.tables))
+    for index, pid in enumerate(pids):
+        points = [(t, n) for t, p, n in follow.tables if p == pid]
+        gone = follow.exited.get(pid, end)
+        path = [f"M{x(points[0][0]):.1f},{y(0):.1f}"]
+        for t, n in points:
+            path.append(f"H{x(t):.1f}V{y(n):.1f}")
+        path.append(f"H{x(gone):.1f}")
+        colour = colours[index % len(colours)]
+        parts.append(
+            f'<path d="{"".join(path)}" fill="none" stroke="{colour}" stroke-width="2" '
+            f'stroke-opacity="0.8" transform="translate(0,{-2 * index})"/>'
+        )
+        parts.append(
+            f'<text x="{left + 8 + 150 * index}" y="{bottom + 40}" fill="{colour}">'
+            f"worker {index + 1} (pid {pid})</text>"
+        )
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=50_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--verify", type=int, default=5, help="openssl s_client -status checks")
     parser.add_argument("--no-haproxy", action="store_true")
+    parser.add_argument("--crt-store", action="store_true", help="load the bundles in a crt-store")
+    parser.add_argument("--scrape", action="store_true", help="time /metrics (exporter frontend)")
+    parser.add_argument("--scrapes", type=int, default=3, help="GET /metrics this many times")
+    parser.add_argument("--reload", action="store_true", help="SIGUSR2 under a client load")
+    parser.add_argument("--clients", type=int, default=1, help="client threads for --reload")
+    parser.add_argument("--svg", type=Path, help="plot the workers' tables (docs/img/scale.svg)")
+    parser.add_argument("--timeline", action="store_true", help="print the log's key lines")
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
+    args.metrics_port = free_port()
 
     print(calibration(), flush=True)
     print(
         f"cpus={os.cpu_count()} python={sys.version.split()[0]} staplegate --workers "
-        f"{args.workers}, {args.count:,} certificates (one shared P-256 leaf key), stored "
-        "staples in --state-dir",
+        f"{args.workers}, {args.count:,} certificates (one shared P-256 leaf key) in a "
+        f"{'crt-store' if args.crt_store else 'crt-list'}, stored staples in --state-dir",
         flush=True,
     )
     work = Path(tempfile.mkdtemp(prefix="scale-"))
+    backend = EchoBackend()
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    args.backend_port = backend.port
     try:
         with counting_listener() as (url, requests):
             setup = generate(work, args.count, url)
             print(f"generated in {setup.seconds:.1f} s", flush=True)
-            sg = run_staplegate(args, setup, work)
+            sg, follow = run_staplegate(args, setup, work)
             responder_requests = requests[0]
         hp = {} if args.no_haproxy else run_haproxy(args, setup, work)
     finally:
+        backend.shutdown()
+        backend.server_close()
         if args.keep:
             print(f"work directory: {work}")
         else:
@@ -485,8 +854,33 @@ def main(argv: list[str] | None = None) -> int:
         f"openssl s_client -status: {sg['verified_ok']:.0f} of {sg['verified']:.0f} "
         "handshakes stapled"
     )
+    if args.scrape:
+        print(
+            f"/metrics at {args.count:,} certificates: scrape {sg['scrape seconds']:.3f} s "
+            f"(median of {args.scrapes}, max {sg['scrape max seconds']:.3f} s), "
+            f"{sg['scrape bytes'] / MIB:.1f} MiB, {sg['scrape lines']:,.0f} lines; the "
+            f"master's render {sg['render seconds']:.2f} s ({sg['render loop seconds']:.2f} s "
+            f"reading on its loop), every max(1 s, 5 x render)"
+        )
+    if args.reload:
+        print(
+            f"reload (SIGUSR2) with {args.count:,} certificates under {args.clients} client "
+            f"thread(s): new generation serving after {sg['reload serving']:.1f} s, its workers "
+            f"stapled after {sg['reload stapled']:.1f} s, old workers gone after "
+            f"{sg['reload drained']:.1f} s; {sg['reload failed']:.0f} of "
+            f"{sg['reload connections']:,.0f} connections failed "
+            f"({sg['reload during']:,.0f} during the reload), {sg['reload unstapled']:.0f} "
+            f"handshakes without a staple; peak sum of Pss {sg['reload peak pss'] / MIB:,.0f} MiB"
+        )
+    if args.timeline:
+        for when, line in follow.events:
+            print(f"{when:8.2f} s  {line[:150]}")
+    if args.svg is not None:
+        args.svg.write_text(plot(follow, sg, args.count), encoding="utf-8")
+        print(f"plot: {args.svg}")
     print(calibration(), flush=True)
-    return 0 if sg["verified_ok"] == sg["verified"] else 1
+    failed = sg.get("reload failed", 0) + sg.get("reload unstapled", 0)
+    return 0 if sg["verified_ok"] == sg["verified"] and not failed else 1
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 
 from cryptography import exceptions, x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -391,7 +392,7 @@ def _key_hash(certificate: x509.Certificate) -> bytes:
 
 
 @functools.lru_cache(maxsize=CERT_CACHE_SIZE)
-def _public_key(certificate: x509.Certificate) -> x509.CertificatePublicKeyTypes:
+def _public_key(certificate: x509.Certificate) -> CertificatePublicKeyTypes:
     return certificate.public_key()
 
 

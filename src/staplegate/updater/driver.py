@@ -274,8 +274,11 @@ class UpdaterDriver:
         self._running = True
         self._wakeup = asyncio.Event()
         try:
+            loop = asyncio.get_running_loop()
+            began = loop.time()
             stored = await self._writer.load()
             shared = await self._start_shared()
+            loaded = loop.time()
             now = self._clock.now()
             for cert_id, managed in self._managed.items():
                 candidates = [e.sidecar_ocsp for e in managed.entries if e.sidecar_ocsp]
@@ -285,6 +288,14 @@ class UpdaterDriver:
                     candidates.append(shared[cert_id])
                 self._start(managed, now, candidates)
             self._publish()
+            logger.debug(
+                "stored staples: %d read in %.2f s; %d certificates checked in %.2f s, %d stapled",
+                len(stored) + len(shared),
+                loaded - began,
+                len(self._managed),
+                loop.time() - loaded,
+                len(self._table),
+            )
             if started is not None:
                 started.set()
             while not self._stopping:
