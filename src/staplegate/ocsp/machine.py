@@ -129,10 +129,17 @@ class LogLevel(enum.Enum):
 
 @dataclass(frozen=True)
 class Start:
-    """Begin managing the certificate; `stored` are candidate staples from the store."""
+    """Begin managing the certificate; `stored` are candidate staples from the store.
+
+    `checked` are candidates already put through this machine's `check` at this `now`, in
+    a forked copy of this process (updater/driver.py splits a big start-up over two cores):
+    the staple that passed, or the refusal's text. Only the machine's own `check` makes them;
+    nothing from outside the process tree is ever passed here.
+    """
 
     now: dt.datetime
     stored: tuple[bytes, ...] = ()
+    checked: tuple[VerifiedStaple | str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -366,18 +373,30 @@ class CertificateMachine:
 
     # --- handlers (see _TRANSITIONS; each returns what it did, never sets the state) ---
 
+    def check(self, der: bytes, now: dt.datetime) -> VerifiedStaple | str:
+        """Verify a start-up candidate for this certificate: the staple, or why not (what
+        `Start.checked` carries when another process ran this)."""
+        try:
+            return self._verify(der, now)
+        except VerificationError as error:
+            return str(error)
+
     def _on_start(self, event: Start, actions: list[Action]) -> Outcome:
         now = event.now
-        for der in event.stored:
-            try:
-                staple = self._verify(der, now)
-            except VerificationError as error:
+        for staple in [*(self.check(der, now) for der in event.stored), *event.checked]:
+            if isinstance(staple, str):
                 actions.append(
                     Log(
-                        LogLevel.WARNING, f"{self.path}: Loading: {error}. Content will be ignored."
+                        LogLevel.WARNING,
+                        f"{self.path}: Loading: {staple}. Content will be ignored.",
                     )
                 )
                 continue
+            if staple.cert_id != self.cert_id:
+                raise MachineMisuse(
+                    f"a staple checked for {staple.cert_id.hex} given to {self.cert_id.hex} "
+                    f"(certificate {self.path})"
+                )
             if self.staple is None or staple.this_update >= self.staple.this_update:
                 self.staple = staple
         if self.staple is not None:
