@@ -5,8 +5,8 @@ Theory of operation. With 50,000 stored staples, `FileStapleStore.scan` takes ~2
 start only after every certificate was loaded and the workers were serving: seconds during
 which workers had no staple. The scan depends only on the directory, not on the
 configuration, so `app.run` starts it first, in a child forked before the configuration is
-read (`forked.ForkedCall`; the child holds no socket yet), and the master loads certificates
-on its own core meanwhile.
+read (`process.forked.ForkedCall`; the child holds no socket yet), and the master loads
+certificates on its own core meanwhile.
 
 The result is only what a scan in-process returns: unverified bytes keyed by CertId, and the
 files skipped with their reasons. The updater verifies every staple before it installs it,
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from staplegate.forked import ForkedCall
+from staplegate.process.forked import ForkedCall
 from staplegate.store.filesystem import StoreScan
 
 

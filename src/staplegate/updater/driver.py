@@ -58,7 +58,6 @@ from staplegate.fetch.client import (
 )
 from staplegate.fetch.gate import FetchGate, HostRateLimiter, responder_key
 from staplegate.fleet.redis_share import RedisShare
-from staplegate.forked import ForkedCall
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.machine import (
     Action,
@@ -83,6 +82,7 @@ from staplegate.ocsp.machine import (
 )
 from staplegate.ocsp.schedule import UpdateSettings, fetched_at
 from staplegate.ocsp.verify import VerificationError, VerifiedStaple, verify_response
+from staplegate.process.forked import ForkedCall
 from staplegate.store.base import StapleStore
 from staplegate.updater.persist import StapleWriter
 from staplegate.updater.results import UpdateOutcome, UpdateResult, UpdaterNotRunning
@@ -373,9 +373,9 @@ class UpdaterDriver:
         Checking a candidate costs ~0.1 ms (most of it its signature), so 50,000 stored staples
         took ~6 s of the one core the master runs on, while the workers served without any
         staple. With `PARALLEL_START_MIN` candidates or more and a second CPU, a forked copy
-        of this process (`forked.ForkedCall`) checks the second half with the machines' own
-        `check` meanwhile; its answers start those machines as `Start.checked`. Should the
-        helper fail, this process checks that half too: slower, never different.
+        of this process (`process.forked.ForkedCall`) checks the second half with the
+        machines' own `check` meanwhile; its answers start those machines as `Start.checked`.
+        Should the helper fail, this process checks that half too: slower, never different.
         """
         helper: ForkedCall[list[tuple[VerifiedStaple | str, ...]]] | None = None
         split = len(jobs)

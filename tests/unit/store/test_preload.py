@@ -1,5 +1,5 @@
 """BackgroundScan: the state directory read by a forked child, handed back as a StoreScan
-(the child itself: tests/unit/test_forked.py)."""
+(the child itself: tests/unit/process/test_forked.py)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from staplegate.forked import ForkedCall
+from staplegate.process.forked import ForkedCall
 
 
 def test_the_result_comes_back_from_another_process() -> None:
