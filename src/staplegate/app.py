@@ -22,15 +22,19 @@ from pathlib import Path
 
 from staplegate.clock import SystemClock
 from staplegate.config.model import GlobalSettings, LogTargetKind
+from staplegate.deploy.generation import Generation
 from staplegate.deploy.plan import validate
 from staplegate.fetch.client import FetchSettings
 from staplegate.fleet.redis_share import PasswordError, RedisShare, shared_store
 from staplegate.observe.log import LogRouter, SyslogTarget
+from staplegate.ocsp.verify import VerifiedStaple
+from staplegate.process.forked import ForkedCall
 from staplegate.process.master import Deployment, Master, update_settings_of, updater_entries
 from staplegate.process.sockets import open_sockets
 from staplegate.process.supervisor import supervise
 from staplegate.store import FileStapleStore, StoreError, resolve_state_dir
 from staplegate.store.preload import BackgroundScan
+from staplegate.updater.precheck import PRECHECK_MIN, precheck
 from staplegate.updater.service import OcspUpdater
 
 log = logging.getLogger("staplegate")
@@ -103,11 +107,26 @@ def run(
     clock = SystemClock()
     directory = resolve_state_dir(state_dir, os.environ, is_root=os.geteuid() == 0)
     store = FileStapleStore(directory)
-    # The stored staples are read by a child while the certificates load (store/preload.py);
-    # the updater verifies them as ever, only sooner after the workers start serving.
+    # The stored staples are read by a child while the certificates load (store/preload.py)
+    # and verified by another while the TLS contexts are built (updater/precheck.py).
     preload = BackgroundScan(store.scan)
+    prechecks: list[ForkedCall[dict[bytes, VerifiedStaple]]] = []
+
+    def start_precheck(generation: Generation) -> None:
+        scan = preload.result()
+        if scan is None:
+            return  # the updater reads the directory itself, and verifies at start
+        store.use_preloaded(scan)
+        if len(scan.staples) >= PRECHECK_MIN and (os.cpu_count() or 1) > 1:
+            entries, now = updater_entries(generation), clock.now()
+            call = ForkedCall(lambda: precheck(entries, scan.staples, now=now), name="precheck")
+            prechecks.append(call)
+
+    prechecked: dict[bytes, VerifiedStaple] = {}
     try:
-        generation, plan = validate(paths, now=clock.now(), err=sys.stderr, startup=True)
+        generation, plan = validate(
+            paths, now=clock.now(), err=sys.stderr, startup=True, loaded=start_precheck
+        )
         if generation is None or plan is None:
             print("[ALERT] config : Fatal errors found in configuration.", file=sys.stderr)
             return 1
@@ -163,11 +182,13 @@ def run(
                 with contextlib.suppress(OSError):
                     os.unlink(pid_handle.name)
             return 1
-        preloaded = preload.result()  # before detaching: only this process can reap it
-        if preloaded is not None:
-            store.use_preloaded(preloaded)
+        # before detaching: only this process can reap its children
+        for call in prechecks:
+            prechecked = call.result() or {}
     finally:
-        preload.cancel()  # does nothing once collected
+        preload.cancel()  # each does nothing once collected
+        for call in prechecks:
+            call.cancel()
     if daemon or settings.daemon:
         _daemonize()
     if pid_handle is not None:
@@ -209,6 +230,7 @@ def run(
         host_burst=min(settings.ocsp_update_rate_limit, 50),
         shared=shared,
     )
+    updater.use_prechecked(prechecked)
     updater.configure_revoked_hook(settings.ocsp_update_revoked_hook, directory)
     # Fork before the master's event loop exists (restarts later fork from inside it).
     for slot in range(worker_count):

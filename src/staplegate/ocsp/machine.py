@@ -64,6 +64,7 @@ from staplegate.ocsp.verify import (
     CertStatus,
     VerificationError,
     VerifiedStaple,
+    still_valid_at,
     verify_response,
 )
 
@@ -131,15 +132,15 @@ class LogLevel(enum.Enum):
 class Start:
     """Begin managing the certificate; `stored` are candidate staples from the store.
 
-    `checked` are candidates already put through this machine's `check` at this `now`, in
-    a forked copy of this process (updater/driver.py splits a big start-up over two cores):
-    the staple that passed, or the refusal's text. Only the machine's own `check` makes them;
-    nothing from outside the process tree is ever passed here.
+    A candidate is DER, verified here, or a `VerifiedStaple` that passed `verify_response`
+    for this certificate at an earlier moment (updater/precheck.py, in a forked copy of this
+    process while the master built its TLS contexts): only its time-dependent checks are
+    run again (`verify.still_valid_at`), and should one fail, its DER is verified in full.
+    Nothing from outside the process tree is ever passed as a `VerifiedStaple`.
     """
 
     now: dt.datetime
-    stored: tuple[bytes, ...] = ()
-    checked: tuple[VerifiedStaple | str, ...] = ()
+    stored: tuple[bytes | VerifiedStaple, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -373,30 +374,18 @@ class CertificateMachine:
 
     # --- handlers (see _TRANSITIONS; each returns what it did, never sets the state) ---
 
-    def check(self, der: bytes, now: dt.datetime) -> VerifiedStaple | str:
-        """Verify a start-up candidate for this certificate: the staple, or why not (what
-        `Start.checked` carries when another process ran this)."""
-        try:
-            return self._verify(der, now)
-        except VerificationError as error:
-            return str(error)
-
     def _on_start(self, event: Start, actions: list[Action]) -> Outcome:
         now = event.now
-        for staple in [*(self.check(der, now) for der in event.stored), *event.checked]:
-            if isinstance(staple, str):
+        for candidate in event.stored:
+            try:
+                staple = self._start_candidate(candidate, now)
+            except VerificationError as error:
                 actions.append(
                     Log(
-                        LogLevel.WARNING,
-                        f"{self.path}: Loading: {staple}. Content will be ignored.",
+                        LogLevel.WARNING, f"{self.path}: Loading: {error}. Content will be ignored."
                     )
                 )
                 continue
-            if staple.cert_id != self.cert_id:
-                raise MachineMisuse(
-                    f"a staple checked for {staple.cert_id.hex} given to {self.cert_id.hex} "
-                    f"(certificate {self.path})"
-                )
             if self.staple is None or staple.this_update >= self.staple.this_update:
                 self.staple = staple
         if self.staple is not None:
@@ -564,6 +553,22 @@ class CertificateMachine:
         return Outcome.ENDED
 
     # --- helpers ---
+
+    def _start_candidate(
+        self, candidate: bytes | VerifiedStaple, now: dt.datetime
+    ) -> VerifiedStaple:
+        """A start-up candidate as a staple for this certificate at `now` (see `Start`), or
+        VerificationError."""
+        if isinstance(candidate, bytes):
+            return self._verify(candidate, now)
+        if candidate.cert_id != self.cert_id:
+            raise MachineMisuse(
+                f"a staple verified for {candidate.cert_id.hex} given to {self.cert_id.hex} "
+                f"(certificate {self.path})"
+            )
+        if still_valid_at(candidate, now=now, skew=self.skew):
+            return candidate
+        return self._verify(candidate.der, now)  # a time check failed: say which, in full
 
     def _verify(self, der: bytes, now: dt.datetime) -> VerifiedStaple:
         return verify_response(

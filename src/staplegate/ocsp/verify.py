@@ -234,6 +234,8 @@ class VerifiedStaple:
     revocation_time: dt.datetime | None
     revocation_reason: str | None
     responder: str
+    #: the delegated responder certificate's notBefore and notAfter (None: the issuer signed)
+    signer_valid: tuple[dt.datetime, dt.datetime] | None = None
 
     def expire(self) -> dt.datetime:
         """When we stop serving it: nextUpdate - WITHDRAWAL_MARGIN, HAProxy's `expire`."""
@@ -291,8 +293,9 @@ def _verify(
     check_signature: bool,
 ) -> VerifiedStaple:
     response = _parse(der)
+    signer_valid = None
     if check_signature:
-        responder = _check_signature(response, issuer=issuer, now=now, skew=skew)
+        responder, signer_valid = _check_signature(response, issuer=issuer, now=now, skew=skew)
     else:
         responder = "unchecked"
     single = _single(response)
@@ -322,7 +325,25 @@ def _verify(
         revocation_time=revocation_time,
         revocation_reason=reason.value if reason is not None else None,
         responder=responder,
+        signer_valid=signer_valid,
     )
+
+
+def still_valid_at(staple: VerifiedStaple, *, now: dt.datetime, skew: dt.timedelta) -> bool:
+    """True when `staple`, verified at another moment, passes at `now` every check that
+    depends on the time: the delegated responder certificate's validity, the thisUpdate and
+    nextUpdate window, the withdrawal margin. Every other check gives the same verdict at
+    any time, so `verify_response(staple.der, ...)` at `now` would accept it too.
+
+    The updater checks stored staples ahead of time, in a forked process, while the master
+    builds its TLS contexts (updater/precheck.py); this is what is left to do at start."""
+    if staple.signer_valid is not None:
+        not_before, not_after = staple.signer_valid
+        if not (not_before - skew <= now <= not_after + skew):
+            return False
+    if staple.this_update > now + skew or staple.next_update < now - skew:
+        return False
+    return staple.expire() >= now
 
 
 def _iso(when: dt.datetime) -> str:
@@ -450,11 +471,12 @@ def _check_signature(
     issuer: x509.Certificate,
     now: dt.datetime,
     skew: dt.timedelta,
-) -> str:
-    """Find the responder certificate, authorize it, check the signature; return who signed."""
+) -> tuple[str, tuple[dt.datetime, dt.datetime] | None]:
+    """Find the responder certificate, authorize it, check the signature; return who signed
+    and, for a delegated responder, its validity."""
     if _names_responder(response, issuer):
         _check_signed_by(response, issuer)
-        return "issuer"
+        return "issuer", None
     candidates = [c for c in response.certificates if _names_responder(response, c)]
     if not candidates:
         raise VerificationError(
@@ -484,7 +506,7 @@ def _check_signature(
             f"not at {_iso(now)}",
         )
     _check_signed_by(response, delegate)
-    return subject
+    return subject, (delegate.not_valid_before_utc, delegate.not_valid_after_utc)
 
 
 def _check_signed_by(response: ocsp.OCSPResponse, signer: x509.Certificate) -> None:

@@ -39,7 +39,6 @@ import datetime as dt
 import heapq
 import itertools
 import logging
-import os
 import random
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -82,7 +81,6 @@ from staplegate.ocsp.machine import (
 )
 from staplegate.ocsp.schedule import UpdateSettings, fetched_at
 from staplegate.ocsp.verify import VerificationError, VerifiedStaple, verify_response
-from staplegate.process.forked import ForkedCall
 from staplegate.store.base import StapleStore
 from staplegate.updater.persist import StapleWriter
 from staplegate.updater.results import UpdateOutcome, UpdateResult, UpdaterNotRunning
@@ -102,9 +100,6 @@ logger = logging.getLogger("staplegate.ocsp")
 #: certificate) before fetching on its own: this many fetch timeouts, at least LEASE_WAIT_MIN_S.
 LEASE_WAIT_FETCHES = 6
 LEASE_WAIT_MIN_S = 60.0
-#: From this many stored candidates at start-up, a forked helper checks half of them on the
-#: second core (`_start_all`); below it, forking costs more than it saves.
-PARALLEL_START_MIN = 2000
 #: Longest sleep between looks at the wall clock (timers are wall-clock times).
 MAX_SLEEP = 30.0
 #: When handling a certificate's timer raised (a bug), its next look comes this much later;
@@ -149,6 +144,15 @@ class UpdaterEntry:
     """The raw bytes of the certificate's `.ocsp` sidecar, if any (verified before use)."""
     fallback_uris: tuple[str, ...] = ()
     """Further responders to try, in order, when `uri` fails (the AIA's other OCSP URLs)."""
+
+
+def _prechecked(
+    der: bytes, cert_id: CertId, prechecked: Mapping[bytes, VerifiedStaple]
+) -> bytes | VerifiedStaple:
+    """The staple verified beforehand for `der` when it was verified for this certificate,
+    else the DER itself (the machine verifies it)."""
+    staple = prechecked.get(der)
+    return staple if staple is not None and staple.cert_id == cert_id else der
 
 
 def fetch_event(
@@ -222,6 +226,7 @@ class UpdaterDriver:
         self._settings = update_settings
         self._shared = shared
         self._refused_shared: dict[CertId, bytes] = {}  # the last DER refused, per certificate
+        self._prechecked: Mapping[bytes, VerifiedStaple] = {}
         self._managed: dict[CertId, _Managed] = {}
         self._aliases: dict[CertId, CertId] = {}  # SHA-1 and SHA-256 CertIds -> table key
         for cert_id, group in _group(entries).items():
@@ -268,6 +273,12 @@ class UpdaterDriver:
         self._aliases[CertId.for_certificate(first.certificate, first.issuer, "sha256")] = cert_id
         return managed
 
+    def use_prechecked(self, staples: Mapping[bytes, VerifiedStaple]) -> None:
+        """Start `run()` with these staples, verified ahead of time by updater/precheck.py,
+        keyed by DER: a stored candidate found here starts its machine as a `VerifiedStaple`
+        (only its time checks run again). Call before `run()`; used once."""
+        self._prechecked = staples
+
     # --- the loop ---
 
     async def run(self, *, started: asyncio.Event | None = None) -> None:
@@ -285,24 +296,26 @@ class UpdaterDriver:
             shared = await self._start_shared()
             loaded = loop.time()
             now = self._clock.now()
-            jobs: list[tuple[_Managed, list[bytes]]] = []
+            prechecked, self._prechecked = self._prechecked, {}
+            taken = 0
             for cert_id, managed in self._managed.items():
                 candidates = [e.sidecar_ocsp for e in managed.entries if e.sidecar_ocsp]
                 if cert_id in stored:
                     candidates.append(stored[cert_id])
                 if cert_id in shared:
                     candidates.append(shared[cert_id])
-                jobs.append((managed, candidates))
-            helped = self._start_all(jobs, now)
+                checked = [_prechecked(der, cert_id, prechecked) for der in candidates]
+                taken += sum(isinstance(c, VerifiedStaple) for c in checked)
+                self._start(managed, now, checked)
             self._publish()
             logger.debug(
-                "stored staples: %d read in %.2f s; %d certificates checked in %.2f s%s, "
-                "%d stapled",
+                "stored staples: %d read in %.2f s; %d certificates started in %.2f s "
+                "(%d staples verified beforehand), %d stapled",
                 len(stored) + len(shared),
                 loaded - began,
                 len(self._managed),
                 loop.time() - loaded,
-                f" (half of them by process {helped})" if helped else "",
+                taken,
                 len(self._table),
             )
             if started is not None:
@@ -366,59 +379,13 @@ class UpdaterDriver:
             self._start(self._add(cert_id, group), now, candidates)
         self._publish()
 
-    def _start_all(self, jobs: Sequence[tuple[_Managed, list[bytes]]], now: dt.datetime) -> int:
-        """Start every machine with its candidates; the pid of the helper that checked half
-        of them, or 0 when this process checked them all.
-
-        Checking a candidate costs ~0.1 ms (most of it its signature), so 50,000 stored staples
-        took ~6 s of the one core the master runs on, while the workers served without any
-        staple. With `PARALLEL_START_MIN` candidates or more and a second CPU, a forked copy
-        of this process (`process.forked.ForkedCall`) checks the second half with the
-        machines' own `check` meanwhile; its answers start those machines as `Start.checked`.
-        Should the helper fail, this process checks that half too: slower, never different.
-        """
-        helper: ForkedCall[list[tuple[VerifiedStaple | str, ...]]] | None = None
-        split = len(jobs)
-        candidates = sum(len(c) for _, c in jobs)
-        if candidates >= PARALLEL_START_MIN and (os.cpu_count() or 1) > 1:
-            split = len(jobs) // 2
-            theirs = jobs[split:]
-
-            def check_theirs() -> list[tuple[VerifiedStaple | str, ...]]:
-                return [tuple(m.machine.check(der, now) for der in c) for m, c in theirs]
-
-            helper = ForkedCall(check_theirs, name="ocsp-start-check")
-        try:
-            for managed, stored in jobs[:split]:
-                self._start(managed, now, stored)
-        finally:
-            checked = helper.result() if helper is not None else None
-        if helper is not None and checked is None:
-            logger.warning(
-                "stored staples: the helper process %d failed; checking its half here",
-                helper.pid,
-            )
-        rest = jobs[split:]
-        if checked is None or len(checked) != len(rest):
-            for managed, stored in rest:
-                self._start(managed, now, stored)
-            return 0
-        for (managed, _), outcomes in zip(rest, checked, strict=True):
-            self._start(managed, now, (), checked=outcomes)
-        return helper.pid if helper is not None else 0
-
     def _start(
-        self,
-        managed: _Managed,
-        now: dt.datetime,
-        stored: Sequence[bytes],
-        *,
-        checked: tuple[VerifiedStaple | str, ...] = (),
+        self, managed: _Managed, now: dt.datetime, stored: Sequence[bytes | VerifiedStaple]
     ) -> None:
         """Start one machine with its stored candidates; should checking them raise (a bug:
         they are untrusted bytes), start it without them, so it fetches instead."""
         try:
-            self._handle(managed, Start(now, tuple(stored), checked), publish=False)
+            self._handle(managed, Start(now, tuple(stored)), publish=False)
         except Exception:
             if managed.machine.state is not State.NEW:
                 raise

@@ -1,5 +1,5 @@
-"""The updater's start-up split over two processes: a forked helper checks half the stored
-staples with the machines' own `check`; what is installed and logged is what one process
+"""precheck: the stored staples verified ahead of time (in a forked child at start-up), and
+the updater starting from them: what is installed and logged is what checking them at start
 would install and log."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,10 +20,12 @@ from staplegate.clock import ManualClock
 from staplegate.fetch.client import FetchSettings
 from staplegate.ocsp.certid import CertId
 from staplegate.ocsp.schedule import UpdateSettings
+from staplegate.ocsp.verify import VerifiedStaple
+from staplegate.process.forked import ForkedCall
 from staplegate.store import FileStapleStore
 from staplegate.testpki.ca import CertificateAuthority, IssuedCertificate
-from staplegate.updater import driver
 from staplegate.updater.driver import UpdaterEntry
+from staplegate.updater.precheck import precheck
 from staplegate.updater.service import OcspUpdater
 from tests.ocsp_der import resign
 
@@ -67,13 +68,19 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
     return Fixture(tmp_path_factory.mktemp("parallel-start"))
 
 
-def start(pki: Fixture, state: Path) -> tuple[Mapping[CertId, bytes], OcspUpdater]:
+def entries(pki: Fixture) -> list[UpdaterEntry]:
+    return [
+        UpdaterEntry(leaf.certificate, leaf.issuer, f"/c/{leaf.name}.pem", None)
+        for leaf in pki.leaves
+    ]
+
+
+def start(
+    pki: Fixture, state: Path, prechecked: Mapping[bytes, VerifiedStaple]
+) -> Mapping[CertId, bytes]:
     tables: list[Mapping[CertId, bytes]] = []
     updater = OcspUpdater(
-        [
-            UpdaterEntry(leaf.certificate, leaf.issuer, f"/c/{leaf.name}.pem", None)
-            for leaf in pki.leaves
-        ],
+        entries(pki),
         update_settings=UpdateSettings(),
         fetch_settings=FetchSettings(),
         on_staples=tables.append,
@@ -90,8 +97,9 @@ def start(pki: Fixture, state: Path) -> tuple[Mapping[CertId, bytes], OcspUpdate
         updater.stop()
         await task
 
+    updater.use_prechecked(prechecked)
     asyncio.run(scenario())
-    return tables[-1], updater
+    return tables[-1]
 
 
 def store_staples(pki: Fixture, state: Path, forged: set[int]) -> dict[CertId, bytes]:
@@ -106,69 +114,71 @@ def store_staples(pki: Fixture, state: Path, forged: set[int]) -> dict[CertId, b
     return good
 
 
-def test_a_helper_checks_half_and_forged_staples_are_refused_whichever_half(
-    pki: Fixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_precheck_returns_the_staples_that_verify_keyed_by_der(
+    pki: Fixture, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(driver, "PARALLEL_START_MIN", 2)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    forged = {1, COUNT - 1}  # one in each half (the helper checks the second)
-    good = store_staples(pki, tmp_path / "state", forged)
-    caplog.set_level(logging.DEBUG, logger="staplegate.ocsp")
+    good = store_staples(pki, tmp_path / "state", forged={1, 4})
+    stored = FileStapleStore(tmp_path / "state").load_all()
 
-    table, _ = start(pki, tmp_path / "state")
+    verified = precheck(entries(pki), stored, now=pki.now)
 
-    assert dict(table) == good
-    refused = [
-        r.getMessage() for r in caplog.records if "Content will be ignored" in r.getMessage()
-    ]
-    assert sorted(m.split(":")[0] for m in refused) == [
-        f"/c/{pki.leaves[i].name}.pem" for i in sorted(forged)
-    ]
-    (summary,) = [
-        r.getMessage() for r in caplog.records if "certificates checked" in r.getMessage()
-    ]
-    helper = int(summary.split("by process ")[1].split(")")[0])
-    assert helper != os.getpid()
-    assert f"{COUNT} certificates checked" in summary
+    assert set(verified) == set(good.values())
+    assert all(verified[der].cert_id == cert_id for cert_id, der in good.items())
 
 
-def test_below_the_threshold_one_process_checks_them_all(
+def test_precheck_runs_in_a_forked_child_and_gives_the_same(pki: Fixture, tmp_path: Path) -> None:
+    store_staples(pki, tmp_path / "state", forged={0})
+    stored = FileStapleStore(tmp_path / "state").load_all()
+    here = precheck(entries(pki), stored, now=pki.now)
+
+    there = ForkedCall(lambda: precheck(entries(pki), stored, now=pki.now)).result()
+
+    assert there == here
+
+
+def test_the_updater_starts_from_prechecked_staples_and_refuses_the_rest_itself(
     pki: Fixture, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    good = store_staples(pki, tmp_path / "state", {2})
+    forged = {1, COUNT - 1}
+    good = store_staples(pki, tmp_path / "state", forged)
+    stored = FileStapleStore(tmp_path / "state").load_all()
+    verified = precheck(entries(pki), stored, now=pki.now)
     caplog.set_level(logging.DEBUG, logger="staplegate.ocsp")
 
-    table, _ = start(pki, tmp_path / "state")
-
-    assert dict(table) == good
-    (summary,) = [
-        r.getMessage() for r in caplog.records if "certificates checked" in r.getMessage()
-    ]
-    assert "by process" not in summary
-
-
-class _FailedHelper:
-    """A helper whose child died (a fault no real run can be made to show on demand)."""
-
-    def __init__(self, *_: object, **__: object) -> None:
-        self.pid = 4242
-
-    def result(self) -> None:
-        return None
-
-
-def test_when_the_helper_fails_this_process_checks_its_half(
-    pki: Fixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setattr(driver, "PARALLEL_START_MIN", 2)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(driver, "ForkedCall", _FailedHelper)
-    good = store_staples(pki, tmp_path / "state", {COUNT - 1})
-    caplog.set_level(logging.DEBUG, logger="staplegate.ocsp")
-
-    table, _ = start(pki, tmp_path / "state")
+    table = start(pki, tmp_path / "state", verified)
 
     assert dict(table) == good
     messages = [r.getMessage() for r in caplog.records]
-    assert any("helper process 4242 failed; checking its half here" in m for m in messages)
-    assert sum("Content will be ignored" in m for m in messages) == 1
+    refused = [m for m in messages if "Content will be ignored" in m]
+    assert sorted(m.split(":")[0] for m in refused) == [
+        f"/c/{pki.leaves[i].name}.pem" for i in sorted(forged)
+    ]
+    (summary,) = [m for m in messages if "certificates started" in m]
+    assert f"({COUNT - len(forged)} staples verified beforehand)" in summary
+
+
+def test_a_prechecked_staple_of_another_certificate_is_verified_as_stored(
+    pki: Fixture, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = store_staples(pki, tmp_path / "state", forged=set())
+    stored = FileStapleStore(tmp_path / "state").load_all()
+    verified = precheck(entries(pki), stored, now=pki.now)
+    first, second = list(good)[:2]
+    # a (buggy) precheck that filed the second certificate's staple under the first's DER
+    verified[good[first]] = verified[good[second]]
+    caplog.set_level(logging.DEBUG, logger="staplegate.ocsp")
+
+    table = start(pki, tmp_path / "state", verified)
+
+    assert dict(table) == good
+    (summary,) = [
+        r.getMessage() for r in caplog.records if "certificates started" in r.getMessage()
+    ]
+    assert f"({COUNT - 1} staples verified beforehand)" in summary
+
+
+def test_without_prechecked_staples_every_one_is_verified_at_start(
+    pki: Fixture, tmp_path: Path
+) -> None:
+    good = store_staples(pki, tmp_path / "state", forged={2})
+    assert dict(start(pki, tmp_path / "state", {})) == good
