@@ -181,3 +181,22 @@ def test_ssl_server_verify_is_the_default_of_server_lines(tmp_path: Path) -> Non
     assert a.tls is not None
     assert b.tls is not None
     assert (a.tls.verify, b.tls.verify) == (False, True)
+
+
+def test_loaded_is_called_with_a_sound_generation_before_the_plan_is_built(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "haproxy.cfg"
+    seen: list[object] = []
+    good = "frontend fe\n    bind 127.0.0.1:8080\n    default_backend app\nbackend app\n"
+    config.write_text(good, encoding="utf-8")
+    generation, plan = validate(
+        [str(config)], now=NOW, err=io.StringIO(), startup=True, loaded=seen.append
+    )
+    assert plan is not None
+    assert seen == [generation]
+
+    config.write_text(good.replace("default_backend app", "default_backend nowhere"))
+    _, plan = validate([str(config)], now=NOW, err=io.StringIO(), startup=True, loaded=seen.append)
+    assert plan is None
+    assert len(seen) == 1  # not called for a configuration with errors
