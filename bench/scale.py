@@ -30,11 +30,34 @@ HAProxy 2.6 (Debian's `haproxy`) reads the same crt-list: `haproxy -c` wall time
 `haproxy -db` (nbthread 2): time until its port accepts, its RSS and Pss. HAProxy gets no
 `.ocsp` files (it would staple them without fetching; their ~0.5 KB each is left out).
 
+Options, each measured in the same run after the above:
+- `--scrape`: a `mode http` frontend with `http-request use-service prometheus-exporter`;
+  once the master has logged a render (`metrics: N bytes rendered in S s`), `--scrapes` GETs
+  of `/metrics` are timed; the master's render time is read from that debug line.
+- `--reload`: `--clients` threads make new connections without pause (pyOpenSSL handshake
+  asking for a staple, `ping` echoed by the backend, a real TCP echo server); SIGUSR2; the
+  clock runs until the new generation serves (`reload: generation 2 serving`), its workers
+  hold N staples, and the old workers have exited. Every connection that fails is a dropped
+  one; a handshake without a staple is counted too; the sum of Pss is sampled every second.
+- `--crt-store`: HAProxy 3.x syntax, a `crt-store bench` section with one `load crt … alias
+  hostN` line per bundle, the crt-list naming `@bench/hostN` (HAProxy 2.6 has no crt-store:
+  its column keeps the plain crt-list).
+- `--cold`: no stored staples; the leaves' OCSP URL is a fast responder on 127.0.0.1 that
+  answers each request with the response signed in advance for its serial (so the responder
+  is never the limit); the rate at which staples arrive is compared with
+  `ocsp-update.rate-limit` (250/s per responder host by default).
+- `--svg PATH`: a step chart of the staples in each worker's table over time since start,
+  with the start-up (and SIGUSR2) moments marked (docs/img/scale.svg); `--timeline` prints
+  the master's and workers' key log lines with their time since start.
+
 The calibration line times a fixed pure-Python loop and one cryptography P-256 signature, so
 runs on different machines or moments can be compared.
 
     flock /tmp/bench.lock .venv/bin/python bench/scale.py --count 5000
-    flock /tmp/bench.lock .venv/bin/python bench/scale.py --count 50000
+    flock /tmp/bench.lock .venv/bin/python bench/scale.py --count 50000 --reload --scrape \
+        --svg docs/img/scale.svg
+    flock /tmp/bench.lock .venv/bin/python bench/scale.py --count 50000 --crt-store --no-haproxy
+    flock /tmp/bench.lock .venv/bin/python bench/scale.py --count 5000 --cold --no-haproxy
 
 Only 127.0.0.1 is ever contacted.
 """
@@ -196,13 +219,13 @@ class _OcspHandler(BaseHTTPRequestHandler):
 
     def _answer(self, request: bytes) -> None:
         body = answer_for(request, self.server.responses)
+        if body:  # counted before the client can read it
+            self.server.answered.append(time.perf_counter())
         self.send_response(200 if body else 400)
         self.send_header("Content-Type", "application/ocsp-response")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        if body:
-            self.server.answered.append(time.perf_counter())
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -921,10 +944,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{sg.get('started', nan):.1f} s) | {hp.get('serving', nan):.1f} s "
         f"(`haproxy -c` {hp.get('check', nan):.1f} s) | < 60 s: {ok(sg['serving'] < 60)} |"
     )
+    target = "(from cold: see below)" if args.cold else f"< 10 s: {ok(stapled_after < 10)}"
     print(
         f"| every worker stapled, after serving | {stapled_after:.1f} s "
-        f"({sg['stapled']:.1f} s after start) | no staples loaded | < 10 s: "
-        f"{ok(stapled_after < 10)} |"
+        f"({sg['stapled']:.1f} s after start) | no staples loaded | {target} |"
     )
     if args.cold:
         print(f"| responder requests | {responder_requests} | — | {args.count} |")

@@ -4,17 +4,23 @@ that staplegate's own store loads in full (the benchmark's "0 responder requests
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
 import importlib.util
 import io
 import sys
+import threading
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from types import ModuleType
 from xml.etree import ElementTree
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from staplegate.deploy.plan import validate
+from staplegate.ocsp.certid import CertId
 from staplegate.store import FileStapleStore
 
 REPOSITORY = Path(__file__).resolve().parents[3]
@@ -118,3 +124,46 @@ def test_the_plot_draws_one_line_per_worker_and_the_markers(tmp_path: Path) -> N
     labels = " ".join(text.text or "" for text in svg.iter(f"{namespace}text"))
     for label in ("first handshake 1.0 s", "all stapled 3.6 s", "SIGUSR2 5.0 s", "pid 13"):
         assert label in labels
+
+
+def test_cold_generation_stores_nothing_and_the_responder_answers_each_serial(
+    tmp_path: Path,
+) -> None:
+    scale = load_scale()
+    responder = scale.PresignedResponder()
+    thread = threading.Thread(target=responder.serve_forever, daemon=True)
+    thread.start()
+    try:
+        setup = scale.generate(tmp_path, 2, responder.url, store=False)
+        responder.responses = setup.responses
+        assert not list(setup.state.iterdir())
+        assert len(setup.responses) == 2
+        for serial, der in setup.responses.items():
+            request = (
+                CertId("sha1", b"\x00" * 20, b"\x00" * 20, serial)
+                .request()
+                .public_bytes(serialization.Encoding.DER)
+            )
+            post = urllib.request.Request(responder.url, data=request, method="POST")
+            with urllib.request.urlopen(post, timeout=10) as answer:
+                assert answer.read() == der
+            path = urllib.parse.quote(base64.b64encode(request).decode(), safe="")
+            with urllib.request.urlopen(responder.url + path, timeout=10) as answer:
+                assert answer.read() == der
+        assert len(responder.answered) == 4
+        assert scale.answer_for(b"garbage", setup.responses) == b""
+    finally:
+        responder.shutdown()
+        responder.server_close()
+        thread.join(10)
+
+
+def test_cold_rates_are_counted_from_the_first_answer(tmp_path: Path) -> None:
+    scale = load_scale()
+    follow = scale.Follower(tmp_path / "log", 100.0)
+    follow.full_at = {11: 14.0, 12: 15.0}
+    rates = scale.cold_rates([105.0 + i / 250 for i in range(2501)], follow, 2501)
+    assert rates["cold first fetch"] == 5.0
+    assert rates["cold fetch rate"] == pytest.approx(250.0)
+    assert rates["cold stapled seconds"] == pytest.approx(10.0)
+    assert rates["cold stapled rate"] == pytest.approx(250.1)
