@@ -81,6 +81,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -638,13 +639,27 @@ def scrape(args: argparse.Namespace, follow: Follower, count: int) -> dict[str, 
             raise RuntimeError("no metrics render logged")
         follow.poll(count)
         time.sleep(0.2)
-    times, size, lines = [], 0, 0
-    for _ in range(args.scrapes):
+    url = f"http://127.0.0.1:{args.metrics_port}/metrics"
+    rendered_at = time.perf_counter()
+    first_answer = float("nan")
+    times: list[float] = []
+    unavailable, size, lines = 0, 0, 0
+    # 503 until the worker answering holds a snapshot (the master's push skips a worker still
+    # draining its staple delta): counted, not timed
+    while len(times) < args.scrapes:
         t0 = time.perf_counter()
-        url = f"http://127.0.0.1:{args.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=120) as answer:
-            body = answer.read()
+        try:
+            with urllib.request.urlopen(url, timeout=120) as answer:
+                body = answer.read()
+        except urllib.error.HTTPError as error:
+            if error.code != 503 or t0 > deadline:
+                raise
+            unavailable += 1
+            time.sleep(0.5)
+            continue
         times.append(time.perf_counter() - t0)
+        if len(times) == 1:
+            first_answer = time.perf_counter() - rendered_at
         size, lines = len(body), body.count(b"\n")
     follow.poll(count)
     rendered, seconds, on_loop = follow.renders[-1]
@@ -657,6 +672,8 @@ def scrape(args: argparse.Namespace, follow: Follower, count: int) -> dict[str, 
         "render loop seconds": on_loop,
         "render bytes": rendered,
         "renders": len(follow.renders),
+        "scrape 503s": unavailable,
+        "scrape first answer": first_answer,
     }
 
 
@@ -992,7 +1009,9 @@ def main(argv: list[str] | None = None) -> int:
             f"(median of {args.scrapes}, max {sg['scrape max seconds']:.3f} s), "
             f"{sg['scrape bytes'] / MIB:.1f} MiB, {sg['scrape lines']:,.0f} lines; the "
             f"master's render {sg['render seconds']:.2f} s ({sg['render loop seconds']:.2f} s "
-            f"reading on its loop), every max(1 s, 5 x render)"
+            f"reading on its loop), every max(1 s, 5 x render); the first 200 came "
+            f"{sg['scrape first answer']:.1f} s after the first render was logged "
+            f"({sg['scrape 503s']:.0f} answers 503 before)"
         )
     if args.reload:
         print(
