@@ -6,8 +6,9 @@ this module performs what it asks, mitmproxy-style:
 - One machine per CertId. Two configured files holding the same certificate share it (spec
   §4.6): the first file's path is shown in logs, and auto-update is on if any file asks for it.
 - `run()` loads the stored staples (state directory, off the loop) and every entry's sidecar
-  `.ocsp`, hands them to each machine as `Start.stored` (the machine verifies each candidate),
-  publishes the first staple table, sets `started`, then schedules.
+  `.ocsp`, hands them to each machine as `Start.stored` (the machine verifies each candidate;
+  those `use_prechecked` gave, verified beforehand by updater/precheck.py, it only re-checks
+  against the time), publishes the first staple table, sets `started`, then schedules.
 - Scheduling is a heap of `(when, seq, cert_id)` timers from `WakeAt` actions; a newer
   WakeAt for a certificate supersedes the older one (the seq no longer matches). The loop
   sleeps until the earliest `when`, computed from `clock.now()` (so an offset clock works),
