@@ -144,7 +144,8 @@ def run(
         pidfile = pidfile or settings.pidfile
         pid_handle = None
         if pidfile:
-            # opened before detaching, as HAProxy does, so `-D` reports it instead of dying silently
+            # opened before detaching, as HAProxy does, so `-D` reports it instead of dying
+            # silently
             try:
                 pid_handle = open(pidfile, "w", encoding="ascii")  # noqa: SIM115 - closed below
             except OSError as error:
@@ -231,6 +232,7 @@ def run(
         shared=shared,
     )
     updater.use_prechecked(prechecked)
+    del prechecked  # the updater drops it once started
     updater.configure_revoked_hook(settings.ocsp_update_revoked_hook, directory)
     # Fork before the master's event loop exists (restarts later fork from inside it).
     for slot in range(worker_count):

@@ -50,7 +50,10 @@ def test_a_child_that_fails_gives_nothing_so_the_store_reads_again() -> None:
 
 
 def test_a_result_that_is_not_a_scan_is_refused() -> None:
-    assert BackgroundScan(lambda: {"not": "a scan"}).result() is None  # type: ignore[arg-type,return-value]
+    def not_a_scan() -> StoreScan:
+        return {"not": "a scan"}  # type: ignore[return-value]
+
+    assert BackgroundScan(not_a_scan).result() is None
 
 
 def test_cancel_after_the_result_does_nothing(tmp_path: Path) -> None:
