@@ -431,15 +431,14 @@ class _Delegate:
 def _delegate(delegate: x509.Certificate, issuer: x509.Certificate) -> _Delegate:
     try:
         delegate.verify_directly_issued_by(issuer)
-        issued = True
     except Exception:  # InvalidSignature, or a certificate that does not parse
-        issued = False
+        return _Delegate(_subject_text(delegate), issued_by_issuer=False, ocsp_signing=False)
     try:
         eku = delegate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
         eku = None
     ocsp_signing = eku is not None and ExtendedKeyUsageOID.OCSP_SIGNING in eku
-    return _Delegate(_subject_text(delegate), issued, ocsp_signing)
+    return _Delegate(_subject_text(delegate), issued_by_issuer=True, ocsp_signing=ocsp_signing)
 
 
 def _names_responder(response: ocsp.OCSPResponse, candidate: x509.Certificate) -> bool:
