@@ -863,7 +863,7 @@ def plot(follow: Follower, result: dict[str, float], count: int) -> str:
             'stroke="#888" stroke-dasharray="4 3"/>'
         )
         parts.append(
-            f'<text x="{x(when) + 3:.1f}" y="{top + 12 + 14 * (index % 3)}" '
+            f'<text x="{x(when) + 3:.1f}" y="{top + 12 + 14 * index}" '
             f'fill="#555">{label} {when:.1f} s</text>'
         )
     pids = list(dict.fromkeys(pid for _, pid, _ in follow.tables))
