@@ -22,14 +22,19 @@ from pathlib import Path
 
 from staplegate.clock import SystemClock
 from staplegate.config.model import GlobalSettings, LogTargetKind
+from staplegate.deploy.generation import Generation
 from staplegate.deploy.plan import validate
 from staplegate.fetch.client import FetchSettings
 from staplegate.fleet.redis_share import PasswordError, RedisShare, shared_store
 from staplegate.observe.log import LogRouter, SyslogTarget
+from staplegate.ocsp.verify import VerifiedStaple
+from staplegate.process.forked import ForkedCall
 from staplegate.process.master import Deployment, Master, update_settings_of, updater_entries
 from staplegate.process.sockets import open_sockets
 from staplegate.process.supervisor import supervise
 from staplegate.store import FileStapleStore, StoreError, resolve_state_dir
+from staplegate.store.preload import BackgroundScan
+from staplegate.updater.precheck import PRECHECK_MIN, precheck
 from staplegate.updater.service import OcspUpdater
 
 log = logging.getLogger("staplegate")
@@ -100,64 +105,91 @@ def run(
 ) -> int:
     """Run staplegate on the configuration at `paths` until stopped; the exit status."""
     clock = SystemClock()
-    generation, plan = validate(paths, now=clock.now(), err=sys.stderr, startup=True)
-    if generation is None or plan is None:
-        print("[ALERT] config : Fatal errors found in configuration.", file=sys.stderr)
-        return 1
-    try:
-        sockets = open_sockets(plan, {})
-    except OSError as error:
-        print(
-            "[ALERT] config : Some protocols failed to start their listeners! Exiting. "
-            f"({error.strerror})",
-            file=sys.stderr,
-        )
-        return 1
+    directory = resolve_state_dir(state_dir, os.environ, is_root=os.geteuid() == 0)
+    store = FileStapleStore(directory)
+    # The stored staples are read by a child while the certificates load (store/preload.py)
+    # and verified by another while the TLS contexts are built (updater/precheck.py).
+    preload = BackgroundScan(store.scan)
+    prechecks: list[ForkedCall[dict[bytes, VerifiedStaple]]] = []
 
-    settings = generation.config.global_
-    pidfile = pidfile or settings.pidfile
-    pid_handle = None
-    if pidfile:
-        # opened before detaching, as HAProxy does, so `-D` reports it instead of dying silently
+    def start_precheck(generation: Generation) -> None:
+        scan = preload.result()
+        if scan is None:
+            return  # the updater reads the directory itself, and verifies at start
+        store.use_preloaded(scan)
+        if len(scan.staples) >= PRECHECK_MIN and (os.cpu_count() or 1) > 1:
+            entries, now = updater_entries(generation), clock.now()
+            call = ForkedCall(lambda: precheck(entries, scan.staples, now=now), name="precheck")
+            prechecks.append(call)
+
+    prechecked: dict[bytes, VerifiedStaple] = {}
+    try:
+        generation, plan = validate(
+            paths, now=clock.now(), err=sys.stderr, startup=True, loaded=start_precheck
+        )
+        if generation is None or plan is None:
+            print("[ALERT] config : Fatal errors found in configuration.", file=sys.stderr)
+            return 1
         try:
-            pid_handle = open(pidfile, "w", encoding="ascii")  # noqa: SIM115 - closed below
+            sockets = open_sockets(plan, {})
         except OSError as error:
             print(
-                f"[ALERT] Cannot create pidfile {pidfile}: {error.strerror or error}.",
+                "[ALERT] config : Some protocols failed to start their listeners! Exiting. "
+                f"({error.strerror})",
                 file=sys.stderr,
             )
+            return 1
+
+        settings = generation.config.global_
+        pidfile = pidfile or settings.pidfile
+        pid_handle = None
+        if pidfile:
+            # opened before detaching, as HAProxy does, so `-D` reports it instead of dying
+            # silently
+            try:
+                pid_handle = open(pidfile, "w", encoding="ascii")  # noqa: SIM115 - closed below
+            except OSError as error:
+                print(
+                    f"[ALERT] Cannot create pidfile {pidfile}: {error.strerror or error}.",
+                    file=sys.stderr,
+                )
+                for socks in sockets.values():
+                    for sock in socks:
+                        sock.close()
+                return 1
+        try:
+            # checked before detaching, like the pidfile: a state directory that cannot be used
+            # would otherwise be found at the first save, by a daemon nobody watches
+            store.ensure_directory()
+        except StoreError as error:
+            print(f"[ALERT] Cannot use the state directory {error}.", file=sys.stderr)
             for socks in sockets.values():
                 for sock in socks:
                     sock.close()
+            if pid_handle is not None:
+                pid_handle.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(pid_handle.name)
             return 1
-    directory = resolve_state_dir(state_dir, os.environ, is_root=os.geteuid() == 0)
-    store = FileStapleStore(directory)
-    try:
-        # checked before detaching, like the pidfile: a state directory that cannot be used
-        # would otherwise be found at the first save, by a daemon nobody watches
-        store.ensure_directory()
-    except StoreError as error:
-        print(f"[ALERT] Cannot use the state directory {error}.", file=sys.stderr)
-        for socks in sockets.values():
-            for sock in socks:
-                sock.close()
-        if pid_handle is not None:
-            pid_handle.close()
-            with contextlib.suppress(OSError):
-                os.unlink(pid_handle.name)
-        return 1
-    try:
-        shared = _shared_store(settings, clock)
-    except PasswordError as error:
-        print(f"[ALERT] config : ocsp-update.shared-store: {error}.", file=sys.stderr)
-        for socks in sockets.values():
-            for sock in socks:
-                sock.close()
-        if pid_handle is not None:
-            pid_handle.close()
-            with contextlib.suppress(OSError):
-                os.unlink(pid_handle.name)
-        return 1
+        try:
+            shared = _shared_store(settings, clock)
+        except PasswordError as error:
+            print(f"[ALERT] config : ocsp-update.shared-store: {error}.", file=sys.stderr)
+            for socks in sockets.values():
+                for sock in socks:
+                    sock.close()
+            if pid_handle is not None:
+                pid_handle.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(pid_handle.name)
+            return 1
+        # before detaching: only this process can reap its children
+        for call in prechecks:
+            prechecked = call.result() or {}
+    finally:
+        preload.cancel()  # each does nothing once collected
+        for call in prechecks:
+            call.cancel()
     if daemon or settings.daemon:
         _daemonize()
     if pid_handle is not None:
@@ -199,6 +231,8 @@ def run(
         host_burst=min(settings.ocsp_update_rate_limit, 50),
         shared=shared,
     )
+    updater.use_prechecked(prechecked)
+    del prechecked  # the updater drops it once started
     updater.configure_revoked_hook(settings.ocsp_update_revoked_hook, directory)
     # Fork before the master's event loop exists (restarts later fork from inside it).
     for slot in range(worker_count):

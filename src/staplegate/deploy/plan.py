@@ -880,18 +880,27 @@ def build_plan(
 
 
 def validate(
-    paths: Sequence[str], *, now: dt.datetime, err: TextIO, startup: bool
+    paths: Sequence[str],
+    *,
+    now: dt.datetime,
+    err: TextIO,
+    startup: bool,
+    loaded: Callable[[Generation], None] | None = None,
 ) -> tuple[Generation | None, ServePlan | None]:
     """The one judgement `-c` (`startup=False`) and start-up make of a configuration.
 
     Parse, load certificates, then build what the data plane would run (TLS contexts with
     their CA and CRL files, plain binds, routes). Every diagnostic goes to `err`;
     the plan is None when anything is fatal. As in HAProxy, only a configuration without
-    any listener is valid for `-c` and refused at start-up.
+    any listener is valid for `-c` and refused at start-up. `loaded` is called with a
+    generation free of errors before its TLS contexts are built (start-up verifies the
+    stored staples meanwhile: updater/precheck.py).
     """
     generation = load_generation(paths, now=now, err=err)
     if generation is None or not generation.ok:
         return generation, None
+    if loaded is not None:
+        loaded(generation)
     plan, problems = build_plan(generation, number=1, require_listener=startup)
     for problem in problems:
         print(problem, file=err)

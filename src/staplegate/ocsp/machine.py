@@ -64,6 +64,7 @@ from staplegate.ocsp.verify import (
     CertStatus,
     VerificationError,
     VerifiedStaple,
+    still_valid_at,
     verify_response,
 )
 
@@ -129,10 +130,17 @@ class LogLevel(enum.Enum):
 
 @dataclass(frozen=True)
 class Start:
-    """Begin managing the certificate; `stored` are candidate staples from the store."""
+    """Begin managing the certificate; `stored` are candidate staples from the store.
+
+    A candidate is DER, verified here, or a `VerifiedStaple` that passed `verify_response`
+    for this certificate at an earlier moment (updater/precheck.py, in a forked copy of this
+    process while the master built its TLS contexts): only its time-dependent checks are
+    run again (`verify.still_valid_at`), and should one fail, its DER is verified in full.
+    Nothing from outside the process tree is ever passed as a `VerifiedStaple`.
+    """
 
     now: dt.datetime
-    stored: tuple[bytes, ...] = ()
+    stored: tuple[bytes | VerifiedStaple, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -368,9 +376,9 @@ class CertificateMachine:
 
     def _on_start(self, event: Start, actions: list[Action]) -> Outcome:
         now = event.now
-        for der in event.stored:
+        for candidate in event.stored:
             try:
-                staple = self._verify(der, now)
+                staple = self._start_candidate(candidate, now)
             except VerificationError as error:
                 actions.append(
                     Log(
@@ -545,6 +553,22 @@ class CertificateMachine:
         return Outcome.ENDED
 
     # --- helpers ---
+
+    def _start_candidate(
+        self, candidate: bytes | VerifiedStaple, now: dt.datetime
+    ) -> VerifiedStaple:
+        """A start-up candidate as a staple for this certificate at `now` (see `Start`), or
+        VerificationError."""
+        if isinstance(candidate, bytes):
+            return self._verify(candidate, now)
+        if candidate.cert_id != self.cert_id:
+            raise MachineMisuse(
+                f"a staple verified for {candidate.cert_id.hex} given to {self.cert_id.hex} "
+                f"(certificate {self.path})"
+            )
+        if still_valid_at(candidate, now=now, skew=self.skew):
+            return candidate
+        return self._verify(candidate.der, now)  # a time check failed: say which, in full
 
     def _verify(self, der: bytes, now: dt.datetime) -> VerifiedStaple:
         return verify_response(

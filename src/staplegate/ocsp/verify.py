@@ -29,6 +29,16 @@ of its own parameters into `VerificationError`: a malformed ResponderID name is 
 an included certificate that does not parse is simply not the responder, and anything else
 unexpected is UNPARSABLE with the exception in `.detail`. Only VerificationError escapes.
 
+Cost. At start-up every stored staple is verified (50,000 in the scale benchmark), so the
+per-staple work that depends only on certificates, not on the response, is cached by the
+certificates' DER (cryptography's `Certificate` hashes and compares its DER): whether a
+responder certificate was directly issued by the issuer (one signature check per responder
+certificate, not per staple), its OCSPSigning usage, subject text and public key, and a
+certificate's key hash. What depends on the response or the time (its own signature, the
+responder certificate's validity at `now`, CertId, times) is checked every time. The caches
+are bounded (`CERT_CACHE_SIZE` entries each) and hold verdicts on exact bytes, so a forged
+certificate can never share an entry with a genuine one.
+
 A revoked answer verifies: it is the truth, and stapling it is what clients expect. An
 `unknown` answer does not: it tells a client nothing and HAProxy rejects it too.
 """
@@ -37,10 +47,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 from dataclasses import dataclass
 
 from cryptography import exceptions, x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -56,6 +68,10 @@ DEFAULT_SKEW = dt.timedelta(seconds=300)
 #: CertId hash algorithms we accept in a response (HAProxy asks in SHA-1; some CAs answer in
 #: SHA-256, which RFC 6960 allows).
 ACCEPTED_CERTID_HASHES = ("sha1", "sha256")
+
+#: Entries in each per-certificate cache (see "Cost" above): issuers and responder
+#: certificates are few; a bound keeps hostile input from growing them.
+CERT_CACHE_SIZE = 256
 
 
 class CertStatus(enum.Enum):
@@ -218,6 +234,8 @@ class VerifiedStaple:
     revocation_time: dt.datetime | None
     revocation_reason: str | None
     responder: str
+    #: the delegated responder certificate's notBefore and notAfter (None: the issuer signed)
+    signer_valid: tuple[dt.datetime, dt.datetime] | None = None
 
     def expire(self) -> dt.datetime:
         """When we stop serving it: nextUpdate - WITHDRAWAL_MARGIN, HAProxy's `expire`."""
@@ -275,8 +293,9 @@ def _verify(
     check_signature: bool,
 ) -> VerifiedStaple:
     response = _parse(der)
+    signer_valid = None
     if check_signature:
-        responder = _check_signature(response, issuer=issuer, now=now, skew=skew)
+        responder, signer_valid = _check_signature(response, issuer=issuer, now=now, skew=skew)
     else:
         responder = "unchecked"
     single = _single(response)
@@ -286,7 +305,7 @@ def _verify(
         raise VerificationError(FailureReason.NEXT_UPDATE_MISSING)
     this_update = single.this_update_utc
     _check_window(this_update, next_update, now=now, skew=skew)
-    _check_cert_id(single, certificate=certificate, issuer=issuer)
+    cert_id = _check_cert_id(single, certificate=certificate, issuer=issuer)
     expire = next_update - WITHDRAWAL_MARGIN
     if expire < now:
         raise VerificationError(
@@ -298,7 +317,7 @@ def _verify(
     reason = single.revocation_reason if status is CertStatus.REVOKED else None
     return VerifiedStaple(
         der=der,
-        cert_id=CertId.for_certificate(certificate, issuer),
+        cert_id=cert_id,
         status=status,
         this_update=this_update,
         next_update=next_update,
@@ -306,7 +325,25 @@ def _verify(
         revocation_time=revocation_time,
         revocation_reason=reason.value if reason is not None else None,
         responder=responder,
+        signer_valid=signer_valid,
     )
+
+
+def still_valid_at(staple: VerifiedStaple, *, now: dt.datetime, skew: dt.timedelta) -> bool:
+    """True when `staple`, verified at another moment, passes at `now` every check that
+    depends on the time: the delegated responder certificate's validity, the thisUpdate and
+    nextUpdate window, the withdrawal margin. Every other check gives the same verdict at
+    any time, so `verify_response(staple.der, ...)` at `now` would accept it too.
+
+    The updater checks stored staples ahead of time, in a forked process, while the master
+    builds its TLS contexts (updater/precheck.py); this is what is left to do at start."""
+    if staple.signer_valid is not None:
+        not_before, not_after = staple.signer_valid
+        if not (not_before - skew <= now <= not_after + skew):
+            return False
+    if staple.this_update > now + skew or staple.next_update < now - skew:
+        return False
+    return staple.expire() >= now
 
 
 def _iso(when: dt.datetime) -> str:
@@ -369,9 +406,39 @@ def _subject_text(certificate: x509.Certificate) -> str:
         return "<malformed subject>"
 
 
+@functools.lru_cache(maxsize=CERT_CACHE_SIZE)
 def _key_hash(certificate: x509.Certificate) -> bytes:
     """SHA-1 of the subjectPublicKey BIT STRING: what ResponderID byKey carries."""
-    return x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest
+    return x509.SubjectKeyIdentifier.from_public_key(_public_key(certificate)).digest
+
+
+@functools.lru_cache(maxsize=CERT_CACHE_SIZE)
+def _public_key(certificate: x509.Certificate) -> CertificatePublicKeyTypes:
+    return certificate.public_key()
+
+
+@dataclass(frozen=True)
+class _Delegate:
+    """What a responder certificate is, whatever the response carrying it: the cached part
+    of authorizing it (its validity at `now` is checked per response)."""
+
+    subject: str
+    issued_by_issuer: bool
+    ocsp_signing: bool
+
+
+@functools.lru_cache(maxsize=CERT_CACHE_SIZE)
+def _delegate(delegate: x509.Certificate, issuer: x509.Certificate) -> _Delegate:
+    try:
+        delegate.verify_directly_issued_by(issuer)
+    except Exception:  # InvalidSignature, or a certificate that does not parse
+        return _Delegate(_subject_text(delegate), issued_by_issuer=False, ocsp_signing=False)
+    try:
+        eku = delegate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        eku = None
+    ocsp_signing = eku is not None and ExtendedKeyUsageOID.OCSP_SIGNING in eku
+    return _Delegate(_subject_text(delegate), issued_by_issuer=True, ocsp_signing=ocsp_signing)
 
 
 def _names_responder(response: ocsp.OCSPResponse, candidate: x509.Certificate) -> bool:
@@ -403,11 +470,12 @@ def _check_signature(
     issuer: x509.Certificate,
     now: dt.datetime,
     skew: dt.timedelta,
-) -> str:
-    """Find the responder certificate, authorize it, check the signature; return who signed."""
+) -> tuple[str, tuple[dt.datetime, dt.datetime] | None]:
+    """Find the responder certificate, authorize it, check the signature; return who signed
+    and, for a delegated responder, its validity."""
     if _names_responder(response, issuer):
         _check_signed_by(response, issuer)
-        return "issuer"
+        return "issuer", None
     candidates = [c for c in response.certificates if _names_responder(response, c)]
     if not candidates:
         raise VerificationError(
@@ -416,20 +484,15 @@ def _check_signature(
             f"{issuer.subject.rfc4514_string()!r} nor a certificate included in the response",
         )
     delegate = candidates[0]
-    subject = _subject_text(delegate)
-    try:
-        delegate.verify_directly_issued_by(issuer)
-    except Exception as exc:  # InvalidSignature, or a certificate that does not parse
+    profile = _delegate(delegate, issuer)
+    subject = profile.subject
+    if not profile.issued_by_issuer:
         raise VerificationError(
             FailureReason.SIGNER_NOT_AUTHORIZED,
             f"responder certificate {subject!r} was not issued by "
             f"{issuer.subject.rfc4514_string()!r}",
-        ) from exc
-    try:
-        eku = delegate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        eku = None
-    if eku is None or ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
+        )
+    if not profile.ocsp_signing:
         raise VerificationError(
             FailureReason.SIGNER_NOT_AUTHORIZED,
             f"responder certificate {subject!r} lacks the OCSPSigning extended key usage",
@@ -442,11 +505,11 @@ def _check_signature(
             f"not at {_iso(now)}",
         )
     _check_signed_by(response, delegate)
-    return subject
+    return subject, (delegate.not_valid_before_utc, delegate.not_valid_after_utc)
 
 
 def _check_signed_by(response: ocsp.OCSPResponse, signer: x509.Certificate) -> None:
-    key = signer.public_key()
+    key = _public_key(signer)
     try:
         algorithm = response.signature_hash_algorithm
     except exceptions.UnsupportedAlgorithm as exc:
@@ -513,7 +576,8 @@ def _check_cert_id(
     *,
     certificate: x509.Certificate,
     issuer: x509.Certificate,
-) -> None:
+) -> CertId:
+    """The certificate's SHA-1 CertId (the table key) when the response names it, else raise."""
     try:
         answered = CertId.from_single_response(single)
     except exceptions.UnsupportedAlgorithm as exc:
@@ -535,3 +599,6 @@ def _check_cert_id(
             if answered.serial_number != expected.serial_number
             else "response names another issuer",
         )
+    if expected.hash_algorithm == "sha1":
+        return expected
+    return CertId.for_certificate(certificate, issuer)

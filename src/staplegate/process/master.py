@@ -171,6 +171,10 @@ class WorkerHandle:
     #: the staple table this worker was last sent (None: send it the whole table)
     sent: Mapping[CertId, bytes] | None = None
     report_fd: int = -1  # the read end of its report pipe (until `attach_pipe` takes it)
+    #: the metrics and stats pages this worker was last sent (a push skips a busy worker;
+    #: it gets the latest once its pipe drains)
+    exposition_sent: bytes | None = None
+    pages_sent: Mapping[str, tuple[bytes, bytes]] | None = None
 
 
 class DeployError(Exception):
@@ -322,8 +326,10 @@ class Master:
         transport.write(encode_servers(self.server_states()))
         if self.exposition is not None:
             transport.write(encode_metrics(self.exposition))
+            handle.exposition_sent = self.exposition
         if self.stats_pages:
             transport.write(encode_stats_pages(self.stats_pages))
+            handle.pages_sent = self.stats_pages
         if handle.report_fd >= 0:
             await self._follow_reports(handle)
 
@@ -361,8 +367,11 @@ class Master:
     def push_metrics(self, exposition: bytes) -> None:
         """Give every current worker what `use-service prometheus-exporter` answers now.
 
-        A worker still draining an earlier message skips this one (the next comes within a
-        second): a metrics snapshot is never worth a backlog.
+        A worker still draining an earlier message skips this one: a metrics snapshot is
+        never worth a backlog. It gets the latest snapshot once its pipe drains
+        (`_staples_drained`), not a render interval later: at 50,000 certificates the first
+        push came while the workers drained a 40 MB staple delta, and scrapes got 503 for
+        the next 15 s.
         """
         self.exposition = exposition
         message = encode_metrics(exposition)
@@ -370,6 +379,7 @@ class Master:
             pipe = handle.pipe
             if pipe is not None and not pipe.is_closing() and pipe.get_write_buffer_size() == 0:
                 pipe.write(message)
+                handle.exposition_sent = exposition
 
     def push_stats_pages(
         self, pages: Mapping[str, tuple[bytes, bytes, bytes]], *, always: bool = False
@@ -386,6 +396,7 @@ class Master:
                 and (always or pipe.get_write_buffer_size() == 0)
             ):
                 pipe.write(message)
+                handle.pages_sent = pages
 
     def answer_stats_admin(self, handle: WorkerHandle, request_id: int, code: str) -> None:
         """Tell the worker that asked how its `stats admin` action went."""
@@ -423,8 +434,22 @@ class Master:
             self._last_staple_flush = asyncio.get_running_loop().time()
 
     def _staples_drained(self, handle: WorkerHandle) -> None:
-        if handle.deployment == self.current.number and handle.sent is not self.table:
+        """The worker's pipe is empty: what it missed meanwhile, staples first."""
+        if handle.deployment != self.current.number:
+            return
+        if handle.sent is not self.table:
             self._send_staples(handle)
+        pipe = handle.pipe
+        if pipe is None or pipe.is_closing() or pipe.get_write_buffer_size() > 0:
+            return  # the staples went first; the rest at the next drain
+        if self.exposition is not None and handle.exposition_sent is not self.exposition:
+            pipe.write(encode_metrics(self.exposition))
+            handle.exposition_sent = self.exposition
+        if pipe.get_write_buffer_size() > 0:
+            return  # the pages at the next drain
+        if self.stats_pages and handle.pages_sent is not self.stats_pages:
+            pipe.write(encode_stats_pages(self.stats_pages))
+            handle.pages_sent = self.stats_pages
 
     def _send_staples(self, handle: WorkerHandle) -> None:
         pipe = handle.pipe

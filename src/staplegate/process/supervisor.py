@@ -326,7 +326,15 @@ async def _publish_metrics(master: Master, view: MasterRuntime) -> None:
                 # read the state here, on the loop; build and format it in a thread, so the
                 # loop keeps answering (the GIL is shared, the latency is not)
                 collected = CollectedMetrics(collector)
-                master.push_metrics(await asyncio.to_thread(render, collected))
+                read = time.perf_counter() - began
+                exposition = await asyncio.to_thread(render, collected)
+                master.push_metrics(exposition)
+                log.debug(
+                    "metrics: %d bytes rendered in %.3f s (%.3f s reading on the loop)",
+                    len(exposition),
+                    time.perf_counter() - began,
+                    read,
+                )
             except Exception:
                 log.exception("metrics: rendering failed; scrapes get the previous snapshot")
             spent = time.perf_counter() - began

@@ -60,6 +60,13 @@ class FileStapleStore:
 
     def __init__(self, directory: Path) -> None:
         self._directory = directory
+        self._preloaded: StoreScan | None = None
+
+    def use_preloaded(self, scan: StoreScan) -> None:
+        """Make the next `scan` (or `load_all`) return `scan` instead of reading the directory:
+        a scan of this directory made moments ago, in a child process while the certificates
+        loaded (store/preload.py). Only the next one: later loads (a reload) read again."""
+        self._preloaded = scan
 
     @property
     def directory(self) -> Path:
@@ -114,6 +121,9 @@ class FileStapleStore:
 
     def scan(self) -> StoreScan:
         """Read the directory; a missing directory is an empty store (first start)."""
+        if self._preloaded is not None:
+            preloaded, self._preloaded = self._preloaded, None
+            return preloaded
         directory = self._directory
         problems: list[StoreProblem] = []
         staples: dict[CertId, bytes] = {}

@@ -6,8 +6,9 @@ this module performs what it asks, mitmproxy-style:
 - One machine per CertId. Two configured files holding the same certificate share it (spec
   §4.6): the first file's path is shown in logs, and auto-update is on if any file asks for it.
 - `run()` loads the stored staples (state directory, off the loop) and every entry's sidecar
-  `.ocsp`, hands them to each machine as `Start.stored` (the machine verifies each candidate),
-  publishes the first staple table, sets `started`, then schedules.
+  `.ocsp`, hands them to each machine as `Start.stored` (the machine verifies each candidate;
+  those `use_prechecked` gave, verified beforehand by updater/precheck.py, it only re-checks
+  against the time), publishes the first staple table, sets `started`, then schedules.
 - Scheduling is a heap of `(when, seq, cert_id)` timers from `WakeAt` actions; a newer
   WakeAt for a certificate supersedes the older one (the seq no longer matches). The loop
   sleeps until the earliest `when`, computed from `clock.now()` (so an offset clock works),
@@ -146,6 +147,15 @@ class UpdaterEntry:
     """Further responders to try, in order, when `uri` fails (the AIA's other OCSP URLs)."""
 
 
+def _prechecked(
+    der: bytes, cert_id: CertId, prechecked: Mapping[bytes, VerifiedStaple]
+) -> bytes | VerifiedStaple:
+    """The staple verified beforehand for `der` when it was verified for this certificate,
+    else the DER itself (the machine verifies it)."""
+    staple = prechecked.get(der)
+    return staple if staple is not None and staple.cert_id == cert_id else der
+
+
 def fetch_event(
     result: FetchResult, now: dt.datetime, *, answered_by: str | None = None
 ) -> FetchSucceeded | FetchFailed:
@@ -217,6 +227,7 @@ class UpdaterDriver:
         self._settings = update_settings
         self._shared = shared
         self._refused_shared: dict[CertId, bytes] = {}  # the last DER refused, per certificate
+        self._prechecked: Mapping[bytes, VerifiedStaple] = {}
         self._managed: dict[CertId, _Managed] = {}
         self._aliases: dict[CertId, CertId] = {}  # SHA-1 and SHA-256 CertIds -> table key
         for cert_id, group in _group(entries).items():
@@ -263,6 +274,12 @@ class UpdaterDriver:
         self._aliases[CertId.for_certificate(first.certificate, first.issuer, "sha256")] = cert_id
         return managed
 
+    def use_prechecked(self, staples: Mapping[bytes, VerifiedStaple]) -> None:
+        """Start `run()` with these staples, verified ahead of time by updater/precheck.py,
+        keyed by DER: a stored candidate found here starts its machine as a `VerifiedStaple`
+        (only its time checks run again). Call before `run()`; used once."""
+        self._prechecked = staples
+
     # --- the loop ---
 
     async def run(self, *, started: asyncio.Event | None = None) -> None:
@@ -274,17 +291,34 @@ class UpdaterDriver:
         self._running = True
         self._wakeup = asyncio.Event()
         try:
+            loop = asyncio.get_running_loop()
+            began = loop.time()
             stored = await self._writer.load()
             shared = await self._start_shared()
+            loaded = loop.time()
             now = self._clock.now()
+            prechecked, self._prechecked = self._prechecked, {}
+            taken = 0
             for cert_id, managed in self._managed.items():
                 candidates = [e.sidecar_ocsp for e in managed.entries if e.sidecar_ocsp]
                 if cert_id in stored:
                     candidates.append(stored[cert_id])
                 if cert_id in shared:
                     candidates.append(shared[cert_id])
-                self._start(managed, now, candidates)
+                checked = [_prechecked(der, cert_id, prechecked) for der in candidates]
+                taken += sum(isinstance(c, VerifiedStaple) for c in checked)
+                self._start(managed, now, checked)
             self._publish()
+            logger.debug(
+                "stored staples: %d read in %.2f s; %d certificates started in %.2f s "
+                "(%d staples verified beforehand), %d stapled",
+                len(stored) + len(shared),
+                loaded - began,
+                len(self._managed),
+                loop.time() - loaded,
+                taken,
+                len(self._table),
+            )
             if started is not None:
                 started.set()
             while not self._stopping:
@@ -346,7 +380,9 @@ class UpdaterDriver:
             self._start(self._add(cert_id, group), now, candidates)
         self._publish()
 
-    def _start(self, managed: _Managed, now: dt.datetime, stored: Sequence[bytes]) -> None:
+    def _start(
+        self, managed: _Managed, now: dt.datetime, stored: Sequence[bytes | VerifiedStaple]
+    ) -> None:
         """Start one machine with its stored candidates; should checking them raise (a bug:
         they are untrusted bytes), start it without them, so it fetches instead."""
         try:

@@ -22,6 +22,7 @@ from staplegate.deploy.plan import build_plan
 from staplegate.ocsp.certid import CertId
 from staplegate.process.ipc import read_messages
 from staplegate.process.master import Deployment, Master, WorkerHandle
+from staplegate.proxy.http_rules import ServiceSnapshot
 from staplegate.testpki.pytest_plugin import Pki
 from staplegate.tls.staples import StapleTable
 
@@ -85,6 +86,7 @@ class FakeWorker:
     handle: WorkerHandle
     table: StapleTable
     start_reading: Callable[[], None]
+    exporter: ServiceSnapshot
 
     async def wait_for(self, expected: dict[CertId, bytes], timeout: float = 10.0) -> None:
         async with asyncio.timeout(timeout):
@@ -99,6 +101,7 @@ async def worker_pipe(master: Master, *, reading: bool = True) -> AsyncIterator[
     handle = WorkerHandle(slot=0, pid=-1, deployment=master.current.number, write_fd=write_fd)
     master.workers[handle.pid] = handle
     table = StapleTable()
+    exporter = ServiceSnapshot()
     reader = asyncio.StreamReader()
     tasks: list[asyncio.Task[None]] = []
     transport, _ = await loop.connect_read_pipe(
@@ -110,10 +113,10 @@ async def worker_pipe(master: Master, *, reading: bool = True) -> AsyncIterator[
     def start_reading() -> None:
         transport.resume_reading()
 
-    tasks.append(loop.create_task(read_messages(reader, table, master.pools)))
+    tasks.append(loop.create_task(read_messages(reader, table, master.pools, exporter)))
     await master.attach_pipe(handle)
     try:
-        yield FakeWorker(handle, table, start_reading)
+        yield FakeWorker(handle, table, start_reading, exporter)
     finally:
         master.close_pipe(handle)
         for task in tasks:
@@ -220,5 +223,32 @@ def test_a_worker_that_does_not_read_costs_one_message_of_buffer_then_gets_one_m
             await worker.wait_for(table)
             # drained: the rest came as one delta, not one message per skipped change
             assert master.staple_messages <= stuck_at + 1
+
+    asyncio.run(scenario())
+
+
+def test_a_metrics_push_skipped_while_a_worker_drains_reaches_it_once_drained(
+    tmp_path: Path, pki: Pki
+) -> None:
+    # At 50,000 certificates the first push came while the workers drained a 40 MB staple
+    # delta, and `/metrics` answered 503 until the next render, 15 s later.
+    master = make_master(tmp_path, pki)
+
+    async def scenario() -> None:
+        async with worker_pipe(master, reading=False) as worker:
+            pipe = worker.handle.pipe
+            assert pipe is not None
+            table = {cert_id(serial): os.urandom(2048) for serial in range(100)}  # > 64 KiB
+            master.broadcast(table)
+            master.flush_staples()
+            assert pipe.get_write_buffer_size() > 0
+            master.push_metrics(b"# the first render\n")
+            assert worker.handle.exposition_sent is None  # skipped: the pipe is busy
+            worker.start_reading()
+            await worker.wait_for(table)
+            async with asyncio.timeout(10):
+                while worker.exporter.body != b"# the first render\n":
+                    await asyncio.sleep(0.002)
+            assert worker.handle.exposition_sent == b"# the first render\n"
 
     asyncio.run(scenario())

@@ -228,3 +228,22 @@ def test_a_backend_keeps_its_tcp_request_content_rules_in_mode_tcp_only(tmp_path
     plan, output = _plan(tmp_path, front.format(mode="http") + backend.format(mode="http"))
     assert plan is None
     assert "backend 'db' is 'mode http': staplegate evaluates 'tcp-request content'" in output
+
+
+def test_loaded_is_called_with_a_sound_generation_before_the_plan_is_built(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "haproxy.cfg"
+    seen: list[object] = []
+    good = "frontend fe\n    bind 127.0.0.1:8080\n    default_backend app\nbackend app\n"
+    config.write_text(good, encoding="utf-8")
+    generation, plan = validate(
+        [str(config)], now=NOW, err=io.StringIO(), startup=True, loaded=seen.append
+    )
+    assert plan is not None
+    assert seen == [generation]
+
+    config.write_text(good.replace("default_backend app", "default_backend nowhere"))
+    _, plan = validate([str(config)], now=NOW, err=io.StringIO(), startup=True, loaded=seen.append)
+    assert plan is None
+    assert len(seen) == 1  # not called for a configuration with errors

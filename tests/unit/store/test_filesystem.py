@@ -83,6 +83,11 @@ class Pki:
 
 @pytest.fixture(scope="module")
 def pki() -> Pki:
+    return make_pki()
+
+
+def make_pki() -> Pki:
+    """A CA and three leaves (the store tests' PKI; test_preload.py uses it too)."""
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = _certificate("Store Test CA", ca_key, "Store Test CA", ca_key, 1)
     leaf_key = ec.generate_private_key(ec.SECP256R1())

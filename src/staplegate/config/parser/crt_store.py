@@ -125,24 +125,18 @@ def _load(parser: ParserState, args: list[str], where: SourceLocation) -> None:
         alias=values.get("alias"),
         ocsp_responder=responder,
     )
-    clash = [other for other in _all_loads(parser) if other.name == load.name]
-    if clash:
+    # by name, not a scan of every earlier load: 50,000 loads took hours (quadratic)
+    first = parser.store_entries.setdefault(load.name, load)
+    if first is not load:
         parser.error(
             where,
             "load",
             f"Cannot create a new certificate store entry '{load.name}', this name is "
-            f"already used at {clash[0].location}.",
+            f"already used at {first.location}.",
             Reason.DUPLICATE,
         )
         return
     store.loads.append(load)
-
-
-def _all_loads(parser: ParserState) -> list[CrtStoreLoad]:
-    loads = [load for s in parser.stores for load in s.loads]
-    if parser.store is not None:
-        loads.extend(parser.store.loads)
-    return loads
 
 
 # every keyword a crt-store section knows

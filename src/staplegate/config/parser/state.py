@@ -188,6 +188,8 @@ class ParserState:
         self.last_defaults: Defaults | None = None
         self.proxies: list[RawProxy] = []
         self.stores: list[CrtStore] = []
+        #: every crt-store entry so far by its `@store/name`, the first definition
+        self.store_entries: dict[str, CrtStoreLoad] = {}
         self.files: list[str] = []
         self.section: Section | None = None
         self.ignored_section = False
