@@ -174,7 +174,7 @@ class WorkerHandle:
     #: the metrics and stats pages this worker was last sent (a push skips a busy worker;
     #: it gets the latest once its pipe drains)
     exposition_sent: bytes | None = None
-    pages_sent: Mapping[str, tuple[bytes, bytes]] | None = None
+    pages_sent: Mapping[str, tuple[bytes, bytes, bytes]] | None = None
 
 
 class DeployError(Exception):
