@@ -182,6 +182,8 @@ class AclFetch(enum.Enum):
     FHDR = "req.fhdr"  # every full line of the header named by `arg` (commas kept)
     HDR_CNT = "hdr_cnt"  # how many values the header named by `arg` has (integer)
     URL = "url"  # the request target as sent
+    URL_IP = "url_ip"  # an absolute-form target's host, when it is an IP address
+    URL_PORT = "url_port"  # an absolute-form target's port (80 for http, 443 for https)
     QUERY = "query"  # after the first `?`
     URL_PARAM = "url_param"  # the value of the query parameter named by `arg`
     METHOD = "method"
@@ -615,6 +617,15 @@ class HttpSetTarget:
 
 
 @dataclass(frozen=True)
+class HttpSetDst:
+    """`http-request set-dst EXPR` / `set-dst-port EXPR`: where a server line without an
+    address (`0.0.0.0`) or without a port connects for this request."""
+
+    port: bool  # set-dst-port
+    expression: SampleExpression
+
+
+@dataclass(frozen=True)
 class HttpReplace:
     """`replace-header|replace-value NAME REGEX FMT` and `replace-path|replace-pathq|
     replace-uri REGEX FMT`: where REGEX is found, the whole value (each header line, each
@@ -674,6 +685,7 @@ HttpAction = (
     | HttpMonitor
     | HttpSetTarget
     | HttpReplace
+    | HttpSetDst
     | HttpReturn
     | HttpDeny
     | HttpSetStatus

@@ -45,6 +45,9 @@ SAMPLE_FETCHES: dict[str, tuple[str, bool]] = {
     "method": ("", False),
     "path": ("", False),
     "url": ("", False),
+    "pathq": ("", False),
+    "url_ip": ("", False),  # the absolute URL's host when it is an IP address
+    "url_port": ("", False),
     "query": ("", False),
     "base": ("", False),
     "hdr": ("name", False),
@@ -62,7 +65,21 @@ SAMPLE_FETCHES: dict[str, tuple[str, bool]] = {
 }
 #: the fetches that read the HTTP request (they need `mode http`, and a request rule)
 REQUEST_SAMPLE_FETCHES = frozenset(
-    ("method", "path", "url", "query", "base", "hdr", "req.hdr", "req.fhdr", "url_param", "urlp")
+    (
+        "method",
+        "path",
+        "pathq",
+        "url",
+        "url_ip",
+        "url_port",
+        "query",
+        "base",
+        "hdr",
+        "req.hdr",
+        "req.fhdr",
+        "url_param",
+        "urlp",
+    )
 )
 #: the fetches that read the response (only `http-response` rules see one)
 RESPONSE_SAMPLE_FETCHES = frozenset(("status", "res.hdr", "res.fhdr", "res.ver"))

@@ -598,6 +598,23 @@ def _stats_service(frontend: Frontend) -> StatsService | None:
     return StatsService(frontend.name, page.uri, page.auth, page.realm, page.admin, rules)
 
 
+def _destination_server_refusal(backend: Backend, server: Server) -> str | None:
+    """Why a server without an address (`0.0.0.0`) or a port cannot run here, or None.
+
+    Its address comes from each request (`set-dst`, else the address the client connected
+    to), so it needs mode http; a health check needs a port to connect to."""
+    label = f"server '{backend.name}/{server.name}'"
+    if backend.mode is not Mode.HTTP:
+        return (
+            f"{label}: a server without an address or a port takes the request's "
+            "destination (set-dst); staplegate does that in 'mode http' only (in mode tcp it "
+            "would connect back to the frontend)"
+        )
+    if server.check and server.check_port is None and server.address.port == 0:
+        return f"{label}: 'check' needs a port: write 'port N' on the server line"
+    return None
+
+
 def _errorfiles(
     errorfiles: Sequence[ErrorFile], problems: list[Diagnostic]
 ) -> dict[int, LocalResponse]:
@@ -726,6 +743,11 @@ def _backend_plan(
     for index, server in enumerate(backend.servers, start=1):
         if server.disabled:
             continue
+        if server.address.port == 0 or server.address.host in ("0.0.0.0", "::"):
+            refusal = _destination_server_refusal(backend, server)
+            if refusal is not None:
+                problems.append(_refuse(server.location, "server", refusal))
+                continue
         if server.sni is not None and not (
             (server.sni.startswith("str(") and server.sni.endswith(")"))
             or server.sni in ("ssl_fc_sni", "req.ssl_sni")

@@ -145,13 +145,19 @@ class BackendServer:
     # a connection opened for one client never carries another client's requests: the PROXY
     # header or the transparent source address (`usesrc client[ip]`) names that client
     private_connections: bool = field(init=False, default=False)
+    # `0.0.0.0` (or `::`) or no port: each request's destination fills them in (`set-dst`,
+    # `set-dst-port`, else the address the client connected to); mode http only
+    dynamic: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
+        dynamic = self.host in ("0.0.0.0", "::") or self.port == 0
+        object.__setattr__(self, "dynamic", dynamic)
         object.__setattr__(
             self,
             "private_connections",
             self.send_proxy is not SendProxy.NONE
-            or (self.source is not None and self.source.per_client),
+            or (self.source is not None and self.source.per_client)
+            or dynamic,  # a connection goes to one request's destination
         )
         if self.rise < 1 or self.fall < 1:
             raise ValueError(f"server {self.name}: rise and fall must be at least 1")

@@ -172,6 +172,7 @@ class RequestHead:
         "_raw",
         "body",
         "content_length",
+        "destination",  # `set-dst`/`set-dst-port`: set only by those rules (else unset)
         "extra",
         "host",
         "keep_alive",
@@ -183,6 +184,7 @@ class RequestHead:
         "version",
     )
     variables: dict[str, str]  # read with getattr(head, "variables", None)
+    destination: tuple[str, int]  # read with getattr(head, "destination", None)
 
     def __init__(
         self,

@@ -38,6 +38,7 @@ from staplegate.config.model import (
     HttpRedirectScheme,
     HttpReplace,
     HttpReturn,
+    HttpSetDst,
     HttpSetHeader,
     HttpSetStatus,
     HttpSetTarget,
@@ -294,6 +295,14 @@ def request_sample(name: str, arg: str | None, facts: RequestFacts) -> str | Non
         return request_path(target)
     if name == "url":
         return target.decode("latin-1")
+    if name == "pathq":
+        path = request_path(target)
+        if path is None:
+            return None
+        query_at = target.find(b"?")
+        return path + (target[query_at:].decode("latin-1") if query_at >= 0 else "")
+    if name == "url_ip" or name == "url_port":
+        return _url_address(target, port=name == "url_port")
     if name == "method":
         head = facts.head
         return head.method if head is not None else None
@@ -314,6 +323,31 @@ def request_sample(name: str, arg: str | None, facts: RequestFacts) -> str | Non
         if key == arg:
             return value if sep else ""
     return None
+
+
+def _url_address(target: bytes, *, port: bool) -> str | None:
+    """HAProxy's `url_ip` / `url_port`: an absolute-form target's host when it is an IP
+    address (a name gives no sample), or its port (the scheme's when none is written)."""
+    scheme_end = target.find(b"://")
+    if scheme_end <= 0:
+        return None
+    scheme = target[:scheme_end].lower()
+    rest = target[scheme_end + 3 :]
+    end = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
+    authority = rest[:end].rpartition(b"@")[2].decode("latin-1")
+    if authority.startswith("["):
+        host, _, after = authority[1:].partition("]")
+        number = after[1:] if after.startswith(":") else ""
+    else:
+        host, _, number = authority.partition(":")
+    if port:
+        if number:
+            return number if number.isdigit() else None
+        return "443" if scheme == b"https" else "80"
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
 
 
 def _matches(term: AclTerm, samples: list[str]) -> bool:
@@ -573,6 +607,8 @@ def apply_rules(
             return _service(rule.service), "use-service"
         elif isinstance(action, HttpSetVar):
             _set_variable(head, action, facts)
+        elif isinstance(action, HttpSetDst):
+            _set_destination(head, action, facts)
         elif isinstance(action, HttpSetTarget):
             value = expand(action.value, facts).encode("latin-1", "replace")
             if not _set_target(head, action, value):  # HAProxy's strict-mode: a failed
@@ -705,6 +741,22 @@ def _log_variable(
     else:
         number = pid
     return f"{number:04X}" if variable.hexa else str(number)
+
+
+def _set_destination(head: RequestHead, action: HttpSetDst, facts: RequestFacts) -> None:
+    """`set-dst` / `set-dst-port`: a value that is no address (or port) changes nothing, as
+    in HAProxy when the expression fails."""
+    value = evaluate(action.expression, facts).strip()
+    current = getattr(head, "destination", None) or facts.frontend_address or ("", 0)
+    if action.port:
+        if value.isdigit() and 0 < int(value) < 65536:
+            head.destination = (current[0], int(value))
+        return
+    try:
+        address = str(ipaddress.ip_address(value))
+    except ValueError:
+        return
+    head.destination = (address, current[1])
 
 
 def _set_variable(head: RequestHead, action: HttpSetVar, facts: RequestFacts) -> None:

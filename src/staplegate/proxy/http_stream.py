@@ -32,6 +32,7 @@ docs/reference/http-mode.md). The stream sees its client connection through
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from typing import Final
@@ -452,7 +453,17 @@ class HttpStream(ExchangeLifecycle):
         self, server: BackendServer, backend: HttpBackendSettings
     ) -> tuple[str, str, str | None]:
         sni = self.client_side.server_name if server.tls and server.tls.sni_from_client else None
+        if server.dynamic and self.exchange is not None:  # one destination per connection
+            host, port = self._destination(server, self.exchange.head)
+            return (backend.name, f"{server.name}@{host}:{port}", sni)
         return (backend.name, server.name, sni)
+
+    def _destination(self, server: BackendServer, head: RequestHead) -> tuple[str, int]:
+        """Where a server line without an address or a port connects for this request:
+        `set-dst`/`set-dst-port`, else the address the client connected to."""
+        wanted = getattr(head, "destination", None) or self.client_side.frontend_address
+        host = wanted[0] if server.host in ("0.0.0.0", "::") else server.host
+        return host, server.port or wanted[1]
 
     def _reuse(self, server: BackendServer) -> ServerConnection | None:
         exchange = self.exchange
@@ -472,6 +483,9 @@ class HttpStream(ExchangeLifecycle):
     ) -> ServerConnection:
         side = self.client_side
         key = self._key(server, backend)
+        if server.dynamic:
+            host, port = self._destination(server, exchange.head)
+            server = dataclasses.replace(server, host=host, port=port)
         _, conn = await asyncio.wait_for(
             open_server(
                 server,

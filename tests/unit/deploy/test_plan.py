@@ -247,3 +247,22 @@ def test_loaded_is_called_with_a_sound_generation_before_the_plan_is_built(
     _, plan = validate([str(config)], now=NOW, err=io.StringIO(), startup=True, loaded=seen.append)
     assert plan is None
     assert len(seen) == 1  # not called for a configuration with errors
+
+
+def test_a_server_without_address_or_port_runs_in_mode_http_only(tmp_path: Path) -> None:
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        "frontend fe\n    mode http\n    bind 127.0.0.1:8080\n    default_backend hop\n"
+        "backend hop\n    mode http\n    server next 0.0.0.0\n"
+        "backend tcp_hop\n    mode tcp\n    server next 0.0.0.0\n"
+        "backend unchecked\n    mode http\n    server a 127.0.0.1 check\n",
+        encoding="utf-8",
+    )
+    err = io.StringIO()
+    _generation, plan = validate([str(config)], now=NOW, err=err, startup=True)
+    output = err.getvalue()
+    assert plan is None
+    assert "server 'tcp_hop/next': a server without an address or a port" in output
+    assert "in 'mode http' only" in output
+    assert "server 'unchecked/a': 'check' needs a port" in output
+    assert "'hop/next'" not in output

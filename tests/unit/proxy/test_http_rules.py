@@ -23,6 +23,7 @@ from staplegate.config.model import (
     HttpRedirect,
     HttpRedirectScheme,
     HttpReplace,
+    HttpSetDst,
     HttpSetHeader,
     HttpSetStatus,
     HttpSetTarget,
@@ -33,7 +34,11 @@ from staplegate.config.model import (
     UserlistUser,
 )
 from staplegate.config.parser.rules import PREDEFINED_ACLS
-from staplegate.config.samples import SampleSyntaxError, parse_header_format
+from staplegate.config.samples import (
+    SampleSyntaxError,
+    parse_header_format,
+    parse_sample_expression,
+)
 from staplegate.proxy.http_message import BodyKind
 from staplegate.proxy.http_request import RequestHead, RequestReader
 from staplegate.proxy.http_response import ResponseHead
@@ -49,6 +54,7 @@ from staplegate.proxy.http_rules import (
     expand,
     replace_headers,
     request_path,
+    request_sample,
 )
 
 
@@ -557,3 +563,39 @@ def test_replace_path_keeps_the_query_and_a_bad_result_is_an_error() -> None:
     assert run(pathq, b"/a?x=1") == (None, b"/q")
     empty = HttpReplace("uri", None, re.compile(".*"), "")
     assert run(empty, b"/a")[0] == 500  # HAProxy's strict mode: no valid target
+
+
+@pytest.mark.parametrize(
+    ("target", "ip", "port", "pathq"),
+    [
+        (b"http://192.0.2.7:8080/a?b=1", "192.0.2.7", "8080", "/a?b=1"),
+        (b"http://192.0.2.7/a", "192.0.2.7", "80", "/a"),
+        (b"https://[2001:db8::1]/", "2001:db8::1", "443", "/"),
+        (b"http://name.test:81/x", None, "81", "/x"),  # a name: no url_ip sample
+        (b"http://u:p@192.0.2.7?q", "192.0.2.7", "80", None),  # no path: no pathq sample
+        (b"/origin?q=1", None, None, "/origin?q=1"),
+    ],
+)
+def test_url_ip_url_port_and_pathq(
+    target: bytes, ip: str | None, port: str | None, pathq: str | None
+) -> None:
+    facts = RequestFacts(("192.0.2.1", 1), None, False, "a", None, target)
+    assert request_sample("url_ip", None, facts) == ip
+    assert request_sample("url_port", None, facts) == port
+    assert request_sample("pathq", None, facts) == pathq
+
+
+def test_set_dst_rules_change_only_with_a_valid_value() -> None:
+    head = RequestHead(
+        "GET", b"http://192.0.2.7:8080/a", "1.1", [(b"x-dst", b"nope")], keep_alive=True
+    )
+    facts = RequestFacts(
+        ("192.0.2.1", 1), None, False, "a", None, head.target, head, ("127.0.0.1", 80)
+    )
+    rules = (
+        CompiledRule(HttpSetDst(False, parse_sample_expression("url_ip")), None),
+        CompiledRule(HttpSetDst(True, parse_sample_expression("url_port")), None),
+        CompiledRule(HttpSetDst(False, parse_sample_expression("hdr(x-dst)")), None),
+    )
+    apply_rules(rules, head, facts)
+    assert head.destination == ("192.0.2.7", 8080)  # "nope" is no address: kept

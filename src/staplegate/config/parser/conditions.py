@@ -32,7 +32,8 @@ CONDITION_HELP = (
     "staplegate evaluates the fetches ssl_fc_sni, req.ssl_sni, ssl_fc, ssl_fc_alpn, ssl_c_used, "
     "ssl_c_verify, ssl_c_s_dn, ssl_c_i_dn, src, src_port, dst_port, nbsrv(), always_true, "
     "always_false, in mode tcp req.ssl_hello_type, req.ssl_alpn and req.len "
-    "and in mode http hdr(), req.hdr(), req.fhdr(), hdr_cnt(), path, url, base, query, "
+    "and in mode http hdr(), req.hdr(), req.fhdr(), hdr_cnt(), path, url, url_ip, url_port, "
+    "base, query, "
     "url_param(), method (with their _beg/_end/_sub/_reg/_dom/_dir/_len forms), "
     "http_auth(<userlist>), http_auth_group(<userlist>) <group>…, in response rules "
     "status, res.hdr()/shdr() and res.hdr_cnt(), the "
@@ -66,6 +67,8 @@ _BASE_FETCHES: dict[str, _FetchSpec] = {
     "req.hdr_cnt": _FetchSpec(AclFetch.HDR_CNT, AclMatch.INT, "required"),
     "path": _FetchSpec(AclFetch.PATH, AclMatch.EXACT, ""),
     "url": _FetchSpec(AclFetch.URL, AclMatch.EXACT, ""),
+    "url_ip": _FetchSpec(AclFetch.URL_IP, AclMatch.IP, ""),
+    "url_port": _FetchSpec(AclFetch.URL_PORT, AclMatch.INT, ""),
     "base": _FetchSpec(AclFetch.BASE, AclMatch.EXACT, ""),
     "query": _FetchSpec(AclFetch.QUERY, AclMatch.EXACT, ""),
     "url_param": _FetchSpec(AclFetch.URL_PARAM, AclMatch.EXACT, "required"),
@@ -126,6 +129,8 @@ _REQUEST_FETCHES = frozenset(
         AclFetch.FHDR,
         AclFetch.HDR_CNT,
         AclFetch.URL,
+        AclFetch.URL_IP,
+        AclFetch.URL_PORT,
         AclFetch.QUERY,
         AclFetch.URL_PARAM,
         AclFetch.METHOD,

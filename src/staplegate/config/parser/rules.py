@@ -25,6 +25,7 @@ from staplegate.config.model import (
     HttpReplace,
     HttpRequestRule,
     HttpReturn,
+    HttpSetDst,
     HttpSetHeader,
     HttpSetStatus,
     HttpSetTarget,
@@ -200,6 +201,22 @@ def _http_replace(
         parser.error(where, kw, f"'{kw}' : {error}", Reason.UNSUPPORTED)
         return None
     return HttpReplace(part, name, regex, fmt)
+
+
+def _http_set_dst(
+    parser: ParserState, body: list[str], where: SourceLocation, kw: str
+) -> HttpAction | None:
+    """`set-dst EXPR` / `set-dst-port EXPR`: a sample expression (`url_ip`, `hdr(x)`)."""
+    if len(body) != 1:
+        parser.error(where, kw, f"'{kw}' expects exactly 1 argument.", Reason.MISSING_ARGUMENT)
+        return None
+    try:
+        expression = parse_sample_expression(body[0])
+        check_context((expression,), response=False)
+    except SampleSyntaxError as error:
+        parser.error(where, kw, f"'{kw}' : {error}", Reason.UNSUPPORTED)
+        return None
+    return HttpSetDst(kw.endswith("-port"), expression)
 
 
 def _http_set_target(
@@ -575,6 +592,8 @@ HTTP_REQUEST_ACTIONS: KeywordTable[ActionReader] = KeywordTable(
         supported("set-query", _http_set_target),
         supported("set-uri", _http_set_target),
         supported("replace-header", _http_replace),
+        supported("set-dst", _http_set_dst),
+        supported("set-dst-port", _http_set_dst),
         supported("replace-value", _http_replace),
         supported("replace-path", _http_replace),
         supported("replace-pathq", _http_replace),
@@ -599,8 +618,6 @@ HTTP_REQUEST_ACTIONS: KeywordTable[ActionReader] = KeywordTable(
                 "sc-set-gpt0",
                 "send-spoe-group",
                 "set-bandwidth-limit",
-                "set-dst",
-                "set-dst-port",
                 "set-fc-mark",
                 "set-fc-tos",
                 "set-log-level",

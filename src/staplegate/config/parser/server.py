@@ -59,7 +59,8 @@ def read_server(parser: ParserState, args: list[str], where: SourceLocation) -> 
     if not parser.valid_name(name, "server", where):
         return None
     try:
-        address = parse_socket_address(args[2])
+        # no port: the request's destination port (HAProxy's rule; see `set-dst-port`)
+        address = parse_socket_address(args[2], require_port=False)
     except ValueSyntaxError as exc:
         parser.error(where, "server", f"'server {name}' : {exc.message}")
         return None

@@ -35,7 +35,6 @@ def test_server_options_and_default_server() -> None:
 def test_server_errors() -> None:
     cases = {
         "server s1": "'server' expects <name> and <addr>[:<port>] as arguments.",
-        "server s1 127.0.0.1": "'server s1' : missing port number in '127.0.0.1'",
         "server s1 127.0.0.1:80 weight 300": "'server s1' : 'weight' : 300 is higher than the "
         "maximum 256.",
         "server s1 127.0.0.1:80 rise": "'server s1' : 'rise' expects an argument.",
@@ -52,3 +51,11 @@ def test_server_errors() -> None:
     }
     for line, message in cases.items():
         assert one_error(f"backend app\n    {line}\n") == A.format(2, message), line
+
+
+def test_a_server_without_a_port_takes_the_destinations() -> None:
+    config, diags = check("backend app\n    mode http\n    server hop 0.0.0.0\n")
+    assert diags == []
+    assert config is not None
+    (hop,) = config.backend("app").servers
+    assert (hop.address.host, hop.address.port) == ("0.0.0.0", 0)
