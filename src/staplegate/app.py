@@ -157,32 +157,29 @@ def run(
                     for sock in socks:
                         sock.close()
                 return 1
+
+        def give_up(alert: str) -> int:
+            """Refuse to start: the alert, then the listeners and the pidfile let go."""
+            print(alert, file=sys.stderr)
+            for socks in sockets.values():
+                for sock in socks:
+                    sock.close()
+            if pid_handle is not None:
+                pid_handle.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(pid_handle.name)
+            return 1
+
         try:
             # checked before detaching, like the pidfile: a state directory that cannot be used
             # would otherwise be found at the first save, by a daemon nobody watches
             store.ensure_directory()
         except StoreError as error:
-            print(f"[ALERT] Cannot use the state directory {error}.", file=sys.stderr)
-            for socks in sockets.values():
-                for sock in socks:
-                    sock.close()
-            if pid_handle is not None:
-                pid_handle.close()
-                with contextlib.suppress(OSError):
-                    os.unlink(pid_handle.name)
-            return 1
+            return give_up(f"[ALERT] Cannot use the state directory {error}.")
         try:
             shared = _shared_store(settings, clock)
         except PasswordError as error:
-            print(f"[ALERT] config : ocsp-update.shared-store: {error}.", file=sys.stderr)
-            for socks in sockets.values():
-                for sock in socks:
-                    sock.close()
-            if pid_handle is not None:
-                pid_handle.close()
-                with contextlib.suppress(OSError):
-                    os.unlink(pid_handle.name)
-            return 1
+            return give_up(f"[ALERT] config : ocsp-update.shared-store: {error}.")
         # before detaching: only this process can reap its children
         for call in prechecks:
             prechecked = call.result() or {}
