@@ -471,9 +471,10 @@ def test_tcp_check_finds_the_redis_master(tmp_path: Path, pki: Pki) -> None:
             started(proc)
             proc.wait_for(
                 # HAProxy 2.6's line for the same replica, word for word (the replica keeps
-                # the connection open, so the regex waits until the check times out)
+                # the connection open, so the regex waits until the check times out; the
+                # comment and connect lines count as steps 1 and 2)
                 r"Server redis/impostor is DOWN, reason: Layer7 timeout, info: "
-                r"\" at step 5 of tcp-check \(expect regex\)\", check duration: \d+ms"
+                r"\" at step 6 of tcp-check \(expect regex\)\", check duration: \d+ms"
             )
             for _ in range(3):  # only the master is left
                 with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:

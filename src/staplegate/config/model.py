@@ -942,10 +942,10 @@ class TcpCheckStep:
     string, rstring or binary, against `pattern`; or `mysql`: one MySQL packet that is not
     an error packet, `option mysql-check`'s, `pattern` naming which)."""
 
-    action: str  # "send" or "expect"
+    action: str  # "send", "expect", or HAProxy's numbered markers "connect" and "comment"
     data: bytes = b""  # send: what to write; expect string/binary: what to find
     kind: str = ""  # expect: "string", "rstring", "binary" or "mysql"
-    pattern: str = ""  # expect: as written (rstring: the regular expression)
+    pattern: str = ""  # expect: as written (rstring: the regular expression); comment: its text
     negate: bool = False
 
 

@@ -85,7 +85,7 @@ async def run_check(server: BackendServer, timeout_s: float) -> CheckResult:
             )
             progress.connected = True
             try:
-                if check is None and server.tcp_check:
+                if check is None and server.tcp_check and _has_rules(server.tcp_check):
                     return await _scripted_check(
                         transport, reader, server.tcp_check, started, progress
                     )
@@ -153,6 +153,11 @@ class _Progress:
         self.info: str | None = None
 
 
+def _has_rules(steps: tuple[TcpCheckStep, ...]) -> bool:
+    """Whether there is something to send or expect (a lone `connect` is a connect check)."""
+    return any(step.action == "send" or step.action == "expect" for step in steps)
+
+
 def _step_info(number: int, step: TcpCheckStep) -> str | None:
     """HAProxy's " at step N of tcp-check (…)" for a scripted check's step (None for the
     protocol checks, whose rules HAProxy does not name)."""
@@ -180,15 +185,25 @@ async def _scripted_check(
     what arrived (or, negated, until the server closes without it); `option mysql-check`'s
     expects read one MySQL packet each (the info of a pass: the server's version).
 
-    Steps are numbered as HAProxy numbers its rules: the connect (written or implicit) is
-    step 1, so the first send or expect is step 2."""
+    Steps are numbered as HAProxy numbers its rules: every `tcp-check` line counts, its
+    `connect` and `comment` lines too (an implicit connect does not), and a comment is shown
+    with the step right after it."""
     received = b""
     version: str | None = None
-    for number, step in enumerate(steps, start=2):
+    comment = ""
+    for number, step in enumerate(steps, start=1):
+        if step.action == "comment":
+            comment = f" comment: '{step.pattern}'"
+            continue
+        if step.action == "connect":
+            comment = ""
+            continue
         if progress is not None:
-            progress.info = _step_info(number, step)
+            info = _step_info(number, step)
+            progress.info = info + comment if info is not None else None
         if step.action == "send":
             transport.write(step.data)
+            comment = ""
             continue
         if step.kind == "mysql":
             packet, received = await _mysql_packet(reader, received)
@@ -204,20 +219,21 @@ async def _scripted_check(
                 if _tcp_found(step, received) != step.negate:
                     break
                 if not received:
-                    info = f"TCPCHK got an empty response at step {number}"
+                    info = f"TCPCHK got an empty response at step {number}{comment}"
                     return CheckResult(
                         False, "Layer7 invalid response", info, None, _since(started)
                     )
-                info = f"TCPCHK did not match content '{step.pattern}' at step {number}"
+                info = f"TCPCHK did not match content '{step.pattern}' at step {number}{comment}"
                 return CheckResult(False, "Layer7 wrong content", info, None, _since(started))
             received += chunk
             if len(received) > _TCP_CHECK_LIMIT:
-                info = f"TCPCHK got more than {_TCP_CHECK_LIMIT} bytes at step {number}"
+                info = f"TCPCHK got more than {_TCP_CHECK_LIMIT} bytes at step {number}{comment}"
                 return CheckResult(False, "Layer7 wrong content", info, None, _since(started))
         if step.negate and _tcp_found(step, received):
-            info = f"TCPCHK matched unwanted content '{step.pattern}' at step {number}"
+            info = f"TCPCHK matched unwanted content '{step.pattern}' at step {number}{comment}"
             return CheckResult(False, "Layer7 wrong content", info, None, _since(started))
         received = b""  # the next expect looks at what comes after
+        comment = ""
     return CheckResult(True, "Layer7 check passed", version, None, _since(started))
 
 

@@ -106,6 +106,7 @@ class _NullTransport(asyncio.Transport):
 
 def _tcp_steps() -> tuple[TcpCheckStep, ...]:
     return (
+        TcpCheckStep("connect"),
         TcpCheckStep("send", b"PING\r\n"),
         TcpCheckStep("expect", b"+PONG", "string", "+PONG"),
         TcpCheckStep("send", b"info replication\r\n"),
@@ -168,4 +169,31 @@ def test_a_check_that_waits_past_its_timeout_names_its_step() -> None:
         False,
         "Layer7 timeout",
         " at step 5 of tcp-check (expect regex)",
+    )
+
+
+def test_comment_and_connect_lines_are_numbered_and_a_comment_names_its_step() -> None:
+    """The rules of a HAProxy 2.6 run (seen against it): `tcp-check comment` and `connect`
+    lines count as steps, and the comment is shown with the step right after it."""
+    steps = (
+        TcpCheckStep("comment", pattern="connect first"),
+        TcpCheckStep("connect"),
+        TcpCheckStep("send", b"PING\r\n"),
+        TcpCheckStep("comment", pattern="the master says PONG"),
+        TcpCheckStep("expect", b"+PONG", "string", "+PONG"),
+        TcpCheckStep("send", b"info replication\r\n"),
+        TcpCheckStep("comment", pattern="role check"),
+        TcpCheckStep("expect", b"", "rstring", "role:(master|leader)"),
+    )
+
+    async def run() -> CheckResult:
+        reader = asyncio.StreamReader()
+        reader.feed_data(b"+PONG\r\nrole:slave:PING\r\n")
+        reader.feed_eof()
+        return await _scripted_check(_NullTransport(), reader, steps, 0.0)
+
+    result = asyncio.run(run())
+    assert (result.reason, result.info) == (
+        "Layer7 invalid response",
+        "TCPCHK got an empty response at step 8 comment: 'role check'",
     )

@@ -351,11 +351,13 @@ def _tcp_check(parser: ParserState, args: list[str], where: SourceLocation) -> N
     kw = f"tcp-check {action}".strip()
     rest = args[2:]
     step: TcpCheckStep | None = None
-    if action == "comment":
-        return
-    if action == "connect" and not rest:
-        return  # the check connects first anyway
-    if action in ("send", "send-binary") and len(rest) == 1:
+    if action == "comment" and rest:
+        # HAProxy numbers comment and connect lines as steps, and shows a comment in the
+        # check line of the step after it: both are kept as markers
+        step = TcpCheckStep("comment", pattern=" ".join(rest))
+    elif action == "connect" and not rest:
+        step = TcpCheckStep("connect")  # the check connects first anyway
+    elif action in ("send", "send-binary") and len(rest) == 1:
         if action == "send":  # the lexer already turned `\r\n` into CR LF
             step = TcpCheckStep("send", rest[0].encode("latin-1", "replace"))
         else:

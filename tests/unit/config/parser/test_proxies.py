@@ -387,13 +387,16 @@ def test_tcp_request_content_in_a_backend() -> None:
 
 def test_tcp_check_rules() -> None:
     config, diags = check(
-        "backend app\n    option tcp-check\n    tcp-check send-binary 2a310d0a\n"
+        "backend app\n    option tcp-check\n    tcp-check comment \"no error\"\n"
+        "    tcp-check connect\n    tcp-check send-binary 2a310d0a\n"
         "    tcp-check expect ! string -ERR\n    server a 127.0.0.1:1 check\n"
         "backend cache\n    option redis-check\n    server a 127.0.0.1:2 check\n"
     )
     assert diags == []
     assert config is not None
-    assert config.backend("app").settings.tcp_check == (
+    assert config.backend("app").settings.tcp_check == (  # markers keep HAProxy's numbers
+        TcpCheckStep("comment", pattern="no error"),
+        TcpCheckStep("connect"),
         TcpCheckStep("send", b"*1\r\n"),
         TcpCheckStep("expect", b"-ERR", "string", "-ERR", negate=True),
     )
