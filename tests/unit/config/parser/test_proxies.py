@@ -387,7 +387,7 @@ def test_tcp_request_content_in_a_backend() -> None:
 
 def test_tcp_check_rules() -> None:
     config, diags = check(
-        "backend app\n    option tcp-check\n    tcp-check comment \"no error\"\n"
+        'backend app\n    option tcp-check\n    tcp-check comment "no error"\n'
         "    tcp-check connect\n    tcp-check send-binary 2a310d0a\n"
         "    tcp-check expect ! string -ERR\n    server a 127.0.0.1:1 check\n"
         "backend cache\n    option redis-check\n    server a 127.0.0.1:2 check\n"
