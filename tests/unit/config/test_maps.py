@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from staplegate.config.maps import MapError, load_map, lookup
 
@@ -63,3 +65,18 @@ def test_bad_lines_name_the_file_and_line(
 def test_an_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(MapError, match="cannot be read"):
         load_map(str(tmp_path / "missing.map"), "str")
+
+
+@given(data=st.binary(max_size=300), method=st.sampled_from(["str", "beg", "reg", "ip"]))
+@settings(max_examples=200)
+def test_any_file_loads_or_is_refused_with_map_error(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes, method: str
+) -> None:
+    path = tmp_path_factory.mktemp("maps") / "m.map"
+    path.write_bytes(data)
+    try:
+        table = load_map(str(path), method)
+    except MapError:
+        return
+    for key, _ in table.pairs:
+        lookup(table, key)  # never raises

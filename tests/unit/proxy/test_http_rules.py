@@ -9,6 +9,8 @@ from dataclasses import replace
 from types import MappingProxyType
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from staplegate.config.diagnostics import SourceLocation
 from staplegate.config.model import (
@@ -599,3 +601,11 @@ def test_set_dst_rules_change_only_with_a_valid_value() -> None:
     )
     apply_rules(rules, head, facts)
     assert head.destination == ("192.0.2.7", 8080)  # "nope" is no address: kept
+
+
+@given(st.binary(max_size=120))
+def test_url_fetches_never_raise_on_any_target(target: bytes) -> None:
+    facts = RequestFacts(("192.0.2.1", 1), None, False, "a", None, target)
+    for name in ("url_ip", "url_port", "pathq"):
+        value = request_sample(name, None, facts)
+        assert value is None or isinstance(value, str)
