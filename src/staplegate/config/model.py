@@ -921,6 +921,7 @@ class ProxyOptions:
     httpchk_headers: tuple[tuple[str, str], ...] | None = None  # `http-check send hdr N V`
     redispatch: bool | None = None
     dontlognull: bool | None = None
+    http_ignore_probes: bool | None = None  # no 408 and no log for a connection that sent nothing
 
 
 @dataclass(frozen=True)

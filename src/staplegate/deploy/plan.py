@@ -431,6 +431,7 @@ def _frontend_plan(
             ),
             stats=_stats_service(frontend),
             content_rules=tuple(frontend.tcp_content_rules),
+            ignore_probes=bool(options.http_ignore_probes),
             errorfiles=_errorfiles(frontend.settings.errorfiles, problems),
         )
     return FrontendPlan(

@@ -426,6 +426,10 @@ class ExchangeLifecycle:
             self._arm()
             return
         if kind == "request":
+            probe = self._first_byte is None and not self.reader.in_head and not self.served
+            if probe and self.settings.ignore_probes:
+                self._end(aborted=False)  # a probe (pre-connect): no 408, no log line
+                return
             self._bad_request(None, status=408)
         elif kind in ("keep-alive", "tunnel"):
             self._end(aborted=False)

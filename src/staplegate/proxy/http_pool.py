@@ -79,6 +79,7 @@ class HttpSettings:
     route_per_request: bool = False
     backends: Mapping[str, HttpBackendSettings] = field(default_factory=dict)
     stats: StatsService | None = None  # `stats enable`: answered after the rules
+    ignore_probes: bool = False  # `option http-ignore-probes`
     # `tcp-request content accept|reject`: checked for each request before the rules
     content_rules: tuple[TcpContentRule, ...] = ()
     # `errorfile`: the answer instead of HAProxy's own message, by status (a backend's

@@ -422,6 +422,13 @@ def _option_redispatch(parser: ParserState, args: list[str], where: SourceLocati
     _set_options(parser, redispatch=not negate)
 
 
+def _option_http_ignore_probes(parser: ParserState, args: list[str], where: SourceLocation) -> None:
+    """`option http-ignore-probes`: a connection that never sends a byte (a browser's
+    pre-connect) is closed at `timeout http-request` without a 408 and without a log line."""
+    negate, _words = _option_words(args)
+    _set_options(parser, http_ignore_probes=not negate)
+
+
 def _option_dontlognull(parser: ParserState, args: list[str], where: SourceLocation) -> None:
     negate, words = _option_words(args)
     kw = f"option {words[0]}"
@@ -1145,6 +1152,7 @@ PROXY: KeywordTable[Handler] = KeywordTable(
         supported("errorfile", _errorfile),
         ignored("stats timeout", "it has no meaning in a proxy section", _stats_timeout),
         ignored("option dontlognull", "staplegate logs every connection", _option_dontlognull),
+        supported("option http-ignore-probes", _option_http_ignore_probes),
         ignored("option log-health-checks", "health check changes are always logged"),
         ignored("option http-server-close", "staplegate manages server connections itself"),
         ignored("option http-keep-alive", "staplegate keeps client connections alive per HTTP/1.1"),
@@ -1242,7 +1250,6 @@ PROXY: KeywordTable[Handler] = KeywordTable(
                 "option disable-h2-upgrade",
                 "option h1-case-adjust-bogus-client",
                 "option h1-case-adjust-bogus-server",
-                "option http-ignore-probes",
                 "option http-no-delay",
                 "option http-restrict-req-hdr-names",
                 "option httpclose",
